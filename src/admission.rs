@@ -1,0 +1,386 @@
+//! The AdmissionReview `admission.k8s.io/v1` wire format: what the API server sends, and
+//! the response jitgate returns.
+//!
+//! Only the fields a decision needs are parsed into typed values. `object`, `oldObject`
+//! and `options` stay raw JSON borrowed from the request body: a Secret's data lives there,
+//! it is never needed to decide, and building a tree for it would cost half the CPU of a
+//! request.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::fmt;
+
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+pub const KIND: &str = "AdmissionReview";
+
+/// The operation of an admission request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 4] = [
+        Operation::Create,
+        Operation::Update,
+        Operation::Delete,
+        Operation::Connect,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of operations, as a bit mask: cheap to copy and to test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpSet(u8);
+
+impl OpSet {
+    pub const ALL: OpSet = OpSet(0b1111);
+
+    fn bit(op: Operation) -> u8 {
+        1 << (op as u8)
+    }
+
+    pub fn insert(&mut self, op: Operation) {
+        self.0 |= Self::bit(op);
+    }
+
+    pub fn contains(self, op: Operation) -> bool {
+        self.0 & Self::bit(op) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Operation> {
+        Operation::ALL.into_iter().filter(move |op| self.contains(*op))
+    }
+}
+
+impl FromIterator<Operation> for OpSet {
+    fn from_iter<I: IntoIterator<Item = Operation>>(iter: I) -> Self {
+        let mut set = OpSet::default();
+        for op in iter {
+            set.insert(op);
+        }
+        set
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GroupVersionResource {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    pub resource: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UserInfo {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// The part of an AdmissionRequest that jitgate reads. Unknown fields are ignored, as the
+/// API server adds fields over time.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionRequest<'a> {
+    pub uid: String,
+    pub resource: GroupVersionResource,
+    #[serde(default)]
+    pub sub_resource: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+    pub operation: Operation,
+    pub user_info: UserInfo,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(borrow, default)]
+    pub object: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub old_object: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub options: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewEnvelope<'a> {
+    api_version: Option<String>,
+    kind: Option<String>,
+    #[serde(borrow)]
+    request: Option<AdmissionRequest<'a>>,
+}
+
+/// Why a body is not an AdmissionReview v1. The text is safe to return and log: it never
+/// carries any part of the body.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("the body is not valid JSON: {0}")]
+    Syntax(String),
+    #[error("the body is not an AdmissionReview: {0}")]
+    Shape(String),
+    #[error("apiVersion must be {API_VERSION:?}, got {0:?}")]
+    ApiVersion(String),
+    #[error("kind must be {KIND:?}, got {0:?}")]
+    Kind(String),
+    #[error("the AdmissionReview has no request")]
+    NoRequest,
+    #[error("request.uid is empty")]
+    EmptyUid,
+}
+
+/// Decodes an AdmissionReview v1 body. The returned request borrows from `body`.
+pub fn decode(body: &[u8]) -> Result<AdmissionRequest<'_>, DecodeError> {
+    let envelope: ReviewEnvelope<'_> = serde_json::from_slice(body).map_err(|e| {
+        let text = describe_json_error(&e);
+        match e.classify() {
+            serde_json::error::Category::Data => DecodeError::Shape(text),
+            _ => DecodeError::Syntax(text),
+        }
+    })?;
+    match envelope.api_version.as_deref() {
+        Some(API_VERSION) => {}
+        other => return Err(DecodeError::ApiVersion(short(other.unwrap_or("")))),
+    }
+    match envelope.kind.as_deref() {
+        Some(KIND) => {}
+        other => return Err(DecodeError::Kind(short(other.unwrap_or("")))),
+    }
+    let request = envelope.request.ok_or(DecodeError::NoRequest)?;
+    if request.uid.is_empty() {
+        return Err(DecodeError::EmptyUid);
+    }
+    Ok(request)
+}
+
+/// Best effort: the uid of a body that failed to decode, so an error can still be tied to
+/// the request in the record.
+pub fn salvage_uid(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Uid {
+        uid: String,
+    }
+    #[derive(Deserialize)]
+    struct Env {
+        request: Uid,
+    }
+    serde_json::from_slice::<Env>(body)
+        .ok()
+        .map(|e| short(&e.request.uid))
+        .filter(|u| !u.is_empty())
+}
+
+/// serde_json's message, with any quoted input removed: a type error would otherwise
+/// quote the offending value, and values are not ours to echo.
+fn describe_json_error(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    let mut out = String::with_capacity(message.len());
+    let mut in_quote = false;
+    for c in message.chars() {
+        match (c, in_quote) {
+            ('"', false) => {
+                in_quote = true;
+                out.push_str("\"…");
+            }
+            ('"', true) => {
+                in_quote = false;
+                out.push('"');
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
+}
+
+/// Caps a client-supplied string before it is echoed in an error.
+fn short(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The status of a denial, as kubectl prints it: `Error from server (<reason>): ... <message>`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Status {
+    pub status: &'static str,
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AdmissionResponse {
+    pub uid: String,
+    pub allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl AdmissionResponse {
+    pub fn allow(uid: &str) -> Self {
+        AdmissionResponse {
+            uid: uid.to_string(),
+            allowed: true,
+            status: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A denial with `code: 403` and `reason: Forbidden`, which kubectl shows as
+    /// "Error from server (Forbidden)" followed by the message.
+    pub fn deny(uid: &str, message: String) -> Self {
+        AdmissionResponse {
+            uid: uid.to_string(),
+            allowed: false,
+            status: Some(Status {
+                status: "Failure",
+                code: 403,
+                reason: "Forbidden",
+                message,
+            }),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The whole AdmissionReview that carries this response.
+    pub fn into_review(self) -> ReviewResponse {
+        ReviewResponse {
+            api_version: API_VERSION,
+            kind: KIND,
+            response: self,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewResponse {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub response: AdmissionResponse,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn review(request: &str) -> String {
+        format!(r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{request}}}"#)
+    }
+
+    const SECRET_UPDATE: &str = r#"{"uid":"u-1","kind":{"group":"","version":"v1","kind":"Secret"},
+        "resource":{"group":"","version":"v1","resource":"secrets"},"name":"db","namespace":"prod",
+        "operation":"UPDATE","userInfo":{"username":"alice","groups":["dev"]},
+        "object":{"data":{"password":"c2VjcmV0"}},"oldObject":null,"dryRun":true}"#;
+
+    #[test]
+    fn a_review_decodes_with_its_objects_left_raw() {
+        let body = review(SECRET_UPDATE);
+        let req = decode(body.as_bytes()).unwrap();
+        assert_eq!(req.uid, "u-1");
+        assert_eq!(req.operation, Operation::Update);
+        assert_eq!(req.resource.resource, "secrets");
+        assert_eq!(req.user_info.groups, vec!["dev"]);
+        assert!(req.dry_run);
+        assert_eq!(req.object.unwrap().get(), r#"{"data":{"password":"c2VjcmV0"}}"#);
+        assert!(req.old_object.is_none());
+    }
+
+    #[test]
+    fn every_captured_review_decodes() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/admission/captured");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            panic!("fixtures missing at {}", dir.display());
+        };
+        let mut decoded = 0;
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let file = path.file_name().unwrap().to_string_lossy().to_string();
+            if file.starts_with('_') || !file.ends_with(".json") {
+                continue;
+            }
+            let body = std::fs::read(&path).unwrap();
+            let req = decode(&body).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(!req.uid.is_empty(), "{file}");
+            decoded += 1;
+        }
+        assert!(decoded >= 20, "only {decoded} captured reviews found");
+    }
+
+    #[test]
+    fn a_wrong_api_version_is_named() {
+        let body = review(SECRET_UPDATE).replace("admission.k8s.io/v1", "admission.k8s.io/v1beta1");
+        assert_eq!(
+            decode(body.as_bytes()).unwrap_err(),
+            DecodeError::ApiVersion("admission.k8s.io/v1beta1".into())
+        );
+    }
+
+    #[test]
+    fn a_review_without_request_or_uid_is_refused() {
+        let body = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#;
+        assert_eq!(decode(body.as_bytes()).unwrap_err(), DecodeError::NoRequest);
+        let body = review(&SECRET_UPDATE.replace("\"u-1\"", "\"\""));
+        assert_eq!(decode(body.as_bytes()).unwrap_err(), DecodeError::EmptyUid);
+    }
+
+    #[test]
+    fn an_unknown_operation_is_a_shape_error() {
+        let body = review(&SECRET_UPDATE.replace("\"UPDATE\"", "\"PATCH\""));
+        assert!(matches!(decode(body.as_bytes()), Err(DecodeError::Shape(_))));
+    }
+
+    #[test]
+    fn decode_errors_never_quote_the_input() {
+        let body = review(&SECRET_UPDATE.replace("\"dryRun\":true", "\"dryRun\":\"canary-XYZ\""));
+        let err = decode(body.as_bytes()).unwrap_err().to_string();
+        assert!(!err.contains("canary-XYZ"), "{err}");
+        assert!(err.contains("expected a boolean"), "{err}");
+    }
+
+    #[test]
+    fn a_denial_carries_code_403_and_reason_forbidden() {
+        let json = serde_json::to_value(AdmissionResponse::deny("u-9", "no".into()).into_review()).unwrap();
+        assert_eq!(json["apiVersion"], API_VERSION);
+        assert_eq!(json["response"]["uid"], "u-9");
+        assert_eq!(json["response"]["allowed"], false);
+        assert_eq!(json["response"]["status"]["code"], 403);
+        assert_eq!(json["response"]["status"]["reason"], "Forbidden");
+        assert!(json["response"].get("warnings").is_none());
+    }
+}

@@ -1,0 +1,154 @@
+//! Start-up: check everything that can be checked before binding (certificates, policies,
+//! the audit log), load the approvals, then serve. Tests start the real server through
+//! [`start`] exactly as `jitgate serve` does.
+
+use crate::approvals::ApprovalStore;
+use crate::audit::{AuditError, AuditSink};
+use crate::policy::{self, PolicyError};
+use crate::server::{self, AppState};
+use crate::sync::FileSync;
+use crate::tls::{self, TlsError};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub policies_dir: PathBuf,
+    pub approvals_file: PathBuf,
+    pub audit_log: Option<PathBuf>,
+    /// Write decision records to stdout as well (the default for `serve`).
+    pub records_to_stdout: bool,
+}
+
+impl ServeConfig {
+    /// True when the certificate paths are the development defaults, which `serve`
+    /// generates when they are absent.
+    fn uses_dev_certs(&self) -> bool {
+        self.tls_cert == Path::new(tls::DEV_CERT) && self.tls_key == Path::new(tls::DEV_KEY)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+    sync: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, fails readiness, drains in-flight requests and returns.
+    pub async fn stop(mut self) {
+        self.state.shutting_down.store(true, Ordering::Relaxed);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.server).await;
+        self.sync.abort();
+    }
+}
+
+pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
+    if cfg.uses_dev_certs() && tls::ensure_dev_certs(Path::new(tls::DEV_DIR))? {
+        tracing::info!(
+            ca = tls::DEV_CA,
+            cert = tls::DEV_CERT,
+            key = tls::DEV_KEY,
+            names = ?tls::DEV_NAMES,
+            "generated a development CA and serving certificate (ECDSA P-256, 365 days)"
+        );
+    }
+    let tls = tls::server_config(&cfg.tls_cert, &cfg.tls_key)?;
+    let policies = Arc::new(policy::load_dir(&cfg.policies_dir)?);
+    tracing::info!(dir = %cfg.policies_dir.display(), policies = policies.len(), "policies loaded");
+    let audit = AuditSink::start(cfg.records_to_stdout, cfg.audit_log.as_deref())?;
+
+    let approvals = Arc::new(ApprovalStore::default());
+    let sync = FileSync::new(cfg.approvals_file.clone(), approvals.clone()).spawn();
+
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
+    let state = Arc::new(AppState {
+        policies,
+        approvals,
+        audit,
+        shutting_down: AtomicBool::new(false),
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = server::router(state.clone());
+    let server = tokio::spawn(server::serve(listener, tls, app, async {
+        let _ = stopped.await;
+    }));
+    tracing::info!(%addr, ready = state.is_ready(), "jitgate listening (HTTPS, HTTP/1.1 and HTTP/2)");
+    Ok(Running {
+        addr,
+        state,
+        stop: Some(stop),
+        server,
+        sync,
+    })
+}
+
+/// `jitgate serve`: runs until SIGTERM or Ctrl-C.
+pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
+    let running = start(cfg).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: no longer ready, draining connections");
+    running.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,224 @@
+//! One approval: a key of an approvals ConfigMap's `data`, whose value is a YAML mapping.
+//! An entry that does not parse, or that is ambiguous, is refused whole: it never grants.
+
+use crate::admission::{OpSet, Operation};
+use jiff::Timestamp;
+use serde::Deserialize;
+
+/// Who an approval is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Subject {
+    User(String),
+    Group(String),
+}
+
+/// A parsed approval entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// `<configmap>/<key>`.
+    pub id: String,
+    pub subject: Subject,
+    /// Plural resource name, e.g. `deployments`.
+    pub resource: String,
+    /// Subresource, e.g. `scale`; empty for the resource itself.
+    pub sub_resource: String,
+    /// `None`: any API group.
+    pub api_group: Option<String>,
+    /// Empty for cluster-scoped objects.
+    pub namespace: String,
+    /// `None`: any object of the resource in the namespace.
+    pub name: Option<String>,
+    /// `None`: every gated operation.
+    pub operations: Option<OpSet>,
+    pub expires_at: Timestamp,
+    pub reason: String,
+    /// As written; counting distinct names other than the requester is the decision's job.
+    pub approved_by: Vec<String>,
+}
+
+impl Approval {
+    /// `resource` or `resource/subresource`, as written in the entry.
+    pub fn resource_string(&self) -> String {
+        if self.sub_resource.is_empty() {
+            self.resource.clone()
+        } else {
+            format!("{}/{}", self.resource, self.sub_resource)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawEntry {
+    user: Option<String>,
+    group: Option<String>,
+    resource: String,
+    api_group: Option<String>,
+    namespace: Option<String>,
+    name: Option<String>,
+    operations: Option<Vec<Operation>>,
+    expires_at: String,
+    reason: String,
+    #[serde(default)]
+    approved_by: Vec<String>,
+}
+
+/// Why an entry was refused. Names the entry and the rule, never the entry's text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("approval {id:?} ignored: {reason}")]
+pub struct EntryError {
+    pub id: String,
+    pub reason: String,
+}
+
+/// Parses the value of one ConfigMap key.
+pub fn parse_entry(id: &str, text: &str) -> Result<Approval, EntryError> {
+    let fail = |reason: String| EntryError {
+        id: id.to_string(),
+        reason,
+    };
+    let raw: RawEntry = crate::yaml::from_str(text).map_err(fail)?;
+    let subject = match (raw.user, raw.group) {
+        (Some(u), None) if !u.is_empty() => Subject::User(u),
+        (None, Some(g)) if !g.is_empty() => Subject::Group(g),
+        (Some(_), Some(_)) => return Err(fail("give exactly one of user and group, not both".into())),
+        _ => return Err(fail("give exactly one of user and group, not empty".into())),
+    };
+    let (resource, sub_resource) = match raw.resource.split_once('/') {
+        None => (raw.resource.clone(), String::new()),
+        Some((r, s)) => (r.to_string(), s.to_string()),
+    };
+    if resource.is_empty() || sub_resource.contains('/') || raw.resource.ends_with('/') {
+        return Err(fail(format!(
+            "resource {:?} must be a plural name, optionally with /subresource",
+            raw.resource
+        )));
+    }
+    let namespace = raw.namespace.unwrap_or_default();
+    for (field, value) in [
+        ("resource", raw.resource.as_str()),
+        ("namespace", namespace.as_str()),
+        ("name", raw.name.as_deref().unwrap_or("")),
+        ("apiGroup", raw.api_group.as_deref().unwrap_or("")),
+    ] {
+        if value.contains(['*', '?', '[']) {
+            return Err(fail(format!(
+                "{field} must be exact: an approval names what it allows, no wildcards"
+            )));
+        }
+    }
+    if raw.name.as_deref() == Some("") {
+        return Err(fail("name is empty: omit it to allow any object".into()));
+    }
+    let operations = match raw.operations {
+        None => None,
+        Some(ops) if ops.is_empty() => {
+            return Err(fail(
+                "operations is empty: omit it for every gated operation".into(),
+            ));
+        }
+        Some(ops) => Some(ops.into_iter().collect::<OpSet>()),
+    };
+    let expires_at: Timestamp = raw
+        .expires_at
+        .parse()
+        .map_err(|_| fail("expiresAt must be an RFC 3339 time such as 2026-11-21T22:00:00Z".into()))?;
+    if raw.reason.trim().is_empty() {
+        return Err(fail("reason is empty: say why the access is needed".into()));
+    }
+    if raw.approved_by.iter().any(|a| a.is_empty()) {
+        return Err(fail("approvedBy holds an empty name".into()));
+    }
+    Ok(Approval {
+        id: id.to_string(),
+        subject,
+        resource,
+        sub_resource,
+        api_group: raw.api_group,
+        namespace,
+        name: raw.name,
+        operations,
+        expires_at,
+        reason: raw.reason,
+        approved_by: raw.approved_by,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENTRY: &str = r#"
+user: alice@example.com
+resource: deployments/scale
+apiGroup: apps
+namespace: prod
+name: web
+operations: [UPDATE]
+expiresAt: "2026-11-21T22:00:00Z"
+reason: "INC-4711: scale up"
+approvedBy: [bob@example.com]
+"#;
+
+    fn reason_of(text: &str) -> String {
+        parse_entry("cm/k", text).unwrap_err().reason
+    }
+
+    #[test]
+    fn a_full_entry_parses() {
+        let a = parse_entry("cm/k", ENTRY).unwrap();
+        assert_eq!(a.subject, Subject::User("alice@example.com".into()));
+        assert_eq!(
+            (a.resource.as_str(), a.sub_resource.as_str()),
+            ("deployments", "scale")
+        );
+        assert_eq!(a.api_group.as_deref(), Some("apps"));
+        assert_eq!(a.operations, Some([Operation::Update].into_iter().collect()));
+        assert_eq!(a.expires_at.to_string(), "2026-11-21T22:00:00Z");
+        assert_eq!(a.approved_by, ["bob@example.com"]);
+        assert_eq!(a.resource_string(), "deployments/scale");
+    }
+
+    #[test]
+    fn optional_fields_may_be_left_out() {
+        let text = "group: sre\nresource: secrets\nnamespace: prod\nexpiresAt: 2026-11-21T22:00:00+01:00\nreason: x\n";
+        let a = parse_entry("cm/k", text).unwrap();
+        assert_eq!(a.subject, Subject::Group("sre".into()));
+        assert!(a.name.is_none() && a.operations.is_none() && a.api_group.is_none());
+        assert!(a.approved_by.is_empty());
+        assert_eq!(a.expires_at.to_string(), "2026-11-21T21:00:00Z");
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused() {
+        assert!(reason_of(&format!("{ENTRY}approvedUntil: never\n")).contains("approvedUntil"));
+    }
+
+    #[test]
+    fn user_and_group_are_exclusive_and_one_is_required() {
+        assert!(reason_of(&format!("{ENTRY}group: sre\n")).contains("not both"));
+        assert!(reason_of(&ENTRY.replace("user: alice@example.com\n", "")).contains("exactly one"));
+    }
+
+    #[test]
+    fn wildcards_and_bad_values_are_refused() {
+        for (from, to, needle) in [
+            ("namespace: prod", "namespace: prod-*", "no wildcards"),
+            ("name: web", "name: \"*\"", "no wildcards"),
+            ("2026-11-21T22:00:00Z", "tomorrow", "RFC 3339"),
+            ("[UPDATE]", "[PATCH]", "PATCH"),
+            ("[UPDATE]", "[]", "operations is empty"),
+            ("\"INC-4711: scale up\"", "\"  \"", "reason is empty"),
+            ("deployments/scale", "deployments/", "plural name"),
+        ] {
+            let reason = reason_of(&ENTRY.replace(from, to));
+            assert!(reason.contains(needle), "{to}: {reason}");
+        }
+    }
+
+    #[test]
+    fn a_value_that_is_not_a_mapping_is_refused() {
+        assert!(parse_entry("cm/k", "just a string").is_err());
+        assert!(parse_entry("cm/k", "").is_err());
+    }
+}

@@ -1,0 +1,237 @@
+//! The in-memory approval cache, indexed by what a request carries: who asks (the user,
+//! or one of their groups), the namespace, and the resource. A lookup is one hash probe per
+//! subject, whatever the number of approvals.
+//!
+//! Buckets live in a moka cache whose per-entry expiry drops a bucket from memory once its
+//! last approval has expired (plus a grace period, so that a denial can still say which
+//! approval expired). Eviction only saves memory: the decision checks every approval's
+//! expiry against the clock itself, and an index is never changed after it is built, so
+//! a new state of the approvals replaces the whole index at once.
+
+use super::entry::{Approval, Subject};
+use jiff::Timestamp;
+use moka::sync::Cache;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long an expired approval stays findable, to explain a denial.
+const EXPIRED_GRACE: Duration = Duration::from_secs(3600);
+const GRACE_SIGNED: jiff::SignedDuration = jiff::SignedDuration::from_secs(3600);
+
+#[derive(Debug)]
+struct Bucket {
+    approvals: Vec<Arc<Approval>>,
+    latest_expiry: Timestamp,
+}
+
+struct BucketExpiry;
+
+impl moka::Expiry<u64, Arc<Bucket>> for BucketExpiry {
+    fn expire_after_create(&self, _key: &u64, bucket: &Arc<Bucket>, _created: Instant) -> Option<Duration> {
+        Some(until(bucket.latest_expiry, Timestamp::now()) + EXPIRED_GRACE)
+    }
+}
+
+fn until(t: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO)
+}
+
+/// A request's coordinates for lookup.
+#[derive(Debug, Clone, Copy)]
+pub struct LookupKey<'a> {
+    pub user: &'a str,
+    pub groups: &'a [String],
+    pub namespace: &'a str,
+    pub resource: &'a str,
+    pub sub_resource: &'a str,
+}
+
+pub struct ApprovalIndex {
+    buckets: Cache<u64, Arc<Bucket>>,
+    hasher: RandomState,
+    len: usize,
+}
+
+impl std::fmt::Debug for ApprovalIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApprovalIndex").field("len", &self.len).finish()
+    }
+}
+
+impl ApprovalIndex {
+    /// Indexes `approvals`. Approvals that expired more than the grace period ago are left
+    /// out: they can neither grant nor explain anything.
+    pub fn build(approvals: impl IntoIterator<Item = Arc<Approval>>, now: Timestamp) -> Self {
+        let hasher = RandomState::new();
+        let mut grouped: HashMap<u64, Vec<Arc<Approval>>> = HashMap::new();
+        let mut len = 0;
+        for approval in approvals {
+            if now.duration_since(approval.expires_at) > GRACE_SIGNED {
+                continue;
+            }
+            let (kind, name) = subject_parts(&approval.subject);
+            let key = hash(
+                &hasher,
+                kind,
+                name,
+                &approval.namespace,
+                &approval.resource,
+                &approval.sub_resource,
+            );
+            grouped.entry(key).or_default().push(approval);
+            len += 1;
+        }
+        let buckets = Cache::builder().expire_after(BucketExpiry).build();
+        for (key, approvals) in grouped {
+            let latest_expiry = approvals.iter().map(|a| a.expires_at).max().unwrap_or(now);
+            buckets.insert(
+                key,
+                Arc::new(Bucket {
+                    approvals,
+                    latest_expiry,
+                }),
+            );
+        }
+        ApprovalIndex { buckets, hasher, len }
+    }
+
+    pub fn empty() -> Self {
+        Self::build(std::iter::empty(), Timestamp::now())
+    }
+
+    /// Number of approvals indexed.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The approvals for this subject, namespace and resource (any name, operation, group
+    /// or expiry: those are the decision's to check).
+    pub fn candidates(&self, k: &LookupKey<'_>) -> Vec<Arc<Approval>> {
+        let mut out = Vec::new();
+        let subjects = std::iter::once((0u8, k.user)).chain(k.groups.iter().map(|g| (1u8, g.as_str())));
+        for (kind, name) in subjects {
+            let key = hash(&self.hasher, kind, name, k.namespace, k.resource, k.sub_resource);
+            if let Some(bucket) = self.buckets.get(&key) {
+                // A bucket is chosen by hash: keep only exact matches.
+                out.extend(
+                    bucket
+                        .approvals
+                        .iter()
+                        .filter(|a| {
+                            subject_parts(&a.subject) == (kind, name)
+                                && a.namespace == k.namespace
+                                && a.resource == k.resource
+                                && a.sub_resource == k.sub_resource
+                        })
+                        .cloned(),
+                );
+            }
+        }
+        out
+    }
+}
+
+fn subject_parts(s: &Subject) -> (u8, &str) {
+    match s {
+        Subject::User(u) => (0, u),
+        Subject::Group(g) => (1, g),
+    }
+}
+
+fn hash(h: &RandomState, kind: u8, name: &str, ns: &str, resource: &str, sub: &str) -> u64 {
+    h.hash_one((kind, name, ns, resource, sub))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approvals::entry::parse_entry;
+
+    fn approval(id: &str, who: &str, ns: &str, resource: &str, expires: &str) -> Arc<Approval> {
+        let text =
+            format!("{who}\nresource: {resource}\nnamespace: {ns}\nexpiresAt: \"{expires}\"\nreason: r\n");
+        Arc::new(parse_entry(id, &text).unwrap())
+    }
+
+    fn key<'a>(
+        user: &'a str,
+        groups: &'a [String],
+        ns: &'a str,
+        resource: &'a str,
+        sub: &'a str,
+    ) -> LookupKey<'a> {
+        LookupKey {
+            user,
+            groups,
+            namespace: ns,
+            resource,
+            sub_resource: sub,
+        }
+    }
+
+    #[test]
+    fn lookup_finds_the_users_and_their_groups_approvals_only() {
+        let far = "2099-01-01T00:00:00Z";
+        let index = ApprovalIndex::build(
+            [
+                approval("cm/a", "user: alice", "prod", "secrets", far),
+                approval("cm/b", "group: sre", "prod", "secrets", far),
+                approval("cm/c", "user: bob", "prod", "secrets", far),
+                approval("cm/d", "user: alice", "prod-eu", "secrets", far),
+                approval("cm/e", "user: alice", "prod", "deployments/scale", far),
+            ],
+            Timestamp::now(),
+        );
+        assert_eq!(index.len(), 5);
+        let groups = vec!["sre".to_string()];
+        let mut ids: Vec<_> = index
+            .candidates(&key("alice", &groups, "prod", "secrets", ""))
+            .iter()
+            .map(|a| a.id.clone())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["cm/a", "cm/b"]);
+        let scale = index.candidates(&key("alice", &[], "prod", "deployments", "scale"));
+        assert_eq!(scale.len(), 1);
+        assert!(
+            index
+                .candidates(&key("alice", &[], "prod", "deployments", ""))
+                .is_empty()
+        );
+        assert!(
+            index
+                .candidates(&key("carol", &[], "prod", "secrets", ""))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_recently_expired_approval_is_still_findable_to_explain_a_denial() {
+        let now = Timestamp::now();
+        let recent = (now - jiff::SignedDuration::from_mins(5)).to_string();
+        let ancient = (now - jiff::SignedDuration::from_hours(5)).to_string();
+        let index = ApprovalIndex::build(
+            [
+                approval("cm/recent", "user: alice", "prod", "secrets", &recent),
+                approval("cm/ancient", "user: alice", "prod", "pods", &ancient),
+            ],
+            now,
+        );
+        assert_eq!(
+            index.candidates(&key("alice", &[], "prod", "secrets", "")).len(),
+            1
+        );
+        assert!(
+            index
+                .candidates(&key("alice", &[], "prod", "pods", ""))
+                .is_empty()
+        );
+        assert_eq!(index.len(), 1);
+    }
+}

@@ -1,0 +1,266 @@
+//! Approvals: parsing them from ConfigMaps (one code path for the approvals file and, in
+//! a cluster, the watched ConfigMaps), indexing them, and holding the current set.
+
+mod entry;
+mod index;
+
+pub use entry::{Approval, EntryError, Subject, parse_entry};
+pub use index::{ApprovalIndex, LookupKey};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ConfigMap;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+/// The label that marks a ConfigMap as holding approvals.
+pub const LABEL: &str = "jitgate.dev/approvals";
+/// Where denial messages tell engineers to file a request when nothing else is known.
+pub const DEFAULT_NAMESPACE: &str = "jitgate-system";
+pub const DEFAULT_CONFIGMAP: &str = "jitgate-approvals";
+
+/// A ConfigMap that engineers add approval requests to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigMapRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Default for ConfigMapRef {
+    fn default() -> Self {
+        ConfigMapRef {
+            namespace: DEFAULT_NAMESPACE.into(),
+            name: DEFAULT_CONFIGMAP.into(),
+        }
+    }
+}
+
+/// The approvals of one ConfigMap, and the entries that were refused.
+#[derive(Debug, Default)]
+pub struct ParsedConfigMap {
+    pub approvals: Vec<Arc<Approval>>,
+    pub errors: Vec<EntryError>,
+}
+
+/// Parses every key of a ConfigMap's `data`; the approval id is `<configmap>/<key>`.
+/// One bad entry is refused on its own; the others still count.
+pub fn parse_configmap(name: &str, data: &BTreeMap<String, String>) -> ParsedConfigMap {
+    let mut out = ParsedConfigMap::default();
+    for (key, value) in data {
+        match parse_entry(&format!("{name}/{key}"), value) {
+            Ok(a) => out.approvals.push(Arc::new(a)),
+            Err(e) => out.errors.push(e),
+        }
+    }
+    out
+}
+
+/// True when the ConfigMap carries `jitgate.dev/approvals: "true"`.
+pub fn is_labelled(cm: &ConfigMap) -> bool {
+    cm.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL))
+        .is_some_and(|v| v == "true")
+}
+
+/// Why an approvals file as a whole could not be used (the last good approvals stay).
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid YAML: {reason}")]
+    Syntax { path: String, reason: String },
+    #[error("{path}, document {document}: not a ConfigMap: {reason}")]
+    NotConfigMap {
+        path: String,
+        document: usize,
+        reason: String,
+    },
+}
+
+/// What an approvals file holds: its labelled ConfigMaps' approvals, the refused entries,
+/// and the names of ConfigMaps left out for want of the label.
+#[derive(Debug)]
+pub struct FileApprovals {
+    pub approvals: Vec<Arc<Approval>>,
+    pub errors: Vec<EntryError>,
+    pub unlabelled: Vec<String>,
+    pub home: ConfigMapRef,
+}
+
+/// Parses an approvals file: one or more ConfigMap manifests, exactly as applied to a
+/// cluster. Only ConfigMaps labelled `jitgate.dev/approvals: "true"` count, as in a cluster.
+pub fn parse_file(path: &str, text: &str) -> Result<FileApprovals, FileError> {
+    let documents = crate::yaml::documents(text).map_err(|reason| FileError::Syntax {
+        path: path.to_string(),
+        reason,
+    })?;
+    let mut out = FileApprovals {
+        approvals: Vec::new(),
+        errors: Vec::new(),
+        unlabelled: Vec::new(),
+        home: ConfigMapRef::default(),
+    };
+    let mut home = None;
+    for (i, doc) in documents.into_iter().enumerate() {
+        let not_cm = |reason: String| FileError::NotConfigMap {
+            path: path.to_string(),
+            document: i + 1,
+            reason,
+        };
+        if doc.get("kind").and_then(|k| k.as_str()) != Some("ConfigMap") {
+            return Err(not_cm("kind must be ConfigMap".into()));
+        }
+        let cm: ConfigMap = serde_json::from_value(doc).map_err(|e| not_cm(e.to_string()))?;
+        let name = cm.metadata.name.clone().unwrap_or_default();
+        if name.is_empty() {
+            return Err(not_cm("metadata.name is missing".into()));
+        }
+        if !is_labelled(&cm) {
+            out.unlabelled.push(name);
+            continue;
+        }
+        home.get_or_insert_with(|| ConfigMapRef {
+            namespace: cm
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+            name: name.clone(),
+        });
+        let parsed = parse_configmap(&name, cm.data.as_ref().unwrap_or(&BTreeMap::new()));
+        out.approvals.extend(parsed.approvals);
+        out.errors.extend(parsed.errors);
+    }
+    if let Some(home) = home {
+        out.home = home;
+    }
+    Ok(out)
+}
+
+/// One consistent state of the approvals: what decisions read.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub index: ApprovalIndex,
+    /// Where engineers should add a request.
+    pub home: ConfigMapRef,
+}
+
+impl Snapshot {
+    pub fn new(approvals: Vec<Arc<Approval>>, home: ConfigMapRef, now: Timestamp) -> Self {
+        Snapshot {
+            index: ApprovalIndex::build(approvals, now),
+            home,
+        }
+    }
+}
+
+/// The current approvals, shared between the request path and the sync task. `None`
+/// until the first successful load: decisions then deny rather than act as if nothing
+/// were approved.
+#[derive(Debug, Default)]
+pub struct ApprovalStore {
+    current: RwLock<Option<Arc<Snapshot>>>,
+}
+
+impl ApprovalStore {
+    pub fn current(&self) -> Option<Arc<Snapshot>> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the whole state at once.
+    pub fn replace(&self, snapshot: Snapshot) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(snapshot));
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: team-a
+  namespace: ops
+  labels: { jitgate.dev/approvals: "true" }
+data:
+  good: |
+    user: alice
+    resource: secrets
+    namespace: prod
+    expiresAt: "2099-01-01T00:00:00Z"
+    reason: rotate
+    approvedBy: [bob]
+  broken: |
+    user: alice
+    resource: secrets
+    colour: blue
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: stray }
+data:
+  x: "user: alice"
+"#;
+
+    #[test]
+    fn a_file_yields_labelled_approvals_and_names_the_refused_ones() {
+        let f = parse_file("a.yaml", FILE).unwrap();
+        assert_eq!(f.approvals.len(), 1);
+        assert_eq!(f.approvals[0].id, "team-a/good");
+        assert_eq!(f.errors.len(), 1);
+        assert_eq!(f.errors[0].id, "team-a/broken");
+        assert_eq!(f.unlabelled, ["stray"]);
+        assert_eq!(
+            f.home,
+            ConfigMapRef {
+                namespace: "ops".into(),
+                name: "team-a".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_broken_file_is_an_error_not_an_empty_set() {
+        assert!(matches!(
+            parse_file("a.yaml", "data: [oops"),
+            Err(FileError::Syntax { .. })
+        ));
+        let not_cm = "apiVersion: v1\nkind: Secret\nmetadata: { name: s }\n";
+        assert!(matches!(
+            parse_file("a.yaml", not_cm),
+            Err(FileError::NotConfigMap { .. })
+        ));
+    }
+
+    #[test]
+    fn the_store_is_empty_until_the_first_load() {
+        let store = ApprovalStore::default();
+        assert!(store.current().is_none() && !store.is_loaded());
+        store.replace(Snapshot::new(
+            Vec::new(),
+            ConfigMapRef::default(),
+            Timestamp::now(),
+        ));
+        assert!(store.is_loaded());
+    }
+
+    #[test]
+    fn the_shipped_approvals_manifest_parses_without_errors() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/approvals.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let f = parse_file(path, &text).unwrap();
+        assert!(f.errors.is_empty(), "{:?}", f.errors);
+        assert!(f.unlabelled.is_empty());
+    }
+}

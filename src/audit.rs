@@ -1,0 +1,230 @@
+//! Decision records: one JSON line per answer, with the same keys every time, written to
+//! stdout and appended to `--audit-log`.
+//!
+//! A record is built from the request's coordinates and the decision only; `object`,
+//! `oldObject` and `options` never reach it. Lines are written by one thread that batches
+//! whatever is waiting, so request workers never block on a disk; each request still waits
+//! for its own line to be written, and learns if it was not.
+
+use crate::admission::AdmissionRequest;
+use crate::decision::Decision;
+use jiff::Timestamp;
+use serde::Serialize;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tokio::sync::{mpsc, oneshot};
+
+/// How many records may wait for the writer before requests wait to hand theirs over.
+const QUEUE: usize = 4096;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionRecord<'a> {
+    pub timestamp: String,
+    pub event: &'static str,
+    pub uid: Option<&'a str>,
+    pub allowed: bool,
+    pub decision: &'static str,
+    pub reason: &'static str,
+    pub policy: Option<String>,
+    pub user: Option<&'a str>,
+    pub groups: Option<&'a [String]>,
+    pub operation: Option<&'static str>,
+    pub api_group: Option<&'a str>,
+    pub resource: Option<&'a str>,
+    pub sub_resource: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub dry_run: Option<bool>,
+    pub approval: Option<&'a str>,
+    pub approved_by: Option<&'a [String]>,
+    pub expires_at: Option<String>,
+    pub latency_us: u64,
+}
+
+impl<'a> DecisionRecord<'a> {
+    /// The record of a decided request.
+    pub fn decided(req: &'a AdmissionRequest<'_>, d: &'a Decision, now: Timestamp, latency_us: u64) -> Self {
+        let approval = d.approval.as_deref();
+        DecisionRecord {
+            timestamp: now.to_string(),
+            event: "decision",
+            uid: Some(&req.uid),
+            allowed: d.allowed,
+            decision: if d.allowed { "allow" } else { "deny" },
+            reason: d.reason.as_str(),
+            policy: (!d.policies.is_empty()).then(|| d.policies.join(",")),
+            user: Some(&req.user_info.username),
+            groups: Some(&req.user_info.groups),
+            operation: Some(req.operation.as_str()),
+            api_group: Some(&req.resource.group),
+            resource: Some(&req.resource.resource),
+            sub_resource: Some(&req.sub_resource),
+            namespace: Some(&req.namespace),
+            name: Some(&req.name),
+            dry_run: Some(req.dry_run),
+            approval: approval.map(|a| a.id.as_str()),
+            approved_by: approval.map(|a| a.approved_by.as_slice()),
+            expires_at: approval.map(|a| a.expires_at.to_string()),
+            latency_us,
+        }
+    }
+
+    /// The record of a body that could not be read as an AdmissionReview.
+    pub fn refused(uid: Option<&'a str>, d: &'a Decision, now: Timestamp, latency_us: u64) -> Self {
+        DecisionRecord {
+            timestamp: now.to_string(),
+            event: "decision",
+            uid,
+            allowed: false,
+            decision: "deny",
+            reason: d.reason.as_str(),
+            policy: None,
+            user: None,
+            groups: None,
+            operation: None,
+            api_group: None,
+            resource: None,
+            sub_resource: None,
+            namespace: None,
+            name: None,
+            dry_run: None,
+            approval: None,
+            approved_by: None,
+            expires_at: None,
+            latency_us,
+        }
+    }
+
+    /// The record as one JSON line, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec());
+        line.push(b'\n');
+        line
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("cannot open audit log {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the decision record: {0}")]
+    Write(String),
+    #[error("the audit writer has stopped")]
+    Stopped,
+}
+
+struct Job {
+    line: Vec<u8>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Where records go. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AuditSink {
+    tx: mpsc::Sender<Job>,
+}
+
+impl AuditSink {
+    /// Opens the audit log (if any) for appending and starts the writer thread.
+    pub fn start(to_stdout: bool, file: Option<&Path>) -> Result<Self, AuditError> {
+        let file = file
+            .map(|path| {
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|source| AuditError::Open {
+                        path: path.to_path_buf(),
+                        source,
+                    })
+            })
+            .transpose()?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("jitgate-audit".into())
+            .spawn(move || write_loop(rx, to_stdout, file))
+            .map_err(|e| AuditError::Write(e.to_string()))?;
+        Ok(AuditSink { tx })
+    }
+
+    /// Hands a line to the writer and waits until it is written.
+    pub async fn write(&self, line: Vec<u8>) -> Result<(), AuditError> {
+        let (done, written) = oneshot::channel();
+        self.tx
+            .send(Job { line, done })
+            .await
+            .map_err(|_| AuditError::Stopped)?;
+        written
+            .await
+            .map_err(|_| AuditError::Stopped)?
+            .map_err(AuditError::Write)
+    }
+}
+
+fn write_loop(mut rx: mpsc::Receiver<Job>, to_stdout: bool, mut file: Option<File>) {
+    let mut batch = Vec::with_capacity(256);
+    let mut buf = Vec::with_capacity(64 * 1024);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        buf.clear();
+        for job in &batch {
+            buf.extend_from_slice(&job.line);
+        }
+        let mut result = Ok(());
+        if to_stdout {
+            let mut out = std::io::stdout().lock();
+            result = out.write_all(&buf).and_then(|_| out.flush());
+        }
+        if let (Ok(()), Some(f)) = (&result, file.as_mut()) {
+            result = f.write_all(&buf).and_then(|_| f.flush());
+        }
+        let result = result.map_err(|e| e.to_string());
+        for job in batch.drain(..) {
+            let _ = job.done.send(result.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn records_reach_the_file_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let sink = AuditSink::start(false, Some(&path)).unwrap();
+        for i in 0..100 {
+            sink.write(format!("{{\"n\":{i}}}\n").into_bytes()).await.unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 100);
+        assert_eq!(lines[99], "{\"n\":99}");
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_reported_to_the_writer() {
+        let sink = AuditSink::start(false, Some(Path::new("/dev/full"))).unwrap();
+        let err = sink.write(b"{}\n".to_vec()).await.unwrap_err();
+        assert!(matches!(err, AuditError::Write(_)), "{err}");
+    }
+
+    #[test]
+    fn an_unopenable_audit_log_is_an_error_at_start() {
+        let err = AuditSink::start(false, Some(Path::new("/nonexistent-dir/audit.jsonl"))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent-dir/audit.jsonl"));
+    }
+}

@@ -1,0 +1,61 @@
+//! `jitgate check`: one AdmissionReview decided offline, with the same code as the server.
+
+use crate::admission;
+use crate::approvals::{self, Snapshot};
+use crate::decision;
+use crate::explain;
+use crate::policy;
+use jiff::Timestamp;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Request { path: String, reason: String },
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
+    #[error(transparent)]
+    Approvals(#[from] approvals::FileError),
+}
+
+/// The answer the server would give, as the JSON of the response AdmissionReview, and
+/// whether it allows.
+pub fn check(
+    request: &Path,
+    policies_dir: &Path,
+    approvals_file: &Path,
+    now: Timestamp,
+) -> Result<(String, bool), CheckError> {
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| CheckError::Read {
+            path: p.display().to_string(),
+            source,
+        })
+    };
+    let body = read(request)?;
+    let req = admission::decode(&body).map_err(|e| CheckError::Request {
+        path: request.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let policies = policy::load_dir(policies_dir)?;
+    let shown = approvals_file.display().to_string();
+    let text = String::from_utf8(read(approvals_file)?).map_err(|_| CheckError::Request {
+        path: shown.clone(),
+        reason: "not UTF-8".into(),
+    })?;
+    let file = approvals::parse_file(&shown, &text)?;
+    for e in &file.errors {
+        tracing::warn!(approval = %e.id, reason = %e.reason, "approval entry ignored");
+    }
+    let snapshot = Snapshot::new(file.approvals, file.home, now);
+    let d = decision::decide(&req, &policies, Some(&snapshot.index), now);
+    let response = explain::response(&req, &d, &snapshot.home, now);
+    let json = serde_json::to_string_pretty(&response.into_review()).unwrap_or_default();
+    Ok((json, d.allowed))
+}

@@ -1,0 +1,397 @@
+//! The matching rules, one test each.
+
+use super::*;
+use crate::admission::decode;
+use crate::approvals::parse_entry;
+use crate::policy::parse_policies;
+
+const POLICIES: &str = r#"
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: prod-secrets }
+spec:
+  rules: [{ apiGroups: [""], resources: ["secrets"], operations: ["UPDATE", "DELETE"] }]
+  namespaces: ["prod", "prod-*"]
+  exempt: { users: ["system:serviceaccount:kube-system:*"], groups: ["robots"] }
+  approval: { minApprovers: 1, maxDuration: 4h }
+---
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: prod-workloads }
+spec:
+  rules:
+    - { apiGroups: ["apps"], resources: ["deployments"], operations: ["UPDATE", "DELETE"] }
+    - { apiGroups: ["apps"], resources: ["deployments/scale"], operations: ["UPDATE"] }
+  namespaces: ["prod"]
+  approval: { minApprovers: 1, maxDuration: 4h }
+---
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: prod-critical }
+spec:
+  rules: [{ apiGroups: ["apps"], resources: ["deployments"], operations: ["DELETE"] }]
+  namespaces: ["prod"]
+  approval: { minApprovers: 2, maxDuration: 1h }
+"#;
+
+/// A request, described by the few fields that matter.
+#[derive(Clone)]
+struct Req {
+    user: &'static str,
+    groups: &'static [&'static str],
+    group: &'static str,
+    resource: &'static str,
+    sub: &'static str,
+    namespace: &'static str,
+    name: &'static str,
+    op: &'static str,
+}
+
+const SECRET_UPDATE: Req = Req {
+    user: "alice",
+    groups: &["dev", "system:authenticated"],
+    group: "",
+    resource: "secrets",
+    sub: "",
+    namespace: "prod",
+    name: "db-password",
+    op: "UPDATE",
+};
+
+fn now() -> Timestamp {
+    "2026-11-21T20:00:00Z".parse().unwrap()
+}
+
+fn at(offset_mins: i64) -> String {
+    (now() + SignedDuration::from_mins(offset_mins)).to_string()
+}
+
+/// An approval entry for alice on prod secrets/db-password, valid for 30 minutes,
+/// approved by bob; `edits` replace lines.
+fn entry(edits: &[(&str, &str)]) -> String {
+    let mut text = format!(
+        "user: alice\nresource: secrets\nnamespace: prod\nname: db-password\noperations: [UPDATE]\nexpiresAt: \"{}\"\nreason: INC-1\napprovedBy: [bob]\n",
+        at(30)
+    );
+    for (from, to) in edits {
+        assert!(text.contains(from), "{from} not in entry");
+        text = text.replace(from, to);
+    }
+    text
+}
+
+fn decide_with(req: &Req, entries: &[String], approvals_loaded: bool) -> Decision {
+    let body = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "uid-1",
+            "resource": {"group": req.group, "version": "v1", "resource": req.resource},
+            "subResource": req.sub,
+            "namespace": req.namespace,
+            "name": req.name,
+            "operation": req.op,
+            "userInfo": {"username": req.user, "groups": req.groups},
+        }
+    })
+    .to_string();
+    let request = decode(body.as_bytes()).unwrap();
+    let policies = PolicySet::new(parse_policies(POLICIES, "t.yaml").unwrap()).unwrap();
+    let approvals: Vec<_> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Arc::new(parse_entry(&format!("cm/e{i}"), e).unwrap()))
+        .collect();
+    let index = ApprovalIndex::build(approvals, now());
+    decide(&request, &policies, approvals_loaded.then_some(&index), now())
+}
+
+fn decide_one(req: &Req, entry: String) -> Decision {
+    decide_with(req, &[entry], true)
+}
+
+#[test]
+fn a_request_no_policy_gates_is_allowed_as_not_gated() {
+    for req in [
+        Req {
+            namespace: "staging",
+            ..SECRET_UPDATE
+        },
+        Req {
+            op: "CREATE",
+            ..SECRET_UPDATE
+        },
+        Req {
+            resource: "configmaps",
+            ..SECRET_UPDATE
+        },
+        Req {
+            sub: "status",
+            ..SECRET_UPDATE
+        },
+    ] {
+        let d = decide_with(&req, &[], true);
+        assert!(d.allowed);
+        assert_eq!(d.reason, Reason::NotGated);
+        assert!(d.policies.is_empty());
+    }
+}
+
+#[test]
+fn an_exempt_user_or_group_is_allowed_and_the_policy_is_named() {
+    let sa = Req {
+        user: "system:serviceaccount:kube-system:generic-garbage-collector",
+        ..SECRET_UPDATE
+    };
+    let robot = Req {
+        groups: &["robots"],
+        ..SECRET_UPDATE
+    };
+    for req in [sa, robot] {
+        let d = decide_with(&req, &[], true);
+        assert!(d.allowed);
+        assert_eq!(d.reason, Reason::Exempt);
+        assert_eq!(d.policies, ["prod-secrets"]);
+    }
+}
+
+#[test]
+fn a_gated_request_without_any_approval_is_denied() {
+    let d = decide_with(&SECRET_UPDATE, &[], true);
+    assert!(!d.allowed);
+    assert_eq!(d.reason, Reason::NoApproval);
+    assert_eq!(d.policies, ["prod-secrets"]);
+    let req = d.requirement.unwrap();
+    assert_eq!(
+        (req.min_approvers, req.max_duration),
+        (1, SignedDuration::from_hours(4))
+    );
+}
+
+#[test]
+fn a_matching_live_approval_allows() {
+    let d = decide_one(&SECRET_UPDATE, entry(&[]));
+    assert!(d.allowed);
+    assert_eq!(d.reason, Reason::Approved);
+    assert_eq!(d.approval.unwrap().id, "cm/e0");
+}
+
+#[test]
+fn an_expired_approval_does_not_allow() {
+    let d = decide_one(&SECRET_UPDATE, entry(&[(&at(30), &at(-1))]));
+    assert!(!d.allowed);
+    assert_eq!(d.reason, Reason::ApprovalExpired);
+    assert_eq!(d.approval.unwrap().id, "cm/e0");
+}
+
+#[test]
+fn an_approval_expiring_exactly_now_does_not_allow() {
+    let d = decide_one(&SECRET_UPDATE, entry(&[(&at(30), &at(0))]));
+    assert_eq!(d.reason, Reason::ApprovalExpired);
+}
+
+#[test]
+fn an_approval_longer_than_max_duration_does_not_allow() {
+    let d = decide_one(&SECRET_UPDATE, entry(&[(&at(30), &at(4 * 60 + 1))]));
+    assert!(!d.allowed);
+    assert_eq!(d.reason, Reason::ApprovalExceedsMaxDuration);
+    let d = decide_one(&SECRET_UPDATE, entry(&[(&at(30), &at(4 * 60))]));
+    assert!(d.allowed, "exactly maxDuration is within it");
+}
+
+#[test]
+fn another_users_approval_does_not_allow() {
+    let d = decide_one(&SECRET_UPDATE, entry(&[("user: alice", "user: mallory")]));
+    assert_eq!(d.reason, Reason::NoApproval);
+}
+
+#[test]
+fn an_approval_for_another_namespace_does_not_allow() {
+    let d = decide_one(
+        &SECRET_UPDATE,
+        entry(&[("namespace: prod", "namespace: prod-eu")]),
+    );
+    assert_eq!(d.reason, Reason::NoApproval);
+}
+
+#[test]
+fn an_approval_for_another_object_does_not_allow() {
+    let d = decide_one(&SECRET_UPDATE, entry(&[("name: db-password", "name: api-token")]));
+    assert_eq!(d.reason, Reason::NoApproval);
+}
+
+#[test]
+fn an_approval_for_another_operation_does_not_allow() {
+    let d = decide_one(&SECRET_UPDATE, entry(&[("[UPDATE]", "[DELETE]")]));
+    assert_eq!(d.reason, Reason::NoApproval);
+}
+
+#[test]
+fn an_approval_for_another_api_group_does_not_allow() {
+    let d = decide_one(
+        &SECRET_UPDATE,
+        entry(&[("resource: secrets", "resource: secrets\napiGroup: example.com")]),
+    );
+    assert_eq!(d.reason, Reason::NoApproval);
+    let d = decide_one(
+        &SECRET_UPDATE,
+        entry(&[("resource: secrets", "resource: secrets\napiGroup: \"\"")]),
+    );
+    assert!(d.allowed, "the core group spelled out matches");
+}
+
+#[test]
+fn an_approval_without_name_or_operations_covers_every_object_and_gated_operation() {
+    let wide = entry(&[("name: db-password\n", ""), ("operations: [UPDATE]\n", "")]);
+    let delete_other = Req {
+        op: "DELETE",
+        name: "api-token",
+        ..SECRET_UPDATE
+    };
+    assert!(decide_one(&delete_other, wide).allowed);
+}
+
+#[test]
+fn an_approval_for_a_resource_does_not_cover_its_subresource() {
+    let scale = Req {
+        group: "apps",
+        resource: "deployments",
+        sub: "scale",
+        name: "web",
+        ..SECRET_UPDATE
+    };
+    let for_deployments = entry(&[
+        ("resource: secrets", "resource: deployments"),
+        ("name: db-password", "name: web"),
+    ]);
+    assert_eq!(decide_one(&scale, for_deployments).reason, Reason::NoApproval);
+    let for_scale = entry(&[
+        ("resource: secrets", "resource: deployments/scale"),
+        ("name: db-password", "name: web"),
+    ]);
+    assert!(decide_one(&scale, for_scale).allowed);
+}
+
+#[test]
+fn too_few_approvers_do_not_allow() {
+    let d = decide_one(&SECRET_UPDATE, entry(&[("[bob]", "[]")]));
+    assert!(!d.allowed);
+    assert_eq!(d.reason, Reason::TooFewApprovers);
+    assert_eq!(
+        d.verdict,
+        Some(Verdict::TooFewApprovers {
+            counted: 0,
+            self_approved: false
+        })
+    );
+}
+
+#[test]
+fn approving_your_own_request_does_not_count() {
+    let d = decide_one(&SECRET_UPDATE, entry(&[("[bob]", "[alice]")]));
+    assert!(!d.allowed);
+    assert_eq!(d.reason, Reason::TooFewApprovers);
+    assert_eq!(
+        d.verdict,
+        Some(Verdict::TooFewApprovers {
+            counted: 0,
+            self_approved: true
+        })
+    );
+}
+
+#[test]
+fn one_approver_named_twice_counts_once() {
+    let delete = Req {
+        group: "apps",
+        resource: "deployments",
+        name: "web",
+        op: "DELETE",
+        ..SECRET_UPDATE
+    };
+    let approval = |approvers: &str| {
+        entry(&[
+            ("resource: secrets", "resource: deployments"),
+            ("name: db-password", "name: web"),
+            ("[UPDATE]", "[DELETE]"),
+            ("[bob]", approvers),
+        ])
+    };
+    assert_eq!(
+        decide_one(&delete, approval("[bob, bob]")).reason,
+        Reason::TooFewApprovers
+    );
+    assert!(decide_one(&delete, approval("[bob, carol]")).allowed);
+}
+
+#[test]
+fn a_group_approval_allows_a_member_but_not_on_their_own_word() {
+    let for_group = entry(&[("user: alice", "group: dev")]);
+    assert!(decide_one(&SECRET_UPDATE, for_group).allowed);
+    let outsider = Req {
+        groups: &["ops"],
+        ..SECRET_UPDATE
+    };
+    assert_eq!(
+        decide_one(&outsider, entry(&[("user: alice", "group: dev")])).reason,
+        Reason::NoApproval
+    );
+    let self_signed = entry(&[("user: alice", "group: dev"), ("[bob]", "[alice]")]);
+    assert_eq!(
+        decide_one(&SECRET_UPDATE, self_signed).reason,
+        Reason::TooFewApprovers
+    );
+}
+
+#[test]
+fn the_strictest_of_several_gating_policies_applies() {
+    let delete = Req {
+        group: "apps",
+        resource: "deployments",
+        name: "web",
+        op: "DELETE",
+        ..SECRET_UPDATE
+    };
+    let approval = |expires: i64, approvers: &str| {
+        entry(&[
+            ("resource: secrets", "resource: deployments"),
+            ("name: db-password", "name: web"),
+            ("[UPDATE]", "[DELETE]"),
+            (&at(30), &at(expires)),
+            ("[bob]", approvers),
+        ])
+    };
+    let d = decide_one(&delete, approval(30, "[bob]"));
+    assert_eq!(d.policies, ["prod-workloads", "prod-critical"]);
+    assert_eq!(d.reason, Reason::TooFewApprovers, "prod-critical needs two");
+    let d = decide_one(&delete, approval(90, "[bob, carol]"));
+    assert_eq!(
+        d.reason,
+        Reason::ApprovalExceedsMaxDuration,
+        "prod-critical allows 1h"
+    );
+    assert!(decide_one(&delete, approval(59, "[bob, carol]")).allowed);
+}
+
+#[test]
+fn a_live_approval_wins_over_an_expired_one() {
+    let d = decide_with(&SECRET_UPDATE, &[entry(&[(&at(30), &at(-5))]), entry(&[])], true);
+    assert!(d.allowed);
+    assert_eq!(d.approval.unwrap().id, "cm/e1");
+}
+
+#[test]
+fn without_loaded_approvals_gated_requests_are_denied_and_ungated_allowed() {
+    let d = decide_with(&SECRET_UPDATE, &[entry(&[])], false);
+    assert!(!d.allowed);
+    assert_eq!(d.reason, Reason::ApprovalsUnavailable);
+    let d = decide_with(
+        &Req {
+            namespace: "dev",
+            ..SECRET_UPDATE
+        },
+        &[],
+        false,
+    );
+    assert!(d.allowed);
+}

@@ -1,0 +1,328 @@
+//! Denial messages, written for the engineer reading them in `kubectl`: what was blocked,
+//! by which policy, why, what an approval needs, and an approval entry for exactly this
+//! request, ready to paste into the approvals ConfigMap. Built from the request's
+//! coordinates only, never from its object.
+
+use crate::admission::{AdmissionRequest, AdmissionResponse};
+use crate::approvals::ConfigMapRef;
+use crate::decision::{Decision, Reason, Requirement, Verdict};
+use jiff::{RoundMode, SignedDuration, Timestamp, TimestampRound, Unit};
+use std::fmt::Write;
+
+/// The answer to a decided request: an allow, or a denial that explains itself.
+/// The server and `jitgate check` both answer through here.
+pub fn response(
+    req: &AdmissionRequest<'_>,
+    d: &Decision,
+    home: &ConfigMapRef,
+    now: Timestamp,
+) -> AdmissionResponse {
+    if d.allowed {
+        AdmissionResponse::allow(&req.uid)
+    } else {
+        AdmissionResponse::deny(&req.uid, denial_message(req, d, home, now))
+    }
+}
+
+/// The message of a denial.
+pub fn denial_message(
+    req: &AdmissionRequest<'_>,
+    d: &Decision,
+    home: &ConfigMapRef,
+    now: Timestamp,
+) -> String {
+    let mut m = String::with_capacity(1024);
+    let policies = d.policies.join(", ");
+    let _ = write!(m, "jitgate: {} is gated by policy {policies}", describe(req));
+    let Some(requirement) = &d.requirement else {
+        let _ = write!(m, " and was refused ({}).", d.reason.as_str());
+        return m;
+    };
+    let why = match (d.reason, &d.approval, d.verdict) {
+        (Reason::ApprovalsUnavailable, _, _) => {
+            let _ = write!(
+                m,
+                ". jitgate has not loaded its approvals yet, so it cannot grant anything now; \
+                 retry in a moment, and tell the cluster operators if this persists."
+            );
+            return m;
+        }
+        (Reason::ApprovalExpired, Some(a), _) => format!("approval {:?} expired at {}", a.id, a.expires_at),
+        (Reason::ApprovalExceedsMaxDuration, Some(a), _) => format!(
+            "approval {:?} runs until {}, longer than the {} an approval may last",
+            a.id,
+            a.expires_at,
+            human(requirement.max_duration)
+        ),
+        (
+            Reason::TooFewApprovers,
+            Some(a),
+            Some(Verdict::TooFewApprovers {
+                counted,
+                self_approved,
+            }),
+        ) => {
+            let _ = write!(
+                m,
+                " and approval {:?} has {counted} of the {} approvers it needs{}. \
+                 Ask an approver to add their own username to approvedBy of key {:?} in ConfigMap {} \
+                 in namespace {} ({}).",
+                a.id,
+                requirement.min_approvers,
+                if self_approved {
+                    " (your own name does not count)"
+                } else {
+                    ""
+                },
+                a.id.split_once('/').map_or(a.id.as_str(), |(_, key)| key),
+                home.name,
+                home.namespace,
+                edit_command(home),
+            );
+            return m;
+        }
+        _ => format!(
+            "no approval matches user {:?} for {} {:?}",
+            req.user_info.username,
+            req.operation,
+            if req.name.is_empty() {
+                "any name"
+            } else {
+                &req.name
+            }
+        ),
+    };
+    let _ = write!(m, " and needs an approval: {why}.\n{}", needs(requirement));
+    let _ = write!(
+        m,
+        "\nTo request it, add this entry under data: of ConfigMap {} in namespace {} ({}), \
+         replace the reason, and ask an approver to add their username to approvedBy:\n{}",
+        home.name,
+        home.namespace,
+        edit_command(home),
+        request_entry(req, requirement, now)
+    );
+    m
+}
+
+fn describe(req: &AdmissionRequest<'_>) -> String {
+    let mut resource = req.resource.resource.clone();
+    if !req.resource.group.is_empty() {
+        let _ = write!(resource, ".{}", req.resource.group);
+    }
+    if !req.sub_resource.is_empty() {
+        let _ = write!(resource, "/{}", req.sub_resource);
+    }
+    let name = if req.name.is_empty() {
+        " (new object)".to_string()
+    } else {
+        format!(" {:?}", req.name)
+    };
+    let place = if req.namespace.is_empty() {
+        String::new()
+    } else {
+        format!(" in namespace {:?}", req.namespace)
+    };
+    format!(
+        "{} of {resource}{name}{place} by {:?}",
+        req.operation, req.user_info.username
+    )
+}
+
+fn needs(r: &Requirement) -> String {
+    format!(
+        "It needs {} approver{} other than you, and may last at most {}.",
+        r.min_approvers,
+        if r.min_approvers == 1 { "" } else { "s" },
+        human(r.max_duration)
+    )
+}
+
+fn edit_command(home: &ConfigMapRef) -> String {
+    format!("kubectl edit configmap {} -n {}", home.name, home.namespace)
+}
+
+/// `4h`, `90m`, `1h30m`.
+fn human(d: SignedDuration) -> String {
+    let mins = d.as_mins();
+    match (mins / 60, mins % 60) {
+        (0, m) => format!("{m}m"),
+        (h, 0) => format!("{h}h"),
+        (h, m) => format!("{h}h{m}m"),
+    }
+}
+
+/// A pending approval entry for exactly this request, as YAML under a ConfigMap's `data`.
+/// Strings are written as JSON strings, which YAML reads as double-quoted scalars, so
+/// nothing in a name can break the entry.
+pub fn request_entry(req: &AdmissionRequest<'_>, r: &Requirement, now: Timestamp) -> String {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    let latest = now.checked_add(r.max_duration).unwrap_or(now);
+    let expires = latest
+        .round(
+            TimestampRound::new()
+                .smallest(Unit::Minute)
+                .mode(RoundMode::Trunc),
+        )
+        .unwrap_or(latest);
+    let mut resource = req.resource.resource.clone();
+    if !req.sub_resource.is_empty() {
+        let _ = write!(resource, "/{}", req.sub_resource);
+    }
+    let mut e = String::new();
+    let _ = writeln!(e, "  {}: |", entry_key(req, now));
+    let _ = writeln!(e, "    user: {}", q(&req.user_info.username));
+    let _ = writeln!(e, "    resource: {}", q(&resource));
+    let _ = writeln!(e, "    apiGroup: {}", q(&req.resource.group));
+    if !req.namespace.is_empty() {
+        let _ = writeln!(e, "    namespace: {}", q(&req.namespace));
+    }
+    if !req.name.is_empty() {
+        let _ = writeln!(e, "    name: {}", q(&req.name));
+    }
+    let _ = writeln!(e, "    operations: [{}]", req.operation);
+    let _ = writeln!(e, "    expiresAt: \"{}\"", expires.strftime("%Y-%m-%dT%H:%M:%SZ"));
+    let _ = writeln!(e, "    reason: \"TICKET-123: why you need this\"");
+    let _ = write!(e, "    approvedBy: []");
+    e
+}
+
+/// A ConfigMap key (`[-._a-zA-Z0-9]`, at most 253 characters) that says what the entry is for.
+fn entry_key(req: &AdmissionRequest<'_>, now: Timestamp) -> String {
+    let parts = [
+        req.user_info.username.as_str(),
+        req.namespace.as_str(),
+        req.resource.resource.as_str(),
+        req.sub_resource.as_str(),
+        req.name.as_str(),
+        req.operation.as_str(),
+    ];
+    let mut key = String::new();
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        if !key.is_empty() {
+            key.push('-');
+        }
+        for c in part.chars() {
+            let c = c.to_ascii_lowercase();
+            let keep = c.is_ascii_alphanumeric() || c == '.' || c == '_';
+            if keep {
+                key.push(c);
+            } else if !key.ends_with('-') {
+                key.push('-');
+            }
+        }
+    }
+    key.truncate(200);
+    let _ = write!(key, "-{}", now.strftime("%Y%m%d%H%M"));
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::decode;
+    use crate::approvals::{ApprovalIndex, parse_entry};
+    use crate::decision::decide;
+    use crate::policy::{PolicySet, parse_policies};
+    use std::sync::Arc;
+
+    const POLICY: &str = r#"
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: prod-secrets }
+spec:
+  rules: [{ apiGroups: [""], resources: ["secrets"], operations: ["UPDATE"] }]
+  approval: { minApprovers: 2, maxDuration: 90m }
+"#;
+
+    fn body() -> String {
+        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u", "resource": {"group": "", "version": "v1", "resource": "secrets"},
+            "namespace": "prod", "name": "db\"pass", "operation": "UPDATE",
+            "userInfo": {"username": "alice@example.com", "groups": []},
+            "object": {"data": {"password": "Y2FuYXJ5"}}}})
+        .to_string()
+    }
+
+    fn message(entries: &[&str]) -> String {
+        let body = body();
+        let req = decode(body.as_bytes()).unwrap();
+        let policies = PolicySet::new(parse_policies(POLICY, "p.yaml").unwrap()).unwrap();
+        let now: Timestamp = "2026-11-21T20:00:30Z".parse().unwrap();
+        let approvals = entries
+            .iter()
+            .map(|e| Arc::new(parse_entry("jitgate-approvals/k1", e).unwrap()))
+            .collect::<Vec<_>>();
+        let index = ApprovalIndex::build(approvals, now);
+        let d = decide(&req, &policies, Some(&index), now);
+        assert!(!d.allowed);
+        denial_message(&req, &d, &ConfigMapRef::default(), now)
+    }
+
+    #[test]
+    fn the_message_says_what_which_policy_and_what_is_needed() {
+        let m = message(&[]);
+        assert!(m.starts_with("jitgate: UPDATE of secrets \"db\\\"pass\" in namespace \"prod\" by \"alice@example.com\" is gated by policy prod-secrets"), "{m}");
+        assert!(
+            m.contains("It needs 2 approvers other than you, and may last at most 1h30m."),
+            "{m}"
+        );
+        assert!(
+            m.contains("kubectl edit configmap jitgate-approvals -n jitgate-system"),
+            "{m}"
+        );
+        assert!(!m.contains("Y2FuYXJ5"), "object data must never appear");
+    }
+
+    #[test]
+    fn the_pasted_entry_parses_and_is_exactly_this_request_pending_approval() {
+        let m = message(&[]);
+        let snippet = &m[m.find("  alice").expect("entry key")..];
+        let (key, value) = snippet.split_once(": |\n").unwrap();
+        assert_eq!(
+            key.trim(),
+            "alice-example.com-prod-secrets-db-pass-update-202611212000"
+        );
+        let value: String = value.lines().map(|l| format!("{}\n", l.trim_start())).collect();
+        let a = parse_entry("cm/k", &value).unwrap();
+        assert_eq!(a.name.as_deref(), Some("db\"pass"));
+        assert_eq!(a.namespace, "prod");
+        assert!(a.approved_by.is_empty());
+        assert_eq!(
+            a.expires_at.to_string(),
+            "2026-11-21T21:30:00Z",
+            "within maxDuration, to the minute"
+        );
+    }
+
+    #[test]
+    fn an_approval_short_of_approvers_points_to_its_key() {
+        let entry = "user: alice@example.com\nresource: secrets\nnamespace: prod\nexpiresAt: \"2026-11-21T21:00:00Z\"\nreason: r\napprovedBy: [bob, alice@example.com]\n";
+        let m = message(&[entry]);
+        assert!(
+            m.contains("has 1 of the 2 approvers it needs (your own name does not count)"),
+            "{m}"
+        );
+        assert!(
+            m.contains("approvedBy of key \"k1\" in ConfigMap jitgate-approvals"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn an_expired_approval_is_named_with_its_expiry() {
+        let entry = "user: alice@example.com\nresource: secrets\nnamespace: prod\nexpiresAt: \"2026-11-21T19:30:00Z\"\nreason: r\napprovedBy: [bob, carol]\n";
+        let m = message(&[entry]);
+        assert!(
+            m.contains("approval \"jitgate-approvals/k1\" expired at 2026-11-21T19:30:00Z"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human(SignedDuration::from_hours(4)), "4h");
+        assert_eq!(human(SignedDuration::from_mins(45)), "45m");
+        assert_eq!(human(SignedDuration::from_mins(150)), "2h30m");
+    }
+}

@@ -1,0 +1,23 @@
+//! jitgate: a Kubernetes validating admission webhook that denies gated operations unless
+//! a live, just-in-time approval matches them.
+//!
+//! The request path: [`admission`] decodes the review, [`decision`] decides it from the
+//! [`policy`] set and the [`approvals`] index (pure, no I/O), [`explain`] words the answer,
+//! [`audit`] records it, [`server`] carries it over TLS. [`sync`] keeps the approvals
+//! current; [`app`] wires it all together; [`cli`] and [`check`] are the command line.
+
+pub mod admission;
+pub mod app;
+pub mod approvals;
+pub mod audit;
+pub mod check;
+pub mod cli;
+pub mod decision;
+pub mod explain;
+pub mod pattern;
+pub mod policy;
+pub mod server;
+pub mod sync;
+pub mod telemetry;
+pub mod tls;
+mod yaml;

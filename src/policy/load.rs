@@ -1,0 +1,322 @@
+//! Reading `GatePolicy` documents from YAML files, strictly: an unknown field, a missing
+//! one or an impossible value is an error that names the file, the document and the reason.
+
+use super::{Policy, PolicySet, ResourcePattern, Rule};
+use crate::admission::{OpSet, Operation};
+use crate::pattern::Pattern;
+use jiff::SignedDuration;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const API_VERSION: &str = "jitgate.dev/v1alpha1";
+pub const KIND: &str = "GatePolicy";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policies from {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: not valid YAML: {reason}")]
+    Syntax { file: String, reason: String },
+    #[error("{file}, document {document}: {reason}")]
+    Invalid {
+        file: String,
+        document: usize,
+        reason: String,
+    },
+    #[error("policy {name:?} is defined twice: in {first} and in {second}")]
+    Duplicate {
+        name: String,
+        first: String,
+        second: String,
+    },
+    #[error("no GatePolicy found in {0}: jitgate would gate nothing")]
+    Empty(PathBuf),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPolicy {
+    api_version: String,
+    kind: String,
+    metadata: RawMetadata,
+    spec: RawSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetadata {
+    name: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    rules: Vec<RawRule>,
+    namespaces: Option<Vec<String>>,
+    #[serde(default)]
+    exempt: RawExempt,
+    approval: RawApproval,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRule {
+    api_groups: Vec<String>,
+    resources: Vec<String>,
+    operations: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawExempt {
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawApproval {
+    min_approvers: u32,
+    max_duration: String,
+}
+
+/// Parses every `GatePolicy` document in `text`; `file` names it in errors.
+pub fn parse_policies(text: &str, file: &str) -> Result<Vec<Policy>, PolicyError> {
+    let documents = crate::yaml::documents(text).map_err(|reason| PolicyError::Syntax {
+        file: file.to_string(),
+        reason,
+    })?;
+    documents
+        .into_iter()
+        .enumerate()
+        .map(|(i, doc)| {
+            let document = i + 1;
+            let invalid = |reason: String| PolicyError::Invalid {
+                file: file.to_string(),
+                document,
+                reason,
+            };
+            let raw: RawPolicy = serde_json::from_value(doc).map_err(|e| invalid(e.to_string()))?;
+            compile(raw, format!("{file}#{document}")).map_err(invalid)
+        })
+        .collect()
+}
+
+fn compile(raw: RawPolicy, source: String) -> Result<Policy, String> {
+    if raw.api_version != API_VERSION {
+        return Err(format!(
+            "apiVersion must be {API_VERSION:?}, got {:?}",
+            raw.api_version
+        ));
+    }
+    if raw.kind != KIND {
+        return Err(format!("kind must be {KIND:?}, got {:?}", raw.kind));
+    }
+    let name = raw.metadata.name;
+    if name.is_empty() {
+        return Err("metadata.name is empty".into());
+    }
+    let named = |reason: String| format!("policy {name:?}: {reason}");
+    if raw.spec.rules.is_empty() {
+        return Err(named("spec.rules is empty: the policy would gate nothing".into()));
+    }
+    let rules = raw
+        .spec
+        .rules
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| compile_rule(r).map_err(|e| named(format!("spec.rules[{i}]: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let patterns = |list: Vec<String>, field: &str| {
+        list.iter()
+            .map(|s| Pattern::new(s).map_err(|e| named(format!("{field}: {e}"))))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let namespaces = match raw.spec.namespaces {
+        None => None,
+        Some(list) if list.is_empty() => {
+            return Err(named(
+                "spec.namespaces is empty: omit it to gate every namespace".into(),
+            ));
+        }
+        Some(list) => Some(patterns(list, "spec.namespaces")?),
+    };
+    let exempt_users = patterns(raw.spec.exempt.users, "spec.exempt.users")?;
+    let exempt_groups = patterns(raw.spec.exempt.groups, "spec.exempt.groups")?;
+    let approval = raw.spec.approval;
+    if approval.min_approvers == 0 {
+        return Err(named(
+            "spec.approval.minApprovers must be at least 1: nobody approves their own request".into(),
+        ));
+    }
+    let max_duration = parse_duration(&approval.max_duration)
+        .map_err(|e| named(format!("spec.approval.maxDuration: {e}")))?;
+    Ok(Policy {
+        name,
+        source,
+        rules,
+        namespaces,
+        exempt_users,
+        exempt_groups,
+        min_approvers: approval.min_approvers,
+        max_duration,
+    })
+}
+
+fn compile_rule(raw: RawRule) -> Result<Rule, String> {
+    if raw.api_groups.is_empty() {
+        return Err("apiGroups is empty (use [\"\"] for the core group, [\"*\"] for any)".into());
+    }
+    if raw.resources.is_empty() {
+        return Err("resources is empty".into());
+    }
+    let resources = raw
+        .resources
+        .iter()
+        .map(|r| ResourcePattern::parse(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut operations = OpSet::default();
+    for op in &raw.operations {
+        if op == "*" {
+            operations = OpSet::ALL;
+            continue;
+        }
+        let parsed = Operation::ALL
+            .into_iter()
+            .find(|o| o.as_str() == op)
+            .ok_or_else(|| format!("unknown operation {op:?} (CREATE, UPDATE, DELETE, CONNECT or \"*\")"))?;
+        operations.insert(parsed);
+    }
+    if operations.is_empty() {
+        return Err("operations is empty".into());
+    }
+    Ok(Rule {
+        api_groups: raw.api_groups,
+        resources,
+        operations,
+    })
+}
+
+/// A positive duration such as `4h`, `30m` or `1h30m`.
+pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
+    let d: SignedDuration = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration like 4h or 30m: {e}"))?;
+    if d <= SignedDuration::ZERO {
+        return Err(format!("{text:?} must be longer than zero"));
+    }
+    Ok(d)
+}
+
+/// Loads every `*.yaml` / `*.yml` file in `dir` (sorted by name, not recursive).
+pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
+    let io = |source| PolicyError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    let mut policies = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).map_err(|source| PolicyError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        policies.extend(parse_policies(&text, &file.display().to_string())?);
+    }
+    if policies.is_empty() {
+        return Err(PolicyError::Empty(dir.to_path_buf()));
+    }
+    PolicySet::new(policies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: p }
+spec:
+  rules: [{ apiGroups: [""], resources: ["secrets"], operations: ["*"] }]
+  approval: { minApprovers: 2, maxDuration: 90m }
+"#;
+
+    fn error_of(text: &str) -> String {
+        parse_policies(text, "f.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_good_policy_compiles_with_its_limits() {
+        let p = &parse_policies(GOOD, "f.yaml").unwrap()[0];
+        assert_eq!(p.min_approvers, 2);
+        assert_eq!(p.max_duration, SignedDuration::from_mins(90));
+        assert_eq!(p.rules[0].operations, OpSet::ALL);
+        assert!(p.namespaces.is_none());
+        assert_eq!(p.source, "f.yaml#1");
+    }
+
+    #[test]
+    fn an_unknown_field_names_the_file_document_and_field() {
+        let text = format!(
+            "{GOOD}---\n{}",
+            GOOD.replace("minApprovers: 2", "minApprovers: 2, maxApprovers: 3")
+        );
+        let err = error_of(&text);
+        assert!(err.starts_with("f.yaml, document 2:"), "{err}");
+        assert!(err.contains("maxApprovers"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused_with_a_reason() {
+        for (from, to, needle) in [
+            ("minApprovers: 2", "minApprovers: 0", "at least 1"),
+            ("maxDuration: 90m", "maxDuration: soon", "not a duration"),
+            ("maxDuration: 90m", "maxDuration: 0s", "longer than zero"),
+            ("[\"*\"]", "[\"PATCH\"]", "unknown operation"),
+            ("kind: GatePolicy", "kind: Policy", "kind must be"),
+            ("jitgate.dev/v1alpha1", "jitgate.dev/v2", "apiVersion must be"),
+            ("resources: [\"secrets\"]", "resources: []", "resources is empty"),
+        ] {
+            let err = error_of(&GOOD.replace(from, to));
+            assert!(err.contains(needle), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn broken_yaml_is_a_syntax_error_naming_the_file() {
+        let err = error_of("spec: [unclosed");
+        assert!(err.starts_with("f.yaml: not valid YAML"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_policies_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let set = load_dir(&dir).unwrap();
+        assert!(set.len() >= 3);
+    }
+
+    #[test]
+    fn an_empty_directory_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(load_dir(dir.path()), Err(PolicyError::Empty(_))));
+    }
+}

@@ -1,0 +1,332 @@
+//! Gate policies: which operations on which resources, in which namespaces, need an
+//! approval, and what that approval must look like.
+//!
+//! Resource names follow the Kubernetes webhook rule conventions, so that the webhook
+//! configuration can be rendered from the same policies: `pods` is the resource alone,
+//! `pods/exec` one subresource, `pods/*` every subresource of pods, `*/scale` the scale
+//! subresource of anything, `*` every resource (no subresources) and `*/*` everything.
+
+mod load;
+
+pub use load::{PolicyError, load_dir, parse_policies};
+
+use crate::admission::{OpSet, Operation};
+use crate::pattern::{self, Pattern};
+use jiff::SignedDuration;
+use std::collections::HashMap;
+
+/// What a request is, as far as policy matching is concerned.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub api_group: &'a str,
+    pub resource: &'a str,
+    pub sub_resource: &'a str,
+    pub namespace: &'a str,
+    pub operation: Operation,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Sub {
+    /// The resource itself, no subresource.
+    None,
+    /// Any subresource (but not the resource itself).
+    Any,
+    Named(String),
+}
+
+/// One entry of a rule's `resources`, e.g. `deployments/scale`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourcePattern {
+    /// The resource's plural name, or `*`.
+    resource: String,
+    sub: Sub,
+}
+
+impl ResourcePattern {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (resource, sub) = match text.split_once('/') {
+            None => (text, Sub::None),
+            Some((_, "")) => return Err(format!("resource {text:?} ends with '/'")),
+            Some((r, "*")) => (r, Sub::Any),
+            Some((_, s)) if s.contains(['/', '*']) => {
+                return Err(format!("resource {text:?}: a subresource is one name or '*'"));
+            }
+            Some((r, s)) => (r, Sub::Named(s.to_string())),
+        };
+        if resource.is_empty() || (resource.contains('*') && resource != "*") {
+            return Err(format!("resource {text:?}: a resource is a plural name or '*'"));
+        }
+        Ok(ResourcePattern {
+            resource: resource.to_string(),
+            sub,
+        })
+    }
+
+    pub fn matches(&self, resource: &str, sub_resource: &str) -> bool {
+        let resource_ok = self.resource == "*" || self.resource == resource;
+        resource_ok
+            && match &self.sub {
+                Sub::None => sub_resource.is_empty(),
+                Sub::Any => !sub_resource.is_empty(),
+                Sub::Named(s) => s == sub_resource,
+            }
+    }
+
+    /// The form written in policies and in webhook rules.
+    pub fn as_rule_string(&self) -> String {
+        match &self.sub {
+            Sub::None => self.resource.clone(),
+            Sub::Any => format!("{}/*", self.resource),
+            Sub::Named(s) => format!("{}/{s}", self.resource),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// API groups; `""` is core, `"*"` any.
+    pub api_groups: Vec<String>,
+    pub resources: Vec<ResourcePattern>,
+    pub operations: OpSet,
+}
+
+impl Rule {
+    fn matches(&self, t: &Target<'_>) -> bool {
+        self.operations.contains(t.operation)
+            && self.api_groups.iter().any(|g| g == "*" || g == t.api_group)
+            && self
+                .resources
+                .iter()
+                .any(|r| r.matches(t.resource, t.sub_resource))
+    }
+}
+
+/// One compiled `GatePolicy`.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    /// Where it was read from: `file#document`.
+    pub source: String,
+    pub rules: Vec<Rule>,
+    /// `None`: every namespace, and cluster-scoped objects too.
+    pub namespaces: Option<Vec<Pattern>>,
+    pub exempt_users: Vec<Pattern>,
+    pub exempt_groups: Vec<Pattern>,
+    pub min_approvers: u32,
+    pub max_duration: SignedDuration,
+}
+
+impl Policy {
+    /// True when this policy gates the target, whoever asks.
+    pub fn gates(&self, t: &Target<'_>) -> bool {
+        let namespace_ok = match &self.namespaces {
+            None => true,
+            Some(globs) => pattern::any_matches(globs, t.namespace),
+        };
+        namespace_ok && self.rules.iter().any(|r| r.matches(t))
+    }
+
+    /// True when the user, or one of their groups, is exempt from this policy.
+    pub fn exempts(&self, user: &str, groups: &[String]) -> bool {
+        pattern::any_matches(&self.exempt_users, user)
+            || groups
+                .iter()
+                .any(|g| pattern::any_matches(&self.exempt_groups, g))
+    }
+}
+
+/// All loaded policies, indexed by the resource names their rules mention so that a
+/// request only looks at the policies that could gate it.
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    policies: Vec<Policy>,
+    by_resource: HashMap<String, Vec<usize>>,
+    any_resource: Vec<usize>,
+}
+
+impl PolicySet {
+    /// Builds the set; names must be unique.
+    pub fn new(policies: Vec<Policy>) -> Result<Self, PolicyError> {
+        let mut by_resource: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut any_resource = Vec::new();
+        for (i, policy) in policies.iter().enumerate() {
+            if let Some(first) = policies[..i].iter().find(|p| p.name == policy.name) {
+                return Err(PolicyError::Duplicate {
+                    name: policy.name.clone(),
+                    first: first.source.clone(),
+                    second: policy.source.clone(),
+                });
+            }
+            for pattern in policy.rules.iter().flat_map(|r| &r.resources) {
+                let list = if pattern.resource == "*" {
+                    &mut any_resource
+                } else {
+                    by_resource.entry(pattern.resource.clone()).or_default()
+                };
+                if list.last() != Some(&i) {
+                    list.push(i);
+                }
+            }
+        }
+        Ok(PolicySet {
+            policies,
+            by_resource,
+            any_resource,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Policy> {
+        self.policies.iter()
+    }
+
+    /// The policies that gate the target, in load order.
+    pub fn gating(&self, t: &Target<'_>) -> Vec<&Policy> {
+        let named = self.by_resource.get(t.resource).map(Vec::as_slice).unwrap_or(&[]);
+        let mut ids: Vec<usize> = named.iter().chain(&self.any_resource).copied().collect();
+        if !self.any_resource.is_empty() {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        ids.into_iter()
+            .map(|i| &self.policies[i])
+            .filter(|p| p.gates(t))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target<'a>(group: &'a str, resource: &'a str, sub: &'a str, ns: &'a str, op: Operation) -> Target<'a> {
+        Target {
+            api_group: group,
+            resource,
+            sub_resource: sub,
+            namespace: ns,
+            operation: op,
+        }
+    }
+
+    const POLICIES: &str = r#"
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: secrets }
+spec:
+  rules: [{ apiGroups: [""], resources: ["secrets"], operations: ["UPDATE", "DELETE"] }]
+  namespaces: ["prod", "prod-*"]
+  exempt: { users: ["system:serviceaccount:argocd:*"], groups: ["breakers"] }
+  approval: { minApprovers: 1, maxDuration: 4h }
+---
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: scale-anywhere }
+spec:
+  rules: [{ apiGroups: ["apps"], resources: ["*/scale"], operations: ["UPDATE"] }]
+  approval: { minApprovers: 2, maxDuration: 1h }
+"#;
+
+    fn set() -> PolicySet {
+        PolicySet::new(parse_policies(POLICIES, "test.yaml").unwrap()).unwrap()
+    }
+
+    fn names(ps: &[&Policy]) -> Vec<String> {
+        ps.iter().map(|p| p.name.clone()).collect()
+    }
+
+    #[test]
+    fn a_secret_update_in_prod_is_gated() {
+        let set = set();
+        let t = target("", "secrets", "", "prod", Operation::Update);
+        assert_eq!(names(&set.gating(&t)), ["secrets"]);
+    }
+
+    #[test]
+    fn a_namespace_glob_gates_matching_namespaces_only() {
+        let set = set();
+        assert_eq!(
+            set.gating(&target("", "secrets", "", "prod-eu", Operation::Delete))
+                .len(),
+            1
+        );
+        assert!(
+            set.gating(&target("", "secrets", "", "staging", Operation::Update))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_operation_not_in_the_rule_is_not_gated() {
+        let set = set();
+        assert!(
+            set.gating(&target("", "secrets", "", "prod", Operation::Create))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_subresource_is_not_gated_by_a_rule_for_its_resource() {
+        let set = set();
+        assert!(
+            set.gating(&target("", "secrets", "status", "prod", Operation::Update))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_wildcard_resource_with_a_subresource_gates_every_scale() {
+        let set = set();
+        let t = target("apps", "statefulsets", "scale", "anywhere", Operation::Update);
+        assert_eq!(names(&set.gating(&t)), ["scale-anywhere"]);
+        let t = target("apps", "deployments", "", "anywhere", Operation::Update);
+        assert!(set.gating(&t).is_empty());
+    }
+
+    #[test]
+    fn the_api_group_must_match() {
+        let set = set();
+        let t = target("example.com", "secrets", "", "prod", Operation::Update);
+        assert!(set.gating(&t).is_empty());
+    }
+
+    #[test]
+    fn exemptions_match_users_by_glob_and_groups_by_name() {
+        let set = set();
+        let p = set.iter().next().unwrap();
+        assert!(p.exempts("system:serviceaccount:argocd:controller", &[]));
+        assert!(p.exempts("bob", &["breakers".into()]));
+        assert!(!p.exempts("bob", &["dev".into()]));
+    }
+
+    #[test]
+    fn resource_patterns_follow_webhook_rule_semantics() {
+        let p = |s| ResourcePattern::parse(s).unwrap();
+        assert!(p("pods").matches("pods", ""));
+        assert!(!p("pods").matches("pods", "exec"));
+        assert!(p("pods/exec").matches("pods", "exec"));
+        assert!(p("pods/*").matches("pods", "attach"));
+        assert!(!p("pods/*").matches("pods", ""));
+        assert!(p("*").matches("anything", ""));
+        assert!(!p("*").matches("anything", "status"));
+        assert!(p("*/*").matches("anything", "status"));
+        assert!(ResourcePattern::parse("po*s").is_err());
+        assert!(ResourcePattern::parse("pods/").is_err());
+        assert!(ResourcePattern::parse("pods/a/b").is_err());
+    }
+
+    #[test]
+    fn two_policies_with_one_name_are_refused() {
+        let mut policies = parse_policies(POLICIES, "a.yaml").unwrap();
+        policies.extend(parse_policies(POLICIES, "b.yaml").unwrap());
+        let err = PolicySet::new(policies).unwrap_err().to_string();
+        assert!(err.contains("a.yaml#1") && err.contains("b.yaml#1"), "{err}");
+    }
+}

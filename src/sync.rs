@@ -1,0 +1,129 @@
+//! Keeping the approval store in step with its source. Here: the approvals file, watched
+//! for changes. An edit takes effect within a second; a file that cannot be read or parsed
+//! leaves the last good approvals in place; each refused entry is logged once per change
+//! of the file, not at every check.
+
+use crate::approvals::{self, ApprovalStore, Snapshot};
+use jiff::Timestamp;
+use notify::{RecursiveMode, Watcher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// How often the file is re-read even without a change notification: a safety net for
+/// file systems and mounts whose events are missed.
+const RECHECK: Duration = Duration::from_secs(5);
+/// Events arrive in bursts while an editor saves: wait for them to settle.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// Watches an approvals file and keeps `store` in step with it.
+pub struct FileSync {
+    path: PathBuf,
+    store: Arc<ApprovalStore>,
+    /// The content last applied (or refused), to act once per change.
+    last: Option<Result<Vec<u8>, String>>,
+}
+
+impl FileSync {
+    pub fn new(path: PathBuf, store: Arc<ApprovalStore>) -> Self {
+        FileSync {
+            path,
+            store,
+            last: None,
+        }
+    }
+
+    /// Reads the file and, if it changed, applies it. Returns true when the store now
+    /// reflects the file.
+    pub fn reload(&mut self) -> bool {
+        let shown = self.path.display().to_string();
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) => {
+                let why = e.to_string();
+                if self.last.as_ref().and_then(|l| l.as_ref().err()) != Some(&why) {
+                    tracing::error!(file = %shown, error = %why, "approvals file unreadable; keeping the last good approvals");
+                }
+                self.last = Some(Err(why));
+                return false;
+            }
+        };
+        if let Some(Ok(previous)) = &self.last {
+            if *previous == bytes {
+                return true;
+            }
+        }
+        self.last = Some(Ok(bytes.clone()));
+        let parsed = std::str::from_utf8(&bytes)
+            .map_err(|_| format!("{shown}: not UTF-8"))
+            .and_then(|text| approvals::parse_file(&shown, text).map_err(|e| e.to_string()));
+        let file = match parsed {
+            Ok(f) => f,
+            Err(why) => {
+                tracing::error!(file = %shown, error = %why, "approvals file not applied; keeping the last good approvals");
+                return self.store.is_loaded();
+            }
+        };
+        for e in &file.errors {
+            tracing::warn!(approval = %e.id, reason = %e.reason, "approval entry ignored");
+        }
+        for name in &file.unlabelled {
+            tracing::warn!(file = %shown, configmap = %name, label = approvals::LABEL,
+                "ConfigMap ignored: it lacks the label jitgate.dev/approvals: \"true\"");
+        }
+        let count = file.approvals.len();
+        self.store
+            .replace(Snapshot::new(file.approvals, file.home, Timestamp::now()));
+        tracing::info!(file = %shown, approvals = count, ignored = file.errors.len(), "approvals loaded");
+        true
+    }
+
+    /// Loads the file now, then follows its changes until the task is aborted. Parsing a
+    /// large file takes a while, so it runs on the blocking pool, off the request workers.
+    pub fn spawn(mut self) -> JoinHandle<()> {
+        self.reload();
+        let (tx, mut rx) = mpsc::channel::<()>(1);
+        let watcher = watch_dir(&self.path, tx);
+        let this = Arc::new(Mutex::new(self));
+        tokio::spawn(async move {
+            let _watcher = watcher;
+            let mut recheck = tokio::time::interval(RECHECK);
+            recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    Some(()) = rx.recv() => tokio::time::sleep(SETTLE).await,
+                    _ = recheck.tick() => {}
+                }
+                while rx.try_recv().is_ok() {}
+                let this = this.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    this.lock().unwrap_or_else(|e| e.into_inner()).reload()
+                })
+                .await;
+            }
+        })
+    }
+}
+
+/// Watches the file's directory rather than the file: editors and Kubernetes volume
+/// updates replace files by renaming, which a watch on the file itself would lose.
+fn watch_dir(path: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.try_send(());
+        }
+    });
+    match watcher.and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w)) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch for changes; re-reading every 5s instead");
+            None
+        }
+    }
+}
