@@ -156,26 +156,41 @@ pub enum DecodeError {
 
 /// Decodes an AdmissionReview v1 body. The returned request borrows from `body`.
 pub fn decode(body: &[u8]) -> Result<AdmissionRequest<'_>, DecodeError> {
-    let envelope: ReviewEnvelope<'_> = serde_json::from_slice(body).map_err(|e| {
-        let text = describe_json_error(&e);
-        match e.classify() {
-            serde_json::error::Category::Data => DecodeError::Shape(text),
-            _ => DecodeError::Syntax(text),
+    let envelope: ReviewEnvelope<'_> = match serde_json::from_slice(body) {
+        Ok(e) => e,
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            // A review of another version fails on its request's shape first; the wrong
+            // version is the more useful thing to say.
+            if let Ok(outer) = serde_json::from_slice::<TypeMeta>(body) {
+                check_type(outer.api_version.as_deref(), outer.kind.as_deref())?;
+            }
+            return Err(DecodeError::Shape(describe_json_error(&e)));
         }
-    })?;
-    match envelope.api_version.as_deref() {
-        Some(API_VERSION) => {}
-        other => return Err(DecodeError::ApiVersion(short(other.unwrap_or("")))),
-    }
-    match envelope.kind.as_deref() {
-        Some(KIND) => {}
-        other => return Err(DecodeError::Kind(short(other.unwrap_or("")))),
-    }
+        Err(e) => return Err(DecodeError::Syntax(describe_json_error(&e))),
+    };
+    check_type(envelope.api_version.as_deref(), envelope.kind.as_deref())?;
     let request = envelope.request.ok_or(DecodeError::NoRequest)?;
     if request.uid.is_empty() {
         return Err(DecodeError::EmptyUid);
     }
     Ok(request)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypeMeta {
+    api_version: Option<String>,
+    kind: Option<String>,
+}
+
+fn check_type(api_version: Option<&str>, kind: Option<&str>) -> Result<(), DecodeError> {
+    if api_version != Some(API_VERSION) {
+        return Err(DecodeError::ApiVersion(short(api_version.unwrap_or(""))));
+    }
+    if kind != Some(KIND) {
+        return Err(DecodeError::Kind(short(kind.unwrap_or(""))));
+    }
+    Ok(())
 }
 
 /// Best effort: the uid of a body that failed to decode, so an error can still be tied to
@@ -349,6 +364,12 @@ mod tests {
             decode(body.as_bytes()).unwrap_err(),
             DecodeError::ApiVersion("admission.k8s.io/v1beta1".into())
         );
+    }
+
+    #[test]
+    fn another_version_is_named_even_when_its_request_does_not_fit() {
+        let body = r#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{}}"#;
+        assert!(matches!(decode(body.as_bytes()), Err(DecodeError::ApiVersion(_))));
     }
 
     #[test]

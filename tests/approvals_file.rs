@@ -1,0 +1,116 @@
+//! The approvals file while the server runs: edits take effect, a broken file keeps the
+//! last good approvals, a bad entry is skipped while its neighbours work, and nothing is
+//! granted before the first load.
+
+mod support;
+
+use hyper::StatusCode;
+use std::time::Duration;
+use support::*;
+
+/// Long enough for any machine; the figure the user cares about (edit to effect) is
+/// printed and measured by the benchmark, not asserted here.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+async fn allowed(h: &Harness, req: &Req) -> bool {
+    let mut c = h.conn(Proto::H1).await;
+    c.decide(&req.clone().with(|_| {}).review()).await["allowed"] == true
+}
+
+#[tokio::test]
+async fn an_edit_to_the_approvals_file_takes_effect_while_running() {
+    let h = Harness::start(&approvals_manifest(&[])).await;
+    let alice = Req::secret_update();
+    assert!(!allowed(&h, &alice).await);
+
+    h.write_approvals(&approvals_manifest(&[("grant", &entry(&[]))]));
+    let took = eventually(PATIENCE, || allowed(&h, &alice)).await;
+    eprintln!("approval took effect after {took:?}");
+
+    // Narrowing the scope takes effect too: the same key now names another Secret.
+    h.write_approvals(&approvals_manifest(&[("grant", &entry(&[("name: db-password", "name: other")]))]));
+    eventually(PATIENCE, || async { !allowed(&h, &alice).await }).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn removing_an_entry_revokes_it() {
+    let h = Harness::start(&approvals_manifest(&[("grant", &entry(&[])), ("other", &entry(&[("alice@", "bob@")]))])).await;
+    let alice = Req::secret_update();
+    assert!(allowed(&h, &alice).await);
+    h.write_approvals(&approvals_manifest(&[("other", &entry(&[("alice@", "bob@")]))]));
+    eventually(PATIENCE, || async { !allowed(&h, &alice).await }).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_entry_is_skipped_while_its_neighbours_work() {
+    let broken = "user: alice@example.com\nresource: secrets\nnamespace: prod\ncolour: blue\n";
+    let not_yaml = "user: [unclosed";
+    let group_and_user = entry(&[("user: alice@example.com", "user: alice@example.com\ngroup: dev")]);
+    let bob = entry(&[("alice@example.com", "bob@example.com"), ("[bob@example.com]", "[carol@example.com]")]);
+    let h = Harness::start(&approvals_manifest(&[
+        ("a-broken", broken),
+        ("b-alice", &entry(&[])),
+        ("c-not-yaml", not_yaml),
+        ("d-ambiguous", &group_and_user),
+        ("e-bob", &bob),
+    ]))
+    .await;
+    assert!(allowed(&h, &Req::secret_update()).await);
+    assert!(allowed(&h, &Req::secret_update().with(|r| r.user = "bob@example.com".into())).await);
+    // The ambiguous entry (user and group) grants nothing to the group.
+    assert!(!allowed(&h, &Req::secret_update().with(|r| r.user = "dave@example.com".into())).await);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_broken_file_keeps_the_last_good_approvals() {
+    let good = approvals_manifest(&[("grant", &entry(&[]))]);
+    let h = Harness::start(&good).await;
+    let alice = Req::secret_update();
+    assert!(allowed(&h, &alice).await);
+
+    // Broken YAML, then a file that is not a ConfigMap, then no file at all: each is
+    // refused, and the last good approvals keep working. Each state is held well past
+    // the change notification that makes the server re-read the file.
+    let broken_states: [Option<&str>; 3] = [
+        Some("apiVersion: v1\nkind: ConfigMap\ndata: [unclosed\n"),
+        Some("apiVersion: v1\nkind: Secret\nmetadata: { name: s }\n"),
+        None,
+    ];
+    for state in broken_states {
+        match state {
+            Some(text) => h.write_approvals(text),
+            None => std::fs::remove_file(h.approvals_path()).unwrap(),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(allowed(&h, &alice).await, "last good approvals kept");
+        assert_eq!(h.readyz().await, StatusCode::OK);
+    }
+
+    // A good file again is applied.
+    h.write_approvals(&approvals_manifest(&[]));
+    eventually(PATIENCE, || async { !allowed(&h, &alice).await }).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn nothing_is_granted_before_the_first_load_and_readiness_waits_for_it() {
+    let h = Harness::start_with(None, |_| {}).await;
+    assert_eq!(h.readyz().await, StatusCode::SERVICE_UNAVAILABLE);
+    let mut c = h.conn(Proto::H1).await;
+    let alice = Req::secret_update();
+    let response = c.decide(&alice.review()).await;
+    assert_eq!(response["allowed"], false);
+    assert_eq!(h.record_of(&alice.uid)["reason"], "approvals_unavailable");
+    assert!(response["status"]["message"].as_str().unwrap().contains("has not loaded its approvals yet"));
+    // Ungated requests do not depend on approvals.
+    let ungated = Req::secret_update().with(|r| r.namespace = "dev".into());
+    assert_eq!(c.decide(&ungated.review()).await["allowed"], true);
+
+    h.write_approvals(&approvals_manifest(&[("grant", &entry(&[]))]));
+    eventually(PATIENCE, || async { h.readyz().await == StatusCode::OK }).await;
+    assert!(allowed(&h, &alice).await);
+    h.stop().await;
+}

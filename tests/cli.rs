@@ -1,0 +1,232 @@
+//! The `jitgate` binary itself: `serve` on its embedded defaults in a fresh directory, and
+//! `check` on request files.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
+const CAPTURED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/admission/captured");
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Collects a child's stderr lines as they come.
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+fn wait_for_line(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, needle: &str) -> String {
+    if let Some(line) = seen.iter().find(|l| l.contains(needle)) {
+        return line.clone();
+    }
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no log line with {needle:?}; saw:\n{}", seen.join("\n")));
+        seen.push(line.clone());
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+#[tokio::test]
+async fn serve_runs_on_its_embedded_defaults_in_a_fresh_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&Path::new(REPO).join("policies"), &dir.path().join("policies"));
+    let approvals = approvals_manifest(&[("good", &entry(&[])), ("broken-entry", "user: alice\ncolour: blue\n")]);
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    std::fs::write(dir.path().join("manifests/approvals.yaml"), approvals).unwrap();
+    let port = free_port();
+
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(&mut child);
+    let mut seen = Vec::new();
+
+    let generated = wait_for_line(&rx, &mut seen, "generated a development CA");
+    let generated: serde_json::Value = serde_json::from_str(&generated).expect("logs are JSON by default");
+    assert_eq!(generated["level"], "INFO");
+    for file in ["ca.crt", "tls.crt", "tls.key"] {
+        assert!(dir.path().join("certs-dev").join(file).exists(), "{file}");
+    }
+    let ignored = wait_for_line(&rx, &mut seen, "approval entry ignored");
+    assert!(ignored.contains("jitgate-approvals/broken-entry"), "{ignored}");
+    assert!(ignored.contains("colour"), "the log names the reason: {ignored}");
+    wait_for_line(&rx, &mut seen, "jitgate listening");
+
+    // A client that trusts only the generated CA gets a decision.
+    let ca = std::fs::read_to_string(dir.path().join("certs-dev/ca.crt")).unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut c = Conn::open(addr, &ca, Proto::H1).await.unwrap();
+    let alice = Req::secret_update();
+    assert_eq!(c.decide(&alice.review()).await["allowed"], true);
+    drop(c);
+
+    // SIGTERM: it drains and exits cleanly.
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+
+    // Decision records went to stdout, one JSON line each.
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let record: serde_json::Value = serde_json::from_str(stdout.lines().next().expect("a record")).unwrap();
+    assert_eq!(record["uid"], alice.uid.as_str());
+    assert_eq!(record["reason"], "approved");
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_broken_policy_naming_file_and_document() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&Path::new(REPO).join("policies"), &dir.path().join("policies"));
+    let bad = "apiVersion: jitgate.dev/v1alpha1\nkind: GatePolicy\nmetadata: { name: x }\nspec:\n  rules: []\n  approval: { minApprovers: 1, maxDuration: 1h }\n  colour: blue\n";
+    std::fs::write(dir.path().join("policies/zz-bad.yaml"), format!("---\n{bad}")).unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "text"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("zz-bad.yaml, document 1"), "{stderr}");
+    assert!(stderr.contains("colour"), "{stderr}");
+}
+
+#[test]
+fn serve_help_lists_every_flag_with_its_environment_variable() {
+    let out = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for (flag, env) in [
+        ("--listen", "JITGATE_LISTEN"),
+        ("--tls-cert", "JITGATE_TLS_CERT"),
+        ("--tls-key", "JITGATE_TLS_KEY"),
+        ("--policies", "JITGATE_POLICIES"),
+        ("--approvals-file", "JITGATE_APPROVALS_FILE"),
+        ("--audit-log", "JITGATE_AUDIT_LOG"),
+        ("--log-format", "JITGATE_LOG_FORMAT"),
+    ] {
+        assert!(help.contains(flag) && help.contains(env), "{flag} / {env} missing:\n{help}");
+    }
+}
+
+/// A captured review from a real API server, moved into namespace `ns`.
+fn captured_in(file: &str, ns: &str, dir: &Path) -> std::path::PathBuf {
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(CAPTURED).join(file)).unwrap()).unwrap();
+    review["request"]["namespace"] = ns.into();
+    let path = dir.join(file);
+    std::fs::write(&path, serde_json::to_vec(&review).unwrap()).unwrap();
+    path
+}
+
+fn check(request: &Path, approvals: &Path, now: &str) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(["check", "--request"])
+        .arg(request)
+        .arg("--policies")
+        .arg(Path::new(REPO).join("policies"))
+        .arg("--approvals-file")
+        .arg(approvals)
+        .args(["--now", now])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_decides_request_files_with_exit_status_0_1_2() {
+    let dir = tempfile::tempdir().unwrap();
+    // The captured `kubectl patch secret db-pass` by kubernetes-admin.
+    let in_prod = captured_in("secret-update-via-kubectl-patch.json", "prod", dir.path());
+    let default_dir = dir.path().join("default");
+    std::fs::create_dir_all(&default_dir).unwrap();
+    let in_default = captured_in("secret-update-via-kubectl-patch.json", "default", &default_dir);
+    let grant = "user: kubernetes-admin\nresource: secrets\nnamespace: prod\nname: db-pass\nexpiresAt: \"2026-11-21T22:00:00Z\"\nreason: \"INC-9: rotate\"\napprovedBy: [bob]\n";
+    let approvals = dir.path().join("approvals.yaml");
+    std::fs::write(&approvals, approvals_manifest(&[("admin-rotate", grant)])).unwrap();
+
+    // Within the approval's life: allowed, exit 0, the response review on stdout.
+    let (code, stdout, _) = check(&in_prod, &approvals, "2026-11-21T21:00:00Z");
+    assert_eq!(code, 0, "{stdout}");
+    let review: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(review["response"]["allowed"], true);
+    assert_eq!(review["response"]["uid"], "1e01b949-9a2e-4a94-bcaa-c1300d4e9cfa");
+
+    // After it expired: denied, exit 1, with the message.
+    let (code, stdout, _) = check(&in_prod, &approvals, "2026-11-21T22:00:01Z");
+    assert_eq!(code, 1);
+    let review: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let message = review["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("expired at 2026-11-21T22:00:00Z"), "{message}");
+
+    // Ungated namespace: allowed whatever the approvals.
+    let (code, _, _) = check(&in_default, &approvals, "2026-11-21T23:00:00Z");
+    assert_eq!(code, 0);
+
+    // Errors: a file that is not a review, a missing file, a broken policy directory.
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, "{\"kind\":\"Pod\"}").unwrap();
+    let (code, _, stderr) = check(&junk, &approvals, "2026-11-21T21:00:00Z");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("junk.json") && stderr.contains("apiVersion"), "{stderr}");
+    let (code, _, stderr) = check(&dir.path().join("missing.json"), &approvals, "2026-11-21T21:00:00Z");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("missing.json"), "{stderr}");
+}
+
+#[test]
+fn check_decides_every_captured_connect_and_scale_review_like_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let approvals = dir.path().join("approvals.yaml");
+    std::fs::write(&approvals, approvals_manifest(&[])).unwrap();
+    for file in [
+        "pods-exec-connect.json",
+        "pods-attach-connect.json",
+        "deployment-scale-subresource-update.json",
+        "deployment-update-via-set-image-patch.json",
+        "deployment-update-via-rollout-restart.json",
+        "deployment-delete-oldobject.json",
+        "secret-delete-oldobject.json",
+    ] {
+        let in_prod = captured_in(file, "prod", dir.path());
+        let (code, stdout, stderr) = check(&in_prod, &approvals, "2026-11-21T21:00:00Z");
+        assert_eq!(code, 1, "{file} is gated in prod: {stdout}{stderr}");
+        let in_dev = captured_in(file, "dev", dir.path());
+        let (code, _, _) = check(&in_dev, &approvals, "2026-11-21T21:00:00Z");
+        assert_eq!(code, 0, "{file} is not gated in dev");
+    }
+}

@@ -1,0 +1,404 @@
+//! Shared test support: certificates made here with rcgen, a client that talks to the
+//! webhook as the API server does (TLS verified against the CA, HTTP/1.1 or HTTP/2 chosen
+//! by ALPN), builders for AdmissionReviews and approval entries, and a harness that starts
+//! the real server.
+#![allow(dead_code)]
+
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use jitgate::app::{self, Running, ServeConfig};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// A CA and a serving certificate for localhost, made for one test.
+pub struct Certs {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Certs {
+    pub fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        Certs {
+            ca_pem: ca_cert.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    H1,
+    H2,
+}
+
+pub const BOTH: [Proto; 2] = [Proto::H1, Proto::H2];
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+/// One client connection, kept alive across requests.
+pub struct Conn {
+    sender: Sender,
+    /// The protocol the server agreed to in the TLS handshake.
+    pub alpn: Option<Vec<u8>>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+impl Conn {
+    pub async fn open(addr: SocketAddr, ca_pem: &str, proto: Proto) -> std::io::Result<Conn> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        cfg.alpn_protocols = vec![match proto {
+            Proto::H1 => b"http/1.1".to_vec(),
+            Proto::H2 => b"h2".to_vec(),
+        }];
+        let tcp = TcpStream::connect(addr).await?;
+        let tls = TlsConnector::from(Arc::new(cfg))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await?;
+        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        let io = TokioIo::new(tls);
+        let sender = match proto {
+            Proto::H1 => {
+                let (s, c) = hyper::client::conn::http1::handshake(io).await.map_err(std::io::Error::other)?;
+                tokio::spawn(c);
+                Sender::H1(s)
+            }
+            Proto::H2 => {
+                let (s, c) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                tokio::spawn(c);
+                Sender::H2(s)
+            }
+        };
+        Ok(Conn { sender, alpn })
+    }
+
+    pub async fn send(&mut self, method: Method, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
+        let uri = match self.sender {
+            Sender::H1(_) => path.to_string(),
+            Sender::H2(_) => format!("https://localhost{path}"),
+        };
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", "localhost")
+            .header("user-agent", "kube-apiserver-admission")
+            .header("accept", "application/json, */*");
+        if let Some(ct) = content_type {
+            builder = builder.header("content-type", ct);
+        }
+        let request = builder.body(Full::new(Bytes::from(body))).unwrap();
+        let response = match &mut self.sender {
+            Sender::H1(s) => s.send_request(request).await,
+            Sender::H2(s) => s.send_request(request).await,
+        }
+        .expect("the server answers");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string());
+        let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+        Reply {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    /// POSTs an AdmissionReview to /validate as the API server does (`?timeout=10s`).
+    pub async fn review(&mut self, review: &Value) -> Reply {
+        let body = serde_json::to_vec(review).unwrap();
+        self.send(Method::POST, "/validate?timeout=10s", Some("application/json"), body)
+            .await
+    }
+
+    /// POSTs a review and returns its `response`, checking the envelope.
+    pub async fn decide(&mut self, review: &Value) -> Value {
+        let reply = self.review(review).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(reply.content_type.as_deref(), Some("application/json"));
+        let json = reply.json();
+        assert_eq!(json["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(json["kind"], "AdmissionReview");
+        assert_eq!(
+            json["response"]["uid"], review["request"]["uid"],
+            "the response carries the request's uid"
+        );
+        json["response"].clone()
+    }
+}
+
+/// A request as the API server describes it.
+#[derive(Clone)]
+pub struct Req {
+    pub uid: String,
+    pub user: String,
+    pub groups: Vec<String>,
+    pub group: String,
+    pub resource: String,
+    pub sub: String,
+    pub namespace: String,
+    pub name: String,
+    pub op: String,
+}
+
+impl Req {
+    /// alice updates Secret prod/db-password.
+    pub fn secret_update() -> Self {
+        Req {
+            uid: unique_uid(),
+            user: "alice@example.com".into(),
+            groups: vec!["dev".into(), "system:authenticated".into()],
+            group: "".into(),
+            resource: "secrets".into(),
+            sub: "".into(),
+            namespace: "prod".into(),
+            name: "db-password".into(),
+            op: "UPDATE".into(),
+        }
+    }
+
+    pub fn with(mut self, f: impl FnOnce(&mut Req)) -> Self {
+        f(&mut self);
+        self.uid = unique_uid();
+        self
+    }
+
+    /// The AdmissionReview, with `object` and `oldObject` shaped like a Secret whose data
+    /// holds `secret_value`.
+    pub fn review_with_data(&self, secret_value: &str) -> Value {
+        let object = json!({
+            "kind": "Secret", "apiVersion": "v1",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "data": {"password": secret_value}, "type": "Opaque"
+        });
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": self.uid,
+                "kind": {"group": self.group, "version": "v1", "kind": "Secret"},
+                "resource": {"group": self.group, "version": "v1", "resource": self.resource},
+                "subResource": self.sub,
+                "requestKind": {"group": self.group, "version": "v1", "kind": "Secret"},
+                "requestResource": {"group": self.group, "version": "v1", "resource": self.resource},
+                "name": self.name,
+                "namespace": self.namespace,
+                "operation": self.op,
+                "userInfo": {"username": self.user, "uid": "u-1", "groups": self.groups},
+                "object": object,
+                "oldObject": object,
+                "dryRun": false,
+                "options": {"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"}
+            }
+        })
+    }
+
+    pub fn review(&self) -> Value {
+        self.review_with_data("c2VjcmV0")
+    }
+}
+
+pub fn unique_uid() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("uid-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// An RFC 3339 time `mins` minutes from now.
+pub fn in_mins(mins: i64) -> String {
+    (jiff::Timestamp::now() + jiff::SignedDuration::from_mins(mins)).to_string()
+}
+
+/// The approval entry that lets alice update prod/db-password for 30 minutes, approved
+/// by bob. `edits` replace parts of it.
+pub fn entry(edits: &[(&str, &str)]) -> String {
+    expiring(30, edits)
+}
+
+/// The same entry, expiring `mins` minutes from now (negative: in the past).
+pub fn expiring(mins: i64, edits: &[(&str, &str)]) -> String {
+    let mut text = format!(
+        "user: alice@example.com\nresource: secrets\nnamespace: prod\nname: db-password\noperations: [UPDATE]\nexpiresAt: \"{}\"\nreason: \"INC-1: rotate\"\napprovedBy: [bob@example.com]\n",
+        in_mins(mins)
+    );
+    for (from, to) in edits {
+        assert!(text.contains(from), "{from:?} not in the entry");
+        text = text.replace(from, to);
+    }
+    text
+}
+
+/// An approvals ConfigMap manifest with these entries.
+pub fn approvals_manifest(entries: &[(&str, &str)]) -> String {
+    let mut out = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: jitgate-approvals\n  namespace: jitgate-system\n  labels:\n    jitgate.dev/approvals: \"true\"\ndata:\n",
+    );
+    if entries.is_empty() {
+        out.push_str("  {}\n");
+        return out.replace("data:\n  {}", "data: {}");
+    }
+    for (key, value) in entries {
+        out.push_str(&format!("  {key}: |\n"));
+        for line in value.lines() {
+            out.push_str(&format!("    {line}\n"));
+        }
+    }
+    out
+}
+
+/// The real server on a free loopback port, with its files in a temporary directory.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub certs: Certs,
+    pub running: Option<Running>,
+}
+
+impl Harness {
+    pub fn approvals_path(&self) -> PathBuf {
+        self.dir.path().join("approvals.yaml")
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.dir.path().join("audit.jsonl")
+    }
+
+    pub fn config(dir: &Path) -> ServeConfig {
+        ServeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls_cert: dir.join("tls.crt"),
+            tls_key: dir.join("tls.key"),
+            policies_dir: Path::new(REPO).join("policies"),
+            approvals_file: dir.join("approvals.yaml"),
+            audit_log: Some(dir.join("audit.jsonl")),
+            records_to_stdout: false,
+        }
+    }
+
+    /// Starts the server with the repository's policies and these approvals (`None`: no
+    /// approvals file at all), changing the config as `tweak` says.
+    pub async fn start_with(approvals: Option<&str>, tweak: impl FnOnce(&mut ServeConfig)) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = Certs::new();
+        std::fs::write(dir.path().join("tls.crt"), &certs.cert_pem).unwrap();
+        std::fs::write(dir.path().join("tls.key"), &certs.key_pem).unwrap();
+        if let Some(text) = approvals {
+            std::fs::write(dir.path().join("approvals.yaml"), text).unwrap();
+        }
+        let mut cfg = Harness::config(dir.path());
+        tweak(&mut cfg);
+        let running = app::start(cfg).await.expect("the server starts");
+        Harness {
+            dir,
+            certs,
+            running: Some(running),
+        }
+    }
+
+    pub async fn start(approvals: &str) -> Harness {
+        Harness::start_with(Some(approvals), |_| {}).await
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.running.as_ref().unwrap().addr
+    }
+
+    pub async fn conn(&self, proto: Proto) -> Conn {
+        Conn::open(self.addr(), &self.certs.ca_pem, proto).await.unwrap()
+    }
+
+    pub fn write_approvals(&self, text: &str) {
+        // Write then rename, as editors and kubelet do, so the server never reads half a file.
+        let tmp = self.dir.path().join(".approvals.yaml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.approvals_path()).unwrap();
+    }
+
+    /// The decision records written so far.
+    pub fn records(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.audit_path()).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// The record of the request with this uid.
+    pub fn record_of(&self, uid: &str) -> Value {
+        self.records()
+            .into_iter()
+            .find(|r| r["uid"] == uid)
+            .unwrap_or_else(|| panic!("no record for {uid}"))
+    }
+
+    pub async fn readyz(&self) -> StatusCode {
+        let mut c = self.conn(Proto::H1).await;
+        c.send(Method::GET, "/readyz", None, Vec::new()).await.status
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+/// Retries `check` until it holds, for up to `limit`; returns how long it took. Used to
+/// wait for an asynchronous effect, never to assert a speed.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "condition not met within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
