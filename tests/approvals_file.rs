@@ -28,14 +28,21 @@ async fn an_edit_to_the_approvals_file_takes_effect_while_running() {
     eprintln!("approval took effect after {took:?}");
 
     // Narrowing the scope takes effect too: the same key now names another Secret.
-    h.write_approvals(&approvals_manifest(&[("grant", &entry(&[("name: db-password", "name: other")]))]));
+    h.write_approvals(&approvals_manifest(&[(
+        "grant",
+        &entry(&[("name: db-password", "name: other")]),
+    )]));
     eventually(PATIENCE, || async { !allowed(&h, &alice).await }).await;
     h.stop().await;
 }
 
 #[tokio::test]
 async fn removing_an_entry_revokes_it() {
-    let h = Harness::start(&approvals_manifest(&[("grant", &entry(&[])), ("other", &entry(&[("alice@", "bob@")]))])).await;
+    let h = Harness::start(&approvals_manifest(&[
+        ("grant", &entry(&[])),
+        ("other", &entry(&[("alice@", "bob@")])),
+    ]))
+    .await;
     let alice = Req::secret_update();
     assert!(allowed(&h, &alice).await);
     h.write_approvals(&approvals_manifest(&[("other", &entry(&[("alice@", "bob@")]))]));
@@ -48,7 +55,10 @@ async fn a_malformed_entry_is_skipped_while_its_neighbours_work() {
     let broken = "user: alice@example.com\nresource: secrets\nnamespace: prod\ncolour: blue\n";
     let not_yaml = "user: [unclosed";
     let group_and_user = entry(&[("user: alice@example.com", "user: alice@example.com\ngroup: dev")]);
-    let bob = entry(&[("alice@example.com", "bob@example.com"), ("[bob@example.com]", "[carol@example.com]")]);
+    let bob = entry(&[
+        ("alice@example.com", "bob@example.com"),
+        ("[bob@example.com]", "[carol@example.com]"),
+    ]);
     let h = Harness::start(&approvals_manifest(&[
         ("a-broken", broken),
         ("b-alice", &entry(&[])),
@@ -58,9 +68,21 @@ async fn a_malformed_entry_is_skipped_while_its_neighbours_work() {
     ]))
     .await;
     assert!(allowed(&h, &Req::secret_update()).await);
-    assert!(allowed(&h, &Req::secret_update().with(|r| r.user = "bob@example.com".into())).await);
+    assert!(
+        allowed(
+            &h,
+            &Req::secret_update().with(|r| r.user = "bob@example.com".into())
+        )
+        .await
+    );
     // The ambiguous entry (user and group) grants nothing to the group.
-    assert!(!allowed(&h, &Req::secret_update().with(|r| r.user = "dave@example.com".into())).await);
+    assert!(
+        !allowed(
+            &h,
+            &Req::secret_update().with(|r| r.user = "dave@example.com".into())
+        )
+        .await
+    );
     h.stop().await;
 }
 
@@ -104,7 +126,12 @@ async fn nothing_is_granted_before_the_first_load_and_readiness_waits_for_it() {
     let response = c.decide(&alice.review()).await;
     assert_eq!(response["allowed"], false);
     assert_eq!(h.record_of(&alice.uid)["reason"], "approvals_unavailable");
-    assert!(response["status"]["message"].as_str().unwrap().contains("has not loaded its approvals yet"));
+    assert!(
+        response["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has not loaded its approvals yet")
+    );
     // Ungated requests do not depend on approvals.
     let ungated = Req::secret_update().with(|r| r.namespace = "dev".into());
     assert_eq!(c.decide(&ungated.review()).await["allowed"], true);

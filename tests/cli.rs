@@ -11,7 +11,10 @@ use std::time::Duration;
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
-const CAPTURED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/admission/captured");
+const CAPTURED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/fixtures/admission/captured"
+);
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -22,7 +25,11 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Collects a child's stderr lines as they come.
@@ -56,7 +63,10 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, needle: &s
 async fn serve_runs_on_its_embedded_defaults_in_a_fresh_directory() {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&Path::new(REPO).join("policies"), &dir.path().join("policies"));
-    let approvals = approvals_manifest(&[("good", &entry(&[])), ("broken-entry", "user: alice\ncolour: blue\n")]);
+    let approvals = approvals_manifest(&[
+        ("good", &entry(&[])),
+        ("broken-entry", "user: alice\ncolour: blue\n"),
+    ]);
     std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
     std::fs::write(dir.path().join("manifests/approvals.yaml"), approvals).unwrap();
     let port = free_port();
@@ -92,7 +102,10 @@ async fn serve_runs_on_its_embedded_defaults_in_a_fresh_directory() {
     drop(c);
 
     // SIGTERM: it drains and exits cleanly.
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
@@ -135,7 +148,10 @@ fn serve_help_lists_every_flag_with_its_environment_variable() {
         ("--audit-log", "JITGATE_AUDIT_LOG"),
         ("--log-format", "JITGATE_LOG_FORMAT"),
     ] {
-        assert!(help.contains(flag) && help.contains(env), "{flag} / {env} missing:\n{help}");
+        assert!(
+            help.contains(flag) && help.contains(env),
+            "{flag} / {env} missing:\n{help}"
+        );
     }
 }
 
@@ -202,8 +218,15 @@ fn check_decides_request_files_with_exit_status_0_1_2() {
     std::fs::write(&junk, "{\"kind\":\"Pod\"}").unwrap();
     let (code, _, stderr) = check(&junk, &approvals, "2026-11-21T21:00:00Z");
     assert_eq!(code, 2);
-    assert!(stderr.contains("junk.json") && stderr.contains("apiVersion"), "{stderr}");
-    let (code, _, stderr) = check(&dir.path().join("missing.json"), &approvals, "2026-11-21T21:00:00Z");
+    assert!(
+        stderr.contains("junk.json") && stderr.contains("apiVersion"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = check(
+        &dir.path().join("missing.json"),
+        &approvals,
+        "2026-11-21T21:00:00Z",
+    );
     assert_eq!(code, 2);
     assert!(stderr.contains("missing.json"), "{stderr}");
 }

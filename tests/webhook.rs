@@ -76,7 +76,12 @@ async fn near_miss_approvals_are_denied_each_with_its_reason() {
     // Each case: an approval that almost fits alice's request (or a request that almost
     // fits the approval), and the reason the denial must give.
     let cases: Vec<(&str, String, Req, &str)> = vec![
-        ("expired", expiring(-1, &[]), Req::secret_update(), "approval_expired"),
+        (
+            "expired",
+            expiring(-1, &[]),
+            Req::secret_update(),
+            "approval_expired",
+        ),
         (
             "wrong user",
             entry(&[]),
@@ -128,7 +133,10 @@ async fn near_miss_approvals_are_denied_each_with_its_reason() {
         let record = h.record_of(&req.uid);
         assert_eq!(record["reason"], expected, "{case}");
         if expected != "no_approval" {
-            assert_eq!(record["approval"], "jitgate-approvals/case", "{case}: the record names the approval");
+            assert_eq!(
+                record["approval"], "jitgate-approvals/case",
+                "{case}: the record names the approval"
+            );
         }
         h.stop().await;
     }
@@ -141,7 +149,10 @@ async fn self_approval_is_named_in_the_message() {
     let mut c = h.conn(Proto::H1).await;
     let response = c.decide(&Req::secret_update().review()).await;
     let message = response["status"]["message"].as_str().unwrap();
-    assert!(message.contains("has 0 of the 1 approvers it needs (your own name does not count)"), "{message}");
+    assert!(
+        message.contains("has 0 of the 1 approvers it needs (your own name does not count)"),
+        "{message}"
+    );
     h.stop().await;
 }
 
@@ -180,10 +191,15 @@ async fn the_shipped_policies_gate_workloads_and_pod_access() {
             r.op = op.into();
             r.namespace = "prod-payments".into();
         });
-        assert_eq!(c.decide(&req.review()).await["allowed"], false, "{resource}/{sub}");
+        assert_eq!(
+            c.decide(&req.review()).await["allowed"],
+            false,
+            "{resource}/{sub}"
+        );
         assert_eq!(h.record_of(&req.uid)["policy"], policy);
     }
-    let controller = Req::secret_update().with(|r| r.user = "system:serviceaccount:kube-system:generic-garbage-collector".into());
+    let controller = Req::secret_update()
+        .with(|r| r.user = "system:serviceaccount:kube-system:generic-garbage-collector".into());
     assert_eq!(c.decide(&controller.review()).await["allowed"], true);
     assert_eq!(h.record_of(&controller.uid)["reason"], "exempt");
     h.stop().await;
@@ -203,9 +219,26 @@ async fn every_decision_record_has_the_fixed_keys_and_no_object_data() {
     let audit = std::fs::read_to_string(h.audit_path()).unwrap();
     assert!(!audit.contains(CANARY), "object data leaked into the records");
     let keys = [
-        "timestamp", "event", "uid", "allowed", "decision", "reason", "policy", "user", "groups", "operation",
-        "apiGroup", "resource", "subResource", "namespace", "name", "dryRun", "approval", "approvedBy",
-        "expiresAt", "latencyUs",
+        "timestamp",
+        "event",
+        "uid",
+        "allowed",
+        "decision",
+        "reason",
+        "policy",
+        "user",
+        "groups",
+        "operation",
+        "apiGroup",
+        "resource",
+        "subResource",
+        "namespace",
+        "name",
+        "dryRun",
+        "approval",
+        "approvedBy",
+        "expiresAt",
+        "latencyUs",
     ];
     for uid in [&approved.uid, &denied.uid] {
         let record = h.record_of(uid);
@@ -217,9 +250,22 @@ async fn every_decision_record_has_the_fixed_keys_and_no_object_data() {
         assert_eq!(present, expected);
         assert_eq!(record["event"], "decision");
         assert_eq!(record["policy"], "prod-secrets");
-        assert_eq!(record["user"], if uid == &approved.uid { "alice@example.com" } else { "bob@example.com" });
-        assert_eq!(record["groups"], serde_json::json!(["dev", "system:authenticated"]));
-        assert_eq!((record["operation"].as_str(), record["namespace"].as_str()), (Some("UPDATE"), Some("prod")));
+        assert_eq!(
+            record["user"],
+            if uid == &approved.uid {
+                "alice@example.com"
+            } else {
+                "bob@example.com"
+            }
+        );
+        assert_eq!(
+            record["groups"],
+            serde_json::json!(["dev", "system:authenticated"])
+        );
+        assert_eq!(
+            (record["operation"].as_str(), record["namespace"].as_str()),
+            (Some("UPDATE"), Some("prod"))
+        );
         assert!(record["latencyUs"].is_u64());
         let timestamp = record["timestamp"].as_str().unwrap();
         assert!(timestamp.parse::<jiff::Timestamp>().is_ok(), "{timestamp}");
@@ -240,11 +286,18 @@ async fn bad_input_gets_a_4xx_with_a_reason_and_is_recorded_as_a_denial() {
         let mut c = h.conn(proto).await;
         let valid = serde_json::to_vec(&Req::secret_update().review()).unwrap();
         let cases: Vec<(Method, Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
-            (Method::POST, Some("application/json"), b"{not json".to_vec(), StatusCode::BAD_REQUEST, "not valid JSON"),
             (
                 Method::POST,
                 Some("application/json"),
-                br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{}}"#.to_vec(),
+                b"{not json".to_vec(),
+                StatusCode::BAD_REQUEST,
+                "not valid JSON",
+            ),
+            (
+                Method::POST,
+                Some("application/json"),
+                br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{}}"#
+                    .to_vec(),
                 StatusCode::BAD_REQUEST,
                 "apiVersion must be",
             ),
@@ -258,14 +311,41 @@ async fn bad_input_gets_a_4xx_with_a_reason_and_is_recorded_as_a_denial() {
             (
                 Method::POST,
                 Some("application/json"),
-                String::from_utf8(valid.clone()).unwrap().replace("\"UPDATE\"", "\"PATCH\"").into_bytes(),
+                String::from_utf8(valid.clone())
+                    .unwrap()
+                    .replace("\"UPDATE\"", "\"PATCH\"")
+                    .into_bytes(),
                 StatusCode::BAD_REQUEST,
                 "unknown variant",
             ),
-            (Method::GET, None, Vec::new(), StatusCode::METHOD_NOT_ALLOWED, "only POST"),
-            (Method::PUT, Some("application/json"), valid.clone(), StatusCode::METHOD_NOT_ALLOWED, "only POST"),
-            (Method::POST, Some("text/plain"), valid.clone(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "application/json"),
-            (Method::POST, None, valid.clone(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "application/json"),
+            (
+                Method::GET,
+                None,
+                Vec::new(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only POST",
+            ),
+            (
+                Method::PUT,
+                Some("application/json"),
+                valid.clone(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only POST",
+            ),
+            (
+                Method::POST,
+                Some("text/plain"),
+                valid.clone(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "application/json",
+            ),
+            (
+                Method::POST,
+                None,
+                valid.clone(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "application/json",
+            ),
             (
                 Method::POST,
                 Some("application/json"),
@@ -286,12 +366,18 @@ async fn bad_input_gets_a_4xx_with_a_reason_and_is_recorded_as_a_denial() {
             let records = h.records();
             assert_eq!(records.len(), before + 1, "one record per answer");
             let last = records.last().unwrap();
-            assert_eq!((last["decision"].as_str(), last["reason"].as_str()), (Some("deny"), Some("bad_request")));
+            assert_eq!(
+                (last["decision"].as_str(), last["reason"].as_str()),
+                (Some("deny"), Some("bad_request"))
+            );
         }
     }
     // An unknown path is a 404, and the connection still serves.
     let mut c = h.conn(Proto::H1).await;
-    assert_eq!(c.send(Method::GET, "/nope", None, Vec::new()).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        c.send(Method::GET, "/nope", None, Vec::new()).await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(c.decide(&Req::secret_update().review()).await["allowed"], false);
     h.stop().await;
 }
@@ -313,7 +399,10 @@ async fn health_and_readiness_answer() {
     let h = Harness::start(&approvals_manifest(&[])).await;
     let mut c = h.conn(Proto::H2).await;
     let health = c.send(Method::GET, "/healthz", None, Vec::new()).await;
-    assert_eq!((health.status, health.body.as_slice()), (StatusCode::OK, b"ok".as_slice()));
+    assert_eq!(
+        (health.status, health.body.as_slice()),
+        (StatusCode::OK, b"ok".as_slice())
+    );
     assert_eq!(h.readyz().await, StatusCode::OK);
     h.stop().await;
 }
@@ -326,6 +415,9 @@ async fn an_unwritable_audit_log_turns_grants_into_denials() {
     let response = c.decide(&Req::secret_update().review()).await;
     assert_eq!(response["allowed"], false);
     let message = response["status"]["message"].as_str().unwrap();
-    assert!(message.contains("audit_unavailable") && message.contains("audit record could not be written"), "{message}");
+    assert!(
+        message.contains("audit_unavailable") && message.contains("audit record could not be written"),
+        "{message}"
+    );
     h.stop().await;
 }

@@ -86,11 +86,12 @@ impl Conn {
         roots
             .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
             .unwrap();
-        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let mut cfg =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
         cfg.alpn_protocols = vec![match proto {
             Proto::H1 => b"http/1.1".to_vec(),
             Proto::H2 => b"h2".to_vec(),
@@ -103,7 +104,9 @@ impl Conn {
         let io = TokioIo::new(tls);
         let sender = match proto {
             Proto::H1 => {
-                let (s, c) = hyper::client::conn::http1::handshake(io).await.map_err(std::io::Error::other)?;
+                let (s, c) = hyper::client::conn::http1::handshake(io)
+                    .await
+                    .map_err(std::io::Error::other)?;
                 tokio::spawn(c);
                 Sender::H1(s)
             }
@@ -118,7 +121,13 @@ impl Conn {
         Ok(Conn { sender, alpn })
     }
 
-    pub async fn send(&mut self, method: Method, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Reply {
         let uri = match self.sender {
             Sender::H1(_) => path.to_string(),
             Sender::H2(_) => format!("https://localhost{path}"),
@@ -154,14 +163,24 @@ impl Conn {
     /// POSTs an AdmissionReview to /validate as the API server does (`?timeout=10s`).
     pub async fn review(&mut self, review: &Value) -> Reply {
         let body = serde_json::to_vec(review).unwrap();
-        self.send(Method::POST, "/validate?timeout=10s", Some("application/json"), body)
-            .await
+        self.send(
+            Method::POST,
+            "/validate?timeout=10s",
+            Some("application/json"),
+            body,
+        )
+        .await
     }
 
     /// POSTs a review and returns its `response`, checking the envelope.
     pub async fn decide(&mut self, review: &Value) -> Value {
         let reply = self.review(review).await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
         assert_eq!(reply.content_type.as_deref(), Some("application/json"));
         let json = reply.json();
         assert_eq!(json["apiVersion"], "admission.k8s.io/v1");
