@@ -275,6 +275,8 @@ async fn every_decision_record_has_the_fixed_keys_and_no_object_data() {
     h.stop().await;
 }
 
+type BadInput = (Method, Option<&'static str>, Vec<u8>, StatusCode, &'static str);
+
 fn status_of(reply: &support::Reply) -> (StatusCode, Value) {
     (reply.status, reply.json())
 }
@@ -285,7 +287,8 @@ async fn bad_input_gets_a_4xx_with_a_reason_and_is_recorded_as_a_denial() {
     for proto in BOTH {
         let mut c = h.conn(proto).await;
         let valid = serde_json::to_vec(&Req::secret_update().review()).unwrap();
-        let cases: Vec<(Method, Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
+        // (method, content type, body, expected status, what the message must say)
+        let cases: Vec<BadInput> = vec![
             (
                 Method::POST,
                 Some("application/json"),
