@@ -6,12 +6,13 @@ use crate::approvals::ApprovalStore;
 use crate::audit::{AuditError, AuditSink};
 use crate::policy::{self, PolicyError};
 use crate::server::{self, AppState};
-use crate::sync::FileSync;
+use crate::sync::{self, ClusterError, ClusterSource, FileSync};
 use crate::tls::{self, TlsError};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -22,7 +23,13 @@ pub struct ServeConfig {
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub policies_dir: PathBuf,
+    /// Approvals from this file, unless `cluster` is set.
     pub approvals_file: PathBuf,
+    /// Approvals from ConfigMaps in a cluster.
+    pub cluster: Option<ClusterSource>,
+    /// In cluster mode, how long the API server may be silent before approvals count as
+    /// stale and grant nothing.
+    pub max_staleness: Duration,
     pub audit_log: Option<PathBuf>,
     /// Write decision records to stdout as well (the default for `serve`).
     pub records_to_stdout: bool,
@@ -44,6 +51,8 @@ pub enum StartError {
     Policy(#[from] PolicyError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -88,8 +97,20 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
     tracing::info!(dir = %cfg.policies_dir.display(), policies = policies.len(), "policies loaded");
     let audit = AuditSink::start(cfg.records_to_stdout, cfg.audit_log.as_deref())?;
 
-    let approvals = Arc::new(ApprovalStore::default());
-    let sync = FileSync::new(cfg.approvals_file.clone(), approvals.clone()).spawn();
+    let sync = match cfg.cluster.clone() {
+        Some(source) => {
+            let store = Arc::new(ApprovalStore::new(Some(cfg.max_staleness)));
+            (sync::cluster::spawn(source, store.clone()).await?, store)
+        }
+        None => {
+            let store = Arc::new(ApprovalStore::new(None));
+            (
+                FileSync::new(cfg.approvals_file.clone(), store.clone()).spawn(),
+                store,
+            )
+        }
+    };
+    let (sync, approvals) = sync;
 
     let listener = TcpListener::bind(cfg.listen)
         .await

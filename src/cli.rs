@@ -2,10 +2,12 @@
 //! `JITGATE_*`, which is how the Deployment configures it.
 
 use crate::app::ServeConfig;
+use crate::sync::ClusterSource;
 use crate::tls;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,9 +66,37 @@ pub struct ServeArgs {
         default_value = "manifests/approvals.yaml"
     )]
     pub approvals_file: PathBuf,
+    /// Cluster mode: follow the approvals ConfigMaps in this namespace instead of a file.
+    #[arg(long, value_name = "NAMESPACE", env = "JITGATE_APPROVALS_NAMESPACE")]
+    pub approvals_namespace: Option<String>,
+    /// Cluster mode: label selector of the approvals ConfigMaps.
+    #[arg(
+        long,
+        value_name = "SELECTOR",
+        env = "JITGATE_APPROVALS_SELECTOR",
+        default_value = "jitgate.dev/approvals=true"
+    )]
+    pub approvals_selector: String,
+    /// Cluster mode: kubeconfig to use instead of the in-cluster configuration (when
+    /// absent, KUBECONFIG and ~/.kube/config are tried after the in-cluster one).
+    #[arg(long, value_name = "PATH", env = "JITGATE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Cluster mode: grant nothing once the API server has been silent this long.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "JITGATE_MAX_STALENESS",
+        default_value = "5m",
+        value_parser = parse_duration
+    )]
+    pub max_staleness: Duration,
     /// Also append decision records (JSON lines) to this file.
     #[arg(long, value_name = "PATH", env = "JITGATE_AUDIT_LOG")]
     pub audit_log: Option<PathBuf>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::policy::parse_duration(text).and_then(|d| Duration::try_from(d).map_err(|e| e.to_string()))
 }
 
 impl From<ServeArgs> for ServeConfig {
@@ -77,6 +107,12 @@ impl From<ServeArgs> for ServeConfig {
             tls_key: a.tls_key,
             policies_dir: a.policies,
             approvals_file: a.approvals_file,
+            cluster: a.approvals_namespace.map(|namespace| ClusterSource {
+                namespace,
+                selector: a.approvals_selector,
+                kubeconfig: a.kubeconfig,
+            }),
+            max_staleness: a.max_staleness,
             audit_log: a.audit_log,
             records_to_stdout: true,
         }

@@ -7,6 +7,7 @@ use crate::policy::{Policy, PolicySet, Target};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A stable code for why a request was allowed or denied, as written in records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,6 +28,9 @@ pub enum Reason {
     TooFewApprovers,
     /// Approvals have not been loaded, so nothing can be granted.
     ApprovalsUnavailable,
+    /// The approvals' source has been silent past the staleness budget: they may be out
+    /// of date, so nothing is granted on them.
+    ApprovalsStale,
     /// The body was not a valid AdmissionReview (recorded by the server, never decided).
     BadRequest,
     /// The decision record could not be written, so the request is refused.
@@ -44,6 +48,7 @@ impl Reason {
             Reason::ApprovalExceedsMaxDuration => "approval_exceeds_max_duration",
             Reason::TooFewApprovers => "too_few_approvers",
             Reason::ApprovalsUnavailable => "approvals_unavailable",
+            Reason::ApprovalsStale => "approvals_stale",
             Reason::BadRequest => "bad_request",
             Reason::AuditUnavailable => "audit_unavailable",
         }
@@ -74,6 +79,18 @@ impl Requirement {
     }
 }
 
+/// The approvals a decision may use.
+#[derive(Debug, Clone, Copy)]
+pub enum Approvals<'a> {
+    Loaded(&'a ApprovalIndex),
+    /// Nothing loaded yet.
+    NotLoaded,
+    /// Loaded, but the source has been silent for this long, past its budget.
+    Stale {
+        silent_for: Duration,
+    },
+}
+
 /// How one approval fares against one request, from worst to best.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verdict {
@@ -95,6 +112,8 @@ pub struct Decision {
     pub approval: Option<Arc<Approval>>,
     /// That approval's verdict.
     pub verdict: Option<Verdict>,
+    /// For `approvals_stale`: how long the approvals' source has been silent.
+    pub silent_for: Option<Duration>,
 }
 
 impl Decision {
@@ -106,6 +125,7 @@ impl Decision {
             requirement: None,
             approval: None,
             verdict: None,
+            silent_for: None,
         }
     }
 
@@ -118,11 +138,11 @@ impl Decision {
     }
 }
 
-/// Decides one request. `approvals` is `None` while no approvals have been loaded.
+/// Decides one request.
 pub fn decide(
     req: &AdmissionRequest<'_>,
     policies: &PolicySet,
-    approvals: Option<&ApprovalIndex>,
+    approvals: Approvals<'_>,
     now: Timestamp,
 ) -> Decision {
     let target = Target {
@@ -154,11 +174,21 @@ pub fn decide(
         requirement: None,
         approval: None,
         verdict: None,
+        silent_for: None,
     };
-    let Some(index) = approvals else {
-        decision.reason = Reason::ApprovalsUnavailable;
-        decision.requirement = Some(requirement);
-        return decision;
+    let index = match approvals {
+        Approvals::Loaded(index) => index,
+        Approvals::NotLoaded => {
+            decision.reason = Reason::ApprovalsUnavailable;
+            decision.requirement = Some(requirement);
+            return decision;
+        }
+        Approvals::Stale { silent_for } => {
+            decision.reason = Reason::ApprovalsStale;
+            decision.silent_for = Some(silent_for);
+            decision.requirement = Some(requirement);
+            return decision;
+        }
     };
     let key = LookupKey {
         user,

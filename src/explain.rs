@@ -39,6 +39,16 @@ pub fn denial_message(
         return m;
     };
     let why = match (d.reason, &d.approval, d.verdict) {
+        (Reason::ApprovalsStale, _, _) => {
+            let _ = write!(
+                m,
+                ". jitgate has not heard from the Kubernetes API for {}s, longer than its staleness budget, \
+                 so its approvals may be out of date and it grants nothing until it reconnects; \
+                 tell the cluster operators.",
+                d.silent_for.map_or(0, |s| s.as_secs())
+            );
+            return m;
+        }
         (Reason::ApprovalsUnavailable, _, _) => {
             let _ = write!(
                 m,
@@ -254,7 +264,7 @@ spec:
             .map(|e| Arc::new(parse_entry("jitgate-approvals/k1", e).unwrap()))
             .collect::<Vec<_>>();
         let index = ApprovalIndex::build(approvals, now);
-        let d = decide(&req, &policies, Some(&index), now);
+        let d = decide(&req, &policies, crate::decision::Approvals::Loaded(&index), now);
         assert!(!d.allowed);
         denial_message(&req, &d, &ConfigMapRef::default(), now)
     }

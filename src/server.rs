@@ -5,9 +5,9 @@
 //! decision; it gets a 4xx with a Kubernetes `Status` that says why.
 
 use crate::admission::{self, AdmissionResponse};
-use crate::approvals::ApprovalStore;
+use crate::approvals::{ApprovalStore, View};
 use crate::audit::{AuditSink, DecisionRecord};
-use crate::decision::{self, Decision, Reason};
+use crate::decision::{self, Approvals, Decision, Reason};
 use crate::explain;
 use crate::policy::PolicySet;
 use axum::Router;
@@ -107,9 +107,19 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
     };
 
     let now = Timestamp::now();
-    let snapshot = state.approvals.current();
-    let decision = decision::decide(&req, &state.policies, snapshot.as_deref().map(|s| &s.index), now);
-    let home = snapshot.as_deref().map(|s| s.home.clone()).unwrap_or_default();
+    let view = state.approvals.view();
+    let (approvals, snapshot) = match &view {
+        View::NotLoaded => (Approvals::NotLoaded, None),
+        View::Current(s) => (Approvals::Loaded(&s.index), Some(s)),
+        View::Stale { snapshot, silent_for } => (
+            Approvals::Stale {
+                silent_for: *silent_for,
+            },
+            Some(snapshot),
+        ),
+    };
+    let decision = decision::decide(&req, &state.policies, approvals, now);
+    let home = snapshot.map(|s| s.home.clone()).unwrap_or_default();
     let response = explain::response(&req, &decision, &home, now);
     let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let line = DecisionRecord::decided(&req, &decision, now, latency_us).to_line();

@@ -10,7 +10,9 @@ pub use index::{ApprovalIndex, LookupKey};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 /// The label that marks a ConfigMap as holding approvals.
 pub const LABEL: &str = "jitgate.dev/approvals";
@@ -162,23 +164,92 @@ impl Snapshot {
 /// The current approvals, shared between the request path and the sync task. `None`
 /// until the first successful load: decisions then deny rather than act as if nothing
 /// were approved.
-#[derive(Debug, Default)]
+///
+/// A source that can fall silent (the Kubernetes API) gives a staleness budget: past it
+/// since the source was last known healthy, the approvals are stale and grant nothing.
+#[derive(Debug)]
 pub struct ApprovalStore {
     current: RwLock<Option<Arc<Snapshot>>>,
+    epoch: Instant,
+    /// Milliseconds after `epoch` when the source was last known healthy.
+    healthy_at_ms: AtomicU64,
+    max_staleness: Option<Duration>,
+}
+
+impl Default for ApprovalStore {
+    fn default() -> Self {
+        ApprovalStore::new(None)
+    }
+}
+
+/// What decisions may use right now.
+#[derive(Debug, Clone)]
+pub enum View {
+    NotLoaded,
+    Current(Arc<Snapshot>),
+    /// The source has been silent for longer than the budget.
+    Stale {
+        snapshot: Arc<Snapshot>,
+        silent_for: Duration,
+    },
 }
 
 impl ApprovalStore {
+    /// `max_staleness: None` for a source that never goes stale (a local file).
+    pub fn new(max_staleness: Option<Duration>) -> Self {
+        ApprovalStore {
+            current: RwLock::new(None),
+            epoch: Instant::now(),
+            healthy_at_ms: AtomicU64::new(0),
+            max_staleness,
+        }
+    }
+
     pub fn current(&self) -> Option<Arc<Snapshot>> {
         self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Replaces the whole state at once.
+    /// Replaces the whole state at once. A complete state is a sign of health.
     pub fn replace(&self, snapshot: Snapshot) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(snapshot));
+        self.mark_healthy();
     }
 
     pub fn is_loaded(&self) -> bool {
         self.current.read().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    /// Records that the source was just heard from in good health.
+    pub fn mark_healthy(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.healthy_at_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// How long the source has been silent.
+    pub fn silent_for(&self) -> Duration {
+        let at = Duration::from_millis(self.healthy_at_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(at)
+    }
+
+    pub fn max_staleness(&self) -> Option<Duration> {
+        self.max_staleness
+    }
+
+    pub fn is_stale(&self) -> bool {
+        self.max_staleness.is_some_and(|max| self.silent_for() > max)
+    }
+
+    pub fn view(&self) -> View {
+        match self.current() {
+            None => View::NotLoaded,
+            Some(snapshot) => match self.max_staleness {
+                Some(max) if self.silent_for() > max => View::Stale {
+                    snapshot,
+                    silent_for: self.silent_for(),
+                },
+                _ => View::Current(snapshot),
+            },
+        }
     }
 }
 
@@ -253,6 +324,32 @@ data:
             Timestamp::now(),
         ));
         assert!(store.is_loaded());
+    }
+
+    #[test]
+    fn a_silent_source_goes_stale_past_its_budget_and_recovers_when_heard_from() {
+        let store = ApprovalStore::new(Some(Duration::from_millis(30)));
+        assert!(matches!(store.view(), View::NotLoaded));
+        store.replace(Snapshot::new(
+            Vec::new(),
+            ConfigMapRef::default(),
+            Timestamp::now(),
+        ));
+        assert!(matches!(store.view(), View::Current(_)));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            matches!(store.view(), View::Stale { silent_for, .. } if silent_for >= Duration::from_millis(30))
+        );
+        store.mark_healthy();
+        assert!(matches!(store.view(), View::Current(_)));
+        let file_mode = ApprovalStore::default();
+        file_mode.replace(Snapshot::new(
+            Vec::new(),
+            ConfigMapRef::default(),
+            Timestamp::now(),
+        ));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!file_mode.is_stale());
     }
 
     #[test]

@@ -103,7 +103,12 @@ fn decide_with(req: &Req, entries: &[String], approvals_loaded: bool) -> Decisio
         .map(|(i, e)| Arc::new(parse_entry(&format!("cm/e{i}"), e).unwrap()))
         .collect();
     let index = ApprovalIndex::build(approvals, now());
-    decide(&request, &policies, approvals_loaded.then_some(&index), now())
+    let approvals = if approvals_loaded {
+        Approvals::Loaded(&index)
+    } else {
+        Approvals::NotLoaded
+    };
+    decide(&request, &policies, approvals, now())
 }
 
 fn decide_one(req: &Req, entry: String) -> Decision {
@@ -394,4 +399,20 @@ fn without_loaded_approvals_gated_requests_are_denied_and_ungated_allowed() {
         false,
     );
     assert!(d.allowed);
+}
+
+#[test]
+fn stale_approvals_grant_nothing_and_say_for_how_long() {
+    let body =
+        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u", "resource": {"group": "", "version": "v1", "resource": "secrets"}, "namespace": "prod",
+        "name": "db-password", "operation": "UPDATE", "userInfo": {"username": "alice", "groups": []}}})
+        .to_string();
+    let request = decode(body.as_bytes()).unwrap();
+    let policies = PolicySet::new(parse_policies(POLICIES, "t.yaml").unwrap()).unwrap();
+    let silent_for = Duration::from_secs(400);
+    let d = decide(&request, &policies, Approvals::Stale { silent_for }, now());
+    assert!(!d.allowed);
+    assert_eq!(d.reason, Reason::ApprovalsStale);
+    assert_eq!(d.silent_for, Some(silent_for));
 }

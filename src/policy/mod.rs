@@ -8,7 +8,7 @@
 
 mod load;
 
-pub use load::{PolicyError, load_dir, parse_policies};
+pub use load::{PolicyError, load_dir, parse_duration, parse_policies};
 
 use crate::admission::{OpSet, Operation};
 use crate::pattern::{self, Pattern};

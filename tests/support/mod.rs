@@ -335,6 +335,8 @@ impl Harness {
             tls_key: dir.join("tls.key"),
             policies_dir: Path::new(REPO).join("policies"),
             approvals_file: dir.join("approvals.yaml"),
+            cluster: None,
+            max_staleness: Duration::from_secs(300),
             audit_log: Some(dir.join("audit.jsonl")),
             records_to_stdout: false,
         }

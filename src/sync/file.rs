@@ -1,5 +1,4 @@
-//! Keeping the approval store in step with its source. Here: the approvals file, watched
-//! for changes. An edit takes effect within a second; a file that cannot be read or parsed
+//! The approvals file, watched for changes. An edit takes effect within a second; a file that cannot be read or parsed
 //! leaves the last good approvals in place; each refused entry is logged once per change
 //! of the file, not at every check.
 

@@ -1,0 +1,347 @@
+//! Cluster mode: approvals from every ConfigMap in one namespace that carries the approvals
+//! label, followed with the `kube` crate's watcher.
+//!
+//! - The initial list and every re-list replace the store's state at once (a ConfigMap or
+//!   key that is gone is revoked); between them, each added, changed or deleted ConfigMap
+//!   replaces the state again.
+//! - When the watch breaks, the last good state keeps serving (expiry is still checked
+//!   against the clock) while the watcher re-lists with backoff. Each transition is logged
+//!   once.
+//! - The store counts how long the API server has been silent. The watcher does not report
+//!   bookmarks or quiet re-watches, so a layer on the client marks every successful
+//!   response, and every chunk of one, as a sign of health: a watch that idles but streams
+//!   bookmarks stays fresh. Past the staleness budget, nothing is granted.
+
+use crate::approvals::{self, ApprovalStore, ConfigMapRef, Snapshot};
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, Config};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Where the approvals live in a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterSource {
+    pub namespace: String,
+    /// Label selector, e.g. `jitgate.dev/approvals=true`.
+    pub selector: String,
+    /// `None`: in-cluster configuration, or `KUBECONFIG`, or `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot read kubeconfig {path}: {reason}")]
+    Kubeconfig { path: PathBuf, reason: String },
+    #[error("no Kubernetes configuration found (in-cluster, KUBECONFIG or ~/.kube/config): {0}")]
+    Infer(String),
+    #[error("cannot build a Kubernetes client: {0}")]
+    Client(String),
+}
+
+/// Whether the watcher's last result was good. Signs of health from the client layer
+/// count only then: a server that answers but whose answers the watcher cannot use is
+/// not a healthy source.
+#[derive(Debug)]
+struct Liveness {
+    store: Arc<ApprovalStore>,
+    watch_ok: AtomicBool,
+}
+
+impl Liveness {
+    fn heard(&self) {
+        if self.watch_ok.load(Ordering::Relaxed) {
+            self.store.mark_healthy();
+        }
+    }
+}
+
+/// Connects to the API server and follows the approvals ConfigMaps into `store` until
+/// the task is aborted.
+pub async fn spawn(source: ClusterSource, store: Arc<ApprovalStore>) -> Result<JoinHandle<()>, ClusterError> {
+    let config = match &source.kubeconfig {
+        Some(path) => {
+            let fail = |reason: String| ClusterError::Kubeconfig {
+                path: path.clone(),
+                reason,
+            };
+            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| fail(e.to_string()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .map_err(|e| fail(e.to_string()))?
+        }
+        None => Config::infer()
+            .await
+            .map_err(|e| ClusterError::Infer(e.to_string()))?,
+    };
+    tracing::info!(server = %config.cluster_url, namespace = %source.namespace, selector = %source.selector,
+        "following approvals ConfigMaps");
+    let liveness = Arc::new(Liveness {
+        store: store.clone(),
+        watch_ok: AtomicBool::new(false),
+    });
+    let client = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| ClusterError::Client(e.to_string()))?
+        .with_layer(&HealthLayer(liveness.clone()))
+        .build();
+    Ok(tokio::spawn(follow(client, source, liveness)))
+}
+
+async fn follow(client: Client, source: ClusterSource, liveness: Arc<Liveness>) {
+    let api: Api<ConfigMap> = Api::namespaced(client, &source.namespace);
+    let config = watcher::Config::default().labels(&source.selector);
+    let mut events = std::pin::pin!(watcher::watcher(api, config).default_backoff());
+    let mut state = State::new(&source.namespace);
+    let store = liveness.store.clone();
+    let mut stale = false;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut broken_since: Option<std::time::Instant> = None;
+    loop {
+        tokio::select! {
+            item = events.next() => match item {
+                Some(Ok(event)) => {
+                    liveness.watch_ok.store(true, Ordering::Relaxed);
+                    if let Some(since) = broken_since.take() {
+                        tracing::info!(after_secs = since.elapsed().as_secs(), "approvals watch restored");
+                    }
+                    state.apply(event, &store);
+                    store.mark_healthy();
+                }
+                Some(Err(e)) => {
+                    liveness.watch_ok.store(false, Ordering::Relaxed);
+                    if broken_since.is_none() {
+                        broken_since = Some(std::time::Instant::now());
+                        tracing::warn!(error = %e,
+                            "approvals watch broken; serving the last good approvals and retrying with backoff");
+                    } else {
+                        tracing::debug!(error = %e, "approvals watch still broken");
+                    }
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                let now_stale = store.is_stale();
+                if now_stale != stale {
+                    stale = now_stale;
+                    let silent_secs = store.silent_for().as_secs();
+                    if stale {
+                        tracing::error!(silent_secs, budget_secs = store.max_staleness().map(|d| d.as_secs()),
+                            "approvals are stale: no word from the Kubernetes API past the budget; granting nothing");
+                    } else {
+                        tracing::info!("approvals fresh again; granting resumes");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The ConfigMaps as last seen, parsed, and what has been logged about their entries.
+struct State {
+    namespace: String,
+    configmaps: BTreeMap<String, approvals::ParsedConfigMap>,
+    /// Set between `Init` and `InitDone`: the re-list being gathered.
+    relisting: Option<BTreeMap<String, approvals::ParsedConfigMap>>,
+    /// Entry id → hash of the text that was last reported as refused.
+    reported: HashMap<String, u64>,
+    synced_once: bool,
+}
+
+impl State {
+    fn new(namespace: &str) -> Self {
+        State {
+            namespace: namespace.to_string(),
+            configmaps: BTreeMap::new(),
+            relisting: None,
+            reported: HashMap::new(),
+            synced_once: false,
+        }
+    }
+
+    fn apply(&mut self, event: Event<ConfigMap>, store: &ApprovalStore) {
+        match event {
+            Event::Init => self.relisting = Some(BTreeMap::new()),
+            Event::InitApply(cm) => {
+                let (name, parsed) = self.parse(&cm);
+                self.relisting.get_or_insert_default().insert(name, parsed);
+            }
+            Event::InitDone => {
+                self.configmaps = self.relisting.take().unwrap_or_default();
+                let live: std::collections::HashSet<String> = self
+                    .configmaps
+                    .values()
+                    .flat_map(|p| p.errors.iter().map(|e| e.id.clone()))
+                    .collect();
+                self.reported.retain(|id, _| live.contains(id));
+                self.publish(store);
+                let approvals: usize = self.configmaps.values().map(|p| p.approvals.len()).sum();
+                let ignored: usize = self.configmaps.values().map(|p| p.errors.len()).sum();
+                if self.synced_once {
+                    tracing::debug!(
+                        configmaps = self.configmaps.len(),
+                        approvals,
+                        ignored,
+                        "approvals re-listed"
+                    );
+                } else {
+                    tracing::info!(
+                        configmaps = self.configmaps.len(),
+                        approvals,
+                        ignored,
+                        "approvals synced"
+                    );
+                    self.synced_once = true;
+                }
+            }
+            Event::Apply(cm) => {
+                let (name, parsed) = self.parse(&cm);
+                self.configmaps.insert(name, parsed);
+                self.publish(store);
+            }
+            Event::Delete(cm) => {
+                let name = cm.metadata.name.unwrap_or_default();
+                if let Some(gone) = self.configmaps.remove(&name) {
+                    for e in gone.errors {
+                        self.reported.remove(&e.id);
+                    }
+                }
+                tracing::info!(configmap = %name, "approvals ConfigMap deleted: its approvals are revoked");
+                self.publish(store);
+            }
+        }
+    }
+
+    /// Parses one ConfigMap, logging each refused entry once per change of its text.
+    fn parse(&mut self, cm: &ConfigMap) -> (String, approvals::ParsedConfigMap) {
+        let name = cm.metadata.name.clone().unwrap_or_default();
+        let empty = BTreeMap::new();
+        let data = cm.data.as_ref().unwrap_or(&empty);
+        let parsed = approvals::parse_configmap(&name, data);
+        for e in &parsed.errors {
+            let key = e.id.strip_prefix(&format!("{name}/")).unwrap_or(&e.id);
+            let mut hasher = DefaultHasher::new();
+            data.get(key).hash(&mut hasher);
+            let text_hash = hasher.finish();
+            if self.reported.insert(e.id.clone(), text_hash) != Some(text_hash) {
+                tracing::warn!(approval = %e.id, reason = %e.reason, "approval entry ignored");
+            }
+        }
+        (name, parsed)
+    }
+
+    fn publish(&self, store: &ApprovalStore) {
+        let approvals = self
+            .configmaps
+            .values()
+            .flat_map(|p| p.approvals.iter().cloned())
+            .collect();
+        let home = if self.configmaps.contains_key(approvals::DEFAULT_CONFIGMAP) || self.configmaps.is_empty()
+        {
+            approvals::DEFAULT_CONFIGMAP.to_string()
+        } else {
+            self.configmaps.keys().next().cloned().unwrap_or_default()
+        };
+        let home = ConfigMapRef {
+            namespace: self.namespace.clone(),
+            name: home,
+        };
+        store.replace(Snapshot::new(approvals, home, Timestamp::now()));
+    }
+}
+
+/// A client layer that reports every successful response, and every chunk of its body,
+/// as a sign that the API server is there.
+#[derive(Clone)]
+struct HealthLayer(Arc<Liveness>);
+
+impl<S> tower::Layer<S> for HealthLayer {
+    type Service = HealthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HealthService {
+            inner,
+            liveness: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct HealthService<S> {
+    inner: S,
+    liveness: Arc<Liveness>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, R, B> tower::Service<R> for HealthService<S>
+where
+    S: tower::Service<R, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+    B: 'static,
+{
+    type Response = http::Response<HealthBody<B>>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        let response = self.inner.call(request);
+        let liveness = self.liveness.clone();
+        Box::pin(async move {
+            let response = response.await?;
+            let ok = response.status().is_success();
+            if ok {
+                liveness.heard();
+            }
+            Ok(response.map(|inner| HealthBody {
+                inner: Box::pin(inner),
+                liveness: ok.then_some(liveness),
+            }))
+        })
+    }
+}
+
+/// A response body that reports each chunk it yields.
+pub struct HealthBody<B> {
+    inner: Pin<Box<B>>,
+    liveness: Option<Arc<Liveness>>,
+}
+
+impl<B: http_body::Body> http_body::Body for HealthBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(_))), Some(liveness)) = (&polled, &this.liveness) {
+            liveness.heard();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
