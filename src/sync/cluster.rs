@@ -7,10 +7,11 @@
 //! - When the watch breaks, the last good state keeps serving (expiry is still checked
 //!   against the clock) while the watcher re-lists with backoff. Each transition is logged
 //!   once.
-//! - The store counts how long the API server has been silent. The watcher does not report
-//!   bookmarks or quiet re-watches, so a layer on the client marks every successful
-//!   response, and every chunk of one, as a sign of health: a watch that idles but streams
-//!   bookmarks stays fresh. Past the staleness budget, nothing is granted.
+//! - The store counts how long the API server has been silent: since the last event, list
+//!   or bookmark. The watcher does not report bookmarks or quiet re-watches to its caller,
+//!   so a layer on the client marks an accepted watch, and every chunk of its stream, as a
+//!   sign of health: a watch that idles but streams bookmarks stays fresh. Past the
+//!   staleness budget, nothing is granted.
 
 use crate::approvals::{self, ApprovalStore, ConfigMapRef, Snapshot};
 use futures::StreamExt;
@@ -49,9 +50,10 @@ pub enum ClusterError {
     Client(String),
 }
 
-/// Whether the watcher's last result was good. Signs of health from the client layer
-/// count only then: a server that answers but whose answers the watcher cannot use is
-/// not a healthy source.
+/// Health as the client sees it. A watch stream's chunks (events and bookmarks) count
+/// only while the watcher is in good standing: it loses it on an error and regains it on
+/// an event it could use, or when the API server accepts a new watch (the watcher resumes
+/// a watch without a word to its caller). Lists count when the watcher has used them.
 #[derive(Debug)]
 struct Liveness {
     store: Arc<ApprovalStore>,
@@ -59,7 +61,12 @@ struct Liveness {
 }
 
 impl Liveness {
-    fn heard(&self) {
+    fn watch_accepted(&self) {
+        self.watch_ok.store(true, Ordering::Relaxed);
+        self.store.mark_healthy();
+    }
+
+    fn chunk(&self) {
         if self.watch_ok.load(Ordering::Relaxed) {
             self.store.mark_healthy();
         }
@@ -260,8 +267,8 @@ impl State {
     }
 }
 
-/// A client layer that reports every successful response, and every chunk of its body,
-/// as a sign that the API server is there.
+/// A client layer that reports an accepted watch, and every chunk of its stream, as a
+/// sign that the API server is there.
 #[derive(Clone)]
 struct HealthLayer(Arc<Liveness>);
 
@@ -284,9 +291,9 @@ struct HealthService<S> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S, R, B> tower::Service<R> for HealthService<S>
+impl<S, Q, B> tower::Service<http::Request<Q>> for HealthService<S>
 where
-    S: tower::Service<R, Response = http::Response<B>>,
+    S: tower::Service<http::Request<Q>, Response = http::Response<B>>,
     S::Future: Send + 'static,
     B: 'static,
 {
@@ -298,18 +305,22 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: R) -> Self::Future {
+    fn call(&mut self, request: http::Request<Q>) -> Self::Future {
+        let is_watch = request
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
         let response = self.inner.call(request);
         let liveness = self.liveness.clone();
         Box::pin(async move {
             let response = response.await?;
-            let ok = response.status().is_success();
-            if ok {
-                liveness.heard();
+            let watching = is_watch && response.status().is_success();
+            if watching {
+                liveness.watch_accepted();
             }
             Ok(response.map(|inner| HealthBody {
                 inner: Box::pin(inner),
-                liveness: ok.then_some(liveness),
+                liveness: watching.then_some(liveness),
             }))
         })
     }
@@ -332,7 +343,7 @@ impl<B: http_body::Body> http_body::Body for HealthBody<B> {
         let this = self.get_mut();
         let polled = this.inner.as_mut().poll_frame(cx);
         if let (Poll::Ready(Some(Ok(_))), Some(liveness)) = (&polled, &this.liveness) {
-            liveness.heard();
+            liveness.chunk();
         }
         polled
     }

@@ -4,6 +4,8 @@
 //! the real server.
 #![allow(dead_code)]
 
+pub mod apiserver;
+
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
@@ -421,5 +423,55 @@ where
         }
         assert!(start.elapsed() < limit, "condition not met within {limit:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Captures the log lines emitted on this thread (JSON, one per line) while alive. With
+/// `#[tokio::test]`'s single-threaded runtime, that includes the server's own tasks.
+pub struct LogCapture {
+    buf: Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+#[derive(Clone)]
+struct CaptureWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    pub fn start() -> LogCapture {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = CaptureWriter(buf.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        LogCapture {
+            buf,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    pub fn lines(&self) -> Vec<Value> {
+        let text = String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned();
+        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Lines whose message is `message` and whose field `field` is `value`.
+    pub fn count(&self, message: &str, field: &str, value: &str) -> usize {
+        self.lines()
+            .iter()
+            .filter(|l| l["message"] == message && l[field] == value)
+            .count()
     }
 }

@@ -1,0 +1,568 @@
+//! A small Kubernetes API server for tests: real HTTPS on 127.0.0.1, bearer-token auth, and
+//! the parts of the API that watching and editing ConfigMaps use, answering in the shapes a
+//! real kube-apiserver answered (`../shared/fixtures/apiserver/`):
+//!
+//! - LIST `/api/v1/namespaces/{ns}/configmaps` with `labelSelector`, `limit`/`continue`,
+//!   and `metadata.resourceVersion` on the list;
+//! - WATCH (the same path with `watch=true`) as a stream of JSON lines `{"type", "object"}`:
+//!   ADDED, MODIFIED, DELETED (also when an object stops matching the selector), BOOKMARK
+//!   when asked for, and, for a resourceVersion older than the history kept, a single
+//!   ERROR event carrying a 410 `Expired` Status;
+//! - GET, POST (create), PUT (update) and PATCH (merge patch) with `resourceVersion`
+//!   preconditions answered by 409 Conflict, and DELETE.
+//!
+//! Tests change ConfigMaps directly, cut open watches, forget history (so resumed watches
+//! get 410 and clients re-list), and take the server down and up again on the same port.
+#![allow(dead_code)]
+
+use super::Certs;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+
+pub const TOKEN: &str = "test-token-for-jitgate";
+
+/// One change, kept so that a watch resuming from any later resourceVersion replays it.
+#[derive(Clone)]
+struct Change {
+    rv: u64,
+    old: Option<Value>,
+    /// `None` for a deletion.
+    new: Option<Value>,
+}
+
+struct Inner {
+    rv: u64,
+    objects: BTreeMap<(String, String), Value>,
+    history: Vec<Change>,
+    /// A watch from a resourceVersion below this gets 410 Gone.
+    oldest_rv: u64,
+    bookmark_every: Duration,
+    requests: Vec<String>,
+}
+
+/// What handlers share. `latest` wakes watches on every change; `cuts` ends them.
+#[derive(Clone)]
+struct Shared {
+    inner: Arc<Mutex<Inner>>,
+    latest: watch::Sender<u64>,
+    cuts: watch::Sender<u64>,
+}
+
+pub struct ApiServer {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    shared: Shared,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ApiServer {
+    pub async fn start() -> ApiServer {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = Certs::new();
+        std::fs::write(dir.path().join("ca.crt"), &certs.ca_pem).unwrap();
+        std::fs::write(dir.path().join("tls.crt"), &certs.cert_pem).unwrap();
+        std::fs::write(dir.path().join("tls.key"), &certs.key_pem).unwrap();
+        let shared = Shared {
+            inner: Arc::new(Mutex::new(Inner {
+                rv: 100,
+                objects: BTreeMap::new(),
+                history: Vec::new(),
+                oldest_rv: 0,
+                bookmark_every: Duration::from_millis(250),
+                requests: Vec::new(),
+            })),
+            latest: watch::channel(100).0,
+            cuts: watch::channel(0).0,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut server = ApiServer {
+            addr,
+            dir,
+            shared,
+            stop: None,
+            task: None,
+        };
+        server.serve(listener);
+        server
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let tls = jitgate::tls::server_config(&self.dir.path().join("tls.crt"), &self.dir.path().join("tls.key"))
+            .unwrap();
+        let app = Router::new()
+            .route("/api/v1/namespaces/{ns}/configmaps", get(list_or_watch).post(create))
+            .route(
+                "/api/v1/namespaces/{ns}/configmaps/{name}",
+                get(get_one).put(replace).patch(patch).delete(delete),
+            )
+            .layer(axum::middleware::from_fn_with_state(self.shared.clone(), authenticate))
+            .with_state(self.shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.stop = Some(stop);
+        self.task = Some(tokio::spawn(jitgate::server::serve(listener, tls, app, async {
+            let _ = stopped.await;
+        })));
+    }
+
+    /// A kubeconfig that reaches this server as a cluster would be reached.
+    pub fn kubeconfig(&self) -> std::path::PathBuf {
+        let path = self.dir.path().join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: https://{}\n    certificate-authority: {}\nusers:\n- name: jitgate\n  user:\n    token: {TOKEN}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: jitgate\n    namespace: jitgate-system\ncurrent-context: test\n",
+            self.addr,
+            self.dir.path().join("ca.crt").display()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Creates or replaces a ConfigMap.
+    pub fn apply(&self, ns: &str, name: &str, labels: &[(&str, &str)], data: &[(&str, &str)]) {
+        let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+        let data: BTreeMap<&str, &str> = data.iter().copied().collect();
+        let object = json!({
+            "kind": "ConfigMap", "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "data": data,
+        });
+        self.shared.write(ns, name, Some(object));
+    }
+
+    /// An approvals ConfigMap (labelled) in `jitgate-system`.
+    pub fn apply_approvals(&self, name: &str, data: &[(&str, &str)]) {
+        self.apply("jitgate-system", name, &[("jitgate.dev/approvals", "true")], data);
+    }
+
+    pub fn delete(&self, ns: &str, name: &str) {
+        self.shared.write(ns, name, None);
+    }
+
+    pub fn object(&self, ns: &str, name: &str) -> Option<Value> {
+        let inner = self.shared.inner.lock().unwrap();
+        inner.objects.get(&(ns.to_string(), name.to_string())).cloned()
+    }
+
+    /// Ends every open watch stream; clients resume from their last resourceVersion.
+    pub fn cut_watches(&self) {
+        self.shared.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// Forgets all history and ends open watches: a client resuming from any earlier
+    /// resourceVersion gets 410 Gone and must list again.
+    pub fn compact(&self) {
+        let rv = {
+            let mut inner = self.shared.inner.lock().unwrap();
+            // Like etcd compaction: history is gone, but the current state (and a list of
+            // it) stays watchable from its resourceVersion.
+            inner.rv += 1;
+            inner.oldest_rv = inner.rv;
+            inner.history.clear();
+            inner.rv
+        };
+        self.shared.latest.send_replace(rv);
+        self.cut_watches();
+    }
+
+    pub fn set_bookmark_interval(&self, every: Duration) {
+        self.shared.inner.lock().unwrap().bookmark_every = every;
+    }
+
+    /// Stops serving: open watches end, and new connections are refused.
+    pub async fn down(&mut self) {
+        self.cut_watches();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+
+    /// Serves again on the same address.
+    pub async fn up(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
+    }
+
+    /// Requests seen so far, as `METHOD path?query`.
+    pub fn requests(&self) -> Vec<String> {
+        self.shared.inner.lock().unwrap().requests.clone()
+    }
+}
+
+impl Shared {
+    /// Stores a new version of an object (or deletes it), recording the change.
+    fn write(&self, ns: &str, name: &str, object: Option<Value>) -> Option<Value> {
+        let mut inner = self.inner.lock().unwrap();
+        inner.rv += 1;
+        let rv = inner.rv;
+        let key = (ns.to_string(), name.to_string());
+        let old = inner.objects.get(&key).cloned();
+        let stored = object.map(|mut o| {
+            let created = old
+                .as_ref()
+                .map(|o| o["metadata"]["creationTimestamp"].clone())
+                .unwrap_or_else(|| json!(jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
+            let uid = old
+                .as_ref()
+                .map(|o| o["metadata"]["uid"].clone())
+                .unwrap_or_else(|| json!(format!("uid-{name}-{rv}")));
+            let meta = &mut o["metadata"];
+            meta["resourceVersion"] = json!(rv.to_string());
+            meta["creationTimestamp"] = created;
+            meta["uid"] = uid;
+            meta["namespace"] = json!(ns);
+            o
+        });
+        let change = match &stored {
+            Some(o) => {
+                inner.objects.insert(key, o.clone());
+                Change {
+                    rv,
+                    old,
+                    new: Some(o.clone()),
+                }
+            }
+            None => {
+                inner.objects.remove(&key);
+                // A deleted object is reported with the deletion's resourceVersion.
+                let old = old.map(|mut o| {
+                    o["metadata"]["resourceVersion"] = json!(rv.to_string());
+                    o
+                });
+                Change { rv, old, new: None }
+            }
+        };
+        inner.history.push(change);
+        drop(inner);
+        self.latest.send_replace(rv);
+        stored
+    }
+}
+
+async fn authenticate(
+    State(shared): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let line = format!(
+        "{} {}",
+        request.method(),
+        request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("")
+    );
+    shared.inner.lock().unwrap().requests.push(line);
+    let authorized = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {TOKEN}"));
+    if !authorized {
+        return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized".into());
+    }
+    next.run(request).await
+}
+
+/// A Kubernetes `Status` error response.
+fn status(code: StatusCode, reason: &str, message: String) -> Response {
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code.as_u16(),
+    });
+    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+fn ok_json(code: StatusCode, value: &Value) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+}
+
+/// Equality-based label selectors: `a=b`, `a==b`, `a!=b`, `a`, `!a`, comma-separated.
+fn matches(selector: &str, object: &Value) -> bool {
+    let labels = &object["metadata"]["labels"];
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+        if let Some((k, v)) = term.split_once("!=") {
+            labels[k.trim()].as_str() != Some(v.trim())
+        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            labels[k.trim()].as_str() == Some(v.trim())
+        } else if let Some(k) = term.strip_prefix('!') {
+            labels.get(k.trim()).is_none()
+        } else {
+            labels.get(term.trim()).is_some()
+        }
+    })
+}
+
+async fn list_or_watch(
+    State(shared): State<Shared>,
+    Path(ns): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let selector = q.get("labelSelector").cloned().unwrap_or_default();
+    if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+        return watch_stream(shared, ns, selector, &q);
+    }
+    let inner = shared.inner.lock().unwrap();
+    let mut items: Vec<Value> = inner
+        .objects
+        .iter()
+        .filter(|((n, _), o)| *n == ns && matches(&selector, o))
+        .map(|(_, o)| {
+            // As a real server answers: list items carry no kind or apiVersion.
+            let mut o = o.clone();
+            if let Some(map) = o.as_object_mut() {
+                map.remove("kind");
+                map.remove("apiVersion");
+            }
+            o
+        })
+        .collect();
+    let start: usize = q.get("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let total = items.len();
+    items = items.into_iter().skip(start).take(limit).collect();
+    let mut metadata = json!({"resourceVersion": inner.rv.to_string()});
+    if start + items.len() < total {
+        metadata["continue"] = json!((start + items.len()).to_string());
+        metadata["remainingItemCount"] = json!(total - start - items.len());
+    }
+    ok_json(
+        StatusCode::OK,
+        &json!({"kind": "ConfigMapList", "apiVersion": "v1", "metadata": metadata, "items": items}),
+    )
+}
+
+fn event(kind: &str, object: &Value) -> Bytes {
+    let mut line = json!({"type": kind, "object": object}).to_string();
+    line.push('\n');
+    Bytes::from(line)
+}
+
+/// How a change looks to a watch with `selector`, if at all.
+fn as_seen(change: &Change, selector: &str) -> Option<Bytes> {
+    let was = change.old.as_ref().is_some_and(|o| matches(selector, o));
+    match &change.new {
+        Some(new) if matches(selector, new) => Some(event(if was { "MODIFIED" } else { "ADDED" }, new)),
+        // Modified out of the selector: the watch sees it leave.
+        Some(new) if was => Some(event("DELETED", new)),
+        Some(_) => None,
+        None if was => Some(event("DELETED", change.old.as_ref().unwrap())),
+        None => None,
+    }
+}
+
+fn watch_stream(shared: Shared, ns: String, selector: String, q: &HashMap<String, String>) -> Response {
+    let from: u64 = q.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
+    let timeout = Duration::from_secs(q.get("timeoutSeconds").and_then(|t| t.parse().ok()).unwrap_or(290));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    {
+        let inner = shared.inner.lock().unwrap();
+        if from != 0 && from < inner.oldest_rv {
+            let gone = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "The resourceVersion for the provided watch is too old.", "reason": "Expired", "code": 410});
+            let _ = tx.try_send(event("ERROR", &gone));
+            drop(tx);
+            return streamed(rx);
+        }
+    }
+    let mut latest = shared.latest.subscribe();
+    let mut cuts = shared.cuts.subscribe();
+    cuts.mark_unchanged();
+    tokio::spawn(async move {
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut sent_up_to = from;
+        if from == 0 {
+            // "Any" resourceVersion: start with every current object as ADDED.
+            let (objects, rv) = {
+                let inner = shared.inner.lock().unwrap();
+                let objects: Vec<Value> = inner
+                    .objects
+                    .iter()
+                    .filter(|((n, _), o)| *n == ns && matches(&selector, o))
+                    .map(|(_, o)| o.clone())
+                    .collect();
+                (objects, inner.rv)
+            };
+            for o in objects {
+                if tx.send(event("ADDED", &o)).await.is_err() {
+                    return;
+                }
+            }
+            sent_up_to = rv;
+        }
+        loop {
+            let pending: Vec<Bytes> = {
+                let inner = shared.inner.lock().unwrap();
+                let out = inner
+                    .history
+                    .iter()
+                    .filter(|c| c.rv > sent_up_to)
+                    .filter(|c| {
+                        let o = c.new.as_ref().or(c.old.as_ref()).unwrap();
+                        o["metadata"]["namespace"] == ns.as_str()
+                    })
+                    .filter_map(|c| as_seen(c, &selector))
+                    .collect();
+                sent_up_to = inner.rv;
+                out
+            };
+            for line in pending {
+                if tx.send(line).await.is_err() {
+                    return;
+                }
+            }
+            let every = shared.inner.lock().unwrap().bookmark_every;
+            tokio::select! {
+                changed = latest.changed() => if changed.is_err() { return },
+                _ = cuts.changed() => return,
+                () = &mut deadline => return,
+                () = tokio::time::sleep(every), if bookmarks => {
+                    let mark = json!({"kind": "ConfigMap", "apiVersion": "v1",
+                        "metadata": {"resourceVersion": sent_up_to.to_string()}});
+                    if tx.send(event("BOOKMARK", &mark)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    streamed(rx)
+}
+
+fn streamed(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response {
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-cache, private")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+async fn get_one(State(shared): State<Shared>, Path((ns, name)): Path<(String, String)>) -> Response {
+    let inner = shared.inner.lock().unwrap();
+    match inner.objects.get(&(ns, name.clone())) {
+        Some(o) => ok_json(StatusCode::OK, o),
+        None => not_found(&name),
+    }
+}
+
+fn not_found(name: &str) -> Response {
+    status(StatusCode::NOT_FOUND, "NotFound", format!("configmaps \"{name}\" not found"))
+}
+
+fn conflict(name: &str) -> Response {
+    status(
+        StatusCode::CONFLICT,
+        "Conflict",
+        format!(
+            "Operation cannot be fulfilled on configmaps \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+        ),
+    )
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| status(StatusCode::BAD_REQUEST, "BadRequest", format!("invalid body: {e}")))
+}
+
+async fn create(State(shared): State<Shared>, Path(ns): Path<String>, body: Bytes) -> Response {
+    let object = match parse_body(&body) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    if shared.inner.lock().unwrap().objects.contains_key(&(ns.clone(), name.clone())) {
+        return status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("configmaps \"{name}\" already exists"),
+        );
+    }
+    let stored = shared.write(&ns, &name, Some(object)).unwrap();
+    ok_json(StatusCode::CREATED, &stored)
+}
+
+/// The current object, if `precondition` (a resourceVersion, when given) still holds.
+fn current(shared: &Shared, ns: &str, name: &str, precondition: Option<&str>) -> Result<Value, Response> {
+    let inner = shared.inner.lock().unwrap();
+    let Some(existing) = inner.objects.get(&(ns.to_string(), name.to_string())) else {
+        return Err(not_found(name));
+    };
+    if let Some(rv) = precondition.filter(|rv| !rv.is_empty()) {
+        if existing["metadata"]["resourceVersion"].as_str() != Some(rv) {
+            return Err(conflict(name));
+        }
+    }
+    Ok(existing.clone())
+}
+
+async fn replace(
+    State(shared): State<Shared>,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let object = match parse_body(&body) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    if let Err(r) = current(&shared, &ns, &name, object["metadata"]["resourceVersion"].as_str()) {
+        return r;
+    }
+    let stored = shared.write(&ns, &name, Some(object)).unwrap();
+    ok_json(StatusCode::OK, &stored)
+}
+
+async fn patch(
+    State(shared): State<Shared>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type != "application/merge-patch+json" {
+        return status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!("the test API server supports merge patches only, not {content_type:?}"),
+        );
+    }
+    let patch = match parse_body(&body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let mut object = match current(&shared, &ns, &name, patch["metadata"]["resourceVersion"].as_str()) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    json_patch::merge(&mut object, &patch);
+    let stored = shared.write(&ns, &name, Some(object)).unwrap();
+    ok_json(StatusCode::OK, &stored)
+}
+
+async fn delete(State(shared): State<Shared>, Path((ns, name)): Path<(String, String)>) -> Response {
+    if let Err(r) = current(&shared, &ns, &name, None) {
+        return r;
+    }
+    shared.write(&ns, &name, None);
+    ok_json(
+        StatusCode::OK,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "details": {"name": name, "kind": "configmaps"}}),
+    )
+}
