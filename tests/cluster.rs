@@ -60,13 +60,19 @@ async fn a_configmap_added_after_start_grants_and_its_deletion_revokes() {
 #[tokio::test]
 async fn edits_to_scope_and_expiry_take_effect_and_removing_a_key_revokes() {
     let api = ApiServer::start().await;
-    api.apply_approvals("jitgate-approvals", &[("grant", &entry(&[])), ("other", &entry(&[("alice@", "bob@")]))]);
+    api.apply_approvals(
+        "jitgate-approvals",
+        &[("grant", &entry(&[])), ("other", &entry(&[("alice@", "bob@")]))],
+    );
     let h = start_jitgate(&api, Duration::from_secs(300)).await;
     until_ready(&h).await;
     assert!(allowed(&h, &Req::secret_update()).await);
 
     // Narrow the scope to another Secret: denied.
-    api.apply_approvals("jitgate-approvals", &[("grant", &entry(&[("name: db-password", "name: other")]))]);
+    api.apply_approvals(
+        "jitgate-approvals",
+        &[("grant", &entry(&[("name: db-password", "name: other")]))],
+    );
     until_alice(&h, false).await;
     // Widen it back: allowed.
     api.apply_approvals("jitgate-approvals", &[("grant", &entry(&[]))]);
@@ -78,7 +84,10 @@ async fn edits_to_scope_and_expiry_take_effect_and_removing_a_key_revokes() {
     // The key removed: denied with nothing to show.
     api.apply_approvals("jitgate-approvals", &[("grant", &entry(&[]))]);
     until_alice(&h, true).await;
-    api.apply_approvals("jitgate-approvals", &[("unrelated", &entry(&[("alice@", "bob@")]))]);
+    api.apply_approvals(
+        "jitgate-approvals",
+        &[("unrelated", &entry(&[("alice@", "bob@")]))],
+    );
     until_alice(&h, false).await;
     assert_eq!(h.records().last().unwrap()["reason"], "no_approval");
     h.stop().await;
@@ -88,8 +97,18 @@ async fn edits_to_scope_and_expiry_take_effect_and_removing_a_key_revokes() {
 async fn unlabelled_configmaps_are_ignored_and_unlabelling_revokes() {
     let api = ApiServer::start().await;
     api.apply("jitgate-system", "stray", &[], &[("grant", &entry(&[]))]);
-    api.apply("jitgate-system", "wrong-value", &[("jitgate.dev/approvals", "false")], &[("grant", &entry(&[]))]);
-    api.apply("other-namespace", "elsewhere", &[("jitgate.dev/approvals", "true")], &[("grant", &entry(&[]))]);
+    api.apply(
+        "jitgate-system",
+        "wrong-value",
+        &[("jitgate.dev/approvals", "false")],
+        &[("grant", &entry(&[]))],
+    );
+    api.apply(
+        "other-namespace",
+        "elsewhere",
+        &[("jitgate.dev/approvals", "true")],
+        &[("grant", &entry(&[]))],
+    );
     let h = start_jitgate(&api, Duration::from_secs(300)).await;
     until_ready(&h).await;
     assert!(!allowed(&h, &Req::secret_update()).await);
@@ -106,7 +125,10 @@ async fn unlabelled_configmaps_are_ignored_and_unlabelling_revokes() {
 async fn approvals_from_two_configmaps_are_both_used() {
     let api = ApiServer::start().await;
     api.apply_approvals("team-a", &[("alice", &entry(&[]))]);
-    let bob = entry(&[("alice@example.com", "bob@example.com"), ("[bob@example.com]", "[carol@example.com]")]);
+    let bob = entry(&[
+        ("alice@example.com", "bob@example.com"),
+        ("[bob@example.com]", "[carol@example.com]"),
+    ]);
     api.apply_approvals("team-b", &[("bob", &bob)]);
     let h = start_jitgate(&api, Duration::from_secs(300)).await;
     until_ready(&h).await;
@@ -126,12 +148,19 @@ async fn a_malformed_entry_is_skipped_logged_once_per_change_and_its_neighbours_
     let h = start_jitgate(&api, Duration::from_secs(300)).await;
     until_ready(&h).await;
     assert!(allowed(&h, &Req::secret_update()).await);
-    let ignored = |logs: &LogCapture| logs.count("approval entry ignored", "approval", "jitgate-approvals/broken");
+    let ignored =
+        |logs: &LogCapture| logs.count("approval entry ignored", "approval", "jitgate-approvals/broken");
     assert_eq!(ignored(&logs), 1);
 
     // A change to a neighbour, a cut watch and a full re-list (410) do not log it again.
-    let bob = entry(&[("alice@example.com", "bob@example.com"), ("[bob@example.com]", "[carol@example.com]")]);
-    api.apply_approvals("jitgate-approvals", &[("broken", broken), ("grant", &entry(&[])), ("bob", &bob)]);
+    let bob = entry(&[
+        ("alice@example.com", "bob@example.com"),
+        ("[bob@example.com]", "[carol@example.com]"),
+    ]);
+    api.apply_approvals(
+        "jitgate-approvals",
+        &[("broken", broken), ("grant", &entry(&[])), ("bob", &bob)],
+    );
     let bob_req = Req::secret_update().with(|r| r.user = "bob@example.com".into());
     eventually(PATIENCE, || allowed(&h, &bob_req)).await;
     api.cut_watches();
@@ -143,7 +172,10 @@ async fn a_malformed_entry_is_skipped_logged_once_per_change_and_its_neighbours_
     // Changing the broken entry is a new change: logged again.
     api.apply_approvals(
         "jitgate-approvals",
-        &[("broken", "user: alice@example.com\ncolour: red\n"), ("grant", &entry(&[]))],
+        &[
+            ("broken", "user: alice@example.com\ncolour: red\n"),
+            ("grant", &entry(&[])),
+        ],
     );
     eventually(PATIENCE, || async { ignored(&logs) == 2 }).await;
     assert!(allowed(&h, &Req::secret_update()).await);
@@ -179,7 +211,10 @@ async fn a_change_made_while_the_watch_is_cut_is_not_lost() {
 
     // Cut: the change lands before the client resumes, and the resumed watch replays it.
     api.cut_watches();
-    api.apply_approvals("jitgate-approvals", &[("grant", &entry(&[("name: db-password", "name: other")]))]);
+    api.apply_approvals(
+        "jitgate-approvals",
+        &[("grant", &entry(&[("name: db-password", "name: other")]))],
+    );
     until_alice(&h, false).await;
 
     // Down: the change lands while nobody can connect.
@@ -197,9 +232,15 @@ async fn a_change_made_while_the_watch_is_cut_is_not_lost() {
     let relists = api
         .requests()
         .iter()
-        .filter(|r| r.starts_with("GET /api/v1/namespaces/jitgate-system/configmaps?") && !r.contains("watch=true"))
+        .filter(|r| {
+            r.starts_with("GET /api/v1/namespaces/jitgate-system/configmaps?") && !r.contains("watch=true")
+        })
         .count();
-    assert!(relists >= 2, "a 410 makes the client list again: {:?}", api.requests());
+    assert!(
+        relists >= 2,
+        "a 410 makes the client list again: {:?}",
+        api.requests()
+    );
     h.stop().await;
 }
 
@@ -236,7 +277,10 @@ async fn the_api_server_down_past_the_staleness_budget_stops_grants_until_it_ret
     let mut c = h.conn(Proto::H1).await;
     let response = c.decide(&Req::secret_update().review()).await;
     let message = response["status"]["message"].as_str().unwrap();
-    assert!(message.contains("has not heard from the Kubernetes API"), "{message}");
+    assert!(
+        message.contains("has not heard from the Kubernetes API"),
+        "{message}"
+    );
     // Still ready: ungated requests are served, gated ones told why.
     assert_eq!(h.readyz().await, StatusCode::OK);
 

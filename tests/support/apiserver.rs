@@ -100,15 +100,22 @@ impl ApiServer {
     }
 
     fn serve(&mut self, listener: tokio::net::TcpListener) {
-        let tls = jitgate::tls::server_config(&self.dir.path().join("tls.crt"), &self.dir.path().join("tls.key"))
-            .unwrap();
+        let tls =
+            jitgate::tls::server_config(&self.dir.path().join("tls.crt"), &self.dir.path().join("tls.key"))
+                .unwrap();
         let app = Router::new()
-            .route("/api/v1/namespaces/{ns}/configmaps", get(list_or_watch).post(create))
+            .route(
+                "/api/v1/namespaces/{ns}/configmaps",
+                get(list_or_watch).post(create),
+            )
             .route(
                 "/api/v1/namespaces/{ns}/configmaps/{name}",
                 get(get_one).put(replace).patch(patch).delete(delete),
             )
-            .layer(axum::middleware::from_fn_with_state(self.shared.clone(), authenticate))
+            .layer(axum::middleware::from_fn_with_state(
+                self.shared.clone(),
+                authenticate,
+            ))
             .with_state(self.shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         self.stop = Some(stop);
@@ -281,11 +288,21 @@ fn status(code: StatusCode, reason: &str, message: String) -> Response {
         "kind": "Status", "apiVersion": "v1", "metadata": {},
         "status": "Failure", "message": message, "reason": reason, "code": code.as_u16(),
     });
-    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn ok_json(code: StatusCode, value: &Value) -> Response {
-    (code, [(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
 }
 
 /// Equality-based label selectors: `a=b`, `a==b`, `a!=b`, `a`, `!a`, comma-separated.
@@ -329,7 +346,11 @@ async fn list_or_watch(
         })
         .collect();
     let start: usize = q.get("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
-    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let limit: usize = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
     let total = items.len();
     items = items.into_iter().skip(start).take(limit).collect();
     let mut metadata = json!({"resourceVersion": inner.rv.to_string()});
@@ -365,7 +386,11 @@ fn as_seen(change: &Change, selector: &str) -> Option<Bytes> {
 fn watch_stream(shared: Shared, ns: String, selector: String, q: &HashMap<String, String>) -> Response {
     let from: u64 = q.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
-    let timeout = Duration::from_secs(q.get("timeoutSeconds").and_then(|t| t.parse().ok()).unwrap_or(290));
+    let timeout = Duration::from_secs(
+        q.get("timeoutSeconds")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(290),
+    );
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     {
         let inner = shared.inner.lock().unwrap();
@@ -458,16 +483,29 @@ async fn get_one(State(shared): State<Shared>, Path((ns, name)): Path<(String, S
     let inner = shared.inner.lock().unwrap();
     match inner.objects.get(&(ns, name.clone())) {
         Some(o) => ok_json(StatusCode::OK, o),
-        None => not_found(&name),
+        None => not_found(&name).into_response(),
     }
 }
 
-fn not_found(name: &str) -> Response {
-    status(StatusCode::NOT_FOUND, "NotFound", format!("configmaps \"{name}\" not found"))
+/// An API error, answered as a Kubernetes `Status`.
+struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        status(self.0, self.1, self.2)
+    }
 }
 
-fn conflict(name: &str) -> Response {
-    status(
+fn not_found(name: &str) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("configmaps \"{name}\" not found"),
+    )
+}
+
+fn conflict(name: &str) -> ApiError {
+    ApiError(
         StatusCode::CONFLICT,
         "Conflict",
         format!(
@@ -476,18 +514,32 @@ fn conflict(name: &str) -> Response {
     )
 }
 
-fn parse_body(body: &Bytes) -> Result<Value, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| status(StatusCode::BAD_REQUEST, "BadRequest", format!("invalid body: {e}")))
+fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("invalid body: {e}"),
+        )
+    })
 }
 
 async fn create(State(shared): State<Shared>, Path(ns): Path<String>, body: Bytes) -> Response {
     let object = match parse_body(&body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
-    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-    if shared.inner.lock().unwrap().objects.contains_key(&(ns.clone(), name.clone())) {
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if shared
+        .inner
+        .lock()
+        .unwrap()
+        .objects
+        .contains_key(&(ns.clone(), name.clone()))
+    {
         return status(
             StatusCode::CONFLICT,
             "AlreadyExists",
@@ -499,7 +551,7 @@ async fn create(State(shared): State<Shared>, Path(ns): Path<String>, body: Byte
 }
 
 /// The current object, if `precondition` (a resourceVersion, when given) still holds.
-fn current(shared: &Shared, ns: &str, name: &str, precondition: Option<&str>) -> Result<Value, Response> {
+fn current(shared: &Shared, ns: &str, name: &str, precondition: Option<&str>) -> Result<Value, ApiError> {
     let inner = shared.inner.lock().unwrap();
     let Some(existing) = inner.objects.get(&(ns.to_string(), name.to_string())) else {
         return Err(not_found(name));
@@ -519,10 +571,15 @@ async fn replace(
 ) -> Response {
     let object = match parse_body(&body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
-    if let Err(r) = current(&shared, &ns, &name, object["metadata"]["resourceVersion"].as_str()) {
-        return r;
+    if let Err(e) = current(
+        &shared,
+        &ns,
+        &name,
+        object["metadata"]["resourceVersion"].as_str(),
+    ) {
+        return e.into_response();
     }
     let stored = shared.write(&ns, &name, Some(object)).unwrap();
     ok_json(StatusCode::OK, &stored)
@@ -534,7 +591,10 @@ async fn patch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if content_type != "application/merge-patch+json" {
         return status(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -544,11 +604,11 @@ async fn patch(
     }
     let patch = match parse_body(&body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let mut object = match current(&shared, &ns, &name, patch["metadata"]["resourceVersion"].as_str()) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     json_patch::merge(&mut object, &patch);
     let stored = shared.write(&ns, &name, Some(object)).unwrap();
@@ -556,8 +616,8 @@ async fn patch(
 }
 
 async fn delete(State(shared): State<Shared>, Path((ns, name)): Path<(String, String)>) -> Response {
-    if let Err(r) = current(&shared, &ns, &name, None) {
-        return r;
+    if let Err(e) = current(&shared, &ns, &name, None) {
+        return e.into_response();
     }
     shared.write(&ns, &name, None);
     ok_json(

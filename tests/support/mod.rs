@@ -144,9 +144,16 @@ impl Conn {
             builder = builder.header("content-type", ct);
         }
         let request = builder.body(Full::new(Bytes::from(body))).unwrap();
+        // A kept-alive connection takes new requests once it has finished the last one.
         let response = match &mut self.sender {
-            Sender::H1(s) => s.send_request(request).await,
-            Sender::H2(s) => s.send_request(request).await,
+            Sender::H1(s) => match s.ready().await {
+                Ok(()) => s.send_request(request).await,
+                Err(e) => Err(e),
+            },
+            Sender::H2(s) => match s.ready().await {
+                Ok(()) => s.send_request(request).await,
+                Err(e) => Err(e),
+            },
         }
         .expect("the server answers");
         let status = response.status();
@@ -464,7 +471,9 @@ impl LogCapture {
 
     pub fn lines(&self) -> Vec<Value> {
         let text = String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned();
-        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Lines whose message is `message` and whose field `field` is `value`.
