@@ -105,6 +105,81 @@ impl<'a> DecisionRecord<'a> {
     }
 }
 
+/// The record of one change to the approval ledger: who changed which entry, how, for
+/// whom, over what scope, and how many approvers it has now.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRecord<'a> {
+    pub timestamp: String,
+    pub event: &'static str,
+    /// The uid of the ConfigMap edit that made the change.
+    pub uid: &'a str,
+    /// `<configmap>/<key>`.
+    pub key: &'a str,
+    pub action: &'static str,
+    pub editor: &'a str,
+    pub editor_groups: &'a [String],
+    /// `user:<name>` or `group:<name>`; null when the entry never parsed.
+    pub requester: Option<String>,
+    pub scope: Option<ScopeRecord<'a>>,
+    pub reason: Option<&'a str>,
+    pub expires_at: Option<String>,
+    pub approved_by: Option<&'a [String]>,
+    /// Distinct approvers other than the requester, after the change.
+    pub approvers: u32,
+    /// Approvers its policies require.
+    pub required: Option<u32>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScopeRecord<'a> {
+    pub api_group: Option<&'a str>,
+    pub resource: String,
+    pub namespace: &'a str,
+    pub name: Option<&'a str>,
+    pub operations: Option<Vec<&'static str>>,
+}
+
+impl<'a> ApprovalRecord<'a> {
+    pub fn new(req: &'a AdmissionRequest<'_>, change: &'a crate::ledger::Change, now: Timestamp) -> Self {
+        let entry = change.entry.as_ref();
+        ApprovalRecord {
+            timestamp: now.to_string(),
+            event: "approval",
+            uid: &req.uid,
+            key: &change.id,
+            action: change.action.as_str(),
+            editor: &req.user_info.username,
+            editor_groups: &req.user_info.groups,
+            requester: entry.map(|a| match &a.subject {
+                crate::approvals::Subject::User(u) => format!("user:{u}"),
+                crate::approvals::Subject::Group(g) => format!("group:{g}"),
+            }),
+            scope: entry.map(|a| ScopeRecord {
+                api_group: a.api_group.as_deref(),
+                resource: a.resource_string(),
+                namespace: &a.namespace,
+                name: a.name.as_deref(),
+                operations: a.operations.map(|ops| ops.iter().map(|o| o.as_str()).collect()),
+            }),
+            reason: entry.map(|a| a.reason.as_str()),
+            expires_at: entry.map(|a| a.expires_at.to_string()),
+            approved_by: entry.map(|a| a.approved_by.as_slice()),
+            approvers: change.approvers,
+            required: change.required,
+            dry_run: req.dry_run,
+        }
+    }
+
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec());
+        line.push(b'\n');
+        line
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("cannot open audit log {path}: {source}")]

@@ -33,6 +33,10 @@ pub enum Reason {
     ApprovalsStale,
     /// The body was not a valid AdmissionReview (recorded by the server, never decided).
     BadRequest,
+    /// An edit of an approvals ConfigMap that the ledger accepted.
+    LedgerAccepted,
+    /// An edit of an approvals ConfigMap that broke a ledger rule.
+    LedgerRefused,
     /// The decision record could not be written, so the request is refused.
     AuditUnavailable,
 }
@@ -50,6 +54,8 @@ impl Reason {
             Reason::ApprovalsUnavailable => "approvals_unavailable",
             Reason::ApprovalsStale => "approvals_stale",
             Reason::BadRequest => "bad_request",
+            Reason::LedgerAccepted => "ledger_accepted",
+            Reason::LedgerRefused => "ledger_refused",
             Reason::AuditUnavailable => "audit_unavailable",
         }
     }

@@ -153,7 +153,7 @@ fn edit_command(home: &ConfigMapRef) -> String {
 }
 
 /// `4h`, `90m`, `1h30m`.
-fn human(d: SignedDuration) -> String {
+pub fn human(d: SignedDuration) -> String {
     let mins = d.as_mins();
     match (mins / 60, mins % 60) {
         (0, m) => format!("{m}m"),

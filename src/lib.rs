@@ -3,7 +3,8 @@
 //!
 //! The request path: [`admission`] decodes the review, [`decision`] decides it from the
 //! [`policy`] set and the [`approvals`] index (pure, no I/O), [`explain`] words the answer,
-//! [`audit`] records it, [`server`] carries it over TLS. [`sync`] keeps the approvals
+//! [`audit`] records it, [`server`] carries it over TLS. Edits of the approvals ConfigMaps
+//! themselves are judged by the [`ledger`]. [`sync`] keeps the approvals
 //! current; [`app`] wires it all together; [`cli`] and [`check`] are the command line.
 
 pub mod admission;
@@ -14,6 +15,7 @@ pub mod check;
 pub mod cli;
 pub mod decision;
 pub mod explain;
+pub mod ledger;
 pub mod pattern;
 pub mod policy;
 pub mod server;

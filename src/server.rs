@@ -4,11 +4,12 @@
 //! decide, explain, record, answer. A body that is not an AdmissionReview never reaches the
 //! decision; it gets a 4xx with a Kubernetes `Status` that says why.
 
-use crate::admission::{self, AdmissionResponse};
+use crate::admission::{self, AdmissionRequest, AdmissionResponse};
 use crate::approvals::{ApprovalStore, View};
-use crate::audit::{AuditSink, DecisionRecord};
+use crate::audit::{ApprovalRecord, AuditSink, DecisionRecord};
 use crate::decision::{self, Approvals, Decision, Reason};
 use crate::explain;
+use crate::ledger;
 use crate::policy::PolicySet;
 use axum::Router;
 use axum::extract::{Request, State};
@@ -106,6 +107,9 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
         }
     };
 
+    if ledger::applies(&req) {
+        return ledger_answer(&state, &req, started).await;
+    }
     let now = Timestamp::now();
     let view = state.approvals.view();
     let (approvals, snapshot) = match &view {
@@ -123,12 +127,54 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
     let response = explain::response(&req, &decision, &home, now);
     let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let line = DecisionRecord::decided(&req, &decision, now, latency_us).to_line();
-    let response = match state.audit.write(line).await {
+    answer(&state, &req, response, line).await
+}
+
+/// An edit of an approvals ConfigMap, judged by the ledger: one decision record, and one
+/// approval record for each entry the edit changes.
+async fn ledger_answer(state: &AppState, req: &AdmissionRequest<'_>, started: Instant) -> Response {
+    let now = Timestamp::now();
+    let verdict = ledger::review(req, &state.policies, now, ledger::Grace::default());
+    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let (response, decision, refused_key, changes) = match verdict {
+        Ok(changes) => {
+            let accepted = Decision {
+                allowed: true,
+                ..Decision::refused(Reason::LedgerAccepted)
+            };
+            (AdmissionResponse::allow(&req.uid), accepted, None, changes)
+        }
+        Err(v) => {
+            let response = AdmissionResponse::deny(&req.uid, v.to_string());
+            (
+                response,
+                Decision::refused(Reason::LedgerRefused),
+                Some(v.id),
+                Vec::new(),
+            )
+        }
+    };
+    let mut record = DecisionRecord::decided(req, &decision, now, latency_us);
+    record.approval = refused_key.as_deref();
+    let mut lines = record.to_line();
+    for change in &changes {
+        lines.extend(ApprovalRecord::new(req, change, now).to_line());
+    }
+    answer(state, req, response, lines).await
+}
+
+/// Writes the records, then answers; if they cannot be written, the answer is a denial.
+async fn answer(
+    state: &AppState,
+    req: &AdmissionRequest<'_>,
+    response: AdmissionResponse,
+    lines: Vec<u8>,
+) -> Response {
+    let response = match state.audit.write(lines).await {
         Ok(()) => response,
         Err(e) => {
             // Fail closed: a grant that leaves no record is not a grant.
             tracing::error!(uid = %req.uid, error = %e, "decision record not written; denying");
-            let refused = Decision::refused(Reason::AuditUnavailable);
             AdmissionResponse::deny(
                 &req.uid,
                 format!(
@@ -136,7 +182,7 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
                      nothing is allowed without one. Retry shortly; tell the cluster operators if this persists.",
                     req.operation,
                     req.resource.resource,
-                    refused.reason.as_str()
+                    Reason::AuditUnavailable.as_str()
                 ),
             )
         }

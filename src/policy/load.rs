@@ -91,6 +91,8 @@ struct RawExempt {
 struct RawApproval {
     min_approvers: u32,
     max_duration: String,
+    #[serde(default)]
+    approver_groups: Vec<String>,
 }
 
 /// Parses every `GatePolicy` document in `text`; `file` names it in errors.
@@ -164,6 +166,7 @@ fn compile(raw: RawPolicy, source: String) -> Result<Policy, String> {
     }
     let max_duration = parse_duration(&approval.max_duration)
         .map_err(|e| named(format!("spec.approval.maxDuration: {e}")))?;
+    let approver_groups = patterns(approval.approver_groups, "spec.approval.approverGroups")?;
     Ok(Policy {
         name,
         source,
@@ -173,6 +176,7 @@ fn compile(raw: RawPolicy, source: String) -> Result<Policy, String> {
         exempt_groups,
         min_approvers: approval.min_approvers,
         max_duration,
+        approver_groups,
     })
 }
 
@@ -257,7 +261,7 @@ kind: GatePolicy
 metadata: { name: p }
 spec:
   rules: [{ apiGroups: [""], resources: ["secrets"], operations: ["*"] }]
-  approval: { minApprovers: 2, maxDuration: 90m }
+  approval: { minApprovers: 2, maxDuration: 90m, approverGroups: ["sre", "team-*"] }
 "#;
 
     fn error_of(text: &str) -> String {
@@ -272,6 +276,7 @@ spec:
         assert_eq!(p.rules[0].operations, OpSet::ALL);
         assert!(p.namespaces.is_none());
         assert_eq!(p.source, "f.yaml#1");
+        assert_eq!(p.approver_groups.len(), 2);
     }
 
     #[test]

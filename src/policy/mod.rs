@@ -25,6 +25,17 @@ pub struct Target<'a> {
     pub operation: Operation,
 }
 
+/// What an approval entry covers, as far as policy matching is concerned.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// `None`: any group.
+    pub api_group: Option<&'a str>,
+    pub resource: &'a str,
+    pub sub_resource: &'a str,
+    pub namespace: &'a str,
+    pub operations: OpSet,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Sub {
     /// The resource itself, no subresource.
@@ -114,6 +125,9 @@ pub struct Policy {
     pub exempt_groups: Vec<Pattern>,
     pub min_approvers: u32,
     pub max_duration: SignedDuration,
+    /// Who may approve: members of any of these groups. Empty: anyone who may edit the
+    /// approvals ConfigMap.
+    pub approver_groups: Vec<Pattern>,
 }
 
 impl Policy {
@@ -124,6 +138,34 @@ impl Policy {
             Some(globs) => pattern::any_matches(globs, t.namespace),
         };
         namespace_ok && self.rules.iter().any(|r| r.matches(t))
+    }
+
+    /// True when a member of `groups` may approve under this policy.
+    pub fn may_approve(&self, groups: &[String]) -> bool {
+        self.approver_groups.is_empty()
+            || groups
+                .iter()
+                .any(|g| pattern::any_matches(&self.approver_groups, g))
+    }
+
+    /// True when this policy gates some request that an approval with this scope would
+    /// allow: the approval would have work to do under it.
+    pub fn gates_scope(&self, scope: &Scope<'_>) -> bool {
+        let namespace_ok = match &self.namespaces {
+            None => true,
+            Some(globs) => pattern::any_matches(globs, scope.namespace),
+        };
+        namespace_ok
+            && self.rules.iter().any(|r| {
+                r.operations.iter().any(|op| scope.operations.contains(op))
+                    && match scope.api_group {
+                        None => true,
+                        Some(g) => r.api_groups.iter().any(|rg| rg == "*" || rg == g),
+                    }
+                    && r.resources
+                        .iter()
+                        .any(|p| p.matches(scope.resource, scope.sub_resource))
+            })
     }
 
     /// True when the user, or one of their groups, is exempt from this policy.
@@ -185,6 +227,11 @@ impl PolicySet {
 
     pub fn iter(&self) -> impl Iterator<Item = &Policy> {
         self.policies.iter()
+    }
+
+    /// The policies under which an approval with this scope would allow something.
+    pub fn gating_scope(&self, scope: &Scope<'_>) -> Vec<&Policy> {
+        self.policies.iter().filter(|p| p.gates_scope(scope)).collect()
     }
 
     /// The policies that gate the target, in load order.
@@ -320,6 +367,57 @@ spec:
         assert!(ResourcePattern::parse("po*s").is_err());
         assert!(ResourcePattern::parse("pods/").is_err());
         assert!(ResourcePattern::parse("pods/a/b").is_err());
+    }
+
+    #[test]
+    fn an_approval_scope_is_gated_when_some_operation_and_group_it_covers_is() {
+        let set = set();
+        let scope = |group, resource, sub, ns, ops: &[Operation]| Scope {
+            api_group: group,
+            resource,
+            sub_resource: sub,
+            namespace: ns,
+            operations: ops.iter().copied().collect(),
+        };
+        let names = |s: &Scope<'_>| {
+            set.gating_scope(s)
+                .iter()
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&scope(None, "secrets", "", "prod", &Operation::ALL)),
+            ["secrets"]
+        );
+        assert_eq!(
+            names(&scope(Some(""), "secrets", "", "prod-eu", &[Operation::Delete])),
+            ["secrets"]
+        );
+        assert!(names(&scope(None, "secrets", "", "prod", &[Operation::Create])).is_empty());
+        assert!(names(&scope(None, "secrets", "", "staging", &Operation::ALL)).is_empty());
+        assert!(
+            names(&scope(
+                Some("example.com"),
+                "secrets",
+                "",
+                "prod",
+                &Operation::ALL
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            names(&scope(Some("apps"), "deployments", "scale", "x", &Operation::ALL)),
+            ["scale-anywhere"]
+        );
+    }
+
+    #[test]
+    fn approver_groups_limit_who_may_approve() {
+        let mut set = parse_policies(POLICIES, "t.yaml").unwrap();
+        assert!(set[0].may_approve(&[]), "empty approverGroups: anyone");
+        set[0].approver_groups = vec![Pattern::new("sre").unwrap()];
+        assert!(set[0].may_approve(&["dev".into(), "sre".into()]));
+        assert!(!set[0].may_approve(&["dev".into()]));
     }
 
     #[test]

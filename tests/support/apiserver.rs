@@ -41,7 +41,17 @@ struct Change {
     new: Option<Value>,
 }
 
+/// Where the API server sends approvals ConfigMap writes for admission.
+#[derive(Clone)]
+struct Webhook {
+    addr: SocketAddr,
+    ca_pem: String,
+}
+
 struct Inner {
+    /// Bearer token → (username, groups).
+    users: HashMap<String, (String, Vec<String>)>,
+    webhook: Option<Webhook>,
     rv: u64,
     objects: BTreeMap<(String, String), Value>,
     history: Vec<Change>,
@@ -76,6 +86,17 @@ impl ApiServer {
         std::fs::write(dir.path().join("tls.key"), &certs.key_pem).unwrap();
         let shared = Shared {
             inner: Arc::new(Mutex::new(Inner {
+                users: HashMap::from([(
+                    TOKEN.to_string(),
+                    (
+                        "system:serviceaccount:jitgate-system:jitgate".to_string(),
+                        vec![
+                            "system:serviceaccounts".to_string(),
+                            "system:authenticated".to_string(),
+                        ],
+                    ),
+                )]),
+                webhook: None,
                 rv: 100,
                 objects: BTreeMap::new(),
                 history: Vec::new(),
@@ -136,7 +157,39 @@ impl ApiServer {
         path
     }
 
-    /// Creates or replaces a ConfigMap.
+    /// Lets `token` authenticate as `username` with `groups`.
+    pub fn add_user(&self, token: &str, username: &str, groups: &[&str]) {
+        let groups = groups
+            .iter()
+            .map(|g| g.to_string())
+            .chain(["system:authenticated".to_string()]);
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .users
+            .insert(token.to_string(), (username.to_string(), groups.collect()));
+    }
+
+    /// Sends every write of an approvals ConfigMap (labelled before or after) to this
+    /// validating webhook first, as a ValidatingWebhookConfiguration with an objectSelector
+    /// would; a denial refuses the write with the webhook's message.
+    pub fn admit_with(&self, addr: SocketAddr, ca_pem: &str) {
+        self.shared.inner.lock().unwrap().webhook = Some(Webhook {
+            addr,
+            ca_pem: ca_pem.to_string(),
+        });
+    }
+
+    /// A connection to this server as the user of `token`.
+    pub async fn conn_as(&self, token: &str) -> super::Conn {
+        let ca = std::fs::read_to_string(self.dir.path().join("ca.crt")).unwrap();
+        let mut c = super::Conn::open(self.addr, &ca, super::Proto::H1).await.unwrap();
+        c.bearer = Some(token.to_string());
+        c
+    }
+
+    /// Creates or replaces a ConfigMap, bypassing admission (as a cluster's bootstrap would).
     pub fn apply(&self, ns: &str, name: &str, labels: &[(&str, &str)], data: &[(&str, &str)]) {
         let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
         let data: BTreeMap<&str, &str> = data.iter().copied().collect();
@@ -271,15 +324,90 @@ async fn authenticate(
         request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("")
     );
     shared.inner.lock().unwrap().requests.push(line);
-    let authorized = request
+    let user = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == format!("Bearer {TOKEN}"));
-    if !authorized {
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|token| shared.inner.lock().unwrap().users.get(token).cloned());
+    let Some((username, groups)) = user else {
         return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized".into());
-    }
+    };
+    let mut request = request;
+    request.extensions_mut().insert(User { username, groups });
     next.run(request).await
+}
+
+/// Who a request was authenticated as.
+#[derive(Clone)]
+struct User {
+    username: String,
+    groups: Vec<String>,
+}
+
+/// Runs admission for a write, as the API server does: a validating webhook sees the
+/// request with the user, the new object and the old one, and may refuse it.
+async fn admit(
+    shared: &Shared,
+    user: &User,
+    operation: &str,
+    ns: &str,
+    name: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+) -> Result<(), ApiError> {
+    let labelled = |o: Option<&Value>| o.is_some_and(|o| matches("jitgate.dev/approvals=true", o));
+    let webhook = shared.inner.lock().unwrap().webhook.clone();
+    let Some(webhook) = webhook.filter(|_| labelled(old) || labelled(new)) else {
+        return Ok(());
+    };
+    let uid = super::unique_uid();
+    let options = match operation {
+        "CREATE" => "CreateOptions",
+        "DELETE" => "DeleteOptions",
+        _ => "UpdateOptions",
+    };
+    let options = json!({"kind": options, "apiVersion": "meta.k8s.io/v1"});
+    let review = json!({
+        "kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+            "requestKind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "requestResource": {"group": "", "version": "v1", "resource": "configmaps"},
+            "name": name, "namespace": ns, "operation": operation,
+            "userInfo": {"username": user.username, "groups": user.groups},
+            "object": new, "oldObject": old, "dryRun": false, "options": options,
+        }
+    });
+    let failed = |why: String| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            format!("Internal error occurred: failed calling webhook \"approvals.jitgate.dev\": {why}"),
+        )
+    };
+    let mut c = super::Conn::open(webhook.addr, &webhook.ca_pem, super::Proto::H1)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let reply = c.review(&review).await;
+    if reply.status != StatusCode::OK {
+        return Err(failed(format!("HTTP {}", reply.status)));
+    }
+    let response = &reply.json()["response"];
+    if response["uid"] != uid.as_str() {
+        return Err(failed("wrong uid".into()));
+    }
+    if response["allowed"] == true {
+        return Ok(());
+    }
+    let message = response["status"]["message"].as_str().unwrap_or("");
+    Err(ApiError(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        format!("admission webhook \"approvals.jitgate.dev\" denied the request: {message}"),
+    ))
 }
 
 /// A Kubernetes `Status` error response.
@@ -524,7 +652,12 @@ fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
     })
 }
 
-async fn create(State(shared): State<Shared>, Path(ns): Path<String>, body: Bytes) -> Response {
+async fn create(
+    State(shared): State<Shared>,
+    Path(ns): Path<String>,
+    axum::Extension(user): axum::Extension<User>,
+    body: Bytes,
+) -> Response {
     let object = match parse_body(&body) {
         Ok(o) => o,
         Err(e) => return e.into_response(),
@@ -545,6 +678,9 @@ async fn create(State(shared): State<Shared>, Path(ns): Path<String>, body: Byte
             "AlreadyExists",
             format!("configmaps \"{name}\" already exists"),
         );
+    }
+    if let Err(e) = admit(&shared, &user, "CREATE", &ns, &name, None, Some(&object)).await {
+        return e.into_response();
     }
     let stored = shared.write(&ns, &name, Some(object)).unwrap();
     ok_json(StatusCode::CREATED, &stored)
@@ -567,27 +703,49 @@ fn current(shared: &Shared, ns: &str, name: &str, precondition: Option<&str>) ->
 async fn replace(
     State(shared): State<Shared>,
     Path((ns, name)): Path<(String, String)>,
+    axum::Extension(user): axum::Extension<User>,
     body: Bytes,
 ) -> Response {
     let object = match parse_body(&body) {
         Ok(o) => o,
         Err(e) => return e.into_response(),
     };
-    if let Err(e) = current(
+    let old = match current(
         &shared,
         &ns,
         &name,
         object["metadata"]["resourceVersion"].as_str(),
     ) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    store_update(&shared, &user, &ns, &name, old, object).await
+}
+
+/// Admits an update, then stores it unless the object changed meanwhile (409).
+async fn store_update(
+    shared: &Shared,
+    user: &User,
+    ns: &str,
+    name: &str,
+    old: Value,
+    new: Value,
+) -> Response {
+    if let Err(e) = admit(shared, user, "UPDATE", ns, name, Some(&old), Some(&new)).await {
         return e.into_response();
     }
-    let stored = shared.write(&ns, &name, Some(object)).unwrap();
+    let rv = old["metadata"]["resourceVersion"].as_str().map(str::to_string);
+    if let Err(e) = current(shared, ns, name, rv.as_deref()) {
+        return e.into_response();
+    }
+    let stored = shared.write(ns, name, Some(new)).unwrap();
     ok_json(StatusCode::OK, &stored)
 }
 
 async fn patch(
     State(shared): State<Shared>,
     Path((ns, name)): Path<(String, String)>,
+    axum::Extension(user): axum::Extension<User>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -606,17 +764,25 @@ async fn patch(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let mut object = match current(&shared, &ns, &name, patch["metadata"]["resourceVersion"].as_str()) {
+    let old = match current(&shared, &ns, &name, patch["metadata"]["resourceVersion"].as_str()) {
         Ok(o) => o,
         Err(e) => return e.into_response(),
     };
-    json_patch::merge(&mut object, &patch);
-    let stored = shared.write(&ns, &name, Some(object)).unwrap();
-    ok_json(StatusCode::OK, &stored)
+    let mut new = old.clone();
+    json_patch::merge(&mut new, &patch);
+    store_update(&shared, &user, &ns, &name, old, new).await
 }
 
-async fn delete(State(shared): State<Shared>, Path((ns, name)): Path<(String, String)>) -> Response {
-    if let Err(e) = current(&shared, &ns, &name, None) {
+async fn delete(
+    State(shared): State<Shared>,
+    Path((ns, name)): Path<(String, String)>,
+    axum::Extension(user): axum::Extension<User>,
+) -> Response {
+    let old = match current(&shared, &ns, &name, None) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = admit(&shared, &user, "DELETE", &ns, &name, Some(&old), None).await {
         return e.into_response();
     }
     shared.write(&ns, &name, None);

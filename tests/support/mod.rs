@@ -67,6 +67,8 @@ pub struct Conn {
     sender: Sender,
     /// The protocol the server agreed to in the TLS handshake.
     pub alpn: Option<Vec<u8>>,
+    /// Sent as `Authorization: Bearer ...` when set.
+    pub bearer: Option<String>,
 }
 
 pub struct Reply {
@@ -120,7 +122,11 @@ impl Conn {
                 Sender::H2(s)
             }
         };
-        Ok(Conn { sender, alpn })
+        Ok(Conn {
+            sender,
+            alpn,
+            bearer: None,
+        })
     }
 
     pub async fn send(
@@ -142,6 +148,9 @@ impl Conn {
             .header("accept", "application/json, */*");
         if let Some(ct) = content_type {
             builder = builder.header("content-type", ct);
+        }
+        if let Some(token) = &self.bearer {
+            builder = builder.header("authorization", format!("Bearer {token}"));
         }
         let request = builder.body(Full::new(Bytes::from(body))).unwrap();
         // A kept-alive connection takes new requests once it has finished the last one.

@@ -1,0 +1,326 @@
+//! The ledger's rules for one entry: created, changed, or removed.
+
+use super::{Action, Change, Editor, Rule, Violation};
+use crate::admission::OpSet;
+use crate::approvals::{Approval, Subject, parse_entry};
+use crate::decision::count_approvers;
+use crate::policy::{Policy, PolicySet, Scope};
+use jiff::{SignedDuration, Timestamp};
+use std::collections::BTreeSet;
+
+/// Clock skew tolerated between the editor, the API server and jitgate.
+#[derive(Debug, Clone, Copy)]
+pub struct Grace(pub SignedDuration);
+
+impl Default for Grace {
+    fn default() -> Self {
+        Grace(SignedDuration::from_secs(30))
+    }
+}
+
+pub(super) struct Judge<'a> {
+    pub policies: &'a PolicySet,
+    pub editor: Editor<'a>,
+    pub now: Timestamp,
+    pub grace: Grace,
+}
+
+fn refuse(id: &str, rule: Rule, message: String) -> Violation {
+    Violation {
+        id: id.to_string(),
+        rule,
+        message,
+    }
+}
+
+fn distinct(names: &[String]) -> BTreeSet<&str> {
+    names.iter().map(String::as_str).collect()
+}
+
+impl Judge<'_> {
+    fn gating(&self, a: &Approval) -> Vec<&Policy> {
+        let scope = Scope {
+            api_group: a.api_group.as_deref(),
+            resource: &a.resource,
+            sub_resource: &a.sub_resource,
+            namespace: &a.namespace,
+            operations: a.operations.unwrap_or(OpSet::ALL),
+        };
+        self.policies.gating_scope(&scope)
+    }
+
+    /// The editor is the one the entry asks for: its user, or a member of its group.
+    fn is_requester(&self, a: &Approval) -> bool {
+        match &a.subject {
+            Subject::User(u) => u == self.editor.username,
+            Subject::Group(g) => self.editor.groups.iter().any(|eg| eg == g),
+        }
+    }
+
+    /// The editor may approve under every policy that gates the entry.
+    fn may_approve(&self, gating: &[&Policy]) -> bool {
+        gating.iter().all(|p| p.may_approve(self.editor.groups))
+    }
+
+    fn parse(&self, id: &str, text: &str) -> Result<Approval, Violation> {
+        parse_entry(id, text).map_err(|e| {
+            refuse(
+                id,
+                Rule::Malformed,
+                format!("the entry does not parse: {}", e.reason),
+            )
+        })
+    }
+
+    /// What every entry written by this edit must satisfy: it is gated, and its expiry is
+    /// neither past nor further ahead than its policies allow.
+    fn check_terms<'p>(&'p self, id: &str, a: &Approval) -> Result<Vec<&'p Policy>, Violation> {
+        let gating = self.gating(a);
+        if gating.is_empty() {
+            return Err(refuse(
+                id,
+                Rule::NotGated,
+                format!(
+                    "no policy gates {} in namespace {:?}, so this approval would allow nothing; check resource, apiGroup, namespace and operations",
+                    a.resource_string(),
+                    a.namespace
+                ),
+            ));
+        }
+        if a.expires_at <= self.now - self.grace.0 {
+            return Err(refuse(
+                id,
+                Rule::ExpiryInPast,
+                format!("expiresAt {} is in the past", a.expires_at),
+            ));
+        }
+        let max = gating.iter().map(|p| p.max_duration).min().unwrap_or_default();
+        if a.expires_at.duration_since(self.now) > max + self.grace.0 {
+            return Err(refuse(
+                id,
+                Rule::ExpiryTooFar,
+                format!(
+                    "expiresAt {} is more than {} from now, the most its policies allow; use {} or earlier",
+                    a.expires_at,
+                    crate::explain::human(max),
+                    (self.now + max).strftime("%Y-%m-%dT%H:%M:%SZ")
+                ),
+            ));
+        }
+        Ok(gating)
+    }
+
+    /// The checks on the editor adding their own name as an approver.
+    fn check_approver(&self, id: &str, a: &Approval, gating: &[&Policy]) -> Result<(), Violation> {
+        if self.is_requester(a) {
+            let how = match &a.subject {
+                Subject::User(_) => "it is your own request".to_string(),
+                Subject::Group(g) => format!("it is a request for group {g:?}, which you belong to"),
+            };
+            return Err(refuse(
+                id,
+                Rule::SelfApproval,
+                format!("{:?} cannot approve this entry: {how}", self.editor.username),
+            ));
+        }
+        if !self.may_approve(gating) {
+            let groups: Vec<String> = gating
+                .iter()
+                .filter(|p| !p.may_approve(self.editor.groups))
+                .map(|p| {
+                    let allowed: Vec<&str> = p.approver_groups.iter().map(|g| g.as_str()).collect();
+                    format!("policy {} allows groups {}", p.name, allowed.join(", "))
+                })
+                .collect();
+            return Err(refuse(
+                id,
+                Rule::ApproverNotAllowed,
+                format!(
+                    "{:?} may not approve under its policies ({})",
+                    self.editor.username,
+                    groups.join("; ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn change(&self, id: &str, action: Action, entry: Approval, gating: &[&Policy]) -> Change {
+        let requester = match &entry.subject {
+            Subject::User(u) => u.as_str(),
+            Subject::Group(_) => "",
+        };
+        let (approvers, _) = count_approvers(&entry, requester);
+        Change {
+            id: id.to_string(),
+            action,
+            approvers,
+            required: gating.iter().map(|p| p.min_approvers).max(),
+            entry: Some(entry),
+        }
+    }
+
+    /// A new entry: a request by its requester (or by someone who may approve it), or a
+    /// grant by an approver who lists only themselves.
+    pub fn created(&self, id: &str, text: &str) -> Result<Change, Violation> {
+        let a = self.parse(id, text)?;
+        let gating = self.check_terms(id, &a)?;
+        let approvers = distinct(&a.approved_by);
+        if approvers.is_empty() {
+            if !self.is_requester(&a) && !self.may_approve(&gating) {
+                return Err(refuse(
+                    id,
+                    Rule::NotRequester,
+                    format!(
+                        "{:?} may ask only for themselves (or a group they belong to); this entry is for someone else",
+                        self.editor.username
+                    ),
+                ));
+            }
+            return Ok(self.change(id, Action::Requested, a, &gating));
+        }
+        self.check_added(id, &a, &approvers, &gating)?;
+        Ok(self.change(id, Action::Approved, a, &gating))
+    }
+
+    /// Names newly in `approvedBy` must be exactly the editor's own.
+    fn check_added(
+        &self,
+        id: &str,
+        a: &Approval,
+        added: &BTreeSet<&str>,
+        gating: &[&Policy],
+    ) -> Result<(), Violation> {
+        if added.len() > 1 {
+            return Err(refuse(
+                id,
+                Rule::SeveralApprovers,
+                format!(
+                    "one edit may add one approver, the editor; this one adds {}",
+                    added
+                        .iter()
+                        .map(|n| format!("{n:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        if let Some(name) = added.iter().find(|n| **n != self.editor.username) {
+            return Err(refuse(
+                id,
+                Rule::ForgedApprover,
+                format!(
+                    "approvedBy may gain only the editor's own username; {:?} cannot add {name:?}",
+                    self.editor.username
+                ),
+            ));
+        }
+        self.check_approver(id, a, gating)
+    }
+
+    /// An entry's text changed.
+    pub fn changed(&self, id: &str, old: &str, new: &str) -> Result<Option<Change>, Violation> {
+        let Ok(o) = parse_entry(id, old) else {
+            // The old text granted nothing: judge the new one as a new entry.
+            return self.created(id, new).map(Some);
+        };
+        let n = self.parse(id, new)?;
+        let before = distinct(&o.approved_by);
+        if before.is_empty() {
+            // A pending request amended: judged like a new entry.
+            return self.created(id, new).map(Some);
+        }
+        let same_terms = o.subject == n.subject
+            && o.resource == n.resource
+            && o.sub_resource == n.sub_resource
+            && o.api_group == n.api_group
+            && o.namespace == n.namespace
+            && o.name == n.name
+            && o.operations == n.operations
+            && o.reason == n.reason;
+        if !same_terms || n.expires_at > o.expires_at {
+            return Err(refuse(
+                id,
+                Rule::SignedEntryChanged,
+                "once approved, an entry's scope, user or group, and reason are fixed and its expiry may only be brought forward; delete it and request anew".into(),
+            ));
+        }
+        let after = distinct(&n.approved_by);
+        if let Some(gone) = before.difference(&after).next() {
+            return Err(refuse(
+                id,
+                Rule::ApproverRemoved,
+                format!("approver {gone:?} cannot be taken out of approvedBy; delete the entry to revoke it"),
+            ));
+        }
+        let gating = self.gating(&n);
+        let added: BTreeSet<&str> = after.difference(&before).copied().collect();
+        if !added.is_empty() {
+            if n.expires_at != o.expires_at {
+                return Err(refuse(
+                    id,
+                    Rule::SignedEntryChanged,
+                    "approve and change the expiry in separate edits".into(),
+                ));
+            }
+            self.check_added(id, &n, &added, &gating)?;
+            if n.expires_at <= self.now {
+                return Err(refuse(
+                    id,
+                    Rule::ExpiryInPast,
+                    format!("the entry expired at {}", n.expires_at),
+                ));
+            }
+            return Ok(Some(self.change(id, Action::Approved, n, &gating)));
+        }
+        if n.expires_at < o.expires_at {
+            self.check_revoker(id, &o, &gating)?;
+            let action = if n.expires_at <= self.now {
+                Action::Revoked
+            } else {
+                Action::Shortened
+            };
+            return Ok(Some(self.change(id, action, n, &gating)));
+        }
+        // Same entry, written differently.
+        Ok(None)
+    }
+
+    /// Revoking (or shortening) a live entry is for its requester, its approvers, and
+    /// anyone who may approve under its policies (anyone at all when no policy gates it any
+    /// more: then it grants nothing).
+    fn check_revoker(&self, id: &str, a: &Approval, gating: &[&Policy]) -> Result<(), Violation> {
+        let listed = a.approved_by.iter().any(|n| n == self.editor.username);
+        if self.is_requester(a) || listed || self.may_approve(gating) {
+            return Ok(());
+        }
+        Err(refuse(
+            id,
+            Rule::RevocationNotAllowed,
+            format!(
+                "{:?} is neither the requester, an approver of this entry, nor allowed to approve under its policies",
+                self.editor.username
+            ),
+        ))
+    }
+
+    /// An entry removed: housekeeping when it had expired (or never parsed), else a
+    /// revocation.
+    pub fn removed(&self, id: &str, old: &str) -> Result<Change, Violation> {
+        let Ok(a) = parse_entry(id, old) else {
+            return Ok(Change {
+                id: id.to_string(),
+                action: Action::ExpiredOnEdit,
+                entry: None,
+                approvers: 0,
+                required: None,
+            });
+        };
+        let gating = self.gating(&a);
+        if a.expires_at <= self.now {
+            return Ok(self.change(id, Action::ExpiredOnEdit, a, &gating));
+        }
+        self.check_revoker(id, &a, &gating)?;
+        Ok(self.change(id, Action::Revoked, a, &gating))
+    }
+}

@@ -1,0 +1,270 @@
+//! The ledger rules, one by one, on ConfigMap edits shaped as the API server sends them.
+
+use super::*;
+use crate::admission::decode;
+use crate::policy::parse_policies;
+use jiff::SignedDuration;
+
+const POLICIES: &str = r#"
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: prod-secrets }
+spec:
+  rules: [{ apiGroups: [""], resources: ["secrets"], operations: ["UPDATE", "DELETE"] }]
+  namespaces: ["prod"]
+  approval: { minApprovers: 1, maxDuration: 4h, approverGroups: ["sre"] }
+"#;
+
+fn now() -> Timestamp {
+    "2026-11-21T20:00:00Z".parse().unwrap()
+}
+
+fn entry(user: &str, approvers: &[&str], expires_in_mins: i64) -> String {
+    let expires = now() + SignedDuration::from_mins(expires_in_mins);
+    let approvers: Vec<String> = approvers.iter().map(|a| format!("{a:?}")).collect();
+    format!(
+        "user: {user}\nresource: secrets\nnamespace: prod\nname: db\noperations: [UPDATE]\nexpiresAt: \"{expires}\"\nreason: \"INC-1\"\napprovedBy: [{}]\n",
+        approvers.join(", ")
+    )
+}
+
+fn cm(data: &[(&str, &str)]) -> serde_json::Value {
+    let data: serde_json::Map<String, serde_json::Value> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+        .collect();
+    serde_json::json!({"kind": "ConfigMap", "apiVersion": "v1",
+        "metadata": {"name": "approvals", "namespace": "jitgate-system", "labels": {"jitgate.dev/approvals": "true"}},
+        "data": data})
+}
+
+fn edit(
+    op: &str,
+    editor: &str,
+    groups: &[&str],
+    old: Option<serde_json::Value>,
+    new: Option<serde_json::Value>,
+) -> Result<Vec<Change>, Violation> {
+    let body =
+        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u", "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+        "namespace": "jitgate-system", "name": "approvals", "operation": op,
+        "userInfo": {"username": editor, "groups": groups}, "object": new, "oldObject": old}})
+        .to_string();
+    let req = decode(body.as_bytes()).unwrap();
+    assert!(applies(&req));
+    let policies = PolicySet::new(parse_policies(POLICIES, "p.yaml").unwrap()).unwrap();
+    review(&req, &policies, now(), Grace::default())
+}
+
+fn rule_of(r: Result<Vec<Change>, Violation>) -> Rule {
+    r.unwrap_err().rule
+}
+
+#[test]
+fn a_requester_files_a_pending_request() {
+    let changes = edit(
+        "UPDATE",
+        "alice",
+        &["dev"],
+        Some(cm(&[])),
+        Some(cm(&[("k", &entry("alice", &[], 60))])),
+    )
+    .unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].action, Action::Requested);
+    assert_eq!((changes[0].approvers, changes[0].required), (0, Some(1)));
+}
+
+#[test]
+fn an_approver_signs_with_their_own_name() {
+    let old = cm(&[("k", &entry("alice", &[], 60))]);
+    let new = cm(&[("k", &entry("alice", &["bob"], 60))]);
+    let changes = edit("UPDATE", "bob", &["sre"], Some(old), Some(new)).unwrap();
+    assert_eq!(changes[0].action, Action::Approved);
+    assert_eq!(changes[0].approvers, 1);
+}
+
+#[test]
+fn a_forged_or_doubled_approval_is_refused() {
+    let old = cm(&[("k", &entry("alice", &[], 60))]);
+    let forged = cm(&[("k", &entry("alice", &["bob"], 60))]);
+    assert_eq!(
+        rule_of(edit(
+            "UPDATE",
+            "mallory",
+            &["sre"],
+            Some(old.clone()),
+            Some(forged)
+        )),
+        Rule::ForgedApprover
+    );
+    let doubled = cm(&[("k", &entry("alice", &["bob", "carol"], 60))]);
+    assert_eq!(
+        rule_of(edit("UPDATE", "bob", &["sre"], Some(old), Some(doubled))),
+        Rule::SeveralApprovers
+    );
+}
+
+#[test]
+fn nobody_approves_their_own_request_by_name_or_group() {
+    let old = cm(&[("k", &entry("alice", &[], 60))]);
+    let own = cm(&[("k", &entry("alice", &["alice"], 60))]);
+    assert_eq!(
+        rule_of(edit("UPDATE", "alice", &["sre"], Some(old), Some(own))),
+        Rule::SelfApproval
+    );
+    let group_entry = entry("alice", &[], 60).replace("user: alice", "group: sre");
+    let old = cm(&[("k", &group_entry)]);
+    let signed = cm(&[(
+        "k",
+        &group_entry.replace("approvedBy: []", "approvedBy: [\"bob\"]"),
+    )]);
+    assert_eq!(
+        rule_of(edit("UPDATE", "bob", &["sre"], Some(old), Some(signed))),
+        Rule::SelfApproval
+    );
+}
+
+#[test]
+fn an_approver_outside_approver_groups_is_refused() {
+    let old = cm(&[("k", &entry("alice", &[], 60))]);
+    let new = cm(&[("k", &entry("alice", &["bob"], 60))]);
+    assert_eq!(
+        rule_of(edit(
+            "UPDATE",
+            "bob",
+            &["dev", "system:masters"],
+            Some(old),
+            Some(new)
+        )),
+        Rule::ApproverNotAllowed
+    );
+}
+
+#[test]
+fn a_signed_entry_cannot_be_widened_or_lengthened_but_may_be_shortened() {
+    let signed = entry("alice", &["bob"], 60);
+    let old = cm(&[("k", &signed)]);
+    let wider = cm(&[("k", &signed.replace("name: db\n", ""))]);
+    assert_eq!(
+        rule_of(edit("UPDATE", "alice", &[], Some(old.clone()), Some(wider))),
+        Rule::SignedEntryChanged
+    );
+    let longer = cm(&[("k", &entry("alice", &["bob"], 90))]);
+    assert_eq!(
+        rule_of(edit("UPDATE", "alice", &[], Some(old.clone()), Some(longer))),
+        Rule::SignedEntryChanged
+    );
+    let shorter = cm(&[("k", &entry("alice", &["bob"], 30))]);
+    let changes = edit("UPDATE", "alice", &[], Some(old.clone()), Some(shorter)).unwrap();
+    assert_eq!(changes[0].action, Action::Shortened);
+    let unsigned = cm(&[("k", &entry("alice", &[], 60))]);
+    assert_eq!(
+        rule_of(edit("UPDATE", "bob", &["sre"], Some(old), Some(unsigned))),
+        Rule::ApproverRemoved
+    );
+}
+
+#[test]
+fn expiry_must_be_ahead_and_within_max_duration() {
+    let too_far = cm(&[("k", &entry("alice", &[], 4 * 60 + 5))]);
+    assert_eq!(
+        rule_of(edit("CREATE", "alice", &[], None, Some(too_far))),
+        Rule::ExpiryTooFar
+    );
+    let past = cm(&[("k", &entry("alice", &[], -5))]);
+    assert_eq!(
+        rule_of(edit("CREATE", "alice", &[], None, Some(past))),
+        Rule::ExpiryInPast
+    );
+    let at_limit = cm(&[("k", &entry("alice", &[], 4 * 60))]);
+    assert!(edit("CREATE", "alice", &[], None, Some(at_limit)).is_ok());
+}
+
+#[test]
+fn a_malformed_or_ungated_entry_is_refused() {
+    let broken = cm(&[("k", "user: alice\ncolour: blue\n")]);
+    assert_eq!(
+        rule_of(edit("CREATE", "alice", &[], None, Some(broken))),
+        Rule::Malformed
+    );
+    let staging = cm(&[(
+        "k",
+        &entry("alice", &[], 60).replace("namespace: prod", "namespace: staging"),
+    )]);
+    assert_eq!(
+        rule_of(edit("CREATE", "alice", &[], None, Some(staging))),
+        Rule::NotGated
+    );
+    let wildcard = cm(&[(
+        "k",
+        &entry("alice", &[], 60).replace("namespace: prod", "namespace: \"prod*\""),
+    )]);
+    assert_eq!(
+        rule_of(edit("CREATE", "alice", &[], None, Some(wildcard))),
+        Rule::Malformed
+    );
+}
+
+#[test]
+fn a_request_for_someone_else_needs_an_approver() {
+    let for_alice = cm(&[("k", &entry("alice", &[], 60))]);
+    assert_eq!(
+        rule_of(edit("CREATE", "mallory", &["dev"], None, Some(for_alice.clone()))),
+        Rule::NotRequester
+    );
+    let grant = cm(&[("k", &entry("alice", &["bob"], 60))]);
+    let changes = edit("CREATE", "bob", &["sre"], None, Some(grant)).unwrap();
+    assert_eq!(
+        changes[0].action,
+        Action::Approved,
+        "an approver grants directly, listing only themselves"
+    );
+}
+
+#[test]
+fn revocation_is_for_the_requester_approvers_and_eligible_approvers() {
+    let old = cm(&[("k", &entry("alice", &["bob"], 60))]);
+    for (who, groups) in [("alice", vec![]), ("bob", vec![]), ("carol", vec!["sre"])] {
+        let changes = edit("UPDATE", who, &groups, Some(old.clone()), Some(cm(&[]))).unwrap();
+        assert_eq!(changes[0].action, Action::Revoked, "{who}");
+    }
+    assert_eq!(
+        rule_of(edit(
+            "UPDATE",
+            "mallory",
+            &["dev"],
+            Some(old.clone()),
+            Some(cm(&[]))
+        )),
+        Rule::RevocationNotAllowed
+    );
+    assert_eq!(
+        rule_of(edit(
+            "DELETE",
+            "system:admin",
+            &["system:masters"],
+            Some(old),
+            None
+        )),
+        Rule::RevocationNotAllowed
+    );
+}
+
+#[test]
+fn removing_an_expired_entry_is_housekeeping_anyone_may_do() {
+    let old = cm(&[("k", &entry("alice", &["bob"], -10))]);
+    let changes = edit("UPDATE", "mallory", &[], Some(old), Some(cm(&[]))).unwrap();
+    assert_eq!(changes[0].action, Action::ExpiredOnEdit);
+}
+
+#[test]
+fn unchanged_entries_are_not_judged_again() {
+    let expired = entry("alice", &["bob"], -10);
+    let old = cm(&[("old", &expired)]);
+    let new = cm(&[("old", &expired), ("k", &entry("dave", &[], 60))]);
+    let changes = edit("UPDATE", "dave", &[], Some(old), Some(new)).unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].id, "approvals/k");
+}
