@@ -33,6 +33,10 @@ pub struct ServeConfig {
     pub audit_log: Option<PathBuf>,
     /// Write decision records to stdout as well (the default for `serve`).
     pub records_to_stdout: bool,
+    /// On shutdown, how long to keep serving after readiness fails, while endpoints update.
+    pub shutdown_drain: Duration,
+    /// How often the certificate files are re-read without a change notification.
+    pub cert_check_every: Duration,
 }
 
 impl ServeConfig {
@@ -67,18 +71,31 @@ pub struct Running {
     pub state: Arc<AppState>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
-    sync: JoinHandle<()>,
+    drain: Duration,
+    /// Background tasks that follow files and the cluster; aborted on stop.
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting, fails readiness, drains in-flight requests and returns.
+    /// Shuts down without dropping a request: readiness fails at once, requests are still
+    /// served for the drain period while endpoints update, then the server stops
+    /// accepting, finishes in-flight requests and closes keep-alive connections.
     pub async fn stop(mut self) {
         self.state.shutting_down.store(true, Ordering::Relaxed);
+        if !self.drain.is_zero() {
+            tracing::info!(
+                drain_secs = self.drain.as_secs_f32(),
+                "not ready; serving on while endpoints update"
+            );
+            tokio::time::sleep(self.drain).await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         let _ = (&mut self.server).await;
-        self.sync.abort();
+        for task in &self.background {
+            task.abort();
+        }
     }
 }
 
@@ -92,9 +109,13 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
             "generated a development CA and serving certificate (ECDSA P-256, 365 days)"
         );
     }
-    let tls = tls::server_config(&cfg.tls_cert, &cfg.tls_key)?;
-    let policies = Arc::new(policy::load_dir(&cfg.policies_dir)?);
-    tracing::info!(dir = %cfg.policies_dir.display(), policies = policies.len(), "policies loaded");
+    let serving_cert = tls::ServingCert::load(&cfg.tls_cert, &cfg.tls_key)?;
+    let tls = serving_cert.config();
+    let rotation = serving_cert.clone().spawn_rotation(cfg.cert_check_every);
+    let loaded = policy::load_dir(&cfg.policies_dir)?;
+    tracing::info!(dir = %cfg.policies_dir.display(), policies = loaded.len(), "policies loaded");
+    let policies = Arc::new(policy::PolicyStore::new(loaded));
+    let policy_reload = policy::spawn_reload(cfg.policies_dir.clone(), policies.clone());
     let audit = AuditSink::start(cfg.records_to_stdout, cfg.audit_log.as_deref())?;
 
     let sync = match cfg.cluster.clone() {
@@ -139,7 +160,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         state,
         stop: Some(stop),
         server,
-        sync,
+        drain: cfg.shutdown_drain,
+        background: vec![sync, policy_reload, rotation],
     })
 }
 
@@ -147,7 +169,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
 pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     let running = start(cfg).await?;
     shutdown_signal().await;
-    tracing::info!("shutting down: no longer ready, draining connections");
+    tracing::info!("shutting down");
     running.stop().await;
     Ok(())
 }

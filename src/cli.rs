@@ -93,6 +93,22 @@ pub struct ServeArgs {
     /// Also append decision records (JSON lines) to this file.
     #[arg(long, value_name = "PATH", env = "JITGATE_AUDIT_LOG")]
     pub audit_log: Option<PathBuf>,
+    /// On SIGTERM, keep serving this long after readiness fails, while endpoints update.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "JITGATE_SHUTDOWN_DRAIN",
+        default_value = "5s",
+        value_parser = parse_duration_or_zero
+    )]
+    pub shutdown_drain: Duration,
+}
+
+fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    if text.trim_end_matches(['s', 'm', 'h']) == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -115,6 +131,8 @@ impl From<ServeArgs> for ServeConfig {
             max_staleness: a.max_staleness,
             audit_log: a.audit_log,
             records_to_stdout: true,
+            shutdown_drain: a.shutdown_drain,
+            cert_check_every: Duration::from_secs(2),
         }
     }
 }

@@ -39,6 +39,8 @@ pub enum Reason {
     LedgerRefused,
     /// The decision record could not be written, so the request is refused.
     AuditUnavailable,
+    /// The answer could not be made before the API server's deadline.
+    DeadlineExceeded,
 }
 
 impl Reason {
@@ -57,6 +59,7 @@ impl Reason {
             Reason::LedgerAccepted => "ledger_accepted",
             Reason::LedgerRefused => "ledger_refused",
             Reason::AuditUnavailable => "audit_unavailable",
+            Reason::DeadlineExceeded => "deadline_exceeded",
         }
     }
 }

@@ -22,4 +22,5 @@ pub mod server;
 pub mod sync;
 pub mod telemetry;
 pub mod tls;
+pub mod watch;
 mod yaml;

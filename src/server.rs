@@ -10,7 +10,7 @@ use crate::audit::{ApprovalRecord, AuditSink, DecisionRecord};
 use crate::decision::{self, Approvals, Decision, Reason};
 use crate::explain;
 use crate::ledger;
-use crate::policy::PolicySet;
+use crate::policy::PolicyStore;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -39,7 +39,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the handlers share.
 pub struct AppState {
-    pub policies: Arc<PolicySet>,
+    pub policies: Arc<PolicyStore>,
     pub approvals: Arc<ApprovalStore>,
     pub audit: AuditSink,
     pub shutting_down: AtomicBool,
@@ -107,8 +107,9 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
         }
     };
 
+    let deadline = deadline(parts.uri.query(), started);
     if ledger::applies(&req) {
-        return ledger_answer(&state, &req, started).await;
+        return ledger_answer(&state, &req, started, deadline).await;
     }
     let now = Timestamp::now();
     let view = state.approvals.view();
@@ -122,19 +123,36 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
             Some(snapshot),
         ),
     };
-    let decision = decision::decide(&req, &state.policies, approvals, now);
+    let decision = decision::decide(&req, &state.policies.current(), approvals, now);
     let home = snapshot.map(|s| s.home.clone()).unwrap_or_default();
     let response = explain::response(&req, &decision, &home, now);
     let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let line = DecisionRecord::decided(&req, &decision, now, latency_us).to_line();
-    answer(&state, &req, response, line).await
+    answer(&state, &req, response, line, deadline).await
+}
+
+/// When to give up: the API server abandons the call after `?timeout=` (10 s when absent),
+/// so answer a clear denial well before that rather than let it time out.
+fn deadline(query: Option<&str>, started: Instant) -> Instant {
+    let timeout = query
+        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("timeout=")))
+        .and_then(|t| crate::policy::parse_duration(t).ok())
+        .and_then(|d| Duration::try_from(d).ok())
+        .unwrap_or(Duration::from_secs(10));
+    let margin = (timeout / 4).max(Duration::from_millis(100)).min(timeout);
+    started + (timeout - margin)
 }
 
 /// An edit of an approvals ConfigMap, judged by the ledger: one decision record, and one
 /// approval record for each entry the edit changes.
-async fn ledger_answer(state: &AppState, req: &AdmissionRequest<'_>, started: Instant) -> Response {
+async fn ledger_answer(
+    state: &AppState,
+    req: &AdmissionRequest<'_>,
+    started: Instant,
+    deadline: Instant,
+) -> Response {
     let now = Timestamp::now();
-    let verdict = ledger::review(req, &state.policies, now, ledger::Grace::default());
+    let verdict = ledger::review(req, &state.policies.current(), now, ledger::Grace::default());
     let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let (response, decision, refused_key, changes) = match verdict {
         Ok(changes) => {
@@ -160,34 +178,48 @@ async fn ledger_answer(state: &AppState, req: &AdmissionRequest<'_>, started: In
     for change in &changes {
         lines.extend(ApprovalRecord::new(req, change, now).to_line());
     }
-    answer(state, req, response, lines).await
+    answer(state, req, response, lines, deadline).await
 }
 
-/// Writes the records, then answers; if they cannot be written, the answer is a denial.
+/// Writes the records, then answers; if they cannot be written, or not before the
+/// deadline, the answer is a denial.
 async fn answer(
     state: &AppState,
     req: &AdmissionRequest<'_>,
     response: AdmissionResponse,
     lines: Vec<u8>,
+    deadline: Instant,
 ) -> Response {
-    let response = match state.audit.write(lines).await {
-        Ok(()) => response,
-        Err(e) => {
+    let written = tokio::time::timeout_at(deadline.into(), state.audit.write(lines)).await;
+    let refusal = match written {
+        Ok(Ok(())) => return json(StatusCode::OK, &response.into_review()),
+        Ok(Err(e)) => {
             // Fail closed: a grant that leaves no record is not a grant.
             tracing::error!(uid = %req.uid, error = %e, "decision record not written; denying");
-            AdmissionResponse::deny(
-                &req.uid,
-                format!(
-                    "jitgate: {} of {} refused ({}): the audit record could not be written, and \
-                     nothing is allowed without one. Retry shortly; tell the cluster operators if this persists.",
-                    req.operation,
-                    req.resource.resource,
-                    Reason::AuditUnavailable.as_str()
-                ),
+            (
+                Reason::AuditUnavailable,
+                "the audit record could not be written, and nothing is allowed without one",
+            )
+        }
+        Err(_) => {
+            tracing::error!(uid = %req.uid, "decision record not written before the API server's deadline; denying");
+            (
+                Reason::DeadlineExceeded,
+                "the audit record could not be written before the API server's deadline",
             )
         }
     };
-    json(StatusCode::OK, &response.into_review())
+    let (reason, why) = refusal;
+    let denial = AdmissionResponse::deny(
+        &req.uid,
+        format!(
+            "jitgate: {} of {} refused ({}): {why}. Retry shortly; tell the cluster operators if this persists.",
+            req.operation,
+            req.resource.resource,
+            reason.as_str()
+        ),
+    );
+    json(StatusCode::OK, &denial.into_review())
 }
 
 async fn wrong_method(State(state): State<Arc<AppState>>) -> Response {

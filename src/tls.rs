@@ -2,15 +2,20 @@
 //! certificate generation for development (ECDSA P-256: a handshake costs less than half
 //! of an RSA-2048 one).
 
+use crate::watch::Changes;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
     KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
 use rustls::ServerConfig;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 /// Where `serve` looks for, and on first run writes, development certificates.
 pub const DEV_DIR: &str = "certs-dev";
@@ -127,42 +132,171 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(contents.as_bytes())
 }
 
-/// Reads a certificate chain and its key, checks that they belong together, and builds
-/// the serving configuration.
+/// Reads a certificate chain and its key, checks that they belong together, and builds a
+/// serving configuration that keeps this pair (for servers that never rotate).
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| TlsError::Read {
-            path: path.to_path_buf(),
-            source,
-        })
-    };
-    let (cert_pem, key_pem) = (read(cert)?, read(key)?);
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+    Ok(ServingCert::load(cert, key)?.config())
+}
+
+/// A certificate and key read from files, checked to belong together.
+struct Loaded {
+    key: Arc<CertifiedKey>,
+    not_after: Option<i64>,
+}
+
+fn load_pair(cert: &Path, key: &Path, cert_pem: &[u8], key_pem: &[u8]) -> Result<Loaded, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Pem {
             path: cert.to_path_buf(),
             reason: e.to_string(),
         })?;
-    if chain.is_empty() {
+    let Some(leaf) = chain.first() else {
         return Err(TlsError::Pem {
             path: cert.to_path_buf(),
             reason: "no certificate in the file".into(),
         });
-    }
-    let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
+    };
+    let not_after = x509_parser::parse_x509_certificate(leaf)
+        .ok()
+        .map(|(_, c)| c.validity().not_after.timestamp());
+    let private = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Pem {
         path: key.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, private))
-        .map_err(|e| TlsError::Config {
+    let certified = CertifiedKey::from_der(chain, private, &provider()).map_err(|e| TlsError::Config {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(Loaded {
+        key: Arc::new(certified),
+        not_after,
+    })
+}
+
+fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// Hands every new TLS connection the current certificate.
+#[derive(Debug)]
+struct Resolver(RwLock<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+/// The serving certificate, re-read from its files when they change: new connections get
+/// a new certificate within seconds, and a broken or mismatched pair is refused, logged,
+/// and the old one kept.
+pub struct ServingCert {
+    cert: PathBuf,
+    key: PathBuf,
+    resolver: Arc<Resolver>,
+    /// The file contents last seen (applied or refused), to act once per change.
+    last: Mutex<(Vec<u8>, Vec<u8>)>,
+    not_after: AtomicI64,
+}
+
+/// Unix time when nothing is known.
+const UNKNOWN: i64 = i64::MIN;
+
+impl ServingCert {
+    /// Loads the pair; an error here stops start-up.
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServingCert>, TlsError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| TlsError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+        let loaded = load_pair(cert, key, &cert_pem, &key_pem)?;
+        let serving = ServingCert {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+            resolver: Arc::new(Resolver(RwLock::new(loaded.key))),
+            last: Mutex::new((cert_pem, key_pem)),
+            not_after: AtomicI64::new(loaded.not_after.unwrap_or(UNKNOWN)),
+        };
+        serving.log_expiry("serving certificate loaded");
+        Ok(Arc::new(serving))
+    }
+
+    /// A serving configuration (TLS 1.2 and 1.3, ALPN h2 and http/1.1) that always hands
+    /// out the current certificate.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .expect("ring supports TLS 1.2 and 1.3")
+            .with_no_client_auth()
+            .with_cert_resolver(self.resolver.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+
+    /// Days until the current certificate expires, when known.
+    pub fn days_left(&self) -> Option<i64> {
+        let not_after = self.not_after.load(Ordering::Relaxed);
+        (not_after != UNKNOWN).then(|| (not_after - jiff::Timestamp::now().as_second()).div_euclid(86_400))
+    }
+
+    fn log_expiry(&self, what: &str) {
+        let cert = self.cert.display().to_string();
+        match self.days_left() {
+            Some(days) if days < 0 => tracing::error!(cert, days_left = days, "{what}: it has EXPIRED"),
+            Some(days) if days < 30 => tracing::warn!(cert, days_left = days, "{what}: it expires soon"),
+            Some(days) => tracing::info!(cert, days_left = days, "{what}"),
+            None => tracing::warn!(cert, "{what}: its expiry could not be read"),
+        }
+    }
+
+    /// Re-reads the files; swaps in a changed pair if it is valid. Returns true when a new
+    /// certificate was applied.
+    pub fn reload(&self) -> bool {
+        let (Ok(cert_pem), Ok(key_pem)) = (std::fs::read(&self.cert), std::fs::read(&self.key)) else {
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            if !last.0.is_empty() {
+                tracing::error!(cert = %self.cert.display(), key = %self.key.display(),
+                    "serving certificate or key unreadable; keeping the current one");
+                *last = (Vec::new(), Vec::new());
+            }
+            return false;
+        };
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.0 == cert_pem && last.1 == key_pem {
+            return false;
+        }
+        *last = (cert_pem, key_pem);
+        match load_pair(&self.cert, &self.key, &last.0, &last.1) {
+            Ok(loaded) => {
+                *self.resolver.0.write().unwrap_or_else(|e| e.into_inner()) = loaded.key;
+                self.not_after
+                    .store(loaded.not_after.unwrap_or(UNKNOWN), Ordering::Relaxed);
+                self.log_expiry("serving certificate rotated");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "new serving certificate refused; keeping the current one");
+                false
+            }
+        }
+    }
+
+    /// Follows the files until the task is aborted.
+    pub fn spawn_rotation(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let mut changes = Changes::watch(&self.cert, every);
+        tokio::spawn(async move {
+            loop {
+                changes.next().await;
+                let this = self.clone();
+                let _ = tokio::task::spawn_blocking(move || this.reload()).await;
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -197,6 +331,33 @@ mod tests {
         std::fs::write(dir.path().join("k"), b.key_pem).unwrap();
         let err = server_config(&dir.path().join("c"), &dir.path().join("k")).unwrap_err();
         assert!(matches!(err, TlsError::Config { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_rotated_pair_is_applied_and_a_broken_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = (dir.path().join("c"), dir.path().join("k"));
+        let first = generate(&["localhost"], 10).unwrap();
+        std::fs::write(&c, &first.cert_pem).unwrap();
+        std::fs::write(&k, &first.key_pem).unwrap();
+        let serving = ServingCert::load(&c, &k).unwrap();
+        // Valid for 10 days from now, to the second: 10 whole days left, or 9 once a
+        // second has passed.
+        assert!(
+            matches!(serving.days_left(), Some(9 | 10)),
+            "{:?}",
+            serving.days_left()
+        );
+        assert!(!serving.reload(), "unchanged files change nothing");
+        let second = generate(&["localhost"], 40).unwrap();
+        std::fs::write(&c, &second.cert_pem).unwrap();
+        std::fs::write(&k, &second.key_pem).unwrap();
+        assert!(serving.reload());
+        let rotated = serving.days_left();
+        assert!(matches!(rotated, Some(39 | 40)), "{rotated:?}");
+        std::fs::write(&k, &first.key_pem).unwrap();
+        assert!(!serving.reload(), "a mismatched pair is refused");
+        assert_eq!(serving.days_left(), rotated, "the current one stays");
     }
 
     #[test]

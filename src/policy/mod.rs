@@ -7,8 +7,10 @@
 //! subresource of anything, `*` every resource (no subresources) and `*/*` everything.
 
 mod load;
+mod reload;
 
 pub use load::{PolicyError, load_dir, parse_duration, parse_policies};
+pub use reload::{PolicyStore, spawn_reload};
 
 use crate::admission::{OpSet, Operation};
 use crate::pattern::{self, Pattern};

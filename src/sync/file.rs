@@ -3,19 +3,16 @@
 //! of the file, not at every check.
 
 use crate::approvals::{self, ApprovalStore, Snapshot};
+use crate::watch::Changes;
 use jiff::Timestamp;
-use notify::{RecursiveMode, Watcher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// How often the file is re-read even without a change notification: a safety net for
 /// file systems and mounts whose events are missed.
 const RECHECK: Duration = Duration::from_secs(5);
-/// Events arrive in bursts while an editor saves: wait for them to settle.
-const SETTLE: Duration = Duration::from_millis(50);
 
 /// Watches an approvals file and keeps `store` in step with it.
 pub struct FileSync {
@@ -83,19 +80,11 @@ impl FileSync {
     /// large file takes a while, so it runs on the blocking pool, off the request workers.
     pub fn spawn(mut self) -> JoinHandle<()> {
         self.reload();
-        let (tx, mut rx) = mpsc::channel::<()>(1);
-        let watcher = watch_dir(&self.path, tx);
+        let mut changes = Changes::watch(&self.path, RECHECK);
         let this = Arc::new(Mutex::new(self));
         tokio::spawn(async move {
-            let _watcher = watcher;
-            let mut recheck = tokio::time::interval(RECHECK);
-            recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    Some(()) = rx.recv() => tokio::time::sleep(SETTLE).await,
-                    _ = recheck.tick() => {}
-                }
-                while rx.try_recv().is_ok() {}
+                changes.next().await;
                 let this = this.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     this.lock().unwrap_or_else(|e| e.into_inner()).reload()
@@ -103,26 +92,5 @@ impl FileSync {
                 .await;
             }
         })
-    }
-}
-
-/// Watches the file's directory rather than the file: editors and Kubernetes volume
-/// updates replace files by renaming, which a watch on the file itself would lose.
-fn watch_dir(path: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = tx.try_send(());
-        }
-    });
-    match watcher.and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w)) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch for changes; re-reading every 5s instead");
-            None
-        }
     }
 }

@@ -357,6 +357,8 @@ impl Harness {
             max_staleness: Duration::from_secs(300),
             audit_log: Some(dir.join("audit.jsonl")),
             records_to_stdout: false,
+            shutdown_drain: Duration::ZERO,
+            cert_check_every: Duration::from_millis(200),
         }
     }
 
