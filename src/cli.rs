@@ -36,6 +36,58 @@ pub enum Command {
     /// Decide one AdmissionReview offline and print the response review.
     /// Exit status: 0 allowed, 1 denied, 2 error.
     Check(CheckArgs),
+    /// Make a CA and a serving certificate for the webhook Service, offline (for clusters
+    /// without cert-manager). Prints the caBundle (base64 of ca.crt) on stdout.
+    Certs(CertsArgs),
+    /// Print manifests rendered from the policies.
+    Manifests(ManifestsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Directory to write ca.crt, tls.crt and tls.key into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The webhook's Service name.
+    #[arg(long, default_value = "jitgate")]
+    pub service: String,
+    /// The webhook's namespace.
+    #[arg(long, default_value = "jitgate-system")]
+    pub namespace: String,
+    /// Validity in days (CA and certificate).
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Replace an existing tls.key in DIR.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestsArgs {
+    #[command(subcommand)]
+    pub what: Manifest,
+    /// Directory of GatePolicy YAML files.
+    #[arg(
+        long = "policies",
+        value_name = "DIR",
+        default_value = "policies",
+        global = true
+    )]
+    pub policies: PathBuf,
+    /// The webhook's Service name.
+    #[arg(long, default_value = "jitgate", global = true)]
+    pub service: String,
+    /// The webhook's namespace.
+    #[arg(long, default_value = "jitgate-system", global = true)]
+    pub namespace: String,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum Manifest {
+    /// The ValidatingWebhookConfiguration: every policy rule, and the approvals ConfigMaps.
+    Webhook,
+    /// The ConfigMap that carries the policy files into the cluster.
+    Policies,
 }
 
 #[derive(Debug, Args)]

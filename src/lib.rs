@@ -16,6 +16,7 @@ pub mod cli;
 pub mod decision;
 pub mod explain;
 pub mod ledger;
+pub mod manifests;
 pub mod pattern;
 pub mod policy;
 pub mod server;

@@ -1,5 +1,5 @@
 use clap::Parser;
-use jitgate::cli::{Cli, Command};
+use jitgate::cli::{Cli, Command, Manifest};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -20,6 +20,58 @@ fn main() -> ExitCode {
                 Err(e) => {
                     tracing::error!(error = %e, "jitgate cannot start");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Certs(args) => {
+            let names = jitgate::tls::service_names(&args.service, &args.namespace);
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            match jitgate::tls::write_pair(&args.out, &names, args.days, args.force) {
+                Ok(generated) => {
+                    use base64::Engine;
+                    let dir = args.out.display();
+                    eprintln!(
+                        "wrote {dir}/ca.crt, {dir}/tls.crt and {dir}/tls.key (ECDSA P-256, {} days) for {}",
+                        args.days,
+                        names.join(", ")
+                    );
+                    eprintln!(
+                        "next: kubectl -n {ns} create secret tls jitgate-tls --cert={dir}/tls.crt --key={dir}/tls.key
+                               and set clientConfig.caBundle of both webhooks of the ValidatingWebhookConfiguration to the line below (README, \"Install\")",
+                        ns = args.namespace
+                    );
+                    println!(
+                        "{}",
+                        base64::engine::general_purpose::STANDARD.encode(generated.ca_pem)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("jitgate certs: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Manifests(args) => {
+            let target = jitgate::manifests::Target {
+                service: &args.service,
+                namespace: &args.namespace,
+            };
+            let rendered = match args.what {
+                Manifest::Webhook => jitgate::policy::load_dir(&args.policies)
+                    .map(|policies| jitgate::manifests::webhook_yaml(&policies, &target)),
+                Manifest::Policies => {
+                    jitgate::manifests::policies_configmap_yaml(&args.policies, &args.namespace)
+                }
+            };
+            match rendered {
+                Ok(yaml) => {
+                    print!("{yaml}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("jitgate manifests: {e}");
+                    ExitCode::from(2)
                 }
             }
         }

@@ -107,20 +107,46 @@ fn dn(common_name: &str) -> DistinguishedName {
 /// Returns true when it generated them. The CA key is not kept: nothing else can be
 /// signed with it.
 pub fn ensure_dev_certs(dir: &Path) -> Result<bool, TlsError> {
-    let (cert, key, ca) = (dir.join("tls.crt"), dir.join("tls.key"), dir.join("ca.crt"));
-    if cert.exists() && key.exists() {
+    if dir.join("tls.crt").exists() && dir.join("tls.key").exists() {
         return Ok(false);
     }
-    let g = generate(&DEV_NAMES, 365)?;
+    write_pair(dir, &DEV_NAMES, 365, true)?;
+    Ok(true)
+}
+
+/// Makes a CA and a serving certificate for `names` and writes `ca.crt`, `tls.crt` and
+/// `tls.key` (mode 0600) into `dir`. Refuses to replace an existing key unless told to.
+pub fn write_pair(dir: &Path, names: &[&str], days: u32, overwrite: bool) -> Result<Generated, TlsError> {
+    let (cert, key, ca) = (dir.join("tls.crt"), dir.join("tls.key"), dir.join("ca.crt"));
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| TlsError::Write { path, source }
     };
+    if !overwrite && key.exists() {
+        return Err(TlsError::Write {
+            path: key,
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists; pass --force to replace it",
+            ),
+        });
+    }
+    let g = generate(names, days)?;
     std::fs::create_dir_all(dir).map_err(write_err(dir))?;
     write_private(&key, &g.key_pem).map_err(write_err(&key))?;
     std::fs::write(&cert, &g.cert_pem).map_err(write_err(&cert))?;
     std::fs::write(&ca, &g.ca_pem).map_err(write_err(&ca))?;
-    Ok(true)
+    Ok(g)
+}
+
+/// The names a Service's serving certificate needs.
+pub fn service_names(service: &str, namespace: &str) -> Vec<String> {
+    vec![
+        service.to_string(),
+        format!("{service}.{namespace}"),
+        format!("{service}.{namespace}.svc"),
+        format!("{service}.{namespace}.svc.cluster.local"),
+    ]
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {

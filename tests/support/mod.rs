@@ -67,6 +67,8 @@ pub struct Conn {
     sender: Sender,
     /// The protocol the server agreed to in the TLS handshake.
     pub alpn: Option<Vec<u8>>,
+    /// The certificate the server presented (DER).
+    pub peer: Vec<u8>,
     /// Sent as `Authorization: Bearer ...` when set.
     pub bearer: Option<String>,
 }
@@ -86,10 +88,22 @@ impl Reply {
 
 impl Conn {
     pub async fn open(addr: SocketAddr, ca_pem: &str, proto: Proto) -> std::io::Result<Conn> {
+        Conn::open_as(addr, &[ca_pem], "localhost", proto).await
+    }
+
+    /// Connects trusting any of `cas`, asking for (and verifying) `server_name`.
+    pub async fn open_as(
+        addr: SocketAddr,
+        cas: &[&str],
+        server_name: &str,
+        proto: Proto,
+    ) -> std::io::Result<Conn> {
         let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-            .unwrap();
+        for ca_pem in cas {
+            roots
+                .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+                .unwrap();
+        }
         let mut cfg =
             rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
@@ -102,9 +116,16 @@ impl Conn {
         }];
         let tcp = TcpStream::connect(addr).await?;
         let tls = TlsConnector::from(Arc::new(cfg))
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .connect(ServerName::try_from(server_name.to_string()).unwrap(), tcp)
             .await?;
         let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        let peer = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.to_vec())
+            .unwrap_or_default();
         let io = TokioIo::new(tls);
         let sender = match proto {
             Proto::H1 => {
@@ -125,6 +146,7 @@ impl Conn {
         Ok(Conn {
             sender,
             alpn,
+            peer,
             bearer: None,
         })
     }
@@ -136,6 +158,19 @@ impl Conn {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Reply {
+        self.try_send(method, path, content_type, body)
+            .await
+            .expect("the server answers")
+    }
+
+    /// Sends a request; a connection that fails or closes is an error, not a panic.
+    pub async fn try_send(
+        &mut self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<Reply, String> {
         let uri = match self.sender {
             Sender::H1(_) => path.to_string(),
             Sender::H2(_) => format!("https://localhost{path}"),
@@ -164,18 +199,24 @@ impl Conn {
                 Err(e) => Err(e),
             },
         }
-        .expect("the server answers");
+        .map_err(|e| e.to_string())?;
         let status = response.status();
         let content_type = response
             .headers()
             .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string());
-        let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
-        Reply {
+            .map(|v| v.to_str().unwrap_or_default().to_string());
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes()
+            .to_vec();
+        Ok(Reply {
             status,
             content_type,
             body,
-        }
+        })
     }
 
     /// POSTs an AdmissionReview to /validate as the API server does (`?timeout=10s`).
