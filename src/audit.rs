@@ -2,9 +2,10 @@
 //! stdout and appended to `--audit-log`.
 //!
 //! A record is built from the request's coordinates and the decision only; `object`,
-//! `oldObject` and `options` never reach it. Lines are written by one thread that batches
-//! whatever is waiting, so request workers never block on a disk; each request still waits
-//! for its own line to be written, and learns if it was not.
+//! `oldObject` and `options` never reach it. Lines are written by one thread, so request
+//! workers never block on a disk; the lines of all the requests the runtime handles in one
+//! pass go to it as one batch (one hand-off, one write). Each request still waits for its
+//! own line to be written, and learns if it was not.
 
 use crate::admission::AdmissionRequest;
 use crate::decision::Decision;
@@ -13,10 +14,15 @@ use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
-/// How many records may wait for the writer before requests wait to hand theirs over.
-const QUEUE: usize = 4096;
+/// Records that may wait for the writer; past this, new ones are refused (and their
+/// requests denied) rather than queued without bound.
+const QUEUE: usize = 16 * 1024;
+/// Batches that may wait for the writer thread.
+const BATCHES: usize = 64;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -199,10 +205,23 @@ struct Job {
     done: oneshot::Sender<Result<(), String>>,
 }
 
+/// Records waiting to be handed to the writer, and whether a flush is on its way.
+struct Pending {
+    jobs: Mutex<Vec<Job>>,
+    flush_scheduled: AtomicBool,
+    to_writer: mpsc::Sender<Vec<Job>>,
+}
+
 /// Where records go. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AuditSink {
-    tx: mpsc::Sender<Job>,
+    pending: Arc<Pending>,
+}
+
+impl std::fmt::Debug for AuditSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditSink").finish_non_exhaustive()
+    }
 }
 
 impl AuditSink {
@@ -220,21 +239,35 @@ impl AuditSink {
                     })
             })
             .transpose()?;
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (to_writer, from_requests) = mpsc::channel(BATCHES);
         std::thread::Builder::new()
             .name("jitgate-audit".into())
-            .spawn(move || write_loop(rx, to_stdout, file))
+            .spawn(move || write_loop(from_requests, to_stdout, file))
             .map_err(|e| AuditError::Write(e.to_string()))?;
-        Ok(AuditSink { tx })
+        Ok(AuditSink {
+            pending: Arc::new(Pending {
+                jobs: Mutex::new(Vec::new()),
+                flush_scheduled: AtomicBool::new(false),
+                to_writer,
+            }),
+        })
     }
 
-    /// Hands a line to the writer and waits until it is written.
+    /// Queues a line and waits until it is written. Lines queued while the runtime works
+    /// through its ready requests go to the writer as one batch: one hand-off (and one
+    /// `write`) for many records, instead of a thread switch for each.
     pub async fn write(&self, line: Vec<u8>) -> Result<(), AuditError> {
         let (done, written) = oneshot::channel();
-        self.tx
-            .send(Job { line, done })
-            .await
-            .map_err(|_| AuditError::Stopped)?;
+        {
+            let mut jobs = self.pending.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            if jobs.len() >= QUEUE {
+                return Err(AuditError::Write("the audit queue is full".into()));
+            }
+            jobs.push(Job { line, done });
+        }
+        if !self.pending.flush_scheduled.swap(true, Ordering::AcqRel) {
+            tokio::spawn(flush(self.pending.clone()));
+        }
         written
             .await
             .map_err(|_| AuditError::Stopped)?
@@ -242,16 +275,26 @@ impl AuditSink {
     }
 }
 
-fn write_loop(mut rx: mpsc::Receiver<Job>, to_stdout: bool, mut file: Option<File>) {
-    let mut batch = Vec::with_capacity(256);
+async fn flush(pending: Arc<Pending>) {
+    // Let the other requests of this pass through the run queue add their records first.
+    tokio::task::yield_now().await;
+    pending.flush_scheduled.store(false, Ordering::Release);
+    let batch = std::mem::take(&mut *pending.jobs.lock().unwrap_or_else(|e| e.into_inner()));
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(mpsc::error::SendError(batch)) = pending.to_writer.send(batch).await {
+        for job in batch {
+            let _ = job.done.send(Err("the audit writer has stopped".into()));
+        }
+    }
+}
+
+fn write_loop(mut batches: mpsc::Receiver<Vec<Job>>, to_stdout: bool, mut file: Option<File>) {
     let mut buf = Vec::with_capacity(64 * 1024);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < 256 {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
+    while let Some(mut batch) = batches.blocking_recv() {
+        while let Ok(more) = batches.try_recv() {
+            batch.extend(more);
         }
         buf.clear();
         for job in &batch {
@@ -266,7 +309,7 @@ fn write_loop(mut rx: mpsc::Receiver<Job>, to_stdout: bool, mut file: Option<Fil
             result = f.write_all(&buf).and_then(|_| f.flush());
         }
         let result = result.map_err(|e| e.to_string());
-        for job in batch.drain(..) {
+        for job in batch {
             let _ = job.done.send(result.clone());
         }
     }

@@ -1,0 +1,71 @@
+//! The pure decision path, in process: decide() on a decoded request, for an ungated, a
+//! denied and an approved request, as the number of approvals and of policies grows. The
+//! approvals index is keyed by what a request carries, so the time should stay flat.
+//!
+//! `cargo bench --bench decision`
+
+mod common;
+
+use common::{KINDS, approvals, policies, review};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use jiff::Timestamp;
+use jitgate::admission::decode;
+use jitgate::approvals::ApprovalIndex;
+use jitgate::decision::{Approvals, decide};
+use std::hint::black_box;
+use std::time::Duration;
+
+fn by_approvals(c: &mut Criterion) {
+    let now = Timestamp::now();
+    let policies = policies(3);
+    let mut group = c.benchmark_group("decide/approvals");
+    for n in [10, 1_000, 10_000, 100_000] {
+        let index = ApprovalIndex::build(approvals(n, now), now);
+        for (kind, name) in KINDS {
+            let body = review(kind);
+            let req = decode(body.as_bytes()).unwrap();
+            let expected = !matches!(kind, common::Kind::Denied);
+            assert_eq!(
+                decide(&req, &policies, Approvals::Loaded(&index), now).allowed,
+                expected,
+                "{name}"
+            );
+            group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+                b.iter(|| decide(black_box(&req), &policies, Approvals::Loaded(&index), now))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn by_policies(c: &mut Criterion) {
+    let now = Timestamp::now();
+    let index = ApprovalIndex::build(approvals(10_000, now), now);
+    let mut group = c.benchmark_group("decide/policies");
+    for n in [1, 10, 100] {
+        let policies = policies(n);
+        for (kind, name) in KINDS {
+            let body = review(kind);
+            let req = decode(body.as_bytes()).unwrap();
+            group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+                b.iter(|| decide(black_box(&req), &policies, Approvals::Loaded(&index), now))
+            });
+        }
+    }
+    group.finish();
+}
+
+/// Decoding the 2.2 KB review, which the server does before deciding.
+fn decoding(c: &mut Criterion) {
+    let body = review(common::Kind::Denied);
+    c.bench_function("decode/2.2KB-review", |b| {
+        b.iter(|| decode(black_box(body.as_bytes())).unwrap().uid.len())
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(50);
+    targets = by_approvals, by_policies, decoding
+}
+criterion_main!(benches);
