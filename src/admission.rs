@@ -144,9 +144,9 @@ pub enum DecodeError {
     Syntax(String),
     #[error("the body is not an AdmissionReview: {0}")]
     Shape(String),
-    #[error("apiVersion must be {API_VERSION:?}, got {0:?}")]
+    #[error("apiVersion must be {API_VERSION:?}{0}")]
     ApiVersion(String),
-    #[error("kind must be {KIND:?}, got {0:?}")]
+    #[error("kind must be {KIND:?}")]
     Kind(String),
     #[error("the AdmissionReview has no request")]
     NoRequest,
@@ -183,12 +183,21 @@ struct TypeMeta {
     kind: Option<String>,
 }
 
+/// Checks the review's type. What a client sent there is not echoed, but another known
+/// version of the review is named, as a hint.
 fn check_type(api_version: Option<&str>, kind: Option<&str>) -> Result<(), DecodeError> {
     if api_version != Some(API_VERSION) {
-        return Err(DecodeError::ApiVersion(short(api_version.unwrap_or(""))));
+        let hint = match api_version {
+            Some("admission.k8s.io/v1beta1") => {
+                ", not admission.k8s.io/v1beta1 (set admissionReviewVersions: [v1])"
+            }
+            None => " (missing)",
+            Some(_) => "",
+        };
+        return Err(DecodeError::ApiVersion(hint.to_string()));
     }
     if kind != Some(KIND) {
-        return Err(DecodeError::Kind(short(kind.unwrap_or(""))));
+        return Err(DecodeError::Kind(String::new()));
     }
     Ok(())
 }
@@ -210,27 +219,9 @@ pub fn salvage_uid(body: &[u8]) -> Option<String> {
         .filter(|u| !u.is_empty())
 }
 
-/// serde_json's message, with any quoted input removed: a type error would otherwise
-/// quote the offending value, and values are not ours to echo.
+/// serde_json's message, with the input's values taken out.
 fn describe_json_error(e: &serde_json::Error) -> String {
-    let message = e.to_string();
-    let mut out = String::with_capacity(message.len());
-    let mut in_quote = false;
-    for c in message.chars() {
-        match (c, in_quote) {
-            ('"', false) => {
-                in_quote = true;
-                out.push_str("\"…");
-            }
-            ('"', true) => {
-                in_quote = false;
-                out.push('"');
-            }
-            (_, true) => {}
-            (c, false) => out.push(c),
-        }
-    }
-    out
+    crate::redact::values(&e.to_string())
 }
 
 /// Caps a client-supplied string before it is echoed in an error.
@@ -360,10 +351,9 @@ mod tests {
     #[test]
     fn a_wrong_api_version_is_named() {
         let body = review(SECRET_UPDATE).replace("admission.k8s.io/v1", "admission.k8s.io/v1beta1");
-        assert_eq!(
-            decode(body.as_bytes()).unwrap_err(),
-            DecodeError::ApiVersion("admission.k8s.io/v1beta1".into())
-        );
+        let err = decode(body.as_bytes()).unwrap_err();
+        assert!(matches!(err, DecodeError::ApiVersion(_)));
+        assert!(err.to_string().contains("not admission.k8s.io/v1beta1"), "{err}");
     }
 
     #[test]

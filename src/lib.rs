@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod manifests;
 pub mod pattern;
 pub mod policy;
+mod redact;
 pub mod server;
 pub mod sync;
 pub mod telemetry;

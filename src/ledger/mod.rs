@@ -184,7 +184,8 @@ fn ledger_of(
         rule: Rule::Unreadable,
         message: format!("the ConfigMap could not be read: {why}"),
     };
-    let cm: ConfigMap = serde_json::from_str(raw.get()).map_err(|e| unreadable(e.to_string()))?;
+    let cm: ConfigMap =
+        serde_json::from_str(raw.get()).map_err(|e| unreadable(crate::redact::values(&e.to_string())))?;
     if !approvals::is_labelled(&cm) {
         return Ok(BTreeMap::new());
     }

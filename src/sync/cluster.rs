@@ -11,7 +11,8 @@
 //!   or bookmark. The watcher does not report bookmarks or quiet re-watches to its caller,
 //!   so a layer on the client marks an accepted watch, and every chunk of its stream, as a
 //!   sign of health: a watch that idles but streams bookmarks stays fresh. Past the
-//!   staleness budget, nothing is granted.
+//!   staleness budget, nothing is granted, and the watch is started over (a fresh list)
+//!   every 10 s until the API server answers again.
 
 use crate::approvals::{self, ApprovalStore, ConfigMapRef, Snapshot};
 use futures::StreamExt;
@@ -29,6 +30,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::task::JoinHandle;
+
+/// While stale, how often to start the watch over.
+const RESTART_EVERY: Duration = Duration::from_secs(10);
 
 /// Where the approvals live in a cluster.
 #[derive(Debug, Clone)]
@@ -107,7 +111,13 @@ pub async fn spawn(source: ClusterSource, store: Arc<ApprovalStore>) -> Result<J
 async fn follow(client: Client, source: ClusterSource, liveness: Arc<Liveness>) {
     let api: Api<ConfigMap> = Api::namespaced(client, &source.namespace);
     let config = watcher::Config::default().labels(&source.selector);
-    let mut events = std::pin::pin!(watcher::watcher(api, config).default_backoff());
+    let start = || {
+        watcher::watcher(api.clone(), config.clone())
+            .default_backoff()
+            .boxed()
+    };
+    let mut events = start();
+    let mut restarted = std::time::Instant::now();
     let mut state = State::new(&source.namespace);
     let store = liveness.store.clone();
     let mut stale = false;
@@ -139,6 +149,13 @@ async fn follow(client: Client, source: ClusterSource, liveness: Arc<Liveness>) 
             },
             _ = tick.tick() => {
                 let now_stale = store.is_stale();
+                // Stale and no sign of recovery: start over with a fresh list and watch
+                // rather than wait on a stream that may never say anything useful again.
+                if now_stale && restarted.elapsed() >= RESTART_EVERY {
+                    tracing::warn!("approvals stale: restarting the watch with a fresh list");
+                    events = start();
+                    restarted = std::time::Instant::now();
+                }
                 if now_stale != stale {
                     stale = now_stale;
                     let silent_secs = store.silent_for().as_secs();

@@ -67,6 +67,7 @@ struct Shared {
     inner: Arc<Mutex<Inner>>,
     latest: watch::Sender<u64>,
     cuts: watch::Sender<u64>,
+    garbage: watch::Sender<u64>,
 }
 
 pub struct ApiServer {
@@ -106,6 +107,7 @@ impl ApiServer {
             })),
             latest: watch::channel(100).0,
             cuts: watch::channel(0).0,
+            garbage: watch::channel(0).0,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -218,6 +220,11 @@ impl ApiServer {
     /// Ends every open watch stream; clients resume from their last resourceVersion.
     pub fn cut_watches(&self) {
         self.shared.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// Sends a line that is not JSON down every open watch stream, which stays open.
+    pub fn garble_watches(&self) {
+        self.shared.garbage.send_modify(|n| *n += 1);
     }
 
     /// Forgets all history and ends open watches: a client resuming from any earlier
@@ -533,6 +540,8 @@ fn watch_stream(shared: Shared, ns: String, selector: String, q: &HashMap<String
     let mut latest = shared.latest.subscribe();
     let mut cuts = shared.cuts.subscribe();
     cuts.mark_unchanged();
+    let mut garbage = shared.garbage.subscribe();
+    garbage.mark_unchanged();
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
@@ -581,6 +590,11 @@ fn watch_stream(shared: Shared, ns: String, selector: String, q: &HashMap<String
             tokio::select! {
                 changed = latest.changed() => if changed.is_err() { return },
                 _ = cuts.changed() => return,
+                _ = garbage.changed() => {
+                    if tx.send(Bytes::from_static(b"{\"type\":\"MODIFIED\",\"object\":{not json at all\n")).await.is_err() {
+                        return;
+                    }
+                }
                 () = &mut deadline => return,
                 () = tokio::time::sleep(every), if bookmarks => {
                     let mark = json!({"kind": "ConfigMap", "apiVersion": "v1",

@@ -1,0 +1,92 @@
+//! Edits of an approvals ConfigMap, built from structured input: who edits, which entries
+//! were there and which are there after, each from templates or raw text. Invariants:
+//! nothing panics; an accepted approval was added by the editor, who is not the requester.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use jitgate::admission::decode;
+use jitgate::ledger::{Action, review};
+use libfuzzer_sys::fuzz_target;
+use std::sync::LazyLock;
+
+static NOW: LazyLock<jiff::Timestamp> = LazyLock::new(|| "2026-11-21T20:00:00Z".parse().unwrap());
+static POLICIES: LazyLock<jitgate::policy::PolicySet> =
+    LazyLock::new(|| jitgate::policy::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies").as_ref()).unwrap());
+
+const PEOPLE: [&str; 4] = ["alice", "bob", "carol", "system:admin"];
+const GROUPS: [&str; 3] = ["sre", "dev", "system:masters"];
+
+#[derive(Arbitrary, Debug)]
+enum Text {
+    Template { user: u8, group_entry: bool, expires_min: i16, approvers: Vec<u8>, name: bool },
+    Raw(String),
+}
+
+impl Text {
+    fn render(&self) -> String {
+        match self {
+            Text::Raw(s) => s.clone(),
+            Text::Template { user, group_entry, expires_min, approvers, name } => {
+                let subject = if *group_entry {
+                    format!("group: {}", GROUPS[*user as usize % 3])
+                } else {
+                    format!("user: {}", PEOPLE[*user as usize % 4])
+                };
+                let expires = *NOW + jiff::SignedDuration::from_mins(i64::from(*expires_min));
+                let approvers: Vec<&str> = approvers.iter().take(4).map(|a| PEOPLE[*a as usize % 4]).collect();
+                format!(
+                    "{subject}\nresource: secrets\nnamespace: prod\n{}expiresAt: \"{expires}\"\nreason: r\napprovedBy: [{}]\n",
+                    if *name { "name: db\n" } else { "" },
+                    approvers.join(", ")
+                )
+            }
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+struct Edit {
+    editor: u8,
+    groups: Vec<u8>,
+    operation: u8,
+    old: Vec<(u8, Text)>,
+    new: Vec<(u8, Text)>,
+    old_labelled: bool,
+    new_labelled: bool,
+}
+
+fn configmap(entries: &[(u8, Text)], labelled: bool) -> serde_json::Value {
+    let data: serde_json::Map<String, serde_json::Value> =
+        entries.iter().take(6).map(|(k, t)| (format!("k{}", k % 4), t.render().into())).collect();
+    let labels = if labelled { serde_json::json!({"jitgate.dev/approvals": "true"}) } else { serde_json::json!({}) };
+    serde_json::json!({"kind": "ConfigMap", "apiVersion": "v1",
+        "metadata": {"name": "approvals", "namespace": "jitgate-system", "labels": labels}, "data": data})
+}
+
+fuzz_target!(|e: Edit| {
+    let editor = PEOPLE[e.editor as usize % 4];
+    let groups: Vec<&str> = e.groups.iter().take(3).map(|g| GROUPS[*g as usize % 3]).collect();
+    let op = ["CREATE", "UPDATE", "DELETE"][e.operation as usize % 3];
+    let old = (op != "CREATE").then(|| configmap(&e.old, e.old_labelled || !e.new_labelled));
+    let new = (op != "DELETE").then(|| configmap(&e.new, e.new_labelled));
+    let body = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u", "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+        "namespace": "jitgate-system", "name": "approvals", "operation": op,
+        "userInfo": {"username": editor, "groups": groups}, "object": new, "oldObject": old}})
+    .to_string();
+    let req = decode(body.as_bytes()).unwrap();
+    if !jitgate::ledger::applies(&req) {
+        return;
+    }
+    let Ok(changes) = review(&req, &POLICIES, *NOW, Default::default()) else { return };
+    for change in changes {
+        if change.action == Action::Approved {
+            let entry = change.entry.expect("an approval has its entry");
+            assert!(entry.approved_by.iter().any(|n| n == editor), "approved without the editor's name");
+            match &entry.subject {
+                jitgate::approvals::Subject::User(u) => assert_ne!(u, editor, "self-approval accepted"),
+                jitgate::approvals::Subject::Group(g) => assert!(!groups.contains(&g.as_str()), "self-approval by group"),
+            }
+        }
+    }
+});

@@ -1,0 +1,284 @@
+//! Invariants checked on random input in every CI run (proptest):
+//! - a decision grants exactly when a plain reference model, scanning every approval by the
+//!   documented rules, finds one that allows the request: nothing is granted without a
+//!   matching approval, and no valid approval is missed;
+//! - decoding never panics, whatever the bytes, and a decoded request's answer carries its uid;
+//! - every answer of the server, good input or bad, leaves exactly one decision record.
+
+mod support;
+
+use jiff::{SignedDuration, Timestamp};
+use jitgate::admission::{AdmissionResponse, decode};
+use jitgate::approvals::{Approval, ApprovalIndex, ConfigMapRef, Subject, parse_entry};
+use jitgate::decision::{Approvals, Reason, decide};
+use jitgate::policy::{PolicySet, Target, parse_policies};
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+const POLICIES: &str = r#"
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: secrets }
+spec:
+  rules: [{ apiGroups: [""], resources: ["secrets"], operations: ["UPDATE", "DELETE"] }]
+  namespaces: ["prod", "prod-*"]
+  exempt: { users: ["robot"] }
+  approval: { minApprovers: 1, maxDuration: 2h }
+---
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: workloads }
+spec:
+  rules:
+    - { apiGroups: ["apps"], resources: ["deployments"], operations: ["*"] }
+    - { apiGroups: ["apps"], resources: ["deployments/scale"], operations: ["UPDATE"] }
+  namespaces: ["prod"]
+  approval: { minApprovers: 2, maxDuration: 1h }
+"#;
+
+const USERS: [&str; 4] = ["alice", "bob", "carol", "robot"];
+const GROUPS: [&str; 3] = ["dev", "sre", "ops"];
+const NAMESPACES: [&str; 3] = ["prod", "prod-eu", "dev"];
+const RESOURCES: [(&str, &str, &str); 4] = [
+    ("", "secrets", ""),
+    ("apps", "deployments", ""),
+    ("apps", "deployments", "scale"),
+    ("", "configmaps", ""),
+];
+const NAMES: [&str; 2] = ["db", "web"];
+const OPS: [&str; 4] = ["CREATE", "UPDATE", "DELETE", "CONNECT"];
+
+#[derive(Debug, Clone)]
+struct Req {
+    user: usize,
+    groups: Vec<usize>,
+    ns: usize,
+    resource: usize,
+    name: usize,
+    op: usize,
+}
+
+/// Weighted towards what policies gate, so that grants and near misses are common.
+fn ns() -> impl Strategy<Value = usize> {
+    prop_oneof![6 => Just(0usize), 3 => Just(1usize), 1 => Just(2usize)]
+}
+
+fn resource() -> impl Strategy<Value = usize> {
+    prop_oneof![5 => Just(0usize), 3 => Just(1usize), 2 => Just(2usize), 1 => Just(3usize)]
+}
+
+fn op() -> impl Strategy<Value = usize> {
+    prop_oneof![1 => Just(0usize), 6 => Just(1usize), 3 => Just(2usize), 1 => Just(3usize)]
+}
+
+fn user() -> impl Strategy<Value = usize> {
+    prop_oneof![4 => Just(0usize), 2 => Just(1usize), 2 => Just(2usize), 1 => Just(3usize)]
+}
+
+fn req() -> impl Strategy<Value = Req> {
+    (
+        user(),
+        prop::collection::vec(0..3usize, 0..3),
+        ns(),
+        resource(),
+        0..2usize,
+        op(),
+    )
+        .prop_map(|(user, groups, ns, resource, name, op)| Req {
+            user,
+            groups,
+            ns,
+            resource,
+            name,
+            op,
+        })
+}
+
+/// An approval entry's text, chosen from the same small worlds so that matches happen.
+fn entry() -> impl Strategy<Value = String> {
+    (
+        prop::bool::weighted(0.7),
+        user(),
+        0..3usize,
+        ns(),
+        resource(),
+        prop::option::weighted(0.5, 0..2usize),
+        prop::option::weighted(0.5, prop::collection::vec(op(), 1..3)),
+        prop_oneof![1 => -90i64..0, 6 => 1i64..60, 2 => 60i64..150],
+        prop::collection::vec(0..4usize, 0..4),
+        prop::option::weighted(0.3, prop::bool::weighted(0.8)),
+    )
+        .prop_map(
+            |(is_user, user, group, ns, resource, name, ops, expires_in, approvers, api_group)| {
+                let (group_name, res, sub) = RESOURCES[resource];
+                let mut text = if is_user {
+                    format!("user: {}\n", USERS[user])
+                } else {
+                    format!("group: {}\n", GROUPS[group])
+                };
+                let resource = if sub.is_empty() {
+                    res.to_string()
+                } else {
+                    format!("{res}/{sub}")
+                };
+                text.push_str(&format!("resource: {resource}\nnamespace: {}\n", NAMESPACES[ns]));
+                match api_group {
+                    Some(true) => text.push_str(&format!("apiGroup: \"{group_name}\"\n")),
+                    Some(false) => text.push_str("apiGroup: \"example.com\"\n"),
+                    None => {}
+                }
+                if let Some(n) = name {
+                    text.push_str(&format!("name: {}\n", NAMES[n]));
+                }
+                if let Some(ops) = ops {
+                    let ops: BTreeSet<&str> = ops.iter().map(|o| OPS[*o]).collect();
+                    text.push_str(&format!(
+                        "operations: [{}]\n",
+                        ops.into_iter().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                let expires = now() + SignedDuration::from_mins(expires_in);
+                let approvers: Vec<&str> = approvers.iter().map(|a| USERS[*a]).collect();
+                text.push_str(&format!(
+                    "expiresAt: \"{expires}\"\nreason: r\napprovedBy: [{}]\n",
+                    approvers.join(", ")
+                ));
+                text
+            },
+        )
+}
+
+fn now() -> Timestamp {
+    "2026-11-21T20:00:00Z".parse().unwrap()
+}
+
+fn body(r: &Req, uid: &str) -> String {
+    let (group, resource, sub) = RESOURCES[r.resource];
+    let groups: Vec<&str> = r.groups.iter().map(|g| GROUPS[*g]).collect();
+    serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": uid, "resource": {"group": group, "version": "v1", "resource": resource},
+        "subResource": sub, "namespace": NAMESPACES[r.ns], "name": NAMES[r.name], "operation": OPS[r.op],
+        "userInfo": {"username": USERS[r.user], "groups": groups},
+        "object": {"data": {"password": "c2VjcmV0"}}}})
+    .to_string()
+}
+
+/// The reference model: scan every approval, apply the rules as the README states them.
+fn model_allows(r: &Req, policies: &PolicySet, approvals: &[Arc<Approval>]) -> bool {
+    let (group, resource, sub) = RESOURCES[r.resource];
+    let (user, ns, name, op) = (USERS[r.user], NAMESPACES[r.ns], NAMES[r.name], OPS[r.op]);
+    let groups: Vec<String> = r.groups.iter().map(|g| GROUPS[*g].to_string()).collect();
+    let target = Target {
+        api_group: group,
+        resource,
+        sub_resource: sub,
+        namespace: ns,
+        operation: jitgate::admission::Operation::ALL
+            .into_iter()
+            .find(|o| o.as_str() == op)
+            .unwrap(),
+    };
+    let gating: Vec<_> = policies
+        .gating(&target)
+        .into_iter()
+        .filter(|p| !p.exempts(user, &groups))
+        .collect();
+    if gating.is_empty() {
+        return true;
+    }
+    let min = gating.iter().map(|p| p.min_approvers).max().unwrap();
+    let max = gating.iter().map(|p| p.max_duration).min().unwrap();
+    approvals.iter().any(|a| {
+        let who = match &a.subject {
+            Subject::User(u) => u == user,
+            Subject::Group(g) => groups.contains(g),
+        };
+        let approvers: BTreeSet<&str> = a
+            .approved_by
+            .iter()
+            .map(String::as_str)
+            .filter(|n| {
+                *n != user
+                    && Some(*n)
+                        != if let Subject::User(u) = &a.subject {
+                            Some(u.as_str())
+                        } else {
+                            None
+                        }
+            })
+            .collect();
+        who && a.resource == resource
+            && a.sub_resource == sub
+            && a.api_group.as_deref().is_none_or(|g| g == group)
+            && a.namespace == ns
+            && a.name.as_deref().is_none_or(|n| n == name)
+            && a.operations.is_none_or(|ops| ops.contains(target.operation))
+            && now() < a.expires_at
+            && a.expires_at.duration_since(now()) <= max
+            && approvers.len() as u32 >= min
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+    #[test]
+    fn a_decision_grants_exactly_when_a_matching_approval_exists(r in req(), entries in prop::collection::vec(entry(), 0..16)) {
+        let policies = PolicySet::new(parse_policies(POLICIES, "p.yaml").unwrap()).unwrap();
+        let approvals: Vec<Arc<Approval>> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Arc::new(parse_entry(&format!("cm/{i}"), e).unwrap()))
+            .collect();
+        let index = ApprovalIndex::build(approvals.clone(), now());
+        let text = body(&r, "uid-p");
+        let request = decode(text.as_bytes()).unwrap();
+        let d = decide(&request, &policies, Approvals::Loaded(&index), now());
+        prop_assert_eq!(d.allowed, model_allows(&r, &policies, &approvals), "{:?}", d.reason);
+        if d.allowed && d.reason == Reason::Approved {
+            prop_assert!(d.approval.is_some());
+        }
+        let response = jitgate::explain::response(&request, &d, &ConfigMapRef::default(), now());
+        prop_assert_eq!(response.uid.as_str(), "uid-p");
+        prop_assert!(!serde_json::to_string(&response).unwrap().contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn decoding_never_panics_and_an_answer_carries_the_uid(bytes in prop::collection::vec(any::<u8>(), 0..512), uid in "[a-z0-9-]{1,40}") {
+        let _ = decode(&bytes);
+        // A valid review with its uid anywhere in the body: the answer carries it.
+        let text = body(&Req { user: 0, groups: vec![], ns: 0, resource: 0, name: 0, op: 1 }, &uid);
+        let request = decode(text.as_bytes()).unwrap();
+        prop_assert_eq!(AdmissionResponse::allow(&request.uid).uid, uid);
+    }
+}
+
+/// The server answers every request (good, bad, not even JSON) and writes exactly one
+/// decision record for each.
+#[tokio::test]
+async fn every_answer_of_the_server_leaves_exactly_one_record() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let h = support::Harness::start(&support::approvals_manifest(&[])).await;
+    let mut c = h.conn(support::Proto::H1).await;
+    let mut runner = TestRunner::deterministic();
+    let bodies = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..300),
+        (req(), "[a-z0-9]{1,12}").prop_map(|(r, uid)| body(&r, &uid).into_bytes()),
+        (req(), 0usize..400).prop_map(|(r, cut)| {
+            let b = body(&r, "u").into_bytes();
+            b[..cut.min(b.len())].to_vec()
+        }),
+    ];
+    for _ in 0..200 {
+        let bytes = bodies.new_tree(&mut runner).unwrap().current();
+        let before = h.records().len();
+        let reply = c
+            .send(hyper::Method::POST, "/validate", Some("application/json"), bytes)
+            .await;
+        assert!(reply.status == 200 || reply.status == 400, "{}", reply.status);
+        assert_eq!(h.records().len(), before + 1, "one record per answer");
+    }
+    h.stop().await;
+}
