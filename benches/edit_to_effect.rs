@@ -42,12 +42,7 @@ fn report(mode: &str, mut samples: Vec<Duration>) {
 
 async fn cluster_mode(rounds: usize) -> Vec<Duration> {
     let api = ApiServer::start().await;
-    let source = jitgate::sync::ClusterSource {
-        namespace: "jitgate-system".into(),
-        selector: "jitgate.dev/approvals=true".into(),
-        kubeconfig: Some(api.kubeconfig()),
-    };
-    let h = Harness::start_with(None, |cfg| cfg.cluster = Some(source)).await;
+    let h = Harness::start_cluster(&api, Duration::from_secs(300), |_| {}).await;
     let mut c = h.conn(Proto::H1).await;
     let alice = Req::secret_update();
     let mut samples = Vec::with_capacity(rounds);

@@ -114,6 +114,23 @@ BPID=$!; pids+=("$BPID")
 start_jitgate 10000 "$JIT_PORT"
 ready "$BASE_PORT"; ready "$JIT_PORT"
 
+# wrk's report and the server's CPU ticks -> "requests rps p50_us p99_us cpu_ticks".
+wrk_figures() {
+  python3 - "$1" "$2" <<'PY'
+import re, sys
+out, ticks = sys.argv[1], sys.argv[2]
+def us(v):
+    n, u = float(re.match(r"([\d.]+)", v).group(1)), re.sub(r"[\d.]", "", v)
+    return n * {"us": 1, "ms": 1000, "s": 1e6}[u]
+reqs = int(re.search(r"(\d+) requests in", out).group(1))
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+p50 = us(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)); p99 = us(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+if re.search(r"Non-2xx or 3xx responses|Socket errors", out):
+    print("wrk reported errors:", out, file=sys.stderr)
+print(reqs, rps, p50, p99, ticks)
+PY
+}
+
 # One run: prints "requests rps p50_us p99_us cpu_ticks".
 run() { # PID PORT SCENARIO
   local pid=$1 port=$2 scenario=$3 before after out
@@ -123,34 +140,13 @@ run() { # PID PORT SCENARIO
       out=$(taskset -c 1 wrk -t1 -c"${scenario#h1-c}" -d"${DURATION}s" --latency -s "$work/mix.lua" \
               "https://127.0.0.1:$port/validate")
       after=$(cpu_ticks "$pid")
-      python3 - "$out" "$((after - before))" <<'PY'
-import re, sys
-out, ticks = sys.argv[1], sys.argv[2]
-def us(v):
-    n, u = float(re.match(r"([\d.]+)", v).group(1)), re.sub(r"[\d.]", "", v)
-    return n * {"us": 1, "ms": 1000, "s": 1e6}[u]
-reqs = int(re.search(r"(\d+) requests in", out).group(1))
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-p50 = us(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)); p99 = us(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
-errs = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
-print(reqs, rps, p50, p99, ticks, 1 if errs else 0)
-PY
+      wrk_figures "$out" "$((after - before))"
       ;;
     churn-c*)
       out=$(taskset -c 1 wrk -t1 -c"${scenario#churn-c}" -d"${DURATION}s" --latency -H "Connection: close" \
               -s "$work/mix.lua" "https://127.0.0.1:$port/validate")
       after=$(cpu_ticks "$pid")
-      python3 - "$out" "$((after - before))" <<'PY'
-import re, sys
-out, ticks = sys.argv[1], sys.argv[2]
-def us(v):
-    n, u = float(re.match(r"([\d.]+)", v).group(1)), re.sub(r"[\d.]", "", v)
-    return n * {"us": 1, "ms": 1000, "s": 1e6}[u]
-reqs = int(re.search(r"(\d+) requests in", out).group(1))
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-p50 = us(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)); p99 = us(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
-print(reqs, rps, p50, p99, ticks, 0)
-PY
+      wrk_figures "$out" "$((after - before))"
       ;;
     h2-c*)
       rm -f "$work/h2.log"
@@ -165,7 +161,7 @@ durations = sorted(int(l.split()[2]) for l in open(log) if l.strip() and l.split
 reqs = int(re.search(r"requests: .*?(\d+) succeeded", out).group(1))
 rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
 q = lambda f: durations[min(len(durations) - 1, int(f * len(durations)))]
-print(reqs, rps, q(0.50), q(0.99), ticks, 0)
+print(reqs, rps, q(0.50), q(0.99), ticks)
 PY
       ;;
   esac
@@ -181,7 +177,7 @@ for scenario in h1-c1 h1-c16 h1-c64 h2-c16 churn-c16; do
   for round in 1 2; do
     for who in base jit; do
       if [ "$who" = base ]; then r=$(run "$BPID" "$BASE_PORT" "$scenario"); else r=$(run "$JPID" "$JIT_PORT" "$scenario"); fi
-      read -r reqs rps p50 p99 ticks _ <<<"$r"
+      read -r reqs rps p50 p99 ticks <<<"$r"
       sum[$who-reqs]=$(( ${sum[$who-reqs]:-0} + reqs ))
       sum[$who-rps]=$(python3 -c "print(${sum[$who-rps]:-0} + $rps)")
       sum[$who-p50]=$(python3 -c "print(${sum[$who-p50]:-0} + $p50)")

@@ -43,17 +43,24 @@ pub enum Command {
     Manifests(ManifestsArgs),
 }
 
+/// Where the webhook's Service lives.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// The webhook's Service name.
+    #[arg(long, default_value = "jitgate", global = true)]
+    pub service: String,
+    /// The webhook's namespace.
+    #[arg(long, default_value = "jitgate-system", global = true)]
+    pub namespace: String,
+}
+
 #[derive(Debug, Args)]
 pub struct CertsArgs {
     /// Directory to write ca.crt, tls.crt and tls.key into.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// The webhook's Service name.
-    #[arg(long, default_value = "jitgate")]
-    pub service: String,
-    /// The webhook's namespace.
-    #[arg(long, default_value = "jitgate-system")]
-    pub namespace: String,
+    #[command(flatten)]
+    pub target: ServiceArgs,
     /// Validity in days (CA and certificate).
     #[arg(long, default_value_t = 365)]
     pub days: u32,
@@ -74,12 +81,8 @@ pub struct ManifestsArgs {
         global = true
     )]
     pub policies: PathBuf,
-    /// The webhook's Service name.
-    #[arg(long, default_value = "jitgate", global = true)]
-    pub service: String,
-    /// The webhook's namespace.
-    #[arg(long, default_value = "jitgate-system", global = true)]
-    pub namespace: String,
+    #[command(flatten)]
+    pub target: ServiceArgs,
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]

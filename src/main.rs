@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Certs(args) => {
-            let names = jitgate::tls::service_names(&args.service, &args.namespace);
+            let names = jitgate::tls::service_names(&args.target.service, &args.target.namespace);
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             match jitgate::tls::write_pair(&args.out, &names, args.days, args.force) {
                 Ok(generated) => {
@@ -38,7 +38,7 @@ fn main() -> ExitCode {
                     eprintln!(
                         "next: kubectl -n {ns} create secret tls jitgate-tls --cert={dir}/tls.crt --key={dir}/tls.key
                                and set clientConfig.caBundle of both webhooks of the ValidatingWebhookConfiguration to the line below (README, \"Install\")",
-                        ns = args.namespace
+                        ns = args.target.namespace
                     );
                     println!(
                         "{}",
@@ -54,14 +54,14 @@ fn main() -> ExitCode {
         }
         Command::Manifests(args) => {
             let target = jitgate::manifests::Target {
-                service: &args.service,
-                namespace: &args.namespace,
+                service: &args.target.service,
+                namespace: &args.target.namespace,
             };
             let rendered = match args.what {
                 Manifest::Webhook => jitgate::policy::load_dir(&args.policies)
                     .map(|policies| jitgate::manifests::webhook_yaml(&policies, &target)),
                 Manifest::Policies => {
-                    jitgate::manifests::policies_configmap_yaml(&args.policies, &args.namespace)
+                    jitgate::manifests::policies_configmap_yaml(&args.policies, &args.target.namespace)
                 }
             };
             match rendered {

@@ -188,17 +188,21 @@ mod tests {
         namespace: "jitgate-system",
     };
 
-    #[test]
-    fn the_gating_webhook_never_sees_system_namespaces_or_jitgates_own() {
-        let w = webhook_configuration(&shipped(), &TARGET);
-        let gate = &w.webhooks.as_ref().unwrap()[0];
-        let req = &gate
-            .namespace_selector
+    /// The first expression of a webhook's namespaceSelector.
+    fn namespace_rule(w: &ValidatingWebhook) -> &LabelSelectorRequirement {
+        &w.namespace_selector
             .as_ref()
             .unwrap()
             .match_expressions
             .as_ref()
-            .unwrap()[0];
+            .unwrap()[0]
+    }
+
+    #[test]
+    fn the_gating_webhook_never_sees_system_namespaces_or_jitgates_own() {
+        let w = webhook_configuration(&shipped(), &TARGET);
+        let gate = &w.webhooks.as_ref().unwrap()[0];
+        let req = namespace_rule(gate);
         assert_eq!(
             (req.key.as_str(), req.operator.as_str()),
             ("kubernetes.io/metadata.name", "NotIn")
@@ -288,13 +292,7 @@ mod tests {
             labels.get("jitgate.dev/approvals").map(String::as_str),
             Some("true")
         );
-        let ns = &ledger
-            .namespace_selector
-            .as_ref()
-            .unwrap()
-            .match_expressions
-            .as_ref()
-            .unwrap()[0];
+        let ns = namespace_rule(ledger);
         assert_eq!(
             (ns.operator.as_str(), ns.values.as_deref()),
             ("In", Some(&["jitgate-system".to_string()][..]))

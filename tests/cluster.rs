@@ -13,16 +13,7 @@ use support::*;
 const PATIENCE: Duration = Duration::from_secs(15);
 
 async fn start_jitgate(api: &ApiServer, max_staleness: Duration) -> Harness {
-    let source = jitgate::sync::ClusterSource {
-        namespace: "jitgate-system".into(),
-        selector: "jitgate.dev/approvals=true".into(),
-        kubeconfig: Some(api.kubeconfig()),
-    };
-    Harness::start_with(None, |cfg| {
-        cfg.cluster = Some(source);
-        cfg.max_staleness = max_staleness;
-    })
-    .await
+    Harness::start_cluster(api, max_staleness, |_| {}).await
 }
 
 async fn allowed(h: &Harness, req: &Req) -> bool {

@@ -199,16 +199,7 @@ async fn certificate_files_deleted_while_serving_leave_the_current_one_in_use() 
 }
 
 async fn cluster(api: &ApiServer, max_staleness: Duration) -> Harness {
-    let source = jitgate::sync::ClusterSource {
-        namespace: "jitgate-system".into(),
-        selector: "jitgate.dev/approvals=true".into(),
-        kubeconfig: Some(api.kubeconfig()),
-    };
-    Harness::start_with(None, |cfg| {
-        cfg.cluster = Some(source);
-        cfg.max_staleness = max_staleness;
-    })
-    .await
+    Harness::start_cluster(api, max_staleness, |_| {}).await
 }
 
 async fn alice_allowed(h: &Harness) -> bool {

@@ -395,6 +395,12 @@ async fn an_approvals_configmap_edit_is_judged_by_the_ledger_not_the_policies() 
     h.stop().await;
 }
 
+/// True when a fresh copy of `req` is answered with `allowed == allow`.
+async fn answers(h: &Harness, req: &Req, allow: bool) -> bool {
+    let mut c = h.conn(Proto::H1).await;
+    c.decide(&req.clone().with(|_| {}).review()).await["allowed"] == allow
+}
+
 /// Merge-patches the approvals ConfigMap on the test API server as the user of `token`.
 async fn patch_as(api: &ApiServer, token: &str, data: Value) -> support::Reply {
     let mut c = api.conn_as(token).await;
@@ -415,17 +421,8 @@ async fn request_approve_and_use_end_to_end_and_a_forgery_is_stopped_at_the_edit
     api.add_user("bob-token", BOB.0, BOB.1);
     api.add_user("mallory-token", MALLORY.0, MALLORY.1);
     api.apply_approvals("jitgate-approvals", &[]);
-    let source = jitgate::sync::ClusterSource {
-        namespace: "jitgate-system".into(),
-        selector: "jitgate.dev/approvals=true".into(),
-        kubeconfig: Some(api.kubeconfig()),
-    };
     let dir = p.path().to_path_buf();
-    let h = Harness::start_with(None, |cfg| {
-        cfg.cluster = Some(source);
-        cfg.policies_dir = dir;
-    })
-    .await;
+    let h = Harness::start_cluster(&api, Duration::from_secs(300), |cfg| cfg.policies_dir = dir).await;
     api.admit_with(h.addr(), &h.certs.ca_pem);
     let patience = Duration::from_secs(15);
     eventually(patience, || async { h.readyz().await == hyper::StatusCode::OK }).await;
@@ -445,15 +442,7 @@ async fn request_approve_and_use_end_to_end_and_a_forgery_is_stopped_at_the_edit
     // Bob approves: his name, by his own hand. Then Alice's update is allowed.
     let reply = patch_as(&api, "bob-token", json!({"alice-db": request(&[BOB.0])})).await;
     assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
-    let granted = eventually(patience, || {
-        let alice = alice.clone();
-        let h = &h;
-        async move {
-            let mut c = h.conn(Proto::H1).await;
-            c.decide(&alice.with(|_| {}).review()).await["allowed"] == true
-        }
-    })
-    .await;
+    let granted = eventually(patience, || answers(&h, &alice, true)).await;
     eprintln!("approved -> allowed after {granted:?}");
 
     // Mallory files a request and forges Bob's approval: refused at the edit, with the
@@ -483,15 +472,7 @@ async fn request_approve_and_use_end_to_end_and_a_forgery_is_stopped_at_the_edit
     // Bob revokes: Alice's grant ends.
     let reply = patch_as(&api, "bob-token", json!({"alice-db": null})).await;
     assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
-    eventually(patience, || {
-        let alice = alice.clone();
-        let h = &h;
-        async move {
-            let mut c = h.conn(Proto::H1).await;
-            c.decide(&alice.with(|_| {}).review()).await["allowed"] == false
-        }
-    })
-    .await;
+    eventually(patience, || answers(&h, &alice, false)).await;
     let actions: Vec<String> = h
         .records()
         .iter()

@@ -97,10 +97,6 @@ impl ApprovalIndex {
         ApprovalIndex { buckets, hasher, len }
     }
 
-    pub fn empty() -> Self {
-        Self::build(std::iter::empty(), Timestamp::now())
-    }
-
     /// Number of approvals indexed.
     pub fn len(&self) -> usize {
         self.len

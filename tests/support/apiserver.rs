@@ -147,6 +147,16 @@ impl ApiServer {
         })));
     }
 
+    /// Where jitgate finds the approvals on this server: `jitgate-system`, the default
+    /// selector, through [`ApiServer::kubeconfig`].
+    pub fn source(&self) -> jitgate::sync::ClusterSource {
+        jitgate::sync::ClusterSource {
+            namespace: "jitgate-system".into(),
+            selector: "jitgate.dev/approvals=true".into(),
+            kubeconfig: Some(self.kubeconfig()),
+        }
+    }
+
     /// A kubeconfig that reaches this server as a cluster would be reached.
     pub fn kubeconfig(&self) -> std::path::PathBuf {
         let path = self.dir.path().join("kubeconfig");

@@ -423,6 +423,21 @@ impl Harness {
         }
     }
 
+    /// Starts the server in cluster mode, following the approvals on `api`.
+    pub async fn start_cluster(
+        api: &apiserver::ApiServer,
+        max_staleness: Duration,
+        tweak: impl FnOnce(&mut ServeConfig),
+    ) -> Harness {
+        let source = api.source();
+        Harness::start_with(None, |cfg| {
+            cfg.cluster = Some(source);
+            cfg.max_staleness = max_staleness;
+            tweak(cfg);
+        })
+        .await
+    }
+
     pub async fn start(approvals: &str) -> Harness {
         Harness::start_with(Some(approvals), |_| {}).await
     }
