@@ -4,6 +4,7 @@
 
 use crate::approvals::ApprovalStore;
 use crate::audit::{AuditError, AuditSink};
+use crate::metrics::Metrics;
 use crate::policy::{self, PolicyError};
 use crate::server::{self, AppState};
 use crate::sync::{self, ClusterError, ClusterSource, FileSync};
@@ -147,6 +148,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         policies,
         approvals,
         audit,
+        metrics: Metrics::default(),
+        serving_cert: Some(serving_cert),
         shutting_down: AtomicBool::new(false),
     });
     let (stop, stopped) = oneshot::channel::<()>();

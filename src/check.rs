@@ -53,7 +53,7 @@ pub fn check(
     for e in &file.errors {
         tracing::warn!(approval = %e.id, reason = %e.reason, "approval entry ignored");
     }
-    let snapshot = Snapshot::new(file.approvals, file.home, now);
+    let snapshot = Snapshot::new(file.approvals, file.errors.len(), file.home, now);
     let d = decision::decide(&req, &policies, decision::Approvals::Loaded(&snapshot.index), now);
     let response = explain::response(&req, &d, &snapshot.home, now);
     let json = serde_json::to_string_pretty(&response.into_review()).unwrap_or_default();

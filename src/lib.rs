@@ -17,6 +17,7 @@ pub mod decision;
 pub mod explain;
 pub mod ledger;
 pub mod manifests;
+pub mod metrics;
 pub mod pattern;
 pub mod policy;
 mod redact;

@@ -10,6 +10,7 @@ use crate::audit::{ApprovalRecord, AuditSink, DecisionRecord};
 use crate::decision::{self, Approvals, Decision, Reason};
 use crate::explain;
 use crate::ledger;
+use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
 use axum::Router;
 use axum::extract::{Request, State};
@@ -42,6 +43,9 @@ pub struct AppState {
     pub policies: Arc<PolicyStore>,
     pub approvals: Arc<ApprovalStore>,
     pub audit: AuditSink,
+    pub metrics: Metrics,
+    /// The serving certificate, for its expiry (None when the server has no rotation).
+    pub serving_cert: Option<Arc<crate::tls::ServingCert>>,
     pub shutting_down: AtomicBool,
 }
 
@@ -56,6 +60,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/validate", post(validate).fallback(wrong_method))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(|| async {
             status(
                 StatusCode::NOT_FOUND,
@@ -73,6 +78,20 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "approvals not loaded yet").into_response()
     }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let body = state
+        .metrics
+        .render(&state.approvals, state.serving_cert.as_deref());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Response {
@@ -126,6 +145,7 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
     let decision = decision::decide(&req, &state.policies.current(), approvals, now);
     let home = snapshot.map(|s| s.home.clone()).unwrap_or_default();
     let response = explain::response(&req, &decision, &home, now);
+    state.metrics.decided(&decision, started.elapsed());
     let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let line = DecisionRecord::decided(&req, &decision, now, latency_us).to_line();
     answer(&state, &req, response, line, deadline).await
@@ -172,6 +192,7 @@ async fn ledger_answer(
             )
         }
     };
+    state.metrics.decided(&decision, started.elapsed());
     let mut record = DecisionRecord::decided(req, &decision, now, latency_us);
     record.approval = refused_key.as_deref();
     let mut lines = record.to_line();
@@ -194,6 +215,7 @@ async fn answer(
     let refusal = match written {
         Ok(Ok(())) => return json(StatusCode::OK, &response.into_review()),
         Ok(Err(e)) => {
+            state.metrics.audit_failed();
             // Fail closed: a grant that leaves no record is not a grant.
             tracing::error!(uid = %req.uid, error = %e, "decision record not written; denying");
             (
@@ -202,6 +224,7 @@ async fn answer(
             )
         }
         Err(_) => {
+            state.metrics.audit_failed();
             tracing::error!(uid = %req.uid, "decision record not written before the API server's deadline; denying");
             (
                 Reason::DeadlineExceeded,
@@ -242,9 +265,11 @@ async fn refuse(
         "admission request refused"
     );
     let decision = Decision::refused(Reason::BadRequest);
+    state.metrics.decided(&decision, started.elapsed());
     let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let line = DecisionRecord::refused(uid.as_deref(), &decision, Timestamp::now(), latency_us).to_line();
     if let Err(e) = state.audit.write(line).await {
+        state.metrics.audit_failed();
         tracing::error!(error = %e, "record of a refused request not written");
     }
     status(code, why)

@@ -264,10 +264,15 @@ impl ServingCert {
         Arc::new(config)
     }
 
+    /// Seconds until the current certificate expires (negative once it has), when known.
+    pub fn seconds_left(&self) -> Option<i64> {
+        let not_after = self.not_after.load(Ordering::Relaxed);
+        (not_after != UNKNOWN).then(|| not_after - jiff::Timestamp::now().as_second())
+    }
+
     /// Days until the current certificate expires, when known.
     pub fn days_left(&self) -> Option<i64> {
-        let not_after = self.not_after.load(Ordering::Relaxed);
-        (not_after != UNKNOWN).then(|| (not_after - jiff::Timestamp::now().as_second()).div_euclid(86_400))
+        self.seconds_left().map(|s| s.div_euclid(86_400))
     }
 
     fn log_expiry(&self, what: &str) {

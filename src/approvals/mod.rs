@@ -150,14 +150,36 @@ pub struct Snapshot {
     pub index: ApprovalIndex,
     /// Where engineers should add a request.
     pub home: ConfigMapRef,
+    /// Every approval, for counting (the index is for lookups).
+    pub approvals: Vec<Arc<Approval>>,
+    /// Entries refused for not parsing.
+    pub invalid: usize,
 }
 
 impl Snapshot {
-    pub fn new(approvals: Vec<Arc<Approval>>, home: ConfigMapRef, now: Timestamp) -> Self {
+    pub fn new(approvals: Vec<Arc<Approval>>, invalid: usize, home: ConfigMapRef, now: Timestamp) -> Self {
         Snapshot {
-            index: ApprovalIndex::build(approvals, now),
+            index: ApprovalIndex::build(approvals.iter().cloned(), now),
             home,
+            approvals,
+            invalid,
         }
+    }
+
+    /// How many approvals are active (unexpired, signed), pending (unexpired, no
+    /// approver yet) and expired at `now`.
+    pub fn census(&self, now: Timestamp) -> (usize, usize, usize) {
+        self.approvals
+            .iter()
+            .fold((0, 0, 0), |(active, pending, expired), a| {
+                if a.expires_at <= now {
+                    (active, pending, expired + 1)
+                } else if a.approved_by.is_empty() {
+                    (active, pending + 1, expired)
+                } else {
+                    (active + 1, pending, expired)
+                }
+            })
     }
 }
 
@@ -320,6 +342,7 @@ data:
         assert!(store.current().is_none() && !store.is_loaded());
         store.replace(Snapshot::new(
             Vec::new(),
+            0,
             ConfigMapRef::default(),
             Timestamp::now(),
         ));
@@ -332,6 +355,7 @@ data:
         assert!(matches!(store.view(), View::NotLoaded));
         store.replace(Snapshot::new(
             Vec::new(),
+            0,
             ConfigMapRef::default(),
             Timestamp::now(),
         ));
@@ -345,6 +369,7 @@ data:
         let file_mode = ApprovalStore::default();
         file_mode.replace(Snapshot::new(
             Vec::new(),
+            0,
             ConfigMapRef::default(),
             Timestamp::now(),
         ));

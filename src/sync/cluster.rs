@@ -280,7 +280,8 @@ impl State {
             namespace: self.namespace.clone(),
             name: home,
         };
-        store.replace(Snapshot::new(approvals, home, Timestamp::now()));
+        let invalid = self.configmaps.values().map(|p| p.errors.len()).sum();
+        store.replace(Snapshot::new(approvals, invalid, home, Timestamp::now()));
     }
 }
 

@@ -70,8 +70,12 @@ impl FileSync {
                 "ConfigMap ignored: it lacks the label jitgate.dev/approvals: \"true\"");
         }
         let count = file.approvals.len();
-        self.store
-            .replace(Snapshot::new(file.approvals, file.home, Timestamp::now()));
+        self.store.replace(Snapshot::new(
+            file.approvals,
+            file.errors.len(),
+            file.home,
+            Timestamp::now(),
+        ));
         tracing::info!(file = %shown, approvals = count, ignored = file.errors.len(), "approvals loaded");
         true
     }

@@ -1,0 +1,138 @@
+//! Prometheus metrics at `GET /metrics`: what the gate decided and how fast, what approvals
+//! it holds, how fresh they are, whether records are being written, and when its serving
+//! certificate expires. Counters move on the request path; the rest is read at scrape time.
+
+use crate::approvals::{ApprovalStore, View};
+use crate::decision::Decision;
+use crate::tls::ServingCert;
+use jiff::Timestamp;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: &'static str,
+    reason: &'static str,
+    /// The gating policies, comma-separated; empty when none.
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    latency: Histogram,
+    approvals: Family<StateLabels, Gauge>,
+    sync_age: Gauge<f64, AtomicU64>,
+    audit_errors: Counter,
+    cert_expiry: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("jitgate");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Answers to admission requests, by decision, reason and policy",
+            decisions.clone(),
+        );
+        // 5 µs to about 80 ms.
+        let latency = Histogram::new(exponential_buckets(5e-6, 2.0, 15));
+        registry.register(
+            "decision_duration_seconds",
+            "Time from a request's arrival to its decision, before its record is written",
+            latency.clone(),
+        );
+        let approvals = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "approvals",
+            "Approvals held: active (signed, unexpired), pending (no approver yet), expired, invalid (refused entries)",
+            approvals.clone(),
+        );
+        let sync_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "approvals_sync_age_seconds",
+            "Seconds since the approvals' source (file or API server) was last known healthy",
+            sync_age.clone(),
+        );
+        let audit_errors = Counter::default();
+        registry.register(
+            "audit_errors",
+            "Records that could not be written (each turned its answer into a denial)",
+            audit_errors.clone(),
+        );
+        let cert_expiry = Gauge::default();
+        registry.register(
+            "serving_certificate_expiry_seconds",
+            "Seconds until the serving certificate expires",
+            cert_expiry.clone(),
+        );
+        Metrics {
+            registry,
+            decisions,
+            latency,
+            approvals,
+            sync_age,
+            audit_errors,
+            cert_expiry,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one answer.
+    pub fn decided(&self, d: &Decision, took: Duration) {
+        let labels = DecisionLabels {
+            decision: if d.allowed { "allow" } else { "deny" },
+            reason: d.reason.as_str(),
+            policy: d.policies.join(","),
+        };
+        self.decisions.get_or_create(&labels).inc();
+        self.latency.observe(took.as_secs_f64());
+    }
+
+    pub fn audit_failed(&self) {
+        self.audit_errors.inc();
+    }
+
+    /// The text exposition, with the scrape-time gauges brought up to date.
+    pub fn render(&self, store: &ApprovalStore, cert: Option<&ServingCert>) -> String {
+        let snapshot = match store.view() {
+            View::Current(s) | View::Stale { snapshot: s, .. } => Some(s),
+            View::NotLoaded => None,
+        };
+        let (active, pending, expired) = snapshot
+            .as_deref()
+            .map(|s| s.census(Timestamp::now()))
+            .unwrap_or_default();
+        let invalid = snapshot.as_deref().map_or(0, |s| s.invalid);
+        for (state, n) in [
+            ("active", active),
+            ("pending", pending),
+            ("expired", expired),
+            ("invalid", invalid),
+        ] {
+            self.approvals
+                .get_or_create(&StateLabels { state })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        self.sync_age.set(store.silent_for().as_secs_f64());
+        if let Some(seconds) = cert.and_then(ServingCert::seconds_left) {
+            self.cert_expiry.set(seconds);
+        }
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,89 @@
+//! `GET /metrics`: every metric moves as the gate is driven.
+
+mod support;
+
+use support::*;
+
+/// The value of the series `name` (with exactly these labels, in the order exposed).
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+async fn scrape(h: &Harness) -> String {
+    let mut c = h.conn(Proto::H1).await;
+    let reply = c.send(hyper::Method::GET, "/metrics", None, Vec::new()).await;
+    assert_eq!(reply.status, 200);
+    String::from_utf8(reply.body).unwrap()
+}
+
+#[tokio::test]
+async fn decisions_latency_approvals_freshness_and_certificate_expiry_are_exposed() {
+    let h = Harness::start(&approvals_manifest(&[("grant", &entry(&[]))])).await;
+    let before = scrape(&h).await;
+    assert_eq!(value(&before, "jitgate_approvals{state=\"active\"}"), Some(1.0));
+    assert_eq!(value(&before, "jitgate_approvals{state=\"pending\"}"), Some(0.0));
+    let age = value(&before, "jitgate_approvals_sync_age_seconds").unwrap();
+    assert!((0.0..60.0).contains(&age), "{age}");
+    let expiry = value(&before, "jitgate_serving_certificate_expiry_seconds").unwrap();
+    assert!(
+        expiry > 3600.0,
+        "rcgen's default validity runs for years: {expiry}"
+    );
+
+    let mut c = h.conn(Proto::H1).await;
+    c.decide(&Req::secret_update().review()).await;
+    c.decide(&Req::secret_update().with(|r| r.user = "bob".into()).review())
+        .await;
+    c.decide(&Req::secret_update().with(|r| r.user = "bob".into()).review())
+        .await;
+    c.send(
+        hyper::Method::POST,
+        "/validate",
+        Some("application/json"),
+        b"{".to_vec(),
+    )
+    .await;
+    let after = scrape(&h).await;
+    let allow = "jitgate_decisions_total{decision=\"allow\",reason=\"approved\",policy=\"prod-secrets\"}";
+    let deny = "jitgate_decisions_total{decision=\"deny\",reason=\"no_approval\",policy=\"prod-secrets\"}";
+    let bad = "jitgate_decisions_total{decision=\"deny\",reason=\"bad_request\",policy=\"\"}";
+    assert_eq!(value(&after, allow), Some(1.0), "{after}");
+    assert_eq!(value(&after, deny), Some(2.0));
+    assert_eq!(value(&after, bad), Some(1.0));
+    assert_eq!(
+        value(&after, "jitgate_decision_duration_seconds_count"),
+        Some(4.0)
+    );
+    assert_eq!(value(&after, "jitgate_audit_errors_total"), Some(0.0));
+
+    // A pending request, an expired approval and a refused entry are counted as such.
+    h.write_approvals(&approvals_manifest(&[
+        ("pending", &entry(&[("[bob@example.com]", "[]")])),
+        ("expired", &expiring(-5, &[])),
+        ("broken", "user: alice\ncolour: blue\n"),
+    ]));
+    eventually(std::time::Duration::from_secs(10), || async {
+        let text = scrape(&h).await;
+        value(&text, "jitgate_approvals{state=\"pending\"}") == Some(1.0)
+            && value(&text, "jitgate_approvals{state=\"expired\"}") == Some(1.0)
+            && value(&text, "jitgate_approvals{state=\"invalid\"}") == Some(1.0)
+            && value(&text, "jitgate_approvals{state=\"active\"}") == Some(0.0)
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn audit_errors_are_counted() {
+    let h = Harness::start_with(Some(&approvals_manifest(&[])), |cfg| {
+        cfg.audit_log = Some("/dev/full".into())
+    })
+    .await;
+    let mut c = h.conn(Proto::H1).await;
+    c.decide(&Req::secret_update().review()).await;
+    c.decide(&Req::secret_update().review()).await;
+    assert_eq!(value(&scrape(&h).await, "jitgate_audit_errors_total"), Some(2.0));
+    h.stop().await;
+}
