@@ -241,3 +241,47 @@ async fn a_garbage_watch_stream_goes_stale_then_recovers_by_itself() {
     eventually(Duration::from_secs(30), || alice_allowed(&h)).await;
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_stuck_audit_sink_becomes_a_denial_before_the_api_servers_deadline() {
+    // A FIFO nobody reads: once its buffer is full, every write blocks.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("audit.fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::File::open(fifo).unwrap())
+    };
+    let h = Harness::start_with(Some(&approvals_manifest(&[("grant", &entry(&[]))])), |cfg| {
+        cfg.audit_log = Some(fifo.clone());
+    })
+    .await;
+    let _held = reader.join().unwrap();
+    let mut c = h.conn(Proto::H1).await;
+    let mut answer = serde_json::Value::Null;
+    for _ in 0..2000 {
+        let review = serde_json::to_vec(&Req::secret_update().review()).unwrap();
+        let reply = c
+            .send(
+                hyper::Method::POST,
+                "/validate?timeout=1s",
+                Some("application/json"),
+                review,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        answer = reply.json()["response"].clone();
+        if answer["allowed"] == false {
+            break;
+        }
+    }
+    assert_eq!(answer["allowed"], false, "the sink never filled");
+    let message = answer["status"]["message"].as_str().unwrap();
+    assert!(message.contains("deadline_exceeded"), "{message}");
+}
