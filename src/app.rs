@@ -149,7 +149,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         approvals,
         audit,
         metrics: Metrics::default(),
-        serving_cert: Some(serving_cert),
+        serving_cert,
         shutting_down: AtomicBool::new(false),
     });
     let (stop, stopped) = oneshot::channel::<()>();

@@ -126,7 +126,8 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn allow(reason: Reason, policies: Vec<String>) -> Self {
+    /// An allow for `reason`, naming the policies it concerns.
+    pub fn allow(reason: Reason, policies: Vec<String>) -> Self {
         Decision {
             allowed: true,
             reason,

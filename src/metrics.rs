@@ -107,7 +107,7 @@ impl Metrics {
     }
 
     /// The text exposition, with the scrape-time gauges brought up to date.
-    pub fn render(&self, store: &ApprovalStore, cert: Option<&ServingCert>) -> String {
+    pub fn render(&self, store: &ApprovalStore, cert: &ServingCert) -> String {
         let snapshot = match store.view() {
             View::Current(s) | View::Stale { snapshot: s, .. } => Some(s),
             View::NotLoaded => None,
@@ -128,7 +128,7 @@ impl Metrics {
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         self.sync_age.set(store.silent_for().as_secs_f64());
-        if let Some(seconds) = cert.and_then(ServingCert::seconds_left) {
+        if let Some(seconds) = cert.seconds_left() {
             self.cert_expiry.set(seconds);
         }
         let mut out = String::new();

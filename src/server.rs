@@ -5,7 +5,7 @@
 //! decision; it gets a 4xx with a Kubernetes `Status` that says why.
 
 use crate::admission::{self, AdmissionRequest, AdmissionResponse};
-use crate::approvals::{ApprovalStore, View};
+use crate::approvals::{ApprovalStore, ConfigMapRef, View};
 use crate::audit::{ApprovalRecord, AuditSink, DecisionRecord};
 use crate::decision::{self, Approvals, Decision, Reason};
 use crate::explain;
@@ -38,14 +38,17 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where denials point engineers before any approvals ConfigMap is known.
+static DEFAULT_HOME: std::sync::LazyLock<ConfigMapRef> = std::sync::LazyLock::new(ConfigMapRef::default);
+
 /// What the handlers share.
 pub struct AppState {
     pub policies: Arc<PolicyStore>,
     pub approvals: Arc<ApprovalStore>,
     pub audit: AuditSink,
     pub metrics: Metrics,
-    /// The serving certificate, for its expiry (None when the server has no rotation).
-    pub serving_cert: Option<Arc<crate::tls::ServingCert>>,
+    /// The serving certificate, for its expiry.
+    pub serving_cert: Arc<crate::tls::ServingCert>,
     pub shutting_down: AtomicBool,
 }
 
@@ -81,9 +84,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let body = state
-        .metrics
-        .render(&state.approvals, state.serving_cert.as_deref());
+    let body = state.metrics.render(&state.approvals, &state.serving_cert);
     (
         [(
             header::CONTENT_TYPE,
@@ -143,10 +144,11 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
         ),
     };
     let decision = decision::decide(&req, &state.policies.current(), approvals, now);
-    let home = snapshot.map(|s| s.home.clone()).unwrap_or_default();
-    let response = explain::response(&req, &decision, &home, now);
-    state.metrics.decided(&decision, started.elapsed());
-    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let home = snapshot.map_or(&*DEFAULT_HOME, |s| &s.home);
+    let response = explain::response(&req, &decision, home, now);
+    let took = started.elapsed();
+    state.metrics.decided(&decision, took);
+    let latency_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
     let line = DecisionRecord::decided(&req, &decision, now, latency_us).to_line();
     answer(&state, &req, response, line, deadline).await
 }
@@ -176,10 +178,7 @@ async fn ledger_answer(
     let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let (response, decision, refused_key, changes) = match verdict {
         Ok(changes) => {
-            let accepted = Decision {
-                allowed: true,
-                ..Decision::refused(Reason::LedgerAccepted)
-            };
+            let accepted = Decision::allow(Reason::LedgerAccepted, Vec::new());
             (AdmissionResponse::allow(&req.uid), accepted, None, changes)
         }
         Err(v) => {

@@ -264,13 +264,13 @@ impl ApprovalStore {
     pub fn view(&self) -> View {
         match self.current() {
             None => View::NotLoaded,
-            Some(snapshot) => match self.max_staleness {
-                Some(max) if self.silent_for() > max => View::Stale {
-                    snapshot,
-                    silent_for: self.silent_for(),
-                },
-                _ => View::Current(snapshot),
-            },
+            Some(snapshot) => {
+                let silent_for = self.silent_for();
+                match self.max_staleness {
+                    Some(max) if silent_for > max => View::Stale { snapshot, silent_for },
+                    _ => View::Current(snapshot),
+                }
+            }
         }
     }
 }
