@@ -32,6 +32,8 @@ pub struct ServeConfig {
     /// stale and grant nothing.
     pub max_staleness: Duration,
     pub audit_log: Option<PathBuf>,
+    /// Rotate the audit log at this size.
+    pub audit_log_max_bytes: Option<u64>,
     /// Write decision records to stdout as well (the default for `serve`).
     pub records_to_stdout: bool,
     /// On shutdown, how long to keep serving after readiness fails, while endpoints update.
@@ -117,7 +119,11 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
     tracing::info!(dir = %cfg.policies_dir.display(), policies = loaded.len(), "policies loaded");
     let policies = Arc::new(policy::PolicyStore::new(loaded));
     let policy_reload = policy::spawn_reload(cfg.policies_dir.clone(), policies.clone());
-    let audit = AuditSink::start(cfg.records_to_stdout, cfg.audit_log.as_deref())?;
+    let audit = AuditSink::start(
+        cfg.records_to_stdout,
+        cfg.audit_log.as_deref(),
+        cfg.audit_log_max_bytes,
+    )?;
 
     let sync = match cfg.cluster.clone() {
         Some(source) => {

@@ -75,6 +75,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Audit(command) => jitgate::cli::audit::run(command),
         Command::Check(args) => {
             let now = args.now.unwrap_or_else(jiff::Timestamp::now);
             match jitgate::check::check(&args.request, &args.policies, &args.approvals_file, now) {

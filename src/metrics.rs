@@ -3,6 +3,7 @@
 //! certificate expires. Counters move on the request path; the rest is read at scrape time.
 
 use crate::approvals::{ApprovalStore, View};
+use crate::audit::AuditSink;
 use crate::decision::Decision;
 use crate::tls::ServingCert;
 use jiff::Timestamp;
@@ -36,6 +37,7 @@ pub struct Metrics {
     sync_age: Gauge<f64, AtomicU64>,
     audit_errors: Counter,
     cert_expiry: Gauge,
+    audit_sequence: Gauge,
 }
 
 impl Default for Metrics {
@@ -78,6 +80,12 @@ impl Default for Metrics {
             "Seconds until the serving certificate expires",
             cert_expiry.clone(),
         );
+        let audit_sequence = Gauge::default();
+        registry.register(
+            "audit_sequence",
+            "The seq of the last audit record written: scraped, it anchors the log's end, which the hash chain alone cannot",
+            audit_sequence.clone(),
+        );
         Metrics {
             registry,
             decisions,
@@ -86,6 +94,7 @@ impl Default for Metrics {
             sync_age,
             audit_errors,
             cert_expiry,
+            audit_sequence,
         }
     }
 }
@@ -107,7 +116,7 @@ impl Metrics {
     }
 
     /// The text exposition, with the scrape-time gauges brought up to date.
-    pub fn render(&self, store: &ApprovalStore, cert: &ServingCert) -> String {
+    pub fn render(&self, store: &ApprovalStore, cert: &ServingCert, audit: &AuditSink) -> String {
         let snapshot = match store.view() {
             View::Current(s) | View::Stale { snapshot: s, .. } => Some(s),
             View::NotLoaded => None,
@@ -131,6 +140,8 @@ impl Metrics {
         if let Some(seconds) = cert.seconds_left() {
             self.cert_expiry.set(seconds);
         }
+        self.audit_sequence
+            .set(i64::try_from(audit.sequence()).unwrap_or(i64::MAX));
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out

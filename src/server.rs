@@ -84,7 +84,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let body = state.metrics.render(&state.approvals, &state.serving_cert);
+    let body = state
+        .metrics
+        .render(&state.approvals, &state.serving_cert, &state.audit);
     (
         [(
             header::CONTENT_TYPE,

@@ -57,6 +57,12 @@ async fn decisions_latency_approvals_freshness_and_certificate_expiry_are_expose
         Some(4.0)
     );
     assert_eq!(value(&after, "jitgate_audit_errors_total"), Some(0.0));
+    assert_eq!(value(&before, "jitgate_audit_sequence"), Some(0.0));
+    assert_eq!(
+        value(&after, "jitgate_audit_sequence"),
+        Some(4.0),
+        "four records written"
+    );
 
     // A pending request, an expired approval and a refused entry are counted as such.
     h.write_approvals(&approvals_manifest(&[
@@ -84,6 +90,12 @@ async fn audit_errors_are_counted() {
     let mut c = h.conn(Proto::H1).await;
     c.decide(&Req::secret_update().review()).await;
     c.decide(&Req::secret_update().review()).await;
-    assert_eq!(value(&scrape(&h).await, "jitgate_audit_errors_total"), Some(2.0));
+    let text = scrape(&h).await;
+    assert_eq!(value(&text, "jitgate_audit_errors_total"), Some(2.0));
+    assert_eq!(
+        value(&text, "jitgate_audit_sequence"),
+        Some(0.0),
+        "nothing was written"
+    );
     h.stop().await;
 }

@@ -239,6 +239,9 @@ async fn every_decision_record_has_the_fixed_keys_and_no_object_data() {
         "approvedBy",
         "expiresAt",
         "latencyUs",
+        "seq",
+        "prevHash",
+        "hash",
     ];
     for uid in [&approved.uid, &denied.uid] {
         let record = h.record_of(uid);

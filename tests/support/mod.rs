@@ -397,6 +397,7 @@ impl Harness {
             cluster: None,
             max_staleness: Duration::from_secs(300),
             audit_log: Some(dir.join("audit.jsonl")),
+            audit_log_max_bytes: None,
             records_to_stdout: false,
             shutdown_drain: Duration::ZERO,
             cert_check_every: Duration::from_millis(200),

@@ -1,5 +1,6 @@
 //! Decision records: one JSON line per answer, with the same keys every time, written to
-//! stdout and appended to `--audit-log`.
+//! stdout and appended to `--audit-log`, sealed into a hash chain ([`chain`]) so that a
+//! deleted, reordered or edited record is detectable.
 //!
 //! A record is built from the request's coordinates and the decision only; `object`,
 //! `oldObject` and `options` never reach it. Lines are written by one thread, so request
@@ -11,12 +12,18 @@ use crate::admission::AdmissionRequest;
 use crate::decision::Decision;
 use jiff::Timestamp;
 use serde::Serialize;
-use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
+
+pub mod chain;
+mod file;
+pub mod read;
+
+use chain::Chain;
+use file::LogFile;
 
 /// Records that may wait for the writer; past this, new ones are refused (and their
 /// requests denied) rather than queued without bound.
@@ -216,6 +223,8 @@ struct Pending {
 #[derive(Clone)]
 pub struct AuditSink {
     pending: Arc<Pending>,
+    /// The `seq` of the last record written.
+    sequence: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for AuditSink {
@@ -225,24 +234,27 @@ impl std::fmt::Debug for AuditSink {
 }
 
 impl AuditSink {
-    /// Opens the audit log (if any) for appending and starts the writer thread.
-    pub fn start(to_stdout: bool, file: Option<&Path>) -> Result<Self, AuditError> {
-        let file = file
-            .map(|path| {
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|source| AuditError::Open {
-                        path: path.to_path_buf(),
-                        source,
-                    })
-            })
-            .transpose()?;
+    /// Opens the audit log (if any) for appending, resuming its chain, and starts the
+    /// writer thread. With `max_bytes`, the log is rotated when it reaches that size.
+    pub fn start(to_stdout: bool, file: Option<&Path>, max_bytes: Option<u64>) -> Result<Self, AuditError> {
+        let (file, chain) = match file {
+            Some(path) => {
+                let (log, chain) = LogFile::open(path, max_bytes)?;
+                (Some(log), chain)
+            }
+            None => (None, Chain::default()),
+        };
+        let sequence = Arc::new(AtomicU64::new(chain.seq));
         let (to_writer, from_requests) = mpsc::channel(BATCHES);
+        let writer = Writer {
+            to_stdout,
+            file,
+            chain,
+            sequence: sequence.clone(),
+        };
         std::thread::Builder::new()
             .name("jitgate-audit".into())
-            .spawn(move || write_loop(from_requests, to_stdout, file))
+            .spawn(move || writer.run(from_requests))
             .map_err(|e| AuditError::Write(e.to_string()))?;
         Ok(AuditSink {
             pending: Arc::new(Pending {
@@ -250,7 +262,13 @@ impl AuditSink {
                 flush_scheduled: AtomicBool::new(false),
                 to_writer,
             }),
+            sequence,
         })
+    }
+
+    /// The `seq` of the last record written: an anchor to compare a log's end against.
+    pub fn sequence(&self) -> u64 {
+        self.sequence.load(Ordering::Relaxed)
     }
 
     /// Queues a line and waits until it is written. Lines queued while the runtime works
@@ -290,28 +308,48 @@ async fn flush(pending: Arc<Pending>) {
     }
 }
 
-fn write_loop(mut batches: mpsc::Receiver<Vec<Job>>, to_stdout: bool, mut file: Option<File>) {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    while let Some(mut batch) = batches.blocking_recv() {
-        while let Ok(more) = batches.try_recv() {
-            batch.extend(more);
+struct Writer {
+    to_stdout: bool,
+    file: Option<LogFile>,
+    chain: Chain,
+    sequence: Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn run(mut self, mut batches: mpsc::Receiver<Vec<Job>>) {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        while let Some(mut batch) = batches.blocking_recv() {
+            while let Ok(more) = batches.try_recv() {
+                batch.extend(more);
+            }
+            let result = self.write(&batch, &mut buf).map_err(|e| e.to_string());
+            for job in batch {
+                let _ = job.done.send(result.clone());
+            }
         }
+    }
+
+    /// Seals and writes one batch. If it cannot be written, the chain stays where it was,
+    /// so the next batch links to the last record that is on disk.
+    fn write(&mut self, batch: &[Job], buf: &mut Vec<u8>) -> std::io::Result<()> {
+        let before = self.chain.clone();
         buf.clear();
-        for job in &batch {
-            buf.extend_from_slice(&job.line);
+        for job in batch {
+            self.chain.seal(&job.line, buf);
         }
         let mut result = Ok(());
-        if to_stdout {
+        if self.to_stdout {
             let mut out = std::io::stdout().lock();
-            result = out.write_all(&buf).and_then(|_| out.flush());
+            result = out.write_all(buf).and_then(|_| out.flush());
         }
-        if let (Ok(()), Some(f)) = (&result, file.as_mut()) {
-            result = f.write_all(&buf).and_then(|_| f.flush());
+        if let (Ok(()), Some(f)) = (&result, self.file.as_mut()) {
+            result = f.append(buf);
         }
-        let result = result.map_err(|e| e.to_string());
-        for job in batch {
-            let _ = job.done.send(result.clone());
+        match result {
+            Ok(()) => self.sequence.store(self.chain.seq, Ordering::Relaxed),
+            Err(_) => self.chain = before,
         }
+        result
     }
 }
 
@@ -323,26 +361,31 @@ mod tests {
     async fn records_reach_the_file_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let sink = AuditSink::start(false, Some(&path)).unwrap();
+        let sink = AuditSink::start(false, Some(&path), None).unwrap();
         for i in 0..100 {
             sink.write(format!("{{\"n\":{i}}}\n").into_bytes()).await.unwrap();
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<_> = text.lines().collect();
-        assert_eq!(lines.len(), 100);
-        assert_eq!(lines[99], "{\"n\":99}");
+        let mut chain = Chain::default();
+        for (i, line) in text.lines().enumerate() {
+            chain.follow(line.as_bytes()).unwrap();
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(record["n"], i);
+        }
+        assert_eq!(chain.seq, 100);
+        assert_eq!(sink.sequence(), 100);
     }
 
     #[tokio::test]
     async fn a_full_disk_is_reported_to_the_writer() {
-        let sink = AuditSink::start(false, Some(Path::new("/dev/full"))).unwrap();
+        let sink = AuditSink::start(false, Some(Path::new("/dev/full")), None).unwrap();
         let err = sink.write(b"{}\n".to_vec()).await.unwrap_err();
         assert!(matches!(err, AuditError::Write(_)), "{err}");
     }
 
     #[test]
     fn an_unopenable_audit_log_is_an_error_at_start() {
-        let err = AuditSink::start(false, Some(Path::new("/nonexistent-dir/audit.jsonl"))).unwrap_err();
+        let err = AuditSink::start(false, Some(Path::new("/nonexistent-dir/audit.jsonl")), None).unwrap_err();
         assert!(err.to_string().contains("/nonexistent-dir/audit.jsonl"));
     }
 }

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod audit;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "jitgate",
@@ -41,6 +43,81 @@ pub enum Command {
     Certs(CertsArgs),
     /// Print manifests rendered from the policies.
     Manifests(ManifestsArgs),
+    /// Check or search audit logs written with --audit-log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain through the given files (in any order; rotated files
+    /// included) and name the first record that breaks it.
+    /// Exit status: 0 intact, 1 broken, 2 unreadable.
+    Verify {
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+        /// Accept a chain that starts after seq 1 (older files archived elsewhere).
+        #[arg(long)]
+        partial: bool,
+    },
+    /// Print the records that match every filter given, or a summary of them.
+    Query(QueryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Requester of a decision, or editor or requester of an approval change.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// A policy the decision names.
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// allow, deny, warn or dryrun.
+    #[arg(long)]
+    pub decision: Option<String>,
+    /// A decision's reason code, such as no_approval or approved.
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Records at or after this time: RFC 3339, or a duration ago such as 2h.
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<jiff::Timestamp>,
+    /// Records before this time: RFC 3339, or a duration ago such as 30m.
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<jiff::Timestamp>,
+    /// Print tables (decisions per policy, decision and reason; who approved what)
+    /// instead of the records.
+    #[arg(long)]
+    pub summary: bool,
+}
+
+fn parse_time(text: &str) -> Result<jiff::Timestamp, String> {
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let ago = crate::policy::parse_duration(text)
+        .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor a duration such as 2h"))?;
+    jiff::Timestamp::now().checked_sub(ago).map_err(|e| e.to_string())
+}
+
+/// A size such as `100Mi`, `1Gi`, `512Ki` or a number of bytes; `0` for no limit.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 100Mi"))?;
+    let scale: u64 = match unit {
+        "" => 1,
+        "Ki" | "KiB" => 1 << 10,
+        "Mi" | "MiB" => 1 << 20,
+        "Gi" | "GiB" => 1 << 30,
+        _ => return Err(format!("{text:?}: the unit must be Ki, Mi or Gi")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Where the webhook's Service lives.
@@ -145,9 +222,19 @@ pub struct ServeArgs {
         value_parser = parse_duration
     )]
     pub max_staleness: Duration,
-    /// Also append decision records (JSON lines) to this file.
+    /// Also append decision records (JSON lines, hash-chained) to this file.
     #[arg(long, value_name = "PATH", env = "JITGATE_AUDIT_LOG")]
     pub audit_log: Option<PathBuf>,
+    /// Rotate the audit log to PATH.1, PATH.2, … when it reaches this size (0: never).
+    /// The hash chain runs on across the files.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "JITGATE_AUDIT_LOG_MAX_SIZE",
+        default_value = "100Mi",
+        value_parser = parse_size
+    )]
+    pub audit_log_max_size: u64,
     /// On SIGTERM, keep serving this long after readiness fails, while endpoints update.
     #[arg(
         long,
@@ -185,6 +272,7 @@ impl From<ServeArgs> for ServeConfig {
             }),
             max_staleness: a.max_staleness,
             audit_log: a.audit_log,
+            audit_log_max_bytes: (a.audit_log_max_size > 0).then_some(a.audit_log_max_size),
             records_to_stdout: true,
             shutdown_drain: a.shutdown_drain,
             cert_check_every: Duration::from_secs(2),
@@ -206,4 +294,30 @@ pub struct CheckArgs {
     /// Decide as of this time (RFC 3339) instead of now.
     #[arg(long, value_name = "RFC3339")]
     pub now: Option<jiff::Timestamp>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("100Mi"), Ok(100 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("10MB").unwrap_err().contains("Ki, Mi or Gi"));
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_a_duration_ago() {
+        assert_eq!(
+            parse_time("2026-11-21T10:00:00Z").unwrap().to_string(),
+            "2026-11-21T10:00:00Z"
+        );
+        let ago = parse_time("2h").unwrap();
+        let diff = jiff::Timestamp::now().duration_since(ago).as_secs();
+        assert!((7199..=7201).contains(&diff), "{diff}");
+        assert!(parse_time("yesterday").is_err());
+    }
 }

@@ -1,0 +1,230 @@
+//! The `--audit-log` file: appended to, resumed across restarts, rotated by size.
+//!
+//! On open, the chain continues from the file's last record. A torn last line (the process
+//! died mid-write, so its request was never answered) is cut off. A file whose last record
+//! is not sealed (written by something else, or damaged) is rotated away unread, and a new
+//! chain starts; `jitgate audit verify` shows the break.
+//!
+//! When the file reaches `max_bytes`, it is renamed to `<path>.<n>` (n = 1, 2, …, never
+//! reused) and a new file is started; the chain runs on across files. Devices and pipes
+//! (`/dev/stdout`, a FIFO) are written as they are: no resuming, no rotation.
+
+use super::AuditError;
+use super::chain::Chain;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// How far back from the end to look for the last record.
+const TAIL: u64 = 1024 * 1024;
+
+pub struct LogFile {
+    path: PathBuf,
+    file: File,
+    /// Bytes in the file; tracked only for regular files.
+    size: u64,
+    regular: bool,
+    max_bytes: Option<u64>,
+}
+
+impl LogFile {
+    /// Opens (or creates) the log and returns it with the chain to continue.
+    pub fn open(path: &Path, max_bytes: Option<u64>) -> Result<(LogFile, Chain), AuditError> {
+        let open_err = |source| AuditError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut log = LogFile::create(path, max_bytes).map_err(open_err)?;
+        if !log.regular || log.size == 0 {
+            return Ok((log, Chain::default()));
+        }
+        let tail = log.read_tail().map_err(open_err)?;
+        let complete = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        if complete < tail.len() {
+            let torn = (tail.len() - complete) as u64;
+            tracing::warn!(path = %path.display(), bytes = torn, "audit log ends in a torn record (never answered); cutting it off");
+            log.size -= torn;
+            log.file.set_len(log.size).map_err(open_err)?;
+        }
+        let last = tail[..complete]
+            .strip_suffix(b"\n")
+            .map(|t| t.rsplit(|b| *b == b'\n').next().unwrap_or(t));
+        match last.map(Chain::after) {
+            Some(Ok(chain)) => {
+                tracing::info!(path = %path.display(), seq = chain.seq, "audit log resumed");
+                Ok((log, chain))
+            }
+            None => Ok((log, Chain::default())),
+            Some(Err(e)) => {
+                tracing::warn!(path = %path.display(), error = %e, "audit log's last record is not sealed; rotating it away and starting a new chain");
+                log.rotate().map_err(open_err)?;
+                Ok((log, Chain::default()))
+            }
+        }
+    }
+
+    fn create(path: &Path, max_bytes: Option<u64>) -> std::io::Result<LogFile> {
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)?;
+        let meta = file.metadata()?;
+        Ok(LogFile {
+            path: path.to_path_buf(),
+            regular: meta.is_file(),
+            size: meta.len(),
+            file,
+            max_bytes,
+        })
+    }
+
+    fn read_tail(&mut self) -> std::io::Result<Vec<u8>> {
+        let from = self.size.saturating_sub(TAIL);
+        self.file.seek(SeekFrom::Start(from))?;
+        let mut tail = Vec::new();
+        self.file.read_to_end(&mut tail)?;
+        Ok(tail)
+    }
+
+    /// Appends `buf`. On failure nothing of it stays in a regular file, so the log never
+    /// holds half a record; the caller keeps its chain where it was.
+    pub fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if let Err(e) = self.file.write_all(buf).and_then(|_| self.file.flush()) {
+            if self.regular {
+                let _ = self.file.set_len(self.size);
+            }
+            return Err(e);
+        }
+        if self.regular {
+            self.size += buf.len() as u64;
+            if self.max_bytes.is_some_and(|max| self.size >= max) {
+                if let Err(e) = self.rotate() {
+                    // Records still go to the current file; losing none beats the size cap.
+                    tracing::error!(path = %self.path.display(), error = %e, "audit log rotation failed; still appending");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Renames the file to the next free `<path>.<n>` and starts a new one.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let rotated = next_rotated_name(&self.path)?;
+        std::fs::rename(&self.path, &rotated)?;
+        let fresh = LogFile::create(&self.path, self.max_bytes)?;
+        tracing::info!(path = %self.path.display(), rotated = %rotated.display(), "audit log rotated");
+        *self = fresh;
+        Ok(())
+    }
+}
+
+fn next_rotated_name(path: &Path) -> std::io::Result<PathBuf> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let stem = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prefix = format!("{stem}.");
+    let mut highest = 0u64;
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name.strip_prefix(&prefix).and_then(|n| n.parse::<u64>().ok()) {
+            highest = highest.max(n);
+        }
+    }
+    Ok(dir.join(format!("{stem}.{}", highest + 1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seal_into(log: &mut LogFile, chain: &mut Chain, n: u32) {
+        let mut buf = Vec::new();
+        chain.seal(format!("{{\"n\":{n}}}").as_bytes(), &mut buf);
+        log.append(&buf).unwrap();
+    }
+
+    fn verify_all(paths: &[PathBuf]) -> u64 {
+        let mut chain = Chain::default();
+        for p in paths {
+            for line in std::fs::read(p).unwrap().split_inclusive(|b| *b == b'\n') {
+                chain.follow(line).unwrap();
+            }
+        }
+        chain.seq
+    }
+
+    #[test]
+    fn a_reopened_log_continues_its_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (mut log, mut chain) = LogFile::open(&path, None).unwrap();
+        seal_into(&mut log, &mut chain, 1);
+        seal_into(&mut log, &mut chain, 2);
+        drop(log);
+        let (mut log, mut chain) = LogFile::open(&path, None).unwrap();
+        assert_eq!(chain.seq, 2);
+        seal_into(&mut log, &mut chain, 3);
+        assert_eq!(verify_all(&[path]), 3);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_and_the_chain_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (mut log, mut chain) = LogFile::open(&path, None).unwrap();
+        seal_into(&mut log, &mut chain, 1);
+        log.append(b"{\"n\":2,\"seq\":2,\"prev").unwrap();
+        drop(log);
+        let (mut log, mut chain) = LogFile::open(&path, None).unwrap();
+        assert_eq!(chain.seq, 1);
+        seal_into(&mut log, &mut chain, 2);
+        assert_eq!(verify_all(&[path]), 2);
+    }
+
+    #[test]
+    fn rotation_keeps_one_chain_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (mut log, mut chain) = LogFile::open(&path, Some(200)).unwrap();
+        for n in 0..10 {
+            seal_into(&mut log, &mut chain, n);
+        }
+        let rotated: Vec<PathBuf> = (1..)
+            .map(|i| dir.path().join(format!("audit.jsonl.{i}")))
+            .take_while(|p| p.exists())
+            .collect();
+        assert!(rotated.len() >= 3, "{rotated:?}");
+        assert!(std::fs::metadata(&rotated[0]).unwrap().len() < 400);
+        let mut all = rotated;
+        all.push(path);
+        assert_eq!(verify_all(&all), 10);
+    }
+
+    #[test]
+    fn a_log_that_is_not_sealed_is_rotated_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(&path, "{\"old\":true}\n").unwrap();
+        let (mut log, mut chain) = LogFile::open(&path, None).unwrap();
+        assert_eq!(chain, Chain::default());
+        seal_into(&mut log, &mut chain, 1);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("audit.jsonl.1")).unwrap(),
+            "{\"old\":true}\n"
+        );
+        assert_eq!(verify_all(&[path]), 1);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_partial_record() {
+        let (mut log, _) = LogFile::open(Path::new("/dev/full"), None).unwrap();
+        assert!(log.append(b"{}\n").is_err());
+    }
+}

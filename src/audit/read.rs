@@ -1,0 +1,432 @@
+//! Reading audit logs back: `jitgate audit verify` checks the chain, `jitgate audit query`
+//! filters records and sums them up.
+
+use super::chain::{Chain, ChainError, Sealed};
+use jiff::Timestamp;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is empty")]
+    Empty { path: PathBuf },
+    #[error(
+        "{path}:1: the chain starts at seq {seq}, not 1: the records before it are missing (with --partial, the check starts there)"
+    )]
+    Headless { path: PathBuf, seq: u64 },
+    #[error("{path}:{line}: {why}")]
+    Broken {
+        path: PathBuf,
+        line: usize,
+        /// What the record claims its `seq` is, when that much can be read.
+        seq: Option<u64>,
+        why: ChainError,
+    },
+}
+
+/// A chain that checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub records: u64,
+    pub first_seq: u64,
+    pub last: Chain,
+    /// The files in chain order.
+    pub files: Vec<PathBuf>,
+}
+
+fn lines(path: &Path) -> Result<impl Iterator<Item = Result<Vec<u8>, ReadError>>, ReadError> {
+    let io = |source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let path = path.to_path_buf();
+    Ok(BufReader::new(file).split(b'\n').map(move |l| {
+        l.map_err(|source| ReadError::Io {
+            path: path.clone(),
+            source,
+        })
+    }))
+}
+
+/// The `seq` a line claims, read without trusting anything else in it.
+fn claimed_seq(line: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<Value>(line).ok()?.get("seq")?.as_u64()
+}
+
+/// Checks the chain through `paths`, which may be given in any order (a shell glob sorts
+/// `audit.jsonl.10` before `audit.jsonl.2`): files are put in order by their first record.
+/// Every record must follow the one before it, across files, and the first must start the
+/// chain (seq 1), unless `partial`: then it is taken on trust, for logs whose older files
+/// were archived.
+pub fn verify(paths: &[PathBuf], partial: bool) -> Result<Verified, ReadError> {
+    let mut ordered = Vec::with_capacity(paths.len());
+    for path in paths {
+        let first = lines(path)?
+            .next()
+            .transpose()?
+            .ok_or_else(|| ReadError::Empty { path: path.clone() })?;
+        let seq = Sealed::parse(&first).map_err(|why| ReadError::Broken {
+            path: path.clone(),
+            line: 1,
+            seq: claimed_seq(&first),
+            why,
+        })?;
+        ordered.push((seq.seq, path.clone()));
+    }
+    ordered.sort();
+    let mut chain: Option<Chain> = None;
+    if let Some((seq, path)) = ordered.first()
+        && !partial
+    {
+        if *seq != 1 {
+            return Err(ReadError::Headless {
+                path: path.clone(),
+                seq: *seq,
+            });
+        }
+        chain = Some(Chain::default());
+    }
+    let mut records = 0;
+    let first_seq = ordered.first().map_or(0, |(s, _)| *s);
+    for (_, path) in &ordered {
+        for (i, line) in lines(path)?.enumerate() {
+            let line = line?;
+            let checked = match chain.as_mut() {
+                Some(c) => c.follow(&line),
+                None => Chain::after(&line).map(|c| chain = Some(c)),
+            };
+            checked.map_err(|why| ReadError::Broken {
+                path: path.clone(),
+                line: i + 1,
+                seq: claimed_seq(&line),
+                why,
+            })?;
+            records += 1;
+        }
+    }
+    Ok(Verified {
+        records,
+        first_seq,
+        last: chain.unwrap_or_default(),
+        files: ordered.into_iter().map(|(_, p)| p).collect(),
+    })
+}
+
+/// Which records `jitgate audit query` keeps. Every field given must match.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// The requester of a decision; the editor or requester of an approval change.
+    pub user: Option<String>,
+    /// One of the policies a decision names.
+    pub policy: Option<String>,
+    /// `allow`, `deny`, `warn` or `dryrun`.
+    pub decision: Option<String>,
+    /// A decision's reason code, e.g. `no_approval`.
+    pub reason: Option<String>,
+    pub namespace: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+}
+
+impl Filter {
+    pub fn keeps(&self, r: &Value) -> bool {
+        let s = |k: &str| r.get(k).and_then(Value::as_str);
+        let is_decision = s("event") == Some("decision");
+        let user_ok = self.user.as_deref().is_none_or(|u| {
+            if is_decision {
+                s("user") == Some(u)
+            } else {
+                s("editor") == Some(u)
+                    || s("requester").is_some_and(|r| r.split_once(':').is_some_and(|(_, n)| n == u))
+            }
+        });
+        let namespace = if is_decision {
+            s("namespace")
+        } else {
+            r.pointer("/scope/namespace").and_then(Value::as_str)
+        };
+        let at = s("timestamp").and_then(|t| t.parse::<Timestamp>().ok());
+        user_ok
+            && self
+                .policy
+                .as_deref()
+                .is_none_or(|p| s("policy").is_some_and(|list| list.split(',').any(|x| x == p)))
+            && self.decision.as_deref().is_none_or(|d| s("decision") == Some(d))
+            && self
+                .reason
+                .as_deref()
+                .is_none_or(|why| is_decision && s("reason") == Some(why))
+            && self.namespace.as_deref().is_none_or(|n| namespace == Some(n))
+            && self.since.is_none_or(|t| at.is_some_and(|a| a >= t))
+            && self.until.is_none_or(|t| at.is_some_and(|a| a < t))
+    }
+}
+
+/// Calls `each` with every record of `paths` that `filter` keeps, in file order, as
+/// written. Lines that are not JSON are skipped (`audit verify` is what judges them).
+pub fn query(
+    paths: &[PathBuf],
+    filter: &Filter,
+    mut each: impl FnMut(&[u8], &Value),
+) -> Result<(), ReadError> {
+    for path in paths {
+        for line in lines(path)? {
+            let line = line?;
+            if let Ok(record) = serde_json::from_slice::<Value>(&line)
+                && filter.keeps(&record)
+            {
+                each(&line, &record);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `--summary` prints: decisions counted by policy, decision and reason, then who
+/// approved or revoked what.
+#[derive(Debug, Default)]
+pub struct Summary {
+    decisions: BTreeMap<(String, String, String), u64>,
+    changes: Vec<[String; 6]>,
+}
+
+impl Summary {
+    pub fn add(&mut self, r: &Value) {
+        let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+        match r.get("event").and_then(Value::as_str) {
+            Some("decision") => {
+                let policy = r
+                    .get("policy")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(none)")
+                    .to_string();
+                *self
+                    .decisions
+                    .entry((policy, s("decision"), s("reason")))
+                    .or_default() += 1;
+            }
+            Some("approval") => {
+                let scope = match r.get("scope") {
+                    Some(scope) if scope.is_object() => {
+                        let part = |k: &str| scope.get(k).and_then(Value::as_str).unwrap_or("");
+                        let name = part("name");
+                        format!(
+                            "{}/{}{}{}",
+                            part("namespace"),
+                            part("resource"),
+                            if name.is_empty() { "" } else { "/" },
+                            name
+                        )
+                    }
+                    _ => "-".to_string(),
+                };
+                self.changes.push([
+                    s("timestamp"),
+                    s("action"),
+                    s("editor"),
+                    s("requester"),
+                    scope,
+                    s("key"),
+                ]);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let rows: Vec<[String; 4]> = self
+            .decisions
+            .iter()
+            .map(|((p, d, r), n)| [p.clone(), d.clone(), r.clone(), n.to_string()])
+            .collect();
+        out.push_str("DECISIONS\n");
+        table(&mut out, ["POLICY", "DECISION", "REASON", "COUNT"], &rows);
+        out.push_str("\nAPPROVAL CHANGES\n");
+        table(
+            &mut out,
+            ["TIME", "ACTION", "BY", "FOR", "SCOPE", "ENTRY"],
+            &self.changes,
+        );
+        out
+    }
+}
+
+/// Writes a left-aligned table, columns as wide as their widest cell.
+pub fn table<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String; N]]) {
+    let mut width = header.map(str::len);
+    for row in rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut line = |cells: [&str; N]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == N {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell:<w$}  ", w = width[i]);
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(header);
+    for row in rows {
+        line(std::array::from_fn(|i| row[i].as_str()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::chain::Chain;
+
+    fn write_log(dir: &Path, name: &str, chain: &mut Chain, records: &[Value]) -> PathBuf {
+        let mut buf = Vec::new();
+        for r in records {
+            chain.seal(r.to_string().as_bytes(), &mut buf);
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, buf).unwrap();
+        path
+    }
+
+    fn decision(user: &str, policy: &str, decision: &str, reason: &str, at: &str) -> Value {
+        serde_json::json!({"timestamp": at, "event": "decision", "user": user, "policy": policy,
+            "decision": decision, "reason": reason, "namespace": "prod"})
+    }
+
+    #[test]
+    fn files_given_in_any_order_verify_as_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut chain = Chain::default();
+        let r = decision("alice", "p", "deny", "no_approval", "2026-11-21T10:00:00Z");
+        let names = ["a.2", "a.10", "a"];
+        let paths: Vec<PathBuf> = names
+            .iter()
+            .map(|n| write_log(dir.path(), n, &mut chain, &[r.clone(), r.clone()]))
+            .collect();
+        let mut shuffled = paths.clone();
+        shuffled.reverse();
+        let v = verify(&shuffled, false).unwrap();
+        assert_eq!((v.records, v.first_seq, v.last.seq), (6, 1, 6));
+        assert_eq!(v.files, paths);
+    }
+
+    #[test]
+    fn a_missing_middle_file_is_a_break_named_by_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut chain = Chain::default();
+        let r = decision("alice", "p", "deny", "no_approval", "2026-11-21T10:00:00Z");
+        let first = write_log(dir.path(), "a.1", &mut chain, std::slice::from_ref(&r));
+        write_log(dir.path(), "a.2", &mut chain, std::slice::from_ref(&r));
+        let last = write_log(dir.path(), "a", &mut chain, std::slice::from_ref(&r));
+        assert!(matches!(
+            verify(std::slice::from_ref(&last), false),
+            Err(ReadError::Headless { seq: 3, .. })
+        ));
+        assert_eq!(verify(std::slice::from_ref(&last), true).unwrap().first_seq, 3);
+        match verify(&[first, last.clone()], false).unwrap_err() {
+            ReadError::Broken { path, line, seq, why } => {
+                assert_eq!((path, line, seq), (last, 1, Some(3)));
+                assert_eq!(
+                    why,
+                    ChainError::OutOfSequence {
+                        expected: 2,
+                        found: 3
+                    }
+                );
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn filters_combine_and_the_summary_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut chain = Chain::default();
+        let approval = serde_json::json!({"timestamp": "2026-11-21T10:30:00Z", "event": "approval",
+            "key": "cm/k", "action": "approved", "editor": "bob", "requester": "user:alice",
+            "scope": {"namespace": "prod", "resource": "secrets", "name": "db"}, "reason": "INC-1"});
+        let path = write_log(
+            dir.path(),
+            "a",
+            &mut chain,
+            &[
+                decision("alice", "p1", "deny", "no_approval", "2026-11-21T10:00:00Z"),
+                decision("alice", "p1,p2", "allow", "approved", "2026-11-21T11:00:00Z"),
+                decision("carol", "p2", "deny", "no_approval", "2026-11-21T12:00:00Z"),
+                approval,
+            ],
+        );
+        let run = |f: Filter| {
+            let mut n = 0;
+            query(std::slice::from_ref(&path), &f, |_, _| n += 1).unwrap();
+            n
+        };
+        assert_eq!(run(Filter::default()), 4);
+        let alice = Filter {
+            user: Some("alice".into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            run(alice.clone()),
+            3,
+            "two decisions and the approval of her request"
+        );
+        assert_eq!(
+            run(Filter {
+                policy: Some("p2".into()),
+                ..alice.clone()
+            }),
+            1
+        );
+        assert_eq!(
+            run(Filter {
+                reason: Some("no_approval".into()),
+                since: Some("2026-11-21T11:30:00Z".parse().unwrap()),
+                ..Filter::default()
+            }),
+            1
+        );
+        assert_eq!(
+            run(Filter {
+                until: Some("2026-11-21T10:00:00Z".parse().unwrap()),
+                ..Filter::default()
+            }),
+            0,
+            "until is exclusive"
+        );
+
+        let mut summary = Summary::default();
+        query(&[path], &Filter::default(), |_, r| summary.add(r)).unwrap();
+        let text = summary.render();
+        let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
+        for row in [
+            vec!["p1", "deny", "no_approval", "1"],
+            vec!["p1,p2", "allow", "approved", "1"],
+            vec![
+                "2026-11-21T10:30:00Z",
+                "approved",
+                "bob",
+                "user:alice",
+                "prod/secrets/db",
+                "cm/k",
+            ],
+        ] {
+            assert!(rows.contains(&row), "{row:?} missing from\n{text}");
+        }
+    }
+}
