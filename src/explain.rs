@@ -4,7 +4,7 @@
 //! coordinates only, never from its object.
 
 use crate::admission::{AdmissionRequest, AdmissionResponse};
-use crate::approvals::ConfigMapRef;
+use crate::approvals::{Approval, ConfigMapRef, Subject, suggested_key};
 use crate::decision::{Decision, Reason, Requirement, Verdict};
 use jiff::{RoundMode, SignedDuration, Timestamp, TimestampRound, Unit};
 use std::fmt::Write;
@@ -84,7 +84,7 @@ pub fn denial_message(
                 } else {
                     ""
                 },
-                a.id.split_once('/').map_or(a.id.as_str(), |(_, key)| key),
+                a.key(),
                 home.name,
                 home.namespace,
                 edit_command(home),
@@ -163,68 +163,45 @@ pub fn human(d: SignedDuration) -> String {
 }
 
 /// A pending approval entry for exactly this request, as YAML under a ConfigMap's `data`.
-/// Strings are written as JSON strings, which YAML reads as double-quoted scalars, so
-/// nothing in a name can break the entry.
 pub fn request_entry(req: &AdmissionRequest<'_>, r: &Requirement, now: Timestamp) -> String {
-    let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
     let latest = now.checked_add(r.max_duration).unwrap_or(now);
-    let expires = latest
+    let expires_at = latest
         .round(
             TimestampRound::new()
                 .smallest(Unit::Minute)
                 .mode(RoundMode::Trunc),
         )
         .unwrap_or(latest);
-    let mut resource = req.resource.resource.clone();
-    if !req.sub_resource.is_empty() {
-        let _ = write!(resource, "/{}", req.sub_resource);
+    let entry = Approval {
+        id: String::new(),
+        subject: Subject::User(req.user_info.username.clone()),
+        resource: req.resource.resource.clone(),
+        sub_resource: req.sub_resource.clone(),
+        api_group: Some(req.resource.group.clone()),
+        namespace: req.namespace.clone(),
+        name: (!req.name.is_empty()).then(|| req.name.clone()),
+        operations: Some([req.operation].into_iter().collect()),
+        expires_at,
+        reason: "TICKET-123: why you need this".into(),
+        approved_by: Vec::new(),
+    };
+    let key = suggested_key(
+        &[
+            &req.user_info.username,
+            &req.namespace,
+            &req.resource.resource,
+            &req.sub_resource,
+            &req.name,
+            req.operation.as_str(),
+        ],
+        now,
+    );
+    let mut e = format!("  {key}: |\n");
+    for line in entry.to_yaml().lines() {
+        let _ = writeln!(e, "    {line}");
     }
-    let mut e = String::new();
-    let _ = writeln!(e, "  {}: |", entry_key(req, now));
-    let _ = writeln!(e, "    user: {}", q(&req.user_info.username));
-    let _ = writeln!(e, "    resource: {}", q(&resource));
-    let _ = writeln!(e, "    apiGroup: {}", q(&req.resource.group));
-    if !req.namespace.is_empty() {
-        let _ = writeln!(e, "    namespace: {}", q(&req.namespace));
-    }
-    if !req.name.is_empty() {
-        let _ = writeln!(e, "    name: {}", q(&req.name));
-    }
-    let _ = writeln!(e, "    operations: [{}]", req.operation);
-    let _ = writeln!(e, "    expiresAt: \"{}\"", expires.strftime("%Y-%m-%dT%H:%M:%SZ"));
-    let _ = writeln!(e, "    reason: \"TICKET-123: why you need this\"");
-    let _ = write!(e, "    approvedBy: []");
+    e.pop();
     e
-}
-
-/// A ConfigMap key (`[-._a-zA-Z0-9]`, at most 253 characters) that says what the entry is for.
-fn entry_key(req: &AdmissionRequest<'_>, now: Timestamp) -> String {
-    let parts = [
-        req.user_info.username.as_str(),
-        req.namespace.as_str(),
-        req.resource.resource.as_str(),
-        req.sub_resource.as_str(),
-        req.name.as_str(),
-        req.operation.as_str(),
-    ];
-    let mut key = String::new();
-    for part in parts.iter().filter(|p| !p.is_empty()) {
-        if !key.is_empty() {
-            key.push('-');
-        }
-        for c in part.chars() {
-            let c = c.to_ascii_lowercase();
-            let keep = c.is_ascii_alphanumeric() || c == '.' || c == '_';
-            if keep {
-                key.push(c);
-            } else if !key.ends_with('-') {
-                key.push('-');
-            }
-        }
-    }
-    key.truncate(200);
-    let _ = write!(key, "-{}", now.strftime("%Y%m%d%H%M"));
-    key
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
+use jitgate::cli::approvals::Verb;
 use jitgate::cli::{Cli, Command, Manifest};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
+    let cli = parse();
     jitgate::telemetry::init(cli.log_format);
     match cli.command {
         Command::Serve(args) => {
@@ -76,6 +77,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Audit(command) => jitgate::cli::audit::run(command),
+        Command::Request(args) => jitgate::cli::approvals::run(args.ledger.clone(), Verb::Request(args)),
+        Command::Approve(a) => jitgate::cli::approvals::run(a.ledger, Verb::Approve(a.id)),
+        Command::Revoke(a) => jitgate::cli::approvals::run(a.ledger, Verb::Revoke(a.id)),
+        Command::Show(a) => jitgate::cli::approvals::run(a.ledger, Verb::Show(a.id)),
+        Command::List(args) => jitgate::cli::approvals::run(args.ledger.clone(), Verb::List(args)),
         Command::Check(args) => {
             let now = args.now.unwrap_or_else(jiff::Timestamp::now);
             match jitgate::check::check(&args.request, &args.policies, &args.approvals_file, now) {
@@ -90,4 +96,20 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Parses the command line. Installed as `kubectl-jitgate`, the binary is a kubectl plugin,
+/// and its help says `kubectl jitgate`.
+fn parse() -> Cli {
+    let invoked_as = std::env::args_os().next().and_then(|a| {
+        std::path::Path::new(&a)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+    });
+    let mut command = Cli::command();
+    if invoked_as.as_deref() == Some("kubectl-jitgate") {
+        command = command.bin_name("kubectl jitgate");
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }

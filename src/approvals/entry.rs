@@ -45,6 +45,78 @@ impl Approval {
             format!("{}/{}", self.resource, self.sub_resource)
         }
     }
+
+    /// What the entry covers, for finding the policies that gate it.
+    pub fn scope(&self) -> crate::policy::Scope<'_> {
+        crate::policy::Scope {
+            api_group: self.api_group.as_deref(),
+            resource: &self.resource,
+            sub_resource: &self.sub_resource,
+            namespace: &self.namespace,
+            operations: self.operations.unwrap_or(crate::admission::OpSet::ALL),
+        }
+    }
+
+    /// The key of this entry in its ConfigMap (`id` is `<configmap>/<key>`).
+    pub fn key(&self) -> &str {
+        self.id.split_once('/').map_or(self.id.as_str(), |(_, key)| key)
+    }
+
+    /// The entry as the YAML value of its ConfigMap key; [`parse_entry`] reads it back as
+    /// the same approval. Strings are written as JSON strings, which YAML reads as
+    /// double-quoted scalars, so nothing in a name or reason can break the entry.
+    pub fn to_yaml(&self) -> String {
+        use std::fmt::Write;
+        let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+        let mut e = String::new();
+        let _ = match &self.subject {
+            Subject::User(u) => writeln!(e, "user: {}", q(u)),
+            Subject::Group(g) => writeln!(e, "group: {}", q(g)),
+        };
+        let _ = writeln!(e, "resource: {}", q(&self.resource_string()));
+        if let Some(group) = &self.api_group {
+            let _ = writeln!(e, "apiGroup: {}", q(group));
+        }
+        if !self.namespace.is_empty() {
+            let _ = writeln!(e, "namespace: {}", q(&self.namespace));
+        }
+        if let Some(name) = &self.name {
+            let _ = writeln!(e, "name: {}", q(name));
+        }
+        if let Some(ops) = self.operations {
+            let ops: Vec<&str> = ops.iter().map(Operation::as_str).collect();
+            let _ = writeln!(e, "operations: [{}]", ops.join(", "));
+        }
+        let _ = writeln!(e, "expiresAt: \"{}\"", self.expires_at);
+        let _ = writeln!(e, "reason: {}", q(&self.reason));
+        let approvers: Vec<String> = self.approved_by.iter().map(|a| q(a)).collect();
+        let _ = writeln!(e, "approvedBy: [{}]", approvers.join(", "));
+        e
+    }
+}
+
+/// A ConfigMap key (`[-._a-zA-Z0-9]`, at most 253 characters) that says what an entry is
+/// for: who, where, what, and when it was asked for, to the minute.
+pub fn suggested_key(parts: &[&str], now: Timestamp) -> String {
+    use std::fmt::Write;
+    let mut key = String::new();
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        if !key.is_empty() {
+            key.push('-');
+        }
+        for c in part.chars() {
+            let c = c.to_ascii_lowercase();
+            let keep = c.is_ascii_alphanumeric() || c == '.' || c == '_';
+            if keep {
+                key.push(c);
+            } else if !key.ends_with('-') {
+                key.push('-');
+            }
+        }
+    }
+    key.truncate(200);
+    let _ = write!(key, "-{}", now.strftime("%Y%m%d%H%M"));
+    key
 }
 
 #[derive(Deserialize)]
@@ -177,6 +249,21 @@ approvedBy: [bob@example.com]
         assert_eq!(a.expires_at.to_string(), "2026-11-21T22:00:00Z");
         assert_eq!(a.approved_by, ["bob@example.com"]);
         assert_eq!(a.resource_string(), "deployments/scale");
+    }
+
+    #[test]
+    fn an_entry_written_out_reads_back_the_same() {
+        let mut a = parse_entry("cm/k", ENTRY).unwrap();
+        a.reason = "INC-1: \"quotes\", colons: and\nnewlines".into();
+        a.operations = Some([Operation::Update, Operation::Delete].into_iter().collect());
+        assert_eq!(parse_entry("cm/k", &a.to_yaml()), Ok(a.clone()));
+        let group = parse_entry(
+            "cm/k",
+            "group: sre\nresource: secrets\nexpiresAt: 2026-11-21T22:00:00Z\nreason: x\n",
+        )
+        .unwrap();
+        assert_eq!(parse_entry("cm/k", &group.to_yaml()), Ok(group));
+        assert_eq!(a.key(), "k");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 mod entry;
 mod index;
 
-pub use entry::{Approval, EntryError, Subject, parse_entry};
+pub use entry::{Approval, EntryError, Subject, parse_entry, suggested_key};
 pub use index::{ApprovalIndex, LookupKey};
 
 use jiff::Timestamp;

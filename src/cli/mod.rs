@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod approvals;
 pub mod audit;
 
 #[derive(Debug, Parser)]
@@ -46,6 +47,97 @@ pub enum Command {
     /// Check or search audit logs written with --audit-log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Ask for an approval: add a pending entry for yourself (or a group of yours) to the
+    /// approvals ConfigMap, through the API server.
+    Request(RequestArgs),
+    /// Add your name to an entry's approvers.
+    Approve(IdArgs),
+    /// Remove an entry (the ledger allows this to its requester, its approvers, and those
+    /// who may approve it).
+    Revoke(IdArgs),
+    /// List the approval entries as a table.
+    List(ListArgs),
+    /// Show one entry in full.
+    Show(IdArgs),
+}
+
+/// How to reach the approvals ledger in the cluster.
+#[derive(Debug, Clone, Args)]
+pub struct LedgerArgs {
+    /// kubeconfig to use (default: KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, value_name = "PATH", env = "JITGATE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of the approvals ConfigMaps.
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        env = "JITGATE_APPROVALS_NAMESPACE",
+        default_value = "jitgate-system"
+    )]
+    pub approvals_namespace: String,
+    /// The approvals ConfigMap that requests go to.
+    #[arg(long, value_name = "NAME", default_value = "jitgate-approvals")]
+    pub configmap: String,
+    /// The ConfigMap holding the policies, read for approver counts.
+    #[arg(long, value_name = "NAME", default_value = "jitgate-policies")]
+    pub policies_configmap: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// Plural resource, optionally with a subresource: secrets, deployments/scale, pods/exec.
+    #[arg(long, required_unless_present = "file")]
+    pub resource: Option<String>,
+    /// Namespace of the object (omit for cluster-scoped resources).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// The object's name (omit: any object of the resource in the namespace).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// API group of the resource ("" for the core group; omit: any group).
+    #[arg(long)]
+    pub api_group: Option<String>,
+    /// CREATE, UPDATE, DELETE or CONNECT; repeat or separate with commas (omit: every
+    /// gated operation).
+    #[arg(long, value_delimiter = ',')]
+    pub operation: Vec<String>,
+    /// Ask for a group you belong to rather than for yourself.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// How long the approval should last, from now.
+    #[arg(long = "for", value_name = "DURATION", default_value = "30m", value_parser = crate::policy::parse_duration)]
+    pub duration: jiff::SignedDuration,
+    /// Why you need it (a ticket or incident, and what you will do).
+    #[arg(long, required_unless_present = "file")]
+    pub reason: Option<String>,
+    /// The entry a denial printed (KEY: | and the entry under it), saved to a file.
+    #[arg(long, short = 'f', value_name = "FILE", conflicts_with_all = ["resource", "namespace", "name", "api_group", "operation", "group"])]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// The entry: KEY, or CONFIGMAP/KEY.
+    pub id: String,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only entries short of approvers.
+    #[arg(long)]
+    pub pending: bool,
+    /// Only approved, unexpired entries.
+    #[arg(long)]
+    pub active: bool,
+    /// Only expired entries.
+    #[arg(long)]
+    pub expired: bool,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
 }
 
 #[derive(Debug, Subcommand)]

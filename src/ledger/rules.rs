@@ -1,10 +1,9 @@
 //! The ledger's rules for one entry: created, changed, or removed.
 
 use super::{Action, Change, Editor, Rule, Violation};
-use crate::admission::OpSet;
 use crate::approvals::{Approval, Subject, parse_entry};
 use crate::decision::count_approvers;
-use crate::policy::{Policy, PolicySet, Scope};
+use crate::policy::{Policy, PolicySet};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeSet;
 
@@ -39,14 +38,7 @@ fn distinct(names: &[String]) -> BTreeSet<&str> {
 
 impl Judge<'_> {
     fn gating(&self, a: &Approval) -> Vec<&Policy> {
-        let scope = Scope {
-            api_group: a.api_group.as_deref(),
-            resource: &a.resource,
-            sub_resource: &a.sub_resource,
-            namespace: &a.namespace,
-            operations: a.operations.unwrap_or(OpSet::ALL),
-        };
-        self.policies.gating_scope(&scope)
+        self.policies.gating_scope(&a.scope())
     }
 
     /// The editor is the one the entry asks for: its user, or a member of its group.

@@ -80,21 +80,7 @@ impl Liveness {
 /// Connects to the API server and follows the approvals ConfigMaps into `store` until
 /// the task is aborted.
 pub async fn spawn(source: ClusterSource, store: Arc<ApprovalStore>) -> Result<JoinHandle<()>, ClusterError> {
-    let config = match &source.kubeconfig {
-        Some(path) => {
-            let fail = |reason: String| ClusterError::Kubeconfig {
-                path: path.clone(),
-                reason,
-            };
-            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| fail(e.to_string()))?;
-            Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-                .await
-                .map_err(|e| fail(e.to_string()))?
-        }
-        None => Config::infer()
-            .await
-            .map_err(|e| ClusterError::Infer(e.to_string()))?,
-    };
+    let config = client_config(source.kubeconfig.as_deref()).await?;
     tracing::info!(server = %config.cluster_url, namespace = %source.namespace, selector = %source.selector,
         "following approvals ConfigMaps");
     let liveness = Arc::new(Liveness {
@@ -106,6 +92,26 @@ pub async fn spawn(source: ClusterSource, store: Arc<ApprovalStore>) -> Result<J
         .with_layer(&HealthLayer(liveness.clone()))
         .build();
     Ok(tokio::spawn(follow(client, source, liveness)))
+}
+
+/// How to reach the API server: from `kubeconfig` when given, else as kube infers it (the
+/// in-cluster service account, then `KUBECONFIG`, then `~/.kube/config`).
+pub async fn client_config(kubeconfig: Option<&std::path::Path>) -> Result<Config, ClusterError> {
+    match kubeconfig {
+        Some(path) => {
+            let fail = |reason: String| ClusterError::Kubeconfig {
+                path: path.to_path_buf(),
+                reason,
+            };
+            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| fail(e.to_string()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .map_err(|e| fail(e.to_string()))
+        }
+        None => Config::infer()
+            .await
+            .map_err(|e| ClusterError::Infer(e.to_string())),
+    }
 }
 
 async fn follow(client: Client, source: ClusterSource, liveness: Arc<Liveness>) {

@@ -9,7 +9,8 @@
 //!   when asked for, and, for a resourceVersion older than the history kept, a single
 //!   ERROR event carrying a 410 `Expired` Status;
 //! - GET, POST (create), PUT (update) and PATCH (merge patch) with `resourceVersion`
-//!   preconditions answered by 409 Conflict, and DELETE.
+//!   preconditions answered by 409 Conflict (checked and written atomically), and DELETE;
+//! - POST `selfsubjectreviews` (`kubectl auth whoami`).
 //!
 //! Tests change ConfigMaps directly, cut open watches, forget history (so resumed watches
 //! get 410 and clients re-list), and take the server down and up again on the same port.
@@ -59,6 +60,8 @@ struct Inner {
     oldest_rv: u64,
     bookmark_every: Duration,
     requests: Vec<String>,
+    /// Updates that will find the object changed by someone else just before they land.
+    interference: u32,
 }
 
 /// What handlers share. `latest` wakes watches on every change; `cuts` ends them.
@@ -104,6 +107,7 @@ impl ApiServer {
                 oldest_rv: 0,
                 bookmark_every: Duration::from_millis(250),
                 requests: Vec::new(),
+                interference: 0,
             })),
             latest: watch::channel(100).0,
             cuts: watch::channel(0).0,
@@ -134,6 +138,10 @@ impl ApiServer {
             .route(
                 "/api/v1/namespaces/{ns}/configmaps/{name}",
                 get(get_one).put(replace).patch(patch).delete(delete),
+            )
+            .route(
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                axum::routing::post(whoami),
             )
             .layer(axum::middleware::from_fn_with_state(
                 self.shared.clone(),
@@ -274,6 +282,22 @@ impl ApiServer {
         self.serve(listener);
     }
 
+    /// Makes the next `n` updates (PUT or PATCH) lose a race: another write lands on the
+    /// object just before each, so a client that sent a resourceVersion gets 409 Conflict.
+    pub fn interfere_with_next_updates(&self, n: u32) {
+        self.shared.inner.lock().unwrap().interference = n;
+    }
+
+    /// A kubeconfig for the user of `token`, for tools run as that user.
+    pub fn kubeconfig_as(&self, token: &str) -> std::path::PathBuf {
+        let path = self.dir.path().join(format!("kubeconfig-{token}"));
+        let text = std::fs::read_to_string(self.kubeconfig())
+            .unwrap()
+            .replace(TOKEN, token);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     /// Requests seen so far, as `METHOD path?query`.
     pub fn requests(&self) -> Vec<String> {
         self.shared.inner.lock().unwrap().requests.clone()
@@ -283,7 +307,26 @@ impl ApiServer {
 impl Shared {
     /// Stores a new version of an object (or deletes it), recording the change.
     fn write(&self, ns: &str, name: &str, object: Option<Value>) -> Option<Value> {
+        self.write_if(ns, name, object, None)
+            .unwrap_or_else(|_| unreachable!())
+    }
+
+    /// Stores a new version unless the object's resourceVersion is no longer `expected`
+    /// (409 Conflict): checked and written under one lock, as etcd's compare-and-swap.
+    fn write_if(
+        &self,
+        ns: &str,
+        name: &str,
+        object: Option<Value>,
+        expected: Option<&str>,
+    ) -> Result<Option<Value>, ApiError> {
         let mut inner = self.inner.lock().unwrap();
+        if let Some(rv) = expected {
+            let now = inner.objects.get(&(ns.to_string(), name.to_string()));
+            if now.and_then(|o| o["metadata"]["resourceVersion"].as_str()) != Some(rv) {
+                return Err(conflict(name));
+            }
+        }
         inner.rv += 1;
         let rv = inner.rv;
         let key = (ns.to_string(), name.to_string());
@@ -326,7 +369,7 @@ impl Shared {
         inner.history.push(change);
         drop(inner);
         self.latest.send_replace(rv);
-        stored
+        Ok(stored)
     }
 }
 
@@ -353,6 +396,16 @@ async fn authenticate(
     let mut request = request;
     request.extensions_mut().insert(User { username, groups });
     next.run(request).await
+}
+
+/// `kubectl auth whoami`: the user the request was authenticated as.
+async fn whoami(axum::Extension(user): axum::Extension<User>) -> Response {
+    ok_json(
+        StatusCode::CREATED,
+        &json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "status": {"userInfo": {"username": user.username, "groups": user.groups}}}),
+    )
 }
 
 /// Who a request was authenticated as.
@@ -759,11 +812,20 @@ async fn store_update(
         return e.into_response();
     }
     let rv = old["metadata"]["resourceVersion"].as_str().map(str::to_string);
-    if let Err(e) = current(shared, ns, name, rv.as_deref()) {
-        return e.into_response();
+    let interfere = {
+        let mut inner = shared.inner.lock().unwrap();
+        let n = inner.interference;
+        inner.interference = n.saturating_sub(1);
+        n > 0
+    };
+    if interfere {
+        // Someone else's write lands first.
+        shared.write(ns, name, Some(old));
     }
-    let stored = shared.write(ns, name, Some(new)).unwrap();
-    ok_json(StatusCode::OK, &stored)
+    match shared.write_if(ns, name, Some(new), rv.as_deref()) {
+        Ok(stored) => ok_json(StatusCode::OK, &stored.unwrap()),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn patch(

@@ -1,0 +1,658 @@
+//! `jitgate request | approve | revoke | list | show`: the approvals ledger through the API
+//! server, so every change passes the ledger guard as the user the API server
+//! authenticated. Changes are merge patches carrying the resourceVersion they were computed
+//! from (the API server refuses them with 409 if the ConfigMap changed meanwhile); on a
+//! conflict the ConfigMap is read again and the change recomputed.
+
+use super::{LedgerArgs, ListArgs, RequestArgs};
+use crate::approvals::{Approval, EntryError, LABEL, Subject, parse_entry, suggested_key};
+use crate::decision::count_approvers;
+use crate::explain::human;
+use crate::policy::{PolicySet, parse_policies};
+use jiff::Timestamp;
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+/// Times a change is recomputed after a conflict before giving up.
+const ATTEMPTS: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The API server refused: the ledger guard's or RBAC's words, as they were written.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Api(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Refused(_) => ExitCode::from(1),
+            _ => ExitCode::from(2),
+        }
+    }
+}
+
+fn api_error(e: kube::Error) -> CliError {
+    match e {
+        kube::Error::Api(status) if status.is_forbidden() || status.is_invalid() => {
+            CliError::Refused(status.message)
+        }
+        kube::Error::Api(status) => CliError::Api(status.message),
+        other => CliError::Api(other.to_string()),
+    }
+}
+
+pub enum Verb {
+    Request(RequestArgs),
+    Approve(String),
+    Revoke(String),
+    List(ListArgs),
+    Show(String),
+}
+
+/// Runs one verb and reports as a command-line tool does: output on stdout, errors on
+/// stderr, exit status 0 done, 1 refused by the API server, 2 anything else.
+pub fn run(ledger: LedgerArgs, verb: Verb) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("jitgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        let ledger = Ledger::connect(ledger).await?;
+        match verb {
+            Verb::Request(args) => ledger.request(args).await,
+            Verb::Approve(id) => ledger.approve(&id).await,
+            Verb::Revoke(id) => ledger.revoke(&id).await,
+            Verb::List(args) => ledger.list(args).await,
+            Verb::Show(id) => ledger.show(&id).await,
+        }
+    });
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("jitgate: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+struct Ledger {
+    client: Client,
+    configmaps: Api<ConfigMap>,
+    args: LedgerArgs,
+}
+
+/// One key of an approvals ConfigMap.
+struct Entry {
+    configmap: String,
+    key: String,
+    parsed: Result<Approval, EntryError>,
+}
+
+impl Entry {
+    fn id(&self) -> String {
+        format!("{}/{}", self.configmap, self.key)
+    }
+}
+
+/// Where an entry stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    Active,
+    Expired,
+    Invalid,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Active => "active",
+            State::Expired => "expired",
+            State::Invalid => "invalid",
+        }
+    }
+}
+
+/// The state of an approval: its approvers (other than whom it is for) against what its
+/// policies require, or, when the policies are not known, against one.
+pub fn state_of(a: &Approval, policies: Option<&PolicySet>, now: Timestamp) -> (State, u32, Option<u32>) {
+    let requester = match &a.subject {
+        Subject::User(u) => u.as_str(),
+        Subject::Group(_) => "",
+    };
+    let (counted, _) = count_approvers(a, requester);
+    let required = policies.and_then(|p| p.gating_scope(&a.scope()).iter().map(|p| p.min_approvers).max());
+    let state = if now >= a.expires_at {
+        State::Expired
+    } else if counted >= required.unwrap_or(1) {
+        State::Active
+    } else {
+        State::Pending
+    };
+    (state, counted, required)
+}
+
+impl Ledger {
+    async fn connect(args: LedgerArgs) -> Result<Ledger, CliError> {
+        let config = crate::sync::cluster::client_config(args.kubeconfig.as_deref())
+            .await
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let client = Client::try_from(config).map_err(|e| CliError::Api(e.to_string()))?;
+        let configmaps = Api::namespaced(client.clone(), &args.approvals_namespace);
+        Ok(Ledger {
+            client,
+            configmaps,
+            args,
+        })
+    }
+
+    /// Who the API server says we are.
+    async fn whoami(&self) -> Result<String, CliError> {
+        let review: SelfSubjectReview = serde_json::from_value(json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview", "metadata": {}
+        }))
+        .map_err(|e| CliError::Api(e.to_string()))?;
+        let api: Api<SelfSubjectReview> = Api::all(self.client.clone());
+        let answer = api
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(api_error)?;
+        answer
+            .status
+            .and_then(|s| s.user_info)
+            .and_then(|u| u.username)
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| CliError::Api("the API server did not say who you are".into()))
+    }
+
+    /// The policies, from their ConfigMap; `None` (with a note) when they cannot be read.
+    async fn policies(&self) -> Option<PolicySet> {
+        let cm = match self.configmaps.get(&self.args.policies_configmap).await {
+            Ok(cm) => cm,
+            Err(e) => {
+                eprintln!(
+                    "note: cannot read ConfigMap {} ({}); approvers are counted against 1",
+                    self.args.policies_configmap,
+                    api_error(e)
+                );
+                return None;
+            }
+        };
+        let mut all = Vec::new();
+        for (file, text) in cm.data.unwrap_or_default() {
+            match parse_policies(&text, &file) {
+                Ok(p) => all.extend(p),
+                Err(e) => {
+                    eprintln!("note: {e}; approvers are counted against 1");
+                    return None;
+                }
+            }
+        }
+        PolicySet::new(all).ok()
+    }
+
+    /// Every entry of the approvals ConfigMaps: those labelled in the namespace, or, for a
+    /// user who may not list ConfigMaps, the one named by `--configmap`.
+    async fn entries(&self) -> Result<Vec<Entry>, CliError> {
+        let listed = self
+            .configmaps
+            .list(&ListParams::default().labels(&format!("{LABEL}=true")))
+            .await;
+        let configmaps = match listed {
+            Ok(list) => list.items,
+            Err(kube::Error::Api(s)) if s.is_forbidden() => {
+                vec![
+                    self.configmaps
+                        .get(&self.args.configmap)
+                        .await
+                        .map_err(api_error)?,
+                ]
+            }
+            Err(e) => return Err(api_error(e)),
+        };
+        let mut entries = Vec::new();
+        for cm in configmaps {
+            let name = cm.metadata.name.unwrap_or_default();
+            for (key, text) in cm.data.unwrap_or_default() {
+                entries.push(Entry {
+                    parsed: parse_entry(&format!("{name}/{key}"), &text),
+                    configmap: name.clone(),
+                    key,
+                });
+            }
+        }
+        Ok(entries)
+    }
+
+    /// The entry `id` names: `KEY` or `CONFIGMAP/KEY`.
+    async fn find(&self, id: &str) -> Result<Entry, CliError> {
+        let mut found: Vec<Entry> = self
+            .entries()
+            .await?
+            .into_iter()
+            .filter(|e| e.id() == id || e.key == id)
+            .collect();
+        match found.len() {
+            0 => Err(CliError::Usage(format!(
+                "no approval entry {id:?} in namespace {}; `jitgate list` shows them",
+                self.args.approvals_namespace
+            ))),
+            1 => Ok(found.remove(0)),
+            _ => Err(CliError::Usage(format!(
+                "{id:?} is a key in several ConfigMaps; give CONFIGMAP/KEY"
+            ))),
+        }
+    }
+
+    /// Applies a change to the `data` of ConfigMap `name`: reads it, asks `change` for the
+    /// keys to set (or remove, with null), and merge-patches them with the resourceVersion
+    /// read as a precondition. On a conflict, reads again and recomputes.
+    async fn update<F>(&self, name: &str, mut change: F) -> Result<(), CliError>
+    where
+        F: FnMut(&BTreeMap<String, String>) -> Result<serde_json::Map<String, Value>, CliError>,
+    {
+        for attempt in 1..=ATTEMPTS {
+            let cm = self.configmaps.get(name).await.map_err(api_error)?;
+            let data = change(cm.data.as_ref().unwrap_or(&BTreeMap::new()))?;
+            let patch = json!({
+                "metadata": {"resourceVersion": cm.metadata.resource_version},
+                "data": data,
+            });
+            match self
+                .configmaps
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(s)) if s.is_conflict() => {
+                    if attempt < ATTEMPTS {
+                        eprintln!(
+                            "ConfigMap {name} changed meanwhile; reading it again (attempt {attempt} of {ATTEMPTS})"
+                        );
+                    }
+                }
+                Err(e) => return Err(api_error(e)),
+            }
+        }
+        Err(CliError::Api(format!(
+            "ConfigMap {name} kept changing; gave up after {ATTEMPTS} attempts"
+        )))
+    }
+
+    async fn request(&self, args: RequestArgs) -> Result<String, CliError> {
+        let me = self.whoami().await?;
+        let now = Timestamp::now();
+        let drafts = match &args.file {
+            Some(path) => drafts_from_file(path, &args, now)?,
+            None => vec![draft_from_flags(&args, &me, now)?],
+        };
+        let mut keys = Vec::new();
+        self.update(&self.args.configmap, |data| {
+            keys.clear();
+            let mut patch = serde_json::Map::new();
+            for (key, entry) in &drafts {
+                let mut free = key.clone();
+                let mut n = 1;
+                while data.contains_key(&free) || patch.contains_key(&free) {
+                    n += 1;
+                    free = format!("{key}-{n}");
+                }
+                patch.insert(free.clone(), Value::String(entry.to_yaml()));
+                keys.push(free);
+            }
+            Ok(patch)
+        })
+        .await?;
+        let mut out = String::new();
+        for (key, (_, entry)) in keys.iter().zip(&drafts) {
+            out.push_str(&format!(
+                "requested {}/{key}: {} until {}\nask an approver to run: jitgate approve {key}\n",
+                self.args.configmap,
+                describe_scope(entry),
+                entry.expires_at
+            ));
+        }
+        Ok(out)
+    }
+
+    async fn approve(&self, id: &str) -> Result<String, CliError> {
+        let me = self.whoami().await?;
+        let entry = self.find(id).await?;
+        let key = entry.key.clone();
+        let mut approved = None;
+        self.update(&entry.configmap, |data| {
+            let text = data
+                .get(&key)
+                .ok_or_else(|| CliError::Usage(format!("entry {key:?} was removed meanwhile")))?;
+            let mut a = parse_entry(&format!("{}/{key}", entry.configmap), text).map_err(|e| {
+                CliError::Usage(format!(
+                    "entry {key:?} does not parse ({}), so it cannot be approved",
+                    e.reason
+                ))
+            })?;
+            if a.approved_by.contains(&me) {
+                return Err(CliError::Usage(format!("{me:?} has already approved {key:?}")));
+            }
+            a.approved_by.push(me.clone());
+            let mut patch = serde_json::Map::new();
+            patch.insert(key.clone(), Value::String(a.to_yaml()));
+            approved = Some(a);
+            Ok(patch)
+        })
+        .await?;
+        let a = approved.expect("set by a successful update");
+        let policies = self.policies().await;
+        let (state, counted, required) = state_of(&a, policies.as_ref(), Timestamp::now());
+        Ok(format!(
+            "approved {}: {} for {}, {counted}/{} approvers, now {}\n",
+            entry.id(),
+            describe_scope(&a),
+            subject(&a),
+            required.map_or("?".to_string(), |r| r.to_string()),
+            state.as_str()
+        ))
+    }
+
+    async fn revoke(&self, id: &str) -> Result<String, CliError> {
+        let entry = self.find(id).await?;
+        let key = entry.key.clone();
+        self.update(&entry.configmap, |data| {
+            if !data.contains_key(&key) {
+                return Err(CliError::Usage(format!("entry {key:?} was removed meanwhile")));
+            }
+            let mut patch = serde_json::Map::new();
+            patch.insert(key.clone(), Value::Null);
+            Ok(patch)
+        })
+        .await?;
+        Ok(format!("revoked {}\n", entry.id()))
+    }
+
+    async fn list(&self, args: ListArgs) -> Result<String, CliError> {
+        let entries = self.entries().await?;
+        let policies = self.policies().await;
+        let now = Timestamp::now();
+        let wanted = |s: State| {
+            let any = !(args.pending || args.active || args.expired);
+            any || (args.pending && s == State::Pending)
+                || (args.active && s == State::Active)
+                || (args.expired && s == State::Expired)
+        };
+        let mut rows = Vec::new();
+        for e in &entries {
+            let row = match &e.parsed {
+                Ok(a) => {
+                    let (state, counted, required) = state_of(a, policies.as_ref(), now);
+                    if !wanted(state) {
+                        continue;
+                    }
+                    [
+                        e.id(),
+                        subject(a),
+                        describe_scope(a),
+                        format!(
+                            "{counted}/{}",
+                            required.map_or("?".to_string(), |r| r.to_string())
+                        ),
+                        time_left(a, now),
+                        state.as_str().to_string(),
+                        a.reason.clone(),
+                    ]
+                }
+                Err(err) => {
+                    if !wanted(State::Invalid) {
+                        continue;
+                    }
+                    let dash = || "-".to_string();
+                    [
+                        e.id(),
+                        dash(),
+                        dash(),
+                        dash(),
+                        dash(),
+                        State::Invalid.as_str().to_string(),
+                        err.reason.clone(),
+                    ]
+                }
+            };
+            rows.push(row);
+        }
+        let mut out = String::new();
+        crate::audit::read::table(
+            &mut out,
+            ["ID", "FOR", "SCOPE", "APPROVERS", "LEFT", "STATE", "REASON"],
+            &rows,
+        );
+        Ok(out)
+    }
+
+    async fn show(&self, id: &str) -> Result<String, CliError> {
+        let entry = self.find(id).await?;
+        let a = match &entry.parsed {
+            Ok(a) => a,
+            Err(e) => return Ok(format!("{}: invalid, grants nothing: {}\n", entry.id(), e.reason)),
+        };
+        let policies = self.policies().await;
+        let now = Timestamp::now();
+        let (state, counted, required) = state_of(a, policies.as_ref(), now);
+        let gating: Vec<String> = policies
+            .as_ref()
+            .map(|p| {
+                p.gating_scope(&a.scope())
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut out = format!(
+            "id:        {}\nfor:       {}\nscope:     {}\nstate:     {}\napprovers: {counted} of {} required ({})\nexpires:   {} ({})\npolicies:  {}\nreason:    {}\n",
+            entry.id(),
+            subject(a),
+            describe_scope(a),
+            state.as_str(),
+            required.map_or("?".to_string(), |r| r.to_string()),
+            if a.approved_by.is_empty() {
+                "none yet".to_string()
+            } else {
+                a.approved_by.join(", ")
+            },
+            a.expires_at,
+            time_left(a, now),
+            if gating.is_empty() {
+                "unknown".to_string()
+            } else {
+                gating.join(", ")
+            },
+            a.reason
+        );
+        out.push_str("entry:\n");
+        for line in a.to_yaml().lines() {
+            out.push_str("  ");
+            out.push_str(line);
+            out.push('\n');
+        }
+        Ok(out)
+    }
+}
+
+fn subject(a: &Approval) -> String {
+    match &a.subject {
+        Subject::User(u) => format!("user:{u}"),
+        Subject::Group(g) => format!("group:{g}"),
+    }
+}
+
+/// `UPDATE,DELETE prod/secrets/db-password`.
+fn describe_scope(a: &Approval) -> String {
+    let ops = a.operations.map_or("ALL".to_string(), |ops| {
+        ops.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(",")
+    });
+    let mut what = a.resource_string();
+    if let Some(g) = a.api_group.as_deref().filter(|g| !g.is_empty()) {
+        what = format!("{what}.{g}");
+    }
+    let ns = if a.namespace.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", a.namespace)
+    };
+    let name = a.name.as_deref().map_or("*".to_string(), str::to_string);
+    format!("{ops} {ns}{what}/{name}")
+}
+
+fn time_left(a: &Approval, now: Timestamp) -> String {
+    if now >= a.expires_at {
+        "expired".to_string()
+    } else {
+        let left = a.expires_at.duration_since(now);
+        if left.as_secs() < 60 {
+            format!("{}s", left.as_secs())
+        } else {
+            human(left)
+        }
+    }
+}
+
+fn draft_from_flags(args: &RequestArgs, me: &str, now: Timestamp) -> Result<(String, Approval), CliError> {
+    let resource = args
+        .resource
+        .as_deref()
+        .ok_or_else(|| CliError::Usage("give --resource (or -f FILE)".into()))?;
+    let reason = args
+        .reason
+        .clone()
+        .ok_or_else(|| CliError::Usage("give --reason: say why you need this".into()))?;
+    let subject = match &args.group {
+        Some(g) => Subject::Group(g.clone()),
+        None => Subject::User(me.to_string()),
+    };
+    let expires_at = now
+        .checked_add(args.duration)
+        .map_err(|e| CliError::Usage(e.to_string()))?
+        .round(
+            jiff::TimestampRound::new()
+                .smallest(jiff::Unit::Second)
+                .mode(jiff::RoundMode::Trunc),
+        )
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut fields = serde_json::Map::new();
+    let (who_key, who) = match &subject {
+        Subject::User(u) => ("user", u),
+        Subject::Group(g) => ("group", g),
+    };
+    fields.insert(who_key.into(), json!(who));
+    fields.insert("resource".into(), json!(resource));
+    for (field, value) in [
+        ("apiGroup", &args.api_group),
+        ("namespace", &args.namespace),
+        ("name", &args.name),
+    ] {
+        if let Some(v) = value {
+            fields.insert(field.into(), json!(v));
+        }
+    }
+    if !args.operation.is_empty() {
+        let ops: Vec<String> = args.operation.iter().map(|o| o.to_uppercase()).collect();
+        fields.insert("operations".into(), json!(ops));
+    }
+    fields.insert("expiresAt".into(), json!(expires_at.to_string()));
+    fields.insert("reason".into(), json!(reason));
+    // JSON is YAML: the entry is parsed like any other, so the CLI never writes one that
+    // the webhook would refuse to read.
+    let text = Value::Object(fields).to_string();
+    let a = parse_entry("new", &text).map_err(|e| CliError::Usage(e.reason))?;
+    let who = match &a.subject {
+        Subject::User(u) | Subject::Group(u) => u.as_str(),
+    };
+    let ops = a.operations.map_or(String::new(), |o| {
+        o.iter().map(|o| o.as_str()).collect::<Vec<_>>().join("-")
+    });
+    let key = suggested_key(
+        &[
+            who,
+            &a.namespace,
+            &a.resource,
+            &a.sub_resource,
+            a.name.as_deref().unwrap_or(""),
+            &ops,
+        ],
+        now,
+    );
+    Ok((key, a))
+}
+
+/// The entries of a snippet that a denial printed (`KEY: |` and the entry indented under
+/// it), or of a ConfigMap manifest's `data`. `--reason` replaces their reasons; a reason
+/// still reading as the placeholder is refused.
+fn drafts_from_file(
+    path: &std::path::Path,
+    args: &RequestArgs,
+    now: Timestamp,
+) -> Result<Vec<(String, Approval)>, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let doc: Value = crate::yaml::from_str(&text)
+        .map_err(|e| CliError::Usage(format!("{}: not YAML: {e}", path.display())))?;
+    let data = match doc.get("data") {
+        Some(Value::Object(data)) => data.clone(),
+        _ => match doc {
+            Value::Object(map) => map,
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "{}: expected KEY: | and an entry under it, as a denial prints",
+                    path.display()
+                )));
+            }
+        },
+    };
+    let mut drafts = Vec::new();
+    for (key, value) in data {
+        let Value::String(entry) = value else {
+            return Err(CliError::Usage(format!(
+                "{key:?}: the entry must be a string (KEY: | then the entry)"
+            )));
+        };
+        let mut a = parse_entry(&key, &entry).map_err(|e| CliError::Usage(e.to_string()))?;
+        if let Some(reason) = &args.reason {
+            a.reason = reason.clone();
+        }
+        if a.reason.starts_with("TICKET-123") {
+            return Err(CliError::Usage(format!(
+                "{key:?}: replace the placeholder reason (or give --reason)"
+            )));
+        }
+        if !a.approved_by.is_empty() {
+            return Err(CliError::Usage(format!(
+                "{key:?}: a request carries no approvers; approvers run jitgate approve"
+            )));
+        }
+        if a.expires_at <= now {
+            return Err(CliError::Usage(format!(
+                "{key:?}: expiresAt {} has passed; ask again from a fresh denial, or use --resource and --for",
+                a.expires_at
+            )));
+        }
+        drafts.push((key, a));
+    }
+    if drafts.is_empty() {
+        return Err(CliError::Usage(format!("{}: no entries", path.display())));
+    }
+    Ok(drafts)
+}

@@ -1,0 +1,429 @@
+//! `jitgate request | approve | revoke | list | show`, run as the binary, as different
+//! users, against the test API server with jitgate's ledger guard in the loop, and as a
+//! kubectl plugin.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use support::apiserver::ApiServer;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
+const PATIENCE: Duration = Duration::from_secs(15);
+const ALICE: (&str, &str, &[&str]) = ("alice-token", "alice@example.com", &["dev"]);
+const BOB: (&str, &str, &[&str]) = ("bob-token", "bob@example.com", &["sre"]);
+const MALLORY: (&str, &str, &[&str]) = ("mallory-token", "mallory@example.com", &["dev", "system:masters"]);
+
+/// A cluster: the test API server holding an empty approvals ConfigMap and the policies
+/// ConfigMap (Secrets approvable by group `sre` only), and jitgate following it and
+/// guarding its writes.
+struct Cluster {
+    api: ApiServer,
+    h: Harness,
+    _policies: tempfile::TempDir,
+}
+
+async fn cluster() -> Cluster {
+    let policies = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for file in ["prod-secrets.yaml", "prod-workloads.yaml", "prod-pod-access.yaml"] {
+        let mut text = std::fs::read_to_string(Path::new(REPO).join("policies").join(file)).unwrap();
+        if file == "prod-secrets.yaml" {
+            text = text.replace(
+                "    maxDuration: 4h",
+                "    maxDuration: 4h\n    approverGroups: [\"sre\"]",
+            );
+        }
+        std::fs::write(policies.path().join(file), &text).unwrap();
+        files.push((file, text));
+    }
+    let api = ApiServer::start().await;
+    for (token, user, groups) in [ALICE, BOB, MALLORY] {
+        api.add_user(token, user, groups);
+    }
+    api.apply_approvals("jitgate-approvals", &[]);
+    let data: Vec<(&str, &str)> = files.iter().map(|(f, t)| (*f, t.as_str())).collect();
+    api.apply("jitgate-system", "jitgate-policies", &[], &data);
+    let dir = policies.path().to_path_buf();
+    let h = Harness::start_cluster(&api, Duration::from_secs(300), |cfg| cfg.policies_dir = dir).await;
+    api.admit_with(h.addr(), &h.certs.ca_pem);
+    eventually(PATIENCE, || async { h.readyz().await == hyper::StatusCode::OK }).await;
+    Cluster {
+        api,
+        h,
+        _policies: policies,
+    }
+}
+
+struct Run {
+    code: i32,
+    out: String,
+    err: String,
+}
+
+impl Cluster {
+    /// Runs `jitgate ARGS…` as the user of `token` (off the runtime, which serves the API
+    /// server and jitgate meanwhile).
+    async fn jitgate(&self, who: (&str, &str, &[&str]), args: &[&str]) -> Run {
+        let kubeconfig = self.api.kubeconfig_as(who.0);
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args(&args)
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        Run {
+            code: out.status.code().unwrap(),
+            out: String::from_utf8(out.stdout).unwrap(),
+            err: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+
+    /// Whether alice's update of Secret prod/db-password is allowed now.
+    async fn alice_may_update(&self) -> bool {
+        let mut c = self.h.conn(Proto::H1).await;
+        c.decide(&Req::secret_update().review()).await["allowed"] == true
+    }
+
+    fn entries(&self) -> serde_json::Map<String, serde_json::Value> {
+        let cm = self.api.object("jitgate-system", "jitgate-approvals").unwrap();
+        cm["data"].as_object().cloned().unwrap_or_default()
+    }
+}
+
+/// The table row (split on whitespace) whose first cell ends with `key`.
+fn row<'a>(table: &'a str, key: &str) -> Option<Vec<&'a str>> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.first().is_some_and(|c| c.ends_with(key)))
+}
+
+const GUARD: &str = "admission webhook \"approvals.jitgate.dev\" denied the request: jitgate ledger:";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_approve_list_show_and_revoke_through_the_api_server() {
+    let c = cluster().await;
+    let r = c
+        .jitgate(
+            ALICE,
+            &[
+                "request",
+                "--resource",
+                "secrets",
+                "-n",
+                "prod",
+                "--name",
+                "db-password",
+                "--api-group",
+                "",
+                "--operation",
+                "UPDATE",
+                "--for",
+                "30m",
+                "--reason",
+                "INC-7: rotate the password",
+            ],
+        )
+        .await;
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    let key = r
+        .out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|id| id.strip_prefix("jitgate-approvals/"))
+        .and_then(|k| k.strip_suffix(':'))
+        .unwrap_or_else(|| panic!("{}", r.out))
+        .to_string();
+    assert!(
+        key.starts_with("alice-example.com-prod-secrets-db-password-update-"),
+        "{key}"
+    );
+    assert!(r.out.contains(&format!("jitgate approve {key}")), "{}", r.out);
+    assert!(c.entries().contains_key(&key));
+
+    let list = c.jitgate(ALICE, &["list", "--pending"]).await;
+    assert_eq!(list.code, 0, "{}", list.err);
+    let cells = row(&list.out, &key).unwrap_or_else(|| panic!("{}", list.out));
+    assert_eq!(
+        &cells[1..6],
+        [
+            "user:alice@example.com",
+            "UPDATE",
+            "prod/secrets/db-password",
+            "0/1",
+            "29m"
+        ]
+    );
+    assert_eq!(cells[6], "pending");
+    assert!(!c.alice_may_update().await);
+
+    // Alice cannot approve her own request, nor Mallory outside group sre, even as a
+    // cluster admin: the guard refuses, and its words reach them as it wrote them.
+    let own = c.jitgate(ALICE, &["approve", &key]).await;
+    assert_eq!(own.code, 1, "{}", own.err);
+    assert!(
+        own.err.contains(GUARD) && own.err.contains("it is your own request"),
+        "{}",
+        own.err
+    );
+    let forged = c.jitgate(MALLORY, &["approve", &key]).await;
+    assert_eq!(forged.code, 1, "{}", forged.err);
+    assert!(
+        forged.err.contains(GUARD) && forged.err.contains("may not approve"),
+        "{}",
+        forged.err
+    );
+
+    // Bob approves; then the update is allowed.
+    let ok = c.jitgate(BOB, &["approve", &key]).await;
+    assert_eq!(ok.code, 0, "{}", ok.err);
+    assert!(ok.out.contains("1/1 approvers, now active"), "{}", ok.out);
+    eventually(PATIENCE, || c.alice_may_update()).await;
+
+    let active = c.jitgate(BOB, &["list", "--active"]).await;
+    assert!(
+        row(&active.out, &key).is_some_and(|r| r[4] == "1/1" && r[6] == "active"),
+        "{}",
+        active.out
+    );
+    let expired = c.jitgate(BOB, &["list", "--expired"]).await;
+    assert!(row(&expired.out, &key).is_none(), "{}", expired.out);
+    let show = c.jitgate(BOB, &["show", &key]).await;
+    assert_eq!(show.code, 0, "{}", show.err);
+    for line in [
+        "state:     active",
+        "approvers: 1 of 1 required (bob@example.com)",
+        "policies:  prod-secrets",
+        "reason:    INC-7: rotate the password",
+        "  approvedBy: [\"bob@example.com\"]",
+    ] {
+        assert!(show.out.contains(line), "{line:?} missing from\n{}", show.out);
+    }
+
+    // Mallory may not revoke it; Alice may, and the grant ends.
+    let not_hers = c.jitgate(MALLORY, &["revoke", &key]).await;
+    assert_eq!(not_hers.code, 1);
+    assert!(
+        not_hers.err.contains(GUARD) && not_hers.err.contains("neither the requester"),
+        "{}",
+        not_hers.err
+    );
+    let revoked = c.jitgate(ALICE, &["revoke", &key]).await;
+    assert_eq!(revoked.code, 0, "{}", revoked.err);
+    assert!(!c.entries().contains_key(&key));
+    eventually(PATIENCE, || async { !c.alice_may_update().await }).await;
+
+    // The records name each step and each hand.
+    let changes: Vec<(String, String)> =
+        c.h.records()
+            .iter()
+            .filter(|r| r["event"] == "approval")
+            .map(|r| {
+                (
+                    r["action"].as_str().unwrap().into(),
+                    r["editor"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+    let expected = [("requested", ALICE.1), ("approved", BOB.1), ("revoked", ALICE.1)];
+    assert_eq!(changes, expected.map(|(a, e)| (a.to_string(), e.to_string())));
+    c.h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_can_be_filed_from_the_snippet_a_denial_printed() {
+    let c = cluster().await;
+    let mut conn = c.h.conn(Proto::H1).await;
+    let reply = conn.decide(&Req::secret_update().review()).await;
+    let message = reply["status"]["message"].as_str().unwrap();
+    let snippet = &message[message.find("  alice").expect("the entry")..];
+    let file = c.h.dir.path().join("snippet.yaml");
+    std::fs::write(&file, snippet).unwrap();
+
+    let placeholder = c.jitgate(ALICE, &["request", "-f", file.to_str().unwrap()]).await;
+    assert_eq!(placeholder.code, 2);
+    assert!(
+        placeholder.err.contains("replace the placeholder reason"),
+        "{}",
+        placeholder.err
+    );
+
+    // Mallory cannot file Alice's snippet as her own doing: it asks for Alice.
+    let theirs = c
+        .jitgate(
+            MALLORY,
+            &["request", "-f", file.to_str().unwrap(), "--reason", "x"],
+        )
+        .await;
+    assert_eq!(theirs.code, 1, "{}", theirs.err);
+    assert!(
+        theirs.err.contains(GUARD) && theirs.err.contains("may ask only for themselves"),
+        "{}",
+        theirs.err
+    );
+
+    let filed = c
+        .jitgate(
+            ALICE,
+            &["request", "-f", file.to_str().unwrap(), "--reason", "INC-8: fix"],
+        )
+        .await;
+    assert_eq!(filed.code, 0, "{}", filed.err);
+    let key = snippet.trim_start().split(':').next().unwrap();
+    let entry = c.entries()[key].as_str().unwrap().to_string();
+    assert!(entry.contains("reason: \"INC-8: fix\""), "{entry}");
+    let approve = c.jitgate(BOB, &["approve", key]).await;
+    assert_eq!(approve.code, 0, "{}", approve.err);
+    eventually(PATIENCE, || c.alice_may_update()).await;
+    c.h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_write_is_retried_on_the_latest_version() {
+    let c = cluster().await;
+    let args = [
+        "request",
+        "--resource",
+        "secrets",
+        "-n",
+        "prod",
+        "--name",
+        "db-password",
+        "--reason",
+        "INC-9",
+    ];
+    assert_eq!(c.jitgate(ALICE, &args).await.code, 0);
+    let key = c.entries().keys().next().unwrap().clone();
+
+    c.api.interfere_with_next_updates(2);
+    let r = c.jitgate(BOB, &["approve", &key]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(
+        r.err.matches("changed meanwhile; reading it again").count(),
+        2,
+        "{}",
+        r.err
+    );
+    let patches = c
+        .api
+        .requests()
+        .iter()
+        .filter(|l| l.starts_with("PATCH /api/v1/namespaces/jitgate-system/configmaps/jitgate-approvals"))
+        .count();
+    assert_eq!(patches, 4, "one request, then three tries at the approval");
+    assert!(c.entries()[&key].as_str().unwrap().contains("bob@example.com"));
+
+    // A ConfigMap that never holds still gives up, and says so.
+    c.api.interfere_with_next_updates(100);
+    let r = c.jitgate(ALICE, &["revoke", &key]).await;
+    assert_eq!(r.code, 2);
+    assert!(
+        r.err.contains("kept changing; gave up after 5 attempts"),
+        "{}",
+        r.err
+    );
+    c.api.interfere_with_next_updates(0);
+    c.h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_before_anything_is_written() {
+    let c = cluster().await;
+    for (args, needle) in [
+        (vec!["request", "--resource", "secrets", "-n", "prod"], "--reason"),
+        (
+            vec![
+                "request",
+                "--resource",
+                "secrets",
+                "-n",
+                "prod-*",
+                "--reason",
+                "x",
+            ],
+            "no wildcards",
+        ),
+        (
+            vec![
+                "request",
+                "--resource",
+                "secrets",
+                "--operation",
+                "PATCH",
+                "--reason",
+                "x",
+            ],
+            "PATCH",
+        ),
+        (
+            vec!["approve", "no-such-key"],
+            "no approval entry \"no-such-key\"",
+        ),
+    ] {
+        let r = c.jitgate(ALICE, &args).await;
+        assert_eq!(r.code, 2, "{args:?}: {}{}", r.out, r.err);
+        assert!(r.err.contains(needle), "{args:?}: {}", r.err);
+    }
+    assert!(c.entries().is_empty());
+    c.h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installed_as_kubectl_jitgate_it_is_a_kubectl_plugin() {
+    let c = cluster().await;
+    let bin = tempfile::tempdir().unwrap();
+    let plugin = bin.path().join("kubectl-jitgate");
+    std::os::unix::fs::symlink(BIN, &plugin).unwrap();
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap());
+    let kubeconfig: PathBuf = c.api.kubeconfig_as(ALICE.0);
+    let kubectl = |args: Vec<&'static str>| {
+        let (path, kubeconfig) = (path.clone(), kubeconfig.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new("kubectl")
+                .args(args)
+                .env("PATH", path)
+                .env("KUBECONFIG", kubeconfig)
+                .output()
+                .expect("kubectl is on the PATH (CI needs it for the manifests too)")
+        })
+    };
+    let help = kubectl(vec!["jitgate", "--help"]).await.unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("Usage: kubectl jitgate"), "{help}");
+
+    let filed = kubectl(vec![
+        "jitgate",
+        "request",
+        "--resource",
+        "secrets",
+        "-n",
+        "prod",
+        "--name",
+        "db-password",
+        "--reason",
+        "INC-10",
+    ])
+    .await
+    .unwrap();
+    assert!(
+        filed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&filed.stderr)
+    );
+    let list = kubectl(vec!["jitgate", "list"]).await.unwrap();
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert!(list.starts_with("ID"), "{list}");
+    assert!(
+        list.contains("user:alice@example.com") && list.contains("INC-10"),
+        "{list}"
+    );
+    c.h.stop().await;
+}
