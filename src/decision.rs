@@ -3,7 +3,7 @@
 
 use crate::admission::AdmissionRequest;
 use crate::approvals::{Approval, ApprovalIndex, LookupKey, Subject};
-use crate::policy::{Policy, PolicySet, Target};
+use crate::policy::{Enforcement, Policy, PolicySet, Target};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -41,6 +41,16 @@ pub enum Reason {
     AuditUnavailable,
     /// The answer could not be made before the API server's deadline.
     DeadlineExceeded,
+    /// The requester's own break-glass entry: allowed, loudly.
+    BreakGlass,
+    /// A break-glass entry that the gating policies do not allow the requester to use.
+    BreakGlassNotAllowed,
+    /// The matching approval is pinned to another change than the one requested.
+    ChangeNotApproved,
+    /// The matching approval's `maxUses` are used up.
+    UsesExhausted,
+    /// The use of a `maxUses` approval could not be recorded, so it is not granted.
+    UsageUnavailable,
 }
 
 impl Reason {
@@ -60,6 +70,11 @@ impl Reason {
             Reason::LedgerRefused => "ledger_refused",
             Reason::AuditUnavailable => "audit_unavailable",
             Reason::DeadlineExceeded => "deadline_exceeded",
+            Reason::BreakGlass => "break_glass",
+            Reason::BreakGlassNotAllowed => "break_glass_not_allowed",
+            Reason::ChangeNotApproved => "change_not_approved",
+            Reason::UsesExhausted => "uses_exhausted",
+            Reason::UsageUnavailable => "usage_unavailable",
         }
     }
 }
@@ -72,10 +87,27 @@ pub struct Requirement {
     pub policies: Vec<String>,
     pub min_approvers: u32,
     pub max_duration: SignedDuration,
+    /// How long a break-glass entry may last, when every gating policy allows break-glass
+    /// to a group of the requester's; `None` when any does not.
+    pub break_glass: Option<SignedDuration>,
+    /// The strongest enforcement among the gating policies.
+    pub enforcement: Enforcement,
 }
 
 impl Requirement {
-    fn strictest(policies: &[&Policy]) -> Self {
+    fn strictest(policies: &[&Policy], groups: &[String]) -> Self {
+        let break_glass = policies
+            .iter()
+            .map(|p| {
+                p.break_glass
+                    .as_ref()
+                    .filter(|bg| bg.admits(groups))
+                    .map(|bg| bg.max_duration)
+            })
+            .try_fold(None::<SignedDuration>, |shortest, d| {
+                d.map(|d| Some(shortest.map_or(d, |s| s.min(d))))
+            })
+            .flatten();
         Requirement {
             policies: policies.iter().map(|p| p.name.clone()).collect(),
             min_approvers: policies.iter().map(|p| p.min_approvers).max().unwrap_or(1),
@@ -84,6 +116,29 @@ impl Requirement {
                 .map(|p| p.max_duration)
                 .min()
                 .unwrap_or(SignedDuration::ZERO),
+            break_glass,
+            enforcement: policies.iter().map(|p| p.enforcement).max().unwrap_or_default(),
+        }
+    }
+}
+
+/// What the answer is: `warn` and `dryrun` are denials that a policy in rollout lets
+/// through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allow,
+    Deny,
+    Warn,
+    DryRun,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+            Outcome::Warn => "warn",
+            Outcome::DryRun => "dryrun",
         }
     }
 }
@@ -103,15 +158,28 @@ pub enum Approvals<'a> {
 /// How one approval fares against one request, from worst to best.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verdict {
+    /// Pinned (`change:`) to another change than the request's.
+    OtherChange,
     Expired,
     ExceedsMaxDuration,
-    TooFewApprovers { counted: u32, self_approved: bool },
+    /// A break-glass entry, but the gating policies do not all allow the requester to
+    /// break the glass.
+    BreakGlassRefused,
+    TooFewApprovers {
+        counted: u32,
+        self_approved: bool,
+    },
+    /// A usable break-glass entry.
+    BreakGlass,
     Valid,
 }
 
 #[derive(Debug, Clone)]
 pub struct Decision {
+    /// True unless the outcome is `Deny`.
     pub allowed: bool,
+    pub outcome: Outcome,
+    /// Why; for `warn` and `dryrun`, why it would have been denied.
     pub reason: Reason,
     /// The policies that gate the request (for `exempt`, those the user is exempt from).
     pub policies: Vec<String>,
@@ -130,6 +198,7 @@ impl Decision {
     pub fn allow(reason: Reason, policies: Vec<String>) -> Self {
         Decision {
             allowed: true,
+            outcome: Outcome::Allow,
             reason,
             policies,
             requirement: None,
@@ -143,8 +212,21 @@ impl Decision {
     pub fn refused(reason: Reason) -> Self {
         Decision {
             allowed: false,
+            outcome: Outcome::Deny,
             ..Decision::allow(reason, Vec::new())
         }
+    }
+
+    /// Turns a gated request's answer into a denial for `reason`, unless its policies are
+    /// in rollout (`warn`, `dryrun`): then it goes through, marked so.
+    pub fn deny_for(&mut self, reason: Reason) {
+        self.reason = reason;
+        self.outcome = match self.requirement.as_ref().map(|r| r.enforcement) {
+            Some(Enforcement::Warn) => Outcome::Warn,
+            Some(Enforcement::DryRun) => Outcome::DryRun,
+            _ => Outcome::Deny,
+        };
+        self.allowed = self.outcome != Outcome::Deny;
     }
 }
 
@@ -176,12 +258,13 @@ pub fn decide(
     if gating.is_empty() {
         return Decision::allow(Reason::Exempt, matching.iter().map(|p| p.name.clone()).collect());
     }
-    let requirement = Requirement::strictest(&gating);
+    let requirement = Requirement::strictest(&gating, groups);
     let mut decision = Decision {
         allowed: false,
+        outcome: Outcome::Deny,
         reason: Reason::NoApproval,
         policies: requirement.policies.clone(),
-        requirement: None,
+        requirement: Some(requirement),
         approval: None,
         verdict: None,
         silent_for: None,
@@ -189,17 +272,16 @@ pub fn decide(
     let index = match approvals {
         Approvals::Loaded(index) => index,
         Approvals::NotLoaded => {
-            decision.reason = Reason::ApprovalsUnavailable;
-            decision.requirement = Some(requirement);
+            decision.deny_for(Reason::ApprovalsUnavailable);
             return decision;
         }
         Approvals::Stale { silent_for } => {
-            decision.reason = Reason::ApprovalsStale;
             decision.silent_for = Some(silent_for);
-            decision.requirement = Some(requirement);
+            decision.deny_for(Reason::ApprovalsStale);
             return decision;
         }
     };
+    let requirement = decision.requirement.as_ref().expect("set above");
     let key = LookupKey {
         user,
         groups,
@@ -207,25 +289,52 @@ pub fn decide(
         resource: &req.resource.resource,
         sub_resource: &req.sub_resource,
     };
-    let best = index
+    let candidates: Vec<Arc<Approval>> = index
         .candidates(&key)
         .into_iter()
         .filter(|a| in_scope(a, req))
-        .map(|a| (judge(&a, user, &requirement, now), a))
-        .max_by(|(v1, a1), (v2, a2)| v1.cmp(v2).then(a1.expires_at.cmp(&a2.expires_at)));
-    if let Some((verdict, approval)) = best {
-        decision.reason = match verdict {
-            Verdict::Valid => Reason::Approved,
-            Verdict::TooFewApprovers { .. } => Reason::TooFewApprovers,
-            Verdict::ExceedsMaxDuration => Reason::ApprovalExceedsMaxDuration,
-            Verdict::Expired => Reason::ApprovalExpired,
-        };
-        decision.allowed = verdict == Verdict::Valid;
-        decision.verdict = Some(verdict);
-        decision.approval = Some(approval);
+        .collect();
+    // Computed only when an approval is pinned to a change: it parses the objects.
+    let change = candidates
+        .iter()
+        .any(|a| a.change.is_some())
+        .then(|| crate::change::of(req))
+        .flatten();
+    let change = change.as_ref().map(|c| c.fingerprint.as_str());
+    // Best verdict first; among equals, an approval without maxUses (so uses are not
+    // spent while it lasts), then the one that lasts longest.
+    let best = candidates
+        .into_iter()
+        .map(|a| (judge(&a, user, requirement, change, now), a))
+        .max_by(|(v1, a1), (v2, a2)| {
+            v1.cmp(v2)
+                .then(a2.max_uses.is_some().cmp(&a1.max_uses.is_some()))
+                .then(a1.expires_at.cmp(&a2.expires_at))
+        });
+    let Some((verdict, approval)) = best else {
+        decision.deny_for(Reason::NoApproval);
+        return decision;
+    };
+    decision.verdict = Some(verdict);
+    decision.approval = Some(approval);
+    match verdict {
+        Verdict::Valid => decision.grant(Reason::Approved),
+        Verdict::BreakGlass => decision.grant(Reason::BreakGlass),
+        Verdict::TooFewApprovers { .. } => decision.deny_for(Reason::TooFewApprovers),
+        Verdict::BreakGlassRefused => decision.deny_for(Reason::BreakGlassNotAllowed),
+        Verdict::ExceedsMaxDuration => decision.deny_for(Reason::ApprovalExceedsMaxDuration),
+        Verdict::Expired => decision.deny_for(Reason::ApprovalExpired),
+        Verdict::OtherChange => decision.deny_for(Reason::ChangeNotApproved),
     }
-    decision.requirement = Some(requirement);
     decision
+}
+
+impl Decision {
+    fn grant(&mut self, reason: Reason) {
+        self.reason = reason;
+        self.outcome = Outcome::Allow;
+        self.allowed = true;
+    }
 }
 
 /// The parts of an approval's scope that the index does not already select on.
@@ -235,10 +344,27 @@ fn in_scope(a: &Approval, req: &AdmissionRequest<'_>) -> bool {
         && a.operations.is_none_or(|ops| ops.contains(req.operation))
 }
 
-/// Judges one in-scope approval for a request made by `requester`.
-pub fn judge(a: &Approval, requester: &str, req: &Requirement, now: Timestamp) -> Verdict {
+/// Judges one in-scope approval for a request made by `requester` whose change has the
+/// fingerprint `change` (`None` when not computed or not computable).
+pub fn judge(
+    a: &Approval,
+    requester: &str,
+    req: &Requirement,
+    change: Option<&str>,
+    now: Timestamp,
+) -> Verdict {
+    if a.change.as_deref().is_some_and(|pinned| Some(pinned) != change) {
+        return Verdict::OtherChange;
+    }
     if now >= a.expires_at {
         return Verdict::Expired;
+    }
+    if a.break_glass {
+        return match req.break_glass {
+            None => Verdict::BreakGlassRefused,
+            Some(max) if a.expires_at.duration_since(now) > max => Verdict::ExceedsMaxDuration,
+            Some(_) => Verdict::BreakGlass,
+        };
     }
     if a.expires_at.duration_since(now) > req.max_duration {
         return Verdict::ExceedsMaxDuration;

@@ -5,7 +5,7 @@
 
 use crate::admission::{AdmissionRequest, AdmissionResponse};
 use crate::approvals::{Approval, ConfigMapRef, Subject, suggested_key};
-use crate::decision::{Decision, Reason, Requirement, Verdict};
+use crate::decision::{Decision, Outcome, Reason, Requirement, Verdict};
 use jiff::{RoundMode, SignedDuration, Timestamp, TimestampRound, Unit};
 use std::fmt::Write;
 
@@ -17,10 +17,73 @@ pub fn response(
     home: &ConfigMapRef,
     now: Timestamp,
 ) -> AdmissionResponse {
-    if d.allowed {
-        AdmissionResponse::allow(&req.uid)
+    match d.outcome {
+        Outcome::Deny => AdmissionResponse::deny(&req.uid, denial_message(req, d, home, now)),
+        Outcome::Allow if d.reason == Reason::BreakGlass => {
+            let mut r = AdmissionResponse::allow(&req.uid);
+            r.warnings = break_glass_warnings(d);
+            r
+        }
+        Outcome::Allow | Outcome::DryRun => AdmissionResponse::allow(&req.uid),
+        Outcome::Warn => {
+            let mut r = AdmissionResponse::allow(&req.uid);
+            r.warnings = rollout_warnings(req, d);
+            r
+        }
+    }
+}
+
+/// kubectl prints each warning on its own `Warning:` line; the API server's advice is to
+/// keep each under 120 characters.
+const WARNING_WIDTH: usize = 120;
+
+fn shorten(mut line: String) -> String {
+    if line.chars().count() > WARNING_WIDTH {
+        line = line.chars().take(WARNING_WIDTH - 1).collect();
+        line.push('…');
+    }
+    line
+}
+
+/// What kubectl shows for a use of a break-glass entry: that it was one, that it is
+/// recorded, and that it will be reviewed.
+fn break_glass_warnings(d: &Decision) -> Vec<String> {
+    let id = d.approval.as_deref().map_or("?", |a| a.id.as_str());
+    vec![
+        shorten(format!("jitgate: BREAK-GLASS use of {id}, allowed and recorded.")),
+        shorten(format!(
+            "jitgate: it must be reviewed by an approver under policy {}.",
+            d.policies.join(", ")
+        )),
+    ]
+}
+
+/// What kubectl shows when a policy in `warn` mode lets through what it would deny.
+fn rollout_warnings(req: &AdmissionRequest<'_>, d: &Decision) -> Vec<String> {
+    vec![
+        shorten(format!(
+            "jitgate: policy {} (warn mode) would deny this {} ({}).",
+            d.policies.join(", "),
+            req.operation,
+            d.reason.as_str()
+        )),
+        shorten(format!(
+            "jitgate: once enforced, it needs an approval: jitgate request --resource {} -n {}",
+            resource_path(req),
+            if req.namespace.is_empty() {
+                "''"
+            } else {
+                &req.namespace
+            }
+        )),
+    ]
+}
+
+fn resource_path(req: &AdmissionRequest<'_>) -> String {
+    if req.sub_resource.is_empty() {
+        req.resource.resource.clone()
     } else {
-        AdmissionResponse::deny(&req.uid, denial_message(req, d, home, now))
+        format!("{}/{}", req.resource.resource, req.sub_resource)
     }
 }
 
@@ -58,6 +121,29 @@ pub fn denial_message(
             return m;
         }
         (Reason::ApprovalExpired, Some(a), _) => format!("approval {:?} expired at {}", a.id, a.expires_at),
+        (Reason::ChangeNotApproved, Some(a), _) => format!(
+            "approval {:?} allows only the change {}, and this request makes another",
+            a.id,
+            a.change.as_deref().unwrap_or("?")
+        ),
+        (Reason::BreakGlassNotAllowed, Some(a), _) => format!(
+            "break-glass entry {:?} cannot be used: every gating policy must allow break-glass to a group of yours",
+            a.id
+        ),
+        (Reason::UsesExhausted, Some(a), _) => format!(
+            "approval {:?} has been used {} time{}, all it allows",
+            a.id,
+            a.max_uses.unwrap_or(0),
+            if a.max_uses == Some(1) { "" } else { "s" }
+        ),
+        (Reason::UsageUnavailable, Some(a), _) => {
+            let _ = write!(
+                m,
+                ". Approval {:?} allows a limited number of uses, and this use could not be recorded,                  so it is not granted; retry in a moment, and tell the cluster operators if this persists.",
+                a.id
+            );
+            return m;
+        }
         (Reason::ApprovalExceedsMaxDuration, Some(a), _) => format!(
             "approval {:?} runs until {}, longer than the {} an approval may last",
             a.id,
@@ -103,6 +189,15 @@ pub fn denial_message(
         ),
     };
     let _ = write!(m, " and needs an approval: {why}.\n{}", needs(requirement));
+    if let Some(change) = crate::change::of(req) {
+        let _ = write!(
+            m,
+            "\nThis change is {} ({}). To approve exactly this change, add change: \"{}\" to the entry, and maxUses: 1 to allow it once.",
+            change.fingerprint,
+            change.summary(),
+            change.fingerprint
+        );
+    }
     let _ = write!(
         m,
         "\nTo request it, add this entry under data: of ConfigMap {} in namespace {} ({}), \
@@ -184,6 +279,9 @@ pub fn request_entry(req: &AdmissionRequest<'_>, r: &Requirement, now: Timestamp
         expires_at,
         reason: "TICKET-123: why you need this".into(),
         approved_by: Vec::new(),
+        change: None,
+        max_uses: None,
+        break_glass: false,
     };
     let key = suggested_key(
         &[

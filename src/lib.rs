@@ -11,6 +11,7 @@ pub mod admission;
 pub mod app;
 pub mod approvals;
 pub mod audit;
+pub mod change;
 pub mod check;
 pub mod cli;
 pub mod decision;

@@ -103,7 +103,7 @@ impl Metrics {
     /// Counts one answer.
     pub fn decided(&self, d: &Decision, took: Duration) {
         let labels = DecisionLabels {
-            decision: if d.allowed { "allow" } else { "deny" },
+            decision: d.outcome.as_str(),
             reason: d.reason.as_str(),
             policy: d.policies.join(","),
         };

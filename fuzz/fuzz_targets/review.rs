@@ -32,12 +32,13 @@ fuzz_target!(|body: &[u8]| {
     }
     let d = decide(&req, &POLICIES, Approvals::Loaded(&INDEX), *NOW);
     if d.allowed {
-        assert!(matches!(d.reason, Reason::NotGated | Reason::Exempt | Reason::Approved));
+        assert!(matches!(d.reason, Reason::NotGated | Reason::Exempt | Reason::Approved | Reason::BreakGlass));
     }
     if d.reason == Reason::Approved {
         let a = d.approval.as_ref().expect("a grant names its approval");
         let requirement = d.requirement.as_ref().expect("a grant has a requirement");
-        assert_eq!(judge(a, &req.user_info.username, requirement, *NOW), Verdict::Valid);
+        let change = jitgate::change::of(&req).map(|c| c.fingerprint);
+        assert_eq!(judge(a, &req.user_info.username, requirement, change.as_deref(), *NOW), Verdict::Valid);
         assert_eq!(a.namespace, req.namespace);
         assert_eq!(a.resource, req.resource.resource);
     }

@@ -34,6 +34,12 @@ pub struct Approval {
     pub reason: String,
     /// As written; counting distinct names other than the requester is the decision's job.
     pub approved_by: Vec<String>,
+    /// `sha256:<hex>`: the approval allows only a request making exactly this change.
+    pub change: Option<String>,
+    /// How many requests it allows at most, across all replicas.
+    pub max_uses: Option<u32>,
+    /// An emergency entry its user wrote for themselves under a policy's `breakGlass`.
+    pub break_glass: bool,
 }
 
 impl Approval {
@@ -87,6 +93,15 @@ impl Approval {
             let ops: Vec<&str> = ops.iter().map(Operation::as_str).collect();
             let _ = writeln!(e, "operations: [{}]", ops.join(", "));
         }
+        if let Some(change) = &self.change {
+            let _ = writeln!(e, "change: {}", q(change));
+        }
+        if let Some(n) = self.max_uses {
+            let _ = writeln!(e, "maxUses: {n}");
+        }
+        if self.break_glass {
+            let _ = writeln!(e, "breakGlass: true");
+        }
         let _ = writeln!(e, "expiresAt: \"{}\"", self.expires_at);
         let _ = writeln!(e, "reason: {}", q(&self.reason));
         let approvers: Vec<String> = self.approved_by.iter().map(|a| q(a)).collect();
@@ -133,6 +148,10 @@ struct RawEntry {
     reason: String,
     #[serde(default)]
     approved_by: Vec<String>,
+    change: Option<String>,
+    max_uses: Option<u32>,
+    #[serde(default)]
+    break_glass: bool,
 }
 
 /// Why an entry was refused. Names the entry and the rule, never the entry's text.
@@ -201,6 +220,21 @@ pub fn parse_entry(id: &str, text: &str) -> Result<Approval, EntryError> {
     if raw.approved_by.iter().any(|a| a.is_empty()) {
         return Err(fail("approvedBy holds an empty name".into()));
     }
+    if let Some(change) = &raw.change
+        && !crate::change::is_fingerprint(change)
+    {
+        return Err(fail(
+            "change must be a fingerprint as a denial prints it: sha256: and 64 hex digits".into(),
+        ));
+    }
+    if raw.max_uses == Some(0) {
+        return Err(fail("maxUses is 0: the approval would allow nothing".into()));
+    }
+    if raw.break_glass && !matches!(subject, Subject::User(_)) {
+        return Err(fail(
+            "breakGlass is for one user, who writes it for themselves: give user, not group".into(),
+        ));
+    }
     Ok(Approval {
         id: id.to_string(),
         subject,
@@ -213,6 +247,9 @@ pub fn parse_entry(id: &str, text: &str) -> Result<Approval, EntryError> {
         expires_at,
         reason: raw.reason,
         approved_by: raw.approved_by,
+        change: raw.change,
+        max_uses: raw.max_uses,
+        break_glass: raw.break_glass,
     })
 }
 
@@ -257,6 +294,10 @@ approvedBy: [bob@example.com]
         a.reason = "INC-1: \"quotes\", colons: and\nnewlines".into();
         a.operations = Some([Operation::Update, Operation::Delete].into_iter().collect());
         assert_eq!(parse_entry("cm/k", &a.to_yaml()), Ok(a.clone()));
+        a.change = Some(format!("sha256:{}", "ab".repeat(32)));
+        a.max_uses = Some(3);
+        a.break_glass = true;
+        assert_eq!(parse_entry("cm/k", &a.to_yaml()), Ok(a.clone()));
         let group = parse_entry(
             "cm/k",
             "group: sre\nresource: secrets\nexpiresAt: 2026-11-21T22:00:00Z\nreason: x\n",
@@ -297,10 +338,24 @@ approvedBy: [bob@example.com]
             ("[UPDATE]", "[]", "operations is empty"),
             ("\"INC-4711: scale up\"", "\"  \"", "reason is empty"),
             ("deployments/scale", "deployments/", "plural name"),
+            ("name: web", "name: web\nchange: sha256:beef", "64 hex digits"),
+            ("name: web", "name: web\nmaxUses: 0", "maxUses is 0"),
+            ("name: web", "name: web\nmaxUses: -1", "invalid u32"),
         ] {
             let reason = reason_of(&ENTRY.replace(from, to));
             assert!(reason.contains(needle), "{to}: {reason}");
         }
+    }
+
+    #[test]
+    fn break_glass_is_for_a_user_only() {
+        let text = ENTRY.replace("user: alice@example.com", "group: sre") + "breakGlass: true\n";
+        assert!(reason_of(&text).contains("give user, not group"));
+        assert!(
+            parse_entry("cm/k", &format!("{ENTRY}breakGlass: true\n"))
+                .unwrap()
+                .break_glass
+        );
     }
 
     #[test]

@@ -65,7 +65,7 @@ impl<'a> DecisionRecord<'a> {
             event: "decision",
             uid: Some(&req.uid),
             allowed: d.allowed,
-            decision: if d.allowed { "allow" } else { "deny" },
+            decision: d.outcome.as_str(),
             reason: d.reason.as_str(),
             policy: (!d.policies.is_empty()).then(|| d.policies.join(",")),
             user: Some(&req.user_info.username),

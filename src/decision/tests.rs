@@ -416,3 +416,160 @@ fn stale_approvals_grant_nothing_and_say_for_how_long() {
     assert_eq!(d.reason, Reason::ApprovalsStale);
     assert_eq!(d.silent_for, Some(silent_for));
 }
+
+/// Decides a review (its `request` given as JSON) under `policies`, with `entries`.
+fn decide_review(policies: &str, request: serde_json::Value, entries: &[String]) -> Decision {
+    let body = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
+        .to_string();
+    let request = decode(body.as_bytes()).unwrap();
+    let policies = PolicySet::new(parse_policies(policies, "t.yaml").unwrap()).unwrap();
+    let approvals: Vec<_> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Arc::new(parse_entry(&format!("cm/e{i}"), e).unwrap()))
+        .collect();
+    let index = ApprovalIndex::build(approvals, now());
+    decide(&request, &policies, Approvals::Loaded(&index), now())
+}
+
+fn scale_review(from: u32, to: u32, image: &str) -> serde_json::Value {
+    let deployment = |replicas: u32, image: &str, rv: &str| {
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "prod", "resourceVersion": rv},
+            "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "web", "image": image}]}}}})
+    };
+    serde_json::json!({"uid": "u", "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+        "namespace": "prod", "name": "web", "operation": "UPDATE",
+        "userInfo": {"username": "alice", "groups": ["dev"]},
+        "oldObject": deployment(from, "web:1", "7"), "object": deployment(to, image, "7")})
+}
+
+fn fingerprint_of(request: &serde_json::Value) -> String {
+    let body = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
+        .to_string();
+    crate::change::of(&decode(body.as_bytes()).unwrap())
+        .unwrap()
+        .fingerprint
+}
+
+fn deployment_entry(extra: &str) -> String {
+    format!(
+        "user: alice\nresource: deployments\napiGroup: apps\nnamespace: prod\nname: web\nexpiresAt: \"{}\"\nreason: INC-2\napprovedBy: [bob]\n{extra}",
+        at(30)
+    )
+}
+
+#[test]
+fn a_pinned_approval_allows_its_change_and_no_other() {
+    let approved = scale_review(2, 5, "web:1");
+    let pin = format!("change: \"{}\"\n", fingerprint_of(&approved));
+    let d = decide_review(POLICIES, approved, &[deployment_entry(&pin)]);
+    assert_eq!((d.allowed, d.reason), (true, Reason::Approved));
+
+    for other in [scale_review(2, 6, "web:1"), scale_review(2, 5, "web:2")] {
+        let d = decide_review(POLICIES, other, &[deployment_entry(&pin)]);
+        assert_eq!((d.allowed, d.reason), (false, Reason::ChangeNotApproved));
+        assert_eq!(d.verdict, Some(Verdict::OtherChange));
+    }
+    // Without a pin, the same approval allows any change.
+    let d = decide_review(POLICIES, scale_review(2, 6, "web:2"), &[deployment_entry("")]);
+    assert!(d.allowed);
+}
+
+const BREAK_GLASS: &str = r#"
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: prod-secrets }
+spec:
+  rules: [{ apiGroups: [""], resources: ["secrets"], operations: ["UPDATE"] }]
+  approval: { minApprovers: 1, maxDuration: 4h }
+  breakGlass: { groups: ["oncall"], maxDuration: 1h, reviewWithin: 24h }
+"#;
+
+fn secret_review(user: &str, groups: &[&str]) -> serde_json::Value {
+    serde_json::json!({"uid": "u", "resource": {"group": "", "version": "v1", "resource": "secrets"},
+        "namespace": "prod", "name": "db-password", "operation": "UPDATE",
+        "userInfo": {"username": user, "groups": groups}})
+}
+
+fn break_glass_entry(mins: i64) -> String {
+    format!(
+        "user: alice\nresource: secrets\nnamespace: prod\nbreakGlass: true\nexpiresAt: \"{}\"\nreason: INC-3 outage\n",
+        at(mins)
+    )
+}
+
+#[test]
+fn break_glass_allows_its_own_user_in_a_break_glass_group_only() {
+    let d = decide_review(
+        BREAK_GLASS,
+        secret_review("alice", &["oncall"]),
+        &[break_glass_entry(30)],
+    );
+    assert_eq!(
+        (d.allowed, d.reason, d.outcome),
+        (true, Reason::BreakGlass, Outcome::Allow)
+    );
+
+    let d = decide_review(
+        BREAK_GLASS,
+        secret_review("alice", &["dev"]),
+        &[break_glass_entry(30)],
+    );
+    assert_eq!((d.allowed, d.reason), (false, Reason::BreakGlassNotAllowed));
+
+    let d = decide_review(
+        BREAK_GLASS,
+        secret_review("bob", &["oncall"]),
+        &[break_glass_entry(30)],
+    );
+    assert_eq!(
+        (d.allowed, d.reason),
+        (false, Reason::NoApproval),
+        "alice's entry is hers alone"
+    );
+
+    let d = decide_review(
+        BREAK_GLASS,
+        secret_review("alice", &["oncall"]),
+        &[break_glass_entry(90)],
+    );
+    assert_eq!((d.allowed, d.reason), (false, Reason::ApprovalExceedsMaxDuration));
+
+    // Under a policy without breakGlass, the entry is refused.
+    let d = decide_with(&SECRET_UPDATE, &[break_glass_entry(30)], true);
+    assert_eq!((d.allowed, d.reason), (false, Reason::BreakGlassNotAllowed));
+}
+
+#[test]
+fn policies_in_rollout_let_denials_through_marked_as_such() {
+    for (mode, outcome) in [("warn", Outcome::Warn), ("dryrun", Outcome::DryRun)] {
+        let policy = BREAK_GLASS.replace("  breakGlass:", &format!("  enforcement: {mode}\n  breakGlass:"));
+        let d = decide_review(&policy, secret_review("alice", &["dev"]), &[]);
+        assert_eq!(
+            (d.allowed, d.outcome, d.reason),
+            (true, outcome, Reason::NoApproval)
+        );
+        // An approved request is plainly allowed.
+        let approved = "user: alice\nresource: secrets\nnamespace: prod\nexpiresAt: \"2026-11-21T20:30:00Z\"\nreason: r\napprovedBy: [bob]\n";
+        let d = decide_review(&policy, secret_review("alice", &["dev"]), &[approved.to_string()]);
+        assert_eq!((d.outcome, d.reason), (Outcome::Allow, Reason::Approved));
+    }
+    // A policy that enforces, gating the same request, wins.
+    let both = format!(
+        "{}---{}",
+        BREAK_GLASS.replace("  breakGlass:", "  enforcement: warn\n  breakGlass:"),
+        BREAK_GLASS.replace("prod-secrets", "prod-secrets-strict")
+    );
+    let d = decide_review(&both, secret_review("alice", &["dev"]), &[]);
+    assert_eq!((d.allowed, d.outcome), (false, Outcome::Deny));
+}
+
+#[test]
+fn an_approval_without_max_uses_is_preferred_so_uses_are_not_spent() {
+    let limited = deployment_entry("maxUses: 1\n").replace(&at(30), &at(40));
+    let unlimited = deployment_entry("");
+    let d = decide_review(POLICIES, scale_review(2, 5, "web:1"), &[limited, unlimited]);
+    assert!(d.allowed);
+    assert_eq!(d.approval.unwrap().max_uses, None);
+}

@@ -51,6 +51,11 @@ pub enum Rule {
     BinaryData,
     /// The ConfigMap in the request could not be read.
     Unreadable,
+    /// A break-glass entry written for someone else, with approvers, or under a policy
+    /// that does not allow the editor to break the glass.
+    BreakGlassNotAllowed,
+    /// A break-glass entry removed before an approver reviewed it.
+    BreakGlassUnreviewed,
 }
 
 impl Rule {
@@ -70,6 +75,8 @@ impl Rule {
             Rule::RevocationNotAllowed => "revocation_not_allowed",
             Rule::BinaryData => "binary_data",
             Rule::Unreadable => "unreadable",
+            Rule::BreakGlassNotAllowed => "break_glass_not_allowed",
+            Rule::BreakGlassUnreviewed => "break_glass_unreviewed",
         }
     }
 }
@@ -108,6 +115,10 @@ pub enum Action {
     Shortened,
     /// An entry that had already expired (or never parsed) was removed.
     ExpiredOnEdit,
+    /// Its user wrote a break-glass entry for themselves.
+    BreakGlass,
+    /// An approver added their name to a break-glass entry: it is reviewed.
+    Reviewed,
 }
 
 impl Action {
@@ -118,6 +129,8 @@ impl Action {
             Action::Revoked => "revoked",
             Action::Shortened => "shortened",
             Action::ExpiredOnEdit => "expired-on-edit",
+            Action::BreakGlass => "break-glass",
+            Action::Reviewed => "reviewed",
         }
     }
 }

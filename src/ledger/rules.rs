@@ -86,7 +86,11 @@ impl Judge<'_> {
                 format!("expiresAt {} is in the past", a.expires_at),
             ));
         }
-        let max = gating.iter().map(|p| p.max_duration).min().unwrap_or_default();
+        let max = if a.break_glass {
+            self.break_glass_limit(id, &gating)?
+        } else {
+            gating.iter().map(|p| p.max_duration).min().unwrap_or_default()
+        };
         if a.expires_at.duration_since(self.now) > max + self.grace.0 {
             return Err(refuse(
                 id,
@@ -100,6 +104,62 @@ impl Judge<'_> {
             ));
         }
         Ok(gating)
+    }
+
+    /// How long a break-glass entry by the editor may last: every gating policy must allow
+    /// break-glass to a group of theirs.
+    fn break_glass_limit(&self, id: &str, gating: &[&Policy]) -> Result<SignedDuration, Violation> {
+        let mut limit: Option<SignedDuration> = None;
+        for p in gating {
+            match &p.break_glass {
+                Some(bg) if bg.admits(self.editor.groups) => {
+                    limit = Some(limit.map_or(bg.max_duration, |l| l.min(bg.max_duration)));
+                }
+                Some(_) => {
+                    return Err(refuse(
+                        id,
+                        Rule::BreakGlassNotAllowed,
+                        format!(
+                            "{:?} is in none of the breakGlass groups of policy {}",
+                            self.editor.username, p.name
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(refuse(
+                        id,
+                        Rule::BreakGlassNotAllowed,
+                        format!("policy {} allows no break-glass", p.name),
+                    ));
+                }
+            }
+        }
+        Ok(limit.unwrap_or_default())
+    }
+
+    /// A break-glass entry: its user writes it for themselves, with a reason and no
+    /// approvers; approvers review it afterwards.
+    fn break_glass(&self, id: &str, a: Approval) -> Result<Change, Violation> {
+        if !self.is_requester(&a) {
+            return Err(refuse(
+                id,
+                Rule::BreakGlassNotAllowed,
+                format!(
+                    "{:?} may break the glass only for themselves; this entry is for someone else",
+                    self.editor.username
+                ),
+            ));
+        }
+        if !a.approved_by.is_empty() {
+            return Err(refuse(
+                id,
+                Rule::BreakGlassNotAllowed,
+                "a break-glass entry starts with no approvers: approvers add their names when they review it"
+                    .into(),
+            ));
+        }
+        let gating = self.check_terms(id, &a)?;
+        Ok(self.change(id, Action::BreakGlass, a, &gating))
     }
 
     /// The checks on the editor adding their own name as an approver.
@@ -137,12 +197,15 @@ impl Judge<'_> {
         Ok(())
     }
 
-    fn change(&self, id: &str, action: Action, entry: Approval, gating: &[&Policy]) -> Change {
-        let requester = match &entry.subject {
+    fn requester_name<'a>(&self, a: &'a Approval) -> &'a str {
+        match &a.subject {
             Subject::User(u) => u.as_str(),
             Subject::Group(_) => "",
-        };
-        let (approvers, _) = count_approvers(&entry, requester);
+        }
+    }
+
+    fn change(&self, id: &str, action: Action, entry: Approval, gating: &[&Policy]) -> Change {
+        let (approvers, _) = count_approvers(&entry, self.requester_name(&entry));
         Change {
             id: id.to_string(),
             action,
@@ -156,6 +219,9 @@ impl Judge<'_> {
     /// grant by an approver who lists only themselves.
     pub fn created(&self, id: &str, text: &str) -> Result<Change, Violation> {
         let a = self.parse(id, text)?;
+        if a.break_glass {
+            return self.break_glass(id, a);
+        }
         let gating = self.check_terms(id, &a)?;
         let approvers = distinct(&a.approved_by);
         if approvers.is_empty() {
@@ -218,7 +284,7 @@ impl Judge<'_> {
         };
         let n = self.parse(id, new)?;
         let before = distinct(&o.approved_by);
-        if before.is_empty() {
+        if before.is_empty() && !o.break_glass {
             // A pending request amended: judged like a new entry.
             return self.created(id, new).map(Some);
         }
@@ -229,12 +295,15 @@ impl Judge<'_> {
             && o.namespace == n.namespace
             && o.name == n.name
             && o.operations == n.operations
-            && o.reason == n.reason;
+            && o.reason == n.reason
+            && o.change == n.change
+            && o.max_uses == n.max_uses
+            && o.break_glass == n.break_glass;
         if !same_terms || n.expires_at > o.expires_at {
             return Err(refuse(
                 id,
                 Rule::SignedEntryChanged,
-                "once approved, an entry's scope, user or group, and reason are fixed and its expiry may only be brought forward; delete it and request anew".into(),
+                "once approved (or written as break-glass), an entry's terms, user or group, and reason are fixed and its expiry may only be brought forward; delete it and request anew".into(),
             ));
         }
         let after = distinct(&n.approved_by);
@@ -256,14 +325,20 @@ impl Judge<'_> {
                 ));
             }
             self.check_added(id, &n, &added, &gating)?;
-            if n.expires_at <= self.now {
+            // A break-glass entry is reviewed after the fact, often once it has expired.
+            if n.expires_at <= self.now && !n.break_glass {
                 return Err(refuse(
                     id,
                     Rule::ExpiryInPast,
                     format!("the entry expired at {}", n.expires_at),
                 ));
             }
-            return Ok(Some(self.change(id, Action::Approved, n, &gating)));
+            let action = if n.break_glass {
+                Action::Reviewed
+            } else {
+                Action::Approved
+            };
+            return Ok(Some(self.change(id, action, n, &gating)));
         }
         if n.expires_at < o.expires_at {
             self.check_revoker(id, &o, &gating)?;
@@ -309,6 +384,13 @@ impl Judge<'_> {
             });
         };
         let gating = self.gating(&a);
+        if a.break_glass && count_approvers(&a, self.requester_name(&a)).0 == 0 {
+            return Err(refuse(
+                id,
+                Rule::BreakGlassUnreviewed,
+                "a break-glass entry stays until an approver reviews it (adds their name to approvedBy); then it may be removed".into(),
+            ));
+        }
         if a.expires_at <= self.now {
             return Ok(self.change(id, Action::ExpiredOnEdit, a, &gating));
         }

@@ -45,6 +45,17 @@ fn edit(
     old: Option<serde_json::Value>,
     new: Option<serde_json::Value>,
 ) -> Result<Vec<Change>, Violation> {
+    edit_under(POLICIES, op, editor, groups, old, new)
+}
+
+fn edit_under(
+    policies: &str,
+    op: &str,
+    editor: &str,
+    groups: &[&str],
+    old: Option<serde_json::Value>,
+    new: Option<serde_json::Value>,
+) -> Result<Vec<Change>, Violation> {
     let body =
         serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": "u", "resource": {"group": "", "version": "v1", "resource": "configmaps"},
@@ -53,7 +64,7 @@ fn edit(
         .to_string();
     let req = decode(body.as_bytes()).unwrap();
     assert!(applies(&req));
-    let policies = PolicySet::new(parse_policies(POLICIES, "p.yaml").unwrap()).unwrap();
+    let policies = PolicySet::new(parse_policies(policies, "p.yaml").unwrap()).unwrap();
     review(&req, &policies, now(), Grace::default())
 }
 
@@ -267,4 +278,125 @@ fn unchanged_entries_are_not_judged_again() {
     let changes = edit("UPDATE", "dave", &[], Some(old), Some(new)).unwrap();
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].id, "approvals/k");
+}
+
+const BREAK_GLASS: &str = r#"
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: prod-secrets }
+spec:
+  rules: [{ apiGroups: [""], resources: ["secrets"], operations: ["UPDATE", "DELETE"] }]
+  namespaces: ["prod"]
+  approval: { minApprovers: 1, maxDuration: 4h, approverGroups: ["sre"] }
+  breakGlass: { groups: ["oncall"], maxDuration: 1h, reviewWithin: 24h }
+"#;
+
+fn glass(user: &str, approvers: &[&str], expires_in_mins: i64) -> String {
+    entry(user, approvers, expires_in_mins) + "breakGlass: true\n"
+}
+
+fn bg_edit(
+    editor: &str,
+    groups: &[&str],
+    old: &[(&str, &str)],
+    new: &[(&str, &str)],
+) -> Result<Vec<Change>, Violation> {
+    edit_under(
+        BREAK_GLASS,
+        "UPDATE",
+        editor,
+        groups,
+        Some(cm(old)),
+        Some(cm(new)),
+    )
+}
+
+#[test]
+fn a_break_glass_entry_is_written_by_its_user_in_a_break_glass_group() {
+    let own = glass("alice", &[], 30);
+    let changes = bg_edit("alice", &["oncall"], &[], &[("k", &own)]).unwrap();
+    assert_eq!(changes[0].action, Action::BreakGlass);
+    assert_eq!(changes[0].approvers, 0);
+
+    let refused = |editor: &str, groups: &[&str], text: &str| {
+        bg_edit(editor, groups, &[], &[("k", text)])
+            .map(|_| ())
+            .unwrap_err()
+    };
+    let v = refused("alice", &["dev"], &own);
+    assert_eq!(v.rule, Rule::BreakGlassNotAllowed);
+    assert!(
+        v.message
+            .contains("none of the breakGlass groups of policy prod-secrets"),
+        "{}",
+        v.message
+    );
+    assert_eq!(
+        refused("bob", &["oncall", "sre"], &own).rule,
+        Rule::BreakGlassNotAllowed,
+        "for someone else"
+    );
+    assert_eq!(
+        refused("alice", &["oncall"], &glass("alice", &["bob"], 30)).rule,
+        Rule::BreakGlassNotAllowed
+    );
+    assert_eq!(
+        refused("alice", &["oncall"], &glass("alice", &[], 90)).rule,
+        Rule::ExpiryTooFar,
+        "past breakGlass.maxDuration"
+    );
+    let no_reason = own.replace("reason: \"INC-1\"", "reason: \"\"");
+    assert_eq!(refused("alice", &["oncall"], &no_reason).rule, Rule::Malformed);
+    // Under a policy without breakGlass, nobody may.
+    let v = edit(
+        "UPDATE",
+        "alice",
+        &["oncall"],
+        Some(cm(&[])),
+        Some(cm(&[("k", &own)])),
+    )
+    .unwrap_err();
+    assert_eq!(v.rule, Rule::BreakGlassNotAllowed);
+    assert!(v.message.contains("allows no break-glass"), "{}", v.message);
+}
+
+#[test]
+fn a_break_glass_entry_is_reviewed_by_an_approver_and_only_then_removed() {
+    let open = glass("alice", &[], -10);
+    let reviewed = glass("alice", &["bob"], -10);
+    // Removing it unreviewed is refused to everyone, its user and approvers alike.
+    for (editor, groups) in [("alice", &["oncall"][..]), ("bob", &["sre"][..])] {
+        let v = bg_edit(editor, groups, &[("k", &open)], &[]).unwrap_err();
+        assert_eq!(v.rule, Rule::BreakGlassUnreviewed);
+    }
+    // Its user cannot review it; an approver can, after it expired.
+    let v = bg_edit(
+        "alice",
+        &["oncall", "sre"],
+        &[("k", &open)],
+        &[("k", &glass("alice", &["alice"], -10))],
+    )
+    .unwrap_err();
+    assert_eq!(v.rule, Rule::SelfApproval);
+    let v = bg_edit(
+        "carol",
+        &["dev"],
+        &[("k", &open)],
+        &[("k", &reviewed.replace("bob", "carol"))],
+    )
+    .unwrap_err();
+    assert_eq!(v.rule, Rule::ApproverNotAllowed);
+    let changes = bg_edit("bob", &["sre"], &[("k", &open)], &[("k", &reviewed)]).unwrap();
+    assert_eq!(changes[0].action, Action::Reviewed);
+    // Its terms are fixed: it cannot be lengthened.
+    let v = bg_edit(
+        "alice",
+        &["oncall"],
+        &[("k", &glass("alice", &[], 10))],
+        &[("k", &glass("alice", &[], 50))],
+    )
+    .unwrap_err();
+    assert_eq!(v.rule, Rule::SignedEntryChanged);
+    let changes = bg_edit("carol", &["dev"], &[("k", &reviewed)], &[]).unwrap();
+    assert_eq!(changes[0].action, Action::ExpiredOnEdit);
 }

@@ -1,7 +1,7 @@
 //! Reading `GatePolicy` documents from YAML files, strictly: an unknown field, a missing
 //! one or an impossible value is an error that names the file, the document and the reason.
 
-use super::{Policy, PolicySet, ResourcePattern, Rule};
+use super::{BreakGlass, Enforcement, Policy, PolicySet, ResourcePattern, Rule};
 use crate::admission::{OpSet, Operation};
 use crate::pattern::Pattern;
 use jiff::SignedDuration;
@@ -61,12 +61,24 @@ struct RawMetadata {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct RawSpec {
     rules: Vec<RawRule>,
     namespaces: Option<Vec<String>>,
     #[serde(default)]
     exempt: RawExempt,
     approval: RawApproval,
+    #[serde(default)]
+    enforcement: Enforcement,
+    break_glass: Option<RawBreakGlass>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawBreakGlass {
+    groups: Vec<String>,
+    max_duration: String,
+    review_within: String,
 }
 
 #[derive(Deserialize)]
@@ -167,6 +179,25 @@ fn compile(raw: RawPolicy, source: String) -> Result<Policy, String> {
     let max_duration = parse_duration(&approval.max_duration)
         .map_err(|e| named(format!("spec.approval.maxDuration: {e}")))?;
     let approver_groups = patterns(approval.approver_groups, "spec.approval.approverGroups")?;
+    let break_glass = match raw.spec.break_glass {
+        None => None,
+        Some(bg) => {
+            if bg.groups.is_empty() {
+                return Err(named(
+                    "spec.breakGlass.groups is empty: name who may break the glass, or omit breakGlass"
+                        .into(),
+                ));
+            }
+            let duration = |field: &str, text: &str| {
+                parse_duration(text).map_err(|e| named(format!("spec.breakGlass.{field}: {e}")))
+            };
+            Some(BreakGlass {
+                groups: patterns(bg.groups, "spec.breakGlass.groups")?,
+                max_duration: duration("maxDuration", &bg.max_duration)?,
+                review_within: duration("reviewWithin", &bg.review_within)?,
+            })
+        }
+    };
     Ok(Policy {
         name,
         source,
@@ -177,6 +208,8 @@ fn compile(raw: RawPolicy, source: String) -> Result<Policy, String> {
         min_approvers: approval.min_approvers,
         max_duration,
         approver_groups,
+        enforcement: raw.spec.enforcement,
+        break_glass,
     })
 }
 

@@ -130,6 +130,49 @@ pub struct Policy {
     /// Who may approve: members of any of these groups. Empty: anyone who may edit the
     /// approvals ConfigMap.
     pub approver_groups: Vec<Pattern>,
+    /// What a denial under this policy does.
+    pub enforcement: Enforcement,
+    /// Who may grant themselves emergency access, for how long, and how soon it must be
+    /// reviewed. `None`: nobody.
+    pub break_glass: Option<BreakGlass>,
+}
+
+/// `spec.enforcement`: how a policy is rolled out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// Allow, and record what would have been denied. Nobody is told.
+    #[serde(rename = "dryrun")]
+    DryRun,
+    /// Allow, with the denial's text as a warning that kubectl prints.
+    Warn,
+    /// Deny (the default).
+    #[default]
+    Deny,
+}
+
+impl Enforcement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforcement::DryRun => "dryrun",
+            Enforcement::Warn => "warn",
+            Enforcement::Deny => "deny",
+        }
+    }
+}
+
+/// `spec.breakGlass`: emergency self-approval, loud and reviewed afterwards.
+#[derive(Debug, Clone)]
+pub struct BreakGlass {
+    pub groups: Vec<Pattern>,
+    pub max_duration: SignedDuration,
+    pub review_within: SignedDuration,
+}
+
+impl BreakGlass {
+    pub fn admits(&self, groups: &[String]) -> bool {
+        groups.iter().any(|g| pattern::any_matches(&self.groups, g))
+    }
 }
 
 impl Policy {

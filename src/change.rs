@@ -1,0 +1,244 @@
+//! What a request changes, pinned by a fingerprint.
+//!
+//! For an UPDATE, the change is the JSON Patch (RFC 6902) from `oldObject` to `object`; for
+//! a CREATE, the object; for a DELETE, the object deleted (`oldObject`); for a CONNECT, its
+//! options (PodExecOptions and the like, which arrive as `object`). Fields the API server
+//! or controllers own are left out first, so the same edit made again has the same
+//! fingerprint: `metadata.resourceVersion`, `generation`, `managedFields`, `uid`,
+//! `creationTimestamp`, `selfLink`, `deletionTimestamp`, `deletionGracePeriodSeconds`,
+//! and `status`.
+//!
+//! The fingerprint is `sha256:` and the hex SHA-256 of `jitgate/v1 <OPERATION>\n` followed
+//! by the canonical JSON of the change (keys sorted, no spaces), so one made for an UPDATE
+//! never matches a DELETE. The summary lists the paths that change, never their values: a
+//! Secret's data is named by its keys only.
+
+use crate::admission::{AdmissionRequest, Operation};
+use serde_json::Value;
+
+/// At most this many paths are listed in a summary.
+const PATHS: usize = 8;
+
+const OWNED_METADATA: [&str; 8] = [
+    "resourceVersion",
+    "generation",
+    "managedFields",
+    "uid",
+    "creationTimestamp",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+];
+
+/// A request's change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub fingerprint: String,
+    /// `replace /spec/replicas`, … (for a CREATE, DELETE or CONNECT: the top-level fields).
+    pub paths: Vec<String>,
+}
+
+impl Change {
+    /// The paths, shortened to a few, for a message.
+    pub fn summary(&self) -> String {
+        let mut text = self
+            .paths
+            .iter()
+            .take(PATHS)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if self.paths.len() > PATHS {
+            text.push_str(&format!(", and {} more", self.paths.len() - PATHS));
+        }
+        if text.is_empty() {
+            text.push_str("no change to any field it owns");
+        }
+        text
+    }
+}
+
+/// True for `sha256:` and 64 lowercase hex digits.
+pub fn is_fingerprint(text: &str) -> bool {
+    text.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+fn parse(raw: Option<&serde_json::value::RawValue>) -> Option<Value> {
+    let value: Value = serde_json::from_str(raw?.get()).ok()?;
+    (!value.is_null()).then_some(value)
+}
+
+/// The object without what the API server and controllers own.
+fn strip(mut object: Value) -> Value {
+    if let Some(map) = object.as_object_mut() {
+        map.remove("status");
+        if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+            for field in OWNED_METADATA {
+                meta.remove(field);
+            }
+        }
+    }
+    object
+}
+
+fn top_level(object: &Value) -> Vec<String> {
+    object
+        .as_object()
+        .map(|m| m.keys().map(|k| format!("/{}", escape(k))).collect())
+        .unwrap_or_default()
+}
+
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// The change a request makes, or `None` when the objects it needs are missing or not
+/// JSON (then no pinned approval can match it: fail closed).
+pub fn of(req: &AdmissionRequest<'_>) -> Option<Change> {
+    let (canonical, paths) = match req.operation {
+        Operation::Update => {
+            let old = strip(parse(req.old_object)?);
+            let new = strip(parse(req.object)?);
+            let patch = json_patch::diff(&old, &new);
+            let ops = serde_json::to_value(&patch).ok()?;
+            let paths = ops
+                .as_array()
+                .map(|ops| {
+                    ops.iter()
+                        .map(|op| {
+                            format!(
+                                "{} {}",
+                                op["op"].as_str().unwrap_or("?"),
+                                op["path"].as_str().unwrap_or("?")
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (ops.to_string(), paths)
+        }
+        Operation::Create => {
+            let object = strip(parse(req.object)?);
+            (object.to_string(), top_level(&object))
+        }
+        Operation::Delete => {
+            let object = strip(parse(req.old_object)?);
+            (object.to_string(), top_level(&object))
+        }
+        Operation::Connect => {
+            let options = parse(req.object).or_else(|| parse(req.options))?;
+            (options.to_string(), top_level(&options))
+        }
+    };
+    let mut hashed = format!("jitgate/v1 {}\n", req.operation).into_bytes();
+    hashed.extend_from_slice(canonical.as_bytes());
+    Some(Change {
+        fingerprint: format!("sha256:{}", crate::audit::chain::sha256_hex(&hashed)),
+        paths,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::decode;
+    use serde_json::json;
+
+    fn review(op: &str, old: Value, new: Value) -> String {
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u", "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "namespace": "prod", "name": "web", "operation": op,
+            "userInfo": {"username": "alice"}, "object": new, "oldObject": old}})
+        .to_string()
+    }
+
+    fn change(op: &str, old: Value, new: Value) -> Option<Change> {
+        let body = review(op, old, new);
+        of(&decode(body.as_bytes()).unwrap())
+    }
+
+    fn deployment(replicas: u32, image: &str, rv: &str) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "prod", "resourceVersion": rv, "generation": 3,
+                "managedFields": [{"manager": "kubectl", "time": rv}], "labels": {"app": "web"}},
+            "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "web", "image": image}]}}},
+            "status": {"replicas": 2, "observedGeneration": 3}})
+    }
+
+    #[test]
+    fn an_update_is_pinned_to_its_diff_alone() {
+        let scale = change(
+            "UPDATE",
+            deployment(2, "web:1", "10"),
+            deployment(5, "web:1", "11"),
+        )
+        .unwrap();
+        assert_eq!(scale.paths, ["replace /spec/replicas"]);
+        assert!(is_fingerprint(&scale.fingerprint));
+        // The same edit on a later version of the object: the same fingerprint.
+        let again = change(
+            "UPDATE",
+            deployment(2, "web:1", "20"),
+            deployment(5, "web:1", "21"),
+        )
+        .unwrap();
+        assert_eq!(again.fingerprint, scale.fingerprint);
+        // One more field changed: another fingerprint.
+        let more = change(
+            "UPDATE",
+            deployment(2, "web:1", "10"),
+            deployment(5, "web:2", "11"),
+        )
+        .unwrap();
+        assert_ne!(more.fingerprint, scale.fingerprint);
+        assert_eq!(more.paths.len(), 2);
+        // To another value: another fingerprint.
+        let six = change(
+            "UPDATE",
+            deployment(2, "web:1", "10"),
+            deployment(6, "web:1", "11"),
+        )
+        .unwrap();
+        assert_ne!(six.fingerprint, scale.fingerprint);
+    }
+
+    #[test]
+    fn key_order_and_server_owned_fields_do_not_matter() {
+        let a = r#"{"metadata":{"name":"x","labels":{"a":"1","b":"2"}},"data":{"k":"v"}}"#;
+        let b = r#"{"data":{"k":"v"},"metadata":{"labels":{"b":"2","a":"1"},"name":"x","uid":"9","creationTimestamp":"t"},"status":{}}"#;
+        let body = |o: &str| review("CREATE", Value::Null, serde_json::from_str(o).unwrap());
+        let (ba, bb) = (body(a), body(b));
+        let ca = of(&decode(ba.as_bytes()).unwrap()).unwrap();
+        let cb = of(&decode(bb.as_bytes()).unwrap()).unwrap();
+        assert_eq!(ca, cb);
+        assert_eq!(ca.paths, ["/data", "/metadata"]);
+    }
+
+    #[test]
+    fn the_operation_is_part_of_the_fingerprint() {
+        let d = deployment(2, "web:1", "10");
+        let create = change("CREATE", Value::Null, d.clone()).unwrap();
+        let delete = change("DELETE", d, Value::Null).unwrap();
+        assert_ne!(create.fingerprint, delete.fingerprint);
+    }
+
+    #[test]
+    fn secret_values_never_appear_in_the_summary() {
+        let old = json!({"kind": "Secret", "data": {"password": "b2xk"}});
+        let new = json!({"kind": "Secret", "data": {"password": "Y2FuYXJ5", "token": "Y2FuYXJ5"}});
+        let c = change("UPDATE", old, new).unwrap();
+        assert_eq!(c.paths, ["replace /data/password", "add /data/token"]);
+        assert!(!c.summary().contains("Y2FuYXJ5"));
+    }
+
+    #[test]
+    fn without_its_objects_a_request_has_no_fingerprint() {
+        assert!(change("UPDATE", Value::Null, deployment(1, "x", "1")).is_none());
+        assert!(change("DELETE", Value::Null, Value::Null).is_none());
+    }
+}
