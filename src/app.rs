@@ -9,6 +9,7 @@ use crate::policy::{self, PolicyError};
 use crate::server::{self, AppState};
 use crate::sync::{self, ClusterError, ClusterSource, FileSync};
 use crate::tls::{self, TlsError};
+use crate::usage::UsageLedger;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -125,20 +126,28 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         cfg.audit_log_max_bytes,
     )?;
 
-    let sync = match cfg.cluster.clone() {
+    let (sync, approvals, usage) = match cfg.cluster.clone() {
         Some(source) => {
             let store = Arc::new(ApprovalStore::new(Some(cfg.max_staleness)));
-            (sync::cluster::spawn(source, store.clone()).await?, store)
+            let config = sync::cluster::client_config(source.kubeconfig.as_deref()).await?;
+            let client = kube::Client::try_from(config).map_err(|e| ClusterError::Client(e.to_string()))?;
+            let usage = UsageLedger::in_cluster(
+                kube::Api::namespaced(client, &source.namespace),
+                source.usage_configmap.clone(),
+            );
+            (sync::cluster::spawn(source, store.clone()).await?, store, usage)
         }
         None => {
             let store = Arc::new(ApprovalStore::new(None));
             (
                 FileSync::new(cfg.approvals_file.clone(), store.clone()).spawn(),
                 store,
+                UsageLedger::in_memory(),
             )
         }
     };
-    let (sync, approvals) = sync;
+
+    let report = crate::approvals::break_glass::spawn_report(approvals.clone(), policies.clone());
 
     let listener = TcpListener::bind(cfg.listen)
         .await
@@ -154,6 +163,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         policies,
         approvals,
         audit,
+        usage,
         metrics: Metrics::default(),
         serving_cert,
         shutting_down: AtomicBool::new(false),
@@ -170,7 +180,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         stop: Some(stop),
         server,
         drain: cfg.shutdown_drain,
-        background: vec![sync, policy_reload, rotation],
+        background: vec![sync, policy_reload, rotation, report],
     })
 }
 

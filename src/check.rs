@@ -24,14 +24,23 @@ pub enum CheckError {
     Approvals(#[from] approvals::FileError),
 }
 
-/// The answer the server would give, as the JSON of the response AdmissionReview, and
-/// whether it allows.
+/// What `check` found.
+pub struct Checked {
+    /// The response AdmissionReview the server would send, as JSON.
+    pub json: String,
+    pub allowed: bool,
+    /// The request's change, for pinning an approval to it (`change:`).
+    pub change: Option<crate::change::Change>,
+}
+
+/// The answer the server would give (uses of `maxUses` approvals are not counted: like
+/// a dry run, a check spends nothing).
 pub fn check(
     request: &Path,
     policies_dir: &Path,
     approvals_file: &Path,
     now: Timestamp,
-) -> Result<(String, bool), CheckError> {
+) -> Result<Checked, CheckError> {
     let read = |p: &Path| {
         std::fs::read(p).map_err(|source| CheckError::Read {
             path: p.display().to_string(),
@@ -57,5 +66,9 @@ pub fn check(
     let d = decision::decide(&req, &policies, decision::Approvals::Loaded(&snapshot.index), now);
     let response = explain::response(&req, &d, &snapshot.home, now);
     let json = serde_json::to_string_pretty(&response.into_review()).unwrap_or_default();
-    Ok((json, d.allowed))
+    Ok(Checked {
+        json,
+        allowed: d.allowed,
+        change: crate::change::of(&req),
+    })
 }

@@ -26,5 +26,6 @@ pub mod server;
 pub mod sync;
 pub mod telemetry;
 pub mod tls;
+pub mod usage;
 pub mod watch;
 mod yaml;

@@ -85,9 +85,13 @@ fn main() -> ExitCode {
         Command::Check(args) => {
             let now = args.now.unwrap_or_else(jiff::Timestamp::now);
             match jitgate::check::check(&args.request, &args.policies, &args.approvals_file, now) {
-                Ok((json, allowed)) => {
-                    println!("{json}");
-                    ExitCode::from(if allowed { 0 } else { 1 })
+                Ok(checked) => {
+                    println!("{}", checked.json);
+                    match &checked.change {
+                        Some(c) => eprintln!("change: {} ({})", c.fingerprint, c.summary()),
+                        None => eprintln!("change: none (the review lacks the objects it needs)"),
+                    }
+                    ExitCode::from(if checked.allowed { 0 } else { 1 })
                 }
                 Err(e) => {
                     eprintln!("jitgate check: {e}");

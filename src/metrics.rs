@@ -5,6 +5,7 @@
 use crate::approvals::{ApprovalStore, View};
 use crate::audit::AuditSink;
 use crate::decision::Decision;
+use crate::policy::PolicySet;
 use crate::tls::ServingCert;
 use jiff::Timestamp;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -38,6 +39,8 @@ pub struct Metrics {
     audit_errors: Counter,
     cert_expiry: Gauge,
     audit_sequence: Gauge,
+    break_glass_unreviewed: Gauge,
+    break_glass_overdue: Gauge,
 }
 
 impl Default for Metrics {
@@ -86,6 +89,18 @@ impl Default for Metrics {
             "The seq of the last audit record written: scraped, it anchors the log's end, which the hash chain alone cannot",
             audit_sequence.clone(),
         );
+        let break_glass_unreviewed = Gauge::default();
+        registry.register(
+            "break_glass_unreviewed",
+            "Break-glass entries no approver has reviewed yet",
+            break_glass_unreviewed.clone(),
+        );
+        let break_glass_overdue = Gauge::default();
+        registry.register(
+            "break_glass_overdue",
+            "Unreviewed break-glass entries past their policies' reviewWithin",
+            break_glass_overdue.clone(),
+        );
         Metrics {
             registry,
             decisions,
@@ -95,6 +110,8 @@ impl Default for Metrics {
             audit_errors,
             cert_expiry,
             audit_sequence,
+            break_glass_unreviewed,
+            break_glass_overdue,
         }
     }
 }
@@ -116,7 +133,13 @@ impl Metrics {
     }
 
     /// The text exposition, with the scrape-time gauges brought up to date.
-    pub fn render(&self, store: &ApprovalStore, cert: &ServingCert, audit: &AuditSink) -> String {
+    pub fn render(
+        &self,
+        store: &ApprovalStore,
+        policies: &PolicySet,
+        cert: &ServingCert,
+        audit: &AuditSink,
+    ) -> String {
         let snapshot = match store.view() {
             View::Current(s) | View::Stale { snapshot: s, .. } => Some(s),
             View::NotLoaded => None,
@@ -126,6 +149,16 @@ impl Metrics {
             .map(|s| s.census(Timestamp::now()))
             .unwrap_or_default();
         let invalid = snapshot.as_deref().map_or(0, |s| s.invalid);
+        let unreviewed = snapshot
+            .as_deref()
+            .map(|s| crate::approvals::break_glass::unreviewed(s, policies))
+            .unwrap_or_default();
+        let now = Timestamp::now();
+        let overdue = unreviewed.iter().filter(|u| now > u.review_by).count();
+        self.break_glass_unreviewed
+            .set(i64::try_from(unreviewed.len()).unwrap_or(i64::MAX));
+        self.break_glass_overdue
+            .set(i64::try_from(overdue).unwrap_or(i64::MAX));
         for (state, n) in [
             ("active", active),
             ("pending", pending),

@@ -12,6 +12,7 @@ use crate::explain;
 use crate::ledger;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
+use crate::usage::{UsageError, UsageLedger};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -46,6 +47,8 @@ pub struct AppState {
     pub policies: Arc<PolicyStore>,
     pub approvals: Arc<ApprovalStore>,
     pub audit: AuditSink,
+    /// Where uses of `maxUses` approvals are counted.
+    pub usage: UsageLedger,
     pub metrics: Metrics,
     /// The serving certificate, for its expiry.
     pub serving_cert: Arc<crate::tls::ServingCert>,
@@ -84,9 +87,12 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let body = state
-        .metrics
-        .render(&state.approvals, &state.serving_cert, &state.audit);
+    let body = state.metrics.render(
+        &state.approvals,
+        &state.policies.current(),
+        &state.serving_cert,
+        &state.audit,
+    );
     (
         [(
             header::CONTENT_TYPE,
@@ -145,7 +151,10 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
             Some(snapshot),
         ),
     };
-    let decision = decision::decide(&req, &state.policies.current(), approvals, now);
+    let mut decision = decision::decide(&req, &state.policies.current(), approvals, now);
+    if let Err(reason) = spend_use(&state, &req, &decision, now, deadline).await {
+        decision.deny_for(reason);
+    }
     let home = snapshot.map_or(&*DEFAULT_HOME, |s| &s.home);
     let response = explain::response(&req, &decision, home, now);
     let took = started.elapsed();
@@ -153,6 +162,42 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
     let latency_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
     let line = DecisionRecord::decided(&req, &decision, now, latency_us).to_line();
     answer(&state, &req, response, line, deadline).await
+}
+
+/// Records the use of a `maxUses` approval before its grant is answered. A dry run is
+/// checked the same way and spends nothing (the webhook declares `sideEffects:
+/// NoneOnDryRun`).
+async fn spend_use(
+    state: &AppState,
+    req: &AdmissionRequest<'_>,
+    d: &Decision,
+    now: Timestamp,
+    deadline: Instant,
+) -> Result<(), Reason> {
+    let Some(approval) = d.approval.as_deref().filter(|a| a.max_uses.is_some()) else {
+        return Ok(());
+    };
+    if !matches!(d.reason, Reason::Approved | Reason::BreakGlass) {
+        return Ok(());
+    }
+    let spending = state.usage.spend(approval, &req.uid, now, req.dry_run);
+    let spent = tokio::time::timeout_at(deadline.into(), spending).await;
+    match spent {
+        Ok(Ok(used)) => {
+            tracing::info!(uid = %req.uid, approval = %approval.id, ?used, max_uses = approval.max_uses,
+                dry_run = req.dry_run, "use of a maxUses approval");
+            Ok(())
+        }
+        Ok(Err(UsageError::Exhausted(_))) => Err(Reason::UsesExhausted),
+        Ok(Err(e)) => {
+            tracing::error!(uid = %req.uid, approval = %approval.id, error = %e, "use not recorded; denying");
+            Err(Reason::UsageUnavailable)
+        }
+        Err(_) => {
+            tracing::error!(uid = %req.uid, approval = %approval.id, "use not recorded before the deadline; denying");
+            Err(Reason::UsageUnavailable)
+        }
+    }
 }
 
 /// When to give up: the API server abandons the call after `?timeout=` (10 s when absent),

@@ -253,3 +253,48 @@ fn check_decides_every_captured_connect_and_scale_review_like_the_server() {
         assert_eq!(code, 0, "{file} is not gated in dev");
     }
 }
+
+#[test]
+fn check_prints_the_change_fingerprint_and_a_pinned_approval_allows_only_that_change() {
+    let dir = tempfile::tempdir().unwrap();
+    // The captured `kubectl scale deployment web --replicas=…` by kubernetes-admin.
+    let scale = captured_in("deployment-scale-subresource-update.json", "prod", dir.path());
+    let empty = dir.path().join("empty.yaml");
+    std::fs::write(&empty, approvals_manifest(&[])).unwrap();
+    let (code, stdout, stderr) = check(&scale, &empty, "2026-11-21T21:00:00Z");
+    assert_eq!(code, 1);
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("change: "))
+        .unwrap_or_else(|| panic!("no change line in {stderr}"));
+    let fingerprint = line.split_whitespace().next().unwrap();
+    assert!(
+        fingerprint.starts_with("sha256:") && fingerprint.len() == 71,
+        "{line}"
+    );
+    assert!(line.contains("replace /spec/replicas"), "{line}");
+    // The denial shows it too, ready to pin.
+    let message =
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    assert!(
+        message.contains(&format!("add change: \"{fingerprint}\"")),
+        "{message}"
+    );
+
+    let pinned = |pin: &str| {
+        let grant = format!(
+            "user: kubernetes-admin\nresource: deployments/scale\napiGroup: apps\nnamespace: prod\nname: web\nchange: \"{pin}\"\nexpiresAt: \"2026-11-21T22:00:00Z\"\nreason: \"INC-9: scale\"\napprovedBy: [bob]\n"
+        );
+        let path = dir.path().join("pinned.yaml");
+        std::fs::write(&path, approvals_manifest(&[("scale", &grant)])).unwrap();
+        check(&scale, &path, "2026-11-21T21:00:00Z")
+    };
+    assert_eq!(pinned(fingerprint).0, 0);
+    let other = format!("sha256:{}", "0".repeat(64));
+    let (code, stdout, _) = pinned(&other);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("allows only the change"), "{stdout}");
+}

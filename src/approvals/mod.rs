@@ -1,6 +1,7 @@
 //! Approvals: parsing them from ConfigMaps (one code path for the approvals file and, in
 //! a cluster, the watched ConfigMaps), indexing them, and holding the current set.
 
+pub mod break_glass;
 mod entry;
 mod index;
 
@@ -166,15 +167,15 @@ impl Snapshot {
         }
     }
 
-    /// How many approvals are active (unexpired, signed), pending (unexpired, no
-    /// approver yet) and expired at `now`.
+    /// How many approvals are active (unexpired, and signed or break-glass), pending
+    /// (unexpired, no approver yet) and expired at `now`.
     pub fn census(&self, now: Timestamp) -> (usize, usize, usize) {
         self.approvals
             .iter()
             .fold((0, 0, 0), |(active, pending, expired), a| {
                 if a.expires_at <= now {
                     (active, pending, expired + 1)
-                } else if a.approved_by.is_empty() {
+                } else if a.approved_by.is_empty() && !a.break_glass {
                     (active, pending + 1, expired)
                 } else {
                     (active + 1, pending, expired)

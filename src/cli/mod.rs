@@ -305,6 +305,15 @@ pub struct ServeArgs {
     /// absent, KUBECONFIG and ~/.kube/config are tried after the in-cluster one).
     #[arg(long, value_name = "PATH", env = "JITGATE_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// Cluster mode: the ConfigMap (in the approvals namespace) where uses of maxUses
+    /// approvals are counted; only jitgate's service account should be able to update it.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "JITGATE_USAGE_CONFIGMAP",
+        default_value = "jitgate-usage"
+    )]
+    pub usage_configmap: String,
     /// Cluster mode: grant nothing once the API server has been silent this long.
     #[arg(
         long,
@@ -361,6 +370,7 @@ impl From<ServeArgs> for ServeConfig {
                 namespace,
                 selector: a.approvals_selector,
                 kubeconfig: a.kubeconfig,
+                usage_configmap: a.usage_configmap,
             }),
             max_staleness: a.max_staleness,
             audit_log: a.audit_log,

@@ -42,6 +42,8 @@ pub struct ClusterSource {
     pub selector: String,
     /// `None`: in-cluster configuration, or `KUBECONFIG`, or `~/.kube/config`.
     pub kubeconfig: Option<PathBuf>,
+    /// The ConfigMap, in `namespace`, where uses of `maxUses` approvals are counted.
+    pub usage_configmap: String,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -162,6 +162,7 @@ impl ApiServer {
             namespace: "jitgate-system".into(),
             selector: "jitgate.dev/approvals=true".into(),
             kubeconfig: Some(self.kubeconfig()),
+            usage_configmap: "jitgate-usage".into(),
         }
     }
 

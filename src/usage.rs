@@ -1,0 +1,204 @@
+//! Uses of `maxUses` approvals, counted across every replica.
+//!
+//! In cluster mode the count lives in the API server, in a ConfigMap (`jitgate-usage`)
+//! that only jitgate's service account may update: one key per approval, holding the uids
+//! of the requests it allowed. A use is recorded before the request is allowed, by an
+//! update carrying the resourceVersion it read; if another replica wrote first (409
+//! Conflict), the ConfigMap is read again and the count checked again. So N uses are never
+//! exceeded, however many replicas race. A request whose uid is already recorded (the API
+//! server retried it) is allowed again without spending a use. If the use cannot be
+//! recorded, the request is denied. A dry run (`kubectl --dry-run=server`) is answered as
+//! the real request would be, and spends nothing. In file mode, uses are counted in memory.
+
+use crate::approvals::Approval;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::PostParams;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Reads and updates tried before a use is refused as contended.
+const ATTEMPTS: u32 = 32;
+/// How long after its approval expires a usage record is kept.
+const KEEP: SignedDuration = SignedDuration::from_hours(1);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Used {
+    /// A new use: the approval has now been used this many times.
+    Now(u32),
+    /// This request uid was already counted (a retry).
+    Again,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsageError {
+    #[error("all {0} uses of the approval are spent")]
+    Exhausted(u32),
+    #[error("the use could not be recorded: {0}")]
+    Unavailable(String),
+}
+
+/// One approval's uses, as stored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Record {
+    /// The approval's expiry: a new entry under the same key starts afresh.
+    expires_at: Timestamp,
+    uids: Vec<String>,
+}
+
+impl Record {
+    /// Counts `uid` against `a`, or says why not.
+    fn spend(&mut self, a: &Approval, uid: &str, max: u32) -> Result<Used, UsageError> {
+        if self.expires_at != a.expires_at {
+            *self = Record {
+                expires_at: a.expires_at,
+                uids: Vec::new(),
+            };
+        }
+        if self.uids.iter().any(|u| u == uid) {
+            return Ok(Used::Again);
+        }
+        if self.uids.len() >= max as usize {
+            return Err(UsageError::Exhausted(max));
+        }
+        self.uids.push(uid.to_string());
+        Ok(Used::Now(u32::try_from(self.uids.len()).unwrap_or(u32::MAX)))
+    }
+}
+
+/// The ConfigMap key of an approval's record: its id with `/` as `.`.
+fn key_of(a: &Approval) -> String {
+    a.id.replace('/', ".")
+}
+
+/// Where uses are counted.
+pub struct UsageLedger(Store);
+
+enum Store {
+    Memory(Mutex<HashMap<String, Record>>),
+    Cluster { api: Box<Api<ConfigMap>>, name: String },
+}
+
+impl UsageLedger {
+    pub fn in_memory() -> Self {
+        UsageLedger(Store::Memory(Mutex::new(HashMap::new())))
+    }
+
+    pub fn in_cluster(api: Api<ConfigMap>, name: String) -> Self {
+        UsageLedger(Store::Cluster {
+            api: Box::new(api),
+            name,
+        })
+    }
+
+    /// Records one use of `a` by the request `uid`, unless its uses are spent. With
+    /// `dry_run`, only says whether it could be: nothing is recorded.
+    pub async fn spend(
+        &self,
+        a: &Approval,
+        uid: &str,
+        now: Timestamp,
+        dry_run: bool,
+    ) -> Result<Used, UsageError> {
+        let max = a.max_uses.unwrap_or(u32::MAX);
+        match &self.0 {
+            Store::Memory(records) => {
+                let mut records = records.lock().unwrap_or_else(|e| e.into_inner());
+                records.retain(|_, r| r.expires_at + KEEP > now);
+                if dry_run {
+                    let mut copy = records.get(&key_of(a)).cloned().unwrap_or_default();
+                    return copy.spend(a, uid, max);
+                }
+                records.entry(key_of(a)).or_default().spend(a, uid, max)
+            }
+            Store::Cluster { api, name } => spend_in_cluster(api, name, a, uid, max, now, dry_run).await,
+        }
+    }
+}
+
+async fn spend_in_cluster(
+    api: &Api<ConfigMap>,
+    name: &str,
+    a: &Approval,
+    uid: &str,
+    max: u32,
+    now: Timestamp,
+    dry_run: bool,
+) -> Result<Used, UsageError> {
+    let unavailable = |why: String| UsageError::Unavailable(why);
+    let key = key_of(a);
+    for _ in 0..ATTEMPTS {
+        let mut cm = api.get(name).await.map_err(|e| match e {
+            kube::Error::Api(s) if s.is_not_found() => unavailable(format!(
+                "ConfigMap {name} is missing (it is part of the install manifests)"
+            )),
+            other => unavailable(format!("reading ConfigMap {name}: {other}")),
+        })?;
+        let data = cm.data.get_or_insert_with(Default::default);
+        let mut record = match data.get(&key) {
+            None => Record::default(),
+            Some(text) => serde_json::from_str(text)
+                .map_err(|_| unavailable(format!("the record {key:?} in ConfigMap {name} is unreadable")))?,
+        };
+        let used = record.spend(a, uid, max)?;
+        if used == Used::Again || dry_run {
+            return Ok(used);
+        }
+        data.insert(
+            key.clone(),
+            serde_json::to_string(&record).map_err(|e| unavailable(e.to_string()))?,
+        );
+        // Housekeeping: records of approvals long expired.
+        data.retain(|_, text| {
+            serde_json::from_str::<Record>(text).map_or(true, |r| r.expires_at + KEEP > now)
+        });
+        match api.replace(name, &PostParams::default(), &cm).await {
+            Ok(_) => return Ok(used),
+            Err(kube::Error::Api(s)) if s.is_conflict() => continue,
+            Err(e) => return Err(unavailable(format!("updating ConfigMap {name}: {e}"))),
+        }
+    }
+    Err(unavailable(format!(
+        "ConfigMap {name} changed under every one of {ATTEMPTS} attempts"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approvals::parse_entry;
+
+    fn approval(expires: &str) -> Approval {
+        let text = format!(
+            "user: alice\nresource: secrets\nnamespace: prod\nmaxUses: 2\nexpiresAt: \"{expires}\"\nreason: r\napprovedBy: [bob]\n"
+        );
+        parse_entry("cm/k", &text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn uses_are_counted_once_per_request_and_capped() {
+        let ledger = UsageLedger::in_memory();
+        let now: Timestamp = "2026-11-21T20:00:00Z".parse().unwrap();
+        let a = approval("2026-11-21T21:00:00Z");
+        // A dry run says what would happen, and spends nothing.
+        assert_eq!(ledger.spend(&a, "d1", now, true).await, Ok(Used::Now(1)));
+        assert_eq!(ledger.spend(&a, "u1", now, false).await, Ok(Used::Now(1)));
+        assert_eq!(ledger.spend(&a, "u1", now, false).await, Ok(Used::Again));
+        assert_eq!(ledger.spend(&a, "u2", now, false).await, Ok(Used::Now(2)));
+        assert_eq!(
+            ledger.spend(&a, "u3", now, true).await,
+            Err(UsageError::Exhausted(2))
+        );
+        assert_eq!(
+            ledger.spend(&a, "u3", now, false).await,
+            Err(UsageError::Exhausted(2))
+        );
+        assert_eq!(ledger.spend(&a, "u2", now, false).await, Ok(Used::Again));
+        // The same key rewritten as a new approval starts afresh.
+        let renewed = approval("2026-11-21T21:30:00Z");
+        assert_eq!(ledger.spend(&renewed, "u3", now, false).await, Ok(Used::Now(1)));
+    }
+}
