@@ -77,7 +77,9 @@ fn main() -> ExitCode {
             }
         }
         Command::Audit(command) => jitgate::cli::audit::run(command),
-        Command::Request(args) => jitgate::cli::approvals::run(args.ledger.clone(), Verb::Request(args)),
+        Command::Request(args) => {
+            jitgate::cli::approvals::run(args.ledger.clone(), Verb::Request(Box::new(args)))
+        }
         Command::Approve(a) => jitgate::cli::approvals::run(a.ledger, Verb::Approve(a.id)),
         Command::Revoke(a) => jitgate::cli::approvals::run(a.ledger, Verb::Revoke(a.id)),
         Command::Show(a) => jitgate::cli::approvals::run(a.ledger, Verb::Show(a.id)),

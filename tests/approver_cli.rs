@@ -15,6 +15,7 @@ const PATIENCE: Duration = Duration::from_secs(15);
 const ALICE: (&str, &str, &[&str]) = ("alice-token", "alice@example.com", &["dev"]);
 const BOB: (&str, &str, &[&str]) = ("bob-token", "bob@example.com", &["sre"]);
 const MALLORY: (&str, &str, &[&str]) = ("mallory-token", "mallory@example.com", &["dev", "system:masters"]);
+const CAROL: (&str, &str, &[&str]) = ("carol-token", "carol@example.com", &["oncall"]);
 
 /// A cluster: the test API server holding an empty approvals ConfigMap and the policies
 /// ConfigMap (Secrets approvable by group `sre` only), and jitgate following it and
@@ -33,14 +34,14 @@ async fn cluster() -> Cluster {
         if file == "prod-secrets.yaml" {
             text = text.replace(
                 "    maxDuration: 4h",
-                "    maxDuration: 4h\n    approverGroups: [\"sre\"]",
+                "    maxDuration: 4h\n    approverGroups: [\"sre\"]\n  breakGlass:\n    groups: [\"oncall\"]\n    maxDuration: 1h\n    reviewWithin: 24h",
             );
         }
         std::fs::write(policies.path().join(file), &text).unwrap();
         files.push((file, text));
     }
     let api = ApiServer::start().await;
-    for (token, user, groups) in [ALICE, BOB, MALLORY] {
+    for (token, user, groups) in [ALICE, BOB, MALLORY, CAROL] {
         api.add_user(token, user, groups);
     }
     api.apply_approvals("jitgate-approvals", &[]);
@@ -425,5 +426,85 @@ async fn installed_as_kubectl_jitgate_it_is_a_kubectl_plugin() {
         list.contains("user:alice@example.com") && list.contains("INC-10"),
         "{list}"
     );
+    c.h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_glass_through_the_cli_is_written_listed_and_reviewed() {
+    let c = cluster().await;
+    let r = c
+        .jitgate(
+            CAROL,
+            &[
+                "request",
+                "--break-glass",
+                "--resource",
+                "secrets",
+                "-n",
+                "prod",
+                "--name",
+                "db-password",
+                "--for",
+                "30m",
+                "--reason",
+                "INC-13: primary down, rotating credentials",
+            ],
+        )
+        .await;
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    let key = c.entries().keys().next().unwrap().clone();
+    // Usable at once, and loud about it.
+    let carol = Req::secret_update().with(|r| {
+        r.user = CAROL.1.into();
+        r.groups = vec!["oncall".into()];
+    });
+    eventually(PATIENCE, || {
+        let review = carol.clone().with(|_| {}).review();
+        let h = &c.h;
+        async move { h.conn(Proto::H1).await.decide(&review).await["allowed"] == true }
+    })
+    .await;
+    let mut conn = c.h.conn(Proto::H1).await;
+    let used = conn.decide(&carol.clone().with(|_| {}).review()).await;
+    assert!(
+        used["warnings"][0].as_str().unwrap().contains("BREAK-GLASS"),
+        "{used}"
+    );
+
+    let list = c.jitgate(BOB, &["list", "--break-glass"]).await;
+    let cells = row(&list.out, &key).unwrap_or_else(|| panic!("{}", list.out));
+    assert_eq!(
+        (cells[4], cells[6]),
+        ("unreviewed", "break-glass"),
+        "{}",
+        list.out
+    );
+    assert!(row(&c.jitgate(BOB, &["list", "--pending"]).await.out, &key).is_none());
+
+    // Carol can neither make it vanish nor review it herself.
+    let gone = c.jitgate(CAROL, &["revoke", &key]).await;
+    assert_eq!(gone.code, 1);
+    assert!(gone.err.contains("break_glass_unreviewed"), "{}", gone.err);
+    let own = c.jitgate(CAROL, &["approve", &key]).await;
+    assert_eq!(own.code, 1);
+    assert!(own.err.contains("self_approval"), "{}", own.err);
+    // Bob reviews it; then it may be removed.
+    let reviewed = c.jitgate(BOB, &["approve", &key]).await;
+    assert_eq!(reviewed.code, 0, "{}", reviewed.err);
+    assert!(
+        reviewed.out.starts_with("reviewed break-glass entry"),
+        "{}",
+        reviewed.out
+    );
+    let list = c.jitgate(BOB, &["list", "--break-glass"]).await;
+    assert_eq!(row(&list.out, &key).unwrap()[4], "reviewed:1", "{}", list.out);
+    assert_eq!(c.jitgate(CAROL, &["revoke", &key]).await.code, 0);
+    let actions: Vec<String> =
+        c.h.records()
+            .iter()
+            .filter(|r| r["event"] == "approval")
+            .map(|r| r["action"].as_str().unwrap().to_string())
+            .collect();
+    assert_eq!(actions, ["break-glass", "reviewed", "revoked"]);
     c.h.stop().await;
 }

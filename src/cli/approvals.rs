@@ -52,7 +52,7 @@ fn api_error(e: kube::Error) -> CliError {
 }
 
 pub enum Verb {
-    Request(RequestArgs),
+    Request(Box<RequestArgs>),
     Approve(String),
     Revoke(String),
     List(ListArgs),
@@ -72,7 +72,7 @@ pub fn run(ledger: LedgerArgs, verb: Verb) -> ExitCode {
     let result = runtime.block_on(async {
         let ledger = Ledger::connect(ledger).await?;
         match verb {
-            Verb::Request(args) => ledger.request(args).await,
+            Verb::Request(args) => ledger.request(*args).await,
             Verb::Approve(id) => ledger.approve(&id).await,
             Verb::Revoke(id) => ledger.revoke(&id).await,
             Verb::List(args) => ledger.list(args).await,
@@ -115,6 +115,8 @@ impl Entry {
 pub enum State {
     Pending,
     Active,
+    /// A live break-glass entry.
+    BreakGlass,
     Expired,
     Invalid,
 }
@@ -124,6 +126,7 @@ impl State {
         match self {
             State::Pending => "pending",
             State::Active => "active",
+            State::BreakGlass => "break-glass",
             State::Expired => "expired",
             State::Invalid => "invalid",
         }
@@ -141,6 +144,8 @@ pub fn state_of(a: &Approval, policies: Option<&PolicySet>, now: Timestamp) -> (
     let required = policies.and_then(|p| p.gating_scope(&a.scope()).iter().map(|p| p.min_approvers).max());
     let state = if now >= a.expires_at {
         State::Expired
+    } else if a.break_glass {
+        State::BreakGlass
     } else if counted >= required.unwrap_or(1) {
         State::Active
     } else {
@@ -358,6 +363,14 @@ impl Ledger {
         })
         .await?;
         let a = approved.expect("set by a successful update");
+        if a.break_glass {
+            return Ok(format!(
+                "reviewed break-glass entry {} of {}: {}\n",
+                entry.id(),
+                subject(&a),
+                describe_scope(&a)
+            ));
+        }
         let policies = self.policies().await;
         let (state, counted, required) = state_of(&a, policies.as_ref(), Timestamp::now());
         Ok(format!(
@@ -389,35 +402,38 @@ impl Ledger {
         let entries = self.entries().await?;
         let policies = self.policies().await;
         let now = Timestamp::now();
-        let wanted = |s: State| {
-            let any = !(args.pending || args.active || args.expired);
+        let wanted = |s: State, break_glass: bool| {
+            let any = !(args.pending || args.active || args.expired || args.break_glass);
             any || (args.pending && s == State::Pending)
                 || (args.active && s == State::Active)
                 || (args.expired && s == State::Expired)
+                || (args.break_glass && break_glass)
         };
         let mut rows = Vec::new();
         for e in &entries {
             let row = match &e.parsed {
                 Ok(a) => {
                     let (state, counted, required) = state_of(a, policies.as_ref(), now);
-                    if !wanted(state) {
+                    if !wanted(state, a.break_glass) {
                         continue;
                     }
+                    let approvers = match (a.break_glass, counted) {
+                        (true, 0) => "unreviewed".to_string(),
+                        (true, n) => format!("reviewed:{n}"),
+                        (false, n) => format!("{n}/{}", required.map_or("?".to_string(), |r| r.to_string())),
+                    };
                     [
                         e.id(),
                         subject(a),
                         describe_scope(a),
-                        format!(
-                            "{counted}/{}",
-                            required.map_or("?".to_string(), |r| r.to_string())
-                        ),
+                        approvers,
                         time_left(a, now),
                         state.as_str().to_string(),
                         a.reason.clone(),
                     ]
                 }
                 Err(err) => {
-                    if !wanted(State::Invalid) {
+                    if !wanted(State::Invalid, false) {
                         continue;
                     }
                     let dash = || "-".to_string();
@@ -501,6 +517,13 @@ fn subject(a: &Approval) -> String {
 
 /// `UPDATE,DELETE prod/secrets/db-password`.
 fn describe_scope(a: &Approval) -> String {
+    let mut terms = String::new();
+    if let Some(n) = a.max_uses {
+        terms.push_str(&format!(" (max {n} use{})", if n == 1 { "" } else { "s" }));
+    }
+    if let Some(change) = &a.change {
+        terms.push_str(&format!(" (change {}…)", &change[..change.len().min(19)]));
+    }
     let ops = a.operations.map_or("ALL".to_string(), |ops| {
         ops.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(",")
     });
@@ -514,7 +537,7 @@ fn describe_scope(a: &Approval) -> String {
         format!("{}/", a.namespace)
     };
     let name = a.name.as_deref().map_or("*".to_string(), str::to_string);
-    format!("{ops} {ns}{what}/{name}")
+    format!("{ops} {ns}{what}/{name}{terms}")
 }
 
 fn time_left(a: &Approval, now: Timestamp) -> String {
@@ -571,6 +594,15 @@ fn draft_from_flags(args: &RequestArgs, me: &str, now: Timestamp) -> Result<(Str
     if !args.operation.is_empty() {
         let ops: Vec<String> = args.operation.iter().map(|o| o.to_uppercase()).collect();
         fields.insert("operations".into(), json!(ops));
+    }
+    if let Some(change) = &args.change {
+        fields.insert("change".into(), json!(change));
+    }
+    if let Some(n) = args.max_uses {
+        fields.insert("maxUses".into(), json!(n));
+    }
+    if args.break_glass {
+        fields.insert("breakGlass".into(), json!(true));
     }
     fields.insert("expiresAt".into(), json!(expires_at.to_string()));
     fields.insert("reason".into(), json!(reason));
@@ -632,6 +664,12 @@ fn drafts_from_file(
         let mut a = parse_entry(&key, &entry).map_err(|e| CliError::Usage(e.to_string()))?;
         if let Some(reason) = &args.reason {
             a.reason = reason.clone();
+        }
+        if args.max_uses.is_some() {
+            a.max_uses = args.max_uses;
+        }
+        if args.change.is_some() {
+            a.change = args.change.clone();
         }
         if a.reason.starts_with("TICKET-123") {
             return Err(CliError::Usage(format!(

@@ -50,7 +50,7 @@ pub enum Command {
     /// Ask for an approval: add a pending entry for yourself (or a group of yours) to the
     /// approvals ConfigMap, through the API server.
     Request(RequestArgs),
-    /// Add your name to an entry's approvers.
+    /// Add your name to an entry's approvers (for a break-glass entry: review it).
     Approve(IdArgs),
     /// Remove an entry (the ledger allows this to its requester, its approvers, and those
     /// who may approve it).
@@ -104,6 +104,18 @@ pub struct RequestArgs {
     /// Ask for a group you belong to rather than for yourself.
     #[arg(long)]
     pub group: Option<String>,
+    /// Emergency: write a break-glass entry for yourself, usable at once without an
+    /// approver, where a policy's breakGlass lists a group of yours. Every use is flagged,
+    /// and an approver must review it afterwards.
+    #[arg(long, conflicts_with = "group")]
+    pub break_glass: bool,
+    /// Allow at most this many requests (counted across all replicas).
+    #[arg(long, value_name = "N")]
+    pub max_uses: Option<u32>,
+    /// Pin the approval to exactly one change: the fingerprint a denial (or jitgate
+    /// check) printed, sha256:….
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub change: Option<String>,
     /// How long the approval should last, from now.
     #[arg(long = "for", value_name = "DURATION", default_value = "30m", value_parser = crate::policy::parse_duration)]
     pub duration: jiff::SignedDuration,
@@ -111,7 +123,7 @@ pub struct RequestArgs {
     #[arg(long, required_unless_present = "file")]
     pub reason: Option<String>,
     /// The entry a denial printed (KEY: | and the entry under it), saved to a file.
-    #[arg(long, short = 'f', value_name = "FILE", conflicts_with_all = ["resource", "namespace", "name", "api_group", "operation", "group"])]
+    #[arg(long, short = 'f', value_name = "FILE", conflicts_with_all = ["resource", "namespace", "name", "api_group", "operation", "group", "break_glass"])]
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub ledger: LedgerArgs,
@@ -136,6 +148,9 @@ pub struct ListArgs {
     /// Only expired entries.
     #[arg(long)]
     pub expired: bool,
+    /// Only break-glass entries (reviewed or not).
+    #[arg(long)]
+    pub break_glass: bool,
     #[command(flatten)]
     pub ledger: LedgerArgs,
 }
