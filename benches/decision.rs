@@ -63,9 +63,20 @@ fn decoding(c: &mut Criterion) {
     });
 }
 
+/// The change fingerprint of the 2.2 KB Deployment update: computed for a denial's
+/// message, and for a decision only when an approval in scope is pinned to a change.
+fn fingerprint(c: &mut Criterion) {
+    let body = review(common::Kind::Denied);
+    let req = decode(body.as_bytes()).unwrap();
+    assert!(jitgate::change::of(&req).is_some());
+    c.bench_function("change/2.2KB-deployment-update", |b| {
+        b.iter(|| jitgate::change::of(black_box(&req)).map(|c| c.paths.len()))
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(50);
-    targets = by_approvals, by_policies, decoding
+    targets = by_approvals, by_policies, decoding, fingerprint
 }
 criterion_main!(benches);
