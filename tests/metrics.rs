@@ -99,3 +99,55 @@ async fn audit_errors_are_counted() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn certificate_expiry_follows_a_rotated_certificate() {
+    let h = Harness::start(&approvals_manifest(&[])).await;
+    let before = value(&scrape(&h).await, "jitgate_serving_certificate_expiry_seconds").unwrap();
+    assert!(before > 365.0 * 86400.0, "{before}");
+    // A 30-day certificate replaces it (from a new CA, so the client trusts that one).
+    let fresh = tempfile::tempdir().unwrap();
+    let generated = jitgate::tls::write_pair(fresh.path(), &["localhost", "127.0.0.1"], 30, false).unwrap();
+    let ca = generated.ca_pem;
+    for file in ["tls.key", "tls.crt"] {
+        std::fs::copy(fresh.path().join(file), h.dir.path().join(file)).unwrap();
+    }
+    let addr = h.addr();
+    eventually(std::time::Duration::from_secs(10), || {
+        let ca = ca.clone();
+        async move {
+            let Ok(mut c) = Conn::open(addr, &ca, Proto::H1).await else {
+                return false;
+            };
+            let reply = c.send(hyper::Method::GET, "/metrics", None, Vec::new()).await;
+            let text = String::from_utf8(reply.body).unwrap();
+            value(&text, "jitgate_serving_certificate_expiry_seconds")
+                .is_some_and(|s| (29.0 * 86400.0..=30.0 * 86400.0).contains(&s))
+        }
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_age_grows_while_the_api_server_is_silent_and_resets_when_it_returns() {
+    let mut api = support::apiserver::ApiServer::start().await;
+    api.apply_approvals("jitgate-approvals", &[]);
+    let h = Harness::start_cluster(&api, std::time::Duration::from_secs(300), |_| {}).await;
+    let age = |text: &str| value(text, "jitgate_approvals_sync_age_seconds").unwrap();
+    eventually(std::time::Duration::from_secs(10), || async {
+        age(&scrape(&h).await) < 1.0
+    })
+    .await;
+    api.down().await;
+    eventually(std::time::Duration::from_secs(20), || async {
+        age(&scrape(&h).await) > 2.0
+    })
+    .await;
+    api.up().await;
+    eventually(std::time::Duration::from_secs(30), || async {
+        age(&scrape(&h).await) < 1.0
+    })
+    .await;
+    h.stop().await;
+}
