@@ -48,13 +48,32 @@ fn shorten(mut line: String) -> String {
 /// What kubectl shows for a use of a break-glass entry: that it was one, that it is
 /// recorded, and that it will be reviewed.
 fn break_glass_warnings(d: &Decision) -> Vec<String> {
-    let id = d.approval.as_deref().map_or("?", |a| a.id.as_str());
-    vec![
-        shorten(format!("jitgate: BREAK-GLASS use of {id}, allowed and recorded.")),
-        shorten(format!(
+    let Some(a) = d.approval.as_deref() else {
+        return vec!["jitgate: BREAK-GLASS use, allowed and recorded.".into()];
+    };
+    let reviewers: Vec<&str> = match &a.subject {
+        Subject::User(u) => a
+            .approved_by
+            .iter()
+            .map(String::as_str)
+            .filter(|n| n != u)
+            .collect(),
+        Subject::Group(_) => a.approved_by.iter().map(String::as_str).collect(),
+    };
+    let review = if reviewers.is_empty() {
+        format!(
             "jitgate: it must be reviewed by an approver under policy {}.",
             d.policies.join(", ")
+        )
+    } else {
+        format!("jitgate: reviewed by {}.", reviewers.join(", "))
+    };
+    vec![
+        shorten(format!(
+            "jitgate: BREAK-GLASS use of {}, allowed and recorded.",
+            a.id
         )),
+        shorten(review),
     ]
 }
 

@@ -258,6 +258,7 @@ async fn break_glass_is_allowed_loudly_counted_and_logged_until_reviewed() {
     .await;
     let again = c.decide(&oncall.clone().with(|_| {}).review()).await;
     assert!(again["warnings"][0].as_str().unwrap().contains("BREAK-GLASS"));
+    assert_eq!(again["warnings"][1], "jitgate: reviewed by bob@example.com.");
     h.stop().await;
 }
 

@@ -1,6 +1,8 @@
 //! Edits of an approvals ConfigMap, built from structured input: who edits, which entries
 //! were there and which are there after, each from templates or raw text. Invariants:
-//! nothing panics; an accepted approval was added by the editor, who is not the requester.
+//! nothing panics; an accepted approval (or review) was added by the editor, who is not the
+//! requester; a break-glass entry is accepted only from its own user, in a break-glass
+//! group, with no approvers; a break-glass entry is never removed unreviewed.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -10,15 +12,29 @@ use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
 
 static NOW: LazyLock<jiff::Timestamp> = LazyLock::new(|| "2026-11-21T20:00:00Z".parse().unwrap());
-static POLICIES: LazyLock<jitgate::policy::PolicySet> =
-    LazyLock::new(|| jitgate::policy::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies").as_ref()).unwrap());
+/// The shipped policies, with break-glass for group `oncall` on prod-secrets.
+static POLICIES: LazyLock<jitgate::policy::PolicySet> = LazyLock::new(|| {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
+    let mut all = Vec::new();
+    for file in ["prod-secrets.yaml", "prod-workloads.yaml", "prod-pod-access.yaml"] {
+        let mut text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
+        if file == "prod-secrets.yaml" {
+            text = text.replace(
+                "    maxDuration: 4h",
+                "    maxDuration: 4h\n  breakGlass: { groups: [oncall], maxDuration: 1h, reviewWithin: 24h }",
+            );
+        }
+        all.extend(jitgate::policy::parse_policies(&text, file).unwrap());
+    }
+    jitgate::policy::PolicySet::new(all).unwrap()
+});
 
 const PEOPLE: [&str; 4] = ["alice", "bob", "carol", "system:admin"];
-const GROUPS: [&str; 3] = ["sre", "dev", "system:masters"];
+const GROUPS: [&str; 4] = ["sre", "dev", "system:masters", "oncall"];
 
 #[derive(Arbitrary, Debug)]
 enum Text {
-    Template { user: u8, group_entry: bool, expires_min: i16, approvers: Vec<u8>, name: bool },
+    Template { user: u8, group_entry: bool, expires_min: i16, approvers: Vec<u8>, name: bool, break_glass: bool },
     Raw(String),
 }
 
@@ -26,17 +42,18 @@ impl Text {
     fn render(&self) -> String {
         match self {
             Text::Raw(s) => s.clone(),
-            Text::Template { user, group_entry, expires_min, approvers, name } => {
+            Text::Template { user, group_entry, expires_min, approvers, name, break_glass } => {
                 let subject = if *group_entry {
-                    format!("group: {}", GROUPS[*user as usize % 3])
+                    format!("group: {}", GROUPS[*user as usize % 4])
                 } else {
                     format!("user: {}", PEOPLE[*user as usize % 4])
                 };
                 let expires = *NOW + jiff::SignedDuration::from_mins(i64::from(*expires_min));
                 let approvers: Vec<&str> = approvers.iter().take(4).map(|a| PEOPLE[*a as usize % 4]).collect();
                 format!(
-                    "{subject}\nresource: secrets\nnamespace: prod\n{}expiresAt: \"{expires}\"\nreason: r\napprovedBy: [{}]\n",
+                    "{subject}\nresource: secrets\nnamespace: prod\n{}{}expiresAt: \"{expires}\"\nreason: r\napprovedBy: [{}]\n",
                     if *name { "name: db\n" } else { "" },
+                    if *break_glass { "breakGlass: true\n" } else { "" },
                     approvers.join(", ")
                 )
             }
@@ -65,7 +82,7 @@ fn configmap(entries: &[(u8, Text)], labelled: bool) -> serde_json::Value {
 
 fuzz_target!(|e: Edit| {
     let editor = PEOPLE[e.editor as usize % 4];
-    let groups: Vec<&str> = e.groups.iter().take(3).map(|g| GROUPS[*g as usize % 3]).collect();
+    let groups: Vec<&str> = e.groups.iter().take(3).map(|g| GROUPS[*g as usize % 4]).collect();
     let op = ["CREATE", "UPDATE", "DELETE"][e.operation as usize % 3];
     let old = (op != "CREATE").then(|| configmap(&e.old, e.old_labelled || !e.new_labelled));
     let new = (op != "DELETE").then(|| configmap(&e.new, e.new_labelled));
@@ -80,7 +97,19 @@ fuzz_target!(|e: Edit| {
     }
     let Ok(changes) = review(&req, &POLICIES, *NOW, Default::default()) else { return };
     for change in changes {
-        if change.action == Action::Approved {
+        if change.action == Action::BreakGlass {
+            let entry = change.entry.as_ref().expect("a break-glass change has its entry");
+            assert!(entry.break_glass);
+            assert_eq!(entry.subject, jitgate::approvals::Subject::User(editor.to_string()), "break-glass for another");
+            assert!(entry.approved_by.is_empty(), "break-glass with approvers");
+            assert!(groups.contains(&"oncall"), "break-glass outside a break-glass group");
+        }
+        if matches!(change.action, Action::Revoked | Action::ExpiredOnEdit)
+            && change.entry.as_ref().is_some_and(|e| e.break_glass)
+        {
+            assert!(change.approvers > 0, "an unreviewed break-glass entry removed");
+        }
+        if matches!(change.action, Action::Approved | Action::Reviewed) {
             let entry = change.entry.expect("an approval has its entry");
             assert!(entry.approved_by.iter().any(|n| n == editor), "approved without the editor's name");
             match &entry.subject {
