@@ -219,8 +219,9 @@ pub fn denial_message(
     }
     let _ = write!(
         m,
-        "\nTo request it, add this entry under data: of ConfigMap {} in namespace {} ({}), \
-         replace the reason, and ask an approver to add their username to approvedBy:\n{}",
+        "\nTo request it, save the entry below to a file and run kubectl jitgate request -f FILE --reason \"...\", \
+         or add it under data: of ConfigMap {} in namespace {} ({}) with your reason; \
+         then ask an approver to add their username to approvedBy:\n{}",
         home.name,
         home.namespace,
         edit_command(home),
