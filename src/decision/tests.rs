@@ -81,29 +81,32 @@ fn entry(edits: &[(&str, &str)]) -> String {
 }
 
 fn decide_with(req: &Req, entries: &[String], approvals_loaded: bool) -> Decision {
-    let body = serde_json::json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "uid-1",
-            "resource": {"group": req.group, "version": "v1", "resource": req.resource},
-            "subResource": req.sub,
-            "namespace": req.namespace,
-            "name": req.name,
-            "operation": req.op,
-            "userInfo": {"username": req.user, "groups": req.groups},
-        }
-    })
-    .to_string();
+    let request = serde_json::json!({
+        "uid": "uid-1",
+        "resource": {"group": req.group, "version": "v1", "resource": req.resource},
+        "subResource": req.sub,
+        "namespace": req.namespace,
+        "name": req.name,
+        "operation": req.op,
+        "userInfo": {"username": req.user, "groups": req.groups},
+    });
+    decide_under(POLICIES, request, entries, approvals_loaded)
+}
+
+/// Decides a review (its `request` given as JSON) under `policies`, with `entries`
+/// loaded or not.
+fn decide_under(policies: &str, request: serde_json::Value, entries: &[String], loaded: bool) -> Decision {
+    let body = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
+        .to_string();
     let request = decode(body.as_bytes()).unwrap();
-    let policies = PolicySet::new(parse_policies(POLICIES, "t.yaml").unwrap()).unwrap();
+    let policies = PolicySet::new(parse_policies(policies, "t.yaml").unwrap()).unwrap();
     let approvals: Vec<_> = entries
         .iter()
         .enumerate()
         .map(|(i, e)| Arc::new(parse_entry(&format!("cm/e{i}"), e).unwrap()))
         .collect();
     let index = ApprovalIndex::build(approvals, now());
-    let approvals = if approvals_loaded {
+    let approvals = if loaded {
         Approvals::Loaded(&index)
     } else {
         Approvals::NotLoaded
@@ -417,19 +420,8 @@ fn stale_approvals_grant_nothing_and_say_for_how_long() {
     assert_eq!(d.silent_for, Some(silent_for));
 }
 
-/// Decides a review (its `request` given as JSON) under `policies`, with `entries`.
 fn decide_review(policies: &str, request: serde_json::Value, entries: &[String]) -> Decision {
-    let body = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
-        .to_string();
-    let request = decode(body.as_bytes()).unwrap();
-    let policies = PolicySet::new(parse_policies(policies, "t.yaml").unwrap()).unwrap();
-    let approvals: Vec<_> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| Arc::new(parse_entry(&format!("cm/e{i}"), e).unwrap()))
-        .collect();
-    let index = ApprovalIndex::build(approvals, now());
-    decide(&request, &policies, Approvals::Loaded(&index), now())
+    decide_under(policies, request, entries, true)
 }
 
 fn scale_review(from: u32, to: u32, image: &str) -> serde_json::Value {

@@ -280,16 +280,13 @@ fn unchanged_entries_are_not_judged_again() {
     assert_eq!(changes[0].id, "approvals/k");
 }
 
-const BREAK_GLASS: &str = r#"
-apiVersion: jitgate.dev/v1alpha1
-kind: GatePolicy
-metadata: { name: prod-secrets }
-spec:
-  rules: [{ apiGroups: [""], resources: ["secrets"], operations: ["UPDATE", "DELETE"] }]
-  namespaces: ["prod"]
-  approval: { minApprovers: 1, maxDuration: 4h, approverGroups: ["sre"] }
-  breakGlass: { groups: ["oncall"], maxDuration: 1h, reviewWithin: 24h }
-"#;
+/// POLICIES, with break-glass for group `oncall`.
+fn break_glass_policies() -> String {
+    POLICIES.replace(
+        "approverGroups: [\"sre\"] }",
+        "approverGroups: [\"sre\"] }\n  breakGlass: { groups: [\"oncall\"], maxDuration: 1h, reviewWithin: 24h }",
+    )
+}
 
 fn glass(user: &str, approvers: &[&str], expires_in_mins: i64) -> String {
     entry(user, approvers, expires_in_mins) + "breakGlass: true\n"
@@ -302,7 +299,7 @@ fn bg_edit(
     new: &[(&str, &str)],
 ) -> Result<Vec<Change>, Violation> {
     edit_under(
-        BREAK_GLASS,
+        &break_glass_policies(),
         "UPDATE",
         editor,
         groups,
