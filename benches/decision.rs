@@ -74,9 +74,26 @@ fn fingerprint(c: &mut Criterion) {
     });
 }
 
+/// The whole answer to a denied request: decision, and the denial message with its
+/// paste-ready entry and change fingerprint.
+fn denial(c: &mut Criterion) {
+    let now = Timestamp::now();
+    let policies = policies(3);
+    let index = ApprovalIndex::build(approvals(10_000, now), now);
+    let body = review(common::Kind::Denied);
+    let req = decode(body.as_bytes()).unwrap();
+    let home = jitgate::approvals::ConfigMapRef::default();
+    c.bench_function("answer/denied-2.2KB", |b| {
+        b.iter(|| {
+            let d = decide(black_box(&req), &policies, Approvals::Loaded(&index), now);
+            jitgate::explain::response(&req, &d, &home, now)
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(50);
-    targets = by_approvals, by_policies, decoding, fingerprint
+    targets = by_approvals, by_policies, decoding, fingerprint, denial
 }
 criterion_main!(benches);

@@ -3,7 +3,8 @@
 # into a serde_json::Value, answers a fixed allow), both over the same TLS, measured as
 # ratios in one run on this machine.
 #
-#   benches/load.sh            (DURATION=5 seconds per run by default)
+#   benches/load.sh            (DURATION=5 seconds per run by default;
+#                               SCENARIOS="h1-c16 h2-c16" runs only those)
 #
 # Each server is pinned to core 0 with one worker thread, the load generator to core 1.
 # Runs are interleaved baseline/jitgate/baseline/jitgate so that drift on the machine hits
@@ -172,7 +173,7 @@ echo "# (HTTP/1.1 and churn: mix of ungated, denied, approved; HTTP/2: denied)"
 printf "%-10s %12s %12s %9s %9s %9s %9s %9s %10s %10s %9s\n" scenario "base req/s" "jit req/s" "rps x" \
   "p50 x" "p99 x" "cpu/req x" "jit p99" "base us/r" "jit us/r" "jit p50"
 hz=$(getconf CLK_TCK)
-for scenario in h1-c1 h1-c16 h1-c64 h2-c16 churn-c16; do
+for scenario in ${SCENARIOS:-h1-c1 h1-c16 h1-c64 h2-c16 churn-c16}; do
   declare -A sum=()
   for round in 1 2; do
     for who in base jit; do

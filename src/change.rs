@@ -15,6 +15,9 @@
 
 use crate::admission::{AdmissionRequest, Operation};
 use serde_json::Value;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 /// At most this many paths are listed in a summary.
 const PATHS: usize = 8;
@@ -68,7 +71,7 @@ pub fn is_fingerprint(text: &str) -> bool {
     })
 }
 
-fn parse(raw: Option<&serde_json::value::RawValue>) -> Option<Value> {
+fn parse(raw: Option<&RawValue>) -> Option<Value> {
     let value: Value = serde_json::from_str(raw?.get()).ok()?;
     (!value.is_null()).then_some(value)
 }
@@ -84,6 +87,81 @@ fn strip(mut object: Value) -> Value {
         }
     }
     object
+}
+
+/// Where in the object a comparison is, for leaving out the fields that are owned.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Top,
+    Metadata,
+    Below,
+}
+
+fn owned(level: Level, key: &str) -> bool {
+    match level {
+        Level::Top => key == "status",
+        Level::Metadata => OWNED_METADATA.contains(&key),
+        Level::Below => false,
+    }
+}
+
+/// An object's fields, their values left as text; `None` when it is not an object. Keys
+/// are borrowed unless they hold escapes.
+fn fields(raw: &RawValue) -> Option<BTreeMap<Cow<'_, str>, &RawValue>> {
+    match serde_json::from_str::<BTreeMap<&str, &RawValue>>(raw.get()) {
+        Ok(map) => Some(map.into_iter().map(|(k, v)| (Cow::Borrowed(k), v)).collect()),
+        Err(_) => serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get())
+            .ok()
+            .map(|map| map.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect()),
+    }
+}
+
+/// The two objects reduced to what differs between them, for the diff: fields whose JSON
+/// text is the same on both sides are left out (they add nothing to the patch), owned
+/// fields are left out, and only what is left is parsed into values. The API server writes
+/// `object` and `oldObject` alike, so most of an object is compared as text and never
+/// parsed; text that differs but means the same is parsed, and the diff finds it equal.
+/// The patch is the one the whole objects would give.
+fn differing(old: &RawValue, new: &RawValue, level: Level) -> Option<(Value, Value)> {
+    let (Some(old_map), Some(new_map)) = (fields(old), fields(new)) else {
+        // Not both objects (or a null): compared whole.
+        let parse = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).ok();
+        let (old, new) = (parse(old)?, parse(new)?);
+        if level == Level::Top && (old.is_null() || new.is_null()) {
+            return None;
+        }
+        return Some((old, new));
+    };
+    let mut left = serde_json::Map::new();
+    let mut right = serde_json::Map::new();
+    let whole = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).ok();
+    for (key, old_value) in &old_map {
+        if owned(level, key) {
+            continue;
+        }
+        match new_map.get(key) {
+            Some(new_value) if old_value.get() == new_value.get() => {}
+            Some(new_value) => {
+                let below = if level == Level::Top && key == "metadata" {
+                    Level::Metadata
+                } else {
+                    Level::Below
+                };
+                let (l, r) = differing(old_value, new_value, below)?;
+                left.insert(key.to_string(), l);
+                right.insert(key.to_string(), r);
+            }
+            None => {
+                left.insert(key.to_string(), whole(old_value)?);
+            }
+        }
+    }
+    for (key, new_value) in &new_map {
+        if !owned(level, key) && !old_map.contains_key(key) {
+            right.insert(key.to_string(), whole(new_value)?);
+        }
+    }
+    Some((Value::Object(left), Value::Object(right)))
 }
 
 fn top_level(object: &Value) -> Vec<String> {
@@ -102,25 +180,24 @@ fn escape(key: &str) -> String {
 pub fn of(req: &AdmissionRequest<'_>) -> Option<Change> {
     let (canonical, paths) = match req.operation {
         Operation::Update => {
-            let old = strip(parse(req.old_object)?);
-            let new = strip(parse(req.object)?);
+            let (old, new) = differing(req.old_object?, req.object?, Level::Top)?;
             let patch = json_patch::diff(&old, &new);
-            let ops = serde_json::to_value(&patch).ok()?;
-            let paths = ops
-                .as_array()
-                .map(|ops| {
-                    ops.iter()
-                        .map(|op| {
-                            format!(
-                                "{} {}",
-                                op["op"].as_str().unwrap_or("?"),
-                                op["path"].as_str().unwrap_or("?")
-                            )
-                        })
-                        .collect()
+            let paths = patch
+                .0
+                .iter()
+                .map(|op| {
+                    let name = match op {
+                        json_patch::PatchOperation::Add(_) => "add",
+                        json_patch::PatchOperation::Remove(_) => "remove",
+                        json_patch::PatchOperation::Replace(_) => "replace",
+                        json_patch::PatchOperation::Move(_) => "move",
+                        json_patch::PatchOperation::Copy(_) => "copy",
+                        json_patch::PatchOperation::Test(_) => "test",
+                    };
+                    format!("{name} {}", op.path())
                 })
-                .unwrap_or_default();
-            (ops.to_string(), paths)
+                .collect();
+            (serde_json::to_string(&patch).ok()?, paths)
         }
         Operation::Create => {
             let object = strip(parse(req.object)?);
@@ -234,6 +311,29 @@ mod tests {
         let c = change("UPDATE", old, new).unwrap();
         assert_eq!(c.paths, ["replace /data/password", "add /data/token"]);
         assert!(!c.summary().contains("Y2FuYXJ5"));
+    }
+
+    #[test]
+    fn the_reduced_diff_is_the_diff_of_the_whole_objects() {
+        let old = deployment(2, "web:1", "10");
+        let mut new = deployment(5, "web:2", "11");
+        new["metadata"]["labels"]["tier"] = json!("canary");
+        new["metadata"]["annotations"] = json!({"a": "b"});
+        new["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "side", "image": "x"}));
+        // The same text, differently spaced: equal in meaning, so no operation.
+        let old_text = serde_json::to_string_pretty(&old).unwrap();
+        let whole = json_patch::diff(&strip(old.clone()), &strip(new.clone()));
+        let old_raw = RawValue::from_string(old_text).unwrap();
+        let new_raw = RawValue::from_string(new.to_string()).unwrap();
+        let (l, r) = differing(&old_raw, &new_raw, Level::Top).unwrap();
+        assert_eq!(json_patch::diff(&l, &r), whole);
+        assert_eq!(
+            change("UPDATE", old.clone(), new.clone()).unwrap().paths.len(),
+            whole.0.len()
+        );
     }
 
     #[test]
