@@ -69,9 +69,10 @@ impl Record {
     }
 }
 
-/// The ConfigMap key of an approval's record: its id with `/` as `.`.
+/// The ConfigMap key of an approval's record: its id with `/` as `_`, which ConfigMap
+/// names never hold, so that no two approvals share a key.
 fn key_of(a: &Approval) -> String {
-    a.id.replace('/', ".")
+    a.id.replacen('/', "_", 1)
 }
 
 /// Where uses are counted.

@@ -94,7 +94,7 @@ async fn max_uses_1_allows_exactly_one_of_200_concurrent_requests_across_4_repli
 
     let usage = api.object("jitgate-system", "jitgate-usage").unwrap();
     let record: Value =
-        serde_json::from_str(usage["data"]["jitgate-approvals.once"].as_str().unwrap()).unwrap();
+        serde_json::from_str(usage["data"]["jitgate-approvals_once"].as_str().unwrap()).unwrap();
     let uid = allowed[0]["request"]["uid"].clone();
     assert_eq!(record["uids"], serde_json::json!([uid]));
 
@@ -106,7 +106,7 @@ async fn max_uses_1_allows_exactly_one_of_200_concurrent_requests_across_4_repli
     }
     let usage = api.object("jitgate-system", "jitgate-usage").unwrap();
     let record: Value =
-        serde_json::from_str(usage["data"]["jitgate-approvals.once"].as_str().unwrap()).unwrap();
+        serde_json::from_str(usage["data"]["jitgate-approvals_once"].as_str().unwrap()).unwrap();
     assert_eq!(record["uids"].as_array().unwrap().len(), 1);
     // And a new request is still refused, saying why.
     let mut c = replicas[0].conn(Proto::H1).await;
