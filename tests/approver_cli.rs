@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 use support::apiserver::ApiServer;
@@ -27,19 +27,19 @@ struct Cluster {
 }
 
 async fn cluster() -> Cluster {
-    let policies = tempfile::tempdir().unwrap();
-    let mut files = Vec::new();
-    for file in ["prod-secrets.yaml", "prod-workloads.yaml", "prod-pod-access.yaml"] {
-        let mut text = std::fs::read_to_string(Path::new(REPO).join("policies").join(file)).unwrap();
-        if file == "prod-secrets.yaml" {
-            text = text.replace(
-                "    maxDuration: 4h",
-                "    maxDuration: 4h\n    approverGroups: [\"sre\"]\n  breakGlass:\n    groups: [\"oncall\"]\n    maxDuration: 1h\n    reviewWithin: 24h",
-            );
-        }
-        std::fs::write(policies.path().join(file), &text).unwrap();
-        files.push((file, text));
+    let policies = policies_with(|file, text| {
+        match file {
+        "prod-secrets.yaml" => text.replace(
+            "    maxDuration: 4h",
+            "    maxDuration: 4h\n    approverGroups: [\"sre\"]\n  breakGlass:\n    groups: [\"oncall\"]\n    maxDuration: 1h\n    reviewWithin: 24h",
+        ),
+        _ => text,
     }
+    });
+    let files: Vec<(&str, String)> = POLICY_FILES
+        .iter()
+        .map(|f| (*f, std::fs::read_to_string(policies.path().join(f)).unwrap()))
+        .collect();
     let api = ApiServer::start().await;
     for (token, user, groups) in [ALICE, BOB, MALLORY, CAROL] {
         api.add_user(token, user, groups);

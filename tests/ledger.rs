@@ -6,7 +6,6 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::time::Duration;
 use support::apiserver::ApiServer;
 use support::*;
@@ -18,18 +17,13 @@ const CAPTURED: &str = concat!(
 
 /// The shipped policies, with approvers for Secrets limited to group `sre`.
 fn policies_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for file in ["prod-secrets.yaml", "prod-workloads.yaml", "prod-pod-access.yaml"] {
-        let mut text = std::fs::read_to_string(PathBuf::from(REPO).join("policies").join(file)).unwrap();
-        if file == "prod-secrets.yaml" {
-            text = text.replace(
-                "    maxDuration: 4h",
-                "    maxDuration: 4h\n    approverGroups: [\"sre\"]",
-            );
-        }
-        std::fs::write(dir.path().join(file), text).unwrap();
-    }
-    dir
+    policies_with(|file, text| match file {
+        "prod-secrets.yaml" => text.replace(
+            "    maxDuration: 4h",
+            "    maxDuration: 4h\n    approverGroups: [\"sre\"]",
+        ),
+        _ => text,
+    })
 }
 
 async fn start(policies: &tempfile::TempDir) -> Harness {

@@ -15,16 +15,6 @@ const CAPTURED: &str = concat!(
     "/../shared/fixtures/admission/captured"
 );
 
-/// The shipped policies, with `edit` applied to each file's text.
-fn policies_with(edit: impl Fn(&str, String) -> String) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for file in ["prod-secrets.yaml", "prod-workloads.yaml", "prod-pod-access.yaml"] {
-        let text = std::fs::read_to_string(Path::new(REPO).join("policies").join(file)).unwrap();
-        std::fs::write(dir.path().join(file), edit(file, text)).unwrap();
-    }
-    dir
-}
-
 async fn start_with_policies(approvals: &str, policies: &tempfile::TempDir) -> Harness {
     let dir = policies.path().to_path_buf();
     Harness::start_with(Some(approvals), |cfg| cfg.policies_dir = dir).await

@@ -484,6 +484,19 @@ impl Harness {
     }
 }
 
+/// The shipped policy files.
+pub const POLICY_FILES: [&str; 3] = ["prod-secrets.yaml", "prod-workloads.yaml", "prod-pod-access.yaml"];
+
+/// A directory holding the shipped policies, each file's text changed by `edit`.
+pub fn policies_with(edit: impl Fn(&str, String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for file in POLICY_FILES {
+        let text = std::fs::read_to_string(Path::new(REPO).join("policies").join(file)).unwrap();
+        std::fs::write(dir.path().join(file), edit(file, text)).unwrap();
+    }
+    dir
+}
+
 /// Retries `check` until it holds, for up to `limit`; returns how long it took. Used to
 /// wait for an asynchronous effect, never to assert a speed.
 pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> Duration
