@@ -34,7 +34,7 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the webhook over HTTPS (POST /validate, GET /healthz, GET /readyz).
+    /// Serve the webhook over HTTPS (POST /validate, GET /healthz, /readyz, /metrics).
     Serve(ServeArgs),
     /// Decide one AdmissionReview offline and print the response review.
     /// Exit status: 0 allowed, 1 denied, 2 error.
