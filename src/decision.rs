@@ -191,6 +191,9 @@ pub struct Decision {
     pub verdict: Option<Verdict>,
     /// For `approvals_stale`: how long the approvals' source has been silent.
     pub silent_for: Option<Duration>,
+    /// The request's change, when an approval pinned to one made the decision compute it
+    /// (a denial's message reuses it rather than computing it again).
+    pub change: Option<crate::change::Change>,
 }
 
 impl Decision {
@@ -205,6 +208,7 @@ impl Decision {
             approval: None,
             verdict: None,
             silent_for: None,
+            change: None,
         }
     }
 
@@ -268,6 +272,7 @@ pub fn decide(
         approval: None,
         verdict: None,
         silent_for: None,
+        change: None,
     };
     let index = match approvals {
         Approvals::Loaded(index) => index,
@@ -295,12 +300,12 @@ pub fn decide(
         .filter(|a| in_scope(a, req))
         .collect();
     // Computed only when an approval is pinned to a change: it parses the objects.
-    let change = candidates
+    decision.change = candidates
         .iter()
         .any(|a| a.change.is_some())
         .then(|| crate::change::of(req))
         .flatten();
-    let change = change.as_ref().map(|c| c.fingerprint.as_str());
+    let change = decision.change.as_ref().map(|c| c.fingerprint.as_str());
     // Best verdict first; among equals, an approval without maxUses (so uses are not
     // spent while it lasts), then the one that lasts longest.
     let best = candidates

@@ -158,7 +158,8 @@ pub fn denial_message(
         (Reason::UsageUnavailable, Some(a), _) => {
             let _ = write!(
                 m,
-                ". Approval {:?} allows a limited number of uses, and this use could not be recorded,                  so it is not granted; retry in a moment, and tell the cluster operators if this persists.",
+                ". Approval {:?} allows a limited number of uses, and this use could not be recorded, \
+                 so it is not granted; retry in a moment, and tell the cluster operators if this persists.",
                 a.id
             );
             return m;
@@ -208,7 +209,15 @@ pub fn denial_message(
         ),
     };
     let _ = write!(m, " and needs an approval: {why}.\n{}", needs(requirement));
-    if let Some(change) = crate::change::of(req) {
+    let computed;
+    let change = match &d.change {
+        Some(c) => Some(c),
+        None => {
+            computed = crate::change::of(req);
+            computed.as_ref()
+        }
+    };
+    if let Some(change) = change {
         let _ = write!(
             m,
             "\nThis change is {} ({}). To approve exactly this change, add change: \"{}\" to the entry, and maxUses: 1 to allow it once.",
