@@ -3,8 +3,9 @@
 //!
 //! Only the fields a decision needs are parsed into typed values. `object`, `oldObject`
 //! and `options` stay raw JSON borrowed from the request body: a Secret's data lives there,
-//! it is never needed to decide, and building a tree for it would cost half the CPU of a
-//! request.
+//! and building a tree for it would cost half the CPU of a request. Only the change
+//! fingerprint (`crate::change`) reads them, for denials and for approvals pinned to a
+//! change, and it keeps nothing of them but paths and a hash.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

@@ -1,7 +1,7 @@
 //! Denial messages, written for the engineer reading them in `kubectl`: what was blocked,
 //! by which policy, why, what an approval needs, and an approval entry for exactly this
 //! request, ready to paste into the approvals ConfigMap. Built from the request's
-//! coordinates only, never from its object.
+//! coordinates and its change fingerprint (paths that change and a hash, never a value).
 
 use crate::admission::{AdmissionRequest, AdmissionResponse};
 use crate::approvals::{Approval, ConfigMapRef, Subject, suggested_key};

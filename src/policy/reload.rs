@@ -46,8 +46,8 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     files
 }
 
-/// Follows the policy directory until the task is aborted. `loaded` is what the store
-/// was started with.
+/// Follows the policy directory until the task is aborted, replacing the store's policies
+/// when the files change and load.
 pub fn spawn_reload(dir: PathBuf, store: Arc<PolicyStore>) -> JoinHandle<()> {
     let last = Arc::new(Mutex::new(fingerprint(&dir)));
     let mut changes = Changes::watch(&dir, RECHECK);
