@@ -130,12 +130,13 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         Some(source) => {
             let store = Arc::new(ApprovalStore::new(Some(cfg.max_staleness)));
             let config = sync::cluster::client_config(source.kubeconfig.as_deref()).await?;
-            let client = kube::Client::try_from(config).map_err(|e| ClusterError::Client(e.to_string()))?;
+            let client =
+                kube::Client::try_from(config.clone()).map_err(|e| ClusterError::Client(e.to_string()))?;
             let usage = UsageLedger::in_cluster(
                 kube::Api::namespaced(client, &source.namespace),
                 source.usage_configmap.clone(),
             );
-            (sync::cluster::spawn(source, store.clone()).await?, store, usage)
+            (sync::cluster::spawn(config, source, store.clone())?, store, usage)
         }
         None => {
             let store = Arc::new(ApprovalStore::new(None));

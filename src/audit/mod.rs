@@ -112,9 +112,7 @@ impl<'a> DecisionRecord<'a> {
 
     /// The record as one JSON line, newline included.
     pub fn to_line(&self) -> Vec<u8> {
-        let mut line = serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec());
-        line.push(b'\n');
-        line
+        json_line(self)
     }
 }
 
@@ -187,10 +185,15 @@ impl<'a> ApprovalRecord<'a> {
     }
 
     pub fn to_line(&self) -> Vec<u8> {
-        let mut line = serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec());
-        line.push(b'\n');
-        line
+        json_line(self)
     }
+}
+
+/// A record as one JSON line, newline included.
+fn json_line(record: &impl Serialize) -> Vec<u8> {
+    let mut line = serde_json::to_vec(record).unwrap_or_else(|_| b"{}".to_vec());
+    line.push(b'\n');
+    line
 }
 
 #[derive(Debug, thiserror::Error)]

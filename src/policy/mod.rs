@@ -178,11 +178,14 @@ impl BreakGlass {
 impl Policy {
     /// True when this policy gates the target, whoever asks.
     pub fn gates(&self, t: &Target<'_>) -> bool {
-        let namespace_ok = match &self.namespaces {
-            None => true,
-            Some(globs) => pattern::any_matches(globs, t.namespace),
-        };
-        namespace_ok && self.rules.iter().any(|r| r.matches(t))
+        self.covers_namespace(t.namespace) && self.rules.iter().any(|r| r.matches(t))
+    }
+
+    /// True when the policy applies in `namespace` (all do when `namespaces` is omitted).
+    fn covers_namespace(&self, namespace: &str) -> bool {
+        self.namespaces
+            .as_ref()
+            .is_none_or(|globs| pattern::any_matches(globs, namespace))
     }
 
     /// True when a member of `groups` may approve under this policy.
@@ -196,11 +199,7 @@ impl Policy {
     /// True when this policy gates some request that an approval with this scope would
     /// allow: the approval would have work to do under it.
     pub fn gates_scope(&self, scope: &Scope<'_>) -> bool {
-        let namespace_ok = match &self.namespaces {
-            None => true,
-            Some(globs) => pattern::any_matches(globs, scope.namespace),
-        };
-        namespace_ok
+        self.covers_namespace(scope.namespace)
             && self.rules.iter().any(|r| {
                 r.operations.iter().any(|op| scope.operations.contains(op))
                     && match scope.api_group {

@@ -79,10 +79,13 @@ impl Liveness {
     }
 }
 
-/// Connects to the API server and follows the approvals ConfigMaps into `store` until
-/// the task is aborted.
-pub async fn spawn(source: ClusterSource, store: Arc<ApprovalStore>) -> Result<JoinHandle<()>, ClusterError> {
-    let config = client_config(source.kubeconfig.as_deref()).await?;
+/// Connects to the API server with `config` (see [`client_config`]) and follows the
+/// approvals ConfigMaps into `store` until the task is aborted.
+pub fn spawn(
+    config: Config,
+    source: ClusterSource,
+    store: Arc<ApprovalStore>,
+) -> Result<JoinHandle<()>, ClusterError> {
     tracing::info!(server = %config.cluster_url, namespace = %source.namespace, selector = %source.selector,
         "following approvals ConfigMaps");
     let liveness = Arc::new(Liveness {
