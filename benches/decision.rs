@@ -26,7 +26,7 @@ fn by_approvals(c: &mut Criterion) {
             let req = decode(body.as_bytes()).unwrap();
             let expected = !matches!(kind, common::Kind::Denied);
             assert_eq!(
-                decide(&req, &policies, Approvals::Loaded(&index), now).allowed,
+                decide(&req, &policies, Approvals::Loaded(&index), now).allowed(),
                 expected,
                 "{name}"
             );

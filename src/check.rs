@@ -68,7 +68,7 @@ pub fn check(
     let json = serde_json::to_string_pretty(&response.into_review()).unwrap_or_default();
     Ok(Checked {
         json,
-        allowed: d.allowed,
+        allowed: d.allowed(),
         change: crate::change::of(&req),
     })
 }

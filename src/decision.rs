@@ -176,8 +176,6 @@ pub enum Verdict {
 
 #[derive(Debug, Clone)]
 pub struct Decision {
-    /// True unless the outcome is `Deny`.
-    pub allowed: bool,
     pub outcome: Outcome,
     /// Why; for `warn` and `dryrun`, why it would have been denied.
     pub reason: Reason,
@@ -200,7 +198,6 @@ impl Decision {
     /// An allow for `reason`, naming the policies it concerns.
     pub fn allow(reason: Reason, policies: Vec<String>) -> Self {
         Decision {
-            allowed: true,
             outcome: Outcome::Allow,
             reason,
             policies,
@@ -215,10 +212,14 @@ impl Decision {
     /// A denial that no policy logic produced (bad request, audit failure).
     pub fn refused(reason: Reason) -> Self {
         Decision {
-            allowed: false,
             outcome: Outcome::Deny,
             ..Decision::allow(reason, Vec::new())
         }
+    }
+
+    /// True unless the outcome is `deny`: `warn` and `dryrun` let the request through.
+    pub fn allowed(&self) -> bool {
+        self.outcome != Outcome::Deny
     }
 
     /// Turns a gated request's answer into a denial for `reason`, unless its policies are
@@ -230,7 +231,6 @@ impl Decision {
             Some(Enforcement::DryRun) => Outcome::DryRun,
             _ => Outcome::Deny,
         };
-        self.allowed = self.outcome != Outcome::Deny;
     }
 }
 
@@ -264,7 +264,6 @@ pub fn decide(
     }
     let requirement = Requirement::strictest(&gating, groups);
     let mut decision = Decision {
-        allowed: false,
         outcome: Outcome::Deny,
         reason: Reason::NoApproval,
         policies: requirement.policies.clone(),
@@ -338,7 +337,6 @@ impl Decision {
     fn grant(&mut self, reason: Reason) {
         self.reason = reason;
         self.outcome = Outcome::Allow;
-        self.allowed = true;
     }
 }
 

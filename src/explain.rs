@@ -369,7 +369,7 @@ spec:
             .collect::<Vec<_>>();
         let index = ApprovalIndex::build(approvals, now);
         let d = decide(&req, &policies, crate::decision::Approvals::Loaded(&index), now);
-        assert!(!d.allowed);
+        assert!(!d.allowed());
         denial_message(&req, &d, &ConfigMapRef::default(), now)
     }
 

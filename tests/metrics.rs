@@ -135,6 +135,11 @@ async fn sync_age_grows_while_the_api_server_is_silent_and_resets_when_it_return
     api.apply_approvals("jitgate-approvals", &[]);
     let h = Harness::start_cluster(&api, std::time::Duration::from_secs(300), |_| {}).await;
     let age = |text: &str| value(text, "jitgate_approvals_sync_age_seconds").unwrap();
+    // Ready: the approvals came from this API server, so the age measures it.
+    eventually(std::time::Duration::from_secs(10), || async {
+        h.readyz().await == hyper::StatusCode::OK
+    })
+    .await;
     eventually(std::time::Duration::from_secs(10), || async {
         age(&scrape(&h).await) < 1.0
     })

@@ -235,8 +235,8 @@ proptest! {
         let text = body(&r, "uid-p");
         let request = decode(text.as_bytes()).unwrap();
         let d = decide(&request, &policies, Approvals::Loaded(&index), now());
-        prop_assert_eq!(d.allowed, model_allows(&r, &policies, &approvals), "{:?}", d.reason);
-        if d.allowed && d.reason == Reason::Approved {
+        prop_assert_eq!(d.allowed(), model_allows(&r, &policies, &approvals), "{:?}", d.reason);
+        if d.allowed() && d.reason == Reason::Approved {
             prop_assert!(d.approval.is_some());
         }
         let response = jitgate::explain::response(&request, &d, &ConfigMapRef::default(), now());

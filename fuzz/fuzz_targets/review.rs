@@ -31,7 +31,7 @@ fuzz_target!(|body: &[u8]| {
         return;
     }
     let d = decide(&req, &POLICIES, Approvals::Loaded(&INDEX), *NOW);
-    if d.allowed {
+    if d.allowed() {
         assert!(matches!(d.reason, Reason::NotGated | Reason::Exempt | Reason::Approved | Reason::BreakGlass));
     }
     if d.reason == Reason::Approved {

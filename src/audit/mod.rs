@@ -64,7 +64,7 @@ impl<'a> DecisionRecord<'a> {
             timestamp: now.to_string(),
             event: "decision",
             uid: Some(&req.uid),
-            allowed: d.allowed,
+            allowed: d.allowed(),
             decision: d.outcome.as_str(),
             reason: d.reason.as_str(),
             policy: (!d.policies.is_empty()).then(|| d.policies.join(",")),

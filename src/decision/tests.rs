@@ -139,7 +139,7 @@ fn a_request_no_policy_gates_is_allowed_as_not_gated() {
         },
     ] {
         let d = decide_with(&req, &[], true);
-        assert!(d.allowed);
+        assert!(d.allowed());
         assert_eq!(d.reason, Reason::NotGated);
         assert!(d.policies.is_empty());
     }
@@ -157,7 +157,7 @@ fn an_exempt_user_or_group_is_allowed_and_the_policy_is_named() {
     };
     for req in [sa, robot] {
         let d = decide_with(&req, &[], true);
-        assert!(d.allowed);
+        assert!(d.allowed());
         assert_eq!(d.reason, Reason::Exempt);
         assert_eq!(d.policies, ["prod-secrets"]);
     }
@@ -166,7 +166,7 @@ fn an_exempt_user_or_group_is_allowed_and_the_policy_is_named() {
 #[test]
 fn a_gated_request_without_any_approval_is_denied() {
     let d = decide_with(&SECRET_UPDATE, &[], true);
-    assert!(!d.allowed);
+    assert!(!d.allowed());
     assert_eq!(d.reason, Reason::NoApproval);
     assert_eq!(d.policies, ["prod-secrets"]);
     let req = d.requirement.unwrap();
@@ -179,7 +179,7 @@ fn a_gated_request_without_any_approval_is_denied() {
 #[test]
 fn a_matching_live_approval_allows() {
     let d = decide_one(&SECRET_UPDATE, entry(&[]));
-    assert!(d.allowed);
+    assert!(d.allowed());
     assert_eq!(d.reason, Reason::Approved);
     assert_eq!(d.approval.unwrap().id, "cm/e0");
 }
@@ -187,7 +187,7 @@ fn a_matching_live_approval_allows() {
 #[test]
 fn an_expired_approval_does_not_allow() {
     let d = decide_one(&SECRET_UPDATE, entry(&[(&at(30), &at(-1))]));
-    assert!(!d.allowed);
+    assert!(!d.allowed());
     assert_eq!(d.reason, Reason::ApprovalExpired);
     assert_eq!(d.approval.unwrap().id, "cm/e0");
 }
@@ -201,10 +201,10 @@ fn an_approval_expiring_exactly_now_does_not_allow() {
 #[test]
 fn an_approval_longer_than_max_duration_does_not_allow() {
     let d = decide_one(&SECRET_UPDATE, entry(&[(&at(30), &at(4 * 60 + 1))]));
-    assert!(!d.allowed);
+    assert!(!d.allowed());
     assert_eq!(d.reason, Reason::ApprovalExceedsMaxDuration);
     let d = decide_one(&SECRET_UPDATE, entry(&[(&at(30), &at(4 * 60))]));
-    assert!(d.allowed, "exactly maxDuration is within it");
+    assert!(d.allowed(), "exactly maxDuration is within it");
 }
 
 #[test]
@@ -245,7 +245,7 @@ fn an_approval_for_another_api_group_does_not_allow() {
         &SECRET_UPDATE,
         entry(&[("resource: secrets", "resource: secrets\napiGroup: \"\"")]),
     );
-    assert!(d.allowed, "the core group spelled out matches");
+    assert!(d.allowed(), "the core group spelled out matches");
 }
 
 #[test]
@@ -256,7 +256,7 @@ fn an_approval_without_name_or_operations_covers_every_object_and_gated_operatio
         name: "api-token",
         ..SECRET_UPDATE
     };
-    assert!(decide_one(&delete_other, wide).allowed);
+    assert!(decide_one(&delete_other, wide).allowed());
 }
 
 #[test]
@@ -277,13 +277,13 @@ fn an_approval_for_a_resource_does_not_cover_its_subresource() {
         ("resource: secrets", "resource: deployments/scale"),
         ("name: db-password", "name: web"),
     ]);
-    assert!(decide_one(&scale, for_scale).allowed);
+    assert!(decide_one(&scale, for_scale).allowed());
 }
 
 #[test]
 fn too_few_approvers_do_not_allow() {
     let d = decide_one(&SECRET_UPDATE, entry(&[("[bob]", "[]")]));
-    assert!(!d.allowed);
+    assert!(!d.allowed());
     assert_eq!(d.reason, Reason::TooFewApprovers);
     assert_eq!(
         d.verdict,
@@ -297,7 +297,7 @@ fn too_few_approvers_do_not_allow() {
 #[test]
 fn approving_your_own_request_does_not_count() {
     let d = decide_one(&SECRET_UPDATE, entry(&[("[bob]", "[alice]")]));
-    assert!(!d.allowed);
+    assert!(!d.allowed());
     assert_eq!(d.reason, Reason::TooFewApprovers);
     assert_eq!(
         d.verdict,
@@ -329,13 +329,13 @@ fn one_approver_named_twice_counts_once() {
         decide_one(&delete, approval("[bob, bob]")).reason,
         Reason::TooFewApprovers
     );
-    assert!(decide_one(&delete, approval("[bob, carol]")).allowed);
+    assert!(decide_one(&delete, approval("[bob, carol]")).allowed());
 }
 
 #[test]
 fn a_group_approval_allows_a_member_but_not_on_their_own_word() {
     let for_group = entry(&[("user: alice", "group: dev")]);
-    assert!(decide_one(&SECRET_UPDATE, for_group).allowed);
+    assert!(decide_one(&SECRET_UPDATE, for_group).allowed());
     let outsider = Req {
         groups: &["ops"],
         ..SECRET_UPDATE
@@ -378,20 +378,20 @@ fn the_strictest_of_several_gating_policies_applies() {
         Reason::ApprovalExceedsMaxDuration,
         "prod-critical allows 1h"
     );
-    assert!(decide_one(&delete, approval(59, "[bob, carol]")).allowed);
+    assert!(decide_one(&delete, approval(59, "[bob, carol]")).allowed());
 }
 
 #[test]
 fn a_live_approval_wins_over_an_expired_one() {
     let d = decide_with(&SECRET_UPDATE, &[entry(&[(&at(30), &at(-5))]), entry(&[])], true);
-    assert!(d.allowed);
+    assert!(d.allowed());
     assert_eq!(d.approval.unwrap().id, "cm/e1");
 }
 
 #[test]
 fn without_loaded_approvals_gated_requests_are_denied_and_ungated_allowed() {
     let d = decide_with(&SECRET_UPDATE, &[entry(&[])], false);
-    assert!(!d.allowed);
+    assert!(!d.allowed());
     assert_eq!(d.reason, Reason::ApprovalsUnavailable);
     let d = decide_with(
         &Req {
@@ -401,7 +401,7 @@ fn without_loaded_approvals_gated_requests_are_denied_and_ungated_allowed() {
         &[],
         false,
     );
-    assert!(d.allowed);
+    assert!(d.allowed());
 }
 
 #[test]
@@ -415,7 +415,7 @@ fn stale_approvals_grant_nothing_and_say_for_how_long() {
     let policies = PolicySet::new(parse_policies(POLICIES, "t.yaml").unwrap()).unwrap();
     let silent_for = Duration::from_secs(400);
     let d = decide(&request, &policies, Approvals::Stale { silent_for }, now());
-    assert!(!d.allowed);
+    assert!(!d.allowed());
     assert_eq!(d.reason, Reason::ApprovalsStale);
     assert_eq!(d.silent_for, Some(silent_for));
 }
@@ -456,16 +456,16 @@ fn a_pinned_approval_allows_its_change_and_no_other() {
     let approved = scale_review(2, 5, "web:1");
     let pin = format!("change: \"{}\"\n", fingerprint_of(&approved));
     let d = decide_review(POLICIES, approved, &[deployment_entry(&pin)]);
-    assert_eq!((d.allowed, d.reason), (true, Reason::Approved));
+    assert_eq!((d.allowed(), d.reason), (true, Reason::Approved));
 
     for other in [scale_review(2, 6, "web:1"), scale_review(2, 5, "web:2")] {
         let d = decide_review(POLICIES, other, &[deployment_entry(&pin)]);
-        assert_eq!((d.allowed, d.reason), (false, Reason::ChangeNotApproved));
+        assert_eq!((d.allowed(), d.reason), (false, Reason::ChangeNotApproved));
         assert_eq!(d.verdict, Some(Verdict::OtherChange));
     }
     // Without a pin, the same approval allows any change.
     let d = decide_review(POLICIES, scale_review(2, 6, "web:2"), &[deployment_entry("")]);
-    assert!(d.allowed);
+    assert!(d.allowed());
 }
 
 const BREAK_GLASS: &str = r#"
@@ -499,7 +499,7 @@ fn break_glass_allows_its_own_user_in_a_break_glass_group_only() {
         &[break_glass_entry(30)],
     );
     assert_eq!(
-        (d.allowed, d.reason, d.outcome),
+        (d.allowed(), d.reason, d.outcome),
         (true, Reason::BreakGlass, Outcome::Allow)
     );
 
@@ -508,7 +508,7 @@ fn break_glass_allows_its_own_user_in_a_break_glass_group_only() {
         secret_review("alice", &["dev"]),
         &[break_glass_entry(30)],
     );
-    assert_eq!((d.allowed, d.reason), (false, Reason::BreakGlassNotAllowed));
+    assert_eq!((d.allowed(), d.reason), (false, Reason::BreakGlassNotAllowed));
 
     let d = decide_review(
         BREAK_GLASS,
@@ -516,7 +516,7 @@ fn break_glass_allows_its_own_user_in_a_break_glass_group_only() {
         &[break_glass_entry(30)],
     );
     assert_eq!(
-        (d.allowed, d.reason),
+        (d.allowed(), d.reason),
         (false, Reason::NoApproval),
         "alice's entry is hers alone"
     );
@@ -526,11 +526,14 @@ fn break_glass_allows_its_own_user_in_a_break_glass_group_only() {
         secret_review("alice", &["oncall"]),
         &[break_glass_entry(90)],
     );
-    assert_eq!((d.allowed, d.reason), (false, Reason::ApprovalExceedsMaxDuration));
+    assert_eq!(
+        (d.allowed(), d.reason),
+        (false, Reason::ApprovalExceedsMaxDuration)
+    );
 
     // Under a policy without breakGlass, the entry is refused.
     let d = decide_with(&SECRET_UPDATE, &[break_glass_entry(30)], true);
-    assert_eq!((d.allowed, d.reason), (false, Reason::BreakGlassNotAllowed));
+    assert_eq!((d.allowed(), d.reason), (false, Reason::BreakGlassNotAllowed));
 }
 
 #[test]
@@ -539,7 +542,7 @@ fn policies_in_rollout_let_denials_through_marked_as_such() {
         let policy = BREAK_GLASS.replace("  breakGlass:", &format!("  enforcement: {mode}\n  breakGlass:"));
         let d = decide_review(&policy, secret_review("alice", &["dev"]), &[]);
         assert_eq!(
-            (d.allowed, d.outcome, d.reason),
+            (d.allowed(), d.outcome, d.reason),
             (true, outcome, Reason::NoApproval)
         );
         // An approved request is plainly allowed.
@@ -554,7 +557,7 @@ fn policies_in_rollout_let_denials_through_marked_as_such() {
         BREAK_GLASS.replace("prod-secrets", "prod-secrets-strict")
     );
     let d = decide_review(&both, secret_review("alice", &["dev"]), &[]);
-    assert_eq!((d.allowed, d.outcome), (false, Outcome::Deny));
+    assert_eq!((d.allowed(), d.outcome), (false, Outcome::Deny));
 }
 
 #[test]
@@ -562,6 +565,6 @@ fn an_approval_without_max_uses_is_preferred_so_uses_are_not_spent() {
     let limited = deployment_entry("maxUses: 1\n").replace(&at(30), &at(40));
     let unlimited = deployment_entry("");
     let d = decide_review(POLICIES, scale_review(2, 5, "web:1"), &[limited, unlimited]);
-    assert!(d.allowed);
+    assert!(d.allowed());
     assert_eq!(d.approval.unwrap().max_uses, None);
 }
