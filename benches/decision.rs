@@ -10,8 +10,8 @@ use common::{KINDS, approvals, policies, review};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use jiff::Timestamp;
 use jitgate::admission::decode;
-use jitgate::approvals::ApprovalIndex;
-use jitgate::decision::{Approvals, decide};
+use jitgate::approvals::{ConfigMapRef, Snapshot};
+use jitgate::decision::{Approvals, Inputs, decide};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -20,18 +20,19 @@ fn by_approvals(c: &mut Criterion) {
     let policies = policies(3);
     let mut group = c.benchmark_group("decide/approvals");
     for n in [10, 1_000, 10_000, 100_000] {
-        let index = ApprovalIndex::build(approvals(n, now), now);
+        let snapshot = Snapshot::new(approvals(n, now), 0, ConfigMapRef::default(), now);
+        let inputs = Inputs {
+            policies: &policies,
+            approvals: Approvals::Loaded(&snapshot),
+            now,
+        };
         for (kind, name) in KINDS {
             let body = review(kind);
             let req = decode(body.as_bytes()).unwrap();
             let expected = !matches!(kind, common::Kind::Denied);
-            assert_eq!(
-                decide(&req, &policies, Approvals::Loaded(&index), now).allowed(),
-                expected,
-                "{name}"
-            );
+            assert_eq!(decide(&req, &inputs).allowed(), expected, "{name}");
             group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
-                b.iter(|| decide(black_box(&req), &policies, Approvals::Loaded(&index), now))
+                b.iter(|| decide(black_box(&req), &inputs))
             });
         }
     }
@@ -40,15 +41,20 @@ fn by_approvals(c: &mut Criterion) {
 
 fn by_policies(c: &mut Criterion) {
     let now = Timestamp::now();
-    let index = ApprovalIndex::build(approvals(10_000, now), now);
+    let snapshot = Snapshot::new(approvals(10_000, now), 0, ConfigMapRef::default(), now);
     let mut group = c.benchmark_group("decide/policies");
     for n in [1, 10, 100] {
         let policies = policies(n);
+        let inputs = Inputs {
+            policies: &policies,
+            approvals: Approvals::Loaded(&snapshot),
+            now,
+        };
         for (kind, name) in KINDS {
             let body = review(kind);
             let req = decode(body.as_bytes()).unwrap();
             group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
-                b.iter(|| decide(black_box(&req), &policies, Approvals::Loaded(&index), now))
+                b.iter(|| decide(black_box(&req), &inputs))
             });
         }
     }
@@ -79,14 +85,18 @@ fn fingerprint(c: &mut Criterion) {
 fn denial(c: &mut Criterion) {
     let now = Timestamp::now();
     let policies = policies(3);
-    let index = ApprovalIndex::build(approvals(10_000, now), now);
+    let snapshot = Snapshot::new(approvals(10_000, now), 0, ConfigMapRef::default(), now);
+    let inputs = Inputs {
+        policies: &policies,
+        approvals: Approvals::Loaded(&snapshot),
+        now,
+    };
     let body = review(common::Kind::Denied);
     let req = decode(body.as_bytes()).unwrap();
-    let home = jitgate::approvals::ConfigMapRef::default();
     c.bench_function("answer/denied-2.2KB", |b| {
         b.iter(|| {
-            let d = decide(black_box(&req), &policies, Approvals::Loaded(&index), now);
-            jitgate::explain::response(&req, &d, &home, now)
+            let d = decide(black_box(&req), &inputs);
+            jitgate::admission::respond(&req, &d)
         })
     });
 }

@@ -7,6 +7,9 @@
 //! fingerprint (`crate::change`) reads them, for denials and for approvals pinned to a
 //! change, and it keeps nothing of them but paths and a hash.
 
+use crate::decision::{Decision, Outcome};
+use crate::explain;
+use crate::refusal::Refusal;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::fmt;
@@ -238,13 +241,57 @@ fn short(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
-/// The status of a denial, as kubectl prints it: `Error from server (<reason>): ... <message>`.
+/// A Kubernetes `Status`: the body of every refusal before a review is read, and the
+/// `status` of every denial in a response. kubectl prints it as `Error from server
+/// (<reason>): ... <message>`. The one shape of it in jitgate.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct Status {
+    pub api_version: &'static str,
+    pub kind: &'static str,
     pub status: &'static str,
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
+}
+
+impl Status {
+    /// A failure with `code` (an HTTP status) and the `reason` Kubernetes gives it.
+    pub fn failure(code: http::StatusCode, message: String) -> Self {
+        let reason = match code {
+            http::StatusCode::BAD_REQUEST => "BadRequest",
+            http::StatusCode::FORBIDDEN => "Forbidden",
+            http::StatusCode::NOT_FOUND => "NotFound",
+            http::StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+            http::StatusCode::PAYLOAD_TOO_LARGE => "RequestEntityTooLarge",
+            http::StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
+            http::StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
+            _ => "InternalError",
+        };
+        Status {
+            api_version: "v1",
+            kind: "Status",
+            status: "Failure",
+            code: code.as_u16(),
+            reason,
+            message,
+        }
+    }
+
+    /// A refusal, rendered. Refusing a review that was read (`about`), the message names
+    /// the operation and the code, and tells the engineer to retry.
+    pub fn of(refusal: &Refusal, about: Option<&AdmissionRequest<'_>>) -> Self {
+        let message = match about {
+            None => refusal.to_string(),
+            Some(req) => format!(
+                "jitgate: {} of {} refused ({}): {refusal}. Retry shortly; tell the cluster operators if this persists.",
+                req.operation,
+                req.resource.resource,
+                refusal.code()
+            ),
+        };
+        Status::failure(refusal.http_status(), message)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -273,12 +320,7 @@ impl AdmissionResponse {
         AdmissionResponse {
             uid: uid.to_string(),
             allowed: false,
-            status: Some(Status {
-                status: "Failure",
-                code: 403,
-                reason: "Forbidden",
-                message,
-            }),
+            status: Some(Status::failure(http::StatusCode::FORBIDDEN, message)),
             warnings: Vec::new(),
         }
     }
@@ -290,6 +332,29 @@ impl AdmissionResponse {
             kind: KIND,
             response: self,
         }
+    }
+}
+
+/// The response to a decided request: an allow (with warnings for a break-glass use or a
+/// policy in `warn` mode), or a denial that explains itself. The server and `jitgate
+/// check` answer through here, and only here.
+pub fn respond(req: &AdmissionRequest<'_>, d: &Decision) -> AdmissionResponse {
+    match d.outcome() {
+        Outcome::Deny => AdmissionResponse::deny(&req.uid, explain::denial_message(req, d)),
+        Outcome::Allow | Outcome::Warn | Outcome::DryRun => AdmissionResponse {
+            warnings: explain::warnings(req, d),
+            ..AdmissionResponse::allow(&req.uid)
+        },
+    }
+}
+
+/// The response to a review the server read but could not stand behind.
+pub fn refused(req: &AdmissionRequest<'_>, refusal: &Refusal) -> AdmissionResponse {
+    AdmissionResponse {
+        uid: req.uid.clone(),
+        allowed: false,
+        status: Some(Status::of(refusal, Some(req))),
+        warnings: Vec::new(),
     }
 }
 

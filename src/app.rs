@@ -119,7 +119,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
     let loaded = policy::load_dir(&cfg.policies_dir)?;
     tracing::info!(dir = %cfg.policies_dir.display(), policies = loaded.len(), "policies loaded");
     let policies = Arc::new(policy::PolicyStore::new(loaded));
-    let policy_reload = policy::spawn_reload(cfg.policies_dir.clone(), policies.clone());
+    let policy_reload = sync::policies::spawn_reload(cfg.policies_dir.clone(), policies.clone());
     let audit = AuditSink::start(
         cfg.records_to_stdout,
         cfg.audit_log.as_deref(),
@@ -148,7 +148,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         }
     };
 
-    let report = crate::approvals::break_glass::spawn_report(approvals.clone(), policies.clone());
+    let report = sync::break_glass::spawn_report(approvals.clone(), policies.clone());
 
     let listener = TcpListener::bind(cfg.listen)
         .await

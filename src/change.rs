@@ -215,7 +215,7 @@ pub fn of(req: &AdmissionRequest<'_>) -> Option<Change> {
     let mut hashed = format!("jitgate/v1 {}\n", req.operation).into_bytes();
     hashed.extend_from_slice(canonical.as_bytes());
     Some(Change {
-        fingerprint: format!("sha256:{}", crate::audit::chain::sha256_hex(&hashed)),
+        fingerprint: format!("sha256:{}", crate::digest::sha256_hex(&hashed)),
         paths,
     })
 }

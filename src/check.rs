@@ -1,9 +1,10 @@
-//! `jitgate check`: one AdmissionReview decided offline, with the same code as the server.
+//! `jitgate check`: one AdmissionReview decided offline through the server's own entry
+//! point ([`crate::decision::decide`], the ledger included) and answered by the server's
+//! own response function.
 
 use crate::admission;
 use crate::approvals::{self, Snapshot};
-use crate::decision;
-use crate::explain;
+use crate::decision::{self, Approvals, Inputs};
 use crate::policy;
 use jiff::Timestamp;
 use std::path::Path;
@@ -34,7 +35,8 @@ pub struct Checked {
 }
 
 /// The answer the server would give (uses of `maxUses` approvals are not counted: like
-/// a dry run, a check spends nothing).
+/// a dry run, a check spends nothing). An edit of an approvals ConfigMap is judged by the
+/// ledger, as the server judges it.
 pub fn check(
     request: &Path,
     policies_dir: &Path,
@@ -63,8 +65,13 @@ pub fn check(
         tracing::warn!(approval = %e.id, reason = %e.reason, "approval entry ignored");
     }
     let snapshot = Snapshot::new(file.approvals, file.errors.len(), file.home, now);
-    let d = decision::decide(&req, &policies, decision::Approvals::Loaded(&snapshot.index), now);
-    let response = explain::response(&req, &d, &snapshot.home, now);
+    let inputs = Inputs {
+        policies: &policies,
+        approvals: Approvals::Loaded(&snapshot),
+        now,
+    };
+    let d = decision::decide(&req, &inputs);
+    let response = admission::respond(&req, &d);
     let json = serde_json::to_string_pretty(&response.into_review()).unwrap_or_default();
     Ok(Checked {
         json,

@@ -1,35 +1,27 @@
-//! Denial messages, written for the engineer reading them in `kubectl`: what was blocked,
+//! Denial messages and warnings, written for the engineer reading them in `kubectl`: what was blocked,
 //! by which policy, why, what an approval needs, and an approval entry for exactly this
 //! request, ready to paste into the approvals ConfigMap. Built from the request's
 //! coordinates and its change fingerprint (paths that change and a hash, never a value).
 
-use crate::admission::{AdmissionRequest, AdmissionResponse};
+use crate::admission::AdmissionRequest;
 use crate::approvals::{Approval, ConfigMapRef, Subject, suggested_key};
-use crate::decision::{Decision, Outcome, Reason, Requirement, Verdict};
+use crate::decision::{Decision, Outcome, Reason, Requirement};
 use jiff::{RoundMode, SignedDuration, Timestamp, TimestampRound, Unit};
 use std::fmt::Write;
 
-/// The answer to a decided request: an allow, or a denial that explains itself.
-/// The server and `jitgate check` both answer through here.
-pub fn response(
-    req: &AdmissionRequest<'_>,
-    d: &Decision,
-    home: &ConfigMapRef,
-    now: Timestamp,
-) -> AdmissionResponse {
-    match d.outcome {
-        Outcome::Deny => AdmissionResponse::deny(&req.uid, denial_message(req, d, home, now)),
-        Outcome::Allow if d.reason == Reason::BreakGlass => {
-            let mut r = AdmissionResponse::allow(&req.uid);
-            r.warnings = break_glass_warnings(d);
-            r
-        }
-        Outcome::Allow | Outcome::DryRun => AdmissionResponse::allow(&req.uid),
-        Outcome::Warn => {
-            let mut r = AdmissionResponse::allow(&req.uid);
-            r.warnings = rollout_warnings(req, d);
-            r
-        }
+/// The warnings of a request that goes through: a break-glass use, or a denial that a
+/// policy in `warn` mode lets through. None otherwise.
+pub fn warnings(req: &AdmissionRequest<'_>, d: &Decision) -> Vec<String> {
+    match (d.outcome(), &d.reason) {
+        (Outcome::Warn, _) => rollout_warnings(req, d),
+        (
+            Outcome::Allow,
+            Reason::BreakGlass {
+                approval,
+                requirement,
+            },
+        ) => break_glass_warnings(approval, requirement),
+        _ => Vec::new(),
     }
 }
 
@@ -47,10 +39,7 @@ fn shorten(mut line: String) -> String {
 
 /// What kubectl shows for a use of a break-glass entry: that it was one, that it is
 /// recorded, and that it will be reviewed.
-fn break_glass_warnings(d: &Decision) -> Vec<String> {
-    let Some(a) = d.approval.as_deref() else {
-        return vec!["jitgate: BREAK-GLASS use, allowed and recorded.".into()];
-    };
+fn break_glass_warnings(a: &Approval, requirement: &Requirement) -> Vec<String> {
     let reviewers: Vec<&str> = match &a.subject {
         Subject::User(u) => a
             .approved_by
@@ -63,7 +52,7 @@ fn break_glass_warnings(d: &Decision) -> Vec<String> {
     let review = if reviewers.is_empty() {
         format!(
             "jitgate: it must be reviewed by an approver under policy {}.",
-            d.policies.join(", ")
+            requirement.policies.join(", ")
         )
     } else {
         format!("jitgate: reviewed by {}.", reviewers.join(", "))
@@ -82,9 +71,9 @@ fn rollout_warnings(req: &AdmissionRequest<'_>, d: &Decision) -> Vec<String> {
     vec![
         shorten(format!(
             "jitgate: policy {} (warn mode) would deny this {} ({}).",
-            d.policies.join(", "),
+            d.policies().join(", "),
             req.operation,
-            d.reason.as_str()
+            d.code().as_str()
         )),
         shorten(format!(
             "jitgate: once enforced, it needs an approval: jitgate request --resource {} -n {}",
@@ -106,32 +95,34 @@ fn resource_path(req: &AdmissionRequest<'_>) -> String {
     }
 }
 
-/// The message of a denial.
-pub fn denial_message(
-    req: &AdmissionRequest<'_>,
-    d: &Decision,
-    home: &ConfigMapRef,
-    now: Timestamp,
-) -> String {
+/// The message of a denial. Every reason has its own words: this match has no catch-all
+/// arm, so a new reason cannot silently read as another.
+pub fn denial_message(req: &AdmissionRequest<'_>, d: &Decision) -> String {
+    let (home, now) = (&*d.home, d.at);
     let mut m = String::with_capacity(1024);
-    let policies = d.policies.join(", ");
+    let policies = d.policies().join(", ");
     let _ = write!(m, "jitgate: {} is gated by policy {policies}", describe(req));
-    let Some(requirement) = &d.requirement else {
-        let _ = write!(m, " and was refused ({}).", d.reason.as_str());
-        return m;
-    };
-    let why = match (d.reason, &d.approval, d.verdict) {
-        (Reason::ApprovalsStale, _, _) => {
+    let (requirement, why) = match &d.reason {
+        Reason::NotGated
+        | Reason::Exempt { .. }
+        | Reason::Approved { .. }
+        | Reason::BreakGlass { .. }
+        | Reason::LedgerAccepted { .. } => {
+            // Not a denial: said plainly, should anything ask.
+            return format!("jitgate: {} is allowed ({}).", describe(req), d.code().as_str());
+        }
+        Reason::LedgerRefused { violation } => return violation.to_string(),
+        Reason::ApprovalsStale { silent_for, .. } => {
             let _ = write!(
                 m,
                 ". jitgate has not heard from the Kubernetes API for {}s, longer than its staleness budget, \
                  so its approvals may be out of date and it grants nothing until it reconnects; \
                  tell the cluster operators.",
-                d.silent_for.map_or(0, |s| s.as_secs())
+                silent_for.as_secs()
             );
             return m;
         }
-        (Reason::ApprovalsUnavailable, _, _) => {
+        Reason::ApprovalsUnavailable { .. } => {
             let _ = write!(
                 m,
                 ". jitgate has not loaded its approvals yet, so it cannot grant anything now; \
@@ -139,45 +130,13 @@ pub fn denial_message(
             );
             return m;
         }
-        (Reason::ApprovalExpired, Some(a), _) => format!("approval {:?} expired at {}", a.id, a.expires_at),
-        (Reason::ChangeNotApproved, Some(a), _) => format!(
-            "approval {:?} allows only the change {}, and this request makes another",
-            a.id,
-            a.change.as_deref().unwrap_or("?")
-        ),
-        (Reason::BreakGlassNotAllowed, Some(a), _) => format!(
-            "break-glass entry {:?} cannot be used: every gating policy must allow break-glass to a group of yours",
-            a.id
-        ),
-        (Reason::UsesExhausted, Some(a), _) => format!(
-            "approval {:?} has been used {} time{}, all it allows",
-            a.id,
-            a.max_uses.unwrap_or(0),
-            if a.max_uses == Some(1) { "" } else { "s" }
-        ),
-        (Reason::UsageUnavailable, Some(a), _) => {
-            let _ = write!(
-                m,
-                ". Approval {:?} allows a limited number of uses, and this use could not be recorded, \
-                 so it is not granted; retry in a moment, and tell the cluster operators if this persists.",
-                a.id
-            );
-            return m;
-        }
-        (Reason::ApprovalExceedsMaxDuration, Some(a), _) => format!(
-            "approval {:?} runs until {}, longer than the {} an approval may last",
-            a.id,
-            a.expires_at,
-            human(requirement.max_duration)
-        ),
-        (
-            Reason::TooFewApprovers,
-            Some(a),
-            Some(Verdict::TooFewApprovers {
-                counted,
-                self_approved,
-            }),
-        ) => {
+        Reason::TooFewApprovers {
+            requirement,
+            approval: a,
+            counted,
+            self_approved,
+            ..
+        } => {
             let _ = write!(
                 m,
                 " and approval {:?} has {counted} of the {} approvers it needs{}. \
@@ -185,7 +144,7 @@ pub fn denial_message(
                  in namespace {} ({}).",
                 a.id,
                 requirement.min_approvers,
-                if self_approved {
+                if *self_approved {
                     " (your own name does not count)"
                 } else {
                     ""
@@ -197,20 +156,80 @@ pub fn denial_message(
             );
             return m;
         }
-        _ => format!(
-            "no approval matches user {:?} for {} {:?}",
-            req.user_info.username,
-            req.operation,
-            if req.name.is_empty() {
-                "any name"
-            } else {
-                &req.name
-            }
+        Reason::NoApproval { requirement, .. } => (
+            requirement,
+            format!(
+                "no approval matches user {:?} for {} {:?}",
+                req.user_info.username,
+                req.operation,
+                if req.name.is_empty() {
+                    "any name"
+                } else {
+                    &req.name
+                }
+            ),
+        ),
+        Reason::ApprovalExpired {
+            requirement,
+            approval: a,
+            ..
+        } => (
+            requirement,
+            format!("approval {:?} expired at {}", a.id, a.expires_at),
+        ),
+        Reason::ChangeNotApproved {
+            requirement,
+            approval: a,
+            ..
+        } => (
+            requirement,
+            format!(
+                "approval {:?} allows only the change {}, and this request makes another",
+                a.id,
+                a.change.as_deref().unwrap_or("?")
+            ),
+        ),
+        Reason::BreakGlassNotAllowed {
+            requirement,
+            approval: a,
+            ..
+        } => (
+            requirement,
+            format!(
+                "break-glass entry {:?} cannot be used: every gating policy must allow break-glass to a group of yours",
+                a.id
+            ),
+        ),
+        Reason::UsesExhausted {
+            requirement,
+            approval: a,
+            ..
+        } => (
+            requirement,
+            format!(
+                "approval {:?} has been used {} time{}, all it allows",
+                a.id,
+                a.max_uses.unwrap_or(0),
+                if a.max_uses == Some(1) { "" } else { "s" }
+            ),
+        ),
+        Reason::ApprovalExceedsMaxDuration {
+            requirement,
+            approval: a,
+            ..
+        } => (
+            requirement,
+            format!(
+                "approval {:?} runs until {}, longer than the {} an approval may last",
+                a.id,
+                a.expires_at,
+                human(requirement.max_duration)
+            ),
         ),
     };
     let _ = write!(m, " and needs an approval: {why}.\n{}", needs(requirement));
     let computed;
-    let change = match &d.change {
+    let change = match d.reason.change() {
         Some(c) => Some(c),
         None => {
             computed = crate::change::of(req);
@@ -335,8 +354,8 @@ pub fn request_entry(req: &AdmissionRequest<'_>, r: &Requirement, now: Timestamp
 mod tests {
     use super::*;
     use crate::admission::decode;
-    use crate::approvals::{ApprovalIndex, parse_entry};
-    use crate::decision::decide;
+    use crate::approvals::{Snapshot, parse_entry};
+    use crate::decision::{Approvals, Inputs, decide};
     use crate::policy::{PolicySet, parse_policies};
     use std::sync::Arc;
 
@@ -367,10 +386,15 @@ spec:
             .iter()
             .map(|e| Arc::new(parse_entry("jitgate-approvals/k1", e).unwrap()))
             .collect::<Vec<_>>();
-        let index = ApprovalIndex::build(approvals, now);
-        let d = decide(&req, &policies, crate::decision::Approvals::Loaded(&index), now);
+        let snapshot = Snapshot::new(approvals, 0, ConfigMapRef::default(), now);
+        let inputs = Inputs {
+            policies: &policies,
+            approvals: Approvals::Loaded(&snapshot),
+            now,
+        };
+        let d = decide(&req, &inputs);
         assert!(!d.allowed());
-        denial_message(&req, &d, &ConfigMapRef::default(), now)
+        denial_message(&req, &d)
     }
 
     #[test]

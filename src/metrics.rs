@@ -4,7 +4,6 @@
 
 use crate::approvals::{ApprovalStore, View};
 use crate::audit::AuditSink;
-use crate::decision::Decision;
 use crate::policy::PolicySet;
 use crate::tls::ServingCert;
 use jiff::Timestamp;
@@ -117,12 +116,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts one answer.
-    pub fn decided(&self, d: &Decision, took: Duration) {
+    /// Counts one answer, as it was given (and recorded).
+    pub fn answered(&self, decision: &'static str, reason: &'static str, policy: &str, took: Duration) {
         let labels = DecisionLabels {
-            decision: d.outcome.as_str(),
-            reason: d.reason.as_str(),
-            policy: d.policies.join(","),
+            decision,
+            reason,
+            policy: policy.to_string(),
         };
         self.decisions.get_or_create(&labels).inc();
         self.latency.observe(took.as_secs_f64());
@@ -146,7 +145,7 @@ impl Metrics {
         };
         let (active, pending, expired) = snapshot
             .as_deref()
-            .map(|s| s.census(Timestamp::now()))
+            .map(|s| s.census(policies, Timestamp::now()))
             .unwrap_or_default();
         let invalid = snapshot.as_deref().map_or(0, |s| s.invalid);
         let unreviewed = snapshot

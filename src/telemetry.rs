@@ -1,8 +1,14 @@
 //! Logging: structured logs to stderr, JSON by default. Decision records are not logs;
 //! they go to stdout through the audit writer.
 
-use crate::cli::LogFormat;
 use tracing_subscriber::EnvFilter;
+
+/// How logs are written: JSON lines (the server's default) or plain text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default level (`info`).
 pub fn init(format: LogFormat) {

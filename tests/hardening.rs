@@ -242,8 +242,8 @@ async fn a_garbage_watch_stream_goes_stale_then_recovers_by_itself() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn a_stuck_audit_sink_becomes_a_denial_before_the_api_servers_deadline() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_audit_sink_becomes_a_denial_before_the_api_servers_deadline_recorded_as_answered() {
     // A FIFO nobody reads: once its buffer is full, every write blocks.
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("audit.fifo");
@@ -262,26 +262,94 @@ async fn a_stuck_audit_sink_becomes_a_denial_before_the_api_servers_deadline() {
         cfg.audit_log = Some(fifo.clone());
     })
     .await;
-    let _held = reader.join().unwrap();
-    let mut c = h.conn(Proto::H1).await;
-    let mut answer = serde_json::Value::Null;
-    for _ in 0..2000 {
-        let review = serde_json::to_vec(&Req::secret_update().review()).unwrap();
-        let reply = c
-            .send(
-                hyper::Method::POST,
-                "/validate?timeout=1s",
-                Some("application/json"),
-                review,
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::OK);
-        answer = reply.json()["response"].clone();
-        if answer["allowed"] == false {
-            break;
-        }
+    let held = reader.join().unwrap();
+    // Eight clients send until one is refused at its deadline (or they give up). A client
+    // whose record the writer took when the FIFO filled waits for it: answering otherwise
+    // than a record that may still land would make them disagree.
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let refused = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (mut c, answers, refused) = (h.conn(Proto::H1).await, answers.clone(), refused.clone());
+        clients.push(tokio::spawn(async move {
+            for _ in 0..2000 {
+                let review = serde_json::to_vec(&Req::secret_update().review()).unwrap();
+                let reply = c
+                    .send(
+                        hyper::Method::POST,
+                        "/validate?timeout=1s",
+                        Some("application/json"),
+                        review,
+                    )
+                    .await;
+                assert_eq!(reply.status, StatusCode::OK);
+                let allowed = reply.json()["response"]["allowed"] == true;
+                answers.lock().unwrap().push(reply);
+                if !allowed {
+                    refused.notify_one();
+                    return;
+                }
+            }
+        }));
     }
-    assert_eq!(answer["allowed"], false, "the sink never filled");
-    let message = answer["status"]["message"].as_str().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), refused.notified())
+        .await
+        .expect("the sink never filled");
+    let denial = answers
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.json()["response"]["allowed"] == false)
+        .map(|r| r.json()["response"].clone())
+        .unwrap();
+    let message = denial["status"]["message"].as_str().unwrap();
     assert!(message.contains("deadline_exceeded"), "{message}");
+    assert_eq!(denial["status"]["code"], 503);
+
+    // Read the FIFO now: the writer goes on, and every answer given has its one record.
+    let read = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let read = read.clone();
+        let mut held = held;
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = held.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                read.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+    }
+    for client in clients {
+        tokio::time::timeout(Duration::from_secs(60), client)
+            .await
+            .expect("a client waited for ever")
+            .unwrap();
+    }
+    let answers = std::mem::take(&mut *answers.lock().unwrap());
+    let records = |read: &std::sync::Mutex<Vec<u8>>| -> Vec<serde_json::Value> {
+        let text = String::from_utf8_lossy(&read.lock().unwrap()).to_string();
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    eventually(PATIENCE, || {
+        let n = records(&read).len();
+        let expected = answers.len();
+        async move { n >= expected }
+    })
+    .await;
+    let records = records(&read);
+    let mut refusals = 0;
+    for reply in &answers {
+        let uid = reply.json()["response"]["uid"].as_str().unwrap().to_string();
+        let mine: Vec<_> = records.iter().filter(|r| r["uid"] == uid.as_str()).collect();
+        assert_eq!(mine.len(), 1, "one record for {uid}");
+        assert_record_is_the_answer(mine[0], reply);
+        refusals += usize::from(mine[0]["reason"] == "deadline_exceeded");
+    }
+    assert!(refusals >= 1);
+    h.stop().await;
 }

@@ -9,8 +9,8 @@ mod support;
 
 use jiff::{SignedDuration, Timestamp};
 use jitgate::admission::{AdmissionResponse, decode};
-use jitgate::approvals::{Approval, ApprovalIndex, ConfigMapRef, Subject, parse_entry};
-use jitgate::decision::{Approvals, Reason, decide};
+use jitgate::approvals::{Approval, ConfigMapRef, Snapshot, Subject, parse_entry};
+use jitgate::decision::{Approvals, Code, Inputs, decide};
 use jitgate::policy::{PolicySet, Target, parse_policies};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -231,15 +231,16 @@ proptest! {
             .enumerate()
             .map(|(i, e)| Arc::new(parse_entry(&format!("cm/{i}"), e).unwrap()))
             .collect();
-        let index = ApprovalIndex::build(approvals.clone(), now());
+        let snapshot = Snapshot::new(approvals.clone(), 0, ConfigMapRef::default(), now());
         let text = body(&r, "uid-p");
         let request = decode(text.as_bytes()).unwrap();
-        let d = decide(&request, &policies, Approvals::Loaded(&index), now());
-        prop_assert_eq!(d.allowed(), model_allows(&r, &policies, &approvals), "{:?}", d.reason);
-        if d.allowed() && d.reason == Reason::Approved {
-            prop_assert!(d.approval.is_some());
+        let inputs = Inputs { policies: &policies, approvals: Approvals::Loaded(&snapshot), now: now() };
+        let d = decide(&request, &inputs);
+        prop_assert_eq!(d.allowed(), model_allows(&r, &policies, &approvals), "{:?}", d.code());
+        if d.allowed() && d.code() == Code::Approved {
+            prop_assert!(d.approval().is_some());
         }
-        let response = jitgate::explain::response(&request, &d, &ConfigMapRef::default(), now());
+        let response = jitgate::admission::respond(&request, &d);
         prop_assert_eq!(response.uid.as_str(), "uid-p");
         prop_assert!(!serde_json::to_string(&response).unwrap().contains("c2VjcmV0"));
     }

@@ -225,6 +225,7 @@ async fn every_decision_record_has_the_fixed_keys_and_no_object_data() {
         "allowed",
         "decision",
         "reason",
+        "code",
         "policy",
         "user",
         "groups",

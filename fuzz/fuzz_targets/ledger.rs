@@ -7,7 +7,8 @@
 
 use arbitrary::Arbitrary;
 use jitgate::admission::decode;
-use jitgate::ledger::{Action, review};
+use jitgate::decision::{Approvals, Inputs, Reason, decide};
+use jitgate::ledger::Action;
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
 
@@ -92,10 +93,10 @@ fuzz_target!(|e: Edit| {
         "userInfo": {"username": editor, "groups": groups}, "object": new, "oldObject": old}})
     .to_string();
     let req = decode(body.as_bytes()).unwrap();
-    if !jitgate::ledger::applies(&req) {
-        return;
-    }
-    let Ok(changes) = review(&req, &POLICIES, *NOW, Default::default()) else { return };
+    let inputs = Inputs { policies: &POLICIES, approvals: Approvals::NotLoaded, now: *NOW };
+    let decision = decide(&req, &inputs);
+    assert_eq!(jitgate::admission::respond(&req, &decision).allowed, decision.allowed());
+    let Reason::LedgerAccepted { changes } = decision.reason else { return };
     for change in changes {
         if change.action == Action::BreakGlass {
             let entry = change.entry.as_ref().expect("a break-glass change has its entry");

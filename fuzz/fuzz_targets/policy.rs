@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(policies) = jitgate::policy::parse_policies(text, "fuzz.yaml") else { return };
     assert!(policies.iter().all(|p| p.min_approvers >= 1));
     if let Ok(set) = jitgate::policy::PolicySet::new(policies) {
-        let target = jitgate::manifests::Target { service: "jitgate", namespace: "jitgate-system" };
+        let target = jitgate::manifests::Service { service: "jitgate", namespace: "jitgate-system" };
         let _ = jitgate::manifests::webhook_yaml(&set, &target);
     }
 });

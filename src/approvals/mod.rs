@@ -4,9 +4,11 @@
 pub mod break_glass;
 mod entry;
 mod index;
+mod state;
 
 pub use entry::{Approval, EntryError, Subject, parse_entry, suggested_key};
 pub use index::{ApprovalIndex, LookupKey};
+pub use state::{State, count_approvers, state_of};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -150,7 +152,7 @@ pub fn parse_file(path: &str, text: &str) -> Result<FileApprovals, FileError> {
 pub struct Snapshot {
     pub index: ApprovalIndex,
     /// Where engineers should add a request.
-    pub home: ConfigMapRef,
+    pub home: Arc<ConfigMapRef>,
     /// Every approval, for counting (the index is for lookups).
     pub approvals: Vec<Arc<Approval>>,
     /// Entries refused for not parsing.
@@ -161,24 +163,24 @@ impl Snapshot {
     pub fn new(approvals: Vec<Arc<Approval>>, invalid: usize, home: ConfigMapRef, now: Timestamp) -> Self {
         Snapshot {
             index: ApprovalIndex::build(approvals.iter().cloned(), now),
-            home,
+            home: Arc::new(home),
             approvals,
             invalid,
         }
     }
 
-    /// How many approvals are active (unexpired, and signed or break-glass), pending
-    /// (unexpired, no approver yet) and expired at `now`.
-    pub fn census(&self, now: Timestamp) -> (usize, usize, usize) {
+    /// How many approvals are active (unexpired, with the approvers their policies
+    /// require, or break-glass), pending (unexpired, short of approvers) and expired at
+    /// `now`: the states `jitgate list` shows.
+    pub fn census(&self, policies: &crate::policy::PolicySet, now: Timestamp) -> (usize, usize, usize) {
         self.approvals
             .iter()
             .fold((0, 0, 0), |(active, pending, expired), a| {
-                if a.expires_at <= now {
-                    (active, pending, expired + 1)
-                } else if a.approved_by.is_empty() && !a.break_glass {
-                    (active, pending + 1, expired)
-                } else {
-                    (active + 1, pending, expired)
+                match state_of(a, Some(policies), now).0 {
+                    State::Expired => (active, pending, expired + 1),
+                    State::Pending => (active, pending + 1, expired),
+                    State::Active | State::BreakGlass => (active + 1, pending, expired),
+                    State::Invalid => (active, pending, expired),
                 }
             })
     }

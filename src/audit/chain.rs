@@ -11,7 +11,7 @@
 //! What the chain cannot show by itself is that records were cut off the end; compare the
 //! last `seq` with the one the server logs at shutdown, or with another copy of the log.
 
-use ring::digest::{SHA256, digest};
+use crate::digest::sha256_hex;
 use serde::Deserialize;
 use std::fmt::Write as _;
 
@@ -157,15 +157,6 @@ impl Sealed {
             hash: String::from_utf8_lossy(hash).into_owned(),
         })
     }
-}
-
-/// SHA-256 of `data`, as 64 lowercase hex digits.
-pub fn sha256_hex(data: &[u8]) -> String {
-    let mut hex = String::with_capacity(64);
-    for byte in digest(&SHA256, data).as_ref() {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
 }
 
 /// `fmt::Write` onto a byte buffer.

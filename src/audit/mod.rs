@@ -1,21 +1,30 @@
 //! Decision records: one JSON line per answer, with the same keys every time, written to
-//! stdout and appended to `--audit-log`, sealed into a hash chain ([`chain`]) so that a
-//! deleted, reordered or edited record is detectable.
+//! `--audit-log` and stdout, sealed into a hash chain ([`chain`]) so that a deleted,
+//! reordered or edited record is detectable.
 //!
-//! A record is built from the request's coordinates and the decision only; `object`,
-//! `oldObject` and `options` never reach it. Lines are written by one thread, so request
-//! workers never block on a disk; the lines of all the requests the runtime handles in one
-//! pass go to it as one batch (one hand-off, one write). Each request still waits for its
-//! own line to be written, and learns if it was not.
+//! A record says what was answered, and nothing else: it is built from the request's
+//! coordinates and the answer only (`object`, `oldObject` and `options` never reach it),
+//! and it is rendered by the writer at the moment it is sealed. So when a request gives
+//! up waiting at its deadline before the writer took its record, the record is written as
+//! the `deadline_exceeded` denial the request answered; when the log cannot be written,
+//! the records of that batch go to stdout as the `audit_unavailable` denials they became.
+//!
+//! Lines are written by one thread, so request workers never block on a disk; the records
+//! of all the requests the runtime handles in one pass go to it as one batch (one
+//! hand-off, one write). Each request waits for its own record, and learns if it was not
+//! written.
 
 use crate::admission::AdmissionRequest;
-use crate::decision::Decision;
+use crate::approvals::Approval;
+use crate::decision::{Decision, Reason};
+use crate::refusal::Refusal;
 use jiff::Timestamp;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 pub mod chain;
@@ -31,88 +40,198 @@ const QUEUE: usize = 16 * 1024;
 /// Batches that may wait for the writer thread.
 const BATCHES: usize = 64;
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DecisionRecord<'a> {
-    pub timestamp: String,
-    pub event: &'static str,
-    pub uid: Option<&'a str>,
-    pub allowed: bool,
-    pub decision: &'static str,
-    pub reason: &'static str,
-    pub policy: Option<String>,
-    pub user: Option<&'a str>,
-    pub groups: Option<&'a [String]>,
-    pub operation: Option<&'static str>,
-    pub api_group: Option<&'a str>,
-    pub resource: Option<&'a str>,
-    pub sub_resource: Option<&'a str>,
-    pub namespace: Option<&'a str>,
-    pub name: Option<&'a str>,
-    pub dry_run: Option<bool>,
-    pub approval: Option<&'a str>,
-    pub approved_by: Option<&'a [String]>,
-    pub expires_at: Option<String>,
+/// What was answered.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// A decision, answered as decided.
+    Decided {
+        outcome: &'static str,
+        allowed: bool,
+        reason: &'static str,
+        /// The `status.code` of a denial; 200 otherwise.
+        code: u16,
+        approval: Option<Arc<Approval>>,
+        /// The entry an edit of the ledger was refused for.
+        refused_entry: Option<String>,
+    },
+    /// A refusal by the server.
+    Refused(Refusal),
+}
+
+/// The request an answer was for, as far as it could be read.
+#[derive(Debug, Clone)]
+pub struct Coordinates {
+    pub user: String,
+    pub groups: Vec<String>,
+    pub operation: &'static str,
+    pub api_group: String,
+    pub resource: String,
+    pub sub_resource: String,
+    pub namespace: String,
+    pub name: String,
+    pub dry_run: bool,
+}
+
+impl Coordinates {
+    pub fn of(req: &AdmissionRequest<'_>) -> Self {
+        Coordinates {
+            user: req.user_info.username.clone(),
+            groups: req.user_info.groups.clone(),
+            operation: req.operation.as_str(),
+            api_group: req.resource.group.clone(),
+            resource: req.resource.resource.clone(),
+            sub_resource: req.sub_resource.clone(),
+            namespace: req.namespace.clone(),
+            name: req.name.clone(),
+            dry_run: req.dry_run,
+        }
+    }
+}
+
+/// The record of one answer, kept as values until the writer seals it.
+#[derive(Debug, Clone)]
+pub struct DecisionRecord {
+    pub timestamp: Timestamp,
+    pub uid: Option<String>,
+    pub answer: Answer,
+    /// The policies the answer concerns, comma-separated; empty for none.
+    pub policy: String,
+    /// `None` for a body that could not be read as an AdmissionReview.
+    pub request: Option<Coordinates>,
     pub latency_us: u64,
 }
 
-impl<'a> DecisionRecord<'a> {
-    /// The record of a decided request.
-    pub fn decided(req: &'a AdmissionRequest<'_>, d: &'a Decision, now: Timestamp, latency_us: u64) -> Self {
-        let approval = d.approval.as_deref();
+/// The keys of a decision record, as written.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordLine<'a> {
+    timestamp: String,
+    event: &'static str,
+    uid: Option<&'a str>,
+    allowed: bool,
+    decision: &'static str,
+    reason: &'static str,
+    /// The HTTP status of a refusal answered before a review was read, the `status.code`
+    /// of a denial, or 200.
+    code: u16,
+    policy: Option<&'a str>,
+    user: Option<&'a str>,
+    groups: Option<&'a [String]>,
+    operation: Option<&'static str>,
+    api_group: Option<&'a str>,
+    resource: Option<&'a str>,
+    sub_resource: Option<&'a str>,
+    namespace: Option<&'a str>,
+    name: Option<&'a str>,
+    dry_run: Option<bool>,
+    approval: Option<&'a str>,
+    approved_by: Option<&'a [String]>,
+    expires_at: Option<String>,
+    latency_us: u64,
+}
+
+impl DecisionRecord {
+    /// The record of a decided request, answered as decided.
+    pub fn decided(req: &AdmissionRequest<'_>, d: &Decision, latency_us: u64) -> Self {
+        let allowed = d.allowed();
         DecisionRecord {
-            timestamp: now.to_string(),
-            event: "decision",
-            uid: Some(&req.uid),
-            allowed: d.allowed(),
-            decision: d.outcome.as_str(),
-            reason: d.reason.as_str(),
-            policy: (!d.policies.is_empty()).then(|| d.policies.join(",")),
-            user: Some(&req.user_info.username),
-            groups: Some(&req.user_info.groups),
-            operation: Some(req.operation.as_str()),
-            api_group: Some(&req.resource.group),
-            resource: Some(&req.resource.resource),
-            sub_resource: Some(&req.sub_resource),
-            namespace: Some(&req.namespace),
-            name: Some(&req.name),
-            dry_run: Some(req.dry_run),
-            approval: approval.map(|a| a.id.as_str()),
-            approved_by: approval.map(|a| a.approved_by.as_slice()),
-            expires_at: approval.map(|a| a.expires_at.to_string()),
+            timestamp: d.at,
+            uid: Some(req.uid.clone()),
+            answer: Answer::Decided {
+                outcome: d.outcome().as_str(),
+                allowed,
+                reason: d.code().as_str(),
+                code: if allowed { 200 } else { 403 },
+                approval: d.approval().cloned(),
+                refused_entry: match &d.reason {
+                    Reason::LedgerRefused { violation } => Some(violation.id.clone()),
+                    _ => None,
+                },
+            },
+            policy: d.policies().join(","),
+            request: Some(Coordinates::of(req)),
             latency_us,
         }
     }
 
-    /// The record of a body that could not be read as an AdmissionReview.
-    pub fn refused(uid: Option<&'a str>, d: &'a Decision, now: Timestamp, latency_us: u64) -> Self {
+    /// The record of a refusal: of a body that could not be read (`request: None`), or of
+    /// a review the server could not stand behind.
+    pub fn refused(
+        uid: Option<String>,
+        request: Option<Coordinates>,
+        refusal: Refusal,
+        now: Timestamp,
+        latency_us: u64,
+    ) -> Self {
         DecisionRecord {
-            timestamp: now.to_string(),
-            event: "decision",
+            timestamp: now,
             uid,
-            allowed: false,
-            decision: "deny",
-            reason: d.reason.as_str(),
-            policy: None,
-            user: None,
-            groups: None,
-            operation: None,
-            api_group: None,
-            resource: None,
-            sub_resource: None,
-            namespace: None,
-            name: None,
-            dry_run: None,
-            approval: None,
-            approved_by: None,
-            expires_at: None,
+            answer: Answer::Refused(refusal),
+            policy: String::new(),
+            request,
             latency_us,
+        }
+    }
+
+    /// The answer became `refusal` (a refusal stays the refusal it was).
+    pub fn refuse(&mut self, refusal: Refusal) {
+        if matches!(self.answer, Answer::Decided { .. }) {
+            self.answer = Answer::Refused(refusal);
+        }
+    }
+
+    /// The labels it is counted under in metrics: decision, reason, policy.
+    pub fn labels(&self) -> (&'static str, &'static str, &str) {
+        match &self.answer {
+            Answer::Decided { outcome, reason, .. } => (outcome, reason, &self.policy),
+            Answer::Refused(r) => ("deny", r.code(), &self.policy),
         }
     }
 
     /// The record as one JSON line, newline included.
     pub fn to_line(&self) -> Vec<u8> {
-        json_line(self)
+        let (allowed, decision, reason, code, approval, refused_entry) = match &self.answer {
+            Answer::Decided {
+                outcome,
+                allowed,
+                reason,
+                code,
+                approval,
+                refused_entry,
+            } => (
+                *allowed,
+                *outcome,
+                *reason,
+                *code,
+                approval.as_deref(),
+                refused_entry.as_deref(),
+            ),
+            Answer::Refused(r) => (false, "deny", r.code(), r.http_status().as_u16(), None, None),
+        };
+        let c = self.request.as_ref();
+        json_line(&RecordLine {
+            timestamp: self.timestamp.to_string(),
+            event: "decision",
+            uid: self.uid.as_deref(),
+            allowed,
+            decision,
+            reason,
+            code,
+            policy: (!self.policy.is_empty()).then_some(self.policy.as_str()),
+            user: c.map(|c| c.user.as_str()),
+            groups: c.map(|c| c.groups.as_slice()),
+            operation: c.map(|c| c.operation),
+            api_group: c.map(|c| c.api_group.as_str()),
+            resource: c.map(|c| c.resource.as_str()),
+            sub_resource: c.map(|c| c.sub_resource.as_str()),
+            namespace: c.map(|c| c.namespace.as_str()),
+            name: c.map(|c| c.name.as_str()),
+            dry_run: c.map(|c| c.dry_run),
+            approval: approval.map(|a| a.id.as_str()).or(refused_entry),
+            approved_by: approval.map(|a| a.approved_by.as_slice()),
+            expires_at: approval.map(|a| a.expires_at.to_string()),
+            latency_us: self.latency_us,
+        })
     }
 }
 
@@ -154,7 +273,11 @@ pub struct ScopeRecord<'a> {
 }
 
 impl<'a> ApprovalRecord<'a> {
-    pub fn new(req: &'a AdmissionRequest<'_>, change: &'a crate::ledger::Change, now: Timestamp) -> Self {
+    pub fn new(
+        req: &'a AdmissionRequest<'_>,
+        change: &'a crate::ledger::LedgerChange,
+        now: Timestamp,
+    ) -> Self {
         let entry = change.entry.as_ref();
         ApprovalRecord {
             timestamp: now.to_string(),
@@ -210,9 +333,20 @@ pub enum AuditError {
     Stopped,
 }
 
+/// A job's progress, shared by the request that waits for it and the writer.
+const PENDING: u8 = 0;
+/// The writer sealed the record as it was queued.
+const TAKEN: u8 = 1;
+/// The request gave up at its deadline first: the record is sealed as that refusal.
+const ABANDONED: u8 = 2;
+
 struct Job {
-    line: Vec<u8>,
-    done: oneshot::Sender<Result<(), String>>,
+    record: DecisionRecord,
+    /// Records that follow the decision record only when it is written as decided (the
+    /// approval records of a ledger edit: a refused edit changed nothing).
+    then: Vec<Vec<u8>>,
+    state: Arc<AtomicU8>,
+    done: oneshot::Sender<Result<(), Refusal>>,
 }
 
 /// Records waiting to be handed to the writer, and whether a flush is on its way.
@@ -274,25 +408,60 @@ impl AuditSink {
         self.sequence.load(Ordering::Relaxed)
     }
 
-    /// Queues a line and waits until it is written. Lines queued while the runtime works
-    /// through its ready requests go to the writer as one batch: one hand-off (and one
-    /// `write`) for many records, instead of a thread switch for each.
-    pub async fn write(&self, line: Vec<u8>) -> Result<(), AuditError> {
-        let (done, written) = oneshot::channel();
+    /// Records an answer before it is given, and says which answer to give:
+    /// - `Ok(())`: the record was written as it was queued; answer as decided.
+    /// - `Err(DeadlineExceeded)`: `deadline` passed before the writer took the record; it
+    ///   will be written as that refusal, whenever the log takes writes again.
+    /// - `Err(AuditUnavailable)`: the log could not be written; the record went to stdout
+    ///   (where records go too) as that refusal.
+    ///
+    /// A record the writer has taken is waited for past the deadline: answering otherwise
+    /// than a record that may still land would make the two disagree.
+    ///
+    /// Records that follow it (`then`) are written after it, and only when it is written
+    /// as queued. A refusal's record is written as it is, whatever happens.
+    pub async fn record(
+        &self,
+        record: DecisionRecord,
+        then: Vec<Vec<u8>>,
+        deadline: Instant,
+    ) -> Result<(), Refusal> {
+        let (done, mut written) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(PENDING));
         {
             let mut jobs = self.pending.jobs.lock().unwrap_or_else(|e| e.into_inner());
             if jobs.len() >= QUEUE {
-                return Err(AuditError::Write("the audit queue is full".into()));
+                tracing::error!(
+                    uid = record.uid.as_deref(),
+                    answer = "deny",
+                    reason = "audit_unavailable",
+                    "the audit queue is full; this answer is recorded only in this log line"
+                );
+                return Err(Refusal::AuditUnavailable);
             }
-            jobs.push(Job { line, done });
+            jobs.push(Job {
+                record,
+                then,
+                state: state.clone(),
+                done,
+            });
         }
         if !self.pending.flush_scheduled.swap(true, Ordering::AcqRel) {
             tokio::spawn(flush(self.pending.clone()));
         }
-        written
-            .await
-            .map_err(|_| AuditError::Stopped)?
-            .map_err(AuditError::Write)
+        let result = match tokio::time::timeout_at(deadline.into(), &mut written).await {
+            Ok(result) => result,
+            Err(_) => {
+                if state
+                    .compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return Err(Refusal::DeadlineExceeded);
+                }
+                written.await
+            }
+        };
+        result.unwrap_or(Err(Refusal::AuditUnavailable))
     }
 }
 
@@ -306,7 +475,11 @@ async fn flush(pending: Arc<Pending>) {
     }
     if let Err(mpsc::error::SendError(batch)) = pending.to_writer.send(batch).await {
         for job in batch {
-            let _ = job.done.send(Err("the audit writer has stopped".into()));
+            tracing::error!(
+                uid = job.record.uid.as_deref(),
+                "the audit writer has stopped; record not written"
+            );
+            let _ = job.done.send(Err(Refusal::AuditUnavailable));
         }
     }
 }
@@ -325,65 +498,175 @@ impl Writer {
             while let Ok(more) = batches.try_recv() {
                 batch.extend(more);
             }
-            let result = self.write(&batch, &mut buf).map_err(|e| e.to_string());
-            for job in batch {
+            self.write(batch, &mut buf);
+        }
+    }
+
+    /// Seals and writes one batch, each record as what its request answers. If the log
+    /// (stdout when there is none) cannot be written, the chain stays where it was, so
+    /// the next batch links to the last record that is on disk; the batch's records,
+    /// now `audit_unavailable` refusals, go to stdout if records go there too.
+    fn write(&mut self, mut batch: Vec<Job>, buf: &mut Vec<u8>) {
+        let before = self.chain.clone();
+        buf.clear();
+        let mut as_queued = Vec::with_capacity(batch.len());
+        for job in &mut batch {
+            let taken = job
+                .state
+                .compare_exchange(PENDING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+            if !taken {
+                job.record.refuse(Refusal::DeadlineExceeded);
+            }
+            self.chain.seal(&job.record.to_line(), buf);
+            if taken && matches!(job.record.answer, Answer::Decided { .. }) {
+                for line in &job.then {
+                    self.chain.seal(line, buf);
+                }
+            }
+            as_queued.push(taken);
+        }
+        let primary = match self.file.as_mut() {
+            Some(f) => f.append(buf),
+            None => to_stdout(buf),
+        };
+        let result = match primary {
+            Ok(()) => {
+                if self.file.is_some()
+                    && self.to_stdout
+                    && let Err(e) = to_stdout(buf)
+                {
+                    tracing::warn!(error = %e, "records written to the audit log but not to stdout");
+                }
+                self.sequence.store(self.chain.seq, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = batch.len(), "audit log not written; the answers become audit_unavailable denials");
+                self.chain = before;
+                self.record_elsewhere(&mut batch, &as_queued, buf);
+                Err(Refusal::AuditUnavailable)
+            }
+        };
+        for (job, taken) in batch.into_iter().zip(as_queued) {
+            // An abandoned job's request has answered already.
+            if taken {
                 let _ = job.done.send(result.clone());
             }
         }
     }
 
-    /// Seals and writes one batch. If it cannot be written, the chain stays where it was,
-    /// so the next batch links to the last record that is on disk.
-    fn write(&mut self, batch: &[Job], buf: &mut Vec<u8>) -> std::io::Result<()> {
-        let before = self.chain.clone();
-        buf.clear();
-        for job in batch {
-            self.chain.seal(&job.line, buf);
+    /// The records of a batch the log did not take, as the refusals they became: to
+    /// stdout when records go there besides a log file (sealed as they would have been in
+    /// the log, which itself continues without a gap), else to the error log.
+    fn record_elsewhere(&self, batch: &mut [Job], as_queued: &[bool], buf: &mut Vec<u8>) {
+        for (job, taken) in batch.iter_mut().zip(as_queued) {
+            if *taken {
+                job.record.refuse(Refusal::AuditUnavailable);
+            }
         }
-        let mut result = Ok(());
-        if self.to_stdout {
-            let mut out = std::io::stdout().lock();
-            result = out.write_all(buf).and_then(|_| out.flush());
+        if self.file.is_some() && self.to_stdout {
+            let mut scratch = self.chain.clone();
+            buf.clear();
+            for job in batch.iter() {
+                scratch.seal(&job.record.to_line(), buf);
+            }
+            if to_stdout(buf).is_ok() {
+                return;
+            }
         }
-        if let (Ok(()), Some(f)) = (&result, self.file.as_mut()) {
-            result = f.append(buf);
+        for job in batch.iter() {
+            let (decision, reason, _) = job.record.labels();
+            tracing::error!(
+                uid = job.record.uid.as_deref(),
+                decision,
+                reason,
+                "record not written anywhere but this log line"
+            );
         }
-        match result {
-            Ok(()) => self.sequence.store(self.chain.seq, Ordering::Relaxed),
-            Err(_) => self.chain = before,
-        }
-        result
     }
+}
+
+fn to_stdout(buf: &[u8]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(buf).and_then(|_| out.flush())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn refusal_record(uid: &str) -> DecisionRecord {
+        DecisionRecord::refused(Some(uid.into()), None, Refusal::WrongMethod, Timestamp::now(), 1)
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
 
     #[tokio::test]
-    async fn records_reach_the_file_in_order() {
+    async fn records_reach_the_file_in_order_each_sealed_on_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let sink = AuditSink::start(false, Some(&path), None).unwrap();
         for i in 0..100 {
-            sink.write(format!("{{\"n\":{i}}}\n").into_bytes()).await.unwrap();
+            sink.record(refusal_record(&format!("u{i}")), Vec::new(), later())
+                .await
+                .unwrap();
         }
         let text = std::fs::read_to_string(&path).unwrap();
         let mut chain = Chain::default();
         for (i, line) in text.lines().enumerate() {
             chain.follow(line.as_bytes()).unwrap();
             let record: serde_json::Value = serde_json::from_str(line).unwrap();
-            assert_eq!(record["n"], i);
+            assert_eq!(record["uid"], format!("u{i}"));
+            assert_eq!(
+                (record["reason"].as_str(), record["code"].as_u64()),
+                (Some("bad_request"), Some(405))
+            );
         }
         assert_eq!(chain.seq, 100);
         assert_eq!(sink.sequence(), 100);
     }
 
     #[tokio::test]
-    async fn a_full_disk_is_reported_to_the_writer() {
+    async fn a_full_disk_turns_the_answer_into_audit_unavailable() {
         let sink = AuditSink::start(false, Some(Path::new("/dev/full")), None).unwrap();
-        let err = sink.write(b"{}\n".to_vec()).await.unwrap_err();
-        assert!(matches!(err, AuditError::Write(_)), "{err}");
+        let err = sink
+            .record(refusal_record("u"), Vec::new(), later())
+            .await
+            .unwrap_err();
+        assert_eq!(err, Refusal::AuditUnavailable);
+        assert_eq!(sink.sequence(), 0, "nothing reached the log");
+    }
+
+    #[test]
+    fn a_record_refused_after_the_fact_says_so_and_names_no_approval() {
+        let mut record = refusal_record("u");
+        record.answer = Answer::Decided {
+            outcome: "allow",
+            allowed: true,
+            reason: "approved",
+            code: 200,
+            approval: None,
+            refused_entry: None,
+        };
+        record.refuse(Refusal::DeadlineExceeded);
+        let line: serde_json::Value = serde_json::from_slice(&record.to_line()).unwrap();
+        assert_eq!(
+            (
+                line["allowed"].as_bool(),
+                line["decision"].as_str(),
+                line["reason"].as_str(),
+                line["code"].as_u64()
+            ),
+            (Some(false), Some("deny"), Some("deadline_exceeded"), Some(503))
+        );
+        // A refusal stays the refusal it was.
+        let mut refused = refusal_record("v");
+        refused.refuse(Refusal::AuditUnavailable);
+        assert!(matches!(refused.answer, Answer::Refused(Refusal::WrongMethod)));
     }
 
     #[test]

@@ -5,8 +5,7 @@
 //! conflict the ConfigMap is read again and the change recomputed.
 
 use super::{LedgerArgs, ListArgs, RequestArgs};
-use crate::approvals::{Approval, EntryError, LABEL, Subject, parse_entry, suggested_key};
-use crate::decision::count_approvers;
+use crate::approvals::{Approval, EntryError, LABEL, State, Subject, parse_entry, state_of, suggested_key};
 use crate::explain::human;
 use crate::policy::{PolicySet, parse_policies};
 use jiff::Timestamp;
@@ -108,50 +107,6 @@ impl Entry {
     fn id(&self) -> String {
         format!("{}/{}", self.configmap, self.key)
     }
-}
-
-/// Where an entry stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Pending,
-    Active,
-    /// A live break-glass entry.
-    BreakGlass,
-    Expired,
-    Invalid,
-}
-
-impl State {
-    fn as_str(self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::Active => "active",
-            State::BreakGlass => "break-glass",
-            State::Expired => "expired",
-            State::Invalid => "invalid",
-        }
-    }
-}
-
-/// The state of an approval: its approvers (other than whom it is for) against what its
-/// policies require, or, when the policies are not known, against one.
-pub fn state_of(a: &Approval, policies: Option<&PolicySet>, now: Timestamp) -> (State, u32, Option<u32>) {
-    let requester = match &a.subject {
-        Subject::User(u) => u.as_str(),
-        Subject::Group(_) => "",
-    };
-    let (counted, _) = count_approvers(a, requester);
-    let required = policies.and_then(|p| p.gating_scope(&a.scope()).iter().map(|p| p.min_approvers).max());
-    let state = if now >= a.expires_at {
-        State::Expired
-    } else if a.break_glass {
-        State::BreakGlass
-    } else if counted >= required.unwrap_or(1) {
-        State::Active
-    } else {
-        State::Pending
-    };
-    (state, counted, required)
 }
 
 impl Ledger {

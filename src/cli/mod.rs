@@ -3,14 +3,18 @@
 
 use crate::app::ServeConfig;
 use crate::sync::ClusterSource;
+use crate::telemetry::LogFormat;
 use crate::tls;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod approvals;
 pub mod audit;
+mod commands;
+
+pub use commands::{parse, run};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,12 +28,6 @@ pub struct Cli {
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Json,
-    Text,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::admission::decode;
-use crate::approvals::parse_entry;
+use crate::approvals::{ConfigMapRef, Snapshot, parse_entry};
 use crate::policy::parse_policies;
 
 const POLICIES: &str = r#"
@@ -105,13 +105,20 @@ fn decide_under(policies: &str, request: serde_json::Value, entries: &[String], 
         .enumerate()
         .map(|(i, e)| Arc::new(parse_entry(&format!("cm/e{i}"), e).unwrap()))
         .collect();
-    let index = ApprovalIndex::build(approvals, now());
+    let snapshot = Snapshot::new(approvals, 0, ConfigMapRef::default(), now());
     let approvals = if loaded {
-        Approvals::Loaded(&index)
+        Approvals::Loaded(&snapshot)
     } else {
         Approvals::NotLoaded
     };
-    decide(&request, &policies, approvals, now())
+    decide(
+        &request,
+        &Inputs {
+            policies: &policies,
+            approvals,
+            now: now(),
+        },
+    )
 }
 
 fn decide_one(req: &Req, entry: String) -> Decision {
@@ -140,8 +147,8 @@ fn a_request_no_policy_gates_is_allowed_as_not_gated() {
     ] {
         let d = decide_with(&req, &[], true);
         assert!(d.allowed());
-        assert_eq!(d.reason, Reason::NotGated);
-        assert!(d.policies.is_empty());
+        assert_eq!(d.code(), Code::NotGated);
+        assert!(d.policies().is_empty());
     }
 }
 
@@ -158,8 +165,8 @@ fn an_exempt_user_or_group_is_allowed_and_the_policy_is_named() {
     for req in [sa, robot] {
         let d = decide_with(&req, &[], true);
         assert!(d.allowed());
-        assert_eq!(d.reason, Reason::Exempt);
-        assert_eq!(d.policies, ["prod-secrets"]);
+        assert_eq!(d.code(), Code::Exempt);
+        assert_eq!(d.policies(), ["prod-secrets"]);
     }
 }
 
@@ -167,9 +174,9 @@ fn an_exempt_user_or_group_is_allowed_and_the_policy_is_named() {
 fn a_gated_request_without_any_approval_is_denied() {
     let d = decide_with(&SECRET_UPDATE, &[], true);
     assert!(!d.allowed());
-    assert_eq!(d.reason, Reason::NoApproval);
-    assert_eq!(d.policies, ["prod-secrets"]);
-    let req = d.requirement.unwrap();
+    assert_eq!(d.code(), Code::NoApproval);
+    assert_eq!(d.policies(), ["prod-secrets"]);
+    let req = d.requirement().unwrap();
     assert_eq!(
         (req.min_approvers, req.max_duration),
         (1, SignedDuration::from_hours(4))
@@ -180,29 +187,29 @@ fn a_gated_request_without_any_approval_is_denied() {
 fn a_matching_live_approval_allows() {
     let d = decide_one(&SECRET_UPDATE, entry(&[]));
     assert!(d.allowed());
-    assert_eq!(d.reason, Reason::Approved);
-    assert_eq!(d.approval.unwrap().id, "cm/e0");
+    assert_eq!(d.code(), Code::Approved);
+    assert_eq!(d.approval().unwrap().id, "cm/e0");
 }
 
 #[test]
 fn an_expired_approval_does_not_allow() {
     let d = decide_one(&SECRET_UPDATE, entry(&[(&at(30), &at(-1))]));
     assert!(!d.allowed());
-    assert_eq!(d.reason, Reason::ApprovalExpired);
-    assert_eq!(d.approval.unwrap().id, "cm/e0");
+    assert_eq!(d.code(), Code::ApprovalExpired);
+    assert_eq!(d.approval().unwrap().id, "cm/e0");
 }
 
 #[test]
 fn an_approval_expiring_exactly_now_does_not_allow() {
     let d = decide_one(&SECRET_UPDATE, entry(&[(&at(30), &at(0))]));
-    assert_eq!(d.reason, Reason::ApprovalExpired);
+    assert_eq!(d.code(), Code::ApprovalExpired);
 }
 
 #[test]
 fn an_approval_longer_than_max_duration_does_not_allow() {
     let d = decide_one(&SECRET_UPDATE, entry(&[(&at(30), &at(4 * 60 + 1))]));
     assert!(!d.allowed());
-    assert_eq!(d.reason, Reason::ApprovalExceedsMaxDuration);
+    assert_eq!(d.code(), Code::ApprovalExceedsMaxDuration);
     let d = decide_one(&SECRET_UPDATE, entry(&[(&at(30), &at(4 * 60))]));
     assert!(d.allowed(), "exactly maxDuration is within it");
 }
@@ -210,7 +217,7 @@ fn an_approval_longer_than_max_duration_does_not_allow() {
 #[test]
 fn another_users_approval_does_not_allow() {
     let d = decide_one(&SECRET_UPDATE, entry(&[("user: alice", "user: mallory")]));
-    assert_eq!(d.reason, Reason::NoApproval);
+    assert_eq!(d.code(), Code::NoApproval);
 }
 
 #[test]
@@ -219,19 +226,19 @@ fn an_approval_for_another_namespace_does_not_allow() {
         &SECRET_UPDATE,
         entry(&[("namespace: prod", "namespace: prod-eu")]),
     );
-    assert_eq!(d.reason, Reason::NoApproval);
+    assert_eq!(d.code(), Code::NoApproval);
 }
 
 #[test]
 fn an_approval_for_another_object_does_not_allow() {
     let d = decide_one(&SECRET_UPDATE, entry(&[("name: db-password", "name: api-token")]));
-    assert_eq!(d.reason, Reason::NoApproval);
+    assert_eq!(d.code(), Code::NoApproval);
 }
 
 #[test]
 fn an_approval_for_another_operation_does_not_allow() {
     let d = decide_one(&SECRET_UPDATE, entry(&[("[UPDATE]", "[DELETE]")]));
-    assert_eq!(d.reason, Reason::NoApproval);
+    assert_eq!(d.code(), Code::NoApproval);
 }
 
 #[test]
@@ -240,7 +247,7 @@ fn an_approval_for_another_api_group_does_not_allow() {
         &SECRET_UPDATE,
         entry(&[("resource: secrets", "resource: secrets\napiGroup: example.com")]),
     );
-    assert_eq!(d.reason, Reason::NoApproval);
+    assert_eq!(d.code(), Code::NoApproval);
     let d = decide_one(
         &SECRET_UPDATE,
         entry(&[("resource: secrets", "resource: secrets\napiGroup: \"\"")]),
@@ -272,7 +279,7 @@ fn an_approval_for_a_resource_does_not_cover_its_subresource() {
         ("resource: secrets", "resource: deployments"),
         ("name: db-password", "name: web"),
     ]);
-    assert_eq!(decide_one(&scale, for_deployments).reason, Reason::NoApproval);
+    assert_eq!(decide_one(&scale, for_deployments).code(), Code::NoApproval);
     let for_scale = entry(&[
         ("resource: secrets", "resource: deployments/scale"),
         ("name: db-password", "name: web"),
@@ -284,28 +291,30 @@ fn an_approval_for_a_resource_does_not_cover_its_subresource() {
 fn too_few_approvers_do_not_allow() {
     let d = decide_one(&SECRET_UPDATE, entry(&[("[bob]", "[]")]));
     assert!(!d.allowed());
-    assert_eq!(d.reason, Reason::TooFewApprovers);
-    assert_eq!(
-        d.verdict,
-        Some(Verdict::TooFewApprovers {
+    assert_eq!(d.code(), Code::TooFewApprovers);
+    assert!(matches!(
+        d.reason,
+        Reason::TooFewApprovers {
             counted: 0,
-            self_approved: false
-        })
-    );
+            self_approved: false,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn approving_your_own_request_does_not_count() {
     let d = decide_one(&SECRET_UPDATE, entry(&[("[bob]", "[alice]")]));
     assert!(!d.allowed());
-    assert_eq!(d.reason, Reason::TooFewApprovers);
-    assert_eq!(
-        d.verdict,
-        Some(Verdict::TooFewApprovers {
+    assert_eq!(d.code(), Code::TooFewApprovers);
+    assert!(matches!(
+        d.reason,
+        Reason::TooFewApprovers {
             counted: 0,
-            self_approved: true
-        })
-    );
+            self_approved: true,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -326,8 +335,8 @@ fn one_approver_named_twice_counts_once() {
         ])
     };
     assert_eq!(
-        decide_one(&delete, approval("[bob, bob]")).reason,
-        Reason::TooFewApprovers
+        decide_one(&delete, approval("[bob, bob]")).code(),
+        Code::TooFewApprovers
     );
     assert!(decide_one(&delete, approval("[bob, carol]")).allowed());
 }
@@ -341,13 +350,13 @@ fn a_group_approval_allows_a_member_but_not_on_their_own_word() {
         ..SECRET_UPDATE
     };
     assert_eq!(
-        decide_one(&outsider, entry(&[("user: alice", "group: dev")])).reason,
-        Reason::NoApproval
+        decide_one(&outsider, entry(&[("user: alice", "group: dev")])).code(),
+        Code::NoApproval
     );
     let self_signed = entry(&[("user: alice", "group: dev"), ("[bob]", "[alice]")]);
     assert_eq!(
-        decide_one(&SECRET_UPDATE, self_signed).reason,
-        Reason::TooFewApprovers
+        decide_one(&SECRET_UPDATE, self_signed).code(),
+        Code::TooFewApprovers
     );
 }
 
@@ -370,12 +379,12 @@ fn the_strictest_of_several_gating_policies_applies() {
         ])
     };
     let d = decide_one(&delete, approval(30, "[bob]"));
-    assert_eq!(d.policies, ["prod-workloads", "prod-critical"]);
-    assert_eq!(d.reason, Reason::TooFewApprovers, "prod-critical needs two");
+    assert_eq!(d.policies(), ["prod-workloads", "prod-critical"]);
+    assert_eq!(d.code(), Code::TooFewApprovers, "prod-critical needs two");
     let d = decide_one(&delete, approval(90, "[bob, carol]"));
     assert_eq!(
-        d.reason,
-        Reason::ApprovalExceedsMaxDuration,
+        d.code(),
+        Code::ApprovalExceedsMaxDuration,
         "prod-critical allows 1h"
     );
     assert!(decide_one(&delete, approval(59, "[bob, carol]")).allowed());
@@ -385,14 +394,14 @@ fn the_strictest_of_several_gating_policies_applies() {
 fn a_live_approval_wins_over_an_expired_one() {
     let d = decide_with(&SECRET_UPDATE, &[entry(&[(&at(30), &at(-5))]), entry(&[])], true);
     assert!(d.allowed());
-    assert_eq!(d.approval.unwrap().id, "cm/e1");
+    assert_eq!(d.approval().unwrap().id, "cm/e1");
 }
 
 #[test]
 fn without_loaded_approvals_gated_requests_are_denied_and_ungated_allowed() {
     let d = decide_with(&SECRET_UPDATE, &[entry(&[])], false);
     assert!(!d.allowed());
-    assert_eq!(d.reason, Reason::ApprovalsUnavailable);
+    assert_eq!(d.code(), Code::ApprovalsUnavailable);
     let d = decide_with(
         &Req {
             namespace: "dev",
@@ -414,10 +423,15 @@ fn stale_approvals_grant_nothing_and_say_for_how_long() {
     let request = decode(body.as_bytes()).unwrap();
     let policies = PolicySet::new(parse_policies(POLICIES, "t.yaml").unwrap()).unwrap();
     let silent_for = Duration::from_secs(400);
-    let d = decide(&request, &policies, Approvals::Stale { silent_for }, now());
+    let inputs = Inputs {
+        policies: &policies,
+        approvals: Approvals::Stale { silent_for },
+        now: now(),
+    };
+    let d = decide(&request, &inputs);
     assert!(!d.allowed());
-    assert_eq!(d.reason, Reason::ApprovalsStale);
-    assert_eq!(d.silent_for, Some(silent_for));
+    assert_eq!(d.code(), Code::ApprovalsStale);
+    assert!(matches!(d.reason, Reason::ApprovalsStale { silent_for: s, .. } if s == silent_for));
 }
 
 fn decide_review(policies: &str, request: serde_json::Value, entries: &[String]) -> Decision {
@@ -456,12 +470,12 @@ fn a_pinned_approval_allows_its_change_and_no_other() {
     let approved = scale_review(2, 5, "web:1");
     let pin = format!("change: \"{}\"\n", fingerprint_of(&approved));
     let d = decide_review(POLICIES, approved, &[deployment_entry(&pin)]);
-    assert_eq!((d.allowed(), d.reason), (true, Reason::Approved));
+    assert_eq!((d.allowed(), d.code()), (true, Code::Approved));
 
     for other in [scale_review(2, 6, "web:1"), scale_review(2, 5, "web:2")] {
         let d = decide_review(POLICIES, other, &[deployment_entry(&pin)]);
-        assert_eq!((d.allowed(), d.reason), (false, Reason::ChangeNotApproved));
-        assert_eq!(d.verdict, Some(Verdict::OtherChange));
+        assert_eq!((d.allowed(), d.code()), (false, Code::ChangeNotApproved));
+        assert!(matches!(d.reason, Reason::ChangeNotApproved { .. }));
     }
     // Without a pin, the same approval allows any change.
     let d = decide_review(POLICIES, scale_review(2, 6, "web:2"), &[deployment_entry("")]);
@@ -499,8 +513,8 @@ fn break_glass_allows_its_own_user_in_a_break_glass_group_only() {
         &[break_glass_entry(30)],
     );
     assert_eq!(
-        (d.allowed(), d.reason, d.outcome),
-        (true, Reason::BreakGlass, Outcome::Allow)
+        (d.allowed(), d.code(), d.outcome()),
+        (true, Code::BreakGlass, Outcome::Allow)
     );
 
     let d = decide_review(
@@ -508,7 +522,7 @@ fn break_glass_allows_its_own_user_in_a_break_glass_group_only() {
         secret_review("alice", &["dev"]),
         &[break_glass_entry(30)],
     );
-    assert_eq!((d.allowed(), d.reason), (false, Reason::BreakGlassNotAllowed));
+    assert_eq!((d.allowed(), d.code()), (false, Code::BreakGlassNotAllowed));
 
     let d = decide_review(
         BREAK_GLASS,
@@ -516,8 +530,8 @@ fn break_glass_allows_its_own_user_in_a_break_glass_group_only() {
         &[break_glass_entry(30)],
     );
     assert_eq!(
-        (d.allowed(), d.reason),
-        (false, Reason::NoApproval),
+        (d.allowed(), d.code()),
+        (false, Code::NoApproval),
         "alice's entry is hers alone"
     );
 
@@ -526,14 +540,11 @@ fn break_glass_allows_its_own_user_in_a_break_glass_group_only() {
         secret_review("alice", &["oncall"]),
         &[break_glass_entry(90)],
     );
-    assert_eq!(
-        (d.allowed(), d.reason),
-        (false, Reason::ApprovalExceedsMaxDuration)
-    );
+    assert_eq!((d.allowed(), d.code()), (false, Code::ApprovalExceedsMaxDuration));
 
     // Under a policy without breakGlass, the entry is refused.
     let d = decide_with(&SECRET_UPDATE, &[break_glass_entry(30)], true);
-    assert_eq!((d.allowed(), d.reason), (false, Reason::BreakGlassNotAllowed));
+    assert_eq!((d.allowed(), d.code()), (false, Code::BreakGlassNotAllowed));
 }
 
 #[test]
@@ -542,13 +553,13 @@ fn policies_in_rollout_let_denials_through_marked_as_such() {
         let policy = BREAK_GLASS.replace("  breakGlass:", &format!("  enforcement: {mode}\n  breakGlass:"));
         let d = decide_review(&policy, secret_review("alice", &["dev"]), &[]);
         assert_eq!(
-            (d.allowed(), d.outcome, d.reason),
-            (true, outcome, Reason::NoApproval)
+            (d.allowed(), d.outcome(), d.code()),
+            (true, outcome, Code::NoApproval)
         );
         // An approved request is plainly allowed.
         let approved = "user: alice\nresource: secrets\nnamespace: prod\nexpiresAt: \"2026-11-21T20:30:00Z\"\nreason: r\napprovedBy: [bob]\n";
         let d = decide_review(&policy, secret_review("alice", &["dev"]), &[approved.to_string()]);
-        assert_eq!((d.outcome, d.reason), (Outcome::Allow, Reason::Approved));
+        assert_eq!((d.outcome(), d.code()), (Outcome::Allow, Code::Approved));
     }
     // A policy that enforces, gating the same request, wins.
     let both = format!(
@@ -557,7 +568,7 @@ fn policies_in_rollout_let_denials_through_marked_as_such() {
         BREAK_GLASS.replace("prod-secrets", "prod-secrets-strict")
     );
     let d = decide_review(&both, secret_review("alice", &["dev"]), &[]);
-    assert_eq!((d.allowed(), d.outcome), (false, Outcome::Deny));
+    assert_eq!((d.allowed(), d.outcome()), (false, Outcome::Deny));
 }
 
 #[test]
@@ -566,5 +577,5 @@ fn an_approval_without_max_uses_is_preferred_so_uses_are_not_spent() {
     let unlimited = deployment_entry("");
     let d = decide_review(POLICIES, scale_review(2, 5, "web:1"), &[limited, unlimited]);
     assert!(d.allowed());
-    assert_eq!(d.approval.unwrap().max_uses, None);
+    assert_eq!(d.approval().unwrap().max_uses, None);
 }

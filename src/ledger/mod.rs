@@ -22,7 +22,7 @@ use std::fmt;
 
 /// The rule an edit broke. Stable codes, as written in records and messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rule {
+pub enum LedgerRule {
     /// The entry does not parse, or has an unknown field.
     Malformed,
     /// No policy gates the entry's scope: it would allow nothing.
@@ -58,25 +58,25 @@ pub enum Rule {
     BreakGlassUnreviewed,
 }
 
-impl Rule {
+impl LedgerRule {
     pub fn as_str(self) -> &'static str {
         match self {
-            Rule::Malformed => "malformed",
-            Rule::NotGated => "not_gated",
-            Rule::ForgedApprover => "forged_approver",
-            Rule::SeveralApprovers => "several_approvers",
-            Rule::SelfApproval => "self_approval",
-            Rule::ApproverNotAllowed => "approver_not_allowed",
-            Rule::SignedEntryChanged => "signed_entry_changed",
-            Rule::ApproverRemoved => "approver_removed",
-            Rule::ExpiryTooFar => "expiry_too_far",
-            Rule::ExpiryInPast => "expiry_in_past",
-            Rule::NotRequester => "not_requester",
-            Rule::RevocationNotAllowed => "revocation_not_allowed",
-            Rule::BinaryData => "binary_data",
-            Rule::Unreadable => "unreadable",
-            Rule::BreakGlassNotAllowed => "break_glass_not_allowed",
-            Rule::BreakGlassUnreviewed => "break_glass_unreviewed",
+            LedgerRule::Malformed => "malformed",
+            LedgerRule::NotGated => "not_gated",
+            LedgerRule::ForgedApprover => "forged_approver",
+            LedgerRule::SeveralApprovers => "several_approvers",
+            LedgerRule::SelfApproval => "self_approval",
+            LedgerRule::ApproverNotAllowed => "approver_not_allowed",
+            LedgerRule::SignedEntryChanged => "signed_entry_changed",
+            LedgerRule::ApproverRemoved => "approver_removed",
+            LedgerRule::ExpiryTooFar => "expiry_too_far",
+            LedgerRule::ExpiryInPast => "expiry_in_past",
+            LedgerRule::NotRequester => "not_requester",
+            LedgerRule::RevocationNotAllowed => "revocation_not_allowed",
+            LedgerRule::BinaryData => "binary_data",
+            LedgerRule::Unreadable => "unreadable",
+            LedgerRule::BreakGlassNotAllowed => "break_glass_not_allowed",
+            LedgerRule::BreakGlassUnreviewed => "break_glass_unreviewed",
         }
     }
 }
@@ -86,7 +86,7 @@ impl Rule {
 pub struct Violation {
     /// `<configmap>/<key>`, or the ConfigMap's name when the whole object is at fault.
     pub id: String,
-    pub rule: Rule,
+    pub rule: LedgerRule,
     pub message: String,
 }
 
@@ -137,7 +137,7 @@ impl Action {
 
 /// One change to the ledger, for the audit record.
 #[derive(Debug, Clone)]
-pub struct Change {
+pub struct LedgerChange {
     pub id: String,
     pub action: Action,
     /// The entry after the change (before it, for a removal). `None` for the removal of an
@@ -194,7 +194,7 @@ fn ledger_of(
     };
     let unreadable = |why: String| Violation {
         id: name.to_string(),
-        rule: Rule::Unreadable,
+        rule: LedgerRule::Unreadable,
         message: format!("the ConfigMap could not be read: {why}"),
     };
     let cm: ConfigMap =
@@ -205,7 +205,7 @@ fn ledger_of(
     if cm.binary_data.as_ref().is_some_and(|b| !b.is_empty()) {
         return Err(Violation {
             id: name.to_string(),
-            rule: Rule::BinaryData,
+            rule: LedgerRule::BinaryData,
             message: "an approvals ConfigMap keeps its entries in data; binaryData is not accepted".into(),
         });
     }
@@ -219,7 +219,7 @@ pub fn review(
     policies: &PolicySet,
     now: Timestamp,
     grace: Grace,
-) -> Result<Vec<Change>, Violation> {
+) -> Result<Vec<LedgerChange>, Violation> {
     let name = if req.name.is_empty() {
         // A create with generateName has no name yet; entry ids use what there is.
         "(new)"

@@ -1,8 +1,8 @@
 //! The ledger's rules for one entry: created, changed, or removed.
 
-use super::{Action, Change, Editor, Rule, Violation};
+use super::{Action, Editor, LedgerChange, LedgerRule, Violation};
+use crate::approvals::count_approvers;
 use crate::approvals::{Approval, Subject, parse_entry};
-use crate::decision::count_approvers;
 use crate::policy::{Policy, PolicySet};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeSet;
@@ -24,7 +24,7 @@ pub(super) struct Judge<'a> {
     pub grace: Grace,
 }
 
-fn refuse(id: &str, rule: Rule, message: String) -> Violation {
+fn refuse(id: &str, rule: LedgerRule, message: String) -> Violation {
     Violation {
         id: id.to_string(),
         rule,
@@ -58,7 +58,7 @@ impl Judge<'_> {
         parse_entry(id, text).map_err(|e| {
             refuse(
                 id,
-                Rule::Malformed,
+                LedgerRule::Malformed,
                 format!("the entry does not parse: {}", e.reason),
             )
         })
@@ -71,7 +71,7 @@ impl Judge<'_> {
         if gating.is_empty() {
             return Err(refuse(
                 id,
-                Rule::NotGated,
+                LedgerRule::NotGated,
                 format!(
                     "no policy gates {} in namespace {:?}, so this approval would allow nothing; check resource, apiGroup, namespace and operations",
                     a.resource_string(),
@@ -82,7 +82,7 @@ impl Judge<'_> {
         if a.expires_at <= self.now - self.grace.0 {
             return Err(refuse(
                 id,
-                Rule::ExpiryInPast,
+                LedgerRule::ExpiryInPast,
                 format!("expiresAt {} is in the past", a.expires_at),
             ));
         }
@@ -94,7 +94,7 @@ impl Judge<'_> {
         if a.expires_at.duration_since(self.now) > max + self.grace.0 {
             return Err(refuse(
                 id,
-                Rule::ExpiryTooFar,
+                LedgerRule::ExpiryTooFar,
                 format!(
                     "expiresAt {} is more than {} from now, the most its policies allow; use {} or earlier",
                     a.expires_at,
@@ -118,7 +118,7 @@ impl Judge<'_> {
                 Some(_) => {
                     return Err(refuse(
                         id,
-                        Rule::BreakGlassNotAllowed,
+                        LedgerRule::BreakGlassNotAllowed,
                         format!(
                             "{:?} is in none of the breakGlass groups of policy {}",
                             self.editor.username, p.name
@@ -128,7 +128,7 @@ impl Judge<'_> {
                 None => {
                     return Err(refuse(
                         id,
-                        Rule::BreakGlassNotAllowed,
+                        LedgerRule::BreakGlassNotAllowed,
                         format!("policy {} allows no break-glass", p.name),
                     ));
                 }
@@ -139,11 +139,11 @@ impl Judge<'_> {
 
     /// A break-glass entry: its user writes it for themselves, with a reason and no
     /// approvers; approvers review it afterwards.
-    fn break_glass(&self, id: &str, a: Approval) -> Result<Change, Violation> {
+    fn break_glass(&self, id: &str, a: Approval) -> Result<LedgerChange, Violation> {
         if !self.is_requester(&a) {
             return Err(refuse(
                 id,
-                Rule::BreakGlassNotAllowed,
+                LedgerRule::BreakGlassNotAllowed,
                 format!(
                     "{:?} may break the glass only for themselves; this entry is for someone else",
                     self.editor.username
@@ -153,7 +153,7 @@ impl Judge<'_> {
         if !a.approved_by.is_empty() {
             return Err(refuse(
                 id,
-                Rule::BreakGlassNotAllowed,
+                LedgerRule::BreakGlassNotAllowed,
                 "a break-glass entry starts with no approvers: approvers add their names when they review it"
                     .into(),
             ));
@@ -171,7 +171,7 @@ impl Judge<'_> {
             };
             return Err(refuse(
                 id,
-                Rule::SelfApproval,
+                LedgerRule::SelfApproval,
                 format!("{:?} cannot approve this entry: {how}", self.editor.username),
             ));
         }
@@ -186,7 +186,7 @@ impl Judge<'_> {
                 .collect();
             return Err(refuse(
                 id,
-                Rule::ApproverNotAllowed,
+                LedgerRule::ApproverNotAllowed,
                 format!(
                     "{:?} may not approve under its policies ({})",
                     self.editor.username,
@@ -204,20 +204,20 @@ impl Judge<'_> {
         }
     }
 
-    fn change(&self, id: &str, action: Action, entry: Approval, gating: &[&Policy]) -> Change {
+    fn change(&self, id: &str, action: Action, entry: Approval, gating: &[&Policy]) -> LedgerChange {
         let (approvers, _) = count_approvers(&entry, self.requester_name(&entry));
-        Change {
+        LedgerChange {
             id: id.to_string(),
             action,
             approvers,
-            required: gating.iter().map(|p| p.min_approvers).max(),
+            required: crate::policy::required_approvers(gating),
             entry: Some(entry),
         }
     }
 
     /// A new entry: a request by its requester (or by someone who may approve it), or a
     /// grant by an approver who lists only themselves.
-    pub fn created(&self, id: &str, text: &str) -> Result<Change, Violation> {
+    pub fn created(&self, id: &str, text: &str) -> Result<LedgerChange, Violation> {
         let a = self.parse(id, text)?;
         if a.break_glass {
             return self.break_glass(id, a);
@@ -228,7 +228,7 @@ impl Judge<'_> {
             if !self.is_requester(&a) && !self.may_approve(&gating) {
                 return Err(refuse(
                     id,
-                    Rule::NotRequester,
+                    LedgerRule::NotRequester,
                     format!(
                         "{:?} may ask only for themselves (or a group they belong to); this entry is for someone else",
                         self.editor.username
@@ -252,7 +252,7 @@ impl Judge<'_> {
         if added.len() > 1 {
             return Err(refuse(
                 id,
-                Rule::SeveralApprovers,
+                LedgerRule::SeveralApprovers,
                 format!(
                     "one edit may add one approver, the editor; this one adds {}",
                     added
@@ -266,7 +266,7 @@ impl Judge<'_> {
         if let Some(name) = added.iter().find(|n| **n != self.editor.username) {
             return Err(refuse(
                 id,
-                Rule::ForgedApprover,
+                LedgerRule::ForgedApprover,
                 format!(
                     "approvedBy may gain only the editor's own username; {:?} cannot add {name:?}",
                     self.editor.username
@@ -277,7 +277,7 @@ impl Judge<'_> {
     }
 
     /// An entry's text changed.
-    pub fn changed(&self, id: &str, old: &str, new: &str) -> Result<Option<Change>, Violation> {
+    pub fn changed(&self, id: &str, old: &str, new: &str) -> Result<Option<LedgerChange>, Violation> {
         let Ok(o) = parse_entry(id, old) else {
             // The old text granted nothing: judge the new one as a new entry.
             return self.created(id, new).map(Some);
@@ -302,7 +302,7 @@ impl Judge<'_> {
         if !same_terms || n.expires_at > o.expires_at {
             return Err(refuse(
                 id,
-                Rule::SignedEntryChanged,
+                LedgerRule::SignedEntryChanged,
                 "once approved (or written as break-glass), an entry's terms, user or group, and reason are fixed and its expiry may only be brought forward; delete it and request anew".into(),
             ));
         }
@@ -310,7 +310,7 @@ impl Judge<'_> {
         if let Some(gone) = before.difference(&after).next() {
             return Err(refuse(
                 id,
-                Rule::ApproverRemoved,
+                LedgerRule::ApproverRemoved,
                 format!("approver {gone:?} cannot be taken out of approvedBy; delete the entry to revoke it"),
             ));
         }
@@ -320,7 +320,7 @@ impl Judge<'_> {
             if n.expires_at != o.expires_at {
                 return Err(refuse(
                     id,
-                    Rule::SignedEntryChanged,
+                    LedgerRule::SignedEntryChanged,
                     "approve and change the expiry in separate edits".into(),
                 ));
             }
@@ -329,7 +329,7 @@ impl Judge<'_> {
             if n.expires_at <= self.now && !n.break_glass {
                 return Err(refuse(
                     id,
-                    Rule::ExpiryInPast,
+                    LedgerRule::ExpiryInPast,
                     format!("the entry expired at {}", n.expires_at),
                 ));
             }
@@ -363,7 +363,7 @@ impl Judge<'_> {
         }
         Err(refuse(
             id,
-            Rule::RevocationNotAllowed,
+            LedgerRule::RevocationNotAllowed,
             format!(
                 "{:?} is neither the requester, an approver of this entry, nor allowed to approve under its policies",
                 self.editor.username
@@ -373,9 +373,9 @@ impl Judge<'_> {
 
     /// An entry removed: housekeeping when it had expired (or never parsed), else a
     /// revocation.
-    pub fn removed(&self, id: &str, old: &str) -> Result<Change, Violation> {
+    pub fn removed(&self, id: &str, old: &str) -> Result<LedgerChange, Violation> {
         let Ok(a) = parse_entry(id, old) else {
-            return Ok(Change {
+            return Ok(LedgerChange {
                 id: id.to_string(),
                 action: Action::ExpiredOnEdit,
                 entry: None,
@@ -387,7 +387,7 @@ impl Judge<'_> {
         if a.break_glass && count_approvers(&a, self.requester_name(&a)).0 == 0 {
             return Err(refuse(
                 id,
-                Rule::BreakGlassUnreviewed,
+                LedgerRule::BreakGlassUnreviewed,
                 "a break-glass entry stays until an approver reviews it (adds their name to approvedBy); then it may be removed".into(),
             ));
         }

@@ -44,7 +44,7 @@ fn edit(
     groups: &[&str],
     old: Option<serde_json::Value>,
     new: Option<serde_json::Value>,
-) -> Result<Vec<Change>, Violation> {
+) -> Result<Vec<LedgerChange>, Violation> {
     edit_under(POLICIES, op, editor, groups, old, new)
 }
 
@@ -55,7 +55,7 @@ fn edit_under(
     groups: &[&str],
     old: Option<serde_json::Value>,
     new: Option<serde_json::Value>,
-) -> Result<Vec<Change>, Violation> {
+) -> Result<Vec<LedgerChange>, Violation> {
     let body =
         serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": "u", "resource": {"group": "", "version": "v1", "resource": "configmaps"},
@@ -68,7 +68,7 @@ fn edit_under(
     review(&req, &policies, now(), Grace::default())
 }
 
-fn rule_of(r: Result<Vec<Change>, Violation>) -> Rule {
+fn rule_of(r: Result<Vec<LedgerChange>, Violation>) -> LedgerRule {
     r.unwrap_err().rule
 }
 
@@ -108,12 +108,12 @@ fn a_forged_or_doubled_approval_is_refused() {
             Some(old.clone()),
             Some(forged)
         )),
-        Rule::ForgedApprover
+        LedgerRule::ForgedApprover
     );
     let doubled = cm(&[("k", &entry("alice", &["bob", "carol"], 60))]);
     assert_eq!(
         rule_of(edit("UPDATE", "bob", &["sre"], Some(old), Some(doubled))),
-        Rule::SeveralApprovers
+        LedgerRule::SeveralApprovers
     );
 }
 
@@ -123,7 +123,7 @@ fn nobody_approves_their_own_request_by_name_or_group() {
     let own = cm(&[("k", &entry("alice", &["alice"], 60))]);
     assert_eq!(
         rule_of(edit("UPDATE", "alice", &["sre"], Some(old), Some(own))),
-        Rule::SelfApproval
+        LedgerRule::SelfApproval
     );
     let group_entry = entry("alice", &[], 60).replace("user: alice", "group: sre");
     let old = cm(&[("k", &group_entry)]);
@@ -133,7 +133,7 @@ fn nobody_approves_their_own_request_by_name_or_group() {
     )]);
     assert_eq!(
         rule_of(edit("UPDATE", "bob", &["sre"], Some(old), Some(signed))),
-        Rule::SelfApproval
+        LedgerRule::SelfApproval
     );
 }
 
@@ -149,7 +149,7 @@ fn an_approver_outside_approver_groups_is_refused() {
             Some(old),
             Some(new)
         )),
-        Rule::ApproverNotAllowed
+        LedgerRule::ApproverNotAllowed
     );
 }
 
@@ -160,12 +160,12 @@ fn a_signed_entry_cannot_be_widened_or_lengthened_but_may_be_shortened() {
     let wider = cm(&[("k", &signed.replace("name: db\n", ""))]);
     assert_eq!(
         rule_of(edit("UPDATE", "alice", &[], Some(old.clone()), Some(wider))),
-        Rule::SignedEntryChanged
+        LedgerRule::SignedEntryChanged
     );
     let longer = cm(&[("k", &entry("alice", &["bob"], 90))]);
     assert_eq!(
         rule_of(edit("UPDATE", "alice", &[], Some(old.clone()), Some(longer))),
-        Rule::SignedEntryChanged
+        LedgerRule::SignedEntryChanged
     );
     let shorter = cm(&[("k", &entry("alice", &["bob"], 30))]);
     let changes = edit("UPDATE", "alice", &[], Some(old.clone()), Some(shorter)).unwrap();
@@ -173,7 +173,7 @@ fn a_signed_entry_cannot_be_widened_or_lengthened_but_may_be_shortened() {
     let unsigned = cm(&[("k", &entry("alice", &[], 60))]);
     assert_eq!(
         rule_of(edit("UPDATE", "bob", &["sre"], Some(old), Some(unsigned))),
-        Rule::ApproverRemoved
+        LedgerRule::ApproverRemoved
     );
 }
 
@@ -182,12 +182,12 @@ fn expiry_must_be_ahead_and_within_max_duration() {
     let too_far = cm(&[("k", &entry("alice", &[], 4 * 60 + 5))]);
     assert_eq!(
         rule_of(edit("CREATE", "alice", &[], None, Some(too_far))),
-        Rule::ExpiryTooFar
+        LedgerRule::ExpiryTooFar
     );
     let past = cm(&[("k", &entry("alice", &[], -5))]);
     assert_eq!(
         rule_of(edit("CREATE", "alice", &[], None, Some(past))),
-        Rule::ExpiryInPast
+        LedgerRule::ExpiryInPast
     );
     let at_limit = cm(&[("k", &entry("alice", &[], 4 * 60))]);
     assert!(edit("CREATE", "alice", &[], None, Some(at_limit)).is_ok());
@@ -198,7 +198,7 @@ fn a_malformed_or_ungated_entry_is_refused() {
     let broken = cm(&[("k", "user: alice\ncolour: blue\n")]);
     assert_eq!(
         rule_of(edit("CREATE", "alice", &[], None, Some(broken))),
-        Rule::Malformed
+        LedgerRule::Malformed
     );
     let staging = cm(&[(
         "k",
@@ -206,7 +206,7 @@ fn a_malformed_or_ungated_entry_is_refused() {
     )]);
     assert_eq!(
         rule_of(edit("CREATE", "alice", &[], None, Some(staging))),
-        Rule::NotGated
+        LedgerRule::NotGated
     );
     let wildcard = cm(&[(
         "k",
@@ -214,7 +214,7 @@ fn a_malformed_or_ungated_entry_is_refused() {
     )]);
     assert_eq!(
         rule_of(edit("CREATE", "alice", &[], None, Some(wildcard))),
-        Rule::Malformed
+        LedgerRule::Malformed
     );
 }
 
@@ -223,7 +223,7 @@ fn a_request_for_someone_else_needs_an_approver() {
     let for_alice = cm(&[("k", &entry("alice", &[], 60))]);
     assert_eq!(
         rule_of(edit("CREATE", "mallory", &["dev"], None, Some(for_alice.clone()))),
-        Rule::NotRequester
+        LedgerRule::NotRequester
     );
     let grant = cm(&[("k", &entry("alice", &["bob"], 60))]);
     let changes = edit("CREATE", "bob", &["sre"], None, Some(grant)).unwrap();
@@ -249,7 +249,7 @@ fn revocation_is_for_the_requester_approvers_and_eligible_approvers() {
             Some(old.clone()),
             Some(cm(&[]))
         )),
-        Rule::RevocationNotAllowed
+        LedgerRule::RevocationNotAllowed
     );
     assert_eq!(
         rule_of(edit(
@@ -259,7 +259,7 @@ fn revocation_is_for_the_requester_approvers_and_eligible_approvers() {
             Some(old),
             None
         )),
-        Rule::RevocationNotAllowed
+        LedgerRule::RevocationNotAllowed
     );
 }
 
@@ -297,7 +297,7 @@ fn bg_edit(
     groups: &[&str],
     old: &[(&str, &str)],
     new: &[(&str, &str)],
-) -> Result<Vec<Change>, Violation> {
+) -> Result<Vec<LedgerChange>, Violation> {
     edit_under(
         &break_glass_policies(),
         "UPDATE",
@@ -321,7 +321,7 @@ fn a_break_glass_entry_is_written_by_its_user_in_a_break_glass_group() {
             .unwrap_err()
     };
     let v = refused("alice", &["dev"], &own);
-    assert_eq!(v.rule, Rule::BreakGlassNotAllowed);
+    assert_eq!(v.rule, LedgerRule::BreakGlassNotAllowed);
     assert!(
         v.message
             .contains("none of the breakGlass groups of policy prod-secrets"),
@@ -330,20 +330,23 @@ fn a_break_glass_entry_is_written_by_its_user_in_a_break_glass_group() {
     );
     assert_eq!(
         refused("bob", &["oncall", "sre"], &own).rule,
-        Rule::BreakGlassNotAllowed,
+        LedgerRule::BreakGlassNotAllowed,
         "for someone else"
     );
     assert_eq!(
         refused("alice", &["oncall"], &glass("alice", &["bob"], 30)).rule,
-        Rule::BreakGlassNotAllowed
+        LedgerRule::BreakGlassNotAllowed
     );
     assert_eq!(
         refused("alice", &["oncall"], &glass("alice", &[], 90)).rule,
-        Rule::ExpiryTooFar,
+        LedgerRule::ExpiryTooFar,
         "past breakGlass.maxDuration"
     );
     let no_reason = own.replace("reason: \"INC-1\"", "reason: \"\"");
-    assert_eq!(refused("alice", &["oncall"], &no_reason).rule, Rule::Malformed);
+    assert_eq!(
+        refused("alice", &["oncall"], &no_reason).rule,
+        LedgerRule::Malformed
+    );
     // Under a policy without breakGlass, nobody may.
     let v = edit(
         "UPDATE",
@@ -353,7 +356,7 @@ fn a_break_glass_entry_is_written_by_its_user_in_a_break_glass_group() {
         Some(cm(&[("k", &own)])),
     )
     .unwrap_err();
-    assert_eq!(v.rule, Rule::BreakGlassNotAllowed);
+    assert_eq!(v.rule, LedgerRule::BreakGlassNotAllowed);
     assert!(v.message.contains("allows no break-glass"), "{}", v.message);
 }
 
@@ -364,7 +367,7 @@ fn a_break_glass_entry_is_reviewed_by_an_approver_and_only_then_removed() {
     // Removing it unreviewed is refused to everyone, its user and approvers alike.
     for (editor, groups) in [("alice", &["oncall"][..]), ("bob", &["sre"][..])] {
         let v = bg_edit(editor, groups, &[("k", &open)], &[]).unwrap_err();
-        assert_eq!(v.rule, Rule::BreakGlassUnreviewed);
+        assert_eq!(v.rule, LedgerRule::BreakGlassUnreviewed);
     }
     // Its user cannot review it; an approver can, after it expired.
     let v = bg_edit(
@@ -374,7 +377,7 @@ fn a_break_glass_entry_is_reviewed_by_an_approver_and_only_then_removed() {
         &[("k", &glass("alice", &["alice"], -10))],
     )
     .unwrap_err();
-    assert_eq!(v.rule, Rule::SelfApproval);
+    assert_eq!(v.rule, LedgerRule::SelfApproval);
     let v = bg_edit(
         "carol",
         &["dev"],
@@ -382,7 +385,7 @@ fn a_break_glass_entry_is_reviewed_by_an_approver_and_only_then_removed() {
         &[("k", &reviewed.replace("bob", "carol"))],
     )
     .unwrap_err();
-    assert_eq!(v.rule, Rule::ApproverNotAllowed);
+    assert_eq!(v.rule, LedgerRule::ApproverNotAllowed);
     let changes = bg_edit("bob", &["sre"], &[("k", &open)], &[("k", &reviewed)]).unwrap();
     assert_eq!(changes[0].action, Action::Reviewed);
     // Its terms are fixed: it cannot be lengthened.
@@ -393,7 +396,7 @@ fn a_break_glass_entry_is_reviewed_by_an_approver_and_only_then_removed() {
         &[("k", &glass("alice", &[], 50))],
     )
     .unwrap_err();
-    assert_eq!(v.rule, Rule::SignedEntryChanged);
+    assert_eq!(v.rule, LedgerRule::SignedEntryChanged);
     let changes = bg_edit("carol", &["dev"], &[("k", &reviewed)], &[]).unwrap();
     assert_eq!(changes[0].action, Action::ExpiredOnEdit);
 }

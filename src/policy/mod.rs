@@ -7,10 +7,10 @@
 //! subresource of anything, `*` every resource (no subresources) and `*/*` everything.
 
 mod load;
-mod reload;
+mod store;
 
 pub use load::{PolicyError, load_dir, parse_duration, parse_policies};
-pub use reload::{PolicyStore, spawn_reload};
+pub use store::PolicyStore;
 
 use crate::admission::{OpSet, Operation};
 use crate::pattern::{self, Pattern};
@@ -291,6 +291,13 @@ impl PolicySet {
             .filter(|p| p.gates(t))
             .collect()
     }
+}
+
+/// How many approvers an approval under these gating policies needs: the largest
+/// minApprovers among them; `None` when no policy gates it. The decision, the ledger and
+/// the CLI all ask here.
+pub fn required_approvers(gating: &[&Policy]) -> Option<u32> {
+    gating.iter().map(|p| p.min_approvers).max()
 }
 
 #[cfg(test)]

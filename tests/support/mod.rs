@@ -484,6 +484,44 @@ impl Harness {
     }
 }
 
+/// Asserts that `record` says exactly what the client received in `reply`: the uid, whether
+/// it was allowed, the decision, the status code, and for a refusal the reason its message
+/// names.
+pub fn assert_record_is_the_answer(record: &Value, reply: &Reply) {
+    let (allowed, code, message, uid) = if reply.status == StatusCode::OK {
+        let response = &reply.json()["response"];
+        let code = response["status"]["code"].as_u64().unwrap_or(200);
+        (
+            response["allowed"].as_bool().unwrap(),
+            code,
+            response["status"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            response["uid"].as_str().map(str::to_string),
+        )
+    } else {
+        let status = reply.json();
+        assert_eq!(status["kind"], "Status", "a refusal's body is a Status");
+        (
+            false,
+            u64::from(reply.status.as_u16()),
+            status["message"].as_str().unwrap().to_string(),
+            None,
+        )
+    };
+    if let Some(uid) = uid {
+        assert_eq!(record["uid"], uid.as_str(), "{record}");
+    }
+    assert_eq!(record["allowed"], allowed, "{record} / {message}");
+    assert_eq!(record["code"], code, "{record} / {message}");
+    assert_eq!(record["decision"] == "deny", !allowed, "{record}");
+    if code == 503 {
+        let reason = record["reason"].as_str().unwrap();
+        assert!(message.contains(&format!("({reason})")), "{record} / {message}");
+    }
+}
+
 /// The shipped policy files.
 pub const POLICY_FILES: [&str; 3] = ["prod-secrets.yaml", "prod-workloads.yaml", "prod-pod-access.yaml"];
 

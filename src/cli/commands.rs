@@ -1,0 +1,121 @@
+//! Runs a parsed command line: `serve`, and the commands people type.
+
+use super::approvals::Verb;
+use super::{Cli, Command, Manifest};
+use clap::{CommandFactory, FromArgMatches};
+use std::process::ExitCode;
+
+/// Runs one command and says how it ended.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve(args) => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the async runtime");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(crate::app::run(args.into())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "jitgate cannot start");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Certs(args) => {
+            let names = crate::tls::service_names(&args.target.service, &args.target.namespace);
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            match crate::tls::write_pair(&args.out, &names, args.days, args.force) {
+                Ok(generated) => {
+                    use base64::Engine;
+                    let dir = args.out.display();
+                    eprintln!(
+                        "wrote {dir}/ca.crt, {dir}/tls.crt and {dir}/tls.key (ECDSA P-256, {} days) for {}",
+                        args.days,
+                        names.join(", ")
+                    );
+                    eprintln!(
+                        "next: kubectl -n {ns} create secret tls jitgate-tls --cert={dir}/tls.crt --key={dir}/tls.key
+                               and set clientConfig.caBundle of both webhooks of the ValidatingWebhookConfiguration to the line below (README, \"Install\")",
+                        ns = args.target.namespace
+                    );
+                    println!(
+                        "{}",
+                        base64::engine::general_purpose::STANDARD.encode(generated.ca_pem)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("jitgate certs: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Manifests(args) => {
+            let target = crate::manifests::Service {
+                service: &args.target.service,
+                namespace: &args.target.namespace,
+            };
+            let rendered = match args.what {
+                Manifest::Webhook => crate::policy::load_dir(&args.policies)
+                    .map(|policies| crate::manifests::webhook_yaml(&policies, &target)),
+                Manifest::Policies => {
+                    crate::manifests::policies_configmap_yaml(&args.policies, &args.target.namespace)
+                }
+            };
+            match rendered {
+                Ok(yaml) => {
+                    print!("{yaml}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("jitgate manifests: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Audit(command) => crate::cli::audit::run(command),
+        Command::Request(args) => {
+            crate::cli::approvals::run(args.ledger.clone(), Verb::Request(Box::new(args)))
+        }
+        Command::Approve(a) => crate::cli::approvals::run(a.ledger, Verb::Approve(a.id)),
+        Command::Revoke(a) => crate::cli::approvals::run(a.ledger, Verb::Revoke(a.id)),
+        Command::Show(a) => crate::cli::approvals::run(a.ledger, Verb::Show(a.id)),
+        Command::List(args) => crate::cli::approvals::run(args.ledger.clone(), Verb::List(args)),
+        Command::Check(args) => {
+            let now = args.now.unwrap_or_else(jiff::Timestamp::now);
+            match crate::check::check(&args.request, &args.policies, &args.approvals_file, now) {
+                Ok(checked) => {
+                    println!("{}", checked.json);
+                    match &checked.change {
+                        Some(c) => eprintln!("change: {} ({})", c.fingerprint, c.summary()),
+                        None => eprintln!("change: none (the review lacks the objects it needs)"),
+                    }
+                    ExitCode::from(if checked.allowed { 0 } else { 1 })
+                }
+                Err(e) => {
+                    eprintln!("jitgate check: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+/// Parses the command line. Installed as `kubectl-jitgate`, the binary is a kubectl plugin,
+/// and its help says `kubectl jitgate`.
+pub fn parse() -> Cli {
+    let invoked_as = std::env::args_os().next().and_then(|a| {
+        std::path::Path::new(&a)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+    });
+    let mut command = Cli::command();
+    if invoked_as.as_deref() == Some("kubectl-jitgate") {
+        command = command.bin_name("kubectl jitgate");
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}

@@ -1,0 +1,71 @@
+//! Refusals: answers the server gives when it cannot decide, or cannot stand behind a
+//! decision. They are not policy outcomes (those are [`crate::decision::Reason`]s); each
+//! is rendered as a Kubernetes `Status` in one place ([`crate::admission::Status::of`])
+//! and recorded like any other answer.
+//!
+//! Before a review is read, a refusal is an HTTP 4xx whose body is the `Status`. After,
+//! it is an AdmissionReview denial carrying it: the API server shows its message.
+
+use http::StatusCode;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The body is not an AdmissionReview v1; the text says why, and never quotes it.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the request body could not be read")]
+    UnreadableBody,
+    #[error("only POST is accepted on /validate")]
+    WrongMethod,
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    /// The decision record could not be written, and nothing is allowed without one.
+    #[error("the audit record could not be written, and nothing is allowed without one")]
+    AuditUnavailable,
+    /// The record was not written before the API server's deadline.
+    #[error("the audit record could not be written before the API server's deadline")]
+    DeadlineExceeded,
+    /// A grant's use of a `maxUses` approval could not be recorded.
+    #[error(
+        "approval {approval:?} allows a limited number of uses, and this use could not be recorded, so it is not granted"
+    )]
+    UsageUnavailable { approval: String },
+}
+
+impl Refusal {
+    /// The code written in records and metrics. Every refusal of a body that is not a
+    /// readable AdmissionReview is `bad_request`; the HTTP status says which kind.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::BadRequest(_)
+            | Refusal::UnreadableBody
+            | Refusal::WrongMethod
+            | Refusal::UnsupportedMediaType
+            | Refusal::TooLarge { .. } => "bad_request",
+            Refusal::AuditUnavailable => "audit_unavailable",
+            Refusal::DeadlineExceeded => "deadline_exceeded",
+            Refusal::UsageUnavailable { .. } => "usage_unavailable",
+        }
+    }
+
+    /// The HTTP status of the refusal, and of the `Status` that carries it.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            Refusal::BadRequest(_) | Refusal::UnreadableBody => StatusCode::BAD_REQUEST,
+            Refusal::WrongMethod => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::AuditUnavailable | Refusal::DeadlineExceeded | Refusal::UsageUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    /// True for a refusal of the request itself, answered before any review is read; false
+    /// for a failure of the server's own, answered inside an AdmissionReview.
+    pub fn before_review(&self) -> bool {
+        self.http_status().is_client_error()
+    }
+}

@@ -1,0 +1,197 @@
+//! `/validate`: read, decide, spend a use, record, answer, in that order, so that the
+//! answer given is the one recorded.
+//!
+//! A body that is not an AdmissionReview never reaches the decision: it is refused with a
+//! 4xx whose body is a Kubernetes `Status`. A decided review is answered only once its
+//! record is written; if the record cannot be written, or not before the API server's
+//! deadline, the answer is the refusal the audit writer recorded instead.
+
+use super::AppState;
+use super::transport::{self, json};
+use crate::admission::{self, AdmissionRequest, AdmissionResponse, Status};
+use crate::approvals::View;
+use crate::audit::{ApprovalRecord, Coordinates, DecisionRecord};
+use crate::decision::{self, Approvals, Decision, Inputs, Reason};
+use crate::refusal::Refusal;
+use crate::usage::UsageError;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use jiff::Timestamp;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long the record of a refused body may take before the refusal is answered anyway.
+const REFUSAL_RECORD_WAIT: Duration = Duration::from_secs(5);
+
+pub(super) async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let bytes = match transport::read_review(&parts, body).await {
+        Ok(bytes) => bytes,
+        Err(refusal) => return refuse_body(&state, refusal, None, started).await,
+    };
+    let req = match admission::decode(&bytes) {
+        Ok(req) => req,
+        Err(e) => {
+            let uid = admission::salvage_uid(&bytes);
+            return refuse_body(&state, Refusal::BadRequest(e.to_string()), uid, started).await;
+        }
+    };
+    let deadline = transport::deadline(parts.uri.query(), started);
+    let view = state.approvals.view();
+    let policies = state.policies.current();
+    let approvals = match &view {
+        View::NotLoaded => Approvals::NotLoaded,
+        View::Current(snapshot) => Approvals::Loaded(snapshot),
+        View::Stale { silent_for, .. } => Approvals::Stale {
+            silent_for: *silent_for,
+        },
+    };
+    let inputs = Inputs {
+        policies: &policies,
+        approvals,
+        now: Timestamp::now(),
+    };
+    let decision = decision::decide(&req, &inputs);
+    let (answer, record, then) = match spend_use(&state, &req, decision, deadline).await {
+        Ok(decision) => {
+            let response = admission::respond(&req, &decision);
+            let record = DecisionRecord::decided(&req, &decision, micros(started));
+            (Ok(response), record, approval_records(&req, &decision))
+        }
+        Err((refusal, decision)) => {
+            let mut record = DecisionRecord::refused(
+                Some(req.uid.clone()),
+                Some(Coordinates::of(&req)),
+                refusal.clone(),
+                decision.at,
+                micros(started),
+            );
+            record.policy = decision.policies().join(",");
+            (Err(refusal), record, Vec::new())
+        }
+    };
+    answer_review(&state, &req, answer, record, then, deadline, started).await
+}
+
+/// Writes the record, then answers: as decided if the record was written as decided,
+/// else with the refusal that was recorded instead.
+async fn answer_review(
+    state: &AppState,
+    req: &AdmissionRequest<'_>,
+    answer: Result<AdmissionResponse, Refusal>,
+    record: DecisionRecord,
+    then: Vec<Vec<u8>>,
+    deadline: Instant,
+    started: Instant,
+) -> Response {
+    let (decision, reason, policy) = record.labels();
+    let labels = (decision, reason, policy.to_string());
+    let written = state.audit.record(record, then, deadline).await;
+    let response = match (answer, written) {
+        (Ok(response), Ok(())) => {
+            state
+                .metrics
+                .answered(labels.0, labels.1, &labels.2, started.elapsed());
+            response
+        }
+        (Ok(_), Err(refusal)) => {
+            state.metrics.audit_failed();
+            tracing::error!(uid = %req.uid, reason = refusal.code(), "decision record not written as decided; refusing");
+            state
+                .metrics
+                .answered("deny", refusal.code(), &labels.2, started.elapsed());
+            admission::refused(req, &refusal)
+        }
+        // A refusal stands whether or not its record could be written.
+        (Err(refusal), written) => {
+            if written.is_err() {
+                state.metrics.audit_failed();
+            }
+            state
+                .metrics
+                .answered("deny", refusal.code(), &labels.2, started.elapsed());
+            admission::refused(req, &refusal)
+        }
+    };
+    json(StatusCode::OK, &response.into_review())
+}
+
+/// The approval records of an edit the ledger accepted: one per entry it changes.
+fn approval_records(req: &AdmissionRequest<'_>, d: &Decision) -> Vec<Vec<u8>> {
+    match &d.reason {
+        Reason::LedgerAccepted { changes } => changes
+            .iter()
+            .map(|change| ApprovalRecord::new(req, change, d.at).to_line())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Records the use of a `maxUses` approval before its grant is answered: the one step
+/// that may change a decision once made. A dry run is checked the same way and spends
+/// nothing (the webhook declares `sideEffects: NoneOnDryRun`). A use that cannot be
+/// recorded is a refusal.
+async fn spend_use(
+    state: &AppState,
+    req: &AdmissionRequest<'_>,
+    decision: Decision,
+    deadline: Instant,
+) -> Result<Decision, (Refusal, Decision)> {
+    let Some(approval) = decision.use_to_record().cloned() else {
+        return Ok(decision);
+    };
+    let spending = state.usage.spend(&approval, &req.uid, decision.at, req.dry_run);
+    let unavailable = || Refusal::UsageUnavailable {
+        approval: approval.id.clone(),
+    };
+    match tokio::time::timeout_at(deadline.into(), spending).await {
+        Ok(Ok(used)) => {
+            tracing::info!(uid = %req.uid, approval = %approval.id, ?used, max_uses = approval.max_uses,
+                dry_run = req.dry_run, "use of a maxUses approval");
+            Ok(decision)
+        }
+        Ok(Err(UsageError::Exhausted(_))) => Ok(decision.uses_exhausted()),
+        Ok(Err(e)) => {
+            tracing::error!(uid = %req.uid, approval = %approval.id, error = %e, "use not recorded; refusing");
+            Err((unavailable(), decision))
+        }
+        Err(_) => {
+            tracing::error!(uid = %req.uid, approval = %approval.id, "use not recorded before the deadline; refusing");
+            Err((unavailable(), decision))
+        }
+    }
+}
+
+pub(super) async fn wrong_method(State(state): State<Arc<AppState>>) -> Response {
+    refuse_body(&state, Refusal::WrongMethod, None, Instant::now()).await
+}
+
+/// Answers a request whose body cannot be read as a review, and records it.
+async fn refuse_body(state: &AppState, refusal: Refusal, uid: Option<String>, started: Instant) -> Response {
+    tracing::warn!(
+        status = refusal.http_status().as_u16(),
+        uid = uid.as_deref(),
+        reason = %refusal,
+        "admission request refused"
+    );
+    let status = Status::of(&refusal, None);
+    let record = DecisionRecord::refused(uid, None, refusal.clone(), Timestamp::now(), micros(started));
+    state
+        .metrics
+        .answered("deny", refusal.code(), "", started.elapsed());
+    let wait = Instant::now() + REFUSAL_RECORD_WAIT;
+    if let Err(e) = state.audit.record(record, Vec::new(), wait).await {
+        state.metrics.audit_failed();
+        tracing::error!(
+            reason = e.code(),
+            "record of a refused request not written as such"
+        );
+    }
+    transport::status(status)
+}
+
+fn micros(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
+}

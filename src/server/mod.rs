@@ -1,0 +1,85 @@
+//! HTTP over TLS: the routes and what they share ([`AppState`]), the transport checks on
+//! a review's body ([`transport`]), the `/validate` handler that decides, records and
+//! answers ([`answer`]), and the accept loop ([`listen`]).
+
+mod answer;
+mod listen;
+mod transport;
+
+pub use listen::{MAX_CONNECTIONS, serve};
+pub use transport::BODY_LIMIT;
+
+use crate::admission::Status;
+use crate::approvals::ApprovalStore;
+use crate::audit::AuditSink;
+use crate::metrics::Metrics;
+use crate::policy::PolicyStore;
+use crate::usage::UsageLedger;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What the handlers share.
+pub struct AppState {
+    pub policies: Arc<PolicyStore>,
+    pub approvals: Arc<ApprovalStore>,
+    pub audit: AuditSink,
+    /// Where uses of `maxUses` approvals are counted.
+    pub usage: UsageLedger,
+    pub metrics: Metrics,
+    /// The serving certificate, for its expiry.
+    pub serving_cert: Arc<crate::tls::ServingCert>,
+    pub shutting_down: AtomicBool,
+}
+
+impl AppState {
+    pub fn is_ready(&self) -> bool {
+        self.approvals.is_loaded() && !self.shutting_down.load(Ordering::Relaxed)
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/validate", post(answer::validate).fallback(answer::wrong_method))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            transport::status(Status::failure(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; admission reviews go to POST /validate".into(),
+            ))
+        })
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.is_ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else if state.shutting_down.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "approvals not loaded yet").into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let body = state.metrics.render(
+        &state.approvals,
+        &state.policies.current(),
+        &state.serving_cert,
+        &state.audit,
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
