@@ -118,6 +118,62 @@ async fn serve_runs_on_its_embedded_defaults_in_a_fresh_directory() {
     assert_eq!(record["reason"], "approved");
 }
 
+#[tokio::test]
+async fn a_full_disk_answers_audit_unavailable_and_stdout_records_that_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&Path::new(REPO).join("policies"), &dir.path().join("policies"));
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
+    std::fs::write(dir.path().join("manifests/approvals.yaml"), approvals).unwrap();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--audit-log",
+            "/dev/full",
+            "--shutdown-drain",
+            "0s",
+        ])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(&mut child);
+    let mut seen = Vec::new();
+    wait_for_line(&rx, &mut seen, "jitgate listening");
+    let ca = std::fs::read_to_string(dir.path().join("certs-dev/ca.crt")).unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut c = Conn::open(addr, &ca, Proto::H1).await.unwrap();
+    // Approved, so it would be allowed: without its record it is refused.
+    let alice = Req::secret_update();
+    let reply = c.review(&alice.review()).await;
+    let response = reply.json()["response"].clone();
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 503);
+    drop(c);
+    let logged = wait_for_line(&rx, &mut seen, "audit log not written");
+    assert!(logged.contains("audit_unavailable"), "{logged}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let records: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        records.len(),
+        1,
+        "exactly one record, and it is the refusal: {stdout}"
+    );
+    assert_eq!(records[0]["reason"], "audit_unavailable");
+    assert_record_is_the_answer(&records[0], &reply);
+}
+
 #[test]
 fn serve_refuses_to_start_on_a_broken_policy_naming_file_and_document() {
     let dir = tempfile::tempdir().unwrap();

@@ -490,3 +490,87 @@ async fn request_approve_and_use_end_to_end_and_a_forgery_is_stopped_at_the_edit
     );
     h.stop().await;
 }
+
+/// Runs `jitgate check` on `review` with the server's policies and approvals file.
+fn check_offline(h: &Harness, policies: &std::path::Path, review: &Value) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("review.json");
+    std::fs::write(&file, serde_json::to_vec(review).unwrap()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+        .arg("check")
+        .arg("--request")
+        .arg(&file)
+        .arg("--policies")
+        .arg(policies)
+        .arg("--approvals-file")
+        .arg(h.approvals_path())
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn check_judges_an_approvals_configmap_edit_exactly_as_the_server_does() {
+    let p = policies_dir();
+    let h = start(&p).await;
+    let pending = configmap(&[("k", &request(&[]))]);
+    let approved = configmap(&[("k", &request(&[BOB.0]))]);
+    let edits = [
+        // Alice files a request: accepted.
+        edit(
+            ALICE.0,
+            ALICE.1,
+            "UPDATE",
+            Some(configmap(&[])),
+            Some(pending.clone()),
+        ),
+        // Mallory writes Bob's name: a forged approver, refused.
+        edit(
+            MALLORY.0,
+            MALLORY.1,
+            "UPDATE",
+            Some(pending.clone()),
+            Some(approved.clone()),
+        ),
+        // Bob approves: accepted.
+        edit(BOB.0, BOB.1, "UPDATE", Some(pending.clone()), Some(approved)),
+        // Alice approves her own request: refused.
+        edit(
+            ALICE.0,
+            ALICE.1,
+            "UPDATE",
+            Some(pending.clone()),
+            Some(configmap(&[("k", &request(&[ALICE.0]))])),
+        ),
+    ];
+    let mut allowed = Vec::new();
+    for review in &edits {
+        let online = h.conn(Proto::H1).await.review(review).await.json();
+        let offline = check_offline(&h, p.path(), review);
+        assert_eq!(
+            online["response"], offline["response"],
+            "server and check disagree"
+        );
+        allowed.push(online["response"]["allowed"] == true);
+    }
+    assert_eq!(allowed, [true, false, true, false]);
+    // The ledger's records (a decision record, then one approval record per entry it
+    // changes) are each sealed on their own: the log verifies.
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+        .args(["audit", "verify"])
+        .arg(h.audit_path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verify.stdout).to_string() + &String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success(), "{said}");
+    assert!(
+        said.contains("6 records"),
+        "4 decisions and 2 approval records: {said}"
+    );
+    h.stop().await;
+}

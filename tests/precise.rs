@@ -120,11 +120,13 @@ async fn a_use_that_cannot_be_recorded_is_not_granted() {
     eventually(PATIENCE, || async { h.readyz().await == hyper::StatusCode::OK }).await;
     let mut c = h.conn(Proto::H1).await;
     let req = Req::secret_update();
-    let reply = c.decide(&req.review()).await;
+    let answer = c.review(&req.review()).await;
+    let reply = answer.json()["response"].clone();
     assert_eq!(reply["allowed"], false);
     let message = reply["status"]["message"].as_str().unwrap();
     assert!(message.contains("this use could not be recorded"), "{message}");
     assert_eq!(h.record_of(&req.uid)["reason"], "usage_unavailable");
+    assert_record_is_the_answer(&h.record_of(&req.uid), &answer);
     h.stop().await;
 }
 

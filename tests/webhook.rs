@@ -428,3 +428,71 @@ async fn an_unwritable_audit_log_turns_grants_into_denials() {
     );
     h.stop().await;
 }
+
+/// curl, as an HTTP/2 client that is still sending when the answer comes: the refusal
+/// must reach it as its Status, not as a reset stream ("curl: (92) Stream error").
+fn curl_h2(port: u16, ca_pem: &str, content_type: &str, body: &[u8]) -> support::Reply {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, data, out) = (
+        dir.path().join("ca.crt"),
+        dir.path().join("body"),
+        dir.path().join("out"),
+    );
+    std::fs::write(&ca, ca_pem).unwrap();
+    std::fs::write(&data, body).unwrap();
+    let run = std::process::Command::new("curl")
+        .args(["--http2", "-sS", "--max-time", "60", "--cacert"])
+        .arg(&ca)
+        .args(["-H", &format!("Content-Type: {content_type}"), "--data-binary"])
+        .arg(format!("@{}", data.display()))
+        .arg("-o")
+        .arg(&out)
+        .args(["-w", "%{http_code} %{http_version}"])
+        .arg(format!("https://localhost:{port}/validate"))
+        .output()
+        .expect("curl is needed for this test (apt-get install curl)");
+    let said = String::from_utf8_lossy(&run.stdout).to_string();
+    assert!(
+        run.status.success(),
+        "curl failed: {said} {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let (code, version) = said.split_once(' ').unwrap();
+    assert_eq!(version, "2", "not HTTP/2");
+    support::Reply {
+        status: StatusCode::from_u16(code.parse().unwrap()).unwrap(),
+        content_type: None,
+        body: std::fs::read(&out).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn early_refusals_over_http2_are_answered_with_their_status_and_recorded_as_answered() {
+    let h = Harness::start(&approvals_manifest(&[])).await;
+    let valid = serde_json::to_vec(&Req::secret_update().review()).unwrap();
+    let too_large = vec![b' '; 8 * 1024 * 1024];
+    for (content_type, body, expected) in [
+        ("text/plain", valid.as_slice(), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (
+            "text/plain",
+            too_large.as_slice(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "application/json",
+            too_large.as_slice(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ] {
+        let before = h.records().len();
+        let (port, ca, body) = (h.addr().port(), h.certs.ca_pem.clone(), body.to_vec());
+        let reply = tokio::task::spawn_blocking(move || curl_h2(port, &ca, content_type, &body))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, expected);
+        let records = h.records();
+        assert_eq!(records.len(), before + 1, "one record per answer");
+        assert_record_is_the_answer(records.last().unwrap(), &reply);
+    }
+    h.stop().await;
+}

@@ -36,6 +36,10 @@ impl Certs {
         let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // Its own name: OpenSSL clients (curl) take a leaf whose issuer is its subject
+        // for self-signed.
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "jitgate test CA");
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca, ca_key);
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
