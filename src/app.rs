@@ -116,7 +116,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
     let serving_cert = tls::ServingCert::load(&cfg.tls_cert, &cfg.tls_key)?;
     let tls = serving_cert.config();
     let rotation = serving_cert.clone().spawn_rotation(cfg.cert_check_every);
-    let loaded = policy::load_dir(&cfg.policies_dir)?;
+    let loaded = sync::policies::load_dir(&cfg.policies_dir)?;
     tracing::info!(dir = %cfg.policies_dir.display(), policies = loaded.len(), "policies loaded");
     let policies = Arc::new(policy::PolicyStore::new(loaded));
     let policy_reload = sync::policies::spawn_reload(cfg.policies_dir.clone(), policies.clone());

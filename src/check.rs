@@ -54,7 +54,7 @@ pub fn check(
         path: request.display().to_string(),
         reason: e.to_string(),
     })?;
-    let policies = policy::load_dir(policies_dir)?;
+    let policies = crate::sync::policies::load_dir(policies_dir)?;
     let shown = approvals_file.display().to_string();
     let text = String::from_utf8(read(approvals_file)?).map_err(|_| CheckError::Request {
         path: shown.clone(),

@@ -1,11 +1,13 @@
 //! jitgate: a Kubernetes validating admission webhook that denies gated operations unless
 //! a live, just-in-time approval matches them.
 //!
-//! The request path: [`admission`] decodes the review, [`decision`] decides it from the
-//! [`policy`] set and the [`approvals`] index (pure, no I/O), [`explain`] words the answer,
-//! [`audit`] records it, [`server`] carries it over TLS. Edits of the approvals ConfigMaps
-//! themselves are judged by the [`ledger`]. [`sync`] keeps the approvals
-//! current; [`app`] wires it all together; [`cli`] and [`check`] are the command line.
+//! The request path: [`server`] checks the transport, [`admission`] decodes the review,
+//! [`decision::decide`] decides it from the [`policy`] set and the [`approvals`] (pure, no
+//! I/O; edits of the approvals ConfigMaps are judged by the [`ledger`] there too),
+//! [`admission::respond`] turns the decision into the response (words from [`explain`]),
+//! [`audit`] records what is answered, and a failure of the server's own is a
+//! [`refusal::Refusal`]. [`sync`] follows the approvals and policies; [`app`] wires it all
+//! together; [`cli`] and [`check`] are the command line.
 
 pub mod admission;
 pub mod app;

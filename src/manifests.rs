@@ -135,7 +135,7 @@ pub fn webhook_yaml(policies: &PolicySet, target: &Service<'_>) -> String {
 /// The policy files of `dir` as a ConfigMap, mounted into jitgate's pods.
 pub fn policies_configmap_yaml(dir: &Path, namespace: &str) -> Result<String, PolicyError> {
     // Refuse to render what jitgate would refuse to load.
-    crate::policy::load_dir(dir)?;
+    crate::sync::policies::load_dir(dir)?;
     let io = |source| PolicyError::Io {
         path: dir.to_path_buf(),
         source,
@@ -177,7 +177,8 @@ pub fn policies_configmap_yaml(dir: &Path, namespace: &str) -> Result<String, Po
 mod tests {
     use super::*;
     use crate::admission::Operation;
-    use crate::policy::{Target as Request, load_dir};
+    use crate::policy::Target as Request;
+    use crate::sync::policies::load_dir;
 
     fn shipped() -> PolicySet {
         load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap()

@@ -14,7 +14,7 @@ use std::sync::{Arc, LazyLock};
 
 static NOW: LazyLock<jiff::Timestamp> = LazyLock::new(|| "2026-11-21T20:00:00Z".parse().unwrap());
 static POLICIES: LazyLock<PolicySet> =
-    LazyLock::new(|| jitgate::policy::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies").as_ref()).unwrap());
+    LazyLock::new(|| jitgate::sync::policies::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies").as_ref()).unwrap());
 static SNAPSHOT: LazyLock<Snapshot> = LazyLock::new(|| {
     let entries = [
         "user: kubernetes-admin\nresource: secrets\nnamespace: prod\nexpiresAt: \"2026-11-21T21:00:00Z\"\nreason: r\napprovedBy: [bob]\n",

@@ -59,7 +59,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 namespace: &args.target.namespace,
             };
             let rendered = match args.what {
-                Manifest::Webhook => crate::policy::load_dir(&args.policies)
+                Manifest::Webhook => crate::sync::policies::load_dir(&args.policies)
                     .map(|policies| crate::manifests::webhook_yaml(&policies, &target)),
                 Manifest::Policies => {
                     crate::manifests::policies_configmap_yaml(&args.policies, &args.target.namespace)

@@ -1,13 +1,13 @@
 //! Reading `GatePolicy` documents from YAML files, strictly: an unknown field, a missing
 //! one or an impossible value is an error that names the file, the document and the reason.
 
-use super::{BreakGlass, Enforcement, Policy, PolicySet, ResourcePattern, Rule};
+use super::{BreakGlass, Enforcement, Policy, ResourcePattern, Rule};
 use crate::admission::{OpSet, Operation};
 use crate::pattern::Pattern;
 use jiff::SignedDuration;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub const API_VERSION: &str = "jitgate.dev/v1alpha1";
 pub const KIND: &str = "GatePolicy";
@@ -258,32 +258,6 @@ pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
     Ok(d)
 }
 
-/// Loads every `*.yaml` / `*.yml` file in `dir` (sorted by name, not recursive).
-pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
-    let io = |source| PolicyError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(io)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-        .collect();
-    files.sort();
-    let mut policies = Vec::new();
-    for file in &files {
-        let text = std::fs::read_to_string(file).map_err(|source| PolicyError::Io {
-            path: file.clone(),
-            source,
-        })?;
-        policies.extend(parse_policies(&text, &file.display().to_string())?);
-    }
-    if policies.is_empty() {
-        return Err(PolicyError::Empty(dir.to_path_buf()));
-    }
-    PolicySet::new(policies)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,18 +317,5 @@ spec:
     fn broken_yaml_is_a_syntax_error_naming_the_file() {
         let err = error_of("spec: [unclosed");
         assert!(err.starts_with("f.yaml: not valid YAML"), "{err}");
-    }
-
-    #[test]
-    fn the_shipped_policies_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-        let set = load_dir(&dir).unwrap();
-        assert!(set.len() >= 3);
-    }
-
-    #[test]
-    fn an_empty_directory_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(load_dir(dir.path()), Err(PolicyError::Empty(_))));
     }
 }

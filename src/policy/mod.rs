@@ -9,7 +9,7 @@
 mod load;
 mod store;
 
-pub use load::{PolicyError, load_dir, parse_duration, parse_policies};
+pub use load::{PolicyError, parse_duration, parse_policies};
 pub use store::PolicyStore;
 
 use crate::admission::{OpSet, Operation};

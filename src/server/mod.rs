@@ -1,6 +1,6 @@
 //! HTTP over TLS: the routes and what they share ([`AppState`]), the transport checks on
-//! a review's body ([`transport`]), the `/validate` handler that decides, records and
-//! answers ([`answer`]), and the accept loop ([`listen`]).
+//! a review's body (`transport`), the `/validate` handler that decides, records and
+//! answers (`answer`), and the accept loop (`listen`).
 
 mod answer;
 mod listen;
