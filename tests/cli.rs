@@ -32,6 +32,25 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Starts `jitgate serve` on its embedded defaults in `dir`, with the shipped policies and
+/// `approvals` as its approvals file; returns the child and its port.
+fn serve_in(dir: &Path, approvals: &str, extra: &[&str]) -> (Child, u16) {
+    copy_dir(&Path::new(REPO).join("policies"), &dir.join("policies"));
+    std::fs::create_dir_all(dir.join("manifests")).unwrap();
+    std::fs::write(dir.join("manifests/approvals.yaml"), approvals).unwrap();
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (child, port)
+}
+
 /// Collects a child's stderr lines as they come.
 fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -62,23 +81,11 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, needle: &s
 #[tokio::test]
 async fn serve_runs_on_its_embedded_defaults_in_a_fresh_directory() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&Path::new(REPO).join("policies"), &dir.path().join("policies"));
     let approvals = approvals_manifest(&[
         ("good", &entry(&[])),
         ("broken-entry", "user: alice\ncolour: blue\n"),
     ]);
-    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
-    std::fs::write(dir.path().join("manifests/approvals.yaml"), approvals).unwrap();
-    let port = free_port();
-
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir.path())
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, port) = serve_in(dir.path(), &approvals, &[]);
     let rx = lines_of(&mut child);
     let mut seen = Vec::new();
 
@@ -121,27 +128,9 @@ async fn serve_runs_on_its_embedded_defaults_in_a_fresh_directory() {
 #[tokio::test]
 async fn a_full_disk_answers_audit_unavailable_and_stdout_records_that_answer() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&Path::new(REPO).join("policies"), &dir.path().join("policies"));
-    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
     let approvals = approvals_manifest(&[("good", &entry(&[]))]);
-    std::fs::write(dir.path().join("manifests/approvals.yaml"), approvals).unwrap();
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--audit-log",
-            "/dev/full",
-            "--shutdown-drain",
-            "0s",
-        ])
-        .current_dir(dir.path())
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let extra = ["--audit-log", "/dev/full", "--shutdown-drain", "0s"];
+    let (mut child, port) = serve_in(dir.path(), &approvals, &extra);
     let rx = lines_of(&mut child);
     let mut seen = Vec::new();
     wait_for_line(&rx, &mut seen, "jitgate listening");

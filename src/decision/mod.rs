@@ -317,18 +317,11 @@ impl Reason {
             | Reason::BreakGlass { .. }
             | Reason::LedgerAccepted { .. } => Outcome::Allow,
             Reason::LedgerRefused { .. } => Outcome::Deny,
-            Reason::NoApproval { requirement, .. }
-            | Reason::ApprovalExpired { requirement, .. }
-            | Reason::ApprovalExceedsMaxDuration { requirement, .. }
-            | Reason::TooFewApprovers { requirement, .. }
-            | Reason::BreakGlassNotAllowed { requirement, .. }
-            | Reason::ChangeNotApproved { requirement, .. }
-            | Reason::UsesExhausted { requirement, .. }
-            | Reason::ApprovalsUnavailable { requirement }
-            | Reason::ApprovalsStale { requirement, .. } => match requirement.enforcement {
-                Enforcement::Deny => Outcome::Deny,
-                Enforcement::Warn => Outcome::Warn,
-                Enforcement::DryRun => Outcome::DryRun,
+            // Every other reason is a gated denial; without a requirement, it is denied.
+            denial => match denial.requirement().map(|r| r.enforcement) {
+                Some(Enforcement::Warn) => Outcome::Warn,
+                Some(Enforcement::DryRun) => Outcome::DryRun,
+                Some(Enforcement::Deny) | None => Outcome::Deny,
             },
         }
     }
