@@ -62,10 +62,4 @@ impl Refusal {
             }
         }
     }
-
-    /// True for a refusal of the request itself, answered before any review is read; false
-    /// for a failure of the server's own, answered inside an AdmissionReview.
-    pub fn before_review(&self) -> bool {
-        self.http_status().is_client_error()
-    }
 }

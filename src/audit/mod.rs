@@ -45,11 +45,9 @@ const BATCHES: usize = 64;
 pub enum Answer {
     /// A decision, answered as decided.
     Decided {
+        /// `allow`, `deny`, `warn` or `dryrun`: only `deny` refuses (with `status.code` 403).
         outcome: &'static str,
-        allowed: bool,
         reason: &'static str,
-        /// The `status.code` of a denial; 200 otherwise.
-        code: u16,
         approval: Option<Arc<Approval>>,
         /// The entry an edit of the ledger was refused for.
         refused_entry: Option<String>,
@@ -133,15 +131,12 @@ struct RecordLine<'a> {
 impl DecisionRecord {
     /// The record of a decided request, answered as decided.
     pub fn decided(req: &AdmissionRequest<'_>, d: &Decision, latency_us: u64) -> Self {
-        let allowed = d.allowed();
         DecisionRecord {
             timestamp: d.at,
             uid: Some(req.uid.clone()),
             answer: Answer::Decided {
                 outcome: d.outcome().as_str(),
-                allowed,
                 reason: d.code().as_str(),
-                code: if allowed { 200 } else { 403 },
                 approval: d.approval().cloned(),
                 refused_entry: match &d.reason {
                     Reason::LedgerRefused { violation } => Some(violation.id.clone()),
@@ -193,19 +188,21 @@ impl DecisionRecord {
         let (allowed, decision, reason, code, approval, refused_entry) = match &self.answer {
             Answer::Decided {
                 outcome,
-                allowed,
                 reason,
-                code,
                 approval,
                 refused_entry,
-            } => (
-                *allowed,
-                *outcome,
-                *reason,
-                *code,
-                approval.as_deref(),
-                refused_entry.as_deref(),
-            ),
+            } => {
+                let allowed = *outcome != "deny";
+                let code = if allowed { 200 } else { 403 };
+                (
+                    allowed,
+                    *outcome,
+                    *reason,
+                    code,
+                    approval.as_deref(),
+                    refused_entry.as_deref(),
+                )
+            }
             Answer::Refused(r) => (false, "deny", r.code(), r.http_status().as_u16(), None, None),
         };
         let c = self.request.as_ref();
@@ -329,8 +326,6 @@ pub enum AuditError {
     },
     #[error("cannot write the decision record: {0}")]
     Write(String),
-    #[error("the audit writer has stopped")]
-    Stopped,
 }
 
 /// A job's progress, shared by the request that waits for it and the writer.
@@ -646,9 +641,7 @@ mod tests {
         let mut record = refusal_record("u");
         record.answer = Answer::Decided {
             outcome: "allow",
-            allowed: true,
             reason: "approved",
-            code: 200,
             approval: None,
             refused_entry: None,
         };
