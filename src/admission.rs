@@ -17,7 +17,9 @@ use std::fmt;
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
 
-/// The operation of an admission request.
+/// What a request does: one of the four operations of an admission request, or one of
+/// the read verbs that only an authorization review (`crate::authorization`) carries.
+/// Policies and approvals name both in one set ([`OpSet`]), as `operations:` and `verbs:`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Operation {
@@ -25,23 +27,59 @@ pub enum Operation {
     Update,
     Delete,
     Connect,
+    /// Never in an AdmissionReview: admission does not see reads.
+    #[serde(skip)]
+    Get,
+    #[serde(skip)]
+    List,
+    #[serde(skip)]
+    Watch,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 4] = [
+    pub const ALL: [Operation; 7] = [
+        Operation::Create,
+        Operation::Update,
+        Operation::Delete,
+        Operation::Connect,
+        Operation::Get,
+        Operation::List,
+        Operation::Watch,
+    ];
+
+    /// The operations of admission requests, as policies name them (`operations:`).
+    pub const ADMISSION: [Operation; 4] = [
         Operation::Create,
         Operation::Update,
         Operation::Delete,
         Operation::Connect,
     ];
 
+    /// The read verbs, as policies and approvals name them (`verbs:`).
+    pub const READS: [Operation; 3] = [Operation::Get, Operation::List, Operation::Watch];
+
+    /// `CREATE`… for an admission operation, `get`… for a read verb, as Kubernetes
+    /// writes each.
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Create => "CREATE",
             Operation::Update => "UPDATE",
             Operation::Delete => "DELETE",
             Operation::Connect => "CONNECT",
+            Operation::Get => "get",
+            Operation::List => "list",
+            Operation::Watch => "watch",
         }
+    }
+
+    /// True for a read verb.
+    pub fn is_read(self) -> bool {
+        matches!(self, Operation::Get | Operation::List | Operation::Watch)
+    }
+
+    /// The read verb written `text` (`get`, `list`, `watch`).
+    pub fn read_verb(text: &str) -> Option<Operation> {
+        Self::READS.into_iter().find(|v| v.as_str() == text)
     }
 }
 
@@ -56,7 +94,20 @@ impl fmt::Display for Operation {
 pub struct OpSet(u8);
 
 impl OpSet {
-    pub const ALL: OpSet = OpSet(0b1111);
+    /// Every operation and every read verb.
+    pub const ALL: OpSet = OpSet(0b111_1111);
+    /// The four admission operations (`operations: ["*"]` in a policy).
+    pub const ADMISSION: OpSet = OpSet(0b1111);
+
+    /// The admission operations in this set.
+    pub fn admission(self) -> OpSet {
+        OpSet(self.0 & Self::ADMISSION.0)
+    }
+
+    /// The read verbs in this set.
+    pub fn reads(self) -> OpSet {
+        OpSet(self.0 & !Self::ADMISSION.0)
+    }
 
     fn bit(op: Operation) -> u8 {
         1 << (op as u8)
@@ -340,9 +391,9 @@ impl AdmissionResponse {
 /// check` answer through here, and only here.
 pub fn respond(req: &AdmissionRequest<'_>, d: &Decision) -> AdmissionResponse {
     match d.outcome() {
-        Outcome::Deny => AdmissionResponse::deny(&req.uid, explain::denial_message(req, d)),
+        Outcome::Deny => AdmissionResponse::deny(&req.uid, explain::denial_message(req.into(), d)),
         Outcome::Allow | Outcome::Warn | Outcome::DryRun => AdmissionResponse {
-            warnings: explain::warnings(req, d),
+            warnings: explain::warnings(req.into(), d),
             ..AdmissionResponse::allow(&req.uid)
         },
     }

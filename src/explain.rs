@@ -3,15 +3,14 @@
 //! request, ready to paste into the approvals ConfigMap. Built from the request's
 //! coordinates and its change fingerprint (paths that change and a hash, never a value).
 
-use crate::admission::AdmissionRequest;
 use crate::approvals::{Approval, ConfigMapRef, Subject, suggested_key};
-use crate::decision::{Decision, Outcome, Reason, Requirement};
+use crate::decision::{Decision, Outcome, Reason, Request, Requirement};
 use jiff::{RoundMode, SignedDuration, Timestamp, TimestampRound, Unit};
 use std::fmt::Write;
 
 /// The warnings of a request that goes through: a break-glass use, or a denial that a
 /// policy in `warn` mode lets through. None otherwise.
-pub fn warnings(req: &AdmissionRequest<'_>, d: &Decision) -> Vec<String> {
+pub fn warnings(req: Request<'_, '_>, d: &Decision) -> Vec<String> {
     match (d.outcome(), &d.reason) {
         (Outcome::Warn, _) => rollout_warnings(req, d),
         (
@@ -67,37 +66,37 @@ fn break_glass_warnings(a: &Approval, requirement: &Requirement) -> Vec<String> 
 }
 
 /// What kubectl shows when a policy in `warn` mode lets through what it would deny.
-fn rollout_warnings(req: &AdmissionRequest<'_>, d: &Decision) -> Vec<String> {
+fn rollout_warnings(req: Request<'_, '_>, d: &Decision) -> Vec<String> {
     vec![
         shorten(format!(
             "jitgate: policy {} (warn mode) would deny this {} ({}).",
             d.policies().join(", "),
-            req.operation,
+            req.verb(),
             d.code().as_str()
         )),
         shorten(format!(
             "jitgate: once enforced, it needs an approval: jitgate request --resource {} -n {}",
             resource_path(req),
-            if req.namespace.is_empty() {
+            if req.namespace().is_empty() {
                 "''"
             } else {
-                &req.namespace
+                req.namespace()
             }
         )),
     ]
 }
 
-fn resource_path(req: &AdmissionRequest<'_>) -> String {
-    if req.sub_resource.is_empty() {
-        req.resource.resource.clone()
+fn resource_path(req: Request<'_, '_>) -> String {
+    if req.sub_resource().is_empty() {
+        req.resource().to_string()
     } else {
-        format!("{}/{}", req.resource.resource, req.sub_resource)
+        format!("{}/{}", req.resource(), req.sub_resource())
     }
 }
 
 /// The message of a denial. Every reason has its own words: this match has no catch-all
 /// arm, so a new reason cannot silently read as another.
-pub fn denial_message(req: &AdmissionRequest<'_>, d: &Decision) -> String {
+pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
     let (home, now) = (&*d.home, d.at);
     let mut m = String::with_capacity(1024);
     let policies = d.policies().join(", ");
@@ -160,12 +159,12 @@ pub fn denial_message(req: &AdmissionRequest<'_>, d: &Decision) -> String {
             requirement,
             format!(
                 "no approval matches user {:?} for {} {:?}",
-                req.user_info.username,
-                req.operation,
-                if req.name.is_empty() {
+                req.user(),
+                req.verb(),
+                if req.name().is_empty() {
                     "any name"
                 } else {
-                    &req.name
+                    req.name()
                 }
             ),
         ),
@@ -229,12 +228,14 @@ pub fn denial_message(req: &AdmissionRequest<'_>, d: &Decision) -> String {
     };
     let _ = write!(m, " and needs an approval: {why}.\n{}", needs(requirement));
     let computed;
-    let change = match d.reason.change() {
-        Some(c) => Some(c),
-        None => {
-            computed = crate::change::of(req);
+    let change = match (d.reason.change(), req) {
+        (Some(c), _) => Some(c),
+        (None, Request::Admission(r)) => {
+            computed = crate::change::of(r);
             computed.as_ref()
         }
+        // A read changes nothing.
+        (None, Request::Access(_)) => None,
     };
     if let Some(change) = change {
         let _ = write!(
@@ -258,28 +259,25 @@ pub fn denial_message(req: &AdmissionRequest<'_>, d: &Decision) -> String {
     m
 }
 
-fn describe(req: &AdmissionRequest<'_>) -> String {
-    let mut resource = req.resource.resource.clone();
-    if !req.resource.group.is_empty() {
-        let _ = write!(resource, ".{}", req.resource.group);
+fn describe(req: Request<'_, '_>) -> String {
+    let mut resource = req.resource().to_string();
+    if !req.api_group().is_empty() {
+        let _ = write!(resource, ".{}", req.api_group());
     }
-    if !req.sub_resource.is_empty() {
-        let _ = write!(resource, "/{}", req.sub_resource);
+    if !req.sub_resource().is_empty() {
+        let _ = write!(resource, "/{}", req.sub_resource());
     }
-    let name = if req.name.is_empty() {
-        " (new object)".to_string()
-    } else {
-        format!(" {:?}", req.name)
+    let name = match (req.name(), req) {
+        ("", Request::Admission(_)) => " (new object)".to_string(),
+        ("", Request::Access(_)) => String::new(),
+        (name, _) => format!(" {name:?}"),
     };
-    let place = if req.namespace.is_empty() {
+    let place = if req.namespace().is_empty() {
         String::new()
     } else {
-        format!(" in namespace {:?}", req.namespace)
+        format!(" in namespace {:?}", req.namespace())
     };
-    format!(
-        "{} of {resource}{name}{place} by {:?}",
-        req.operation, req.user_info.username
-    )
+    format!("{} of {resource}{name}{place} by {:?}", req.verb(), req.user())
 }
 
 fn needs(r: &Requirement) -> String {
@@ -306,7 +304,7 @@ pub fn human(d: SignedDuration) -> String {
 }
 
 /// A pending approval entry for exactly this request, as YAML under a ConfigMap's `data`.
-pub fn request_entry(req: &AdmissionRequest<'_>, r: &Requirement, now: Timestamp) -> String {
+pub fn request_entry(req: Request<'_, '_>, r: &Requirement, now: Timestamp) -> String {
     let latest = now.checked_add(r.max_duration).unwrap_or(now);
     let expires_at = latest
         .round(
@@ -317,13 +315,13 @@ pub fn request_entry(req: &AdmissionRequest<'_>, r: &Requirement, now: Timestamp
         .unwrap_or(latest);
     let entry = Approval {
         id: String::new(),
-        subject: Subject::User(req.user_info.username.clone()),
-        resource: req.resource.resource.clone(),
-        sub_resource: req.sub_resource.clone(),
-        api_group: Some(req.resource.group.clone()),
-        namespace: req.namespace.clone(),
-        name: (!req.name.is_empty()).then(|| req.name.clone()),
-        operations: Some([req.operation].into_iter().collect()),
+        subject: Subject::User(req.user().to_string()),
+        resource: req.resource().to_string(),
+        sub_resource: req.sub_resource().to_string(),
+        api_group: Some(req.api_group().to_string()),
+        namespace: req.namespace().to_string(),
+        name: (!req.name().is_empty()).then(|| req.name().to_string()),
+        operations: req.operation().map(|op| [op].into_iter().collect()),
         expires_at,
         reason: "TICKET-123: why you need this".into(),
         approved_by: Vec::new(),
@@ -333,12 +331,12 @@ pub fn request_entry(req: &AdmissionRequest<'_>, r: &Requirement, now: Timestamp
     };
     let key = suggested_key(
         &[
-            &req.user_info.username,
-            &req.namespace,
-            &req.resource.resource,
-            &req.sub_resource,
-            &req.name,
-            req.operation.as_str(),
+            req.user(),
+            req.namespace(),
+            req.resource(),
+            req.sub_resource(),
+            req.name(),
+            req.verb(),
         ],
         now,
     );
@@ -394,7 +392,7 @@ spec:
         };
         let d = decide(&req, &inputs);
         assert!(!d.allowed());
-        denial_message(&req, &d)
+        denial_message((&req).into(), &d)
     }
 
     #[test]

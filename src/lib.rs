@@ -13,6 +13,7 @@ pub mod admission;
 pub mod app;
 pub mod approvals;
 pub mod audit;
+pub mod authorization;
 pub mod change;
 pub mod check;
 pub mod cli;

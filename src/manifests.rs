@@ -58,16 +58,20 @@ fn namespace_selector(operator: &str, values: Vec<String>) -> LabelSelector {
     }
 }
 
-/// The webhook configuration: one webhook for every rule of every policy, and one for the
-/// approvals ConfigMaps (the ledger).
+/// The webhook configuration: one webhook for every rule of every policy that names
+/// admission operations, and one for the approvals ConfigMaps (the ledger).
 pub fn webhook_configuration(policies: &PolicySet, target: &Service<'_>) -> ValidatingWebhookConfiguration {
     let mut rules: Vec<RuleWithOperations> = Vec::new();
     for policy in policies.iter() {
         for rule in &policy.rules {
-            let operations = if rule.operations == crate::admission::OpSet::ALL {
+            // Reads never reach admission: they go to the authorization webhook.
+            let admission = rule.operations.admission();
+            let operations = if admission.is_empty() {
+                continue;
+            } else if admission == crate::admission::OpSet::ADMISSION {
                 vec!["*".to_string()]
             } else {
-                rule.operations.iter().map(|o| o.as_str().to_string()).collect()
+                admission.iter().map(|o| o.as_str().to_string()).collect()
             };
             let rendered = RuleWithOperations {
                 api_groups: Some(rule.api_groups.clone()),

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
+    /// `admission` or `authorization`.
+    review: &'static str,
     decision: &'static str,
     reason: &'static str,
     /// The gating policies, comma-separated; empty when none.
@@ -48,7 +50,7 @@ impl Default for Metrics {
         let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
             "decisions",
-            "Answers to admission requests, by decision, reason and policy",
+            "Answers to admission and authorization reviews, by review, decision, reason and policy",
             decisions.clone(),
         );
         // 5 µs to about 80 ms.
@@ -117,8 +119,19 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts one answer, as it was given (and recorded).
-    pub fn answered(&self, decision: &'static str, reason: &'static str, policy: &str, took: Duration) {
+    pub fn answered(
+        &self,
+        review: crate::audit::Review,
+        decision: &'static str,
+        reason: &'static str,
+        policy: &str,
+        took: Duration,
+    ) {
         let labels = DecisionLabels {
+            review: match review {
+                crate::audit::Review::Admission => "admission",
+                crate::audit::Review::Authorization => "authorization",
+            },
             decision,
             reason,
             policy: policy.to_string(),

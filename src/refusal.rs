@@ -4,19 +4,21 @@
 //! and recorded like any other answer.
 //!
 //! Before a review is read, a refusal is an HTTP 4xx whose body is the `Status`. After,
-//! it is an AdmissionReview denial carrying it: the API server shows its message.
+//! it is a denial carrying it (an AdmissionReview's `status`, a SubjectAccessReview's
+//! `reason`): the API server shows its message.
 
 use http::StatusCode;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    /// The body is not an AdmissionReview v1; the text says why, and never quotes it.
+    /// The body is not the review its path takes; the text says why, and never quotes it.
     #[error("{0}")]
     BadRequest(String),
     #[error("the request body could not be read")]
     UnreadableBody,
-    #[error("only POST is accepted on /validate")]
-    WrongMethod,
+    /// Another method than POST on a review's path.
+    #[error("only POST is accepted on {0}")]
+    WrongMethod(&'static str),
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
     #[error("the request body is larger than {limit} bytes")]
@@ -41,7 +43,7 @@ impl Refusal {
         match self {
             Refusal::BadRequest(_)
             | Refusal::UnreadableBody
-            | Refusal::WrongMethod
+            | Refusal::WrongMethod(_)
             | Refusal::UnsupportedMediaType
             | Refusal::TooLarge { .. } => "bad_request",
             Refusal::AuditUnavailable => "audit_unavailable",
@@ -54,7 +56,7 @@ impl Refusal {
     pub fn http_status(&self) -> StatusCode {
         match self {
             Refusal::BadRequest(_) | Refusal::UnreadableBody => StatusCode::BAD_REQUEST,
-            Refusal::WrongMethod => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::WrongMethod(_) => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::AuditUnavailable | Refusal::DeadlineExceeded | Refusal::UsageUnavailable { .. } => {

@@ -46,9 +46,10 @@ async fn decisions_latency_approvals_freshness_and_certificate_expiry_are_expose
     )
     .await;
     let after = scrape(&h).await;
-    let allow = "jitgate_decisions_total{decision=\"allow\",reason=\"approved\",policy=\"prod-secrets\"}";
-    let deny = "jitgate_decisions_total{decision=\"deny\",reason=\"no_approval\",policy=\"prod-secrets\"}";
-    let bad = "jitgate_decisions_total{decision=\"deny\",reason=\"bad_request\",policy=\"\"}";
+    let allow = "jitgate_decisions_total{review=\"admission\",decision=\"allow\",reason=\"approved\",policy=\"prod-secrets\"}";
+    let deny = "jitgate_decisions_total{review=\"admission\",decision=\"deny\",reason=\"no_approval\",policy=\"prod-secrets\"}";
+    let bad =
+        "jitgate_decisions_total{review=\"admission\",decision=\"deny\",reason=\"bad_request\",policy=\"\"}";
     assert_eq!(value(&after, allow), Some(1.0), "{after}");
     assert_eq!(value(&after, deny), Some(2.0));
     assert_eq!(value(&after, bad), Some(1.0));

@@ -215,7 +215,7 @@ async fn break_glass_is_allowed_loudly_counted_and_logged_until_reviewed() {
     assert_eq!(
         metric(
             &h,
-            "jitgate_decisions_total{decision=\"allow\",reason=\"break_glass\",policy=\"prod-secrets\"}"
+            "jitgate_decisions_total{review=\"admission\",decision=\"allow\",reason=\"break_glass\",policy=\"prod-secrets\"}"
         )
         .await,
         Some(1.0)

@@ -28,7 +28,8 @@ pub struct Approval {
     pub namespace: String,
     /// `None`: any object of the resource in the namespace.
     pub name: Option<String>,
-    /// `None`: every gated operation.
+    /// The operations (`operations:`) and read verbs (`verbs:`) it covers. `None`: every
+    /// gated operation and every gated read.
     pub operations: Option<OpSet>,
     pub expires_at: Timestamp,
     pub reason: String,
@@ -90,8 +91,12 @@ impl Approval {
             let _ = writeln!(e, "name: {}", q(name));
         }
         if let Some(ops) = self.operations {
-            let ops: Vec<&str> = ops.iter().map(Operation::as_str).collect();
-            let _ = writeln!(e, "operations: [{}]", ops.join(", "));
+            for (field, set) in [("operations", ops.admission()), ("verbs", ops.reads())] {
+                if !set.is_empty() {
+                    let names: Vec<&str> = set.iter().map(Operation::as_str).collect();
+                    let _ = writeln!(e, "{field}: [{}]", names.join(", "));
+                }
+            }
         }
         if let Some(change) = &self.change {
             let _ = writeln!(e, "change: {}", q(change));
@@ -144,6 +149,7 @@ struct RawEntry {
     namespace: Option<String>,
     name: Option<String>,
     operations: Option<Vec<Operation>>,
+    verbs: Option<Vec<String>>,
     expires_at: String,
     reason: String,
     #[serde(default)]
@@ -201,15 +207,23 @@ pub fn parse_entry(id: &str, text: &str) -> Result<Approval, EntryError> {
     if raw.name.as_deref() == Some("") {
         return Err(fail("name is empty: omit it to allow any object".into()));
     }
-    let operations = match raw.operations {
-        None => None,
-        Some(ops) if ops.is_empty() => {
-            return Err(fail(
-                "operations is empty: omit it for every gated operation".into(),
-            ));
-        }
-        Some(ops) => Some(ops.into_iter().collect::<OpSet>()),
-    };
+    if raw.operations.as_ref().is_some_and(Vec::is_empty) || raw.verbs.as_ref().is_some_and(Vec::is_empty) {
+        return Err(fail(
+            "operations or verbs is empty: omit both for every gated operation and read".into(),
+        ));
+    }
+    let mut operations: Option<OpSet> = None;
+    for op in raw.operations.into_iter().flatten() {
+        operations.get_or_insert_default().insert(op);
+    }
+    for verb in raw.verbs.into_iter().flatten() {
+        let verb = Operation::read_verb(&verb).ok_or_else(|| {
+            fail(format!(
+                "unknown verb {verb:?}: the reads are get, list and watch"
+            ))
+        })?;
+        operations.get_or_insert_default().insert(verb);
+    }
     let expires_at: Timestamp = raw
         .expires_at
         .parse()
@@ -225,6 +239,11 @@ pub fn parse_entry(id: &str, text: &str) -> Result<Approval, EntryError> {
     {
         return Err(fail(
             "change must be a fingerprint as a denial prints it: sha256: and 64 hex digits".into(),
+        ));
+    }
+    if raw.change.is_some() && operations.is_some_and(|ops| !ops.reads().is_empty()) {
+        return Err(fail(
+            "change pins an approval to one write; a read changes nothing: drop change or verbs".into(),
         ));
     }
     if raw.max_uses == Some(0) {
@@ -308,6 +327,20 @@ approvedBy: [bob@example.com]
     }
 
     #[test]
+    fn reads_are_named_as_verbs_and_written_back_so() {
+        let text = ENTRY.replace("operations: [UPDATE]", "verbs: [get, watch]");
+        let a = parse_entry("cm/k", &text).unwrap();
+        let ops = a.operations.unwrap();
+        assert!(ops.contains(Operation::Get) && ops.contains(Operation::Watch));
+        assert!(!ops.contains(Operation::List) && ops.admission().is_empty());
+        assert!(a.to_yaml().contains("verbs: [get, watch]\n"), "{}", a.to_yaml());
+        assert_eq!(parse_entry("cm/k", &a.to_yaml()), Ok(a));
+        let both = ENTRY.replace("operations: [UPDATE]", "operations: [UPDATE]\nverbs: [get]");
+        let ops = parse_entry("cm/k", &both).unwrap().operations.unwrap();
+        assert!(ops.contains(Operation::Update) && ops.contains(Operation::Get));
+    }
+
+    #[test]
     fn optional_fields_may_be_left_out() {
         let text = "group: sre\nresource: secrets\nnamespace: prod\nexpiresAt: 2026-11-21T22:00:00+01:00\nreason: x\n";
         let a = parse_entry("cm/k", text).unwrap();
@@ -335,7 +368,18 @@ approvedBy: [bob@example.com]
             ("name: web", "name: \"*\"", "no wildcards"),
             ("2026-11-21T22:00:00Z", "tomorrow", "RFC 3339"),
             ("[UPDATE]", "[PATCH]", "PATCH"),
-            ("[UPDATE]", "[]", "operations is empty"),
+            ("[UPDATE]", "[]", "operations or verbs is empty"),
+            ("operations: [UPDATE]", "verbs: [delete]", "unknown verb"),
+            (
+                "operations: [UPDATE]",
+                "verbs: []",
+                "operations or verbs is empty",
+            ),
+            (
+                "name: web",
+                &format!("name: web\nverbs: [get]\nchange: sha256:{}", "ab".repeat(32)),
+                "a read changes nothing",
+            ),
             ("\"INC-4711: scale up\"", "\"  \"", "reason is empty"),
             ("deployments/scale", "deployments/", "plural name"),
             ("name: web", "name: web\nchange: sha256:beef", "64 hex digits"),

@@ -16,7 +16,7 @@
 
 use crate::admission::AdmissionRequest;
 use crate::approvals::Approval;
-use crate::decision::{Decision, Reason};
+use crate::decision::{Decision, Reason, Request};
 use crate::refusal::Refusal;
 use jiff::Timestamp;
 use serde::Serialize;
@@ -56,12 +56,38 @@ pub enum Answer {
     Refused(Refusal),
 }
 
+/// Which review an answer was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Review {
+    /// An AdmissionReview on `/validate`: its records are `event: "decision"`.
+    Admission,
+    /// A SubjectAccessReview on `/authorize`: its records are `event: "authorization"`.
+    Authorization,
+}
+
+impl Review {
+    pub fn event(self) -> &'static str {
+        match self {
+            Review::Admission => "decision",
+            Review::Authorization => "authorization",
+        }
+    }
+
+    fn of(req: Request<'_, '_>) -> Self {
+        match req {
+            Request::Admission(_) => Review::Admission,
+            Request::Access(_) => Review::Authorization,
+        }
+    }
+}
+
 /// The request an answer was for, as far as it could be read.
 #[derive(Debug, Clone)]
 pub struct Coordinates {
     pub user: String,
     pub groups: Vec<String>,
-    pub operation: &'static str,
+    /// The admission operation (`UPDATE`) or the verb of an authorization review (`get`).
+    pub operation: String,
     pub api_group: String,
     pub resource: String,
     pub sub_resource: String,
@@ -71,17 +97,21 @@ pub struct Coordinates {
 }
 
 impl Coordinates {
-    pub fn of(req: &AdmissionRequest<'_>) -> Self {
+    pub fn of<'r, 'a: 'r>(req: impl Into<Request<'r, 'a>>) -> Self {
+        let req = req.into();
         Coordinates {
-            user: req.user_info.username.clone(),
-            groups: req.user_info.groups.clone(),
-            operation: req.operation.as_str(),
-            api_group: req.resource.group.clone(),
-            resource: req.resource.resource.clone(),
-            sub_resource: req.sub_resource.clone(),
-            namespace: req.namespace.clone(),
-            name: req.name.clone(),
-            dry_run: req.dry_run,
+            user: req.user().to_string(),
+            groups: req.groups().to_vec(),
+            operation: req.verb().to_string(),
+            api_group: req.api_group().to_string(),
+            resource: req.resource().to_string(),
+            sub_resource: req.sub_resource().to_string(),
+            namespace: req.namespace().to_string(),
+            name: req.name().to_string(),
+            dry_run: match req {
+                Request::Admission(r) => r.dry_run,
+                Request::Access(_) => false,
+            },
         }
     }
 }
@@ -89,7 +119,10 @@ impl Coordinates {
 /// The record of one answer, kept as values until the writer seals it.
 #[derive(Debug, Clone)]
 pub struct DecisionRecord {
+    pub review: Review,
     pub timestamp: Timestamp,
+    /// The AdmissionReview's uid; for an authorization review, which has none, the id
+    /// jitgate gave the read.
     pub uid: Option<String>,
     pub answer: Answer,
     /// The policies the answer concerns, comma-separated; empty for none.
@@ -110,12 +143,12 @@ struct RecordLine<'a> {
     decision: &'static str,
     reason: &'static str,
     /// The HTTP status of a refusal answered before a review was read, the `status.code`
-    /// of a denial, or 200.
+    /// of a denial (403 for every denied read, as the API server answers it), or 200.
     code: u16,
     policy: Option<&'a str>,
     user: Option<&'a str>,
     groups: Option<&'a [String]>,
-    operation: Option<&'static str>,
+    operation: Option<&'a str>,
     api_group: Option<&'a str>,
     resource: Option<&'a str>,
     sub_resource: Option<&'a str>,
@@ -129,11 +162,19 @@ struct RecordLine<'a> {
 }
 
 impl DecisionRecord {
-    /// The record of a decided request, answered as decided.
-    pub fn decided(req: &AdmissionRequest<'_>, d: &Decision, latency_us: u64) -> Self {
+    /// The record of a decided request, answered as decided. `uid` is the admission
+    /// request's, or the id given to a read.
+    pub fn decided<'r, 'a: 'r>(
+        req: impl Into<Request<'r, 'a>>,
+        uid: Option<String>,
+        d: &Decision,
+        latency_us: u64,
+    ) -> Self {
+        let req = req.into();
         DecisionRecord {
+            review: Review::of(req),
             timestamp: d.at,
-            uid: Some(req.uid.clone()),
+            uid,
             answer: Answer::Decided {
                 outcome: d.outcome().as_str(),
                 reason: d.code().as_str(),
@@ -152,6 +193,7 @@ impl DecisionRecord {
     /// The record of a refusal: of a body that could not be read (`request: None`), or of
     /// a review the server could not stand behind.
     pub fn refused(
+        review: Review,
         uid: Option<String>,
         request: Option<Coordinates>,
         refusal: Refusal,
@@ -159,6 +201,7 @@ impl DecisionRecord {
         latency_us: u64,
     ) -> Self {
         DecisionRecord {
+            review,
             timestamp: now,
             uid,
             answer: Answer::Refused(refusal),
@@ -203,12 +246,19 @@ impl DecisionRecord {
                     refused_entry.as_deref(),
                 )
             }
-            Answer::Refused(r) => (false, "deny", r.code(), r.http_status().as_u16(), None, None),
+            Answer::Refused(r) => {
+                // A read review that was refused is answered as a denial: 403 to the client.
+                let code = match (self.review, &self.request) {
+                    (Review::Authorization, Some(_)) => 403,
+                    _ => r.http_status().as_u16(),
+                };
+                (false, "deny", r.code(), code, None, None)
+            }
         };
         let c = self.request.as_ref();
         json_line(&RecordLine {
             timestamp: self.timestamp.to_string(),
-            event: "decision",
+            event: self.review.event(),
             uid: self.uid.as_deref(),
             allowed,
             decision,
@@ -217,7 +267,7 @@ impl DecisionRecord {
             policy: (!self.policy.is_empty()).then_some(self.policy.as_str()),
             user: c.map(|c| c.user.as_str()),
             groups: c.map(|c| c.groups.as_slice()),
-            operation: c.map(|c| c.operation),
+            operation: c.map(|c| c.operation.as_str()),
             api_group: c.map(|c| c.api_group.as_str()),
             resource: c.map(|c| c.resource.as_str()),
             sub_resource: c.map(|c| c.sub_resource.as_str()),
@@ -593,7 +643,14 @@ mod tests {
     use std::time::Duration;
 
     fn refusal_record(uid: &str) -> DecisionRecord {
-        DecisionRecord::refused(Some(uid.into()), None, Refusal::WrongMethod, Timestamp::now(), 1)
+        DecisionRecord::refused(
+            Review::Admission,
+            Some(uid.into()),
+            None,
+            Refusal::WrongMethod("/validate"),
+            Timestamp::now(),
+            1,
+        )
     }
 
     fn later() -> Instant {
@@ -659,7 +716,7 @@ mod tests {
         // A refusal stays the refusal it was.
         let mut refused = refusal_record("v");
         refused.refuse(Refusal::AuditUnavailable);
-        assert!(matches!(refused.answer, Answer::Refused(Refusal::WrongMethod)));
+        assert!(matches!(refused.answer, Answer::Refused(Refusal::WrongMethod(_))));
     }
 
     #[test]

@@ -141,7 +141,7 @@ pub struct Filter {
 impl Filter {
     pub fn keeps(&self, r: &Value) -> bool {
         let s = |k: &str| r.get(k).and_then(Value::as_str);
-        let is_decision = s("event") == Some("decision");
+        let is_decision = matches!(s("event"), Some("decision" | "authorization"));
         let user_ok = self.user.as_deref().is_none_or(|u| {
             if is_decision {
                 s("user") == Some(u)
@@ -204,7 +204,7 @@ impl Summary {
     pub fn add(&mut self, r: &Value) {
         let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
         match r.get("event").and_then(Value::as_str) {
-            Some("decision") => {
+            Some("decision" | "authorization") => {
                 let policy = r
                     .get("policy")
                     .and_then(Value::as_str)

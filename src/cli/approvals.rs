@@ -550,6 +550,10 @@ fn draft_from_flags(args: &RequestArgs, me: &str, now: Timestamp) -> Result<(Str
         let ops: Vec<String> = args.operation.iter().map(|o| o.to_uppercase()).collect();
         fields.insert("operations".into(), json!(ops));
     }
+    if !args.verb.is_empty() {
+        let verbs: Vec<String> = args.verb.iter().map(|v| v.to_lowercase()).collect();
+        fields.insert("verbs".into(), json!(verbs));
+    }
     if let Some(change) = &args.change {
         fields.insert("change".into(), json!(change));
     }

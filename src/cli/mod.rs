@@ -95,10 +95,14 @@ pub struct RequestArgs {
     /// API group of the resource ("" for the core group; omit: any group).
     #[arg(long)]
     pub api_group: Option<String>,
-    /// CREATE, UPDATE, DELETE or CONNECT; repeat or separate with commas (omit: every
-    /// gated operation).
+    /// CREATE, UPDATE, DELETE or CONNECT; repeat or separate with commas (omit both this
+    /// and --verb: every gated operation and read).
     #[arg(long, value_delimiter = ',')]
     pub operation: Vec<String>,
+    /// A read: get, list or watch; repeat or separate with commas. A list or watch has
+    /// no name, so only an approval without --name covers it.
+    #[arg(long, value_delimiter = ',')]
+    pub verb: Vec<String>,
     /// Ask for a group you belong to rather than for yourself.
     #[arg(long)]
     pub group: Option<String>,
@@ -121,7 +125,7 @@ pub struct RequestArgs {
     #[arg(long, required_unless_present = "file")]
     pub reason: Option<String>,
     /// The entry a denial printed (KEY: | and the entry under it), saved to a file.
-    #[arg(long, short = 'f', value_name = "FILE", conflicts_with_all = ["resource", "namespace", "name", "api_group", "operation", "group", "break_glass"])]
+    #[arg(long, short = 'f', value_name = "FILE", conflicts_with_all = ["resource", "namespace", "name", "api_group", "operation", "verb", "group", "break_glass"])]
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub ledger: LedgerArgs,

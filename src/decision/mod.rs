@@ -1,21 +1,125 @@
 //! The decision: pure logic with no I/O. [`decide`] is the one entry point: it takes a
-//! request, the policies, the approvals and the time, and returns a complete [`Decision`]
-//! — an edit of an approvals ConfigMap is judged by the [`ledger`] through it too. The
-//! server, `jitgate check`, the benchmarks and the fuzz targets all call it.
+//! request, the policies, the approvals and the time, and returns a complete [`Decision`].
+//! A write or a CONNECT (an admission review) and a read (an authorization review) are
+//! decided by the same code against the same index; an edit of an approvals ConfigMap is
+//! judged by the [`ledger`] through it too. The server, `jitgate check`, the benchmarks
+//! and the fuzz targets all call it.
 //!
 //! Nothing changes a decision once it is made, except [`Decision::uses_exhausted`]: the
 //! one step for a side effect (spending a use of a `maxUses` approval), which returns a
 //! new decision. Failures of the server itself (an unreadable body, an audit log that
 //! cannot be written) are not decisions: they are [`crate::refusal::Refusal`]s.
 
-use crate::admission::AdmissionRequest;
+use crate::admission::{AdmissionRequest, Operation};
 use crate::approvals::{Approval, ConfigMapRef, LookupKey, Snapshot, count_approvers};
+use crate::authorization::AccessRequest;
 use crate::change::Change;
 use crate::ledger::{self, LedgerChange, Violation};
 use crate::policy::{self, Enforcement, Policy, PolicySet, Target};
 use jiff::{SignedDuration, Timestamp};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
+
+/// What a decision is asked about.
+#[derive(Debug, Clone, Copy)]
+pub enum Request<'r, 'a> {
+    /// An AdmissionReview's request: a write or a CONNECT, with its objects.
+    Admission(&'r AdmissionRequest<'a>),
+    /// A SubjectAccessReview: a read, or something jitgate has no opinion on.
+    Access(&'r AccessRequest),
+}
+
+impl<'r, 'a> From<&'r AdmissionRequest<'a>> for Request<'r, 'a> {
+    fn from(req: &'r AdmissionRequest<'a>) -> Self {
+        Request::Admission(req)
+    }
+}
+
+impl<'r> From<&'r AccessRequest> for Request<'r, 'static> {
+    fn from(req: &'r AccessRequest) -> Self {
+        Request::Access(req)
+    }
+}
+
+impl<'r> Request<'r, '_> {
+    pub fn user(&self) -> &'r str {
+        match *self {
+            Request::Admission(r) => &r.user_info.username,
+            Request::Access(r) => &r.user.username,
+        }
+    }
+
+    pub fn groups(&self) -> &'r [String] {
+        match *self {
+            Request::Admission(r) => &r.user_info.groups,
+            Request::Access(r) => &r.user.groups,
+        }
+    }
+
+    pub fn api_group(&self) -> &'r str {
+        match *self {
+            Request::Admission(r) => &r.resource.group,
+            Request::Access(r) => &r.resource.group,
+        }
+    }
+
+    pub fn resource(&self) -> &'r str {
+        match *self {
+            Request::Admission(r) => &r.resource.resource,
+            Request::Access(r) => &r.resource.resource,
+        }
+    }
+
+    pub fn sub_resource(&self) -> &'r str {
+        match *self {
+            Request::Admission(r) => &r.sub_resource,
+            Request::Access(r) => &r.sub_resource,
+        }
+    }
+
+    pub fn namespace(&self) -> &'r str {
+        match *self {
+            Request::Admission(r) => &r.namespace,
+            Request::Access(r) => &r.namespace,
+        }
+    }
+
+    /// The object's name; empty for a create without one, and for a list or watch.
+    pub fn name(&self) -> &'r str {
+        match *self {
+            Request::Admission(r) => &r.name,
+            Request::Access(r) => &r.name,
+        }
+    }
+
+    /// The operation or read verb a policy can gate; `None` for an authorization review
+    /// that is not a read of a resource.
+    pub fn operation(&self) -> Option<Operation> {
+        match *self {
+            Request::Admission(r) => Some(r.operation),
+            Request::Access(r) => r.read(),
+        }
+    }
+
+    /// The operation or verb as the request named it.
+    pub fn verb(&self) -> &'r str {
+        match *self {
+            Request::Admission(r) => r.operation.as_str(),
+            Request::Access(r) => &r.verb,
+        }
+    }
+
+    /// What policies match against; `None` when nothing could gate the request.
+    pub fn target(&self) -> Option<Target<'r>> {
+        Some(Target {
+            api_group: self.api_group(),
+            resource: self.resource(),
+            sub_resource: self.sub_resource(),
+            namespace: self.namespace(),
+            operation: self.operation()?,
+        })
+    }
+}
 
 /// What a decision reads. Nothing behind it does I/O.
 #[derive(Debug, Clone, Copy)]
@@ -399,19 +503,23 @@ impl Decision {
     }
 }
 
-/// Decides one request.
-pub fn decide(req: &AdmissionRequest<'_>, inputs: &Inputs<'_>) -> Decision {
+/// Decides one request: an admission review's (`&AdmissionRequest`) or an authorization
+/// review's (`&AccessRequest`).
+pub fn decide<'r, 'a: 'r>(req: impl Into<Request<'r, 'a>>, inputs: &Inputs<'_>) -> Decision {
+    let req = req.into();
     let home = match inputs.approvals {
         Approvals::Loaded(snapshot) => snapshot.home.clone(),
         Approvals::NotLoaded | Approvals::Stale { .. } => DEFAULT_HOME.clone(),
     };
-    let reason = if ledger::applies(req) {
-        match ledger::review(req, inputs.policies, inputs.now, ledger::Grace::default()) {
-            Ok(changes) => Reason::LedgerAccepted { changes },
-            Err(violation) => Reason::LedgerRefused { violation },
+    let reason = match (req, req.target()) {
+        (Request::Admission(r), _) if ledger::applies(r) => {
+            match ledger::review(r, inputs.policies, inputs.now, ledger::Grace::default()) {
+                Ok(changes) => Reason::LedgerAccepted { changes },
+                Err(violation) => Reason::LedgerRefused { violation },
+            }
         }
-    } else {
-        gate(req, inputs)
+        (_, Some(target)) => gate(req, &target, inputs),
+        (_, None) => Reason::NotGated,
     };
     Decision {
         reason,
@@ -421,20 +529,13 @@ pub fn decide(req: &AdmissionRequest<'_>, inputs: &Inputs<'_>) -> Decision {
 }
 
 /// Decides a request the policies may gate.
-fn gate(req: &AdmissionRequest<'_>, inputs: &Inputs<'_>) -> Reason {
-    let target = Target {
-        api_group: &req.resource.group,
-        resource: &req.resource.resource,
-        sub_resource: &req.sub_resource,
-        namespace: &req.namespace,
-        operation: req.operation,
-    };
-    let matching = inputs.policies.gating(&target);
+fn gate(req: Request<'_, '_>, target: &Target<'_>, inputs: &Inputs<'_>) -> Reason {
+    let matching = inputs.policies.gating(target);
     if matching.is_empty() {
         return Reason::NotGated;
     }
-    let user = &req.user_info.username;
-    let groups = &req.user_info.groups;
+    let user = req.user();
+    let groups = req.groups();
     let gating: Vec<&Policy> = matching
         .iter()
         .copied()
@@ -459,22 +560,22 @@ fn gate(req: &AdmissionRequest<'_>, inputs: &Inputs<'_>) -> Reason {
     let key = LookupKey {
         user,
         groups,
-        namespace: &req.namespace,
-        resource: &req.resource.resource,
-        sub_resource: &req.sub_resource,
+        namespace: target.namespace,
+        resource: target.resource,
+        sub_resource: target.sub_resource,
     };
     let candidates: Vec<Arc<Approval>> = snapshot
         .index
         .candidates(&key)
         .into_iter()
-        .filter(|a| in_scope(a, req))
+        .filter(|a| in_scope(a, target, req.name()))
         .collect();
-    // Computed only when an approval is pinned to a change: it parses the objects.
-    let change = candidates
-        .iter()
-        .any(|a| a.change.is_some())
-        .then(|| crate::change::of(req))
-        .flatten();
+    // Computed only when an approval is pinned to a change: it parses the objects. A
+    // read has none, and no pinned approval covers it.
+    let change = match req {
+        Request::Admission(r) if candidates.iter().any(|a| a.change.is_some()) => crate::change::of(r),
+        _ => None,
+    };
     let fingerprint = change.as_ref().map(|c| c.fingerprint.as_str());
     // Best verdict first; among equals, an approval without maxUses (so uses are not
     // spent while it lasts), then the one that lasts longest.
@@ -550,11 +651,14 @@ pub enum Verdict {
     Valid,
 }
 
-/// The parts of an approval's scope that the index does not already select on.
-fn in_scope(a: &Approval, req: &AdmissionRequest<'_>) -> bool {
-    a.api_group.as_deref().is_none_or(|g| g == req.resource.group)
-        && a.name.as_deref().is_none_or(|n| n == req.name)
-        && a.operations.is_none_or(|ops| ops.contains(req.operation))
+/// The parts of an approval's scope that the index does not already select on. A named
+/// approval never covers a request without a name (a list, a watch); an approval pinned
+/// to a change never covers a read, which changes nothing.
+fn in_scope(a: &Approval, t: &Target<'_>, name: &str) -> bool {
+    a.api_group.as_deref().is_none_or(|g| g == t.api_group)
+        && a.name.as_deref().is_none_or(|n| n == name)
+        && a.operations.is_none_or(|ops| ops.contains(t.operation))
+        && !(t.operation.is_read() && a.change.is_some())
 }
 
 /// Judges one in-scope approval for a request made by `requester` whose change has the

@@ -579,3 +579,174 @@ fn an_approval_without_max_uses_is_preferred_so_uses_are_not_spent() {
     assert!(d.allowed());
     assert_eq!(d.approval().unwrap().max_uses, None);
 }
+
+/// A policy gating reads of prod secrets and pod logs, beside a write policy.
+const READ_POLICIES: &str = r#"
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: prod-reads }
+spec:
+  rules:
+    - { apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch"] }
+    - { apiGroups: [""], resources: ["pods/log"], verbs: ["get"] }
+  namespaces: ["prod"]
+  exempt: { users: ["system:serviceaccount:kube-system:*"] }
+  approval: { minApprovers: 1, maxDuration: 1h }
+---
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: prod-secrets }
+spec:
+  rules: [{ apiGroups: [""], resources: ["secrets"], operations: ["UPDATE"] }]
+  namespaces: ["prod"]
+  approval: { minApprovers: 1, maxDuration: 4h }
+"#;
+
+/// Decides a SubjectAccessReview for bob's `verb` of prod `resource[/sub]` `name`.
+fn decide_read(verb: &str, resource: &str, name: &str, entries: &[String]) -> Decision {
+    let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
+    let body = serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"resourceAttributes": {"namespace": "prod", "verb": verb, "version": "v1",
+            "resource": resource, "subresource": sub, "name": name},
+        "user": "bob", "groups": ["dev-team", "system:authenticated"]}});
+    let req = crate::authorization::decode(body.to_string().as_bytes()).unwrap();
+    let policies = PolicySet::new(parse_policies(READ_POLICIES, "t.yaml").unwrap()).unwrap();
+    let approvals: Vec<_> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Arc::new(parse_entry(&format!("cm/e{i}"), e).unwrap()))
+        .collect();
+    let snapshot = Snapshot::new(approvals, 0, ConfigMapRef::default(), now());
+    let inputs = Inputs {
+        policies: &policies,
+        approvals: Approvals::Loaded(&snapshot),
+        now: now(),
+    };
+    decide(&req, &inputs)
+}
+
+/// bob's approval to read prod secrets (`edits` replace lines), approved by carol.
+fn read_entry(edits: &[(&str, &str)]) -> String {
+    let mut text = format!(
+        "user: bob\nresource: secrets\nnamespace: prod\nname: db-pass\nverbs: [get]\nexpiresAt: \"{}\"\nreason: INC-2\napprovedBy: [carol]\n",
+        at(30)
+    );
+    for (from, to) in edits {
+        assert!(text.contains(from), "{from} not in entry");
+        text = text.replace(from, to);
+    }
+    text
+}
+
+#[test]
+fn a_gated_read_without_approval_is_denied_under_the_read_policy() {
+    let d = decide_read("get", "secrets", "db-pass", &[]);
+    assert_eq!(d.code(), Code::NoApproval);
+    assert_eq!(d.policies(), ["prod-reads"]);
+    assert_eq!(
+        decide_read("get", "pods/log", "shell", &[]).code(),
+        Code::NoApproval
+    );
+    assert_eq!(decide_read("watch", "secrets", "", &[]).code(), Code::NoApproval);
+}
+
+#[test]
+fn a_read_approval_covers_exactly_its_verb_and_object() {
+    let approved = decide_read("get", "secrets", "db-pass", &[read_entry(&[])]);
+    assert_eq!(approved.code(), Code::Approved);
+    for (verb, name) in [("get", "other"), ("list", ""), ("watch", "")] {
+        let d = decide_read(verb, "secrets", name, &[read_entry(&[])]);
+        assert!(!d.allowed(), "{verb} {name}: {:?}", d.code());
+    }
+    // A list has no name: only an approval without one covers it.
+    let any_name = read_entry(&[("name: db-pass\n", ""), ("verbs: [get]", "verbs: [list]")]);
+    assert_eq!(
+        decide_read("list", "secrets", "", &[any_name]).code(),
+        Code::Approved
+    );
+}
+
+#[test]
+fn a_write_approval_does_not_open_reads_and_a_read_approval_does_not_open_writes() {
+    let write = read_entry(&[("verbs: [get]", "operations: [UPDATE]")]);
+    assert_eq!(
+        decide_read("get", "secrets", "db-pass", &[write]).code(),
+        Code::NoApproval
+    );
+    let unscoped = read_entry(&[("verbs: [get]\n", "")]);
+    assert_eq!(
+        decide_read("get", "secrets", "db-pass", &[unscoped]).code(),
+        Code::Approved,
+        "an entry without operations or verbs covers every gated operation and read"
+    );
+    let d = decide_with(
+        &Req {
+            user: "bob",
+            name: "db-pass",
+            ..SECRET_UPDATE
+        },
+        &[read_entry(&[])],
+        true,
+    );
+    assert_eq!(d.code(), Code::NoApproval);
+}
+
+#[test]
+fn reads_are_judged_by_the_same_rules_as_writes() {
+    let expired = read_entry(&[(&at(30), &at(-1))]);
+    assert_eq!(
+        decide_read("get", "secrets", "db-pass", &[expired]).code(),
+        Code::ApprovalExpired
+    );
+    let self_approved = read_entry(&[("approvedBy: [carol]", "approvedBy: [bob]")]);
+    let d = decide_read("get", "secrets", "db-pass", &[self_approved]);
+    assert!(
+        matches!(
+            d.reason,
+            Reason::TooFewApprovers {
+                self_approved: true,
+                ..
+            }
+        ),
+        "{:?}",
+        d.code()
+    );
+    let too_long = read_entry(&[(&at(30), &at(120))]);
+    assert_eq!(
+        decide_read("get", "secrets", "db-pass", &[too_long]).code(),
+        Code::ApprovalExceedsMaxDuration,
+        "prod-reads allows 1h"
+    );
+    let other_ns = read_entry(&[("namespace: prod", "namespace: prod-eu")]);
+    assert_eq!(
+        decide_read("get", "secrets", "db-pass", &[other_ns]).code(),
+        Code::NoApproval
+    );
+}
+
+#[test]
+fn reads_nothing_gates_and_questions_that_are_not_reads_have_no_decision_to_make() {
+    assert_eq!(
+        decide_read("get", "configmaps", "app", &[]).code(),
+        Code::NotGated
+    );
+    assert_eq!(decide_read("get", "pods", "shell", &[]).code(), Code::NotGated);
+    // Writes and CONNECTs are admission's: their authorization is no business of jitgate's.
+    assert_eq!(
+        decide_read("update", "secrets", "db-pass", &[]).code(),
+        Code::NotGated
+    );
+    assert_eq!(
+        decide_read("create", "pods/exec", "shell", &[]).code(),
+        Code::NotGated
+    );
+}
+
+#[test]
+fn a_change_pinned_approval_never_covers_a_read() {
+    let pinned = read_entry(&[("verbs: [get]", &format!("change: sha256:{}", "ab".repeat(32)))]);
+    assert_eq!(
+        decide_read("get", "secrets", "db-pass", &[pinned]).code(),
+        Code::NoApproval
+    );
+}

@@ -86,7 +86,12 @@ struct RawBreakGlass {
 struct RawRule {
     api_groups: Vec<String>,
     resources: Vec<String>,
+    /// Admission operations: writes and CONNECT.
+    #[serde(default)]
     operations: Vec<String>,
+    /// Read verbs, gated through the authorization webhook.
+    #[serde(default)]
+    verbs: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -228,17 +233,28 @@ fn compile_rule(raw: RawRule) -> Result<Rule, String> {
     let mut operations = OpSet::default();
     for op in &raw.operations {
         if op == "*" {
-            operations = OpSet::ALL;
+            operations = OpSet::from_iter(Operation::ADMISSION);
             continue;
         }
-        let parsed = Operation::ALL
+        let parsed = Operation::ADMISSION
             .into_iter()
             .find(|o| o.as_str() == op)
-            .ok_or_else(|| format!("unknown operation {op:?} (CREATE, UPDATE, DELETE, CONNECT or \"*\")"))?;
+            .ok_or_else(|| match Operation::read_verb(&op.to_lowercase()) {
+                Some(verb) => format!("{op:?} is a read: name it under verbs: [{verb}], not operations"),
+                None => format!("unknown operation {op:?} (CREATE, UPDATE, DELETE, CONNECT or \"*\")"),
+            })?;
+        operations.insert(parsed);
+    }
+    for verb in &raw.verbs {
+        let parsed = Operation::read_verb(verb).ok_or_else(|| {
+            format!(
+                "unknown verb {verb:?}: jitgate gates the reads get, list and watch; writes are operations"
+            )
+        })?;
         operations.insert(parsed);
     }
     if operations.is_empty() {
-        return Err("operations is empty".into());
+        return Err("a rule names no operations and no verbs".into());
     }
     Ok(Rule {
         api_groups: raw.api_groups,
@@ -280,7 +296,7 @@ spec:
         let p = &parse_policies(GOOD, "f.yaml").unwrap()[0];
         assert_eq!(p.min_approvers, 2);
         assert_eq!(p.max_duration, SignedDuration::from_mins(90));
-        assert_eq!(p.rules[0].operations, OpSet::ALL);
+        assert_eq!(p.rules[0].operations, OpSet::ADMISSION);
         assert!(p.namespaces.is_none());
         assert_eq!(p.source, "f.yaml#1");
         assert_eq!(p.approver_groups.len(), 2);
@@ -307,10 +323,34 @@ spec:
             ("kind: GatePolicy", "kind: Policy", "kind must be"),
             ("jitgate.dev/v1alpha1", "jitgate.dev/v2", "apiVersion must be"),
             ("resources: [\"secrets\"]", "resources: []", "resources is empty"),
+            (
+                "operations: [\"*\"]",
+                "operations: []",
+                "no operations and no verbs",
+            ),
+            ("operations: [\"*\"]", "verbs: [\"delete\"]", "unknown verb"),
+            ("[\"*\"]", "[\"GET\"]", "name it under verbs: [get]"),
         ] {
             let err = error_of(&GOOD.replace(from, to));
             assert!(err.contains(needle), "{to}: {err}");
         }
+    }
+
+    #[test]
+    fn a_rule_names_reads_as_verbs_beside_operations() {
+        let text = GOOD.replace(
+            r#"operations: ["*"]"#,
+            r#"operations: ["UPDATE"], verbs: ["get", "list"]"#,
+        );
+        let p = &parse_policies(&text, "f.yaml").unwrap()[0];
+        let ops = p.rules[0].operations;
+        assert!(
+            ops.contains(Operation::Update) && ops.contains(Operation::Get) && ops.contains(Operation::List)
+        );
+        assert!(!ops.contains(Operation::Watch) && !ops.contains(Operation::Delete));
+        let reads_only = GOOD.replace(r#"operations: ["*"]"#, r#"verbs: ["watch"]"#);
+        let p = &parse_policies(&reads_only, "f.yaml").unwrap()[0];
+        assert!(p.rules[0].operations.admission().is_empty());
     }
 
     #[test]

@@ -1,17 +1,18 @@
 //! `/validate`: read, decide, spend a use, record, answer, in that order, so that the
-//! answer given is the one recorded.
+//! answer given is the one recorded. `/authorize` (`super::authorize`) goes the same way
+//! through the steps here.
 //!
-//! A body that is not an AdmissionReview never reaches the decision: it is refused with a
-//! 4xx whose body is a Kubernetes `Status`. A decided review is answered only once its
-//! record is written; if the record cannot be written, or not before the API server's
-//! deadline, the answer is the refusal the audit writer recorded instead.
+//! A body that is not a review never reaches the decision: it is refused with a 4xx whose
+//! body is a Kubernetes `Status`. A decided review is answered only once its record is
+//! written; if the record cannot be written, or not before the API server's deadline, the
+//! answer is the refusal the audit writer recorded instead.
 
 use super::AppState;
 use super::transport::{self, json};
-use crate::admission::{self, AdmissionRequest, AdmissionResponse, Status};
+use crate::admission::{self, AdmissionRequest, Status};
 use crate::approvals::View;
-use crate::audit::{ApprovalRecord, Coordinates, DecisionRecord};
-use crate::decision::{self, Approvals, Decision, Inputs, Reason};
+use crate::audit::{ApprovalRecord, Coordinates, DecisionRecord, Review};
+use crate::decision::{self, Approvals, Decision, Inputs, Reason, Request as Asked};
 use crate::refusal::Refusal;
 use crate::usage::UsageError;
 use axum::extract::{Request, State};
@@ -29,16 +30,45 @@ pub(super) async fn validate(State(state): State<Arc<AppState>>, request: Reques
     let (parts, body) = request.into_parts();
     let bytes = match transport::read_review(&parts, body).await {
         Ok(bytes) => bytes,
-        Err(refusal) => return refuse_body(&state, refusal, None, started).await,
+        Err(refusal) => return refuse_body(&state, Review::Admission, refusal, None, started).await,
     };
     let req = match admission::decode(&bytes) {
         Ok(req) => req,
         Err(e) => {
             let uid = admission::salvage_uid(&bytes);
-            return refuse_body(&state, Refusal::BadRequest(e.to_string()), uid, started).await;
+            let refusal = Refusal::BadRequest(e.to_string());
+            return refuse_body(&state, Review::Admission, refusal, uid, started).await;
         }
     };
     let deadline = transport::deadline(parts.uri.query(), started);
+    let decision = decide(&state, &req);
+    let (answer, record, then) = match spend_use(&state, &req.uid, req.dry_run, decision, deadline).await {
+        Ok(decision) => {
+            let response = admission::respond(&req, &decision);
+            let record = DecisionRecord::decided(&req, Some(req.uid.clone()), &decision, micros(started));
+            (Ok(response), record, approval_records(&req, &decision))
+        }
+        Err((refusal, decision)) => {
+            let record = refused_record(&req, Some(req.uid.clone()), refusal.clone(), &decision, started);
+            (Err(refusal), record, Vec::new())
+        }
+    };
+    let response = answer_when_recorded(
+        &state,
+        &req.uid,
+        answer,
+        record,
+        then,
+        deadline,
+        started,
+        |refusal| admission::refused(&req, refusal),
+    )
+    .await;
+    json(StatusCode::OK, &response.into_review())
+}
+
+/// Decides a request on the policies and approvals held now.
+pub(super) fn decide<'r, 'a: 'r>(state: &AppState, req: impl Into<Asked<'r, 'a>>) -> Decision {
     let view = state.approvals.view();
     let policies = state.policies.current();
     let approvals = match &view {
@@ -53,56 +83,66 @@ pub(super) async fn validate(State(state): State<Arc<AppState>>, request: Reques
         approvals,
         now: Timestamp::now(),
     };
-    let decision = decision::decide(&req, &inputs);
-    let (answer, record, then) = match spend_use(&state, &req, decision, deadline).await {
-        Ok(decision) => {
-            let response = admission::respond(&req, &decision);
-            let record = DecisionRecord::decided(&req, &decision, micros(started));
-            (Ok(response), record, approval_records(&req, &decision))
-        }
-        Err((refusal, decision)) => {
-            let mut record = DecisionRecord::refused(
-                Some(req.uid.clone()),
-                Some(Coordinates::of(&req)),
-                refusal.clone(),
-                decision.at,
-                micros(started),
-            );
-            record.policy = decision.policies().join(",");
-            (Err(refusal), record, Vec::new())
-        }
+    decision::decide(req, &inputs)
+}
+
+/// The record of a decided request whose grant became a refusal (its use could not be
+/// recorded).
+pub(super) fn refused_record<'r, 'a: 'r>(
+    req: impl Into<Asked<'r, 'a>>,
+    uid: Option<String>,
+    refusal: Refusal,
+    decision: &Decision,
+    started: Instant,
+) -> DecisionRecord {
+    let req = req.into();
+    let review = match req {
+        Asked::Admission(_) => Review::Admission,
+        Asked::Access(_) => Review::Authorization,
     };
-    answer_review(&state, &req, answer, record, then, deadline, started).await
+    let mut record = DecisionRecord::refused(
+        review,
+        uid,
+        Some(Coordinates::of(req)),
+        refusal,
+        decision.at,
+        micros(started),
+    );
+    record.policy = decision.policies().join(",");
+    record
 }
 
 /// Writes the record, then answers: as decided if the record was written as decided,
-/// else with the refusal that was recorded instead.
-async fn answer_review(
+/// else with the refusal that was recorded instead (rendered by `refuse`).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn answer_when_recorded<R>(
     state: &AppState,
-    req: &AdmissionRequest<'_>,
-    answer: Result<AdmissionResponse, Refusal>,
+    id: &str,
+    answer: Result<R, Refusal>,
     record: DecisionRecord,
     then: Vec<Vec<u8>>,
     deadline: Instant,
     started: Instant,
-) -> Response {
+    refuse: impl FnOnce(&Refusal) -> R,
+) -> R {
     let (decision, reason, policy) = record.labels();
     let labels = (decision, reason, policy.to_string());
+    let review = record.review;
     let written = state.audit.record(record, then, deadline).await;
-    let response = match (answer, written) {
+    match (answer, written) {
         (Ok(response), Ok(())) => {
             state
                 .metrics
-                .answered(labels.0, labels.1, &labels.2, started.elapsed());
+                .answered(review, labels.0, labels.1, &labels.2, started.elapsed());
             response
         }
         (Ok(_), Err(refusal)) => {
             state.metrics.audit_failed();
-            tracing::error!(uid = %req.uid, reason = refusal.code(), "decision record not written as decided; refusing");
+            tracing::error!(uid = %id, reason = refusal.code(), "decision record not written as decided; refusing");
             state
                 .metrics
-                .answered("deny", refusal.code(), &labels.2, started.elapsed());
-            admission::refused(req, &refusal)
+                .answered(review, "deny", refusal.code(), &labels.2, started.elapsed());
+            refuse(&refusal)
         }
         // A refusal stands whether or not its record could be written.
         (Err(refusal), written) => {
@@ -111,11 +151,10 @@ async fn answer_review(
             }
             state
                 .metrics
-                .answered("deny", refusal.code(), &labels.2, started.elapsed());
-            admission::refused(req, &refusal)
+                .answered(review, "deny", refusal.code(), &labels.2, started.elapsed());
+            refuse(&refusal)
         }
-    };
-    json(StatusCode::OK, &response.into_review())
+    }
 }
 
 /// The approval records of an edit the ledger accepted: one per entry it changes.
@@ -129,58 +168,80 @@ fn approval_records(req: &AdmissionRequest<'_>, d: &Decision) -> Vec<Vec<u8>> {
     }
 }
 
-/// Records the use of a `maxUses` approval before its grant is answered: the one step
-/// that may change a decision once made. A dry run is checked the same way and spends
-/// nothing (the webhook declares `sideEffects: NoneOnDryRun`). A use that cannot be
-/// recorded is a refusal.
-async fn spend_use(
+/// Records the use of a `maxUses` approval by the request `uid` before its grant is
+/// answered: the one step that may change a decision once made. A dry run is checked the
+/// same way and spends nothing (the webhook declares `sideEffects: NoneOnDryRun`). A use
+/// that cannot be recorded is a refusal.
+pub(super) async fn spend_use(
     state: &AppState,
-    req: &AdmissionRequest<'_>,
+    uid: &str,
+    dry_run: bool,
     decision: Decision,
     deadline: Instant,
 ) -> Result<Decision, (Refusal, Decision)> {
     let Some(approval) = decision.use_to_record().cloned() else {
         return Ok(decision);
     };
-    let spending = state.usage.spend(&approval, &req.uid, decision.at, req.dry_run);
+    let spending = state.usage.spend(&approval, uid, decision.at, dry_run);
     let unavailable = || Refusal::UsageUnavailable {
         approval: approval.id.clone(),
     };
     match tokio::time::timeout_at(deadline.into(), spending).await {
         Ok(Ok(used)) => {
-            tracing::info!(uid = %req.uid, approval = %approval.id, ?used, max_uses = approval.max_uses,
-                dry_run = req.dry_run, "use of a maxUses approval");
+            tracing::info!(uid = %uid, approval = %approval.id, ?used, max_uses = approval.max_uses,
+                dry_run, "use of a maxUses approval");
             Ok(decision)
         }
         Ok(Err(UsageError::Exhausted(_))) => Ok(decision.uses_exhausted()),
         Ok(Err(e)) => {
-            tracing::error!(uid = %req.uid, approval = %approval.id, error = %e, "use not recorded; refusing");
+            tracing::error!(uid = %uid, approval = %approval.id, error = %e, "use not recorded; refusing");
             Err((unavailable(), decision))
         }
         Err(_) => {
-            tracing::error!(uid = %req.uid, approval = %approval.id, "use not recorded before the deadline; refusing");
+            tracing::error!(uid = %uid, approval = %approval.id, "use not recorded before the deadline; refusing");
             Err((unavailable(), decision))
         }
     }
 }
 
 pub(super) async fn wrong_method(State(state): State<Arc<AppState>>) -> Response {
-    refuse_body(&state, Refusal::WrongMethod, None, Instant::now()).await
+    refuse_body(
+        &state,
+        Review::Admission,
+        Refusal::WrongMethod("/validate"),
+        None,
+        Instant::now(),
+    )
+    .await
 }
 
 /// Answers a request whose body cannot be read as a review, and records it.
-async fn refuse_body(state: &AppState, refusal: Refusal, uid: Option<String>, started: Instant) -> Response {
+pub(super) async fn refuse_body(
+    state: &AppState,
+    review: Review,
+    refusal: Refusal,
+    uid: Option<String>,
+    started: Instant,
+) -> Response {
     tracing::warn!(
         status = refusal.http_status().as_u16(),
         uid = uid.as_deref(),
         reason = %refusal,
-        "admission request refused"
+        review = review.event(),
+        "request refused before a review was read"
     );
     let status = Status::of(&refusal, None);
-    let record = DecisionRecord::refused(uid, None, refusal.clone(), Timestamp::now(), micros(started));
+    let record = DecisionRecord::refused(
+        review,
+        uid,
+        None,
+        refusal.clone(),
+        Timestamp::now(),
+        micros(started),
+    );
     state
         .metrics
-        .answered("deny", refusal.code(), "", started.elapsed());
+        .answered(review, "deny", refusal.code(), "", started.elapsed());
     let wait = Instant::now() + REFUSAL_RECORD_WAIT;
     if let Err(e) = state.audit.record(record, Vec::new(), wait).await {
         state.metrics.audit_failed();
@@ -192,6 +253,6 @@ async fn refuse_body(state: &AppState, refusal: Refusal, uid: Option<String>, st
     transport::status(status)
 }
 
-fn micros(started: Instant) -> u64 {
+pub(super) fn micros(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
 }

@@ -1,8 +1,10 @@
 //! HTTP over TLS: the routes and what they share ([`AppState`]), the transport checks on
 //! a review's body (`transport`), the `/validate` handler that decides, records and
-//! answers (`answer`), and the accept loop (`listen`).
+//! answers (`answer`), the `/authorize` handler that does the same for reads
+//! (`authorize`), and the accept loop (`listen`).
 
 mod answer;
+mod authorize;
 mod listen;
 mod transport;
 
@@ -45,13 +47,15 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/validate", post(answer::validate).fallback(answer::wrong_method))
+        .route("/authorize", post(authorize::authorize).fallback(authorize::wrong_method))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             transport::status(Status::failure(
                 StatusCode::NOT_FOUND,
-                "no such endpoint; admission reviews go to POST /validate".into(),
+                "no such endpoint; admission reviews go to POST /validate, authorization reviews to POST /authorize"
+                    .into(),
             ))
         })
         .with_state(state)

@@ -1,0 +1,80 @@
+//! `/authorize`: the API server's authorization webhook. A SubjectAccessReview goes the
+//! way an AdmissionReview goes on `/validate` (read, decide, spend a use, record, answer),
+//! through the same decision and the same audit writer; only the wire format differs.
+//!
+//! A read has no uid of its own, so each one is given an id (`read-` and 16 hex digits):
+//! its record carries it, and a use of a `maxUses` approval is counted under it. A
+//! `kubectl auth can-i` question (version `*`) is answered the same and spends nothing.
+
+use super::AppState;
+use super::answer::{answer_when_recorded, decide, micros, refuse_body, refused_record, spend_use};
+use super::transport::{self, json};
+use crate::audit::{DecisionRecord, Review};
+use crate::authorization;
+use crate::refusal::Refusal;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use ring::rand::SecureRandom;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub(super) async fn authorize(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let bytes = match transport::read_review(&parts, body).await {
+        Ok(bytes) => bytes,
+        Err(refusal) => return refuse_body(&state, Review::Authorization, refusal, None, started).await,
+    };
+    let req = match authorization::decode(&bytes) {
+        Ok(req) => req,
+        Err(e) => {
+            let refusal = Refusal::BadRequest(e.to_string());
+            return refuse_body(&state, Review::Authorization, refusal, None, started).await;
+        }
+    };
+    let id = read_id();
+    let deadline = transport::deadline(parts.uri.query(), started);
+    let decision = decide(&state, &req);
+    let (answer, record) = match spend_use(&state, &id, req.is_probe(), decision, deadline).await {
+        Ok(decision) => {
+            let status = authorization::respond(&req, &decision);
+            let record = DecisionRecord::decided(&req, Some(id.clone()), &decision, micros(started));
+            (Ok(status), record)
+        }
+        Err((refusal, decision)) => {
+            let record = refused_record(&req, Some(id.clone()), refusal.clone(), &decision, started);
+            (Err(refusal), record)
+        }
+    };
+    let status = answer_when_recorded(
+        &state,
+        &id,
+        answer,
+        record,
+        Vec::new(),
+        deadline,
+        started,
+        |refusal| authorization::refused(&req, refusal),
+    )
+    .await;
+    json(StatusCode::OK, &status.into_review())
+}
+
+pub(super) async fn wrong_method(State(state): State<Arc<AppState>>) -> Response {
+    let refusal = Refusal::WrongMethod("/authorize");
+    refuse_body(&state, Review::Authorization, refusal, None, Instant::now()).await
+}
+
+/// A fresh id for one read: unique across replicas, which count uses in one ConfigMap.
+fn read_id() -> String {
+    let mut bytes = [0u8; 8];
+    // The system's randomness failing is not a reason to refuse a read; the clock still
+    // tells two reads apart.
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        let nanos = jiff::Timestamp::now().as_nanosecond();
+        bytes = (nanos as u64).to_be_bytes();
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("read-{hex}")
+}
