@@ -1,6 +1,7 @@
 //! The pure decision path, in process: decide() on a decoded request, for an ungated, a
 //! denied and an approved request, as the number of approvals and of policies grows. The
-//! approvals index is keyed by what a request carries, so the time should stay flat.
+//! approvals index is keyed by what a request carries, so the time should stay flat. And
+//! a read (authorization review) beside a write (admission review) of the same scope.
 //!
 //! `cargo bench --bench decision`
 
@@ -101,9 +102,57 @@ fn denial(c: &mut Criterion) {
     });
 }
 
+/// A read (an authorization review) against a write (an admission review) of the same
+/// scope: alice's Deployment prod-payments/payments-api, approved and denied, among
+/// 10 000 approvals. The same decide() answers both; the read should cost no more.
+fn read_and_write(c: &mut Criterion) {
+    let now = Timestamp::now();
+    let yaml = common::policies_yaml(3)
+        + "---\napiVersion: jitgate.dev/v1alpha1\nkind: GatePolicy\nmetadata: { name: prod-reads }\nspec:\n  rules: [{ apiGroups: [\"apps\"], resources: [\"deployments\"], verbs: [\"get\"] }]\n  namespaces: [\"prod-*\"]\n  approval: { minApprovers: 1, maxDuration: 4h }\n";
+    let policies =
+        jitgate::policy::PolicySet::new(jitgate::policy::parse_policies(&yaml, "bench.yaml").unwrap())
+            .unwrap();
+    let mut entries = approvals(10_000, now);
+    let read = common::entry(0, now + jiff::SignedDuration::from_hours(1))
+        .replace("operations: [UPDATE]", "verbs: [get]");
+    entries.push(std::sync::Arc::new(
+        jitgate::approvals::parse_entry("bench/read", &read).unwrap(),
+    ));
+    let snapshot = Snapshot::new(entries, 0, ConfigMapRef::default(), now);
+    let inputs = Inputs {
+        policies: &policies,
+        approvals: Approvals::Loaded(&snapshot),
+        now,
+    };
+    let mut group = c.benchmark_group("decide/read-vs-write");
+    for (kind, name) in [
+        (common::Kind::Approved, "approved"),
+        (common::Kind::Denied, "denied"),
+    ] {
+        let body = review(kind);
+        let write = decode(body.as_bytes()).unwrap();
+        let sar = serde_json::json!({"kind": "SubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {}, "spec": {"resourceAttributes": {"namespace": write.namespace, "verb": "get",
+            "group": "apps", "version": "v1", "resource": "deployments", "name": write.name},
+            "user": write.user_info.username, "groups": write.user_info.groups}, "status": {"allowed": false}})
+        .to_string();
+        let read = jitgate::authorization::decode(sar.as_bytes()).unwrap();
+        let expected = matches!(kind, common::Kind::Approved);
+        assert_eq!(decide(&write, &inputs).allowed(), expected, "admission {name}");
+        assert_eq!(decide(&read, &inputs).allowed(), expected, "authorization {name}");
+        group.bench_function(BenchmarkId::new("admission", name), |b| {
+            b.iter(|| decide(black_box(&write), &inputs))
+        });
+        group.bench_function(BenchmarkId::new("authorization", name), |b| {
+            b.iter(|| decide(black_box(&read), &inputs))
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(50);
-    targets = by_approvals, by_policies, decoding, fingerprint, denial
+    targets = by_approvals, by_policies, decoding, fingerprint, denial, read_and_write
 }
 criterion_main!(benches);

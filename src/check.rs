@@ -1,9 +1,10 @@
-//! `jitgate check`: one AdmissionReview decided offline through the server's own entry
-//! point ([`crate::decision::decide`], the ledger included) and answered by the server's
-//! own response function.
+//! `jitgate check`: one AdmissionReview or SubjectAccessReview decided offline through
+//! the server's own entry point ([`crate::decision::decide`], the ledger included) and
+//! answered by the server's own response function.
 
 use crate::admission;
 use crate::approvals::{self, Snapshot};
+use crate::authorization;
 use crate::decision::{self, Approvals, Inputs};
 use crate::policy;
 use jiff::Timestamp;
@@ -27,16 +28,22 @@ pub enum CheckError {
 
 /// What `check` found.
 pub struct Checked {
-    /// The response AdmissionReview the server would send, as JSON.
+    /// The response review the server would send, as JSON.
     pub json: String,
+    /// True when jitgate lets the request through (for a read: no opinion, so RBAC
+    /// decides).
     pub allowed: bool,
-    /// The request's change, for pinning an approval to it (`change:`).
+    /// The request's change, for pinning an approval to it (`change:`); always `None`
+    /// for a read.
     pub change: Option<crate::change::Change>,
+    /// True for a SubjectAccessReview: a read, which changes nothing.
+    pub read: bool,
 }
 
-/// The answer the server would give (uses of `maxUses` approvals are not counted: like
-/// a dry run, a check spends nothing). An edit of an approvals ConfigMap is judged by the
-/// ledger, as the server judges it.
+/// The answer the server would give to `request`, an AdmissionReview or a
+/// SubjectAccessReview (uses of `maxUses` approvals are not counted: like a dry run, a
+/// check spends nothing). An edit of an approvals ConfigMap is judged by the ledger, as
+/// the server judges it.
 pub fn check(
     request: &Path,
     policies_dir: &Path,
@@ -50,10 +57,10 @@ pub fn check(
         })
     };
     let body = read(request)?;
-    let req = admission::decode(&body).map_err(|e| CheckError::Request {
+    let bad = |reason: String| CheckError::Request {
         path: request.display().to_string(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
     let policies = crate::sync::policies::load_dir(policies_dir)?;
     let shown = approvals_file.display().to_string();
     let text = String::from_utf8(read(approvals_file)?).map_err(|_| CheckError::Request {
@@ -70,12 +77,35 @@ pub fn check(
         approvals: Approvals::Loaded(&snapshot),
         now,
     };
+    let pretty = |value: serde_json::Result<String>| value.unwrap_or_default();
+    if is_access_review(&body) {
+        let req = authorization::decode(&body).map_err(|e| bad(e.to_string()))?;
+        let d = decision::decide(&req, &inputs);
+        let status = authorization::respond(&req, &d);
+        return Ok(Checked {
+            json: pretty(serde_json::to_string_pretty(&status.into_review())),
+            allowed: d.allowed(),
+            change: None,
+            read: true,
+        });
+    }
+    let req = admission::decode(&body).map_err(|e| bad(e.to_string()))?;
     let d = decision::decide(&req, &inputs);
     let response = admission::respond(&req, &d);
-    let json = serde_json::to_string_pretty(&response.into_review()).unwrap_or_default();
     Ok(Checked {
-        json,
+        json: pretty(serde_json::to_string_pretty(&response.into_review())),
         allowed: d.allowed(),
         change: crate::change::of(&req),
+        read: false,
     })
+}
+
+/// True when the body says it is a SubjectAccessReview; anything else is read as an
+/// AdmissionReview (and refused as one if it is not).
+fn is_access_review(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        kind: Option<String>,
+    }
+    serde_json::from_slice::<Kind>(body).is_ok_and(|k| k.kind.as_deref() == Some(authorization::KIND))
 }

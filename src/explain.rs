@@ -227,15 +227,22 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
         ),
     };
     let _ = write!(m, " and needs an approval: {why}.\n{}", needs(requirement));
+    let req = match req {
+        Request::Access(_) => {
+            // Read in a terminal after "is forbidden: User ... cannot get ...:": the one
+            // command that files the request, rather than an entry to paste.
+            let _ = write!(m, "\nTo request it: {}", read_request_command(req, requirement));
+            return m;
+        }
+        Request::Admission(r) => r,
+    };
     let computed;
-    let change = match (d.reason.change(), req) {
-        (Some(c), _) => Some(c),
-        (None, Request::Admission(r)) => {
-            computed = crate::change::of(r);
+    let change = match d.reason.change() {
+        Some(c) => Some(c),
+        None => {
+            computed = crate::change::of(req);
             computed.as_ref()
         }
-        // A read changes nothing.
-        (None, Request::Access(_)) => None,
     };
     if let Some(change) = change {
         let _ = write!(
@@ -254,9 +261,27 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
         home.name,
         home.namespace,
         edit_command(home),
-        request_entry(req, requirement, now)
+        request_entry(req.into(), requirement, now)
     );
     m
+}
+
+/// `kubectl jitgate request` for exactly this read, lasting as long as the policies allow.
+fn read_request_command(req: Request<'_, '_>, r: &Requirement) -> String {
+    let mut c = format!("kubectl jitgate request --resource {}", resource_path(req));
+    if !req.namespace().is_empty() {
+        let _ = write!(c, " -n {}", req.namespace());
+    }
+    if !req.name().is_empty() {
+        let _ = write!(c, " --name {}", req.name());
+    }
+    let _ = write!(
+        c,
+        " --verb {} --for {} --reason \"...\"",
+        req.verb(),
+        human(r.max_duration)
+    );
+    c
 }
 
 fn describe(req: Request<'_, '_>) -> String {

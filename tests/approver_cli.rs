@@ -444,6 +444,10 @@ async fn break_glass_through_the_cli_is_written_listed_and_reviewed() {
                 "prod",
                 "--name",
                 "db-password",
+                // Without it the entry would cover reads too, where prod-reads allows
+                // no break-glass: the ledger would refuse it.
+                "--operation",
+                "UPDATE",
                 "--for",
                 "30m",
                 "--reason",

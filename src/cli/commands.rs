@@ -25,7 +25,8 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Certs(args) => {
-            let names = crate::tls::service_names(&args.target.service, &args.target.namespace);
+            let mut names = crate::tls::service_names(&args.target.service, &args.target.namespace);
+            names.extend(args.san.iter().cloned());
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             match crate::tls::write_pair(&args.out, &names, args.days, args.force) {
                 Ok(generated) => {
@@ -64,6 +65,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 Manifest::Policies => {
                     crate::manifests::policies_configmap_yaml(&args.policies, &args.target.namespace)
                 }
+                Manifest::Authorization => crate::sync::policies::load_dir(&args.policies)
+                    .map(|policies| crate::manifests::authorization::yaml(&policies, &args.target.namespace)),
             };
             match rendered {
                 Ok(yaml) => {
@@ -91,6 +94,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     println!("{}", checked.json);
                     match &checked.change {
                         Some(c) => eprintln!("change: {} ({})", c.fingerprint, c.summary()),
+                        None if checked.read => {}
                         None => eprintln!("change: none (the review lacks the objects it needs)"),
                     }
                     ExitCode::from(if checked.allowed { 0 } else { 1 })

@@ -34,8 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the webhook over HTTPS (POST /validate, GET /healthz, /readyz, /metrics).
     Serve(ServeArgs),
-    /// Decide one AdmissionReview offline and print the response review.
-    /// Exit status: 0 allowed, 1 denied, 2 error.
+    /// Decide one AdmissionReview or SubjectAccessReview offline and print the response
+    /// review. Exit status: 0 allowed (for a read: no opinion), 1 denied, 2 error.
     Check(CheckArgs),
     /// Make a CA and a serving certificate for the webhook Service, offline (for clusters
     /// without cert-manager). Prints the caBundle (base64 of ca.crt) on stdout.
@@ -247,6 +247,11 @@ pub struct CertsArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub target: ServiceArgs,
+    /// Another name or IP address the certificate must hold, beside the Service's names:
+    /// the address the API server's authorization webhook kubeconfig uses (a ClusterIP).
+    /// Repeat for several.
+    #[arg(long, value_name = "NAME|IP")]
+    pub san: Vec<String>,
     /// Validity in days (CA and certificate).
     #[arg(long, default_value_t = 365)]
     pub days: u32,
@@ -277,6 +282,9 @@ pub enum Manifest {
     Webhook,
     /// The ConfigMap that carries the policy files into the cluster.
     Policies,
+    /// The API server's AuthorizationConfiguration (--authorization-config) that sends
+    /// jitgate the reads its policies gate, between the Node and RBAC authorizers.
+    Authorization,
 }
 
 #[derive(Debug, Args)]
@@ -401,7 +409,7 @@ impl From<ServeArgs> for ServeConfig {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// AdmissionReview JSON file, as the API server would send it.
+    /// AdmissionReview or SubjectAccessReview JSON file, as the API server would send it.
     #[arg(long, value_name = "FILE")]
     pub request: PathBuf,
     /// Directory of GatePolicy YAML files.

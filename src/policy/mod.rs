@@ -38,8 +38,9 @@ pub struct Scope<'a> {
     pub operations: OpSet,
 }
 
+/// What a [`ResourcePattern`] says of the subresource.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Sub {
+pub enum Sub {
     /// The resource itself, no subresource.
     None,
     /// Any subresource (but not the resource itself).
@@ -73,6 +74,15 @@ impl ResourcePattern {
             resource: resource.to_string(),
             sub,
         })
+    }
+
+    /// The resource's plural name, or `*`.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    pub fn sub(&self) -> &Sub {
+        &self.sub
     }
 
     pub fn matches(&self, resource: &str, sub_resource: &str) -> bool {

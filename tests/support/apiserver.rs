@@ -10,7 +10,12 @@
 //!   ERROR event carrying a 410 `Expired` Status;
 //! - GET, POST (create), PUT (update) and PATCH (merge patch) with `resourceVersion`
 //!   preconditions answered by 409 Conflict (checked and written atomically), and DELETE;
-//! - POST `selfsubjectreviews` (`kubectl auth whoami`).
+//! - POST `selfsubjectreviews` (`kubectl auth whoami`);
+//! - GET of Secrets (one, or the list) and of a pod's log, authorized as a kube-apiserver
+//!   with `--authorization-config` does: an authorization webhook first (a
+//!   SubjectAccessReview shaped as `../shared/fixtures/authorization/` shows; denied →
+//!   403 Forbidden with its reason, no opinion → the next authorizer), then a small RBAC
+//!   (members of `dev-team` may read Secrets and logs).
 //!
 //! Tests change ConfigMaps directly, cut open watches, forget history (so resumed watches
 //! get 410 and clients re-list), and take the server down and up again on the same port.
@@ -53,6 +58,10 @@ struct Inner {
     /// Bearer token → (username, groups).
     users: HashMap<String, (String, Vec<String>)>,
     webhook: Option<Webhook>,
+    /// Where reads are sent for authorization before RBAC.
+    authorizer: Option<Webhook>,
+    /// Secrets, by (namespace, name): only ever read.
+    secrets: BTreeMap<(String, String), Value>,
     rv: u64,
     objects: BTreeMap<(String, String), Value>,
     history: Vec<Change>,
@@ -101,6 +110,8 @@ impl ApiServer {
                     ),
                 )]),
                 webhook: None,
+                authorizer: None,
+                secrets: BTreeMap::new(),
                 rv: 100,
                 objects: BTreeMap::new(),
                 history: Vec::new(),
@@ -139,6 +150,9 @@ impl ApiServer {
                 "/api/v1/namespaces/{ns}/configmaps/{name}",
                 get(get_one).put(replace).patch(patch).delete(delete),
             )
+            .route("/api/v1/namespaces/{ns}/secrets", get(list_secrets))
+            .route("/api/v1/namespaces/{ns}/secrets/{name}", get(get_secret))
+            .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
             .route(
                 "/apis/authentication.k8s.io/v1/selfsubjectreviews",
                 axum::routing::post(whoami),
@@ -200,6 +214,30 @@ impl ApiServer {
             addr,
             ca_pem: ca_pem.to_string(),
         });
+    }
+
+    /// Sends every read of Secrets and pod logs to this authorization webhook before RBAC,
+    /// as an AuthorizationConfiguration with jitgate before RBAC would.
+    pub fn authorize_with(&self, addr: SocketAddr, ca_pem: &str) {
+        self.shared.inner.lock().unwrap().authorizer = Some(Webhook {
+            addr,
+            ca_pem: ca_pem.to_string(),
+        });
+    }
+
+    /// Stores a Secret with `data` (values base64 as in the API).
+    pub fn add_secret(&self, ns: &str, name: &str, data: &[(&str, &str)]) {
+        let data: BTreeMap<&str, &str> = data.iter().copied().collect();
+        let object = json!({
+            "kind": "Secret", "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": ns}, "type": "Opaque", "data": data,
+        });
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .secrets
+            .insert((ns.to_string(), name.to_string()), object);
     }
 
     /// A connection to this server as the user of `token`.
@@ -414,6 +452,161 @@ async fn whoami(axum::Extension(user): axum::Extension<User>) -> Response {
 struct User {
     username: String,
     groups: Vec<String>,
+}
+
+/// `kubectl get secret NAME`.
+async fn get_secret(
+    State(shared): State<Shared>,
+    axum::Extension(user): axum::Extension<User>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    if let Err(e) = authorize(&shared, &user, "get", "secrets", "", &ns, &name).await {
+        return e.into_response();
+    }
+    let secret = shared
+        .inner
+        .lock()
+        .unwrap()
+        .secrets
+        .get(&(ns, name.clone()))
+        .cloned();
+    match secret {
+        Some(s) => ok_json(StatusCode::OK, &s),
+        None => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("secrets \"{name}\" not found"),
+        ),
+    }
+}
+
+/// `kubectl get secrets`.
+async fn list_secrets(
+    State(shared): State<Shared>,
+    axum::Extension(user): axum::Extension<User>,
+    Path(ns): Path<String>,
+) -> Response {
+    if let Err(e) = authorize(&shared, &user, "list", "secrets", "", &ns, "").await {
+        return e.into_response();
+    }
+    let items: Vec<Value> = shared
+        .inner
+        .lock()
+        .unwrap()
+        .secrets
+        .iter()
+        .filter(|((n, _), _)| *n == ns)
+        .map(|(_, s)| s.clone())
+        .collect();
+    ok_json(
+        StatusCode::OK,
+        &json!({"kind": "SecretList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items}),
+    )
+}
+
+/// `kubectl logs POD`: every pod logs one line.
+async fn pod_log(
+    State(shared): State<Shared>,
+    axum::Extension(user): axum::Extension<User>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    if let Err(e) = authorize(&shared, &user, "get", "pods", "log", &ns, &name).await {
+        return e.into_response();
+    }
+    (StatusCode::OK, format!("{name}: started\n")).into_response()
+}
+
+/// Authorizes a read as kube-apiserver does with jitgate before RBAC: the webhook's
+/// denial is final (403 with its reason after RBAC's words); no opinion goes on to RBAC;
+/// a webhook that cannot be reached or answers an error is a 500 (failurePolicy Deny).
+async fn authorize(
+    shared: &Shared,
+    user: &User,
+    verb: &str,
+    resource: &str,
+    sub: &str,
+    ns: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    let full = if sub.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}/{sub}")
+    };
+    let forbidden = |reason: &str| {
+        let object = if name.is_empty() {
+            resource.to_string()
+        } else {
+            format!("{resource} \"{name}\"")
+        };
+        let mut message = format!(
+            "{object} is forbidden: User \"{}\" cannot {verb} resource \"{full}\" in API group \"\" in the namespace \"{ns}\"",
+            user.username
+        );
+        if !reason.is_empty() {
+            message.push_str(": ");
+            message.push_str(reason);
+        }
+        ApiError(StatusCode::FORBIDDEN, "Forbidden", message)
+    };
+    let authorizer = shared.inner.lock().unwrap().authorizer.clone();
+    let mut reason = String::new();
+    if let Some(webhook) = authorizer {
+        let mut attributes = serde_json::Map::new();
+        attributes.insert("namespace".into(), ns.into());
+        attributes.insert("verb".into(), verb.into());
+        attributes.insert("version".into(), "v1".into());
+        attributes.insert("resource".into(), resource.into());
+        if !sub.is_empty() {
+            attributes.insert("subresource".into(), sub.into());
+        }
+        if !name.is_empty() {
+            attributes.insert("name".into(), name.into());
+        }
+        let review = json!({
+            "kind": "SubjectAccessReview", "apiVersion": "authorization.k8s.io/v1", "metadata": {},
+            "spec": {"resourceAttributes": attributes, "user": user.username, "groups": user.groups,
+                "uid": format!("uid-{}", user.username)},
+            "status": {"allowed": false},
+        });
+        let failed = |why: String| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!(
+                    "Internal error occurred: Post \"https://{}/authorize?timeout=3s\": {why}",
+                    webhook.addr
+                ),
+            )
+        };
+        let mut c = super::Conn::open(webhook.addr, &webhook.ca_pem, super::Proto::H1)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let mut body = serde_json::to_vec(&review).unwrap();
+        body.push(b'\n');
+        let reply = c.authorize(&body).await;
+        if reply.status != StatusCode::OK {
+            return Err(failed(format!("HTTP {}", reply.status)));
+        }
+        let answer = reply.json();
+        if answer["kind"] != "SubjectAccessReview" {
+            return Err(failed("not a SubjectAccessReview".into()));
+        }
+        let s = &answer["status"];
+        reason = s["reason"].as_str().unwrap_or("").to_string();
+        if s["denied"] == true {
+            return Err(forbidden(&reason));
+        }
+        if s["allowed"] == true {
+            return Ok(());
+        }
+    }
+    // RBAC: dev-team reads Secrets and logs.
+    if user.groups.iter().any(|g| g == "dev-team") {
+        Ok(())
+    } else {
+        Err(forbidden(&reason))
+    }
 }
 
 /// Runs admission for a write, as the API server does: a validating webhook sees the

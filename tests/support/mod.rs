@@ -235,6 +235,18 @@ impl Conn {
         .await
     }
 
+    /// POSTs a SubjectAccessReview body to /authorize exactly as the API server does
+    /// (`?timeout=3s`, compact JSON).
+    pub async fn authorize(&mut self, body: &[u8]) -> Reply {
+        self.send(
+            Method::POST,
+            "/authorize?timeout=3s",
+            Some("application/json"),
+            body.to_vec(),
+        )
+        .await
+    }
+
     /// POSTs a review and returns its `response`, checking the envelope.
     pub async fn decide(&mut self, review: &Value) -> Value {
         let reply = self.review(review).await;
@@ -527,7 +539,12 @@ pub fn assert_record_is_the_answer(record: &Value, reply: &Reply) {
 }
 
 /// The shipped policy files.
-pub const POLICY_FILES: [&str; 3] = ["prod-secrets.yaml", "prod-workloads.yaml", "prod-pod-access.yaml"];
+pub const POLICY_FILES: [&str; 4] = [
+    "prod-secrets.yaml",
+    "prod-workloads.yaml",
+    "prod-pod-access.yaml",
+    "prod-reads.yaml",
+];
 
 /// A directory holding the shipped policies, each file's text changed by `edit`.
 pub fn policies_with(edit: impl Fn(&str, String) -> String) -> tempfile::TempDir {

@@ -1,6 +1,9 @@
 //! Manifests rendered from the policies, so that what the API server sends jitgate cannot
-//! drift from what jitgate gates: the ValidatingWebhookConfiguration, and the ConfigMap
-//! that carries the policy files into the cluster.
+//! drift from what jitgate gates: the ValidatingWebhookConfiguration, the ConfigMap that
+//! carries the policy files into the cluster, and the API server's authorization
+//! configuration for gated reads ([`authorization`]).
+
+pub mod authorization;
 
 use crate::policy::{PolicyError, PolicySet};
 use k8s_openapi::api::admissionregistration::v1::{
@@ -260,7 +263,7 @@ mod tests {
             ("", "configmaps", ""),
             ("", "pods", ""),
         ] {
-            for op in Operation::ALL {
+            for op in Operation::ADMISSION {
                 let t = Request {
                     api_group: group,
                     resource,
@@ -279,6 +282,20 @@ mod tests {
             }
         }
         assert!(checked >= 10, "only {checked} gated operations checked");
+    }
+
+    #[test]
+    fn reads_never_reach_the_admission_webhook() {
+        let w = webhook_configuration(&shipped(), &TARGET);
+        for rule in w.webhooks.as_ref().unwrap()[0].rules.as_ref().unwrap() {
+            for op in rule.operations.as_ref().unwrap() {
+                assert!(
+                    ["*", "CREATE", "UPDATE", "DELETE", "CONNECT"].contains(&op.as_str()),
+                    "{op} in {rule:?}"
+                );
+            }
+            assert!(!rule.resources.as_ref().unwrap().contains(&"pods/log".to_string()));
+        }
     }
 
     #[test]

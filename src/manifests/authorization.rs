@@ -1,0 +1,240 @@
+//! The API server's `AuthorizationConfiguration` (`apiserver.config.k8s.io/v1`, passed with
+//! `--authorization-config`) that sends jitgate the reads its policies gate, rendered from
+//! the policies so that the two cannot drift.
+//!
+//! The chain is Node, jitgate, RBAC: jitgate answers only "denied" or "no opinion", so
+//! RBAC still decides every read jitgate does not deny. `matchConditions` keep everything
+//! else away from jitgate (so that an outage of jitgate touches only the gated reads):
+//! only resource requests for a read verb and a resource some policy gates for it, never a
+//! `system:` user (the control plane, nodes, service accounts), never a node, never a
+//! namespace that is never gated. The API server's decision cache is switched off: a
+//! cached answer would outlive a revoked approval, and would reach no record.
+
+use super::NEVER_GATED;
+use crate::admission::OpSet;
+use crate::policy::{PolicySet, Sub};
+use serde::Serialize;
+
+/// Where the API server reads the webhook's kubeconfig (`connectionInfo.kubeConfigFile`).
+pub const KUBECONFIG_PATH: &str = "/etc/kubernetes/jitgate/webhook-kubeconfig.yaml";
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationConfiguration {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub authorizers: Vec<Authorizer>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Authorizer {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub name: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    pub timeout: &'static str,
+    pub subject_access_review_version: &'static str,
+    pub match_condition_subject_access_review_version: &'static str,
+    pub failure_policy: &'static str,
+    #[serde(rename = "authorizedTTL")]
+    pub authorized_ttl: &'static str,
+    #[serde(rename = "unauthorizedTTL")]
+    pub unauthorized_ttl: &'static str,
+    pub cache_authorized_requests: bool,
+    pub cache_unauthorized_requests: bool,
+    pub connection_info: ConnectionInfo,
+    pub match_conditions: Vec<MatchCondition>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionInfo {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub kube_config_file: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MatchCondition {
+    pub expression: String,
+}
+
+/// A CEL string literal.
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn list(items: impl IntoIterator<Item = String>) -> String {
+    format!("[{}]", items.into_iter().collect::<Vec<_>>().join(", "))
+}
+
+/// One CEL clause per resource pattern of every rule that gates reads: the group, the
+/// resource and subresource, and the verb. `false` when no policy gates a read.
+pub fn gated_reads(policies: &PolicySet) -> String {
+    let attr = |f: &str| format!("request.resourceAttributes.{f}");
+    let mut clauses: Vec<String> = Vec::new();
+    for rule in policies.iter().flat_map(|p| &p.rules) {
+        let reads: OpSet = rule.operations.reads();
+        if reads.is_empty() {
+            continue;
+        }
+        let verbs = list(reads.iter().map(|v| lit(v.as_str())));
+        let groups = (!rule.api_groups.iter().any(|g| g == "*")).then(|| {
+            format!(
+                "{} in {}",
+                attr("group"),
+                list(rule.api_groups.iter().map(|g| lit(g)))
+            )
+        });
+        for pattern in &rule.resources {
+            let mut terms: Vec<String> = groups.iter().cloned().collect();
+            if pattern.resource() != "*" {
+                terms.push(format!("{} == {}", attr("resource"), lit(pattern.resource())));
+            }
+            terms.push(match pattern.sub() {
+                Sub::None => format!("{} == ''", attr("subresource")),
+                Sub::Any => format!("{} != ''", attr("subresource")),
+                Sub::Named(s) => format!("{} == {}", attr("subresource"), lit(s)),
+            });
+            terms.push(format!("{} in {verbs}", attr("verb")));
+            let clause = format!("({})", terms.join(" && "));
+            if !clauses.contains(&clause) {
+                clauses.push(clause);
+            }
+        }
+    }
+    if clauses.is_empty() {
+        "false".into()
+    } else {
+        clauses.join(" ||\n")
+    }
+}
+
+/// The configuration: Node, then jitgate for the reads its policies gate, then RBAC.
+pub fn configuration(policies: &PolicySet, jitgate_namespace: &str) -> AuthorizationConfiguration {
+    let mut never: Vec<String> = NEVER_GATED.iter().map(|s| s.to_string()).collect();
+    if !never.iter().any(|n| n == jitgate_namespace) {
+        never.push(jitgate_namespace.into());
+        never.sort();
+    }
+    let conditions = [
+        // The API server's own identities, the controllers, nodes and service accounts.
+        "!request.user.startsWith('system:')".to_string(),
+        "!('system:nodes' in request.groups) && !('system:masters' in request.groups)".to_string(),
+        // Resource requests only: /healthz, /api and the like have no resourceAttributes.
+        "has(request.resourceAttributes)".to_string(),
+        format!(
+            "!(request.resourceAttributes.namespace in {})",
+            list(never.iter().map(|n| lit(n)))
+        ),
+        gated_reads(policies),
+    ];
+    AuthorizationConfiguration {
+        api_version: "apiserver.config.k8s.io/v1",
+        kind: "AuthorizationConfiguration",
+        authorizers: vec![
+            Authorizer {
+                kind: "Node",
+                name: "node",
+                webhook: None,
+            },
+            Authorizer {
+                kind: "Webhook",
+                name: "jitgate",
+                webhook: Some(Webhook {
+                    timeout: "3s",
+                    subject_access_review_version: "v1",
+                    match_condition_subject_access_review_version: "v1",
+                    failure_policy: "Deny",
+                    // Required to be positive, but unused: caching is off.
+                    authorized_ttl: "1s",
+                    unauthorized_ttl: "1s",
+                    cache_authorized_requests: false,
+                    cache_unauthorized_requests: false,
+                    connection_info: ConnectionInfo {
+                        kind: "KubeConfigFile",
+                        kube_config_file: KUBECONFIG_PATH,
+                    },
+                    match_conditions: conditions
+                        .into_iter()
+                        .map(|expression| MatchCondition { expression })
+                        .collect(),
+                }),
+            },
+            Authorizer {
+                kind: "RBAC",
+                name: "rbac",
+                webhook: None,
+            },
+        ],
+    }
+}
+
+const HEADER: &str = "\
+# Generated by `jitgate manifests authorization` from policies/; do not edit by hand.
+# CI fails when this file differs from what the command prints.
+#
+# The API server's authorization chain with jitgate between Node and RBAC, for
+# kube-apiserver --authorization-config=<this file> (it replaces --authorization-mode).
+# jitgate answers only \"denied\" or \"no opinion\": RBAC still decides every other read.
+# failurePolicy Deny: while jitgate is unreachable, the gated reads below fail (HTTP 500);
+# every other request is decided as before. The decision cache is off, so an approval
+# works, and a revoked one stops, on the next request.
+";
+
+/// The configuration as YAML, with a header saying where it comes from and what it does.
+pub fn yaml(policies: &PolicySet, jitgate_namespace: &str) -> String {
+    let body = serde_saphyr::to_string(&configuration(policies, jitgate_namespace)).unwrap_or_default();
+    format!("{HEADER}{body}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::policies::load_dir;
+    use std::path::Path;
+
+    fn shipped() -> PolicySet {
+        load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap()
+    }
+
+    #[test]
+    fn the_chain_is_node_jitgate_rbac_with_the_schemas_required_fields() {
+        let c = configuration(&shipped(), "jitgate-system");
+        let kinds: Vec<&str> = c.authorizers.iter().map(|a| a.kind).collect();
+        assert_eq!(kinds, ["Node", "Webhook", "RBAC"]);
+        let w = c.authorizers[1].webhook.as_ref().unwrap();
+        assert_eq!(w.failure_policy, "Deny");
+        assert!(!w.cache_authorized_requests && !w.cache_unauthorized_requests);
+        assert!(w.match_conditions.len() <= 64);
+        assert_eq!(w.match_condition_subject_access_review_version, "v1");
+        assert!(Path::new(w.connection_info.kube_config_file).is_absolute());
+    }
+
+    #[test]
+    fn only_the_read_rules_of_the_policies_become_conditions() {
+        let cel = gated_reads(&shipped());
+        assert!(
+            cel.contains("request.resourceAttributes.resource == 'secrets'"),
+            "{cel}"
+        );
+        assert!(
+            cel.contains("request.resourceAttributes.subresource == 'log'"),
+            "{cel}"
+        );
+        assert!(!cel.contains("deployments"), "writes are admission's: {cel}");
+        assert_eq!(gated_reads(&PolicySet::default()), "false");
+    }
+
+    #[test]
+    fn a_quote_in_a_name_cannot_end_a_cel_string() {
+        assert_eq!(lit("it's"), r"'it\'s'");
+        assert_eq!(lit(r"a\b"), r"'a\\b'");
+    }
+}
