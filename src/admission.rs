@@ -20,7 +20,7 @@ pub const KIND: &str = "AdmissionReview";
 /// What a request does: one of the four operations of an admission request, or one of
 /// the read verbs that only an authorization review (`crate::authorization`) carries.
 /// Policies and approvals name both in one set ([`OpSet`]), as `operations:` and `verbs:`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Operation {
     Create,
@@ -28,11 +28,11 @@ pub enum Operation {
     Delete,
     Connect,
     /// Never in an AdmissionReview: admission does not see reads.
-    #[serde(skip)]
+    #[serde(skip_deserializing)]
     Get,
-    #[serde(skip)]
+    #[serde(skip_deserializing)]
     List,
-    #[serde(skip)]
+    #[serde(skip_deserializing)]
     Watch,
 }
 
@@ -491,6 +491,14 @@ mod tests {
     fn an_unknown_operation_is_a_shape_error() {
         let body = review(&SECRET_UPDATE.replace("\"UPDATE\"", "\"PATCH\""));
         assert!(matches!(decode(body.as_bytes()), Err(DecodeError::Shape(_))));
+        // A read verb is an authorization review's, never an admission operation.
+        for verb in ["\"GET\"", "\"get\"", "\"WATCH\""] {
+            let body = review(&SECRET_UPDATE.replace("\"UPDATE\"", verb));
+            assert!(
+                matches!(decode(body.as_bytes()), Err(DecodeError::Shape(_))),
+                "{verb}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Denial messages and warnings, written for the engineer reading them in `kubectl`: what was blocked,
 //! by which policy, why, what an approval needs, and an approval entry for exactly this
-//! request, ready to paste into the approvals ConfigMap. Built from the request's
-//! coordinates and its change fingerprint (paths that change and a hash, never a value).
+//! request, ready to paste into the approvals ConfigMap (for a read, shown in a terminal
+//! after the API server's own words, the one `kubectl jitgate request` command instead).
+//! Built from the request's coordinates and its change fingerprint (paths that change and
+//! a hash, never a value).
 
 use crate::approvals::{Approval, ConfigMapRef, Subject, suggested_key};
 use crate::decision::{Decision, Outcome, Reason, Request, Requirement};

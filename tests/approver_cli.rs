@@ -7,7 +7,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-use support::apiserver::ApiServer;
+use support::apiserver::{ApiServer, Run};
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
@@ -58,33 +58,10 @@ async fn cluster() -> Cluster {
     }
 }
 
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
-}
-
 impl Cluster {
-    /// Runs `jitgate ARGS…` as the user of `token` (off the runtime, which serves the API
-    /// server and jitgate meanwhile).
+    /// Runs `jitgate ARGS…` as `who`.
     async fn jitgate(&self, who: (&str, &str, &[&str]), args: &[&str]) -> Run {
-        let kubeconfig = self.api.kubeconfig_as(who.0);
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new(BIN)
-                .args(&args)
-                .arg("--kubeconfig")
-                .arg(kubeconfig)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        Run {
-            code: out.status.code().unwrap(),
-            out: String::from_utf8(out.stdout).unwrap(),
-            err: String::from_utf8(out.stderr).unwrap(),
-        }
+        self.api.jitgate_as(who.0, args).await
     }
 
     /// Whether alice's update of Secret prod/db-password is allowed now.
@@ -135,14 +112,7 @@ async fn request_approve_list_show_and_revoke_through_the_api_server() {
         )
         .await;
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
-    let key = r
-        .out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|id| id.strip_prefix("jitgate-approvals/"))
-        .and_then(|k| k.strip_suffix(':'))
-        .unwrap_or_else(|| panic!("{}", r.out))
-        .to_string();
+    let key = r.requested_key();
     assert!(
         key.starts_with("alice-example.com-prod-secrets-db-password-update-"),
         "{key}"

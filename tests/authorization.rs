@@ -8,12 +8,10 @@ mod support;
 
 use hyper::{Method, StatusCode};
 use serde_json::Value;
-use std::process::Command;
 use std::time::Duration;
 use support::apiserver::ApiServer;
 use support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
 const PATIENCE: Duration = Duration::from_secs(15);
 const CANARY: &str = "c2VjcmV0LWNhbmFyeS03MzQ2"; // base64 of a secret canary
 
@@ -60,17 +58,17 @@ fn read_approval(edits: &[(&str, &str)]) -> String {
     read_approval_expiring(30, edits)
 }
 
-/// The same, expiring in `mins` minutes (negative: expired).
+/// The same, expiring in `mins` minutes (negative: expired): the shared test entry made
+/// bob's read.
 fn read_approval_expiring(mins: i64, edits: &[(&str, &str)]) -> String {
-    let mut text = format!(
-        "user: bob\nresource: secrets\nnamespace: prod\nname: db-pass\nverbs: [get]\nexpiresAt: \"{}\"\nreason: INC-9 read the DB password\napprovedBy: [carol]\n",
-        in_mins(mins)
-    );
-    for (from, to) in edits {
-        assert!(text.contains(from), "{from} not in the entry");
-        text = text.replace(from, to);
-    }
-    text
+    let mut all = vec![
+        ("[bob@example.com]", "[carol]"),
+        ("alice@example.com", "bob"),
+        ("db-password", "db-pass"),
+        ("operations: [UPDATE]", "verbs: [get]"),
+    ];
+    all.extend_from_slice(edits);
+    expiring(mins, &all)
 }
 
 /// The `status` of a SubjectAccessReview answer, checking the envelope.
@@ -391,24 +389,38 @@ impl Cluster {
         c.send(Method::GET, path, None, Vec::new()).await
     }
 
-    async fn jitgate(&self, token: &str, args: &[&str]) -> (i32, String, String) {
-        let kubeconfig = self.api.kubeconfig_as(token);
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new(BIN)
-                .args(&args)
-                .arg("--kubeconfig")
-                .arg(kubeconfig)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        (
-            out.status.code().unwrap(),
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
+    /// bob's (or another's) `kubectl jitgate request` for `get` of Secret prod/db-pass:
+    /// the key of the entry it wrote.
+    async fn request_read(&self, token: &str) -> String {
+        let r = self
+            .api
+            .jitgate_as(
+                token,
+                &[
+                    "request",
+                    "--resource",
+                    "secrets",
+                    "-n",
+                    "prod",
+                    "--name",
+                    "db-pass",
+                    "--verb",
+                    "get",
+                    "--for",
+                    "30m",
+                    "--reason",
+                    "INC-9: check the DB password",
+                ],
+            )
+            .await;
+        assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+        r.requested_key()
+    }
+
+    /// `kubectl jitgate VERB KEY` as the user of `token`: its exit status.
+    async fn ledger(&self, token: &str, verb: &str, key: &str) -> i32 {
+        let r = self.api.jitgate_as(token, &[verb, key]).await;
+        r.code
     }
 }
 
@@ -449,43 +461,18 @@ async fn kubectl_get_secret_and_logs_through_the_api_server_request_approve_read
     );
 
     // bob asks; carol approves; bob reads exactly that Secret.
-    let (code, out, err) = c
-        .jitgate(
-            BOB,
-            &[
-                "request",
-                "--resource",
-                "secrets",
-                "-n",
-                "prod",
-                "--name",
-                "db-pass",
-                "--verb",
-                "get",
-                "--for",
-                "30m",
-                "--reason",
-                "INC-9: check the DB password",
-            ],
-        )
-        .await;
-    assert_eq!(code, 0, "{out}{err}");
-    let key = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|id| id.strip_prefix("jitgate-approvals/"))
-        .and_then(|k| k.strip_suffix(':'))
-        .unwrap_or_else(|| panic!("{out}"))
-        .to_string();
+    let key = c.request_read(BOB).await;
     assert_eq!(
         c.get(BOB, SECRET).await.status,
         StatusCode::FORBIDDEN,
         "pending is not approved"
     );
-    let (code, out, err) = c.jitgate(BOB, &["approve", &key]).await;
-    assert_eq!(code, 1, "nobody approves their own request: {out}{err}");
-    let (code, out, err) = c.jitgate(CAROL, &["approve", &key]).await;
-    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        c.ledger(BOB, "approve", &key).await,
+        1,
+        "nobody approves their own request"
+    );
+    assert_eq!(c.ledger(CAROL, "approve", &key).await, 0);
     eventually(PATIENCE, || async {
         c.get(BOB, SECRET).await.status == StatusCode::OK
     })
@@ -509,35 +496,8 @@ async fn kubectl_get_secret_and_logs_through_the_api_server_request_approve_read
 
     // jitgate never grants what RBAC would not: eve, approved the same way, is still
     // refused by RBAC, with no word from jitgate.
-    let (code, out, err) = c
-        .jitgate(
-            EVE,
-            &[
-                "request",
-                "--resource",
-                "secrets",
-                "-n",
-                "prod",
-                "--name",
-                "db-pass",
-                "--verb",
-                "get",
-                "--for",
-                "30m",
-                "--reason",
-                "INC-9",
-            ],
-        )
-        .await;
-    assert_eq!(code, 0, "{out}{err}");
-    let eve_key = out
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .trim_start_matches("jitgate-approvals/")
-        .trim_end_matches(':');
-    let (code, _, err) = c.jitgate(CAROL, &["approve", eve_key]).await;
-    assert_eq!(code, 0, "{err}");
+    let eve_key = c.request_read(EVE).await;
+    assert_eq!(c.ledger(CAROL, "approve", &eve_key).await, 0);
     eventually(PATIENCE, || async {
         let reply = c.get(EVE, SECRET).await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "RBAC still refuses eve");
@@ -553,8 +513,7 @@ async fn kubectl_get_secret_and_logs_through_the_api_server_request_approve_read
     .await;
 
     // Revoked: the next read is forbidden again.
-    let (code, out, err) = c.jitgate(CAROL, &["revoke", &key]).await;
-    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(c.ledger(CAROL, "revoke", &key).await, 0);
     eventually(PATIENCE, || async {
         c.get(BOB, SECRET).await.status == StatusCode::FORBIDDEN
     })

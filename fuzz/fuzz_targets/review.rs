@@ -44,5 +44,5 @@ fuzz_target!(|body: &[u8]| {
     let response = jitgate::admission::respond(&req, &d);
     assert_eq!(response.uid, req.uid);
     assert_eq!(response.allowed, d.allowed());
-    let _ = jitgate::audit::DecisionRecord::decided(&req, &d, 1).to_line();
+    let _ = jitgate::audit::DecisionRecord::decided(&req, Some(req.uid.clone()), &d, 1).to_line();
 });

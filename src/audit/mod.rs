@@ -73,7 +73,8 @@ impl Review {
         }
     }
 
-    fn of(req: Request<'_, '_>) -> Self {
+    /// The review a request came in.
+    pub fn of(req: Request<'_, '_>) -> Self {
         match req {
             Request::Admission(_) => Review::Admission,
             Request::Access(_) => Review::Authorization,

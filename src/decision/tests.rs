@@ -100,12 +100,7 @@ fn decide_under(policies: &str, request: serde_json::Value, entries: &[String], 
         .to_string();
     let request = decode(body.as_bytes()).unwrap();
     let policies = PolicySet::new(parse_policies(policies, "t.yaml").unwrap()).unwrap();
-    let approvals: Vec<_> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| Arc::new(parse_entry(&format!("cm/e{i}"), e).unwrap()))
-        .collect();
-    let snapshot = Snapshot::new(approvals, 0, ConfigMapRef::default(), now());
+    let snapshot = snapshot_of(entries);
     let approvals = if loaded {
         Approvals::Loaded(&snapshot)
     } else {
@@ -119,6 +114,16 @@ fn decide_under(policies: &str, request: serde_json::Value, entries: &[String], 
             now: now(),
         },
     )
+}
+
+/// The approvals `entries` (ids `cm/e0`, `cm/e1`…), loaded at [`now`].
+fn snapshot_of(entries: &[String]) -> Snapshot {
+    let approvals: Vec<_> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Arc::new(parse_entry(&format!("cm/e{i}"), e).unwrap()))
+        .collect();
+    Snapshot::new(approvals, 0, ConfigMapRef::default(), now())
 }
 
 fn decide_one(req: &Req, entry: String) -> Decision {
@@ -611,12 +616,7 @@ fn decide_read(verb: &str, resource: &str, name: &str, entries: &[String]) -> De
         "user": "bob", "groups": ["dev-team", "system:authenticated"]}});
     let req = crate::authorization::decode(body.to_string().as_bytes()).unwrap();
     let policies = PolicySet::new(parse_policies(READ_POLICIES, "t.yaml").unwrap()).unwrap();
-    let approvals: Vec<_> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| Arc::new(parse_entry(&format!("cm/e{i}"), e).unwrap()))
-        .collect();
-    let snapshot = Snapshot::new(approvals, 0, ConfigMapRef::default(), now());
+    let snapshot = snapshot_of(entries);
     let inputs = Inputs {
         policies: &policies,
         approvals: Approvals::Loaded(&snapshot),

@@ -96,12 +96,8 @@ pub(super) fn refused_record<'r, 'a: 'r>(
     started: Instant,
 ) -> DecisionRecord {
     let req = req.into();
-    let review = match req {
-        Asked::Admission(_) => Review::Admission,
-        Asked::Access(_) => Review::Authorization,
-    };
     let mut record = DecisionRecord::refused(
-        review,
+        Review::of(req),
         uid,
         Some(Coordinates::of(req)),
         refusal,

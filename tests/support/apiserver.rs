@@ -38,6 +38,26 @@ use tokio::sync::{oneshot, watch};
 
 pub const TOKEN: &str = "test-token-for-jitgate";
 
+/// What a run of the `jitgate` binary printed, and its exit status.
+pub struct Run {
+    pub code: i32,
+    pub out: String,
+    pub err: String,
+}
+
+impl Run {
+    /// The key of the entry `jitgate request` wrote (`requested jitgate-approvals/KEY: …`).
+    pub fn requested_key(&self) -> String {
+        self.out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|id| id.strip_prefix("jitgate-approvals/"))
+            .and_then(|k| k.strip_suffix(':'))
+            .unwrap_or_else(|| panic!("no key in: {}{}", self.out, self.err))
+            .to_string()
+    }
+}
+
 /// One change, kept so that a watch resuming from any later resourceVersion replays it.
 #[derive(Clone)]
 struct Change {
@@ -335,6 +355,28 @@ impl ApiServer {
             .replace(TOKEN, token);
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    /// Runs `jitgate ARGS…` as the user of `token`, through a kubeconfig for this server
+    /// (off the runtime, which serves the API server and jitgate meanwhile).
+    pub async fn jitgate_as(&self, token: &str, args: &[&str]) -> Run {
+        let kubeconfig = self.kubeconfig_as(token);
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+                .args(&args)
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        Run {
+            code: out.status.code().unwrap(),
+            out: String::from_utf8(out.stdout).unwrap(),
+            err: String::from_utf8(out.stderr).unwrap(),
+        }
     }
 
     /// Requests seen so far, as `METHOD path?query`.
