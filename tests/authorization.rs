@@ -159,6 +159,15 @@ async fn every_captured_review_is_answered_over_both_protocols_and_recorded_once
         }
     }
     assert_eq!(h.records().len(), sent, "one record per answer");
+    // Counted like admission decisions, under their own review label.
+    let metrics = scrape_metrics(&h).await;
+    let denied_reads = "jitgate_decisions_total{review=\"authorization\",decision=\"deny\",reason=\"no_approval\",policy=\"prod-reads\"}";
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == format!("{denied_reads} {}", 2 * gated.len())),
+        "{metrics}"
+    );
     // The words kubectl shows after "is forbidden: User ... cannot get ...:".
     let mut c = h.conn(Proto::H1).await;
     let reason = status_of(&c.authorize(&body_of("secret-get-bob.json")).await)["reason"].clone();
@@ -185,6 +194,11 @@ async fn every_captured_review_is_answered_over_both_protocols_and_recorded_once
         serde_json::json!(["dev-team", "system:authenticated"])
     );
     h.stop().await;
+}
+
+async fn scrape_metrics(h: &Harness) -> String {
+    let mut c = h.conn(Proto::H1).await;
+    String::from_utf8(c.send(Method::GET, "/metrics", None, Vec::new()).await.body).unwrap()
 }
 
 #[tokio::test]

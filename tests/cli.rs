@@ -277,6 +277,34 @@ fn check_decides_request_files_with_exit_status_0_1_2() {
 }
 
 #[test]
+fn check_decides_a_subject_access_review_as_the_authorize_endpoint_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let sar = Path::new(REPO).join("../shared/fixtures/authorization/captured/secret-get-bob.json");
+    let read = "user: bob\nresource: secrets\nnamespace: prod\nname: db-pass\nverbs: [get]\nexpiresAt: \"2026-11-21T22:00:00Z\"\nreason: \"INC-9: read\"\napprovedBy: [carol]\n";
+    let approvals = dir.path().join("approvals.yaml");
+    std::fs::write(&approvals, approvals_manifest(&[("bob-read", read)])).unwrap();
+
+    // Approved: no opinion (RBAC decides), exit 0, and no change line: a read has none.
+    let (code, stdout, stderr) = check(&sar, &approvals, "2026-11-21T21:00:00Z");
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let review: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(review["kind"], "SubjectAccessReview");
+    assert_eq!(review["status"], serde_json::json!({"allowed": false}));
+    assert!(!stderr.contains("change:"), "{stderr}");
+
+    // Expired: denied with the reason kubectl would append, exit 1.
+    let (code, stdout, _) = check(&sar, &approvals, "2026-11-21T22:00:01Z");
+    assert_eq!(code, 1);
+    let review: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(review["status"]["denied"], true);
+    let reason = review["status"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("approval \"jitgate-approvals/bob-read\" expired"),
+        "{reason}"
+    );
+}
+
+#[test]
 fn check_decides_every_captured_connect_and_scale_review_like_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let approvals = dir.path().join("approvals.yaml");
