@@ -30,10 +30,11 @@ async fn cluster() -> Cluster {
     let policies = policies_with(|file, text| {
         match file {
         "prod-secrets.yaml" => text.replace(
-            "    maxDuration: 4h",
-            "    maxDuration: 4h\n    approverGroups: [\"sre\"]\n  breakGlass:\n    groups: [\"oncall\"]\n    maxDuration: 1h\n    reviewWithin: 24h",
+            "    approverGroups: [\"jitgate-approvers\"]",
+            "    approverGroups: [\"sre\"]\n  breakGlass:\n    groups: [\"oncall\"]\n    maxDuration: 1h\n    reviewWithin: 24h",
         ),
-        _ => text,
+        // Anyone who may edit the ledger approves under the others.
+        _ => text.replace("    approverGroups: [\"jitgate-approvers\"]\n", ""),
     }
     });
     let files: Vec<(&str, String)> = POLICY_FILES

@@ -359,8 +359,9 @@ async fn what_a_review_carries_beyond_its_coordinates_never_reaches_a_record_or_
 }
 
 /// The test API server with jitgate guarding the approvals and authorizing reads, users
-/// bob and carol (group dev-team, which RBAC lets read Secrets and logs) and eve (not in
-/// it), and Secret prod/db-pass.
+/// bob and carol (group dev-team, which RBAC lets read Secrets and logs; carol also in
+/// jitgate-approvers, the shipped policies' approvers) and eve (in neither), and Secret
+/// prod/db-pass.
 struct Cluster {
     api: ApiServer,
     h: Harness,
@@ -373,7 +374,7 @@ const EVE: &str = "eve-token";
 async fn cluster() -> Cluster {
     let api = ApiServer::start().await;
     api.add_user(BOB, "bob", &["dev-team"]);
-    api.add_user(CAROL, "carol", &["dev-team"]);
+    api.add_user(CAROL, "carol", &["dev-team", "jitgate-approvers"]);
     api.add_user(EVE, "eve", &["contractors"]);
     api.apply_approvals("jitgate-approvals", &[]);
     let policies: Vec<(&str, String)> = POLICY_FILES

@@ -15,14 +15,16 @@ const CAPTURED: &str = concat!(
     "/../shared/fixtures/admission/captured/configmap-update-user-alice-with-groups.json"
 );
 
-/// The shipped policies, with approvers for Secrets limited to group `sre`.
+/// The shipped policies, with approvers for Secrets limited to group `sre`, and none
+/// named for the others.
 fn policies_dir() -> tempfile::TempDir {
     policies_with(|file, text| match file {
         "prod-secrets.yaml" => text.replace(
-            "    maxDuration: 4h",
-            "    maxDuration: 4h\n    approverGroups: [\"sre\"]",
+            "    approverGroups: [\"jitgate-approvers\"]",
+            "    approverGroups: [\"sre\"]",
         ),
-        _ => text,
+        // Anyone who may edit the ledger approves under the others.
+        _ => text.replace("    approverGroups: [\"jitgate-approvers\"]\n", ""),
     })
 }
 

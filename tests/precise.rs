@@ -161,8 +161,8 @@ fn break_glass_policies() -> tempfile::TempDir {
     policies_with(|file, text| {
         if file == "prod-secrets.yaml" {
             text.replace(
-                "    maxDuration: 4h",
-                "    maxDuration: 4h\n  breakGlass:\n    groups: [\"oncall\"]\n    maxDuration: 1h\n    reviewWithin: 24h",
+                "    approverGroups: [\"jitgate-approvers\"]",
+                "    approverGroups: [\"jitgate-approvers\"]\n  breakGlass:\n    groups: [\"oncall\"]\n    maxDuration: 1h\n    reviewWithin: 24h",
             )
         } else {
             text
