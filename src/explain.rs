@@ -299,10 +299,10 @@ fn describe(req: Request<'_, '_>) -> String {
         ("", Request::Access(_)) => String::new(),
         (name, _) => format!(" {name:?}"),
     };
-    let place = if req.namespace().is_empty() {
-        String::new()
-    } else {
-        format!(" in namespace {:?}", req.namespace())
+    let place = match (req.namespace(), req) {
+        ("", Request::Access(_)) => " in every namespace".to_string(),
+        ("", Request::Admission(_)) => String::new(),
+        (namespace, _) => format!(" in namespace {namespace:?}"),
     };
     format!("{} of {resource}{name}{place} by {:?}", req.verb(), req.user())
 }

@@ -103,6 +103,13 @@ fn the_gated_reads_of_the_captured_reviews_are_sent_and_nothing_else() {
     ] {
         assert_eq!(sent(&conditions, &fixture(file)), Ok(expected), "{file}");
     }
+    // `kubectl get secrets --all-namespaces`: no namespace, so it spans prod too.
+    let mut everywhere = fixture("secret-list-bob.json");
+    everywhere["resourceAttributes"]
+        .as_object_mut()
+        .unwrap()
+        .remove("namespace");
+    assert_eq!(sent(&conditions, &everywhere), Ok(true));
 }
 
 #[test]

@@ -259,6 +259,14 @@ async fn an_approval_opens_exactly_the_read_it_names() {
                 body_of("secret-list-bob.json"),
                 "no_approval",
             ),
+            (
+                "a list in every namespace",
+                String::from_utf8(body_of("secret-list-bob.json"))
+                    .unwrap()
+                    .replace("\"namespace\":\"prod\",", "")
+                    .into_bytes(),
+                "no_approval",
+            ),
             ("another user", body_of("secret-get-carol.json"), "no_approval"),
             (
                 "an expired approval",

@@ -609,9 +609,14 @@ spec:
 
 /// Decides a SubjectAccessReview for bob's `verb` of prod `resource[/sub]` `name`.
 fn decide_read(verb: &str, resource: &str, name: &str, entries: &[String]) -> Decision {
+    decide_read_in("prod", verb, resource, name, entries)
+}
+
+/// The same in `namespace` (empty: every namespace, as `--all-namespaces` asks).
+fn decide_read_in(namespace: &str, verb: &str, resource: &str, name: &str, entries: &[String]) -> Decision {
     let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
     let body = serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-        "spec": {"resourceAttributes": {"namespace": "prod", "verb": verb, "version": "v1",
+        "spec": {"resourceAttributes": {"namespace": namespace, "verb": verb, "version": "v1",
             "resource": resource, "subresource": sub, "name": name},
         "user": "bob", "groups": ["dev-team", "system:authenticated"]}});
     let req = crate::authorization::decode(body.to_string().as_bytes()).unwrap();
@@ -749,4 +754,39 @@ fn a_change_pinned_approval_never_covers_a_read() {
         decide_read("get", "secrets", "db-pass", &[pinned]).code(),
         Code::NoApproval
     );
+}
+
+#[test]
+fn a_read_across_all_namespaces_is_gated_wherever_a_policy_gates_one_of_them() {
+    // `kubectl get secrets --all-namespaces` lists prod's Secrets too.
+    for verb in ["list", "watch"] {
+        let d = decide_read_in("", verb, "secrets", "", &[]);
+        assert_eq!(d.code(), Code::NoApproval, "{verb}");
+        assert_eq!(d.policies(), ["prod-reads"]);
+    }
+    // An approval in prod does not cover every namespace; one without a namespace does.
+    let in_prod = read_entry(&[("name: db-pass\n", ""), ("verbs: [get]", "verbs: [list]")]);
+    assert_eq!(
+        decide_read_in("", "list", "secrets", "", &[in_prod]).code(),
+        Code::NoApproval
+    );
+    let everywhere = read_entry(&[
+        ("name: db-pass\n", ""),
+        ("namespace: prod\n", ""),
+        ("verbs: [get]", "verbs: [list]"),
+    ]);
+    assert_eq!(
+        decide_read_in("", "list", "secrets", "", &[everywhere]).code(),
+        Code::Approved
+    );
+    // A write without a namespace is of a cluster-scoped object: not prod's.
+    let d = decide_with(
+        &Req {
+            namespace: "",
+            ..SECRET_UPDATE
+        },
+        &[],
+        true,
+    );
+    assert_eq!(d.code(), Code::NotGated);
 }

@@ -188,14 +188,19 @@ impl BreakGlass {
 impl Policy {
     /// True when this policy gates the target, whoever asks.
     pub fn gates(&self, t: &Target<'_>) -> bool {
-        self.covers_namespace(t.namespace) && self.rules.iter().any(|r| r.matches(t))
+        self.covers_namespace(t.namespace, t.operation.is_read()) && self.rules.iter().any(|r| r.matches(t))
     }
 
     /// True when the policy applies in `namespace` (all do when `namespaces` is omitted).
-    fn covers_namespace(&self, namespace: &str) -> bool {
-        self.namespaces
-            .as_ref()
-            .is_none_or(|globs| pattern::any_matches(globs, namespace))
+    /// A read without a namespace (`kubectl get secrets --all-namespaces`) spans every
+    /// namespace, the policy's among them, so every policy applies to it; a write without
+    /// one is of a cluster-scoped object, which only a policy without `namespaces` covers.
+    fn covers_namespace(&self, namespace: &str, read: bool) -> bool {
+        (read && namespace.is_empty())
+            || self
+                .namespaces
+                .as_ref()
+                .is_none_or(|globs| pattern::any_matches(globs, namespace))
     }
 
     /// True when a member of `groups` may approve under this policy.
@@ -209,17 +214,19 @@ impl Policy {
     /// True when this policy gates some request that an approval with this scope would
     /// allow: the approval would have work to do under it.
     pub fn gates_scope(&self, scope: &Scope<'_>) -> bool {
-        self.covers_namespace(scope.namespace)
-            && self.rules.iter().any(|r| {
-                r.operations.iter().any(|op| scope.operations.contains(op))
-                    && match scope.api_group {
-                        None => true,
-                        Some(g) => r.api_groups.iter().any(|rg| rg == "*" || rg == g),
-                    }
-                    && r.resources
-                        .iter()
-                        .any(|p| p.matches(scope.resource, scope.sub_resource))
-            })
+        self.rules.iter().any(|r| {
+            let group_ok = match scope.api_group {
+                None => true,
+                Some(g) => r.api_groups.iter().any(|rg| rg == "*" || rg == g),
+            };
+            group_ok
+                && r.resources
+                    .iter()
+                    .any(|p| p.matches(scope.resource, scope.sub_resource))
+                && r.operations.iter().any(|op| {
+                    scope.operations.contains(op) && self.covers_namespace(scope.namespace, op.is_read())
+                })
+        })
     }
 
     /// True when the user, or one of their groups, is exempt from this policy.
@@ -431,6 +438,46 @@ spec:
     }
 
     #[test]
+    fn a_read_without_a_namespace_spans_every_namespace_and_a_write_does_not() {
+        let set = PolicySet::new(
+            parse_policies(
+                r#"
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: reads }
+spec:
+  rules: [{ apiGroups: [""], resources: ["secrets"], verbs: ["list"], operations: ["UPDATE"] }]
+  namespaces: ["prod"]
+  approval: { minApprovers: 1, maxDuration: 1h }
+"#,
+                "p.yaml",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let everywhere = |op| target("", "secrets", "", "", op);
+        assert_eq!(set.gating(&everywhere(Operation::List)).len(), 1);
+        assert!(set.gating(&everywhere(Operation::Update)).is_empty());
+        assert!(
+            set.gating(&target("", "secrets", "", "staging", Operation::List))
+                .is_empty()
+        );
+        let scope = |op| Scope {
+            api_group: Some(""),
+            resource: "secrets",
+            sub_resource: "",
+            namespace: "",
+            operations: [op].into_iter().collect(),
+        };
+        assert_eq!(
+            set.gating_scope(&scope(Operation::List)).len(),
+            1,
+            "an approval to list everywhere has work to do"
+        );
+        assert!(set.gating_scope(&scope(Operation::Update)).is_empty());
+    }
+
+    #[test]
     fn an_approval_scope_is_gated_when_some_operation_and_group_it_covers_is() {
         let set = set();
         let scope = |group, resource, sub, ns, ops: &[Operation]| Scope {
@@ -456,6 +503,9 @@ spec:
         );
         assert!(names(&scope(None, "secrets", "", "prod", &[Operation::Create])).is_empty());
         assert!(names(&scope(None, "secrets", "", "staging", &Operation::ALL)).is_empty());
+        // A write approval without a namespace is for cluster-scoped objects: not
+        // prod's Secrets. A read approval without one spans every namespace: see below.
+        assert!(names(&scope(None, "secrets", "", "", &[Operation::Update])).is_empty());
         assert!(
             names(&scope(
                 Some("example.com"),
