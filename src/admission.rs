@@ -346,6 +346,7 @@ impl Status {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct AdmissionResponse {
     pub uid: String,
     pub allowed: bool,
@@ -353,6 +354,10 @@ pub struct AdmissionResponse {
     pub status: Option<Status>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Written into the API server's audit event for the request, each key prefixed with
+    /// the webhook's name (`gate.jitgate.dev/decision`): see [`audit_annotations`].
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub audit_annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl AdmissionResponse {
@@ -362,6 +367,7 @@ impl AdmissionResponse {
             allowed: true,
             status: None,
             warnings: Vec::new(),
+            audit_annotations: Default::default(),
         }
     }
 
@@ -373,6 +379,7 @@ impl AdmissionResponse {
             allowed: false,
             status: Some(Status::failure(http::StatusCode::FORBIDDEN, message)),
             warnings: Vec::new(),
+            audit_annotations: Default::default(),
         }
     }
 
@@ -406,7 +413,35 @@ pub fn refused(req: &AdmissionRequest<'_>, refusal: &Refusal) -> AdmissionRespon
         allowed: false,
         status: Some(Status::of(refusal, Some(req))),
         warnings: Vec::new(),
+        audit_annotations: Default::default(),
     }
+}
+
+/// The audit annotations of an answer, which the API server writes into its own audit
+/// event for the request (as `<webhook name>/<key>`: `gate.jitgate.dev/decision`), so an
+/// auditor can go from a kube-apiserver audit event to jitgate's record and back. Keys are
+/// qualified-name parts (`[A-Za-z0-9][-A-Za-z0-9_.]*`, at most 63 bytes); values are short.
+/// `record` is the record's place in the hash chain (`seq=…,hash=…`), when it was written.
+pub fn audit_annotations(
+    decision: &str,
+    reason: &str,
+    policy: &str,
+    approval: Option<&str>,
+    record: Option<&crate::audit::Sealed>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut a = std::collections::BTreeMap::new();
+    a.insert("decision".to_string(), decision.to_string());
+    a.insert("reason".to_string(), reason.to_string());
+    if !policy.is_empty() {
+        a.insert("policy".to_string(), policy.to_string());
+    }
+    if let Some(approval) = approval {
+        a.insert("approval".to_string(), approval.to_string());
+    }
+    if let Some(record) = record {
+        a.insert("record".to_string(), record.to_string());
+    }
+    a
 }
 
 #[derive(Debug, Serialize)]

@@ -220,3 +220,62 @@ async fn query_filters_records_and_sums_them_up() {
     assert_eq!((code, out.as_str()), (0, ""), "nothing is older than an hour");
     h.stop().await;
 }
+
+/// A qualified-name part, as the API server requires of an audit annotation key (it
+/// prefixes it with the webhook's name): `[A-Za-z0-9][-A-Za-z0-9_.]*`, at most 63 bytes,
+/// ending alphanumeric.
+fn is_qualified_name_part(key: &str) -> bool {
+    let b = key.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+}
+
+#[tokio::test]
+async fn every_answer_points_the_api_servers_audit_log_to_its_record() {
+    let h = Harness::start(&approvals_manifest(&[("grant", &entry(&[]))])).await;
+    let allowed = Req::secret_update();
+    let denied = Req::secret_update().with(|r| r.name = "other".into());
+    for (req, decision, reason) in [(&allowed, "allow", "approved"), (&denied, "deny", "no_approval")] {
+        let mut c = h.conn(Proto::H1).await;
+        let response = c.decide(&req.review()).await;
+        let annotations = response["auditAnnotations"]
+            .as_object()
+            .expect("auditAnnotations")
+            .clone();
+        for (key, value) in &annotations {
+            assert!(is_qualified_name_part(key), "{key}");
+            assert!(
+                value.as_str().is_some_and(|v| !v.is_empty() && v.len() <= 256),
+                "{key}: {value}"
+            );
+        }
+        assert_eq!(annotations["decision"], decision);
+        assert_eq!(annotations["reason"], reason);
+        assert_eq!(annotations["policy"], "prod-secrets");
+        let record = h.record_of(&req.uid);
+        assert_eq!(
+            annotations["record"],
+            format!("seq={},hash={}", record["seq"], record["hash"].as_str().unwrap()),
+            "the annotation names the record of this very answer"
+        );
+        // And back: the seq an API server audit event carries finds the record.
+        let out = Command::new(BIN)
+            .args(["audit", "query", "--seq", &record["seq"].to_string()])
+            .arg(h.audit_path())
+            .output()
+            .unwrap();
+        let found = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(found.lines().count(), 1, "{found}");
+        assert!(found.contains(&req.uid), "{found}");
+        if decision == "allow" {
+            assert_eq!(annotations["approval"], "jitgate-approvals/grant");
+            assert_eq!(record["approval"], "jitgate-approvals/grant");
+        } else {
+            assert!(!annotations.contains_key("approval"));
+        }
+    }
+    h.stop().await;
+}

@@ -392,7 +392,22 @@ struct Job {
     /// approval records of a ledger edit: a refused edit changed nothing).
     then: Vec<Vec<u8>>,
     state: Arc<AtomicU8>,
-    done: oneshot::Sender<Result<(), Refusal>>,
+    done: oneshot::Sender<Result<Sealed, Refusal>>,
+}
+
+/// Where a record landed in the chain: its `seq` and `hash`, which the answer can point to
+/// (an admission response's `auditAnnotations`), so that an auditor can go from the API
+/// server's audit event to jitgate's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub seq: u64,
+    pub hash: String,
+}
+
+impl std::fmt::Display for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "seq={},hash={}", self.seq, self.hash)
+    }
 }
 
 /// Records waiting to be handed to the writer, and whether a flush is on its way.
@@ -455,7 +470,8 @@ impl AuditSink {
     }
 
     /// Records an answer before it is given, and says which answer to give:
-    /// - `Ok(())`: the record was written as it was queued; answer as decided.
+    /// - `Ok(sealed)`: the record was written as it was queued, where `sealed` says;
+    ///   answer as decided.
     /// - `Err(DeadlineExceeded)`: `deadline` passed before the writer took the record; it
     ///   will be written as that refusal, whenever the log takes writes again.
     /// - `Err(AuditUnavailable)`: the log could not be written; the record went to stdout
@@ -471,7 +487,7 @@ impl AuditSink {
         record: DecisionRecord,
         then: Vec<Vec<u8>>,
         deadline: Instant,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Sealed, Refusal> {
         let (done, mut written) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(PENDING));
         {
@@ -556,6 +572,7 @@ impl Writer {
         let before = self.chain.clone();
         buf.clear();
         let mut as_queued = Vec::with_capacity(batch.len());
+        let mut sealed = Vec::with_capacity(batch.len());
         for job in &mut batch {
             let taken = job
                 .state
@@ -565,6 +582,10 @@ impl Writer {
                 job.record.refuse(Refusal::DeadlineExceeded);
             }
             self.chain.seal(&job.record.to_line(), buf);
+            sealed.push(Sealed {
+                seq: self.chain.seq,
+                hash: self.chain.hash.clone(),
+            });
             if taken && matches!(job.record.answer, Answer::Decided { .. }) {
                 for line in &job.then {
                     self.chain.seal(line, buf);
@@ -594,10 +615,10 @@ impl Writer {
                 Err(Refusal::AuditUnavailable)
             }
         };
-        for (job, taken) in batch.into_iter().zip(as_queued) {
+        for ((job, taken), sealed) in batch.into_iter().zip(as_queued).zip(sealed) {
             // An abandoned job's request has answered already.
             if taken {
-                let _ = job.done.send(result.clone());
+                let _ = job.done.send(result.clone().map(|()| sealed));
             }
         }
     }

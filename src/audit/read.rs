@@ -134,6 +134,8 @@ pub struct Filter {
     /// A decision's reason code, e.g. `no_approval`.
     pub reason: Option<String>,
     pub namespace: Option<String>,
+    /// The record's place in the chain.
+    pub seq: Option<u64>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
 }
@@ -167,6 +169,9 @@ impl Filter {
                 .as_deref()
                 .is_none_or(|why| is_decision && s("reason") == Some(why))
             && self.namespace.as_deref().is_none_or(|n| namespace == Some(n))
+            && self
+                .seq
+                .is_none_or(|seq| r.get("seq").and_then(Value::as_u64) == Some(seq))
             && self.since.is_none_or(|t| at.is_some_and(|a| a >= t))
             && self.until.is_none_or(|t| at.is_some_and(|a| a < t))
     }

@@ -57,6 +57,7 @@ fn query(args: QueryArgs) -> ExitCode {
         decision: args.decision,
         reason: args.reason,
         namespace: args.namespace,
+        seq: args.seq,
         since: args.since,
         until: args.until,
     };

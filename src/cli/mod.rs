@@ -191,6 +191,10 @@ pub struct QueryArgs {
     pub reason: Option<String>,
     #[arg(long)]
     pub namespace: Option<String>,
+    /// The record at this place in the chain: the `seq` that an admission response's
+    /// `gate.jitgate.dev/record` audit annotation names in the API server's audit log.
+    #[arg(long)]
+    pub seq: Option<u64>,
     /// Records at or after this time: RFC 3339, or a duration ago such as 2h.
     #[arg(long, value_parser = parse_time)]
     pub since: Option<jiff::Timestamp>,

@@ -11,7 +11,7 @@ use super::AppState;
 use super::transport::{self, json};
 use crate::admission::{self, AdmissionRequest, Status};
 use crate::approvals::View;
-use crate::audit::{ApprovalRecord, Coordinates, DecisionRecord, Review};
+use crate::audit::{ApprovalRecord, Coordinates, DecisionRecord, Review, Sealed};
 use crate::decision::{self, Approvals, Decision, Inputs, Reason, Request as Asked};
 use crate::refusal::Refusal;
 use crate::usage::UsageError;
@@ -42,8 +42,10 @@ pub(super) async fn validate(State(state): State<Arc<AppState>>, request: Reques
     };
     let deadline = transport::deadline(parts.uri.query(), started);
     let decision = decide(&state, &req);
+    let mut decision_approval = None;
     let (answer, record, then) = match spend_use(&state, &req.uid, req.dry_run, decision, deadline).await {
         Ok(decision) => {
+            decision_approval = decision.approval().map(|a| a.id.clone());
             let response = admission::respond(&req, &decision);
             let record = DecisionRecord::decided(&req, Some(req.uid.clone()), &decision, micros(started));
             (Ok(response), record, approval_records(&req, &decision))
@@ -53,7 +55,8 @@ pub(super) async fn validate(State(state): State<Arc<AppState>>, request: Reques
             (Err(refusal), record, Vec::new())
         }
     };
-    let response = answer_when_recorded(
+    let approval = decision_approval;
+    let (mut response, answered) = answer_when_recorded(
         &state,
         &req.uid,
         answer,
@@ -64,6 +67,13 @@ pub(super) async fn validate(State(state): State<Arc<AppState>>, request: Reques
         |refusal| admission::refused(&req, refusal),
     )
     .await;
+    response.audit_annotations = admission::audit_annotations(
+        answered.decision,
+        answered.reason,
+        &answered.policy,
+        approval.as_deref().filter(|_| answered.as_decided),
+        answered.sealed.as_ref(),
+    );
     json(StatusCode::OK, &response.into_review())
 }
 
@@ -108,6 +118,17 @@ pub(super) fn refused_record<'r, 'a: 'r>(
     record
 }
 
+/// What was answered, as recorded: the labels it is counted under, and where its record
+/// landed (`None` when it could not be written).
+pub(super) struct Answered {
+    pub decision: &'static str,
+    pub reason: &'static str,
+    pub policy: String,
+    pub sealed: Option<Sealed>,
+    /// True when the answer is the decision, not a refusal that replaced it.
+    pub as_decided: bool,
+}
+
 /// Writes the record, then answers: as decided if the record was written as decided,
 /// else with the refusal that was recorded instead (rendered by `refuse`).
 #[allow(clippy::too_many_arguments)]
@@ -120,37 +141,61 @@ pub(super) async fn answer_when_recorded<R>(
     deadline: Instant,
     started: Instant,
     refuse: impl FnOnce(&Refusal) -> R,
-) -> R {
+) -> (R, Answered) {
     let (decision, reason, policy) = record.labels();
-    let labels = (decision, reason, policy.to_string());
+    let policy = policy.to_string();
     let review = record.review;
     let written = state.audit.record(record, then, deadline).await;
-    match (answer, written) {
-        (Ok(response), Ok(())) => {
-            state
-                .metrics
-                .answered(review, labels.0, labels.1, &labels.2, started.elapsed());
-            response
-        }
+    let (response, answered) = match (answer, written) {
+        (Ok(response), Ok(sealed)) => (
+            response,
+            Answered {
+                decision,
+                reason,
+                policy,
+                sealed: Some(sealed),
+                as_decided: true,
+            },
+        ),
         (Ok(_), Err(refusal)) => {
             state.metrics.audit_failed();
             tracing::error!(uid = %id, reason = refusal.code(), "decision record not written as decided; refusing");
-            state
-                .metrics
-                .answered(review, "deny", refusal.code(), &labels.2, started.elapsed());
-            refuse(&refusal)
+            (
+                refuse(&refusal),
+                Answered {
+                    decision: "deny",
+                    reason: refusal.code(),
+                    policy,
+                    sealed: None,
+                    as_decided: false,
+                },
+            )
         }
         // A refusal stands whether or not its record could be written.
         (Err(refusal), written) => {
             if written.is_err() {
                 state.metrics.audit_failed();
             }
-            state
-                .metrics
-                .answered(review, "deny", refusal.code(), &labels.2, started.elapsed());
-            refuse(&refusal)
+            (
+                refuse(&refusal),
+                Answered {
+                    decision: "deny",
+                    reason: refusal.code(),
+                    policy,
+                    sealed: written.ok(),
+                    as_decided: false,
+                },
+            )
         }
-    }
+    };
+    state.metrics.answered(
+        review,
+        answered.decision,
+        answered.reason,
+        &answered.policy,
+        started.elapsed(),
+    );
+    (response, answered)
 }
 
 /// The approval records of an edit the ledger accepted: one per entry it changes.

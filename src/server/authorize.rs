@@ -47,7 +47,7 @@ pub(super) async fn authorize(State(state): State<Arc<AppState>>, request: Reque
             (Err(refusal), record)
         }
     };
-    let status = answer_when_recorded(
+    let (status, _) = answer_when_recorded(
         &state,
         &id,
         answer,
