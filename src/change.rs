@@ -39,11 +39,17 @@ pub struct Change {
     pub fingerprint: String,
     /// `replace /spec/replicas`, … (for a CREATE, DELETE or CONNECT: the top-level fields).
     pub paths: Vec<String>,
+    /// For a CONNECT, what an approver approves in words: `exec in container "shell": id`.
+    pub connect: Option<String>,
 }
 
 impl Change {
-    /// The paths, shortened to a few, for a message.
+    /// What the change is, for a message: a CONNECT's container and command, or the
+    /// paths that change, shortened to a few.
     pub fn summary(&self) -> String {
+        if let Some(connect) = &self.connect {
+            return connect.clone();
+        }
         let mut text = self
             .paths
             .iter()
@@ -178,6 +184,7 @@ fn escape(key: &str) -> String {
 /// The change a request makes, or `None` when the objects it needs are missing or not
 /// JSON (then no pinned approval can match it: fail closed).
 pub fn of(req: &AdmissionRequest<'_>) -> Option<Change> {
+    let mut connect = None;
     let (canonical, paths) = match req.operation {
         Operation::Update => {
             let (old, new) = differing(req.old_object?, req.object?, Level::Top)?;
@@ -209,6 +216,7 @@ pub fn of(req: &AdmissionRequest<'_>) -> Option<Change> {
         }
         Operation::Connect => {
             let options = parse(req.object).or_else(|| parse(req.options))?;
+            connect = Some(describe_connect(&req.sub_resource, &options));
             (options.to_string(), top_level(&options))
         }
         // Never in an admission review; a read changes nothing.
@@ -219,7 +227,70 @@ pub fn of(req: &AdmissionRequest<'_>) -> Option<Change> {
     Some(Change {
         fingerprint: format!("sha256:{}", crate::digest::sha256_hex(&hashed)),
         paths,
+        connect,
     })
+}
+
+/// A CONNECT's options in words: `exec in container "shell": sh -c 'echo hi'
+/// (interactive)`, `attach to container "shell"`, `port-forward to ports 5432`.
+fn describe_connect(sub_resource: &str, options: &Value) -> String {
+    const MAX: usize = 200;
+    let container = options
+        .get("container")
+        .and_then(Value::as_str)
+        .map_or("the default container".to_string(), |c| {
+            format!("container {c:?}")
+        });
+    let interactive = if options.get("stdin").and_then(Value::as_bool) == Some(true) {
+        if options.get("tty").and_then(Value::as_bool) == Some(true) {
+            " (interactive, with a terminal)"
+        } else {
+            " (interactive)"
+        }
+    } else {
+        ""
+    };
+    let mut text = match sub_resource {
+        "exec" => {
+            let command: Vec<String> = options
+                .get("command")
+                .and_then(Value::as_array)
+                .map(|args| args.iter().filter_map(Value::as_str).map(shell_word).collect())
+                .unwrap_or_default();
+            format!("exec in {container}: {}{interactive}", command.join(" "))
+        }
+        "attach" => format!("attach to {container}{interactive}"),
+        "portforward" => {
+            let ports: Vec<String> = match options.get("ports") {
+                Some(Value::Array(ports)) => ports
+                    .iter()
+                    .map(|p| p.to_string().trim_matches('"').to_string())
+                    .collect(),
+                Some(p) => vec![p.to_string().trim_matches('"').to_string()],
+                None => Vec::new(),
+            };
+            format!("port-forward to ports {}", ports.join(", "))
+        }
+        other => format!("{other} with options {}", top_level(options).join(", ")),
+    };
+    if text.chars().count() > MAX {
+        text = text.chars().take(MAX - 1).collect::<String>() + "…";
+    }
+    text
+}
+
+/// An argument as a shell would need it written: quoted when it holds anything but plain
+/// characters.
+fn shell_word(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%".contains(c));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
 }
 
 #[cfg(test)]
@@ -227,6 +298,30 @@ mod tests {
     use super::*;
     use crate::admission::decode;
     use serde_json::json;
+
+    #[test]
+    fn an_exec_is_summarised_as_what_an_approver_approves() {
+        for (file, want) in [
+            (
+                "pods-exec-connect-stdin.json",
+                "exec in container \"execme\": sh -c 'echo hi' (interactive)",
+            ),
+            ("pods-attach-connect.json", "attach to container \"execme\""),
+        ] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/fixtures/admission/captured")
+                .join(file);
+            let body = std::fs::read(path).unwrap();
+            let c = of(&decode(&body).unwrap()).unwrap();
+            assert!(c.summary().starts_with(want), "{file}: {}", c.summary());
+            assert!(
+                c.paths.contains(&"/container".to_string()),
+                "the paths are still there"
+            );
+        }
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word("/bin/sh"), "/bin/sh");
+    }
 
     fn review(op: &str, old: Value, new: Value) -> String {
         json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {

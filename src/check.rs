@@ -71,6 +71,12 @@ pub fn check(
     for e in &file.errors {
         tracing::warn!(approval = %e.id, reason = %e.reason, "approval entry ignored");
     }
+    for name in &file.unlabelled {
+        tracing::warn!(
+            "{shown}: ConfigMap {name} ignored, every entry in it: it lacks the label {}: \"true\"",
+            crate::approvals::LABEL
+        );
+    }
     let snapshot = Snapshot::new(file.approvals, file.errors.len(), file.home, now);
     let inputs = Inputs {
         policies: &policies,

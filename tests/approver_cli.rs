@@ -390,6 +390,11 @@ async fn installed_as_kubectl_jitgate_it_is_a_kubectl_plugin() {
         "{}",
         String::from_utf8_lossy(&filed.stderr)
     );
+    let out = String::from_utf8(filed.stdout).unwrap();
+    assert!(
+        out.contains("ask an approver to run: kubectl jitgate approve "),
+        "{out}"
+    );
     let list = kubectl(vec!["jitgate", "list"]).await.unwrap();
     let list = String::from_utf8(list.stdout).unwrap();
     assert!(list.starts_with("ID"), "{list}");
@@ -397,6 +402,52 @@ async fn installed_as_kubectl_jitgate_it_is_a_kubectl_plugin() {
         list.contains("user:alice@example.com") && list.contains("INC-10"),
         "{list}"
     );
+    c.h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_people_type_log_plain_text_each_warning_once() {
+    let c = cluster().await;
+    // A kubeconfig that skips TLS verification: the kube client warns about it on every
+    // connection it makes.
+    let insecure = c.api.dir.path().join("kubeconfig-insecure");
+    let text = std::fs::read_to_string(c.api.kubeconfig_as(ALICE.0)).unwrap();
+    let text = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("certificate-authority:") {
+                "    insecure-skip-tls-verify: true".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&insecure, text).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["list", "--kubeconfig"])
+            .arg(insecure)
+            .env_remove("RUST_LOG")
+            .env_remove("JITGATE_LOG_FORMAT")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        !lines.iter().any(|l| l.trim_start().starts_with('{')),
+        "no JSON at a person: {err}"
+    );
+    let mut distinct = lines.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), lines.len(), "each warning once: {err}");
+    assert!(!err.contains("INFO"), "nothing at info by default: {err}");
+    assert_eq!(err.matches("Server cert bypassed").count(), 1, "{err}");
     c.h.stop().await;
 }
 

@@ -277,6 +277,27 @@ fn check_decides_request_files_with_exit_status_0_1_2() {
 }
 
 #[test]
+fn check_says_when_an_approvals_configmap_is_ignored_for_its_missing_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let in_prod = captured_in("secret-update-via-kubectl-patch.json", "prod", dir.path());
+    let grant = "user: kubernetes-admin\nresource: secrets\nnamespace: prod\nexpiresAt: \"2026-11-21T22:00:00Z\"\nreason: r\napprovedBy: [bob]\n";
+    let unlabelled = approvals_manifest(&[("g", grant)]).replace("jitgate.dev/approvals", "team");
+    let approvals = dir.path().join("approvals.yaml");
+    std::fs::write(&approvals, unlabelled).unwrap();
+    let (code, _, stderr) = check(&in_prod, &approvals, "2026-11-21T21:00:00Z");
+    assert_eq!(code, 1, "its entries grant nothing");
+    assert!(
+        stderr.contains("ConfigMap jitgate-approvals ignored")
+            && stderr.contains("lacks the label jitgate.dev/approvals"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("{\"timestamp\""),
+        "plain text for a person: {stderr}"
+    );
+}
+
+#[test]
 fn check_decides_a_subject_access_review_as_the_authorize_endpoint_does() {
     let dir = tempfile::tempdir().unwrap();
     let sar = Path::new(REPO).join("../shared/fixtures/authorization/captured/secret-get-bob.json");

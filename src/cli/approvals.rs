@@ -211,8 +211,9 @@ impl Ledger {
             .collect();
         match found.len() {
             0 => Err(CliError::Usage(format!(
-                "no approval entry {id:?} in namespace {}; `jitgate list` shows them",
-                self.args.approvals_namespace
+                "no approval entry {id:?} in namespace {}; `{} list` shows them",
+                self.args.approvals_namespace,
+                crate::cli::program()
             ))),
             1 => Ok(found.remove(0)),
             _ => Err(CliError::Usage(format!(
@@ -283,10 +284,11 @@ impl Ledger {
         let mut out = String::new();
         for (key, (_, entry)) in keys.iter().zip(&drafts) {
             out.push_str(&format!(
-                "requested {}/{key}: {} until {}\nask an approver to run: jitgate approve {key}\n",
+                "requested {}/{key}: {} until {}\nask an approver to run: {} approve {key}\n",
                 self.args.configmap,
                 describe_scope(entry),
-                entry.expires_at
+                entry.expires_at,
+                crate::cli::program()
             ));
         }
         Ok(out)
@@ -637,7 +639,8 @@ fn drafts_from_file(
         }
         if !a.approved_by.is_empty() {
             return Err(CliError::Usage(format!(
-                "{key:?}: a request carries no approvers; approvers run jitgate approve"
+                "{key:?}: a request carries no approvers; approvers run {} approve",
+                crate::cli::program()
             )));
         }
         if a.expires_at <= now {

@@ -14,7 +14,7 @@ pub mod approvals;
 pub mod audit;
 mod commands;
 
-pub use commands::{parse, run};
+pub use commands::{parse, program, run};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,11 +23,22 @@ pub use commands::{parse, run};
     about = "Kubernetes admission webhook: gated actions need a live, just-in-time approval"
 )]
 pub struct Cli {
-    /// Log format (logs go to stderr; decision records to stdout).
-    #[arg(long, env = "JITGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json, global = true)]
-    pub log_format: LogFormat,
+    /// Log format (logs go to stderr; decision records to stdout). Default: json for
+    /// serve, text (warnings and errors, each once) for the commands people type.
+    #[arg(long, env = "JITGATE_LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Who reads this command's logs: a log pipeline for `serve`, a person otherwise.
+    pub fn audience(&self) -> crate::telemetry::Audience {
+        match self.command {
+            Command::Serve(_) => crate::telemetry::Audience::Machines,
+            _ => crate::telemetry::Audience::People,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
