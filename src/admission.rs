@@ -150,6 +150,16 @@ pub struct GroupVersionResource {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+pub struct GroupVersionKind {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct UserInfo {
     #[serde(default)]
     pub username: String,
@@ -163,6 +173,9 @@ pub struct UserInfo {
 #[serde(rename_all = "camelCase")]
 pub struct AdmissionRequest<'a> {
     pub uid: String,
+    /// The object's kind (for an Event about it); absent in some hand-made reviews.
+    #[serde(default)]
+    pub kind: GroupVersionKind,
     pub resource: GroupVersionResource,
     #[serde(default)]
     pub sub_resource: String,

@@ -5,6 +5,7 @@
 use crate::approvals::ApprovalStore;
 use crate::audit::{AuditError, AuditSink};
 use crate::metrics::Metrics;
+use crate::notify;
 use crate::policy::{self, PolicyError};
 use crate::server::{self, AppState};
 use crate::sync::{self, ClusterError, ClusterSource, FileSync};
@@ -41,6 +42,8 @@ pub struct ServeConfig {
     pub shutdown_drain: Duration,
     /// How often the certificate files are re-read without a change notification.
     pub cert_check_every: Duration,
+    /// In cluster mode, how long before an approval expires its Event warns of it.
+    pub expiry_warning: jiff::SignedDuration,
 }
 
 impl ServeConfig {
@@ -126,17 +129,33 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         cfg.audit_log_max_bytes,
     )?;
 
-    let (sync, approvals, usage) = match cfg.cluster.clone() {
+    let metrics = Arc::new(Metrics::default());
+    let mut background = Vec::new();
+    let (sync, approvals, usage, notices) = match cfg.cluster.clone() {
         Some(source) => {
             let store = Arc::new(ApprovalStore::new(Some(cfg.max_staleness)));
             let config = sync::cluster::client_config(source.kubeconfig.as_deref()).await?;
             let client =
                 kube::Client::try_from(config.clone()).map_err(|e| ClusterError::Client(e.to_string()))?;
             let usage = UsageLedger::in_cluster(
-                kube::Api::namespaced(client, &source.namespace),
+                kube::Api::namespaced(client.clone(), &source.namespace),
                 source.usage_configmap.clone(),
             );
-            (sync::cluster::spawn(config, source, store.clone())?, store, usage)
+            let (notices, events) = notify::emit::spawn(
+                client,
+                instance_name(),
+                store.clone(),
+                policies.clone(),
+                metrics.clone(),
+                cfg.expiry_warning,
+            );
+            background.push(events);
+            (
+                sync::cluster::spawn(config, source, store.clone())?,
+                store,
+                usage,
+                notices,
+            )
         }
         None => {
             let store = Arc::new(ApprovalStore::new(None));
@@ -144,6 +163,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
                 FileSync::new(cfg.approvals_file.clone(), store.clone()).spawn(),
                 store,
                 UsageLedger::in_memory(),
+                notify::emit::Notices::default(),
             )
         }
     };
@@ -165,7 +185,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         approvals,
         audit,
         usage,
-        metrics: Metrics::default(),
+        metrics,
+        notices,
         serving_cert,
         shutting_down: AtomicBool::new(false),
     });
@@ -181,8 +202,18 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         stop: Some(stop),
         server,
         drain: cfg.shutdown_drain,
-        background: vec![sync, policy_reload, rotation, report],
+        background: {
+            background.extend([sync, policy_reload, rotation, report]);
+            background
+        },
     })
+}
+
+/// Who writes this replica's Events: the pod's name (`POD_NAME`, else `HOSTNAME`).
+fn instance_name() -> String {
+    std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "jitgate".to_string())
 }
 
 /// `jitgate serve`: runs until SIGTERM or Ctrl-C.

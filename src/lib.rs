@@ -23,6 +23,7 @@ pub mod explain;
 pub mod ledger;
 pub mod manifests;
 pub mod metrics;
+pub mod notify;
 pub mod pattern;
 pub mod policy;
 mod redact;

@@ -27,6 +27,12 @@ struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    /// `emitted` or `dropped`.
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -38,6 +44,7 @@ pub struct Metrics {
     approvals: Family<StateLabels, Gauge>,
     sync_age: Gauge<f64, AtomicU64>,
     audit_errors: Counter,
+    events: Family<EventLabels, Counter>,
     cert_expiry: Gauge,
     audit_sequence: Gauge,
     break_glass_unreviewed: Gauge,
@@ -71,6 +78,12 @@ impl Default for Metrics {
             "approvals_sync_age_seconds",
             "Seconds since the approvals' source (file or API server) was last known healthy",
             sync_age.clone(),
+        );
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events",
+            "Kubernetes Events about approvals and denials: emitted by this replica, or dropped (queue full, or the API refused)",
+            events.clone(),
         );
         let audit_errors = Counter::default();
         registry.register(
@@ -109,6 +122,7 @@ impl Default for Metrics {
             approvals,
             sync_age,
             audit_errors,
+            events,
             cert_expiry,
             audit_sequence,
             break_glass_unreviewed,
@@ -138,6 +152,18 @@ impl Metrics {
         };
         self.decisions.get_or_create(&labels).inc();
         self.latency.observe(took.as_secs_f64());
+    }
+
+    pub fn event_emitted(&self) {
+        self.events
+            .get_or_create(&EventLabels { outcome: "emitted" })
+            .inc();
+    }
+
+    pub fn event_dropped(&self) {
+        self.events
+            .get_or_create(&EventLabels { outcome: "dropped" })
+            .inc();
     }
 
     pub fn audit_failed(&self) {

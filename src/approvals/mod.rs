@@ -195,6 +195,9 @@ impl Snapshot {
 #[derive(Debug)]
 pub struct ApprovalStore {
     current: RwLock<Option<Arc<Snapshot>>>,
+    /// The first snapshot loaded: what a follower of changes starts from, so that none it
+    /// starts after is missed.
+    first: std::sync::OnceLock<Arc<Snapshot>>,
     epoch: Instant,
     /// Milliseconds after `epoch` when the source was last known healthy.
     healthy_at_ms: AtomicU64,
@@ -224,6 +227,7 @@ impl ApprovalStore {
     pub fn new(max_staleness: Option<Duration>) -> Self {
         ApprovalStore {
             current: RwLock::new(None),
+            first: std::sync::OnceLock::new(),
             epoch: Instant::now(),
             healthy_at_ms: AtomicU64::new(0),
             max_staleness,
@@ -236,8 +240,15 @@ impl ApprovalStore {
 
     /// Replaces the whole state at once. A complete state is a sign of health.
     pub fn replace(&self, snapshot: Snapshot) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(snapshot));
+        let snapshot = Arc::new(snapshot);
+        let _ = self.first.set(snapshot.clone());
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(snapshot);
         self.mark_healthy();
+    }
+
+    /// The first snapshot ever loaded, if one was.
+    pub fn first(&self) -> Option<Arc<Snapshot>> {
+        self.first.get().cloned()
     }
 
     pub fn is_loaded(&self) -> bool {

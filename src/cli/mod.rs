@@ -385,6 +385,16 @@ pub struct ServeArgs {
         value_parser = parse_duration_or_zero
     )]
     pub shutdown_drain: Duration,
+    /// In cluster mode, how long before an approval expires an ExpiringSoon Event tells
+    /// its requester.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "JITGATE_EXPIRY_WARNING",
+        default_value = "10m",
+        value_parser = crate::policy::parse_duration
+    )]
+    pub expiry_warning: jiff::SignedDuration,
 }
 
 fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
@@ -418,6 +428,7 @@ impl From<ServeArgs> for ServeConfig {
             records_to_stdout: true,
             shutdown_drain: a.shutdown_drain,
             cert_check_every: Duration::from_secs(2),
+            expiry_warning: a.expiry_warning,
         }
     }
 }

@@ -43,9 +43,13 @@ pub(super) async fn validate(State(state): State<Arc<AppState>>, request: Reques
     let deadline = transport::deadline(parts.uri.query(), started);
     let decision = decide(&state, &req);
     let mut decision_approval = None;
+    let mut notices = Vec::new();
     let (answer, record, then) = match spend_use(&state, &req.uid, req.dry_run, decision, deadline).await {
         Ok(decision) => {
             decision_approval = decision.approval().map(|a| a.id.clone());
+            if !req.dry_run {
+                notices = crate::notify::answered((&req).into(), &decision);
+            }
             let response = admission::respond(&req, &decision);
             let record = DecisionRecord::decided(&req, Some(req.uid.clone()), &decision, micros(started));
             (Ok(response), record, approval_records(&req, &decision))
@@ -67,6 +71,9 @@ pub(super) async fn validate(State(state): State<Arc<AppState>>, request: Reques
         |refusal| admission::refused(&req, refusal),
     )
     .await;
+    if answered.as_decided {
+        state.notices.send(notices, &state.metrics);
+    }
     response.audit_annotations = admission::audit_annotations(
         answered.decision,
         answered.reason,

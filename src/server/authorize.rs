@@ -36,8 +36,12 @@ pub(super) async fn authorize(State(state): State<Arc<AppState>>, request: Reque
     let id = read_id();
     let deadline = transport::deadline(parts.uri.query(), started);
     let decision = decide(&state, &req);
+    let mut notices = Vec::new();
     let (answer, record) = match spend_use(&state, &id, req.is_probe(), decision, deadline).await {
         Ok(decision) => {
+            if !req.is_probe() {
+                notices = crate::notify::answered((&req).into(), &decision);
+            }
             let status = authorization::respond(&req, &decision);
             let record = DecisionRecord::decided(&req, Some(id.clone()), &decision, micros(started));
             (Ok(status), record)
@@ -47,7 +51,7 @@ pub(super) async fn authorize(State(state): State<Arc<AppState>>, request: Reque
             (Err(refusal), record)
         }
     };
-    let (status, _) = answer_when_recorded(
+    let (status, answered) = answer_when_recorded(
         &state,
         &id,
         answer,
@@ -58,6 +62,9 @@ pub(super) async fn authorize(State(state): State<Arc<AppState>>, request: Reque
         |refusal| authorization::refused(&req, refusal),
     )
     .await;
+    if answered.as_decided {
+        state.notices.send(notices, &state.metrics);
+    }
     json(StatusCode::OK, &status.into_review())
 }
 

@@ -32,7 +32,9 @@ pub struct AppState {
     pub audit: AuditSink,
     /// Where uses of `maxUses` approvals are counted.
     pub usage: UsageLedger,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// Where answers hand their Events (none in file mode).
+    pub notices: crate::notify::emit::Notices,
     /// The serving certificate, for its expiry.
     pub serving_cert: Arc<crate::tls::ServingCert>,
     pub shutting_down: AtomicBool,

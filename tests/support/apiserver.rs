@@ -11,6 +11,8 @@
 //! - GET, POST (create), PUT (update) and PATCH (merge patch) with `resourceVersion`
 //!   preconditions answered by 409 Conflict (checked and written atomically), and DELETE;
 //! - POST `selfsubjectreviews` (`kubectl auth whoami`);
+//! - POST and LIST of `events.k8s.io/v1` Events (a second Event of a name is refused
+//!   with 409 AlreadyExists, as the API server refuses it);
 //! - GET of Secrets (one, or the list) and of a pod's log, authorized as a kube-apiserver
 //!   with `--authorization-config` does: an authorization webhook first (a
 //!   SubjectAccessReview shaped as `../shared/fixtures/authorization/` shows; denied →
@@ -82,6 +84,8 @@ struct Inner {
     authorizer: Option<Webhook>,
     /// Secrets, by (namespace, name): only ever read.
     secrets: BTreeMap<(String, String), Value>,
+    /// Events, by (namespace, name), in the order written.
+    events: Vec<((String, String), Value)>,
     rv: u64,
     objects: BTreeMap<(String, String), Value>,
     history: Vec<Change>,
@@ -132,6 +136,7 @@ impl ApiServer {
                 webhook: None,
                 authorizer: None,
                 secrets: BTreeMap::new(),
+                events: Vec::new(),
                 rv: 100,
                 objects: BTreeMap::new(),
                 history: Vec::new(),
@@ -169,6 +174,10 @@ impl ApiServer {
             .route(
                 "/api/v1/namespaces/{ns}/configmaps/{name}",
                 get(get_one).put(replace).patch(patch).delete(delete),
+            )
+            .route(
+                "/apis/events.k8s.io/v1/namespaces/{ns}/events",
+                get(list_events).post(create_event),
             )
             .route("/api/v1/namespaces/{ns}/secrets", get(list_secrets))
             .route("/api/v1/namespaces/{ns}/secrets/{name}", get(get_secret))
@@ -243,6 +252,18 @@ impl ApiServer {
             addr,
             ca_pem: ca_pem.to_string(),
         });
+    }
+
+    /// The Events written so far, in order.
+    pub fn events(&self) -> Vec<Value> {
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .events
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect()
     }
 
     /// Stores a Secret with `data` (values base64 as in the API).
@@ -494,6 +515,58 @@ async fn whoami(axum::Extension(user): axum::Extension<User>) -> Response {
 struct User {
     username: String,
     groups: Vec<String>,
+}
+
+/// An Event written by a client; a name taken is 409 AlreadyExists.
+async fn create_event(State(shared): State<Shared>, Path(ns): Path<String>, body: Bytes) -> Response {
+    let Ok(mut event) = serde_json::from_slice::<Value>(&body) else {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "not JSON".into());
+    };
+    let name = event["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    for field in [
+        "eventTime",
+        "reportingController",
+        "reportingInstance",
+        "action",
+        "reason",
+    ] {
+        if event.get(field).is_none_or(Value::is_null) {
+            return status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                format!("Event.events.k8s.io \"{name}\" is invalid: {field}: Required value"),
+            );
+        }
+    }
+    let mut inner = shared.inner.lock().unwrap();
+    let key = (ns.clone(), name.clone());
+    if inner.events.iter().any(|(k, _)| *k == key) {
+        return status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("events.events.k8s.io \"{name}\" already exists"),
+        );
+    }
+    event["metadata"]["namespace"] = ns.into();
+    inner.events.push((key, event.clone()));
+    ok_json(StatusCode::CREATED, &event)
+}
+
+/// `kubectl get events.events.k8s.io -n NS`.
+async fn list_events(State(shared): State<Shared>, Path(ns): Path<String>) -> Response {
+    let items: Vec<Value> = shared
+        .inner
+        .lock()
+        .unwrap()
+        .events
+        .iter()
+        .filter(|((n, _), _)| *n == ns)
+        .map(|(_, e)| e.clone())
+        .collect();
+    ok_json(
+        StatusCode::OK,
+        &json!({"kind": "EventList", "apiVersion": "events.k8s.io/v1", "metadata": {"resourceVersion": "1"}, "items": items}),
+    )
 }
 
 /// `kubectl get secret NAME`.

@@ -417,6 +417,7 @@ impl Harness {
             records_to_stdout: false,
             shutdown_drain: Duration::ZERO,
             cert_check_every: Duration::from_millis(200),
+            expiry_warning: jitgate::notify::EXPIRY_LEAD,
         }
     }
 

@@ -1,0 +1,143 @@
+//! Writes notices as `events.k8s.io/v1` Events, off the request path: answers hand
+//! their notices over a bounded channel and never wait; approvals are compared each time
+//! they are loaded again, and the clock is looked at every few seconds.
+//!
+//! Each notice is written once per replica (a name seen is not tried again for two hours)
+//! and once across replicas (the API server refuses a second Event of the same name with
+//! 409, which counts as written by another replica). A notice that cannot be handed over
+//! or written is dropped, counted, and logged: the records, not the Events, are the
+//! account of what happened.
+
+use super::{Notice, Regarding, changes, due};
+use crate::approvals::{ApprovalStore, Snapshot};
+use crate::metrics::Metrics;
+use crate::policy::PolicyStore;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, PostParams};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Notices that may wait for the writer; past this, new ones are dropped.
+const QUEUE: usize = 1024;
+/// How long a written name is remembered, so it is not tried again.
+const REMEMBER: Duration = Duration::from_secs(2 * 3600);
+/// How often the approvals are compared with the last ones seen, and the clock checked
+/// for approvals about to expire or expired.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Where answers hand their notices. Cheap to clone; `None` inside when no Events are
+/// written (file mode).
+#[derive(Clone, Debug, Default)]
+pub struct Notices(Option<mpsc::Sender<Notice>>);
+
+impl Notices {
+    /// Hands notices to the writer without waiting; counts those that do not fit.
+    pub fn send(&self, notices: Vec<Notice>, metrics: &Metrics) {
+        let Some(tx) = &self.0 else { return };
+        for notice in notices {
+            if tx.try_send(notice).is_err() {
+                metrics.event_dropped();
+            }
+        }
+    }
+}
+
+/// Starts the writer: Events in the cluster `client` talks to, as `instance` (the pod).
+pub fn spawn(
+    client: kube::Client,
+    instance: String,
+    store: Arc<ApprovalStore>,
+    policies: Arc<PolicyStore>,
+    metrics: Arc<Metrics>,
+    lead: SignedDuration,
+) -> (Notices, JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Notice>(QUEUE);
+    let task = tokio::spawn(async move {
+        let seen: moka::sync::Cache<String, ()> = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(REMEMBER)
+            .build();
+        let mut last: Option<Arc<Snapshot>> = None;
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            let mut batch = Vec::new();
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Some(snapshot) = store.current() {
+                        let now = Timestamp::now();
+                        let policies = policies.current();
+                        // The first load is where news starts: what it holds is not news.
+                        let before = last.take().or_else(|| store.first()).unwrap_or_else(|| snapshot.clone());
+                        if !Arc::ptr_eq(&before, &snapshot) {
+                            batch.extend(changes(&before, &snapshot, &policies, now));
+                        }
+                        batch.extend(due(&snapshot, &policies, now, lead));
+                        last = Some(snapshot);
+                    }
+                }
+                received = rx.recv() => match received {
+                    Some(notice) => batch.push(notice),
+                    None => return,
+                },
+            }
+            for notice in batch {
+                if seen.contains_key(&notice.name) {
+                    continue;
+                }
+                seen.insert(notice.name.clone(), ());
+                write(&client, &instance, &notice, &metrics).await;
+            }
+        }
+    });
+    (Notices(Some(tx)), task)
+}
+
+async fn write(client: &kube::Client, instance: &str, notice: &Notice, metrics: &Metrics) {
+    let api: Api<Event> = Api::namespaced(client.clone(), &notice.namespace);
+    match api.create(&PostParams::default(), &event(notice, instance)).await {
+        Ok(_) => metrics.event_emitted(),
+        // Another replica wrote the same news first.
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => {
+            metrics.event_dropped();
+            tracing::warn!(event = %notice.name, reason = notice.reason, error = %e, "event not written");
+        }
+    }
+}
+
+fn reference(r: &Regarding) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(r.api_version.clone()),
+        kind: Some(r.kind.clone()),
+        namespace: Some(r.namespace.clone()).filter(|n| !n.is_empty()),
+        name: Some(r.name.clone()),
+        ..Default::default()
+    }
+}
+
+/// The Event for a notice.
+pub fn event(notice: &Notice, instance: &str) -> Event {
+    Event {
+        metadata: ObjectMeta {
+            name: Some(notice.name.clone()),
+            namespace: Some(notice.namespace.clone()),
+            labels: Some([("app.kubernetes.io/name".to_string(), "jitgate".to_string())].into()),
+            ..Default::default()
+        },
+        event_time: Some(MicroTime(Timestamp::now())),
+        reporting_controller: Some("jitgate.dev/jitgate".into()),
+        reporting_instance: Some(instance.to_string()),
+        action: Some(notice.action.into()),
+        reason: Some(notice.reason.into()),
+        note: Some(notice.note.clone()),
+        type_: Some(if notice.warning { "Warning" } else { "Normal" }.into()),
+        regarding: Some(reference(&notice.regarding)),
+        related: notice.related.as_ref().map(reference),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,384 @@
+//! Telling the people who must act, through the cluster itself: Kubernetes Events
+//! (`events.k8s.io/v1`) for a request filed, approved, revoked, about to expire and
+//! expired, a break-glass entry used, and a denial of a gated action. Air-gapped clusters
+//! have no mail and no chat; `kubectl get events -n jitgate-system` and `kubectl describe`
+//! show these.
+//!
+//! What to tell is decided here, with no I/O ([`changes`], [`due`], [`answered`]); the
+//! [`emit`] task writes the Events. Every notice has a name derived from what it says
+//! (the entry, what happened to it, and for denials the minute), so the replicas, which
+//! all see the same approvals and may all see the same denials, write the same Event
+//! name: the API server keeps the first and refuses the others (409). Duplicates are
+//! impossible by construction, and a retry loop of identical denials makes at most one
+//! Event a minute. Notes never hold object data: who, what scope, the reason the
+//! requester wrote, and times.
+
+pub mod emit;
+
+use crate::approvals::{Approval, ConfigMapRef, Snapshot, State, Subject, state_of};
+use crate::decision::{Decision, Reason, Request};
+use crate::policy::PolicySet;
+use jiff::{SignedDuration, Timestamp};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The default lead time of an "about to expire" notice.
+pub const EXPIRY_LEAD: SignedDuration = SignedDuration::from_mins(10);
+/// How long after an entry expired an "expired" notice is still worth writing (a replica
+/// starting later does not announce old news).
+const EXPIRED_NEWS: SignedDuration = SignedDuration::from_hours(1);
+/// The longest note the API server takes.
+const NOTE_MAX: usize = 1024;
+
+/// What an Event is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Regarding {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// One Event to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The Event's name: the same for the same news on every replica.
+    pub name: String,
+    /// Where the Event is written: the namespace of what it is about.
+    pub namespace: String,
+    /// `RequestFiled`, `Approved`, `Revoked`, `ExpiringSoon`, `Expired`, `BreakGlassUsed`,
+    /// `Denied`.
+    pub reason: &'static str,
+    /// `Normal` or `Warning`.
+    pub warning: bool,
+    /// What jitgate did or saw: `Request`, `Approve`, `Revoke`, `Expire`, `Deny`, `Allow`.
+    pub action: &'static str,
+    pub note: String,
+    pub regarding: Regarding,
+    pub related: Option<Regarding>,
+}
+
+impl Notice {
+    fn about_entry(
+        a: &Approval,
+        home: &ConfigMapRef,
+        reason: &'static str,
+        action: &'static str,
+        salt: &str,
+        note: String,
+    ) -> Self {
+        let configmap = a.id.split_once('/').map_or(home.name.as_str(), |(cm, _)| cm);
+        Notice {
+            name: event_name(&[reason, &a.id, salt]),
+            namespace: home.namespace.clone(),
+            reason,
+            warning: matches!(
+                reason,
+                "Revoked" | "ExpiringSoon" | "Expired" | "BreakGlassUsed" | "Denied"
+            ),
+            action,
+            note: clip(note),
+            regarding: configmap_ref(&home.namespace, configmap),
+            related: None,
+        }
+    }
+}
+
+fn configmap_ref(namespace: &str, name: &str) -> Regarding {
+    Regarding {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        namespace: namespace.into(),
+        name: name.into(),
+    }
+}
+
+/// `jitgate.` and 16 hex digits of the SHA-256 of the parts: a valid Event name.
+fn event_name(parts: &[&str]) -> String {
+    let digest = crate::digest::sha256_hex(parts.join("\u{1f}").as_bytes());
+    format!("jitgate.{}", &digest[..16])
+}
+
+fn clip(mut note: String) -> String {
+    if note.len() > NOTE_MAX {
+        let mut end = NOTE_MAX - 3;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push('…');
+    }
+    note
+}
+
+fn who(a: &Approval) -> String {
+    match &a.subject {
+        Subject::User(u) => u.clone(),
+        Subject::Group(g) => format!("group {g}"),
+    }
+}
+
+fn scope(a: &Approval) -> String {
+    let ops = a.operations.map_or("every gated operation".to_string(), |ops| {
+        ops.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(",")
+    });
+    let ns = if a.namespace.is_empty() { "" } else { &a.namespace };
+    format!(
+        "{ops} {ns}{}{}/{}",
+        if ns.is_empty() { "" } else { "/" },
+        a.resource_string(),
+        a.name.as_deref().unwrap_or("*")
+    )
+}
+
+/// What changed between two loads of the approvals: requests filed, approvers added,
+/// entries removed before they expired. The first load after start is no news.
+pub fn changes(before: &Snapshot, after: &Snapshot, policies: &PolicySet, now: Timestamp) -> Vec<Notice> {
+    let old: HashMap<&str, &Arc<Approval>> = before.approvals.iter().map(|a| (a.id.as_str(), a)).collect();
+    let new: HashMap<&str, &Arc<Approval>> = after.approvals.iter().map(|a| (a.id.as_str(), a)).collect();
+    let home = &after.home;
+    let mut out = Vec::new();
+    for a in &after.approvals {
+        let (state, counted, required) = state_of(a, Some(policies), now);
+        let needed = required.unwrap_or(1);
+        match old.get(a.id.as_str()) {
+            None if state == State::Pending => out.push(Notice::about_entry(
+                a,
+                home,
+                "RequestFiled",
+                "Request",
+                &a.expires_at.to_string(),
+                format!(
+                    "{} asks for {} until {}: {}. It needs {needed} approver{} other than the requester: kubectl jitgate approve {}",
+                    who(a),
+                    scope(a),
+                    a.expires_at,
+                    a.reason,
+                    if needed == 1 { "" } else { "s" },
+                    a.key()
+                ),
+            )),
+            previous => {
+                let before_names: &[String] = previous.map_or(&[], |p| p.approved_by.as_slice());
+                let added: Vec<&str> = a
+                    .approved_by
+                    .iter()
+                    .filter(|n| !before_names.contains(n))
+                    .map(String::as_str)
+                    .collect();
+                if added.is_empty() || a.break_glass {
+                    continue;
+                }
+                let still = needed.saturating_sub(counted);
+                out.push(Notice::about_entry(
+                    a,
+                    home,
+                    "Approved",
+                    "Approve",
+                    &a.approved_by.join(","),
+                    format!(
+                        "{} approved {}'s {} ({counted} of {needed}); {}",
+                        added.join(", "),
+                        who(a),
+                        scope(a),
+                        if still == 0 {
+                            format!("active until {}", a.expires_at)
+                        } else {
+                            format!("{still} more approver{} needed", if still == 1 { "" } else { "s" })
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+    for a in &before.approvals {
+        if !new.contains_key(a.id.as_str()) && now < a.expires_at {
+            out.push(Notice::about_entry(
+                a,
+                home,
+                "Revoked",
+                "Revoke",
+                &a.expires_at.to_string(),
+                format!(
+                    "{}'s {} was removed before it expired: {}",
+                    who(a),
+                    scope(a),
+                    a.reason
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// What time alone makes news of: an active approval expiring within `lead`, and one
+/// that expired within the last hour.
+pub fn due(snapshot: &Snapshot, policies: &PolicySet, now: Timestamp, lead: SignedDuration) -> Vec<Notice> {
+    let mut out = Vec::new();
+    for a in &snapshot.approvals {
+        let (state, _, _) = state_of(a, Some(policies), now);
+        let left = a.expires_at.duration_since(now);
+        if matches!(state, State::Active | State::BreakGlass) && left <= lead {
+            out.push(Notice::about_entry(
+                a,
+                &snapshot.home,
+                "ExpiringSoon",
+                "Expire",
+                &a.expires_at.to_string(),
+                format!(
+                    "{}'s {} expires at {} (in {}); ask again now if the work is not done",
+                    who(a),
+                    scope(a),
+                    a.expires_at,
+                    crate::explain::human(left.max(SignedDuration::from_mins(1)))
+                ),
+            ));
+        } else if state == State::Expired && -left <= EXPIRED_NEWS {
+            out.push(Notice::about_entry(
+                a,
+                &snapshot.home,
+                "Expired",
+                "Expire",
+                &a.expires_at.to_string(),
+                format!("{}'s {} expired at {}", who(a), scope(a), a.expires_at),
+            ));
+        }
+    }
+    out
+}
+
+/// What an answer makes news of: a denial of a gated action (one Event a minute for the
+/// same user, policy and object, however often it is retried), and a use of a break-glass
+/// entry. Each is written about the approvals ConfigMap engineers ask in and, when the
+/// request names an existing object, about that object too, so `kubectl describe` on it
+/// shows the denial.
+pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
+    let minute = d.at.as_second().div_euclid(60).to_string();
+    let (reason, action, note, salt) = match &d.reason {
+        Reason::BreakGlass { approval, .. } => (
+            "BreakGlassUsed",
+            "Allow",
+            format!(
+                "{} used break-glass entry {} for {} of {}; an approver must review it",
+                req.user(),
+                approval.id,
+                req.verb(),
+                object(req)
+            ),
+            approval.id.clone(),
+        ),
+        _ if d.allowed() || d.requirement().is_none() => return Vec::new(),
+        _ => (
+            "Denied",
+            "Deny",
+            format!(
+                "{} of {} by {} denied ({}) under policy {}; ask with: kubectl jitgate request --resource {}{}{}",
+                req.verb(),
+                object(req),
+                req.user(),
+                d.code().as_str(),
+                d.policies().join(", "),
+                resource_path(req),
+                if req.namespace().is_empty() {
+                    String::new()
+                } else {
+                    format!(" -n {}", req.namespace())
+                },
+                if req.name().is_empty() {
+                    String::new()
+                } else {
+                    format!(" --name {}", req.name())
+                },
+            ),
+            d.policies().join(","),
+        ),
+    };
+    let parts = [
+        reason,
+        req.user(),
+        &salt,
+        req.verb(),
+        req.namespace(),
+        &resource_path(req),
+        req.name(),
+        &minute,
+    ];
+    let gated = match req {
+        // The object an admission review names, unless it is being created (it does not
+        // exist yet). A subresource's kind is its options' or its scale's; the object is
+        // the parent, whose kind is known for the subresources policies gate.
+        Request::Admission(r) if !r.name.is_empty() && r.operation != crate::admission::Operation::Create => {
+            let kind = if r.sub_resource.is_empty() {
+                Some(r.kind.kind.as_str()).filter(|k| !k.is_empty())
+            } else {
+                match r.resource.resource.as_str() {
+                    "pods" => Some("Pod"),
+                    "deployments" => Some("Deployment"),
+                    "statefulsets" => Some("StatefulSet"),
+                    "deploymentconfigs" => Some("DeploymentConfig"),
+                    _ => None,
+                }
+            };
+            kind.map(|kind| Regarding {
+                api_version: if r.resource.group.is_empty() {
+                    r.resource.version.clone()
+                } else {
+                    format!("{}/{}", r.resource.group, r.resource.version)
+                },
+                kind: kind.to_string(),
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+            })
+        }
+        _ => None,
+    };
+    let home = &d.home;
+    let mut out = vec![Notice {
+        name: event_name(&parts),
+        namespace: home.namespace.clone(),
+        reason,
+        warning: true,
+        action,
+        note: clip(note.clone()),
+        regarding: configmap_ref(&home.namespace, &home.name),
+        related: gated.clone(),
+    }];
+    if let Some(object) = gated.filter(|o| !o.namespace.is_empty()) {
+        out.push(Notice {
+            name: event_name(&[&parts[..], &["object"]].concat()),
+            namespace: object.namespace.clone(),
+            reason,
+            warning: true,
+            action,
+            note: clip(note),
+            regarding: object,
+            related: Some(configmap_ref(&home.namespace, &home.name)),
+        });
+    }
+    out
+}
+
+fn resource_path(req: Request<'_, '_>) -> String {
+    if req.sub_resource().is_empty() {
+        req.resource().to_string()
+    } else {
+        format!("{}/{}", req.resource(), req.sub_resource())
+    }
+}
+
+fn object(req: Request<'_, '_>) -> String {
+    let ns = if req.namespace().is_empty() {
+        String::new()
+    } else {
+        format!("{}/", req.namespace())
+    };
+    let name = if req.name().is_empty() {
+        String::new()
+    } else {
+        format!("/{}", req.name())
+    };
+    format!("{ns}{}{name}", resource_path(req))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,166 @@
+//! What is news, one rule each.
+
+use super::*;
+use crate::admission::decode;
+use crate::approvals::parse_entry;
+use crate::decision::{Approvals, Inputs, decide};
+use crate::policy::parse_policies;
+
+fn now() -> Timestamp {
+    "2026-11-21T20:00:00Z".parse().unwrap()
+}
+
+fn policies() -> PolicySet {
+    crate::sync::policies::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"))
+        .unwrap()
+}
+
+fn entry(key: &str, approvers: &str, expires_in_mins: i64) -> Arc<Approval> {
+    let text = format!(
+        "user: alice\nresource: secrets\nnamespace: prod\nname: db\noperations: [UPDATE]\nexpiresAt: \"{}\"\nreason: INC-1 rotate\napprovedBy: [{approvers}]\n",
+        now() + SignedDuration::from_mins(expires_in_mins)
+    );
+    Arc::new(parse_entry(&format!("jitgate-approvals/{key}"), &text).unwrap())
+}
+
+fn snapshot(entries: Vec<Arc<Approval>>) -> Snapshot {
+    Snapshot::new(entries, 0, ConfigMapRef::default(), now())
+}
+
+#[test]
+fn a_new_request_an_approval_and_a_removal_are_news_about_the_configmap() {
+    let p = policies();
+    let before = snapshot(vec![entry("old", "bob", 30)]);
+    let after = snapshot(vec![entry("new", "", 30), entry("old", "bob, carol", 30)]);
+    let news = changes(&before, &after, &p, now());
+    let reasons: Vec<&str> = news.iter().map(|n| n.reason).collect();
+    assert_eq!(reasons, ["RequestFiled", "Approved"]);
+    assert!(
+        news[0].note.contains("alice asks for UPDATE prod/secrets/db"),
+        "{}",
+        news[0].note
+    );
+    assert!(
+        news[0].note.contains("kubectl jitgate approve new"),
+        "{}",
+        news[0].note
+    );
+    assert!(
+        news[1].note.starts_with("carol approved alice's"),
+        "{}",
+        news[1].note
+    );
+    assert!(news[1].note.contains("active until"), "{}", news[1].note);
+    assert_eq!(news[0].regarding.kind, "ConfigMap");
+    assert_eq!(news[0].regarding.name, "jitgate-approvals");
+    assert_eq!(news[0].namespace, "jitgate-system");
+
+    let gone = changes(&after, &snapshot(vec![entry("new", "", 30)]), &p, now());
+    assert_eq!(gone.iter().map(|n| n.reason).collect::<Vec<_>>(), ["Revoked"]);
+    assert!(gone[0].warning);
+    assert!(
+        changes(&after, &after, &p, now()).is_empty(),
+        "nothing changed, no news"
+    );
+}
+
+#[test]
+fn the_same_news_has_the_same_name_and_other_news_another() {
+    let p = policies();
+    let before = snapshot(vec![]);
+    let after = snapshot(vec![entry("new", "", 30)]);
+    let first = changes(&before, &after, &p, now());
+    let again = changes(&before, &after, &p, now() + SignedDuration::from_mins(5));
+    assert_eq!(first[0].name, again[0].name, "every replica names it alike");
+    let approved = changes(&after, &snapshot(vec![entry("new", "bob", 30)]), &p, now());
+    assert_ne!(first[0].name, approved[0].name);
+    assert!(first[0].name.starts_with("jitgate.") && first[0].name.len() == 24);
+}
+
+#[test]
+fn time_makes_news_of_approvals_about_to_expire_and_just_expired_only() {
+    let p = policies();
+    let s = snapshot(vec![
+        entry("soon", "bob", 5),
+        entry("later", "bob", 30),
+        entry("pending", "", 5),
+        entry("gone", "bob", -10),
+        entry("long-gone", "bob", -120),
+    ]);
+    let news = due(&s, &p, now(), EXPIRY_LEAD);
+    let got: Vec<(&str, &str)> = news
+        .iter()
+        .map(|n| (n.reason, n.note.split('\'').next().unwrap()))
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(news[0].reason, "ExpiringSoon");
+    assert!(
+        news[0].note.contains("expires at") && news[0].note.contains("(in 5m)"),
+        "{}",
+        news[0].note
+    );
+    assert_eq!(news[1].reason, "Expired");
+}
+
+fn denied_at(at: Timestamp, name: &str) -> (Vec<Notice>, Vec<Notice>) {
+    let body =
+        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Secret"},
+        "resource": {"group": "", "version": "v1", "resource": "secrets"},
+        "namespace": "prod", "name": name, "operation": "UPDATE",
+        "userInfo": {"username": "mallory", "groups": []},
+        "object": {"data": {"password": "Y2FuYXJ5LTc3"}}}})
+        .to_string();
+    let req = decode(body.as_bytes()).unwrap();
+    let p = policies();
+    let s = snapshot(vec![]);
+    let inputs = Inputs {
+        policies: &p,
+        approvals: Approvals::Loaded(&s),
+        now: at,
+    };
+    let d = decide(&req, &inputs);
+    assert!(!d.allowed());
+    let allowed_policies = PolicySet::new(parse_policies("", "none.yaml").unwrap()).unwrap();
+    let allowed = decide(
+        &req,
+        &Inputs {
+            policies: &allowed_policies,
+            approvals: Approvals::Loaded(&s),
+            now: at,
+        },
+    );
+    (answered((&req).into(), &d), answered((&req).into(), &allowed))
+}
+
+#[test]
+fn a_denial_is_news_once_a_minute_about_the_configmap_and_the_object() {
+    let (news, allowed) = denied_at(now(), "db");
+    assert!(allowed.is_empty(), "an allowed request is no news");
+    assert_eq!(news.len(), 2);
+    assert_eq!(news[0].reason, "Denied");
+    assert_eq!(news[0].regarding.kind, "ConfigMap");
+    assert_eq!(news[0].related.as_ref().unwrap().name, "db");
+    assert_eq!(
+        news[1].namespace, "prod",
+        "written beside the object, for kubectl describe"
+    );
+    assert_eq!(news[1].regarding.kind, "Secret");
+    assert!(
+        news[0]
+            .note
+            .contains("UPDATE of prod/secrets/db by mallory denied (no_approval) under policy prod-secrets"),
+        "{}",
+        news[0].note
+    );
+    assert!(!news[0].note.contains("Y2FuYXJ5LTc3"), "never object data");
+    let (retry, _) = denied_at(now() + SignedDuration::from_secs(30), "db");
+    assert_eq!(
+        retry[0].name, news[0].name,
+        "a retry within the minute is the same Event"
+    );
+    let (later, _) = denied_at(now() + SignedDuration::from_secs(90), "db");
+    assert_ne!(later[0].name, news[0].name, "the next minute may tell again");
+    let (other, _) = denied_at(now(), "other");
+    assert_ne!(other[0].name, news[0].name, "another object is other news");
+}

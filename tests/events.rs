@@ -1,0 +1,156 @@
+//! Events: three replicas follow one test API server; each piece of news (a request filed,
+//! approved, revoked, about to expire, expired; a denial) becomes exactly one Event, and a
+//! storm of identical denials a bounded number.
+
+mod support;
+
+use serde_json::Value;
+use std::time::Duration;
+use support::apiserver::ApiServer;
+use support::*;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+/// Longer than the writers' tick (1 s) several times over: time for a duplicate to appear if any
+/// replica were to write one.
+const SETTLE: Duration = Duration::from_secs(5);
+
+struct Replicas {
+    api: ApiServer,
+    replicas: Vec<Harness>,
+}
+
+async fn three_replicas() -> Replicas {
+    let api = ApiServer::start().await;
+    api.apply_approvals("jitgate-approvals", &[]);
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let h = Harness::start_cluster(&api, Duration::from_secs(300), |_| {}).await;
+        eventually(PATIENCE, || async { h.readyz().await == hyper::StatusCode::OK }).await;
+        replicas.push(h);
+    }
+    Replicas { api, replicas }
+}
+
+impl Replicas {
+    fn with_reason(&self, reason: &str) -> Vec<Value> {
+        self.api
+            .events()
+            .into_iter()
+            .filter(|e| e["reason"] == reason)
+            .collect()
+    }
+
+    /// Waits for an Event of `reason`, then long enough for duplicates, and returns all
+    /// of that reason.
+    async fn settled(&self, reason: &str) -> Vec<Value> {
+        eventually(PATIENCE, || async { !self.with_reason(reason).is_empty() }).await;
+        tokio::time::sleep(SETTLE).await;
+        self.with_reason(reason)
+    }
+
+    async fn stop(self) {
+        for h in self.replicas {
+            h.stop().await;
+        }
+    }
+}
+
+fn pending() -> String {
+    entry(&[("approvedBy: [bob@example.com]", "approvedBy: []")])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_change_to_a_request_is_one_event_across_three_replicas() {
+    let r = three_replicas().await;
+    r.api
+        .apply_approvals("jitgate-approvals", &[("alice-db", &pending())]);
+    let filed = r.settled("RequestFiled").await;
+    assert_eq!(filed.len(), 1, "{filed:?}");
+    let e = &filed[0];
+    assert_eq!(e["type"], "Normal");
+    assert_eq!(e["action"], "Request");
+    assert_eq!(e["reportingController"], "jitgate.dev/jitgate");
+    assert_eq!(e["regarding"]["kind"], "ConfigMap");
+    assert_eq!(e["regarding"]["name"], "jitgate-approvals");
+    assert_eq!(e["metadata"]["namespace"], "jitgate-system");
+    let note = e["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("alice@example.com asks for UPDATE prod/secrets/db-password until")
+            && note.contains("INC-1: rotate")
+            && note.ends_with("kubectl jitgate approve alice-db"),
+        "{note}"
+    );
+
+    r.api
+        .apply_approvals("jitgate-approvals", &[("alice-db", &entry(&[]))]);
+    let approved = r.settled("Approved").await;
+    assert_eq!(approved.len(), 1, "{approved:?}");
+    let note = approved[0]["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("bob@example.com approved alice@example.com's") && note.contains("active until"),
+        "{note}"
+    );
+
+    r.api.apply_approvals("jitgate-approvals", &[]);
+    let revoked = r.settled("Revoked").await;
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0]["type"], "Warning");
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_about_to_expire_and_expired_are_told_once() {
+    let r = three_replicas().await;
+    r.api.apply_approvals(
+        "jitgate-approvals",
+        &[
+            ("soon", &expiring(5, &[])),
+            ("gone", &expiring(-2, &[])),
+            ("later", &expiring(30, &[])),
+        ],
+    );
+    let soon = r.settled("ExpiringSoon").await;
+    assert_eq!(
+        soon.len(),
+        1,
+        "only the one within the 10 minutes' lead: {soon:?}"
+    );
+    assert!(
+        soon[0]["note"].as_str().unwrap().contains("expires at"),
+        "{soon:?}"
+    );
+    let gone = r.settled("Expired").await;
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_identical_denials_makes_one_event_a_minute_in_each_place() {
+    let r = three_replicas().await;
+    let denied = Req::secret_update().with(|q| q.name = "stormy".into());
+    for i in 0..1000 {
+        let mut c = r.replicas[i % 3].conn(Proto::H1).await;
+        let mut review = denied.review();
+        review["request"]["uid"] = unique_uid().into();
+        assert_eq!(c.decide(&review).await["allowed"], false);
+    }
+    let storm = r.settled("Denied").await;
+    // One about the approvals ConfigMap and one beside the Secret, per minute the storm
+    // spans: at most two minutes here.
+    let in_ns = |ns: &str| storm.iter().filter(|e| e["metadata"]["namespace"] == ns).count();
+    assert!((1..=2).contains(&in_ns("jitgate-system")), "{storm:?}");
+    assert!((1..=2).contains(&in_ns("prod")), "{storm:?}");
+    let beside = storm
+        .iter()
+        .find(|e| e["metadata"]["namespace"] == "prod")
+        .unwrap();
+    assert_eq!(beside["regarding"]["kind"], "Secret");
+    assert_eq!(beside["regarding"]["name"], "stormy");
+    let note = beside["note"].as_str().unwrap();
+    assert!(
+        note.contains("denied (no_approval) under policy prod-secrets"),
+        "{note}"
+    );
+    assert!(!note.contains("c2VjcmV0"), "never object data: {note}");
+    r.stop().await;
+}
