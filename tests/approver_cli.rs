@@ -534,3 +534,145 @@ async fn break_glass_through_the_cli_is_written_listed_and_reviewed() {
     assert_eq!(actions, ["break-glass", "reviewed", "revoked"]);
     c.h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approvers_inbox_and_a_requesters_wait_through_the_api_server() {
+    let c = cluster().await;
+    let request = |who, name: &'static str| {
+        let c = &c;
+        async move {
+            let args = [
+                "request",
+                "--resource",
+                "secrets",
+                "-n",
+                "prod",
+                "--name",
+                name,
+                "--operation",
+                "UPDATE",
+                "--for",
+                "30m",
+                "--reason",
+                "INC-11: rotate",
+            ];
+            let r = c.jitgate(who, &args).await;
+            assert_eq!(r.code, 0, "{}", r.err);
+            r.requested_key()
+        }
+    };
+    let key = request(ALICE, "db-password").await;
+    let bobs_own = request(BOB, "other").await;
+
+    // Bob (sre) sees Alice's request, not his own; Carol (not sre) sees nothing to approve.
+    let inbox = c.jitgate(BOB, &["inbox"]).await;
+    assert_eq!(inbox.code, 0, "{}", inbox.err);
+    let cells = row(&inbox.out, &key).unwrap_or_else(|| panic!("{}", inbox.out));
+    assert_eq!(
+        &cells[1..4],
+        ["user:alice@example.com", "UPDATE", "prod/secrets/db-password"]
+    );
+    assert_eq!(cells[4], "0/1");
+    assert!(row(&inbox.out, &bobs_own).is_none(), "not his own: {}", inbox.out);
+    assert!(
+        inbox.out.contains("approve with: jitgate approve ID"),
+        "{}",
+        inbox.out
+    );
+    let carol = c.jitgate(CAROL, &["inbox"]).await;
+    assert!(
+        carol.out.starts_with("nothing waits for your approval"),
+        "{}",
+        carol.out
+    );
+
+    // `inbox --watch` redraws when the ConfigMap changes.
+    let kubeconfig = c.api.kubeconfig_as(BOB.0);
+    let mut watching = std::process::Command::new(BIN)
+        .args(["inbox", "--watch", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watching.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let seen_until = |needle: &str| {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = lines_rx.recv_timeout(std::time::Duration::from_millis(200))
+                && line.contains(needle)
+            {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(
+        tokio::task::block_in_place(|| seen_until(&key)),
+        "the watched inbox shows the request"
+    );
+
+    // Alice waits; Bob approves; her wait ends at once, with exit 0.
+    let alice = c.api.kubeconfig_as(ALICE.0);
+    let waited_key = key.clone();
+    let waiting = tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(BIN)
+            .args(["wait", &waited_key, "--kubeconfig"])
+            .arg(alice)
+            .output()
+            .unwrap();
+        (out, std::time::Instant::now())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "wait blocks while the request is pending");
+    let approve = c.jitgate(BOB, &["approve", &key]).await;
+    let approved_at = std::time::Instant::now();
+    assert_eq!(approve.code, 0, "{}", approve.err);
+    let (out, ended) = waiting.await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert!(said.contains("approved by bob@example.com"), "{said}");
+    let after = ended.saturating_duration_since(approved_at);
+    eprintln!("wait ended {after:?} after the approval command returned");
+    assert!(after < std::time::Duration::from_secs(5), "{after:?}");
+    assert!(
+        tokio::task::block_in_place(|| seen_until("nothing waits for your approval")),
+        "the watched inbox empties once approved"
+    );
+    let _ = watching.kill();
+    let _ = watching.wait();
+
+    // A revoked request ends a wait with exit 1; an unknown one is a usage error (2).
+    let waited_key = bobs_own.clone();
+    let bob = c.api.kubeconfig_as(BOB.0);
+    let waiting = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .args(["wait", &waited_key, "--kubeconfig"])
+            .arg(bob)
+            .output()
+            .unwrap()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(c.jitgate(BOB, &["revoke", &bobs_own]).await.code, 0);
+    let out = waiting.await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was revoked"));
+    assert_eq!(c.jitgate(ALICE, &["wait", "no-such-entry"]).await.code, 2);
+    c.h.stop().await;
+}

@@ -4,7 +4,7 @@
 //! from (the API server refuses them with 409 if the ConfigMap changed meanwhile); on a
 //! conflict the ConfigMap is read again and the change recomputed.
 
-use super::{LedgerArgs, ListArgs, RequestArgs};
+use super::{InboxArgs, LedgerArgs, ListArgs, RequestArgs, WaitArgs};
 use crate::approvals::{Approval, EntryError, LABEL, State, Subject, parse_entry, state_of, suggested_key};
 use crate::explain::human;
 use crate::policy::{PolicySet, parse_policies};
@@ -29,12 +29,16 @@ pub enum CliError {
     Usage(String),
     #[error("{0}")]
     Api(String),
+    /// What was waited for ended otherwise than approved: exit with `code`.
+    #[error("{message}")]
+    Ended { code: u8, message: String },
 }
 
 impl CliError {
     fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Refused(_) => ExitCode::from(1),
+            CliError::Ended { code, .. } => ExitCode::from(*code),
             _ => ExitCode::from(2),
         }
     }
@@ -56,6 +60,8 @@ pub enum Verb {
     Revoke(String),
     List(ListArgs),
     Show(String),
+    Inbox(InboxArgs),
+    Wait(WaitArgs),
 }
 
 /// Runs one verb and reports as a command-line tool does: output on stdout, errors on
@@ -76,6 +82,8 @@ pub fn run(ledger: LedgerArgs, verb: Verb) -> ExitCode {
             Verb::Revoke(id) => ledger.revoke(&id).await,
             Verb::List(args) => ledger.list(args).await,
             Verb::Show(id) => ledger.show(&id).await,
+            Verb::Inbox(args) => ledger.inbox(args).await,
+            Verb::Wait(args) => ledger.wait(args).await,
         }
     });
     match result {
@@ -125,6 +133,11 @@ impl Ledger {
 
     /// Who the API server says we are.
     async fn whoami(&self) -> Result<String, CliError> {
+        self.whoami_with_groups().await.map(|(user, _)| user)
+    }
+
+    /// Who the API server says we are, and our groups.
+    async fn whoami_with_groups(&self) -> Result<(String, Vec<String>), CliError> {
         let review: SelfSubjectReview = serde_json::from_value(json!({
             "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview", "metadata": {}
         }))
@@ -134,12 +147,11 @@ impl Ledger {
             .create(&PostParams::default(), &review)
             .await
             .map_err(api_error)?;
-        answer
-            .status
-            .and_then(|s| s.user_info)
-            .and_then(|u| u.username)
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| CliError::Api("the API server did not say who you are".into()))
+        let user = answer.status.and_then(|s| s.user_info).unwrap_or_default();
+        match user.username.filter(|u| !u.is_empty()) {
+            Some(name) => Ok((name, user.groups.unwrap_or_default())),
+            None => Err(CliError::Api("the API server did not say who you are".into())),
+        }
     }
 
     /// The policies, from their ConfigMap; `None` (with a note) when they cannot be read.
@@ -416,6 +428,144 @@ impl Ledger {
         Ok(out)
     }
 
+    /// The requests `me` may approve now, oldest first, as a table.
+    async fn inbox_table(
+        &self,
+        me: &(String, Vec<String>),
+        policies: Option<&PolicySet>,
+    ) -> Result<String, CliError> {
+        let now = Timestamp::now();
+        let (user, groups) = me;
+        let mut waiting: Vec<(Option<Timestamp>, [String; 6])> = Vec::new();
+        for e in self.entries().await? {
+            let Ok(a) = &e.parsed else { continue };
+            let (state, counted, required) = state_of(a, policies, now);
+            let own = match &a.subject {
+                Subject::User(u) => u == user,
+                Subject::Group(g) => groups.contains(g),
+            };
+            let may =
+                policies.is_none_or(|p| p.gating_scope(&a.scope()).iter().all(|p| p.may_approve(groups)));
+            if state != State::Pending || a.break_glass || own || a.approved_by.contains(user) || !may {
+                continue;
+            }
+            let asked = requested_at(&e.key);
+            let age = asked.map_or("?".to_string(), |t| time_since(t, now));
+            waiting.push((
+                asked,
+                [
+                    e.id(),
+                    subject(a),
+                    describe_scope(a),
+                    format!(
+                        "{counted}/{}",
+                        required.map_or("?".to_string(), |r| r.to_string())
+                    ),
+                    age,
+                    a.reason.clone(),
+                ],
+            ));
+        }
+        waiting.sort_by_key(|(asked, _)| asked.unwrap_or(Timestamp::MAX));
+        let rows: Vec<[String; 6]> = waiting.into_iter().map(|(_, row)| row).collect();
+        let mut out = String::new();
+        if rows.is_empty() {
+            out.push_str("nothing waits for your approval\n");
+        } else {
+            crate::audit::read::table(
+                &mut out,
+                ["ID", "FOR", "SCOPE", "APPROVERS", "AGE", "REASON"],
+                &rows,
+            );
+            out.push_str(&format!("approve with: {} approve ID\n", crate::cli::program()));
+        }
+        Ok(out)
+    }
+
+    async fn inbox(&self, args: InboxArgs) -> Result<String, CliError> {
+        let me = self.whoami_with_groups().await?;
+        let policies = self.policies().await;
+        if !args.watch {
+            return self.inbox_table(&me, policies.as_ref()).await;
+        }
+        use futures::StreamExt;
+        let config = kube::runtime::watcher::Config::default().labels(&format!("{LABEL}=true"));
+        let mut changes = std::pin::pin!(kube::runtime::watcher(self.configmaps.clone(), config));
+        let mut shown = String::new();
+        loop {
+            let table = self.inbox_table(&me, policies.as_ref()).await?;
+            if table != shown {
+                print!(
+                    "\x1b[2J\x1b[H{}: inbox of {}, {}\n{table}",
+                    crate::cli::program(),
+                    me.0,
+                    Timestamp::now()
+                );
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                shown = table;
+            }
+            // Redraw on every change, and at least every 30 s for the ages.
+            let next = tokio::time::timeout(std::time::Duration::from_secs(30), changes.next()).await;
+            if let Ok(Some(Err(e))) = next {
+                tracing::warn!(error = %e, "watching the approvals ConfigMaps");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+
+    /// Waits for the entry to be approved, removed or expired. Reads the entry (which a
+    /// requester may) four times a second.
+    async fn wait(&self, args: WaitArgs) -> Result<String, CliError> {
+        let first = self.find(&args.id).await?;
+        let (configmap, key, id) = (first.configmap.clone(), first.key.clone(), first.id());
+        let give_up = args.timeout.map(|t| Timestamp::now() + t);
+        let policies = self.policies().await;
+        loop {
+            let now = Timestamp::now();
+            let cm = self.configmaps.get(&configmap).await.map_err(api_error)?;
+            let text = cm.data.unwrap_or_default().remove(&key);
+            let Some(text) = text else {
+                return Err(CliError::Ended {
+                    code: 1,
+                    message: format!("{id} was revoked (removed) before it was approved"),
+                });
+            };
+            match parse_entry(&id, &text) {
+                Err(e) => {
+                    return Err(CliError::Ended {
+                        code: 1,
+                        message: format!("{id} no longer parses ({}), so it grants nothing", e.reason),
+                    });
+                }
+                Ok(a) => match state_of(&a, policies.as_ref(), now).0 {
+                    State::Active | State::BreakGlass => {
+                        return Ok(format!(
+                            "{id} approved by {}: {} until {}\n",
+                            a.approved_by.join(", "),
+                            describe_scope(&a),
+                            a.expires_at
+                        ));
+                    }
+                    State::Expired => {
+                        return Err(CliError::Ended {
+                            code: 2,
+                            message: format!("{id} expired at {} before it was approved", a.expires_at),
+                        });
+                    }
+                    State::Pending | State::Invalid => {}
+                },
+            }
+            if give_up.is_some_and(|t| now >= t) {
+                return Err(CliError::Ended {
+                    code: 3,
+                    message: format!("{id} is still waiting for approval; gave up"),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+
     async fn show(&self, id: &str) -> Result<String, CliError> {
         let entry = self.find(id).await?;
         let a = match &entry.parsed {
@@ -495,6 +645,29 @@ fn describe_scope(a: &Approval) -> String {
     };
     let name = a.name.as_deref().map_or("*".to_string(), str::to_string);
     format!("{ops} {ns}{what}/{name}{terms}")
+}
+
+/// When a request was filed, from its key: keys that `request` and denials suggest end in
+/// the minute they were asked (`-YYYYMMDDHHMM`).
+fn requested_at(key: &str) -> Option<Timestamp> {
+    let stamp = key
+        .rsplit('-')
+        .next()
+        .filter(|s| s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()))?;
+    jiff::civil::DateTime::strptime("%Y%m%d%H%M", stamp)
+        .ok()?
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+fn time_since(then: Timestamp, now: Timestamp) -> String {
+    let ago = now.duration_since(then);
+    if ago.as_secs() < 60 {
+        "<1m".to_string()
+    } else {
+        human(ago)
+    }
 }
 
 fn time_left(a: &Approval, now: Timestamp) -> String {

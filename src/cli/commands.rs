@@ -86,6 +86,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Approve(a) => crate::cli::approvals::run(a.ledger, Verb::Approve(a.id)),
         Command::Revoke(a) => crate::cli::approvals::run(a.ledger, Verb::Revoke(a.id)),
         Command::Show(a) => crate::cli::approvals::run(a.ledger, Verb::Show(a.id)),
+        Command::Inbox(a) => crate::cli::approvals::run(a.ledger.clone(), Verb::Inbox(a)),
+        Command::Wait(a) => crate::cli::approvals::run(a.ledger.clone(), Verb::Wait(a)),
         Command::List(args) => crate::cli::approvals::run(args.ledger.clone(), Verb::List(args)),
         Command::Check(args) => {
             let now = args.now.unwrap_or_else(jiff::Timestamp::now);

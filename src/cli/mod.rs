@@ -43,7 +43,8 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the webhook over HTTPS (POST /validate, GET /healthz, /readyz, /metrics).
+    /// Serve the webhook over HTTPS (POST /validate, POST /authorize, GET /healthz,
+    /// /readyz, /metrics).
     Serve(ServeArgs),
     /// Decide one AdmissionReview or SubjectAccessReview offline and print the response
     /// review. Exit status: 0 allowed (for a read: no opinion), 1 denied, 2 error.
@@ -68,6 +69,32 @@ pub enum Command {
     List(ListArgs),
     /// Show one entry in full.
     Show(IdArgs),
+    /// The requests you may approve (not your own, under the policies' approverGroups,
+    /// not signed by you yet), oldest first.
+    Inbox(InboxArgs),
+    /// Wait until a request is approved (exit 0), refused: revoked or removed (exit 1),
+    /// or expired (exit 2). For scripts: request, wait, act.
+    Wait(WaitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    /// Keep the inbox on screen, redrawn as the approvals ConfigMaps change.
+    #[arg(long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The entry: KEY, or CONFIGMAP/KEY.
+    pub id: String,
+    /// Give up after this long (exit 3); default: until the request expires.
+    #[arg(long, value_name = "DURATION", value_parser = crate::policy::parse_duration)]
+    pub timeout: Option<jiff::SignedDuration>,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
 }
 
 /// How to reach the approvals ledger in the cluster.
