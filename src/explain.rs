@@ -350,6 +350,8 @@ pub fn request_entry(req: Request<'_, '_>, r: &Requirement, now: Timestamp) -> S
         name: (!req.name().is_empty()).then(|| req.name().to_string()),
         operations: req.operation().map(|op| [op].into_iter().collect()),
         expires_at,
+        valid_for: None,
+        approved_at: None,
         reason: "TICKET-123: why you need this".into(),
         approved_by: Vec::new(),
         change: None,

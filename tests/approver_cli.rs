@@ -676,3 +676,50 @@ async fn an_approvers_inbox_and_a_requesters_wait_through_the_api_server() {
     assert_eq!(c.jitgate(ALICE, &["wait", "no-such-entry"]).await.code, 2);
     c.h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_valid_once_approved_starts_its_clock_when_approved() {
+    let c = cluster().await;
+    let args = [
+        "request",
+        "--resource",
+        "secrets",
+        "-n",
+        "prod",
+        "--name",
+        "db-password",
+        "--operation",
+        "UPDATE",
+        "--for",
+        "30m",
+        "--once-approved",
+        "--reason",
+        "INC-12: rotate",
+    ];
+    let r = c.jitgate(ALICE, &args).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(r.out.contains("for 30m once approved"), "{}", r.out);
+    let key = r.requested_key();
+    assert!(c.entries()[&key].as_str().unwrap().contains("for: 30m"));
+    assert!(!c.alice_may_update().await, "not before it is approved");
+    let ok = c.jitgate(BOB, &["approve", &key]).await;
+    assert_eq!(ok.code, 0, "{}", ok.err);
+    let stored = c.entries()[&key].as_str().unwrap().to_string();
+    let stamp: jiff::Timestamp = stored
+        .lines()
+        .find_map(|l| l.strip_prefix("approvedAt: "))
+        .unwrap_or_else(|| panic!("{stored}"))
+        .trim_matches('"')
+        .parse()
+        .unwrap();
+    assert!(jiff::Timestamp::now().duration_since(stamp).abs() < jiff::SignedDuration::from_secs(30));
+    eventually(PATIENCE, || c.alice_may_update()).await;
+    let show = c.jitgate(BOB, &["show", &key]).await;
+    assert!(
+        show.out
+            .contains(&format!("until {}", stamp + jiff::SignedDuration::from_mins(30))),
+        "{}",
+        show.out
+    );
+    c.h.stop().await;
+}

@@ -31,7 +31,14 @@ pub struct Approval {
     /// The operations (`operations:`) and read verbs (`verbs:`) it covers. `None`: every
     /// gated operation and every gated read.
     pub operations: Option<OpSet>,
+    /// When it stops granting. For a `for:` entry not yet approved, [`Timestamp::MAX`]:
+    /// its clock has not started (see [`Approval::started`]).
     pub expires_at: Timestamp,
+    /// `for: 1h`: valid for this long from `approvedAt`, instead of until an `expiresAt`.
+    pub valid_for: Option<jiff::SignedDuration>,
+    /// When the last approver it needed signed (stamped by `jitgate approve`, checked by
+    /// the ledger); only with `for:`.
+    pub approved_at: Option<Timestamp>,
     pub reason: String,
     /// As written; counting distinct names other than the requester is the decision's job.
     pub approved_by: Vec<String>,
@@ -44,6 +51,11 @@ pub struct Approval {
 }
 
 impl Approval {
+    /// False for a `for:` entry whose clock has not started: not approved yet.
+    pub fn started(&self) -> bool {
+        self.valid_for.is_none() || self.approved_at.is_some()
+    }
+
     /// `resource` or `resource/subresource`, as written in the entry.
     pub fn resource_string(&self) -> String {
         if self.sub_resource.is_empty() {
@@ -107,7 +119,17 @@ impl Approval {
         if self.break_glass {
             let _ = writeln!(e, "breakGlass: true");
         }
-        let _ = writeln!(e, "expiresAt: \"{}\"", self.expires_at);
+        match self.valid_for {
+            None => {
+                let _ = writeln!(e, "expiresAt: \"{}\"", self.expires_at);
+            }
+            Some(d) => {
+                let _ = writeln!(e, "for: {}", crate::explain::human(d));
+                if let Some(at) = self.approved_at {
+                    let _ = writeln!(e, "approvedAt: \"{at}\"");
+                }
+            }
+        }
         let _ = writeln!(e, "reason: {}", q(&self.reason));
         let approvers: Vec<String> = self.approved_by.iter().map(|a| q(a)).collect();
         let _ = writeln!(e, "approvedBy: [{}]", approvers.join(", "));
@@ -150,7 +172,10 @@ struct RawEntry {
     name: Option<String>,
     operations: Option<Vec<Operation>>,
     verbs: Option<Vec<String>>,
-    expires_at: String,
+    expires_at: Option<String>,
+    #[serde(rename = "for")]
+    valid_for: Option<String>,
+    approved_at: Option<String>,
     reason: String,
     #[serde(default)]
     approved_by: Vec<String>,
@@ -224,10 +249,45 @@ pub fn parse_entry(id: &str, text: &str) -> Result<Approval, EntryError> {
         })?;
         operations.get_or_insert_default().insert(verb);
     }
-    let expires_at: Timestamp = raw
-        .expires_at
-        .parse()
-        .map_err(|_| fail("expiresAt must be an RFC 3339 time such as 2026-11-21T22:00:00Z".into()))?;
+    let time = |field: &str, text: &str| {
+        text.parse::<Timestamp>().map_err(|_| {
+            fail(format!(
+                "{field} must be an RFC 3339 time such as 2026-11-21T22:00:00Z"
+            ))
+        })
+    };
+    let approved_at = raw
+        .approved_at
+        .as_deref()
+        .map(|t| time("approvedAt", t))
+        .transpose()?;
+    let (expires_at, valid_for) = match (&raw.expires_at, &raw.valid_for) {
+        (Some(t), None) => {
+            if approved_at.is_some() {
+                return Err(fail("approvedAt goes with for:, not with expiresAt".into()));
+            }
+            (time("expiresAt", t)?, None)
+        }
+        (None, Some(d)) => {
+            let d = crate::policy::parse_duration(d).map_err(|e| fail(format!("for: {e}")))?;
+            if approved_at.is_none() && !raw.approved_by.is_empty() {
+                return Err(fail(
+                    "approvedAt is missing: a for: entry's clock starts when its last approver signs, \
+                     and jitgate approve stamps it"
+                        .into(),
+                ));
+            }
+            let expires =
+                approved_at.map_or(Timestamp::MAX, |at| at.checked_add(d).unwrap_or(Timestamp::MAX));
+            (expires, Some(d))
+        }
+        (Some(_), Some(_)) => return Err(fail("give expiresAt or for:, not both".into())),
+        (None, None) => {
+            return Err(fail(
+                "give expiresAt (an RFC 3339 time) or for: (a duration from approval, such as 1h)".into(),
+            ));
+        }
+    };
     if raw.reason.trim().is_empty() {
         return Err(fail("reason is empty: say why the access is needed".into()));
     }
@@ -264,6 +324,8 @@ pub fn parse_entry(id: &str, text: &str) -> Result<Approval, EntryError> {
         name: raw.name,
         operations,
         expires_at,
+        valid_for,
+        approved_at,
         reason: raw.reason,
         approved_by: raw.approved_by,
         change: raw.change,

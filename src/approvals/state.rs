@@ -44,7 +44,7 @@ pub fn state_of(a: &Approval, policies: Option<&PolicySet>, now: Timestamp) -> (
         State::Expired
     } else if a.break_glass {
         State::BreakGlass
-    } else if counted >= required.unwrap_or(1) {
+    } else if counted >= required.unwrap_or(1) && a.started() {
         State::Active
     } else {
         State::Pending

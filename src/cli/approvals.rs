@@ -296,10 +296,10 @@ impl Ledger {
         let mut out = String::new();
         for (key, (_, entry)) in keys.iter().zip(&drafts) {
             out.push_str(&format!(
-                "requested {}/{key}: {} until {}\nask an approver to run: {} approve {key}\n",
+                "requested {}/{key}: {} {}\nask an approver to run: {} approve {key}\n",
                 self.args.configmap,
                 describe_scope(entry),
-                entry.expires_at,
+                until(entry),
                 crate::cli::program()
             ));
         }
@@ -309,6 +309,7 @@ impl Ledger {
     async fn approve(&self, id: &str) -> Result<String, CliError> {
         let me = self.whoami().await?;
         let entry = self.find(id).await?;
+        let policies = self.policies().await;
         let key = entry.key.clone();
         let mut approved = None;
         self.update(&entry.configmap, |data| {
@@ -325,6 +326,21 @@ impl Ledger {
                 return Err(CliError::Usage(format!("{me:?} has already approved {key:?}")));
             }
             a.approved_by.push(me.clone());
+            // The last approver a `for:` entry needs starts its clock.
+            if !a.started() {
+                let (_, counted, required) = state_of(&a, policies.as_ref(), Timestamp::now());
+                if counted >= required.unwrap_or(1) {
+                    a.approved_at = Some(
+                        Timestamp::now()
+                            .round(jiff::Unit::Second)
+                            .unwrap_or_else(|_| Timestamp::now()),
+                    );
+                    a.expires_at = a
+                        .approved_at
+                        .and_then(|at| at.checked_add(a.valid_for?).ok())
+                        .unwrap_or(a.expires_at);
+                }
+            }
             let mut patch = serde_json::Map::new();
             patch.insert(key.clone(), Value::String(a.to_yaml()));
             approved = Some(a);
@@ -340,7 +356,6 @@ impl Ledger {
                 describe_scope(&a)
             ));
         }
-        let policies = self.policies().await;
         let (state, counted, required) = state_of(&a, policies.as_ref(), Timestamp::now());
         Ok(format!(
             "approved {}: {} for {}, {counted}/{} approvers, now {}\n",
@@ -596,7 +611,7 @@ impl Ledger {
             } else {
                 a.approved_by.join(", ")
             },
-            a.expires_at,
+            until(a),
             time_left(a, now),
             if gating.is_empty() {
                 "unknown".to_string()
@@ -670,7 +685,18 @@ fn time_since(then: Timestamp, now: Timestamp) -> String {
     }
 }
 
+/// `until 2026-…Z`, or `for 1h once approved` for a `for:` entry not yet started.
+fn until(a: &Approval) -> String {
+    match (a.valid_for, a.started()) {
+        (Some(d), false) => format!("for {} once approved", human(d)),
+        _ => format!("until {}", a.expires_at),
+    }
+}
+
 fn time_left(a: &Approval, now: Timestamp) -> String {
+    if let (Some(d), false) = (a.valid_for, a.started()) {
+        return format!("{} once approved", human(d));
+    }
     if now >= a.expires_at {
         "expired".to_string()
     } else {
@@ -738,7 +764,11 @@ fn draft_from_flags(args: &RequestArgs, me: &str, now: Timestamp) -> Result<(Str
     if args.break_glass {
         fields.insert("breakGlass".into(), json!(true));
     }
-    fields.insert("expiresAt".into(), json!(expires_at.to_string()));
+    if args.once_approved {
+        fields.insert("for".into(), json!(human(args.duration)));
+    } else {
+        fields.insert("expiresAt".into(), json!(expires_at.to_string()));
+    }
     fields.insert("reason".into(), json!(reason));
     // JSON is YAML: the entry is parsed like any other, so the CLI never writes one that
     // the webhook would refuse to read.

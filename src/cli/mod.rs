@@ -156,9 +156,14 @@ pub struct RequestArgs {
     /// check) printed, sha256:….
     #[arg(long, value_name = "FINGERPRINT")]
     pub change: Option<String>,
-    /// How long the approval should last, from now.
+    /// How long the approval should last, from now (or, with --once-approved, from the
+    /// moment its last approver signs).
     #[arg(long = "for", value_name = "DURATION", default_value = "30m", value_parser = crate::policy::parse_duration)]
     pub duration: jiff::SignedDuration,
+    /// Start the --for clock when the last approver signs (`for:` in the entry) rather
+    /// than now: the time spent waiting for approval is not lost.
+    #[arg(long)]
+    pub once_approved: bool,
     /// Why you need it (a ticket or incident, and what you will do).
     #[arg(long, required_unless_present = "file")]
     pub reason: Option<String>,

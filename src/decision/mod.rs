@@ -673,6 +673,14 @@ pub fn judge(
     if a.change.as_deref().is_some_and(|pinned| Some(pinned) != change) {
         return Verdict::OtherChange;
     }
+    if !a.started() {
+        // A `for:` entry whose last approver has not signed: its clock has not started.
+        let (counted, self_approved) = count_approvers(a, requester);
+        return Verdict::TooFewApprovers {
+            counted,
+            self_approved,
+        };
+    }
     if now >= a.expires_at {
         return Verdict::Expired;
     }

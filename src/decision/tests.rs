@@ -790,3 +790,27 @@ fn a_read_across_all_namespaces_is_gated_wherever_a_policy_gates_one_of_them() {
     );
     assert_eq!(d.code(), Code::NotGated);
 }
+
+#[test]
+fn a_for_entry_is_valid_from_its_last_approval_for_its_duration_and_not_before() {
+    let for_entry = |approved_at: Option<i64>, approvers: &str| {
+        let stamp = approved_at.map_or(String::new(), |m| format!("approvedAt: \"{}\"\n", at(m)));
+        format!(
+            "user: alice\nresource: secrets\nnamespace: prod\nname: db-password\noperations: [UPDATE]\nfor: 1h\n{stamp}reason: INC-1\napprovedBy: [{approvers}]\n"
+        )
+    };
+    assert_eq!(
+        decide_one(&SECRET_UPDATE, for_entry(None, "")).code(),
+        Code::TooFewApprovers,
+        "not approved yet"
+    );
+    assert_eq!(
+        decide_one(&SECRET_UPDATE, for_entry(Some(-10), "bob")).code(),
+        Code::Approved
+    );
+    assert_eq!(
+        decide_one(&SECRET_UPDATE, for_entry(Some(-61), "bob")).code(),
+        Code::ApprovalExpired,
+        "an hour after its approval it is over"
+    );
+}

@@ -56,6 +56,9 @@ pub enum LedgerRule {
     BreakGlassNotAllowed,
     /// A break-glass entry removed before an approver reviewed it.
     BreakGlassUnreviewed,
+    /// `approvedAt` written otherwise than by the edit of the last approver a `for:` entry
+    /// needs, at the time of that edit; or that edit without it.
+    ApprovedAtNotStamped,
 }
 
 impl LedgerRule {
@@ -77,6 +80,7 @@ impl LedgerRule {
             LedgerRule::Unreadable => "unreadable",
             LedgerRule::BreakGlassNotAllowed => "break_glass_not_allowed",
             LedgerRule::BreakGlassUnreviewed => "break_glass_unreviewed",
+            LedgerRule::ApprovedAtNotStamped => "approved_at_not_stamped",
         }
     }
 }

@@ -79,6 +79,27 @@ impl Judge<'_> {
                 ),
             ));
         }
+        let max = if a.break_glass {
+            self.break_glass_limit(id, &gating)?
+        } else {
+            gating.iter().map(|p| p.max_duration).min().unwrap_or_default()
+        };
+        if let Some(d) = a.valid_for {
+            if d > max {
+                return Err(refuse(
+                    id,
+                    LedgerRule::ExpiryTooFar,
+                    format!(
+                        "for: {} is longer than {}, the most its policies allow",
+                        crate::explain::human(d),
+                        crate::explain::human(max)
+                    ),
+                ));
+            }
+            if !a.started() {
+                return Ok(gating);
+            }
+        }
         if a.expires_at <= self.now - self.grace.0 {
             return Err(refuse(
                 id,
@@ -86,11 +107,6 @@ impl Judge<'_> {
                 format!("expiresAt {} is in the past", a.expires_at),
             ));
         }
-        let max = if a.break_glass {
-            self.break_glass_limit(id, &gating)?
-        } else {
-            gating.iter().map(|p| p.max_duration).min().unwrap_or_default()
-        };
         if a.expires_at.duration_since(self.now) > max + self.grace.0 {
             return Err(refuse(
                 id,
@@ -204,6 +220,55 @@ impl Judge<'_> {
         }
     }
 
+    /// A `for:` entry's clock starts with the edit that gives it the last approver it
+    /// needs: that edit, and only that one, writes `approvedAt`, as the time of the edit.
+    fn check_stamp(
+        &self,
+        id: &str,
+        before: Option<&Approval>,
+        a: &Approval,
+        gating: &[&Policy],
+    ) -> Result<(), Violation> {
+        if a.valid_for.is_none() {
+            return Ok(());
+        }
+        let (counted, _) = count_approvers(a, self.requester_name(a));
+        let complete = counted >= crate::policy::required_approvers(gating).unwrap_or(1);
+        let was_stamped = before.and_then(|b| b.approved_at);
+        match (was_stamped, a.approved_at) {
+            (Some(old), Some(new)) if old == new => Ok(()),
+            (Some(_), _) => Err(refuse(
+                id,
+                LedgerRule::ApprovedAtNotStamped,
+                "approvedAt is fixed once written: the approval's clock started then".into(),
+            )),
+            (None, None) if complete => Err(refuse(
+                id,
+                LedgerRule::ApprovedAtNotStamped,
+                format!(
+                    "this edit gives the entry its last approver, so it starts its clock: add approvedAt: \"{}\" (jitgate approve does)",
+                    self.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+                ),
+            )),
+            (None, None) => Ok(()),
+            (None, Some(_)) if !complete => Err(refuse(
+                id,
+                LedgerRule::ApprovedAtNotStamped,
+                "approvedAt is written by the last approver the entry needs, when they sign; it is not complete yet".into(),
+            )),
+            (None, Some(at)) => {
+                if self.now.duration_since(at).abs() > self.grace.0 {
+                    return Err(refuse(
+                        id,
+                        LedgerRule::ApprovedAtNotStamped,
+                        format!("approvedAt {at} is not now ({}): the clock starts when the last approver signs", self.now),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn change(&self, id: &str, action: Action, entry: Approval, gating: &[&Policy]) -> LedgerChange {
         let (approvers, _) = count_approvers(&entry, self.requester_name(&entry));
         LedgerChange {
@@ -235,9 +300,11 @@ impl Judge<'_> {
                     ),
                 ));
             }
+            self.check_stamp(id, None, &a, &gating)?;
             return Ok(self.change(id, Action::Requested, a, &gating));
         }
         self.check_added(id, &a, &approvers, &gating)?;
+        self.check_stamp(id, None, &a, &gating)?;
         Ok(self.change(id, Action::Approved, a, &gating))
     }
 
@@ -298,8 +365,18 @@ impl Judge<'_> {
             && o.reason == n.reason
             && o.change == n.change
             && o.max_uses == n.max_uses
-            && o.break_glass == n.break_glass;
-        if !same_terms || n.expires_at > o.expires_at {
+            && o.break_glass == n.break_glass
+            && o.valid_for == n.valid_for;
+        if o.approved_at.is_some() && o.approved_at != n.approved_at {
+            return Err(refuse(
+                id,
+                LedgerRule::ApprovedAtNotStamped,
+                "approvedAt is fixed once written: the approval's clock started then".into(),
+            ));
+        }
+        // The edit that starts a `for:` entry's clock sets its expiry from never.
+        let starts = !o.started() && n.started();
+        if !same_terms || (n.expires_at > o.expires_at && !starts) {
             return Err(refuse(
                 id,
                 LedgerRule::SignedEntryChanged,
@@ -317,7 +394,8 @@ impl Judge<'_> {
         let gating = self.gating(&n);
         let added: BTreeSet<&str> = after.difference(&before).copied().collect();
         if !added.is_empty() {
-            if n.expires_at != o.expires_at {
+            self.check_stamp(id, Some(&o), &n, &gating)?;
+            if n.expires_at != o.expires_at && !starts {
                 return Err(refuse(
                     id,
                     LedgerRule::SignedEntryChanged,
@@ -340,6 +418,7 @@ impl Judge<'_> {
             };
             return Ok(Some(self.change(id, action, n, &gating)));
         }
+        self.check_stamp(id, Some(&o), &n, &gating)?;
         if n.expires_at < o.expires_at {
             self.check_revoker(id, &o, &gating)?;
             let action = if n.expires_at <= self.now {

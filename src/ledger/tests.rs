@@ -400,3 +400,73 @@ fn a_break_glass_entry_is_reviewed_by_an_approver_and_only_then_removed() {
     let changes = bg_edit("carol", &["dev"], &[("k", &reviewed)], &[]).unwrap();
     assert_eq!(changes[0].action, Action::ExpiredOnEdit);
 }
+
+/// alice's `for:` entry, `approvers` and `approved_at` (minutes from now) as given.
+fn for_entry(approvers: &[&str], valid_for: &str, approved_at: Option<i64>) -> String {
+    let approvers: Vec<String> = approvers.iter().map(|a| format!("{a:?}")).collect();
+    let stamp = approved_at.map_or(String::new(), |m| {
+        format!("approvedAt: \"{}\"\n", now() + SignedDuration::from_mins(m))
+    });
+    format!(
+        "user: alice\nresource: secrets\nnamespace: prod\nname: db\noperations: [UPDATE]\nfor: {valid_for}\n{stamp}reason: \"INC-1\"\napprovedBy: [{}]\n",
+        approvers.join(", ")
+    )
+}
+
+#[test]
+fn a_for_entry_starts_its_clock_with_the_last_approver_and_only_then() {
+    let pending = cm(&[("k", &for_entry(&[], "1h", None))]);
+    assert!(edit("UPDATE", "alice", &["dev"], Some(cm(&[])), Some(pending.clone())).is_ok());
+    // The approver who completes it stamps approvedAt, now.
+    let stamped = cm(&[("k", &for_entry(&["bob"], "1h", Some(0)))]);
+    let changes = edit(
+        "UPDATE",
+        "bob",
+        &["sre"],
+        Some(pending.clone()),
+        Some(stamped.clone()),
+    )
+    .unwrap();
+    assert_eq!(changes[0].action, Action::Approved);
+    assert_eq!(
+        changes[0].entry.as_ref().unwrap().expires_at,
+        now() + SignedDuration::from_hours(1),
+        "valid until approval + 1h"
+    );
+    // Completing it without the stamp, or with a stamp that is not now, is refused.
+    let unstamped = cm(&[("k", &for_entry(&["bob"], "1h", None))]);
+    let r = edit("UPDATE", "bob", &["sre"], Some(pending.clone()), Some(unstamped));
+    assert_eq!(
+        rule_of(r),
+        LedgerRule::Malformed,
+        "approvers without approvedAt do not parse"
+    );
+    let backdated = cm(&[("k", &for_entry(&["bob"], "1h", Some(-45)))]);
+    assert_eq!(
+        rule_of(edit(
+            "UPDATE",
+            "bob",
+            &["sre"],
+            Some(pending.clone()),
+            Some(backdated)
+        )),
+        LedgerRule::ApprovedAtNotStamped
+    );
+    // The requester cannot set it by hand, nor anyone move it later.
+    let by_hand = cm(&[("k", &for_entry(&[], "1h", Some(0)))]);
+    assert_eq!(
+        rule_of(edit("UPDATE", "alice", &["dev"], Some(cm(&[])), Some(by_hand))),
+        LedgerRule::ApprovedAtNotStamped
+    );
+    let moved = cm(&[("k", &for_entry(&["bob", "carol"], "1h", Some(20)))]);
+    assert_eq!(
+        rule_of(edit("UPDATE", "carol", &["sre"], Some(stamped), Some(moved))),
+        LedgerRule::ApprovedAtNotStamped
+    );
+    // Never longer than the policy allows.
+    let too_long = cm(&[("k", &for_entry(&[], "5h", None))]);
+    assert_eq!(
+        rule_of(edit("UPDATE", "alice", &["dev"], Some(cm(&[])), Some(too_long))),
+        LedgerRule::ExpiryTooFar
+    );
+}
