@@ -141,6 +141,12 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
                 kube::Api::namespaced(client.clone(), &source.namespace),
                 source.usage_configmap.clone(),
             );
+            background.push(sync::prune::spawn(
+                kube::Api::namespaced(client.clone(), &source.namespace),
+                store.clone(),
+                policies.clone(),
+                sync::prune::KEEP_EXPIRED,
+            ));
             let (notices, events) = notify::emit::spawn(
                 client,
                 instance_name(),

@@ -51,6 +51,21 @@ pub struct Approval {
 }
 
 impl Approval {
+    /// When it was asked for, as its key says: keys that `jitgate request` and denials
+    /// suggest end in the minute they were made (`-YYYYMMDDHHMM`). `None` for other keys.
+    pub fn requested_at(&self) -> Option<Timestamp> {
+        let stamp = self
+            .key()
+            .rsplit('-')
+            .next()
+            .filter(|s| s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()))?;
+        jiff::civil::DateTime::strptime("%Y%m%d%H%M", stamp)
+            .ok()?
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp())
+    }
+
     /// False for a `for:` entry whose clock has not started: not approved yet.
     pub fn started(&self) -> bool {
         self.valid_for.is_none() || self.approved_at.is_some()

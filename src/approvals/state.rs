@@ -40,11 +40,17 @@ pub fn state_of(a: &Approval, policies: Option<&PolicySet>, now: Timestamp) -> (
     };
     let (counted, _) = count_approvers(a, requester);
     let required = policies.and_then(|p| policy::required_approvers(&p.gating_scope(&a.scope())));
-    let state = if now >= a.expires_at {
+    let gating = policies.map(|p| p.gating_scope(&a.scope()));
+    let waited_too_long = || {
+        let ttl = crate::policy::request_ttl(gating.as_deref().unwrap_or_default());
+        a.requested_at().is_some_and(|at| at + ttl <= now)
+    };
+    let complete = counted >= required.unwrap_or(1) && a.started();
+    let state = if now >= a.expires_at || (!a.break_glass && !complete && waited_too_long()) {
         State::Expired
     } else if a.break_glass {
         State::BreakGlass
-    } else if counted >= required.unwrap_or(1) && a.started() {
+    } else if complete {
         State::Active
     } else {
         State::Pending

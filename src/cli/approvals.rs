@@ -464,7 +464,7 @@ impl Ledger {
             if state != State::Pending || a.break_glass || own || a.approved_by.contains(user) || !may {
                 continue;
             }
-            let asked = requested_at(&e.key);
+            let asked = a.requested_at();
             let age = asked.map_or("?".to_string(), |t| time_since(t, now));
             waiting.push((
                 asked,
@@ -660,20 +660,6 @@ fn describe_scope(a: &Approval) -> String {
     };
     let name = a.name.as_deref().map_or("*".to_string(), str::to_string);
     format!("{ops} {ns}{what}/{name}{terms}")
-}
-
-/// When a request was filed, from its key: keys that `request` and denials suggest end in
-/// the minute they were asked (`-YYYYMMDDHHMM`).
-fn requested_at(key: &str) -> Option<Timestamp> {
-    let stamp = key
-        .rsplit('-')
-        .next()
-        .filter(|s| s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()))?;
-    jiff::civil::DateTime::strptime("%Y%m%d%H%M", stamp)
-        .ok()?
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .ok()
-        .map(|z| z.timestamp())
 }
 
 fn time_since(then: Timestamp, now: Timestamp) -> String {

@@ -330,6 +330,20 @@ impl Judge<'_> {
                 ),
             ));
         }
+        if let Some(asked) = a.requested_at()
+            && !a.break_glass
+        {
+            let until = asked + crate::policy::request_ttl(gating);
+            if until <= self.now {
+                return Err(refuse(
+                    id,
+                    LedgerRule::ExpiryInPast,
+                    format!(
+                        "the request waited for approvers until {until}, its policies' requestTTL, and expired unapproved; ask anew"
+                    ),
+                ));
+            }
+        }
         if let Some(name) = added.iter().find(|n| **n != self.editor.username) {
             return Err(refuse(
                 id,
@@ -470,7 +484,8 @@ impl Judge<'_> {
                 "a break-glass entry stays until an approver reviews it (adds their name to approvedBy); then it may be removed".into(),
             ));
         }
-        if a.expires_at <= self.now {
+        if crate::approvals::state_of(&a, Some(self.policies), self.now).0 == crate::approvals::State::Expired
+        {
             return Ok(self.change(id, Action::ExpiredOnEdit, a, &gating));
         }
         self.check_revoker(id, &a, &gating)?;

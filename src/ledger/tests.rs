@@ -470,3 +470,34 @@ fn a_for_entry_starts_its_clock_with_the_last_approver_and_only_then() {
         LedgerRule::ExpiryTooFar
     );
 }
+
+#[test]
+fn a_request_that_waited_past_its_request_ttl_cannot_be_approved_and_anyone_may_clear_it() {
+    // Keys that `jitgate request` writes end in the minute they were asked.
+    let asked = |hours_ago: i64| {
+        (now() - SignedDuration::from_hours(hours_ago))
+            .strftime("%Y%m%d%H%M")
+            .to_string()
+    };
+    let stale_key = format!("alice-db-{}", asked(25));
+    let fresh_key = format!("alice-db-{}", asked(1));
+    let stale = cm(&[(&stale_key, &entry("alice", &[], 60))]);
+    let approved = cm(&[(&stale_key, &entry("alice", &["bob"], 60))]);
+    let r = edit("UPDATE", "bob", &["sre"], Some(stale.clone()), Some(approved));
+    let v = r.unwrap_err();
+    assert_eq!(v.rule, LedgerRule::ExpiryInPast);
+    assert!(v.message.contains("expired unapproved"), "{}", v.message);
+    let fresh = cm(&[(&fresh_key, &entry("alice", &[], 60))]);
+    let approved = cm(&[(&fresh_key, &entry("alice", &["bob"], 60))]);
+    assert!(edit("UPDATE", "bob", &["sre"], Some(fresh), Some(approved)).is_ok());
+    // jitgate's own service account clears it: housekeeping, allowed to anyone.
+    let changes = edit(
+        "UPDATE",
+        "system:serviceaccount:jitgate-system:jitgate",
+        &[],
+        Some(stale),
+        Some(cm(&[])),
+    )
+    .unwrap();
+    assert_eq!(changes[0].action, Action::ExpiredOnEdit);
+}

@@ -192,7 +192,7 @@ pub fn changes(before: &Snapshot, after: &Snapshot, policies: &PolicySet, now: T
         }
     }
     for a in &before.approvals {
-        if !new.contains_key(a.id.as_str()) && now < a.expires_at {
+        if !new.contains_key(a.id.as_str()) && state_of(a, Some(policies), now).0 != State::Expired {
             out.push(Notice::about_entry(
                 a,
                 home,
@@ -233,15 +233,25 @@ pub fn due(snapshot: &Snapshot, policies: &PolicySet, now: Timestamp, lead: Sign
                     crate::explain::human(left.max(SignedDuration::from_mins(1)))
                 ),
             ));
-        } else if state == State::Expired && -left <= EXPIRED_NEWS {
-            out.push(Notice::about_entry(
-                a,
-                &snapshot.home,
-                "Expired",
-                "Expire",
-                &a.expires_at.to_string(),
-                format!("{}'s {} expired at {}", who(a), scope(a), a.expires_at),
-            ));
+        } else if state == State::Expired {
+            // An approval expires at its expiry; a request, when it has waited its
+            // policies' requestTTL without its approvers.
+            let (at, what) = if now >= a.expires_at {
+                (a.expires_at, "expired")
+            } else {
+                let ttl = crate::policy::request_ttl(&policies.gating_scope(&a.scope()));
+                (a.requested_at().map_or(now, |r| r + ttl), "expired unapproved")
+            };
+            if now.duration_since(at) <= EXPIRED_NEWS {
+                out.push(Notice::about_entry(
+                    a,
+                    &snapshot.home,
+                    "Expired",
+                    "Expire",
+                    &at.to_string(),
+                    format!("{}'s {} {what} at {at}", who(a), scope(a)),
+                ));
+            }
         }
     }
     out

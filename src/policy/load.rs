@@ -110,6 +110,8 @@ struct RawApproval {
     max_duration: String,
     #[serde(default)]
     approver_groups: Vec<String>,
+    /// How long a request may wait for its approvers (default 24h).
+    request_ttl: Option<String>,
 }
 
 /// Parses every `GatePolicy` document in `text`; `file` names it in errors.
@@ -184,6 +186,10 @@ fn compile(raw: RawPolicy, source: String) -> Result<Policy, String> {
     let max_duration = parse_duration(&approval.max_duration)
         .map_err(|e| named(format!("spec.approval.maxDuration: {e}")))?;
     let approver_groups = patterns(approval.approver_groups, "spec.approval.approverGroups")?;
+    let request_ttl = match &approval.request_ttl {
+        None => super::DEFAULT_REQUEST_TTL,
+        Some(t) => parse_duration(t).map_err(|e| named(format!("spec.approval.requestTTL: {e}")))?,
+    };
     let break_glass = match raw.spec.break_glass {
         None => None,
         Some(bg) => {
@@ -213,6 +219,7 @@ fn compile(raw: RawPolicy, source: String) -> Result<Policy, String> {
         min_approvers: approval.min_approvers,
         max_duration,
         approver_groups,
+        request_ttl,
         enforcement: raw.spec.enforcement,
         break_glass,
     })

@@ -140,6 +140,8 @@ pub struct Policy {
     /// Who may approve: members of any of these groups. Empty: anyone who may edit the
     /// approvals ConfigMap.
     pub approver_groups: Vec<Pattern>,
+    /// How long a request may wait for its approvers before it expires unapproved.
+    pub request_ttl: SignedDuration,
     /// What a denial under this policy does.
     pub enforcement: Enforcement,
     /// Who may grant themselves emergency access, for how long, and how soon it must be
@@ -308,6 +310,19 @@ impl PolicySet {
             .filter(|p| p.gates(t))
             .collect()
     }
+}
+
+/// How long a request waits for approvers when its policy does not say.
+pub const DEFAULT_REQUEST_TTL: SignedDuration = SignedDuration::from_hours(24);
+
+/// How long a request under these gating policies may wait for its approvers: the
+/// shortest `requestTTL` among them.
+pub fn request_ttl(gating: &[&Policy]) -> SignedDuration {
+    gating
+        .iter()
+        .map(|p| p.request_ttl)
+        .min()
+        .unwrap_or(DEFAULT_REQUEST_TTL)
 }
 
 /// How many approvers an approval under these gating policies needs: the largest

@@ -2,13 +2,15 @@
 //! ([`file`]), or labelled ConfigMaps in a cluster, followed with a watch ([`cluster`]).
 //! Both parse entries with the same code and replace the store's whole state at once.
 //! The other things jitgate follows live here too: the policy directory ([`policies`]),
-//! and the report of unreviewed break-glass entries ([`break_glass`]). (The serving
+//! the report of unreviewed break-glass entries ([`break_glass`]), and the removal of
+//! expired entries ([`prune`]). (The serving
 //! certificate is followed by `crate::tls`.)
 
 pub mod break_glass;
 pub mod cluster;
 pub mod file;
 pub mod policies;
+pub mod prune;
 
 pub use cluster::{ClusterError, ClusterSource};
 pub use file::FileSync;
