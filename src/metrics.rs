@@ -33,6 +33,12 @@ struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgeLabels {
+    /// `under_1h`, `1h_to_8h`, `over_8h`, or `unknown` (a key without the minute asked).
+    age: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -45,6 +51,10 @@ pub struct Metrics {
     sync_age: Gauge<f64, AtomicU64>,
     audit_errors: Counter,
     events: Family<EventLabels, Counter>,
+    pending_by_age: Family<AgeLabels, Gauge>,
+    expiring_soon: Gauge,
+    /// The lead time of `expiring_soon`.
+    expiry_lead: std::sync::atomic::AtomicI64,
     cert_expiry: Gauge,
     audit_sequence: Gauge,
     break_glass_unreviewed: Gauge,
@@ -85,6 +95,18 @@ impl Default for Metrics {
             "Kubernetes Events about approvals and denials: emitted by this replica, or dropped (queue full, or the API refused)",
             events.clone(),
         );
+        let pending_by_age = Family::<AgeLabels, Gauge>::default();
+        registry.register(
+            "pending_requests",
+            "Requests waiting for approvers, by how long they have waited",
+            pending_by_age.clone(),
+        );
+        let expiring_soon = Gauge::default();
+        registry.register(
+            "approvals_expiring_soon",
+            "Active approvals that expire within the expiry warning's lead time",
+            expiring_soon.clone(),
+        );
         let audit_errors = Counter::default();
         registry.register(
             "audit_errors",
@@ -123,6 +145,9 @@ impl Default for Metrics {
             sync_age,
             audit_errors,
             events,
+            pending_by_age,
+            expiring_soon,
+            expiry_lead: std::sync::atomic::AtomicI64::new(crate::notify::EXPIRY_LEAD.as_secs()),
             cert_expiry,
             audit_sequence,
             break_glass_unreviewed,
@@ -152,6 +177,12 @@ impl Metrics {
         };
         self.decisions.get_or_create(&labels).inc();
         self.latency.observe(took.as_secs_f64());
+    }
+
+    /// The lead time within which an active approval counts as expiring soon.
+    pub fn set_expiry_lead(&self, lead: jiff::SignedDuration) {
+        self.expiry_lead
+            .store(lead.as_secs(), std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn event_emitted(&self) {
@@ -207,6 +238,35 @@ impl Metrics {
                 .get_or_create(&StateLabels { state })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+        let lead =
+            jiff::SignedDuration::from_secs(self.expiry_lead.load(std::sync::atomic::Ordering::Relaxed));
+        let (mut ages, mut soon) = ([0i64; 4], 0i64);
+        for a in snapshot.iter().flat_map(|s| s.approvals.iter()) {
+            match crate::approvals::state_of(a, Some(policies), now).0 {
+                crate::approvals::State::Pending => {
+                    let bucket = match a.requested_at().map(|t| now.duration_since(t).as_hours()) {
+                        None => 3,
+                        Some(h) if h < 1 => 0,
+                        Some(h) if h < 8 => 1,
+                        Some(_) => 2,
+                    };
+                    ages[bucket] += 1;
+                }
+                crate::approvals::State::Active | crate::approvals::State::BreakGlass
+                    if a.expires_at.duration_since(now) <= lead =>
+                {
+                    soon += 1;
+                }
+                _ => {}
+            }
+        }
+        for (age, n) in ["under_1h", "1h_to_8h", "over_8h", "unknown"]
+            .into_iter()
+            .zip(ages)
+        {
+            self.pending_by_age.get_or_create(&AgeLabels { age }).set(n);
+        }
+        self.expiring_soon.set(soon);
         self.sync_age.set(store.silent_for().as_secs_f64());
         if let Some(seconds) = cert.seconds_left() {
             self.cert_expiry.set(seconds);

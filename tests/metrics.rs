@@ -157,3 +157,40 @@ async fn sync_age_grows_while_the_api_server_is_silent_and_resets_when_it_return
     .await;
     h.stop().await;
 }
+
+#[tokio::test]
+async fn pending_requests_by_age_and_approvals_about_to_expire_are_exposed() {
+    let two_hours_ago = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2))
+        .strftime("%Y%m%d%H%M")
+        .to_string();
+    let waiting_key = format!("alice-prod-secrets-{two_hours_ago}");
+    let pending = entry(&[("approvedBy: [bob@example.com]", "approvedBy: []")]);
+    let soon = expiring(5, &[("db-password", "other")]);
+    let h = Harness::start(&approvals_manifest(&[
+        (&waiting_key, &pending),
+        ("unstamped", &pending),
+        ("soon", &soon),
+        ("later", &entry(&[("db-password", "third")])),
+    ]))
+    .await;
+    let text = scrape(&h).await;
+    assert_eq!(
+        value(&text, "jitgate_pending_requests{age=\"1h_to_8h\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "jitgate_pending_requests{age=\"unknown\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "jitgate_pending_requests{age=\"under_1h\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&text, "jitgate_approvals_expiring_soon"),
+        Some(1.0),
+        "within the 10 minutes' lead"
+    );
+    h.stop().await;
+}
