@@ -99,6 +99,34 @@ async fn each_change_to_a_request_is_one_event_across_three_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_of_events_learns_of_a_request_as_it_is_filed() {
+    let r = three_replicas().await;
+    // `kubectl get events -n jitgate-system --watch`, as an approver would leave it open.
+    let mut watcher = r.api.conn_as(support::apiserver::TOKEN).await;
+    let watching = tokio::spawn(async move {
+        watcher
+            .send(
+                hyper::Method::GET,
+                "/apis/events.k8s.io/v1/namespaces/jitgate-system/events?watch=true&timeoutSeconds=6",
+                None,
+                Vec::new(),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    r.api
+        .apply_approvals("jitgate-approvals", &[("alice-db", &pending())]);
+    let streamed = String::from_utf8(watching.await.unwrap().body).unwrap();
+    let filed: Vec<Value> = streamed
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["type"] == "ADDED" && e["object"]["reason"] == "RequestFiled")
+        .collect();
+    assert_eq!(filed.len(), 1, "{streamed}");
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_about_to_expire_and_expired_are_told_once() {
     let r = three_replicas().await;
     r.api.apply_approvals(

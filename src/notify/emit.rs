@@ -116,6 +116,7 @@ fn reference(r: &Regarding) -> ObjectReference {
         kind: Some(r.kind.clone()),
         namespace: Some(r.namespace.clone()).filter(|n| !n.is_empty()),
         name: Some(r.name.clone()),
+        uid: r.uid.clone(),
         ..Default::default()
     }
 }

@@ -37,6 +37,9 @@ pub struct Regarding {
     pub kind: String,
     pub namespace: String,
     pub name: String,
+    /// The object's uid, when the request carried the object: `kubectl describe` finds
+    /// the Events about an object by it.
+    pub uid: Option<String>,
 }
 
 /// One Event to write.
@@ -90,6 +93,7 @@ fn configmap_ref(namespace: &str, name: &str) -> Regarding {
         kind: "ConfigMap".into(),
         namespace: namespace.into(),
         name: name.into(),
+        uid: None,
     }
 }
 
@@ -338,6 +342,13 @@ pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
                 kind: kind.to_string(),
                 namespace: r.namespace.clone(),
                 name: r.name.clone(),
+                // The object itself (not a subresource's options): its uid, read from
+                // its metadata alone.
+                uid: [r.old_object, r.object]
+                    .into_iter()
+                    .flatten()
+                    .filter(|_| r.sub_resource.is_empty())
+                    .find_map(|raw| object_uid(raw.get())),
             })
         }
         _ => None,
@@ -366,6 +377,23 @@ pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
         });
     }
     out
+}
+
+/// `metadata.uid` of an object, and nothing else of it.
+fn object_uid(raw: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        uid: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Object {
+        metadata: Option<Meta>,
+    }
+    serde_json::from_str::<Object>(raw)
+        .ok()?
+        .metadata?
+        .uid
+        .filter(|u| !u.is_empty())
 }
 
 fn resource_path(req: Request<'_, '_>) -> String {

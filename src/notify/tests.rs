@@ -109,7 +109,8 @@ fn denied_at(at: Timestamp, name: &str) -> (Vec<Notice>, Vec<Notice>) {
         "resource": {"group": "", "version": "v1", "resource": "secrets"},
         "namespace": "prod", "name": name, "operation": "UPDATE",
         "userInfo": {"username": "mallory", "groups": []},
-        "object": {"data": {"password": "Y2FuYXJ5LTc3"}}}})
+        "object": {"metadata": {"name": name, "uid": "uid-of-the-secret"}, "data": {"password": "Y2FuYXJ5LTc3"}},
+        "oldObject": {"metadata": {"name": name, "uid": "uid-of-the-secret"}, "data": {"password": "b2xk"}}}})
         .to_string();
     let req = decode(body.as_bytes()).unwrap();
     let p = policies();
@@ -146,6 +147,11 @@ fn a_denial_is_news_once_a_minute_about_the_configmap_and_the_object() {
         "written beside the object, for kubectl describe"
     );
     assert_eq!(news[1].regarding.kind, "Secret");
+    assert_eq!(
+        news[1].regarding.uid.as_deref(),
+        Some("uid-of-the-secret"),
+        "kubectl describe finds it by uid"
+    );
     assert!(
         news[0]
             .note
@@ -163,4 +169,50 @@ fn a_denial_is_news_once_a_minute_about_the_configmap_and_the_object() {
     assert_ne!(later[0].name, news[0].name, "the next minute may tell again");
     let (other, _) = denied_at(now(), "other");
     assert_ne!(other[0].name, news[0].name, "another object is other news");
+}
+
+#[test]
+fn a_break_glass_use_is_news_once_a_minute() {
+    let body =
+        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Secret"},
+        "resource": {"group": "", "version": "v1", "resource": "secrets"},
+        "namespace": "prod", "name": "db", "operation": "UPDATE",
+        "userInfo": {"username": "alice", "groups": ["oncall"]}}})
+        .to_string();
+    let req = decode(body.as_bytes()).unwrap();
+    let text = r#"
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: p }
+spec:
+  rules: [{ apiGroups: [""], resources: ["secrets"], operations: ["UPDATE"] }]
+  approval: { minApprovers: 1, maxDuration: 4h }
+  breakGlass: { groups: ["oncall"], maxDuration: 1h, reviewWithin: 24h }
+"#;
+    let p = PolicySet::new(parse_policies(text, "p.yaml").unwrap()).unwrap();
+    let glass = format!(
+        "user: alice\nresource: secrets\nnamespace: prod\nexpiresAt: \"{}\"\nreason: INC-9 outage\nbreakGlass: true\napprovedBy: []\n",
+        now() + SignedDuration::from_mins(30)
+    );
+    let s = snapshot(vec![Arc::new(
+        parse_entry("jitgate-approvals/glass", &glass).unwrap(),
+    )]);
+    let d = decide(
+        &req,
+        &Inputs {
+            policies: &p,
+            approvals: Approvals::Loaded(&s),
+            now: now(),
+        },
+    );
+    let news = answered((&req).into(), &d);
+    assert_eq!(news[0].reason, "BreakGlassUsed");
+    assert!(
+        news[0]
+            .note
+            .contains("alice used break-glass entry jitgate-approvals/glass for UPDATE of prod/secrets/db"),
+        "{}",
+        news[0].note
+    );
 }

@@ -11,8 +11,9 @@
 //! - GET, POST (create), PUT (update) and PATCH (merge patch) with `resourceVersion`
 //!   preconditions answered by 409 Conflict (checked and written atomically), and DELETE;
 //! - POST `selfsubjectreviews` (`kubectl auth whoami`);
-//! - POST and LIST of `events.k8s.io/v1` Events (a second Event of a name is refused
-//!   with 409 AlreadyExists, as the API server refuses it);
+//! - POST, LIST and WATCH (`watch=true`, until `timeoutSeconds`) of `events.k8s.io/v1`
+//!   Events (a second Event of a name is refused with 409 AlreadyExists, as the API server
+//!   refuses it);
 //! - GET of Secrets (one, or the list) and of a pod's log, authorized as a kube-apiserver
 //!   with `--authorization-config` does: an authorization webhook first (a
 //!   SubjectAccessReview shaped as `../shared/fixtures/authorization/` shows; denied →
@@ -552,8 +553,47 @@ async fn create_event(State(shared): State<Shared>, Path(ns): Path<String>, body
     ok_json(StatusCode::CREATED, &event)
 }
 
-/// `kubectl get events.events.k8s.io -n NS`.
-async fn list_events(State(shared): State<Shared>, Path(ns): Path<String>) -> Response {
+/// `kubectl get events.events.k8s.io -n NS [--watch]`.
+async fn list_events(
+    State(shared): State<Shared>,
+    Path(ns): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+        let timeout = q.get("timeoutSeconds").and_then(|t| t.parse().ok()).unwrap_or(30);
+        let until = tokio::time::Instant::now() + Duration::from_secs(timeout);
+        // Every Event of the namespace as ADDED, then each new one as it is written.
+        let lines = futures::stream::unfold(0usize, move |sent| {
+            let (shared, ns) = (shared.clone(), ns.clone());
+            async move {
+                loop {
+                    let next = {
+                        let inner = shared.inner.lock().unwrap();
+                        inner
+                            .events
+                            .iter()
+                            .filter(|((n, _), _)| *n == ns)
+                            .nth(sent)
+                            .map(|(_, e)| e.clone())
+                    };
+                    if let Some(event) = next {
+                        let line = format!("{}\n", json!({"type": "ADDED", "object": event}));
+                        return Some((Ok::<_, Infallible>(Bytes::from(line)), sent + 1));
+                    }
+                    if tokio::time::Instant::now() >= until {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        });
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from_stream(lines),
+        )
+            .into_response();
+    }
     let items: Vec<Value> = shared
         .inner
         .lock()
