@@ -61,21 +61,10 @@ fn cel_request(spec: &serde_json::Value) -> serde_json::Value {
     request
 }
 
-/// Whether the API server calls jitgate for this spec: skipped when any condition is
-/// false; called when all are true; an error with none false falls to failurePolicy.
+/// Whether the API server calls the authorization webhook for this SubjectAccessReview
+/// spec.
 fn sent(conditions: &[Program], spec: &serde_json::Value) -> Result<bool, String> {
-    let mut ctx = Context::default();
-    ctx.add_variable("request", cel_request(spec)).unwrap();
-    let mut error = None;
-    for c in conditions {
-        match c.execute(&ctx) {
-            Ok(Value::Bool(false)) => return Ok(false),
-            Ok(Value::Bool(true)) => {}
-            Ok(other) => error = Some(format!("not a bool: {other:?}")),
-            Err(e) => error = Some(e.to_string()),
-        }
-    }
-    error.map_or(Ok(true), Err)
+    evaluate(conditions, &serde_json::json!({"request": cel_request(spec)}))
 }
 
 fn fixture(name: &str) -> serde_json::Value {

@@ -26,9 +26,11 @@ use tokio::task::JoinHandle;
 const QUEUE: usize = 1024;
 /// How long a written name is remembered, so it is not tried again.
 const REMEMBER: Duration = Duration::from_secs(2 * 3600);
-/// How often the approvals are compared with the last ones seen, and the clock checked
-/// for approvals about to expire or expired.
+/// How often the approvals are compared with the last ones seen.
 const TICK: Duration = Duration::from_secs(1);
+/// How often (in ticks) the clock is checked for approvals about to expire or expired,
+/// besides each time they change: a pass over every approval, kept off every second.
+const DUE_EVERY: u32 = 15;
 
 /// Where answers hand their notices. Cheap to clone; `None` inside when no Events are
 /// written (file mode).
@@ -64,6 +66,7 @@ pub fn spawn(
             .build();
         let mut last: Option<Arc<Snapshot>> = None;
         let mut tick = tokio::time::interval(TICK);
+        let mut ticks: u32 = 0;
         loop {
             let mut batch = Vec::new();
             tokio::select! {
@@ -73,10 +76,14 @@ pub fn spawn(
                         let policies = policies.current();
                         // The first load is where news starts: what it holds is not news.
                         let before = last.take().or_else(|| store.first()).unwrap_or_else(|| snapshot.clone());
-                        if !Arc::ptr_eq(&before, &snapshot) {
+                        let changed = !Arc::ptr_eq(&before, &snapshot);
+                        if changed {
                             batch.extend(changes(&before, &snapshot, &policies, now));
                         }
-                        batch.extend(due(&snapshot, &policies, now, lead));
+                        if changed || ticks % DUE_EVERY == 0 {
+                            batch.extend(due(&snapshot, &policies, now, lead));
+                        }
+                        ticks = ticks.wrapping_add(1);
                         last = Some(snapshot);
                     }
                 }
