@@ -370,7 +370,7 @@ pub struct AdmissionResponse {
     /// Written into the API server's audit event for the request, each key prefixed with
     /// the webhook's name (`gate.jitgate.dev/decision`): see [`audit_annotations`].
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub audit_annotations: std::collections::BTreeMap<String, String>,
+    pub audit_annotations: std::collections::BTreeMap<&'static str, String>,
 }
 
 impl AdmissionResponse {
@@ -441,18 +441,18 @@ pub fn audit_annotations(
     policy: &str,
     approval: Option<&str>,
     record: Option<&crate::audit::Sealed>,
-) -> std::collections::BTreeMap<String, String> {
+) -> std::collections::BTreeMap<&'static str, String> {
     let mut a = std::collections::BTreeMap::new();
-    a.insert("decision".to_string(), decision.to_string());
-    a.insert("reason".to_string(), reason.to_string());
+    a.insert("decision", decision.to_string());
+    a.insert("reason", reason.to_string());
     if !policy.is_empty() {
-        a.insert("policy".to_string(), policy.to_string());
+        a.insert("policy", policy.to_string());
     }
     if let Some(approval) = approval {
-        a.insert("approval".to_string(), approval.to_string());
+        a.insert("approval", approval.to_string());
     }
     if let Some(record) = record {
-        a.insert("record".to_string(), record.to_string());
+        a.insert("record", record.to_string());
     }
     a
 }

@@ -32,20 +32,71 @@ const TICK: Duration = Duration::from_secs(1);
 /// besides each time they change: a pass over every approval, kept off every second.
 const DUE_EVERY: u32 = 15;
 
-/// Where answers hand their notices. Cheap to clone; `None` inside when no Events are
-/// written (file mode).
-#[derive(Clone, Debug, Default)]
-pub struct Notices(Option<mpsc::Sender<Notice>>);
+/// Where answers hand their notices. Cheap to clone; empty when no Events are written
+/// (file mode), and then free.
+#[derive(Clone, Default)]
+pub struct Notices(Option<Sink>);
+
+#[derive(Clone)]
+struct Sink {
+    tx: mpsc::Sender<Notice>,
+    /// Answers told of in the last minute, by a hash of what makes them the same news:
+    /// a retry loop's answers are recognised before any notice is built for them.
+    told: moka::sync::Cache<u64, ()>,
+    /// Keyed per process, so nobody can make their answers collide with another's.
+    hasher: std::hash::RandomState,
+}
+
+impl std::fmt::Debug for Notices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Notices").field(&self.0.is_some()).finish()
+    }
+}
 
 impl Notices {
-    /// Hands notices to the writer without waiting; counts those that do not fit.
-    pub fn send(&self, notices: Vec<Notice>, metrics: &Metrics) {
-        let Some(tx) = &self.0 else { return };
-        for notice in notices {
-            if tx.try_send(notice).is_err() {
+    /// Tells of an answer, if it is news (a denial of a gated action, a break-glass use)
+    /// not told in the last minute: builds its notices and hands them to the writer
+    /// without waiting, counting those that do not fit. Nothing at all in file mode.
+    pub fn answered(
+        &self,
+        req: crate::decision::Request<'_, '_>,
+        d: &crate::decision::Decision,
+        metrics: &Metrics,
+    ) {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let Some(sink) = &self.0 else { return };
+        if !self.wants(d) {
+            return;
+        }
+        let mut h = sink.hasher.build_hasher();
+        (
+            d.code().as_str(),
+            req.user(),
+            req.verb(),
+            req.namespace(),
+            req.resource(),
+            req.sub_resource(),
+            req.name(),
+        )
+            .hash(&mut h);
+        d.at.as_second().div_euclid(60).hash(&mut h);
+        if sink.told.contains_key(&h.finish()) {
+            return;
+        }
+        sink.told.insert(h.finish(), ());
+        for notice in super::answered(req, d) {
+            if sink.tx.try_send(notice).is_err() {
                 metrics.event_dropped();
             }
         }
+    }
+
+    /// True when Events are written and this decision may be news: a denial of a gated
+    /// action, or a break-glass use. Cheap: the request path asks before keeping anything.
+    pub fn wants(&self, d: &crate::decision::Decision) -> bool {
+        self.0.is_some()
+            && (matches!(d.reason, crate::decision::Reason::BreakGlass { .. })
+                || (!d.allowed() && d.requirement().is_some()))
     }
 }
 
@@ -101,7 +152,12 @@ pub fn spawn(
             }
         }
     });
-    (Notices(Some(tx)), task)
+    let told = moka::sync::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_live(Duration::from_secs(120))
+        .build();
+    let hasher = std::hash::RandomState::new();
+    (Notices(Some(Sink { tx, told, hasher })), task)
 }
 
 async fn write(client: &kube::Client, instance: &str, notice: &Notice, metrics: &Metrics) {

@@ -43,12 +43,12 @@ pub(super) async fn validate(State(state): State<Arc<AppState>>, request: Reques
     let deadline = transport::deadline(parts.uri.query(), started);
     let decision = decide(&state, &req);
     let mut decision_approval = None;
-    let mut notices = Vec::new();
+    let mut told = None;
     let (answer, record, then) = match spend_use(&state, &req.uid, req.dry_run, decision, deadline).await {
         Ok(decision) => {
             decision_approval = decision.approval().map(|a| a.id.clone());
-            if !req.dry_run {
-                notices = crate::notify::answered((&req).into(), &decision);
+            if !req.dry_run && state.notices.wants(&decision) {
+                told = Some(decision.clone());
             }
             let response = admission::respond(&req, &decision);
             let record = DecisionRecord::decided(&req, Some(req.uid.clone()), &decision, micros(started));
@@ -71,8 +71,8 @@ pub(super) async fn validate(State(state): State<Arc<AppState>>, request: Reques
         |refusal| admission::refused(&req, refusal),
     )
     .await;
-    if answered.as_decided {
-        state.notices.send(notices, &state.metrics);
+    if let (true, Some(decision)) = (answered.as_decided, &told) {
+        state.notices.answered((&req).into(), decision, &state.metrics);
     }
     response.audit_annotations = admission::audit_annotations(
         answered.decision,

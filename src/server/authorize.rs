@@ -36,11 +36,11 @@ pub(super) async fn authorize(State(state): State<Arc<AppState>>, request: Reque
     let id = read_id();
     let deadline = transport::deadline(parts.uri.query(), started);
     let decision = decide(&state, &req);
-    let mut notices = Vec::new();
+    let mut told = None;
     let (answer, record) = match spend_use(&state, &id, req.is_probe(), decision, deadline).await {
         Ok(decision) => {
-            if !req.is_probe() {
-                notices = crate::notify::answered((&req).into(), &decision);
+            if !req.is_probe() && state.notices.wants(&decision) {
+                told = Some(decision.clone());
             }
             let status = authorization::respond(&req, &decision);
             let record = DecisionRecord::decided(&req, Some(id.clone()), &decision, micros(started));
@@ -62,8 +62,8 @@ pub(super) async fn authorize(State(state): State<Arc<AppState>>, request: Reque
         |refusal| authorization::refused(&req, refusal),
     )
     .await;
-    if answered.as_decided {
-        state.notices.send(notices, &state.metrics);
+    if let (true, Some(decision)) = (answered.as_decided, &told) {
+        state.notices.answered((&req).into(), decision, &state.metrics);
     }
     json(StatusCode::OK, &status.into_review())
 }
