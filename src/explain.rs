@@ -78,7 +78,7 @@ fn rollout_warnings(req: Request<'_, '_>, d: &Decision) -> Vec<String> {
         )),
         shorten(format!(
             "jitgate: once enforced, it needs an approval: jitgate request --resource {} -n {}",
-            resource_path(req),
+            req.resource_path(),
             if req.namespace().is_empty() {
                 "''"
             } else {
@@ -86,14 +86,6 @@ fn rollout_warnings(req: Request<'_, '_>, d: &Decision) -> Vec<String> {
             }
         )),
     ]
-}
-
-fn resource_path(req: Request<'_, '_>) -> String {
-    if req.sub_resource().is_empty() {
-        req.resource().to_string()
-    } else {
-        format!("{}/{}", req.resource(), req.sub_resource())
-    }
 }
 
 /// The message of a denial. Every reason has its own words: this match has no catch-all
@@ -270,7 +262,7 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
 
 /// `kubectl jitgate request` for exactly this read, lasting as long as the policies allow.
 fn read_request_command(req: Request<'_, '_>, r: &Requirement) -> String {
-    let mut c = format!("kubectl jitgate request --resource {}", resource_path(req));
+    let mut c = format!("kubectl jitgate request --resource {}", req.resource_path());
     if !req.namespace().is_empty() {
         let _ = write!(c, " -n {}", req.namespace());
     }

@@ -8,7 +8,7 @@ mod state;
 
 pub use entry::{Approval, EntryError, Subject, parse_entry, suggested_key};
 pub use index::{ApprovalIndex, LookupKey};
-pub use state::{State, count_approvers, state_of};
+pub use state::{State, count_approvers, request_deadline, state_of};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;

@@ -39,12 +39,10 @@ pub fn state_of(a: &Approval, policies: Option<&PolicySet>, now: Timestamp) -> (
         Subject::Group(_) => "",
     };
     let (counted, _) = count_approvers(a, requester);
-    let required = policies.and_then(|p| policy::required_approvers(&p.gating_scope(&a.scope())));
     let gating = policies.map(|p| p.gating_scope(&a.scope()));
-    let waited_too_long = || {
-        let ttl = crate::policy::request_ttl(gating.as_deref().unwrap_or_default());
-        a.requested_at().is_some_and(|at| at + ttl <= now)
-    };
+    let required = gating.as_deref().and_then(policy::required_approvers);
+    let waited_too_long =
+        || request_deadline(a, gating.as_deref().unwrap_or_default()).is_some_and(|t| t <= now);
     let complete = counted >= required.unwrap_or(1) && a.started();
     let state = if now >= a.expires_at || (!a.break_glass && !complete && waited_too_long()) {
         State::Expired
@@ -56,6 +54,12 @@ pub fn state_of(a: &Approval, policies: Option<&PolicySet>, now: Timestamp) -> (
         State::Pending
     };
     (state, counted, required)
+}
+
+/// When a request stops waiting for approvers: the minute it was asked (from its key)
+/// plus the `requestTTL` of the policies that gate it; `None` when the key does not say.
+pub fn request_deadline(a: &Approval, gating: &[&policy::Policy]) -> Option<Timestamp> {
+    a.requested_at().map(|at| at + policy::request_ttl(gating))
 }
 
 /// Distinct approvers other than the requester (and, for a user approval, the user it

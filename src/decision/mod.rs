@@ -101,6 +101,15 @@ impl<'r> Request<'r, '_> {
         }
     }
 
+    /// `resource` or `resource/subresource`, as policies and approvals write it.
+    pub fn resource_path(&self) -> String {
+        if self.sub_resource().is_empty() {
+            self.resource().to_string()
+        } else {
+            format!("{}/{}", self.resource(), self.sub_resource())
+        }
+    }
+
     /// The operation or verb as the request named it.
     pub fn verb(&self) -> &'r str {
         match *self {

@@ -330,19 +330,17 @@ impl Judge<'_> {
                 ),
             ));
         }
-        if let Some(asked) = a.requested_at()
+        if let Some(until) = crate::approvals::request_deadline(a, gating)
             && !a.break_glass
+            && until <= self.now
         {
-            let until = asked + crate::policy::request_ttl(gating);
-            if until <= self.now {
-                return Err(refuse(
-                    id,
-                    LedgerRule::ExpiryInPast,
-                    format!(
-                        "the request waited for approvers until {until}, its policies' requestTTL, and expired unapproved; ask anew"
-                    ),
-                ));
-            }
+            return Err(refuse(
+                id,
+                LedgerRule::ExpiryInPast,
+                format!(
+                    "the request waited for approvers until {until}, its policies' requestTTL, and expired unapproved; ask anew"
+                ),
+            ));
         }
         if let Some(name) = added.iter().find(|n| **n != self.editor.username) {
             return Err(refuse(

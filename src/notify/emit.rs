@@ -65,7 +65,7 @@ impl Notices {
     ) {
         use std::hash::{BuildHasher, Hash, Hasher};
         let Some(sink) = &self.0 else { return };
-        if !self.wants(d) {
+        if !super::is_news(d) {
             return;
         }
         let mut h = sink.hasher.build_hasher();
@@ -80,23 +80,14 @@ impl Notices {
         )
             .hash(&mut h);
         d.at.as_second().div_euclid(60).hash(&mut h);
-        if sink.told.contains_key(&h.finish()) {
+        if !sink.told.entry(h.finish()).or_insert(()).is_fresh() {
             return;
         }
-        sink.told.insert(h.finish(), ());
         for notice in super::answered(req, d) {
             if sink.tx.try_send(notice).is_err() {
                 metrics.event_dropped();
             }
         }
-    }
-
-    /// True when Events are written and this decision may be news: a denial of a gated
-    /// action, or a break-glass use. Cheap: the request path asks before keeping anything.
-    pub fn wants(&self, d: &crate::decision::Decision) -> bool {
-        self.0.is_some()
-            && (matches!(d.reason, crate::decision::Reason::BreakGlass { .. })
-                || (!d.allowed() && d.requirement().is_some()))
     }
 }
 

@@ -243,8 +243,8 @@ pub fn due(snapshot: &Snapshot, policies: &PolicySet, now: Timestamp, lead: Sign
             let (at, what) = if now >= a.expires_at {
                 (a.expires_at, "expired")
             } else {
-                let ttl = crate::policy::request_ttl(&policies.gating_scope(&a.scope()));
-                (a.requested_at().map_or(now, |r| r + ttl), "expired unapproved")
+                let deadline = crate::approvals::request_deadline(a, &policies.gating_scope(&a.scope()));
+                (deadline.unwrap_or(now), "expired unapproved")
             };
             if now.duration_since(at) <= EXPIRED_NEWS {
                 out.push(Notice::about_entry(
@@ -267,6 +267,9 @@ pub fn due(snapshot: &Snapshot, policies: &PolicySet, now: Timestamp, lead: Sign
 /// request names an existing object, about that object too, so `kubectl describe` on it
 /// shows the denial.
 pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
+    if !is_news(d) {
+        return Vec::new();
+    }
     let minute = d.at.as_second().div_euclid(60).to_string();
     let (reason, action, note, salt) = match &d.reason {
         Reason::BreakGlass { approval, .. } => (
@@ -281,7 +284,6 @@ pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
             ),
             approval.id.clone(),
         ),
-        _ if d.allowed() || d.requirement().is_none() => return Vec::new(),
         _ => (
             "Denied",
             "Deny",
@@ -292,7 +294,7 @@ pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
                 req.user(),
                 d.code().as_str(),
                 d.policies().join(", "),
-                resource_path(req),
+                req.resource_path(),
                 if req.namespace().is_empty() {
                     String::new()
                 } else {
@@ -313,7 +315,7 @@ pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
         &salt,
         req.verb(),
         req.namespace(),
-        &resource_path(req),
+        &req.resource_path(),
         req.name(),
         &minute,
     ];
@@ -379,6 +381,12 @@ pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
     out
 }
 
+/// True for an answer people must hear of: a denial of a gated action, or a use of a
+/// break-glass entry.
+pub fn is_news(d: &Decision) -> bool {
+    matches!(d.reason, Reason::BreakGlass { .. }) || (!d.allowed() && d.requirement().is_some())
+}
+
 /// `metadata.uid` of an object, and nothing else of it.
 fn object_uid(raw: &str) -> Option<String> {
     #[derive(serde::Deserialize)]
@@ -396,14 +404,6 @@ fn object_uid(raw: &str) -> Option<String> {
         .filter(|u| !u.is_empty())
 }
 
-fn resource_path(req: Request<'_, '_>) -> String {
-    if req.sub_resource().is_empty() {
-        req.resource().to_string()
-    } else {
-        format!("{}/{}", req.resource(), req.sub_resource())
-    }
-}
-
 fn object(req: Request<'_, '_>) -> String {
     let ns = if req.namespace().is_empty() {
         String::new()
@@ -415,7 +415,7 @@ fn object(req: Request<'_, '_>) -> String {
     } else {
         format!("/{}", req.name())
     };
-    format!("{ns}{}{name}", resource_path(req))
+    format!("{ns}{}{name}", req.resource_path())
 }
 
 #[cfg(test)]

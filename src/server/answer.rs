@@ -41,25 +41,18 @@ pub(super) async fn validate(State(state): State<Arc<AppState>>, request: Reques
         }
     };
     let deadline = transport::deadline(parts.uri.query(), started);
-    let decision = decide(&state, &req);
-    let mut decision_approval = None;
-    let mut told = None;
-    let (answer, record, then) = match spend_use(&state, &req.uid, req.dry_run, decision, deadline).await {
-        Ok(decision) => {
-            decision_approval = decision.approval().map(|a| a.id.clone());
-            if !req.dry_run && state.notices.wants(&decision) {
-                told = Some(decision.clone());
-            }
+    let (decision, refusal) = spend_use(&state, &req.uid, req.dry_run, decide(&state, &req), deadline).await;
+    let (answer, record, then) = match refusal {
+        None => {
             let response = admission::respond(&req, &decision);
             let record = DecisionRecord::decided(&req, Some(req.uid.clone()), &decision, micros(started));
             (Ok(response), record, approval_records(&req, &decision))
         }
-        Err((refusal, decision)) => {
+        Some(refusal) => {
             let record = refused_record(&req, Some(req.uid.clone()), refusal.clone(), &decision, started);
             (Err(refusal), record, Vec::new())
         }
     };
-    let approval = decision_approval;
     let (mut response, answered) = answer_when_recorded(
         &state,
         &req.uid,
@@ -71,14 +64,17 @@ pub(super) async fn validate(State(state): State<Arc<AppState>>, request: Reques
         |refusal| admission::refused(&req, refusal),
     )
     .await;
-    if let (true, Some(decision)) = (answered.as_decided, &told) {
-        state.notices.answered((&req).into(), decision, &state.metrics);
+    if answered.as_decided && !req.dry_run {
+        state.notices.answered((&req).into(), &decision, &state.metrics);
     }
     response.audit_annotations = admission::audit_annotations(
         answered.decision,
         answered.reason,
         &answered.policy,
-        approval.as_deref().filter(|_| answered.as_decided),
+        decision
+            .approval()
+            .map(|a| a.id.as_str())
+            .filter(|_| answered.as_decided),
         answered.sealed.as_ref(),
     );
     json(StatusCode::OK, &response.into_review())
@@ -219,16 +215,16 @@ fn approval_records(req: &AdmissionRequest<'_>, d: &Decision) -> Vec<Vec<u8>> {
 /// Records the use of a `maxUses` approval by the request `uid` before its grant is
 /// answered: the one step that may change a decision once made. A dry run is checked the
 /// same way and spends nothing (the webhook declares `sideEffects: NoneOnDryRun`). A use
-/// that cannot be recorded is a refusal.
+/// that cannot be recorded is a refusal, returned beside the decision it refuses.
 pub(super) async fn spend_use(
     state: &AppState,
     uid: &str,
     dry_run: bool,
     decision: Decision,
     deadline: Instant,
-) -> Result<Decision, (Refusal, Decision)> {
+) -> (Decision, Option<Refusal>) {
     let Some(approval) = decision.use_to_record().cloned() else {
-        return Ok(decision);
+        return (decision, None);
     };
     let spending = state.usage.spend(&approval, uid, decision.at, dry_run);
     let unavailable = || Refusal::UsageUnavailable {
@@ -238,16 +234,16 @@ pub(super) async fn spend_use(
         Ok(Ok(used)) => {
             tracing::info!(uid = %uid, approval = %approval.id, ?used, max_uses = approval.max_uses,
                 dry_run, "use of a maxUses approval");
-            Ok(decision)
+            (decision, None)
         }
-        Ok(Err(UsageError::Exhausted(_))) => Ok(decision.uses_exhausted()),
+        Ok(Err(UsageError::Exhausted(_))) => (decision.uses_exhausted(), None),
         Ok(Err(e)) => {
             tracing::error!(uid = %uid, approval = %approval.id, error = %e, "use not recorded; refusing");
-            Err((unavailable(), decision))
+            (decision, Some(unavailable()))
         }
         Err(_) => {
             tracing::error!(uid = %uid, approval = %approval.id, "use not recorded before the deadline; refusing");
-            Err((unavailable(), decision))
+            (decision, Some(unavailable()))
         }
     }
 }

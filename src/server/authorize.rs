@@ -35,18 +35,14 @@ pub(super) async fn authorize(State(state): State<Arc<AppState>>, request: Reque
     };
     let id = read_id();
     let deadline = transport::deadline(parts.uri.query(), started);
-    let decision = decide(&state, &req);
-    let mut told = None;
-    let (answer, record) = match spend_use(&state, &id, req.is_probe(), decision, deadline).await {
-        Ok(decision) => {
-            if !req.is_probe() && state.notices.wants(&decision) {
-                told = Some(decision.clone());
-            }
+    let (decision, refusal) = spend_use(&state, &id, req.is_probe(), decide(&state, &req), deadline).await;
+    let (answer, record) = match refusal {
+        None => {
             let status = authorization::respond(&req, &decision);
             let record = DecisionRecord::decided(&req, Some(id.clone()), &decision, micros(started));
             (Ok(status), record)
         }
-        Err((refusal, decision)) => {
+        Some(refusal) => {
             let record = refused_record(&req, Some(id.clone()), refusal.clone(), &decision, started);
             (Err(refusal), record)
         }
@@ -62,8 +58,8 @@ pub(super) async fn authorize(State(state): State<Arc<AppState>>, request: Reque
         |refusal| authorization::refused(&req, refusal),
     )
     .await;
-    if let (true, Some(decision)) = (answered.as_decided, &told) {
-        state.notices.answered((&req).into(), decision, &state.metrics);
+    if answered.as_decided && !req.is_probe() {
+        state.notices.answered((&req).into(), &decision, &state.metrics);
     }
     json(StatusCode::OK, &status.into_review())
 }
