@@ -11,9 +11,8 @@
 //! cached answer would outlive a revoked approval, and would reach no record.
 
 use super::NEVER_GATED;
-use super::cel::{list, lit};
-use crate::admission::OpSet;
-use crate::policy::{PolicySet, Sub};
+use super::cel::{self, list, lit};
+use crate::policy::PolicySet;
 use serde::Serialize;
 
 /// Where the API server reads the webhook's kubeconfig (`connectionInfo.kubeConfigFile`).
@@ -66,39 +65,27 @@ pub struct MatchCondition {
     pub expression: String,
 }
 
-/// One CEL clause per resource pattern of every rule that gates reads: the group, the
-/// resource and subresource, and the verb. `false` when no policy gates a read.
+/// Where an authorization review's coordinates are in CEL. Its string fields are always
+/// present, empty when unset.
+const FIELDS: cel::Fields = cel::Fields {
+    group: "request.resourceAttributes.group",
+    resource: "request.resourceAttributes.resource",
+    subresource: "request.resourceAttributes.subresource",
+    verb: "request.resourceAttributes.verb",
+};
+
+/// One CEL clause per rule that gates reads: its groups, resources and subresources, and
+/// the read verbs it gates. `false` when no policy gates a read.
 pub fn gated_reads(policies: &PolicySet) -> String {
-    let attr = |f: &str| format!("request.resourceAttributes.{f}");
     let mut clauses: Vec<String> = Vec::new();
     for rule in policies.iter().flat_map(|p| &p.rules) {
-        let reads: OpSet = rule.operations.reads();
+        let reads = rule.operations.reads();
         if reads.is_empty() {
             continue;
         }
-        let verbs = list(reads.iter().map(|v| lit(v.as_str())));
-        let groups = (!rule.api_groups.iter().any(|g| g == "*")).then(|| {
-            format!(
-                "{} in {}",
-                attr("group"),
-                list(rule.api_groups.iter().map(|g| lit(g)))
-            )
-        });
-        for pattern in &rule.resources {
-            let mut terms: Vec<String> = groups.iter().cloned().collect();
-            if pattern.resource() != "*" {
-                terms.push(format!("{} == {}", attr("resource"), lit(pattern.resource())));
-            }
-            terms.push(match pattern.sub() {
-                Sub::None => format!("{} == ''", attr("subresource")),
-                Sub::Any => format!("{} != ''", attr("subresource")),
-                Sub::Named(s) => format!("{} == {}", attr("subresource"), lit(s)),
-            });
-            terms.push(format!("{} in {verbs}", attr("verb")));
-            let clause = format!("({})", terms.join(" && "));
-            if !clauses.contains(&clause) {
-                clauses.push(clause);
-            }
+        let clause = cel::rule(&FIELDS, rule, Some(reads));
+        if !clauses.contains(&clause) {
+            clauses.push(clause);
         }
     }
     if clauses.is_empty() {

@@ -1,7 +1,65 @@
-//! CEL for the API server's `matchConditions`: string literals, lists, and the policies'
-//! name patterns, so that what is rendered matches exactly what [`Pattern`] matches.
+//! CEL for the API server's `matchConditions`: string literals, lists, the policies'
+//! name patterns (so that what is rendered matches exactly what [`Pattern`] matches), and
+//! their rules, for admission requests and authorization reviews alike.
 
+use crate::admission::OpSet;
 use crate::pattern::Pattern;
+use crate::policy::{Rule, Sub};
+
+/// Where a request's coordinates are in the CEL `request` of a kind of review.
+pub struct Fields {
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub subresource: &'static str,
+    pub verb: &'static str,
+}
+
+/// `rule` in CEL: one of its API groups, one of its resource patterns, and (when given)
+/// one of `ops`, the operations or verbs it gates that the review can carry.
+pub fn rule(f: &Fields, rule: &Rule, ops: Option<OpSet>) -> String {
+    let mut terms = Vec::new();
+    if !rule.api_groups.iter().any(|g| g == "*") {
+        terms.push(format!(
+            "{} in {}",
+            f.group,
+            list(rule.api_groups.iter().map(|g| lit(g)))
+        ));
+    }
+    let resources: Vec<String> = rule
+        .resources
+        .iter()
+        .map(|p| {
+            let sub = match p.sub() {
+                Sub::None => format!("{} == ''", f.subresource),
+                Sub::Any => format!("{} != ''", f.subresource),
+                Sub::Named(s) => format!("{} == {}", f.subresource, lit(s)),
+            };
+            if p.resource() == "*" {
+                sub
+            } else {
+                format!("({} == {} && {sub})", f.resource, lit(p.resource()))
+            }
+        })
+        .collect();
+    terms.push(any(resources));
+    if let Some(ops) = ops {
+        terms.push(format!(
+            "{} in {}",
+            f.verb,
+            list(ops.iter().map(|o| lit(o.as_str())))
+        ));
+    }
+    format!("({})", terms.join(" && "))
+}
+
+/// Any of `terms`: the one itself, or them in parentheses.
+pub fn any(mut terms: Vec<String>) -> String {
+    match terms.len() {
+        0 => "false".into(),
+        1 => terms.remove(0),
+        _ => format!("({})", terms.join(" || ")),
+    }
+}
 
 /// A CEL string literal.
 pub fn lit(s: &str) -> String {
@@ -33,11 +91,7 @@ pub fn matches_any(value: &str, patterns: &[Pattern]) -> String {
             terms.push(glob(value, source));
         }
     }
-    match terms.len() {
-        0 => "false".into(),
-        1 => terms.remove(0),
-        _ => format!("({})", terms.join(" || ")),
-    }
+    any(terms)
 }
 
 const META: [char; 5] = ['*', '?', '[', '{', '\\'];

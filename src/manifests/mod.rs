@@ -6,7 +6,7 @@
 pub mod authorization;
 mod cel;
 
-use crate::policy::{Policy, Sub};
+use crate::policy::Policy;
 use crate::policy::{PolicyError, PolicySet};
 use k8s_openapi::api::admissionregistration::v1::{
     MatchCondition, RuleWithOperations, ServiceReference, ValidatingWebhook, ValidatingWebhookConfiguration,
@@ -143,7 +143,12 @@ pub fn webhook_configuration(policies: &PolicySet, target: &Service<'_>) -> Vali
 /// empty ones (`omitempty`), and reading an absent field is an error, which
 /// `failurePolicy: Fail` turns into a refused request.
 const NAMESPACE: &str = "(has(request.namespace) ? request.namespace : '')";
-const SUB_RESOURCE: &str = "(has(request.subResource) ? request.subResource : '')";
+const FIELDS: cel::Fields = cel::Fields {
+    group: "request.resource.group",
+    resource: "request.resource.resource",
+    subresource: "(has(request.subResource) ? request.subResource : '')",
+    verb: "request.operation",
+};
 const USER: &str = "(has(request.userInfo.username) ? request.userInfo.username : '')";
 
 /// The gate webhook's `matchConditions`: some policy gates this request for this user, in
@@ -167,55 +172,18 @@ fn policy_gates(policy: &Policy) -> Option<String> {
         .iter()
         .filter(|r| !r.operations.admission().is_empty())
         .map(|r| {
-            let mut terms = Vec::new();
-            if !r.api_groups.iter().any(|g| g == "*") {
-                terms.push(format!(
-                    "request.resource.group in {}",
-                    cel::list(r.api_groups.iter().map(|g| cel::lit(g)))
-                ));
-            }
-            let resources: Vec<String> = r
-                .resources
-                .iter()
-                .map(|p| {
-                    let sub = match p.sub() {
-                        Sub::None => format!("{SUB_RESOURCE} == ''"),
-                        Sub::Any => format!("{SUB_RESOURCE} != ''"),
-                        Sub::Named(s) => format!("{SUB_RESOURCE} == {}", cel::lit(s)),
-                    };
-                    if p.resource() == "*" {
-                        sub
-                    } else {
-                        format!(
-                            "(request.resource.resource == {} && {sub})",
-                            cel::lit(p.resource())
-                        )
-                    }
-                })
-                .collect();
-            terms.push(if resources.len() == 1 {
-                resources[0].clone()
-            } else {
-                format!("({})", resources.join(" || "))
-            });
             let ops = r.operations.admission();
-            if ops != crate::admission::OpSet::ADMISSION {
-                terms.push(format!(
-                    "request.operation in {}",
-                    cel::list(ops.iter().map(|o| cel::lit(o.as_str())))
-                ));
-            }
-            format!("({})", terms.join(" && "))
+            cel::rule(
+                &FIELDS,
+                r,
+                (ops != crate::admission::OpSet::ADMISSION).then_some(ops),
+            )
         })
         .collect();
     if rules.is_empty() {
         return None;
     }
-    let mut terms = vec![if rules.len() == 1 {
-        rules[0].clone()
-    } else {
-        format!("({})", rules.join(" || "))
-    }];
+    let mut terms = vec![cel::any(rules)];
     if let Some(namespaces) = &policy.namespaces {
         terms.push(cel::matches_any(NAMESPACE, namespaces));
     }
