@@ -71,6 +71,15 @@ impl Approval {
         self.valid_for.is_none() || self.approved_at.is_some()
     }
 
+    /// Starts a `for:` entry's clock at `at` (its last approver signs then): it is valid
+    /// until `at` plus its `for:`.
+    pub fn start_at(&mut self, at: Timestamp) {
+        if let Some(d) = self.valid_for {
+            self.approved_at = Some(at);
+            self.expires_at = expiry(Some(at), d);
+        }
+    }
+
     /// `resource` or `resource/subresource`, as written in the entry.
     pub fn resource_string(&self) -> String {
         if self.sub_resource.is_empty() {
@@ -139,7 +148,8 @@ impl Approval {
                 let _ = writeln!(e, "expiresAt: \"{}\"", self.expires_at);
             }
             Some(d) => {
-                let _ = writeln!(e, "for: {}", crate::explain::human(d));
+                // `1h 30m`, `90s` as `1m 30s`: read back as the same duration.
+                let _ = writeln!(e, "for: {d:#}");
                 if let Some(at) = self.approved_at {
                     let _ = writeln!(e, "approvedAt: \"{at}\"");
                 }
@@ -206,6 +216,14 @@ struct RawEntry {
 pub struct EntryError {
     pub id: String,
     pub reason: String,
+}
+
+/// When a `for:` entry stops granting: its approval plus its duration; never while its
+/// clock has not started.
+fn expiry(approved_at: Option<Timestamp>, valid_for: jiff::SignedDuration) -> Timestamp {
+    approved_at.map_or(Timestamp::MAX, |at| {
+        at.checked_add(valid_for).unwrap_or(Timestamp::MAX)
+    })
 }
 
 /// Parses the value of one ConfigMap key.
@@ -292,9 +310,7 @@ pub fn parse_entry(id: &str, text: &str) -> Result<Approval, EntryError> {
                         .into(),
                 ));
             }
-            let expires =
-                approved_at.map_or(Timestamp::MAX, |at| at.checked_add(d).unwrap_or(Timestamp::MAX));
-            (expires, Some(d))
+            (expiry(approved_at, d), Some(d))
         }
         (Some(_), Some(_)) => return Err(fail("give expiresAt or for:, not both".into())),
         (None, None) => {
@@ -401,6 +417,27 @@ approvedBy: [bob@example.com]
         .unwrap();
         assert_eq!(parse_entry("cm/k", &group.to_yaml()), Ok(group));
         assert_eq!(a.key(), "k");
+    }
+
+    #[test]
+    fn a_for_entry_is_written_back_with_the_same_duration() {
+        for valid_for in ["90s", "1h30m", "30s", "4h"] {
+            let text = ENTRY.replace(
+                "expiresAt: \"2026-11-21T22:00:00Z\"",
+                &format!("for: {valid_for}"),
+            );
+            let mut a = parse_entry(
+                "cm/k",
+                &text.replace("approvedBy: [bob@example.com]", "approvedBy: []"),
+            )
+            .unwrap();
+            assert_eq!(parse_entry("cm/k", &a.to_yaml()), Ok(a.clone()), "{valid_for}");
+            a.approved_by = vec!["bob@example.com".into()];
+            a.start_at("2026-11-21T20:00:00Z".parse().unwrap());
+            let back = parse_entry("cm/k", &a.to_yaml()).unwrap();
+            assert_eq!(back, a, "{valid_for}");
+            assert_eq!(back.expires_at, a.approved_at.unwrap() + a.valid_for.unwrap());
+        }
     }
 
     #[test]

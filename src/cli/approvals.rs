@@ -330,15 +330,8 @@ impl Ledger {
             if !a.started() {
                 let (_, counted, required) = state_of(&a, policies.as_ref(), Timestamp::now());
                 if counted >= required.unwrap_or(1) {
-                    a.approved_at = Some(
-                        Timestamp::now()
-                            .round(jiff::Unit::Second)
-                            .unwrap_or_else(|_| Timestamp::now()),
-                    );
-                    a.expires_at = a
-                        .approved_at
-                        .and_then(|at| at.checked_add(a.valid_for?).ok())
-                        .unwrap_or(a.expires_at);
+                    let now = Timestamp::now();
+                    a.start_at(now.round(jiff::Unit::Second).unwrap_or(now));
                 }
             }
             let mut patch = serde_json::Map::new();
@@ -751,7 +744,7 @@ fn draft_from_flags(args: &RequestArgs, me: &str, now: Timestamp) -> Result<(Str
         fields.insert("breakGlass".into(), json!(true));
     }
     if args.once_approved {
-        fields.insert("for".into(), json!(human(args.duration)));
+        fields.insert("for".into(), json!(format!("{:#}", args.duration)));
     } else {
         fields.insert("expiresAt".into(), json!(expires_at.to_string()));
     }
