@@ -379,13 +379,8 @@ impl Judge<'_> {
             && o.max_uses == n.max_uses
             && o.break_glass == n.break_glass
             && o.valid_for == n.valid_for;
-        if o.approved_at.is_some() && o.approved_at != n.approved_at {
-            return Err(refuse(
-                id,
-                LedgerRule::ApprovedAtNotStamped,
-                "approvedAt is fixed once written: the approval's clock started then".into(),
-            ));
-        }
+        let gating = self.gating(&n);
+        self.check_stamp(id, Some(&o), &n, &gating)?;
         // The edit that starts a `for:` entry's clock sets its expiry from never.
         let starts = !o.started() && n.started();
         if !same_terms || (n.expires_at > o.expires_at && !starts) {
@@ -403,10 +398,8 @@ impl Judge<'_> {
                 format!("approver {gone:?} cannot be taken out of approvedBy; delete the entry to revoke it"),
             ));
         }
-        let gating = self.gating(&n);
         let added: BTreeSet<&str> = after.difference(&before).copied().collect();
         if !added.is_empty() {
-            self.check_stamp(id, Some(&o), &n, &gating)?;
             if n.expires_at != o.expires_at && !starts {
                 return Err(refuse(
                     id,
@@ -430,7 +423,6 @@ impl Judge<'_> {
             };
             return Ok(Some(self.change(id, action, n, &gating)));
         }
-        self.check_stamp(id, Some(&o), &n, &gating)?;
         if n.expires_at < o.expires_at {
             self.check_revoker(id, &o, &gating)?;
             let action = if n.expires_at <= self.now {
