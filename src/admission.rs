@@ -347,12 +347,7 @@ impl Status {
     pub fn of(refusal: &Refusal, about: Option<&AdmissionRequest<'_>>) -> Self {
         let message = match about {
             None => refusal.to_string(),
-            Some(req) => format!(
-                "jitgate: {} of {} refused ({}): {refusal}. Retry shortly; tell the cluster operators if this persists.",
-                req.operation,
-                req.resource.resource,
-                refusal.code()
-            ),
+            Some(req) => refusal.about(req.into()),
         };
         Status::failure(refusal.http_status(), message)
     }

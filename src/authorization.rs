@@ -230,12 +230,7 @@ pub fn respond(req: &AccessRequest, d: &Decision) -> AccessStatus {
 /// The answer to a review the server read but could not stand behind: a denial, so
 /// that a read is never let through on a decision that was not recorded.
 pub fn refused(req: &AccessRequest, refusal: &Refusal) -> AccessStatus {
-    AccessStatus::deny(format!(
-        "jitgate: {} of {} refused ({}): {refusal}. Retry shortly; tell the cluster operators if this persists.",
-        req.verb,
-        req.resource.resource,
-        refusal.code()
-    ))
+    AccessStatus::deny(refusal.about(Request::Access(req)))
 }
 
 #[cfg(test)]

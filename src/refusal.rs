@@ -37,6 +37,17 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// What an engineer reads when a review that was read is refused: the operation or
+    /// verb, the resource, the code, and that they may retry.
+    pub fn about(&self, req: crate::decision::Request<'_, '_>) -> String {
+        format!(
+            "jitgate: {} of {} refused ({}): {self}. Retry shortly; tell the cluster operators if this persists.",
+            req.verb(),
+            req.resource(),
+            self.code()
+        )
+    }
+
     /// The code written in records and metrics. Every refusal of a body that is not a
     /// readable AdmissionReview is `bad_request`; the HTTP status says which kind.
     pub fn code(&self) -> &'static str {
