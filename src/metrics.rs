@@ -213,16 +213,40 @@ impl Metrics {
             View::Current(s) | View::Stale { snapshot: s, .. } => Some(s),
             View::NotLoaded => None,
         };
-        let (active, pending, expired) = snapshot
-            .as_deref()
-            .map(|s| s.census(policies, Timestamp::now()))
-            .unwrap_or_default();
+        let now = Timestamp::now();
+        let lead =
+            jiff::SignedDuration::from_secs(self.expiry_lead.load(std::sync::atomic::Ordering::Relaxed));
+        // One pass over the approvals: each one's state, the pending ones by age, and the
+        // active ones about to expire.
+        let (mut active, mut pending, mut expired) = (0usize, 0usize, 0usize);
+        let (mut ages, mut soon) = ([0i64; 4], 0i64);
+        for a in snapshot.iter().flat_map(|s| s.approvals.iter()) {
+            match crate::approvals::state_of(a, Some(policies), now).0 {
+                crate::approvals::State::Pending => {
+                    pending += 1;
+                    let bucket = match a.requested_at().map(|t| now.duration_since(t).as_hours()) {
+                        None => 3,
+                        Some(h) if h < 1 => 0,
+                        Some(h) if h < 8 => 1,
+                        Some(_) => 2,
+                    };
+                    ages[bucket] += 1;
+                }
+                crate::approvals::State::Active | crate::approvals::State::BreakGlass => {
+                    active += 1;
+                    if a.expires_at.duration_since(now) <= lead {
+                        soon += 1;
+                    }
+                }
+                crate::approvals::State::Expired => expired += 1,
+                crate::approvals::State::Invalid => {}
+            }
+        }
         let invalid = snapshot.as_deref().map_or(0, |s| s.invalid);
         let unreviewed = snapshot
             .as_deref()
             .map(|s| crate::approvals::break_glass::unreviewed(s, policies))
             .unwrap_or_default();
-        let now = Timestamp::now();
         let overdue = unreviewed.iter().filter(|u| now > u.review_by).count();
         self.break_glass_unreviewed
             .set(i64::try_from(unreviewed.len()).unwrap_or(i64::MAX));
@@ -237,28 +261,6 @@ impl Metrics {
             self.approvals
                 .get_or_create(&StateLabels { state })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
-        let lead =
-            jiff::SignedDuration::from_secs(self.expiry_lead.load(std::sync::atomic::Ordering::Relaxed));
-        let (mut ages, mut soon) = ([0i64; 4], 0i64);
-        for a in snapshot.iter().flat_map(|s| s.approvals.iter()) {
-            match crate::approvals::state_of(a, Some(policies), now).0 {
-                crate::approvals::State::Pending => {
-                    let bucket = match a.requested_at().map(|t| now.duration_since(t).as_hours()) {
-                        None => 3,
-                        Some(h) if h < 1 => 0,
-                        Some(h) if h < 8 => 1,
-                        Some(_) => 2,
-                    };
-                    ages[bucket] += 1;
-                }
-                crate::approvals::State::Active | crate::approvals::State::BreakGlass
-                    if a.expires_at.duration_since(now) <= lead =>
-                {
-                    soon += 1;
-                }
-                _ => {}
-            }
         }
         for (age, n) in ["under_1h", "1h_to_8h", "over_8h", "unknown"]
             .into_iter()

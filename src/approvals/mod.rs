@@ -168,22 +168,6 @@ impl Snapshot {
             invalid,
         }
     }
-
-    /// How many approvals are active (unexpired, with the approvers their policies
-    /// require, or break-glass), pending (unexpired, short of approvers) and expired at
-    /// `now`: the states `jitgate list` shows.
-    pub fn census(&self, policies: &crate::policy::PolicySet, now: Timestamp) -> (usize, usize, usize) {
-        self.approvals
-            .iter()
-            .fold((0, 0, 0), |(active, pending, expired), a| {
-                match state_of(a, Some(policies), now).0 {
-                    State::Expired => (active, pending, expired + 1),
-                    State::Pending => (active, pending + 1, expired),
-                    State::Active | State::BreakGlass => (active + 1, pending, expired),
-                    State::Invalid => (active, pending, expired),
-                }
-            })
-    }
 }
 
 /// The current approvals, shared between the request path and the sync task. `None`
