@@ -349,6 +349,9 @@ pub fn request_entry(req: Request<'_, '_>, r: &Requirement, now: Timestamp) -> S
         change: None,
         max_uses: None,
         break_glass: false,
+        approved_as: Default::default(),
+        signatures: Vec::new(),
+        checked: Vec::new(),
     };
     let key = suggested_key(
         &[

@@ -29,6 +29,7 @@ pub mod policy;
 mod redact;
 pub mod refusal;
 pub mod server;
+pub mod signing;
 pub mod sync;
 pub mod telemetry;
 pub mod tls;

@@ -2,8 +2,10 @@
 //! An entry that does not parse, or that is ambiguous, is refused whole: it never grants.
 
 use crate::admission::{OpSet, Operation};
+use crate::signing::{Checked, Signature};
 use jiff::Timestamp;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// Who an approval is for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -42,6 +44,15 @@ pub struct Approval {
     pub reason: String,
     /// As written; counting distinct names other than the requester is the decision's job.
     pub approved_by: Vec<String>,
+    /// `approvedAs`: the groups an approver in `approvedBy` approved as (written by
+    /// `jitgate approve`, checked by the ledger against the groups the API server gave
+    /// them), for policies with levels.
+    pub approved_as: BTreeMap<String, Vec<String>>,
+    /// Offline approvals: signatures by trusted signers, as written.
+    pub signatures: Vec<Signature>,
+    /// What loading made of each signature, in order (empty until checked against the
+    /// trusted signers; see [`crate::approvals::Snapshot::signed`]).
+    pub checked: Vec<Checked>,
     /// `sha256:<hex>`: the approval allows only a request making exactly this change.
     pub change: Option<String>,
     /// How many requests it allows at most, across all replicas.
@@ -158,6 +169,21 @@ impl Approval {
         let _ = writeln!(e, "reason: {}", q(&self.reason));
         let approvers: Vec<String> = self.approved_by.iter().map(|a| q(a)).collect();
         let _ = writeln!(e, "approvedBy: [{}]", approvers.join(", "));
+        if !self.approved_as.is_empty() {
+            let _ = writeln!(e, "approvedAs:");
+            for (name, groups) in &self.approved_as {
+                let groups: Vec<String> = groups.iter().map(|g| q(g)).collect();
+                let _ = writeln!(e, "  {}: [{}]", q(name), groups.join(", "));
+            }
+        }
+        if !self.signatures.is_empty() {
+            let _ = writeln!(e, "signatures:");
+            for s in &self.signatures {
+                let _ = writeln!(e, "- signer: {}", q(&s.signer));
+                let _ = writeln!(e, "  key: {}", q(&s.key));
+                let _ = writeln!(e, "  signature: {}", q(&s.value_base64()));
+            }
+        }
         e
     }
 }
@@ -208,6 +234,18 @@ struct RawEntry {
     max_uses: Option<u32>,
     #[serde(default)]
     break_glass: bool,
+    #[serde(default)]
+    approved_as: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    signatures: Vec<RawSignature>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignature {
+    signer: String,
+    key: String,
+    signature: String,
 }
 
 /// Why an entry was refused. Names the entry and the rule, never the entry's text.
@@ -340,6 +378,31 @@ pub fn parse_entry(id: &str, text: &str) -> Result<Approval, EntryError> {
     if raw.max_uses == Some(0) {
         return Err(fail("maxUses is 0: the approval would allow nothing".into()));
     }
+    for (name, groups) in &raw.approved_as {
+        if !raw.approved_by.contains(name) {
+            return Err(fail(format!(
+                "approvedAs names {name:?}, who is not in approvedBy"
+            )));
+        }
+        if groups.is_empty() || groups.iter().any(String::is_empty) {
+            return Err(fail(format!(
+                "approvedAs of {name:?} names no group, or an empty one"
+            )));
+        }
+    }
+    let mut signatures: Vec<Signature> = Vec::new();
+    for s in raw.signatures {
+        let sig = Signature::parse(s.signer, s.key, &s.signature).map_err(fail)?;
+        if signatures.iter().any(|o| o.signer == sig.signer) {
+            return Err(fail(format!("signed twice by {:?}", sig.signer)));
+        }
+        signatures.push(sig);
+    }
+    if raw.break_glass && !signatures.is_empty() {
+        return Err(fail(
+            "a break-glass entry is written by its user and reviewed through approvedBy, not signed".into(),
+        ));
+    }
     if raw.break_glass && !matches!(subject, Subject::User(_)) {
         return Err(fail(
             "breakGlass is for one user, who writes it for themselves: give user, not group".into(),
@@ -362,6 +425,9 @@ pub fn parse_entry(id: &str, text: &str) -> Result<Approval, EntryError> {
         change: raw.change,
         max_uses: raw.max_uses,
         break_glass: raw.break_glass,
+        approved_as: raw.approved_as,
+        signatures,
+        checked: Vec::new(),
     })
 }
 

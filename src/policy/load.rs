@@ -1,7 +1,7 @@
 //! Reading `GatePolicy` documents from YAML files, strictly: an unknown field, a missing
 //! one or an impossible value is an error that names the file, the document and the reason.
 
-use super::{BreakGlass, Enforcement, Policy, ResourcePattern, Rule};
+use super::{BreakGlass, Enforcement, Level, Policy, ResourcePattern, Rule};
 use crate::admission::{OpSet, Operation};
 use crate::pattern::Pattern;
 use jiff::SignedDuration;
@@ -106,12 +106,28 @@ struct RawExempt {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawApproval {
-    min_approvers: u32,
+    /// Required unless `levels` is given (then it defaults to their counts' sum).
+    min_approvers: Option<u32>,
     max_duration: String,
     #[serde(default)]
     approver_groups: Vec<String>,
+    /// Multi-level approval; `from` reads as well.
+    #[serde(alias = "from")]
+    levels: Option<Vec<RawLevel>>,
     /// How long a request may wait for its approvers (default 24h).
     request_ttl: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLevel {
+    groups: Vec<String>,
+    #[serde(default = "one")]
+    count: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Parses every `GatePolicy` document in `text`; `file` names it in errors.
@@ -178,14 +194,41 @@ fn compile(raw: RawPolicy, source: String) -> Result<Policy, String> {
     let exempt_users = patterns(raw.spec.exempt.users, "spec.exempt.users")?;
     let exempt_groups = patterns(raw.spec.exempt.groups, "spec.exempt.groups")?;
     let approval = raw.spec.approval;
-    if approval.min_approvers == 0 {
-        return Err(named(
-            "spec.approval.minApprovers must be at least 1: nobody approves their own request".into(),
-        ));
-    }
     let max_duration = parse_duration(&approval.max_duration)
         .map_err(|e| named(format!("spec.approval.maxDuration: {e}")))?;
     let approver_groups = patterns(approval.approver_groups, "spec.approval.approverGroups")?;
+    let mut levels = Vec::new();
+    for (i, level) in approval.levels.unwrap_or_default().into_iter().enumerate() {
+        let field = format!("spec.approval.levels[{i}]");
+        if level.groups.is_empty() {
+            return Err(named(format!(
+                "{field}.groups is empty: name the groups that fill it"
+            )));
+        }
+        if level.count == 0 {
+            return Err(named(format!("{field}.count must be at least 1")));
+        }
+        levels.push(Level {
+            groups: patterns(level.groups, &format!("{field}.groups"))?,
+            count: level.count,
+        });
+    }
+    if !levels.is_empty() && !approver_groups.is_empty() {
+        return Err(named(
+            "give spec.approval.approverGroups or levels, not both: with levels, who may approve is a member of a level's groups".into(),
+        ));
+    }
+    let level_sum: u32 = levels.iter().map(|l| l.count).sum();
+    let min_approvers = match approval.min_approvers {
+        Some(0) => {
+            return Err(named(
+                "spec.approval.minApprovers must be at least 1: nobody approves their own request".into(),
+            ));
+        }
+        Some(n) => n.max(level_sum),
+        None if level_sum > 0 => level_sum,
+        None => return Err(named("spec.approval.minApprovers is missing".into())),
+    };
     let request_ttl = match &approval.request_ttl {
         None => super::DEFAULT_REQUEST_TTL,
         Some(t) => parse_duration(t).map_err(|e| named(format!("spec.approval.requestTTL: {e}")))?,
@@ -216,9 +259,10 @@ fn compile(raw: RawPolicy, source: String) -> Result<Policy, String> {
         namespaces,
         exempt_users,
         exempt_groups,
-        min_approvers: approval.min_approvers,
+        min_approvers,
         max_duration,
         approver_groups,
+        levels,
         request_ttl,
         enforcement: raw.spec.enforcement,
         break_glass,
@@ -358,6 +402,41 @@ spec:
         let reads_only = GOOD.replace(r#"operations: ["*"]"#, r#"verbs: ["watch"]"#);
         let p = &parse_policies(&reads_only, "f.yaml").unwrap()[0];
         assert!(p.rules[0].operations.admission().is_empty());
+    }
+
+    #[test]
+    fn levels_ask_for_approvers_from_several_groups() {
+        let text = GOOD.replace(
+            r#"{ minApprovers: 2, maxDuration: 90m, approverGroups: ["sre", "team-*"] }"#,
+            "\n    maxDuration: 90m\n    levels: [{ groups: [team-leads], count: 1 }, { groups: [security] }]",
+        );
+        let p = &parse_policies(&text, "f.yaml").unwrap()[0];
+        assert_eq!(p.levels.len(), 2);
+        assert_eq!(p.levels[1].count, 1);
+        // minApprovers defaults to the levels' sum, and is never below it.
+        assert_eq!(p.min_approvers, 2);
+        assert!(p.may_approve(&["security".into()]) && !p.may_approve(&["sre".into()]));
+        let from = text
+            .replace("levels:", "from:")
+            .replace("maxDuration: 90m", "maxDuration: 90m\n    minApprovers: 1");
+        assert_eq!(parse_policies(&from, "f.yaml").unwrap()[0].min_approvers, 2);
+        for (to, needle) in [
+            ("levels: [{ groups: [], count: 1 }]", "levels[0].groups is empty"),
+            (
+                "levels: [{ groups: [a], count: 0 }]",
+                "levels[0].count must be at least 1",
+            ),
+            ("levels: [{ groups: [a] }]\n    approverGroups: [b]", "not both"),
+        ] {
+            let bad = text.replace(
+                "levels: [{ groups: [team-leads], count: 1 }, { groups: [security] }]",
+                to,
+            );
+            let err = error_of(&bad);
+            assert!(err.contains(needle), "{to}: {err}");
+        }
+        let err = error_of(&GOOD.replace("minApprovers: 2, ", ""));
+        assert!(err.contains("minApprovers is missing"), "{err}");
     }
 
     #[test]

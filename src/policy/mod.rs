@@ -6,8 +6,11 @@
 //! `pods/exec` one subresource, `pods/*` every subresource of pods, `*/scale` the scale
 //! subresource of anything, `*` every resource (no subresources) and `*/*` everything.
 
+mod levels;
 mod load;
 mod store;
+
+pub use levels::{Level, Unmet, merge as merge_levels, unmet};
 
 pub use load::{PolicyError, parse_duration, parse_policies};
 pub use store::PolicyStore;
@@ -135,11 +138,15 @@ pub struct Policy {
     pub namespaces: Option<Vec<Pattern>>,
     pub exempt_users: Vec<Pattern>,
     pub exempt_groups: Vec<Pattern>,
+    /// Distinct approvers needed in all (with `levels`, at least their counts' sum).
     pub min_approvers: u32,
     pub max_duration: SignedDuration,
-    /// Who may approve: members of any of these groups. Empty: anyone who may edit the
-    /// approvals ConfigMap.
+    /// Who may approve: members of any of these groups. Empty (and no `levels`): anyone who
+    /// may edit the approvals ConfigMap.
     pub approver_groups: Vec<Pattern>,
+    /// Multi-level approval: every level must be met, by distinct people. Who may approve
+    /// is then a member of some level's groups.
+    pub levels: Vec<Level>,
     /// How long a request may wait for its approvers before it expires unapproved.
     pub request_ttl: SignedDuration,
     /// What a denial under this policy does.
@@ -205,12 +212,25 @@ impl Policy {
                 .is_none_or(|globs| pattern::any_matches(globs, namespace))
     }
 
-    /// True when a member of `groups` may approve under this policy.
+    /// True when a member of `groups` may approve under this policy: they are in its
+    /// approverGroups, or in the groups of one of its levels.
     pub fn may_approve(&self, groups: &[String]) -> bool {
-        self.approver_groups.is_empty()
-            || groups
-                .iter()
-                .any(|g| pattern::any_matches(&self.approver_groups, g))
+        if self.approver_groups.is_empty() && self.levels.is_empty() {
+            return true;
+        }
+        groups.iter().any(|g| {
+            pattern::any_matches(&self.approver_groups, g)
+                || self.levels.iter().any(|l| l.admits(std::iter::once(g.as_str())))
+        })
+    }
+
+    /// The groups that may approve under it, as written; empty when anyone may.
+    pub fn approver_group_names(&self) -> Vec<&str> {
+        self.approver_groups
+            .iter()
+            .chain(self.levels.iter().flat_map(|l| &l.groups))
+            .map(Pattern::as_str)
+            .collect()
     }
 
     /// True when this policy gates some request that an approval with this scope would
@@ -330,6 +350,11 @@ pub fn request_ttl(gating: &[&Policy]) -> SignedDuration {
 /// the CLI all ask here.
 pub fn required_approvers(gating: &[&Policy]) -> Option<u32> {
     gating.iter().map(|p| p.min_approvers).max()
+}
+
+/// The levels an approval under these gating policies must meet, merged.
+pub fn required_levels(gating: &[&Policy]) -> Vec<Level> {
+    levels::merge(gating.iter().flat_map(|p| &p.levels))
 }
 
 #[cfg(test)]

@@ -1,0 +1,183 @@
+use super::*;
+use crate::approvals::parse_entry;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+const ENTRY: &str = r#"user: bob
+resource: secrets
+apiGroup: ""
+namespace: prod
+name: db
+operations: [UPDATE]
+verbs: [get]
+expiresAt: "2026-11-21T22:00:00Z"
+reason: "INC-7: rotate"
+maxUses: 2
+approvedBy: []
+"#;
+
+fn key() -> PrivateKey {
+    PrivateKey::generate().unwrap().0
+}
+
+fn signers_for(name: &str, key: &PrivateKey, extra: &str) -> Signers {
+    let data = BTreeMap::from([(
+        name.to_string(),
+        format!("publicKey: {}\ngroups: [security]\n{extra}", key.public()),
+    )]);
+    let (signers, errors) = Signers::from_data([&data]);
+    assert!(errors.is_empty(), "{errors:?}");
+    signers
+}
+
+fn signed(text: &str, id: &str, by: &str, key: &PrivateKey) -> String {
+    let mut a = parse_entry(id, text).unwrap();
+    a.signatures.push(sign(&a, by, key));
+    a.to_yaml()
+}
+
+fn trusted(signers: &Signers, id: &str, text: &str) -> bool {
+    let a = parse_entry(id, text).unwrap();
+    let checked = signers.check_all(&a);
+    !checked.is_empty() && checked.iter().all(|c| matches!(c, Checked::Trusted(_)))
+}
+
+#[test]
+fn a_signature_verifies_against_its_signer_and_reads_back_from_the_entry() {
+    let alice = key();
+    let signers = signers_for("alice", &alice, "");
+    let text = signed(ENTRY, "cm/k", "alice", &alice);
+    assert!(text.contains("signatures:\n- signer: \"alice\"\n"), "{text}");
+    assert!(trusted(&signers, "cm/k", &text));
+    // The written entry reads back as the same approval, signature and all.
+    let a = parse_entry("cm/k", &text).unwrap();
+    assert_eq!(parse_entry("cm/k", &a.to_yaml()), Ok(a));
+}
+
+#[test]
+fn an_unknown_signer_or_another_key_is_refused_with_the_reason() {
+    let alice = key();
+    let text = signed(ENTRY, "cm/k", "alice", &alice);
+    let a = parse_entry("cm/k", &text).unwrap();
+    let why = |signers: &Signers| match &signers.check_all(&a)[0] {
+        Checked::Refused { why, .. } => why.clone(),
+        Checked::Trusted(_) => panic!("trusted"),
+    };
+    assert!(why(&Signers::default()).contains("not a trusted signer"));
+    assert!(why(&signers_for("alice", &key(), "")).contains("is not \"alice\"'s trusted key"));
+}
+
+#[test]
+fn a_signature_for_one_id_never_validates_another() {
+    let alice = key();
+    let signers = signers_for("alice", &alice, "");
+    let text = signed(ENTRY, "cm/k", "alice", &alice);
+    assert!(!trusted(&signers, "cm/other", &text));
+    assert!(!trusted(&signers, "other/k", &text));
+}
+
+#[test]
+fn signer_entries_are_checked_and_named_when_left_out() {
+    let data = BTreeMap::from([
+        ("good".to_string(), format!("publicKey: {}\n", key().public())),
+        ("bad".to_string(), "publicKey: rsa:xyz\n".to_string()),
+        (
+            "late".to_string(),
+            format!("publicKey: {}\nnotAfter: soon\n", key().public()),
+        ),
+        (
+            "typo".to_string(),
+            format!("publicKey: {}\ngrups: [x]\n", key().public()),
+        ),
+    ]);
+    let (signers, errors) = Signers::from_data([&data]);
+    assert_eq!(signers.len(), 1);
+    let names: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["bad", "late", "typo"]);
+    assert_eq!(signers.get("good").unwrap().user, "good");
+}
+
+#[test]
+fn a_key_written_to_disk_signs_and_its_private_half_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = keys::write_new(dir.path(), "alice").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&new.private).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let loaded = PrivateKey::load(&new.private).unwrap();
+    assert_eq!(loaded.public(), new.key);
+    let line = std::fs::read_to_string(&new.public).unwrap();
+    assert_eq!(
+        PublicKey::parse(line.split_whitespace().next().unwrap()).unwrap(),
+        new.key
+    );
+    // Never overwritten.
+    assert!(matches!(
+        keys::write_new(dir.path(), "alice"),
+        Err(KeyError::Exists { .. })
+    ));
+}
+
+/// Every field that gives an entry power, with a different value for each.
+const POWERED: &[(&str, &str)] = &[
+    ("user: bob", "user: mallory"),
+    ("user: bob", "group: admins"),
+    ("resource: secrets", "resource: configmaps"),
+    ("resource: secrets", "resource: secrets/status"),
+    ("apiGroup: \"\"", "apiGroup: apps"),
+    ("apiGroup: \"\"\n", ""),
+    ("namespace: prod", "namespace: prod-eu"),
+    ("name: db", "name: web"),
+    ("name: db\n", ""),
+    ("operations: [UPDATE]", "operations: [UPDATE, DELETE]"),
+    ("verbs: [get]", "verbs: [get, list]"),
+    ("verbs: [get]\n", ""),
+    ("2026-11-21T22:00:00Z", "2026-11-21T23:00:00Z"),
+    ("expiresAt: \"2026-11-21T22:00:00Z\"", "for: 1h"),
+    ("\"INC-7: rotate\"", "\"INC-7: rotate everything\""),
+    ("maxUses: 2", "maxUses: 3"),
+    ("maxUses: 2\n", ""),
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A change to any powered field invalidates the signature; rewriting the same entry
+    /// with its keys in another order, in another YAML style, does not.
+    #[test]
+    fn any_powered_change_invalidates_and_formatting_does_not(
+        which in 0..POWERED.len(),
+        order in Just(()).prop_perturb(|_, mut rng| {
+            let mut lines: Vec<usize> = (0..11).collect();
+            for i in (1..lines.len()).rev() {
+                lines.swap(i, (rng.next_u32() as usize) % (i + 1));
+            }
+            lines
+        }),
+    ) {
+        let alice = key();
+        let signers = signers_for("alice", &alice, "");
+        let text = signed(ENTRY, "cm/k", "alice", &alice);
+        let (from, to) = POWERED[which];
+        // The signed entry with one field changed, its signature kept.
+        let a = parse_entry("cm/k", &text).unwrap();
+        let changed_source = ENTRY.replace(from, to);
+        let mut changed = parse_entry("cm/k", &changed_source).unwrap();
+        changed.signatures = a.signatures.clone();
+        prop_assert!(!trusted(&signers, "cm/k", &changed.to_yaml()), "{} -> {}", from, to);
+        // The same entry in flow style, keys shuffled.
+        let sig = &a.signatures[0];
+        let mut fields: Vec<String> = ENTRY.lines().map(str::to_string).collect();
+        fields.push(format!(
+            "signatures: [{{signature: '{}', key: '{}', signer: alice}}]",
+            sig.value_base64(), sig.key
+        ));
+        let shuffled: Vec<&String> = order.iter().filter_map(|i| fields.get(*i)).chain(fields.iter().skip(11)).collect();
+        let reformatted = shuffled.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+            .replace("expiresAt: \"2026-11-21T22:00:00Z\"", "expiresAt: 2026-11-21T23:00:00+01:00");
+        prop_assert!(trusted(&signers, "cm/k", &reformatted), "{}", reformatted);
+    }
+}
