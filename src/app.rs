@@ -28,6 +28,9 @@ pub struct ServeConfig {
     pub policies_dir: PathBuf,
     /// Approvals from this file, unless `cluster` is set.
     pub approvals_file: PathBuf,
+    /// Trusted signers of offline approvals from this file, unless `cluster` is set (then
+    /// from the labelled signers ConfigMaps beside the approvals).
+    pub signers_file: PathBuf,
     /// Approvals from ConfigMaps in a cluster.
     pub cluster: Option<ClusterSource>,
     /// In cluster mode, how long the API server may be silent before approvals count as
@@ -148,6 +151,11 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
                 policies.clone(),
                 sync::prune::KEEP_EXPIRED,
             ));
+            background.push(sync::signers::spawn_cluster(
+                client.clone(),
+                source.namespace.clone(),
+                store.clone(),
+            ));
             let (notices, events) = notify::emit::spawn(
                 client,
                 instance_name(),
@@ -166,6 +174,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         }
         None => {
             let store = Arc::new(ApprovalStore::new(None));
+            background.push(sync::signers::spawn_file(cfg.signers_file.clone(), store.clone()));
             (
                 FileSync::new(cfg.approvals_file.clone(), store.clone()).spawn(),
                 store,

@@ -48,6 +48,7 @@ pub fn check(
     request: &Path,
     policies_dir: &Path,
     approvals_file: &Path,
+    signers_file: &Path,
     now: Timestamp,
 ) -> Result<Checked, CheckError> {
     let read = |p: &Path| {
@@ -77,7 +78,22 @@ pub fn check(
             crate::approvals::LABEL
         );
     }
-    let snapshot = Snapshot::new(file.approvals, file.errors.len(), file.home, now);
+    let (signers, refused) = crate::sync::signers::read_file(signers_file)
+        .map_err(|reason| CheckError::Request {
+            path: signers_file.display().to_string(),
+            reason,
+        })?
+        .unwrap_or_default();
+    for e in &refused {
+        tracing::warn!("{e}");
+    }
+    let snapshot = Snapshot::signed(
+        file.approvals,
+        file.errors.len(),
+        file.home,
+        std::sync::Arc::new(signers),
+        now,
+    );
     let inputs = Inputs {
         policies: &policies,
         approvals: Approvals::Loaded(&snapshot),

@@ -128,13 +128,13 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
             approval: a,
             counted,
             self_approved,
+            missing_levels,
+            signature_problems,
             ..
         } => {
             let _ = write!(
                 m,
-                " and approval {:?} has {counted} of the {} approvers it needs{}. \
-                 Ask an approver to add their own username to approvedBy of key {:?} in ConfigMap {} \
-                 in namespace {} ({}).",
+                " and approval {:?} has {counted} of the {} approvers it needs{}",
                 a.id,
                 requirement.min_approvers,
                 if *self_approved {
@@ -142,6 +142,17 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
                 } else {
                     ""
                 },
+            );
+            if !missing_levels.is_empty() {
+                let _ = write!(m, "; still missing: {}", missing_levels.join(", "));
+            }
+            for problem in signature_problems {
+                let _ = write!(m, "; {problem}");
+            }
+            let _ = write!(
+                m,
+                ". Ask an approver to add their own username to approvedBy of key {:?} in ConfigMap {} \
+                 in namespace {} ({}), or to sign it offline (jitgate sign).",
                 a.key(),
                 home.name,
                 home.namespace,
@@ -300,8 +311,14 @@ fn describe(req: Request<'_, '_>) -> String {
 }
 
 fn needs(r: &Requirement) -> String {
+    let levels = if r.levels.is_empty() {
+        String::new()
+    } else {
+        let each: Vec<String> = r.levels.iter().map(|l| l.describe(l.count)).collect();
+        format!(" ({}, distinct people)", each.join(" and "))
+    };
     format!(
-        "It needs {} approver{} other than you, and may last at most {}.",
+        "It needs {} approver{} other than you{levels}, and may last at most {}.",
         r.min_approvers,
         if r.min_approvers == 1 { "" } else { "s" },
         human(r.max_duration)

@@ -8,8 +8,11 @@ mod state;
 
 pub use entry::{Approval, EntryError, Subject, parse_entry, suggested_key};
 pub use index::{ApprovalIndex, LookupKey};
-pub use state::{State, count_approvers, request_deadline, state_of};
+pub use state::{
+    Approvers, Person, State, approvers, count_approvers, request_deadline, signature_problems, state_of,
+};
 
+use crate::signing::Signers;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
 use std::collections::BTreeMap;
@@ -157,15 +160,46 @@ pub struct Snapshot {
     pub approvals: Vec<Arc<Approval>>,
     /// Entries refused for not parsing.
     pub invalid: usize,
+    /// The trusted signers the approvals' signatures were checked against.
+    pub signers: Arc<Signers>,
 }
 
 impl Snapshot {
+    /// A state without trusted signers: signatures count for nothing.
     pub fn new(approvals: Vec<Arc<Approval>>, invalid: usize, home: ConfigMapRef, now: Timestamp) -> Self {
+        Snapshot::signed(approvals, invalid, home, Arc::default(), now)
+    }
+
+    /// A state whose approvals' signatures are checked against `signers`, once, here:
+    /// an approval with signatures is copied with what each signature is worth
+    /// ([`Approval::checked`]); the decision reads that and never verifies.
+    pub fn signed(
+        approvals: Vec<Arc<Approval>>,
+        invalid: usize,
+        home: ConfigMapRef,
+        signers: Arc<Signers>,
+        now: Timestamp,
+    ) -> Self {
+        let approvals: Vec<Arc<Approval>> = approvals
+            .into_iter()
+            .map(|a| {
+                let checked = signers.check_all(&a);
+                if checked == a.checked {
+                    a
+                } else {
+                    Arc::new(Approval {
+                        checked,
+                        ..(*a).clone()
+                    })
+                }
+            })
+            .collect();
         Snapshot {
             index: ApprovalIndex::build(approvals.iter().cloned(), now),
             home: Arc::new(home),
             approvals,
             invalid,
+            signers,
         }
     }
 }
@@ -186,6 +220,17 @@ pub struct ApprovalStore {
     /// Milliseconds after `epoch` when the source was last known healthy.
     healthy_at_ms: AtomicU64,
     max_staleness: Option<Duration>,
+    /// What the current snapshot was built from, to build it again when the trusted
+    /// signers change; held while a snapshot is built, so that builds do not interleave.
+    sources: std::sync::Mutex<Sources>,
+}
+
+/// What a snapshot is built from.
+#[derive(Debug, Default)]
+struct Sources {
+    signers: Arc<Signers>,
+    /// The approvals as parsed (signatures not checked), the refused count, the home.
+    approvals: Option<(Vec<Arc<Approval>>, usize, ConfigMapRef)>,
 }
 
 impl Default for ApprovalStore {
@@ -215,7 +260,51 @@ impl ApprovalStore {
             epoch: Instant::now(),
             healthy_at_ms: AtomicU64::new(0),
             max_staleness,
+            sources: Default::default(),
         }
+    }
+
+    /// Publishes a new state of the approvals, their signatures checked against the
+    /// trusted signers last set.
+    pub fn publish(&self, approvals: Vec<Arc<Approval>>, invalid: usize, home: ConfigMapRef) {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let snapshot = Snapshot::signed(
+            approvals.clone(),
+            invalid,
+            home.clone(),
+            sources.signers.clone(),
+            Timestamp::now(),
+        );
+        sources.approvals = Some((approvals, invalid, home));
+        self.replace(snapshot);
+    }
+
+    /// Sets the trusted signers and, if approvals are loaded, publishes them again checked
+    /// against these: a removed signer's signatures stop counting at once.
+    pub fn set_signers(&self, signers: Signers) {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        sources.signers = Arc::new(signers);
+        if let Some((approvals, invalid, home)) = &sources.approvals {
+            let snapshot = Snapshot::signed(
+                approvals.clone(),
+                *invalid,
+                home.clone(),
+                sources.signers.clone(),
+                Timestamp::now(),
+            );
+            // Rebuilding is not news from the approvals' source: keep its health as it is.
+            let snapshot = Arc::new(snapshot);
+            *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(snapshot);
+        }
+    }
+
+    /// The trusted signers last set.
+    pub fn signers(&self) -> Arc<Signers> {
+        self.sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .signers
+            .clone()
     }
 
     pub fn current(&self) -> Option<Arc<Snapshot>> {

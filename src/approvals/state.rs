@@ -3,9 +3,9 @@
 //! `jitgate list` both count through here, so they agree.
 
 use super::{Approval, Subject};
-use crate::policy::{self, PolicySet};
+use crate::policy::{self, Level, PolicySet, Unmet};
+use crate::signing::Checked;
 use jiff::Timestamp;
-use std::collections::BTreeSet;
 
 /// Where an entry stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,12 +38,14 @@ pub fn state_of(a: &Approval, policies: Option<&PolicySet>, now: Timestamp) -> (
         Subject::User(u) => u.as_str(),
         Subject::Group(_) => "",
     };
-    let (counted, _) = count_approvers(a, requester);
+    let found = approvers(a, requester, now);
+    let counted = found.count();
     let gating = policies.map(|p| p.gating_scope(&a.scope()));
     let required = gating.as_deref().and_then(policy::required_approvers);
+    let levels = gating.as_deref().map(policy::required_levels).unwrap_or_default();
     let waited_too_long =
         || request_deadline(a, gating.as_deref().unwrap_or_default()).is_some_and(|t| t <= now);
-    let complete = counted >= required.unwrap_or(1) && a.started();
+    let complete = found.suffice(required.unwrap_or(1), &levels) && a.started();
     let state = if now >= a.expires_at || (!a.break_glass && !complete && waited_too_long()) {
         State::Expired
     } else if a.break_glass {
@@ -62,23 +64,144 @@ pub fn request_deadline(a: &Approval, gating: &[&policy::Policy]) -> Option<Time
     a.requested_at().map(|at| at + policy::request_ttl(gating))
 }
 
-/// Distinct approvers other than the requester (and, for a user approval, the user it
-/// names); and whether the requester tried to approve their own request.
-pub fn count_approvers(a: &Approval, requester: &str) -> (u32, bool) {
+/// One person whose approval counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person<'a> {
+    pub name: &'a str,
+    /// The groups they approve as: from `approvedAs` for an approver through the API
+    /// server (none when not recorded), from the signers ConfigMap for a signer.
+    pub groups: Vec<&'a str>,
+    /// They signed offline (also true when they approved online as well).
+    pub signed: bool,
+}
+
+/// Who has approved an entry, as far as a request by `requester` is concerned.
+#[derive(Debug, Clone, Default)]
+pub struct Approvers<'a> {
+    /// Distinct people other than the requester (and, for a user approval, the user it
+    /// names; for a group approval, signers in that group).
+    pub people: Vec<Person<'a>>,
+    /// The requester (or whom the entry is for) approved or signed it themselves.
+    pub self_approved: bool,
+}
+
+impl Approvers<'_> {
+    pub fn count(&self) -> u32 {
+        u32::try_from(self.people.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The levels these people leave unmet.
+    pub fn unmet(&self, levels: &[Level]) -> Vec<Unmet> {
+        if levels.is_empty() {
+            return Vec::new();
+        }
+        let groups: Vec<Vec<&str>> = self.people.iter().map(|p| p.groups.clone()).collect();
+        policy::unmet(levels, &groups)
+    }
+
+    /// True when they are enough: `min` people, and every level met.
+    pub fn suffice(&self, min: u32, levels: &[Level]) -> bool {
+        self.count() >= min && self.unmet(levels).is_empty()
+    }
+
+    /// The signers among them.
+    pub fn signers(&self) -> Vec<&str> {
+        self.people.iter().filter(|p| p.signed).map(|p| p.name).collect()
+    }
+}
+
+/// The people who approved `a`, for a request by `requester`, at `now`: the distinct names
+/// in approvedBy, and the trusted signers whose signatures verified when the entry was
+/// loaded and whose keys are still valid, neither being whom the entry is for.
+pub fn approvers<'a>(a: &'a Approval, requester: &str, now: Timestamp) -> Approvers<'a> {
     let named_user = match &a.subject {
         Subject::User(u) => Some(u.as_str()),
         Subject::Group(_) => None,
     };
-    let mut self_approved = false;
-    let distinct: BTreeSet<&str> = a
-        .approved_by
+    let mut out = Approvers::default();
+    for name in &a.approved_by {
+        if name == requester || Some(name.as_str()) == named_user {
+            out.self_approved = true;
+            continue;
+        }
+        if out.people.iter().any(|p| p.name == name) {
+            continue;
+        }
+        let groups = a
+            .approved_as
+            .get(name)
+            .map(|g| g.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        out.people.push(Person {
+            name,
+            groups,
+            signed: false,
+        });
+    }
+    for checked in &a.checked {
+        let Checked::Trusted(signer) = checked else {
+            continue;
+        };
+        if !signer.valid_at(now) {
+            continue;
+        }
+        let own = signer.user == requester
+            || Some(signer.user.as_str()) == named_user
+            || matches!(&a.subject, Subject::Group(g) if signer.groups.contains(g));
+        if own {
+            out.self_approved = true;
+            continue;
+        }
+        let groups = signer.groups.iter().map(String::as_str);
+        match out.people.iter_mut().find(|p| p.name == signer.user) {
+            Some(p) => {
+                p.groups.extend(groups);
+                p.signed = true;
+            }
+            None => out.people.push(Person {
+                name: &signer.user,
+                groups: groups.collect(),
+                signed: true,
+            }),
+        }
+    }
+    out
+}
+
+/// Distinct approvers other than the requester (see [`approvers`]); and whether the
+/// requester tried to approve their own request.
+pub fn count_approvers(a: &Approval, requester: &str, now: Timestamp) -> (u32, bool) {
+    let found = approvers(a, requester, now);
+    (found.count(), found.self_approved)
+}
+
+/// Why each signature of `a` that grants nothing, for a request by `requester` at `now`,
+/// grants nothing: for a denial to say.
+pub fn signature_problems(a: &Approval, requester: &str, now: Timestamp) -> Vec<String> {
+    let named_user = match &a.subject {
+        Subject::User(u) => u.as_str(),
+        Subject::Group(_) => requester,
+    };
+    a.checked
         .iter()
-        .map(String::as_str)
-        .filter(|name| {
-            let own = *name == requester || Some(*name) == named_user;
-            self_approved |= own;
-            !own
+        .filter_map(|c| match c {
+            Checked::Refused { why, .. } => Some(why.clone()),
+            Checked::Trusted(s) if !s.valid_at(now) => Some(format!(
+                "signer {:?}'s key expired at {}",
+                s.name,
+                s.not_after.map(|t| t.to_string()).unwrap_or_default()
+            )),
+            Checked::Trusted(s)
+                if s.user == requester
+                    || s.user == named_user
+                    || matches!(&a.subject, Subject::Group(g) if s.groups.contains(g)) =>
+            {
+                Some(format!(
+                    "the signature by {:?} is the requester's own and does not count",
+                    s.name
+                ))
+            }
+            Checked::Trusted(_) => None,
         })
-        .collect();
-    (u32::try_from(distinct.len()).unwrap_or(u32::MAX), self_approved)
+        .collect()
 }

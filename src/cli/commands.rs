@@ -91,7 +91,13 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::List(args) => crate::cli::approvals::run(args.ledger.clone(), Verb::List(args)),
         Command::Check(args) => {
             let now = args.now.unwrap_or_else(jiff::Timestamp::now);
-            match crate::check::check(&args.request, &args.policies, &args.approvals_file, now) {
+            match crate::check::check(
+                &args.request,
+                &args.policies,
+                &args.approvals_file,
+                &args.signers_file,
+                now,
+            ) {
                 Ok(checked) => {
                     println!("{}", checked.json);
                     match &checked.change {

@@ -362,6 +362,16 @@ pub struct ServeArgs {
         default_value = "manifests/approvals.yaml"
     )]
     pub approvals_file: PathBuf,
+    /// Trusted signers of offline approvals (a labelled ConfigMap manifest), watched for
+    /// changes. In cluster mode they come from the ConfigMaps labelled
+    /// jitgate.dev/signers=true in the approvals namespace instead.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "JITGATE_SIGNERS_FILE",
+        default_value = "manifests/signers.yaml"
+    )]
+    pub signers_file: PathBuf,
     /// Cluster mode: follow the approvals ConfigMaps in this namespace instead of a file.
     #[arg(long, value_name = "NAMESPACE", env = "JITGATE_APPROVALS_NAMESPACE")]
     pub approvals_namespace: Option<String>,
@@ -448,6 +458,7 @@ impl From<ServeArgs> for ServeConfig {
             tls_key: a.tls_key,
             policies_dir: a.policies,
             approvals_file: a.approvals_file,
+            signers_file: a.signers_file,
             cluster: a.approvals_namespace.map(|namespace| ClusterSource {
                 namespace,
                 selector: a.approvals_selector,
@@ -476,6 +487,9 @@ pub struct CheckArgs {
     /// Approvals ConfigMap manifest(s).
     #[arg(long, value_name = "PATH", default_value = "manifests/approvals.yaml")]
     pub approvals_file: PathBuf,
+    /// Trusted signers (a labelled ConfigMap manifest); a missing file trusts nobody.
+    #[arg(long, value_name = "PATH", default_value = "manifests/signers.yaml")]
+    pub signers_file: PathBuf,
     /// Decide as of this time (RFC 3339) instead of now.
     #[arg(long, value_name = "RFC3339")]
     pub now: Option<jiff::Timestamp>,

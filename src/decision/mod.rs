@@ -11,7 +11,7 @@
 //! cannot be written) are not decisions: they are [`crate::refusal::Refusal`]s.
 
 use crate::admission::{AdmissionRequest, Operation};
-use crate::approvals::{Approval, ConfigMapRef, LookupKey, Snapshot, count_approvers};
+use crate::approvals::{Approval, ConfigMapRef, LookupKey, Snapshot, approvers, signature_problems};
 use crate::authorization::AccessRequest;
 use crate::change::Change;
 use crate::ledger::{self, LedgerChange, Violation};
@@ -160,6 +160,8 @@ pub struct Requirement {
     /// Names of the gating policies, in load order.
     pub policies: Vec<String>,
     pub min_approvers: u32,
+    /// Levels of approvers, each to be met by distinct people (merged across policies).
+    pub levels: Vec<policy::Level>,
     pub max_duration: SignedDuration,
     /// How long a break-glass entry may last, when every gating policy allows break-glass
     /// to a group of the requester's; `None` when any does not.
@@ -185,6 +187,7 @@ impl Requirement {
         Requirement {
             policies: policies.iter().map(|p| p.name.clone()).collect(),
             min_approvers: policy::required_approvers(policies).unwrap_or(1),
+            levels: policy::required_levels(policies),
             max_duration: policies
                 .iter()
                 .map(|p| p.max_duration)
@@ -256,12 +259,17 @@ pub enum Reason {
         approval: Arc<Approval>,
         change: Option<Change>,
     },
-    /// The closest approval has fewer approvers (other than the requester) than required.
+    /// The closest approval has fewer approvers (other than the requester) than required,
+    /// or leaves a level unmet.
     TooFewApprovers {
         requirement: Requirement,
         approval: Arc<Approval>,
         counted: u32,
         self_approved: bool,
+        /// The levels still missing, described (`1 of security`).
+        missing_levels: Vec<String>,
+        /// Why each of its signatures that counts for nothing does not count.
+        signature_problems: Vec<String>,
         change: Option<Change>,
     },
     /// A break-glass entry that the gating policies do not allow the requester to use.
@@ -522,7 +530,11 @@ pub fn decide<'r, 'a: 'r>(req: impl Into<Request<'r, 'a>>, inputs: &Inputs<'_>) 
     };
     let reason = match (req, req.target()) {
         (Request::Admission(r), _) if ledger::applies(r) => {
-            match ledger::review(r, inputs.policies, inputs.now, ledger::Grace::default()) {
+            let signers = match inputs.approvals {
+                Approvals::Loaded(snapshot) => Some(&*snapshot.signers),
+                Approvals::NotLoaded | Approvals::Stale { .. } => None,
+            };
+            match ledger::review(r, inputs.policies, signers, inputs.now, ledger::Grace::default()) {
                 Ok(changes) => Reason::LedgerAccepted { changes },
                 Err(violation) => Reason::LedgerRefused { violation },
             }
@@ -611,13 +623,24 @@ fn gate(req: Request<'_, '_>, target: &Target<'_>, inputs: &Inputs<'_>) -> Reaso
         Verdict::TooFewApprovers {
             counted,
             self_approved,
-        } => Reason::TooFewApprovers {
-            requirement,
-            approval,
-            counted,
-            self_approved,
-            change,
-        },
+        } => {
+            let found = approvers(&approval, user, inputs.now);
+            let missing_levels = found
+                .unmet(&requirement.levels)
+                .iter()
+                .map(|u| requirement.levels[u.level].describe(u.missing))
+                .collect();
+            let signature_problems = signature_problems(&approval, user, inputs.now);
+            Reason::TooFewApprovers {
+                requirement,
+                approval,
+                counted,
+                self_approved,
+                missing_levels,
+                signature_problems,
+                change,
+            }
+        }
         Verdict::BreakGlassRefused => Reason::BreakGlassNotAllowed {
             requirement,
             approval,
@@ -684,10 +707,10 @@ pub fn judge(
     }
     if !a.started() {
         // A `for:` entry whose last approver has not signed: its clock has not started.
-        let (counted, self_approved) = count_approvers(a, requester);
+        let found = approvers(a, requester, now);
         return Verdict::TooFewApprovers {
-            counted,
-            self_approved,
+            counted: found.count(),
+            self_approved: found.self_approved,
         };
     }
     if now >= a.expires_at {
@@ -703,11 +726,11 @@ pub fn judge(
     if a.expires_at.duration_since(now) > req.max_duration {
         return Verdict::ExceedsMaxDuration;
     }
-    let (counted, self_approved) = count_approvers(a, requester);
-    if counted < req.min_approvers {
+    let found = approvers(a, requester, now);
+    if !found.suffice(req.min_approvers, &req.levels) {
         return Verdict::TooFewApprovers {
-            counted,
-            self_approved,
+            counted: found.count(),
+            self_approved: found.self_approved,
         };
     }
     Verdict::Valid

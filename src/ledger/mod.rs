@@ -15,6 +15,7 @@ pub use rules::Grace;
 use crate::admission::{AdmissionRequest, Operation};
 use crate::approvals::{self, Approval};
 use crate::policy::PolicySet;
+use crate::signing::Signers;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
 use std::collections::BTreeMap;
@@ -59,6 +60,10 @@ pub enum LedgerRule {
     /// `approvedAt` written otherwise than by the edit of the last approver a `for:` entry
     /// needs, at the time of that edit; or that edit without it.
     ApprovedAtNotStamped,
+    /// A signature added that is not a trusted signer's valid signature over the entry.
+    SignatureInvalid,
+    /// An edit of the trusted signers ConfigMap that holds an entry that does not parse.
+    SignerMalformed,
 }
 
 impl LedgerRule {
@@ -81,6 +86,8 @@ impl LedgerRule {
             LedgerRule::BreakGlassNotAllowed => "break_glass_not_allowed",
             LedgerRule::BreakGlassUnreviewed => "break_glass_unreviewed",
             LedgerRule::ApprovedAtNotStamped => "approved_at_not_stamped",
+            LedgerRule::SignatureInvalid => "signature_invalid",
+            LedgerRule::SignerMalformed => "signer_malformed",
         }
     }
 }
@@ -123,6 +130,8 @@ pub enum Action {
     BreakGlass,
     /// An approver added their name to a break-glass entry: it is reviewed.
     Reviewed,
+    /// Signatures by trusted signers were added (carried in by whoever edited).
+    Signed,
 }
 
 impl Action {
@@ -135,6 +144,7 @@ impl Action {
             Action::ExpiredOnEdit => "expired-on-edit",
             Action::BreakGlass => "break-glass",
             Action::Reviewed => "reviewed",
+            Action::Signed => "signed",
         }
     }
 }
@@ -151,6 +161,8 @@ pub struct LedgerChange {
     pub approvers: u32,
     /// Approvers its policies require (the largest minApprovers), when gated.
     pub required: Option<u32>,
+    /// The trusted signers whose signatures count, after the change.
+    pub signers: Vec<String>,
 }
 
 /// The editor, as the API server authenticated them.
@@ -218,9 +230,13 @@ fn ledger_of(
 
 /// Reviews an edit of an approvals ConfigMap by `editor`. Only keys whose text changed
 /// are judged: an unrelated edit is never refused for a neighbour's sake.
+///
+/// `signers` are the trusted signers, against which added signatures are checked; `None`
+/// while they are not loaded (an edit that adds a signature is then refused).
 pub fn review(
     req: &AdmissionRequest<'_>,
     policies: &PolicySet,
+    signers: Option<&Signers>,
     now: Timestamp,
     grace: Grace,
 ) -> Result<Vec<LedgerChange>, Violation> {
@@ -241,6 +257,7 @@ pub fn review(
     };
     let judge = rules::Judge {
         policies,
+        signers,
         editor,
         now,
         grace,

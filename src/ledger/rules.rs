@@ -1,9 +1,9 @@
 //! The ledger's rules for one entry: created, changed, or removed.
 
 use super::{Action, Editor, LedgerChange, LedgerRule, Violation};
-use crate::approvals::count_approvers;
-use crate::approvals::{Approval, Subject, parse_entry};
+use crate::approvals::{Approval, Subject, approvers, parse_entry};
 use crate::policy::{Policy, PolicySet};
+use crate::signing::{Checked, Signature, Signers};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeSet;
 
@@ -19,6 +19,7 @@ impl Default for Grace {
 
 pub(super) struct Judge<'a> {
     pub policies: &'a PolicySet,
+    pub signers: Option<&'a Signers>,
     pub editor: Editor<'a>,
     pub now: Timestamp,
     pub grace: Grace,
@@ -54,14 +55,154 @@ impl Judge<'_> {
         gating.iter().all(|p| p.may_approve(self.editor.groups))
     }
 
+    /// Parses an entry and checks its signatures against the trusted signers.
     fn parse(&self, id: &str, text: &str) -> Result<Approval, Violation> {
-        parse_entry(id, text).map_err(|e| {
+        let mut a = parse_entry(id, text).map_err(|e| {
             refuse(
                 id,
                 LedgerRule::Malformed,
                 format!("the entry does not parse: {}", e.reason),
             )
-        })
+        })?;
+        if let Some(signers) = self.signers {
+            a.checked = signers.check_all(&a);
+        }
+        Ok(a)
+    }
+
+    /// Whether the entry's approvers (and trusted signers) suffice under `gating`.
+    fn complete(&self, a: &Approval, gating: &[&Policy]) -> bool {
+        approvers(a, self.requester_name(a), self.now).suffice(
+            crate::policy::required_approvers(gating).unwrap_or(1),
+            &crate::policy::required_levels(gating),
+        )
+    }
+
+    /// Signatures added by this edit: each must be a trusted signer's, verify over the
+    /// entry as it now stands, come from a key still valid, not be by whom the entry is
+    /// for, and be by someone who may approve under every gating policy. Whoever the
+    /// editor is: the signature is the approval, the editor only carries it.
+    fn check_signatures(
+        &self,
+        id: &str,
+        a: &Approval,
+        added: &[&Signature],
+        gating: &[&Policy],
+    ) -> Result<(), Violation> {
+        if added.is_empty() {
+            return Ok(());
+        }
+        let Some(_) = self.signers else {
+            return Err(refuse(
+                id,
+                LedgerRule::SignatureInvalid,
+                "jitgate has not loaded the trusted signers yet, so it cannot check a signature; try again in a moment".into(),
+            ));
+        };
+        self.check_deadline(id, a, gating)?;
+        for sig in added {
+            let position = a.signatures.iter().position(|s| s == *sig);
+            let checked = position.and_then(|i| a.checked.get(i));
+            let signer = match checked {
+                Some(Checked::Trusted(s)) => s,
+                Some(Checked::Refused { why, .. }) => {
+                    return Err(refuse(id, LedgerRule::SignatureInvalid, why.clone()));
+                }
+                None => {
+                    return Err(refuse(
+                        id,
+                        LedgerRule::SignatureInvalid,
+                        format!("the signature by {:?} could not be checked", sig.signer),
+                    ));
+                }
+            };
+            if !signer.valid_at(self.now) {
+                return Err(refuse(
+                    id,
+                    LedgerRule::SignatureInvalid,
+                    format!(
+                        "signer {:?}'s key expired at {}: it signs nothing now",
+                        signer.name,
+                        signer.not_after.map(|t| t.to_string()).unwrap_or_default()
+                    ),
+                ));
+            }
+            let own = signer.user == self.requester_name(a)
+                || matches!(&a.subject, Subject::Group(g) if signer.groups.contains(g));
+            if own {
+                return Err(refuse(
+                    id,
+                    LedgerRule::SelfApproval,
+                    format!(
+                        "the signature by {:?} is by whom the entry is for: nobody approves their own request",
+                        signer.name
+                    ),
+                ));
+            }
+            if let Some(p) = gating.iter().find(|p| !p.may_approve(&signer.groups)) {
+                return Err(refuse(
+                    id,
+                    LedgerRule::ApproverNotAllowed,
+                    format!(
+                        "signer {:?} signs as groups [{}], and policy {} takes approvers from {}",
+                        signer.name,
+                        signer.groups.join(", "),
+                        p.name,
+                        p.approver_group_names().join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The groups the editor writes into `approvedAs` for themselves must be theirs, as
+    /// the API server authenticated them; under a policy with levels they must be given,
+    /// or the approval could fill no level.
+    fn check_approved_as(&self, id: &str, a: &Approval, gating: &[&Policy]) -> Result<(), Violation> {
+        let me = self.editor.username;
+        match a.approved_as.get(me) {
+            Some(groups) => {
+                if let Some(g) = groups.iter().find(|g| !self.editor.groups.contains(g)) {
+                    return Err(refuse(
+                        id,
+                        LedgerRule::ForgedApprover,
+                        format!(
+                            "approvedAs says {me:?} approves as group {g:?}, which the API server does not put them in"
+                        ),
+                    ));
+                }
+            }
+            None if gating.iter().any(|p| !p.levels.is_empty()) => {
+                return Err(refuse(
+                    id,
+                    LedgerRule::ApproverNotAllowed,
+                    format!(
+                        "its policies ask for levels of approvers: say which of your groups you approve as, approvedAs: {{{me:?}: [GROUP]}} ({} approve writes it)",
+                        crate::cli::program()
+                    ),
+                ));
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// A request that waited past its policies' requestTTL can no longer be approved.
+    fn check_deadline(&self, id: &str, a: &Approval, gating: &[&Policy]) -> Result<(), Violation> {
+        if let Some(until) = crate::approvals::request_deadline(a, gating)
+            && !a.break_glass
+            && until <= self.now
+        {
+            return Err(refuse(
+                id,
+                LedgerRule::ExpiryInPast,
+                format!(
+                    "the request waited for approvers until {until}, its policies' requestTTL, and expired unapproved; ask anew"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// What every entry written by this edit must satisfy: it is gated, and its expiry is
@@ -196,8 +337,11 @@ impl Judge<'_> {
                 .iter()
                 .filter(|p| !p.may_approve(self.editor.groups))
                 .map(|p| {
-                    let allowed: Vec<&str> = p.approver_groups.iter().map(|g| g.as_str()).collect();
-                    format!("policy {} allows groups {}", p.name, allowed.join(", "))
+                    format!(
+                        "policy {} allows groups {}",
+                        p.name,
+                        p.approver_group_names().join(", ")
+                    )
                 })
                 .collect();
             return Err(refuse(
@@ -232,8 +376,7 @@ impl Judge<'_> {
         if a.valid_for.is_none() {
             return Ok(());
         }
-        let (counted, _) = count_approvers(a, self.requester_name(a));
-        let complete = counted >= crate::policy::required_approvers(gating).unwrap_or(1);
+        let complete = self.complete(a, gating);
         let was_stamped = before.and_then(|b| b.approved_at);
         match (was_stamped, a.approved_at) {
             (Some(old), Some(new)) if old == new => Ok(()),
@@ -270,12 +413,17 @@ impl Judge<'_> {
     }
 
     fn change(&self, id: &str, action: Action, entry: Approval, gating: &[&Policy]) -> LedgerChange {
-        let (approvers, _) = count_approvers(&entry, self.requester_name(&entry));
+        let found = approvers(&entry, self.requester_name(&entry), self.now);
+        let (count, signers) = (
+            found.count(),
+            found.signers().into_iter().map(str::to_string).collect(),
+        );
         LedgerChange {
             id: id.to_string(),
             action,
-            approvers,
+            approvers: count,
             required: crate::policy::required_approvers(gating),
+            signers,
             entry: Some(entry),
         }
     }
@@ -289,6 +437,12 @@ impl Judge<'_> {
         }
         let gating = self.check_terms(id, &a)?;
         let approvers = distinct(&a.approved_by);
+        if approvers.is_empty() && !a.signatures.is_empty() {
+            let added: Vec<&Signature> = a.signatures.iter().collect();
+            self.check_signatures(id, &a, &added, &gating)?;
+            self.check_stamp(id, None, &a, &gating)?;
+            return Ok(self.change(id, Action::Signed, a, &gating));
+        }
         if approvers.is_empty() {
             if !self.is_requester(&a) && !self.may_approve(&gating) {
                 return Err(refuse(
@@ -304,6 +458,8 @@ impl Judge<'_> {
             return Ok(self.change(id, Action::Requested, a, &gating));
         }
         self.check_added(id, &a, &approvers, &gating)?;
+        let added: Vec<&Signature> = a.signatures.iter().collect();
+        self.check_signatures(id, &a, &added, &gating)?;
         self.check_stamp(id, None, &a, &gating)?;
         Ok(self.change(id, Action::Approved, a, &gating))
     }
@@ -330,18 +486,7 @@ impl Judge<'_> {
                 ),
             ));
         }
-        if let Some(until) = crate::approvals::request_deadline(a, gating)
-            && !a.break_glass
-            && until <= self.now
-        {
-            return Err(refuse(
-                id,
-                LedgerRule::ExpiryInPast,
-                format!(
-                    "the request waited for approvers until {until}, its policies' requestTTL, and expired unapproved; ask anew"
-                ),
-            ));
-        }
+        self.check_deadline(id, a, gating)?;
         if let Some(name) = added.iter().find(|n| **n != self.editor.username) {
             return Err(refuse(
                 id,
@@ -352,7 +497,8 @@ impl Judge<'_> {
                 ),
             ));
         }
-        self.check_approver(id, a, gating)
+        self.check_approver(id, a, gating)?;
+        self.check_approved_as(id, a, gating)
     }
 
     /// An entry's text changed.
@@ -363,7 +509,7 @@ impl Judge<'_> {
         };
         let n = self.parse(id, new)?;
         let before = distinct(&o.approved_by);
-        if before.is_empty() && !o.break_glass {
+        if before.is_empty() && !o.break_glass && o.signatures.is_empty() {
             // A pending request amended: judged like a new entry.
             return self.created(id, new).map(Some);
         }
@@ -398,8 +544,47 @@ impl Judge<'_> {
                 format!("approver {gone:?} cannot be taken out of approvedBy; delete the entry to revoke it"),
             ));
         }
+        if let Some(gone) = o.signatures.iter().find(|s| !n.signatures.contains(s)) {
+            return Err(refuse(
+                id,
+                LedgerRule::ApproverRemoved,
+                format!(
+                    "the signature by {:?} cannot be taken out; delete the entry to revoke it",
+                    gone.signer
+                ),
+            ));
+        }
+        if let Some((name, _)) = o
+            .approved_as
+            .iter()
+            .find(|(name, groups)| n.approved_as.get(*name) != Some(groups))
+        {
+            return Err(refuse(
+                id,
+                LedgerRule::ForgedApprover,
+                format!("approvedAs of {name:?} is fixed once written"),
+            ));
+        }
         let added: BTreeSet<&str> = after.difference(&before).copied().collect();
-        if !added.is_empty() {
+        if let Some(name) = n
+            .approved_as
+            .keys()
+            .find(|k| !o.approved_as.contains_key(*k) && !added.contains(k.as_str()))
+        {
+            return Err(refuse(
+                id,
+                LedgerRule::ForgedApprover,
+                format!(
+                    "approvedAs of {name:?} is written by {name:?}, in the edit that adds them to approvedBy"
+                ),
+            ));
+        }
+        let signed: Vec<&Signature> = n
+            .signatures
+            .iter()
+            .filter(|s| !o.signatures.contains(s))
+            .collect();
+        if !added.is_empty() || !signed.is_empty() {
             if n.expires_at != o.expires_at && !starts {
                 return Err(refuse(
                     id,
@@ -407,7 +592,10 @@ impl Judge<'_> {
                     "approve and change the expiry in separate edits".into(),
                 ));
             }
-            self.check_added(id, &n, &added, &gating)?;
+            if !added.is_empty() {
+                self.check_added(id, &n, &added, &gating)?;
+            }
+            self.check_signatures(id, &n, &signed, &gating)?;
             // A break-glass entry is reviewed after the fact, often once it has expired.
             if n.expires_at <= self.now && !n.break_glass {
                 return Err(refuse(
@@ -418,6 +606,8 @@ impl Judge<'_> {
             }
             let action = if n.break_glass {
                 Action::Reviewed
+            } else if added.is_empty() {
+                Action::Signed
             } else {
                 Action::Approved
             };
@@ -464,10 +654,11 @@ impl Judge<'_> {
                 entry: None,
                 approvers: 0,
                 required: None,
+                signers: Vec::new(),
             });
         };
         let gating = self.gating(&a);
-        if a.break_glass && count_approvers(&a, self.requester_name(&a)).0 == 0 {
+        if a.break_glass && approvers(&a, self.requester_name(&a), self.now).count() == 0 {
             return Err(refuse(
                 id,
                 LedgerRule::BreakGlassUnreviewed,

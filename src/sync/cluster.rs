@@ -14,9 +14,8 @@
 //!   staleness budget, nothing is granted, and the watch is started over (a fresh list)
 //!   every 10 s until the API server answers again.
 
-use crate::approvals::{self, ApprovalStore, ConfigMapRef, Snapshot};
+use crate::approvals::{self, ApprovalStore, ConfigMapRef};
 use futures::StreamExt;
-use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -292,7 +291,7 @@ impl State {
             name: home,
         };
         let invalid = self.configmaps.values().map(|p| p.errors.len()).sum();
-        store.replace(Snapshot::new(approvals, invalid, home, Timestamp::now()));
+        store.publish(approvals, invalid, home);
     }
 }
 

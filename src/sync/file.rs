@@ -2,9 +2,8 @@
 //! leaves the last good approvals in place; each refused entry is logged once per change
 //! of the file, not at every check.
 
-use crate::approvals::{self, ApprovalStore, Snapshot};
+use crate::approvals::{self, ApprovalStore};
 use crate::watch::Changes;
-use jiff::Timestamp;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -70,12 +69,7 @@ impl FileSync {
                 "ConfigMap ignored: it lacks the label jitgate.dev/approvals: \"true\"");
         }
         let count = file.approvals.len();
-        self.store.replace(Snapshot::new(
-            file.approvals,
-            file.errors.len(),
-            file.home,
-            Timestamp::now(),
-        ));
+        self.store.publish(file.approvals, file.errors.len(), file.home);
         tracing::info!(file = %shown, approvals = count, ignored = file.errors.len(), "approvals loaded");
         true
     }

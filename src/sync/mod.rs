@@ -2,8 +2,8 @@
 //! ([`file`]), or labelled ConfigMaps in a cluster, followed with a watch ([`cluster`]).
 //! Both parse entries with the same code and replace the store's whole state at once.
 //! The other things jitgate follows live here too: the policy directory ([`policies`]),
-//! the report of unreviewed break-glass entries ([`break_glass`]), and the removal of
-//! expired entries ([`prune`]). (The serving
+//! the report of unreviewed break-glass entries ([`break_glass`]), the removal of
+//! expired entries ([`prune`]), and the trusted signers of offline approvals ([`signers`]). (The serving
 //! certificate is followed by `crate::tls`.)
 
 pub mod break_glass;
@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod file;
 pub mod policies;
 pub mod prune;
+pub mod signers;
 
 pub use cluster::{ClusterError, ClusterSource};
 pub use file::FileSync;

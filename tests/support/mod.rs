@@ -410,6 +410,7 @@ impl Harness {
             tls_key: dir.join("tls.key"),
             policies_dir: Path::new(REPO).join("policies"),
             approvals_file: dir.join("approvals.yaml"),
+            signers_file: dir.join("signers.yaml"),
             cluster: None,
             max_staleness: Duration::from_secs(300),
             audit_log: Some(dir.join("audit.jsonl")),

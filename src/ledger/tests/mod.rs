@@ -65,8 +65,16 @@ fn edit_under(
     let req = decode(body.as_bytes()).unwrap();
     assert!(applies(&req));
     let policies = PolicySet::new(parse_policies(policies, "p.yaml").unwrap()).unwrap();
-    review(&req, &policies, now(), Grace::default())
+    let signers = SIGNERS.with(|s| s.borrow().clone());
+    review(&req, &policies, Some(&signers), now(), Grace::default())
 }
+
+thread_local! {
+    /// The trusted signers the edits of a test are judged against.
+    static SIGNERS: std::cell::RefCell<crate::signing::Signers> = Default::default();
+}
+
+mod signed;
 
 fn rule_of(r: Result<Vec<LedgerChange>, Violation>) -> LedgerRule {
     r.unwrap_err().rule

@@ -1,0 +1,135 @@
+//! Following the trusted signers: the file `manifests/signers.yaml` in file mode, or the
+//! ConfigMaps labelled `jitgate.dev/signers: "true"` in jitgate's namespace, watched. Each
+//! change sets the approval store's signers, which checks the approvals' signatures again
+//! at once: a removed signer's signatures stop counting with the next request. A signer
+//! entry that does not parse is left out (it trusts nobody), named in a log line once per
+//! change.
+
+use crate::approvals::ApprovalStore;
+use crate::signing::{SIGNERS_LABEL, SignerError, Signers, parse_signers_file};
+use crate::watch::Changes;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+const RECHECK: Duration = Duration::from_secs(5);
+
+fn apply(store: &ApprovalStore, signers: Signers, errors: &[SignerError], from: &str) {
+    for e in errors {
+        tracing::warn!(signer = %e.name, reason = %e.reason, source = from, "trusted signer ignored");
+    }
+    if *store.signers() != signers {
+        tracing::info!(
+            signers = signers.len(),
+            ignored = errors.len(),
+            source = from,
+            "trusted signers loaded"
+        );
+        store.set_signers(signers);
+    }
+}
+
+/// Reads the signers file once: `Ok(None)` when there is none (nobody signs offline).
+pub fn read_file(path: &Path) -> Result<Option<(Signers, Vec<SignerError>)>, String> {
+    let shown = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_signers_file(&shown, &text).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {shown}: {e}")),
+    }
+}
+
+/// Loads the signers file now, then follows it until the task is aborted. A file that
+/// cannot be read or parsed keeps the last good signers; a missing one trusts nobody.
+pub fn spawn_file(path: PathBuf, store: Arc<ApprovalStore>) -> JoinHandle<()> {
+    let load = {
+        let store = store.clone();
+        let path = path.clone();
+        let mut last: Option<Result<Option<Vec<u8>>, ()>> = None;
+        move || {
+            let bytes = std::fs::read(&path).ok();
+            if last.as_ref() == Some(&Ok(bytes.clone())) {
+                return;
+            }
+            last = Some(Ok(bytes));
+            let shown = path.display().to_string();
+            match read_file(&path) {
+                Ok(Some((signers, errors))) => apply(&store, signers, &errors, &shown),
+                Ok(None) => {
+                    tracing::info!(file = %shown, "no signers file: no offline approvals are trusted");
+                    apply(&store, Signers::default(), &[], &shown);
+                }
+                Err(why) => {
+                    tracing::error!(file = %shown, error = %why, "signers file not applied; keeping the last good signers");
+                }
+            }
+        }
+    };
+    let load = Arc::new(std::sync::Mutex::new(load));
+    (load.lock().unwrap_or_else(|e| e.into_inner()))();
+    let mut changes = Changes::watch(&path, RECHECK);
+    tokio::spawn(async move {
+        loop {
+            changes.next().await;
+            let load = load.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || (load.lock().unwrap_or_else(|e| e.into_inner()))()).await;
+        }
+    })
+}
+
+/// Follows the labelled signers ConfigMaps in `namespace` until the task is aborted. When
+/// the watch breaks, the last signers known stay, and the watcher re-lists with backoff.
+pub fn spawn_cluster(client: Client, namespace: String, store: Arc<ApprovalStore>) -> JoinHandle<()> {
+    let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
+    let config = watcher::Config::default().labels(&format!("{SIGNERS_LABEL}=true"));
+    tokio::spawn(async move {
+        let mut events = watcher::watcher(api, config).default_backoff().boxed();
+        let mut seen: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let mut relist: Option<BTreeMap<String, BTreeMap<String, String>>> = None;
+        let source = format!("configmaps in {namespace}");
+        while let Some(event) = events.next().await {
+            let changed = match event {
+                Ok(Event::Init) => {
+                    relist = Some(BTreeMap::new());
+                    false
+                }
+                Ok(Event::InitApply(cm)) => {
+                    let name = cm.metadata.name.clone().unwrap_or_default();
+                    relist
+                        .get_or_insert_default()
+                        .insert(name, cm.data.unwrap_or_default());
+                    false
+                }
+                Ok(Event::InitDone) => {
+                    seen = relist.take().unwrap_or_default();
+                    true
+                }
+                Ok(Event::Apply(cm)) => {
+                    let name = cm.metadata.name.clone().unwrap_or_default();
+                    seen.insert(name, cm.data.unwrap_or_default());
+                    true
+                }
+                Ok(Event::Delete(cm)) => {
+                    seen.remove(&cm.metadata.name.unwrap_or_default());
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "signers watch broken; keeping the last signers and retrying");
+                    false
+                }
+            };
+            if changed {
+                let (signers, errors) = Signers::from_data(seen.values());
+                apply(&store, signers, &errors, &source);
+            }
+        }
+    })
+}
