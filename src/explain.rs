@@ -100,7 +100,8 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
         | Reason::Exempt { .. }
         | Reason::Approved { .. }
         | Reason::BreakGlass { .. }
-        | Reason::LedgerAccepted { .. } => {
+        | Reason::LedgerAccepted { .. }
+        | Reason::SignersChanged { .. } => {
             // Not a denial: said plainly, should anything ask.
             return format!("jitgate: {} is allowed ({}).", describe(req), d.code().as_str());
         }

@@ -303,6 +303,9 @@ pub struct ApprovalRecord<'a> {
     pub reason: Option<&'a str>,
     pub expires_at: Option<String>,
     pub approved_by: Option<&'a [String]>,
+    /// The trusted signers whose signatures count, after the change.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub signed_by: &'a [String],
     /// Distinct approvers other than the requester, after the change.
     pub approvers: u32,
     /// Approvers its policies require.
@@ -349,8 +352,56 @@ impl<'a> ApprovalRecord<'a> {
             reason: entry.map(|a| a.reason.as_str()),
             expires_at: entry.map(|a| a.expires_at.to_string()),
             approved_by: entry.map(|a| a.approved_by.as_slice()),
+            signed_by: &change.signers,
             approvers: change.approvers,
             required: change.required,
+            dry_run: req.dry_run,
+        }
+    }
+
+    pub fn to_line(&self) -> Vec<u8> {
+        json_line(self)
+    }
+}
+
+/// The record of one change to the trusted signers: who changed which signer, how, and
+/// the key and groups it has now.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignerRecord<'a> {
+    pub timestamp: String,
+    pub event: &'static str,
+    /// The uid of the ConfigMap edit that made the change.
+    pub uid: &'a str,
+    pub configmap: &'a str,
+    pub signer: &'a str,
+    pub action: &'static str,
+    pub editor: &'a str,
+    pub editor_groups: &'a [String],
+    pub fingerprint: &'a str,
+    pub groups: &'a [String],
+    pub not_after: Option<&'a str>,
+    pub dry_run: bool,
+}
+
+impl<'a> SignerRecord<'a> {
+    pub fn new(
+        req: &'a AdmissionRequest<'_>,
+        change: &'a crate::ledger::SignerChange,
+        now: Timestamp,
+    ) -> Self {
+        SignerRecord {
+            timestamp: now.to_string(),
+            event: "signer",
+            uid: &req.uid,
+            configmap: &req.name,
+            signer: &change.name,
+            action: change.action,
+            editor: &req.user_info.username,
+            editor_groups: &req.user_info.groups,
+            fingerprint: &change.fingerprint,
+            groups: &change.groups,
+            not_after: change.not_after.as_deref(),
             dry_run: req.dry_run,
         }
     }

@@ -244,6 +244,16 @@ impl Summary {
                     s("key"),
                 ]);
             }
+            Some("signer") => {
+                self.changes.push([
+                    s("timestamp"),
+                    format!("signer-{}", s("action")),
+                    s("editor"),
+                    format!("signer:{}", s("signer")),
+                    s("fingerprint"),
+                    s("configmap"),
+                ]);
+            }
             _ => {}
         }
     }

@@ -8,6 +8,7 @@ use super::{InboxArgs, LedgerArgs, ListArgs, RequestArgs, WaitArgs};
 use crate::approvals::{Approval, EntryError, LABEL, State, Subject, parse_entry, state_of, suggested_key};
 use crate::explain::human;
 use crate::policy::{PolicySet, parse_policies};
+use crate::signing::{Checked, Signers};
 use jiff::Timestamp;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -16,6 +17,9 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
+
+/// The signers ConfigMap read when the labelled ones cannot be listed.
+const SIGNERS_CONFIGMAP: &str = "jitgate-signers";
 
 /// Times a change is recomputed after a conflict before giving up.
 const ATTEMPTS: u32 = 5;
@@ -62,6 +66,8 @@ pub enum Verb {
     Show(String),
     Inbox(InboxArgs),
     Wait(WaitArgs),
+    Export(String),
+    Import(super::EntryFile),
 }
 
 /// Runs one verb and reports as a command-line tool does: output on stdout, errors on
@@ -84,6 +90,8 @@ pub fn run(ledger: LedgerArgs, verb: Verb) -> ExitCode {
             Verb::Show(id) => ledger.show(&id).await,
             Verb::Inbox(args) => ledger.inbox(args).await,
             Verb::Wait(args) => ledger.wait(args).await,
+            Verb::Export(id) => ledger.export(&id).await,
+            Verb::Import(file) => ledger.import(&file).await,
         }
     });
     match result {
@@ -199,18 +207,47 @@ impl Ledger {
             }
             Err(e) => return Err(api_error(e)),
         };
+        let signers = self.signers().await;
         let mut entries = Vec::new();
         for cm in configmaps {
             let name = cm.metadata.name.unwrap_or_default();
             for (key, text) in cm.data.unwrap_or_default() {
+                let mut parsed = parse_entry(&format!("{name}/{key}"), &text);
+                if let Ok(a) = &mut parsed {
+                    a.checked = signers.check_all(a);
+                }
                 entries.push(Entry {
-                    parsed: parse_entry(&format!("{name}/{key}"), &text),
+                    parsed,
                     configmap: name.clone(),
                     key,
                 });
             }
         }
         Ok(entries)
+    }
+
+    /// The trusted signers, so that signatures count here as the webhook counts them:
+    /// the labelled signers ConfigMaps, or for a user who may not list ConfigMaps, the one
+    /// named jitgate-signers; none (signatures count for nothing) when neither is readable.
+    async fn signers(&self) -> Signers {
+        let selector = format!("{}=true", crate::signing::SIGNERS_LABEL);
+        let configmaps = match self
+            .configmaps
+            .list(&ListParams::default().labels(&selector))
+            .await
+        {
+            Ok(list) => list.items,
+            Err(_) => match self.configmaps.get_opt(SIGNERS_CONFIGMAP).await {
+                Ok(found) => found.into_iter().collect(),
+                Err(_) => Vec::new(),
+            },
+        };
+        let data: Vec<BTreeMap<String, String>> = configmaps
+            .into_iter()
+            .filter(crate::signing::signers::is_labelled)
+            .map(|cm| cm.data.unwrap_or_default())
+            .collect();
+        Signers::from_data(&data).0
     }
 
     /// The entry `id` names: `KEY` or `CONFIGMAP/KEY`.
@@ -307,7 +344,7 @@ impl Ledger {
     }
 
     async fn approve(&self, id: &str) -> Result<String, CliError> {
-        let me = self.whoami().await?;
+        let (me, my_groups) = self.whoami_with_groups().await?;
         let entry = self.find(id).await?;
         let policies = self.policies().await;
         let key = entry.key.clone();
@@ -326,6 +363,19 @@ impl Ledger {
                 return Err(CliError::Usage(format!("{me:?} has already approved {key:?}")));
             }
             a.approved_by.push(me.clone());
+            // Under levels, say which of our groups we approve as: those some level takes.
+            let levels = policies
+                .as_ref()
+                .map(|p| crate::policy::required_levels(&p.gating_scope(&a.scope())))
+                .unwrap_or_default();
+            let as_groups: Vec<String> = my_groups
+                .iter()
+                .filter(|g| levels.iter().any(|l| l.admits(std::iter::once(g.as_str()))))
+                .cloned()
+                .collect();
+            if !as_groups.is_empty() {
+                a.approved_as.insert(me.clone(), as_groups);
+            }
             // The last approver a `for:` entry needs starts its clock.
             if !a.started() {
                 let (_, counted, required) = state_of(&a, policies.as_ref(), Timestamp::now());
@@ -574,6 +624,92 @@ impl Ledger {
         }
     }
 
+    async fn export(&self, id: &str) -> Result<String, CliError> {
+        let entry = self.find(id).await?;
+        let cm = self.configmaps.get(&entry.configmap).await.map_err(api_error)?;
+        let text = cm
+            .data
+            .unwrap_or_default()
+            .remove(&entry.key)
+            .ok_or_else(|| CliError::Usage(format!("entry {:?} was removed meanwhile", entry.key)))?;
+        if let Err(e) = &entry.parsed {
+            return Err(CliError::Usage(format!(
+                "{} does not parse ({}): fix it before asking anyone to sign it",
+                entry.id(),
+                e.reason
+            )));
+        }
+        let doc = super::offline::EntryDoc::of_cluster(
+            &entry.configmap,
+            &self.args.approvals_namespace,
+            &entry.key,
+            &text,
+        );
+        Ok(doc.render(&text))
+    }
+
+    /// Adds the signatures of a signed copy of an entry to the entry in the cluster. The
+    /// copy must be of the same entry, term for term; the edit that completes a `for:`
+    /// entry stamps its approvedAt, as `approve` does.
+    async fn import(&self, file: &super::EntryFile) -> Result<String, CliError> {
+        let doc = super::offline::read_entry(file).map_err(CliError::Usage)?;
+        let signed = doc.parse().map_err(CliError::Usage)?;
+        if signed.signatures.is_empty() {
+            return Err(CliError::Usage(format!(
+                "{} carries no signatures: sign it first (jitgate sign)",
+                doc.id()
+            )));
+        }
+        let entry = self.find(&doc.id()).await?;
+        let policies = self.policies().await;
+        let key = entry.key.clone();
+        let mut added = Vec::new();
+        self.update(&entry.configmap, |data| {
+            let text = data
+                .get(&key)
+                .ok_or_else(|| CliError::Usage(format!("entry {key:?} was removed meanwhile")))?;
+            let mut a = parse_entry(&doc.id(), text)
+                .map_err(|e| CliError::Usage(format!("{} in the cluster does not parse ({})", doc.id(), e.reason)))?;
+            if crate::signing::canonical(&a) != crate::signing::canonical(&signed) {
+                return Err(CliError::Usage(format!(
+                    "the signed copy is not of {} as it stands in the cluster: its terms differ, so its signatures would not verify; ask for a signature of the current entry ({} export {})",
+                    doc.id(),
+                    crate::cli::program(),
+                    doc.id()
+                )));
+            }
+            added = signed
+                .signatures
+                .iter()
+                .filter(|s| !a.signatures.contains(s))
+                .cloned()
+                .collect();
+            if added.is_empty() {
+                return Err(CliError::Usage(format!("{} already carries these signatures", doc.id())));
+            }
+            a.signatures.extend(added.iter().cloned());
+            if !a.started() {
+                // Whether the signatures complete it is the ledger's to judge against the
+                // trusted signers; stamping when the count says so lets it.
+                let (_, counted, required) = state_of(&a, policies.as_ref(), Timestamp::now());
+                if counted + u32::try_from(added.len()).unwrap_or(0) >= required.unwrap_or(1) {
+                    let now = Timestamp::now();
+                    a.start_at(now.round(jiff::Unit::Second).unwrap_or(now));
+                }
+            }
+            let mut patch = serde_json::Map::new();
+            patch.insert(key.clone(), Value::String(a.to_yaml()));
+            Ok(patch)
+        })
+        .await?;
+        let names: Vec<&str> = added.iter().map(|s| s.signer.as_str()).collect();
+        Ok(format!(
+            "imported the signature(s) of {} into {}; the ledger accepted them\n",
+            names.join(", "),
+            doc.id()
+        ))
+    }
+
     async fn show(&self, id: &str) -> Result<String, CliError> {
         let entry = self.find(id).await?;
         let a = match &entry.parsed {
@@ -613,6 +749,7 @@ impl Ledger {
             },
             a.reason
         );
+        out.push_str(&signatures_and_levels(a, policies.as_ref(), now));
         out.push_str("entry:\n");
         for line in a.to_yaml().lines() {
             out.push_str("  ");
@@ -621,6 +758,47 @@ impl Ledger {
         }
         Ok(out)
     }
+}
+
+/// The `signatures:` and `levels:` lines of `show`: each signature and whether it counts,
+/// and each level of the gating policies, met or missing.
+fn signatures_and_levels(a: &Approval, policies: Option<&PolicySet>, now: Timestamp) -> String {
+    let mut out = String::new();
+    if !a.signatures.is_empty() {
+        let each: Vec<String> = a
+            .signatures
+            .iter()
+            .zip(&a.checked)
+            .map(|(sig, checked)| match checked {
+                Checked::Trusted(s) if s.valid_at(now) => {
+                    format!("{} (valid: {} in {})", sig.signer, s.user, s.groups.join(", "))
+                }
+                Checked::Trusted(_) => format!("{} (not counted: key expired)", sig.signer),
+                Checked::Refused { why, .. } => format!("{} (not counted: {why})", sig.signer),
+            })
+            .collect();
+        out.push_str(&format!("signed by: {}\n", each.join("; ")));
+    }
+    let levels = policies
+        .map(|p| crate::policy::required_levels(&p.gating_scope(&a.scope())))
+        .unwrap_or_default();
+    if !levels.is_empty() {
+        let requester = match &a.subject {
+            Subject::User(u) => u.as_str(),
+            Subject::Group(_) => "",
+        };
+        let unmet = crate::approvals::approvers(a, requester, now).unmet(&levels);
+        let each: Vec<String> = levels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| match unmet.iter().find(|u| u.level == i) {
+                Some(u) => format!("{}: {} missing", l.describe(l.count), u.missing),
+                None => format!("{}: met", l.describe(l.count)),
+            })
+            .collect();
+        out.push_str(&format!("levels:    {}\n", each.join("; ")));
+    }
+    out
 }
 
 fn subject(a: &Approval) -> String {

@@ -89,6 +89,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Inbox(a) => crate::cli::approvals::run(a.ledger.clone(), Verb::Inbox(a)),
         Command::Wait(a) => crate::cli::approvals::run(a.ledger.clone(), Verb::Wait(a)),
         Command::List(args) => crate::cli::approvals::run(args.ledger.clone(), Verb::List(args)),
+        Command::Export(a) => crate::cli::approvals::run(a.ledger, Verb::Export(a.id)),
+        Command::Import(a) => crate::cli::approvals::run(a.ledger.clone(), Verb::Import(a.entry)),
+        Command::Keys(command) => crate::cli::offline::keys(command),
+        Command::Sign(args) => crate::cli::offline::sign(args),
+        Command::VerifyEntry(args) => crate::cli::offline::verify(args),
         Command::Check(args) => {
             let now = args.now.unwrap_or_else(jiff::Timestamp::now);
             match crate::check::check(

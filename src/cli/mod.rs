@@ -13,6 +13,7 @@ use std::time::Duration;
 pub mod approvals;
 pub mod audit;
 mod commands;
+pub mod offline;
 
 pub use commands::{parse, program, run};
 
@@ -75,6 +76,77 @@ pub enum Command {
     /// Wait until a request is approved (exit 0), refused: revoked or removed (exit 1),
     /// or expired (exit 2). For scripts: request, wait, act.
     Wait(WaitArgs),
+    /// Print an entry as a one-key ConfigMap manifest, to carry to an approver who signs
+    /// offline (jitgate sign), and back (kubectl jitgate import).
+    Export(IdArgs),
+    /// Add the signatures of a signed entry (jitgate sign's output) to the entry in the
+    /// cluster, through the API server; the ledger checks each. Whoever carries it in.
+    Import(ImportArgs),
+    /// Offline approval keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Sign an approval entry offline with your own key (no network, no kubeconfig), and
+    /// print it with your signature added.
+    Sign(SignArgs),
+    /// Say which signatures of an entry are valid, and whom they count for (offline).
+    VerifyEntry(VerifyEntryArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make an Ed25519 key pair: DIR/NAME.key (private, mode 0600) and DIR/NAME.pub (the
+    /// public key line to publish); prints the entry an admin adds to the signers
+    /// ConfigMap.
+    New {
+        /// Your signer name (as the signers ConfigMap will know you).
+        #[arg(long)]
+        name: String,
+        /// Where to write the key files.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+    },
+}
+
+/// An entry to sign or check: a one-key ConfigMap manifest (as export writes it), or the
+/// entry's YAML alone with --id.
+#[derive(Debug, Args)]
+pub struct EntryFile {
+    /// The entry: a ConfigMap manifest with one key, or the entry's YAML ("-": stdin).
+    #[arg(short = 'f', long = "file", value_name = "ENTRY")]
+    pub file: PathBuf,
+    /// The entry's id, CONFIGMAP/KEY (or KEY, in jitgate-approvals), when the file holds
+    /// the entry alone. A signature is bound to it.
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Your private key, as jitgate keys new wrote it.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Your signer name (default: the key file's name without .key).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub entry: EntryFile,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyEntryArgs {
+    #[command(flatten)]
+    pub entry: EntryFile,
+    /// The trusted signers (a labelled ConfigMap manifest, as in the cluster).
+    #[arg(long, value_name = "FILE", default_value = "manifests/signers.yaml")]
+    pub signers: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub entry: EntryFile,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
 }
 
 #[derive(Debug, Args)]

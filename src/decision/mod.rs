@@ -302,6 +302,8 @@ pub enum Reason {
     LedgerAccepted { changes: Vec<LedgerChange> },
     /// An edit of an approvals ConfigMap that broke a ledger rule.
     LedgerRefused { violation: Violation },
+    /// An edit of the trusted signers ConfigMap, and what it changed.
+    SignersChanged { changes: Vec<ledger::SignerChange> },
 }
 
 /// A stable code for a [`Reason`], as written in records and metrics.
@@ -322,6 +324,7 @@ pub enum Code {
     ApprovalsStale,
     LedgerAccepted,
     LedgerRefused,
+    SignersChanged,
 }
 
 impl Code {
@@ -342,6 +345,7 @@ impl Code {
             Code::ApprovalsStale => "approvals_stale",
             Code::LedgerAccepted => "ledger_accepted",
             Code::LedgerRefused => "ledger_refused",
+            Code::SignersChanged => "signers_changed",
         }
     }
 }
@@ -364,6 +368,7 @@ impl Reason {
             Reason::ApprovalsStale { .. } => Code::ApprovalsStale,
             Reason::LedgerAccepted { .. } => Code::LedgerAccepted,
             Reason::LedgerRefused { .. } => Code::LedgerRefused,
+            Reason::SignersChanged { .. } => Code::SignersChanged,
         }
     }
 
@@ -384,7 +389,8 @@ impl Reason {
             Reason::NotGated
             | Reason::Exempt { .. }
             | Reason::LedgerAccepted { .. }
-            | Reason::LedgerRefused { .. } => None,
+            | Reason::LedgerRefused { .. }
+            | Reason::SignersChanged { .. } => None,
         }
     }
 
@@ -436,7 +442,8 @@ impl Reason {
             | Reason::Exempt { .. }
             | Reason::Approved { .. }
             | Reason::BreakGlass { .. }
-            | Reason::LedgerAccepted { .. } => Outcome::Allow,
+            | Reason::LedgerAccepted { .. }
+            | Reason::SignersChanged { .. } => Outcome::Allow,
             Reason::LedgerRefused { .. } => Outcome::Deny,
             // Every other reason is a gated denial; without a requirement, it is denied.
             denial => match denial.requirement().map(|r| r.enforcement) {
@@ -539,6 +546,10 @@ pub fn decide<'r, 'a: 'r>(req: impl Into<Request<'r, 'a>>, inputs: &Inputs<'_>) 
                 Err(violation) => Reason::LedgerRefused { violation },
             }
         }
+        (Request::Admission(r), _) if ledger::signers::applies(r) => match ledger::signers::review(r) {
+            Ok(changes) => Reason::SignersChanged { changes },
+            Err(violation) => Reason::LedgerRefused { violation },
+        },
         (_, Some(target)) => gate(req, &target, inputs),
         (_, None) => Reason::NotGated,
     };

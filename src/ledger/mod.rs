@@ -7,10 +7,12 @@
 //! key and the rule, or returns what changed in the ledger (for the audit record).
 
 mod rules;
+pub mod signers;
 #[cfg(test)]
 mod tests;
 
 pub use rules::Grace;
+pub use signers::SignerChange;
 
 use crate::admission::{AdmissionRequest, Operation};
 use crate::approvals::{self, Approval};

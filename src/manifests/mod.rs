@@ -64,7 +64,8 @@ fn namespace_selector(operator: &str, values: Vec<String>) -> LabelSelector {
 }
 
 /// The webhook configuration: one webhook for every rule of every policy that names
-/// admission operations, and one for the approvals ConfigMaps (the ledger).
+/// admission operations, one for the approvals ConfigMaps (the ledger), and one for the
+/// trusted signers ConfigMap.
 pub fn webhook_configuration(policies: &PolicySet, target: &Service<'_>) -> ValidatingWebhookConfiguration {
     let mut rules: Vec<RuleWithOperations> = Vec::new();
     for policy in policies.iter() {
@@ -126,6 +127,17 @@ pub fn webhook_configuration(policies: &PolicySet, target: &Service<'_>) -> Vali
         match_expressions: None,
     });
 
+    // The trusted signers ConfigMap: each change checked and recorded with its editor.
+    let mut signers = ledger.clone();
+    signers.name = "signers.jitgate.dev".into();
+    signers.object_selector = Some(LabelSelector {
+        match_labels: Some(BTreeMap::from([(
+            crate::signing::SIGNERS_LABEL.into(),
+            "true".into(),
+        )])),
+        match_expressions: None,
+    });
+
     ValidatingWebhookConfiguration {
         metadata: ObjectMeta {
             name: Some("jitgate".into()),
@@ -135,7 +147,7 @@ pub fn webhook_configuration(policies: &PolicySet, target: &Service<'_>) -> Vali
             )])),
             ..Default::default()
         },
-        webhooks: Some(vec![gate, ledger]),
+        webhooks: Some(vec![gate, ledger, signers]),
     }
 }
 

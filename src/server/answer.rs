@@ -11,7 +11,7 @@ use super::AppState;
 use super::transport::{self, json};
 use crate::admission::{self, AdmissionRequest, Status};
 use crate::approvals::View;
-use crate::audit::{ApprovalRecord, Coordinates, DecisionRecord, Review, Sealed};
+use crate::audit::{ApprovalRecord, Coordinates, DecisionRecord, Review, Sealed, SignerRecord};
 use crate::decision::{self, Approvals, Decision, Inputs, Reason, Request as Asked};
 use crate::refusal::Refusal;
 use crate::usage::UsageError;
@@ -201,12 +201,17 @@ pub(super) async fn answer_when_recorded<R>(
     (response, answered)
 }
 
-/// The approval records of an edit the ledger accepted: one per entry it changes.
+/// The records of an edit the ledger accepted: one per approval entry, or trusted signer,
+/// that it changes.
 fn approval_records(req: &AdmissionRequest<'_>, d: &Decision) -> Vec<Vec<u8>> {
     match &d.reason {
         Reason::LedgerAccepted { changes } => changes
             .iter()
             .map(|change| ApprovalRecord::new(req, change, d.at).to_line())
+            .collect(),
+        Reason::SignersChanged { changes } => changes
+            .iter()
+            .map(|change| SignerRecord::new(req, change, d.at).to_line())
             .collect(),
         _ => Vec::new(),
     }

@@ -775,7 +775,9 @@ async fn admit(
     old: Option<&Value>,
     new: Option<&Value>,
 ) -> Result<(), ApiError> {
-    let labelled = |o: Option<&Value>| o.is_some_and(|o| matches("jitgate.dev/approvals=true", o));
+    let labelled = |o: Option<&Value>| {
+        o.is_some_and(|o| matches("jitgate.dev/approvals=true", o) || matches("jitgate.dev/signers=true", o))
+    };
     let webhook = shared.inner.lock().unwrap().webhook.clone();
     let Some(webhook) = webhook.filter(|_| labelled(old) || labelled(new)) else {
         return Ok(());

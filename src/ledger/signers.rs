@@ -1,0 +1,85 @@
+//! The trusted signers ConfigMap, guarded like the approvals: an edit that would hold a
+//! signer entry that does not parse is refused (it would trust nobody, silently), and
+//! every accepted change is recorded with who made it. Who may change it at all is RBAC's
+//! to say: cluster admins only, as the manifests ship.
+
+use super::{LedgerRule, Violation};
+use crate::admission::{AdmissionRequest, Operation};
+use crate::signing::signers::{is_labelled, parse_signer};
+use k8s_openapi::api::core::v1::ConfigMap;
+use std::collections::BTreeMap;
+
+/// What an accepted edit did to one signer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerChange {
+    pub name: String,
+    /// `added`, `removed` or `changed`.
+    pub action: &'static str,
+    /// The key's fingerprint after the change (before it, for a removal).
+    pub fingerprint: String,
+    pub groups: Vec<String>,
+    pub not_after: Option<String>,
+}
+
+/// True when the request edits a trusted signers ConfigMap.
+pub fn applies(req: &AdmissionRequest<'_>) -> bool {
+    req.resource.group.is_empty()
+        && req.resource.resource == "configmaps"
+        && req.sub_resource.is_empty()
+        && matches!(
+            req.operation,
+            Operation::Create | Operation::Update | Operation::Delete
+        )
+        && [req.object, req.old_object]
+            .into_iter()
+            .flatten()
+            .filter_map(|raw| serde_json::from_str::<ConfigMap>(raw.get()).ok())
+            .any(|cm| is_labelled(&cm))
+}
+
+fn signers_of(raw: Option<&serde_json::value::RawValue>) -> BTreeMap<String, String> {
+    raw.and_then(|r| serde_json::from_str::<ConfigMap>(r.get()).ok())
+        .filter(is_labelled)
+        .and_then(|cm| cm.data)
+        .unwrap_or_default()
+}
+
+/// Reviews an edit of a signers ConfigMap: every signer it holds afterwards must parse.
+pub fn review(req: &AdmissionRequest<'_>) -> Result<Vec<SignerChange>, Violation> {
+    let old = signers_of(req.old_object);
+    let new = match req.operation {
+        Operation::Delete => BTreeMap::new(),
+        _ => signers_of(req.object),
+    };
+    let mut changes = Vec::new();
+    let names: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    for name in names {
+        let (action, text) = match (old.get(name), new.get(name)) {
+            (Some(o), Some(n)) if o == n => continue,
+            (None, Some(n)) => ("added", n),
+            (Some(_), Some(n)) => ("changed", n),
+            (Some(o), None) => ("removed", o),
+            (None, None) => continue,
+        };
+        let parsed = parse_signer(name, text);
+        let signer = match (parsed, action) {
+            (Ok(s), _) => Some(s),
+            (Err(_), "removed") => None,
+            (Err(e), _) => {
+                return Err(Violation {
+                    id: format!("{}/{name}", req.name),
+                    rule: LedgerRule::SignerMalformed,
+                    message: format!("the signer entry does not parse: {}", e.reason),
+                });
+            }
+        };
+        changes.push(SignerChange {
+            name: name.clone(),
+            action,
+            fingerprint: signer.as_ref().map(|s| s.fingerprint.clone()).unwrap_or_default(),
+            groups: signer.as_ref().map(|s| s.groups.clone()).unwrap_or_default(),
+            not_after: signer.and_then(|s| s.not_after.map(|t| t.to_string())),
+        });
+    }
+    Ok(changes)
+}

@@ -1,0 +1,551 @@
+//! Offline approval: keys made and entries signed with no network, signed entries carried
+//! into the approvals file or the cluster, and the real server over TLS counting each
+//! signature as an approval by its signer, or saying why it does not. Levels of approvers.
+
+mod support;
+
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use support::apiserver::{ApiServer, Run};
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// Runs the binary as an approver on another network would: no kubeconfig anywhere, and
+/// an in-cluster address that goes nowhere.
+fn offline(dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("KUBECONFIG", dir.join("no-such-kubeconfig"))
+        .env("KUBERNETES_SERVICE_HOST", "10.255.255.1")
+        .env("KUBERNETES_SERVICE_PORT", "443")
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap(),
+        out: String::from_utf8(out.stdout).unwrap(),
+        err: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// A signer's key pair, made with `jitgate keys new`, and their signers entry.
+struct Signer {
+    name: &'static str,
+    key: PathBuf,
+    public: String,
+}
+
+fn keys_new(dir: &Path, name: &'static str) -> Signer {
+    let run = offline(dir, &["keys", "new", "--name", name, "--out", "keys"]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    let public = run
+        .out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("publicKey: "))
+        .unwrap_or_else(|| panic!("no public key in {}", run.out))
+        .to_string();
+    Signer {
+        name,
+        key: dir.join("keys").join(format!("{name}.key")),
+        public,
+    }
+}
+
+impl Signer {
+    /// Their entry in the signers ConfigMap.
+    fn entry(&self, user: &str, groups: &str, extra: &str) -> String {
+        format!(
+            "publicKey: {}\nuser: {user}\ngroups: [{groups}]\n{extra}",
+            self.public
+        )
+    }
+
+    /// Signs the entry `text` (id `id`) offline; returns the signed entry.
+    fn sign(&self, dir: &Path, id: &str, text: &str) -> String {
+        let file = dir.join(format!("to-sign-{}.yaml", unique_uid()));
+        std::fs::write(&file, text).unwrap();
+        let run = offline(
+            dir,
+            &[
+                "sign",
+                "--key",
+                self.key.to_str().unwrap(),
+                "-f",
+                file.to_str().unwrap(),
+                "--id",
+                id,
+            ],
+        );
+        assert_eq!(run.code, 0, "{}", run.err);
+        assert!(
+            run.err.contains(&format!("signed {id} as {}", self.name)),
+            "{}",
+            run.err
+        );
+        run.out
+    }
+}
+
+fn signers_manifest(entries: &[(&str, String)]) -> String {
+    let mut out = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: jitgate-signers\n  namespace: jitgate-system\n  labels:\n    jitgate.dev/signers: \"true\"\ndata:\n",
+    );
+    if entries.is_empty() {
+        return out.replace("data:\n", "data: {}\n");
+    }
+    for (name, text) in entries {
+        out.push_str(&format!("  {name}: |\n"));
+        for line in text.lines() {
+            out.push_str(&format!("    {line}\n"));
+        }
+    }
+    out
+}
+
+/// alice's pending request to update Secret prod/db-password.
+fn pending() -> String {
+    entry(&[("approvedBy: [bob@example.com]", "approvedBy: []")])
+}
+
+#[test]
+fn keys_are_made_and_entries_signed_and_checked_with_no_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let carol = keys_new(dir.path(), "carol");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&carol.key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the private key is the signer's alone");
+    }
+    let pub_line = std::fs::read_to_string(dir.path().join("keys/carol.pub")).unwrap();
+    assert_eq!(pub_line.trim(), format!("{} carol", carol.public));
+    // Never overwrites a key.
+    let again = offline(dir.path(), &["keys", "new", "--name", "carol", "--out", "keys"]);
+    assert_eq!(again.code, 2);
+    assert!(again.err.contains("already exists"), "{}", again.err);
+
+    let signed = carol.sign(dir.path(), "jitgate-approvals/alice-db", &pending());
+    assert!(signed.contains("signatures:\n- signer: \"carol\""), "{signed}");
+    let signers = dir.path().join("signers.yaml");
+    std::fs::write(
+        &signers,
+        signers_manifest(&[("carol", carol.entry("carol@example.com", "jitgate-approvers", ""))]),
+    )
+    .unwrap();
+    let verify = |text: &str, id: &str| {
+        let file = dir.path().join("check.yaml");
+        std::fs::write(&file, text).unwrap();
+        offline(
+            dir.path(),
+            &[
+                "verify-entry",
+                "-f",
+                file.to_str().unwrap(),
+                "--id",
+                id,
+                "--signers",
+                signers.to_str().unwrap(),
+            ],
+        )
+    };
+    let ok = verify(&signed, "jitgate-approvals/alice-db");
+    assert_eq!(ok.code, 0, "{}{}", ok.out, ok.err);
+    assert!(
+        ok.out.contains("carol: valid")
+            && ok
+                .out
+                .contains("counts as carol@example.com in groups [jitgate-approvers]"),
+        "{}",
+        ok.out
+    );
+    // Another id, or a widened scope: the signature is worth nothing, and it says why.
+    let other = verify(&signed, "jitgate-approvals/other");
+    assert_eq!(other.code, 1);
+    assert!(other.out.contains("does not verify"), "{}", other.out);
+    let widened = verify(
+        &signed.replace("name: \"db-password\"\n", ""),
+        "jitgate-approvals/alice-db",
+    );
+    assert_eq!(widened.code, 1);
+    assert!(widened.out.contains("does not verify"), "{}", widened.out);
+}
+
+/// The two-level variant of the shipped prod-secrets policy: a team lead and a security
+/// officer.
+fn two_level_policies() -> tempfile::TempDir {
+    policies_with(|file, text| match file {
+        "prod-secrets.yaml" => text.replace(
+            "    approverGroups: [\"jitgate-approvers\"]",
+            "    levels: [{ groups: [team-leads], count: 1 }, { groups: [security], count: 1 }]",
+        ),
+        _ => text,
+    })
+}
+
+#[tokio::test]
+async fn file_mode_counts_a_trusted_signature_and_says_why_others_count_for_nothing() {
+    let keys = tempfile::tempdir().unwrap();
+    let carol = keys_new(keys.path(), "carol");
+    let alice = keys_new(keys.path(), "alice");
+    let mallory = keys_new(keys.path(), "mallory");
+    let olga = keys_new(keys.path(), "olga");
+    let trusted = |with_carol: bool| {
+        let mut entries = vec![
+            ("alice", alice.entry("alice@example.com", "jitgate-approvers", "")),
+            (
+                "olga",
+                olga.entry(
+                    "olga@example.com",
+                    "jitgate-approvers",
+                    "notAfter: \"2026-01-01T00:00:00Z\"\n",
+                ),
+            ),
+        ];
+        if with_carol {
+            entries.push((
+                "carol",
+                carol.entry("carol@example.com", "jitgate-approvers, security", ""),
+            ));
+        }
+        signers_manifest(&entries)
+    };
+    let id = "jitgate-approvals/alice-db";
+    let by_carol = carol.sign(keys.path(), id, &pending());
+    let h = Harness::start_with(Some(&approvals_manifest(&[("alice-db", &by_carol)])), |cfg| {
+        std::fs::write(&cfg.signers_file, trusted(true)).unwrap();
+    })
+    .await;
+    let decide = |h: &Harness| {
+        let addr = h.addr();
+        let ca = h.certs.ca_pem.clone();
+        async move {
+            let mut out = Vec::new();
+            for proto in [Proto::H1, Proto::H2] {
+                let mut c = Conn::open(addr, &ca, proto).await.unwrap();
+                out.push(c.decide(&Req::secret_update().review()).await);
+            }
+            assert_eq!(out[0]["allowed"], out[1]["allowed"]);
+            out.remove(0)
+        }
+    };
+    let answer = decide(&h).await;
+    assert_eq!(answer["allowed"], true, "{answer}");
+    // Each signature that grants nothing, and the words of the denial.
+    let widened = by_carol.replace("name: \"db-password\"\n", "");
+    let cases = [
+        (
+            alice.sign(keys.path(), id, &pending()),
+            "the signature by \"alice\" is the requester's own",
+        ),
+        (
+            mallory.sign(keys.path(), id, &pending()),
+            "\"mallory\" is not a trusted signer",
+        ),
+        (widened, "the signature by \"carol\" does not verify"),
+        (
+            olga.sign(keys.path(), id, &pending()),
+            "signer \"olga\"'s key expired at 2026-01-01T00:00:00Z",
+        ),
+    ];
+    for (entry, why) in cases {
+        h.write_approvals(&approvals_manifest(&[("alice-db", &entry)]));
+        eventually(PATIENCE, || async {
+            let a = decide(&h).await;
+            a["allowed"] == false && a["status"]["message"].as_str().unwrap_or("").contains(why)
+        })
+        .await;
+    }
+    // carol's signature counts again; then she is removed from the signers: at once, it
+    // counts for nothing, and the denial says so.
+    h.write_approvals(&approvals_manifest(&[("alice-db", &by_carol)]));
+    eventually(PATIENCE, || async { decide(&h).await["allowed"] == true }).await;
+    std::fs::write(h.dir.path().join("signers.yaml"), trusted(false)).unwrap();
+    eventually(PATIENCE, || async {
+        let a = decide(&h).await;
+        a["allowed"] == false
+            && a["status"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("\"carol\" is not a trusted signer")
+    })
+    .await;
+    h.stop().await;
+
+    // Two levels: bob approved online as a team lead; carol signs as security.
+    let policies = two_level_policies();
+    let lead = entry(&[(
+        "approvedBy: [bob@example.com]",
+        "approvedBy: [bob@example.com]\napprovedAs: {bob@example.com: [team-leads]}",
+    )]);
+    let dir = policies.path().to_path_buf();
+    let h = Harness::start_with(Some(&approvals_manifest(&[("alice-db", &lead)])), |cfg| {
+        cfg.policies_dir = dir;
+        std::fs::write(&cfg.signers_file, trusted(true)).unwrap();
+    })
+    .await;
+    let answer = decide(&h).await;
+    assert_eq!(answer["allowed"], false);
+    let message = answer["status"]["message"].as_str().unwrap();
+    assert!(message.contains("still missing: 1 of security"), "{message}");
+    h.write_approvals(&approvals_manifest(&[(
+        "alice-db",
+        &carol.sign(keys.path(), id, &lead),
+    )]));
+    eventually(PATIENCE, || async { decide(&h).await["allowed"] == true }).await;
+    h.stop().await;
+}
+
+const ADMIN: (&str, &str, &[&str]) = ("admin-token", "admin@example.com", &["system:masters"]);
+const ALICE: (&str, &str, &[&str]) = ("alice-token", "alice@example.com", &["dev"]);
+const BOB: (&str, &str, &[&str]) = ("bob-token", "bob@example.com", &["team-leads"]);
+
+/// PATCHes (merge) ConfigMap `name` in jitgate-system as `who`, through the API server.
+async fn patch_as(
+    api: &ApiServer,
+    who: (&str, &str, &[&str]),
+    name: &str,
+    patch: Value,
+) -> (StatusCode, Value) {
+    let mut c = api.conn_as(who.0).await;
+    let reply = c
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/namespaces/jitgate-system/configmaps/{name}"),
+            Some("application/merge-patch+json"),
+            patch.to_string().into_bytes(),
+        )
+        .await;
+    (reply.status, reply.json())
+}
+
+#[tokio::test]
+async fn in_a_cluster_a_signed_entry_carried_in_by_the_requester_lets_them_act() {
+    let keys = tempfile::tempdir().unwrap();
+    let carol = keys_new(keys.path(), "carol");
+    let alice_key = keys_new(keys.path(), "alice");
+    let olga = keys_new(keys.path(), "olga");
+    let stranger = keys_new(keys.path(), "stranger");
+    let policies = two_level_policies();
+    let files: Vec<(&str, String)> = POLICY_FILES
+        .iter()
+        .map(|f| (*f, std::fs::read_to_string(policies.path().join(f)).unwrap()))
+        .collect();
+    let api = ApiServer::start().await;
+    for (token, user, groups) in [ADMIN, ALICE, BOB] {
+        api.add_user(token, user, groups);
+    }
+    api.apply_approvals("jitgate-approvals", &[]);
+    let data: Vec<(&str, &str)> = files.iter().map(|(f, t)| (*f, t.as_str())).collect();
+    api.apply("jitgate-system", "jitgate-policies", &[], &data);
+    api.apply(
+        "jitgate-system",
+        "jitgate-signers",
+        &[("jitgate.dev/signers", "true")],
+        &[],
+    );
+    let dir = policies.path().to_path_buf();
+    let h = Harness::start_cluster(&api, Duration::from_secs(300), |cfg| cfg.policies_dir = dir).await;
+    api.admit_with(h.addr(), &h.certs.ca_pem);
+    eventually(PATIENCE, || async { h.readyz().await == StatusCode::OK }).await;
+
+    // A cluster admin trusts carol (security), alice, and olga (whose key has expired);
+    // a malformed signer is refused; each change is a record naming the admin.
+    let signer = |s: &Signer, user: &str, groups: &str, extra: &str| json!(s.entry(user, groups, extra));
+    let (status, body) = patch_as(
+        &api,
+        ADMIN,
+        "jitgate-signers",
+        json!({"data": {"carol": signer(&carol, "carol@example.com", "security", ""),
+            "alice": signer(&alice_key, "alice@example.com", "security", ""),
+            "olga": signer(&olga, "olga@example.com", "security", "notAfter: \"2026-01-01T00:00:00Z\"\n")}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = patch_as(
+        &api,
+        ADMIN,
+        "jitgate-signers",
+        json!({"data": {"broken": "publicKey: rsa:nope\n"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body["message"].as_str().unwrap().contains("signer_malformed"),
+        "{body}"
+    );
+    let added: Vec<Value> = h
+        .records()
+        .into_iter()
+        .filter(|r| r["event"] == "signer")
+        .collect();
+    assert_eq!(added.len(), 3, "{added:?}");
+    assert!(
+        added
+            .iter()
+            .all(|r| r["action"] == "added" && r["editor"] == "admin@example.com")
+    );
+
+    let run = api
+        .jitgate_as(
+            ALICE.0,
+            &[
+                "request",
+                "--resource",
+                "secrets",
+                "-n",
+                "prod",
+                "--name",
+                "db-password",
+                "--operation",
+                "UPDATE",
+                "--for",
+                "1h",
+                "--reason",
+                "INC-9: rotate",
+            ],
+        )
+        .await;
+    assert_eq!(run.code, 0, "{}", run.err);
+    let key = run.requested_key();
+    let run = api.jitgate_as(BOB.0, &["approve", &key]).await;
+    assert_eq!(run.code, 0, "{}", run.err);
+    let may_update = || async {
+        let mut c = h.conn(Proto::H1).await;
+        c.decide(&Req::secret_update().review()).await
+    };
+    let answer = may_update().await;
+    assert_eq!(answer["allowed"], false);
+    assert!(
+        answer["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("still missing: 1 of security"),
+        "{answer}"
+    );
+
+    // alice exports the entry; carol signs it on her own machine; alice imports it.
+    let export = api.jitgate_as(ALICE.0, &["export", &key]).await;
+    assert_eq!(export.code, 0, "{}", export.err);
+    let exported = keys.path().join("exported.yaml");
+    std::fs::write(&exported, &export.out).unwrap();
+    let sign = |s: &Signer, file: &Path| {
+        let run = offline(
+            keys.path(),
+            &[
+                "sign",
+                "--key",
+                s.key.to_str().unwrap(),
+                "-f",
+                file.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(run.code, 0, "{}", run.err);
+        let out = keys.path().join(format!("signed-{}.yaml", unique_uid()));
+        std::fs::write(&out, &run.out).unwrap();
+        out
+    };
+    // Refused by the ledger, each with its reason: her own signature, an expired key,
+    // a key trusted under another name.
+    for (s, why) in [
+        (&alice_key, "is by whom the entry is for"),
+        (&olga, "key expired at 2026-01-01T00:00:00Z"),
+    ] {
+        let run = api
+            .jitgate_as(ALICE.0, &["import", "-f", sign(s, &exported).to_str().unwrap()])
+            .await;
+        assert_eq!(run.code, 1, "{}{}", run.out, run.err);
+        assert!(run.err.contains(why), "{}", run.err);
+    }
+    let forged = std::fs::read_to_string(sign(&stranger, &exported))
+        .unwrap()
+        .replace("signer: \"stranger\"", "signer: \"carol\"");
+    let forged_file = keys.path().join("forged.yaml");
+    std::fs::write(&forged_file, forged).unwrap();
+    let run = api
+        .jitgate_as(ALICE.0, &["import", "-f", forged_file.to_str().unwrap()])
+        .await;
+    assert_eq!(run.code, 1, "{}{}", run.out, run.err);
+    assert!(run.err.contains("is not \"carol\"'s trusted key"), "{}", run.err);
+
+    let by_carol = sign(&carol, &exported);
+    // Widened after signing, pasted straight into the ConfigMap: refused by the ledger.
+    let signed_entry: Value = {
+        let text = std::fs::read_to_string(&by_carol).unwrap();
+        let start = text
+            .find(&format!("  \"{key}\": |\n"))
+            .or_else(|| text.find(&format!("  {key}: |\n")))
+            .unwrap();
+        let body: String = text[start..]
+            .lines()
+            .skip(1)
+            .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+            .collect();
+        json!(body)
+    };
+    let widened = signed_entry
+        .as_str()
+        .unwrap()
+        .replace("name: \"db-password\"\n", "");
+    let (status, body) = patch_as(
+        &api,
+        ALICE,
+        "jitgate-approvals",
+        json!({"data": {key.clone(): widened}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body["message"].as_str().unwrap().contains("signed_entry_changed"),
+        "{body}"
+    );
+
+    let run = api
+        .jitgate_as(ALICE.0, &["import", "-f", by_carol.to_str().unwrap()])
+        .await;
+    assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+    eventually(PATIENCE, || async { may_update().await["allowed"] == true }).await;
+    let show = api.jitgate_as(BOB.0, &["show", &key]).await;
+    assert!(
+        show.out
+            .contains("signed by: carol (valid: carol@example.com in security)"),
+        "{}",
+        show.out
+    );
+    assert!(
+        show.out.contains("1 of team-leads: met; 1 of security: met"),
+        "{}",
+        show.out
+    );
+    let signed_record = h
+        .records()
+        .into_iter()
+        .find(|r| r["event"] == "approval" && r["action"] == "signed")
+        .expect("a record of the signature");
+    assert_eq!(signed_record["signedBy"], json!(["carol@example.com"]));
+    assert_eq!(signed_record["editor"], "alice@example.com");
+
+    // The admin removes carol: at once, her signature counts for nothing.
+    let (status, body) = patch_as(&api, ADMIN, "jitgate-signers", json!({"data": {"carol": null}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eventually(PATIENCE, || async {
+        let a = may_update().await;
+        a["allowed"] == false
+            && a["status"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("\"carol\" is not a trusted signer")
+    })
+    .await;
+    assert!(
+        h.records()
+            .iter()
+            .any(|r| r["event"] == "signer" && r["action"] == "removed" && r["signer"] == "carol")
+    );
+    h.stop().await;
+}
