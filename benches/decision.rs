@@ -150,9 +150,70 @@ fn read_and_write(c: &mut Criterion) {
     group.finish();
 }
 
+/// Offline approvals: loading 10 000 signed entries (parsing them, and verifying each
+/// signature once: cold, and again after the signers change, when every verification is
+/// remembered), and the per-request decision when the approval that grants is signed
+/// rather than approved through the API server.
+fn signed(c: &mut Criterion) {
+    use jitgate::signing::{PrivateKey, Signers, sign};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    let now = Timestamp::now();
+    let policies = policies(3);
+    let key = PrivateKey::generate().unwrap().0;
+    let signers_data = BTreeMap::from([(
+        "carol".to_string(),
+        format!("publicKey: {}\ngroups: [approvers]\n", key.public()),
+    )]);
+    let signers = Arc::new(Signers::from_data([&signers_data]).0);
+    // The same 10 000 entries, each signed by carol instead of approved by name.
+    let data: BTreeMap<String, String> = approvals(10_000, now)
+        .iter()
+        .map(|a| {
+            let mut a = (**a).clone();
+            a.approved_by.clear();
+            a.id = format!("bench/{}", a.key());
+            a.signatures.push(sign(&a, "carol", &key));
+            (a.key().to_string(), a.to_yaml())
+        })
+        .collect();
+    let load = || {
+        let parsed = jitgate::approvals::parse_configmap("bench", &data);
+        assert!(parsed.errors.is_empty());
+        Snapshot::signed(parsed.approvals, 0, ConfigMapRef::default(), signers.clone(), now)
+    };
+    let mut group = c.benchmark_group("signed");
+    group.sample_size(10);
+    group.bench_function("load-10k/cold", |b| {
+        b.iter_batched(
+            jitgate::signing::forget_verifications,
+            |()| load(),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("load-10k/remembered", |b| b.iter(load));
+    group.sample_size(50);
+    let signed_snapshot = load();
+    let named_snapshot = Snapshot::new(approvals(10_000, now), 0, ConfigMapRef::default(), now);
+    let body = review(common::Kind::Approved);
+    let req = decode(body.as_bytes()).unwrap();
+    for (name, snapshot) in [("by-name", &named_snapshot), ("signed", &signed_snapshot)] {
+        let inputs = Inputs {
+            policies: &policies,
+            approvals: Approvals::Loaded(snapshot),
+            now,
+        };
+        assert!(decide(&req, &inputs).allowed(), "{name}");
+        group.bench_function(BenchmarkId::new("decide-approved-10k", name), |b| {
+            b.iter(|| decide(black_box(&req), &inputs))
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(50);
-    targets = by_approvals, by_policies, decoding, fingerprint, denial, read_and_write
+    targets = by_approvals, by_policies, decoding, fingerprint, denial, read_and_write, signed
 }
 criterion_main!(benches);
