@@ -5,6 +5,8 @@
 #
 #   benches/load.sh            (DURATION=5 seconds per run by default;
 #                               SCENARIOS="h1-c16 h2-c16" runs only those)
+#   benches/load.sh memory     (only start-to-ready and resident memory at 0, 10 000 and
+#                               100 000 approvals; RUNS=3 for three interleaved rounds)
 #
 # Each server is pinned to core 0 with one worker thread, the load generator to core 1.
 # Runs are interleaved baseline/jitgate/baseline/jitgate so that drift on the machine hits
@@ -110,6 +112,29 @@ start_jitgate() { # APPROVALS-COUNT PORT -> sets JPID
   pids+=("$JPID")
 }
 
+# Start-to-ready and resident memory of jitgate alone, file mode, at 0, 10 000 and 100 000
+# approvals (RUNS times each, interleaved; `benches/load.sh memory` prints only this).
+startup_table() {
+  echo
+  echo "# jitgate alone, file mode (approvals file, shipped policies, --audit-log on)"
+  printf "%-10s %14s %14s\n" approvals "start->ready" "resident MiB"
+  for _ in $(seq 1 "${RUNS:-1}"); do
+    for n in 0 10000 100000; do
+      start=$(date +%s.%N)
+      start_jitgate "$n" "$JIT_PORT"
+      ready "$JIT_PORT"
+      end=$(date +%s.%N)
+      sleep 0.5
+      python3 -c "print(f'{$n:<10} {($end - $start) * 1000:>12.0f}ms {$(rss_kib "$JPID") / 1024:>14.1f}')"
+      kill "$JPID"; wait "$JPID" 2>/dev/null || true
+    done
+  done
+}
+if [ "${1:-}" = memory ]; then
+  startup_table
+  exit 0
+fi
+
 TOKIO_WORKER_THREADS=1 taskset -c 0 "$BASELINE" "127.0.0.1:$BASE_PORT" "$work/certs/tls.crt" "$work/certs/tls.key" &
 BPID=$!; pids+=("$BPID")
 start_jitgate 10000 "$JIT_PORT"
@@ -200,18 +225,7 @@ done
 kill "$JPID" "$BPID" 2>/dev/null || true
 wait "$JPID" "$BPID" 2>/dev/null || true
 
-echo
-echo "# jitgate alone, file mode (approvals file, shipped policies, --audit-log on)"
-printf "%-10s %14s %14s\n" approvals "start->ready" "resident MiB"
-for n in 0 10000 100000; do
-  start=$(date +%s.%N)
-  start_jitgate "$n" "$JIT_PORT"
-  ready "$JIT_PORT"
-  end=$(date +%s.%N)
-  sleep 0.5
-  python3 -c "print(f'{$n:<10} {($end - $start) * 1000:>12.0f}ms {$(rss_kib "$JPID") / 1024:>14.1f}')"
-  kill "$JPID"; wait "$JPID" 2>/dev/null || true
-done
+startup_table
 
 echo
 echo "# edit to effect (change written -> request allowed over TLS)"
