@@ -81,6 +81,9 @@ struct Inner {
     /// Bearer token → (username, groups).
     users: HashMap<String, (String, Vec<String>)>,
     webhook: Option<Webhook>,
+    /// Where writes of other ConfigMaps (outside jitgate-system) are sent for admission:
+    /// the gate webhook, reached over one kept-alive connection, as the API server does.
+    gate: Option<Webhook>,
     /// Where reads are sent for authorization before RBAC.
     authorizer: Option<Webhook>,
     /// Secrets, by (namespace, name): only ever read.
@@ -105,6 +108,8 @@ struct Shared {
     latest: watch::Sender<u64>,
     cuts: watch::Sender<u64>,
     garbage: watch::Sender<u64>,
+    /// The gate webhook's kept-alive connection.
+    gate_conn: Arc<tokio::sync::Mutex<Option<super::Conn>>>,
 }
 
 pub struct ApiServer {
@@ -135,6 +140,7 @@ impl ApiServer {
                     ),
                 )]),
                 webhook: None,
+                gate: None,
                 authorizer: None,
                 secrets: BTreeMap::new(),
                 events: Vec::new(),
@@ -149,6 +155,7 @@ impl ApiServer {
             latest: watch::channel(100).0,
             cuts: watch::channel(0).0,
             garbage: watch::channel(0).0,
+            gate_conn: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -241,6 +248,16 @@ impl ApiServer {
     /// would; a denial refuses the write with the webhook's message.
     pub fn admit_with(&self, addr: SocketAddr, ca_pem: &str) {
         self.shared.inner.lock().unwrap().webhook = Some(Webhook {
+            addr,
+            ca_pem: ca_pem.to_string(),
+        });
+    }
+
+    /// Sends every write of a ConfigMap outside jitgate-system to this gate webhook
+    /// (`None`: to none), over one kept-alive HTTP/1.1 connection, as the API server calls
+    /// a webhook Service.
+    pub fn gate_with(&self, webhook: Option<(SocketAddr, &str)>) {
+        self.shared.inner.lock().unwrap().gate = webhook.map(|(addr, ca_pem)| Webhook {
             addr,
             ca_pem: ca_pem.to_string(),
         });
@@ -778,9 +795,23 @@ async fn admit(
     let labelled = |o: Option<&Value>| {
         o.is_some_and(|o| matches("jitgate.dev/approvals=true", o) || matches("jitgate.dev/signers=true", o))
     };
-    let webhook = shared.inner.lock().unwrap().webhook.clone();
-    let Some(webhook) = webhook.filter(|_| labelled(old) || labelled(new)) else {
+    let (webhook, gate) = {
+        let inner = shared.inner.lock().unwrap();
+        if labelled(old) || labelled(new) {
+            (inner.webhook.clone(), false)
+        } else if ns != "jitgate-system" {
+            (inner.gate.clone(), true)
+        } else {
+            (None, false)
+        }
+    };
+    let Some(webhook) = webhook else {
         return Ok(());
+    };
+    let hook = if gate {
+        "gate.jitgate.dev"
+    } else {
+        "approvals.jitgate.dev"
     };
     let uid = super::unique_uid();
     let options = match operation {
@@ -806,13 +837,25 @@ async fn admit(
         ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalError",
-            format!("Internal error occurred: failed calling webhook \"approvals.jitgate.dev\": {why}"),
+            format!("Internal error occurred: failed calling webhook \"{hook}\": {why}"),
         )
     };
-    let mut c = super::Conn::open(webhook.addr, &webhook.ca_pem, super::Proto::H1)
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let reply = c.review(&review).await;
+    let reply = if gate {
+        let mut pooled = shared.gate_conn.lock().await;
+        if pooled.is_none() {
+            *pooled = Some(
+                super::Conn::open(webhook.addr, &webhook.ca_pem, super::Proto::H1)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?,
+            );
+        }
+        pooled.as_mut().unwrap().review(&review).await
+    } else {
+        let mut c = super::Conn::open(webhook.addr, &webhook.ca_pem, super::Proto::H1)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        c.review(&review).await
+    };
     if reply.status != StatusCode::OK {
         return Err(failed(format!("HTTP {}", reply.status)));
     }
@@ -827,7 +870,7 @@ async fn admit(
     Err(ApiError(
         StatusCode::FORBIDDEN,
         "Forbidden",
-        format!("admission webhook \"approvals.jitgate.dev\" denied the request: {message}"),
+        format!("admission webhook \"{hook}\" denied the request: {message}"),
     ))
 }
 
