@@ -9,7 +9,8 @@ mod state;
 pub use entry::{Approval, EntryError, Subject, parse_entry, suggested_key};
 pub use index::{ApprovalIndex, LookupKey};
 pub use state::{
-    Approvers, Person, State, approvers, count_approvers, request_deadline, signature_problems, state_of,
+    Approvers, Person, State, approvers, count_approvers, request_deadline, signature_problems,
+    signed_by_requester, state_of,
 };
 
 use crate::signing::Signers;

@@ -4,7 +4,7 @@
 
 use super::{Approval, Subject};
 use crate::policy::{self, Level, PolicySet, Unmet};
-use crate::signing::Checked;
+use crate::signing::{Checked, Signer};
 use jiff::Timestamp;
 
 /// Where an entry stands.
@@ -145,10 +145,7 @@ pub fn approvers<'a>(a: &'a Approval, requester: &str, now: Timestamp) -> Approv
         if !signer.valid_at(now) {
             continue;
         }
-        let own = signer.user == requester
-            || Some(signer.user.as_str()) == named_user
-            || matches!(&a.subject, Subject::Group(g) if signer.groups.contains(g));
-        if own {
+        if signed_by_requester(a, signer, requester) {
             out.self_approved = true;
             continue;
         }
@@ -168,6 +165,15 @@ pub fn approvers<'a>(a: &'a Approval, requester: &str, now: Timestamp) -> Approv
     out
 }
 
+/// True when `signer` is whom `a` is for, or the one asking: its user (or the requester),
+/// or, for a group's entry, a member of that group. Their signature never counts.
+pub fn signed_by_requester(a: &Approval, signer: &Signer, requester: &str) -> bool {
+    match &a.subject {
+        Subject::User(u) => signer.user == *u || signer.user == requester,
+        Subject::Group(g) => signer.groups.contains(g) || signer.user == requester,
+    }
+}
+
 /// Distinct approvers other than the requester (see [`approvers`]); and whether the
 /// requester tried to approve their own request.
 pub fn count_approvers(a: &Approval, requester: &str, now: Timestamp) -> (u32, bool) {
@@ -178,10 +184,6 @@ pub fn count_approvers(a: &Approval, requester: &str, now: Timestamp) -> (u32, b
 /// Why each signature of `a` that grants nothing, for a request by `requester` at `now`,
 /// grants nothing: for a denial to say.
 pub fn signature_problems(a: &Approval, requester: &str, now: Timestamp) -> Vec<String> {
-    let named_user = match &a.subject {
-        Subject::User(u) => u.as_str(),
-        Subject::Group(_) => requester,
-    };
     a.checked
         .iter()
         .filter_map(|c| match c {
@@ -191,16 +193,10 @@ pub fn signature_problems(a: &Approval, requester: &str, now: Timestamp) -> Vec<
                 s.name,
                 s.not_after.map(|t| t.to_string()).unwrap_or_default()
             )),
-            Checked::Trusted(s)
-                if s.user == requester
-                    || s.user == named_user
-                    || matches!(&a.subject, Subject::Group(g) if s.groups.contains(g)) =>
-            {
-                Some(format!(
-                    "the signature by {:?} is the requester's own and does not count",
-                    s.name
-                ))
-            }
+            Checked::Trusted(s) if signed_by_requester(a, s, requester) => Some(format!(
+                "the signature by {:?} is the requester's own and does not count",
+                s.name
+            )),
             Checked::Trusted(_) => None,
         })
         .collect()

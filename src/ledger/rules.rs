@@ -127,9 +127,7 @@ impl Judge<'_> {
                     ),
                 ));
             }
-            let own = signer.user == self.requester_name(a)
-                || matches!(&a.subject, Subject::Group(g) if signer.groups.contains(g));
-            if own {
+            if crate::approvals::signed_by_requester(a, signer, self.requester_name(a)) {
                 return Err(refuse(
                     id,
                     LedgerRule::SelfApproval,

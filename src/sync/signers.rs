@@ -52,13 +52,14 @@ pub fn spawn_file(path: PathBuf, store: Arc<ApprovalStore>) -> JoinHandle<()> {
     let load = {
         let store = store.clone();
         let path = path.clone();
-        let mut last: Option<Result<Option<Vec<u8>>, ()>> = None;
+        // The bytes last seen (`Some(None)`: no file), to act once per change.
+        let mut last: Option<Option<Vec<u8>>> = None;
         move || {
             let bytes = std::fs::read(&path).ok();
-            if last.as_ref() == Some(&Ok(bytes.clone())) {
+            if last.as_ref() == Some(&bytes) {
                 return;
             }
-            last = Some(Ok(bytes));
+            last = Some(bytes);
             let shown = path.display().to_string();
             match read_file(&path) {
                 Ok(Some((signers, errors))) => apply(&store, signers, &errors, &shown),
