@@ -177,6 +177,11 @@ pub struct Editor<'a> {
 /// True when the request edits an approvals ConfigMap: the ledger, not the policies,
 /// decides it.
 pub fn applies(req: &AdmissionRequest<'_>) -> bool {
+    configmap_edit(req) && objects(req).any(|raw| labelled(raw.get()))
+}
+
+/// True when the request creates, updates or deletes a ConfigMap.
+fn configmap_edit(req: &AdmissionRequest<'_>) -> bool {
     req.resource.group.is_empty()
         && req.resource.resource == "configmaps"
         && req.sub_resource.is_empty()
@@ -184,10 +189,11 @@ pub fn applies(req: &AdmissionRequest<'_>) -> bool {
             req.operation,
             Operation::Create | Operation::Update | Operation::Delete
         )
-        && [req.object, req.old_object]
-            .into_iter()
-            .flatten()
-            .any(|raw| labelled(raw.get()))
+}
+
+/// The objects of an edit: the new one, the old one, or both.
+fn objects<'r>(req: &'r AdmissionRequest<'_>) -> impl Iterator<Item = &'r serde_json::value::RawValue> {
+    [req.object, req.old_object].into_iter().flatten()
 }
 
 fn labelled(raw: &str) -> bool {

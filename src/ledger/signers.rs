@@ -23,16 +23,8 @@ pub struct SignerChange {
 
 /// True when the request edits a trusted signers ConfigMap.
 pub fn applies(req: &AdmissionRequest<'_>) -> bool {
-    req.resource.group.is_empty()
-        && req.resource.resource == "configmaps"
-        && req.sub_resource.is_empty()
-        && matches!(
-            req.operation,
-            Operation::Create | Operation::Update | Operation::Delete
-        )
-        && [req.object, req.old_object]
-            .into_iter()
-            .flatten()
+    super::configmap_edit(req)
+        && super::objects(req)
             .filter_map(|raw| serde_json::from_str::<ConfigMap>(raw.get()).ok())
             .any(|cm| is_labelled(&cm))
 }
