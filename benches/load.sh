@@ -26,7 +26,7 @@ if ! need wrk || ! need h2load || ! need taskset; then
 fi
 
 cargo build --release --locked --quiet --bin jitgate --example baseline
-JITGATE=target/release/jitgate
+JITGATE=${JITGATE_BIN:-target/release/jitgate}   # JITGATE_BIN: another build, for an A/B
 BASELINE=target/release/examples/baseline
 
 work=$(mktemp -d)

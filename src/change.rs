@@ -181,6 +181,35 @@ fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
+/// How many recent changes [`of_recent`] remembers.
+const RECENT: u64 = 1024;
+
+/// The change a request makes, for a denial's reader: remembered by a keyed hash of the
+/// request's operation and raw objects, since a denied client retries the same change and
+/// the fingerprint (parsing both objects and diffing them) is most of a denial's cost.
+/// Only messages use it; a decision about an approval pinned to a change always computes
+/// it afresh with [`of`].
+pub fn of_recent(req: &AdmissionRequest<'_>) -> Option<Change> {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    use std::sync::LazyLock;
+    static SEEN: LazyLock<(std::hash::RandomState, moka::sync::Cache<u64, Option<Change>>)> =
+        LazyLock::new(|| (std::hash::RandomState::new(), moka::sync::Cache::new(RECENT)));
+    let (keys, seen) = &*SEEN;
+    let mut h = keys.build_hasher();
+    req.operation.as_str().hash(&mut h);
+    req.sub_resource.hash(&mut h);
+    for raw in [req.object, req.old_object, req.options] {
+        raw.map(RawValue::get).hash(&mut h);
+    }
+    let key = h.finish();
+    if let Some(change) = seen.get(&key) {
+        return change;
+    }
+    let change = of(req);
+    seen.insert(key, change.clone());
+    change
+}
+
 /// The change a request makes, or `None` when the objects it needs are missing or not
 /// JSON (then no pinned approval can match it: fail closed).
 pub fn of(req: &AdmissionRequest<'_>) -> Option<Change> {
@@ -296,6 +325,27 @@ fn shell_word(arg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recent_change_is_remembered_as_it_was_and_another_is_not_mistaken_for_it() {
+        let body = |replicas: u32| {
+            review(
+                "UPDATE",
+                serde_json::json!({"kind": "Deployment", "spec": {"replicas": 1}}),
+                serde_json::json!({"kind": "Deployment", "spec": {"replicas": replicas}}),
+            )
+        };
+        for replicas in [2, 3, 2] {
+            let text = body(replicas);
+            let req = crate::admission::decode(text.as_bytes()).unwrap();
+            assert_eq!(of_recent(&req), of(&req));
+            assert!(of_recent(&req).is_some());
+        }
+        let (two, three) = (body(2), body(3));
+        let two = crate::admission::decode(two.as_bytes()).unwrap();
+        let three = crate::admission::decode(three.as_bytes()).unwrap();
+        assert_ne!(of_recent(&two), of_recent(&three));
+    }
     use crate::admission::decode;
     use serde_json::json;
 

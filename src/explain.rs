@@ -246,7 +246,7 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
     let change = match d.reason.change() {
         Some(c) => Some(c),
         None => {
-            computed = crate::change::of(req);
+            computed = crate::change::of_recent(req);
             computed.as_ref()
         }
     };
