@@ -39,7 +39,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     );
                     eprintln!(
                         "next: kubectl -n {ns} create secret tls jitgate-tls --cert={dir}/tls.crt --key={dir}/tls.key
-                               and set clientConfig.caBundle of both webhooks of the ValidatingWebhookConfiguration to the line below (README, \"Install\")",
+                               and set clientConfig.caBundle of every webhook of the ValidatingWebhookConfiguration to the line below (README, \"Install\")",
                         ns = args.target.namespace
                     );
                     println!(
