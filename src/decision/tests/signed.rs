@@ -49,13 +49,17 @@ fn signed(text: &str, by: &[(&str, &PrivateKey)]) -> String {
     a.to_yaml()
 }
 
-fn decide_signed(policies: &str, text: &str, signers: Signers) -> Decision {
-    let body =
-        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+/// alice's update of Secret prod/db-password, as the API server sends it.
+fn review_body() -> String {
+    serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": "u", "resource": {"group": "", "version": "v1", "resource": "secrets"},
         "namespace": "prod", "name": "db-password", "operation": "UPDATE",
         "userInfo": {"username": "alice", "groups": ["dev"]}}})
-        .to_string();
+    .to_string()
+}
+
+fn decide_signed(policies: &str, text: &str, signers: Signers) -> Decision {
+    let body = review_body();
     let request = decode(body.as_bytes()).unwrap();
     let policies = PolicySet::new(parse_policies(policies, "t.yaml").unwrap()).unwrap();
     let approvals = vec![Arc::new(parse_entry("cm/e0", text).unwrap())];
@@ -71,12 +75,7 @@ fn decide_signed(policies: &str, text: &str, signers: Signers) -> Decision {
 }
 
 fn message(d: &Decision) -> String {
-    let body =
-        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": "u", "resource": {"group": "", "version": "v1", "resource": "secrets"},
-        "namespace": "prod", "name": "db-password", "operation": "UPDATE",
-        "userInfo": {"username": "alice", "groups": ["dev"]}}})
-        .to_string();
+    let body = review_body();
     let request = decode(body.as_bytes()).unwrap();
     crate::explain::denial_message((&request).into(), d)
 }
