@@ -65,10 +65,15 @@ pub fn parse_configmap(name: &str, data: &BTreeMap<String, String>) -> ParsedCon
 
 /// True when the ConfigMap carries `jitgate.dev/approvals: "true"`.
 pub fn is_labelled(cm: &ConfigMap) -> bool {
-    cm.metadata
-        .labels
+    has_label(&cm.metadata, LABEL)
+}
+
+/// True when an object's metadata carries `label: "true"` (the approvals label, or the
+/// trusted signers' one).
+pub fn has_label(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, label: &str) -> bool {
+    meta.labels
         .as_ref()
-        .and_then(|l| l.get(LABEL))
+        .and_then(|l| l.get(label))
         .is_some_and(|v| v == "true")
 }
 

@@ -95,7 +95,7 @@ impl Approvers<'_> {
         if levels.is_empty() {
             return Vec::new();
         }
-        let groups: Vec<Vec<&str>> = self.people.iter().map(|p| p.groups.clone()).collect();
+        let groups: Vec<&[&str]> = self.people.iter().map(|p| p.groups.as_slice()).collect();
         policy::unmet(levels, &groups)
     }
 

@@ -177,7 +177,7 @@ pub struct Editor<'a> {
 /// True when the request edits an approvals ConfigMap: the ledger, not the policies,
 /// decides it.
 pub fn applies(req: &AdmissionRequest<'_>) -> bool {
-    configmap_edit(req) && objects(req).any(|raw| labelled(raw.get()))
+    configmap_edit(req) && objects(req).any(|raw| labelled(raw.get(), approvals::LABEL))
 }
 
 /// True when the request creates, updates or deletes a ConfigMap.
@@ -196,15 +196,16 @@ fn objects<'r>(req: &'r AdmissionRequest<'_>) -> impl Iterator<Item = &'r serde_
     [req.object, req.old_object].into_iter().flatten()
 }
 
-fn labelled(raw: &str) -> bool {
+/// True when the raw object carries `label: "true"`; only its metadata is read.
+fn labelled(raw: &str, label: &str) -> bool {
     #[derive(serde::Deserialize)]
     struct Meta {
         metadata: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
     }
     serde_json::from_str::<Meta>(raw)
         .ok()
-        .and_then(|m| m.metadata?.labels)
-        .is_some_and(|l| l.get(approvals::LABEL).is_some_and(|v| v == "true"))
+        .and_then(|m| m.metadata)
+        .is_some_and(|m| approvals::has_label(&m, label))
 }
 
 /// The entries a ConfigMap holds as a ledger: its `data` if it carries the label, else

@@ -92,13 +92,13 @@ impl Judge<'_> {
         if added.is_empty() {
             return Ok(());
         }
-        let Some(_) = self.signers else {
+        if self.signers.is_none() {
             return Err(refuse(
                 id,
                 LedgerRule::SignatureInvalid,
                 "jitgate has not loaded the trusted signers yet, so it cannot check a signature; try again in a moment".into(),
             ));
-        };
+        }
         self.check_deadline(id, a, gating)?;
         for sig in added {
             let position = a.signatures.iter().position(|s| s == *sig);

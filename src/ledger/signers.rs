@@ -5,7 +5,7 @@
 
 use super::{LedgerRule, Violation};
 use crate::admission::{AdmissionRequest, Operation};
-use crate::signing::signers::{is_labelled, parse_signer};
+use crate::signing::signers::{SIGNERS_LABEL, is_labelled, parse_signer};
 use k8s_openapi::api::core::v1::ConfigMap;
 use std::collections::BTreeMap;
 
@@ -23,10 +23,7 @@ pub struct SignerChange {
 
 /// True when the request edits a trusted signers ConfigMap.
 pub fn applies(req: &AdmissionRequest<'_>) -> bool {
-    super::configmap_edit(req)
-        && super::objects(req)
-            .filter_map(|raw| serde_json::from_str::<ConfigMap>(raw.get()).ok())
-            .any(|cm| is_labelled(&cm))
+    super::configmap_edit(req) && super::objects(req).any(|raw| super::labelled(raw.get(), SIGNERS_LABEL))
 }
 
 fn signers_of(raw: Option<&serde_json::value::RawValue>) -> BTreeMap<String, String> {

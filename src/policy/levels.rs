@@ -65,7 +65,7 @@ pub struct Unmet {
 /// The levels that distinct people, each approving as the groups given, leave unmet: a
 /// maximum matching of people to the levels' seats, so that one person fills one seat.
 /// Empty when every level is met.
-pub fn unmet(levels: &[Level], people: &[Vec<&str>]) -> Vec<Unmet> {
+pub fn unmet<'g, P: AsRef<[&'g str]>>(levels: &[Level], people: &[P]) -> Vec<Unmet> {
     // One seat per approver a level needs. Counts are small; a level asking for more
     // seats than there are people cannot be met anyway, so seats are capped by people.
     let cap = people.len() as u32;
@@ -76,7 +76,12 @@ pub fn unmet(levels: &[Level], people: &[Vec<&str>]) -> Vec<Unmet> {
         .collect();
     let fits: Vec<Vec<bool>> = people
         .iter()
-        .map(|groups| levels.iter().map(|l| l.admits(groups.iter().copied())).collect())
+        .map(|groups| {
+            levels
+                .iter()
+                .map(|l| l.admits(groups.as_ref().iter().copied()))
+                .collect()
+        })
         .collect();
     // seat → person holding it.
     let mut holder: Vec<Option<usize>> = vec![None; seats.len()];

@@ -150,11 +150,7 @@ pub fn parse_signer(name: &str, text: &str) -> Result<Signer, SignerError> {
 
 /// True when the ConfigMap carries `jitgate.dev/signers: "true"`.
 pub fn is_labelled(cm: &ConfigMap) -> bool {
-    cm.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(SIGNERS_LABEL))
-        .is_some_and(|v| v == "true")
+    crate::approvals::has_label(&cm.metadata, SIGNERS_LABEL)
 }
 
 /// Reads a signers file: ConfigMap manifests, of which the labelled ones count.
