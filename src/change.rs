@@ -325,29 +325,29 @@ fn shell_word(arg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::decode;
+    use serde_json::json;
 
     #[test]
     fn a_recent_change_is_remembered_as_it_was_and_another_is_not_mistaken_for_it() {
         let body = |replicas: u32| {
             review(
                 "UPDATE",
-                serde_json::json!({"kind": "Deployment", "spec": {"replicas": 1}}),
-                serde_json::json!({"kind": "Deployment", "spec": {"replicas": replicas}}),
+                json!({"kind": "Deployment", "spec": {"replicas": 1}}),
+                json!({"kind": "Deployment", "spec": {"replicas": replicas}}),
             )
         };
         for replicas in [2, 3, 2] {
             let text = body(replicas);
-            let req = crate::admission::decode(text.as_bytes()).unwrap();
+            let req = decode(text.as_bytes()).unwrap();
             assert_eq!(of_recent(&req), of(&req));
             assert!(of_recent(&req).is_some());
         }
         let (two, three) = (body(2), body(3));
-        let two = crate::admission::decode(two.as_bytes()).unwrap();
-        let three = crate::admission::decode(three.as_bytes()).unwrap();
+        let two = decode(two.as_bytes()).unwrap();
+        let three = decode(three.as_bytes()).unwrap();
         assert_ne!(of_recent(&two), of_recent(&three));
     }
-    use crate::admission::decode;
-    use serde_json::json;
 
     #[test]
     fn an_exec_is_summarised_as_what_an_approver_approves() {

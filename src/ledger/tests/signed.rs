@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 struct Keys {
     alice: PrivateKey,
     bob: PrivateKey,
+    olivia: PrivateKey,
     stranger: PrivateKey,
 }
 
@@ -17,9 +18,9 @@ fn trust() -> Keys {
     let keys = Keys {
         alice: PrivateKey::generate().unwrap().0,
         bob: PrivateKey::generate().unwrap().0,
+        olivia: PrivateKey::generate().unwrap().0,
         stranger: PrivateKey::generate().unwrap().0,
     };
-    let olivia = PrivateKey::generate().unwrap().0;
     let data = BTreeMap::from([
         (
             "alice".to_string(),
@@ -36,7 +37,7 @@ fn trust() -> Keys {
             "olivia".to_string(),
             format!(
                 "publicKey: {}\ngroups: [sre]\nnotAfter: \"2026-11-01T00:00:00Z\"\n",
-                olivia.public()
+                keys.olivia.public()
             ),
         ),
         (
@@ -136,18 +137,9 @@ fn bad_signatures_are_refused_each_with_its_reason() {
 
 #[test]
 fn a_signer_past_their_not_after_signs_nothing() {
-    trust();
-    let olivia = PrivateKey::generate().unwrap().0;
-    let data = BTreeMap::from([(
-        "olivia".to_string(),
-        format!(
-            "publicKey: {}\ngroups: [sre]\nnotAfter: \"2026-11-01T00:00:00Z\"\n",
-            olivia.public()
-        ),
-    )]);
-    SIGNERS.with(|s| *s.borrow_mut() = Signers::from_data([&data]).0);
+    let keys = trust();
     let pending = entry("bob", &[], 60);
-    let v = paste("bob", &pending, &signed_by(&pending, "olivia", &olivia)).unwrap_err();
+    let v = paste("bob", &pending, &signed_by(&pending, "olivia", &keys.olivia)).unwrap_err();
     assert_eq!(v.rule, LedgerRule::SignatureInvalid);
     assert!(v.message.contains("expired at 2026-11-01T00:00:00Z"), "{v}");
 }
