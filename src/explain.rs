@@ -45,10 +45,10 @@ fn break_glass_warnings(a: &Approval, requirement: &Requirement) -> Vec<String> 
         Subject::User(u) => a
             .approved_by
             .iter()
-            .map(String::as_str)
-            .filter(|n| n != u)
+            .map(|n| &**n)
+            .filter(|n| *n != &**u)
             .collect(),
-        Subject::Group(_) => a.approved_by.iter().map(String::as_str).collect(),
+        Subject::Group(_) => a.approved_by.iter().map(|n| &**n).collect(),
     };
     let review = if reviewers.is_empty() {
         format!(
@@ -352,11 +352,11 @@ pub fn request_entry(req: Request<'_, '_>, r: &Requirement, now: Timestamp) -> S
         .unwrap_or(latest);
     let entry = Approval {
         id: String::new(),
-        subject: Subject::User(req.user().to_string()),
-        resource: req.resource().to_string(),
-        sub_resource: req.sub_resource().to_string(),
-        api_group: Some(req.api_group().to_string()),
-        namespace: req.namespace().to_string(),
+        subject: Subject::User(req.user().into()),
+        resource: req.resource().into(),
+        sub_resource: req.sub_resource().into(),
+        api_group: Some(req.api_group().into()),
+        namespace: req.namespace().into(),
         name: (!req.name().is_empty()).then(|| req.name().to_string()),
         operations: req.operation().map(|op| [op].into_iter().collect()),
         expires_at,
@@ -464,7 +464,7 @@ spec:
         let value: String = value.lines().map(|l| format!("{}\n", l.trim_start())).collect();
         let a = parse_entry("cm/k", &value).unwrap();
         assert_eq!(a.name.as_deref(), Some("db\"pass"));
-        assert_eq!(a.namespace, "prod");
+        assert_eq!(&*a.namespace, "prod");
         assert!(a.approved_by.is_empty());
         assert_eq!(
             a.expires_at.to_string(),

@@ -191,27 +191,27 @@ fn model_allows(r: &Req, policies: &PolicySet, approvals: &[Arc<Approval>]) -> b
     let max = gating.iter().map(|p| p.max_duration).min().unwrap();
     approvals.iter().any(|a| {
         let who = match &a.subject {
-            Subject::User(u) => u == user,
-            Subject::Group(g) => groups.contains(g),
+            Subject::User(u) => **u == *user,
+            Subject::Group(g) => groups.iter().any(|m| **m == **g),
         };
         let approvers: BTreeSet<&str> = a
             .approved_by
             .iter()
-            .map(String::as_str)
+            .map(|n| &**n)
             .filter(|n| {
                 *n != user
                     && Some(*n)
                         != if let Subject::User(u) = &a.subject {
-                            Some(u.as_str())
+                            Some(&**u)
                         } else {
                             None
                         }
             })
             .collect();
-        who && a.resource == resource
-            && a.sub_resource == sub
+        who && *a.resource == *resource
+            && *a.sub_resource == *sub
             && a.api_group.as_deref().is_none_or(|g| g == group)
-            && a.namespace == ns
+            && *a.namespace == *ns
             && a.name.as_deref().is_none_or(|n| n == name)
             && a.operations.is_none_or(|ops| ops.contains(target.operation))
             && now() < a.expires_at

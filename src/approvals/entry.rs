@@ -5,13 +5,44 @@ use crate::admission::{OpSet, Operation};
 use crate::signing::{Checked, Signature};
 use jiff::Timestamp;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+/// A name that many approvals repeat (a user, a group, an approver, a namespace, a
+/// resource): approvals parsed together share one copy of each (see [`Names`]).
+pub type Name = Arc<str>;
+
+/// One shared copy of each distinct name, handed out while a set of approvals is parsed:
+/// a hundred thousand approvals name a few hundred namespaces and a few resources, and
+/// keep each once.
+#[derive(Debug, Default)]
+pub struct Names(HashSet<Name>);
+
+impl Names {
+    pub fn get(&mut self, s: &str) -> Name {
+        if let Some(name) = self.0.get(s) {
+            return name.clone();
+        }
+        let name: Name = Arc::from(s);
+        self.0.insert(name.clone());
+        name
+    }
+}
 
 /// Who an approval is for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Subject {
-    User(String),
-    Group(String),
+    User(Name),
+    Group(Name),
+}
+
+impl Subject {
+    /// The user's or the group's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Subject::User(n) | Subject::Group(n) => n,
+        }
+    }
 }
 
 /// A parsed approval entry.
@@ -21,13 +52,13 @@ pub struct Approval {
     pub id: String,
     pub subject: Subject,
     /// Plural resource name, e.g. `deployments`.
-    pub resource: String,
+    pub resource: Name,
     /// Subresource, e.g. `scale`; empty for the resource itself.
-    pub sub_resource: String,
+    pub sub_resource: Name,
     /// `None`: any API group.
-    pub api_group: Option<String>,
+    pub api_group: Option<Name>,
     /// Empty for cluster-scoped objects.
-    pub namespace: String,
+    pub namespace: Name,
     /// `None`: any object of the resource in the namespace.
     pub name: Option<String>,
     /// The operations (`operations:`) and read verbs (`verbs:`) it covers. `None`: every
@@ -43,7 +74,7 @@ pub struct Approval {
     pub approved_at: Option<Timestamp>,
     pub reason: String,
     /// As written; counting distinct names other than the requester is the decision's job.
-    pub approved_by: Vec<String>,
+    pub approved_by: Vec<Name>,
     /// `approvedAs`: the groups an approver in `approvedBy` approved as (written by
     /// `jitgate approve`, checked by the ledger against the groups the API server gave
     /// them), for policies with levels.
@@ -94,7 +125,7 @@ impl Approval {
     /// `resource` or `resource/subresource`, as written in the entry.
     pub fn resource_string(&self) -> String {
         if self.sub_resource.is_empty() {
-            self.resource.clone()
+            self.resource.to_string()
         } else {
             format!("{}/{}", self.resource, self.sub_resource)
         }
@@ -266,21 +297,24 @@ fn expiry(approved_at: Option<Timestamp>, valid_for: jiff::SignedDuration) -> Ti
 
 /// Parses the value of one ConfigMap key.
 pub fn parse_entry(id: &str, text: &str) -> Result<Approval, EntryError> {
+    parse_entry_in(id, text, &mut Names::default())
+}
+
+/// Parses the value of one ConfigMap key, sharing its names with the other approvals
+/// parsed with `names`.
+pub fn parse_entry_in(id: &str, text: &str, names: &mut Names) -> Result<Approval, EntryError> {
     let fail = |reason: String| EntryError {
         id: id.to_string(),
         reason,
     };
     let raw: RawEntry = crate::yaml::from_str(text).map_err(fail)?;
     let subject = match (raw.user, raw.group) {
-        (Some(u), None) if !u.is_empty() => Subject::User(u),
-        (None, Some(g)) if !g.is_empty() => Subject::Group(g),
+        (Some(u), None) if !u.is_empty() => Subject::User(names.get(&u)),
+        (None, Some(g)) if !g.is_empty() => Subject::Group(names.get(&g)),
         (Some(_), Some(_)) => return Err(fail("give exactly one of user and group, not both".into())),
         _ => return Err(fail("give exactly one of user and group, not empty".into())),
     };
-    let (resource, sub_resource) = match raw.resource.split_once('/') {
-        None => (raw.resource.clone(), String::new()),
-        Some((r, s)) => (r.to_string(), s.to_string()),
-    };
+    let (resource, sub_resource) = raw.resource.split_once('/').unwrap_or((&raw.resource, ""));
     if resource.is_empty() || sub_resource.contains('/') || raw.resource.ends_with('/') {
         return Err(fail(format!(
             "resource {:?} must be a plural name, optionally with /subresource",
@@ -411,17 +445,17 @@ pub fn parse_entry(id: &str, text: &str) -> Result<Approval, EntryError> {
     Ok(Approval {
         id: id.to_string(),
         subject,
-        resource,
-        sub_resource,
-        api_group: raw.api_group,
-        namespace,
+        resource: names.get(resource),
+        sub_resource: names.get(sub_resource),
+        api_group: raw.api_group.as_deref().map(|g| names.get(g)),
+        namespace: names.get(&namespace),
         name: raw.name,
         operations,
         expires_at,
         valid_for,
         approved_at,
         reason: raw.reason,
-        approved_by: raw.approved_by,
+        approved_by: raw.approved_by.iter().map(|a| names.get(a)).collect(),
         change: raw.change,
         max_uses: raw.max_uses,
         break_glass: raw.break_glass,
@@ -455,14 +489,11 @@ approvedBy: [bob@example.com]
     fn a_full_entry_parses() {
         let a = parse_entry("cm/k", ENTRY).unwrap();
         assert_eq!(a.subject, Subject::User("alice@example.com".into()));
-        assert_eq!(
-            (a.resource.as_str(), a.sub_resource.as_str()),
-            ("deployments", "scale")
-        );
+        assert_eq!((&*a.resource, &*a.sub_resource), ("deployments", "scale"));
         assert_eq!(a.api_group.as_deref(), Some("apps"));
         assert_eq!(a.operations, Some([Operation::Update].into_iter().collect()));
         assert_eq!(a.expires_at.to_string(), "2026-11-21T22:00:00Z");
-        assert_eq!(a.approved_by, ["bob@example.com"]);
+        assert_eq!(a.approved_by, [Name::from("bob@example.com")]);
         assert_eq!(a.resource_string(), "deployments/scale");
     }
 

@@ -1,12 +1,14 @@
-//! The in-memory approval cache, indexed by what a request carries: who asks (the user,
-//! or one of their groups), the namespace, and the resource. A lookup is one hash probe per
-//! subject, whatever the number of approvals.
+//! The in-memory approval cache, indexed by what a request carries: the namespace and the
+//! resource, then who asks (the user, or one of their groups). A lookup is one cache probe
+//! and one hash probe per subject, whatever the number of approvals.
 //!
-//! Buckets live in a moka cache whose per-entry expiry drops a bucket from memory once its
-//! last approval has expired (plus a grace period, so that a denial can still say which
-//! approval expired). Eviction only saves memory: the decision checks every approval's
-//! expiry against the clock itself, and an index is never changed after it is built, so
-//! a new state of the approvals replaces the whole index at once.
+//! Buckets (one per namespace and resource) live in a moka cache whose per-entry expiry
+//! drops a bucket from memory once its last approval has expired (plus a grace period, so
+//! that a denial can still say which approval expired). Eviction only saves memory: the
+//! decision checks every approval's expiry against the clock itself, and an index is never
+//! changed after it is built, so a new state of the approvals replaces the whole index at
+//! once. A bucket per namespace and resource, rather than per subject too, keeps the cache
+//! small: a hundred thousand approvals for as many users fill a few hundred buckets.
 
 use super::entry::{Approval, Subject};
 use jiff::Timestamp;
@@ -20,9 +22,10 @@ use std::time::{Duration, Instant};
 const EXPIRED_GRACE: Duration = Duration::from_secs(3600);
 const GRACE_SIGNED: jiff::SignedDuration = jiff::SignedDuration::from_secs(3600);
 
+/// The approvals of one namespace and resource, by a hash of whom they are for.
 #[derive(Debug)]
 struct Bucket {
-    approvals: Vec<Arc<Approval>>,
+    by_subject: HashMap<u64, Box<[Arc<Approval>]>>,
     latest_expiry: Timestamp,
 }
 
@@ -65,31 +68,38 @@ impl ApprovalIndex {
     /// out: they can neither grant nor explain anything.
     pub fn build(approvals: impl IntoIterator<Item = Arc<Approval>>, now: Timestamp) -> Self {
         let hasher = RandomState::new();
-        let mut grouped: HashMap<u64, Vec<Arc<Approval>>> = HashMap::new();
+        let mut grouped: HashMap<u64, HashMap<u64, Vec<Arc<Approval>>>> = HashMap::new();
         let mut len = 0;
         for approval in approvals {
             if now.duration_since(approval.expires_at) > GRACE_SIGNED {
                 continue;
             }
-            let (kind, name) = subject_parts(&approval.subject);
-            let key = hash(
-                &hasher,
-                kind,
-                name,
-                &approval.namespace,
-                &approval.resource,
-                &approval.sub_resource,
-            );
-            grouped.entry(key).or_default().push(approval);
+            let place = hasher.hash_one((&*approval.namespace, &*approval.resource, &*approval.sub_resource));
+            let who = hasher.hash_one(subject_parts(&approval.subject));
+            grouped
+                .entry(place)
+                .or_default()
+                .entry(who)
+                .or_default()
+                .push(approval);
             len += 1;
         }
         let buckets = Cache::builder().expire_after(BucketExpiry).build();
-        for (key, approvals) in grouped {
-            let latest_expiry = approvals.iter().map(|a| a.expires_at).max().unwrap_or(now);
+        for (place, subjects) in grouped {
+            let latest_expiry = subjects
+                .values()
+                .flatten()
+                .map(|a| a.expires_at)
+                .max()
+                .unwrap_or(now);
+            let by_subject = subjects
+                .into_iter()
+                .map(|(who, approvals)| (who, approvals.into_boxed_slice()))
+                .collect();
             buckets.insert(
-                key,
+                place,
                 Arc::new(Bucket {
-                    approvals,
+                    by_subject,
                     latest_expiry,
                 }),
             );
@@ -110,20 +120,22 @@ impl ApprovalIndex {
     /// or expiry: those are the decision's to check).
     pub fn candidates(&self, k: &LookupKey<'_>) -> Vec<Arc<Approval>> {
         let mut out = Vec::new();
+        let place = self.hasher.hash_one((k.namespace, k.resource, k.sub_resource));
+        let Some(bucket) = self.buckets.get(&place) else {
+            return out;
+        };
         let subjects = std::iter::once((0u8, k.user)).chain(k.groups.iter().map(|g| (1u8, g.as_str())));
-        for (kind, name) in subjects {
-            let key = hash(&self.hasher, kind, name, k.namespace, k.resource, k.sub_resource);
-            if let Some(bucket) = self.buckets.get(&key) {
-                // A bucket is chosen by hash: keep only exact matches.
+        for subject in subjects {
+            if let Some(approvals) = bucket.by_subject.get(&self.hasher.hash_one(subject)) {
+                // Buckets are chosen by hash: keep only exact matches.
                 out.extend(
-                    bucket
-                        .approvals
+                    approvals
                         .iter()
                         .filter(|a| {
-                            subject_parts(&a.subject) == (kind, name)
-                                && a.namespace == k.namespace
-                                && a.resource == k.resource
-                                && a.sub_resource == k.sub_resource
+                            subject_parts(&a.subject) == subject
+                                && *a.namespace == *k.namespace
+                                && *a.resource == *k.resource
+                                && *a.sub_resource == *k.sub_resource
                         })
                         .cloned(),
                 );
@@ -138,10 +150,6 @@ fn subject_parts(s: &Subject) -> (u8, &str) {
         Subject::User(u) => (0, u),
         Subject::Group(g) => (1, g),
     }
-}
-
-fn hash(h: &RandomState, kind: u8, name: &str, ns: &str, resource: &str, sub: &str) -> u64 {
-    h.hash_one((kind, name, ns, resource, sub))
 }
 
 #[cfg(test)]

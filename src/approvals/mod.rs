@@ -6,7 +6,7 @@ mod entry;
 mod index;
 mod state;
 
-pub use entry::{Approval, EntryError, Subject, parse_entry, suggested_key};
+pub use entry::{Approval, EntryError, Name, Names, Subject, parse_entry, parse_entry_in, suggested_key};
 pub use index::{ApprovalIndex, LookupKey};
 pub use state::{
     Approvers, Person, State, approvers, count_approvers, request_deadline, signature_problems,
@@ -54,8 +54,9 @@ pub struct ParsedConfigMap {
 /// One bad entry is refused on its own; the others still count.
 pub fn parse_configmap(name: &str, data: &BTreeMap<String, String>) -> ParsedConfigMap {
     let mut out = ParsedConfigMap::default();
+    let mut names = Names::default();
     for (key, value) in data {
-        match parse_entry(&format!("{name}/{key}"), value) {
+        match parse_entry_in(&format!("{name}/{key}"), value, &mut names) {
             Ok(a) => out.approvals.push(Arc::new(a)),
             Err(e) => out.errors.push(e),
         }

@@ -35,7 +35,7 @@ impl State {
 /// approvers counted and the number required.
 pub fn state_of(a: &Approval, policies: Option<&PolicySet>, now: Timestamp) -> (State, u32, Option<u32>) {
     let requester = match &a.subject {
-        Subject::User(u) => u.as_str(),
+        Subject::User(u) => u,
         Subject::Group(_) => "",
     };
     let found = approvers(a, requester, now);
@@ -115,21 +115,21 @@ impl Approvers<'_> {
 /// loaded and whose keys are still valid, neither being whom the entry is for.
 pub fn approvers<'a>(a: &'a Approval, requester: &str, now: Timestamp) -> Approvers<'a> {
     let named_user = match &a.subject {
-        Subject::User(u) => Some(u.as_str()),
+        Subject::User(u) => Some(&**u),
         Subject::Group(_) => None,
     };
     let mut out = Approvers::default();
     for name in &a.approved_by {
-        if name == requester || Some(name.as_str()) == named_user {
+        if **name == *requester || Some(&**name) == named_user {
             out.self_approved = true;
             continue;
         }
-        if out.people.iter().any(|p| p.name == name) {
+        if out.people.iter().any(|p| *p.name == **name) {
             continue;
         }
         let groups = a
             .approved_as
-            .get(name)
+            .get(&**name)
             .map(|g| g.iter().map(String::as_str).collect())
             .unwrap_or_default();
         out.people.push(Person {
@@ -169,8 +169,8 @@ pub fn approvers<'a>(a: &'a Approval, requester: &str, now: Timestamp) -> Approv
 /// or, for a group's entry, a member of that group. Their signature never counts.
 pub fn signed_by_requester(a: &Approval, signer: &Signer, requester: &str) -> bool {
     match &a.subject {
-        Subject::User(u) => signer.user == *u || signer.user == requester,
-        Subject::Group(g) => signer.groups.contains(g) || signer.user == requester,
+        Subject::User(u) => *signer.user == **u || signer.user == requester,
+        Subject::Group(g) => signer.groups.iter().any(|m| **m == **g) || signer.user == requester,
     }
 }
 

@@ -157,7 +157,7 @@ struct RecordLine<'a> {
     name: Option<&'a str>,
     dry_run: Option<bool>,
     approval: Option<&'a str>,
-    approved_by: Option<&'a [String]>,
+    approved_by: Option<&'a [crate::approvals::Name]>,
     expires_at: Option<String>,
     latency_us: u64,
 }
@@ -302,7 +302,7 @@ pub struct ApprovalRecord<'a> {
     pub scope: Option<ScopeRecord<'a>>,
     pub reason: Option<&'a str>,
     pub expires_at: Option<String>,
-    pub approved_by: Option<&'a [String]>,
+    pub approved_by: Option<&'a [crate::approvals::Name]>,
     /// The trusted signers whose signatures count, after the change.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub signed_by: &'a [String],

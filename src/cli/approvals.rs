@@ -359,10 +359,10 @@ impl Ledger {
                     e.reason
                 ))
             })?;
-            if a.approved_by.contains(&me) {
+            if a.approved_by.iter().any(|a| **a == *me) {
                 return Err(CliError::Usage(format!("{me:?} has already approved {key:?}")));
             }
-            a.approved_by.push(me.clone());
+            a.approved_by.push(me.as_str().into());
             // Under levels, say which of our groups we approve as: those some level takes.
             let levels = policies
                 .as_ref()
@@ -499,12 +499,17 @@ impl Ledger {
             let Ok(a) = &e.parsed else { continue };
             let (state, counted, required) = state_of(a, policies, now);
             let own = match &a.subject {
-                Subject::User(u) => u == user,
-                Subject::Group(g) => groups.contains(g),
+                Subject::User(u) => **u == **user,
+                Subject::Group(g) => groups.iter().any(|m| **m == **g),
             };
             let may =
                 policies.is_none_or(|p| p.gating_scope(&a.scope()).iter().all(|p| p.may_approve(groups)));
-            if state != State::Pending || a.break_glass || own || a.approved_by.contains(user) || !may {
+            if state != State::Pending
+                || a.break_glass
+                || own
+                || a.approved_by.iter().any(|a| **a == **user)
+                || !may
+            {
                 continue;
             }
             let asked = a.requested_at();
@@ -784,7 +789,7 @@ fn signatures_and_levels(a: &Approval, policies: Option<&PolicySet>, now: Timest
         .unwrap_or_default();
     if !levels.is_empty() {
         let requester = match &a.subject {
-            Subject::User(u) => u.as_str(),
+            Subject::User(u) => u,
             Subject::Group(_) => "",
         };
         let unmet = crate::approvals::approvers(a, requester, now).unmet(&levels);
@@ -876,8 +881,8 @@ fn draft_from_flags(args: &RequestArgs, me: &str, now: Timestamp) -> Result<(Str
         .clone()
         .ok_or_else(|| CliError::Usage("give --reason: say why you need this".into()))?;
     let subject = match &args.group {
-        Some(g) => Subject::Group(g.clone()),
-        None => Subject::User(me.to_string()),
+        Some(g) => Subject::Group(g.as_str().into()),
+        None => Subject::User(me.into()),
     };
     let expires_at = now
         .checked_add(args.duration)
@@ -932,7 +937,7 @@ fn draft_from_flags(args: &RequestArgs, me: &str, now: Timestamp) -> Result<(Str
     let text = Value::Object(fields).to_string();
     let a = parse_entry("new", &text).map_err(|e| CliError::Usage(e.reason))?;
     let who = match &a.subject {
-        Subject::User(u) | Subject::Group(u) => u.as_str(),
+        Subject::User(u) | Subject::Group(u) => u,
     };
     let ops = a.operations.map_or(String::new(), |o| {
         o.iter().map(|o| o.as_str()).collect::<Vec<_>>().join("-")

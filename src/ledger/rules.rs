@@ -33,8 +33,8 @@ fn refuse(id: &str, rule: LedgerRule, message: String) -> Violation {
     }
 }
 
-fn distinct(names: &[String]) -> BTreeSet<&str> {
-    names.iter().map(String::as_str).collect()
+fn distinct(names: &[crate::approvals::Name]) -> BTreeSet<&str> {
+    names.iter().map(|n| &**n).collect()
 }
 
 impl Judge<'_> {
@@ -45,8 +45,8 @@ impl Judge<'_> {
     /// The editor is the one the entry asks for: its user, or a member of its group.
     fn is_requester(&self, a: &Approval) -> bool {
         match &a.subject {
-            Subject::User(u) => u == self.editor.username,
-            Subject::Group(g) => self.editor.groups.iter().any(|eg| eg == g),
+            Subject::User(u) => **u == *self.editor.username,
+            Subject::Group(g) => self.editor.groups.iter().any(|eg| **eg == **g),
         }
     }
 
@@ -357,7 +357,7 @@ impl Judge<'_> {
 
     fn requester_name<'a>(&self, a: &'a Approval) -> &'a str {
         match &a.subject {
-            Subject::User(u) => u.as_str(),
+            Subject::User(u) => u,
             Subject::Group(_) => "",
         }
     }
@@ -628,7 +628,7 @@ impl Judge<'_> {
     /// anyone who may approve under its policies (anyone at all when no policy gates it any
     /// more: then it grants nothing).
     fn check_revoker(&self, id: &str, a: &Approval, gating: &[&Policy]) -> Result<(), Violation> {
-        let listed = a.approved_by.iter().any(|n| n == self.editor.username);
+        let listed = a.approved_by.iter().any(|n| **n == *self.editor.username);
         if self.is_requester(a) || listed || self.may_approve(gating) {
             return Ok(());
         }

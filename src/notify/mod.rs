@@ -117,7 +117,7 @@ fn clip(mut note: String) -> String {
 
 fn who(a: &Approval) -> String {
     match &a.subject {
-        Subject::User(u) => u.clone(),
+        Subject::User(u) => u.to_string(),
         Subject::Group(g) => format!("group {g}"),
     }
 }
@@ -163,12 +163,12 @@ pub fn changes(before: &Snapshot, after: &Snapshot, policies: &PolicySet, now: T
                 ),
             )),
             previous => {
-                let before_names: &[String] = previous.map_or(&[], |p| p.approved_by.as_slice());
+                let before_names: &[crate::approvals::Name] = previous.map_or(&[], |p| p.approved_by.as_slice());
                 let added: Vec<&str> = a
                     .approved_by
                     .iter()
                     .filter(|n| !before_names.contains(n))
-                    .map(String::as_str)
+                    .map(|n| &**n)
                     .collect();
                 if added.is_empty() || a.break_glass {
                     continue;

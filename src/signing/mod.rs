@@ -92,8 +92,8 @@ struct Canonical<'a> {
 /// The bytes a signature over `a` covers.
 pub fn canonical(a: &Approval) -> Vec<u8> {
     let (user, group) = match &a.subject {
-        Subject::User(u) => (Some(u.as_str()), None),
-        Subject::Group(g) => (None, Some(g.as_str())),
+        Subject::User(u) => (Some(&**u), None),
+        Subject::Group(g) => (None, Some(&**g)),
     };
     let form = Canonical {
         context: CONTEXT,

@@ -17,8 +17,9 @@ const RECHECK: Duration = Duration::from_secs(5);
 pub struct FileSync {
     path: PathBuf,
     store: Arc<ApprovalStore>,
-    /// The content last applied (or refused), to act once per change.
-    last: Option<Result<Vec<u8>, String>>,
+    /// A digest of the content last applied (or refused), to act once per change
+    /// without keeping a copy of a file that may hold a hundred thousand approvals.
+    last: Option<Result<String, String>>,
 }
 
 impl FileSync {
@@ -45,12 +46,13 @@ impl FileSync {
                 return false;
             }
         };
+        let digest = crate::digest::sha256_hex(&bytes);
         if let Some(Ok(previous)) = &self.last {
-            if *previous == bytes {
+            if *previous == digest {
                 return true;
             }
         }
-        self.last = Some(Ok(bytes.clone()));
+        self.last = Some(Ok(digest));
         let parsed = std::str::from_utf8(&bytes)
             .map_err(|_| format!("{shown}: not UTF-8"))
             .and_then(|text| approvals::parse_file(&shown, text).map_err(|e| e.to_string()));
