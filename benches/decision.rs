@@ -172,7 +172,7 @@ fn signed(c: &mut Criterion) {
         .map(|a| {
             let mut a = (**a).clone();
             a.approved_by.clear();
-            a.id = format!("bench/{}", a.key());
+            a.id = format!("bench/{}", a.key()).into();
             a.signatures.push(sign(&a, "carol", &key));
             (a.key().to_string(), a.to_yaml())
         })

@@ -5,7 +5,7 @@
 //! Built from the request's coordinates and its change fingerprint (paths that change and
 //! a hash, never a value).
 
-use crate::approvals::{Approval, ConfigMapRef, Subject, suggested_key};
+use crate::approvals::{Approval, ConfigMapRef, Subject, Text, suggested_key};
 use crate::decision::{Decision, Outcome, Reason, Request, Requirement};
 use jiff::{RoundMode, SignedDuration, Timestamp, TimestampRound, Unit};
 use std::fmt::Write;
@@ -351,13 +351,13 @@ pub fn request_entry(req: Request<'_, '_>, r: &Requirement, now: Timestamp) -> S
         )
         .unwrap_or(latest);
     let entry = Approval {
-        id: String::new(),
+        id: Text::default(),
         subject: Subject::User(req.user().into()),
         resource: req.resource().into(),
         sub_resource: req.sub_resource().into(),
         api_group: Some(req.api_group().into()),
         namespace: req.namespace().into(),
-        name: (!req.name().is_empty()).then(|| req.name().to_string()),
+        name: (!req.name().is_empty()).then(|| req.name().into()),
         operations: req.operation().map(|op| [op].into_iter().collect()),
         expires_at,
         valid_for: None,

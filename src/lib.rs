@@ -22,6 +22,7 @@ mod digest;
 pub mod explain;
 pub mod ledger;
 pub mod manifests;
+mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod pattern;

@@ -16,6 +16,12 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     serde_saphyr::from_str_with_options(text, options()).map_err(|e| e.to_string())
 }
 
+/// Parses a stream of YAML documents (separated by `---`), each into a `T`. Empty
+/// documents are skipped.
+pub fn documents_of<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, String> {
+    serde_saphyr::from_multiple_with_options(text, options()).map_err(|e| e.to_string())
+}
+
 /// Parses a stream of YAML documents (separated by `---`) into generic values, so that
 /// each document can then be checked on its own and an error can name its position.
 /// Empty documents are skipped.

@@ -38,7 +38,7 @@ pub fn unreviewed(snapshot: &Snapshot, policies: &PolicySet) -> Vec<Unreviewed> 
                 .min()
                 .unwrap_or(SignedDuration::ZERO);
             Some(Unreviewed {
-                id: a.id.clone(),
+                id: a.id.to_string(),
                 user: user.to_string(),
                 expires_at: a.expires_at,
                 review_by: a.expires_at.checked_add(due).unwrap_or(a.expires_at),

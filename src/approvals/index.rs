@@ -22,11 +22,21 @@ use std::time::{Duration, Instant};
 const EXPIRED_GRACE: Duration = Duration::from_secs(3600);
 const GRACE_SIGNED: jiff::SignedDuration = jiff::SignedDuration::from_secs(3600);
 
-/// The approvals of one namespace and resource, by a hash of whom they are for.
+/// The approvals of one namespace and resource, each with a hash of whom it is for, in
+/// the order of those hashes (one allocation per bucket, none per subject).
 #[derive(Debug)]
 struct Bucket {
-    by_subject: HashMap<u64, Box<[Arc<Approval>]>>,
+    by_subject: Box<[(u64, Arc<Approval>)]>,
     latest_expiry: Timestamp,
+}
+
+impl Bucket {
+    /// The approvals whose subject hashes to `who`.
+    fn of(&self, who: u64) -> &[(u64, Arc<Approval>)] {
+        let start = self.by_subject.partition_point(|(h, _)| *h < who);
+        let len = self.by_subject[start..].partition_point(|(h, _)| *h == who);
+        &self.by_subject[start..start + len]
+    }
 }
 
 struct BucketExpiry;
@@ -68,7 +78,7 @@ impl ApprovalIndex {
     /// out: they can neither grant nor explain anything.
     pub fn build(approvals: impl IntoIterator<Item = Arc<Approval>>, now: Timestamp) -> Self {
         let hasher = RandomState::new();
-        let mut grouped: HashMap<u64, HashMap<u64, Vec<Arc<Approval>>>> = HashMap::new();
+        let mut grouped: HashMap<u64, Vec<(u64, Arc<Approval>)>> = HashMap::new();
         let mut len = 0;
         for approval in approvals {
             if now.duration_since(approval.expires_at) > GRACE_SIGNED {
@@ -76,26 +86,14 @@ impl ApprovalIndex {
             }
             let place = hasher.hash_one((&*approval.namespace, &*approval.resource, &*approval.sub_resource));
             let who = hasher.hash_one(subject_parts(&approval.subject));
-            grouped
-                .entry(place)
-                .or_default()
-                .entry(who)
-                .or_default()
-                .push(approval);
+            grouped.entry(place).or_default().push((who, approval));
             len += 1;
         }
         let buckets = Cache::builder().expire_after(BucketExpiry).build();
-        for (place, subjects) in grouped {
-            let latest_expiry = subjects
-                .values()
-                .flatten()
-                .map(|a| a.expires_at)
-                .max()
-                .unwrap_or(now);
-            let by_subject = subjects
-                .into_iter()
-                .map(|(who, approvals)| (who, approvals.into_boxed_slice()))
-                .collect();
+        for (place, mut by_subject) in grouped {
+            let latest_expiry = by_subject.iter().map(|(_, a)| a.expires_at).max().unwrap_or(now);
+            by_subject.sort_unstable_by_key(|(who, _)| *who);
+            let by_subject = by_subject.into_boxed_slice();
             buckets.insert(
                 place,
                 Arc::new(Bucket {
@@ -126,20 +124,20 @@ impl ApprovalIndex {
         };
         let subjects = std::iter::once((0u8, k.user)).chain(k.groups.iter().map(|g| (1u8, g.as_str())));
         for subject in subjects {
-            if let Some(approvals) = bucket.by_subject.get(&self.hasher.hash_one(subject)) {
-                // Buckets are chosen by hash: keep only exact matches.
-                out.extend(
-                    approvals
-                        .iter()
-                        .filter(|a| {
-                            subject_parts(&a.subject) == subject
-                                && *a.namespace == *k.namespace
-                                && *a.resource == *k.resource
-                                && *a.sub_resource == *k.sub_resource
-                        })
-                        .cloned(),
-                );
-            }
+            // Buckets and subjects are found by hash: keep only exact matches.
+            out.extend(
+                bucket
+                    .of(self.hasher.hash_one(subject))
+                    .iter()
+                    .map(|(_, a)| a)
+                    .filter(|a| {
+                        subject_parts(&a.subject) == subject
+                            && *a.namespace == *k.namespace
+                            && *a.resource == *k.resource
+                            && *a.sub_resource == *k.sub_resource
+                    })
+                    .cloned(),
+            );
         }
         out
     }

@@ -6,7 +6,9 @@ mod entry;
 mod index;
 mod state;
 
-pub use entry::{Approval, EntryError, Name, Names, Subject, parse_entry, parse_entry_in, suggested_key};
+pub use entry::{
+    Approval, EntryError, Name, Names, Subject, Text, parse_entry, parse_entry_in, suggested_key,
+};
 pub use index::{ApprovalIndex, LookupKey};
 pub use state::{
     Approvers, Person, State, approvers, count_approvers, request_deadline, signature_problems,
@@ -107,13 +109,50 @@ pub struct FileApprovals {
     pub home: ConfigMapRef,
 }
 
+/// One document of an approvals file: a ConfigMap whose entries are parsed as they are
+/// read, so that a large file's entries are never held as text and as approvals at once.
+#[derive(serde::Deserialize)]
+struct FileDocument {
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    data: Option<Entries>,
+}
+
+/// A ConfigMap's `data`, each value parsed as an approval under its key alone (the
+/// ConfigMap's name may come after its data; [`parse_file`] puts it in the ids).
+struct Entries(Vec<Result<Arc<Approval>, EntryError>>);
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of keys to approval entries")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
+                let mut names = Names::default();
+                let mut out = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let text: String = map.next_value()?;
+                    out.push(parse_entry_in(&key, &text, &mut names).map(Arc::new));
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
 /// Parses an approvals file: one or more ConfigMap manifests, exactly as applied to a
 /// cluster. Only ConfigMaps labelled `jitgate.dev/approvals: "true"` count, as in a cluster.
 pub fn parse_file(path: &str, text: &str) -> Result<FileApprovals, FileError> {
-    let documents = crate::yaml::documents(text).map_err(|reason| FileError::Syntax {
-        path: path.to_string(),
-        reason,
-    })?;
+    let documents: Vec<FileDocument> =
+        crate::yaml::documents_of(text).map_err(|reason| FileError::Syntax {
+            path: path.to_string(),
+            reason,
+        })?;
     let mut out = FileApprovals {
         approvals: Vec::new(),
         errors: Vec::new(),
@@ -127,29 +166,39 @@ pub fn parse_file(path: &str, text: &str) -> Result<FileApprovals, FileError> {
             document: i + 1,
             reason,
         };
-        if doc.get("kind").and_then(|k| k.as_str()) != Some("ConfigMap") {
+        if doc.kind.as_deref() != Some("ConfigMap") {
             return Err(not_cm("kind must be ConfigMap".into()));
         }
-        let cm: ConfigMap = serde_json::from_value(doc).map_err(|e| not_cm(e.to_string()))?;
-        let name = cm.metadata.name.clone().unwrap_or_default();
+        let name = doc.metadata.name.clone().unwrap_or_default();
         if name.is_empty() {
             return Err(not_cm("metadata.name is missing".into()));
         }
-        if !is_labelled(&cm) {
+        if !has_label(&doc.metadata, LABEL) {
             out.unlabelled.push(name);
             continue;
         }
         home.get_or_insert_with(|| ConfigMapRef {
-            namespace: cm
+            namespace: doc
                 .metadata
                 .namespace
                 .clone()
                 .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
             name: name.clone(),
         });
-        let parsed = parse_configmap(&name, cm.data.as_ref().unwrap_or(&BTreeMap::new()));
-        out.approvals.extend(parsed.approvals);
-        out.errors.extend(parsed.errors);
+        for entry in doc.data.map(|d| d.0).unwrap_or_default() {
+            match entry {
+                Ok(mut a) => {
+                    if let Some(a) = Arc::get_mut(&mut a) {
+                        a.id = compact_str::format_compact!("{name}/{}", a.id);
+                    }
+                    out.approvals.push(a);
+                }
+                Err(mut e) => {
+                    e.id = format!("{name}/{}", e.id);
+                    out.errors.push(e);
+                }
+            }
+        }
     }
     if let Some(home) = home {
         out.home = home;
@@ -415,6 +464,26 @@ data:
                 name: "team-a".into()
             }
         );
+    }
+
+    #[test]
+    fn entries_are_named_by_their_configmap_wherever_its_name_is_written() {
+        let data_first = "data:\n  late: |\n    user: alice\n    resource: secrets\n    namespace: prod\n    \
+                          expiresAt: \"2099-01-01T00:00:00Z\"\n    reason: r\nkind: ConfigMap\napiVersion: v1\n\
+                          metadata: { name: after, labels: { jitgate.dev/approvals: \"true\" } }\n";
+        let f = parse_file("a.yaml", data_first).unwrap();
+        assert_eq!(f.approvals.len(), 1);
+        assert_eq!(f.approvals[0].id, "after/late");
+    }
+
+    #[test]
+    fn a_key_given_twice_refuses_the_file() {
+        let twice = "kind: ConfigMap\nmetadata: { name: a, labels: { jitgate.dev/approvals: \"true\" } }\n\
+                     data:\n  k: |\n    user: alice\n  k: |\n    user: mallory\n";
+        assert!(matches!(
+            parse_file("a.yaml", twice),
+            Err(FileError::Syntax { .. })
+        ));
     }
 
     #[test]

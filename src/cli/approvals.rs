@@ -456,7 +456,7 @@ impl Ledger {
                         approvers,
                         time_left(a, now),
                         state.as_str().to_string(),
-                        a.reason.clone(),
+                        a.reason.to_string(),
                     ]
                 }
                 Err(err) => {
@@ -525,7 +525,7 @@ impl Ledger {
                         required.map_or("?".to_string(), |r| r.to_string())
                     ),
                     age,
-                    a.reason.clone(),
+                    a.reason.to_string(),
                 ],
             ));
         }
@@ -989,7 +989,7 @@ fn drafts_from_file(
         };
         let mut a = parse_entry(&key, &entry).map_err(|e| CliError::Usage(e.to_string()))?;
         if let Some(reason) = &args.reason {
-            a.reason = reason.clone();
+            a.reason = reason.as_str().into();
         }
         if args.max_uses.is_some() {
             a.max_uses = args.max_uses;

@@ -282,7 +282,7 @@ pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
                 req.verb(),
                 object(req)
             ),
-            approval.id.clone(),
+            approval.id.to_string(),
         ),
         _ => (
             "Denied",

@@ -233,7 +233,7 @@ pub(super) async fn spend_use(
     };
     let spending = state.usage.spend(&approval, uid, decision.at, dry_run);
     let unavailable = || Refusal::UsageUnavailable {
-        approval: approval.id.clone(),
+        approval: approval.id.to_string(),
     };
     match tokio::time::timeout_at(deadline.into(), spending).await {
         Ok(Ok(used)) => {

@@ -292,6 +292,8 @@ impl State {
         };
         let invalid = self.configmaps.values().map(|p| p.errors.len()).sum();
         store.publish(approvals, invalid, home);
+        // What the previous state and the parse took and freed goes back to the system.
+        crate::memory::release_freed();
     }
 }
 

@@ -33,29 +33,48 @@ impl FileSync {
 
     /// Reads the file and, if it changed, applies it. Returns true when the store now
     /// reflects the file.
+    ///
+    /// An unchanged file is recognised by its digest, read a block at a time; only a
+    /// changed one is read whole and parsed, and what that took is then handed back to the
+    /// system (a hundred thousand approvals are a file of some 20 MB, re-checked every
+    /// few seconds).
     pub fn reload(&mut self) -> bool {
         let shown = self.path.display().to_string();
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) => {
-                let why = e.to_string();
-                if self.last.as_ref().and_then(|l| l.as_ref().err()) != Some(&why) {
-                    tracing::error!(file = %shown, error = %why, "approvals file unreadable; keeping the last good approvals");
-                }
-                self.last = Some(Err(why));
-                return false;
+        let unreadable = |this: &mut Self, e: std::io::Error| {
+            let why = e.to_string();
+            if this.last.as_ref().and_then(|l| l.as_ref().err()) != Some(&why) {
+                tracing::error!(file = %shown, error = %why, "approvals file unreadable; keeping the last good approvals");
             }
+            this.last = Some(Err(why));
+            false
         };
-        let digest = crate::digest::sha256_hex(&bytes);
+        if let Some(Ok(previous)) = &self.last {
+            match std::fs::File::open(&self.path).and_then(crate::digest::sha256_hex_of) {
+                Ok(digest) if digest == *previous => return true,
+                Ok(_) => {}
+                Err(e) => return unreadable(self, e),
+            }
+        }
+        let applied = match std::fs::read(&self.path) {
+            Ok(bytes) => self.apply(&shown, &bytes),
+            Err(e) => unreadable(self, e),
+        };
+        crate::memory::release_freed();
+        applied
+    }
+
+    /// Applies the file's content, unless it is what was last applied or refused.
+    fn apply(&mut self, shown: &str, bytes: &[u8]) -> bool {
+        let digest = crate::digest::sha256_hex(bytes);
         if let Some(Ok(previous)) = &self.last {
             if *previous == digest {
                 return true;
             }
         }
         self.last = Some(Ok(digest));
-        let parsed = std::str::from_utf8(&bytes)
+        let parsed = std::str::from_utf8(bytes)
             .map_err(|_| format!("{shown}: not UTF-8"))
-            .and_then(|text| approvals::parse_file(&shown, text).map_err(|e| e.to_string()));
+            .and_then(|text| approvals::parse_file(shown, text).map_err(|e| e.to_string()));
         let file = match parsed {
             Ok(f) => f,
             Err(why) => {
