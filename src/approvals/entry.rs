@@ -248,40 +248,41 @@ pub fn suggested_key(parts: &[&str], now: Timestamp) -> String {
     key
 }
 
-#[derive(Deserialize)]
+/// An entry as written, before it is checked.
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawEntry {
-    user: Option<String>,
-    group: Option<String>,
-    resource: String,
-    api_group: Option<String>,
-    namespace: Option<String>,
-    name: Option<String>,
-    operations: Option<Vec<Operation>>,
-    verbs: Option<Vec<String>>,
-    expires_at: Option<String>,
+pub(super) struct RawEntry {
+    pub(super) user: Option<String>,
+    pub(super) group: Option<String>,
+    pub(super) resource: String,
+    pub(super) api_group: Option<String>,
+    pub(super) namespace: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) operations: Option<Vec<Operation>>,
+    pub(super) verbs: Option<Vec<String>>,
+    pub(super) expires_at: Option<String>,
     #[serde(rename = "for")]
-    valid_for: Option<String>,
-    approved_at: Option<String>,
-    reason: String,
+    pub(super) valid_for: Option<String>,
+    pub(super) approved_at: Option<String>,
+    pub(super) reason: String,
     #[serde(default)]
-    approved_by: Vec<String>,
-    change: Option<String>,
-    max_uses: Option<u32>,
+    pub(super) approved_by: Vec<String>,
+    pub(super) change: Option<String>,
+    pub(super) max_uses: Option<u32>,
     #[serde(default)]
-    break_glass: bool,
+    pub(super) break_glass: bool,
     #[serde(default)]
-    approved_as: BTreeMap<String, Vec<String>>,
+    pub(super) approved_as: BTreeMap<String, Vec<String>>,
     #[serde(default)]
-    signatures: Vec<RawSignature>,
+    pub(super) signatures: Vec<RawSignature>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawSignature {
-    signer: String,
-    key: String,
-    signature: String,
+pub(super) struct RawSignature {
+    pub(super) signer: String,
+    pub(super) key: String,
+    pub(super) signature: String,
 }
 
 /// Why an entry was refused. Names the entry and the rule, never the entry's text.
@@ -312,7 +313,10 @@ pub fn parse_entry_in(id: &str, text: &str, names: &mut Names) -> Result<Approva
         id: id.to_string(),
         reason,
     };
-    let raw: RawEntry = crate::yaml::from_str(text).map_err(fail)?;
+    let raw: RawEntry = match super::flat::read(text) {
+        Some(raw) => raw,
+        None => crate::yaml::from_str(text).map_err(fail)?,
+    };
     let subject = match (raw.user, raw.group) {
         (Some(u), None) if !u.is_empty() => Subject::User(names.get(&u)),
         (None, Some(g)) if !g.is_empty() => Subject::Group(names.get(&g)),

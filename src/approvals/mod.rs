@@ -3,6 +3,7 @@
 
 pub mod break_glass;
 mod entry;
+mod flat;
 mod index;
 mod state;
 
