@@ -38,8 +38,8 @@ fuzz_target!(|body: &[u8]| {
     if let Reason::Approved { approval: a, requirement } = &d.reason {
         let change = jitgate::change::of(&req).map(|c| c.fingerprint);
         assert_eq!(judge(a, &req.user_info.username, requirement, change.as_deref(), *NOW), Verdict::Valid);
-        assert_eq!(a.namespace, req.namespace);
-        assert_eq!(a.resource, req.resource.resource);
+        assert_eq!(&*a.namespace, req.namespace.as_str());
+        assert_eq!(&*a.resource, req.resource.resource.as_str());
     }
     let response = jitgate::admission::respond(&req, &d);
     assert_eq!(response.uid, req.uid);
