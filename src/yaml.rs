@@ -26,7 +26,7 @@ pub fn documents_of<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, String> {
 /// each document can then be checked on its own and an error can name its position.
 /// Empty documents are skipped.
 pub fn documents(text: &str) -> Result<Vec<serde_json::Value>, String> {
-    serde_saphyr::from_multiple_with_options(text, options()).map_err(|e| e.to_string())
+    documents_of(text)
 }
 
 #[cfg(test)]

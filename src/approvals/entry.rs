@@ -40,15 +40,6 @@ pub enum Subject {
     Group(Name),
 }
 
-impl Subject {
-    /// The user's or the group's name.
-    pub fn name(&self) -> &str {
-        match self {
-            Subject::User(n) | Subject::Group(n) => n,
-        }
-    }
-}
-
 /// A parsed approval entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Approval {

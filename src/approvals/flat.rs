@@ -1,8 +1,8 @@
 //! A quick reader for the plainest approval entries: one `key: value` per line, values
 //! that are plain words or double-quoted printable ASCII, lists written `[a, b]`. Those
-//! are the entries that `jitgate request`, `approve` and most people write, and reading
-//! them without a general YAML parser makes loading a hundred thousand of them ten times
-//! faster.
+//! are the entries that `jitgate request`, `approve` and most people write; reading them
+//! without the general YAML parser took start-to-ready at 100 000 approvals from 2.2 s to
+//! 0.6 s.
 //!
 //! It never decides anything on its own: for any text outside that narrow shape (comments,
 //! quotes of other kinds, escapes, block or nested values, words YAML reads as other than

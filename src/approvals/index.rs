@@ -1,6 +1,6 @@
 //! The in-memory approval cache, indexed by what a request carries: the namespace and the
-//! resource, then who asks (the user, or one of their groups). A lookup is one cache probe
-//! and one hash probe per subject, whatever the number of approvals.
+//! resource, then who asks (the user, or one of their groups). A lookup is one cache probe,
+//! then a binary search per subject within the bucket.
 //!
 //! Buckets (one per namespace and resource) live in a moka cache whose per-entry expiry
 //! drops a bucket from memory once its last approval has expired (plus a grace period, so

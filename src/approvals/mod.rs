@@ -7,9 +7,8 @@ mod flat;
 mod index;
 mod state;
 
-pub use entry::{
-    Approval, EntryError, Name, Names, Subject, Text, parse_entry, parse_entry_in, suggested_key,
-};
+pub use entry::{Approval, EntryError, Name, Subject, Text, parse_entry, suggested_key};
+use entry::{Names, parse_entry_in};
 pub use index::{ApprovalIndex, LookupKey};
 pub use state::{
     Approvers, Person, State, approvers, count_approvers, request_deadline, signature_problems,
