@@ -319,7 +319,7 @@ impl ServingCert {
 
     /// Follows the files until the task is aborted.
     pub fn spawn_rotation(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let mut changes = Changes::watch(&self.cert, every);
+        let mut changes = Changes::watch(&[&self.cert, &self.key], every);
         tokio::spawn(async move {
             loop {
                 changes.next().await;

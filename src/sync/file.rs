@@ -99,7 +99,7 @@ impl FileSync {
     /// large file takes a while, so it runs on the blocking pool, off the request workers.
     pub fn spawn(mut self) -> JoinHandle<()> {
         self.reload();
-        let mut changes = Changes::watch(&self.path, RECHECK);
+        let mut changes = Changes::watch(&[&self.path], RECHECK);
         let this = Arc::new(Mutex::new(self));
         tokio::spawn(async move {
             loop {

@@ -55,7 +55,7 @@ fn policy_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 /// when the files change and load.
 pub fn spawn_reload(dir: PathBuf, store: Arc<PolicyStore>) -> JoinHandle<()> {
     let last = Arc::new(Mutex::new(policy_files(&dir)));
-    let mut changes = Changes::watch(&dir, RECHECK);
+    let mut changes = Changes::watch(&[&dir], RECHECK);
     tokio::spawn(async move {
         loop {
             changes.next().await;

@@ -75,7 +75,7 @@ pub fn spawn_file(path: PathBuf, store: Arc<ApprovalStore>) -> JoinHandle<()> {
     };
     let load = Arc::new(std::sync::Mutex::new(load));
     (load.lock().unwrap_or_else(|e| e.into_inner()))();
-    let mut changes = Changes::watch(&path, RECHECK);
+    let mut changes = Changes::watch(&[&path], RECHECK);
     tokio::spawn(async move {
         loop {
             changes.next().await;
