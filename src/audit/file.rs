@@ -24,6 +24,8 @@ pub struct LogFile {
     /// Bytes in the file; tracked only for regular files.
     size: u64,
     regular: bool,
+    /// Takes a write at once (see [`takes_writes_at_once`]).
+    at_once: bool,
     max_bytes: Option<u64>,
 }
 
@@ -73,6 +75,7 @@ impl LogFile {
         Ok(LogFile {
             path: path.to_path_buf(),
             regular: meta.is_file(),
+            at_once: takes_writes_at_once(&meta),
             size: meta.len(),
             file,
             max_bytes,
@@ -85,6 +88,12 @@ impl LogFile {
         let mut tail = Vec::new();
         self.file.read_to_end(&mut tail)?;
         Ok(tail)
+    }
+
+    /// Whether a write to it returns at once (a regular file or the null device), rather
+    /// than perhaps waiting on a reader (a FIFO, a terminal).
+    pub fn takes_writes_at_once(&self) -> bool {
+        self.at_once
     }
 
     /// Appends `buf`. On failure nothing of it stays in a regular file, so the log never
@@ -140,6 +149,39 @@ fn next_rotated_name(path: &Path) -> std::io::Result<PathBuf> {
     Ok(dir.join(format!("{stem}.{}", highest + 1)))
 }
 
+/// Whether writes to what `meta` describes return at once: a regular file, which the page
+/// cache takes, or the null device. A pipe, a terminal or a socket can make a writer wait
+/// for its reader, and another device for anything.
+pub fn takes_writes_at_once(meta: &std::fs::Metadata) -> bool {
+    if meta.is_file() {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        meta.file_type().is_char_device()
+            && std::fs::metadata("/dev/null").is_ok_and(|null| null.rdev() == meta.rdev())
+    }
+    #[cfg(not(unix))]
+    false
+}
+
+/// Whether this process's stdout takes writes at once (see [`takes_writes_at_once`]).
+pub fn stdout_takes_writes_at_once() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(File::from)
+            .and_then(|f| f.metadata())
+            .is_ok_and(|meta| takes_writes_at_once(&meta))
+    }
+    #[cfg(not(unix))]
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +200,27 @@ mod tests {
             }
         }
         chain.seq
+    }
+
+    #[test]
+    fn only_regular_files_and_the_null_device_are_written_without_a_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.jsonl");
+        std::fs::write(&file, "").unwrap();
+        let fifo = dir.path().join("audit.fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let at_once = |p: &Path| takes_writes_at_once(&std::fs::metadata(p).unwrap());
+        assert!(at_once(&file));
+        assert!(at_once(Path::new("/dev/null")));
+        assert!(!at_once(&fifo), "a FIFO waits for its reader");
+        assert!(!at_once(Path::new("/dev/full")), "another device");
+        assert!(!at_once(dir.path()));
     }
 
     #[test]

@@ -9,10 +9,13 @@
 //! the `deadline_exceeded` denial the request answered; when the log cannot be written,
 //! the records of that batch go to stdout as the `audit_unavailable` denials they became.
 //!
-//! Lines are written by one thread, so request workers never block on a disk; the records
-//! of all the requests the runtime handles in one pass go to it as one batch (one
-//! hand-off, one write). Each request waits for its own record, and learns if it was not
-//! written.
+//! The records of all the requests the runtime handles in one pass are sealed and written
+//! as one batch (one write). Where every place records go takes a write at once (a regular
+//! file, the null device), the runtime writes the batch itself; where one can make a writer
+//! wait (a pipe, such as a container's stdout, a terminal, a socket), or after a write on
+//! the runtime was slow, batches go to a writer thread instead, so that request workers
+//! never wait on a reader or a disk and a request still answers at its deadline. Each
+//! request waits for its own record, and learns if it was not written.
 
 use crate::admission::AdmissionRequest;
 use crate::approvals::Approval;
@@ -24,7 +27,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 pub mod chain;
@@ -39,6 +42,12 @@ use file::LogFile;
 const QUEUE: usize = 16 * 1024;
 /// Batches that may wait for the writer thread.
 const BATCHES: usize = 64;
+/// A write on the runtime that waited longer than this for the file system (a page-cache
+/// write takes microseconds; this is a disk holding writes back) sends batches to the
+/// writer thread…
+const SLOW_WRITE: Duration = Duration::from_millis(10);
+/// …for this long, before the runtime tries again.
+const SLOW_PAUSE: Duration = Duration::from_secs(10);
 
 /// What was answered.
 #[derive(Debug, Clone)]
@@ -439,6 +448,8 @@ const ABANDONED: u8 = 2;
 
 struct Job {
     record: DecisionRecord,
+    /// When the request stops waiting: a record taken later is written as that refusal.
+    deadline: Instant,
     /// Records that follow the decision record only when it is written as decided (the
     /// approval records of a ledger edit: a refused edit changed nothing).
     then: Vec<Vec<u8>>,
@@ -461,11 +472,47 @@ impl std::fmt::Display for Sealed {
     }
 }
 
-/// Records waiting to be handed to the writer, and whether a flush is on its way.
+/// Records waiting to be written, whether a flush is on its way, and who writes them.
 struct Pending {
     jobs: Mutex<Vec<Job>>,
     flush_scheduled: AtomicBool,
     to_writer: mpsc::Sender<Vec<Job>>,
+    /// Shared by the runtime (when it writes) and the writer thread.
+    writer: Arc<Mutex<Writer>>,
+    here: WriteHere,
+}
+
+/// Whether the runtime may write a batch itself.
+struct WriteHere {
+    /// Every place records go takes a write at once.
+    possible: bool,
+    /// After a slow write, not before this many µs past `epoch`.
+    paused_until: AtomicU64,
+    epoch: Instant,
+}
+
+impl WriteHere {
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn allowed(&self) -> bool {
+        self.possible && self.now() >= self.paused_until.load(Ordering::Relaxed)
+    }
+
+    /// A write on the runtime waited `took` for the file system: if that was slow, pause
+    /// writing here.
+    fn took(&self, took: Duration) {
+        if took > SLOW_WRITE {
+            let until = self.now().saturating_add(SLOW_PAUSE.as_micros() as u64);
+            self.paused_until.store(until, Ordering::Relaxed);
+            tracing::warn!(
+                took_ms = took.as_secs_f64() * 1e3,
+                pause_secs = SLOW_PAUSE.as_secs(),
+                "an audit write was slow; records go through the writer thread for a while"
+            );
+        }
+    }
 }
 
 /// Where records go. Cheap to clone.
@@ -495,21 +542,32 @@ impl AuditSink {
         };
         let sequence = Arc::new(AtomicU64::new(chain.seq));
         let (to_writer, from_requests) = mpsc::channel(BATCHES);
-        let writer = Writer {
+        // Stdout is written when there is no file, and besides one when asked.
+        let stdout_at_once = !(file.is_none() || to_stdout) || file::stdout_takes_writes_at_once();
+        let possible = stdout_at_once && file.as_ref().is_none_or(LogFile::takes_writes_at_once);
+        let writer = Arc::new(Mutex::new(Writer {
             to_stdout,
             file,
             chain,
             sequence: sequence.clone(),
-        };
+            buf: Vec::with_capacity(64 * 1024),
+        }));
+        let shared = writer.clone();
         std::thread::Builder::new()
             .name("jitgate-audit".into())
-            .spawn(move || writer.run(from_requests))
+            .spawn(move || Writer::run(&shared, from_requests))
             .map_err(|e| AuditError::Write(e.to_string()))?;
         Ok(AuditSink {
             pending: Arc::new(Pending {
                 jobs: Mutex::new(Vec::new()),
                 flush_scheduled: AtomicBool::new(false),
                 to_writer,
+                writer,
+                here: WriteHere {
+                    possible,
+                    paused_until: AtomicU64::new(0),
+                    epoch: Instant::now(),
+                },
             }),
             sequence,
         })
@@ -523,12 +581,12 @@ impl AuditSink {
     /// Records an answer before it is given, and says which answer to give:
     /// - `Ok(sealed)`: the record was written as it was queued, where `sealed` says;
     ///   answer as decided.
-    /// - `Err(DeadlineExceeded)`: `deadline` passed before the writer took the record; it
-    ///   will be written as that refusal, whenever the log takes writes again.
+    /// - `Err(DeadlineExceeded)`: `deadline` passed before the record was taken to be
+    ///   written; it is written as that refusal (whenever the log takes writes again).
     /// - `Err(AuditUnavailable)`: the log could not be written; the record went to stdout
     ///   (where records go too) as that refusal.
     ///
-    /// A record the writer has taken is waited for past the deadline: answering otherwise
+    /// A record taken to be written is waited for past the deadline: answering otherwise
     /// than a record that may still land would make the two disagree.
     ///
     /// Records that follow it (`then`) are written after it, and only when it is written
@@ -554,6 +612,7 @@ impl AuditSink {
             }
             jobs.push(Job {
                 record,
+                deadline,
                 then,
                 state: state.clone(),
                 done,
@@ -586,6 +645,9 @@ async fn flush(pending: Arc<Pending>) {
     if batch.is_empty() {
         return;
     }
+    let Some(batch) = pending.write_here(batch) else {
+        return;
+    };
     if let Err(mpsc::error::SendError(batch)) = pending.to_writer.send(batch).await {
         for job in batch {
             tracing::error!(
@@ -597,62 +659,111 @@ async fn flush(pending: Arc<Pending>) {
     }
 }
 
+impl Pending {
+    /// Writes `batch` on this thread when every sink takes writes at once, no write here
+    /// was slow lately, and the writer is free; else gives it back for the writer thread.
+    fn write_here(&self, batch: Vec<Job>) -> Option<Vec<Job>> {
+        if !self.here.allowed() {
+            return Some(batch);
+        }
+        let mut writer = match self.writer.try_lock() {
+            Ok(w) => w,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            // The writer thread has it, perhaps stuck on a write: never wait for it here.
+            Err(std::sync::TryLockError::WouldBlock) => return Some(batch),
+        };
+        let waited = writer.write(batch);
+        drop(writer);
+        self.here.took(waited);
+        None
+    }
+}
+
+/// What became of a job when the writer came to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Written as queued; its request waits for it.
+    Taken,
+    /// Its deadline had passed: written as `deadline_exceeded`, which its request is told.
+    TooLate,
+    /// Its request gave up at its deadline and answered `deadline_exceeded` already.
+    GaveUp,
+}
+
 struct Writer {
     to_stdout: bool,
     file: Option<LogFile>,
     chain: Chain,
     sequence: Arc<AtomicU64>,
+    buf: Vec<u8>,
 }
 
 impl Writer {
-    fn run(mut self, mut batches: mpsc::Receiver<Vec<Job>>) {
-        let mut buf = Vec::with_capacity(64 * 1024);
+    fn run(writer: &Mutex<Writer>, mut batches: mpsc::Receiver<Vec<Job>>) {
         while let Some(mut batch) = batches.blocking_recv() {
             while let Ok(more) = batches.try_recv() {
                 batch.extend(more);
             }
-            self.write(batch, &mut buf);
+            let _ = writer.lock().unwrap_or_else(|e| e.into_inner()).write(batch);
         }
     }
 
-    /// Seals and writes one batch, each record as what its request answers. If the log
-    /// (stdout when there is none) cannot be written, the chain stays where it was, so
-    /// the next batch links to the last record that is on disk; the batch's records,
-    /// now `audit_unavailable` refusals, go to stdout if records go there too.
-    fn write(&mut self, mut batch: Vec<Job>, buf: &mut Vec<u8>) {
+    /// Seals and writes one batch, each record as what its request answers. A record whose
+    /// request gave up, or whose deadline passed before it got here, is written as the
+    /// `deadline_exceeded` refusal that request answers. If the log (stdout when there is
+    /// none) cannot be written, the chain stays where it was, so the next batch links to
+    /// the last record that is on disk; the batch's records, now `audit_unavailable`
+    /// refusals, go to stdout if records go there too. Returns how long the writes took.
+    fn write(&mut self, mut batch: Vec<Job>) -> Duration {
+        let mut buf = std::mem::take(&mut self.buf);
         let before = self.chain.clone();
         buf.clear();
-        let mut as_queued = Vec::with_capacity(batch.len());
+        let now = Instant::now();
+        let mut fates = Vec::with_capacity(batch.len());
         let mut sealed = Vec::with_capacity(batch.len());
         for job in &mut batch {
-            let taken = job
-                .state
-                .compare_exchange(PENDING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok();
-            if !taken {
+            let fate = if now < job.deadline {
+                match job
+                    .state
+                    .compare_exchange(PENDING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => Fate::Taken,
+                    Err(_) => Fate::GaveUp,
+                }
+            } else {
+                match job
+                    .state
+                    .compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => Fate::TooLate,
+                    Err(_) => Fate::GaveUp,
+                }
+            };
+            if fate != Fate::Taken {
                 job.record.refuse(Refusal::DeadlineExceeded);
             }
-            self.chain.seal(&job.record.to_line(), buf);
+            self.chain.seal(&job.record.to_line(), &mut buf);
             sealed.push(Sealed {
                 seq: self.chain.seq,
                 hash: self.chain.hash.clone(),
             });
-            if taken && matches!(job.record.answer, Answer::Decided { .. }) {
+            if fate == Fate::Taken && matches!(job.record.answer, Answer::Decided { .. }) {
                 for line in &job.then {
-                    self.chain.seal(line, buf);
+                    self.chain.seal(line, &mut buf);
                 }
             }
-            as_queued.push(taken);
+            fates.push(fate);
         }
+        let writing = Instant::now();
         let primary = match self.file.as_mut() {
-            Some(f) => f.append(buf),
-            None => to_stdout(buf),
+            Some(f) => f.append(&buf),
+            None => to_stdout(&buf),
         };
         let result = match primary {
             Ok(()) => {
                 if self.file.is_some()
                     && self.to_stdout
-                    && let Err(e) = to_stdout(buf)
+                    && let Err(e) = to_stdout(&buf)
                 {
                     tracing::warn!(error = %e, "records written to the audit log but not to stdout");
                 }
@@ -662,24 +773,33 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, records = batch.len(), "audit log not written; the answers become audit_unavailable denials");
                 self.chain = before;
-                self.record_elsewhere(&mut batch, &as_queued, buf);
+                self.record_elsewhere(&mut batch, &fates, &mut buf);
                 Err(Refusal::AuditUnavailable)
             }
         };
-        for ((job, taken), sealed) in batch.into_iter().zip(as_queued).zip(sealed) {
-            // An abandoned job's request has answered already.
-            if taken {
-                let _ = job.done.send(result.clone().map(|()| sealed));
+        let waited = writing.elapsed();
+        self.buf = buf;
+        for ((job, fate), sealed) in batch.into_iter().zip(fates).zip(sealed) {
+            match fate {
+                Fate::Taken => {
+                    let _ = job.done.send(result.clone().map(|()| sealed));
+                }
+                Fate::TooLate => {
+                    let _ = job.done.send(Err(Refusal::DeadlineExceeded));
+                }
+                // Its request has answered already.
+                Fate::GaveUp => {}
             }
         }
+        waited
     }
 
     /// The records of a batch the log did not take, as the refusals they became: to
     /// stdout when records go there besides a log file (sealed as they would have been in
     /// the log, which itself continues without a gap), else to the error log.
-    fn record_elsewhere(&self, batch: &mut [Job], as_queued: &[bool], buf: &mut Vec<u8>) {
-        for (job, taken) in batch.iter_mut().zip(as_queued) {
-            if *taken {
+    fn record_elsewhere(&self, batch: &mut [Job], fates: &[Fate], buf: &mut Vec<u8>) {
+        for (job, fate) in batch.iter_mut().zip(fates) {
+            if *fate == Fate::Taken {
                 job.record.refuse(Refusal::AuditUnavailable);
             }
         }
@@ -790,6 +910,90 @@ mod tests {
         let mut refused = refusal_record("v");
         refused.refuse(Refusal::AuditUnavailable);
         assert!(matches!(refused.answer, Answer::Refused(Refusal::WrongMethod(_))));
+    }
+
+    #[test]
+    fn a_record_reached_after_its_deadline_is_written_as_the_refusal_its_request_is_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (file, chain) = LogFile::open(&path, None).unwrap();
+        let mut writer = Writer {
+            to_stdout: false,
+            file: Some(file),
+            chain,
+            sequence: Arc::new(AtomicU64::new(0)),
+            buf: Vec::new(),
+        };
+        let job = |uid: &str, deadline| {
+            let (done, answer) = oneshot::channel();
+            let mut record = refusal_record(uid);
+            record.answer = Answer::Decided {
+                outcome: "allow",
+                reason: "approved",
+                approval: None,
+                refused_entry: None,
+            };
+            let state = Arc::new(AtomicU8::new(PENDING));
+            (
+                Job {
+                    record,
+                    deadline,
+                    then: vec![b"{\"then\":1}\n".to_vec()],
+                    state: state.clone(),
+                    done,
+                },
+                answer,
+                state,
+            )
+        };
+        let (late, late_answer, late_state) = job("late", Instant::now() - Duration::from_millis(1));
+        let (timely, mut timely_answer, _) = job("timely", later());
+        writer.write(vec![late, timely]);
+
+        assert_eq!(
+            late_answer.blocking_recv().unwrap(),
+            Err(Refusal::DeadlineExceeded)
+        );
+        assert_eq!(late_state.load(Ordering::Acquire), ABANDONED);
+        assert_eq!(timely_answer.try_recv().unwrap().unwrap().seq, 2);
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let said: Vec<_> = lines
+            .iter()
+            .map(|l| (l["uid"].as_str(), l["reason"].as_str(), l["allowed"].as_bool()))
+            .collect();
+        // The late record says what its request answered, and what follows only an
+        // allowed answer follows the timely one alone.
+        assert_eq!(
+            said,
+            [
+                (Some("late"), Some("deadline_exceeded"), Some(false)),
+                (Some("timely"), Some("approved"), Some(true)),
+                (None, None, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_slow_write_on_the_runtime_sends_batches_to_the_writer_thread_for_a_while() {
+        let here = WriteHere {
+            possible: true,
+            paused_until: AtomicU64::new(0),
+            epoch: Instant::now(),
+        };
+        here.took(Duration::from_micros(200));
+        assert!(here.allowed());
+        here.took(SLOW_WRITE * 2);
+        assert!(!here.allowed());
+        let never = WriteHere {
+            possible: false,
+            paused_until: AtomicU64::new(0),
+            epoch: Instant::now(),
+        };
+        assert!(!never.allowed());
     }
 
     #[test]
