@@ -2,7 +2,6 @@
 //! fingerprints (ring's implementation).
 
 use ring::digest::{Context, Digest, SHA256, digest};
-use std::fmt::Write;
 
 pub fn sha256_hex(data: &[u8]) -> String {
     hex(&digest(&SHA256, data))
@@ -24,9 +23,16 @@ pub fn sha256_hex_of(mut reader: impl std::io::Read) -> std::io::Result<String> 
 }
 
 fn hex(d: &Digest) -> String {
-    let mut hex = String::with_capacity(64);
-    for byte in d.as_ref() {
-        let _ = write!(hex, "{byte:02x}");
+    hex_of(d.as_ref())
+}
+
+/// `bytes` in lowercase hex (a table lookup per nibble: this runs for every record sealed).
+pub fn hex_of(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        hex.push(DIGITS[usize::from(byte >> 4)] as char);
+        hex.push(DIGITS[usize::from(byte & 0xf)] as char);
     }
     hex
 }

@@ -78,6 +78,5 @@ fn read_id() -> String {
         let nanos = jiff::Timestamp::now().as_nanosecond();
         bytes = (nanos as u64).to_be_bytes();
     }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("read-{hex}")
+    format!("read-{}", crate::digest::hex_of(&bytes))
 }
