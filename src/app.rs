@@ -131,6 +131,20 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         cfg.audit_log.as_deref(),
         cfg.audit_log_max_bytes,
     )?;
+    if let Some(log) = &cfg.audit_log {
+        let mut followed = vec![
+            cfg.policies_dir.as_path(),
+            cfg.tls_cert.as_path(),
+            cfg.tls_key.as_path(),
+        ];
+        if cfg.cluster.is_none() {
+            followed.extend([cfg.approvals_file.as_path(), cfg.signers_file.as_path()]);
+        }
+        if let Some(dir) = crate::watch::watched_directory_holding(log, &followed) {
+            tracing::warn!(audit_log = %log.display(), dir = %dir.display(),
+                "the audit log is in a directory jitgate watches for changes, which every record written wakes; give it a directory of its own");
+        }
+    }
 
     let metrics = Arc::new(Metrics::default());
     metrics.set_expiry_lead(cfg.expiry_warning);

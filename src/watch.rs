@@ -58,6 +58,31 @@ impl Followed {
     }
 }
 
+/// The directory a watch on `file` watches.
+fn directory_of(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Which of the directories that watches on `followed` (files or directories) watch holds
+/// `file` too: writing `file` often there (an audit log) wakes that watch every time, for
+/// nothing.
+pub fn watched_directory_holding(file: &Path, followed: &[&Path]) -> Option<PathBuf> {
+    let dir = std::fs::canonicalize(directory_of(file)).ok()?;
+    followed
+        .iter()
+        .map(|p| {
+            if p.is_dir() {
+                p.to_path_buf()
+            } else {
+                directory_of(p)
+            }
+        })
+        .find(|watched| std::fs::canonicalize(watched).is_ok_and(|w| w == dir))
+}
+
 impl Changes {
     /// Watches `paths`: one directory, or files (editors and Kubernetes volume updates
     /// replace files by renaming, which a watch on the file itself would lose, so their
@@ -73,13 +98,7 @@ impl Changes {
                         .map(OsString::from)
                         .collect(),
                 ),
-                files
-                    .iter()
-                    .map(|f| match f.parent() {
-                        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                        _ => PathBuf::from("."),
-                    })
-                    .collect(),
+                files.iter().map(|f| directory_of(f)).collect(),
             ),
         };
         let (tx, rx) = mpsc::channel::<()>(1);
@@ -185,6 +204,24 @@ mod tests {
             wakes(&mut changes, Duration::from_secs(10)).await,
             "a new file did not wake it"
         );
+    }
+
+    #[test]
+    fn an_audit_log_beside_a_followed_file_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let approvals = dir.path().join("approvals.yaml");
+        let policies = dir.path().join("policies");
+        std::fs::create_dir(&policies).unwrap();
+        let beside = dir.path().join("audit.jsonl");
+        let apart = dir.path().join("log/audit.jsonl");
+        std::fs::create_dir(dir.path().join("log")).unwrap();
+        let followed = [approvals.as_path(), policies.as_path()];
+        assert_eq!(
+            watched_directory_holding(&beside, &followed).map(|d| std::fs::canonicalize(d).unwrap()),
+            Some(std::fs::canonicalize(dir.path()).unwrap())
+        );
+        assert_eq!(watched_directory_holding(&apart, &followed), None);
+        assert!(watched_directory_holding(&policies.join("audit.jsonl"), &followed).is_some());
     }
 
     #[test]
