@@ -4,14 +4,16 @@
 # ratios in one run on this machine.
 #
 #   benches/load.sh            (DURATION=5 seconds per run by default;
-#                               SCENARIOS="h1-c16 h2-c16" runs only those)
+#                               SCENARIOS="h1-c16 h2-c16" runs only those, and nothing else)
 #   benches/load.sh memory     (only start-to-ready and resident memory at 0, 10 000 and
 #                               100 000 approvals; RUNS=3 for three interleaved rounds)
 #
 # Each server is pinned to core 0 with one worker thread, the load generator to core 1.
 # Runs are interleaved baseline/jitgate/baseline/jitgate so that drift on the machine hits
 # both alike. jitgate runs the release build with the shipped policies, 10 000 approvals and
-# --audit-log on; the HTTP/1.1 load mixes ungated, denied and approved requests.
+# --audit-log on (in a directory of its own; stdout to /dev/null, so records are written on
+# the runtime, see src/audit/mod.rs); the HTTP/1.1 load mixes ungated, denied and approved
+# requests.
 # Only 127.0.0.1 is ever targeted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +38,7 @@ trap cleanup EXIT
 
 # Certificates, policies, approvals and request bodies.
 "$JITGATE" certs --out "$work/certs" >/dev/null 2>&1
+mkdir "$work/log"   # the audit log's own directory, as a deployment mounts it
 cp -r policies "$work/policies"
 python3 - "$work" <<'PY'
 import json, sys, datetime
@@ -106,7 +109,7 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 start_jitgate() { # APPROVALS-COUNT PORT -> sets JPID
   TOKIO_WORKER_THREADS=1 taskset -c 0 "$JITGATE" serve --listen "127.0.0.1:$2" \
     --tls-cert "$work/certs/tls.crt" --tls-key "$work/certs/tls.key" --policies "$work/policies" \
-    --approvals-file "$work/approvals-$1.yaml" --audit-log "$work/audit.jsonl" --log-format text \
+    --approvals-file "$work/approvals-$1.yaml" --audit-log "$work/log/audit.jsonl" --log-format text \
     >/dev/null 2>>"$work/jitgate.log" &
   JPID=$!
   pids+=("$JPID")
@@ -224,6 +227,9 @@ PY
 done
 kill "$JPID" "$BPID" 2>/dev/null || true
 wait "$JPID" "$BPID" 2>/dev/null || true
+
+# A run of chosen scenarios (an A/B) stops here.
+[ -n "${SCENARIOS:-}" ] && exit 0
 
 startup_table
 
