@@ -153,9 +153,11 @@ fn next_rotated_name(path: &Path) -> std::io::Result<PathBuf> {
 /// cache takes, or the null device. A pipe, a terminal or a socket can make a writer wait
 /// for its reader, and another device for anything.
 pub fn takes_writes_at_once(meta: &std::fs::Metadata) -> bool {
-    if meta.is_file() {
-        return true;
-    }
+    meta.is_file() || is_null_device(meta)
+}
+
+/// Whether `meta` describes the null device (`/dev/null`), where a write does nothing.
+pub fn is_null_device(meta: &std::fs::Metadata) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -163,23 +165,22 @@ pub fn takes_writes_at_once(meta: &std::fs::Metadata) -> bool {
             && std::fs::metadata("/dev/null").is_ok_and(|null| null.rdev() == meta.rdev())
     }
     #[cfg(not(unix))]
-    false
+    {
+        let _ = meta;
+        false
+    }
 }
 
-/// Whether this process's stdout takes writes at once (see [`takes_writes_at_once`]).
-pub fn stdout_takes_writes_at_once() -> bool {
+/// What this process's stdout is, when that can be told.
+pub fn stdout_metadata() -> Option<std::fs::Metadata> {
     #[cfg(unix)]
     {
         use std::os::fd::AsFd;
-        std::io::stdout()
-            .as_fd()
-            .try_clone_to_owned()
-            .map(File::from)
-            .and_then(|f| f.metadata())
-            .is_ok_and(|meta| takes_writes_at_once(&meta))
+        let fd = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
+        File::from(fd).metadata().ok()
     }
     #[cfg(not(unix))]
-    false
+    None
 }
 
 #[cfg(test)]
@@ -221,6 +222,10 @@ mod tests {
         assert!(!at_once(&fifo), "a FIFO waits for its reader");
         assert!(!at_once(Path::new("/dev/full")), "another device");
         assert!(!at_once(dir.path()));
+        // Writes to the null device are skipped altogether.
+        let null = |p: &Path| is_null_device(&std::fs::metadata(p).unwrap());
+        assert!(null(Path::new("/dev/null")));
+        assert!(!null(&file) && !null(Path::new("/dev/full")));
     }
 
     #[test]

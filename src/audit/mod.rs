@@ -542,11 +542,17 @@ impl AuditSink {
         };
         let sequence = Arc::new(AtomicU64::new(chain.seq));
         let (to_writer, from_requests) = mpsc::channel(BATCHES);
-        // Stdout is written when there is no file, and besides one when asked.
-        let stdout_at_once = !(file.is_none() || to_stdout) || file::stdout_takes_writes_at_once();
-        let possible = stdout_at_once && file.as_ref().is_none_or(LogFile::takes_writes_at_once);
+        // Stdout is written when there is no file, and besides one when asked; never when it
+        // is the null device, where a write does nothing.
+        let stdout = file::stdout_metadata();
+        let stdout_null = stdout.as_ref().is_some_and(file::is_null_device);
+        let stdout_at_once = stdout.as_ref().is_some_and(file::takes_writes_at_once);
+        let stdout_written = (file.is_none() || to_stdout) && !stdout_null;
+        let possible =
+            (!stdout_written || stdout_at_once) && file.as_ref().is_none_or(LogFile::takes_writes_at_once);
         let writer = Arc::new(Mutex::new(Writer {
-            to_stdout,
+            to_stdout: to_stdout && !stdout_null,
+            stdout_null,
             file,
             chain,
             sequence: sequence.clone(),
@@ -639,7 +645,7 @@ impl AuditSink {
 
 async fn flush(pending: Arc<Pending>) {
     // Let the other requests of this pass through the run queue add their records first.
-    tokio::task::yield_now().await;
+    BackOfTheQueue(false).await;
     pending.flush_scheduled.store(false, Ordering::Release);
     let batch = std::mem::take(&mut *pending.jobs.lock().unwrap_or_else(|e| e.into_inner()));
     if batch.is_empty() {
@@ -656,6 +662,24 @@ async fn flush(pending: Arc<Pending>) {
             );
             let _ = job.done.send(Err(Refusal::AuditUnavailable));
         }
+    }
+}
+
+/// Goes to the back of this worker's run queue once: the tasks already runnable run first.
+/// (`tokio::task::yield_now` waits for the next poll of the I/O driver as well, which is a
+/// system call more per pass and, with one connection, per request.)
+struct BackOfTheQueue(bool);
+
+impl std::future::Future for BackOfTheQueue {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
     }
 }
 
@@ -691,7 +715,10 @@ enum Fate {
 }
 
 struct Writer {
+    /// Besides the file.
     to_stdout: bool,
+    /// Stdout is the null device: what would be written there is not.
+    stdout_null: bool,
     file: Option<LogFile>,
     chain: Chain,
     sequence: Arc<AtomicU64>,
@@ -757,6 +784,7 @@ impl Writer {
         let writing = Instant::now();
         let primary = match self.file.as_mut() {
             Some(f) => f.append(&buf),
+            None if self.stdout_null => Ok(()),
             None => to_stdout(&buf),
         };
         let result = match primary {
@@ -919,6 +947,7 @@ mod tests {
         let (file, chain) = LogFile::open(&path, None).unwrap();
         let mut writer = Writer {
             to_stdout: false,
+            stdout_null: false,
             file: Some(file),
             chain,
             sequence: Arc::new(AtomicU64::new(0)),
