@@ -121,7 +121,7 @@ struct FileDocument {
 
 /// A ConfigMap's `data`, each value parsed as an approval under its key alone (the
 /// ConfigMap's name may come after its data; [`parse_file`] puts it in the ids).
-struct Entries(Vec<Result<Arc<Approval>, EntryError>>);
+struct Entries(Vec<Result<Approval, EntryError>>);
 
 impl<'de> serde::Deserialize<'de> for Entries {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -136,7 +136,7 @@ impl<'de> serde::Deserialize<'de> for Entries {
                 let mut out = Vec::new();
                 while let Some(key) = map.next_key::<String>()? {
                     let text: String = map.next_value()?;
-                    out.push(parse_entry_in(&key, &text, &mut names).map(Arc::new));
+                    out.push(parse_entry_in(&key, &text, &mut names));
                 }
                 Ok(Entries(out))
             }
@@ -188,10 +188,8 @@ pub fn parse_file(path: &str, text: &str) -> Result<FileApprovals, FileError> {
         for entry in doc.data.map(|d| d.0).unwrap_or_default() {
             match entry {
                 Ok(mut a) => {
-                    if let Some(a) = Arc::get_mut(&mut a) {
-                        a.id = compact_str::format_compact!("{name}/{}", a.id);
-                    }
-                    out.approvals.push(a);
+                    a.id = compact_str::format_compact!("{name}/{}", a.id);
+                    out.approvals.push(Arc::new(a));
                 }
                 Err(mut e) => {
                     e.id = format!("{name}/{}", e.id);
