@@ -36,12 +36,8 @@ enum Followed {
 impl Followed {
     /// Whether `event` can be a change to what is followed.
     fn changed_by(&self, event: &notify::Event) -> bool {
-        let changes = match event.kind {
-            EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-            EventKind::Access(_) => false,
-            _ => true,
-        };
-        if !changes {
+        // Opening or reading a file changes nothing; closing it after writing may have.
+        if matches!(event.kind, EventKind::Access(k) if k != AccessKind::Close(AccessMode::Write)) {
             return false;
         }
         match self {
@@ -58,9 +54,12 @@ impl Followed {
     }
 }
 
-/// The directory a watch on `file` watches.
-fn directory_of(file: &Path) -> PathBuf {
-    match file.parent() {
+/// The directory a watch on `path` watches: a directory itself, a file's directory.
+fn watched_directory(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        return path.to_path_buf();
+    }
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     }
@@ -70,16 +69,10 @@ fn directory_of(file: &Path) -> PathBuf {
 /// `file` too: writing `file` often there (an audit log) wakes that watch every time, for
 /// nothing.
 pub fn watched_directory_holding(file: &Path, followed: &[&Path]) -> Option<PathBuf> {
-    let dir = std::fs::canonicalize(directory_of(file)).ok()?;
+    let dir = std::fs::canonicalize(watched_directory(file)).ok()?;
     followed
         .iter()
-        .map(|p| {
-            if p.is_dir() {
-                p.to_path_buf()
-            } else {
-                directory_of(p)
-            }
-        })
+        .map(|p| watched_directory(p))
         .find(|watched| std::fs::canonicalize(watched).is_ok_and(|w| w == dir))
 }
 
@@ -88,19 +81,17 @@ impl Changes {
     /// replace files by renaming, which a watch on the file itself would lose, so their
     /// directories are watched and events about other files in them are let go).
     pub fn watch(paths: &[&Path], every: Duration) -> Changes {
-        let (followed, dirs) = match paths {
-            [dir] if dir.is_dir() => (Followed::Directory, BTreeSet::from([dir.to_path_buf()])),
-            files => (
-                Followed::Files(
-                    files
-                        .iter()
-                        .filter_map(|f| f.file_name())
-                        .map(OsString::from)
-                        .collect(),
-                ),
-                files.iter().map(|f| directory_of(f)).collect(),
+        let followed = match paths {
+            [dir] if dir.is_dir() => Followed::Directory,
+            files => Followed::Files(
+                files
+                    .iter()
+                    .filter_map(|f| f.file_name())
+                    .map(OsString::from)
+                    .collect(),
             ),
         };
+        let dirs: BTreeSet<PathBuf> = paths.iter().map(|p| watched_directory(p)).collect();
         let (tx, rx) = mpsc::channel::<()>(1);
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if event.is_ok_and(|e| followed.changed_by(&e)) {
