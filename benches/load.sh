@@ -43,7 +43,7 @@ cp -r policies "$work/policies"
 python3 - "$work" <<'PY'
 import json, sys, datetime
 work = sys.argv[1]
-fixture = json.load(open("../shared/fixtures/perf/deployment-update-2k.json"))
+fixture = json.load(open("tests/fixtures/perf/deployment-update-2k.json"))
 def body(ns=None, user=None):
     r = json.loads(json.dumps(fixture))
     if ns: r["request"]["namespace"] = ns

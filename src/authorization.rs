@@ -239,7 +239,7 @@ mod tests {
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/authorization/captured")
+            .join("tests/fixtures/authorization/captured")
             .join(name);
         std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn every_captured_review_decodes_to_its_coordinates() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/authorization/captured");
+            .join("tests/fixtures/authorization/captured");
         let mut decoded = 0;
         for entry in std::fs::read_dir(&dir).expect("authorization fixtures") {
             let path = entry.unwrap().path();

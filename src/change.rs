@@ -359,7 +359,7 @@ mod tests {
             ("pods-attach-connect.json", "attach to container \"execme\""),
         ] {
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/fixtures/admission/captured")
+                .join("tests/fixtures/admission/captured")
                 .join(file);
             let body = std::fs::read(path).unwrap();
             let c = of(&decode(&body).unwrap()).unwrap();

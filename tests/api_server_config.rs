@@ -69,7 +69,7 @@ fn sent(conditions: &[Program], spec: &serde_json::Value) -> Result<bool, String
 
 fn fixture(name: &str) -> serde_json::Value {
     let path = root()
-        .join("../shared/fixtures/authorization/captured")
+        .join("tests/fixtures/authorization/captured")
         .join(name);
     let review: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     review["spec"].clone()
@@ -187,7 +187,7 @@ fn jitgate_gates(review: &serde_json::Value, policies: &jitgate::policy::PolicyS
 fn the_gate_webhook_is_sent_exactly_what_a_policy_gates_for_that_user() {
     let conditions = gate_conditions();
     let policies = jitgate::sync::policies::load_dir(&root().join("policies")).unwrap();
-    let dir = root().join("../shared/fixtures/admission/captured");
+    let dir = root().join("tests/fixtures/admission/captured");
     let mut reviews: Vec<serde_json::Value> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

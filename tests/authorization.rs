@@ -1,6 +1,6 @@
 //! Gated reads: jitgate as the API server's authorization webhook. SubjectAccessReviews
 //! are posted over real TLS exactly as kube-apiserver sent them (the captured bodies of
-//! `../shared/fixtures/authorization/`), over HTTP/1.1 and HTTP/2; then reads go through
+//! `tests/fixtures/authorization/`), over HTTP/1.1 and HTTP/2; then reads go through
 //! the test API server, which asks jitgate before RBAC as a real one does, with an
 //! approval requested and granted by the `jitgate` CLI.
 
@@ -17,7 +17,7 @@ const CANARY: &str = "c2VjcmV0LWNhbmFyeS03MzQ2"; // base64 of a secret canary
 
 /// The captured SubjectAccessReview bodies, raw as the API server sent them, by file.
 fn captured() -> Vec<(String, Vec<u8>)> {
-    let path = std::path::Path::new(REPO).join("../shared/fixtures/authorization/webhook-exchanges.jsonl");
+    let path = std::path::Path::new(REPO).join("tests/fixtures/authorization/webhook-exchanges.jsonl");
     std::fs::read_to_string(path)
         .unwrap()
         .lines()

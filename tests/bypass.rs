@@ -14,7 +14,7 @@ use support::*;
 
 const CAPTURED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/admission/captured"
+    "/tests/fixtures/admission/captured"
 );
 
 /// A captured review, moved to namespace prod, with a fresh uid.

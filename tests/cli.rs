@@ -13,7 +13,7 @@ use support::*;
 const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
 const CAPTURED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/admission/captured"
+    "/tests/fixtures/admission/captured"
 );
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -300,7 +300,7 @@ fn check_says_when_an_approvals_configmap_is_ignored_for_its_missing_label() {
 #[test]
 fn check_decides_a_subject_access_review_as_the_authorize_endpoint_does() {
     let dir = tempfile::tempdir().unwrap();
-    let sar = Path::new(REPO).join("../shared/fixtures/authorization/captured/secret-get-bob.json");
+    let sar = Path::new(REPO).join("tests/fixtures/authorization/captured/secret-get-bob.json");
     let read = "user: bob\nresource: secrets\nnamespace: prod\nname: db-pass\nverbs: [get]\nexpiresAt: \"2026-11-21T22:00:00Z\"\nreason: \"INC-9: read\"\napprovedBy: [carol]\n";
     let approvals = dir.path().join("approvals.yaml");
     std::fs::write(&approvals, approvals_manifest(&[("bob-read", read)])).unwrap();

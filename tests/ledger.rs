@@ -12,7 +12,7 @@ use support::*;
 
 const CAPTURED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/admission/captured/configmap-update-user-alice-with-groups.json"
+    "/tests/fixtures/admission/captured/configmap-update-user-alice-with-groups.json"
 );
 
 /// The shipped policies, with approvers for Secrets limited to group `sre`, and none

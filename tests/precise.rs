@@ -12,7 +12,7 @@ use support::*;
 const PATIENCE: Duration = Duration::from_secs(15);
 const CAPTURED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/admission/captured"
+    "/tests/fixtures/admission/captured"
 );
 
 async fn start_with_policies(approvals: &str, policies: &tempfile::TempDir) -> Harness {

@@ -1,4 +1,4 @@
-//! Fixtures for the benchmarks: the perf review from `../shared/fixtures/perf/` made into
+//! Fixtures for the benchmarks: the perf review from `tests/fixtures/perf/` made into
 //! an ungated, a denied and an approved request, policy sets of any size, and any number of
 //! approvals spread over users, namespaces and resources.
 #![allow(dead_code)]
@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 pub const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/perf/deployment-update-2k.json"
+    "/tests/fixtures/perf/deployment-update-2k.json"
 );
 
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +32,7 @@ pub const KINDS: [(Kind, &str); 3] = [
 /// The ~2.2 KB review the API server sends for a Deployment update, as `kind`.
 pub fn review(kind: Kind) -> String {
     let mut review: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(FIXTURE).expect("../shared/fixtures beside the repo")).unwrap();
+        serde_json::from_slice(&std::fs::read(FIXTURE).expect("tests/fixtures/perf in the repository")).unwrap();
     let request = &mut review["request"];
     match kind {
         Kind::Ungated => {}

@@ -1,6 +1,6 @@
 //! A small Kubernetes API server for tests: real HTTPS on 127.0.0.1, bearer-token auth, and
 //! the parts of the API that watching and editing ConfigMaps use, answering in the shapes a
-//! real kube-apiserver answered (`../shared/fixtures/apiserver/`):
+//! real kube-apiserver answered (`tests/fixtures/apiserver/`):
 //!
 //! - LIST `/api/v1/namespaces/{ns}/configmaps` with `labelSelector`, `limit`/`continue`,
 //!   and `metadata.resourceVersion` on the list;
@@ -16,7 +16,7 @@
 //!   refuses it);
 //! - GET of Secrets (one, or the list) and of a pod's log, authorized as a kube-apiserver
 //!   with `--authorization-config` does: an authorization webhook first (a
-//!   SubjectAccessReview shaped as `../shared/fixtures/authorization/` shows; denied →
+//!   SubjectAccessReview shaped as `tests/fixtures/authorization/` shows; denied →
 //!   403 Forbidden with its reason, no opinion → the next authorizer), then a small RBAC
 //!   (members of `dev-team` may read Secrets and logs).
 //!
