@@ -2,13 +2,13 @@
 //! - a decision grants exactly when a plain reference model, scanning every approval by the
 //!   documented rules, finds one that allows the request: nothing is granted without a
 //!   matching approval, and no valid approval is missed;
-//! - decoding never panics, whatever the bytes, and a decoded request's answer carries its uid;
+//! - decoding never panics, whatever the bytes, and every answer carries the uid it was sent;
 //! - every answer of the server, good input or bad, leaves exactly one decision record.
 
 mod support;
 
 use jiff::{SignedDuration, Timestamp};
-use jitgate::admission::{AdmissionResponse, decode};
+use jitgate::admission::decode;
 use jitgate::approvals::{Approval, ConfigMapRef, Snapshot, Subject, parse_entry};
 use jitgate::decision::{Approvals, Code, Inputs, decide};
 use jitgate::policy::{PolicySet, Target, parse_policies};
@@ -246,12 +246,17 @@ proptest! {
     }
 
     #[test]
-    fn decoding_never_panics_and_an_answer_carries_the_uid(bytes in prop::collection::vec(any::<u8>(), 0..512), uid in "[a-z0-9-]{1,40}") {
+    fn decoding_never_panics_and_every_answer_carries_the_uid_it_was_sent(bytes in prop::collection::vec(any::<u8>(), 0..512), r in req(), uid in "[a-z0-9-]{1,40}") {
         let _ = decode(&bytes);
-        // A valid review with its uid anywhere in the body: the answer carries it.
-        let text = body(&Req { user: 0, groups: vec![], ns: 0, resource: 0, name: 0, op: 1 }, &uid);
+        // A review with this uid: it is read back as sent, and whatever the answer (a
+        // grant, an exemption, or a denial while no approvals are loaded), it carries it.
+        let text = body(&r, &uid);
         let request = decode(text.as_bytes()).unwrap();
-        prop_assert_eq!(AdmissionResponse::allow(&request.uid).uid, uid);
+        prop_assert_eq!(&request.uid, &uid);
+        let policies = PolicySet::new(parse_policies(POLICIES, "p.yaml").unwrap()).unwrap();
+        let inputs = Inputs { policies: &policies, approvals: Approvals::NotLoaded, now: now() };
+        let d = decide(&request, &inputs);
+        prop_assert_eq!(jitgate::admission::respond(&request, &d).uid, uid);
     }
 }
 
