@@ -97,7 +97,7 @@ fn denial(c: &mut Criterion) {
     c.bench_function("answer/denied-2.2KB", |b| {
         b.iter(|| {
             let d = decide(black_box(&req), &inputs);
-            jitgate::admission::respond(&req, &d)
+            jitgate::respond::admission(&req, &d)
         })
     });
 }

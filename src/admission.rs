@@ -7,138 +7,12 @@
 //! fingerprint (`crate::change`) reads them, for denials and for approvals pinned to a
 //! change, and it keeps nothing of them but paths and a hash.
 
-use crate::decision::{Decision, Outcome};
-use crate::explain;
-use crate::refusal::Refusal;
+pub use crate::operation::{OpSet, Operation};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use std::fmt;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
-
-/// What a request does: one of the four operations of an admission request, or one of
-/// the read verbs that only an authorization review (`crate::authorization`) carries.
-/// Policies and approvals name both in one set ([`OpSet`]), as `operations:` and `verbs:`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Operation {
-    Create,
-    Update,
-    Delete,
-    Connect,
-    /// Never in an AdmissionReview: admission does not see reads.
-    #[serde(skip_deserializing)]
-    Get,
-    #[serde(skip_deserializing)]
-    List,
-    #[serde(skip_deserializing)]
-    Watch,
-}
-
-impl Operation {
-    pub const ALL: [Operation; 7] = [
-        Operation::Create,
-        Operation::Update,
-        Operation::Delete,
-        Operation::Connect,
-        Operation::Get,
-        Operation::List,
-        Operation::Watch,
-    ];
-
-    /// The operations of admission requests, as policies name them (`operations:`).
-    pub const ADMISSION: [Operation; 4] = [
-        Operation::Create,
-        Operation::Update,
-        Operation::Delete,
-        Operation::Connect,
-    ];
-
-    /// The read verbs, as policies and approvals name them (`verbs:`).
-    pub const READS: [Operation; 3] = [Operation::Get, Operation::List, Operation::Watch];
-
-    /// `CREATE`… for an admission operation, `get`… for a read verb, as Kubernetes
-    /// writes each.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::Create => "CREATE",
-            Operation::Update => "UPDATE",
-            Operation::Delete => "DELETE",
-            Operation::Connect => "CONNECT",
-            Operation::Get => "get",
-            Operation::List => "list",
-            Operation::Watch => "watch",
-        }
-    }
-
-    /// True for a read verb.
-    pub fn is_read(self) -> bool {
-        matches!(self, Operation::Get | Operation::List | Operation::Watch)
-    }
-
-    /// The read verb written `text` (`get`, `list`, `watch`).
-    pub fn read_verb(text: &str) -> Option<Operation> {
-        Self::READS.into_iter().find(|v| v.as_str() == text)
-    }
-}
-
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A set of operations, as a bit mask: cheap to copy and to test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct OpSet(u8);
-
-impl OpSet {
-    /// Every operation and every read verb.
-    pub const ALL: OpSet = OpSet(0b111_1111);
-    /// The four admission operations (`operations: ["*"]` in a policy).
-    pub const ADMISSION: OpSet = OpSet(0b1111);
-
-    /// The admission operations in this set.
-    pub fn admission(self) -> OpSet {
-        OpSet(self.0 & Self::ADMISSION.0)
-    }
-
-    /// The read verbs in this set.
-    pub fn reads(self) -> OpSet {
-        OpSet(self.0 & !Self::ADMISSION.0)
-    }
-
-    fn bit(op: Operation) -> u8 {
-        1 << (op as u8)
-    }
-
-    pub fn insert(&mut self, op: Operation) {
-        self.0 |= Self::bit(op);
-    }
-
-    pub fn contains(self, op: Operation) -> bool {
-        self.0 & Self::bit(op) != 0
-    }
-
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    pub fn iter(self) -> impl Iterator<Item = Operation> {
-        Operation::ALL.into_iter().filter(move |op| self.contains(*op))
-    }
-}
-
-impl FromIterator<Operation> for OpSet {
-    fn from_iter<I: IntoIterator<Item = Operation>>(iter: I) -> Self {
-        let mut set = OpSet::default();
-        for op in iter {
-            set.insert(op);
-        }
-        set
-    }
-}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct GroupVersionResource {
@@ -341,16 +215,6 @@ impl Status {
             message,
         }
     }
-
-    /// A refusal, rendered. Refusing a review that was read (`about`), the message names
-    /// the operation and the code, and tells the engineer to retry.
-    pub fn of(refusal: &Refusal, about: Option<&AdmissionRequest<'_>>) -> Self {
-        let message = match about {
-            None => refusal.to_string(),
-            Some(req) => refusal.about(req.into()),
-        };
-        Status::failure(refusal.http_status(), message)
-    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -399,57 +263,6 @@ impl AdmissionResponse {
             response: self,
         }
     }
-}
-
-/// The response to a decided request: an allow (with warnings for a break-glass use or a
-/// policy in `warn` mode), or a denial that explains itself. The server and `jitgate
-/// check` answer through here, and only here.
-pub fn respond(req: &AdmissionRequest<'_>, d: &Decision) -> AdmissionResponse {
-    match d.outcome() {
-        Outcome::Deny => AdmissionResponse::deny(&req.uid, explain::denial_message(req.into(), d)),
-        Outcome::Allow | Outcome::Warn | Outcome::DryRun => AdmissionResponse {
-            warnings: explain::warnings(req.into(), d),
-            ..AdmissionResponse::allow(&req.uid)
-        },
-    }
-}
-
-/// The response to a review the server read but could not stand behind.
-pub fn refused(req: &AdmissionRequest<'_>, refusal: &Refusal) -> AdmissionResponse {
-    AdmissionResponse {
-        uid: req.uid.clone(),
-        allowed: false,
-        status: Some(Status::of(refusal, Some(req))),
-        warnings: Vec::new(),
-        audit_annotations: Default::default(),
-    }
-}
-
-/// The audit annotations of an answer, which the API server writes into its own audit
-/// event for the request (as `<webhook name>/<key>`: `gate.jitgate.dev/decision`), so an
-/// auditor can go from a kube-apiserver audit event to jitgate's record and back. Keys are
-/// qualified-name parts (`[A-Za-z0-9][-A-Za-z0-9_.]*`, at most 63 bytes); values are short.
-/// `record` is the record's place in the hash chain (`seq=…,hash=…`), when it was written.
-pub fn audit_annotations(
-    decision: &str,
-    reason: &str,
-    policy: &str,
-    approval: Option<&str>,
-    record: Option<&crate::audit::Sealed>,
-) -> std::collections::BTreeMap<&'static str, String> {
-    let mut a = std::collections::BTreeMap::new();
-    a.insert("decision", decision.to_string());
-    a.insert("reason", reason.to_string());
-    if !policy.is_empty() {
-        a.insert("policy", policy.to_string());
-    }
-    if let Some(approval) = approval {
-        a.insert("approval", approval.to_string());
-    }
-    if let Some(record) = record {
-        a.insert("record", record.to_string());
-    }
-    a
 }
 
 #[derive(Debug, Serialize)]

@@ -146,8 +146,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         }
     }
 
-    let metrics = Arc::new(Metrics::default());
-    metrics.set_expiry_lead(cfg.expiry_warning);
+    let metrics = Arc::new(Metrics::new(cfg.expiry_warning));
     let mut background = Vec::new();
     let (sync, approvals, usage, notices) = match cfg.cluster.clone() {
         Some(source) => {

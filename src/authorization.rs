@@ -10,10 +10,8 @@
 //! A review carries no object, only coordinates, so nothing of a Secret can reach a
 //! record through it.
 
-use crate::admission::{GroupVersionResource, Operation, UserInfo};
-use crate::decision::{Decision, Outcome, Request};
-use crate::explain;
-use crate::refusal::Refusal;
+use crate::admission::{GroupVersionResource, UserInfo};
+use crate::operation::Operation;
 use serde::{Deserialize, Serialize};
 
 pub const API_VERSION: &str = "authorization.k8s.io/v1";
@@ -216,21 +214,6 @@ pub struct AccessReviewResponse {
     pub api_version: &'static str,
     pub kind: &'static str,
     pub status: AccessStatus,
-}
-
-/// The answer to a decided review: a denial that explains itself, or no opinion (for
-/// an approved or ungated read, and for a policy in rollout, which lets it through).
-pub fn respond(req: &AccessRequest, d: &Decision) -> AccessStatus {
-    match d.outcome() {
-        Outcome::Deny => AccessStatus::deny(explain::denial_message(Request::Access(req), d)),
-        Outcome::Allow | Outcome::Warn | Outcome::DryRun => AccessStatus::no_opinion(),
-    }
-}
-
-/// The answer to a review the server read but could not stand behind: a denial, so
-/// that a read is never let through on a decision that was not recorded.
-pub fn refused(req: &AccessRequest, refusal: &Refusal) -> AccessStatus {
-    AccessStatus::deny(refusal.about(Request::Access(req)))
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@
 //! never matches a DELETE. The summary lists the paths that change, never their values: a
 //! Secret's data is named by its keys only.
 
-use crate::admission::{AdmissionRequest, Operation};
+use crate::admission::AdmissionRequest;
+use crate::operation::Operation;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::borrow::Cow;

@@ -103,7 +103,7 @@ pub fn check(
     if is_access_review(&body) {
         let req = authorization::decode(&body).map_err(|e| bad(e.to_string()))?;
         let d = decision::decide(&req, &inputs);
-        let status = authorization::respond(&req, &d);
+        let status = crate::respond::access(&req, &d);
         return Ok(Checked {
             json: pretty(serde_json::to_string_pretty(&status.into_review())),
             allowed: d.allowed(),
@@ -113,7 +113,7 @@ pub fn check(
     }
     let req = admission::decode(&body).map_err(|e| bad(e.to_string()))?;
     let d = decision::decide(&req, &inputs);
-    let response = admission::respond(&req, &d);
+    let response = crate::respond::admission(&req, &d);
     Ok(Checked {
         json: pretty(serde_json::to_string_pretty(&response.into_review())),
         allowed: d.allowed(),

@@ -7,7 +7,8 @@
 
 use crate::approvals::{Approval, ConfigMapRef, Subject, Text, suggested_key};
 use crate::decision::{Decision, Outcome, Reason, Request, Requirement};
-use jiff::{RoundMode, SignedDuration, Timestamp, TimestampRound, Unit};
+use crate::duration::human;
+use jiff::{RoundMode, Timestamp, TimestampRound, Unit};
 use std::fmt::Write;
 
 /// The warnings of a request that goes through: a break-glass use, or a denial that a
@@ -330,16 +331,6 @@ fn edit_command(home: &ConfigMapRef) -> String {
     format!("kubectl edit configmap {} -n {}", home.name, home.namespace)
 }
 
-/// `4h`, `90m`, `1h30m`.
-pub fn human(d: SignedDuration) -> String {
-    let mins = d.as_mins();
-    match (mins / 60, mins % 60) {
-        (0, m) => format!("{m}m"),
-        (h, 0) => format!("{h}h"),
-        (h, m) => format!("{h}h{m}m"),
-    }
-}
-
 /// A pending approval entry for exactly this request, as YAML under a ConfigMap's `data`.
 pub fn request_entry(req: Request<'_, '_>, r: &Requirement, now: Timestamp) -> String {
     let latest = now.checked_add(r.max_duration).unwrap_or(now);
@@ -397,6 +388,7 @@ mod tests {
     use crate::approvals::{Snapshot, parse_entry};
     use crate::decision::{Approvals, Inputs, decide};
     use crate::policy::{PolicySet, parse_policies};
+    use jiff::SignedDuration;
     use std::sync::Arc;
 
     const POLICY: &str = r#"

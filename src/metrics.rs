@@ -53,16 +53,18 @@ pub struct Metrics {
     events: Family<EventLabels, Counter>,
     pending_by_age: Family<AgeLabels, Gauge>,
     expiring_soon: Gauge,
-    /// The lead time of `expiring_soon`.
-    expiry_lead: std::sync::atomic::AtomicI64,
+    /// Seconds before its expiry within which an active approval counts as expiring soon.
+    expiry_lead: i64,
     cert_expiry: Gauge,
     audit_sequence: Gauge,
     break_glass_unreviewed: Gauge,
     break_glass_overdue: Gauge,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl Metrics {
+    /// The metrics of one server; an active approval within `expiry_lead` of its expiry
+    /// counts as expiring soon.
+    pub fn new(expiry_lead: jiff::SignedDuration) -> Self {
         let mut registry = Registry::with_prefix("jitgate");
         let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
@@ -147,7 +149,7 @@ impl Default for Metrics {
             events,
             pending_by_age,
             expiring_soon,
-            expiry_lead: std::sync::atomic::AtomicI64::new(crate::notify::EXPIRY_LEAD.as_secs()),
+            expiry_lead: expiry_lead.as_secs(),
             cert_expiry,
             audit_sequence,
             break_glass_unreviewed,
@@ -179,12 +181,6 @@ impl Metrics {
         self.latency.observe(took.as_secs_f64());
     }
 
-    /// The lead time within which an active approval counts as expiring soon.
-    pub fn set_expiry_lead(&self, lead: jiff::SignedDuration) {
-        self.expiry_lead
-            .store(lead.as_secs(), std::sync::atomic::Ordering::Relaxed);
-    }
-
     pub fn event_emitted(&self) {
         self.events
             .get_or_create(&EventLabels { outcome: "emitted" })
@@ -214,8 +210,7 @@ impl Metrics {
             View::NotLoaded => None,
         };
         let now = Timestamp::now();
-        let lead =
-            jiff::SignedDuration::from_secs(self.expiry_lead.load(std::sync::atomic::Ordering::Relaxed));
+        let lead = jiff::SignedDuration::from_secs(self.expiry_lead);
         // One pass over the approvals: each one's state, the pending ones by age, and the
         // active ones about to expire.
         let (mut active, mut pending, mut expired) = (0usize, 0usize, 0usize);

@@ -1,6 +1,6 @@
 //! Refusals: answers the server gives when it cannot decide, or cannot stand behind a
 //! decision. They are not policy outcomes (those are [`crate::decision::Reason`]s); each
-//! is rendered as a Kubernetes `Status` in one place ([`crate::admission::Status::of`])
+//! is rendered as a Kubernetes `Status` in one place ([`crate::respond::status`])
 //! and recorded like any other answer.
 //!
 //! Before a review is read, a refusal is an HTTP 4xx whose body is the `Status`. After,
@@ -39,7 +39,7 @@ pub enum Refusal {
 impl Refusal {
     /// What an engineer reads when a review that was read is refused: the operation or
     /// verb, the resource, the code, and that they may retry.
-    pub fn about(&self, req: crate::decision::Request<'_, '_>) -> String {
+    pub fn about(&self, req: crate::request::Request<'_, '_>) -> String {
         format!(
             "jitgate: {} of {} refused ({}): {self}. Retry shortly; tell the cluster operators if this persists.",
             req.verb(),

@@ -174,7 +174,7 @@ fn model_allows(r: &Req, policies: &PolicySet, approvals: &[Arc<Approval>]) -> b
         resource,
         sub_resource: sub,
         namespace: ns,
-        operation: jitgate::admission::Operation::ALL
+        operation: jitgate::operation::Operation::ALL
             .into_iter()
             .find(|o| o.as_str() == op)
             .unwrap(),
@@ -240,7 +240,7 @@ proptest! {
         if d.allowed() && d.code() == Code::Approved {
             prop_assert!(d.approval().is_some());
         }
-        let response = jitgate::admission::respond(&request, &d);
+        let response = jitgate::respond::admission(&request, &d);
         prop_assert_eq!(response.uid.as_str(), "uid-p");
         prop_assert!(!serde_json::to_string(&response).unwrap().contains("c2VjcmV0"));
     }
@@ -256,7 +256,7 @@ proptest! {
         let policies = PolicySet::new(parse_policies(POLICIES, "p.yaml").unwrap()).unwrap();
         let inputs = Inputs { policies: &policies, approvals: Approvals::NotLoaded, now: now() };
         let d = decide(&request, &inputs);
-        prop_assert_eq!(jitgate::admission::respond(&request, &d).uid, uid);
+        prop_assert_eq!(jitgate::respond::admission(&request, &d).uid, uid);
     }
 }
 

@@ -140,7 +140,7 @@ fuzz_target!(|e: Edit| {
     let req = decode(body.as_bytes()).unwrap();
     let inputs = Inputs { policies: &POLICIES, approvals: Approvals::Loaded(&SNAPSHOT), now: *NOW };
     let decision = decide(&req, &inputs);
-    assert_eq!(jitgate::admission::respond(&req, &decision).allowed, decision.allowed());
+    assert_eq!(jitgate::respond::admission(&req, &decision).allowed, decision.allowed());
     let Reason::LedgerAccepted { changes } = decision.reason else { return };
     for change in changes {
         if change.action == Action::BreakGlass {

@@ -41,7 +41,7 @@ fuzz_target!(|body: &[u8]| {
         assert_eq!(&*a.namespace, req.namespace.as_str());
         assert_eq!(&*a.resource, req.resource.resource.as_str());
     }
-    let response = jitgate::admission::respond(&req, &d);
+    let response = jitgate::respond::admission(&req, &d);
     assert_eq!(response.uid, req.uid);
     assert_eq!(response.allowed, d.allowed());
     let _ = jitgate::audit::DecisionRecord::decided(&req, Some(req.uid.clone()), &d, 1).to_line();

@@ -1,7 +1,7 @@
 //! One approval: a key of an approvals ConfigMap's `data`, whose value is a YAML mapping.
 //! An entry that does not parse, or that is ambiguous, is refused whole: it never grants.
 
-use crate::admission::{OpSet, Operation};
+use crate::operation::{OpSet, Operation};
 use crate::signing::{Checked, Signature};
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -134,7 +134,7 @@ impl Approval {
             resource: &self.resource,
             sub_resource: &self.sub_resource,
             namespace: &self.namespace,
-            operations: self.operations.unwrap_or(crate::admission::OpSet::ALL),
+            operations: self.operations.unwrap_or(crate::operation::OpSet::ALL),
         }
     }
 
@@ -374,7 +374,7 @@ pub fn parse_entry_in(id: &str, text: &str, names: &mut Names) -> Result<Approva
             (time("expiresAt", t)?, None)
         }
         (None, Some(d)) => {
-            let d = crate::policy::parse_duration(d).map_err(|e| fail(format!("for: {e}")))?;
+            let d = crate::duration::parse_duration(d).map_err(|e| fail(format!("for: {e}")))?;
             if approved_at.is_none() && !raw.approved_by.is_empty() {
                 return Err(fail(
                     "approvedAt is missing: a for: entry's clock starts when its last approver signs, \

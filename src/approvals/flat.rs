@@ -11,7 +11,7 @@
 //! would: the property test below holds it to that.
 
 use super::entry::RawEntry;
-use crate::admission::Operation;
+use crate::operation::Operation;
 use serde::Deserialize;
 use serde::de::value::{Error as ValueError, StrDeserializer};
 

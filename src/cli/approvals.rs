@@ -6,7 +6,7 @@
 
 use super::{InboxArgs, LedgerArgs, ListArgs, RequestArgs, WaitArgs};
 use crate::approvals::{Approval, EntryError, LABEL, State, Subject, parse_entry, state_of, suggested_key};
-use crate::explain::human;
+use crate::duration::human;
 use crate::policy::{PolicySet, parse_policies};
 use crate::signing::{Checked, Signers};
 use jiff::Timestamp;
@@ -262,7 +262,7 @@ impl Ledger {
             0 => Err(CliError::Usage(format!(
                 "no approval entry {id:?} in namespace {}; `{} list` shows them",
                 self.args.approvals_namespace,
-                crate::cli::program()
+                crate::program::name()
             ))),
             1 => Ok(found.remove(0)),
             _ => Err(CliError::Usage(format!(
@@ -337,7 +337,7 @@ impl Ledger {
                 self.args.configmap,
                 describe_scope(entry),
                 until(entry),
-                crate::cli::program()
+                crate::program::name()
             ));
         }
         Ok(out)
@@ -540,7 +540,7 @@ impl Ledger {
                 ["ID", "FOR", "SCOPE", "APPROVERS", "AGE", "REASON"],
                 &rows,
             );
-            out.push_str(&format!("approve with: {} approve ID\n", crate::cli::program()));
+            out.push_str(&format!("approve with: {} approve ID\n", crate::program::name()));
         }
         Ok(out)
     }
@@ -560,7 +560,7 @@ impl Ledger {
             if table != shown {
                 print!(
                     "\x1b[2J\x1b[H{}: inbox of {}, {}\n{table}",
-                    crate::cli::program(),
+                    crate::program::name(),
                     me.0,
                     Timestamp::now()
                 );
@@ -679,7 +679,7 @@ impl Ledger {
                 return Err(CliError::Usage(format!(
                     "the signed copy is not of {} as it stands in the cluster: its terms differ, so its signatures would not verify; ask for a signature of the current entry ({} export {})",
                     doc.id(),
-                    crate::cli::program(),
+                    crate::program::name(),
                     doc.id()
                 )));
             }
@@ -1005,7 +1005,7 @@ fn drafts_from_file(
         if !a.approved_by.is_empty() {
             return Err(CliError::Usage(format!(
                 "{key:?}: a request carries no approvers; approvers run {} approve",
-                crate::cli::program()
+                crate::program::name()
             )));
         }
         if a.expires_at <= now {

@@ -121,28 +121,10 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// How the person typed this program: `kubectl jitgate` when it runs as the kubectl
-/// plugin (installed as `kubectl-jitgate`), else `jitgate`. Hints name commands this way.
-pub fn program() -> &'static str {
-    static PROGRAM: std::sync::LazyLock<&'static str> = std::sync::LazyLock::new(|| {
-        let invoked_as = std::env::args_os().next().and_then(|a| {
-            std::path::Path::new(&a)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-        });
-        if invoked_as.as_deref() == Some("kubectl-jitgate") {
-            "kubectl jitgate"
-        } else {
-            "jitgate"
-        }
-    });
-    *PROGRAM
-}
-
 /// Parses the command line. Installed as `kubectl-jitgate`, the binary is a kubectl plugin,
 /// and its help says `kubectl jitgate`.
 pub fn parse() -> Cli {
-    let command = Cli::command().bin_name(program());
+    let command = Cli::command().bin_name(crate::program::name());
     let matches = command.get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }

@@ -15,7 +15,7 @@ pub mod audit;
 mod commands;
 pub mod offline;
 
-pub use commands::{parse, program, run};
+pub use commands::{parse, run};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -163,7 +163,7 @@ pub struct WaitArgs {
     /// The entry: KEY, or CONFIGMAP/KEY.
     pub id: String,
     /// Give up after this long (exit 3); default: until the request expires.
-    #[arg(long, value_name = "DURATION", value_parser = crate::policy::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_duration)]
     pub timeout: Option<jiff::SignedDuration>,
     #[command(flatten)]
     pub ledger: LedgerArgs,
@@ -230,7 +230,7 @@ pub struct RequestArgs {
     pub change: Option<String>,
     /// How long the approval should last, from now (or, with --once-approved, from the
     /// moment its last approver signs).
-    #[arg(long = "for", value_name = "DURATION", default_value = "30m", value_parser = crate::policy::parse_duration)]
+    #[arg(long = "for", value_name = "DURATION", default_value = "30m", value_parser = crate::duration::parse_duration)]
     pub duration: jiff::SignedDuration,
     /// Start the --for clock when the last approver signs (`for:` in the entry) rather
     /// than now: the time spent waiting for approval is not lost.
@@ -326,7 +326,7 @@ fn parse_time(text: &str) -> Result<jiff::Timestamp, String> {
     if let Ok(t) = text.parse::<jiff::Timestamp>() {
         return Ok(t);
     }
-    let ago = crate::policy::parse_duration(text)
+    let ago = crate::duration::parse_duration(text)
         .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor a duration such as 2h"))?;
     jiff::Timestamp::now().checked_sub(ago).map_err(|e| e.to_string())
 }
@@ -506,7 +506,7 @@ pub struct ServeArgs {
         value_name = "DURATION",
         env = "JITGATE_EXPIRY_WARNING",
         default_value = "10m",
-        value_parser = crate::policy::parse_duration
+        value_parser = crate::duration::parse_duration
     )]
     pub expiry_warning: jiff::SignedDuration,
 }
@@ -519,7 +519,7 @@ fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::policy::parse_duration(text).and_then(|d| Duration::try_from(d).map_err(|e| e.to_string()))
+    crate::duration::parse_duration(text).and_then(|d| Duration::try_from(d).map_err(|e| e.to_string()))
 }
 
 impl From<ServeArgs> for ServeConfig {

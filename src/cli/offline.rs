@@ -82,7 +82,7 @@ pub fn read_entry(e: &EntryFile) -> Result<EntryDoc, String> {
             _ => {
                 return Err(format!(
                     "{shown}: the ConfigMap must hold exactly one entry (export one with {} export ID)",
-                    super::program()
+                    crate::program::name()
                 ));
             }
         };

@@ -14,8 +14,9 @@ mod tests;
 pub use rules::Grace;
 pub use signers::SignerChange;
 
-use crate::admission::{AdmissionRequest, Operation};
+use crate::admission::AdmissionRequest;
 use crate::approvals::{self, Approval};
+use crate::operation::Operation;
 use crate::policy::PolicySet;
 use crate::signing::Signers;
 use jiff::Timestamp;

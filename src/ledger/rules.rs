@@ -177,7 +177,7 @@ impl Judge<'_> {
                     LedgerRule::ApproverNotAllowed,
                     format!(
                         "its policies ask for levels of approvers: say which of your groups you approve as, approvedAs: {{{me:?}: [GROUP]}} ({} approve writes it)",
-                        crate::cli::program()
+                        crate::program::name()
                     ),
                 ));
             }
@@ -230,8 +230,8 @@ impl Judge<'_> {
                     LedgerRule::ExpiryTooFar,
                     format!(
                         "for: {} is longer than {}, the most its policies allow",
-                        crate::explain::human(d),
-                        crate::explain::human(max)
+                        crate::duration::human(d),
+                        crate::duration::human(max)
                     ),
                 ));
             }
@@ -253,7 +253,7 @@ impl Judge<'_> {
                 format!(
                     "expiresAt {} is more than {} from now, the most its policies allow; use {} or earlier",
                     a.expires_at,
-                    crate::explain::human(max),
+                    crate::duration::human(max),
                     (self.now + max).strftime("%Y-%m-%dT%H:%M:%SZ")
                 ),
             ));

@@ -4,7 +4,8 @@
 //! to say: cluster admins only, as the manifests ship.
 
 use super::{LedgerRule, Violation};
-use crate::admission::{AdmissionRequest, Operation};
+use crate::admission::AdmissionRequest;
+use crate::operation::Operation;
 use crate::signing::signers::{SIGNERS_LABEL, is_labelled, parse_signer};
 use k8s_openapi::api::core::v1::ConfigMap;
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! name patterns (so that what is rendered matches exactly what [`Pattern`] matches), and
 //! their rules, for admission requests and authorization reviews alike.
 
-use crate::admission::OpSet;
+use crate::operation::OpSet;
 use crate::pattern::Pattern;
 use crate::policy::{Rule, Sub};
 

@@ -74,7 +74,7 @@ pub fn webhook_configuration(policies: &PolicySet, target: &Service<'_>) -> Vali
             let admission = rule.operations.admission();
             let operations = if admission.is_empty() {
                 continue;
-            } else if admission == crate::admission::OpSet::ADMISSION {
+            } else if admission == crate::operation::OpSet::ADMISSION {
                 vec!["*".to_string()]
             } else {
                 admission.iter().map(|o| o.as_str().to_string()).collect()
@@ -188,7 +188,7 @@ fn policy_gates(policy: &Policy) -> Option<String> {
             cel::rule(
                 &FIELDS,
                 r,
-                (ops != crate::admission::OpSet::ADMISSION).then_some(ops),
+                (ops != crate::operation::OpSet::ADMISSION).then_some(ops),
             )
         })
         .collect();
@@ -272,7 +272,7 @@ pub fn policies_configmap_yaml(dir: &Path, namespace: &str) -> Result<String, Po
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admission::Operation;
+    use crate::operation::Operation;
     use crate::policy::Target as Request;
     use crate::sync::policies::load_dir;
 

@@ -234,7 +234,7 @@ pub fn due(snapshot: &Snapshot, policies: &PolicySet, now: Timestamp, lead: Sign
                     who(a),
                     scope(a),
                     a.expires_at,
-                    crate::explain::human(left.max(SignedDuration::from_mins(1)))
+                    crate::duration::human(left.max(SignedDuration::from_mins(1)))
                 ),
             ));
         } else if state == State::Expired {
@@ -323,7 +323,7 @@ pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
         // The object an admission review names, unless it is being created (it does not
         // exist yet). A subresource's kind is its options' or its scale's; the object is
         // the parent, whose kind is known for the subresources policies gate.
-        Request::Admission(r) if !r.name.is_empty() && r.operation != crate::admission::Operation::Create => {
+        Request::Admission(r) if !r.name.is_empty() && r.operation != crate::operation::Operation::Create => {
             let kind = if r.sub_resource.is_empty() {
                 Some(r.kind.kind.as_str()).filter(|k| !k.is_empty())
             } else {

@@ -2,9 +2,9 @@
 //! one or an impossible value is an error that names the file, the document and the reason.
 
 use super::{BreakGlass, Enforcement, Level, Policy, ResourcePattern, Rule};
-use crate::admission::{OpSet, Operation};
+use crate::duration::parse_duration;
+use crate::operation::{OpSet, Operation};
 use crate::pattern::Pattern;
-use jiff::SignedDuration;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -314,20 +314,10 @@ fn compile_rule(raw: RawRule) -> Result<Rule, String> {
     })
 }
 
-/// A positive duration such as `4h`, `30m` or `1h30m`.
-pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
-    let d: SignedDuration = text
-        .parse()
-        .map_err(|e| format!("{text:?} is not a duration like 4h or 30m: {e}"))?;
-    if d <= SignedDuration::ZERO {
-        return Err(format!("{text:?} must be longer than zero"));
-    }
-    Ok(d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jiff::SignedDuration;
 
     const GOOD: &str = r#"
 apiVersion: jitgate.dev/v1alpha1

@@ -12,10 +12,10 @@ mod store;
 
 pub use levels::{Level, Unmet, merge as merge_levels, unmet};
 
-pub use load::{PolicyError, parse_duration, parse_policies};
+pub use load::{PolicyError, parse_policies};
 pub use store::PolicyStore;
 
-use crate::admission::{OpSet, Operation};
+use crate::operation::{OpSet, Operation};
 use crate::pattern::{self, Pattern};
 use jiff::SignedDuration;
 use std::collections::HashMap;

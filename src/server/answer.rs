@@ -9,11 +9,12 @@
 
 use super::AppState;
 use super::transport::{self, json};
-use crate::admission::{self, AdmissionRequest, Status};
+use crate::admission::{self, AdmissionRequest};
 use crate::approvals::View;
 use crate::audit::{ApprovalRecord, Coordinates, DecisionRecord, Review, Sealed, SignerRecord};
 use crate::decision::{self, Approvals, Decision, Inputs, Reason, Request as Asked};
 use crate::refusal::Refusal;
+use crate::respond;
 use crate::usage::UsageError;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -44,7 +45,7 @@ pub(super) async fn validate(State(state): State<Arc<AppState>>, request: Reques
     let (decision, refusal) = spend_use(&state, &req.uid, req.dry_run, decide(&state, &req), deadline).await;
     let (answer, record, then) = match refusal {
         None => {
-            let response = admission::respond(&req, &decision);
+            let response = respond::admission(&req, &decision);
             let record = DecisionRecord::decided(&req, Some(req.uid.clone()), &decision, micros(started));
             (Ok(response), record, approval_records(&req, &decision))
         }
@@ -61,13 +62,13 @@ pub(super) async fn validate(State(state): State<Arc<AppState>>, request: Reques
         then,
         deadline,
         started,
-        |refusal| admission::refused(&req, refusal),
+        |refusal| respond::admission_refused(&req, refusal),
     )
     .await;
     if answered.as_decided && !req.dry_run {
         state.notices.answered((&req).into(), &decision, &state.metrics);
     }
-    response.audit_annotations = admission::audit_annotations(
+    response.audit_annotations = respond::audit_annotations(
         answered.decision,
         answered.reason,
         &answered.policy,
@@ -279,7 +280,7 @@ pub(super) async fn refuse_body(
         review = review.event(),
         "request refused before a review was read"
     );
-    let status = Status::of(&refusal, None);
+    let status = respond::status(&refusal, None);
     let record = DecisionRecord::refused(
         review,
         uid,

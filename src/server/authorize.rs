@@ -12,6 +12,7 @@ use super::transport::{self, json};
 use crate::audit::{DecisionRecord, Review};
 use crate::authorization;
 use crate::refusal::Refusal;
+use crate::respond;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -38,7 +39,7 @@ pub(super) async fn authorize(State(state): State<Arc<AppState>>, request: Reque
     let (decision, refusal) = spend_use(&state, &id, req.is_probe(), decide(&state, &req), deadline).await;
     let (answer, record) = match refusal {
         None => {
-            let status = authorization::respond(&req, &decision);
+            let status = respond::access(&req, &decision);
             let record = DecisionRecord::decided(&req, Some(id.clone()), &decision, micros(started));
             (Ok(status), record)
         }
@@ -55,7 +56,7 @@ pub(super) async fn authorize(State(state): State<Arc<AppState>>, request: Reque
         Vec::new(),
         deadline,
         started,
-        |refusal| authorization::refused(&req, refusal),
+        |refusal| respond::access_refused(&req, refusal),
     )
     .await;
     if answered.as_decided && !req.is_probe() {

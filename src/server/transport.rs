@@ -78,7 +78,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 pub fn deadline(query: Option<&str>, started: Instant) -> Instant {
     let timeout = query
         .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("timeout=")))
-        .and_then(|t| crate::policy::parse_duration(t).ok())
+        .and_then(|t| crate::duration::parse_duration(t).ok())
         .and_then(|d| Duration::try_from(d).ok())
         .unwrap_or(Duration::from_secs(10));
     let margin = (timeout / 4).max(Duration::from_millis(100)).min(timeout);
