@@ -227,7 +227,7 @@ pub struct AdmissionResponse {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     /// Written into the API server's audit event for the request, each key prefixed with
-    /// the webhook's name (`gate.jitgate.dev/decision`): see [`audit_annotations`].
+    /// the webhook's name (`gate.jitgate.dev/decision`): see [`crate::respond::audit_annotations`].
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub audit_annotations: std::collections::BTreeMap<&'static str, String>,
 }

@@ -1,13 +1,16 @@
 //! jitgate: a Kubernetes validating admission webhook that denies gated operations unless
 //! a live, just-in-time approval matches them.
 //!
-//! The request path: [`server`] checks the transport, [`admission`] decodes the review,
+//! The request path, layer by layer (each imports only the layers under it; `.ci/cycles.py`
+//! checks): [`server`] checks the transport and runs one pipeline for both reviews;
+//! [`admission`] and [`authorization`] decode the two wire formats into a [`request`];
 //! [`decision::decide`] decides it from the [`policy`] set and the [`approvals`] (pure, no
-//! I/O; edits of the approvals ConfigMaps are judged by the [`ledger`] there too),
-//! [`admission::respond`] turns the decision into the response (words from [`explain`]),
-//! [`audit`] records what is answered, and a failure of the server's own is a
-//! [`refusal::Refusal`]. [`sync`] follows the approvals and policies; [`app`] wires it all
-//! together; [`cli`] and [`check`] are the command line.
+//! I/O; edits of the approvals ConfigMaps are judged by the [`ledger`] there too);
+//! [`respond`] turns the decision, or a [`refusal::Refusal`] of the server's own, into the
+//! response (words from [`explain`]); [`audit`] records what is answered before it is sent.
+//! [`sync`] follows the approvals, policies and signers; [`app`] wires it all together;
+//! [`cli`] and [`check`] are the command line. [`operation`], [`duration`] and
+//! [`program`] are leaves that everything may use.
 
 pub mod admission;
 pub mod app;

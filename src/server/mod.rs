@@ -1,11 +1,9 @@
 //! HTTP over TLS: the routes and what they share ([`AppState`]), the transport checks on
-//! a review's body (`transport`), the `/validate` handler that decides, records and
-//! answers (`answer`), the `/authorize` handler that does the same for reads
-//! (`authorize`), and the accept loop (`listen`).
+//! a review's body (`transport`), the one pipeline that reads, decides, records and
+//! answers both `/validate` and `/authorize` (`pipeline`), and the accept loop (`listen`).
 
-mod answer;
-mod authorize;
 mod listen;
+mod pipeline;
 mod transport;
 
 pub use listen::{MAX_CONNECTIONS, serve};
@@ -18,10 +16,11 @@ use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
 use crate::usage::UsageLedger;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use pipeline::{Admission, Authorization, Wire};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -48,8 +47,8 @@ impl AppState {
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/validate", post(answer::validate).fallback(answer::wrong_method))
-        .route("/authorize", post(authorize::authorize).fallback(authorize::wrong_method))
+        .route("/validate", post(validate).fallback(not_post::<Admission>))
+        .route("/authorize", post(authorize).fallback(not_post::<Authorization>))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -61,6 +60,20 @@ pub fn router(state: Arc<AppState>) -> Router {
             ))
         })
         .with_state(state)
+}
+
+/// An AdmissionReview: a write or a CONNECT.
+async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    pipeline::handle::<Admission>(&state, request).await
+}
+
+/// A SubjectAccessReview: a read (or something jitgate has no opinion on).
+async fn authorize(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    pipeline::handle::<Authorization>(&state, request).await
+}
+
+async fn not_post<W: Wire>(State(state): State<Arc<AppState>>) -> Response {
+    pipeline::wrong_method::<W>(&state).await
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
