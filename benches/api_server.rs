@@ -1,12 +1,12 @@
 //! Through a Kubernetes API server: gated, approved updates sent to the test API server in
-//! `tests/support` (which calls jitgate's gate webhook over one kept-alive HTTPS
+//! `tests/it/support` (which calls jitgate's gate webhook over one kept-alive HTTPS
 //! connection before storing, as a real API server calls a webhook Service), with the
 //! webhook and without it, interleaved request by request. Reports what jitgate adds to
 //! each request at p50 and p99.
 //!
 //! `cargo bench --bench api_server [-- REQUESTS]` (default 4000: half with the webhook)
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use hyper::{Method, StatusCode};

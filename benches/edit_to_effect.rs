@@ -6,7 +6,7 @@
 //! `cargo bench --bench edit_to_effect [-- ROUNDS]` prints the median, p99 and maximum for
 //! cluster mode and file mode.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

@@ -1,8 +1,8 @@
 //! `GET /metrics`: every metric moves as the gate is driven.
 
-mod support;
+use crate::support;
 
-use support::*;
+use crate::support::*;
 
 /// The value of the series `name` (with exactly these labels, in the order exposed).
 fn value(text: &str, series: &str) -> Option<f64> {

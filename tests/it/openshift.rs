@@ -2,11 +2,9 @@
 //! restricted-v2 SCC (no fixed UID or GID anywhere), takes its serving certificate and CA
 //! bundle from the service CA operator, and routes OpenShift's workload kinds to jitgate.
 
-mod support;
-
+use crate::support::REPO;
 use serde_json::Value;
 use std::process::Command;
-use support::REPO;
 
 /// The overlay's objects, built by `kubectl kustomize` (the kustomize `oc` embeds).
 fn overlay() -> Vec<Value> {

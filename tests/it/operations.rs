@@ -1,13 +1,11 @@
 //! Running jitgate for years: certificates rotated under load, `jitgate certs` for clusters
 //! without cert-manager, and shutdowns that drop no request.
 
-mod support;
-
+use crate::support::*;
 use base64::Engine;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
 

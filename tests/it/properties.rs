@@ -5,7 +5,7 @@
 //! - decoding never panics, whatever the bytes, and every answer carries the uid it was sent;
 //! - every answer of the server, good input or bad, leaves exactly one decision record.
 
-mod support;
+use crate::support;
 
 use jiff::{SignedDuration, Timestamp};
 use jitgate::admission::decode;

@@ -1,12 +1,12 @@
 //! Hostile clients, faults, and secrets: jitgate sits in the path of every gated change with
 //! failurePolicy Fail, so it must neither hang, nor leak, nor grant what it should not.
 
-mod support;
+use crate::support;
 
+use crate::support::apiserver::ApiServer;
+use crate::support::*;
 use hyper::StatusCode;
 use std::time::Duration;
-use support::apiserver::ApiServer;
-use support::*;
 use tokio::io::AsyncWriteExt;
 
 const PATIENCE: Duration = Duration::from_secs(20);

@@ -2,15 +2,13 @@
 //! into the approvals file or the cluster, and the real server over TLS counting each
 //! signature as an approval by its signer, or saying why it does not. Levels of approvers.
 
-mod support;
-
+use crate::support::apiserver::{ApiServer, Run};
+use crate::support::*;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use support::apiserver::{ApiServer, Run};
-use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
 const PATIENCE: Duration = Duration::from_secs(15);

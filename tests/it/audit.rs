@@ -1,11 +1,9 @@
 //! The audit log as an auditor meets it: written by the real server under concurrent load,
 //! rotated, then checked and searched with `jitgate audit verify` and `jitgate audit query`.
 
-mod support;
-
+use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
 

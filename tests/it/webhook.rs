@@ -1,11 +1,11 @@
 //! The webhook over real TLS, called as the API server calls it: CA-verified, HTTP/1.1
 //! (every in-cluster `service` webhook) and HTTP/2 (a loopback URL negotiates it).
 
-mod support;
+use crate::support;
 
+use crate::support::*;
 use hyper::{Method, StatusCode};
 use serde_json::Value;
-use support::*;
 
 /// Approvals for the matrix below: one per key, each a near miss of alice's secret update
 /// except `good`.

@@ -1,13 +1,11 @@
 //! Precise approvals over the wire: single-use approvals counted across four replicas,
 //! dry runs, break-glass, policies in rollout (warn, dryrun), and change-pinned approvals.
 
-mod support;
-
+use crate::support::apiserver::ApiServer;
+use crate::support::*;
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
-use support::apiserver::ApiServer;
-use support::*;
 
 const PATIENCE: Duration = Duration::from_secs(15);
 const CAPTURED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission/captured");

@@ -3,12 +3,12 @@
 //! whole request, approve and revoke flow through the test API server with the guard in the
 //! loop.
 
-mod support;
+use crate::support;
 
+use crate::support::apiserver::ApiServer;
+use crate::support::*;
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::apiserver::ApiServer;
-use support::*;
 
 const CAPTURED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

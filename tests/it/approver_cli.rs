@@ -2,13 +2,11 @@
 //! users, against the test API server with jitgate's ledger guard in the loop, and as a
 //! kubectl plugin.
 
-mod support;
-
+use crate::support::apiserver::{ApiServer, Run};
+use crate::support::*;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-use support::apiserver::{ApiServer, Run};
-use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
 const PATIENCE: Duration = Duration::from_secs(15);

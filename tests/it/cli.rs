@@ -1,14 +1,12 @@
 //! The `jitgate` binary itself: `serve` on its embedded defaults in a fresh directory, and
 //! `check` on request files.
 
-mod support;
-
+use crate::support::*;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
 const CAPTURED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission/captured");

@@ -1,12 +1,10 @@
 //! Cluster mode, end to end: jitgate follows approvals ConfigMaps on a real HTTPS test API
 //! server through its kube client and a kubeconfig, exactly as it would follow a cluster.
 
-mod support;
-
+use crate::support::apiserver::ApiServer;
+use crate::support::*;
 use hyper::StatusCode;
 use std::time::Duration;
-use support::apiserver::ApiServer;
-use support::*;
 
 /// Patience for asynchronous effects; the edit-to-effect figure is measured by
 /// `cargo bench --bench edit_to_effect`, not asserted here.

@@ -2,11 +2,9 @@
 //! last good approvals, a bad entry is skipped while its neighbours work, and nothing is
 //! granted before the first load.
 
-mod support;
-
+use crate::support::*;
 use hyper::StatusCode;
 use std::time::Duration;
-use support::*;
 
 /// Long enough for any machine; the figure the user cares about (edit to effect) is
 /// printed and measured by the benchmark, not asserted here.

@@ -6,11 +6,9 @@
 //! a Secret, a minted service account token, a RoleBinding to oneself, OpenShift's own
 //! workload kinds), each with a controller of the control plane still let through.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{Value, json};
 use std::path::Path;
-use support::*;
 
 const CAPTURED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission/captured");
 

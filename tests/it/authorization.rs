@@ -4,13 +4,11 @@
 //! the test API server, which asks jitgate before RBAC as a real one does, with an
 //! approval requested and granted by the `jitgate` CLI.
 
-mod support;
-
+use crate::support::apiserver::ApiServer;
+use crate::support::*;
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 use std::time::Duration;
-use support::apiserver::ApiServer;
-use support::*;
 
 const PATIENCE: Duration = Duration::from_secs(15);
 const CANARY: &str = "c2VjcmV0LWNhbmFyeS03MzQ2"; // base64 of a secret canary

@@ -2,12 +2,12 @@
 //! approved, revoked, about to expire, expired; a denial) becomes exactly one Event, and a
 //! storm of identical denials a bounded number.
 
-mod support;
+use crate::support;
 
+use crate::support::apiserver::ApiServer;
+use crate::support::*;
 use serde_json::Value;
 use std::time::Duration;
-use support::apiserver::ApiServer;
-use support::*;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 /// Longer than the writers' tick (1 s) several times over: time for a duplicate to appear if any
