@@ -33,19 +33,49 @@ pub struct AccessRequest {
 }
 
 impl AccessRequest {
-    /// The read this review asks about; `None` for a non-resource request or a verb that
-    /// is not a read (writes and CONNECTs are admission's).
-    pub fn read(&self) -> Option<Operation> {
+    /// What this review asks to do, as policies and approvals name it: a read verb
+    /// (`get`, `list`, `watch`), or the admission operation a write verb performs
+    /// (`create` a CREATE, `update` and `patch` an UPDATE, `delete` and `deletecollection` a
+    /// DELETE). Any verb on a connect subresource (`exec`, `attach`, `portforward`,
+    /// `proxy`) is a CONNECT: `kubectl exec` asks `get` (its WebSocket upgrade) and then
+    /// `create` on `pods/exec`. `None` for a non-resource request or another verb.
+    pub fn operation(&self) -> Option<Operation> {
         if self.non_resource_path.is_some() {
             return None;
         }
-        Operation::read_verb(&self.verb)
+        if CONNECT_SUBRESOURCES.contains(&self.sub_resource.as_str()) {
+            return Some(Operation::Connect);
+        }
+        match self.verb.as_str() {
+            "create" => Some(Operation::Create),
+            "update" | "patch" => Some(Operation::Update),
+            "delete" | "deletecollection" => Some(Operation::Delete),
+            verb => Operation::read_verb(verb),
+        }
     }
 
     /// True for a question rather than an access: `kubectl auth can-i` sends version
     /// `*`, which no real request carries. It is answered the same, and spends no use.
     pub fn is_probe(&self) -> bool {
         self.resource.version == "*"
+    }
+}
+
+/// The subresources through which a person reaches into a pod, a service or a node: the
+/// API server checks them as CONNECTs in admission, whatever the HTTP verb.
+pub const CONNECT_SUBRESOURCES: [&str; 4] = ["exec", "attach", "portforward", "proxy"];
+
+/// The authorization verbs by which a request performs `op`, as RBAC names them: what a
+/// grant of `op` must answer `allowed` for.
+pub fn verbs_of(op: Operation) -> &'static [&'static str] {
+    match op {
+        Operation::Create => &["create"],
+        Operation::Update => &["update", "patch"],
+        Operation::Delete => &["delete", "deletecollection"],
+        Operation::Connect => &["get", "create"],
+        Operation::Get => &["get"],
+        Operation::List => &["list"],
+        Operation::Watch => &["watch"],
     }
 }
 
@@ -170,7 +200,8 @@ pub fn decode(body: &[u8]) -> Result<AccessRequest, DecodeError> {
 /// The `status` of a SubjectAccessReview answer.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AccessStatus {
-    /// Always false: jitgate never grants what RBAC would not.
+    /// True only for a grant (a policy with `grant: true`); otherwise the next
+    /// authorizer decides, unless `denied`.
     pub allowed: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub denied: bool,
@@ -185,6 +216,25 @@ impl AccessStatus {
             allowed: false,
             denied: false,
             reason: String::new(),
+        }
+    }
+
+    /// No opinion, with a reason that the API server appends to RBAC's own refusal, if
+    /// RBAC refuses.
+    pub fn no_opinion_because(reason: String) -> Self {
+        AccessStatus {
+            allowed: false,
+            denied: false,
+            reason,
+        }
+    }
+
+    /// A grant: the API server allows the request without asking RBAC.
+    pub fn allow(reason: String) -> Self {
+        AccessStatus {
+            allowed: true,
+            denied: false,
+            reason,
         }
     }
 
@@ -249,7 +299,7 @@ mod tests {
     #[test]
     fn a_get_a_log_and_a_list_with_selectors_read_as_the_api_server_sent_them() {
         let get = decode(&fixture("secret-get-bob.json")).unwrap();
-        assert_eq!(get.read(), Some(Operation::Get));
+        assert_eq!(get.operation(), Some(Operation::Get));
         assert_eq!(
             (get.resource.resource.as_str(), get.name.as_str()),
             ("secrets", "db-pass")
@@ -260,21 +310,31 @@ mod tests {
         let log = decode(&fixture("pods-log-get-bob.json")).unwrap();
         assert_eq!((log.sub_resource.as_str(), log.name.as_str()), ("log", "shell"));
         let list = decode(&fixture("secret-list-labelselector-bob.json")).unwrap();
-        assert_eq!(list.read(), Some(Operation::List));
+        assert_eq!(list.operation(), Some(Operation::List));
         assert!(list.name.is_empty());
         let can_i = decode(&fixture("selfsar-secret-get-bob.json")).unwrap();
         assert!(can_i.is_probe());
         let exec = decode(&fixture("pods-exec-create-bob.json")).unwrap();
-        assert_eq!(exec.read(), None, "create of pods/exec is admission's (CONNECT)");
+        assert_eq!(
+            exec.operation(),
+            Some(Operation::Connect),
+            "create of pods/exec is a CONNECT"
+        );
+        let upgrade = decode(&fixture("pods-exec-get-bob.json")).unwrap();
+        assert_eq!(
+            upgrade.operation(),
+            Some(Operation::Connect),
+            "so is the get of its WebSocket upgrade"
+        );
     }
 
     #[test]
-    fn a_non_resource_request_is_never_a_read() {
+    fn a_non_resource_request_asks_for_no_operation() {
         let body = br#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview",
             "spec":{"nonResourceAttributes":{"path":"/healthz","verb":"get"},"user":"bob"}}"#;
         let req = decode(body).unwrap();
         assert_eq!(req.non_resource_path.as_deref(), Some("/healthz"));
-        assert_eq!(req.read(), None);
+        assert_eq!(req.operation(), None);
     }
 
     #[test]

@@ -89,6 +89,20 @@ fn rollout_warnings(req: Request<'_, '_>, d: &Decision) -> Vec<String> {
     ]
 }
 
+/// The reason given with a grant, which the API server records and `kubectl auth can-i`
+/// shows: which approval granted it, and until when.
+pub fn grant_reason(d: &Decision) -> String {
+    match d.approval() {
+        Some(a) => format!(
+            "jitgate: granted by approval {} (policy {}) until {}",
+            a.id,
+            d.policies().join(", "),
+            a.expires_at
+        ),
+        None => "jitgate: granted".to_string(),
+    }
+}
+
 /// The message of a denial. Every reason has its own words: this match has no catch-all
 /// arm, so a new reason cannot silently read as another.
 pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {

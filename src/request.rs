@@ -85,7 +85,7 @@ impl<'r> Request<'r, '_> {
     pub fn operation(&self) -> Option<Operation> {
         match *self {
             Request::Admission(r) => Some(r.operation),
-            Request::Access(r) => r.read(),
+            Request::Access(r) => r.operation(),
         }
     }
 

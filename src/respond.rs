@@ -17,10 +17,14 @@ use std::collections::BTreeMap;
 pub fn admission(req: &AdmissionRequest<'_>, d: &Decision) -> AdmissionResponse {
     match d.outcome() {
         Outcome::Deny => AdmissionResponse::deny(&req.uid, explain::denial_message(req.into(), d)),
-        Outcome::Allow | Outcome::Warn | Outcome::DryRun => AdmissionResponse {
-            warnings: explain::warnings(req.into(), d),
-            ..AdmissionResponse::allow(&req.uid)
-        },
+        // Grant and no opinion are the authorization webhook's alone: admission never
+        // decides them, and would allow.
+        Outcome::Allow | Outcome::Warn | Outcome::DryRun | Outcome::Grant | Outcome::NoOpinion => {
+            AdmissionResponse {
+                warnings: explain::warnings(req.into(), d),
+                ..AdmissionResponse::allow(&req.uid)
+            }
+        }
     }
 }
 
@@ -35,12 +39,18 @@ pub fn admission_refused(req: &AdmissionRequest<'_>, refusal: &Refusal) -> Admis
     }
 }
 
-/// The answer to a decided authorization review: a denial that explains itself, or no
-/// opinion (for an approved or ungated read, and for a policy in rollout, which lets it
-/// through).
+/// The answer to a decided authorization review: a denial that explains itself; a grant
+/// (a live approval under policies that grant covers it); no opinion with the reason a
+/// person reads after RBAC's own refusal (a write that no approval grants); or plain no
+/// opinion (an ungated read, one approved under policies that only take power away, and
+/// one under a policy in rollout, which lets it through).
 pub fn access(req: &AccessRequest, d: &Decision) -> AccessStatus {
     match d.outcome() {
         Outcome::Deny => AccessStatus::deny(explain::denial_message(Request::Access(req), d)),
+        Outcome::Grant => AccessStatus::allow(explain::grant_reason(d)),
+        Outcome::NoOpinion => {
+            AccessStatus::no_opinion_because(explain::denial_message(Request::Access(req), d))
+        }
         Outcome::Allow | Outcome::Warn | Outcome::DryRun => AccessStatus::no_opinion(),
     }
 }

@@ -57,10 +57,29 @@ pub struct Requirement {
     pub break_glass: Option<SignedDuration>,
     /// The strongest enforcement among the gating policies.
     pub enforcement: Enforcement,
+    /// How the answer goes, as far as it depends on how the request came.
+    pub via: Via,
+}
+
+/// How a request reached jitgate, as far as its answer depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// An admission review: jitgate allows or denies; RBAC has already decided.
+    Admission,
+    /// An authorization review of a read: jitgate denies, or has no opinion and RBAC
+    /// decides.
+    Read,
+    /// An authorization review of a read under policies that all grant: an approval
+    /// grants it (`allowed: true`), even to someone RBAC gives nothing.
+    GrantedRead,
+    /// An authorization review of a write or a CONNECT under policies that all grant: an
+    /// approval grants it; without one jitgate has no opinion (RBAC decides, and
+    /// admission gates the write as always), with its reason for the person to read.
+    GrantedWrite,
 }
 
 impl Requirement {
-    fn strictest(policies: &[&Policy], groups: &[String]) -> Self {
+    fn strictest(policies: &[&Policy], groups: &[String], via: Via) -> Self {
         let break_glass = policies
             .iter()
             .map(|p| {
@@ -84,6 +103,7 @@ impl Requirement {
                 .unwrap_or(SignedDuration::ZERO),
             break_glass,
             enforcement: policies.iter().map(|p| p.enforcement).max().unwrap_or_default(),
+            via,
         }
     }
 }
@@ -195,7 +215,19 @@ pub fn decide<'r, 'a: 'r>(req: impl Into<Request<'r, 'a>>, inputs: &Inputs<'_>) 
 
 /// Decides a request the policies may gate.
 fn gate(req: Request<'_, '_>, target: &Target<'_>, inputs: &Inputs<'_>) -> Reason {
-    let matching = inputs.policies.gating(target);
+    let mut matching = inputs.policies.gating(target);
+    let via = match req {
+        Request::Admission(_) => Via::Admission,
+        // Through the authorization webhook a write is only ever granted: admission gates
+        // it whatever the answer here, so only the policies that grant have a say.
+        Request::Access(_) if !target.operation.is_read() => {
+            matching.retain(|p| p.grant);
+            Via::GrantedWrite
+        }
+        // A read is granted only when every policy that gates it grants.
+        Request::Access(_) if !matching.is_empty() && matching.iter().all(|p| p.grant) => Via::GrantedRead,
+        Request::Access(_) => Via::Read,
+    };
     if matching.is_empty() {
         return Reason::NotGated;
     }
@@ -211,7 +243,7 @@ fn gate(req: Request<'_, '_>, target: &Target<'_>, inputs: &Inputs<'_>) -> Reaso
             policies: matching.iter().map(|p| p.name.clone()).collect(),
         };
     }
-    let requirement = Requirement::strictest(&gating, groups);
+    let requirement = Requirement::strictest(&gating, groups, via);
     let snapshot = match inputs.approvals {
         Approvals::Loaded(snapshot) => snapshot,
         Approvals::NotLoaded => return Reason::ApprovalsUnavailable { requirement },
@@ -246,7 +278,15 @@ fn gate(req: Request<'_, '_>, target: &Target<'_>, inputs: &Inputs<'_>) -> Reaso
     // spent while it lasts), then the one that lasts longest.
     let best = candidates
         .into_iter()
-        .map(|a| (judge(&a, user, &requirement, fingerprint, inputs.now), a))
+        .map(|a| {
+            // A granted write is authorized before its object is known: the pin is held
+            // to when admission sees the change.
+            let change = match via {
+                Via::GrantedWrite => a.change.as_deref(),
+                _ => fingerprint,
+            };
+            (judge(&a, user, &requirement, change, inputs.now), a)
+        })
         .max_by(|(v1, a1), (v2, a2)| {
             v1.cmp(v2)
                 .then(a2.max_uses.is_some().cmp(&a1.max_uses.is_some()))

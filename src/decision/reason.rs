@@ -1,7 +1,7 @@
 //! Why a request was allowed or denied ([`Reason`]), its stable code ([`Code`]) and the
 //! answer it makes ([`Outcome`]).
 
-use super::Requirement;
+use super::{Requirement, Via};
 use crate::approvals::Approval;
 use crate::change::Change;
 use crate::ledger::{self, LedgerChange, Violation};
@@ -10,13 +10,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What the answer is: `warn` and `dryrun` are denials that a policy in rollout lets
-/// through.
+/// through; `grant` and `no_opinion` are answers of the authorization webhook alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Allow,
     Deny,
     Warn,
     DryRun,
+    /// jitgate itself authorizes the request (`allowed: true`): a live approval under
+    /// policies that grant covers it, whatever RBAC says.
+    Grant,
+    /// Neither granted nor denied: RBAC decides (a write that no approval grants; the
+    /// admission webhook still gates it).
+    NoOpinion,
 }
 
 impl Outcome {
@@ -26,6 +32,8 @@ impl Outcome {
             Outcome::Deny => "deny",
             Outcome::Warn => "warn",
             Outcome::DryRun => "dryrun",
+            Outcome::Grant => "grant",
+            Outcome::NoOpinion => "no_opinion",
         }
     }
 }
@@ -248,6 +256,11 @@ impl Reason {
     /// in rollout (`warn`, `dryrun`), when it goes through, marked so.
     pub fn outcome(&self) -> Outcome {
         match self {
+            Reason::Approved { requirement, .. } | Reason::BreakGlass { requirement, .. }
+                if matches!(requirement.via, Via::GrantedRead | Via::GrantedWrite) =>
+            {
+                Outcome::Grant
+            }
             Reason::NotGated
             | Reason::Exempt { .. }
             | Reason::Approved { .. }
@@ -256,10 +269,11 @@ impl Reason {
             | Reason::SignersChanged { .. } => Outcome::Allow,
             Reason::LedgerRefused { .. } => Outcome::Deny,
             // Every other reason is a gated denial; without a requirement, it is denied.
-            denial => match denial.requirement().map(|r| r.enforcement) {
-                Some(Enforcement::Warn) => Outcome::Warn,
-                Some(Enforcement::DryRun) => Outcome::DryRun,
-                Some(Enforcement::Deny) | None => Outcome::Deny,
+            denial => match denial.requirement().map(|r| (r.via, r.enforcement)) {
+                Some((Via::GrantedWrite, _)) => Outcome::NoOpinion,
+                Some((_, Enforcement::Warn)) => Outcome::Warn,
+                Some((_, Enforcement::DryRun)) => Outcome::DryRun,
+                Some((_, Enforcement::Deny)) | None => Outcome::Deny,
             },
         }
     }

@@ -74,18 +74,34 @@ const FIELDS: cel::Fields = cel::Fields {
     verb: "request.resourceAttributes.verb",
 };
 
-/// One CEL clause per rule that gates reads: its groups, resources and subresources, and
-/// the read verbs it gates. `false` when no policy gates a read.
+/// One CEL clause per rule that gates reads, with the read verbs it gates, and per rule
+/// of a policy that grants, with the verbs of the writes and CONNECTs it gates as well
+/// ([`crate::authorization::verbs_of`]). `false` when no policy gates a read or grants.
 pub fn gated_reads(policies: &PolicySet) -> String {
     let mut clauses: Vec<String> = Vec::new();
-    for rule in policies.iter().flat_map(|p| &p.rules) {
-        let reads = rule.operations.reads();
-        if reads.is_empty() {
-            continue;
-        }
-        let clause = cel::rule(&FIELDS, rule, Some(reads));
-        if !clauses.contains(&clause) {
-            clauses.push(clause);
+    for policy in policies.iter() {
+        for rule in &policy.rules {
+            let ops = if policy.grant {
+                rule.operations
+            } else {
+                rule.operations.reads()
+            };
+            let mut verbs: Vec<&str> = Vec::new();
+            for verb in ops
+                .iter()
+                .flat_map(|op| crate::authorization::verbs_of(op).iter())
+            {
+                if !verbs.contains(verb) {
+                    verbs.push(verb);
+                }
+            }
+            if verbs.is_empty() {
+                continue;
+            }
+            let clause = cel::rule(&FIELDS, rule, Some(verbs));
+            if !clauses.contains(&clause) {
+                clauses.push(clause);
+            }
         }
     }
     if clauses.is_empty() {
@@ -95,7 +111,8 @@ pub fn gated_reads(policies: &PolicySet) -> String {
     }
 }
 
-/// The configuration: Node, then jitgate for the reads its policies gate, then RBAC.
+/// The configuration: Node, then jitgate for the reads its policies gate (and what the
+/// policies that grant cover), then RBAC.
 pub fn configuration(policies: &PolicySet, jitgate_namespace: &str) -> AuthorizationConfiguration {
     let mut never: Vec<String> = NEVER_GATED.iter().map(|s| s.to_string()).collect();
     if !never.iter().any(|n| n == jitgate_namespace) {
@@ -161,7 +178,8 @@ const HEADER: &str = "\
 #
 # The API server's authorization chain with jitgate between Node and RBAC, for
 # kube-apiserver --authorization-config=<this file> (it replaces --authorization-mode).
-# jitgate answers only \"denied\" or \"no opinion\": RBAC still decides every other read.
+# jitgate answers \"denied\" or \"no opinion\" (RBAC still decides every other read), and
+# \"allowed\" only for what a live approval names under a policy with grant: true.
 # failurePolicy Deny: while jitgate is unreachable, the gated reads below fail (HTTP 500);
 # every other request is decided as before. The decision cache is off, so an approval
 # works, and a revoked one stops, on the next request.

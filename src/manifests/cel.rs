@@ -2,7 +2,6 @@
 //! name patterns (so that what is rendered matches exactly what [`Pattern`] matches), and
 //! their rules, for admission requests and authorization reviews alike.
 
-use crate::operation::OpSet;
 use crate::pattern::Pattern;
 use crate::policy::{Rule, Sub};
 
@@ -15,8 +14,8 @@ pub struct Fields {
 }
 
 /// `rule` in CEL: one of its API groups, one of its resource patterns, and (when given)
-/// one of `ops`, the operations or verbs it gates that the review can carry.
-pub fn rule(f: &Fields, rule: &Rule, ops: Option<OpSet>) -> String {
+/// one of `verbs`, the operations or verbs it gates as the review names them.
+pub fn rule(f: &Fields, rule: &Rule, verbs: Option<Vec<&str>>) -> String {
     let mut terms = Vec::new();
     if !rule.api_groups.iter().any(|g| g == "*") {
         terms.push(format!(
@@ -42,12 +41,8 @@ pub fn rule(f: &Fields, rule: &Rule, ops: Option<OpSet>) -> String {
         })
         .collect();
     terms.push(any(resources));
-    if let Some(ops) = ops {
-        terms.push(format!(
-            "{} in {}",
-            f.verb,
-            list(ops.iter().map(|o| lit(o.as_str())))
-        ));
+    if let Some(verbs) = verbs {
+        terms.push(format!("{} in {}", f.verb, list(verbs.into_iter().map(lit))));
     }
     format!("({})", terms.join(" && "))
 }

@@ -188,7 +188,7 @@ fn policy_gates(policy: &Policy) -> Option<String> {
             cel::rule(
                 &FIELDS,
                 r,
-                (ops != crate::operation::OpSet::ADMISSION).then_some(ops),
+                (ops != crate::operation::OpSet::ADMISSION).then(|| ops.iter().map(|o| o.as_str()).collect()),
             )
         })
         .collect();

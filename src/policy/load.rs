@@ -71,6 +71,8 @@ struct RawSpec {
     #[serde(default)]
     enforcement: Enforcement,
     break_glass: Option<RawBreakGlass>,
+    #[serde(default)]
+    grant: bool,
 }
 
 #[derive(Deserialize)]
@@ -266,6 +268,7 @@ fn compile(raw: RawPolicy, source: String) -> Result<Policy, String> {
         request_ttl,
         enforcement: raw.spec.enforcement,
         break_glass,
+        grant: raw.spec.grant,
     })
 }
 

@@ -154,6 +154,10 @@ pub struct Policy {
     /// Who may grant themselves emergency access, for how long, and how soon it must be
     /// reviewed. `None`: nobody.
     pub break_glass: Option<BreakGlass>,
+    /// `spec.grant`: an approval under it also grants what it names, through the
+    /// authorization webhook, to someone who holds no RBAC rights for it ("zero standing
+    /// privilege"). Without it jitgate only takes power away.
+    pub grant: bool,
 }
 
 /// `spec.enforcement`: how a policy is rolled out.

@@ -358,10 +358,11 @@ impl Wire for Admission {
     }
 }
 
-/// `/authorize`: a SubjectAccessReview, for a read. A read has no uid of its own, so each
-/// one is given an id (`read-` and 16 hex digits): its record carries it, and a use of a
-/// `maxUses` approval is counted under it. A `kubectl auth can-i` question (version `*`)
-/// is answered the same and spends nothing.
+/// `/authorize`: a SubjectAccessReview, for a read (or, under a policy that grants, a
+/// write or a CONNECT). A review has no uid of its own, so each one is given an id (`read-`
+/// and 16 hex digits): its record carries it, and a use of a `maxUses` approval is counted
+/// under it. A `kubectl auth can-i` question (version `*`) is answered the same and spends
+/// nothing.
 pub(super) struct Authorization;
 
 impl Wire for Authorization {
@@ -378,8 +379,10 @@ impl Wire for Authorization {
         read_id()
     }
 
+    /// A `can-i` question, and a write: a granted write spends its use when admission
+    /// sees it, so authorizing it only checks that a use is left.
     fn asks_only(req: &AccessRequest) -> bool {
-        req.is_probe()
+        req.is_probe() || req.operation().is_some_and(|op| !op.is_read())
     }
 
     fn asked<'r, 'b: 'r>(req: &'r AccessRequest) -> Asked<'r, 'b> {

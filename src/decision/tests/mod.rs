@@ -815,4 +815,5 @@ fn a_for_entry_is_valid_from_its_last_approval_for_its_duration_and_not_before()
     );
 }
 
+mod grant;
 mod signed;
