@@ -52,6 +52,29 @@ pub fn rule(f: &Fields, rule: &Rule, ops: Option<OpSet>) -> String {
     format!("({})", terms.join(" && "))
 }
 
+/// A rule's `objectTypes` in CEL, for an admission request of one of `ops`: the object
+/// written (for a DELETE, the one deleted) has one of `types`, or has no readable type, as
+/// [`crate::policy::Rule`] matches it (failing closed). `None` when the rule names none.
+pub fn object_types(types: &[String], ops: OpSet) -> Option<String> {
+    use crate::admission::Operation;
+    if types.is_empty() {
+        return None;
+    }
+    let listed = list(types.iter().map(|t| lit(t)));
+    let of = |object: &str| format!("({object} == null || !has({object}.type) || {object}.type in {listed})");
+    let deletes = ops.contains(Operation::Delete);
+    let writes = ops.contains(Operation::Create) || ops.contains(Operation::Update);
+    Some(match (writes, deletes) {
+        (true, true) => format!(
+            "(request.operation == 'DELETE' ? {} : {})",
+            of("oldObject"),
+            of("object")
+        ),
+        (false, true) => of("oldObject"),
+        _ => of("object"),
+    })
+}
+
 /// Any of `terms`: the one itself, or them in parentheses.
 pub fn any(mut terms: Vec<String>) -> String {
     match terms.len() {

@@ -185,11 +185,15 @@ fn policy_gates(policy: &Policy) -> Option<String> {
         .filter(|r| !r.operations.admission().is_empty())
         .map(|r| {
             let ops = r.operations.admission();
-            cel::rule(
+            let rule = cel::rule(
                 &FIELDS,
                 r,
                 (ops != crate::admission::OpSet::ADMISSION).then_some(ops),
-            )
+            );
+            match cel::object_types(&r.object_types, ops) {
+                None => rule,
+                Some(types) => format!("({rule} && {types})"),
+            }
         })
         .collect();
     if rules.is_empty() {
@@ -360,6 +364,21 @@ mod tests {
             ("apps.openshift.io", "deploymentconfigs", "instantiate"),
             ("apps.openshift.io", "deploymentconfigs", "rollback"),
             ("route.openshift.io", "routes", ""),
+            ("apps", "replicasets", ""),
+            ("apps", "daemonsets", ""),
+            ("apps", "replicasets", "scale"),
+            ("batch", "jobs", ""),
+            ("batch", "cronjobs", ""),
+            ("", "replicationcontrollers", ""),
+            ("", "replicationcontrollers", "scale"),
+            ("", "pods", "proxy"),
+            ("", "services", "proxy"),
+            ("", "nodes", "proxy"),
+            ("", "serviceaccounts", ""),
+            ("build.openshift.io", "buildconfigs", ""),
+            ("build.openshift.io", "buildconfigs", "instantiate"),
+            ("build.openshift.io", "buildconfigs", "instantiatebinary"),
+            ("build.openshift.io", "builds", ""),
         ] {
             for op in Operation::ADMISSION {
                 let t = Request {
@@ -368,6 +387,7 @@ mod tests {
                     sub_resource: sub,
                     namespace: "prod",
                     operation: op,
+                    object: None,
                 };
                 let gated = !policies.gating(&t).is_empty();
                 if gated {
@@ -379,7 +399,7 @@ mod tests {
                 }
             }
         }
-        assert!(checked >= 30, "only {checked} gated operations checked");
+        assert!(checked >= 60, "only {checked} gated operations checked");
     }
 
     #[test]
