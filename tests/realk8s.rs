@@ -310,6 +310,37 @@ async fn a_persons_doors_to_pods_are_closed_by_the_shipped_webhook_on_a_real_api
         assert_eq!(record["reason"], "no_approval", "{record}");
         assert_eq!(record["allowed"], false, "{record}");
     }
+    // The API server's proxies arrive as CONNECT, before it looks for the pod, service or
+    // node: to bob's pods and services in prod, and to any node's kubelet (cluster-scoped,
+    // gated for the cluster admin too).
+    for (user, path, what, policy) in [
+        (
+            "bob",
+            "/api/v1/namespaces/prod/pods/web:8080/proxy/",
+            "bob's pods/proxy",
+            "prod-pod-access",
+        ),
+        (
+            "bob",
+            "/api/v1/namespaces/prod/services/web:80/proxy/",
+            "bob's services/proxy",
+            "prod-pod-access",
+        ),
+        (
+            "admin",
+            "/api/v1/nodes/worker-1/proxy/pods",
+            "the admin's nodes/proxy",
+            "node-proxy",
+        ),
+    ] {
+        let out = api.kubectl(user, &["get", "--raw", path], None).await;
+        let result = match out.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        };
+        denied_by_jitgate(result, what, policy);
+    }
+
     // An Opaque Secret is not a token: the matchConditions (object.type, as the real API
     // server evaluates it) do not send it, and bob creates it.
     let before = jitgate.records().len();
