@@ -81,15 +81,19 @@ impl ApiServer {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `manifest` created in prod by `user`: what kubectl printed on stderr when refused.
+    /// `manifest` created in prod by `user`.
     async fn create(&self, user: &str, extra: &[&str], manifest: &Value) -> Result<(), String> {
         let mut args = vec!["-n", "prod", "create", "-f", "-"];
         args.extend_from_slice(extra);
-        let out = self.kubectl(user, &args, Some(manifest.to_string())).await;
-        match out.status.success() {
-            true => Ok(()),
-            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-        }
+        outcome(&self.kubectl(user, &args, Some(manifest.to_string())).await)
+    }
+}
+
+/// kubectl's outcome: done, or what it printed on stderr when refused.
+fn outcome(out: &Output) -> Result<(), String> {
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
     }
 }
 
@@ -286,10 +290,7 @@ async fn a_persons_doors_to_pods_are_closed_by_the_shipped_webhook_on_a_real_api
     );
     let set_image = ["-n", "prod", "set", "image", "pod/web", "app=attacker/any:1"];
     let out = api.kubectl("bob", &set_image, None).await;
-    let result = match out.status.success() {
-        true => Ok(()),
-        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-    };
+    let result = outcome(&out);
     denied_by_jitgate(
         result,
         "bob's new image for a running Pod in prod",
@@ -334,12 +335,15 @@ async fn a_persons_doors_to_pods_are_closed_by_the_shipped_webhook_on_a_real_api
         ),
     ] {
         let out = api.kubectl(user, &["get", "--raw", path], None).await;
-        let result = match out.status.success() {
-            true => Ok(()),
-            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-        };
+        let result = outcome(&out);
         denied_by_jitgate(result, what, policy);
     }
+
+    // kubectl debug adds an ephemeral container: an UPDATE of pods/ephemeralcontainers.
+    let debug = ["-n", "prod", "debug", "web", "--image=busybox", "--attach=false"];
+    let out = api.kubectl("bob", &debug, None).await;
+    let result = outcome(&out);
+    denied_by_jitgate(result, "bob's ephemeral container", "prod-pod-access");
 
     // An Opaque Secret is not a token: the matchConditions (object.type, as the real API
     // server evaluates it) do not send it, and bob creates it.
