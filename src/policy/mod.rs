@@ -140,22 +140,43 @@ impl Rule {
     }
 
     /// True when the rule names no `objectTypes`, or the object's type is one of them, or
-    /// the type cannot be read (fail closed: an object jitgate cannot tell apart is gated).
+    /// it cannot be read (fail closed: an object jitgate cannot tell apart is gated).
     fn matches_type(&self, object: Option<&RawValue>) -> bool {
         self.object_types.is_empty()
-            || object_type(object).is_none_or(|ty| self.object_types.iter().any(|t| *t == ty))
+            || match object_type(object) {
+                ObjectType::Unknown => true,
+                ObjectType::Named(ty) => self.object_types.iter().any(|t| *t == ty),
+                ObjectType::Other => false,
+            }
     }
 }
 
-/// An object's top-level `type` (a Secret's), read from its raw JSON; `None` when there is
-/// no object, no `type`, or it is not a string. Nothing else of the object is kept.
-pub fn object_type(object: Option<&RawValue>) -> Option<Cow<'_, str>> {
+/// What a rule's `objectTypes` sees of an object's top-level `type`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ObjectType<'a> {
+    /// No object, not JSON, or no `type` in it: jitgate cannot tell what it is.
+    Unknown,
+    /// A `type` that is a string, such as a Secret's.
+    Named(Cow<'a, str>),
+    /// A `type` that is not a string: no type a policy can name.
+    Other,
+}
+
+/// An object's top-level `type`, read from its raw JSON. Nothing else of the object is
+/// kept (a Secret's data is skipped over, never copied).
+pub fn object_type(object: Option<&RawValue>) -> ObjectType<'_> {
     #[derive(serde::Deserialize)]
     struct Typed<'a> {
         #[serde(borrow, rename = "type")]
-        ty: Option<Cow<'a, str>>,
+        ty: Option<&'a RawValue>,
     }
-    serde_json::from_str::<Typed<'_>>(object?.get()).ok()?.ty
+    let Some(Ok(Typed { ty: Some(ty) })) = object.map(|o| serde_json::from_str::<Typed<'_>>(o.get())) else {
+        return ObjectType::Unknown;
+    };
+    match serde_json::from_str::<Cow<'_, str>>(ty.get()) {
+        Ok(name) => ObjectType::Named(name),
+        Err(_) => ObjectType::Other,
+    }
 }
 
 /// One compiled `GatePolicy`.
@@ -626,6 +647,7 @@ spec:
             raw(r#"{"kind":"Secret","data":{"x":"eQ=="},"type":"kubernetes.io/service-account-token"}"#);
         let opaque = raw(r#"{"kind":"Secret","type":"Opaque","data":{"type":"a2V5"}}"#);
         let untyped = raw(r#"{"kind":"Secret"}"#);
+        let not_json = raw(r#""a string""#);
         let odd = raw(r#"{"kind":"Secret","type":7}"#);
         let gated = |object: Option<&RawValue>, op| {
             let mut t = target("", "secrets", "", "prod", op);
@@ -638,7 +660,11 @@ spec:
             !gated(Some(&opaque), Operation::Create),
             "a data key named type is not the type"
         );
-        for unreadable in [Some(&*untyped), Some(&*odd), None] {
+        assert!(
+            !gated(Some(&odd), Operation::Create),
+            "a type that is no name is none of them"
+        );
+        for unreadable in [Some(&*untyped), Some(&*not_json), None] {
             assert!(
                 gated(unreadable, Operation::Create),
                 "{unreadable:?}: fails closed"
@@ -649,8 +675,8 @@ spec:
             "the rule names no UPDATE"
         );
         assert_eq!(
-            object_type(Some(&token)).as_deref(),
-            Some("kubernetes.io/service-account-token")
+            object_type(Some(&token)),
+            ObjectType::Named("kubernetes.io/service-account-token".into())
         );
     }
 
