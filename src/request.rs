@@ -106,6 +106,19 @@ impl<'r> Request<'r, '_> {
         }
     }
 
+    /// The object the request writes, or for a DELETE the one it deletes; `None` for a
+    /// CONNECT (whose object is its options) and for a read.
+    pub fn object(&self) -> Option<&'r serde_json::value::RawValue> {
+        match *self {
+            Request::Admission(r) => match r.operation {
+                Operation::Delete => r.old_object,
+                Operation::Connect => None,
+                _ => r.object,
+            },
+            Request::Access(_) => None,
+        }
+    }
+
     /// What policies match against; `None` when nothing could gate the request.
     pub fn target(&self) -> Option<Target<'r>> {
         Some(Target {
@@ -114,6 +127,7 @@ impl<'r> Request<'r, '_> {
             sub_resource: self.sub_resource(),
             namespace: self.namespace(),
             operation: self.operation()?,
+            object: self.object(),
         })
     }
 }

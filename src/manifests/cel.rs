@@ -2,6 +2,7 @@
 //! name patterns (so that what is rendered matches exactly what [`Pattern`] matches), and
 //! their rules, for admission requests and authorization reviews alike.
 
+use crate::operation::OpSet;
 use crate::pattern::Pattern;
 use crate::policy::{Rule, Sub};
 
@@ -45,6 +46,29 @@ pub fn rule(f: &Fields, rule: &Rule, verbs: Option<Vec<&str>>) -> String {
         terms.push(format!("{} in {}", f.verb, list(verbs.into_iter().map(lit))));
     }
     format!("({})", terms.join(" && "))
+}
+
+/// A rule's `objectTypes` in CEL, for an admission request of one of `ops`: the object
+/// written (for a DELETE, the one deleted) has one of `types`, or has no readable type, as
+/// [`crate::policy::Rule`] matches it (failing closed). `None` when the rule names none.
+pub fn object_types(types: &[String], ops: OpSet) -> Option<String> {
+    use crate::admission::Operation;
+    if types.is_empty() {
+        return None;
+    }
+    let listed = list(types.iter().map(|t| lit(t)));
+    let of = |object: &str| format!("({object} == null || !has({object}.type) || {object}.type in {listed})");
+    let deletes = ops.contains(Operation::Delete);
+    let writes = ops.contains(Operation::Create) || ops.contains(Operation::Update);
+    Some(match (writes, deletes) {
+        (true, true) => format!(
+            "(request.operation == 'DELETE' ? {} : {})",
+            of("oldObject"),
+            of("object")
+        ),
+        (false, true) => of("oldObject"),
+        _ => of("object"),
+    })
 }
 
 /// Any of `terms`: the one itself, or them in parentheses.

@@ -185,11 +185,15 @@ fn policy_gates(policy: &Policy) -> Option<String> {
         .filter(|r| !r.operations.admission().is_empty())
         .map(|r| {
             let ops = r.operations.admission();
-            cel::rule(
+            let rule = cel::rule(
                 &FIELDS,
                 r,
                 (ops != crate::operation::OpSet::ADMISSION).then(|| ops.iter().map(|o| o.as_str()).collect()),
-            )
+            );
+            match cel::object_types(&r.object_types, ops) {
+                None => rule,
+                Some(types) => format!("({rule} && {types})"),
+            }
         })
         .collect();
     if rules.is_empty() {
@@ -360,6 +364,21 @@ mod tests {
             ("apps.openshift.io", "deploymentconfigs", "instantiate"),
             ("apps.openshift.io", "deploymentconfigs", "rollback"),
             ("route.openshift.io", "routes", ""),
+            ("apps", "replicasets", ""),
+            ("apps", "daemonsets", ""),
+            ("apps", "replicasets", "scale"),
+            ("batch", "jobs", ""),
+            ("batch", "cronjobs", ""),
+            ("", "replicationcontrollers", ""),
+            ("", "replicationcontrollers", "scale"),
+            ("", "pods", "proxy"),
+            ("", "services", "proxy"),
+            ("", "nodes", "proxy"),
+            ("", "serviceaccounts", ""),
+            ("build.openshift.io", "buildconfigs", ""),
+            ("build.openshift.io", "buildconfigs", "instantiate"),
+            ("build.openshift.io", "buildconfigs", "instantiatebinary"),
+            ("build.openshift.io", "builds", ""),
         ] {
             for op in Operation::ADMISSION {
                 let t = Request {
@@ -368,6 +387,7 @@ mod tests {
                     sub_resource: sub,
                     namespace: "prod",
                     operation: op,
+                    object: None,
                 };
                 let gated = !policies.gating(&t).is_empty();
                 if gated {
@@ -379,7 +399,83 @@ mod tests {
                 }
             }
         }
-        assert!(checked >= 30, "only {checked} gated operations checked");
+        assert!(checked >= 60, "only {checked} gated operations checked");
+    }
+
+    /// The gate's matchCondition, evaluated as CEL (cel-interpreter) for `request` with
+    /// `object` and `oldObject` bound.
+    fn sent(
+        expr: &str,
+        request: serde_json::Value,
+        object: &serde_json::Value,
+        old: &serde_json::Value,
+    ) -> bool {
+        let program = cel_interpreter::Program::compile(expr).unwrap();
+        let mut ctx = cel_interpreter::Context::default();
+        ctx.add_variable("request", request).unwrap();
+        ctx.add_variable("object", object.clone()).unwrap();
+        ctx.add_variable("oldObject", old.clone()).unwrap();
+        match program.execute(&ctx) {
+            Ok(cel_interpreter::Value::Bool(b)) => b,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn object_types_render_as_cel_that_sends_exactly_what_the_rule_gates() {
+        use serde_json::json;
+        let policies = PolicySet::new(
+            crate::policy::parse_policies(
+                r#"
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: tokens }
+spec:
+  rules: [{ apiGroups: [""], resources: ["secrets"], operations: ["CREATE", "UPDATE", "DELETE"], objectTypes: ["kubernetes.io/service-account-token", "x/y"] }]
+  approval: { minApprovers: 1, maxDuration: 1h }
+"#,
+                "p.yaml",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let expr = gated_by_a_policy(&policies);
+        let objects = [
+            json!({"kind": "Secret", "type": "kubernetes.io/service-account-token"}),
+            json!({"kind": "Secret", "type": "x/y"}),
+            json!({"kind": "Secret", "type": "Opaque", "data": {"type": "eA=="}}),
+            json!({"kind": "Secret"}),
+            json!({"kind": "Secret", "type": 7}),
+            serde_json::Value::Null,
+        ];
+        let mut sent_count = 0;
+        for op in [Operation::Create, Operation::Update, Operation::Delete] {
+            for object in &objects {
+                // A DELETE carries the object in oldObject, and null in object.
+                let (new, old) = match op {
+                    Operation::Delete => (serde_json::Value::Null, object.clone()),
+                    _ => (object.clone(), serde_json::Value::Null),
+                };
+                let raw = serde_json::value::to_raw_value(object).unwrap();
+                let raw = (!object.is_null()).then_some(&*raw);
+                let t = Request {
+                    api_group: "",
+                    resource: "secrets",
+                    sub_resource: "",
+                    namespace: "prod",
+                    operation: op,
+                    object: raw,
+                };
+                let request = json!({"operation": op.as_str(), "namespace": "prod",
+                    "resource": {"group": "", "version": "v1", "resource": "secrets"},
+                    "userInfo": {"username": "bob"}});
+                let cel = sent(&expr, request, &new, &old);
+                assert_eq!(cel, !policies.gating(&t).is_empty(), "{op} {object}");
+                sent_count += usize::from(cel);
+            }
+        }
+        // Per operation: the two named types, the one without a type, and no object.
+        assert_eq!(sent_count, 3 * 4);
     }
 
     #[test]

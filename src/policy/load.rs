@@ -94,6 +94,9 @@ struct RawRule {
     /// Read verbs, gated through the authorization webhook.
     #[serde(default)]
     verbs: Vec<String>,
+    /// Only objects whose top-level `type` is one of these (a Secret's type).
+    #[serde(default)]
+    object_types: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -310,10 +313,26 @@ fn compile_rule(raw: RawRule) -> Result<Rule, String> {
     if operations.is_empty() {
         return Err("a rule names no operations and no verbs".into());
     }
+    let object_types = match raw.object_types {
+        None => Vec::new(),
+        Some(types) if types.is_empty() || types.iter().any(String::is_empty) => {
+            return Err("objectTypes holds no type, or an empty one: omit it to gate every object".into());
+        }
+        // A read and a CONNECT carry no object whose type could be read: such a rule
+        // would gate all of them, which is not what its author wrote.
+        Some(_) if !operations.reads().is_empty() || operations.contains(Operation::Connect) => {
+            return Err(
+                "objectTypes applies to CREATE, UPDATE and DELETE only: reads and CONNECT carry no object"
+                    .into(),
+            );
+        }
+        Some(types) => types,
+    };
     Ok(Rule {
         api_groups: raw.api_groups,
         resources,
         operations,
+        object_types,
     })
 }
 
@@ -374,6 +393,21 @@ spec:
             ),
             ("operations: [\"*\"]", "verbs: [\"delete\"]", "unknown verb"),
             ("[\"*\"]", "[\"GET\"]", "name it under verbs: [get]"),
+            (
+                "operations: [\"*\"]",
+                "operations: [\"CREATE\"], objectTypes: []",
+                "objectTypes holds no type",
+            ),
+            (
+                "operations: [\"*\"]",
+                "operations: [\"CREATE\"], verbs: [\"get\"], objectTypes: [\"Opaque\"]",
+                "reads and CONNECT carry no object",
+            ),
+            (
+                "operations: [\"*\"]",
+                "objectTypes: [\"Opaque\"], operations: [\"*\"]",
+                "reads and CONNECT carry no object",
+            ),
         ] {
             let err = error_of(&GOOD.replace(from, to));
             assert!(err.contains(needle), "{to}: {err}");

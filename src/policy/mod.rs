@@ -5,6 +5,10 @@
 //! configuration can be rendered from the same policies: `pods` is the resource alone,
 //! `pods/exec` one subresource, `pods/*` every subresource of pods, `*/scale` the scale
 //! subresource of anything, `*` every resource (no subresources) and `*/*` everything.
+//!
+//! A rule may also name `objectTypes`: then it gates only objects whose top-level `type`
+//! is one of them (a Secret of type `kubernetes.io/service-account-token`), and, failing
+//! closed, any object whose type cannot be read.
 
 mod levels;
 mod load;
@@ -18,6 +22,8 @@ pub use store::PolicyStore;
 use crate::operation::{OpSet, Operation};
 use crate::pattern::{self, Pattern};
 use jiff::SignedDuration;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// What a request is, as far as policy matching is concerned.
@@ -28,6 +34,10 @@ pub struct Target<'a> {
     pub sub_resource: &'a str,
     pub namespace: &'a str,
     pub operation: Operation,
+    /// The object the request writes (for a DELETE, the one it deletes), raw; `None` for
+    /// a CONNECT or a read, or when the review carries none. Read only by a rule that
+    /// names `objectTypes`.
+    pub object: Option<&'a RawValue>,
 }
 
 /// What an approval entry covers, as far as policy matching is concerned.
@@ -114,6 +124,8 @@ pub struct Rule {
     pub api_groups: Vec<String>,
     pub resources: Vec<ResourcePattern>,
     pub operations: OpSet,
+    /// The objects' `type`s it gates (`objectTypes`); empty: every object.
+    pub object_types: Vec<String>,
 }
 
 impl Rule {
@@ -124,6 +136,46 @@ impl Rule {
                 .resources
                 .iter()
                 .any(|r| r.matches(t.resource, t.sub_resource))
+            && self.matches_type(t.object)
+    }
+
+    /// True when the rule names no `objectTypes`, or the object's type is one of them, or
+    /// it cannot be read (fail closed: an object jitgate cannot tell apart is gated).
+    fn matches_type(&self, object: Option<&RawValue>) -> bool {
+        self.object_types.is_empty()
+            || match object_type(object) {
+                ObjectType::Unknown => true,
+                ObjectType::Named(ty) => self.object_types.iter().any(|t| *t == ty),
+                ObjectType::Other => false,
+            }
+    }
+}
+
+/// What a rule's `objectTypes` sees of an object's top-level `type`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ObjectType<'a> {
+    /// No object, not JSON, or no `type` in it: jitgate cannot tell what it is.
+    Unknown,
+    /// A `type` that is a string, such as a Secret's.
+    Named(Cow<'a, str>),
+    /// A `type` that is not a string: no type a policy can name.
+    Other,
+}
+
+/// An object's top-level `type`, read from its raw JSON. Nothing else of the object is
+/// kept (a Secret's data is skipped over, never copied).
+pub fn object_type(object: Option<&RawValue>) -> ObjectType<'_> {
+    #[derive(serde::Deserialize)]
+    struct Typed<'a> {
+        #[serde(borrow, rename = "type")]
+        ty: Option<&'a RawValue>,
+    }
+    let Some(Ok(Typed { ty: Some(ty) })) = object.map(|o| serde_json::from_str::<Typed<'_>>(o.get())) else {
+        return ObjectType::Unknown;
+    };
+    match serde_json::from_str::<Cow<'_, str>>(ty.get()) {
+        Ok(name) => ObjectType::Named(name),
+        Err(_) => ObjectType::Other,
     }
 }
 
@@ -372,6 +424,7 @@ mod tests {
             sub_resource: sub,
             namespace: ns,
             operation: op,
+            object: None,
         }
     }
 
@@ -573,6 +626,62 @@ spec:
         set[0].approver_groups = vec![Pattern::new("sre").unwrap()];
         assert!(set[0].may_approve(&["dev".into(), "sre".into()]));
         assert!(!set[0].may_approve(&["dev".into()]));
+    }
+
+    #[test]
+    fn a_rule_with_object_types_gates_only_objects_of_those_types_and_any_it_cannot_read() {
+        let set = PolicySet::new(
+            parse_policies(
+                r#"
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: tokens }
+spec:
+  rules: [{ apiGroups: [""], resources: ["secrets"], operations: ["CREATE", "DELETE"], objectTypes: ["kubernetes.io/service-account-token"] }]
+  namespaces: ["prod"]
+  approval: { minApprovers: 1, maxDuration: 1h }
+"#,
+                "p.yaml",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let raw = |json: &str| RawValue::from_string(json.to_string()).unwrap();
+        let token =
+            raw(r#"{"kind":"Secret","data":{"x":"eQ=="},"type":"kubernetes.io/service-account-token"}"#);
+        let opaque = raw(r#"{"kind":"Secret","type":"Opaque","data":{"type":"a2V5"}}"#);
+        let untyped = raw(r#"{"kind":"Secret"}"#);
+        let not_json = raw(r#""a string""#);
+        let odd = raw(r#"{"kind":"Secret","type":7}"#);
+        let gated = |object: Option<&RawValue>, op| {
+            let mut t = target("", "secrets", "", "prod", op);
+            t.object = object;
+            !set.gating(&t).is_empty()
+        };
+        assert!(gated(Some(&token), Operation::Create));
+        assert!(gated(Some(&token), Operation::Delete));
+        assert!(
+            !gated(Some(&opaque), Operation::Create),
+            "a data key named type is not the type"
+        );
+        assert!(
+            !gated(Some(&odd), Operation::Create),
+            "a type that is no name is none of them"
+        );
+        for unreadable in [Some(&*untyped), Some(&*not_json), None] {
+            assert!(
+                gated(unreadable, Operation::Create),
+                "{unreadable:?}: fails closed"
+            );
+        }
+        assert!(
+            !gated(Some(&token), Operation::Update),
+            "the rule names no UPDATE"
+        );
+        assert_eq!(
+            object_type(Some(&token)),
+            ObjectType::Named("kubernetes.io/service-account-token".into())
+        );
     }
 
     #[test]

@@ -210,7 +210,8 @@ fn the_gate_webhook_is_sent_exactly_what_a_policy_gates_for_that_user() {
     binding["request"].as_object_mut().unwrap().remove("subResource");
     binding["request"]["operation"] = "CREATE".into();
     reviews.extend([token, binding]);
-    assert!(reviews.len() >= 14, "{}", reviews.len());
+    reviews.extend(doors(&dir));
+    assert!(reviews.len() >= 25, "{}", reviews.len());
 
     let users: [(&str, &[&str]); 7] = [
         ("kubernetes-admin", &["system:masters", "system:authenticated"]),
@@ -238,12 +239,16 @@ fn the_gate_webhook_is_sent_exactly_what_a_policy_gates_for_that_user() {
                 review["request"]["namespace"] = namespace.into();
                 review["request"]["userInfo"] = serde_json::json!({"username": user, "groups": groups});
                 // What CEL sees: the request as sent, empty fields left out, as the API
-                // server leaves them out.
+                // server leaves them out, and the objects beside it (null when absent).
                 let mut request = review["request"].clone();
+                let mut objects = serde_json::Map::new();
                 for big in ["object", "oldObject", "options"] {
-                    request.as_object_mut().unwrap().remove(big);
+                    let value = request.as_object_mut().unwrap().remove(big);
+                    if big != "options" {
+                        objects.insert(big.into(), value.unwrap_or(serde_json::Value::Null));
+                    }
                 }
-                let spec = serde_json::json!({"request": request});
+                let spec = serde_json::json!({"request": request, "object": objects["object"], "oldObject": objects["oldObject"]});
                 let cel = evaluate(&conditions, &spec).unwrap_or_else(|e| panic!("{e}: {request}"));
                 let gates = jitgate_gates(&review, &policies);
                 let what = format!(
@@ -264,6 +269,63 @@ fn the_gate_webhook_is_sent_exactly_what_a_policy_gates_for_that_user() {
     );
 }
 
+/// The side doors to Pods that the shipped policies close, shaped from the captured
+/// reviews as the API server shapes them: workloads created and edited, a Pod's image
+/// changed, the proxies, a token-type Secret beside an Opaque one, a service account
+/// changed, and a Secret deleted (whose type is in oldObject).
+fn doors(dir: &Path) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join(f)).unwrap()).unwrap()
+    };
+    let as_kind = |f: &str, group: &str, resource: &str, sub: &str, op: &str| {
+        let mut r = read(f);
+        r["request"]["resource"] = json!({"group": group, "version": "v1", "resource": resource});
+        if sub.is_empty() {
+            r["request"].as_object_mut().unwrap().remove("subResource");
+        } else {
+            r["request"]["subResource"] = sub.into();
+        }
+        r["request"]["operation"] = op.into();
+        r
+    };
+    let mut out = vec![
+        read("deployment-create.json"),
+        as_kind("deployment-create.json", "batch", "jobs", "", "CREATE"),
+        as_kind("deployment-create.json", "batch", "cronjobs", "", "UPDATE"),
+        as_kind("deployment-create.json", "apps", "daemonsets", "", "CREATE"),
+        as_kind("deployment-create.json", "apps", "replicasets", "", "UPDATE"),
+        as_kind(
+            "deployment-create.json",
+            "",
+            "replicationcontrollers",
+            "",
+            "CREATE",
+        ),
+        as_kind("pod-create.json", "", "pods", "", "UPDATE"),
+        as_kind("pods-attach-connect.json", "", "pods", "proxy", "CONNECT"),
+        as_kind("pods-attach-connect.json", "", "services", "proxy", "CONNECT"),
+        as_kind("pods-attach-connect.json", "", "nodes", "proxy", "CONNECT"),
+        as_kind("secret-create.json", "", "serviceaccounts", "", "UPDATE"),
+        read("secret-delete-oldobject.json"),
+    ];
+    let opaque = secret_create(dir, "Opaque");
+    let token = secret_create(dir, "kubernetes.io/service-account-token");
+    let mut token_deleted = read("secret-delete-oldobject.json");
+    token_deleted["request"]["oldObject"]["type"] = "kubernetes.io/service-account-token".into();
+    out.extend([opaque, token, token_deleted]);
+    out
+}
+
+/// The captured `kubectl create secret`, of type `ty`.
+fn secret_create(dir: &Path, ty: &str) -> serde_json::Value {
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("secret-create.json")).unwrap()).unwrap();
+    assert_eq!(review["request"]["object"]["type"], "Opaque");
+    review["request"]["object"]["type"] = ty.into();
+    review
+}
+
 /// matchConditions as the API server applies them: skipped when any is false; sent when
 /// all are true; an error with none false falls to failurePolicy (here: a test failure).
 fn evaluate(conditions: &[Program], vars: &serde_json::Value) -> Result<bool, String> {
@@ -281,4 +343,77 @@ fn evaluate(conditions: &[Program], vars: &serde_json::Value) -> Result<bool, St
         }
     }
     error.map_or(Ok(true), Err)
+}
+
+/// Whether the gate webhook is sent `review` as `user` in `groups`, in prod.
+fn gate_sent(conditions: &[Program], review: &serde_json::Value, user: &str, groups: &[&str]) -> bool {
+    let mut request = review["request"].clone();
+    request["namespace"] = "prod".into();
+    request["userInfo"] = serde_json::json!({"username": user, "groups": groups});
+    let object = request.as_object_mut().unwrap().remove("object");
+    let old = request.as_object_mut().unwrap().remove("oldObject");
+    request.as_object_mut().unwrap().remove("options");
+    let vars = serde_json::json!({"request": request, "object": object, "oldObject": old});
+    evaluate(conditions, &vars).unwrap()
+}
+
+#[test]
+fn a_persons_workloads_pod_updates_and_token_secrets_are_sent_and_the_controllers_own_are_not() {
+    let conditions = gate_conditions();
+    let dir = root().join("tests/fixtures/admission/captured");
+    let person = ("bob", &["dev-team", "system:authenticated"][..]);
+    let opaque = secret_create(&dir, "Opaque");
+    let token = secret_create(&dir, "kubernetes.io/service-account-token");
+    for review in doors(&dir).iter().filter(|r| **r != opaque) {
+        assert!(
+            gate_sent(&conditions, review, person.0, person.1),
+            "{}",
+            review["request"]["resource"]
+        );
+    }
+    assert!(
+        gate_sent(&conditions, &token, person.0, person.1),
+        "a token-type Secret"
+    );
+    assert!(
+        !gate_sent(&conditions, &opaque, person.0, person.1),
+        "an Opaque Secret"
+    );
+    // The Deployment controller creating ReplicaSets, the CronJob controller Jobs, the
+    // ReplicaSet, Job and DaemonSet controllers Pods: each under its own service account,
+    // or all as the controller manager.
+    let create = |group: &str, resource: &str| {
+        let mut r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("pod-create.json")).unwrap()).unwrap();
+        r["request"]["resource"] = serde_json::json!({"group": group, "version": "v1", "resource": resource});
+        r
+    };
+    for (review, controller) in [
+        (create("apps", "replicasets"), "deployment-controller"),
+        (create("batch", "jobs"), "cronjob-controller"),
+        (create("", "pods"), "replicaset-controller"),
+        (create("", "pods"), "job-controller"),
+        (create("", "pods"), "daemon-set-controller"),
+    ] {
+        let sa = format!("system:serviceaccount:kube-system:{controller}");
+        let groups = [
+            "system:serviceaccounts",
+            "system:serviceaccounts:kube-system",
+            "system:authenticated",
+        ];
+        assert!(!gate_sent(&conditions, &review, &sa, &groups), "{sa}");
+        assert!(
+            !gate_sent(
+                &conditions,
+                &review,
+                "system:kube-controller-manager",
+                &["system:authenticated"]
+            ),
+            "kube-controller-manager"
+        );
+        assert!(
+            gate_sent(&conditions, &review, person.0, person.1),
+            "{controller}'s kind by a person"
+        );
+    }
 }

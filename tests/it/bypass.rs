@@ -3,8 +3,10 @@
 //! them (captured ones where kubectl produced them, and the same shapes varied where it
 //! did not): denied without an approval, allowed with one, on the real server over TLS.
 //! And the side doors around the gate that the shipped policies close (a Pod that mounts
-//! a Secret, a minted service account token, a RoleBinding to oneself, OpenShift's own
-//! workload kinds), each with a controller of the control plane still let through.
+//! a Secret, every workload kind that makes Pods, a running Pod's image, the proxies to
+//! pods, services and kubelets, a minted service account token or a token-type Secret, a
+//! service account changed, a RoleBinding to oneself, OpenShift's own workload kinds and
+//! builds), each with a controller of the control plane still let through.
 
 use crate::support::*;
 use serde_json::{Value, json};
@@ -34,8 +36,12 @@ fn grant_for(review: &Value) -> String {
     if let Some(sub) = r["subResource"].as_str().filter(|s| !s.is_empty()) {
         resource = format!("{resource}/{sub}");
     }
+    let namespace = match r["namespace"].as_str() {
+        Some(ns) if !ns.is_empty() => format!("namespace: {ns}\n"),
+        _ => String::new(),
+    };
     format!(
-        "user: {}\nresource: {resource}\napiGroup: {}\nnamespace: prod\nname: {}\noperations: [{}]\nexpiresAt: \"{}\"\nreason: \"CHG-1\"\napprovedBy: [bob@example.com]\n",
+        "user: {}\nresource: {resource}\napiGroup: {}\n{namespace}name: {}\noperations: [{}]\nexpiresAt: \"{}\"\nreason: \"CHG-1\"\napprovedBy: [bob@example.com]\n",
         json!(r["userInfo"]["username"]),
         json!(r["resource"]["group"]),
         json!(r["name"]),
@@ -440,6 +446,311 @@ async fn openshift_workload_kinds_are_gated() {
         &[instantiate],
         "system:serviceaccount:openshift-infra:deploymentconfig-controller",
         &["system:serviceaccounts", "system:authenticated"],
+    )
+    .await;
+}
+
+/// The identity of a controller of kube-controller-manager running under its own service
+/// account (`--use-service-account-credentials`).
+fn controller(name: &str) -> String {
+    format!("system:serviceaccount:kube-system:{name}")
+}
+
+const SERVICE_ACCOUNT_GROUPS: [&str; 3] = [
+    "system:serviceaccounts",
+    "system:serviceaccounts:kube-system",
+    "system:authenticated",
+];
+
+/// The captured `kubectl create deployment`, as a create (or `operation`) of another
+/// pod-template kind: the same object body under that kind's group and resource.
+fn workload(group: &str, kind: &str, resource: &str, operation: &str) -> Value {
+    let mut review = captured("deployment-create.json");
+    let r = &mut review["request"];
+    r["kind"] = json!({"group": group, "version": "v1", "kind": kind});
+    r["requestKind"] = r["kind"].clone();
+    r["resource"] = json!({"group": group, "version": "v1", "resource": resource});
+    r["requestResource"] = r["resource"].clone();
+    r["object"]["kind"] = kind.into();
+    if operation == "UPDATE" {
+        r["operation"] = "UPDATE".into();
+        r["oldObject"] = r["object"].clone();
+        r["object"]["spec"]["template"]["spec"]["containers"][0]["image"] = "attacker/any:latest".into();
+        r["options"] =
+            json!({"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-edit"});
+    }
+    review
+}
+
+#[tokio::test]
+async fn creating_any_kind_that_makes_pods_is_gated_and_its_controllers_are_not() {
+    let deployment = captured("deployment-create.json");
+    assert_eq!(deployment["request"]["operation"], "CREATE");
+    let replica_set = workload("apps", "ReplicaSet", "replicasets", "CREATE");
+    let job = workload("batch", "Job", "jobs", "CREATE");
+    gated_every_way(&[
+        deployment.clone(),
+        replica_set.clone(),
+        workload("apps", "StatefulSet", "statefulsets", "CREATE"),
+        workload("apps", "DaemonSet", "daemonsets", "CREATE"),
+        job.clone(),
+        workload("batch", "CronJob", "cronjobs", "CREATE"),
+        workload("", "ReplicationController", "replicationcontrollers", "CREATE"),
+    ])
+    .await;
+    // The Deployment controller creates ReplicaSets, the CronJob controller Jobs, each
+    // under its own service account or as the controller manager.
+    controllers_pass(
+        std::slice::from_ref(&replica_set),
+        &controller("deployment-controller"),
+        &SERVICE_ACCOUNT_GROUPS,
+    )
+    .await;
+    controllers_pass(
+        std::slice::from_ref(&job),
+        &controller("cronjob-controller"),
+        &SERVICE_ACCOUNT_GROUPS,
+    )
+    .await;
+    controllers_pass(
+        &[replica_set, job],
+        "system:kube-controller-manager",
+        &["system:authenticated"],
+    )
+    .await;
+    // The Job, DaemonSet and StatefulSet controllers create their Pods.
+    let pod = captured("pod-create.json");
+    for name in [
+        "job-controller",
+        "daemon-set-controller",
+        "statefulset-controller",
+    ] {
+        controllers_pass(
+            std::slice::from_ref(&pod),
+            &controller(name),
+            &SERVICE_ACCOUNT_GROUPS,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn changing_the_template_or_scale_of_any_kind_that_makes_pods_is_gated() {
+    let mut scale = captured("deployment-scale-subresource-update.json");
+    scale["request"]["resource"]["resource"] = "replicasets".into();
+    let mut rc_scale = scale.clone();
+    rc_scale["request"]["resource"] =
+        json!({"group": "", "version": "v1", "resource": "replicationcontrollers"});
+    let job_update = workload("batch", "Job", "jobs", "UPDATE");
+    gated_every_way(&[
+        workload("apps", "ReplicaSet", "replicasets", "UPDATE"),
+        workload("apps", "DaemonSet", "daemonsets", "UPDATE"),
+        job_update.clone(),
+        workload("batch", "CronJob", "cronjobs", "UPDATE"),
+        workload("", "ReplicationController", "replicationcontrollers", "UPDATE"),
+        scale.clone(),
+        rc_scale,
+    ])
+    .await;
+    // The Deployment controller scales its ReplicaSets; the Job controller updates Jobs.
+    controllers_pass(
+        &[scale],
+        &controller("deployment-controller"),
+        &SERVICE_ACCOUNT_GROUPS,
+    )
+    .await;
+    controllers_pass(
+        &[job_update],
+        &controller("job-controller"),
+        &SERVICE_ACCOUNT_GROUPS,
+    )
+    .await;
+}
+
+/// `kubectl set image pod/web web=attacker/any`: an UPDATE of the Pod itself.
+fn pod_image_changed() -> Value {
+    let mut review = captured("pod-create.json");
+    let r = &mut review["request"];
+    r["operation"] = "UPDATE".into();
+    r["oldObject"] = r["object"].clone();
+    r["object"]["spec"]["containers"][0]["image"] = "attacker/any:latest".into();
+    r["options"] =
+        json!({"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-set"});
+    review
+}
+
+#[tokio::test]
+async fn changing_a_running_pods_image_is_gated() {
+    let update = pod_image_changed();
+    gated_every_way(std::slice::from_ref(&update)).await;
+    // The ReplicaSet controller adopts and releases Pods, the garbage collector rewrites
+    // their owners, the kubelet writes its mirror pods.
+    controllers_pass(
+        std::slice::from_ref(&update),
+        &controller("replicaset-controller"),
+        &SERVICE_ACCOUNT_GROUPS,
+    )
+    .await;
+    controllers_pass(
+        std::slice::from_ref(&update),
+        &controller("generic-garbage-collector"),
+        &SERVICE_ACCOUNT_GROUPS,
+    )
+    .await;
+    controllers_pass(
+        &[update],
+        "system:node:worker-1",
+        &["system:nodes", "system:authenticated"],
+    )
+    .await;
+}
+
+/// A CONNECT to `resource/proxy` (`kubectl get --raw /api/v1/.../NAME/proxy/...`),
+/// shaped as the captured attach.
+fn proxy(resource: &str, kind: &str, name: &str) -> Value {
+    let mut review = captured("pods-attach-connect.json");
+    let r = &mut review["request"];
+    r["resource"]["resource"] = resource.into();
+    r["requestResource"]["resource"] = resource.into();
+    r["subResource"] = "proxy".into();
+    r["requestSubResource"] = "proxy".into();
+    r["kind"] = json!({"group": "", "version": "v1", "kind": kind});
+    r["requestKind"] = r["kind"].clone();
+    r["name"] = name.into();
+    r["object"] = json!({"kind": kind, "apiVersion": "v1", "path": "/debug/pprof/"});
+    review
+}
+
+#[tokio::test]
+async fn proxying_to_a_pods_or_services_ports_is_gated() {
+    gated_every_way(&[
+        proxy("pods", "PodProxyOptions", "web:8080"),
+        proxy("services", "ServiceProxyOptions", "web:http"),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn the_kubelet_api_through_nodes_proxy_is_gated_and_nodes_are_not() {
+    // A node is cluster-scoped: the review has no namespace.
+    let mut node = proxy("nodes", "NodeProxyOptions", "worker-1");
+    node["request"]["namespace"] = "".into();
+    node["request"]["object"]["path"] = "/run/prod/web-0/web".into();
+    gated_every_way(std::slice::from_ref(&node)).await;
+    controllers_pass(
+        &[node],
+        "system:node:worker-2",
+        &["system:nodes", "system:authenticated"],
+    )
+    .await;
+}
+
+/// `kubectl create -f` of a Secret of `type`, which the token controller fills with a
+/// token for the service account it names when the type is the token type.
+fn secret_of_type(ty: &str) -> Value {
+    let mut review = captured("secret-create.json");
+    let object = &mut review["request"]["object"];
+    object["type"] = ty.into();
+    object["metadata"]["annotations"] = json!({"kubernetes.io/service-account.name": "payments-admin"});
+    review
+}
+
+#[tokio::test]
+async fn a_token_type_secret_is_gated_and_an_opaque_one_is_not() {
+    let token = secret_of_type("kubernetes.io/service-account-token");
+    gated_every_way(std::slice::from_ref(&token)).await;
+    // Only that type: an Opaque Secret is created without approval, as before.
+    let h = Harness::start(&approvals_manifest(&[])).await;
+    let opaque = secret_of_type("Opaque");
+    let uid = opaque["request"]["uid"].as_str().unwrap().to_string();
+    let reply = h.conn(Proto::H2).await.decide(&opaque).await;
+    assert_eq!(reply["allowed"], true, "{reply}");
+    assert_eq!(h.record_of(&uid)["reason"], "not_gated");
+    h.stop().await;
+    controllers_pass(
+        &[token],
+        "system:kube-controller-manager",
+        &["system:authenticated"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn changing_a_service_account_is_gated() {
+    // `kubectl annotate sa payments eks.amazonaws.com/role-arn=...`.
+    let sa = json!({"kind": "ServiceAccount", "apiVersion": "v1",
+        "metadata": {"name": "payments", "namespace": "prod",
+            "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/admin"}}});
+    let update = shaped(
+        ("", "v1", "ServiceAccount"),
+        "serviceaccounts",
+        "",
+        "payments",
+        "UPDATE",
+        sa,
+    );
+    gated_every_way(std::slice::from_ref(&update)).await;
+    // OpenShift adds image pull secrets to every service account.
+    controllers_pass(
+        &[update],
+        "system:serviceaccount:openshift-infra:serviceaccount-pull-secrets-controller",
+        &["system:serviceaccounts", "system:authenticated"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn openshift_deploymentconfigs_and_builds_are_gated_when_a_person_starts_them() {
+    let builds = ("build.openshift.io", "v1", "BuildConfig");
+    let bc = json!({"kind": "BuildConfig", "apiVersion": "build.openshift.io/v1",
+        "metadata": {"name": "payments", "namespace": "prod"},
+        "spec": {"strategy": {"type": "Docker"}, "source": {"dockerfile": "FROM x\nRUN id"}}});
+    let build = shaped(
+        ("build.openshift.io", "v1", "Build"),
+        "builds",
+        "",
+        "payments-2",
+        "CREATE",
+        json!({"kind": "Build", "apiVersion": "build.openshift.io/v1", "metadata": {"name": "payments-2", "namespace": "prod"}}),
+    );
+    let mut binary = captured("pods-attach-connect.json");
+    binary["request"]["resource"] =
+        json!({"group": "build.openshift.io", "version": "v1", "resource": "buildconfigs"});
+    binary["request"]["subResource"] = "instantiatebinary".into();
+    binary["request"]["name"] = "payments".into();
+    gated_every_way(&[
+        shaped(
+            ("apps.openshift.io", "v1", "DeploymentConfig"),
+            "deploymentconfigs",
+            "",
+            "payments",
+            "CREATE",
+            json!({"kind": "DeploymentConfig", "apiVersion": "apps.openshift.io/v1", "metadata": {"name": "payments", "namespace": "prod"}}),
+        ),
+        shaped(builds, "buildconfigs", "", "payments", "CREATE", bc.clone()),
+        shaped(builds, "buildconfigs", "", "payments", "UPDATE", bc.clone()),
+        shaped(builds, "buildconfigs", "instantiate", "payments", "CREATE", json!({"kind": "BuildRequest", "apiVersion": "build.openshift.io/v1", "metadata": {"name": "payments"}})),
+        build.clone(),
+        binary,
+    ])
+    .await;
+    // The build controllers start builds from triggers; a DeploymentConfig rollout's
+    // ReplicationController is made by its controller and scaled by the deployer pod.
+    controllers_pass(
+        &[build],
+        "system:serviceaccount:openshift-infra:build-config-change-controller",
+        &["system:serviceaccounts", "system:authenticated"],
+    )
+    .await;
+    let rc = workload("", "ReplicationController", "replicationcontrollers", "UPDATE");
+    controllers_pass(
+        &[rc],
+        "system:serviceaccount:prod:deployer",
+        &[
+            "system:serviceaccounts",
+            "system:serviceaccounts:prod",
+            "system:authenticated",
+        ],
     )
     .await;
 }

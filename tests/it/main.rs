@@ -22,4 +22,5 @@ mod openshift;
 mod operations;
 mod precise;
 mod properties;
+mod realk8s;
 mod webhook;

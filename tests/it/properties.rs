@@ -178,6 +178,7 @@ fn model_allows(r: &Req, policies: &PolicySet, approvals: &[Arc<Approval>]) -> b
             .into_iter()
             .find(|o| o.as_str() == op)
             .unwrap(),
+        object: None,
     };
     let gating: Vec<_> = policies
         .gating(&target)
