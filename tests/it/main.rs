@@ -24,3 +24,4 @@ mod precise;
 mod properties;
 mod realk8s;
 mod webhook;
+mod zsp;

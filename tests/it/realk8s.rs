@@ -18,16 +18,22 @@ use std::time::Duration;
 
 /// A kube-apiserver started by the kit's `start.sh`, stopped by its `stop.sh` when this
 /// is dropped, also when a story fails.
-struct ApiServer {
+pub(crate) struct ApiServer {
     kit: PathBuf,
     dir: tempfile::TempDir,
 }
 
 impl ApiServer {
     fn start(kit: &Path) -> ApiServer {
+        ApiServer::start_with(kit, &[])
+    }
+
+    /// Starts it with these extra kube-apiserver flags (`--authorization-config=FILE`).
+    pub(crate) fn start_with(kit: &Path, flags: &[&str]) -> ApiServer {
         let dir = tempfile::tempdir().unwrap();
         let out = std::process::Command::new(kit.join("start.sh"))
             .arg(dir.path())
+            .args(flags)
             .output()
             .expect("start.sh runs");
         let server = ApiServer {
@@ -43,13 +49,13 @@ impl ApiServer {
         server
     }
 
-    fn kubeconfig(&self, user: &str) -> PathBuf {
+    pub(crate) fn kubeconfig(&self, user: &str) -> PathBuf {
         self.dir.path().join(format!("kubeconfig-{user}"))
     }
 
     /// Runs kubectl as `user` (`admin` for the cluster admin), off the runtime's threads
     /// so that jitgate keeps answering the API server meanwhile.
-    async fn kubectl(&self, user: &str, args: &[&str], stdin: Option<String>) -> Output {
+    pub(crate) async fn kubectl(&self, user: &str, args: &[&str], stdin: Option<String>) -> Output {
         let mut cmd = std::process::Command::new("kubectl");
         cmd.arg("--kubeconfig").arg(self.kubeconfig(user)).args(args);
         tokio::task::spawn_blocking(move || {
@@ -69,7 +75,7 @@ impl ApiServer {
     }
 
     /// kubectl as `user`, which must succeed.
-    async fn ok(&self, user: &str, args: &[&str], stdin: Option<String>) -> String {
+    pub(crate) async fn ok(&self, user: &str, args: &[&str], stdin: Option<String>) -> String {
         let out = self.kubectl(user, args, stdin).await;
         assert!(
             out.status.success(),
@@ -88,7 +94,7 @@ impl ApiServer {
 }
 
 /// kubectl's outcome: done, or what it printed on stderr when refused.
-fn outcome(out: &Output) -> Result<(), String> {
+pub(crate) fn outcome(out: &Output) -> Result<(), String> {
     match out.status.success() {
         true => Ok(()),
         false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
@@ -104,7 +110,7 @@ impl Drop for ApiServer {
 }
 
 /// The kit, or `None` (said plainly) when `KUBE_APISERVER_KIT` is not set.
-fn kit() -> Option<PathBuf> {
+pub(crate) fn kit() -> Option<PathBuf> {
     match std::env::var_os("KUBE_APISERVER_KIT") {
         Some(dir) => Some(PathBuf::from(dir)),
         None => {
@@ -120,9 +126,15 @@ fn kit() -> Option<PathBuf> {
 /// The project's ValidatingWebhookConfiguration as `jitgate manifests webhook` prints it,
 /// with every webhook's Service replaced by a URL to the loopback jitgate that trusts
 /// `ca_pem`. Nothing else changes: rules, selectors and matchConditions stay as rendered.
-fn webhook_configuration(addr: std::net::SocketAddr, ca_pem: &str) -> Value {
+pub(crate) fn webhook_configuration(addr: std::net::SocketAddr, ca_pem: &str) -> Value {
+    webhook_configuration_of(Path::new("policies"), addr, ca_pem)
+}
+
+/// The same, rendered from the policies in `policies`.
+pub(crate) fn webhook_configuration_of(policies: &Path, addr: std::net::SocketAddr, ca_pem: &str) -> Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
-        .args(["manifests", "webhook"])
+        .args(["manifests", "webhook", "--policies"])
+        .arg(Path::new(REPO).join(policies))
         .output()
         .unwrap();
     assert!(out.status.success());
