@@ -119,7 +119,9 @@ struct RawApproval {
     /// Multi-level approval; `from` reads as well.
     #[serde(alias = "from")]
     levels: Option<Vec<RawLevel>>,
-    /// How long a request may wait for its approvers (default 24h).
+    /// How long a request may wait for its approvers (default 24h). Written `requestTTL`,
+    /// as Kubernetes spells TTL; serde's camelCase alone would make it `requestTtl`.
+    #[serde(rename = "requestTTL", alias = "requestTtl")]
     request_ttl: Option<String>,
 }
 
@@ -352,6 +354,15 @@ spec:
 
     fn error_of(text: &str) -> String {
         parse_policies(text, "f.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn request_ttl_is_read_as_the_error_messages_and_the_docs_spell_it() {
+        for field in ["requestTTL", "requestTtl"] {
+            let text = GOOD.replace("approverGroups:", &format!("{field}: 2h, approverGroups:"));
+            let p = &parse_policies(&text, "f.yaml").unwrap()[0];
+            assert_eq!(p.request_ttl, SignedDuration::from_hours(2), "{field}");
+        }
     }
 
     #[test]
