@@ -29,8 +29,11 @@ pub struct ServeConfig {
     /// Approvals from this file, unless `cluster` is set.
     pub approvals_file: PathBuf,
     /// Trusted signers of offline approvals from this file, unless `cluster` is set (then
-    /// from the labelled signers ConfigMaps beside the approvals).
+    /// from the ConfigMap `jitgate-signers` beside the approvals).
     pub signers_file: PathBuf,
+    /// The cluster offline signatures must be made for. `None`: in cluster mode, the uid
+    /// of the `kube-system` Namespace, read at start; in file mode, `local`.
+    pub cluster_id: Option<String>,
     /// Approvals from ConfigMaps in a cluster.
     pub cluster: Option<ClusterSource>,
     /// In cluster mode, how long the API server may be silent before approvals count as
@@ -155,6 +158,17 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
             let config = sync::cluster::client_config(source.kubeconfig.as_deref()).await?;
             let client =
                 kube::Client::try_from(config.clone()).map_err(|e| ClusterError::Client(e.to_string()))?;
+            let cluster = match &cfg.cluster_id {
+                Some(id) => id.clone(),
+                None => sync::cluster::read_cluster_id(client.clone()).await?,
+            };
+            let binding = crate::signing::Binding {
+                cluster,
+                namespace: source.namespace.clone(),
+            };
+            tracing::info!(cluster = %binding.cluster, namespace = %binding.namespace,
+                "offline signatures are accepted when made for this cluster and namespace");
+            store.set_signers(crate::signing::Signers::none(binding.clone()));
             let usage = UsageLedger::in_cluster(
                 kube::Api::namespaced(client.clone(), &source.namespace),
                 source.usage_configmap.clone(),
@@ -167,7 +181,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
             ));
             background.push(sync::signers::spawn_cluster(
                 client.clone(),
-                source.namespace.clone(),
+                binding,
                 store.clone(),
             ));
             let (notices, events) = notify::emit::spawn(
@@ -188,7 +202,19 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         }
         None => {
             let store = Arc::new(ApprovalStore::new(None));
-            background.push(sync::signers::spawn_file(cfg.signers_file.clone(), store.clone()));
+            let binding = crate::signing::Binding {
+                cluster: cfg
+                    .cluster_id
+                    .clone()
+                    .unwrap_or_else(|| crate::signing::DEFAULT_CLUSTER_ID.into()),
+                ..Default::default()
+            };
+            store.set_signers(crate::signing::Signers::none(binding.clone()));
+            background.push(sync::signers::spawn_file(
+                cfg.signers_file.clone(),
+                binding,
+                store.clone(),
+            ));
             (
                 FileSync::new(cfg.approvals_file.clone(), store.clone()).spawn(),
                 store,

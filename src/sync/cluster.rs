@@ -53,6 +53,24 @@ pub enum ClusterError {
     Infer(String),
     #[error("cannot build a Kubernetes client: {0}")]
     Client(String),
+    #[error(
+        "cannot learn the cluster's id from Namespace kube-system ({0}); give --cluster-id, or let jitgate get that Namespace (manifests/base/rbac.yaml)"
+    )]
+    ClusterId(String),
+}
+
+/// The cluster's identity as jitgate reads it when no `--cluster-id` is given: the uid of
+/// its `kube-system` Namespace, read once at start. Offline signatures are bound to it.
+pub async fn read_cluster_id(client: Client) -> Result<String, ClusterError> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+    let ns = namespaces
+        .get("kube-system")
+        .await
+        .map_err(|e| ClusterError::ClusterId(e.to_string()))?;
+    ns.metadata
+        .uid
+        .filter(|uid| !uid.is_empty())
+        .ok_or_else(|| ClusterError::ClusterId("it has no uid".into()))
 }
 
 /// Health as the client sees it. A watch stream's chunks (events and bookmarks) count

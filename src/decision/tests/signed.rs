@@ -21,29 +21,29 @@ fn signers(carol: &PrivateKey, alice: &PrivateKey, old: &PrivateKey) -> Signers 
     let data = BTreeMap::from([
         (
             "carol".to_string(),
-            format!("publicKey: {}\ngroups: [security]\n", carol.public()),
+            format!("publicKey: {}\nuser: carol\ngroups: [security]\n", carol.public()),
         ),
         (
             "alice".to_string(),
-            format!("publicKey: {}\ngroups: [security]\n", alice.public()),
+            format!("publicKey: {}\nuser: alice\ngroups: [security]\n", alice.public()),
         ),
         (
             "old".to_string(),
             format!(
-                "publicKey: {}\ngroups: [security]\nnotAfter: \"{}\"\n",
+                "publicKey: {}\nuser: old\ngroups: [security]\nnotAfter: \"{}\"\n",
                 old.public(),
                 at(-1)
             ),
         ),
     ]);
-    Signers::from_data([&data]).0
+    Signers::from_data(crate::signing::Binding::default(), &data).0
 }
 
 /// `text` as entry `cm/e0`, signed by each of `by`.
 fn signed(text: &str, by: &[(&str, &PrivateKey)]) -> String {
     let mut a = parse_entry("cm/e0", text).unwrap();
     for (name, key) in by {
-        let sig = sign(&a, name, key);
+        let sig = sign(&a, &crate::signing::Binding::default(), name, key, None);
         a.signatures.push(sig);
     }
     a.to_yaml()
