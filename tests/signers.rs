@@ -80,7 +80,13 @@ async fn cluster() -> (ApiServer, Harness) {
     }
     api.apply_approvals("jitgate-approvals", &[]);
     api.apply_approvals("team-approvals", &[]);
-    api.apply("jitgate-system", "jitgate-signers", &[], &[]);
+    // As older manifests shipped it: labelled. The label means nothing now.
+    api.apply(
+        "jitgate-system",
+        "jitgate-signers",
+        &[("jitgate.dev/signers", "true")],
+        &[],
+    );
     let h = Harness::start_cluster(&api, Duration::from_secs(300), |_| {}).await;
     api.admit_with(h.addr(), &h.certs.ca_pem);
     eventually(PATIENCE, || async { h.readyz().await == StatusCode::OK }).await;
@@ -178,7 +184,23 @@ async fn a_requester_who_relabels_an_approvals_configmap_as_signers_is_never_a_t
 async fn the_signers_configmap_is_guarded_by_its_name_whatever_its_labels_and_every_edit_is_recorded() {
     let keys = tempfile::tempdir().unwrap();
     let (api, h) = cluster().await;
-    // jitgate-signers carries no label at all: still guarded, still the source.
+    // The admin takes the old label off jitgate-signers: it stays guarded, and the source.
+    let (status, body) = edit_as(
+        &api,
+        ADMIN,
+        Method::PATCH,
+        "jitgate-signers",
+        json!({"metadata": {"labels": {"jitgate.dev/signers": null}}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let unlabelled = api.object("jitgate-system", "jitgate-signers").unwrap();
+    assert!(
+        unlabelled["metadata"]["labels"]
+            .get("jitgate.dev/signers")
+            .is_none(),
+        "{unlabelled}"
+    );
     let dave = keys_new(keys.path(), "dave");
     let (status, body) = edit_as(
         &api,
