@@ -680,6 +680,7 @@ impl Ledger {
         }
         let entry = self.find(&doc.id()).await?;
         let policies = self.policies().await;
+        let signers = self.signers().await;
         let key = entry.key.clone();
         let mut added = Vec::new();
         self.update(&entry.configmap, |data| {
@@ -708,12 +709,26 @@ impl Ledger {
             a.signatures.extend(added.iter().cloned());
             if !a.started() {
                 // Whether the signatures complete it is the ledger's to judge against the
-                // trusted signers; stamping when the count says so lets it.
-                let (_, counted, required) = state_of(&a, policies.as_ref(), Timestamp::now());
-                if counted + u32::try_from(added.len()).unwrap_or(0) >= required.unwrap_or(1) {
-                    let now = Timestamp::now();
+                // trusted signers; counting them as it will (one person once, however
+                // they approved) lets the edit that completes it stamp approvedAt.
+                a.checked = signers.check_all(&a);
+                let now = Timestamp::now();
+                let gating = policies
+                    .as_ref()
+                    .map(|p| p.gating_scope(&a.scope()))
+                    .unwrap_or_default();
+                let requester = match &a.subject {
+                    Subject::User(u) => u.to_string(),
+                    Subject::Group(_) => String::new(),
+                };
+                let complete = crate::approvals::approvers(&a, &requester, now).suffice(
+                    crate::policy::required_approvers(&gating).unwrap_or(1),
+                    &crate::policy::required_levels(&gating),
+                );
+                if complete {
                     a.start_at(now.round(jiff::Unit::Second).unwrap_or(now));
                 }
+                a.checked.clear();
             }
             let mut patch = serde_json::Map::new();
             patch.insert(key.clone(), Value::String(a.to_yaml()));
