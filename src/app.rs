@@ -158,17 +158,12 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
             let config = sync::cluster::client_config(source.kubeconfig.as_deref()).await?;
             let client =
                 kube::Client::try_from(config.clone()).map_err(|e| ClusterError::Client(e.to_string()))?;
-            let cluster = match &cfg.cluster_id {
-                Some(id) => id.clone(),
-                None => sync::cluster::read_cluster_id(client.clone()).await?,
-            };
-            let binding = crate::signing::Binding {
-                cluster,
+            // Until the cluster id is known (read from the API server, which may not be
+            // up yet), nobody is trusted; the signers' ConfigMap is known by name already.
+            store.set_signers(crate::signing::Signers::none(crate::signing::Binding {
+                cluster: cfg.cluster_id.clone().unwrap_or_default(),
                 namespace: source.namespace.clone(),
-            };
-            tracing::info!(cluster = %binding.cluster, namespace = %binding.namespace,
-                "offline signatures are accepted when made for this cluster and namespace");
-            store.set_signers(crate::signing::Signers::none(binding.clone()));
+            }));
             let usage = UsageLedger::in_cluster(
                 kube::Api::namespaced(client.clone(), &source.namespace),
                 source.usage_configmap.clone(),
@@ -181,7 +176,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
             ));
             background.push(sync::signers::spawn_cluster(
                 client.clone(),
-                binding,
+                cfg.cluster_id.clone(),
+                source.namespace.clone(),
                 store.clone(),
             ));
             let (notices, events) = notify::emit::spawn(

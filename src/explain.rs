@@ -160,7 +160,7 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
                 edit_command(home),
             );
             match &d.signing_for {
-                Some(b) => {
+                Some(b) if !b.cluster.is_empty() => {
                     let _ = write!(
                         m,
                         " for this cluster (export it with kubectl jitgate export {}; the signer runs \
@@ -168,7 +168,7 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
                         a.id, b.cluster, b.namespace
                     );
                 }
-                None => m.push_str(" (jitgate sign)."),
+                _ => m.push_str(" (jitgate sign)."),
             }
             return m;
         }

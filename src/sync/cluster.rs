@@ -60,7 +60,7 @@ pub enum ClusterError {
 }
 
 /// The cluster's identity as jitgate reads it when no `--cluster-id` is given: the uid of
-/// its `kube-system` Namespace, read once at start. Offline signatures are bound to it.
+/// its `kube-system` Namespace. Offline signatures are bound to it.
 pub async fn read_cluster_id(client: Client) -> Result<String, ClusterError> {
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
     let ns = namespaces

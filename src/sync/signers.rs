@@ -20,6 +20,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 const RECHECK: Duration = Duration::from_secs(5);
+/// How often to ask again for the cluster id while the API server does not answer.
+const CLUSTER_ID_RETRY: Duration = Duration::from_secs(2);
 
 fn apply(store: &ApprovalStore, signers: Signers, errors: &[SignerError], from: &str) {
     for e in errors {
@@ -90,10 +92,33 @@ pub fn spawn_file(path: PathBuf, binding: Binding, store: Arc<ApprovalStore>) ->
 /// Follows the ConfigMap `jitgate-signers` in `binding`'s namespace, by name, until the
 /// task is aborted. When the watch breaks, the last signers known stay, and the watcher
 /// re-lists with backoff. Its absence trusts nobody.
-pub fn spawn_cluster(client: Client, binding: Binding, store: Arc<ApprovalStore>) -> JoinHandle<()> {
-    let api: Api<ConfigMap> = Api::namespaced(client, &binding.namespace);
+///
+/// The cluster id is `cluster_id`, or else the uid of the kube-system Namespace, read once
+/// here (retried until the API server answers); until it is known, nobody is trusted.
+pub fn spawn_cluster(
+    client: Client,
+    cluster_id: Option<String>,
+    namespace: String,
+    store: Arc<ApprovalStore>,
+) -> JoinHandle<()> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={SIGNERS_CONFIGMAP}"));
     tokio::spawn(async move {
+        let cluster = match cluster_id {
+            Some(id) => id,
+            None => loop {
+                match super::cluster::read_cluster_id(client.clone()).await {
+                    Ok(id) => break id,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "offline signatures count for nothing until the cluster id is known; retrying");
+                        tokio::time::sleep(CLUSTER_ID_RETRY).await;
+                    }
+                }
+            },
+        };
+        let binding = Binding { cluster, namespace };
+        tracing::info!(cluster = %binding.cluster, namespace = %binding.namespace,
+            "offline signatures count when made for this cluster and namespace");
         let mut events = watcher::watcher(api, config).default_backoff().boxed();
         let mut seen: Option<BTreeMap<String, String>> = None;
         let mut relist: Option<Option<BTreeMap<String, String>>> = None;
