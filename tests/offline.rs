@@ -611,6 +611,19 @@ async fn an_entry_signed_for_another_cluster_is_refused_and_grants_nothing_here(
         "{denied:?}"
     );
     h.stop().await;
+    // Served as cluster-a (serve --cluster-id cluster-a), it grants.
+    let h = Harness::start_with(Some(&approvals_manifest(&[("alice-db", &for_a)])), |cfg| {
+        cfg.cluster_id = Some("cluster-a".into());
+        std::fs::write(
+            &cfg.signers_file,
+            signers_manifest(&[("carol", carol.entry("carol@example.com", "jitgate-approvers", ""))]),
+        )
+        .unwrap();
+    })
+    .await;
+    let granted = answers(&h).await;
+    assert!(granted.iter().all(|a| a["allowed"] == true), "{granted:?}");
+    h.stop().await;
 }
 
 #[tokio::test]
