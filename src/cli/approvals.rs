@@ -245,7 +245,10 @@ impl Ledger {
     /// is not readable, or the cluster's id is not known.
     async fn signers(&self) -> Signers {
         let Some(binding) = self.binding().await else {
-            return Signers::default();
+            return Signers::none(Binding {
+                cluster: String::new(),
+                namespace: self.args.approvals_namespace.clone(),
+            });
         };
         match self.configmaps.get_opt(SIGNERS_CONFIGMAP).await {
             Ok(Some(cm)) => Signers::from_data(binding, &cm.data.unwrap_or_default()).0,

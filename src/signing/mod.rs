@@ -319,6 +319,11 @@ impl Signers {
             signer: sig.signer.clone(),
             why,
         };
+        if self.binding().cluster.is_empty() {
+            return refused(
+                "the cluster's id is not known yet (jitgate reads it from the API server; the CLI needs --cluster-id), so no signature can be checked".into(),
+            );
+        }
         let Some(signer) = self.get(&sig.signer) else {
             return refused(format!(
                 "{:?} is not a trusted signer (not in the signers ConfigMap)",
