@@ -249,3 +249,24 @@ async fn the_signers_configmap_is_guarded_by_its_name_whatever_its_labels_and_ev
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn entries_in_the_signers_configmap_never_grant_even_if_it_carries_the_approvals_label() {
+    let api = ApiServer::start().await;
+    api.apply_approvals("jitgate-approvals", &[]);
+    // Labelled so by someone who went around the webhook (its guard refuses it).
+    api.apply(
+        "jitgate-system",
+        "jitgate-signers",
+        &[("jitgate.dev/approvals", "true")],
+        &[("grant", &entry(&[]))],
+    );
+    let h = Harness::start_cluster(&api, Duration::from_secs(300), |_| {}).await;
+    eventually(PATIENCE, || async { h.readyz().await == StatusCode::OK }).await;
+    for proto in [Proto::H1, Proto::H2] {
+        let mut c = h.conn(proto).await;
+        let answer = c.decide(&Req::secret_update().review()).await;
+        assert_eq!(answer["allowed"], false, "{answer}");
+    }
+    h.stop().await;
+}

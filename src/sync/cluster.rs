@@ -278,6 +278,12 @@ impl State {
     fn parse(&mut self, cm: &ConfigMap) -> (String, approvals::ParsedConfigMap) {
         let name = cm.metadata.name.clone().unwrap_or_default();
         let empty = BTreeMap::new();
+        // The trusted signers' ConfigMap is never also approvals, whatever its labels (its
+        // guard refuses making it so; this holds should it be so anyway).
+        if name == crate::signing::SIGNERS_CONFIGMAP {
+            tracing::warn!(configmap = %name, "the trusted signers ConfigMap carries the approvals label; its entries grant nothing");
+            return (name, approvals::ParsedConfigMap::default());
+        }
         let data = cm.data.as_ref().unwrap_or(&empty);
         let parsed = approvals::parse_configmap(&name, data);
         for e in &parsed.errors {
