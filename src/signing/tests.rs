@@ -278,3 +278,25 @@ fn a_signed_for_entry_carries_a_not_after_and_counts_until_then_only() {
         .replace("2026-11-22T00:00:00Z", "2027-11-22T00:00:00Z");
     assert!(refusal(&signers, &moved).contains("does not verify"));
 }
+
+#[test]
+fn a_signers_file_trusts_only_the_configmap_named_jitgate_signers() {
+    let carol = key();
+    let manifest = |name: &str, namespace: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {namespace}\n  labels:\n    jitgate.dev/signers: \"true\"\ndata:\n  carol: |\n    publicKey: {}\n    user: carol\n",
+            carol.public()
+        )
+    };
+    let read = |text: &str| parse_signers_file("signers.yaml", text, Binding::default()).unwrap();
+    let (signers, errors) = read(&manifest("jitgate-signers", "jitgate-system"));
+    assert!(signers.get("carol").is_some() && errors.is_empty(), "{errors:?}");
+    for (name, namespace) in [
+        ("more-signers", "jitgate-system"),
+        ("jitgate-signers", "elsewhere"),
+    ] {
+        let (signers, errors) = read(&manifest(name, namespace));
+        assert!(signers.is_empty(), "{name} in {namespace}");
+        assert!(errors[0].reason.contains("trusts nobody"), "{errors:?}");
+    }
+}
