@@ -163,9 +163,10 @@ fn signed(c: &mut Criterion) {
     let key = PrivateKey::generate().unwrap().0;
     let signers_data = BTreeMap::from([(
         "carol".to_string(),
-        format!("publicKey: {}\ngroups: [approvers]\n", key.public()),
+        format!("publicKey: {}\nuser: carol\ngroups: [approvers]\n", key.public()),
     )]);
-    let signers = Arc::new(Signers::from_data([&signers_data]).0);
+    let binding = jitgate::signing::Binding::default();
+    let signers = Arc::new(Signers::from_data(binding.clone(), &signers_data).0);
     // The same 10 000 entries, each signed by carol instead of approved by name.
     let data: BTreeMap<String, String> = approvals(10_000, now)
         .iter()
@@ -173,7 +174,7 @@ fn signed(c: &mut Criterion) {
             let mut a = (**a).clone();
             a.approved_by.clear();
             a.id = format!("bench/{}", a.key()).into();
-            a.signatures.push(sign(&a, "carol", &key));
+            a.signatures.push(sign(&a, &binding, "carol", &key, None));
             (a.key().to_string(), a.to_yaml())
         })
         .collect();

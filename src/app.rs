@@ -29,8 +29,11 @@ pub struct ServeConfig {
     /// Approvals from this file, unless `cluster` is set.
     pub approvals_file: PathBuf,
     /// Trusted signers of offline approvals from this file, unless `cluster` is set (then
-    /// from the labelled signers ConfigMaps beside the approvals).
+    /// from the ConfigMap `jitgate-signers` beside the approvals).
     pub signers_file: PathBuf,
+    /// The cluster offline signatures must be made for. `None`: in cluster mode, the uid
+    /// of the `kube-system` Namespace, read at start; in file mode, `local`.
+    pub cluster_id: Option<String>,
     /// Approvals from ConfigMaps in a cluster.
     pub cluster: Option<ClusterSource>,
     /// In cluster mode, how long the API server may be silent before approvals count as
@@ -154,6 +157,12 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
             let config = sync::cluster::client_config(source.kubeconfig.as_deref()).await?;
             let client =
                 kube::Client::try_from(config.clone()).map_err(|e| ClusterError::Client(e.to_string()))?;
+            // Until the cluster id is known (read from the API server, which may not be
+            // up yet), nobody is trusted; the signers' ConfigMap is known by name already.
+            store.set_signers(crate::signing::Signers::none(crate::signing::Binding {
+                cluster: cfg.cluster_id.clone().unwrap_or_default(),
+                namespace: source.namespace.clone(),
+            }));
             let usage = UsageLedger::in_cluster(
                 kube::Api::namespaced(client.clone(), &source.namespace),
                 source.usage_configmap.clone(),
@@ -166,6 +175,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
             ));
             background.push(sync::signers::spawn_cluster(
                 client.clone(),
+                cfg.cluster_id.clone(),
                 source.namespace.clone(),
                 store.clone(),
             ));
@@ -187,7 +197,19 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         }
         None => {
             let store = Arc::new(ApprovalStore::new(None));
-            background.push(sync::signers::spawn_file(cfg.signers_file.clone(), store.clone()));
+            let binding = crate::signing::Binding {
+                cluster: cfg
+                    .cluster_id
+                    .clone()
+                    .unwrap_or_else(|| crate::signing::DEFAULT_CLUSTER_ID.into()),
+                ..Default::default()
+            };
+            store.set_signers(crate::signing::Signers::none(binding.clone()));
+            background.push(sync::signers::spawn_file(
+                cfg.signers_file.clone(),
+                binding,
+                store.clone(),
+            ));
             (
                 FileSync::new(cfg.approvals_file.clone(), store.clone()).spawn(),
                 store,

@@ -49,6 +49,7 @@ pub fn check(
     policies_dir: &Path,
     approvals_file: &Path,
     signers_file: &Path,
+    cluster_id: &str,
     now: Timestamp,
 ) -> Result<Checked, CheckError> {
     let read = |p: &Path| {
@@ -78,12 +79,16 @@ pub fn check(
             crate::approvals::LABEL
         );
     }
-    let (signers, refused) = crate::sync::signers::read_file(signers_file)
+    let binding = crate::signing::Binding {
+        cluster: cluster_id.to_string(),
+        ..Default::default()
+    };
+    let (signers, refused) = crate::sync::signers::read_file(signers_file, &binding)
         .map_err(|reason| CheckError::Request {
             path: signers_file.display().to_string(),
             reason,
         })?
-        .unwrap_or_default();
+        .unwrap_or_else(|| (crate::signing::Signers::none(binding), Vec::new()));
     for e in &refused {
         tracing::warn!("{e}");
     }

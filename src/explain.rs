@@ -168,12 +168,23 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
             let _ = write!(
                 m,
                 ". Ask an approver to add their own username to approvedBy of key {:?} in ConfigMap {} \
-                 in namespace {} ({}), or to sign it offline (jitgate sign).",
+                 in namespace {} ({}), or to sign it offline",
                 a.key(),
                 home.name,
                 home.namespace,
                 edit_command(home),
             );
+            match &d.signing_for {
+                Some(b) if !b.cluster.is_empty() => {
+                    let _ = write!(
+                        m,
+                        " for this cluster (export it with kubectl jitgate export {}; the signer runs \
+                         jitgate sign --cluster-id {} --namespace {} -f FILE).",
+                        a.id, b.cluster, b.namespace
+                    );
+                }
+                _ => m.push_str(" (jitgate sign)."),
+            }
             return m;
         }
         Reason::NoApproval { requirement, .. } => (

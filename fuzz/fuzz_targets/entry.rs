@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(!a.resource.is_empty());
         assert!(!a.reason.trim().is_empty());
         let back = jitgate::approvals::parse_entry("cm/key", &a.to_yaml()).expect("written back, it parses");
-        assert_eq!(jitgate::signing::canonical(&back), jitgate::signing::canonical(&a));
+        let any = jitgate::signing::Binding::default();
+        assert_eq!(
+            jitgate::signing::canonical(&back, &any, None),
+            jitgate::signing::canonical(&a, &any, None)
+        );
         assert_eq!(back.signatures, a.signatures);
         let _ = jitgate::signing::Signers::default().check_all(&a);
     }

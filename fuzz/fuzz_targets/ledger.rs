@@ -40,9 +40,9 @@ static KEYS: LazyLock<Vec<jitgate::signing::PrivateKey>> =
     LazyLock::new(|| (0..4).map(|_| jitgate::signing::PrivateKey::generate().unwrap().0).collect());
 static SNAPSHOT: LazyLock<jitgate::approvals::Snapshot> = LazyLock::new(|| {
     let data: std::collections::BTreeMap<String, String> = (0..3)
-        .map(|i| (PEOPLE[i].to_string(), format!("publicKey: {}\ngroups: [sre]\n", KEYS[i].public())))
+        .map(|i| (PEOPLE[i].to_string(), format!("publicKey: {}\nuser: {}\ngroups: [sre]\n", KEYS[i].public(), PEOPLE[i])))
         .collect();
-    let signers = jitgate::signing::Signers::from_data([&data]).0;
+    let signers = jitgate::signing::Signers::from_data(Default::default(), &data).0;
     jitgate::approvals::Snapshot::signed(
         Vec::new(),
         0,
@@ -94,7 +94,14 @@ impl Text {
                 let id = if *sign_other_id { "approvals/other".to_string() } else { format!("approvals/{key}") };
                 let Ok(mut a) = jitgate::approvals::parse_entry(&id, &text) else { return text };
                 for (signer, k) in signatures.iter().take(3) {
-                    let sig = jitgate::signing::sign(&a, PEOPLE[*signer as usize % 4], &KEYS[*k as usize % 4]);
+                    let not_after = a.valid_for.map(|d| *NOW + d);
+                    let sig = jitgate::signing::sign(
+                        &a,
+                        &Default::default(),
+                        PEOPLE[*signer as usize % 4],
+                        &KEYS[*k as usize % 4],
+                        not_after,
+                    );
                     a.signatures.push(sig);
                 }
                 a.to_yaml()

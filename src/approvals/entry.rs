@@ -208,6 +208,15 @@ impl Approval {
             for s in &self.signatures {
                 let _ = writeln!(e, "- signer: {}", q(&s.signer));
                 let _ = writeln!(e, "  key: {}", q(&s.key));
+                if let Some(cluster) = &s.cluster {
+                    let _ = writeln!(e, "  cluster: {}", q(cluster));
+                }
+                if let Some(namespace) = &s.namespace {
+                    let _ = writeln!(e, "  namespace: {}", q(namespace));
+                }
+                if let Some(t) = s.not_after {
+                    let _ = writeln!(e, "  notAfter: \"{t}\"");
+                }
                 let _ = writeln!(e, "  signature: {}", q(&s.value_base64()));
             }
         }
@@ -269,10 +278,13 @@ pub(super) struct RawEntry {
 }
 
 #[derive(Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct RawSignature {
     pub(super) signer: String,
     pub(super) key: String,
+    pub(super) cluster: Option<String>,
+    pub(super) namespace: Option<String>,
+    pub(super) not_after: Option<String>,
     pub(super) signature: String,
 }
 
@@ -426,7 +438,15 @@ pub fn parse_entry_in(id: &str, text: &str, names: &mut Names) -> Result<Approva
     }
     let mut signatures: Vec<Signature> = Vec::new();
     for s in raw.signatures {
-        let sig = Signature::parse(s.signer, s.key, &s.signature).map_err(fail)?;
+        let sig = Signature::parse(crate::signing::SignatureText {
+            signer: s.signer,
+            key: s.key,
+            cluster: s.cluster,
+            namespace: s.namespace,
+            not_after: s.not_after,
+            signature: s.signature,
+        })
+        .map_err(fail)?;
         if signatures.iter().any(|o| o.signer == sig.signer) {
             return Err(fail(format!("signed twice by {:?}", sig.signer)));
         }

@@ -188,11 +188,7 @@ pub fn signature_problems(a: &Approval, requester: &str, now: Timestamp) -> Vec<
         .iter()
         .filter_map(|c| match c {
             Checked::Refused { why, .. } => Some(why.clone()),
-            Checked::Trusted(s) if !s.valid_at(now) => Some(format!(
-                "signer {:?}'s key expired at {}",
-                s.name,
-                s.not_after.map(|t| t.to_string()).unwrap_or_default()
-            )),
+            Checked::Trusted(s) if !s.valid_at(now) => s.expired(now),
             Checked::Trusted(s) if signed_by_requester(a, s, requester) => Some(format!(
                 "the signature by {:?} is the requester's own and does not count",
                 s.name

@@ -18,8 +18,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-/// The signers ConfigMap read when the labelled ones cannot be listed.
-const SIGNERS_CONFIGMAP: &str = "jitgate-signers";
+use crate::signing::{Binding, SIGNERS_CONFIGMAP};
 
 /// Times a change is recomputed after a conflict before giving up.
 const ATTEMPTS: u32 = 5;
@@ -226,28 +225,35 @@ impl Ledger {
         Ok(entries)
     }
 
-    /// The trusted signers, so that signatures count here as the webhook counts them:
-    /// the labelled signers ConfigMaps, or for a user who may not list ConfigMaps, the one
-    /// named jitgate-signers; none (signatures count for nothing) when neither is readable.
-    async fn signers(&self) -> Signers {
-        let selector = format!("{}=true", crate::signing::SIGNERS_LABEL);
-        let configmaps = match self
-            .configmaps
-            .list(&ListParams::default().labels(&selector))
-            .await
-        {
-            Ok(list) => list.items,
-            Err(_) => match self.configmaps.get_opt(SIGNERS_CONFIGMAP).await {
-                Ok(found) => found.into_iter().collect(),
-                Err(_) => Vec::new(),
-            },
+    /// The cluster and approvals namespace signatures are made for here: the cluster id
+    /// given, else the uid of the kube-system Namespace when the user may read it.
+    async fn binding(&self) -> Option<Binding> {
+        let cluster = match &self.args.cluster_id {
+            Some(id) if !id.is_empty() => id.clone(),
+            _ => crate::sync::cluster::read_cluster_id(self.client.clone())
+                .await
+                .ok()?,
         };
-        let data: Vec<BTreeMap<String, String>> = configmaps
-            .into_iter()
-            .filter(crate::signing::signers::is_labelled)
-            .map(|cm| cm.data.unwrap_or_default())
-            .collect();
-        Signers::from_data(&data).0
+        Some(Binding {
+            cluster,
+            namespace: self.args.approvals_namespace.clone(),
+        })
+    }
+
+    /// The trusted signers, so that signatures count here as the webhook counts them: the
+    /// one ConfigMap jitgate-signers, by name; none (signatures count for nothing) when it
+    /// is not readable, or the cluster's id is not known.
+    async fn signers(&self) -> Signers {
+        let Some(binding) = self.binding().await else {
+            return Signers::none(Binding {
+                cluster: String::new(),
+                namespace: self.args.approvals_namespace.clone(),
+            });
+        };
+        match self.configmaps.get_opt(SIGNERS_CONFIGMAP).await {
+            Ok(Some(cm)) => Signers::from_data(binding, &cm.data.unwrap_or_default()).0,
+            _ => Signers::none(binding),
+        }
     }
 
     /// The entry `id` names: `KEY` or `CONFIGMAP/KEY`.
@@ -644,12 +650,22 @@ impl Ledger {
                 e.reason
             )));
         }
+        let binding = self.binding().await;
         let doc = super::offline::EntryDoc::of_cluster(
             &entry.configmap,
             &self.args.approvals_namespace,
+            binding.as_ref().map(|b| b.cluster.as_str()),
             &entry.key,
             &text,
         );
+        match &binding {
+            Some(b) => eprintln!(
+                "for {b}: the signer checks these and runs jitgate sign -f FILE (they are in the file)"
+            ),
+            None => eprintln!(
+                "note: the cluster's id is not known here (give --cluster-id, as jitgate's denial names it); the signer must give it to jitgate sign --cluster-id"
+            ),
+        }
         Ok(doc.render(&text))
     }
 
@@ -667,6 +683,7 @@ impl Ledger {
         }
         let entry = self.find(&doc.id()).await?;
         let policies = self.policies().await;
+        let signers = self.signers().await;
         let key = entry.key.clone();
         let mut added = Vec::new();
         self.update(&entry.configmap, |data| {
@@ -675,7 +692,7 @@ impl Ledger {
                 .ok_or_else(|| CliError::Usage(format!("entry {key:?} was removed meanwhile")))?;
             let mut a = parse_entry(&doc.id(), text)
                 .map_err(|e| CliError::Usage(format!("{} in the cluster does not parse ({})", doc.id(), e.reason)))?;
-            if crate::signing::canonical(&a) != crate::signing::canonical(&signed) {
+            if !crate::signing::same_terms(&a, &signed) {
                 return Err(CliError::Usage(format!(
                     "the signed copy is not of {} as it stands in the cluster: its terms differ, so its signatures would not verify; ask for a signature of the current entry ({} export {})",
                     doc.id(),
@@ -695,12 +712,26 @@ impl Ledger {
             a.signatures.extend(added.iter().cloned());
             if !a.started() {
                 // Whether the signatures complete it is the ledger's to judge against the
-                // trusted signers; stamping when the count says so lets it.
-                let (_, counted, required) = state_of(&a, policies.as_ref(), Timestamp::now());
-                if counted + u32::try_from(added.len()).unwrap_or(0) >= required.unwrap_or(1) {
-                    let now = Timestamp::now();
+                // trusted signers; counting them as it will (one person once, however
+                // they approved) lets the edit that completes it stamp approvedAt.
+                a.checked = signers.check_all(&a);
+                let now = Timestamp::now();
+                let gating = policies
+                    .as_ref()
+                    .map(|p| p.gating_scope(&a.scope()))
+                    .unwrap_or_default();
+                let requester = match &a.subject {
+                    Subject::User(u) => u.to_string(),
+                    Subject::Group(_) => String::new(),
+                };
+                let complete = crate::approvals::approvers(&a, &requester, now).suffice(
+                    crate::policy::required_approvers(&gating).unwrap_or(1),
+                    &crate::policy::required_levels(&gating),
+                );
+                if complete {
                     a.start_at(now.round(jiff::Unit::Second).unwrap_or(now));
                 }
+                a.checked.clear();
             }
             let mut patch = serde_json::Map::new();
             patch.insert(key.clone(), Value::String(a.to_yaml()));
@@ -778,7 +809,11 @@ fn signatures_and_levels(a: &Approval, policies: Option<&PolicySet>, now: Timest
                 Checked::Trusted(s) if s.valid_at(now) => {
                     format!("{} (valid: {} in {})", sig.signer, s.user, s.groups.join(", "))
                 }
-                Checked::Trusted(_) => format!("{} (not counted: key expired)", sig.signer),
+                Checked::Trusted(s) => format!(
+                    "{} (not counted: {})",
+                    sig.signer,
+                    s.expired(now).unwrap_or_default()
+                ),
                 Checked::Refused { why, .. } => format!("{} (not counted: {why})", sig.signer),
             })
             .collect();

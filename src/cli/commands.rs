@@ -101,6 +101,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 &args.policies,
                 &args.approvals_file,
                 &args.signers_file,
+                &args.cluster_id,
                 now,
             ) {
                 Ok(checked) => {

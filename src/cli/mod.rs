@@ -120,6 +120,20 @@ pub struct EntryFile {
     pub id: Option<String>,
 }
 
+/// Where a signature is valid: one cluster, one approvals namespace.
+#[derive(Debug, Args)]
+pub struct BindingArgs {
+    /// The cluster the signature is for: its id as jitgate knows it (serve --cluster-id,
+    /// or the uid of its kube-system Namespace; the denial and export name it). Default:
+    /// the one the exported entry names.
+    #[arg(long, value_name = "ID")]
+    pub cluster_id: Option<String>,
+    /// The namespace of the approvals ConfigMaps. Default: the one the exported entry
+    /// names, else jitgate-system.
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct SignArgs {
     /// Your private key, as jitgate keys new wrote it.
@@ -129,6 +143,14 @@ pub struct SignArgs {
     #[arg(long)]
     pub name: Option<String>,
     #[command(flatten)]
+    pub binding: BindingArgs,
+    /// For a for: entry, when your signature stops counting, whenever its clock starts
+    /// (RFC 3339, or a duration from now such as 8h). Default: now + 24h (the default
+    /// requestTTL) + the entry's for:. The ledger refuses one beyond now + its policies'
+    /// requestTTL + maxDuration.
+    #[arg(long, value_name = "TIME")]
+    pub not_after: Option<String>,
+    #[command(flatten)]
     pub entry: EntryFile,
 }
 
@@ -136,7 +158,9 @@ pub struct SignArgs {
 pub struct VerifyEntryArgs {
     #[command(flatten)]
     pub entry: EntryFile,
-    /// The trusted signers (a labelled ConfigMap manifest, as in the cluster).
+    #[command(flatten)]
+    pub binding: BindingArgs,
+    /// The trusted signers (the ConfigMap manifest jitgate-signers, as in the cluster).
     #[arg(long, value_name = "FILE", default_value = "manifests/signers.yaml")]
     pub signers: PathBuf,
 }
@@ -189,6 +213,11 @@ pub struct LedgerArgs {
     /// The ConfigMap holding the policies, read for approver counts.
     #[arg(long, value_name = "NAME", default_value = "jitgate-policies")]
     pub policies_configmap: String,
+    /// The cluster's id as jitgate knows it (its --cluster-id), for checking and
+    /// exporting offline signatures. Default: the uid of the kube-system Namespace, when
+    /// you may read it.
+    #[arg(long, value_name = "ID", env = "JITGATE_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -331,6 +360,16 @@ fn parse_time(text: &str) -> Result<jiff::Timestamp, String> {
     jiff::Timestamp::now().checked_sub(ago).map_err(|e| e.to_string())
 }
 
+/// A time: RFC 3339, or a duration from `now` such as `8h`.
+pub(crate) fn parse_time_ahead(text: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp, String> {
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let ahead = crate::duration::parse_duration(text)
+        .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor a duration such as 8h"))?;
+    now.checked_add(ahead).map_err(|e| e.to_string())
+}
+
 /// A size such as `100Mi`, `1Gi`, `512Ki` or a number of bytes; `0` for no limit.
 fn parse_size(text: &str) -> Result<u64, String> {
     let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
@@ -434,9 +473,9 @@ pub struct ServeArgs {
         default_value = "manifests/approvals.yaml"
     )]
     pub approvals_file: PathBuf,
-    /// Trusted signers of offline approvals (a labelled ConfigMap manifest), watched for
-    /// changes. In cluster mode they come from the ConfigMaps labelled
-    /// jitgate.dev/signers=true in the approvals namespace instead.
+    /// Trusted signers of offline approvals (the ConfigMap manifest jitgate-signers),
+    /// watched for changes. In cluster mode they come from the ConfigMap jitgate-signers
+    /// in the approvals namespace instead (by its name; labels do not matter).
     #[arg(
         long,
         value_name = "PATH",
@@ -444,6 +483,11 @@ pub struct ServeArgs {
         default_value = "manifests/signers.yaml"
     )]
     pub signers_file: PathBuf,
+    /// The cluster's identity, which every offline signature must name (jitgate sign
+    /// --cluster-id). Default: in cluster mode the uid of the kube-system Namespace, read
+    /// at start; in file mode "local".
+    #[arg(long, value_name = "ID", env = "JITGATE_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
     /// Cluster mode: follow the approvals ConfigMaps in this namespace instead of a file.
     #[arg(long, value_name = "NAMESPACE", env = "JITGATE_APPROVALS_NAMESPACE")]
     pub approvals_namespace: Option<String>,
@@ -531,6 +575,7 @@ impl From<ServeArgs> for ServeConfig {
             policies_dir: a.policies,
             approvals_file: a.approvals_file,
             signers_file: a.signers_file,
+            cluster_id: a.cluster_id.filter(|id| !id.is_empty()),
             cluster: a.approvals_namespace.map(|namespace| ClusterSource {
                 namespace,
                 selector: a.approvals_selector,
@@ -559,9 +604,13 @@ pub struct CheckArgs {
     /// Approvals ConfigMap manifest(s).
     #[arg(long, value_name = "PATH", default_value = "manifests/approvals.yaml")]
     pub approvals_file: PathBuf,
-    /// Trusted signers (a labelled ConfigMap manifest); a missing file trusts nobody.
+    /// Trusted signers (the ConfigMap manifest jitgate-signers); a missing file trusts
+    /// nobody.
     #[arg(long, value_name = "PATH", default_value = "manifests/signers.yaml")]
     pub signers_file: PathBuf,
+    /// The cluster id signatures must be made for, as serve --cluster-id.
+    #[arg(long, value_name = "ID", default_value = crate::signing::DEFAULT_CLUSTER_ID)]
+    pub cluster_id: String,
     /// Decide as of this time (RFC 3339) instead of now.
     #[arg(long, value_name = "RFC3339")]
     pub now: Option<jiff::Timestamp>,

@@ -3,17 +3,23 @@
 //! signed text travels by whatever the enclave allows (a form, a USB stick, a one-way
 //! transfer).
 
-use super::{EntryFile, KeysCommand, SignArgs, VerifyEntryArgs};
+use super::{BindingArgs, EntryFile, KeysCommand, SignArgs, VerifyEntryArgs};
 use crate::approvals::{Approval, DEFAULT_CONFIGMAP, DEFAULT_NAMESPACE, parse_entry};
-use crate::signing::{Checked, PrivateKey, keys};
+use crate::signing::{Binding, Checked, PrivateKey, keys};
 use k8s_openapi::api::core::v1::ConfigMap;
 use std::process::ExitCode;
+
+/// The annotation of an exported entry that names the cluster it is in, for the signer.
+pub const CLUSTER_ANNOTATION: &str = "jitgate.dev/cluster-id";
 
 /// An entry read from a file: its id, and whether it came as a ConfigMap manifest.
 #[derive(Debug)]
 pub struct EntryDoc {
     pub configmap: String,
-    pub namespace: String,
+    /// The namespace of its approvals ConfigMap, when the file says.
+    pub namespace: Option<String>,
+    /// The cluster it is in, when the file says (export writes it).
+    pub cluster: Option<String>,
     pub key: String,
     pub text: String,
     manifest: bool,
@@ -21,14 +27,39 @@ pub struct EntryDoc {
 
 impl EntryDoc {
     /// An entry of the cluster, to be written out as a one-key ConfigMap manifest.
-    pub fn of_cluster(configmap: &str, namespace: &str, key: &str, text: &str) -> EntryDoc {
+    pub fn of_cluster(
+        configmap: &str,
+        namespace: &str,
+        cluster: Option<&str>,
+        key: &str,
+        text: &str,
+    ) -> EntryDoc {
         EntryDoc {
             configmap: configmap.to_string(),
-            namespace: namespace.to_string(),
+            namespace: Some(namespace.to_string()),
+            cluster: cluster.map(str::to_string),
             key: key.to_string(),
             text: text.to_string(),
             manifest: true,
         }
+    }
+
+    /// Where a signature of this entry is for: the flags, else what the file says; the
+    /// cluster must be known one way or the other, and the two must agree.
+    pub fn binding(&self, args: &BindingArgs) -> Result<Binding, String> {
+        let pick = |flag: &Option<String>, file: &Option<String>, what: &str| match (flag, file) {
+            (Some(f), Some(d)) if f != d => Err(format!(
+                "--{what} {f:?} differs from the {d:?} the entry file names: check which is meant"
+            )),
+            (Some(f), _) => Ok(Some(f.clone())),
+            (None, d) => Ok(d.clone()),
+        };
+        let cluster = pick(&args.cluster_id, &self.cluster, "cluster-id")?.ok_or_else(|| {
+            "give the cluster's id with --cluster-id (jitgate's denial and kubectl jitgate export name it): a signature is valid in that cluster only".to_string()
+        })?;
+        let namespace =
+            pick(&args.namespace, &self.namespace, "namespace")?.unwrap_or_else(|| DEFAULT_NAMESPACE.into());
+        Ok(Binding { cluster, namespace })
     }
 
     pub fn id(&self) -> String {
@@ -48,11 +79,17 @@ impl EntryDoc {
         }
         let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
         let mut out = format!(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {}\n  namespace: {}\ndata:\n  {}: |\n",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {}\n  namespace: {}\n",
             q(&self.configmap),
-            q(&self.namespace),
-            q(&self.key)
+            q(self.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)),
         );
+        if let Some(cluster) = &self.cluster {
+            out.push_str(&format!(
+                "  annotations:\n    {CLUSTER_ANNOTATION}: {}\n",
+                q(cluster)
+            ));
+        }
+        out.push_str(&format!("data:\n  {}: |\n", q(&self.key)));
         for line in text.lines() {
             out.push_str("    ");
             out.push_str(line);
@@ -96,8 +133,15 @@ pub fn read_entry(e: &EntryFile) -> Result<EntryDoc, String> {
                 e.id.as_deref().unwrap_or_default()
             ));
         }
+        let cluster = cm
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(CLUSTER_ANNOTATION))
+            .cloned();
         return Ok(EntryDoc {
-            namespace: cm.metadata.namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+            namespace: cm.metadata.namespace,
+            cluster,
             configmap,
             key,
             text: entry,
@@ -112,7 +156,8 @@ pub fn read_entry(e: &EntryFile) -> Result<EntryDoc, String> {
     let (configmap, key) = id.split_once('/').unwrap_or((DEFAULT_CONFIGMAP, id));
     Ok(EntryDoc {
         configmap: configmap.to_string(),
-        namespace: DEFAULT_NAMESPACE.into(),
+        namespace: None,
+        cluster: None,
         key: key.to_string(),
         text,
         manifest: false,
@@ -184,7 +229,7 @@ pub fn keys(command: KeysCommand) -> ExitCode {
                 "ask a cluster admin to add you to the trusted signers (ConfigMap jitgate-signers in jitgate-system), as below:"
             );
             println!(
-                "{name}: |\n  publicKey: {}\n  user: {name}   # your username in the cluster, if it differs\n  groups: [GROUP]   # the approver group(s) you sign as\n  notAfter: \"YYYY-MM-DDT00:00:00Z\"   # optional: when to stop trusting this key",
+                "{name}: |\n  publicKey: {}\n  user: USERNAME   # required: your username in the cluster (your signature counts as you, never as a second approver)\n  groups: [GROUP]   # the approver group(s) you sign as\n  notAfter: \"YYYY-MM-DDT00:00:00Z\"   # optional: when to stop trusting this key",
                 new.key
             );
             eprintln!("fingerprint: {}", new.key.fingerprint());
@@ -223,11 +268,34 @@ pub fn sign(args: SignArgs) -> ExitCode {
     if a.signatures.iter().any(|s| s.signer == name) {
         return fail("sign", format!("{} is already signed by {name:?}", doc.id()));
     }
-    let signature = crate::signing::sign(&a, &name, &key);
+    let binding = match doc.binding(&args.binding) {
+        Ok(b) => b,
+        Err(e) => return fail("sign", e),
+    };
+    let now = jiff::Timestamp::now();
+    let not_after = match (a.valid_for, &args.not_after) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return fail(
+                "sign",
+                "--not-after is for a for: entry; this one ends at its expiresAt, which the signature covers",
+            );
+        }
+        (Some(d), None) => Some(now + crate::policy::DEFAULT_REQUEST_TTL + d),
+        (Some(_), Some(t)) => match crate::cli::parse_time_ahead(t, now) {
+            Ok(t) if t > now => Some(t),
+            Ok(t) => return fail("sign", format!("--not-after {t} is not in the future")),
+            Err(e) => return fail("sign", e),
+        },
+    };
+    let signature = crate::signing::sign(&a, &binding, &name, &key, not_after);
     eprintln!(
-        "signed {} as {name} (key {}): {}",
+        "signed {} as {name} (key {}) for {binding}{}: {}",
         doc.id(),
         signature.key,
+        not_after
+            .map(|t| format!(", counting until {t} at the latest"))
+            .unwrap_or_default(),
         summary(&a)
     );
     a.signatures.push(signature);
@@ -238,7 +306,15 @@ pub fn sign(args: SignArgs) -> ExitCode {
 /// Exit 0 when the entry has signatures and every one is valid now, 1 when one is not,
 /// 2 on an error.
 pub fn verify(args: VerifyEntryArgs) -> ExitCode {
-    let signers = match crate::sync::signers::read_file(&args.signers) {
+    let doc = match read_entry(&args.entry) {
+        Ok(d) => d,
+        Err(e) => return fail("verify-entry", e),
+    };
+    let binding = match doc.binding(&args.binding) {
+        Ok(b) => b,
+        Err(e) => return fail("verify-entry", e),
+    };
+    let signers = match crate::sync::signers::read_file(&args.signers, &binding) {
         Ok(Some((signers, errors))) => {
             for e in errors {
                 eprintln!("note: {e}");
@@ -253,15 +329,11 @@ pub fn verify(args: VerifyEntryArgs) -> ExitCode {
         }
         Err(e) => return fail("verify-entry", e),
     };
-    let doc = match read_entry(&args.entry) {
-        Ok(d) => d,
-        Err(e) => return fail("verify-entry", e),
-    };
     let a = match doc.parse() {
         Ok(a) => a,
         Err(e) => return fail("verify-entry", e),
     };
-    println!("{}: {}", doc.id(), summary(&a));
+    println!("{} ({binding}): {}", doc.id(), summary(&a));
     if a.signatures.is_empty() {
         println!("no signatures");
         return ExitCode::from(1);
@@ -276,14 +348,20 @@ pub fn verify(args: VerifyEntryArgs) -> ExitCode {
                 sig.key,
                 s.user,
                 s.groups.join(", "),
-                s.not_after.map(|t| format!(", until {t}")).unwrap_or_default()
+                s.signer
+                    .not_after
+                    .into_iter()
+                    .chain(s.not_after)
+                    .min()
+                    .map(|t| format!(", until {t}"))
+                    .unwrap_or_default()
             ),
             Checked::Trusted(s) => {
                 all_valid = false;
                 println!(
-                    "{}: not valid: the key expired at {}",
+                    "{}: not valid: {}",
                     sig.signer,
-                    s.not_after.map(|t| t.to_string()).unwrap_or_default()
+                    s.expired(now).unwrap_or_default()
                 );
             }
             Checked::Refused { why, .. } => {

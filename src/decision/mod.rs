@@ -116,6 +116,9 @@ pub struct Decision {
     pub home: Arc<ConfigMapRef>,
     /// When it was decided.
     pub at: Timestamp,
+    /// The cluster and approvals namespace offline signatures must be made for, when the
+    /// approvals are loaded: a denial tells the requester what their signer needs.
+    pub signing_for: Option<Arc<crate::signing::Binding>>,
 }
 
 impl Decision {
@@ -188,7 +191,28 @@ pub fn decide<'r, 'a: 'r>(req: impl Into<Request<'r, 'a>>, inputs: &Inputs<'_>) 
         Approvals::Loaded(snapshot) => snapshot.home.clone(),
         Approvals::NotLoaded | Approvals::Stale { .. } => DEFAULT_HOME.clone(),
     };
+    // The trusted signers' one ConfigMap is guarded by its name and namespace, before and
+    // whatever any label says: no label moves a ConfigMap from one guard to the other.
+    let signers_at = match inputs.approvals {
+        Approvals::Loaded(snapshot) => Some(snapshot.signers.binding().namespace.as_str()),
+        Approvals::NotLoaded | Approvals::Stale { .. } => None,
+    };
     let reason = match (req, req.target()) {
+        (Request::Admission(r), _) if signers_at.is_some_and(|ns| ledger::signers::applies(r, ns)) => {
+            match ledger::signers::review(r) {
+                Ok(changes) => Reason::SignersChanged { changes },
+                Err(violation) => Reason::LedgerRefused { violation },
+            }
+        }
+        (Request::Admission(r), _) if signers_at.is_none() && ledger::signers::may_apply(r) => {
+            Reason::LedgerRefused {
+                violation: ledger::Violation {
+                    id: r.name.clone(),
+                    rule: ledger::LedgerRule::GuardCrossed,
+                    message: "jitgate has not loaded its approvals, so it cannot tell whether this is its trusted signers ConfigMap, and refuses the edit rather than let it pass unrecorded; try again in a moment".into(),
+                },
+            }
+        }
         (Request::Admission(r), _) if ledger::applies(r) => {
             let signers = match inputs.approvals {
                 Approvals::Loaded(snapshot) => Some(&*snapshot.signers),
@@ -199,10 +223,6 @@ pub fn decide<'r, 'a: 'r>(req: impl Into<Request<'r, 'a>>, inputs: &Inputs<'_>) 
                 Err(violation) => Reason::LedgerRefused { violation },
             }
         }
-        (Request::Admission(r), _) if ledger::signers::applies(r) => match ledger::signers::review(r) {
-            Ok(changes) => Reason::SignersChanged { changes },
-            Err(violation) => Reason::LedgerRefused { violation },
-        },
         (_, Some(target)) => gate(req, &target, inputs),
         (_, None) => Reason::NotGated,
     };
@@ -210,6 +230,10 @@ pub fn decide<'r, 'a: 'r>(req: impl Into<Request<'r, 'a>>, inputs: &Inputs<'_>) 
         reason,
         home,
         at: inputs.now,
+        signing_for: match inputs.approvals {
+            Approvals::Loaded(snapshot) => Some(snapshot.signers.binding().clone()),
+            Approvals::NotLoaded | Approvals::Stale { .. } => None,
+        },
     }
 }
 

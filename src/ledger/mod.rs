@@ -67,6 +67,9 @@ pub enum LedgerRule {
     SignatureInvalid,
     /// An edit of the trusted signers ConfigMap that holds an entry that does not parse.
     SignerMalformed,
+    /// An edit that would make one ConfigMap both the trusted signers and approvals, or
+    /// of the signers ConfigMap before jitgate knows where it lives.
+    GuardCrossed,
 }
 
 impl LedgerRule {
@@ -91,6 +94,7 @@ impl LedgerRule {
             LedgerRule::ApprovedAtNotStamped => "approved_at_not_stamped",
             LedgerRule::SignatureInvalid => "signature_invalid",
             LedgerRule::SignerMalformed => "signer_malformed",
+            LedgerRule::GuardCrossed => "guard_crossed",
         }
     }
 }

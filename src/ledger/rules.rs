@@ -116,16 +116,31 @@ impl Judge<'_> {
                     ));
                 }
             };
-            if !signer.valid_at(self.now) {
+            if let Some(why) = signer.expired(self.now) {
                 return Err(refuse(
                     id,
                     LedgerRule::SignatureInvalid,
-                    format!(
-                        "signer {:?}'s key expired at {}: it signs nothing now",
-                        signer.name,
-                        signer.not_after.map(|t| t.to_string()).unwrap_or_default()
-                    ),
+                    format!("{why}: it grants nothing now"),
                 ));
+            }
+            // A `for:` entry's clock starts when it is carried in; the signature's own
+            // notAfter bounds how long after signing that may be, and the policies bound it.
+            if let Some(not_after) = signer.not_after {
+                let max = gating.iter().map(|p| p.max_duration).min().unwrap_or_default();
+                let latest = self.now + crate::policy::request_ttl(gating) + max + self.grace.0;
+                if not_after > latest {
+                    return Err(refuse(
+                        id,
+                        LedgerRule::SignatureInvalid,
+                        format!(
+                            "the signature by {:?} counts until {not_after}, later than its policies allow (requestTTL {} and maxDuration {} from now: {}); sign again with an earlier --not-after",
+                            signer.name,
+                            crate::duration::human(crate::policy::request_ttl(gating)),
+                            crate::duration::human(max),
+                            latest.strftime("%Y-%m-%dT%H:%M:%SZ")
+                        ),
+                    ));
+                }
             }
             if crate::approvals::signed_by_requester(a, signer, self.requester_name(a)) {
                 return Err(refuse(

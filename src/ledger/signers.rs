@@ -2,11 +2,15 @@
 //! signer entry that does not parse is refused (it would trust nobody, silently), and
 //! every accepted change is recorded with who made it. Who may change it at all is RBAC's
 //! to say: cluster admins only, as the manifests ship.
+//!
+//! The guard applies to the one object `jitgate-signers` beside the approvals, by its
+//! name and namespace, whatever labels it carries; no label moves a ConfigMap into or out
+//! of it. It refuses an edit that would also make that object an approvals ConfigMap.
 
 use super::{LedgerRule, Violation};
 use crate::admission::AdmissionRequest;
 use crate::operation::Operation;
-use crate::signing::signers::{SIGNERS_LABEL, is_labelled, parse_signer};
+use crate::signing::signers::{SIGNERS_CONFIGMAP, parse_signer};
 use k8s_openapi::api::core::v1::ConfigMap;
 use std::collections::BTreeMap;
 
@@ -22,25 +26,47 @@ pub struct SignerChange {
     pub not_after: Option<String>,
 }
 
-/// True when the request edits a trusted signers ConfigMap.
-pub fn applies(req: &AdmissionRequest<'_>) -> bool {
-    super::configmap_edit(req) && super::objects(req).any(|raw| super::labelled(raw.get(), SIGNERS_LABEL))
+/// True when the request edits the trusted signers ConfigMap (`jitgate-signers` in
+/// `namespace`, beside the approvals), by its name and namespace, whatever its labels.
+pub fn applies(req: &AdmissionRequest<'_>, namespace: &str) -> bool {
+    super::configmap_edit(req) && req.name == SIGNERS_CONFIGMAP && req.namespace == namespace
+}
+
+/// True when the request edits a ConfigMap named like the signers one, in any namespace:
+/// what the guard must hold on to while it does not know which namespace is its own.
+pub fn may_apply(req: &AdmissionRequest<'_>) -> bool {
+    super::configmap_edit(req) && req.name == SIGNERS_CONFIGMAP
 }
 
 fn signers_of(raw: Option<&serde_json::value::RawValue>) -> BTreeMap<String, String> {
     raw.and_then(|r| serde_json::from_str::<ConfigMap>(r.get()).ok())
-        .filter(is_labelled)
         .and_then(|cm| cm.data)
         .unwrap_or_default()
 }
 
-/// Reviews an edit of a signers ConfigMap: every signer it holds afterwards must parse.
+/// Reviews an edit of the signers ConfigMap: it never becomes an approvals ConfigMap, and
+/// every signer it holds afterwards must parse.
 pub fn review(req: &AdmissionRequest<'_>) -> Result<Vec<SignerChange>, Violation> {
-    let old = signers_of(req.old_object);
     let new = match req.operation {
         Operation::Delete => BTreeMap::new(),
         _ => signers_of(req.object),
     };
+    if req.operation != Operation::Delete
+        && req
+            .object
+            .is_some_and(|raw| super::labelled(raw.get(), crate::approvals::LABEL))
+    {
+        return Err(Violation {
+            id: req.name.to_string(),
+            rule: LedgerRule::GuardCrossed,
+            message: format!(
+                "{} holds the trusted signers and is guarded as such; it cannot also be an approvals ConfigMap: remove the label {}",
+                req.name,
+                crate::approvals::LABEL
+            ),
+        });
+    }
+    let old = signers_of(req.old_object);
     let mut changes = Vec::new();
     let names: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
     for name in names {

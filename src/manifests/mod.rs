@@ -127,16 +127,18 @@ pub fn webhook_configuration(policies: &PolicySet, target: &Service<'_>) -> Vali
         match_expressions: None,
     });
 
-    // The trusted signers ConfigMap: each change checked and recorded with its editor.
+    // The trusted signers ConfigMap, by its name whatever its labels: each change checked
+    // and recorded with its editor.
     let mut signers = ledger.clone();
     signers.name = "signers.jitgate.dev".into();
-    signers.object_selector = Some(LabelSelector {
-        match_labels: Some(BTreeMap::from([(
-            crate::signing::SIGNERS_LABEL.into(),
-            "true".into(),
-        )])),
-        match_expressions: None,
-    });
+    signers.object_selector = None;
+    signers.match_conditions = Some(vec![MatchCondition {
+        name: "the-signers-configmap".into(),
+        expression: format!(
+            "has(request.name) && request.name == '{}'",
+            crate::signing::SIGNERS_CONFIGMAP
+        ),
+    }]);
 
     ValidatingWebhookConfiguration {
         metadata: ObjectMeta {

@@ -2,13 +2,16 @@
 //! machine; jitgate trusts the signature (checked against the trusted signers), not
 //! whoever carried it in.
 //!
-//! A signature covers the entry's canonical form ([`canonical`]): its id and every field
-//! that gives it power (who, the scope, operations and verbs, name, expiry, reason, change
-//! pin, maxUses, breakGlass), as parsed, so key order and YAML formatting do not matter
-//! and any change to one of them invalidates it. Crypto is ring's.
+//! A signature covers the entry's canonical form ([`canonical`]): the cluster and the
+//! approvals namespace it was made for ([`Binding`]), its id and every field that gives it
+//! power (who, the scope, operations and verbs, name, expiry, reason, change pin, maxUses,
+//! breakGlass), and, for a `for:` entry, the signature's own `notAfter` (after it, the
+//! signature counts for nothing, whenever the entry's clock started), as parsed, so key
+//! order and YAML formatting do not matter and any change to one of them invalidates it.
+//! Crypto is ring's.
 //!
 //! - [`keys`]: key pairs and the files they live in.
-//! - [`signers`]: the trusted signers, from a ConfigMap (or a file).
+//! - [`signers`]: the trusted signers, from the one ConfigMap `jitgate-signers` (or a file).
 //!
 //! Verification happens when approvals are loaded ([`Signers::check`]), never per request;
 //! its results are remembered by (key, entry, signature), so a reload does not verify
@@ -18,17 +21,56 @@ pub mod keys;
 pub mod signers;
 
 pub use keys::{KeyError, PrivateKey, PublicKey};
-pub use signers::{SIGNERS_LABEL, Signer, SignerError, Signers, parse_signers_file};
+pub use signers::{SIGNERS_CONFIGMAP, Signer, SignerError, Signers, parse_signers_file};
 
 use crate::approvals::{Approval, Subject};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use jiff::Timestamp;
 use serde::Serialize;
 use std::sync::{Arc, LazyLock};
 
 /// What the signed bytes begin with, so a signature is never valid for anything but an
-/// approval entry of this form.
-const CONTEXT: &str = "jitgate.dev/signed-approval/v1";
+/// approval entry of this form. v1 named no cluster; its signatures are refused, saying so.
+const CONTEXT: &str = "jitgate.dev/signed-approval/v2";
+
+/// The cluster id in file mode when `--cluster-id` is not given.
+pub const DEFAULT_CLUSTER_ID: &str = "local";
+
+/// Where a signature is valid: one cluster (the id its admin set with `--cluster-id`, or
+/// the uid of its `kube-system` Namespace) and the namespace of its approvals ConfigMaps.
+/// A signature made for another cluster or namespace does not verify here.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Binding {
+    pub cluster: String,
+    pub namespace: String,
+}
+
+impl Default for Binding {
+    fn default() -> Self {
+        Binding {
+            cluster: DEFAULT_CLUSTER_ID.into(),
+            namespace: crate::approvals::DEFAULT_NAMESPACE.into(),
+        }
+    }
+}
+
+impl Binding {
+    /// The one ConfigMap whose entries are the trusted signers: `jitgate-signers` beside
+    /// the approvals.
+    pub fn signers_configmap(&self) -> crate::approvals::ConfigMapRef {
+        crate::approvals::ConfigMapRef {
+            namespace: self.namespace.clone(),
+            name: SIGNERS_CONFIGMAP.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Binding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cluster {:?}, namespace {:?}", self.cluster, self.namespace)
+    }
+}
 
 /// One item of an entry's `signatures:`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -37,13 +79,39 @@ pub struct Signature {
     pub signer: String,
     /// The fingerprint of the key that signed (`SHA256:…`).
     pub key: String,
+    /// The cluster and approvals namespace it was made for, as written beside it (the
+    /// signed form holds this cluster's, so a wrong one here only makes the refusal say
+    /// why). `None`: made by a jitgate before signatures were bound to a cluster.
+    pub cluster: Option<String>,
+    pub namespace: Option<String>,
+    /// For a `for:` entry: after this, the signature counts for nothing. Signed.
+    pub not_after: Option<Timestamp>,
     /// 64 bytes of Ed25519 signature.
     pub value: Vec<u8>,
 }
 
+/// One `signatures:` item as written, before it is checked.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SignatureText {
+    pub signer: String,
+    pub key: String,
+    pub cluster: Option<String>,
+    pub namespace: Option<String>,
+    pub not_after: Option<String>,
+    pub signature: String,
+}
+
 impl Signature {
     /// Reads one `signatures:` item; the reason names what is wrong.
-    pub fn parse(signer: String, key: String, value: &str) -> Result<Signature, String> {
+    pub fn parse(text: SignatureText) -> Result<Signature, String> {
+        let SignatureText {
+            signer,
+            key,
+            cluster,
+            namespace,
+            not_after,
+            signature: value,
+        } = text;
         if signer.is_empty() {
             return Err("a signature names no signer".into());
         }
@@ -57,7 +125,20 @@ impl Signature {
             .ok()
             .filter(|v| v.len() == 64)
             .ok_or_else(|| format!("the signature by {signer:?} is not 64 bytes of base64"))?;
-        Ok(Signature { signer, key, value })
+        let not_after = not_after
+            .map(|t| {
+                t.parse::<Timestamp>()
+                    .map_err(|_| format!("the notAfter of {signer:?}'s signature must be an RFC 3339 time"))
+            })
+            .transpose()?;
+        Ok(Signature {
+            signer,
+            key,
+            cluster,
+            namespace,
+            not_after,
+            value,
+        })
     }
 
     /// The signature as base64, as written in the entry.
@@ -71,6 +152,8 @@ impl Signature {
 #[serde(rename_all = "camelCase")]
 struct Canonical<'a> {
     context: &'static str,
+    cluster: &'a str,
+    namespace_of_approvals: &'a str,
     id: &'a str,
     user: Option<&'a str>,
     group: Option<&'a str>,
@@ -87,16 +170,20 @@ struct Canonical<'a> {
     change: Option<&'a str>,
     max_uses: Option<u32>,
     break_glass: bool,
+    /// The signature's own notAfter (required for a `for:` entry).
+    not_after: Option<String>,
 }
 
-/// The bytes a signature over `a` covers.
-pub fn canonical(a: &Approval) -> Vec<u8> {
+/// The bytes a signature over `a`, made for `binding`, with `not_after`, covers.
+pub fn canonical(a: &Approval, binding: &Binding, not_after: Option<Timestamp>) -> Vec<u8> {
     let (user, group) = match &a.subject {
         Subject::User(u) => (Some(&**u), None),
         Subject::Group(g) => (None, Some(&**g)),
     };
     let form = Canonical {
         context: CONTEXT,
+        cluster: &binding.cluster,
+        namespace_of_approvals: &binding.namespace,
         id: &a.id,
         user,
         group,
@@ -111,16 +198,75 @@ pub fn canonical(a: &Approval) -> Vec<u8> {
         change: a.change.as_deref(),
         max_uses: a.max_uses,
         break_glass: a.break_glass,
+        not_after: not_after.map(|t| t.to_string()),
     };
     serde_json::to_vec(&form).unwrap_or_default()
 }
 
-/// Signs `a` as `signer` with `key`.
-pub fn sign(a: &Approval, signer: &str, key: &PrivateKey) -> Signature {
+/// The terms of an entry without its approvals: what two copies of one entry must share
+/// for a signature of one to be valid on the other.
+pub fn same_terms(a: &Approval, b: &Approval) -> bool {
+    let any = Binding::default();
+    canonical(a, &any, None) == canonical(b, &any, None)
+}
+
+/// Signs `a` as `signer` with `key`, for `binding`. A `for:` entry needs `not_after`:
+/// after it, the signature counts for nothing.
+pub fn sign(
+    a: &Approval,
+    binding: &Binding,
+    signer: &str,
+    key: &PrivateKey,
+    not_after: Option<Timestamp>,
+) -> Signature {
     Signature {
         signer: signer.to_string(),
         key: key.public().fingerprint(),
-        value: key.sign(&canonical(a)),
+        cluster: Some(binding.cluster.clone()),
+        namespace: Some(binding.namespace.clone()),
+        not_after,
+        value: key.sign(&canonical(a, binding, not_after)),
+    }
+}
+
+/// A trusted signer's valid signature, and until when it counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trust {
+    pub signer: Arc<Signer>,
+    /// The signature's own notAfter (a `for:` entry's).
+    pub not_after: Option<Timestamp>,
+}
+
+impl std::ops::Deref for Trust {
+    type Target = Signer;
+    fn deref(&self) -> &Signer {
+        &self.signer
+    }
+}
+
+impl Trust {
+    /// True while the signature counts: the signer's key and the signature itself are
+    /// both within their notAfter.
+    pub fn valid_at(&self, now: Timestamp) -> bool {
+        self.signer.valid_at(now) && self.not_after.is_none_or(|t| now < t)
+    }
+
+    /// Why it no longer counts at `now`, if it does not.
+    pub fn expired(&self, now: Timestamp) -> Option<String> {
+        if !self.signer.valid_at(now) {
+            return Some(format!(
+                "signer {:?}'s key expired at {}",
+                self.signer.name,
+                self.signer.not_after.map(|t| t.to_string()).unwrap_or_default()
+            ));
+        }
+        match self.not_after {
+            Some(t) if now >= t => Some(format!(
+                "the signature by {:?} was good until {t} (its notAfter) and counts for nothing since; ask for a new one",
+                self.signer.name
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -128,8 +274,8 @@ pub fn sign(a: &Approval, signer: &str, key: &PrivateKey) -> Signature {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Checked {
     /// It verifies against a trusted signer's key. Whether it counts also depends on the
-    /// time (the signer's notAfter) and on who asks (never their own).
-    Trusted(Arc<Signer>),
+    /// time (the signer's and the signature's notAfter) and on who asks (never their own).
+    Trusted(Trust),
     /// It grants nothing, for this reason.
     Refused { signer: String, why: String },
 }
@@ -161,21 +307,23 @@ pub fn forget_verifications() {
 }
 
 impl Signers {
-    /// Checks every signature of `a` against the trusted signers.
+    /// Checks every signature of `a` against the trusted signers, for this cluster and
+    /// approvals namespace.
     pub fn check_all(&self, a: &Approval) -> Vec<Checked> {
-        if a.signatures.is_empty() {
-            return Vec::new();
-        }
-        let message = canonical(a);
-        a.signatures.iter().map(|s| self.check(&message, s)).collect()
+        a.signatures.iter().map(|s| self.check(a, s)).collect()
     }
 
-    /// Checks one signature over `message` (the entry's [`canonical`] form).
-    pub fn check(&self, message: &[u8], sig: &Signature) -> Checked {
+    /// Checks one signature of `a`.
+    pub fn check(&self, a: &Approval, sig: &Signature) -> Checked {
         let refused = |why: String| Checked::Refused {
             signer: sig.signer.clone(),
             why,
         };
+        if self.binding().cluster.is_empty() {
+            return refused(
+                "the cluster's id is not known yet (jitgate reads it from the API server; the CLI needs --cluster-id), so no signature can be checked".into(),
+            );
+        }
         let Some(signer) = self.get(&sig.signer) else {
             return refused(format!(
                 "{:?} is not a trusted signer (not in the signers ConfigMap)",
@@ -188,13 +336,41 @@ impl Signers {
                 sig.key, sig.signer, signer.fingerprint
             ));
         }
-        if !verify(&signer.key, message, &sig.value) {
+        let here = self.binding();
+        let (Some(cluster), Some(namespace)) = (&sig.cluster, &sig.namespace) else {
+            return refused(format!(
+                "the signature by {:?} is in an older form (v1) that names no cluster, which this jitgate no longer accepts; ask {:?} to sign the entry again (jitgate sign --cluster-id {} --namespace {})",
+                sig.signer, sig.signer, here.cluster, here.namespace
+            ));
+        };
+        if *cluster != here.cluster {
+            return refused(format!(
+                "the signature by {:?} was made for cluster {cluster:?}, and this is cluster {:?}: it grants nothing here",
+                sig.signer, here.cluster
+            ));
+        }
+        if *namespace != here.namespace {
+            return refused(format!(
+                "the signature by {:?} was made for approvals in namespace {namespace:?}, and these are in {:?}: it grants nothing here",
+                sig.signer, here.namespace
+            ));
+        }
+        if a.valid_for.is_some() && sig.not_after.is_none() {
+            return refused(format!(
+                "the signature by {:?} of a for: entry names no notAfter, so it could be replayed without end; ask for a new one (jitgate sign adds it)",
+                sig.signer
+            ));
+        }
+        if !verify(&signer.key, &canonical(a, here, sig.not_after), &sig.value) {
             return refused(format!(
                 "the signature by {:?} does not verify: the entry changed after it was signed, or it was signed for another entry",
                 sig.signer
             ));
         }
-        Checked::Trusted(signer.clone())
+        Checked::Trusted(Trust {
+            signer: signer.clone(),
+            not_after: sig.not_after,
+        })
     }
 }
 

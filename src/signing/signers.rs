@@ -1,14 +1,18 @@
-//! The trusted signers: one key of a labelled `jitgate-signers` ConfigMap per signer (the
-//! file `manifests/signers.yaml` in file mode), read like the approvals.
+//! The trusted signers: one key per signer of the one ConfigMap named `jitgate-signers`
+//! beside the approvals (the file `manifests/signers.yaml` in file mode), read like the
+//! approvals. Only that object, by its name: a label on another ConfigMap trusts nobody.
 //!
 //! ```yaml
 //! data:
-//!   alice: |
+//!   alice-laptop: |
 //!     publicKey: ed25519:…        # as jitgate keys new prints it
-//!     user: alice@example.com     # who she is to the API server (default: the key)
+//!     user: alice@example.com     # who she is to the API server (required)
 //!     groups: [security]          # whom her signature counts for
 //!     notAfter: "2027-06-30T00:00:00Z"
 //! ```
+//!
+//! `user` is required: it is the person her signature counts as, the same person whether
+//! she approves online or signs offline, never a second approver.
 //!
 //! A signer entry that does not parse is left out, named in a log line: it trusts nobody.
 
@@ -19,8 +23,9 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// The label that marks a ConfigMap as holding trusted signers.
-pub const SIGNERS_LABEL: &str = "jitgate.dev/signers";
+/// The name of the one ConfigMap, beside the approvals, whose entries are the trusted
+/// signers.
+pub const SIGNERS_CONFIGMAP: &str = "jitgate-signers";
 
 /// One trusted signer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,13 +67,36 @@ struct RawSigner {
     not_after: Option<String>,
 }
 
-/// The trusted signers, by name.
+/// The trusted signers, by name, and the cluster and namespace their signatures must be
+/// made for.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Signers {
     by_name: HashMap<String, Arc<Signer>>,
+    binding: Arc<super::Binding>,
 }
 
 impl Signers {
+    /// Nobody trusted, in `binding`.
+    pub fn none(binding: super::Binding) -> Signers {
+        Signers {
+            by_name: HashMap::new(),
+            binding: Arc::new(binding),
+        }
+    }
+
+    /// The same signers, trusted for signatures made for `binding`.
+    pub fn bound(self, binding: super::Binding) -> Signers {
+        Signers {
+            binding: Arc::new(binding),
+            ..self
+        }
+    }
+
+    /// The cluster and approvals namespace signatures must be made for.
+    pub fn binding(&self) -> &Arc<super::Binding> {
+        &self.binding
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<Signer>> {
         self.by_name.get(name)
     }
@@ -85,34 +113,29 @@ impl Signers {
         self.by_name.values()
     }
 
-    /// The signers of several ConfigMaps' `data`, and the entries left out. A name given
-    /// twice trusts nobody under that name.
-    pub fn from_data<'d>(
-        data: impl IntoIterator<Item = &'d BTreeMap<String, String>>,
+    /// The signers of the signers ConfigMap's `data`, in `binding`, and the entries left
+    /// out.
+    pub fn from_data(
+        binding: super::Binding,
+        data: &BTreeMap<String, String>,
     ) -> (Signers, Vec<SignerError>) {
         let mut by_name = HashMap::new();
         let mut errors = Vec::new();
-        let mut twice = Vec::new();
-        for map in data {
-            for (name, text) in map {
-                match parse_signer(name, text) {
-                    Ok(s) => {
-                        if by_name.insert(name.clone(), Arc::new(s)).is_some() {
-                            twice.push(name.clone());
-                        }
-                    }
-                    Err(e) => errors.push(e),
+        for (name, text) in data {
+            match parse_signer(name, text) {
+                Ok(s) => {
+                    by_name.insert(name.clone(), Arc::new(s));
                 }
+                Err(e) => errors.push(e),
             }
         }
-        for name in twice {
-            by_name.remove(&name);
-            errors.push(SignerError {
-                name,
-                reason: "named in two signers ConfigMaps: trusted in neither".into(),
-            });
-        }
-        (Signers { by_name }, errors)
+        (
+            Signers {
+                by_name,
+                binding: Arc::new(binding),
+            },
+            errors,
+        )
     }
 }
 
@@ -134,10 +157,11 @@ pub fn parse_signer(name: &str, text: &str) -> Result<Signer, SignerError> {
                 .map_err(|_| fail("notAfter must be an RFC 3339 time such as 2027-06-30T00:00:00Z".into()))
         })
         .transpose()?;
-    let user = raw
-        .user
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| name.to_string());
+    // Defaulting to the entry's name made one person two approvers when it differed from
+    // their username (alice online, alice-laptop offline).
+    let user = raw.user.filter(|u| !u.is_empty()).ok_or_else(|| {
+        fail("user is missing: give the username this signer has in the cluster, the person their signature counts as".into())
+    })?;
     Ok(Signer {
         name: name.to_string(),
         user,
@@ -148,21 +172,39 @@ pub fn parse_signer(name: &str, text: &str) -> Result<Signer, SignerError> {
     })
 }
 
-/// True when the ConfigMap carries `jitgate.dev/signers: "true"`.
-pub fn is_labelled(cm: &ConfigMap) -> bool {
-    crate::approvals::has_label(&cm.metadata, SIGNERS_LABEL)
-}
-
-/// Reads a signers file: ConfigMap manifests, of which the labelled ones count.
-pub fn parse_signers_file(path: &str, text: &str) -> Result<(Signers, Vec<SignerError>), String> {
+/// Reads a signers file: the ConfigMap manifest named `jitgate-signers`, in `binding`'s
+/// namespace (or none given). Any other ConfigMap in the file is named in an error
+/// and trusts nobody, whatever its labels.
+pub fn parse_signers_file(
+    path: &str,
+    text: &str,
+    binding: super::Binding,
+) -> Result<(Signers, Vec<SignerError>), String> {
     let documents = crate::yaml::documents(text).map_err(|e| format!("{path}: not valid YAML: {e}"))?;
-    let mut data = Vec::new();
+    let mut data: Option<BTreeMap<String, String>> = None;
+    let mut errors = Vec::new();
     for (i, doc) in documents.into_iter().enumerate() {
         let cm: ConfigMap = serde_json::from_value(doc)
             .map_err(|e| format!("{path}, document {}: not a ConfigMap: {e}", i + 1))?;
-        if is_labelled(&cm) {
-            data.push(cm.data.unwrap_or_default());
+        let name = cm.metadata.name.unwrap_or_default();
+        let namespace_ok = cm
+            .metadata
+            .namespace
+            .as_ref()
+            .is_none_or(|ns| *ns == binding.namespace);
+        if name != SIGNERS_CONFIGMAP || !namespace_ok || data.is_some() {
+            errors.push(SignerError {
+                name: format!("{path}, document {}", i + 1),
+                reason: format!(
+                    "only the ConfigMap {SIGNERS_CONFIGMAP} in namespace {} holds trusted signers; ConfigMap {name:?} trusts nobody",
+                    binding.namespace
+                ),
+            });
+            continue;
         }
+        data = Some(cm.data.unwrap_or_default());
     }
-    Ok(Signers::from_data(&data))
+    let (signers, mut refused) = Signers::from_data(binding, &data.unwrap_or_default());
+    errors.append(&mut refused);
+    Ok((signers, errors))
 }

@@ -23,16 +23,19 @@ fn key() -> PrivateKey {
 fn signers_for(name: &str, key: &PrivateKey, extra: &str) -> Signers {
     let data = BTreeMap::from([(
         name.to_string(),
-        format!("publicKey: {}\ngroups: [security]\n{extra}", key.public()),
+        format!(
+            "publicKey: {}\nuser: {name}\ngroups: [security]\n{extra}",
+            key.public()
+        ),
     )]);
-    let (signers, errors) = Signers::from_data([&data]);
+    let (signers, errors) = Signers::from_data(Binding::default(), &data);
     assert!(errors.is_empty(), "{errors:?}");
     signers
 }
 
 fn signed(text: &str, id: &str, by: &str, key: &PrivateKey) -> String {
     let mut a = parse_entry(id, text).unwrap();
-    a.signatures.push(sign(&a, by, key));
+    a.signatures.push(sign(&a, &Binding::default(), by, key, None));
     a.to_yaml()
 }
 
@@ -79,22 +82,27 @@ fn a_signature_for_one_id_never_validates_another() {
 #[test]
 fn signer_entries_are_checked_and_named_when_left_out() {
     let data = BTreeMap::from([
-        ("good".to_string(), format!("publicKey: {}\n", key().public())),
+        (
+            "good".to_string(),
+            format!("publicKey: {}\nuser: g\n", key().public()),
+        ),
+        ("nobody".to_string(), format!("publicKey: {}\n", key().public())),
         ("bad".to_string(), "publicKey: rsa:xyz\n".to_string()),
         (
             "late".to_string(),
-            format!("publicKey: {}\nnotAfter: soon\n", key().public()),
+            format!("publicKey: {}\nuser: l\nnotAfter: soon\n", key().public()),
         ),
         (
             "typo".to_string(),
-            format!("publicKey: {}\ngrups: [x]\n", key().public()),
+            format!("publicKey: {}\nuser: t\ngrups: [x]\n", key().public()),
         ),
     ]);
-    let (signers, errors) = Signers::from_data([&data]);
+    let (signers, errors) = Signers::from_data(Binding::default(), &data);
     assert_eq!(signers.len(), 1);
     let names: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(names, ["bad", "late", "typo"]);
-    assert_eq!(signers.get("good").unwrap().user, "good");
+    assert_eq!(names, ["bad", "late", "nobody", "typo"]);
+    assert!(errors[2].reason.contains("user is missing"), "{}", errors[2]);
+    assert_eq!(signers.get("good").unwrap().user, "g");
 }
 
 #[test]
@@ -172,12 +180,123 @@ proptest! {
         let sig = &a.signatures[0];
         let mut fields: Vec<String> = ENTRY.lines().map(str::to_string).collect();
         fields.push(format!(
-            "signatures: [{{signature: '{}', key: '{}', signer: alice}}]",
+            "signatures: [{{signature: '{}', namespace: jitgate-system, key: '{}', cluster: local, signer: alice}}]",
             sig.value_base64(), sig.key
         ));
         let shuffled: Vec<&String> = order.iter().filter_map(|i| fields.get(*i)).chain(fields.iter().skip(11)).collect();
         let reformatted = shuffled.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
             .replace("expiresAt: \"2026-11-21T22:00:00Z\"", "expiresAt: 2026-11-21T23:00:00+01:00");
         prop_assert!(trusted(&signers, "cm/k", &reformatted), "{}", reformatted);
+    }
+}
+
+fn refusal(signers: &Signers, text: &str) -> String {
+    let a = parse_entry("cm/k", text).unwrap();
+    match &signers.check_all(&a)[0] {
+        Checked::Refused { why, .. } => why.clone(),
+        Checked::Trusted(_) => panic!("trusted: {text}"),
+    }
+}
+
+#[test]
+fn a_signature_made_for_another_cluster_or_namespace_is_refused_naming_it() {
+    let alice = key();
+    let a = parse_entry("cm/k", ENTRY).unwrap();
+    let cluster_a = Binding {
+        cluster: "cluster-a".into(),
+        namespace: "jitgate-system".into(),
+    };
+    let mut signed = a.clone();
+    signed
+        .signatures
+        .push(sign(&a, &cluster_a, "alice", &alice, None));
+    let text = signed.to_yaml();
+    assert!(text.contains("  cluster: \"cluster-a\"\n"), "{text}");
+    let in_a = signers_for("alice", &alice, "").bound(cluster_a.clone());
+    assert!(trusted(&in_a, "cm/k", &text));
+    let in_b = signers_for("alice", &alice, "").bound(Binding {
+        cluster: "cluster-b".into(),
+        ..cluster_a.clone()
+    });
+    let why = refusal(&in_b, &text);
+    assert!(
+        why.contains("was made for cluster \"cluster-a\", and this is cluster \"cluster-b\""),
+        "{why}"
+    );
+    let other_ns = signers_for("alice", &alice, "").bound(Binding {
+        namespace: "approvals-elsewhere".into(),
+        ..cluster_a.clone()
+    });
+    assert!(refusal(&other_ns, &text).contains("namespace \"jitgate-system\""));
+    // Writing the other cluster's name beside it does not help: the signed form holds it.
+    let relabelled = text.replace("cluster: \"cluster-a\"", "cluster: \"cluster-b\"");
+    assert!(refusal(&in_b, &relabelled).contains("does not verify"));
+}
+
+#[test]
+fn a_signature_in_the_old_form_is_refused_with_a_reason() {
+    let alice = key();
+    let text = signed(ENTRY, "cm/k", "alice", &alice)
+        .lines()
+        .filter(|l| !l.starts_with("  cluster:") && !l.starts_with("  namespace:"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    let why = refusal(&signers_for("alice", &alice, ""), &text);
+    assert!(why.contains("older form (v1) that names no cluster"), "{why}");
+}
+
+#[test]
+fn a_signed_for_entry_carries_a_not_after_and_counts_until_then_only() {
+    let alice = key();
+    let signers = signers_for("alice", &alice, "");
+    let for_entry = ENTRY.replace("expiresAt: \"2026-11-21T22:00:00Z\"", "for: 1h");
+    let a = parse_entry("cm/k", &for_entry).unwrap();
+    // Without a notAfter it could be replayed without end: refused.
+    let mut bare = a.clone();
+    bare.signatures
+        .push(sign(&a, &Binding::default(), "alice", &alice, None));
+    assert!(refusal(&signers, &bare.to_yaml()).contains("names no notAfter"));
+    let until: jiff::Timestamp = "2026-11-22T00:00:00Z".parse().unwrap();
+    let mut signed = a.clone();
+    signed
+        .signatures
+        .push(sign(&a, &Binding::default(), "alice", &alice, Some(until)));
+    let back = parse_entry("cm/k", &signed.to_yaml()).unwrap();
+    let Checked::Trusted(t) = &signers.check_all(&back)[0] else {
+        panic!("refused");
+    };
+    assert!(t.valid_at(until - jiff::SignedDuration::from_secs(1)));
+    assert!(!t.valid_at(until));
+    assert!(
+        t.expired(until)
+            .unwrap()
+            .contains("was good until 2026-11-22T00:00:00Z")
+    );
+    // Another notAfter written beside the signature: it does not verify.
+    let moved = signed
+        .to_yaml()
+        .replace("2026-11-22T00:00:00Z", "2027-11-22T00:00:00Z");
+    assert!(refusal(&signers, &moved).contains("does not verify"));
+}
+
+#[test]
+fn a_signers_file_trusts_only_the_configmap_named_jitgate_signers() {
+    let carol = key();
+    let manifest = |name: &str, namespace: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {namespace}\n  labels:\n    jitgate.dev/signers: \"true\"\ndata:\n  carol: |\n    publicKey: {}\n    user: carol\n",
+            carol.public()
+        )
+    };
+    let read = |text: &str| parse_signers_file("signers.yaml", text, Binding::default()).unwrap();
+    let (signers, errors) = read(&manifest("jitgate-signers", "jitgate-system"));
+    assert!(signers.get("carol").is_some() && errors.is_empty(), "{errors:?}");
+    for (name, namespace) in [
+        ("more-signers", "jitgate-system"),
+        ("jitgate-signers", "elsewhere"),
+    ] {
+        let (signers, errors) = read(&manifest(name, namespace));
+        assert!(signers.is_empty(), "{name} in {namespace}");
+        assert!(errors[0].reason.contains("trusts nobody"), "{errors:?}");
     }
 }

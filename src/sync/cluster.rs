@@ -53,6 +53,24 @@ pub enum ClusterError {
     Infer(String),
     #[error("cannot build a Kubernetes client: {0}")]
     Client(String),
+    #[error(
+        "cannot learn the cluster's id from Namespace kube-system ({0}); give --cluster-id, or let jitgate get that Namespace (manifests/base/rbac.yaml)"
+    )]
+    ClusterId(String),
+}
+
+/// The cluster's identity as jitgate reads it when no `--cluster-id` is given: the uid of
+/// its `kube-system` Namespace. Offline signatures are bound to it.
+pub async fn read_cluster_id(client: Client) -> Result<String, ClusterError> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+    let ns = namespaces
+        .get("kube-system")
+        .await
+        .map_err(|e| ClusterError::ClusterId(e.to_string()))?;
+    ns.metadata
+        .uid
+        .filter(|uid| !uid.is_empty())
+        .ok_or_else(|| ClusterError::ClusterId("it has no uid".into()))
 }
 
 /// Health as the client sees it. A watch stream's chunks (events and bookmarks) count
@@ -260,6 +278,12 @@ impl State {
     fn parse(&mut self, cm: &ConfigMap) -> (String, approvals::ParsedConfigMap) {
         let name = cm.metadata.name.clone().unwrap_or_default();
         let empty = BTreeMap::new();
+        // The trusted signers' ConfigMap is never also approvals, whatever its labels (its
+        // guard refuses making it so; this holds should it be so anyway).
+        if name == crate::signing::SIGNERS_CONFIGMAP {
+            tracing::warn!(configmap = %name, "the trusted signers ConfigMap carries the approvals label; its entries grant nothing");
+            return (name, approvals::ParsedConfigMap::default());
+        }
         let data = cm.data.as_ref().unwrap_or(&empty);
         let parsed = approvals::parse_configmap(&name, data);
         for e in &parsed.errors {

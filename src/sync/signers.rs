@@ -1,12 +1,12 @@
 //! Following the trusted signers: the file `manifests/signers.yaml` in file mode, or the
-//! ConfigMaps labelled `jitgate.dev/signers: "true"` in jitgate's namespace, watched. Each
-//! change sets the approval store's signers, which checks the approvals' signatures again
-//! at once: a removed signer's signatures stop counting with the next request. A signer
-//! entry that does not parse is left out (it trusts nobody), named in a log line once per
-//! change.
+//! one ConfigMap `jitgate-signers` in jitgate's namespace, watched by its name (a field
+//! selector: no label makes another ConfigMap a source of signers). Each change sets the
+//! approval store's signers, which checks the approvals' signatures again at once: a
+//! removed signer's signatures stop counting with the next request. A signer entry that
+//! does not parse is left out (it trusts nobody), named in a log line once per change.
 
 use crate::approvals::ApprovalStore;
-use crate::signing::{SIGNERS_LABEL, SignerError, Signers, parse_signers_file};
+use crate::signing::{Binding, SIGNERS_CONFIGMAP, SignerError, Signers, parse_signers_file};
 use crate::watch::Changes;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -20,6 +20,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 const RECHECK: Duration = Duration::from_secs(5);
+/// How often to ask again for the cluster id while the API server does not answer.
+const CLUSTER_ID_RETRY: Duration = Duration::from_secs(2);
 
 fn apply(store: &ApprovalStore, signers: Signers, errors: &[SignerError], from: &str) {
     for e in errors {
@@ -36,11 +38,12 @@ fn apply(store: &ApprovalStore, signers: Signers, errors: &[SignerError], from: 
     }
 }
 
-/// Reads the signers file once: `Ok(None)` when there is none (nobody signs offline).
-pub fn read_file(path: &Path) -> Result<Option<(Signers, Vec<SignerError>)>, String> {
+/// Reads the signers file once, for signatures made for `binding`: `Ok(None)` when there
+/// is none (nobody signs offline).
+pub fn read_file(path: &Path, binding: &Binding) -> Result<Option<(Signers, Vec<SignerError>)>, String> {
     let shown = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => parse_signers_file(&shown, &text).map(Some),
+        Ok(text) => parse_signers_file(&shown, &text, binding.clone()).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot read {shown}: {e}")),
     }
@@ -48,7 +51,7 @@ pub fn read_file(path: &Path) -> Result<Option<(Signers, Vec<SignerError>)>, Str
 
 /// Loads the signers file now, then follows it until the task is aborted. A file that
 /// cannot be read or parsed keeps the last good signers; a missing one trusts nobody.
-pub fn spawn_file(path: PathBuf, store: Arc<ApprovalStore>) -> JoinHandle<()> {
+pub fn spawn_file(path: PathBuf, binding: Binding, store: Arc<ApprovalStore>) -> JoinHandle<()> {
     let load = {
         let store = store.clone();
         let path = path.clone();
@@ -61,11 +64,11 @@ pub fn spawn_file(path: PathBuf, store: Arc<ApprovalStore>) -> JoinHandle<()> {
             }
             last = Some(bytes);
             let shown = path.display().to_string();
-            match read_file(&path) {
+            match read_file(&path, &binding) {
                 Ok(Some((signers, errors))) => apply(&store, signers, &errors, &shown),
                 Ok(None) => {
                     tracing::info!(file = %shown, "no signers file: no offline approvals are trusted");
-                    apply(&store, Signers::default(), &[], &shown);
+                    apply(&store, Signers::none(binding.clone()), &[], &shown);
                 }
                 Err(why) => {
                     tracing::error!(file = %shown, error = %why, "signers file not applied; keeping the last good signers");
@@ -86,49 +89,75 @@ pub fn spawn_file(path: PathBuf, store: Arc<ApprovalStore>) -> JoinHandle<()> {
     })
 }
 
-/// Follows the labelled signers ConfigMaps in `namespace` until the task is aborted. When
-/// the watch breaks, the last signers known stay, and the watcher re-lists with backoff.
-pub fn spawn_cluster(client: Client, namespace: String, store: Arc<ApprovalStore>) -> JoinHandle<()> {
-    let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
-    let config = watcher::Config::default().labels(&format!("{SIGNERS_LABEL}=true"));
+/// Follows the ConfigMap `jitgate-signers` in `binding`'s namespace, by name, until the
+/// task is aborted. When the watch breaks, the last signers known stay, and the watcher
+/// re-lists with backoff. Its absence trusts nobody.
+///
+/// The cluster id is `cluster_id`, or else the uid of the kube-system Namespace, read once
+/// here (retried until the API server answers); until it is known, nobody is trusted.
+pub fn spawn_cluster(
+    client: Client,
+    cluster_id: Option<String>,
+    namespace: String,
+    store: Arc<ApprovalStore>,
+) -> JoinHandle<()> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={SIGNERS_CONFIGMAP}"));
     tokio::spawn(async move {
+        let cluster = match cluster_id {
+            Some(id) => id,
+            None => loop {
+                match super::cluster::read_cluster_id(client.clone()).await {
+                    Ok(id) => break id,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "offline signatures count for nothing until the cluster id is known; retrying");
+                        tokio::time::sleep(CLUSTER_ID_RETRY).await;
+                    }
+                }
+            },
+        };
+        let binding = Binding { cluster, namespace };
+        tracing::info!(cluster = %binding.cluster, namespace = %binding.namespace,
+            "offline signatures count when made for this cluster and namespace");
         let mut events = watcher::watcher(api, config).default_backoff().boxed();
-        let mut seen: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        let mut relist: Option<BTreeMap<String, BTreeMap<String, String>>> = None;
-        let source = format!("configmaps in {namespace}");
+        let mut seen: Option<BTreeMap<String, String>> = None;
+        let mut relist: Option<Option<BTreeMap<String, String>>> = None;
+        let source = format!("configmap {SIGNERS_CONFIGMAP} in {}", binding.namespace);
+        // The field selector is the API server's to apply; the name is checked again here.
+        let ours = |cm: &ConfigMap| cm.metadata.name.as_deref() == Some(SIGNERS_CONFIGMAP);
         while let Some(event) = events.next().await {
             let changed = match event {
                 Ok(Event::Init) => {
-                    relist = Some(BTreeMap::new());
+                    relist = Some(None);
                     false
                 }
                 Ok(Event::InitApply(cm)) => {
-                    let name = cm.metadata.name.clone().unwrap_or_default();
-                    relist
-                        .get_or_insert_default()
-                        .insert(name, cm.data.unwrap_or_default());
+                    if ours(&cm) {
+                        relist = Some(Some(cm.data.unwrap_or_default()));
+                    }
                     false
                 }
                 Ok(Event::InitDone) => {
-                    seen = relist.take().unwrap_or_default();
+                    seen = relist.take().flatten();
                     true
                 }
-                Ok(Event::Apply(cm)) => {
-                    let name = cm.metadata.name.clone().unwrap_or_default();
-                    seen.insert(name, cm.data.unwrap_or_default());
+                Ok(Event::Apply(cm)) if ours(&cm) => {
+                    seen = Some(cm.data.unwrap_or_default());
                     true
                 }
-                Ok(Event::Delete(cm)) => {
-                    seen.remove(&cm.metadata.name.unwrap_or_default());
+                Ok(Event::Delete(cm)) if ours(&cm) => {
+                    seen = None;
                     true
                 }
+                Ok(Event::Apply(_) | Event::Delete(_)) => false,
                 Err(e) => {
                     tracing::warn!(error = %e, "signers watch broken; keeping the last signers and retrying");
                     false
                 }
             };
             if changed {
-                let (signers, errors) = Signers::from_data(seen.values());
+                let (signers, errors) =
+                    Signers::from_data(binding.clone(), &seen.clone().unwrap_or_default());
                 apply(&store, signers, &errors, &source);
             }
         }

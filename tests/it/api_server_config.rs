@@ -417,3 +417,45 @@ fn a_persons_workloads_pod_updates_and_token_secrets_are_sent_and_the_controller
         );
     }
 }
+
+/// The signers webhook is sent the edits of ConfigMap jitgate-signers, by its name, whatever
+/// its labels, and no other ConfigMap's (the API server drops an empty name, as with
+/// generateName).
+#[test]
+fn the_signers_webhook_is_sent_the_signers_configmap_by_name_whatever_its_labels() {
+    let text = std::fs::read_to_string(root().join("manifests/base/webhook.yaml")).unwrap();
+    let vwc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let signers = vwc["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "signers.jitgate.dev")
+        .expect("the signers webhook");
+    assert!(
+        signers.get("objectSelector").is_none(),
+        "no label selects it: {signers}"
+    );
+    assert_eq!(
+        signers["namespaceSelector"]["matchExpressions"][0]["values"],
+        serde_json::json!(["jitgate-system"])
+    );
+    let conditions: Vec<Program> = signers["matchConditions"]
+        .as_array()
+        .expect("matchConditions")
+        .iter()
+        .map(|c| Program::compile(c["expression"].as_str().unwrap()).unwrap())
+        .collect();
+    let request = |name: Option<&str>| {
+        let mut r = serde_json::json!({"operation": "UPDATE", "namespace": "jitgate-system",
+            "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+            "userInfo": {"username": "admin"}});
+        if let Some(n) = name {
+            r["name"] = serde_json::json!(n);
+        }
+        serde_json::json!({ "request": r })
+    };
+    assert_eq!(evaluate(&conditions, &request(Some("jitgate-signers"))), Ok(true));
+    for other in [Some("jitgate-approvals"), Some("more-signers"), None] {
+        assert_eq!(evaluate(&conditions, &request(other)), Ok(false), "{other:?}");
+    }
+}

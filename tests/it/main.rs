@@ -23,5 +23,6 @@ mod operations;
 mod precise;
 mod properties;
 mod realk8s;
+mod signers;
 mod webhook;
 mod zsp;

@@ -2,109 +2,18 @@
 //! into the approvals file or the cluster, and the real server over TLS counting each
 //! signature as an approval by its signer, or saying why it does not. Levels of approvers.
 
-use crate::support::apiserver::{ApiServer, Run};
+use crate::support::apiserver::ApiServer;
+use crate::support::offline::{Signer, keys_new, offline, signers_manifest};
 use crate::support::*;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
 const PATIENCE: Duration = Duration::from_secs(15);
 
-/// Runs the binary as an approver on another network would: no kubeconfig anywhere, and
-/// an in-cluster address that goes nowhere.
-fn offline(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env("KUBECONFIG", dir.join("no-such-kubeconfig"))
-        .env("KUBERNETES_SERVICE_HOST", "10.255.255.1")
-        .env("KUBERNETES_SERVICE_PORT", "443")
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap(),
-        out: String::from_utf8(out.stdout).unwrap(),
-        err: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-/// A signer's key pair, made with `jitgate keys new`, and their signers entry.
-struct Signer {
-    name: &'static str,
-    key: PathBuf,
-    public: String,
-}
-
-fn keys_new(dir: &Path, name: &'static str) -> Signer {
-    let run = offline(dir, &["keys", "new", "--name", name, "--out", "keys"]);
-    assert_eq!(run.code, 0, "{}", run.err);
-    let public = run
-        .out
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("publicKey: "))
-        .unwrap_or_else(|| panic!("no public key in {}", run.out))
-        .to_string();
-    Signer {
-        name,
-        key: dir.join("keys").join(format!("{name}.key")),
-        public,
-    }
-}
-
-impl Signer {
-    /// Their entry in the signers ConfigMap.
-    fn entry(&self, user: &str, groups: &str, extra: &str) -> String {
-        format!(
-            "publicKey: {}\nuser: {user}\ngroups: [{groups}]\n{extra}",
-            self.public
-        )
-    }
-
-    /// Signs the entry `text` (id `id`) offline; returns the signed entry.
-    fn sign(&self, dir: &Path, id: &str, text: &str) -> String {
-        let file = dir.join(format!("to-sign-{}.yaml", unique_uid()));
-        std::fs::write(&file, text).unwrap();
-        let run = offline(
-            dir,
-            &[
-                "sign",
-                "--key",
-                self.key.to_str().unwrap(),
-                "-f",
-                file.to_str().unwrap(),
-                "--id",
-                id,
-            ],
-        );
-        assert_eq!(run.code, 0, "{}", run.err);
-        assert!(
-            run.err.contains(&format!("signed {id} as {}", self.name)),
-            "{}",
-            run.err
-        );
-        run.out
-    }
-}
-
-fn signers_manifest(entries: &[(&str, String)]) -> String {
-    let mut out = String::from(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: jitgate-signers\n  namespace: jitgate-system\n  labels:\n    jitgate.dev/signers: \"true\"\ndata:\n",
-    );
-    if entries.is_empty() {
-        return out.replace("data:\n", "data: {}\n");
-    }
-    for (name, text) in entries {
-        out.push_str(&format!("  {name}: |\n"));
-        for line in text.lines() {
-            out.push_str(&format!("    {line}\n"));
-        }
-    }
-    out
-}
+/// File mode's cluster id, when serve is given no --cluster-id.
+const LOCAL: &str = "local";
 
 /// alice's pending request to update Secret prod/db-password.
 fn pending() -> String {
@@ -128,7 +37,7 @@ fn keys_are_made_and_entries_signed_and_checked_with_no_network() {
     assert_eq!(again.code, 2);
     assert!(again.err.contains("already exists"), "{}", again.err);
 
-    let signed = carol.sign(dir.path(), "jitgate-approvals/alice-db", &pending());
+    let signed = carol.sign_for(dir.path(), LOCAL, "jitgate-approvals/alice-db", &pending());
     assert!(signed.contains("signatures:\n- signer: \"carol\""), "{signed}");
     let signers = dir.path().join("signers.yaml");
     std::fs::write(
@@ -149,6 +58,8 @@ fn keys_are_made_and_entries_signed_and_checked_with_no_network() {
                 id,
                 "--signers",
                 signers.to_str().unwrap(),
+                "--cluster-id",
+                LOCAL,
             ],
         )
     };
@@ -214,7 +125,7 @@ async fn file_mode_counts_a_trusted_signature_and_says_why_others_count_for_noth
         signers_manifest(&entries)
     };
     let id = "jitgate-approvals/alice-db";
-    let by_carol = carol.sign(keys.path(), id, &pending());
+    let by_carol = carol.sign_for(keys.path(), LOCAL, id, &pending());
     let h = Harness::start_with(Some(&approvals_manifest(&[("alice-db", &by_carol)])), |cfg| {
         std::fs::write(&cfg.signers_file, trusted(true)).unwrap();
     })
@@ -244,16 +155,16 @@ async fn file_mode_counts_a_trusted_signature_and_says_why_others_count_for_noth
     let widened = by_carol.replace("name: \"db-password\"\n", "");
     let cases = [
         (
-            alice.sign(keys.path(), id, &pending()),
+            alice.sign_for(keys.path(), LOCAL, id, &pending()),
             "the signature by \"alice\" is the requester's own",
         ),
         (
-            mallory.sign(keys.path(), id, &pending()),
+            mallory.sign_for(keys.path(), LOCAL, id, &pending()),
             "\"mallory\" is not a trusted signer",
         ),
         (widened, "the signature by \"carol\" does not verify"),
         (
-            olga.sign(keys.path(), id, &pending()),
+            olga.sign_for(keys.path(), LOCAL, id, &pending()),
             "signer \"olga\"'s key expired at 2026-01-01T00:00:00Z",
         ),
     ];
@@ -291,7 +202,7 @@ async fn file_mode_counts_a_trusted_signature_and_says_why_others_count_for_noth
     );
     h.write_approvals(&approvals_manifest(&[(
         "alice-db",
-        &carol.sign(keys.path(), id, &lead),
+        &carol.sign_for(keys.path(), LOCAL, id, &lead),
     )]));
     eventually(PATIENCE, || async { allowed(&decide(&h).await) }).await;
     h.stop().await;
@@ -542,6 +453,353 @@ async fn in_a_cluster_a_signed_entry_carried_in_by_the_requester_lets_them_act()
         h.records()
             .iter()
             .any(|r| r["event"] == "signer" && r["action"] == "removed" && r["signer"] == "carol")
+    );
+    h.stop().await;
+}
+
+const APPROVER: (&str, &str, &[&str]) = ("bob-approver-token", "bob@example.com", &["jitgate-approvers"]);
+
+/// A cluster with the shipped policies edited by `edit`, an empty jitgate-signers, and
+/// jitgate admitting the edits of both; jitgate learns the cluster's id itself.
+async fn signing_cluster(policies: &tempfile::TempDir) -> (ApiServer, Harness) {
+    let api = ApiServer::start().await;
+    for (token, user, groups) in [ADMIN, ALICE, APPROVER] {
+        api.add_user(token, user, groups);
+    }
+    api.apply_approvals("jitgate-approvals", &[]);
+    let files: Vec<(&str, String)> = POLICY_FILES
+        .iter()
+        .map(|f| (*f, std::fs::read_to_string(policies.path().join(f)).unwrap()))
+        .collect();
+    let data: Vec<(&str, &str)> = files.iter().map(|(f, t)| (*f, t.as_str())).collect();
+    api.apply("jitgate-system", "jitgate-policies", &[], &data);
+    api.apply("jitgate-system", "jitgate-signers", &[], &[]);
+    let dir = policies.path().to_path_buf();
+    let h = Harness::start_cluster(&api, Duration::from_secs(300), |cfg| cfg.policies_dir = dir).await;
+    api.admit_with(h.addr(), &h.certs.ca_pem);
+    eventually(PATIENCE, || async { h.readyz().await == StatusCode::OK }).await;
+    (api, h)
+}
+
+/// The admin trusts `s` as `user` in jitgate-approvers; waits until jitgate does.
+async fn trust(api: &ApiServer, h: &Harness, s: &Signer, user: &str) {
+    let (status, body) = patch_as(
+        api,
+        ADMIN,
+        "jitgate-signers",
+        json!({"data": {s.name: s.entry(user, "jitgate-approvers", "")}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let state = &h.running.as_ref().unwrap().state;
+    eventually(PATIENCE, || async {
+        state.approvals.signers().get(s.name).is_some()
+    })
+    .await;
+}
+
+/// alice's update of Secret prod/db-password, over HTTP/1.1 and HTTP/2.
+async fn answers(h: &Harness) -> Vec<Value> {
+    let mut out = Vec::new();
+    for proto in [Proto::H1, Proto::H2] {
+        let mut c = h.conn(proto).await;
+        out.push(c.decide(&Req::secret_update().review()).await);
+    }
+    out
+}
+
+fn all_denied_for(answers: &[Value], why: &str) -> bool {
+    answers
+        .iter()
+        .all(|a| a["allowed"] == false && a["status"]["message"].as_str().unwrap_or("").contains(why))
+}
+
+#[tokio::test]
+async fn an_entry_signed_for_another_cluster_is_refused_and_grants_nothing_here() {
+    let keys = tempfile::tempdir().unwrap();
+    let policies = policies_with(|_, text| text);
+    let (api, h) = signing_cluster(&policies).await;
+    let carol = keys_new(keys.path(), "carol");
+    trust(&api, &h, &carol, "carol@example.com").await;
+    let here = api.cluster_id();
+    let id = "jitgate-approvals/alice-db";
+    let pending = pending();
+    let (status, body) = patch_as(
+        &api,
+        ALICE,
+        "jitgate-approvals",
+        json!({"data": {"alice-db": pending}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // carol signed it for cluster-a (where she meant it); alice pastes it here.
+    let for_a = carol.sign_for(keys.path(), "cluster-a", id, &pending);
+    let (status, body) = patch_as(
+        &api,
+        ALICE,
+        "jitgate-approvals",
+        json!({"data": {"alice-db": for_a}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("signature_invalid")
+            && message.contains(&format!(
+                "was made for cluster \"cluster-a\", and this is cluster \"{here}\""
+            )),
+        "{body}"
+    );
+    // Rewriting the cluster beside the signature does not make it this cluster's.
+    let relabelled = for_a.replace("cluster: \"cluster-a\"", &format!("cluster: {here:?}"));
+    let (status, body) = patch_as(
+        &api,
+        ALICE,
+        "jitgate-approvals",
+        json!({"data": {"alice-db": relabelled}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("does not verify"),
+        "{body}"
+    );
+    // The denial tells alice what her signer needs for this cluster.
+    let denied = answers(&h).await;
+    assert!(
+        all_denied_for(
+            &denied,
+            &format!("jitgate sign --cluster-id {here} --namespace jitgate-system")
+        ),
+        "{denied:?}"
+    );
+    // Signed for this cluster, the same signature grants.
+    let for_here = carol.sign_for(keys.path(), &here, id, &pending);
+    let (status, body) = patch_as(
+        &api,
+        ALICE,
+        "jitgate-approvals",
+        json!({"data": {"alice-db": for_here}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eventually(PATIENCE, || async {
+        answers(&h).await.iter().all(|a| a["allowed"] == true)
+    })
+    .await;
+    h.stop().await;
+
+    // In file mode, an entry signed for cluster-a grants nothing either, and says why.
+    let for_a = carol.sign_for(keys.path(), "cluster-a", id, &pending);
+    let h = Harness::start_with(Some(&approvals_manifest(&[("alice-db", &for_a)])), |cfg| {
+        std::fs::write(
+            &cfg.signers_file,
+            signers_manifest(&[("carol", carol.entry("carol@example.com", "jitgate-approvers", ""))]),
+        )
+        .unwrap();
+    })
+    .await;
+    let denied = answers(&h).await;
+    assert!(
+        all_denied_for(
+            &denied,
+            "was made for cluster \"cluster-a\", and this is cluster \"local\""
+        ),
+        "{denied:?}"
+    );
+    h.stop().await;
+    // Served as cluster-a (serve --cluster-id cluster-a), it grants.
+    let h = Harness::start_with(Some(&approvals_manifest(&[("alice-db", &for_a)])), |cfg| {
+        cfg.cluster_id = Some("cluster-a".into());
+        std::fs::write(
+            &cfg.signers_file,
+            signers_manifest(&[("carol", carol.entry("carol@example.com", "jitgate-approvers", ""))]),
+        )
+        .unwrap();
+    })
+    .await;
+    let granted = answers(&h).await;
+    assert!(granted.iter().all(|a| a["allowed"] == true), "{granted:?}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_signed_for_entry_grants_nothing_after_its_not_after_and_cannot_be_pasted_again() {
+    let keys = tempfile::tempdir().unwrap();
+    let policies = policies_with(|_, text| text);
+    let (api, h) = signing_cluster(&policies).await;
+    let carol = keys_new(keys.path(), "carol");
+    trust(&api, &h, &carol, "carol@example.com").await;
+    let here = api.cluster_id();
+    // A for: entry under a key with no minute stamp, which requestTTL never reaches.
+    let pending = "user: alice@example.com\nresource: secrets\nnamespace: prod\nname: db-password\noperations: [UPDATE]\nfor: 1h\nreason: \"INC-1: rotate\"\napprovedBy: []\n";
+    let (status, body) = patch_as(
+        &api,
+        ALICE,
+        "jitgate-approvals",
+        json!({"data": {"alice-db": pending}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let export = api.jitgate_as(ALICE.0, &["export", "alice-db"]).await;
+    assert_eq!(export.code, 0, "{}", export.err);
+    assert!(
+        export.out.contains(&format!("jitgate.dev/cluster-id: {here:?}")),
+        "{}",
+        export.out
+    );
+    let exported = keys.path().join("exported.yaml");
+    std::fs::write(&exported, &export.out).unwrap();
+    // carol signs it to count for a few seconds only, learning the cluster from the file.
+    let run = offline(
+        keys.path(),
+        &[
+            "sign",
+            "--key",
+            carol.key.to_str().unwrap(),
+            "-f",
+            exported.to_str().unwrap(),
+            "--not-after",
+            "3s",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert!(
+        run.err
+            .contains(&format!("for cluster {here:?}, namespace \"jitgate-system\"")),
+        "{}",
+        run.err
+    );
+    let signed = keys.path().join("signed.yaml");
+    std::fs::write(&signed, &run.out).unwrap();
+    let import = api
+        .jitgate_as(ALICE.0, &["import", "-f", signed.to_str().unwrap()])
+        .await;
+    assert_eq!(import.code, 0, "{}{}", import.out, import.err);
+    eventually(PATIENCE, || async {
+        answers(&h).await.iter().all(|a| a["allowed"] == true)
+    })
+    .await;
+    // Past its notAfter, whatever approvedAt says: nothing, and the denial says why.
+    eventually(PATIENCE, || async {
+        all_denied_for(&answers(&h).await, "was good until")
+    })
+    .await;
+    // Deleted and pasted again, its clock would start anew: the ledger refuses it.
+    let (status, body) = patch_as(
+        &api,
+        ALICE,
+        "jitgate-approvals",
+        json!({"data": {"alice-db": null}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = patch_as(
+        &api,
+        ALICE,
+        "jitgate-approvals",
+        json!({"data": {"alice-db": pending}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let again = api
+        .jitgate_as(ALICE.0, &["import", "-f", signed.to_str().unwrap()])
+        .await;
+    assert_eq!(again.code, 1, "{}{}", again.out, again.err);
+    assert!(
+        again.err.contains("signature_invalid") && again.err.contains("was good until"),
+        "{}",
+        again.err
+    );
+    let denied = answers(&h).await;
+    assert!(denied.iter().all(|a| a["allowed"] == false), "{denied:?}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_person_who_approves_online_and_signs_offline_counts_once() {
+    let keys = tempfile::tempdir().unwrap();
+    let policies = policies_with(|file, text| match file {
+        "prod-secrets.yaml" => text.replace("minApprovers: 1", "minApprovers: 2"),
+        _ => text,
+    });
+    let (api, h) = signing_cluster(&policies).await;
+    let laptop = keys_new(keys.path(), "bob-laptop");
+    // A signer entry that does not say whose it is: refused, it would count as a second
+    // person named bob-laptop.
+    let (status, body) = patch_as(
+        &api,
+        ADMIN,
+        "jitgate-signers",
+        json!({"data": {"bob-laptop": format!("publicKey: {}\ngroups: [jitgate-approvers]\n", laptop.public)}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("user is missing"),
+        "{body}"
+    );
+    trust(&api, &h, &laptop, "bob@example.com").await;
+    // bob approves online, then signs the same entry offline as bob-laptop.
+    let run = api
+        .jitgate_as(
+            ALICE.0,
+            &[
+                "request",
+                "--resource",
+                "secrets",
+                "-n",
+                "prod",
+                "--name",
+                "db-password",
+                "--operation",
+                "UPDATE",
+                "--for",
+                "1h",
+                "--reason",
+                "INC-9: rotate",
+            ],
+        )
+        .await;
+    assert_eq!(run.code, 0, "{}", run.err);
+    let key = run.requested_key();
+    let run = api.jitgate_as(APPROVER.0, &["approve", &key]).await;
+    assert_eq!(run.code, 0, "{}", run.err);
+    let export = api.jitgate_as(ALICE.0, &["export", &key]).await;
+    assert_eq!(export.code, 0, "{}", export.err);
+    let exported = keys.path().join("exported.yaml");
+    std::fs::write(&exported, &export.out).unwrap();
+    let run = offline(
+        keys.path(),
+        &[
+            "sign",
+            "--key",
+            laptop.key.to_str().unwrap(),
+            "-f",
+            exported.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.err);
+    let signed = keys.path().join("signed.yaml");
+    std::fs::write(&signed, &run.out).unwrap();
+    let import = api
+        .jitgate_as(ALICE.0, &["import", "-f", signed.to_str().unwrap()])
+        .await;
+    // The ledger takes the signature; bob is still one approver of the two.
+    assert_eq!(import.code, 0, "{}{}", import.out, import.err);
+    let state = &h.running.as_ref().unwrap().state;
+    eventually(PATIENCE, || async {
+        state
+            .approvals
+            .current()
+            .is_some_and(|s| s.approvals.iter().any(|a| !a.signatures.is_empty()))
+    })
+    .await;
+    let denied = answers(&h).await;
+    assert!(
+        all_denied_for(&denied, "has 1 of the 2 approvers it needs"),
+        "{denied:?}"
     );
     h.stop().await;
 }

@@ -21,29 +21,29 @@ fn signers(carol: &PrivateKey, alice: &PrivateKey, old: &PrivateKey) -> Signers 
     let data = BTreeMap::from([
         (
             "carol".to_string(),
-            format!("publicKey: {}\ngroups: [security]\n", carol.public()),
+            format!("publicKey: {}\nuser: carol\ngroups: [security]\n", carol.public()),
         ),
         (
             "alice".to_string(),
-            format!("publicKey: {}\ngroups: [security]\n", alice.public()),
+            format!("publicKey: {}\nuser: alice\ngroups: [security]\n", alice.public()),
         ),
         (
             "old".to_string(),
             format!(
-                "publicKey: {}\ngroups: [security]\nnotAfter: \"{}\"\n",
+                "publicKey: {}\nuser: old\ngroups: [security]\nnotAfter: \"{}\"\n",
                 old.public(),
                 at(-1)
             ),
         ),
     ]);
-    Signers::from_data([&data]).0
+    Signers::from_data(crate::signing::Binding::default(), &data).0
 }
 
 /// `text` as entry `cm/e0`, signed by each of `by`.
 fn signed(text: &str, by: &[(&str, &PrivateKey)]) -> String {
     let mut a = parse_entry("cm/e0", text).unwrap();
     for (name, key) in by {
-        let sig = sign(&a, name, key);
+        let sig = sign(&a, &crate::signing::Binding::default(), name, key, None);
         a.signatures.push(sig);
     }
     a.to_yaml()
@@ -149,4 +149,117 @@ fn a_two_level_policy_denies_with_one_level_met_and_allows_with_both() {
     let d = decide_signed(LEVELS, &two_leads, signers());
     assert_eq!(d.code(), Code::TooFewApprovers);
     assert!(message(&d).contains("still missing: 1 of security"));
+}
+
+/// An edit of ConfigMap `namespace/name` by mallory, from `old` to `new` (objects).
+fn configmap_edit(
+    namespace: &str,
+    name: &str,
+    old: serde_json::Value,
+    new: serde_json::Value,
+    approvals: Approvals<'_>,
+) -> Decision {
+    let body =
+        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u", "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+        "namespace": namespace, "name": name, "operation": "UPDATE",
+        "userInfo": {"username": "mallory", "groups": ["dev"]}, "object": new, "oldObject": old}})
+        .to_string();
+    let request = decode(body.as_bytes()).unwrap();
+    let policies = PolicySet::new(parse_policies(POLICIES, "t.yaml").unwrap()).unwrap();
+    decide(
+        &request,
+        &Inputs {
+            policies: &policies,
+            approvals,
+            now: now(),
+        },
+    )
+}
+
+fn cm(name: &str, labels: serde_json::Value, data: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"kind": "ConfigMap", "apiVersion": "v1",
+        "metadata": {"name": name, "namespace": "jitgate-system", "labels": labels}, "data": data})
+}
+
+#[test]
+fn a_label_never_moves_a_configmap_between_the_guards() {
+    let snapshot = Snapshot::new(Vec::new(), 0, ConfigMapRef::default(), now());
+    let loaded = Approvals::Loaded(&snapshot);
+    let key = PrivateKey::generate().unwrap().0;
+    let signer = format!("publicKey: {}\nuser: sam\n", key.public());
+    // An approvals ConfigMap relabelled as signers, with a signer: the approvals ledger
+    // judges it (a revocation of what it held), never the signers guard.
+    let d = configmap_edit(
+        "jitgate-system",
+        "jitgate-approvals",
+        cm(
+            "jitgate-approvals",
+            serde_json::json!({"jitgate.dev/approvals": "true"}),
+            serde_json::json!({}),
+        ),
+        cm(
+            "jitgate-approvals",
+            serde_json::json!({"jitgate.dev/signers": "true"}),
+            serde_json::json!({"mine": signer}),
+        ),
+        loaded,
+    );
+    assert_eq!(d.code(), Code::LedgerAccepted, "{:?}", d.reason);
+    // jitgate-signers, unlabelled: the signers guard, by its name.
+    let d = configmap_edit(
+        "jitgate-system",
+        "jitgate-signers",
+        cm("jitgate-signers", serde_json::json!({}), serde_json::json!({})),
+        cm(
+            "jitgate-signers",
+            serde_json::json!({}),
+            serde_json::json!({"sam": signer}),
+        ),
+        loaded,
+    );
+    assert_eq!(d.code(), Code::SignersChanged, "{:?}", d.reason);
+    // ... and never also an approvals ConfigMap.
+    let d = configmap_edit(
+        "jitgate-system",
+        "jitgate-signers",
+        cm("jitgate-signers", serde_json::json!({}), serde_json::json!({})),
+        cm(
+            "jitgate-signers",
+            serde_json::json!({"jitgate.dev/approvals": "true"}),
+            serde_json::json!({}),
+        ),
+        loaded,
+    );
+    assert!(
+        matches!(&d.reason, Reason::LedgerRefused { violation } if violation.rule == ledger::LedgerRule::GuardCrossed),
+        "{:?}",
+        d.reason
+    );
+    // A ConfigMap of that name in another namespace is nobody's signers.
+    let d = configmap_edit(
+        "team-a",
+        "jitgate-signers",
+        cm("jitgate-signers", serde_json::json!({}), serde_json::json!({})),
+        cm(
+            "jitgate-signers",
+            serde_json::json!({}),
+            serde_json::json!({"sam": signer}),
+        ),
+        loaded,
+    );
+    assert_eq!(d.code(), Code::NotGated, "{:?}", d.reason);
+    // Before the approvals are loaded, where the signers live is not known: refused.
+    let d = configmap_edit(
+        "jitgate-system",
+        "jitgate-signers",
+        cm("jitgate-signers", serde_json::json!({}), serde_json::json!({})),
+        cm(
+            "jitgate-signers",
+            serde_json::json!({}),
+            serde_json::json!({"sam": signer}),
+        ),
+        Approvals::NotLoaded,
+    );
+    assert_eq!(d.code(), Code::LedgerRefused, "{:?}", d.reason);
 }

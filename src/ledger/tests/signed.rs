@@ -31,21 +31,24 @@ fn trust() -> Keys {
         ),
         (
             "bob".to_string(),
-            format!("publicKey: {}\ngroups: [sre]\n", keys.bob.public()),
+            format!("publicKey: {}\nuser: bob\ngroups: [sre]\n", keys.bob.public()),
         ),
         (
             "olivia".to_string(),
             format!(
-                "publicKey: {}\ngroups: [sre]\nnotAfter: \"2026-11-01T00:00:00Z\"\n",
+                "publicKey: {}\nuser: olivia\ngroups: [sre]\nnotAfter: \"2026-11-01T00:00:00Z\"\n",
                 keys.olivia.public()
             ),
         ),
         (
             "dev-dan".to_string(),
-            format!("publicKey: {}\ngroups: [dev]\n", keys.stranger.public()),
+            format!(
+                "publicKey: {}\nuser: dan\ngroups: [dev]\n",
+                keys.stranger.public()
+            ),
         ),
     ]);
-    let (signers, errors) = Signers::from_data([&data]);
+    let (signers, errors) = Signers::from_data(crate::signing::Binding::default(), &data);
     assert!(errors.is_empty(), "{errors:?}");
     SIGNERS.with(|s| *s.borrow_mut() = signers);
     keys
@@ -54,7 +57,8 @@ fn trust() -> Keys {
 /// `text` (the entry `approvals/k`) with a signature by `name` made with `key`.
 fn signed_by(text: &str, name: &str, key: &PrivateKey) -> String {
     let mut a = parse_entry("approvals/k", text).unwrap();
-    a.signatures.push(sign(&a, name, key));
+    a.signatures
+        .push(sign(&a, &crate::signing::Binding::default(), name, key, None));
     a.to_yaml()
 }
 

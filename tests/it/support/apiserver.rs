@@ -2,8 +2,11 @@
 //! the parts of the API that watching and editing ConfigMaps use, answering in the shapes a
 //! real kube-apiserver answered (`tests/fixtures/apiserver/`):
 //!
-//! - LIST `/api/v1/namespaces/{ns}/configmaps` with `labelSelector`, `limit`/`continue`,
-//!   and `metadata.resourceVersion` on the list;
+//! - LIST `/api/v1/namespaces/{ns}/configmaps` with `labelSelector`, `fieldSelector`
+//!   (`metadata.name=NAME` only), `limit`/`continue`, and `metadata.resourceVersion` on the
+//!   list;
+//! - GET of the Namespace `kube-system`, whose uid is this server's own (the cluster id
+//!   jitgate reads);
 //! - WATCH (the same path with `watch=true`) as a stream of JSON lines `{"type", "object"}`:
 //!   ADDED, MODIFIED, DELETED (also when an object stops matching the selector), BOOKMARK
 //!   when asked for, and, for a resourceVersion older than the history kept, a single
@@ -99,6 +102,8 @@ struct Inner {
     requests: Vec<String>,
     /// Updates that will find the object changed by someone else just before they land.
     interference: u32,
+    /// The uid of this cluster's kube-system Namespace.
+    cluster_uid: String,
 }
 
 /// What handlers share. `latest` wakes watches on every change; `cuts` ends them.
@@ -151,6 +156,7 @@ impl ApiServer {
                 bookmark_every: Duration::from_millis(250),
                 requests: Vec::new(),
                 interference: 0,
+                cluster_uid: super::unique_uid(),
             })),
             latest: watch::channel(100).0,
             cuts: watch::channel(0).0,
@@ -187,6 +193,7 @@ impl ApiServer {
                 "/apis/events.k8s.io/v1/namespaces/{ns}/events",
                 get(list_events).post(create_event),
             )
+            .route("/api/v1/namespaces/{ns}", get(get_namespace))
             .route("/api/v1/namespaces/{ns}/secrets", get(list_secrets))
             .route("/api/v1/namespaces/{ns}/secrets/{name}", get(get_secret))
             .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
@@ -204,6 +211,11 @@ impl ApiServer {
         self.task = Some(tokio::spawn(jitgate::server::serve(listener, tls, app, async {
             let _ = stopped.await;
         })));
+    }
+
+    /// This cluster's id as jitgate reads it: the uid of its kube-system Namespace.
+    pub fn cluster_id(&self) -> String {
+        self.shared.inner.lock().unwrap().cluster_uid.clone()
     }
 
     /// Where jitgate finds the approvals on this server: `jitgate-system`, the default
@@ -792,8 +804,11 @@ async fn admit(
     old: Option<&Value>,
     new: Option<&Value>,
 ) -> Result<(), ApiError> {
+    // As the shipped webhook configuration routes them: approvals ConfigMaps by their
+    // label, the trusted signers' one by its name in jitgate-system.
     let labelled = |o: Option<&Value>| {
-        o.is_some_and(|o| matches("jitgate.dev/approvals=true", o) || matches("jitgate.dev/signers=true", o))
+        o.is_some_and(|o| matches("jitgate.dev/approvals=true", o))
+            || (ns == "jitgate-system" && name == "jitgate-signers")
     };
     let (webhook, gate) = {
         let inner = shared.inner.lock().unwrap();
@@ -897,11 +912,31 @@ fn ok_json(code: StatusCode, value: &Value) -> Response {
         .into_response()
 }
 
+/// A field selector term, as [`selector_of`] carries it among the label terms.
+const FIELD_NAME: &str = "field:metadata.name=";
+
+/// The label selector of a query, with a field selector on the name as one more term.
+fn selector_of(q: &HashMap<String, String>) -> String {
+    let mut selector = q.get("labelSelector").cloned().unwrap_or_default();
+    if let Some(fields) = q.get("fieldSelector") {
+        for term in fields.split(',').filter(|t| !t.is_empty()) {
+            let name = term
+                .strip_prefix("metadata.name==")
+                .or_else(|| term.strip_prefix("metadata.name="))
+                .unwrap_or_else(|| panic!("field selector {term:?} is not supported here"));
+            selector.push_str(&format!(",{FIELD_NAME}{name}"));
+        }
+    }
+    selector
+}
+
 /// Equality-based label selectors: `a=b`, `a==b`, `a!=b`, `a`, `!a`, comma-separated.
 fn matches(selector: &str, object: &Value) -> bool {
     let labels = &object["metadata"]["labels"];
     selector.split(',').filter(|s| !s.is_empty()).all(|term| {
-        if let Some((k, v)) = term.split_once("!=") {
+        if let Some(name) = term.strip_prefix(FIELD_NAME) {
+            object["metadata"]["name"].as_str() == Some(name)
+        } else if let Some((k, v)) = term.split_once("!=") {
             labels[k.trim()].as_str() != Some(v.trim())
         } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
             labels[k.trim()].as_str() == Some(v.trim())
@@ -918,7 +953,7 @@ async fn list_or_watch(
     Path(ns): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let selector = q.get("labelSelector").cloned().unwrap_or_default();
+    let selector = selector_of(&q);
     if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
         return watch_stream(shared, ns, selector, &q);
     }
@@ -1084,6 +1119,24 @@ async fn get_one(State(shared): State<Shared>, Path((ns, name)): Path<(String, S
         Some(o) => ok_json(StatusCode::OK, o),
         None => not_found(&name).into_response(),
     }
+}
+
+/// GET of a Namespace: only `kube-system` exists here, with this server's uid.
+async fn get_namespace(State(shared): State<Shared>, Path(name): Path<String>) -> Response {
+    if name != "kube-system" {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("namespaces \"{name}\" not found"),
+        );
+    }
+    let uid = shared.inner.lock().unwrap().cluster_uid.clone();
+    ok_json(
+        StatusCode::OK,
+        &json!({"kind": "Namespace", "apiVersion": "v1",
+            "metadata": {"name": "kube-system", "uid": uid, "resourceVersion": "1"},
+            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
+    )
 }
 
 /// An API error, answered as a Kubernetes `Status`.

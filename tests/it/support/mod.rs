@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod offline;
 
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -411,6 +412,7 @@ impl Harness {
             policies_dir: Path::new(REPO).join("policies"),
             approvals_file: dir.join("approvals.yaml"),
             signers_file: dir.join("signers.yaml"),
+            cluster_id: None,
             cluster: None,
             max_staleness: Duration::from_secs(300),
             audit_log: Some(dir.join("audit.jsonl")),
