@@ -174,7 +174,7 @@ fn signed(c: &mut Criterion) {
             let mut a = (**a).clone();
             a.approved_by.clear();
             a.id = format!("bench/{}", a.key()).into();
-            a.signatures.push(sign(&a, &binding, "carol", &key, None));
+            a.signatures.push(sign(&a.terms(), &binding, "carol", &key, None));
             (a.key().to_string(), a.to_yaml())
         })
         .collect();

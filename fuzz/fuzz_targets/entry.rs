@@ -15,10 +15,10 @@ fuzz_target!(|data: &[u8]| {
         let back = jitgate::approvals::parse_entry("cm/key", &a.to_yaml()).expect("written back, it parses");
         let any = jitgate::signing::Binding::default();
         assert_eq!(
-            jitgate::signing::canonical(&back, &any, None),
-            jitgate::signing::canonical(&a, &any, None)
+            jitgate::signing::canonical(&back.terms(), &any, None),
+            jitgate::signing::canonical(&a.terms(), &any, None)
         );
         assert_eq!(back.signatures, a.signatures);
-        let _ = jitgate::signing::Signers::default().check_all(&a);
+        let _ = a.checked_by(&jitgate::signing::Signers::default());
     }
 });

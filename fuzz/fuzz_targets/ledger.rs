@@ -96,7 +96,7 @@ impl Text {
                 for (signer, k) in signatures.iter().take(3) {
                     let not_after = a.valid_for.map(|d| *NOW + d);
                     let sig = jitgate::signing::sign(
-                        &a,
+                        &a.terms(),
                         &Default::default(),
                         PEOPLE[*signer as usize % 4],
                         &KEYS[*k as usize % 4],

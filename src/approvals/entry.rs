@@ -1,10 +1,10 @@
 //! One approval: a key of an approvals ConfigMap's `data`, whose value is a YAML mapping.
 //! An entry that does not parse, or that is ambiguous, is refused whole: it never grants.
 
+use super::raw::RawEntry;
 use crate::operation::{OpSet, Operation};
 use crate::signing::{Checked, Signature};
 use jiff::Timestamp;
-use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -138,6 +138,43 @@ impl Approval {
         }
     }
 
+    /// What a signature of this entry covers: its id and every field that gives it power.
+    pub fn terms(&self) -> crate::signing::Terms<'_> {
+        let (user, group) = match &self.subject {
+            Subject::User(u) => (Some(&**u), None),
+            Subject::Group(g) => (None, Some(&**g)),
+        };
+        crate::signing::Terms {
+            id: &self.id,
+            user,
+            group,
+            api_group: self.api_group.as_deref(),
+            resource: self.resource_string(),
+            namespace: &self.namespace,
+            name: self.name.as_deref(),
+            operations: self
+                .operations
+                .map(|ops| ops.iter().map(|o| o.as_str()).collect()),
+            expires_at: self.valid_for.is_none().then(|| self.expires_at.to_string()),
+            valid_for_secs: self.valid_for.map(|d| d.as_secs()),
+            reason: &self.reason,
+            change: self.change.as_deref(),
+            max_uses: self.max_uses,
+            break_glass: self.break_glass,
+        }
+    }
+
+    /// True when the two entries have the same terms, approvals aside: what two copies of
+    /// one entry must share for a signature of one to be valid on the other.
+    pub fn same_terms(&self, other: &Approval) -> bool {
+        self.terms() == other.terms()
+    }
+
+    /// Its signatures, each checked against the trusted signers.
+    pub fn checked_by(&self, signers: &crate::signing::Signers) -> Vec<Checked> {
+        signers.check_all(&self.terms(), &self.signatures)
+    }
+
     /// The key of this entry in its ConfigMap (`id` is `<configmap>/<key>`).
     pub fn key(&self) -> &str {
         self.id.split_once('/').map_or(self.id.as_str(), |(_, key)| key)
@@ -246,46 +283,6 @@ pub fn suggested_key(parts: &[&str], now: Timestamp) -> String {
     key.truncate(200);
     let _ = write!(key, "-{}", now.strftime("%Y%m%d%H%M"));
     key
-}
-
-/// An entry as written, before it is checked.
-#[derive(Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RawEntry {
-    pub(super) user: Option<String>,
-    pub(super) group: Option<String>,
-    pub(super) resource: String,
-    pub(super) api_group: Option<String>,
-    pub(super) namespace: Option<String>,
-    pub(super) name: Option<String>,
-    pub(super) operations: Option<Vec<Operation>>,
-    pub(super) verbs: Option<Vec<String>>,
-    pub(super) expires_at: Option<String>,
-    #[serde(rename = "for")]
-    pub(super) valid_for: Option<String>,
-    pub(super) approved_at: Option<String>,
-    pub(super) reason: String,
-    #[serde(default)]
-    pub(super) approved_by: Vec<String>,
-    pub(super) change: Option<String>,
-    pub(super) max_uses: Option<u32>,
-    #[serde(default)]
-    pub(super) break_glass: bool,
-    #[serde(default)]
-    pub(super) approved_as: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
-    pub(super) signatures: Vec<RawSignature>,
-}
-
-#[derive(Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RawSignature {
-    pub(super) signer: String,
-    pub(super) key: String,
-    pub(super) cluster: Option<String>,
-    pub(super) namespace: Option<String>,
-    pub(super) not_after: Option<String>,
-    pub(super) signature: String,
 }
 
 /// Why an entry was refused. Names the entry and the rule, never the entry's text.

@@ -10,7 +10,7 @@
 //! the entry as before. Where it does read an entry, it reads exactly what the YAML parser
 //! would: the property test below holds it to that.
 
-use super::entry::RawEntry;
+use super::raw::RawEntry;
 use crate::operation::Operation;
 use serde::Deserialize;
 use serde::de::value::{Error as ValueError, StrDeserializer};

@@ -5,6 +5,7 @@ pub mod break_glass;
 mod entry;
 mod flat;
 mod index;
+mod raw;
 mod state;
 
 pub use entry::{Approval, EntryError, Name, Subject, Text, parse_entry, suggested_key};
@@ -237,7 +238,7 @@ impl Snapshot {
         let approvals: Vec<Arc<Approval>> = approvals
             .into_iter()
             .map(|a| {
-                let checked = signers.check_all(&a);
+                let checked = a.checked_by(&signers);
                 if checked == a.checked {
                     a
                 } else {

@@ -213,7 +213,7 @@ impl Ledger {
             for (key, text) in cm.data.unwrap_or_default() {
                 let mut parsed = parse_entry(&format!("{name}/{key}"), &text);
                 if let Ok(a) = &mut parsed {
-                    a.checked = signers.check_all(a);
+                    a.checked = a.checked_by(&signers);
                 }
                 entries.push(Entry {
                     parsed,
@@ -692,7 +692,7 @@ impl Ledger {
                 .ok_or_else(|| CliError::Usage(format!("entry {key:?} was removed meanwhile")))?;
             let mut a = parse_entry(&doc.id(), text)
                 .map_err(|e| CliError::Usage(format!("{} in the cluster does not parse ({})", doc.id(), e.reason)))?;
-            if !crate::signing::same_terms(&a, &signed) {
+            if !a.same_terms(&signed) {
                 return Err(CliError::Usage(format!(
                     "the signed copy is not of {} as it stands in the cluster: its terms differ, so its signatures would not verify; ask for a signature of the current entry ({} export {})",
                     doc.id(),
@@ -714,7 +714,7 @@ impl Ledger {
                 // Whether the signatures complete it is the ledger's to judge against the
                 // trusted signers; counting them as it will (one person once, however
                 // they approved) lets the edit that completes it stamp approvedAt.
-                a.checked = signers.check_all(&a);
+                a.checked = a.checked_by(&signers);
                 let now = Timestamp::now();
                 let gating = policies
                     .as_ref()

@@ -288,7 +288,7 @@ pub fn sign(args: SignArgs) -> ExitCode {
             Err(e) => return fail("sign", e),
         },
     };
-    let signature = crate::signing::sign(&a, &binding, &name, &key, not_after);
+    let signature = crate::signing::sign(&a.terms(), &binding, &name, &key, not_after);
     eprintln!(
         "signed {} as {name} (key {}) for {binding}{}: {}",
         doc.id(),
@@ -340,7 +340,7 @@ pub fn verify(args: VerifyEntryArgs) -> ExitCode {
     }
     let now = jiff::Timestamp::now();
     let mut all_valid = true;
-    for (sig, checked) in a.signatures.iter().zip(signers.check_all(&a)) {
+    for (sig, checked) in a.signatures.iter().zip(a.checked_by(&signers)) {
         match checked {
             Checked::Trusted(s) if s.valid_at(now) => println!(
                 "{}: valid (key {}); counts as {} in groups [{}]{}",

@@ -65,7 +65,7 @@ impl Judge<'_> {
             )
         })?;
         if let Some(signers) = self.signers {
-            a.checked = signers.check_all(&a);
+            a.checked = a.checked_by(signers);
         }
         Ok(a)
     }

@@ -23,7 +23,6 @@ pub mod signers;
 pub use keys::{KeyError, PrivateKey, PublicKey};
 pub use signers::{SIGNERS_CONFIGMAP, Signer, SignerError, Signers, parse_signers_file};
 
-use crate::approvals::{Approval, Subject};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jiff::Timestamp;
@@ -50,18 +49,7 @@ impl Default for Binding {
     fn default() -> Self {
         Binding {
             cluster: DEFAULT_CLUSTER_ID.into(),
-            namespace: crate::approvals::DEFAULT_NAMESPACE.into(),
-        }
-    }
-}
-
-impl Binding {
-    /// The one ConfigMap whose entries are the trusted signers: `jitgate-signers` beside
-    /// the approvals.
-    pub fn signers_configmap(&self) -> crate::approvals::ConfigMapRef {
-        crate::approvals::ConfigMapRef {
-            namespace: self.namespace.clone(),
-            name: SIGNERS_CONFIGMAP.into(),
+            namespace: crate::names::DEFAULT_NAMESPACE.into(),
         }
     }
 }
@@ -147,73 +135,61 @@ impl Signature {
     }
 }
 
-/// The fields of an approval that a signature covers, in a fixed order.
+/// The terms of an approval entry that a signature covers: its id and every field that
+/// gives it power, as parsed (so key order and YAML formatting do not matter). The
+/// approvals module builds them from an entry (`Approval::terms`); this module knows
+/// nothing else of entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Terms<'a> {
+    pub id: &'a str,
+    pub user: Option<&'a str>,
+    pub group: Option<&'a str>,
+    pub api_group: Option<&'a str>,
+    pub resource: String,
+    pub namespace: &'a str,
+    pub name: Option<&'a str>,
+    pub operations: Option<Vec<&'static str>>,
+    /// For an entry with `expiresAt`; RFC 3339 in UTC, whatever offset was written.
+    pub expires_at: Option<String>,
+    /// For a `for:` entry: the duration, in seconds.
+    pub valid_for_secs: Option<i64>,
+    pub reason: &'a str,
+    pub change: Option<&'a str>,
+    pub max_uses: Option<u32>,
+    pub break_glass: bool,
+}
+
+/// What is signed, in a fixed order: the form's context, where the signature is valid,
+/// the entry's terms, and the signature's own notAfter.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Canonical<'a> {
     context: &'static str,
     cluster: &'a str,
     namespace_of_approvals: &'a str,
-    id: &'a str,
-    user: Option<&'a str>,
-    group: Option<&'a str>,
-    api_group: Option<&'a str>,
-    resource: String,
-    namespace: &'a str,
-    name: Option<&'a str>,
-    operations: Option<Vec<&'static str>>,
-    /// For an entry with `expiresAt`; RFC 3339 in UTC, whatever offset was written.
-    expires_at: Option<String>,
-    /// For a `for:` entry: the duration, in seconds.
-    valid_for_secs: Option<i64>,
-    reason: &'a str,
-    change: Option<&'a str>,
-    max_uses: Option<u32>,
-    break_glass: bool,
+    #[serde(flatten)]
+    terms: &'a Terms<'a>,
     /// The signature's own notAfter (required for a `for:` entry).
     not_after: Option<String>,
 }
 
-/// The bytes a signature over `a`, made for `binding`, with `not_after`, covers.
-pub fn canonical(a: &Approval, binding: &Binding, not_after: Option<Timestamp>) -> Vec<u8> {
-    let (user, group) = match &a.subject {
-        Subject::User(u) => (Some(&**u), None),
-        Subject::Group(g) => (None, Some(&**g)),
-    };
+/// The bytes a signature over `terms`, made for `binding`, with `not_after`, covers.
+pub fn canonical(terms: &Terms<'_>, binding: &Binding, not_after: Option<Timestamp>) -> Vec<u8> {
     let form = Canonical {
         context: CONTEXT,
         cluster: &binding.cluster,
         namespace_of_approvals: &binding.namespace,
-        id: &a.id,
-        user,
-        group,
-        api_group: a.api_group.as_deref(),
-        resource: a.resource_string(),
-        namespace: &a.namespace,
-        name: a.name.as_deref(),
-        operations: a.operations.map(|ops| ops.iter().map(|o| o.as_str()).collect()),
-        expires_at: a.valid_for.is_none().then(|| a.expires_at.to_string()),
-        valid_for_secs: a.valid_for.map(|d| d.as_secs()),
-        reason: &a.reason,
-        change: a.change.as_deref(),
-        max_uses: a.max_uses,
-        break_glass: a.break_glass,
+        terms,
         not_after: not_after.map(|t| t.to_string()),
     };
     serde_json::to_vec(&form).unwrap_or_default()
 }
 
-/// The terms of an entry without its approvals: what two copies of one entry must share
-/// for a signature of one to be valid on the other.
-pub fn same_terms(a: &Approval, b: &Approval) -> bool {
-    let any = Binding::default();
-    canonical(a, &any, None) == canonical(b, &any, None)
-}
-
-/// Signs `a` as `signer` with `key`, for `binding`. A `for:` entry needs `not_after`:
-/// after it, the signature counts for nothing.
+/// Signs the terms `a` as `signer` with `key`, for `binding`. A `for:` entry needs
+/// `not_after`: after it, the signature counts for nothing.
 pub fn sign(
-    a: &Approval,
+    a: &Terms<'_>,
     binding: &Binding,
     signer: &str,
     key: &PrivateKey,
@@ -307,14 +283,14 @@ pub fn forget_verifications() {
 }
 
 impl Signers {
-    /// Checks every signature of `a` against the trusted signers, for this cluster and
-    /// approvals namespace.
-    pub fn check_all(&self, a: &Approval) -> Vec<Checked> {
-        a.signatures.iter().map(|s| self.check(a, s)).collect()
+    /// Checks each of `signatures` of the terms `a` against the trusted signers, for this
+    /// cluster and approvals namespace.
+    pub fn check_all(&self, a: &Terms<'_>, signatures: &[Signature]) -> Vec<Checked> {
+        signatures.iter().map(|s| self.check(a, s)).collect()
     }
 
-    /// Checks one signature of `a`.
-    pub fn check(&self, a: &Approval, sig: &Signature) -> Checked {
+    /// Checks one signature of the terms `a`.
+    pub fn check(&self, a: &Terms<'_>, sig: &Signature) -> Checked {
         let refused = |why: String| Checked::Refused {
             signer: sig.signer.clone(),
             why,
@@ -355,7 +331,7 @@ impl Signers {
                 sig.signer, here.namespace
             ));
         }
-        if a.valid_for.is_some() && sig.not_after.is_none() {
+        if a.valid_for_secs.is_some() && sig.not_after.is_none() {
             return refused(format!(
                 "the signature by {:?} of a for: entry names no notAfter, so it could be replayed without end; ask for a new one (jitgate sign adds it)",
                 sig.signer

@@ -35,13 +35,14 @@ fn signers_for(name: &str, key: &PrivateKey, extra: &str) -> Signers {
 
 fn signed(text: &str, id: &str, by: &str, key: &PrivateKey) -> String {
     let mut a = parse_entry(id, text).unwrap();
-    a.signatures.push(sign(&a, &Binding::default(), by, key, None));
+    a.signatures
+        .push(sign(&a.terms(), &Binding::default(), by, key, None));
     a.to_yaml()
 }
 
 fn trusted(signers: &Signers, id: &str, text: &str) -> bool {
     let a = parse_entry(id, text).unwrap();
-    let checked = signers.check_all(&a);
+    let checked = a.checked_by(signers);
     !checked.is_empty() && checked.iter().all(|c| matches!(c, Checked::Trusted(_)))
 }
 
@@ -62,7 +63,7 @@ fn an_unknown_signer_or_another_key_is_refused_with_the_reason() {
     let alice = key();
     let text = signed(ENTRY, "cm/k", "alice", &alice);
     let a = parse_entry("cm/k", &text).unwrap();
-    let why = |signers: &Signers| match &signers.check_all(&a)[0] {
+    let why = |signers: &Signers| match &a.checked_by(signers)[0] {
         Checked::Refused { why, .. } => why.clone(),
         Checked::Trusted(_) => panic!("trusted"),
     };
@@ -192,7 +193,7 @@ proptest! {
 
 fn refusal(signers: &Signers, text: &str) -> String {
     let a = parse_entry("cm/k", text).unwrap();
-    match &signers.check_all(&a)[0] {
+    match &a.checked_by(signers)[0] {
         Checked::Refused { why, .. } => why.clone(),
         Checked::Trusted(_) => panic!("trusted: {text}"),
     }
@@ -209,7 +210,7 @@ fn a_signature_made_for_another_cluster_or_namespace_is_refused_naming_it() {
     let mut signed = a.clone();
     signed
         .signatures
-        .push(sign(&a, &cluster_a, "alice", &alice, None));
+        .push(sign(&a.terms(), &cluster_a, "alice", &alice, None));
     let text = signed.to_yaml();
     assert!(text.contains("  cluster: \"cluster-a\"\n"), "{text}");
     let in_a = signers_for("alice", &alice, "").bound(cluster_a.clone());
@@ -254,15 +255,19 @@ fn a_signed_for_entry_carries_a_not_after_and_counts_until_then_only() {
     // Without a notAfter it could be replayed without end: refused.
     let mut bare = a.clone();
     bare.signatures
-        .push(sign(&a, &Binding::default(), "alice", &alice, None));
+        .push(sign(&a.terms(), &Binding::default(), "alice", &alice, None));
     assert!(refusal(&signers, &bare.to_yaml()).contains("names no notAfter"));
     let until: jiff::Timestamp = "2026-11-22T00:00:00Z".parse().unwrap();
     let mut signed = a.clone();
-    signed
-        .signatures
-        .push(sign(&a, &Binding::default(), "alice", &alice, Some(until)));
+    signed.signatures.push(sign(
+        &a.terms(),
+        &Binding::default(),
+        "alice",
+        &alice,
+        Some(until),
+    ));
     let back = parse_entry("cm/k", &signed.to_yaml()).unwrap();
-    let Checked::Trusted(t) = &signers.check_all(&back)[0] else {
+    let Checked::Trusted(t) = &back.checked_by(&signers)[0] else {
         panic!("refused");
     };
     assert!(t.valid_at(until - jiff::SignedDuration::from_secs(1)));

@@ -43,7 +43,7 @@ fn signers(carol: &PrivateKey, alice: &PrivateKey, old: &PrivateKey) -> Signers 
 fn signed(text: &str, by: &[(&str, &PrivateKey)]) -> String {
     let mut a = parse_entry("cm/e0", text).unwrap();
     for (name, key) in by {
-        let sig = sign(&a, &crate::signing::Binding::default(), name, key, None);
+        let sig = sign(&a.terms(), &crate::signing::Binding::default(), name, key, None);
         a.signatures.push(sig);
     }
     a.to_yaml()

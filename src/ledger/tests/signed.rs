@@ -57,8 +57,13 @@ fn trust() -> Keys {
 /// `text` (the entry `approvals/k`) with a signature by `name` made with `key`.
 fn signed_by(text: &str, name: &str, key: &PrivateKey) -> String {
     let mut a = parse_entry("approvals/k", text).unwrap();
-    a.signatures
-        .push(sign(&a, &crate::signing::Binding::default(), name, key, None));
+    a.signatures.push(sign(
+        &a.terms(),
+        &crate::signing::Binding::default(),
+        name,
+        key,
+        None,
+    ));
     a.to_yaml()
 }
 
