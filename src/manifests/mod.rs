@@ -380,6 +380,7 @@ mod tests {
             ("build.openshift.io", "buildconfigs", "instantiate"),
             ("build.openshift.io", "buildconfigs", "instantiatebinary"),
             ("build.openshift.io", "builds", ""),
+            ("autoscaling", "horizontalpodautoscalers", ""),
         ] {
             for op in Operation::ADMISSION {
                 let t = Request {
