@@ -166,7 +166,8 @@ const FIELDS: cel::Fields = cel::Fields {
 const USER: &str = "(has(request.userInfo.username) ? request.userInfo.username : '')";
 
 /// The gate webhook's `matchConditions`: some policy gates this request for this user, in
-/// this namespace, and does not exempt them. What it leaves out, jitgate would answer
+/// this namespace (and, for a rule with `objectTypes`, this object's `type`), and does not
+/// exempt them. What it leaves out, jitgate would answer
 /// `not_gated` or `exempt`: so the control plane's own requests (the kubelet minting
 /// tokens, controllers creating pods) never wait on jitgate, nor fail when it is down.
 pub fn gated_by_a_policy(policies: &PolicySet) -> String {
@@ -381,6 +382,7 @@ mod tests {
             ("build.openshift.io", "buildconfigs", "instantiate"),
             ("build.openshift.io", "buildconfigs", "instantiatebinary"),
             ("build.openshift.io", "builds", ""),
+            ("autoscaling", "horizontalpodautoscalers", ""),
         ] {
             for op in Operation::ADMISSION {
                 let t = Request {

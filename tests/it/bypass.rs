@@ -542,7 +542,20 @@ async fn changing_the_template_or_scale_of_any_kind_that_makes_pods_is_gated() {
     rc_scale["request"]["resource"] =
         json!({"group": "", "version": "v1", "resource": "replicationcontrollers"});
     let job_update = workload("batch", "Job", "jobs", "UPDATE");
+    // An autoscaler aimed at an old ReplicaSet: the (exempt) HPA controller scales it up.
+    let autoscaler = shaped(
+        ("autoscaling", "v2", "HorizontalPodAutoscaler"),
+        "horizontalpodautoscalers",
+        "",
+        "web-old",
+        "CREATE",
+        json!({"kind": "HorizontalPodAutoscaler", "apiVersion": "autoscaling/v2",
+            "metadata": {"name": "web-old", "namespace": "prod"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d8f7c"},
+                "minReplicas": 1, "maxReplicas": 1}}),
+    );
     gated_every_way(&[
+        autoscaler,
         workload("apps", "ReplicaSet", "replicasets", "UPDATE"),
         workload("apps", "DaemonSet", "daemonsets", "UPDATE"),
         job_update.clone(),

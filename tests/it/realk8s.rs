@@ -181,6 +181,30 @@ fn deployment(name: &str) -> Value {
         "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template("attacker/any:1")}})
 }
 
+/// A `kind` that makes Pods from a template, as its API wants it.
+fn pod_maker(kind: &str) -> Value {
+    let selector = json!({"matchLabels": {"app": "x"}});
+    let (api_version, spec) = match kind {
+        "CronJob" => (
+            "batch/v1",
+            json!({"schedule": "* * * * *", "jobTemplate": {"spec": job("x")["spec"]}}),
+        ),
+        "ReplicationController" => (
+            "v1",
+            json!({"selector": {"app": "x"}, "template": template("attacker/any:1")}),
+        ),
+        "StatefulSet" => (
+            "apps/v1",
+            json!({"selector": selector, "serviceName": "x", "template": template("attacker/any:1")}),
+        ),
+        _ => (
+            "apps/v1",
+            json!({"selector": selector, "template": template("attacker/any:1")}),
+        ),
+    };
+    json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": "x"}, "spec": spec})
+}
+
 fn pod(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": pod_spec("nginx:1")})
 }
@@ -288,6 +312,31 @@ async fn a_persons_doors_to_pods_are_closed_by_the_shipped_webhook_on_a_real_api
         "bob's Deployment in prod",
         "prod-workloads",
     );
+    // Every other kind that makes Pods, as the real API server admits it.
+    for kind in [
+        "ReplicaSet",
+        "StatefulSet",
+        "DaemonSet",
+        "CronJob",
+        "ReplicationController",
+    ] {
+        denied_by_jitgate(
+            api.create("bob", &[], &pod_maker(kind)).await,
+            &format!("bob's {kind} in prod"),
+            "prod-workloads",
+        );
+    }
+    // A cloud identity for the workloads' service account.
+    let annotate = [
+        "-n",
+        "prod",
+        "annotate",
+        "serviceaccount",
+        "default",
+        "eks.amazonaws.com/role-arn=arn:aws:iam::1:role/admin",
+    ];
+    let out = api.kubectl("bob", &annotate, None).await;
+    denied_by_jitgate(outcome(&out), "bob's service account annotation", "prod-tokens");
     denied_by_jitgate(
         api.create(
             "bob",
