@@ -24,6 +24,7 @@ pub mod ledger;
 pub mod manifests;
 mod memory;
 pub mod metrics;
+pub mod mtls;
 pub mod notify;
 pub mod pattern;
 pub mod policy;

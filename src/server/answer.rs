@@ -28,14 +28,18 @@ const REFUSAL_RECORD_WAIT: Duration = Duration::from_secs(5);
 pub(super) async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    let bytes = match transport::read_review(&parts, body).await {
-        Ok(bytes) => bytes,
+    if let Err(refusal) = transport::check_caller(&parts) {
+        return refuse_body(&state, Review::Admission, refusal, None, started).await;
+    }
+    let body = match transport::read_review(&parts, body, &state.bodies).await {
+        Ok(body) => body,
         Err(refusal) => return refuse_body(&state, Review::Admission, refusal, None, started).await,
     };
-    let req = match admission::decode(&bytes) {
+    let bytes = &body.bytes;
+    let req = match admission::decode(bytes) {
         Ok(req) => req,
         Err(e) => {
-            let uid = admission::salvage_uid(&bytes);
+            let uid = admission::salvage_uid(bytes);
             let refusal = Refusal::BadRequest(e.to_string());
             return refuse_body(&state, Review::Admission, refusal, uid, started).await;
         }

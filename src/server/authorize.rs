@@ -22,11 +22,14 @@ use std::time::Instant;
 pub(super) async fn authorize(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    let bytes = match transport::read_review(&parts, body).await {
-        Ok(bytes) => bytes,
+    if let Err(refusal) = transport::check_caller(&parts) {
+        return refuse_body(&state, Review::Authorization, refusal, None, started).await;
+    }
+    let body = match transport::read_review(&parts, body, &state.bodies).await {
+        Ok(body) => body,
         Err(refusal) => return refuse_body(&state, Review::Authorization, refusal, None, started).await,
     };
-    let req = match authorization::decode(&bytes) {
+    let req = match authorization::decode(&body.bytes) {
         Ok(req) => req,
         Err(e) => {
             let refusal = Refusal::BadRequest(e.to_string());

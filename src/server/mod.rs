@@ -1,15 +1,18 @@
 //! HTTP over TLS: the routes and what they share ([`AppState`]), the transport checks on
-//! a review's body (`transport`), the `/validate` handler that decides, records and
-//! answers (`answer`), the `/authorize` handler that does the same for reads
-//! (`authorize`), and the accept loop (`listen`).
+//! a review's caller and body (`transport`), the `/validate` handler that decides, records
+//! and answers (`answer`), the `/authorize` handler that does the same for reads
+//! (`authorize`), the accept loop (`listen`) and the connection slots it hands out
+//! (`connections`).
 
 mod answer;
 mod authorize;
+mod connections;
 mod listen;
 mod transport;
 
-pub use listen::{MAX_CONNECTIONS, serve};
-pub use transport::BODY_LIMIT;
+pub use connections::Caps;
+pub use listen::{Limits, Listening, MAX_CONNECTIONS, serve, serve_with};
+pub use transport::{BODY_LIMIT, BodyLimits};
 
 use crate::admission::Status;
 use crate::approvals::ApprovalStore;
@@ -37,6 +40,8 @@ pub struct AppState {
     pub notices: crate::notify::emit::Notices,
     /// The serving certificate, for its expiry.
     pub serving_cert: Arc<crate::tls::ServingCert>,
+    /// The deadline and the memory budget for reading review bodies.
+    pub bodies: BodyLimits,
     pub shutting_down: AtomicBool,
 }
 
