@@ -8,6 +8,7 @@
 //! answer is the refusal the audit writer recorded instead.
 
 use super::AppState;
+use super::bodies;
 use super::transport::{self, json};
 use crate::admission::{self, AdmissionRequest, Status};
 use crate::approvals::View;
@@ -31,7 +32,7 @@ pub(super) async fn validate(State(state): State<Arc<AppState>>, request: Reques
     if let Err(refusal) = transport::check_caller(&parts) {
         return refuse_body(&state, Review::Admission, refusal, None, started).await;
     }
-    let body = match transport::read_review(&parts, body, &state.bodies).await {
+    let body = match bodies::read_review(&parts, body, &state.bodies).await {
         Ok(body) => body,
         Err(refusal) => return refuse_body(&state, Review::Admission, refusal, None, started).await,
     };

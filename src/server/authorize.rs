@@ -8,6 +8,7 @@
 
 use super::AppState;
 use super::answer::{answer_when_recorded, decide, micros, refuse_body, refused_record, spend_use};
+use super::bodies;
 use super::transport::{self, json};
 use crate::audit::{DecisionRecord, Review};
 use crate::authorization;
@@ -25,7 +26,7 @@ pub(super) async fn authorize(State(state): State<Arc<AppState>>, request: Reque
     if let Err(refusal) = transport::check_caller(&parts) {
         return refuse_body(&state, Review::Authorization, refusal, None, started).await;
     }
-    let body = match transport::read_review(&parts, body, &state.bodies).await {
+    let body = match bodies::read_review(&parts, body, &state.bodies).await {
         Ok(body) => body,
         Err(refusal) => return refuse_body(&state, Review::Authorization, refusal, None, started).await,
     };

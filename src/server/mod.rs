@@ -1,18 +1,20 @@
 //! HTTP over TLS: the routes and what they share ([`AppState`]), the transport checks on
-//! a review's caller and body (`transport`), the `/validate` handler that decides, records
+//! a review's caller and body (`transport`), reading the body (`bodies`), the `/validate` handler that decides, records
 //! and answers (`answer`), the `/authorize` handler that does the same for reads
 //! (`authorize`), the accept loop (`listen`) and the connection slots it hands out
 //! (`connections`).
 
 mod answer;
 mod authorize;
+mod bodies;
 mod connections;
 mod listen;
 mod transport;
 
+pub use bodies::{BodyLimits, SLOW as SLOW_BODY};
 pub use connections::Caps;
 pub use listen::{Limits, Listening, MAX_CONNECTIONS, serve, serve_with};
-pub use transport::{BODY_LIMIT, BodyLimits};
+pub use transport::BODY_LIMIT;
 
 use crate::admission::Status;
 use crate::approvals::ApprovalStore;

@@ -96,6 +96,42 @@ impl ClientCa {
     }
 }
 
+/// A TLS connection to `addr` trusting any of `cas`, asking for `server_name` and the
+/// protocol `alpn`, presenting `identity` when given.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    cas: &[&str],
+    server_name: &str,
+    alpn: &[u8],
+    identity: Option<&Identity>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca_pem in cas {
+        roots
+            .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+            .unwrap();
+    }
+    let builder =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+    let mut cfg = match identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(id.cert_pem.as_bytes()).unwrap()],
+                rustls::pki_types::PrivateKeyDer::from_pem_slice(id.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+    };
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = TcpStream::connect(addr).await?;
+    TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from(server_name.to_string()).unwrap(), tcp)
+        .await
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
     H1,
@@ -156,34 +192,11 @@ impl Conn {
         proto: Proto,
         identity: Option<&Identity>,
     ) -> std::io::Result<Conn> {
-        let mut roots = rustls::RootCertStore::empty();
-        for ca_pem in cas {
-            roots
-                .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-                .unwrap();
-        }
-        let builder =
-            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots);
-        let mut cfg = match identity {
-            None => builder.with_no_client_auth(),
-            Some(id) => builder
-                .with_client_auth_cert(
-                    vec![CertificateDer::from_pem_slice(id.cert_pem.as_bytes()).unwrap()],
-                    rustls::pki_types::PrivateKeyDer::from_pem_slice(id.key_pem.as_bytes()).unwrap(),
-                )
-                .unwrap(),
+        let alpn: &[u8] = match proto {
+            Proto::H1 => b"http/1.1",
+            Proto::H2 => b"h2",
         };
-        cfg.alpn_protocols = vec![match proto {
-            Proto::H1 => b"http/1.1".to_vec(),
-            Proto::H2 => b"h2".to_vec(),
-        }];
-        let tcp = TcpStream::connect(addr).await?;
-        let tls = TlsConnector::from(Arc::new(cfg))
-            .connect(ServerName::try_from(server_name.to_string()).unwrap(), tcp)
-            .await?;
+        let tls = tls_connect(addr, cas, server_name, alpn, identity).await?;
         let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
         let peer = tls
             .get_ref()
