@@ -3,8 +3,9 @@
 //!
 //! Under `failurePolicy: Fail` a gate that cannot take the API server's connection blocks
 //! every gated change, so a full house never turns the newcomer away while someone else
-//! is only holding a slot: the connection that has been quiet longest (no answer since,
-//! idle or still trickling a body) is closed to make room. A connection whose request is
+//! is only holding a slot: a connection whose request body is still arriving (the API
+//! server's arrive in milliseconds; a trickler's never do), else the one quiet longest
+//! (no answer since), is closed to make room. A connection whose request is
 //! being decided is never closed that way; only when every slot is deciding is the new
 //! connection refused. The API server may keep many connections from one address, so no
 //! limit here is by address.
@@ -97,6 +98,12 @@ impl Activity {
 
     fn may_be_evicted(&self) -> bool {
         self.deciding.load(Ordering::Relaxed) == 0
+    }
+
+    /// Whether a request's body is still arriving: for the API server a matter of
+    /// milliseconds, for a client that trickles its whole life.
+    fn reading(&self) -> bool {
+        self.open.load(Ordering::Relaxed) > self.deciding.load(Ordering::Relaxed)
     }
 
     /// How long the connection has had no request open and given no answer (zero while a
@@ -198,7 +205,8 @@ impl Slots {
         if full {
             // Whom the newcomer may close: a handshake another handshake; anyone else only
             // those of its own class, except that a verified caller may close any other
-            // connection, those without a certificate first.
+            // connection, those without a certificate first. Then one whose body is still
+            // arriving before an idle one, and the one quiet longest.
             let victim = held
                 .entries
                 .iter()
@@ -208,7 +216,10 @@ impl Slots {
                     Class::Verified => e.class != Class::Handshaking,
                 })
                 .filter(|(_, e)| e.activity.may_be_evicted())
-                .min_by_key(|(_, e)| (e.class == Class::Verified, e.activity.quiet_since()))
+                .min_by_key(|(_, e)| {
+                    let a = &e.activity;
+                    (e.class == Class::Verified, !a.reading(), a.quiet_since())
+                })
                 .map(|(i, _)| i);
             let Some(i) = victim else {
                 drop(held);
@@ -311,6 +322,18 @@ mod tests {
         let _third = s.admit(Class::Other).unwrap();
         assert!(first.activity.evicted.notified().now_or_never_is_ready());
         assert!(!second.activity.evicted.notified().now_or_never_is_ready());
+    }
+
+    #[test]
+    fn a_connection_trickling_a_body_is_closed_before_an_idle_one() {
+        let s = slots(2, 2, 1);
+        let idle = s.admit(Class::Other).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let trickling = s.admit(Class::Other).unwrap();
+        let _request = trickling.activity.request();
+        let _new = s.admit(Class::Other).unwrap();
+        assert!(trickling.activity.evicted.notified().now_or_never_is_ready());
+        assert!(!idle.activity.evicted.notified().now_or_never_is_ready());
     }
 
     #[test]

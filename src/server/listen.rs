@@ -197,7 +197,7 @@ pub async fn serve_with(
                 _ => Class::Other,
             };
             let Some(slot) = slots.admit(class) else {
-                tracing::warn!(%peer, caller = class.label(), "every connection slot is deciding a request; closing a new connection");
+                tracing::debug!(%peer, caller = class.label(), "every connection slot is deciding a request; closing a new connection");
                 return;
             };
             let activity = slot.activity.clone();
