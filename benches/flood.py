@@ -127,6 +127,7 @@ class Stats:
     def __init__(self):
         self.latencies, self.refused, self.failed, self.late = [], 0, 0, 0
         self.flood_opened = 0
+        self.errors = {}
 
 
 async def connect(port, ctx):
@@ -192,8 +193,9 @@ async def api_server(port, ctx, stats, until):
             stats.late += 1
             if slot is not None:
                 pool[slot] = None
-        except Exception:
+        except Exception as e:
             stats.failed += 1
+            stats.errors[type(e).__name__ + ": " + str(e)[:80]] = stats.errors.get(type(e).__name__ + ": " + str(e)[:80], 0) + 1
             if slot is not None:
                 pool[slot] = None
 
@@ -332,6 +334,8 @@ async def main():
               f"count={count:<5} reviews={total:<4} answered={len(lat):<4} refused={stats.refused:<4} "
               f"failed={stats.failed:<4} timed_out={stats.late:<4} p50_ms={p(0.5):<5} max_ms={p(1.0):<6} "
               f"rss_idle_mib={idle_rss / 1024:.0f} rss_peak_mib={peak[0] / 1024:.0f} flood_connections={stats.flood_opened}")
+        if stats.errors:
+            print("  errors:", "; ".join(f"{n}x {e}" for e, n in sorted(stats.errors.items(), key=lambda x: -x[1])[:5]))
     finally:
         if proc:
             proc.send_signal(signal.SIGKILL)

@@ -185,7 +185,12 @@ async fn read_whole(
 ) -> Result<Body, Refusal> {
     let reader = limits.register(started);
     let mut budget: Option<Budget> = None;
-    let mut read = Vec::new();
+    // Each frame is copied in, so that a frame never keeps the connection's read buffer
+    // alive behind it. The buffer doubles as bytes arrive, never past the declared length:
+    // what it holds is at most twice the budget it took, and a whole body sits in a buffer
+    // of its own size.
+    let declared = declared_length(&parts.headers).unwrap_or(0).min(BODY_LIMIT);
+    let mut read: Vec<u8> = Vec::new();
     let reading = async {
         loop {
             let frame = tokio::select! {
@@ -205,6 +210,11 @@ async fn read_whole(
                     match &mut budget {
                         Some(b) => b.merge(more),
                         None => budget = Some(more),
+                    }
+                    let needed = read.len() + data.len();
+                    if needed > read.capacity() {
+                        let room = needed.max((read.capacity() * 2).min(declared.max(needed)));
+                        read.reserve_exact(room - read.len());
                     }
                     read.extend_from_slice(data);
                 }
