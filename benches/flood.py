@@ -21,13 +21,15 @@ Floods (each connection that the server closes is opened again, until the end):
            (64 KiB every 10 ms) and then hold it.
 
 With --mtls the server runs with --client-ca-file; the API server's client presents a
-certificate from that CA, the flood presents none. Loopback only; it stops by itself
+certificate from that CA, the flood presents none. The flood runs in a process of its
+own, as a pod would, so that it does not slow this client down. Loopback only; it stops by itself
 after --seconds (plus at most 15 s to let the last reviews finish); stdlib only (python3,
 and openssl for the client CA).
 """
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import resource
 import shutil
@@ -157,9 +159,16 @@ async def api_server(port, ctx, stats, until):
     """A gated review every 100 ms: on four kept-alive connections in turn, and on a new
     connection once a second. A connection the server closed is opened again."""
     pool = [None] * 4
+    busy = set()
     n = 0
 
     async def one(slot):
+        # A kept-alive connection still waiting for its last answer is not written to
+        # again: this one goes on a new connection, as Go's client would open one.
+        if slot in busy:
+            slot = None
+        if slot is not None:
+            busy.add(slot)
         start = time.monotonic()
         uid = f"flood-{os.getpid()}-{slot}-{start}"
         try:
@@ -195,9 +204,12 @@ async def api_server(port, ctx, stats, until):
                 pool[slot] = None
         except Exception as e:
             stats.failed += 1
-            stats.errors[type(e).__name__ + ": " + str(e)[:80]] = stats.errors.get(type(e).__name__ + ": " + str(e)[:80], 0) + 1
+            what = f"{type(e).__name__}: {str(e)[:80]}"
+            stats.errors[what] = stats.errors.get(what, 0) + 1
             if slot is not None:
                 pool[slot] = None
+        finally:
+            busy.discard(slot)
 
     tasks = []
     while time.monotonic() < until:
@@ -246,6 +258,19 @@ async def flood_one(kind, port, ctx, stats, until):
         except Exception:
             pass
         await asyncio.sleep(0.01)
+
+
+def run_flood(kind, port, ca, count, until_wall, opened):
+    """The flood, in a process of its own (as a pod is), so that it cannot slow the API
+    server's client down on this side."""
+    async def go():
+        ctx = tls_context(ca, "h2" if kind == "idle-h2" else "http/1.1")
+        stats = Stats()
+        until = time.monotonic() + (until_wall - time.time())
+        await asyncio.gather(*[flood_one(kind, port, ctx, stats, until) for _ in range(count)],
+                             return_exceptions=True)
+        opened.value = stats.flood_opened
+    asyncio.run(go())
 
 
 def rss_kib(pid):
@@ -318,14 +343,18 @@ async def main():
 
         stats = Stats()
         until = time.monotonic() + seconds
-        flood_ctx = tls_context(ca, "h2" if a.flood == "idle-h2" else "http/1.1")
         peak = [idle_rss]
-        floods = [asyncio.create_task(flood_one(a.flood, port, flood_ctx, stats, until)) for _ in range(count)]
+        opened = multiprocessing.Value("i", 0)
+        flood = multiprocessing.Process(target=run_flood, args=(a.flood, port, ca, count, time.time() + seconds, opened))
+        flood.start()
         sampler = asyncio.create_task(sample_rss(proc.pid, until + 10, peak))
         # Let the flood take hold before the API server's reviews start.
         await asyncio.sleep(min(5, seconds / 3))
         await api_server(port, api_ctx, stats, until)
-        await asyncio.wait_for(asyncio.gather(*floods, return_exceptions=True), 15)
+        await asyncio.get_running_loop().run_in_executor(None, flood.join, 20)
+        if flood.is_alive():
+            flood.kill()
+        stats.flood_opened = opened.value
         sampler.cancel()
         lat = sorted(stats.latencies)
         total = len(lat) + stats.refused + stats.failed + stats.late

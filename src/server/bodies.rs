@@ -6,7 +6,8 @@
 //! a client the bytes themselves. A request that cannot get budget at once stops the body
 //! that has been arriving longest, if it has taken more than [`SLOW`] so far (the API
 //! server sends a body in milliseconds; a body still arriving after a second is a slow
-//! client's), and waits for what that frees. A request that still cannot get budget within
+//! client's), and waits for what that frees; waiters are not queued, whoever fits takes
+//! what is given back, so a small review does not wait behind fat bodies. A request that still cannot get budget within
 //! the wait is refused as overloaded (503): a clear refusal, never a grant.
 
 use super::connections::Deciding;
@@ -15,7 +16,6 @@ use crate::metrics::Metrics;
 use crate::refusal::Refusal;
 use axum::body::Bytes;
 use axum::http::request::Parts;
-use futures::FutureExt;
 use http_body_util::BodyExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,6 +34,8 @@ pub struct BodyLimits {
     /// How long a request waits for budget before it is refused as overloaded.
     pub budget_wait: Duration,
     budget: Arc<Semaphore>,
+    /// Told whenever budget is given back.
+    freed: Arc<Notify>,
     readers: Mutex<Readers>,
     metrics: Arc<Metrics>,
 }
@@ -53,6 +55,7 @@ impl BodyLimits {
             timeout,
             budget_wait,
             budget: Arc::new(Semaphore::new(budget_bytes)),
+            freed: Arc::new(Notify::new()),
             readers: Mutex::new(Readers::default()),
             metrics,
         }
@@ -86,26 +89,30 @@ impl BodyLimits {
     /// Takes `n` bytes of budget for `me`, waiting until `until` at most.
     async fn take(&self, me: u64, n: usize, until: Instant) -> Result<Budget, Refusal> {
         let n32 = u32::try_from(n).map_err(|_| Refusal::TooLarge { limit: BODY_LIMIT })?;
-        let acquire = self.budget.clone().acquire_many_owned(n32);
-        tokio::pin!(acquire);
-        let permit = match acquire.as_mut().now_or_never() {
-            Some(permit) => permit.ok(),
-            None => {
-                self.stop_slowest(me);
-                tokio::time::timeout_at(until.into(), acquire)
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
+        // Not a queue: whoever fits when budget is given back takes it, so that a small
+        // review does not wait behind fat bodies that asked first.
+        let mut stopped = false;
+        let permit = loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Ok(permit) = self.budget.clone().try_acquire_many_owned(n32) {
+                break permit;
             }
-        };
-        let Some(permit) = permit else {
-            self.metrics.body_budget_exhausted();
-            return Err(Refusal::Overloaded);
+            if !stopped {
+                self.stop_slowest(me);
+                stopped = true;
+            }
+            if tokio::time::timeout_at(until.into(), freed).await.is_err() {
+                self.metrics.body_budget_exhausted();
+                return Err(Refusal::Overloaded);
+            }
         };
         self.metrics.body_bytes_held(n as i64);
         Ok(Budget {
             permit: Some(permit),
             metrics: self.metrics.clone(),
+            freed: self.freed.clone(),
         })
     }
 }
@@ -128,6 +135,8 @@ impl Drop for Reader<'_> {
 struct Budget {
     permit: Option<OwnedSemaphorePermit>,
     metrics: Arc<Metrics>,
+    /// Told when the bytes are given back.
+    freed: Arc<Notify>,
 }
 
 impl Budget {
@@ -142,9 +151,11 @@ impl Budget {
 
 impl Drop for Budget {
     fn drop(&mut self) {
-        if let Some(permit) = &self.permit {
+        if let Some(permit) = self.permit.take() {
             self.metrics
                 .body_bytes_held(-i64::try_from(permit.num_permits()).unwrap_or(i64::MAX));
+            drop(permit);
+            self.freed.notify_waiters();
         }
     }
 }
