@@ -50,6 +50,10 @@ pub struct ServeConfig {
     pub cert_check_every: Duration,
     /// In cluster mode, how long before an approval expires its Event warns of it.
     pub expiry_warning: jiff::SignedDuration,
+    /// Reviews only from callers whose client certificate this CA signed (the API server).
+    pub client_ca_file: Option<PathBuf>,
+    /// What a hostile client meets: connection slots, timeouts, the body budget.
+    pub limits: server::Limits,
 }
 
 impl ServeConfig {
@@ -123,8 +127,16 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         );
     }
     let serving_cert = tls::ServingCert::load(&cfg.tls_cert, &cfg.tls_key)?;
-    let tls = serving_cert.config();
+    let client_ca = match &cfg.client_ca_file {
+        Some(path) => Some(crate::mtls::ClientCa::load(path)?),
+        None => None,
+    };
+    let tls = serving_cert.config_asking(client_ca.as_ref().map(|ca| ca.handshake_verifier()));
     let rotation = serving_cert.clone().spawn_rotation(cfg.cert_check_every);
+    let mut background = Vec::new();
+    if let Some(ca) = &client_ca {
+        background.push(ca.clone().spawn_reload(cfg.cert_check_every));
+    }
     let loaded = sync::policies::load_dir(&cfg.policies_dir)?;
     tracing::info!(dir = %cfg.policies_dir.display(), policies = loaded.len(), "policies loaded");
     let policies = Arc::new(policy::PolicyStore::new(loaded));
@@ -231,6 +243,12 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         addr: cfg.listen,
         source,
     })?;
+    let bodies = server::BodyLimits::new(
+        cfg.limits.body_timeout,
+        cfg.limits.body_budget,
+        cfg.limits.body_budget_wait,
+        metrics.clone(),
+    );
     let state = Arc::new(AppState {
         policies,
         approvals,
@@ -239,11 +257,18 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         metrics,
         notices,
         serving_cert,
+        bodies,
         shutting_down: AtomicBool::new(false),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let app = server::router(state.clone());
-    let server = tokio::spawn(server::serve(listener, tls, app, async {
+    let listening = server::Listening {
+        tls,
+        client_ca,
+        limits: cfg.limits.clone(),
+        metrics: state.metrics.clone(),
+    };
+    let server = tokio::spawn(server::serve_with(listener, listening, app, async {
         let _ = stopped.await;
     }));
     tracing::info!(%addr, ready = state.is_ready(), "jitgate listening (HTTPS, HTTP/1.1 and HTTP/2)");

@@ -28,6 +28,7 @@ pub mod ledger;
 pub mod manifests;
 mod memory;
 pub mod metrics;
+pub mod mtls;
 pub mod names;
 pub mod notify;
 pub mod operation;

@@ -39,6 +39,19 @@ struct AgeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabels {
+    /// `verified` (a client certificate the client CA signed), `other`, or `handshaking`.
+    caller: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClosedLabels {
+    /// `idle`, `evicted` (to make room), `refused_all_busy`, `handshake_evicted`,
+    /// `handshake_timeout`.
+    why: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -59,6 +72,11 @@ pub struct Metrics {
     audit_sequence: Gauge,
     break_glass_unreviewed: Gauge,
     break_glass_overdue: Gauge,
+    connections: Family<ConnectionLabels, Gauge>,
+    connections_closed: Family<ClosedLabels, Counter>,
+    bodies_timed_out: Counter,
+    body_budget_exhausted: Counter,
+    body_bytes_held: Gauge,
 }
 
 impl Metrics {
@@ -139,8 +157,43 @@ impl Metrics {
             "Unreviewed break-glass entries past their policies' reviewWithin",
             break_glass_overdue.clone(),
         );
+        let connections = Family::<ConnectionLabels, Gauge>::default();
+        registry.register(
+            "connections",
+            "Connections open, by caller: verified (client certificate from the client CA), other, handshaking",
+            connections.clone(),
+        );
+        let connections_closed = Family::<ClosedLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections the server closed or turned away: idle, evicted (the quietest, to make room), refused_all_busy, handshake_evicted, handshake_timeout",
+            connections_closed.clone(),
+        );
+        let bodies_timed_out = Counter::default();
+        registry.register(
+            "request_bodies_timed_out",
+            "Requests refused because their body did not arrive whole within --body-timeout",
+            bodies_timed_out.clone(),
+        );
+        let body_budget_exhausted = Counter::default();
+        registry.register(
+            "body_budget_exhausted",
+            "Requests refused because the bytes of bodies held at once were at --body-budget for too long",
+            body_budget_exhausted.clone(),
+        );
+        let body_bytes_held = Gauge::default();
+        registry.register(
+            "body_bytes_held",
+            "Bytes of request bodies held at once, counted against --body-budget",
+            body_bytes_held.clone(),
+        );
         Metrics {
             registry,
+            connections,
+            connections_closed,
+            bodies_timed_out,
+            body_budget_exhausted,
+            body_bytes_held,
             decisions,
             latency,
             approvals,
@@ -191,6 +244,29 @@ impl Metrics {
         self.events
             .get_or_create(&EventLabels { outcome: "dropped" })
             .inc();
+    }
+
+    pub fn connections_open(&self, caller: &'static str, n: usize) {
+        self.connections
+            .get_or_create(&ConnectionLabels { caller })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn connection_closed(&self, why: &'static str) {
+        self.connections_closed.get_or_create(&ClosedLabels { why }).inc();
+    }
+
+    pub fn body_timed_out(&self) {
+        self.bodies_timed_out.inc();
+    }
+
+    pub fn body_budget_exhausted(&self) {
+        self.body_budget_exhausted.inc();
+    }
+
+    /// Moves the count of body bytes held by `delta`.
+    pub fn body_bytes_held(&self, delta: i64) {
+        self.body_bytes_held.inc_by(delta);
     }
 
     pub fn audit_failed(&self) {

@@ -29,6 +29,16 @@ pub enum Refusal {
     /// The record was not written before the API server's deadline.
     #[error("the audit record could not be written before the API server's deadline")]
     DeadlineExceeded,
+    /// `serve --client-ca-file` is set and the caller is not the API server; the text
+    /// says what its connection presented.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The body did not arrive whole within the deadline for reading one.
+    #[error("the request body did not arrive within {seconds} s")]
+    BodyTimeout { seconds: u64 },
+    /// Too many request bodies are held at once to take this one in time.
+    #[error("the server is holding too many request bodies at once to read this one")]
+    Overloaded,
     /// A grant's use of a `maxUses` approval could not be recorded.
     #[error(
         "approval {approval:?} allows a limited number of uses, and this use could not be recorded, so it is not granted"
@@ -56,7 +66,10 @@ impl Refusal {
             | Refusal::UnreadableBody
             | Refusal::WrongMethod(_)
             | Refusal::UnsupportedMediaType
-            | Refusal::TooLarge { .. } => "bad_request",
+            | Refusal::TooLarge { .. }
+            | Refusal::BodyTimeout { .. } => "bad_request",
+            Refusal::Unauthenticated(_) => "unauthenticated",
+            Refusal::Overloaded => "overloaded",
             Refusal::AuditUnavailable => "audit_unavailable",
             Refusal::DeadlineExceeded => "deadline_exceeded",
             Refusal::UsageUnavailable { .. } => "usage_unavailable",
@@ -70,9 +83,12 @@ impl Refusal {
             Refusal::WrongMethod(_) => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Refusal::AuditUnavailable | Refusal::DeadlineExceeded | Refusal::UsageUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Refusal::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Refusal::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Refusal::Overloaded
+            | Refusal::AuditUnavailable
+            | Refusal::DeadlineExceeded
+            | Refusal::UsageUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

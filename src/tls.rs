@@ -255,11 +255,23 @@ impl ServingCert {
     /// A serving configuration (TLS 1.2 and 1.3, ALPN h2 and http/1.1) that always hands
     /// out the current certificate.
     pub fn config(&self) -> Arc<ServerConfig> {
-        let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
+        self.config_asking(None)
+    }
+
+    /// The same, asking clients for a certificate with `client_auth` (see
+    /// [`crate::mtls`]) when given.
+    pub fn config_asking(
+        &self,
+        client_auth: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    ) -> Arc<ServerConfig> {
+        let builder = ServerConfig::builder_with_provider(Arc::new(provider()))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .expect("ring supports TLS 1.2 and 1.3")
-            .with_no_client_auth()
-            .with_cert_resolver(self.resolver.clone());
+            .expect("ring supports TLS 1.2 and 1.3");
+        let builder = match client_auth {
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(self.resolver.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Arc::new(config)
     }

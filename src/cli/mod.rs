@@ -553,6 +553,56 @@ pub struct ServeArgs {
         value_parser = crate::duration::parse_duration
     )]
     pub expiry_warning: jiff::SignedDuration,
+    /// Take reviews (POST /validate, /authorize) only from callers whose TLS client
+    /// certificate chains to this CA (PEM): the API server's, as its admission and
+    /// authorization kubeconfigs present it. Others are refused (401) and recorded; the
+    /// probes and /metrics need no certificate. Re-read when the file changes.
+    #[arg(long, value_name = "FILE", env = "JITGATE_CLIENT_CA_FILE")]
+    pub client_ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// What a hostile client meets (see `jitgate_connections*` and `jitgate_body_*` metrics).
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Open connections at most. When all are taken, the one quiet longest (idle, or
+    /// trickling a body) is closed to make room; one deciding a request never is.
+    #[arg(long, value_name = "N", env = "JITGATE_MAX_CONNECTIONS", default_value_t = crate::server::MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// With --client-ca-file: connections without a verified client certificate (probes,
+    /// scrapers, anyone else) at most; they make room only among themselves.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "JITGATE_MAX_UNVERIFIED_CONNECTIONS",
+        default_value_t = 64
+    )]
+    pub max_unverified_connections: usize,
+    /// Close a connection with no request open for this long.
+    #[arg(long, value_name = "DURATION", env = "JITGATE_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// A request's body must arrive whole within this long after its headers, or it is
+    /// refused (408).
+    #[arg(long, value_name = "DURATION", env = "JITGATE_BODY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+    /// Bytes of request bodies held at once, all requests together (at least 7Mi, the
+    /// largest body). A request that cannot get its share within a second is refused (503).
+    #[arg(long, value_name = "SIZE", env = "JITGATE_BODY_BUDGET", default_value = "64Mi", value_parser = parse_size)]
+    pub body_budget: u64,
+}
+
+impl From<LimitArgs> for crate::server::Limits {
+    fn from(a: LimitArgs) -> Self {
+        crate::server::Limits {
+            max_connections: a.max_connections.max(1),
+            max_unverified_connections: a.max_unverified_connections.max(1),
+            idle_timeout: a.idle_timeout,
+            body_timeout: a.body_timeout,
+            body_budget: usize::try_from(a.body_budget).unwrap_or(usize::MAX),
+            ..crate::server::Limits::default()
+        }
+    }
 }
 
 fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
@@ -589,6 +639,8 @@ impl From<ServeArgs> for ServeConfig {
             shutdown_drain: a.shutdown_drain,
             cert_check_every: Duration::from_secs(2),
             expiry_warning: a.expiry_warning,
+            client_ca_file: a.client_ca_file,
+            limits: a.limits.into(),
         }
     }
 }

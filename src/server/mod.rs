@@ -1,12 +1,18 @@
 //! HTTP over TLS: the routes and what they share ([`AppState`]), the transport checks on
-//! a review's body (`transport`), the one pipeline that reads, decides, records and
-//! answers both `/validate` and `/authorize` (`pipeline`), and the accept loop (`listen`).
+//! a review's caller (`transport`), reading its body within a deadline and a memory
+//! budget (`bodies`), the one pipeline that reads, decides, records and answers both
+//! `/validate` and `/authorize` (`pipeline`), the accept loop (`listen`) and the connection
+//! slots it hands out (`connections`).
 
+mod bodies;
+mod connections;
 mod listen;
 mod pipeline;
 mod transport;
 
-pub use listen::{MAX_CONNECTIONS, serve};
+pub use bodies::{BodyLimits, SLOW as SLOW_BODY};
+pub use connections::Caps;
+pub use listen::{Limits, Listening, MAX_CONNECTIONS, serve, serve_with};
 pub use transport::BODY_LIMIT;
 
 use crate::admission::Status;
@@ -36,6 +42,8 @@ pub struct AppState {
     pub notices: crate::notify::emit::Notices,
     /// The serving certificate, for its expiry.
     pub serving_cert: Arc<crate::tls::ServingCert>,
+    /// The deadline and the memory budget for reading review bodies.
+    pub bodies: BodyLimits,
     pub shutting_down: AtomicBool,
 }
 

@@ -10,6 +10,7 @@
 //! its audit annotations, the metrics and the Events are all read from that [`Answer`].
 
 use super::AppState;
+use super::bodies;
 use super::transport::{self, json};
 use crate::admission::{self, AdmissionRequest, AdmissionResponse};
 use crate::approvals::View;
@@ -121,11 +122,14 @@ impl Answer {
 pub(super) async fn handle<W: Wire>(state: &AppState, request: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    let bytes = match transport::read_review(&parts, body).await {
-        Ok(bytes) => bytes,
+    if let Err(refusal) = transport::check_caller(&parts) {
+        return refuse_body(state, W::REVIEW, refusal, None, started).await;
+    }
+    let body = match bodies::read_review(&parts, body, &state.bodies).await {
+        Ok(body) => body,
         Err(refusal) => return refuse_body(state, W::REVIEW, refusal, None, started).await,
     };
-    let req = match W::decode(&bytes) {
+    let req = match W::decode(&body.bytes) {
         Ok(req) => req,
         Err((refusal, uid)) => return refuse_body(state, W::REVIEW, refusal, uid, started).await,
     };

@@ -1,71 +1,45 @@
-//! What is checked before a body is read as a review (method, content type, size), and
-//! how answers are put on the wire. A refused body is drained first (up to a bound), so
-//! that over HTTP/2 the client gets its `Status` rather than a reset stream.
+//! What is checked before a body is read as a review (the caller, the content type, the
+//! size), how the body is read (within a deadline, against a budget of bytes held at
+//! once), and how answers are put on the wire. A body refused for its size or type is
+//! drained first (up to a bound), so that over HTTP/2 the client gets its `Status` rather
+//! than a reset stream; a caller who is not the API server, or a body that did not arrive
+//! in time, is answered without reading any more.
 
+use super::connections::InFlight;
 use crate::admission::Status;
+use crate::mtls::Caller;
 use crate::refusal::Refusal;
-use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest request body: two objects at the 3 MiB etcd limit, plus room.
 pub const BODY_LIMIT: usize = 7 * 1024 * 1024;
-/// How much of a refused body is read and thrown away before answering, and for how long.
-const DRAIN_LIMIT: usize = 2 * BODY_LIMIT + 1024 * 1024;
-const DRAIN_TIME: Duration = Duration::from_secs(5);
 
-/// The body of a review, or why it is refused.
-pub async fn read_review(parts: &Parts, mut body: Body) -> Result<Bytes, Refusal> {
-    let refusal = if !is_json(&parts.headers) {
-        Refusal::UnsupportedMediaType
-    } else if declared_length(&parts.headers).is_some_and(|n| n > BODY_LIMIT) {
-        Refusal::TooLarge { limit: BODY_LIMIT }
-    } else {
-        let mut read = Vec::new();
-        loop {
-            match body.frame().await {
-                None => return Ok(Bytes::from(read)),
-                Some(Err(_)) => return Err(Refusal::UnreadableBody),
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        if read.len() + data.len() > BODY_LIMIT {
-                            break Refusal::TooLarge { limit: BODY_LIMIT };
-                        }
-                        read.extend_from_slice(data);
-                    }
-                }
-            }
-        }
-    };
-    drain(body).await;
-    Err(refusal)
+/// Who sent a request, and its place in its connection's activity (absent when the router
+/// is driven without [`super::serve`]).
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub caller: Caller,
+    pub in_flight: Arc<InFlight>,
 }
 
-/// Reads the rest of a refused body and throws it away, within bounds: an HTTP/2 client
-/// still sending when the answer ends its stream gets a reset instead of the answer.
-async fn drain(mut body: Body) {
-    let mut left = DRAIN_LIMIT;
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        while let Some(Ok(frame)) = body.frame().await {
-            let n = frame.data_ref().map_or(0, |d| d.len());
-            left = left.saturating_sub(n);
-            if left == 0 {
-                return;
-            }
-        }
-    })
-    .await;
+/// Refuses a review from a caller that is not the API server, before its body is read.
+pub fn check_caller(parts: &Parts) -> Result<(), Refusal> {
+    match parts.extensions.get::<Sent>().and_then(|s| s.caller.refusal()) {
+        Some(why) => Err(Refusal::Unauthenticated(why)),
+        None => Ok(()),
+    }
 }
 
-fn declared_length(headers: &HeaderMap) -> Option<usize> {
+pub(super) fn declared_length(headers: &HeaderMap) -> Option<usize> {
     headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -355,3 +355,250 @@ async fn a_stuck_audit_sink_becomes_a_denial_before_the_api_servers_deadline_rec
     assert!(refusals >= 1);
     h.stop().await;
 }
+
+// --- Bounded under abuse: deadlines, slots and the body budget -------------------------
+
+/// A metric's value in the server's /metrics, 0 when absent.
+async fn metric(h: &Harness, line_start: &str) -> f64 {
+    let mut c = h.conn(Proto::H1).await;
+    let text = String::from_utf8(
+        c.send(hyper::Method::GET, "/metrics", None, Vec::new())
+            .await
+            .body,
+    )
+    .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The head of an HTTP/1.1 POST to /validate declaring `length` bytes of body.
+fn h1_head(length: usize) -> Vec<u8> {
+    format!(
+        "POST /validate?timeout=10s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// Reads an HTTP/1.1 answer's status line and body (until the connection closes or the
+/// declared length has arrived).
+async fn h1_answer(tls: &mut (impl tokio::io::AsyncRead + Unpin)) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tls.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_string)
+                })
+                .and_then(|n| n.trim().parse::<usize>().ok());
+            if length.is_some_and(|n| body.len() >= n) {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&got).to_string();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// An HTTP/2 request to /validate whose body sends `first` and then nothing, for ever.
+async fn h2_stalled(h: &Harness, first: Vec<u8>) -> hyper::Response<hyper::body::Incoming> {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    let tls = tls_connect(h.addr(), &[&h.certs.ca_pem], "localhost", b"h2", None)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let length = first.len() + 1000;
+    let frames = futures::stream::iter([Ok::<_, std::convert::Infallible>(Frame::data(
+        axum::body::Bytes::from(first),
+    ))])
+    .chain(futures::stream::pending());
+    let request = hyper::Request::post("https://localhost/validate?timeout=10s")
+        .header("content-type", "application/json")
+        .header("content-length", length)
+        .body(StreamBody::new(frames))
+        .unwrap();
+    sender.send_request(request).await.unwrap()
+}
+
+use futures::StreamExt;
+
+#[tokio::test]
+async fn a_body_that_never_completes_is_refused_within_the_body_deadline_and_recorded() {
+    let body_timeout = Duration::from_secs(1);
+    let h = Harness::start_with(Some(&approvals_manifest(&[("grant", &entry(&[]))])), |cfg| {
+        cfg.limits.body_timeout = body_timeout;
+    })
+    .await;
+    let slack = Duration::from_secs(5);
+    // HTTP/1.1: headers and one byte of a 1000-byte body.
+    let mut tls = tls_connect(h.addr(), &[&h.certs.ca_pem], "localhost", b"http/1.1", None)
+        .await
+        .unwrap();
+    tls.write_all(&h1_head(1000)).await.unwrap();
+    tls.write_all(b"{").await.unwrap();
+    let (status, body) = tokio::time::timeout(body_timeout + slack, h1_answer(&mut tls))
+        .await
+        .expect("HTTP/1.1: no answer within the body deadline and slack");
+    assert_eq!(status, 408, "{body}");
+    assert!(body.contains("did not arrive within 1 s"), "{body}");
+    // HTTP/2: the same, on a stream.
+    let response = tokio::time::timeout(body_timeout + slack, h2_stalled(&h, b"{".to_vec()))
+        .await
+        .expect("HTTP/2: no answer within the body deadline and slack");
+    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+    let refused: Vec<_> = h.records().into_iter().filter(|r| r["code"] == 408).collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused.iter().all(|r| r["allowed"] == false));
+    assert_eq!(metric(&h, "jitgate_request_bodies_timed_out_total").await, 2.0);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn when_idle_connections_hold_every_slot_the_api_servers_review_still_gets_in() {
+    let h = Harness::start_with(Some(&approvals_manifest(&[("grant", &entry(&[]))])), |cfg| {
+        cfg.limits.max_connections = 32;
+    })
+    .await;
+    let mut idle = Vec::new();
+    for i in 0..32 {
+        idle.push(h.conn(if i % 2 == 0 { Proto::H2 } else { Proto::H1 }).await);
+    }
+    for proto in BOTH {
+        let mut api = h.conn(proto).await;
+        let review = tokio::time::timeout(
+            Duration::from_secs(10),
+            api.decide(&Req::secret_update().review()),
+        )
+        .await
+        .expect("the review was not answered within the API server's timeout");
+        assert_eq!(review["allowed"], true);
+    }
+    let evicted = metric(&h, "jitgate_connections_closed_total{why=\"evicted\"}").await;
+    // At least the first: the API server's first connection closed after its review.
+    assert!(evicted >= 1.0, "{evicted}");
+    assert!(metric(&h, "jitgate_connections{caller=\"other\"}").await <= 32.0);
+    drop(idle);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn with_a_client_ca_callers_without_a_certificate_never_take_the_api_servers_slots() {
+    let cluster_ca = ClientCa::new("cluster CA");
+    let apiserver = cluster_ca.issue("kube-apiserver");
+    let ca_pem = cluster_ca.ca_pem.clone();
+    let h = Harness::start_with(Some(&approvals_manifest(&[("grant", &entry(&[]))])), |cfg| {
+        let path = cfg.tls_cert.with_file_name("client-ca.crt");
+        std::fs::write(&path, ca_pem).unwrap();
+        cfg.client_ca_file = Some(path);
+        cfg.limits.max_connections = 16;
+        cfg.limits.max_unverified_connections = 4;
+    })
+    .await;
+    let mut api = Vec::new();
+    for i in 0..12 {
+        let mut c = h
+            .conn_as(&apiserver, if i % 2 == 0 { Proto::H2 } else { Proto::H1 })
+            .await;
+        assert_eq!(c.decide(&Req::secret_update().review()).await["allowed"], true);
+        api.push(c);
+    }
+    // Forty connections without a certificate, kept open: they share four slots.
+    let mut others = Vec::new();
+    for i in 0..40 {
+        others.push(h.conn(if i % 2 == 0 { Proto::H2 } else { Proto::H1 }).await);
+    }
+    for c in &mut api {
+        let answer = tokio::time::timeout(Duration::from_secs(10), c.decide(&Req::secret_update().review()))
+            .await
+            .expect("a kept-alive API server connection was not answered");
+        assert_eq!(answer["allowed"], true);
+    }
+    assert!(metric(&h, "jitgate_connections{caller=\"other\"}").await <= 4.0);
+    assert_eq!(metric(&h, "jitgate_connections{caller=\"verified\"}").await, 12.0);
+    // Four more API server connections fill the house, closing those without one.
+    for _ in 0..4 {
+        let mut c = h.conn_as(&apiserver, Proto::H2).await;
+        assert_eq!(c.decide(&Req::secret_update().review()).await["allowed"], true);
+        api.push(c);
+    }
+    // With every slot the API server's, newcomers without a certificate are turned away,
+    // and close none of its connections.
+    for i in 0..40 {
+        let _ = Conn::open(
+            h.addr(),
+            &h.certs.ca_pem,
+            if i % 2 == 0 { Proto::H2 } else { Proto::H1 },
+        )
+        .await;
+    }
+    for c in &mut api {
+        let answer = tokio::time::timeout(Duration::from_secs(10), c.decide(&Req::secret_update().review()))
+            .await
+            .expect("a kept-alive API server connection was not answered");
+        assert_eq!(answer["allowed"], true);
+    }
+    drop(others);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_fat_body_gives_way_when_the_budget_is_spent_and_the_api_servers_review_is_answered() {
+    let limit = jitgate::server::BODY_LIMIT;
+    let h = Harness::start_with(Some(&approvals_manifest(&[("grant", &entry(&[]))])), |cfg| {
+        cfg.limits.body_budget = limit;
+        cfg.limits.body_timeout = Duration::from_secs(30);
+    })
+    .await;
+    // Nearly the whole budget in one body that then stops arriving.
+    let mut fat = tls_connect(h.addr(), &[&h.certs.ca_pem], "localhost", b"http/1.1", None)
+        .await
+        .unwrap();
+    fat.write_all(&h1_head(limit)).await.unwrap();
+    fat.write_all(&vec![b' '; limit - 100]).await.unwrap();
+    eventually(PATIENCE, || async {
+        metric(&h, "jitgate_body_bytes_held").await >= (limit - 100) as f64
+    })
+    .await;
+    tokio::time::sleep(jitgate::server::SLOW_BODY + Duration::from_millis(200)).await;
+    for proto in BOTH {
+        let mut api = h.conn(proto).await;
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            api.decide(&Req::secret_update().review()),
+        )
+        .await
+        .expect("the review was not answered within the API server's timeout");
+        assert_eq!(answer["allowed"], true, "{proto:?}: {answer}");
+    }
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), h1_answer(&mut fat))
+        .await
+        .expect("the slow body was not answered");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("too many request bodies"), "{body}");
+    assert!(metric(&h, "jitgate_body_bytes_held").await < 1024.0 * 1024.0);
+    h.stop().await;
+}

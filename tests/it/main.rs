@@ -17,6 +17,7 @@ mod events;
 mod hardening;
 mod ledger;
 mod metrics;
+mod mtls;
 mod offline;
 mod openshift;
 mod operations;

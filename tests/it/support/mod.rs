@@ -54,6 +54,85 @@ impl Certs {
     }
 }
 
+/// A CA that issues client certificates, as the cluster's CA issues the API server's.
+pub struct ClientCa {
+    pub ca_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+/// A client certificate and its key, PEM encoded.
+#[derive(Clone)]
+pub struct Identity {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl ClientCa {
+    pub fn new(name: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let cert = ca.self_signed(&key).unwrap();
+        ClientCa {
+            ca_pem: cert.pem(),
+            issuer: Issuer::new(ca, key),
+        }
+    }
+
+    /// A client certificate for `common_name` (the API server's is kube-apiserver).
+    pub fn issue(&self, common_name: &str) -> Identity {
+        use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, KeyPair};
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = leaf.signed_by(&key, &self.issuer).unwrap();
+        Identity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+/// A TLS connection to `addr` trusting any of `cas`, asking for `server_name` and the
+/// protocol `alpn`, presenting `identity` when given.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    cas: &[&str],
+    server_name: &str,
+    alpn: &[u8],
+    identity: Option<&Identity>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca_pem in cas {
+        roots
+            .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+            .unwrap();
+    }
+    let builder =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+    let mut cfg = match identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(id.cert_pem.as_bytes()).unwrap()],
+                rustls::pki_types::PrivateKeyDer::from_pem_slice(id.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+    };
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = TcpStream::connect(addr).await?;
+    TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from(server_name.to_string()).unwrap(), tcp)
+        .await
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
     H1,
@@ -103,26 +182,22 @@ impl Conn {
         server_name: &str,
         proto: Proto,
     ) -> std::io::Result<Conn> {
-        let mut roots = rustls::RootCertStore::empty();
-        for ca_pem in cas {
-            roots
-                .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-                .unwrap();
-        }
-        let mut cfg =
-            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        cfg.alpn_protocols = vec![match proto {
-            Proto::H1 => b"http/1.1".to_vec(),
-            Proto::H2 => b"h2".to_vec(),
-        }];
-        let tcp = TcpStream::connect(addr).await?;
-        let tls = TlsConnector::from(Arc::new(cfg))
-            .connect(ServerName::try_from(server_name.to_string()).unwrap(), tcp)
-            .await?;
+        Conn::open_with(addr, cas, server_name, proto, None).await
+    }
+
+    /// Connects as `open_as` does, presenting `identity` as its client certificate.
+    pub async fn open_with(
+        addr: SocketAddr,
+        cas: &[&str],
+        server_name: &str,
+        proto: Proto,
+        identity: Option<&Identity>,
+    ) -> std::io::Result<Conn> {
+        let alpn: &[u8] = match proto {
+            Proto::H1 => b"http/1.1",
+            Proto::H2 => b"h2",
+        };
+        let tls = tls_connect(addr, cas, server_name, alpn, identity).await?;
         let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
         let peer = tls
             .get_ref()
@@ -421,6 +496,8 @@ impl Harness {
             shutdown_drain: Duration::ZERO,
             cert_check_every: Duration::from_millis(200),
             expiry_warning: jitgate::notify::EXPIRY_LEAD,
+            client_ca_file: None,
+            limits: jitgate::server::Limits::default(),
         }
     }
 
@@ -469,6 +546,19 @@ impl Harness {
 
     pub async fn conn(&self, proto: Proto) -> Conn {
         Conn::open(self.addr(), &self.certs.ca_pem, proto).await.unwrap()
+    }
+
+    /// A connection presenting `identity` as its client certificate.
+    pub async fn conn_as(&self, identity: &Identity, proto: Proto) -> Conn {
+        Conn::open_with(
+            self.addr(),
+            &[&self.certs.ca_pem],
+            "localhost",
+            proto,
+            Some(identity),
+        )
+        .await
+        .unwrap()
     }
 
     pub fn write_approvals(&self, text: &str) {
