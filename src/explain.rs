@@ -212,7 +212,8 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
         } => (
             requirement,
             format!(
-                "approval {:?} has been used {} time{}, all it allows",
+                "approval {:?} has been used {} time{}, all it allows (uses are counted under its key for its whole life, \
+                 whatever edits the entry goes through: ask anew, under a new key)",
                 a.id,
                 a.max_uses.unwrap_or(0),
                 if a.max_uses == Some(1) { "" } else { "s" }

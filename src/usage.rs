@@ -9,6 +9,14 @@
 //! server retried it) is allowed again without spending a use. If the use cannot be
 //! recorded, the request is denied. A dry run (`kubectl --dry-run=server`) is answered as
 //! the real request would be, and spends nothing. In file mode, uses are counted in memory.
+//!
+//! A count belongs to the approval's id (`<configmap>/<key>`) for its whole life: no edit
+//! of the entry gives spent uses back, whether it is shortened, revoked and pasted again,
+//! or deleted and written anew under the same key. The record remembers the latest expiry
+//! any entry under that id has shown, and is collected only [`KEEP`] after it, when no
+//! entry seen under the id grants any more. An approval renewed under the same key within
+//! that time finds its uses spent, and is told to ask under a new key (`jitgate request`
+//! makes a new one each minute).
 
 use crate::approvals::Approval;
 use jiff::{SignedDuration, Timestamp};
@@ -21,8 +29,8 @@ use std::sync::Mutex;
 
 /// Reads and updates tried before a use is refused as contended.
 const ATTEMPTS: u32 = 32;
-/// How long after its approval expires a usage record is kept.
-const KEEP: SignedDuration = SignedDuration::from_hours(1);
+/// How long after the latest expiry seen under its id a usage record is kept.
+pub const KEEP: SignedDuration = SignedDuration::from_hours(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Used {
@@ -34,30 +42,32 @@ pub enum Used {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UsageError {
+    /// Every use the id has allowed is spent (by this entry, or an earlier one under
+    /// the same key).
     #[error("all {0} uses of the approval are spent")]
     Exhausted(u32),
     #[error("the use could not be recorded: {0}")]
     Unavailable(String),
 }
 
-/// One approval's uses, as stored.
+/// One approval id's uses, as stored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Record {
-    /// The approval's expiry: a new entry under the same key starts afresh.
-    expires_at: Timestamp,
+    /// The latest expiry seen under the id: the record is kept until [`KEEP`] after it.
+    /// (Stored as `expiresAt`, the name records written before kept it under.)
+    #[serde(rename = "expiresAt")]
+    latest_expiry: Timestamp,
+    /// The requests that spent a use, whichever entry under the id they used.
     uids: Vec<String>,
 }
 
 impl Record {
-    /// Counts `uid` against `a`, or says why not.
+    /// Counts `uid` against `a`, or says why not. The count never starts afresh: a
+    /// changed expiry (shortened, or a new entry under the same key) only moves the time
+    /// the record is kept until, and only later.
     fn spend(&mut self, a: &Approval, uid: &str, max: u32) -> Result<Used, UsageError> {
-        if self.expires_at != a.expires_at {
-            *self = Record {
-                expires_at: a.expires_at,
-                uids: Vec::new(),
-            };
-        }
+        self.latest_expiry = self.latest_expiry.max(a.expires_at);
         if self.uids.iter().any(|u| u == uid) {
             return Ok(Used::Again);
         }
@@ -66,6 +76,14 @@ impl Record {
         }
         self.uids.push(uid.to_string());
         Ok(Used::Now(u32::try_from(self.uids.len()).unwrap_or(u32::MAX)))
+    }
+
+    /// Whether the record is still needed at `now`: some entry seen under its id could
+    /// still grant, or did so less than [`KEEP`] ago.
+    fn kept_at(&self, now: Timestamp) -> bool {
+        self.latest_expiry
+            .checked_add(KEEP)
+            .map_or(true, |until| until > now)
     }
 }
 
@@ -108,7 +126,7 @@ impl UsageLedger {
         match &self.0 {
             Store::Memory(records) => {
                 let mut records = records.lock().unwrap_or_else(|e| e.into_inner());
-                records.retain(|_, r| r.expires_at + KEEP > now);
+                records.retain(|_, r| r.kept_at(now));
                 if dry_run {
                     let mut copy = records.get(&key_of(a)).cloned().unwrap_or_default();
                     return copy.spend(a, uid, max);
@@ -153,9 +171,7 @@ async fn spend_in_cluster(
             serde_json::to_string(&record).map_err(|e| unavailable(e.to_string()))?,
         );
         // Housekeeping: records of approvals long expired.
-        data.retain(|_, text| {
-            serde_json::from_str::<Record>(text).map_or(true, |r| r.expires_at + KEEP > now)
-        });
+        data.retain(|_, text| serde_json::from_str::<Record>(text).map_or(true, |r| r.kept_at(now)));
         match api.replace(name, &PostParams::default(), &cm).await {
             Ok(_) => return Ok(used),
             Err(kube::Error::Api(s)) if s.is_conflict() => continue,
@@ -198,8 +214,42 @@ mod tests {
             Err(UsageError::Exhausted(2))
         );
         assert_eq!(ledger.spend(&a, "u2", now, false).await, Ok(Used::Again));
-        // The same key rewritten as a new approval starts afresh.
+        // Neither a shorter expiry nor a new entry under the same key gives a use back.
+        let shortened = approval("2026-11-21T20:59:59Z");
+        assert_eq!(
+            ledger.spend(&shortened, "u3", now, false).await,
+            Err(UsageError::Exhausted(2))
+        );
         let renewed = approval("2026-11-21T21:30:00Z");
-        assert_eq!(ledger.spend(&renewed, "u3", now, false).await, Ok(Used::Now(1)));
+        assert_eq!(
+            ledger.spend(&renewed, "u3", now, false).await,
+            Err(UsageError::Exhausted(2))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_is_kept_until_the_keep_window_after_the_latest_expiry_seen() {
+        let ledger = UsageLedger::in_memory();
+        let now: Timestamp = "2026-11-21T20:00:00Z".parse().unwrap();
+        let later = approval("2026-11-21T21:30:00Z");
+        let earlier = approval("2026-11-21T21:00:00Z");
+        assert_eq!(ledger.spend(&later, "u1", now, false).await, Ok(Used::Now(1)));
+        assert_eq!(ledger.spend(&later, "u2", now, false).await, Ok(Used::Now(2)));
+        // Shortened to 21:00: still spent an hour after that, as the 21:30 one could
+        // have been pasted back until 21:30.
+        let at = |t: &str| t.parse::<Timestamp>().unwrap();
+        assert_eq!(
+            ledger
+                .spend(&earlier, "u3", at("2026-11-21T22:20:00Z"), false)
+                .await,
+            Err(UsageError::Exhausted(2))
+        );
+        // Only an hour after the latest expiry seen is the record collected.
+        assert_eq!(
+            ledger
+                .spend(&earlier, "u3", at("2026-11-21T22:31:00Z"), false)
+                .await,
+            Ok(Used::Now(1))
+        );
     }
 }
