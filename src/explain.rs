@@ -144,6 +144,12 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
                     ""
                 },
             );
+            if !a.started() {
+                let _ = write!(
+                    m,
+                    "; its for: clock starts when its last approver signs and writes approvedAt, which nobody has yet"
+                );
+            }
             if !missing_levels.is_empty() {
                 let _ = write!(m, "; still missing: {}", missing_levels.join(", "));
             }

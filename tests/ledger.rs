@@ -582,3 +582,99 @@ async fn check_judges_an_approvals_configmap_edit_exactly_as_the_server_does() {
     );
     h.stop().await;
 }
+
+/// Alice's `for:` request for prod/db-password, approved by `approvers`, stamped at `at`.
+fn for_request(approvers: &[&str], at: Option<&str>) -> String {
+    let list = approvers
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let stamp = at.map_or(String::new(), |t| format!("approvedAt: \"{t}\"\n"));
+    format!(
+        "user: alice@example.com\nresource: secrets\nnamespace: prod\nname: db-password\noperations: [UPDATE]\nfor: 1h\n{stamp}reason: \"INC-1: rotate\"\napprovedBy: [{list}]\n"
+    )
+}
+
+#[tokio::test]
+async fn a_for_entry_needing_two_approvers_is_approved_online_one_after_the_other() {
+    let p = policies_with(|file, text| match file {
+        "prod-secrets.yaml" => text
+            .replace(
+                "    approverGroups: [\"jitgate-approvers\"]",
+                "    approverGroups: [\"sre\"]",
+            )
+            .replace("minApprovers: 1", "minApprovers: 2"),
+        _ => text.replace("    approverGroups: [\"jitgate-approvers\"]\n", ""),
+    });
+    let api = ApiServer::start().await;
+    api.add_user("alice-token", ALICE.0, ALICE.1);
+    api.add_user("bob-token", BOB.0, BOB.1);
+    api.add_user("carol-token", "carol@example.com", &["sre"]);
+    api.apply_approvals("jitgate-approvals", &[]);
+    let dir = p.path().to_path_buf();
+    let h = Harness::start_cluster(&api, Duration::from_secs(300), |cfg| cfg.policies_dir = dir).await;
+    api.admit_with(h.addr(), &h.certs.ca_pem);
+    let patience = Duration::from_secs(15);
+    eventually(patience, || async { h.readyz().await == hyper::StatusCode::OK }).await;
+
+    let ok =
+        |reply: support::Reply| assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    ok(patch_as(&api, "alice-token", json!({"k": for_request(&[], None)})).await);
+    // The first of two approvers: no stamp, the clock has not started.
+    ok(patch_as(&api, "bob-token", json!({"k": for_request(&[BOB.0], None)})).await);
+    let alice = Req::secret_update();
+    let mut c = h.conn(Proto::H1).await;
+    eventually(patience, || {
+        let h = &h;
+        async move { h.records().iter().filter(|r| r["event"] == "approval").count() == 2 }
+    })
+    .await;
+    let pending = c.decide(&alice.review()).await;
+    assert_eq!(pending["allowed"], false, "one of two approvers grants nothing");
+    // The second approver completes it and starts its clock.
+    let stamp = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap()
+        .to_string();
+    ok(patch_as(
+        &api,
+        "carol-token",
+        json!({"k": for_request(&[BOB.0, "carol@example.com"], Some(&stamp))}),
+    )
+    .await);
+    eventually(patience, || answers(&h, &alice, true)).await;
+    let granted = alice.clone().with(|_| {});
+    assert_eq!(c.decide(&granted.review()).await["allowed"], true);
+    let record = h.record_of(&granted.uid);
+    assert_eq!(record["reason"], "approved");
+    let until: jiff::Timestamp = record["expiresAt"].as_str().unwrap().parse().unwrap();
+    let stamp: jiff::Timestamp = stamp.parse().unwrap();
+    assert_eq!(
+        until,
+        stamp + jiff::SignedDuration::from_hours(1),
+        "for: 1h from the second approval"
+    );
+    let actions: Vec<String> = h
+        .records()
+        .iter()
+        .filter(|r| r["event"] == "approval")
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["action"].as_str().unwrap(),
+                r["editor"].as_str().unwrap(),
+                r["approvers"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "requested alice@example.com 0",
+            "approved bob@example.com 1",
+            "approved carol@example.com 2"
+        ]
+    );
+    h.stop().await;
+}

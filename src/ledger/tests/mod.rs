@@ -446,8 +446,8 @@ fn a_for_entry_starts_its_clock_with_the_last_approver_and_only_then() {
     let r = edit("UPDATE", "bob", &["sre"], Some(pending.clone()), Some(unstamped));
     assert_eq!(
         rule_of(r),
-        LedgerRule::Malformed,
-        "approvers without approvedAt do not parse"
+        LedgerRule::ApprovedAtNotStamped,
+        "the last approver must start the clock"
     );
     let backdated = cm(&[("k", &for_entry(&["bob"], "1h", Some(-45)))]);
     assert_eq!(
@@ -477,6 +477,56 @@ fn a_for_entry_starts_its_clock_with_the_last_approver_and_only_then() {
         rule_of(edit("UPDATE", "alice", &["dev"], Some(cm(&[])), Some(too_long))),
         LedgerRule::ExpiryTooFar
     );
+}
+
+#[test]
+fn a_for_entry_needing_two_approvers_takes_the_first_unstamped_and_the_second_stamped() {
+    let two = POLICIES.replace("minApprovers: 1", "minApprovers: 2");
+    let pending = cm(&[("k", &for_entry(&[], "1h", None))]);
+    let first = cm(&[("k", &for_entry(&["bob"], "1h", None))]);
+    let changes = edit_under(
+        &two,
+        "UPDATE",
+        "bob",
+        &["sre"],
+        Some(pending.clone()),
+        Some(first.clone()),
+    )
+    .unwrap();
+    assert_eq!((changes[0].action, changes[0].approvers), (Action::Approved, 1));
+    // The first approver may not start the clock: the entry is not complete.
+    let early = cm(&[("k", &for_entry(&["bob"], "1h", Some(0)))]);
+    assert_eq!(
+        rule_of(edit_under(
+            &two,
+            "UPDATE",
+            "bob",
+            &["sre"],
+            Some(pending),
+            Some(early)
+        )),
+        LedgerRule::ApprovedAtNotStamped
+    );
+    let second = cm(&[("k", &for_entry(&["bob", "carol"], "1h", Some(0)))]);
+    let changes = edit_under(
+        &two,
+        "UPDATE",
+        "carol",
+        &["sre"],
+        Some(first.clone()),
+        Some(second),
+    )
+    .unwrap();
+    assert_eq!((changes[0].action, changes[0].approvers), (Action::Approved, 2));
+    assert_eq!(
+        changes[0].entry.as_ref().unwrap().expires_at,
+        now() + SignedDuration::from_hours(1)
+    );
+    // The second without the stamp is refused, saying what to add.
+    let unstamped = cm(&[("k", &for_entry(&["bob", "carol"], "1h", None))]);
+    let v = edit_under(&two, "UPDATE", "carol", &["sre"], Some(first), Some(unstamped)).unwrap_err();
+    assert_eq!(v.rule, LedgerRule::ApprovedAtNotStamped);
+    assert!(v.message.contains("add approvedAt"), "{}", v.message);
 }
 
 #[test]
