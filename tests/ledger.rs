@@ -678,3 +678,72 @@ async fn a_for_entry_needing_two_approvers_is_approved_online_one_after_the_othe
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn someone_elses_pending_request_cannot_be_taken_over_or_rewritten() {
+    let p = policies_dir();
+    let h = start(&p).await;
+    let pending = configmap(&[("k", &request(&[]))]);
+    // Mallory rewrites Alice's pending request to name herself.
+    let hers = request(&[]).replace("alice@example.com", MALLORY.0);
+    let takeover = edit(
+        MALLORY.0,
+        MALLORY.1,
+        "UPDATE",
+        Some(pending.clone()),
+        Some(configmap(&[("k", &hers)])),
+    );
+    refused(&h, &takeover, "k", "not_requester").await;
+    let message = judge(&h, &takeover).await.unwrap();
+    assert!(
+        message.contains(
+            "\"mallory@example.com\" may not amend this pending request: it is user:alice@example.com's"
+        ),
+        "{message}"
+    );
+    // Nor may she widen it, for Alice to be blamed for.
+    let wider = request(&[]).replace("name: db-password\n", "");
+    refused(
+        &h,
+        &edit(
+            MALLORY.0,
+            MALLORY.1,
+            "UPDATE",
+            Some(pending.clone()),
+            Some(configmap(&[("k", &wider)])),
+        ),
+        "k",
+        "not_requester",
+    )
+    .await;
+    // Alice cannot hand her request to someone else either: a new request, a new key.
+    let carols = request(&[]).replace("alice@example.com", "carol@example.com");
+    let handed = edit(
+        ALICE.0,
+        ALICE.1,
+        "UPDATE",
+        Some(pending.clone()),
+        Some(configmap(&[("k", &carols)])),
+    );
+    refused(&h, &handed, "k", "subject_changed").await;
+    assert!(
+        judge(&h, &handed)
+            .await
+            .unwrap()
+            .contains("delete it and request anew")
+    );
+    // Alice may still amend her own request's terms.
+    let records = accepted(
+        &h,
+        &edit(
+            ALICE.0,
+            ALICE.1,
+            "UPDATE",
+            Some(pending),
+            Some(configmap(&[("k", &wider)])),
+        ),
+    )
+    .await;
+    assert_eq!(records[0]["action"], "requested");
+    h.stop().await;
+}

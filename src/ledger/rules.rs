@@ -33,6 +33,31 @@ fn refuse(id: &str, rule: LedgerRule, message: String) -> Violation {
     }
 }
 
+/// Whether two entries ask for the same: whom for, what, why, and on what terms (all but
+/// the expiry, the approvers and the signatures).
+fn same_terms(o: &Approval, n: &Approval) -> bool {
+    o.subject == n.subject
+        && o.resource == n.resource
+        && o.sub_resource == n.sub_resource
+        && o.api_group == n.api_group
+        && o.namespace == n.namespace
+        && o.name == n.name
+        && o.operations == n.operations
+        && o.reason == n.reason
+        && o.change == n.change
+        && o.max_uses == n.max_uses
+        && o.break_glass == n.break_glass
+        && o.valid_for == n.valid_for
+}
+
+/// `user:alice` or `group:sre`.
+fn subject_of(a: &Approval) -> String {
+    match &a.subject {
+        Subject::User(u) => format!("user:{u}"),
+        Subject::Group(g) => format!("group:{g}"),
+    }
+}
+
 fn distinct(names: &[crate::approvals::Name]) -> BTreeSet<&str> {
     names.iter().map(|n| &**n).collect()
 }
@@ -508,21 +533,12 @@ impl Judge<'_> {
         let n = self.parse(id, new)?;
         let before = distinct(&o.approved_by);
         if before.is_empty() && !o.break_glass && o.signatures.is_empty() {
-            // A pending request amended: judged like a new entry.
+            // A pending request amended: by its requester, or by someone who may approve
+            // it, for the same subject; then judged like a new entry.
+            self.check_amender(id, &o, &n)?;
             return self.created(id, new).map(Some);
         }
-        let same_terms = o.subject == n.subject
-            && o.resource == n.resource
-            && o.sub_resource == n.sub_resource
-            && o.api_group == n.api_group
-            && o.namespace == n.namespace
-            && o.name == n.name
-            && o.operations == n.operations
-            && o.reason == n.reason
-            && o.change == n.change
-            && o.max_uses == n.max_uses
-            && o.break_glass == n.break_glass
-            && o.valid_for == n.valid_for;
+        let same_terms = same_terms(&o, &n);
         let gating = self.gating(&n);
         self.check_stamp(id, Some(&o), &n, &gating)?;
         // The edit that starts a `for:` entry's clock sets its expiry from never.
@@ -622,6 +638,41 @@ impl Judge<'_> {
         }
         // Same entry, written differently.
         Ok(None)
+    }
+
+    /// Who may amend a pending request `o` into `n`: its requester, or someone who may
+    /// approve it (not when no policy gates it any more: then only its requester). Whom it
+    /// is for never changes: a request for someone else is a new request, under a new key.
+    /// An edit that adds approvers or signatures is an approval, judged by the rules for
+    /// those (which refuse anyone who may not approve, other than a trusted signer's
+    /// signature carried in).
+    fn check_amender(&self, id: &str, o: &Approval, n: &Approval) -> Result<(), Violation> {
+        let gating = self.gating(o);
+        let may_amend = self.is_requester(o) || (!gating.is_empty() && self.may_approve(&gating));
+        let approving = !n.approved_by.is_empty() || !n.signatures.is_empty();
+        if !may_amend && (o.subject != n.subject || !approving) {
+            return Err(refuse(
+                id,
+                LedgerRule::NotRequester,
+                format!(
+                    "{:?} may not amend this pending request: it is {}'s, and only they or someone who may approve it may change it",
+                    self.editor.username,
+                    subject_of(o)
+                ),
+            ));
+        }
+        if o.subject != n.subject {
+            return Err(refuse(
+                id,
+                LedgerRule::SubjectChanged,
+                format!(
+                    "whom an entry is for is fixed once written ({}, not {}): delete it and request anew, under a new key",
+                    subject_of(o),
+                    subject_of(n)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Revoking (or shortening) a live entry is for its requester, its approvers, and

@@ -559,3 +559,43 @@ fn a_request_that_waited_past_its_request_ttl_cannot_be_approved_and_anyone_may_
     .unwrap();
     assert_eq!(changes[0].action, Action::ExpiredOnEdit);
 }
+
+#[test]
+fn a_pending_request_is_amended_only_by_its_requester_or_an_approver_and_never_for_someone_else() {
+    let pending = cm(&[("k", &entry("alice", &[], 60))]);
+    let amend = |editor: &str, groups: &[&str], text: String| {
+        edit(
+            "UPDATE",
+            editor,
+            groups,
+            Some(pending.clone()),
+            Some(cm(&[("k", &text)])),
+        )
+    };
+    // Mallory takes Alice's request over, or rewrites its terms: refused.
+    let taken = amend("mallory", &["dev"], entry("mallory", &[], 60)).unwrap_err();
+    assert_eq!(taken.rule, LedgerRule::NotRequester);
+    assert!(
+        taken
+            .message
+            .contains("\"mallory\" may not amend this pending request: it is user:alice's"),
+        "{}",
+        taken.message
+    );
+    let reworded = entry("alice", &[], 60).replace("INC-1", "INC-666");
+    assert_eq!(
+        rule_of(amend("mallory", &["dev"], reworded.clone())),
+        LedgerRule::NotRequester
+    );
+    // Nobody changes whom it is for, not even its requester or an approver.
+    for (who, groups) in [("alice", &["dev"][..]), ("bob", &["sre"][..])] {
+        let v = amend(who, groups, entry("carol", &[], 60)).unwrap_err();
+        assert_eq!(v.rule, LedgerRule::SubjectChanged, "{who}");
+        assert!(v.message.contains("delete it and request anew"), "{}", v.message);
+    }
+    // Its requester, or an approver, may amend its terms.
+    for (who, groups) in [("alice", &["dev"][..]), ("bob", &["sre"][..])] {
+        let changes = amend(who, groups, reworded.clone()).unwrap();
+        assert_eq!(changes[0].action, Action::Requested, "{who}");
+    }
+}
