@@ -747,3 +747,30 @@ async fn someone_elses_pending_request_cannot_be_taken_over_or_rewritten() {
     assert_eq!(records[0]["action"], "requested");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn nobody_approves_an_entry_no_policy_gates_so_their_name_never_counts_under_a_later_policy() {
+    let p = policies_dir();
+    let h = start(&p).await;
+    // An entry for a namespace no policy gates (written before, or by hand): grants nothing.
+    let staging = request(&[BOB.0]).replace("namespace: prod", "namespace: staging");
+    let signed = staging.replace(
+        "approvedBy: [\"bob@example.com\"]",
+        &format!("approvedBy: [\"bob@example.com\", {:?}]", MALLORY.0),
+    );
+    assert_ne!(signed, staging);
+    let review = edit(
+        MALLORY.0,
+        MALLORY.1,
+        "UPDATE",
+        Some(configmap(&[("k", &staging)])),
+        Some(configmap(&[("k", &signed)])),
+    );
+    refused(&h, &review, "k", "not_gated").await;
+    let message = judge(&h, &review).await.unwrap();
+    assert!(
+        message.contains("nobody can be checked as its approver"),
+        "{message}"
+    );
+    h.stop().await;
+}

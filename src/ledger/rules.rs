@@ -509,6 +509,20 @@ impl Judge<'_> {
                 ),
             ));
         }
+        if gating.is_empty() {
+            // Approvers are checked against the policies that gate the entry when they
+            // sign; with none, anyone would pass, and their name would count once a
+            // policy came to gate it.
+            return Err(refuse(
+                id,
+                LedgerRule::NotGated,
+                format!(
+                    "no policy gates {} in namespace {:?}, so nobody can be checked as its approver; it grants nothing, so there is nothing to approve",
+                    a.resource_string(),
+                    a.namespace
+                ),
+            ));
+        }
         self.check_deadline(id, a, gating)?;
         if let Some(name) = added.iter().find(|n| **n != self.editor.username) {
             return Err(refuse(
