@@ -632,6 +632,13 @@ async fn a_for_entry_needing_two_approvers_is_approved_online_one_after_the_othe
     .await;
     let pending = c.decide(&alice.review()).await;
     assert_eq!(pending["allowed"], false, "one of two approvers grants nothing");
+    let message = pending["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "has 1 of the 2 approvers it needs; its for: clock starts when its last approver signs"
+        ),
+        "{message}"
+    );
     // The second approver completes it and starts its clock.
     let stamp = jiff::Timestamp::now()
         .round(jiff::Unit::Second)
