@@ -781,3 +781,25 @@ async fn nobody_approves_an_entry_no_policy_gates_so_their_name_never_counts_und
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn only_the_edit_that_adds_the_last_approver_starts_a_for_entrys_clock() {
+    let p = policies_dir();
+    let h = start(&p).await;
+    // Approved by bob but never stamped (written by hand): pending, its clock not started.
+    let unstamped = for_request(&[BOB.0], None);
+    let now = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap()
+        .to_string();
+    let stamped = for_request(&[BOB.0], Some(&now));
+    let review = edit(
+        ALICE.0,
+        ALICE.1,
+        "UPDATE",
+        Some(configmap(&[("k", &unstamped)])),
+        Some(configmap(&[("k", &stamped)])),
+    );
+    refused(&h, &review, "k", "approved_at_not_stamped").await;
+    h.stop().await;
+}

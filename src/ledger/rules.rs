@@ -389,12 +389,16 @@ impl Judge<'_> {
 
     /// A `for:` entry's clock starts with the edit that gives it the last approver it
     /// needs: that edit, and only that one, writes `approvedAt`, as the time of the edit.
+    /// `adds` says whether this edit adds an approver or a signature: an edit that adds
+    /// neither never starts the clock (not even of an entry complete but unstamped, as one
+    /// written by hand may be).
     fn check_stamp(
         &self,
         id: &str,
         before: Option<&Approval>,
         a: &Approval,
         gating: &[&Policy],
+        adds: bool,
     ) -> Result<(), Violation> {
         if a.valid_for.is_none() {
             return Ok(());
@@ -408,7 +412,12 @@ impl Judge<'_> {
                 LedgerRule::ApprovedAtNotStamped,
                 "approvedAt is fixed once written: the approval's clock started then".into(),
             )),
-            (None, None) if complete => Err(refuse(
+            (None, Some(_)) if !adds => Err(refuse(
+                id,
+                LedgerRule::ApprovedAtNotStamped,
+                "approvedAt is written by the last approver the entry needs, in the edit that adds them".into(),
+            )),
+            (None, None) if complete && adds => Err(refuse(
                 id,
                 LedgerRule::ApprovedAtNotStamped,
                 format!(
@@ -463,7 +472,7 @@ impl Judge<'_> {
         if approvers.is_empty() && !a.signatures.is_empty() {
             let added: Vec<&Signature> = a.signatures.iter().collect();
             self.check_signatures(id, &a, &added, &gating)?;
-            self.check_stamp(id, None, &a, &gating)?;
+            self.check_stamp(id, None, &a, &gating, true)?;
             return Ok(self.change(id, Action::Signed, a, &gating));
         }
         if approvers.is_empty() {
@@ -477,13 +486,13 @@ impl Judge<'_> {
                     ),
                 ));
             }
-            self.check_stamp(id, None, &a, &gating)?;
+            self.check_stamp(id, None, &a, &gating, false)?;
             return Ok(self.change(id, Action::Requested, a, &gating));
         }
         self.check_added(id, &a, &approvers, &gating)?;
         let added: Vec<&Signature> = a.signatures.iter().collect();
         self.check_signatures(id, &a, &added, &gating)?;
-        self.check_stamp(id, None, &a, &gating)?;
+        self.check_stamp(id, None, &a, &gating, true)?;
         Ok(self.change(id, Action::Approved, a, &gating))
     }
 
@@ -554,7 +563,9 @@ impl Judge<'_> {
         }
         let same_terms = same_terms(&o, &n);
         let gating = self.gating(&n);
-        self.check_stamp(id, Some(&o), &n, &gating)?;
+        let adds = distinct(&n.approved_by).difference(&before).next().is_some()
+            || n.signatures.iter().any(|s| !o.signatures.contains(s));
+        self.check_stamp(id, Some(&o), &n, &gating, adds)?;
         // The edit that starts a `for:` entry's clock sets its expiry from never.
         let starts = !o.started() && n.started();
         if !same_terms || (n.expires_at > o.expires_at && !starts) {
