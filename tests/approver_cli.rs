@@ -158,6 +158,14 @@ async fn request_approve_list_show_and_revoke_through_the_api_server() {
     let ok = c.jitgate(BOB, &["approve", &key]).await;
     assert_eq!(ok.code, 0, "{}", ok.err);
     assert!(ok.out.contains("1/1 approvers, now active"), "{}", ok.out);
+    // Without --pin, it still says exactly what it signed.
+    assert!(
+        ok.out.contains("the entry as approved (pin ")
+            && ok.out.contains("  name: \"db-password\"\n")
+            && ok.out.contains("  approvedBy: [\"bob@example.com\"]\n"),
+        "{}",
+        ok.out
+    );
     eventually(PATIENCE, || c.alice_may_update()).await;
 
     let active = c.jitgate(BOB, &["list", "--active"]).await;
