@@ -252,4 +252,45 @@ mod tests {
             Ok(Used::Now(1))
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// However the entries under one id change (expiry earlier or later, removed and
+        /// written again) and however time passes, an id never allows more new uses than
+        /// its maxUses until every entry that was used under it has been over for [`KEEP`].
+        /// (A use is asked for only while its entry grants: its expiry is ahead.)
+        #[test]
+        fn no_edit_of_an_entry_gives_back_a_spent_use(
+            max in 1u32..4,
+            steps in proptest::collection::vec((1i64..120, 0i64..40, proptest::bool::ANY), 1..40),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let ledger = UsageLedger::in_memory();
+            let start: Timestamp = "2026-11-21T20:00:00Z".parse().unwrap();
+            let mut now = start;
+            let mut latest = Timestamp::MIN;
+            let mut granted = 0u32;
+            for (i, (expires_in, wait, dry_run)) in steps.into_iter().enumerate() {
+                now += SignedDuration::from_mins(wait);
+                let expires = now + SignedDuration::from_mins(expires_in);
+                let text = format!(
+                    "user: alice\nresource: secrets\nnamespace: prod\nmaxUses: {max}\nexpiresAt: \"{expires}\"\nreason: r\napprovedBy: [bob]\n"
+                );
+                let a = parse_entry("cm/k", &text).unwrap();
+                if latest.checked_add(KEEP).is_ok_and(|until| until <= now) {
+                    // Every entry seen under the id has been over for the keep window.
+                    granted = 0;
+                }
+                if !dry_run {
+                    latest = latest.max(expires);
+                }
+                let used = runtime.block_on(ledger.spend(&a, &format!("u{i}"), now, dry_run));
+                if let Ok(Used::Now(_)) = used && !dry_run {
+                    granted += 1;
+                }
+                proptest::prop_assert!(granted <= max, "{granted} uses of {max}");
+            }
+        }
+    }
 }
