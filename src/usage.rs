@@ -13,8 +13,8 @@
 //! A count belongs to the approval's id (`<configmap>/<key>`) for its whole life: no edit
 //! of the entry gives spent uses back, whether it is shortened, revoked and pasted again,
 //! or deleted and written anew under the same key. The record remembers the latest expiry
-//! any entry under that id has shown, and is collected only [`KEEP`] after it, when no
-//! entry seen under the id grants any more. An approval renewed under the same key within
+//! of the entries that asked for a use under that id, and is collected only [`KEEP`] after
+//! it, when none of them grants any more. An approval renewed under the same key within
 //! that time finds its uses spent, and is told to ask under a new key (`jitgate request`
 //! makes a new one each minute).
 
@@ -29,7 +29,7 @@ use std::sync::Mutex;
 
 /// Reads and updates tried before a use is refused as contended.
 const ATTEMPTS: u32 = 32;
-/// How long after the latest expiry seen under its id a usage record is kept.
+/// How long after the latest expiry of an entry used under its id a usage record is kept.
 pub const KEEP: SignedDuration = SignedDuration::from_hours(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +54,8 @@ pub enum UsageError {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Record {
-    /// The latest expiry seen under the id: the record is kept until [`KEEP`] after it.
+    /// The latest expiry of the entries that asked for a use under the id: the record is
+    /// kept until [`KEEP`] after it.
     /// (Stored as `expiresAt`, the name records written before kept it under.)
     #[serde(rename = "expiresAt")]
     latest_expiry: Timestamp,
