@@ -163,9 +163,16 @@ async fn spend_in_cluster(
             Some(text) => serde_json::from_str(text)
                 .map_err(|_| unavailable(format!("the record {key:?} in ConfigMap {name} is unreadable")))?,
         };
-        let used = record.spend(a, uid, max)?;
-        if used == Used::Again || dry_run {
-            return Ok(used);
+        let seen = record.latest_expiry;
+        let used = record.spend(a, uid, max);
+        match &used {
+            Ok(Used::Again) => return used,
+            _ if dry_run => return used,
+            // Refused, but by an entry that runs later than any used before: the record
+            // must be kept until it is over too, or it would find fresh uses then.
+            Err(UsageError::Exhausted(_)) if record.latest_expiry > seen => {}
+            Err(_) => return used,
+            Ok(Used::Now(_)) => {}
         }
         data.insert(
             key.clone(),
@@ -174,8 +181,10 @@ async fn spend_in_cluster(
         // Housekeeping: records of approvals long expired.
         data.retain(|_, text| serde_json::from_str::<Record>(text).map_or(true, |r| r.kept_at(now)));
         match api.replace(name, &PostParams::default(), &cm).await {
-            Ok(_) => return Ok(used),
+            Ok(_) => return used,
             Err(kube::Error::Api(s)) if s.is_conflict() => continue,
+            // A refusal stands whether or not its later expiry was recorded.
+            Err(_) if used.is_err() => return used,
             Err(e) => return Err(unavailable(format!("updating ConfigMap {name}: {e}"))),
         }
     }

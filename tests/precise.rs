@@ -525,6 +525,24 @@ async fn in_cluster_mode_a_spent_use_stays_spent_when_its_entry_is_shortened_or_
         "uses_exhausted"
     );
     denied_as_spent(&h, &alice).await;
+
+    // Renewed under the same key, for longer: still spent, and the count is now kept until
+    // an hour past the renewal's expiry (else it would be collected while the renewal grants).
+    patch_approvals(&api, "bob-token", serde_json::json!({"once": null})).await;
+    loaded(&h, &alice, None).await;
+    let renewed = first.replace(&expiry_of(&first), &in_mins(90));
+    patch_approvals(&api, "bob-token", serde_json::json!({"once": renewed})).await;
+    assert_eq!(
+        loaded(&h, &alice, Some(&expiry_of(&renewed))).await,
+        "uses_exhausted"
+    );
+    denied_as_spent(&h, &alice).await;
+    let usage = api.object("jitgate-system", "jitgate-usage").unwrap();
+    let record: Value =
+        serde_json::from_str(usage["data"]["jitgate-approvals_once"].as_str().unwrap()).unwrap();
+    let kept: jiff::Timestamp = record["expiresAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(kept, expiry_of(&renewed).parse::<jiff::Timestamp>().unwrap());
+    assert_eq!(record["uids"].as_array().unwrap().len(), 1, "{record}");
     let actions: Vec<String> = h
         .records()
         .iter()
@@ -541,6 +559,8 @@ async fn in_cluster_mode_a_spent_use_stays_spent_when_its_entry_is_shortened_or_
         actions,
         [
             "shortened alice@example.com",
+            "revoked bob@example.com",
+            "approved bob@example.com",
             "revoked bob@example.com",
             "approved bob@example.com"
         ]
