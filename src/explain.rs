@@ -159,6 +159,12 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
                     ""
                 },
             );
+            if !a.started() {
+                let _ = write!(
+                    m,
+                    "; its for: clock starts when its last approver signs and writes approvedAt, which nobody has yet"
+                );
+            }
             if !missing_levels.is_empty() {
                 let _ = write!(m, "; still missing: {}", missing_levels.join(", "));
             }
@@ -238,7 +244,8 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
         } => (
             requirement,
             format!(
-                "approval {:?} has been used {} time{}, all it allows",
+                "approval {:?} has been used {} time{}, all it allows (uses are counted under its key for its whole life, \
+                 whatever edits the entry goes through: ask anew, under a new key)",
                 a.id,
                 a.max_uses.unwrap_or(0),
                 if a.max_uses == Some(1) { "" } else { "s" }

@@ -9,6 +9,14 @@
 //! server retried it) is allowed again without spending a use. If the use cannot be
 //! recorded, the request is denied. A dry run (`kubectl --dry-run=server`) is answered as
 //! the real request would be, and spends nothing. In file mode, uses are counted in memory.
+//!
+//! A count belongs to the approval's id (`<configmap>/<key>`) for its whole life: no edit
+//! of the entry gives spent uses back, whether it is shortened, revoked and pasted again,
+//! or deleted and written anew under the same key. The record remembers the latest expiry
+//! of the entries that asked for a use under that id, and is collected only [`KEEP`] after
+//! it, when none of them grants any more. An approval renewed under the same key within
+//! that time finds its uses spent, and is told to ask under a new key (`jitgate request`
+//! makes a new one each minute).
 
 use crate::approvals::Approval;
 use jiff::{SignedDuration, Timestamp};
@@ -21,8 +29,8 @@ use std::sync::Mutex;
 
 /// Reads and updates tried before a use is refused as contended.
 const ATTEMPTS: u32 = 32;
-/// How long after its approval expires a usage record is kept.
-const KEEP: SignedDuration = SignedDuration::from_hours(1);
+/// How long after the latest expiry of an entry used under its id a usage record is kept.
+pub const KEEP: SignedDuration = SignedDuration::from_hours(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Used {
@@ -34,30 +42,33 @@ pub enum Used {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UsageError {
+    /// Every use the id has allowed is spent (by this entry, or an earlier one under
+    /// the same key).
     #[error("all {0} uses of the approval are spent")]
     Exhausted(u32),
     #[error("the use could not be recorded: {0}")]
     Unavailable(String),
 }
 
-/// One approval's uses, as stored.
+/// One approval id's uses, as stored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Record {
-    /// The approval's expiry: a new entry under the same key starts afresh.
-    expires_at: Timestamp,
+    /// The latest expiry of the entries that asked for a use under the id: the record is
+    /// kept until [`KEEP`] after it.
+    /// (Stored as `expiresAt`, the name records written before kept it under.)
+    #[serde(rename = "expiresAt")]
+    latest_expiry: Timestamp,
+    /// The requests that spent a use, whichever entry under the id they used.
     uids: Vec<String>,
 }
 
 impl Record {
-    /// Counts `uid` against `a`, or says why not.
+    /// Counts `uid` against `a`, or says why not. The count never starts afresh: a
+    /// changed expiry (shortened, or a new entry under the same key) only moves the time
+    /// the record is kept until, and only later.
     fn spend(&mut self, a: &Approval, uid: &str, max: u32) -> Result<Used, UsageError> {
-        if self.expires_at != a.expires_at {
-            *self = Record {
-                expires_at: a.expires_at,
-                uids: Vec::new(),
-            };
-        }
+        self.latest_expiry = self.latest_expiry.max(a.expires_at);
         if self.uids.iter().any(|u| u == uid) {
             return Ok(Used::Again);
         }
@@ -66,6 +77,14 @@ impl Record {
         }
         self.uids.push(uid.to_string());
         Ok(Used::Now(u32::try_from(self.uids.len()).unwrap_or(u32::MAX)))
+    }
+
+    /// Whether the record is still needed at `now`: some entry seen under its id could
+    /// still grant, or did so less than [`KEEP`] ago.
+    fn kept_at(&self, now: Timestamp) -> bool {
+        self.latest_expiry
+            .checked_add(KEEP)
+            .map_or(true, |until| until > now)
     }
 }
 
@@ -108,7 +127,7 @@ impl UsageLedger {
         match &self.0 {
             Store::Memory(records) => {
                 let mut records = records.lock().unwrap_or_else(|e| e.into_inner());
-                records.retain(|_, r| r.expires_at + KEEP > now);
+                records.retain(|_, r| r.kept_at(now));
                 if dry_run {
                     let mut copy = records.get(&key_of(a)).cloned().unwrap_or_default();
                     return copy.spend(a, uid, max);
@@ -144,21 +163,28 @@ async fn spend_in_cluster(
             Some(text) => serde_json::from_str(text)
                 .map_err(|_| unavailable(format!("the record {key:?} in ConfigMap {name} is unreadable")))?,
         };
-        let used = record.spend(a, uid, max)?;
-        if used == Used::Again || dry_run {
-            return Ok(used);
+        let seen = record.latest_expiry;
+        let used = record.spend(a, uid, max);
+        match &used {
+            Ok(Used::Again) => return used,
+            _ if dry_run => return used,
+            // Refused, but by an entry that runs later than any used before: the record
+            // must be kept until it is over too, or it would find fresh uses then.
+            Err(UsageError::Exhausted(_)) if record.latest_expiry > seen => {}
+            Err(_) => return used,
+            Ok(Used::Now(_)) => {}
         }
         data.insert(
             key.clone(),
             serde_json::to_string(&record).map_err(|e| unavailable(e.to_string()))?,
         );
         // Housekeeping: records of approvals long expired.
-        data.retain(|_, text| {
-            serde_json::from_str::<Record>(text).map_or(true, |r| r.expires_at + KEEP > now)
-        });
+        data.retain(|_, text| serde_json::from_str::<Record>(text).map_or(true, |r| r.kept_at(now)));
         match api.replace(name, &PostParams::default(), &cm).await {
-            Ok(_) => return Ok(used),
+            Ok(_) => return used,
             Err(kube::Error::Api(s)) if s.is_conflict() => continue,
+            // A refusal stands whether or not its later expiry was recorded.
+            Err(_) if used.is_err() => return used,
             Err(e) => return Err(unavailable(format!("updating ConfigMap {name}: {e}"))),
         }
     }
@@ -198,8 +224,83 @@ mod tests {
             Err(UsageError::Exhausted(2))
         );
         assert_eq!(ledger.spend(&a, "u2", now, false).await, Ok(Used::Again));
-        // The same key rewritten as a new approval starts afresh.
+        // Neither a shorter expiry nor a new entry under the same key gives a use back.
+        let shortened = approval("2026-11-21T20:59:59Z");
+        assert_eq!(
+            ledger.spend(&shortened, "u3", now, false).await,
+            Err(UsageError::Exhausted(2))
+        );
         let renewed = approval("2026-11-21T21:30:00Z");
-        assert_eq!(ledger.spend(&renewed, "u3", now, false).await, Ok(Used::Now(1)));
+        assert_eq!(
+            ledger.spend(&renewed, "u3", now, false).await,
+            Err(UsageError::Exhausted(2))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_is_kept_until_the_keep_window_after_the_latest_expiry_seen() {
+        let ledger = UsageLedger::in_memory();
+        let now: Timestamp = "2026-11-21T20:00:00Z".parse().unwrap();
+        let later = approval("2026-11-21T21:30:00Z");
+        let earlier = approval("2026-11-21T21:00:00Z");
+        assert_eq!(ledger.spend(&later, "u1", now, false).await, Ok(Used::Now(1)));
+        assert_eq!(ledger.spend(&later, "u2", now, false).await, Ok(Used::Now(2)));
+        // Shortened to 21:00: still spent an hour after that, as the 21:30 one could
+        // have been pasted back until 21:30.
+        let at = |t: &str| t.parse::<Timestamp>().unwrap();
+        assert_eq!(
+            ledger
+                .spend(&earlier, "u3", at("2026-11-21T22:20:00Z"), false)
+                .await,
+            Err(UsageError::Exhausted(2))
+        );
+        // Only an hour after the latest expiry seen is the record collected.
+        assert_eq!(
+            ledger
+                .spend(&earlier, "u3", at("2026-11-21T22:31:00Z"), false)
+                .await,
+            Ok(Used::Now(1))
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// However the entries under one id change (expiry earlier or later, removed and
+        /// written again) and however time passes, an id never allows more new uses than
+        /// its maxUses until every entry that was used under it has been over for [`KEEP`].
+        /// (A use is asked for only while its entry grants: its expiry is ahead.)
+        #[test]
+        fn no_edit_of_an_entry_gives_back_a_spent_use(
+            max in 1u32..4,
+            steps in proptest::collection::vec((1i64..120, 0i64..40, proptest::bool::ANY), 1..40),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let ledger = UsageLedger::in_memory();
+            let start: Timestamp = "2026-11-21T20:00:00Z".parse().unwrap();
+            let mut now = start;
+            let mut latest = Timestamp::MIN;
+            let mut granted = 0u32;
+            for (i, (expires_in, wait, dry_run)) in steps.into_iter().enumerate() {
+                now += SignedDuration::from_mins(wait);
+                let expires = now + SignedDuration::from_mins(expires_in);
+                let text = format!(
+                    "user: alice\nresource: secrets\nnamespace: prod\nmaxUses: {max}\nexpiresAt: \"{expires}\"\nreason: r\napprovedBy: [bob]\n"
+                );
+                let a = parse_entry("cm/k", &text).unwrap();
+                if latest.checked_add(KEEP).is_ok_and(|until| until <= now) {
+                    // Every entry seen under the id has been over for the keep window.
+                    granted = 0;
+                }
+                if !dry_run {
+                    latest = latest.max(expires);
+                }
+                let used = runtime.block_on(ledger.spend(&a, &format!("u{i}"), now, dry_run));
+                if let Ok(Used::Now(_)) = used && !dry_run {
+                    granted += 1;
+                }
+                proptest::prop_assert!(granted <= max, "{granted} uses of {max}");
+            }
+        }
     }
 }

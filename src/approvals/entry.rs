@@ -384,13 +384,9 @@ pub fn parse_entry_in(id: &str, text: &str, names: &mut Names) -> Result<Approva
         }
         (None, Some(d)) => {
             let d = crate::duration::parse_duration(d).map_err(|e| fail(format!("for: {e}")))?;
-            if approved_at.is_none() && !raw.approved_by.is_empty() {
-                return Err(fail(
-                    "approvedAt is missing: a for: entry's clock starts when its last approver signs, \
-                     and jitgate approve stamps it"
-                        .into(),
-                ));
-            }
+            // Approvers without approvedAt are those of an entry that needs more: its
+            // clock has not started, and it grants nothing until the last one stamps it
+            // (the ledger refuses the completing edit without the stamp).
             (expiry(approved_at, d), Some(d))
         }
         (Some(_), Some(_)) => return Err(fail("give expiresAt or for:, not both".into())),

@@ -32,6 +32,10 @@ pub enum CliError {
     Usage(String),
     #[error("{0}")]
     Api(String),
+    /// `approve --pin`: the entry's terms changed since they were shown; nothing was
+    /// approved.
+    #[error("{0}")]
+    Changed(String),
     /// What was waited for ended otherwise than approved: exit with `code`.
     #[error("{message}")]
     Ended { code: u8, message: String },
@@ -40,7 +44,7 @@ pub enum CliError {
 impl CliError {
     fn exit_code(&self) -> ExitCode {
         match self {
-            CliError::Refused(_) => ExitCode::from(1),
+            CliError::Refused(_) | CliError::Changed(_) => ExitCode::from(1),
             CliError::Ended { code, .. } => ExitCode::from(*code),
             _ => ExitCode::from(2),
         }
@@ -59,7 +63,8 @@ fn api_error(e: kube::Error) -> CliError {
 
 pub enum Verb {
     Request(Box<RequestArgs>),
-    Approve(String),
+    /// The entry, and the pin it must still match.
+    Approve(String, Option<String>),
     Revoke(String),
     List(ListArgs),
     Show(String),
@@ -83,7 +88,7 @@ pub fn run(ledger: LedgerArgs, verb: Verb) -> ExitCode {
         let ledger = Ledger::connect(ledger).await?;
         match verb {
             Verb::Request(args) => ledger.request(*args).await,
-            Verb::Approve(id) => ledger.approve(&id).await,
+            Verb::Approve(id, pin) => ledger.approve(&id, pin.as_deref()).await,
             Verb::Revoke(id) => ledger.revoke(&id).await,
             Verb::List(args) => ledger.list(args).await,
             Verb::Show(id) => ledger.show(&id).await,
@@ -349,7 +354,7 @@ impl Ledger {
         Ok(out)
     }
 
-    async fn approve(&self, id: &str) -> Result<String, CliError> {
+    async fn approve(&self, id: &str, pin: Option<&str>) -> Result<String, CliError> {
         let (me, my_groups) = self.whoami_with_groups().await?;
         let entry = self.find(id).await?;
         let policies = self.policies().await;
@@ -365,6 +370,19 @@ impl Ledger {
                     e.reason
                 ))
             })?;
+            // Checked against the text this attempt read, which the patch's resourceVersion
+            // pins in turn: what is approved is what was shown.
+            if let Some(pin) = pin
+                && pin != pin_of(&a)
+            {
+                return Err(CliError::Changed(format!(
+                    "{}/{key} changed since you read it (pin {pin}, now {}): nothing was approved; read it again with {} show {}/{key}",
+                    entry.configmap,
+                    pin_of(&a),
+                    crate::program::name(),
+                    entry.configmap
+                )));
+            }
             if a.approved_by.iter().any(|a| **a == *me) {
                 return Err(CliError::Usage(format!("{me:?} has already approved {key:?}")));
             }
@@ -397,23 +415,28 @@ impl Ledger {
         })
         .await?;
         let a = approved.expect("set by a successful update");
-        if a.break_glass {
-            return Ok(format!(
+        let mut out = if a.break_glass {
+            format!(
                 "reviewed break-glass entry {} of {}: {}\n",
                 entry.id(),
                 subject(&a),
                 describe_scope(&a)
-            ));
-        }
-        let (state, counted, required) = state_of(&a, policies.as_ref(), Timestamp::now());
-        Ok(format!(
-            "approved {}: {} for {}, {counted}/{} approvers, now {}\n",
-            entry.id(),
-            describe_scope(&a),
-            subject(&a),
-            required.map_or("?".to_string(), |r| r.to_string()),
-            state.as_str()
-        ))
+            )
+        } else {
+            let (state, counted, required) = state_of(&a, policies.as_ref(), Timestamp::now());
+            format!(
+                "approved {}: {} for {}, {counted}/{} approvers, now {}\n",
+                entry.id(),
+                describe_scope(&a),
+                subject(&a),
+                required.map_or("?".to_string(), |r| r.to_string()),
+                state.as_str()
+            )
+        };
+        // Exactly what was signed, as written.
+        out.push_str(&format!("the entry as approved (pin {}):\n", pin_of(&a)));
+        push_indented(&mut out, &a.to_yaml());
+        Ok(out)
     }
 
     async fn revoke(&self, id: &str) -> Result<String, CliError> {
@@ -500,7 +523,7 @@ impl Ledger {
     ) -> Result<String, CliError> {
         let now = Timestamp::now();
         let (user, groups) = me;
-        let mut waiting: Vec<(Option<Timestamp>, [String; 6])> = Vec::new();
+        let mut waiting: Vec<(Option<Timestamp>, [String; 6], String)> = Vec::new();
         for e in self.entries().await? {
             let Ok(a) = &e.parsed else { continue };
             let (state, counted, required) = state_of(a, policies, now);
@@ -533,10 +556,12 @@ impl Ledger {
                     age,
                     a.reason.to_string(),
                 ],
+                approve_command(&e.id(), a),
             ));
         }
-        waiting.sort_by_key(|(asked, _)| asked.unwrap_or(Timestamp::MAX));
-        let rows: Vec<[String; 6]> = waiting.into_iter().map(|(_, row)| row).collect();
+        waiting.sort_by_key(|(asked, _, _)| asked.unwrap_or(Timestamp::MAX));
+        let commands: Vec<String> = waiting.iter().map(|(_, _, c)| c.clone()).collect();
+        let rows: Vec<[String; 6]> = waiting.into_iter().map(|(_, row, _)| row).collect();
         let mut out = String::new();
         if rows.is_empty() {
             out.push_str("nothing waits for your approval\n");
@@ -546,7 +571,10 @@ impl Ledger {
                 ["ID", "FOR", "SCOPE", "APPROVERS", "AGE", "REASON"],
                 &rows,
             );
-            out.push_str(&format!("approve with: {} approve ID\n", crate::program::name()));
+            out.push_str("approve with (each approves the entry only as it is shown here):\n");
+            for command in commands {
+                out.push_str(&format!("  {command}\n"));
+            }
         }
         Ok(out)
     }
@@ -786,12 +814,13 @@ impl Ledger {
             a.reason
         );
         out.push_str(&signatures_and_levels(a, policies.as_ref(), now));
+        out.push_str(&format!(
+            "pin:       {}\napprove:   {}\n",
+            pin_of(a),
+            approve_command(&entry.id(), a)
+        ));
         out.push_str("entry:\n");
-        for line in a.to_yaml().lines() {
-            out.push_str("  ");
-            out.push_str(line);
-            out.push('\n');
-        }
+        push_indented(&mut out, &a.to_yaml());
         Ok(out)
     }
 }
@@ -839,6 +868,36 @@ fn signatures_and_levels(a: &Approval, policies: Option<&PolicySet>, now: Timest
         out.push_str(&format!("levels:    {}\n", each.join("; ")));
     }
     out
+}
+
+/// The pin of an entry's terms: what an approver reads and signs (whom for, scope,
+/// reason, expiry or `for:`, limits, the entry's id), leaving out who approved or signed
+/// it so far. 128 bits of its SHA-256, in hex: long enough that nobody can write two
+/// entries with one pin.
+fn pin_of(a: &Approval) -> String {
+    let mut terms = a.clone();
+    terms.approved_by.clear();
+    terms.approved_as.clear();
+    terms.signatures.clear();
+    terms.checked.clear();
+    // The clock a `for:` entry's last approver starts is not one of its terms.
+    terms.approved_at = None;
+    let text = format!("{}\n{}", a.id, terms.to_yaml());
+    crate::digest::sha256_hex(text.as_bytes())[..32].to_string()
+}
+
+/// The command that approves the entry `id` as it stands, pinned.
+fn approve_command(id: &str, a: &Approval) -> String {
+    format!("{} approve {id} --pin {}", crate::program::name(), pin_of(a))
+}
+
+/// Appends `text`, each line indented by two spaces.
+fn push_indented(out: &mut String, text: &str) {
+    for line in text.lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
 }
 
 fn subject(a: &Approval) -> String {

@@ -83,7 +83,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Request(args) => {
             crate::cli::approvals::run(args.ledger.clone(), Verb::Request(Box::new(args)))
         }
-        Command::Approve(a) => crate::cli::approvals::run(a.ledger, Verb::Approve(a.id)),
+        Command::Approve(a) => crate::cli::approvals::run(a.ledger, Verb::Approve(a.id, a.pin)),
         Command::Revoke(a) => crate::cli::approvals::run(a.ledger, Verb::Revoke(a.id)),
         Command::Show(a) => crate::cli::approvals::run(a.ledger, Verb::Show(a.id)),
         Command::Inbox(a) => crate::cli::approvals::run(a.ledger.clone(), Verb::Inbox(a)),

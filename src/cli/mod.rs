@@ -61,8 +61,10 @@ pub enum Command {
     /// Ask for an approval: add a pending entry for yourself (or a group of yours) to the
     /// approvals ConfigMap, through the API server.
     Request(RequestArgs),
-    /// Add your name to an entry's approvers (for a break-glass entry: review it).
-    Approve(IdArgs),
+    /// Add your name to an entry's approvers (for a break-glass entry: review it). Prints
+    /// the entry as approved. With --pin (the command `show` and `inbox` print), approves
+    /// only if the entry's terms are still those shown.
+    Approve(ApproveArgs),
     /// Remove an entry (the ledger allows this to its requester, its approvers, and those
     /// who may approve it).
     Revoke(IdArgs),
@@ -279,6 +281,19 @@ pub struct RequestArgs {
 pub struct IdArgs {
     /// The entry: KEY, or CONFIGMAP/KEY.
     pub id: String,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The entry: KEY, or CONFIGMAP/KEY.
+    pub id: String,
+    /// The entry's pin, as `show` or `inbox` printed it: approve only if its terms (whom
+    /// for, scope, reason, expiry, limits) are still exactly those, and refuse if they
+    /// changed since (a request amended between your reading and your approval).
+    #[arg(long, value_name = "PIN")]
+    pub pin: Option<String>,
     #[command(flatten)]
     pub ledger: LedgerArgs,
 }

@@ -47,8 +47,13 @@ pub enum LedgerRule {
     ExpiryTooFar,
     /// The expiry lies in the past.
     ExpiryInPast,
-    /// A new request names someone else, by an editor who may not approve it.
+    /// A new request names someone else, by an editor who may not approve it; or someone
+    /// else's pending request amended by an editor who is neither its requester nor may
+    /// approve it.
     NotRequester,
+    /// Whom an entry is for (its user or group) changed: fixed once written, even while
+    /// pending.
+    SubjectChanged,
     /// The editor may not revoke (or shorten) this entry.
     RevocationNotAllowed,
     /// `binaryData` cannot hold approvals and is not accepted in an approvals ConfigMap.
@@ -86,6 +91,7 @@ impl LedgerRule {
             LedgerRule::ExpiryTooFar => "expiry_too_far",
             LedgerRule::ExpiryInPast => "expiry_in_past",
             LedgerRule::NotRequester => "not_requester",
+            LedgerRule::SubjectChanged => "subject_changed",
             LedgerRule::RevocationNotAllowed => "revocation_not_allowed",
             LedgerRule::BinaryData => "binary_data",
             LedgerRule::Unreadable => "unreadable",

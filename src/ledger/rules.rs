@@ -33,6 +33,31 @@ fn refuse(id: &str, rule: LedgerRule, message: String) -> Violation {
     }
 }
 
+/// Whether two entries ask for the same: whom for, what, why, and on what terms (all but
+/// the expiry, the approvers and the signatures).
+fn same_terms(o: &Approval, n: &Approval) -> bool {
+    o.subject == n.subject
+        && o.resource == n.resource
+        && o.sub_resource == n.sub_resource
+        && o.api_group == n.api_group
+        && o.namespace == n.namespace
+        && o.name == n.name
+        && o.operations == n.operations
+        && o.reason == n.reason
+        && o.change == n.change
+        && o.max_uses == n.max_uses
+        && o.break_glass == n.break_glass
+        && o.valid_for == n.valid_for
+}
+
+/// `user:alice` or `group:sre`.
+fn subject_of(a: &Approval) -> String {
+    match &a.subject {
+        Subject::User(u) => format!("user:{u}"),
+        Subject::Group(g) => format!("group:{g}"),
+    }
+}
+
 fn distinct(names: &[crate::approvals::Name]) -> BTreeSet<&str> {
     names.iter().map(|n| &**n).collect()
 }
@@ -379,12 +404,16 @@ impl Judge<'_> {
 
     /// A `for:` entry's clock starts with the edit that gives it the last approver it
     /// needs: that edit, and only that one, writes `approvedAt`, as the time of the edit.
+    /// `adds` says whether this edit adds an approver or a signature: an edit that adds
+    /// neither never starts the clock (not even of an entry complete but unstamped, as one
+    /// written by hand may be).
     fn check_stamp(
         &self,
         id: &str,
         before: Option<&Approval>,
         a: &Approval,
         gating: &[&Policy],
+        adds: bool,
     ) -> Result<(), Violation> {
         if a.valid_for.is_none() {
             return Ok(());
@@ -398,7 +427,12 @@ impl Judge<'_> {
                 LedgerRule::ApprovedAtNotStamped,
                 "approvedAt is fixed once written: the approval's clock started then".into(),
             )),
-            (None, None) if complete => Err(refuse(
+            (None, Some(_)) if !adds => Err(refuse(
+                id,
+                LedgerRule::ApprovedAtNotStamped,
+                "approvedAt is written by the last approver the entry needs, in the edit that adds them".into(),
+            )),
+            (None, None) if complete && adds => Err(refuse(
                 id,
                 LedgerRule::ApprovedAtNotStamped,
                 format!(
@@ -453,7 +487,7 @@ impl Judge<'_> {
         if approvers.is_empty() && !a.signatures.is_empty() {
             let added: Vec<&Signature> = a.signatures.iter().collect();
             self.check_signatures(id, &a, &added, &gating)?;
-            self.check_stamp(id, None, &a, &gating)?;
+            self.check_stamp(id, None, &a, &gating, true)?;
             return Ok(self.change(id, Action::Signed, a, &gating));
         }
         if approvers.is_empty() {
@@ -467,13 +501,13 @@ impl Judge<'_> {
                     ),
                 ));
             }
-            self.check_stamp(id, None, &a, &gating)?;
+            self.check_stamp(id, None, &a, &gating, false)?;
             return Ok(self.change(id, Action::Requested, a, &gating));
         }
         self.check_added(id, &a, &approvers, &gating)?;
         let added: Vec<&Signature> = a.signatures.iter().collect();
         self.check_signatures(id, &a, &added, &gating)?;
-        self.check_stamp(id, None, &a, &gating)?;
+        self.check_stamp(id, None, &a, &gating, true)?;
         Ok(self.change(id, Action::Approved, a, &gating))
     }
 
@@ -496,6 +530,20 @@ impl Judge<'_> {
                         .map(|n| format!("{n:?}"))
                         .collect::<Vec<_>>()
                         .join(", ")
+                ),
+            ));
+        }
+        if gating.is_empty() {
+            // Approvers are checked against the policies that gate the entry when they
+            // sign; with none, anyone would pass, and their name would count once a
+            // policy came to gate it.
+            return Err(refuse(
+                id,
+                LedgerRule::NotGated,
+                format!(
+                    "no policy gates {} in namespace {:?}, so nobody can be checked as its approver; it grants nothing, so there is nothing to approve",
+                    a.resource_string(),
+                    a.namespace
                 ),
             ));
         }
@@ -523,23 +571,16 @@ impl Judge<'_> {
         let n = self.parse(id, new)?;
         let before = distinct(&o.approved_by);
         if before.is_empty() && !o.break_glass && o.signatures.is_empty() {
-            // A pending request amended: judged like a new entry.
+            // A pending request amended: by its requester, or by someone who may approve
+            // it, for the same subject; then judged like a new entry.
+            self.check_amender(id, &o, &n)?;
             return self.created(id, new).map(Some);
         }
-        let same_terms = o.subject == n.subject
-            && o.resource == n.resource
-            && o.sub_resource == n.sub_resource
-            && o.api_group == n.api_group
-            && o.namespace == n.namespace
-            && o.name == n.name
-            && o.operations == n.operations
-            && o.reason == n.reason
-            && o.change == n.change
-            && o.max_uses == n.max_uses
-            && o.break_glass == n.break_glass
-            && o.valid_for == n.valid_for;
+        let same_terms = same_terms(&o, &n);
         let gating = self.gating(&n);
-        self.check_stamp(id, Some(&o), &n, &gating)?;
+        let adds = distinct(&n.approved_by).difference(&before).next().is_some()
+            || n.signatures.iter().any(|s| !o.signatures.contains(s));
+        self.check_stamp(id, Some(&o), &n, &gating, adds)?;
         // The edit that starts a `for:` entry's clock sets its expiry from never.
         let starts = !o.started() && n.started();
         if !same_terms || (n.expires_at > o.expires_at && !starts) {
@@ -637,6 +678,41 @@ impl Judge<'_> {
         }
         // Same entry, written differently.
         Ok(None)
+    }
+
+    /// Who may amend a pending request `o` into `n`: its requester, or someone who may
+    /// approve it (not when no policy gates it any more: then only its requester). Whom it
+    /// is for never changes: a request for someone else is a new request, under a new key.
+    /// An edit that adds approvers or signatures is an approval, judged by the rules for
+    /// those (which refuse anyone who may not approve, other than a trusted signer's
+    /// signature carried in).
+    fn check_amender(&self, id: &str, o: &Approval, n: &Approval) -> Result<(), Violation> {
+        let gating = self.gating(o);
+        let may_amend = self.is_requester(o) || (!gating.is_empty() && self.may_approve(&gating));
+        let approving = !n.approved_by.is_empty() || !n.signatures.is_empty();
+        if !may_amend && (o.subject != n.subject || !approving) {
+            return Err(refuse(
+                id,
+                LedgerRule::NotRequester,
+                format!(
+                    "{:?} may not amend this pending request: it is {}'s, and only they or someone who may approve it may change it",
+                    self.editor.username,
+                    subject_of(o)
+                ),
+            ));
+        }
+        if o.subject != n.subject {
+            return Err(refuse(
+                id,
+                LedgerRule::SubjectChanged,
+                format!(
+                    "whom an entry is for is fixed once written ({}, not {}): delete it and request anew, under a new key",
+                    subject_of(o),
+                    subject_of(n)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Revoking (or shortening) a live entry is for its requester, its approvers, and

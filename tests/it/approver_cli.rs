@@ -156,6 +156,14 @@ async fn request_approve_list_show_and_revoke_through_the_api_server() {
     let ok = c.jitgate(BOB, &["approve", &key]).await;
     assert_eq!(ok.code, 0, "{}", ok.err);
     assert!(ok.out.contains("1/1 approvers, now active"), "{}", ok.out);
+    // Without --pin, it still says exactly what it signed.
+    assert!(
+        ok.out.contains("the entry as approved (pin ")
+            && ok.out.contains("  name: \"db-password\"\n")
+            && ok.out.contains("  approvedBy: [\"bob@example.com\"]\n"),
+        "{}",
+        ok.out
+    );
     eventually(PATIENCE, || c.alice_may_update()).await;
 
     let active = c.jitgate(BOB, &["list", "--active"]).await;
@@ -573,7 +581,9 @@ async fn an_approvers_inbox_and_a_requesters_wait_through_the_api_server() {
     assert_eq!(cells[4], "0/1");
     assert!(row(&inbox.out, &bobs_own).is_none(), "not his own: {}", inbox.out);
     assert!(
-        inbox.out.contains("approve with: jitgate approve ID"),
+        inbox
+            .out
+            .contains(&format!("  jitgate approve jitgate-approvals/{key} --pin ")),
         "{}",
         inbox.out
     );
@@ -718,6 +728,101 @@ async fn a_request_valid_once_approved_starts_its_clock_when_approved() {
             .contains(&format!("until {}", stamp + jiff::SignedDuration::from_mins(30))),
         "{}",
         show.out
+    );
+    c.h.stop().await;
+}
+
+/// The value of `show`'s line starting with `label`.
+fn shown<'a>(out: &'a str, label: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} in\n{out}"))
+        .trim()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_with_a_pin_refuses_an_entry_changed_since_it_was_shown() {
+    let c = cluster().await;
+    let args = [
+        "request",
+        "--resource",
+        "secrets",
+        "-n",
+        "prod",
+        "--name",
+        "db-password",
+        "--operation",
+        "UPDATE",
+        "--reason",
+        "INC-14: rotate",
+    ];
+    let r = c.jitgate(ALICE, &args).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let key = r.requested_key();
+    // Bob reads the request; show gives its pin and the command that approves it as shown.
+    let show = c.jitgate(BOB, &["show", &key]).await;
+    assert_eq!(show.code, 0, "{}", show.err);
+    let pin = shown(&show.out, "pin:").to_string();
+    let command = shown(&show.out, "approve:").to_string();
+    assert_eq!(
+        command,
+        format!("jitgate approve jitgate-approvals/{key} --pin {pin}")
+    );
+    let inbox = c.jitgate(BOB, &["inbox"]).await;
+    assert!(inbox.out.contains(&command), "{}", inbox.out);
+
+    // Meanwhile Alice widens her request to every Secret in prod (hers to amend).
+    let widened = c.entries()[&key]
+        .as_str()
+        .unwrap()
+        .replace("name: \"db-password\"\n", "");
+    assert_ne!(widened, c.entries()[&key].as_str().unwrap());
+    let mut conn = c.api.conn_as(ALICE.0).await;
+    let reply = conn
+        .send(
+            hyper::Method::PATCH,
+            "/api/v1/namespaces/jitgate-system/configmaps/jitgate-approvals",
+            Some("application/merge-patch+json"),
+            serde_json::to_vec(&serde_json::json!({"data": {&key: widened}})).unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+
+    // Bob runs the command he was shown: refused, nothing approved.
+    let words: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let pinned = c.jitgate(BOB, &words).await;
+    assert_eq!(pinned.code, 1, "{}{}", pinned.out, pinned.err);
+    assert!(
+        pinned.err.contains(&format!(
+            "jitgate-approvals/{key} changed since you read it (pin {pin}, now "
+        )) && pinned.err.contains("nothing was approved"),
+        "{}",
+        pinned.err
+    );
+    assert!(!c.entries()[&key].as_str().unwrap().contains(BOB.1));
+
+    // Read again, approved with the new pin: the output is the entry as signed.
+    let again = c.jitgate(BOB, &["show", &key]).await;
+    let new_pin = shown(&again.out, "pin:").to_string();
+    assert_ne!(new_pin, pin);
+    let ok = c.jitgate(BOB, &["approve", &key, "--pin", &new_pin]).await;
+    assert_eq!(ok.code, 0, "{}", ok.err);
+    assert!(
+        ok.out.contains(&format!(
+            "the entry as approved (pin {new_pin}):\n  user: \"alice@example.com\"\n"
+        )),
+        "{}",
+        ok.out
+    );
+    assert!(
+        !ok.out.contains("  name: "),
+        "what was approved: every Secret: {}",
+        ok.out
+    );
+    assert!(
+        ok.out.contains("  approvedBy: [\"bob@example.com\"]"),
+        "{}",
+        ok.out
     );
     c.h.stop().await;
 }

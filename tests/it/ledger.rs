@@ -582,3 +582,224 @@ async fn check_judges_an_approvals_configmap_edit_exactly_as_the_server_does() {
     );
     h.stop().await;
 }
+
+/// Alice's `for:` request for prod/db-password, approved by `approvers`, stamped at `at`.
+fn for_request(approvers: &[&str], at: Option<&str>) -> String {
+    let list = approvers
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let stamp = at.map_or(String::new(), |t| format!("approvedAt: \"{t}\"\n"));
+    format!(
+        "user: alice@example.com\nresource: secrets\nnamespace: prod\nname: db-password\noperations: [UPDATE]\nfor: 1h\n{stamp}reason: \"INC-1: rotate\"\napprovedBy: [{list}]\n"
+    )
+}
+
+#[tokio::test]
+async fn a_for_entry_needing_two_approvers_is_approved_online_one_after_the_other() {
+    let p = policies_with(|file, text| match file {
+        "prod-secrets.yaml" => text
+            .replace(
+                "    approverGroups: [\"jitgate-approvers\"]",
+                "    approverGroups: [\"sre\"]",
+            )
+            .replace("minApprovers: 1", "minApprovers: 2"),
+        _ => text.replace("    approverGroups: [\"jitgate-approvers\"]\n", ""),
+    });
+    let api = ApiServer::start().await;
+    api.add_user("alice-token", ALICE.0, ALICE.1);
+    api.add_user("bob-token", BOB.0, BOB.1);
+    api.add_user("carol-token", "carol@example.com", &["sre"]);
+    api.apply_approvals("jitgate-approvals", &[]);
+    let dir = p.path().to_path_buf();
+    let h = Harness::start_cluster(&api, Duration::from_secs(300), |cfg| cfg.policies_dir = dir).await;
+    api.admit_with(h.addr(), &h.certs.ca_pem);
+    let patience = Duration::from_secs(15);
+    eventually(patience, || async { h.readyz().await == hyper::StatusCode::OK }).await;
+
+    let ok =
+        |reply: support::Reply| assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    ok(patch_as(&api, "alice-token", json!({"k": for_request(&[], None)})).await);
+    // The first of two approvers: no stamp, the clock has not started.
+    ok(patch_as(&api, "bob-token", json!({"k": for_request(&[BOB.0], None)})).await);
+    let alice = Req::secret_update();
+    let mut c = h.conn(Proto::H1).await;
+    eventually(patience, || {
+        let h = &h;
+        async move { h.records().iter().filter(|r| r["event"] == "approval").count() == 2 }
+    })
+    .await;
+    let pending = c.decide(&alice.review()).await;
+    assert_eq!(pending["allowed"], false, "one of two approvers grants nothing");
+    let message = pending["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "has 1 of the 2 approvers it needs; its for: clock starts when its last approver signs"
+        ),
+        "{message}"
+    );
+    // The second approver completes it and starts its clock.
+    let stamp = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap()
+        .to_string();
+    ok(patch_as(
+        &api,
+        "carol-token",
+        json!({"k": for_request(&[BOB.0, "carol@example.com"], Some(&stamp))}),
+    )
+    .await);
+    eventually(patience, || answers(&h, &alice, true)).await;
+    let granted = alice.clone().with(|_| {});
+    assert_eq!(c.decide(&granted.review()).await["allowed"], true);
+    let record = h.record_of(&granted.uid);
+    assert_eq!(record["reason"], "approved");
+    let until: jiff::Timestamp = record["expiresAt"].as_str().unwrap().parse().unwrap();
+    let stamp: jiff::Timestamp = stamp.parse().unwrap();
+    assert_eq!(
+        until,
+        stamp + jiff::SignedDuration::from_hours(1),
+        "for: 1h from the second approval"
+    );
+    let actions: Vec<String> = h
+        .records()
+        .iter()
+        .filter(|r| r["event"] == "approval")
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["action"].as_str().unwrap(),
+                r["editor"].as_str().unwrap(),
+                r["approvers"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "requested alice@example.com 0",
+            "approved bob@example.com 1",
+            "approved carol@example.com 2"
+        ]
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn someone_elses_pending_request_cannot_be_taken_over_or_rewritten() {
+    let p = policies_dir();
+    let h = start(&p).await;
+    let pending = configmap(&[("k", &request(&[]))]);
+    // Mallory rewrites Alice's pending request to name herself.
+    let hers = request(&[]).replace("alice@example.com", MALLORY.0);
+    let takeover = edit(
+        MALLORY.0,
+        MALLORY.1,
+        "UPDATE",
+        Some(pending.clone()),
+        Some(configmap(&[("k", &hers)])),
+    );
+    refused(&h, &takeover, "k", "not_requester").await;
+    let message = judge(&h, &takeover).await.unwrap();
+    assert!(
+        message.contains(
+            "\"mallory@example.com\" may not amend this pending request: it is user:alice@example.com's"
+        ),
+        "{message}"
+    );
+    // Nor may she widen it, for Alice to be blamed for.
+    let wider = request(&[]).replace("name: db-password\n", "");
+    refused(
+        &h,
+        &edit(
+            MALLORY.0,
+            MALLORY.1,
+            "UPDATE",
+            Some(pending.clone()),
+            Some(configmap(&[("k", &wider)])),
+        ),
+        "k",
+        "not_requester",
+    )
+    .await;
+    // Alice cannot hand her request to someone else either: a new request, a new key.
+    let carols = request(&[]).replace("alice@example.com", "carol@example.com");
+    let handed = edit(
+        ALICE.0,
+        ALICE.1,
+        "UPDATE",
+        Some(pending.clone()),
+        Some(configmap(&[("k", &carols)])),
+    );
+    refused(&h, &handed, "k", "subject_changed").await;
+    assert!(
+        judge(&h, &handed)
+            .await
+            .unwrap()
+            .contains("delete it and request anew")
+    );
+    // Alice may still amend her own request's terms.
+    let records = accepted(
+        &h,
+        &edit(
+            ALICE.0,
+            ALICE.1,
+            "UPDATE",
+            Some(pending),
+            Some(configmap(&[("k", &wider)])),
+        ),
+    )
+    .await;
+    assert_eq!(records[0]["action"], "requested");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn nobody_approves_an_entry_no_policy_gates_so_their_name_never_counts_under_a_later_policy() {
+    let p = policies_dir();
+    let h = start(&p).await;
+    // An entry for a namespace no policy gates (written before, or by hand): grants nothing.
+    let staging = request(&[BOB.0]).replace("namespace: prod", "namespace: staging");
+    let signed = staging.replace(
+        "approvedBy: [\"bob@example.com\"]",
+        &format!("approvedBy: [\"bob@example.com\", {:?}]", MALLORY.0),
+    );
+    assert_ne!(signed, staging);
+    let review = edit(
+        MALLORY.0,
+        MALLORY.1,
+        "UPDATE",
+        Some(configmap(&[("k", &staging)])),
+        Some(configmap(&[("k", &signed)])),
+    );
+    refused(&h, &review, "k", "not_gated").await;
+    let message = judge(&h, &review).await.unwrap();
+    assert!(
+        message.contains("nobody can be checked as its approver"),
+        "{message}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_edit_that_adds_the_last_approver_starts_a_for_entrys_clock() {
+    let p = policies_dir();
+    let h = start(&p).await;
+    // Approved by bob but never stamped (written by hand): pending, its clock not started.
+    let unstamped = for_request(&[BOB.0], None);
+    let now = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap()
+        .to_string();
+    let stamped = for_request(&[BOB.0], Some(&now));
+    let review = edit(
+        ALICE.0,
+        ALICE.1,
+        "UPDATE",
+        Some(configmap(&[("k", &unstamped)])),
+        Some(configmap(&[("k", &stamped)])),
+    );
+    refused(&h, &review, "k", "approved_at_not_stamped").await;
+    h.stop().await;
+}

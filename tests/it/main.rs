@@ -16,6 +16,7 @@ mod cluster;
 mod events;
 mod hardening;
 mod ledger;
+mod ledger_properties;
 mod metrics;
 mod mtls;
 mod offline;

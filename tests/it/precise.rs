@@ -367,3 +367,201 @@ async fn a_change_pinned_approval_allows_the_approved_diff_and_nothing_else() {
     assert_eq!(c.decide(&later).await["allowed"], true);
     h.stop().await;
 }
+
+/// Waits until the server judges `req` with the approval expiring at `expires` loaded (a
+/// dry run, which spends nothing, names the approval it found and its expiry); returns the
+/// dry run's reason. `None`: until it finds no approval at all.
+async fn loaded(h: &Harness, req: &Req, expires: Option<&str>) -> String {
+    let want: Option<jiff::Timestamp> = expires.map(|t| t.parse().unwrap());
+    let start = std::time::Instant::now();
+    loop {
+        let probe = req.clone().with(|_| {});
+        h.conn(Proto::H1).await.decide(&dry_run(&probe)).await;
+        let record = h.record_of(&probe.uid);
+        let reason = record["reason"].as_str().unwrap().to_string();
+        let seen: Option<jiff::Timestamp> = record["expiresAt"].as_str().map(|t| t.parse().unwrap());
+        let done = match want {
+            Some(_) => seen == want,
+            None => reason == "no_approval",
+        };
+        if done {
+            return reason;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "not loaded within {PATIENCE:?}: {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `expiresAt` written in an entry.
+fn expiry_of(text: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix("expiresAt: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string()
+}
+
+/// Asserts that a fresh request of `req` is denied `uses_exhausted`, telling the person to
+/// ask under a new key.
+async fn denied_as_spent(h: &Harness, req: &Req) {
+    let mut c = h.conn(Proto::H2).await;
+    let again = req.clone().with(|_| {});
+    let reply = c.decide(&again.review()).await;
+    assert_eq!(reply["allowed"], false, "{reply}");
+    let message = reply["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("has been used 1 time, all it allows") && message.contains("under a new key"),
+        "{message}"
+    );
+    assert_eq!(h.record_of(&again.uid)["reason"], "uses_exhausted");
+}
+
+/// Sends a ConfigMap UPDATE of the approvals ConfigMap, from entry `old` to `new` under
+/// key `key`, by `editor`, to the server's ledger; returns its answer.
+async fn ledger_edit(h: &Harness, editor: &str, key: &str, old: Option<&str>, new: Option<&str>) -> Value {
+    let cm = |text: Option<&str>| {
+        let data: serde_json::Map<String, Value> =
+            text.map(|t| (key.to_string(), t.into())).into_iter().collect();
+        serde_json::json!({"kind": "ConfigMap", "apiVersion": "v1",
+            "metadata": {"name": "jitgate-approvals", "namespace": "jitgate-system",
+                "labels": {"jitgate.dev/approvals": "true"}},
+            "data": data})
+    };
+    let review = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": unique_uid(), "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+        "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+        "name": "jitgate-approvals", "namespace": "jitgate-system", "operation": "UPDATE",
+        "userInfo": {"username": editor, "groups": ["dev", "system:authenticated"]},
+        "object": cm(new), "oldObject": cm(old), "dryRun": false}});
+    h.conn(Proto::H1).await.decide(&review).await
+}
+
+#[tokio::test]
+async fn in_file_mode_a_spent_use_stays_spent_when_its_entry_is_shortened_or_deleted_and_written_again() {
+    let first = once(&[]);
+    let h = Harness::start(&approvals_manifest(&[("once", &first)])).await;
+    let alice = Req::secret_update();
+    assert_eq!(
+        h.conn(Proto::H1).await.decide(&alice.review()).await["allowed"],
+        true
+    );
+
+    // Alice brings the expiry forward by a minute: an edit the ledger accepts ("shortened").
+    let shorter = first.replace(&expiry_of(&first), &in_mins(29));
+    let answer = ledger_edit(&h, "alice@example.com", "once", Some(&first), Some(&shorter)).await;
+    assert_eq!(answer["allowed"], true, "{answer}");
+    h.write_approvals(&approvals_manifest(&[("once", &shorter)]));
+    assert_eq!(
+        loaded(&h, &alice, Some(&expiry_of(&shorter))).await,
+        "uses_exhausted"
+    );
+    denied_as_spent(&h, &alice).await;
+
+    // Deleted, then written again as it was first approved: still spent.
+    h.write_approvals(&approvals_manifest(&[]));
+    loaded(&h, &alice, None).await;
+    h.write_approvals(&approvals_manifest(&[("once", &first)]));
+    assert_eq!(
+        loaded(&h, &alice, Some(&expiry_of(&first))).await,
+        "uses_exhausted"
+    );
+    denied_as_spent(&h, &alice).await;
+    h.stop().await;
+}
+
+/// Merge-patches the approvals ConfigMap's `data` on the test API server as `token`'s user;
+/// the webhook judges the write.
+async fn patch_approvals(api: &ApiServer, token: &str, data: Value) {
+    let mut c = api.conn_as(token).await;
+    let reply = c
+        .send(
+            hyper::Method::PATCH,
+            "/api/v1/namespaces/jitgate-system/configmaps/jitgate-approvals",
+            Some("application/merge-patch+json"),
+            serde_json::to_vec(&serde_json::json!({"data": data})).unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_mode_a_spent_use_stays_spent_when_its_entry_is_shortened_or_revoked_and_written_again() {
+    let api = ApiServer::start().await;
+    api.add_user("alice-token", "alice@example.com", &["dev"]);
+    api.add_user("bob-token", "bob@example.com", &["jitgate-approvers"]);
+    api.apply("jitgate-system", "jitgate-usage", &[], &[]);
+    let first = once(&[]);
+    api.apply_approvals("jitgate-approvals", &[("once", &first)]);
+    let h = Harness::start_cluster(&api, Duration::from_secs(300), |_| {}).await;
+    api.admit_with(h.addr(), &h.certs.ca_pem);
+    eventually(PATIENCE, || async { h.readyz().await == hyper::StatusCode::OK }).await;
+    let alice = Req::secret_update();
+    assert_eq!(loaded(&h, &alice, Some(&expiry_of(&first))).await, "approved");
+    assert_eq!(
+        h.conn(Proto::H1).await.decide(&alice.review()).await["allowed"],
+        true
+    );
+
+    // Alice shortens her entry by a minute, through the API server and the ledger.
+    let shorter = first.replace(&expiry_of(&first), &in_mins(29));
+    patch_approvals(&api, "alice-token", serde_json::json!({"once": shorter})).await;
+    assert_eq!(
+        loaded(&h, &alice, Some(&expiry_of(&shorter))).await,
+        "uses_exhausted"
+    );
+    denied_as_spent(&h, &alice).await;
+
+    // Bob revokes it, then writes the same grant again under the same key.
+    patch_approvals(&api, "bob-token", serde_json::json!({"once": null})).await;
+    loaded(&h, &alice, None).await;
+    patch_approvals(&api, "bob-token", serde_json::json!({"once": first})).await;
+    assert_eq!(
+        loaded(&h, &alice, Some(&expiry_of(&first))).await,
+        "uses_exhausted"
+    );
+    denied_as_spent(&h, &alice).await;
+
+    // Renewed under the same key, for longer: still spent, and the count is now kept until
+    // an hour past the renewal's expiry (else it would be collected while the renewal grants).
+    patch_approvals(&api, "bob-token", serde_json::json!({"once": null})).await;
+    loaded(&h, &alice, None).await;
+    let renewed = first.replace(&expiry_of(&first), &in_mins(90));
+    patch_approvals(&api, "bob-token", serde_json::json!({"once": renewed})).await;
+    assert_eq!(
+        loaded(&h, &alice, Some(&expiry_of(&renewed))).await,
+        "uses_exhausted"
+    );
+    denied_as_spent(&h, &alice).await;
+    let usage = api.object("jitgate-system", "jitgate-usage").unwrap();
+    let record: Value =
+        serde_json::from_str(usage["data"]["jitgate-approvals_once"].as_str().unwrap()).unwrap();
+    let kept: jiff::Timestamp = record["expiresAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(kept, expiry_of(&renewed).parse::<jiff::Timestamp>().unwrap());
+    assert_eq!(record["uids"].as_array().unwrap().len(), 1, "{record}");
+    let actions: Vec<String> = h
+        .records()
+        .iter()
+        .filter(|r| r["event"] == "approval")
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["action"].as_str().unwrap(),
+                r["editor"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "shortened alice@example.com",
+            "revoked bob@example.com",
+            "approved bob@example.com",
+            "revoked bob@example.com",
+            "approved bob@example.com"
+        ]
+    );
+    h.stop().await;
+}

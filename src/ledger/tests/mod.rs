@@ -446,8 +446,8 @@ fn a_for_entry_starts_its_clock_with_the_last_approver_and_only_then() {
     let r = edit("UPDATE", "bob", &["sre"], Some(pending.clone()), Some(unstamped));
     assert_eq!(
         rule_of(r),
-        LedgerRule::Malformed,
-        "approvers without approvedAt do not parse"
+        LedgerRule::ApprovedAtNotStamped,
+        "the last approver must start the clock"
     );
     let backdated = cm(&[("k", &for_entry(&["bob"], "1h", Some(-45)))]);
     assert_eq!(
@@ -480,6 +480,56 @@ fn a_for_entry_starts_its_clock_with_the_last_approver_and_only_then() {
 }
 
 #[test]
+fn a_for_entry_needing_two_approvers_takes_the_first_unstamped_and_the_second_stamped() {
+    let two = POLICIES.replace("minApprovers: 1", "minApprovers: 2");
+    let pending = cm(&[("k", &for_entry(&[], "1h", None))]);
+    let first = cm(&[("k", &for_entry(&["bob"], "1h", None))]);
+    let changes = edit_under(
+        &two,
+        "UPDATE",
+        "bob",
+        &["sre"],
+        Some(pending.clone()),
+        Some(first.clone()),
+    )
+    .unwrap();
+    assert_eq!((changes[0].action, changes[0].approvers), (Action::Approved, 1));
+    // The first approver may not start the clock: the entry is not complete.
+    let early = cm(&[("k", &for_entry(&["bob"], "1h", Some(0)))]);
+    assert_eq!(
+        rule_of(edit_under(
+            &two,
+            "UPDATE",
+            "bob",
+            &["sre"],
+            Some(pending),
+            Some(early)
+        )),
+        LedgerRule::ApprovedAtNotStamped
+    );
+    let second = cm(&[("k", &for_entry(&["bob", "carol"], "1h", Some(0)))]);
+    let changes = edit_under(
+        &two,
+        "UPDATE",
+        "carol",
+        &["sre"],
+        Some(first.clone()),
+        Some(second),
+    )
+    .unwrap();
+    assert_eq!((changes[0].action, changes[0].approvers), (Action::Approved, 2));
+    assert_eq!(
+        changes[0].entry.as_ref().unwrap().expires_at,
+        now() + SignedDuration::from_hours(1)
+    );
+    // The second without the stamp is refused, saying what to add.
+    let unstamped = cm(&[("k", &for_entry(&["bob", "carol"], "1h", None))]);
+    let v = edit_under(&two, "UPDATE", "carol", &["sre"], Some(first), Some(unstamped)).unwrap_err();
+    assert_eq!(v.rule, LedgerRule::ApprovedAtNotStamped);
+    assert!(v.message.contains("add approvedAt"), "{}", v.message);
+}
+
+#[test]
 fn a_request_that_waited_past_its_request_ttl_cannot_be_approved_and_anyone_may_clear_it() {
     // Keys that `jitgate request` writes end in the minute they were asked.
     let asked = |hours_ago: i64| {
@@ -508,4 +558,44 @@ fn a_request_that_waited_past_its_request_ttl_cannot_be_approved_and_anyone_may_
     )
     .unwrap();
     assert_eq!(changes[0].action, Action::ExpiredOnEdit);
+}
+
+#[test]
+fn a_pending_request_is_amended_only_by_its_requester_or_an_approver_and_never_for_someone_else() {
+    let pending = cm(&[("k", &entry("alice", &[], 60))]);
+    let amend = |editor: &str, groups: &[&str], text: String| {
+        edit(
+            "UPDATE",
+            editor,
+            groups,
+            Some(pending.clone()),
+            Some(cm(&[("k", &text)])),
+        )
+    };
+    // Mallory takes Alice's request over, or rewrites its terms: refused.
+    let taken = amend("mallory", &["dev"], entry("mallory", &[], 60)).unwrap_err();
+    assert_eq!(taken.rule, LedgerRule::NotRequester);
+    assert!(
+        taken
+            .message
+            .contains("\"mallory\" may not amend this pending request: it is user:alice's"),
+        "{}",
+        taken.message
+    );
+    let reworded = entry("alice", &[], 60).replace("INC-1", "INC-666");
+    assert_eq!(
+        rule_of(amend("mallory", &["dev"], reworded.clone())),
+        LedgerRule::NotRequester
+    );
+    // Nobody changes whom it is for, not even its requester or an approver.
+    for (who, groups) in [("alice", &["dev"][..]), ("bob", &["sre"][..])] {
+        let v = amend(who, groups, entry("carol", &[], 60)).unwrap_err();
+        assert_eq!(v.rule, LedgerRule::SubjectChanged, "{who}");
+        assert!(v.message.contains("delete it and request anew"), "{}", v.message);
+    }
+    // Its requester, or an approver, may amend its terms.
+    for (who, groups) in [("alice", &["dev"][..]), ("bob", &["sre"][..])] {
+        let changes = amend(who, groups, reworded.clone()).unwrap();
+        assert_eq!(changes[0].action, Action::Requested, "{who}");
+    }
 }
