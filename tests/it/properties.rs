@@ -353,7 +353,7 @@ proptest! {
         let operation = jitgate::operation::Operation::ALL.into_iter().find(|o| o.as_str() == op).unwrap();
         let target = Target { api_group: group, resource, sub_resource: sub, namespace: NAMESPACES[r.ns], operation, object: None };
         let gated = policies.gating(&target).into_iter().any(|p| !p.exempts(USERS[r.user], &groups));
-        let named = approvals.iter().cloned().filter(|a| !name_less || a.name.is_none()).collect::<Vec<_>>();
+        let named = approvals.iter().filter(|&a| !name_less || a.name.is_none()).cloned().collect::<Vec<_>>();
         let allowed = gated && model_allows_op(&r, operation, &policies, &named);
         use jitgate::decision::Outcome;
         let want = match (allowed, gated, operation.is_read()) {
