@@ -2,7 +2,7 @@
 //! approver or a signature, how a `for:` entry's clock is stamped, and who may amend or
 //! revoke it. Each returns the [`Violation`] that refuses the edit.
 
-use super::judge::{Judge, refuse, subject_of};
+use super::judge::{Judge, refuse};
 use super::{LedgerRule, Violation};
 use crate::approvals::{Approval, Subject};
 use crate::policy::Policy;
@@ -411,8 +411,7 @@ impl Judge<'_> {
                 LedgerRule::NotRequester,
                 format!(
                     "{:?} may not amend this pending request: it is {}'s, and only they or someone who may approve it may change it",
-                    self.editor.username,
-                    subject_of(o)
+                    self.editor.username, o.subject
                 ),
             ));
         }
@@ -422,8 +421,7 @@ impl Judge<'_> {
                 LedgerRule::SubjectChanged,
                 format!(
                     "whom an entry is for is fixed once written ({}, not {}): delete it and request anew, under a new key",
-                    subject_of(o),
-                    subject_of(n)
+                    o.subject, n.subject
                 ),
             ));
         }

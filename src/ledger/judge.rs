@@ -53,14 +53,6 @@ pub(super) fn same_terms(o: &Approval, n: &Approval) -> bool {
         && o.valid_for == n.valid_for
 }
 
-/// `user:alice` or `group:sre`.
-pub(super) fn subject_of(a: &Approval) -> String {
-    match &a.subject {
-        Subject::User(u) => format!("user:{u}"),
-        Subject::Group(g) => format!("group:{g}"),
-    }
-}
-
 pub(super) fn distinct(names: &[crate::approvals::Name]) -> BTreeSet<&str> {
     names.iter().map(|n| &**n).collect()
 }
