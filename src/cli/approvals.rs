@@ -419,7 +419,7 @@ impl Ledger {
             format!(
                 "reviewed break-glass entry {} of {}: {}\n",
                 entry.id(),
-                a.subject.to_string(),
+                a.subject,
                 describe_scope(&a)
             )
         } else {
@@ -428,7 +428,7 @@ impl Ledger {
                 "approved {}: {} for {}, {counted}/{} approvers, now {}\n",
                 entry.id(),
                 describe_scope(&a),
-                a.subject.to_string(),
+                a.subject,
                 required.map_or("?".to_string(), |r| r.to_string()),
                 state.as_str()
             )
@@ -795,7 +795,7 @@ impl Ledger {
         let mut out = format!(
             "id:        {}\nfor:       {}\nscope:     {}\nstate:     {}\napprovers: {counted} of {} required ({})\nexpires:   {} ({})\npolicies:  {}\nreason:    {}\n",
             entry.id(),
-            a.subject.to_string(),
+            a.subject,
             describe_scope(a),
             state.as_str(),
             required.map_or("?".to_string(), |r| r.to_string()),
