@@ -1,7 +1,8 @@
 //! The pure decision path, in process: decide() on a decoded request, for an ungated, a
 //! denied and an approved request, as the number of approvals and of policies grows. The
 //! approvals index is keyed by what a request carries, so the time should stay flat. And
-//! a read (authorization review) beside a write (admission review) of the same scope.
+//! a read (authorization review) beside a write (admission review) of the same scope, and
+//! a read under a policy that grants, approved (granted) and not (denied).
 //!
 //! `cargo bench --bench decision`
 
@@ -12,7 +13,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use jiff::Timestamp;
 use jitgate::admission::decode;
 use jitgate::approvals::{ConfigMapRef, Snapshot};
-use jitgate::decision::{Approvals, Inputs, decide};
+use jitgate::decision::{Approvals, Inputs, Outcome, decide};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -124,6 +125,22 @@ fn read_and_write(c: &mut Criterion) {
         approvals: Approvals::Loaded(&snapshot),
         now,
     };
+    let granting = jitgate::policy::PolicySet::new(
+        jitgate::policy::parse_policies(
+            &yaml.replace(
+                "metadata: { name: prod-reads }\nspec:\n",
+                "metadata: { name: prod-reads }\nspec:\n  grant: true\n",
+            ),
+            "bench.yaml",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(granting.iter().any(|p| p.grant));
+    let granting_inputs = Inputs {
+        policies: &granting,
+        ..inputs
+    };
     let mut group = c.benchmark_group("decide/read-vs-write");
     for (kind, name) in [
         (common::Kind::Approved, "approved"),
@@ -145,6 +162,17 @@ fn read_and_write(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new("authorization", name), |b| {
             b.iter(|| decide(black_box(&read), &inputs))
+        });
+        // The same read under a policy with grant: true: an approved one is granted
+        // (allowed: true), a denied one denied. A grant should cost no more than a denial.
+        let expected = if expected { Outcome::Grant } else { Outcome::Deny };
+        assert_eq!(
+            decide(&read, &granting_inputs).outcome(),
+            expected,
+            "granting {name}"
+        );
+        group.bench_function(BenchmarkId::new("authorization-granting", name), |b| {
+            b.iter(|| decide(black_box(&read), &granting_inputs))
         });
     }
     group.finish();

@@ -297,6 +297,8 @@ async def main():
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--count", type=int)
     ap.add_argument("--label", default="")
+    ap.add_argument("--serve-arg", action="append", default=[],
+                    help="another argument for jitgate serve, e.g. --serve-arg=--body-budget=32Mi")
     a = ap.parse_args()
     count = a.count or {"idle-h2": 1100, "slow-h1": 1100, "fat": 40, "none": 0}[a.flood]
     count = min(count, 5000)
@@ -318,6 +320,7 @@ async def main():
                 "--approvals-file", f"{work}/approvals.yaml",
                 "--signers-file", f"{work}/signers.yaml",
                 "--audit-log", f"{work}/log/audit.jsonl", "--log-format", "text"]
+        args += a.serve_arg
         identity = None
         if a.mtls:
             ca, crt, key = client_pki(work)

@@ -40,6 +40,17 @@ pub enum Subject {
     Group(Name),
 }
 
+/// `user:alice` or `group:sre`: how records, the CLI's tables and the ledger's messages
+/// name whom an approval is for.
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::User(u) => write!(f, "user:{u}"),
+            Subject::Group(g) => write!(f, "group:{g}"),
+        }
+    }
+}
+
 /// A parsed approval entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Approval {

@@ -347,10 +347,7 @@ impl<'a> ApprovalRecord<'a> {
             action: change.action.as_str(),
             editor: &req.user_info.username,
             editor_groups: &req.user_info.groups,
-            requester: entry.map(|a| match &a.subject {
-                crate::approvals::Subject::User(u) => format!("user:{u}"),
-                crate::approvals::Subject::Group(g) => format!("group:{g}"),
-            }),
+            requester: entry.map(|a| a.subject.to_string()),
             scope: entry.map(|a| ScopeRecord {
                 api_group: a.api_group.as_deref(),
                 resource: a.resource_string(),

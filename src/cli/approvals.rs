@@ -419,7 +419,7 @@ impl Ledger {
             format!(
                 "reviewed break-glass entry {} of {}: {}\n",
                 entry.id(),
-                subject(&a),
+                a.subject,
                 describe_scope(&a)
             )
         } else {
@@ -428,7 +428,7 @@ impl Ledger {
                 "approved {}: {} for {}, {counted}/{} approvers, now {}\n",
                 entry.id(),
                 describe_scope(&a),
-                subject(&a),
+                a.subject,
                 required.map_or("?".to_string(), |r| r.to_string()),
                 state.as_str()
             )
@@ -480,7 +480,7 @@ impl Ledger {
                     };
                     [
                         e.id(),
-                        subject(a),
+                        a.subject.to_string(),
                         describe_scope(a),
                         approvers,
                         time_left(a, now),
@@ -547,7 +547,7 @@ impl Ledger {
                 asked,
                 [
                     e.id(),
-                    subject(a),
+                    a.subject.to_string(),
                     describe_scope(a),
                     format!(
                         "{counted}/{}",
@@ -795,7 +795,7 @@ impl Ledger {
         let mut out = format!(
             "id:        {}\nfor:       {}\nscope:     {}\nstate:     {}\napprovers: {counted} of {} required ({})\nexpires:   {} ({})\npolicies:  {}\nreason:    {}\n",
             entry.id(),
-            subject(a),
+            a.subject,
             describe_scope(a),
             state.as_str(),
             required.map_or("?".to_string(), |r| r.to_string()),
@@ -897,13 +897,6 @@ fn push_indented(out: &mut String, text: &str) {
         out.push_str("  ");
         out.push_str(line);
         out.push('\n');
-    }
-}
-
-fn subject(a: &Approval) -> String {
-    match &a.subject {
-        Subject::User(u) => format!("user:{u}"),
-        Subject::Group(g) => format!("group:{g}"),
     }
 }
 

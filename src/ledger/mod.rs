@@ -6,12 +6,14 @@
 //! against the editor the API server authenticated, and either refuses the edit naming the
 //! key and the rule, or returns what changed in the ledger (for the audit record).
 
+mod checks;
+mod judge;
 mod rules;
 pub mod signers;
 #[cfg(test)]
 mod tests;
 
-pub use rules::Grace;
+pub use judge::Grace;
 pub use signers::SignerChange;
 
 use crate::admission::AdmissionRequest;
@@ -275,7 +277,7 @@ pub fn review(
         username: &req.user_info.username,
         groups: &req.user_info.groups,
     };
-    let judge = rules::Judge {
+    let judge = judge::Judge {
         policies,
         signers,
         editor,

@@ -3,7 +3,9 @@
 //!   documented rules, finds one that allows the request: nothing is granted without a
 //!   matching approval, and no valid approval is missed;
 //! - decoding never panics, whatever the bytes, and every answer carries the uid it was sent;
-//! - every answer of the server, good input or bad, leaves exactly one decision record.
+//! - every answer of the server, good input or bad, leaves exactly one decision record;
+//! - under policies that grant, the authorization webhook grants exactly what a live
+//!   approval names, denies the other gated reads and leaves the other gated writes to RBAC.
 
 use crate::support;
 
@@ -288,4 +290,134 @@ async fn every_answer_of_the_server_leaves_exactly_one_record() {
         assert_eq!(h.records().len(), before + 1, "one record per answer");
     }
     h.stop().await;
+}
+
+/// The verbs of an authorization review, and the operation each performs, as the
+/// authorization webhook's documentation states them.
+const VERBS: [(&str, &str); 8] = [
+    ("get", "get"),
+    ("list", "list"),
+    ("watch", "watch"),
+    ("create", "CREATE"),
+    ("update", "UPDATE"),
+    ("patch", "UPDATE"),
+    ("delete", "DELETE"),
+    ("deletecollection", "DELETE"),
+];
+
+fn access_body(r: &Req, verb: usize) -> String {
+    let (group, resource, sub) = RESOURCES[r.resource];
+    let (verb, _) = VERBS[verb];
+    let groups: Vec<&str> = r.groups.iter().map(|g| GROUPS[*g]).collect();
+    // A list, a watch and a deletecollection name no object.
+    let name = if matches!(verb, "list" | "watch" | "deletecollection") {
+        ""
+    } else {
+        NAMES[r.name]
+    };
+    serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"resourceAttributes": {"namespace": NAMESPACES[r.ns], "verb": verb, "group": group,
+            "version": "v1", "resource": resource, "subresource": sub, "name": name},
+            "user": USERS[r.user], "groups": groups}})
+    .to_string()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+    /// Under policies that grant, the authorization webhook answers `allowed` exactly when
+    /// a live approval names the request (who, scope, name, operation, time, approvers), and
+    /// otherwise denies a gated read, leaves a gated write to RBAC, and leaves the rest alone.
+    #[test]
+    fn a_grant_covers_exactly_what_an_approval_names(r in req(), verb in 0..VERBS.len(), entries in prop::collection::vec(entry(), 0..16)) {
+        let granting = POLICIES
+            .replace("spec:\n", "spec:\n  grant: true\n")
+            .replace(r#"operations: ["UPDATE", "DELETE"] }]"#, r#"operations: ["UPDATE", "DELETE"], verbs: ["get", "list"] }]"#);
+        let policies = PolicySet::new(parse_policies(&granting, "p.yaml").unwrap()).unwrap();
+        prop_assert!(policies.iter().all(|p| p.grant));
+        let approvals: Vec<Arc<Approval>> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Arc::new(parse_entry(&format!("cm/{i}"), e).unwrap()))
+            .collect();
+        let snapshot = Snapshot::new(approvals.clone(), 0, ConfigMapRef::default(), now());
+        let text = access_body(&r, verb);
+        let request = jitgate::authorization::decode(text.as_bytes()).unwrap();
+        let inputs = Inputs { policies: &policies, approvals: Approvals::Loaded(&snapshot), now: now() };
+        let d = decide(&request, &inputs);
+        // The model, on the request as an admission-shaped one with the verb's operation.
+        let op = VERBS[verb].1;
+        let name_less = request.name.is_empty();
+        let (group, resource, sub) = RESOURCES[r.resource];
+        let groups: Vec<String> = r.groups.iter().map(|g| GROUPS[*g].to_string()).collect();
+        let operation = jitgate::operation::Operation::ALL.into_iter().find(|o| o.as_str() == op).unwrap();
+        let target = Target { api_group: group, resource, sub_resource: sub, namespace: NAMESPACES[r.ns], operation, object: None };
+        let gated = policies.gating(&target).into_iter().any(|p| !p.exempts(USERS[r.user], &groups));
+        let named = approvals.iter().filter(|&a| !name_less || a.name.is_none()).cloned().collect::<Vec<_>>();
+        let allowed = gated && model_allows_op(&r, operation, &policies, &named);
+        use jitgate::decision::Outcome;
+        let want = match (allowed, gated, operation.is_read()) {
+            (true, _, _) => Outcome::Grant,
+            (false, true, true) => Outcome::Deny,
+            (false, true, false) => Outcome::NoOpinion,
+            (false, false, _) => Outcome::Allow,
+        };
+        prop_assert_eq!(d.outcome(), want, "{} {:?} {}", VERBS[verb].0, d.code(), text);
+    }
+}
+
+/// [`model_allows`] for any operation, read verbs included.
+fn model_allows_op(
+    r: &Req,
+    op: jitgate::operation::Operation,
+    policies: &PolicySet,
+    approvals: &[Arc<Approval>],
+) -> bool {
+    let (group, resource, sub) = RESOURCES[r.resource];
+    let (user, ns) = (USERS[r.user], NAMESPACES[r.ns]);
+    let groups: Vec<String> = r.groups.iter().map(|g| GROUPS[*g].to_string()).collect();
+    let target = Target {
+        api_group: group,
+        resource,
+        sub_resource: sub,
+        namespace: ns,
+        operation: op,
+        object: None,
+    };
+    let gating: Vec<_> = policies
+        .gating(&target)
+        .into_iter()
+        .filter(|p| !p.exempts(user, &groups))
+        .collect();
+    if gating.is_empty() {
+        return true;
+    }
+    let min = gating.iter().map(|p| p.min_approvers).max().unwrap();
+    let max = gating.iter().map(|p| p.max_duration).min().unwrap();
+    approvals.iter().any(|a| {
+        let who = match &a.subject {
+            Subject::User(u) => **u == *user,
+            Subject::Group(g) => groups.iter().any(|m| **m == **g),
+        };
+        let requester = if let Subject::User(u) = &a.subject {
+            Some(&**u)
+        } else {
+            None
+        };
+        let approvers: BTreeSet<&str> = a
+            .approved_by
+            .iter()
+            .map(|n| &**n)
+            .filter(|n| *n != user && Some(*n) != requester)
+            .collect();
+        who && *a.resource == *resource
+            && *a.sub_resource == *sub
+            && a.api_group.as_deref().is_none_or(|g| g == group)
+            && *a.namespace == *ns
+            && a.name.as_deref().is_none_or(|n| n == NAMES[r.name])
+            && a.operations.is_none_or(|ops| ops.contains(op))
+            && now() < a.expires_at
+            && a.expires_at.duration_since(now()) <= max
+            && approvers.len() as u32 >= min
+    })
 }
