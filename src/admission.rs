@@ -488,8 +488,7 @@ mod tests {
 
     #[test]
     fn every_captured_review_decodes() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission/captured");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission/captured");
         let Ok(entries) = std::fs::read_dir(&dir) else {
             panic!("fixtures missing at {}", dir.display());
         };

@@ -127,6 +127,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
     let policies = Arc::new(policy::PolicyStore::new(loaded));
     let policy_reload = sync::policies::spawn_reload(cfg.policies_dir.clone(), policies.clone());
     let audit = AuditSink::start(
+        crate::audit::chain::ChainId::new(&instance_name()),
         cfg.records_to_stdout,
         cfg.audit_log.as_deref(),
         cfg.audit_log_max_bytes,
@@ -239,11 +240,16 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
     })
 }
 
-/// Who writes this replica's Events: the pod's name (`POD_NAME`, else `HOSTNAME`).
+/// Who this replica is, in its Events and in the name of its audit chain: the pod's name
+/// (`POD_NAME`, which the Deployment passes by the downward API), else the host's.
 fn instance_name() -> String {
     std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "jitgate".to_string())
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "jitgate".to_string())
 }
 
 /// `jitgate serve`: runs until SIGTERM or Ctrl-C.

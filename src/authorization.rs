@@ -246,8 +246,8 @@ mod tests {
 
     #[test]
     fn every_captured_review_decodes_to_its_coordinates() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/authorization/captured");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/authorization/captured");
         let mut decoded = 0;
         for entry in std::fs::read_dir(&dir).expect("authorization fixtures") {
             let path = entry.unwrap().path();

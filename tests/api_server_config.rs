@@ -68,9 +68,7 @@ fn sent(conditions: &[Program], spec: &serde_json::Value) -> Result<bool, String
 }
 
 fn fixture(name: &str) -> serde_json::Value {
-    let path = root()
-        .join("tests/fixtures/authorization/captured")
-        .join(name);
+    let path = root().join("tests/fixtures/authorization/captured").join(name);
     let review: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     review["spec"].clone()
 }

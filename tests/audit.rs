@@ -86,7 +86,14 @@ async fn a_log_written_under_load_verifies_and_any_tampering_is_named() {
     assert!(files.len() >= 4, "expected several rotated files: {files:?}");
     let (code, out) = audit(&["verify"], &files);
     assert_eq!(code, 0, "{out}");
-    assert!(out.starts_with("ok: 400 records, seq 1..400,"), "{out}");
+    assert!(out.contains("  records: 400 (seq 1 at "), "{out}");
+    assert!(out.contains(" .. seq 400 at "), "{out}");
+    assert!(
+        out.ends_with(
+            "ok: 1 chain(s), 1 intact, 0 broken, 0 missing; 0 line(s) that are not records skipped\n"
+        ),
+        "{out}"
+    );
 
     // Tamper with copies of the second file written.
     let ordered = in_chain_order(&files);
@@ -123,46 +130,63 @@ async fn a_log_written_under_load_verifies_and_any_tampering_is_named() {
         (code, out, named)
     };
 
-    let (code, out, named) = tamper(&|lines| {
+    let (code, out, _) = tamper(&|lines| {
         lines.remove(2);
     });
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains(&named) && out.contains(&format!("seq {}", third + 1)),
+        out.contains(&format!("GAP: seq {third} is missing")),
         "deleted: {out}"
     );
-    assert!(out.contains("expected") && out.contains("deleted"), "{out}");
 
-    let (code, out, named) = tamper(&|lines| lines.swap(2, 3));
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains(&named), "swapped: {out}");
+    // Records are put in order by their seq, so lines in another order are the same chain.
+    let (code, out, _) = tamper(&|lines| lines.swap(2, 3));
+    assert_eq!(code, 0, "swapped: {out}");
 
     let (code, out, named) =
         tamper(&|lines| lines[2] = lines[2].replacen("\"uid\":\"uid-", "\"uid\":\"uiD-", 1));
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains(&named) && out.contains("edited"), "edited: {out}");
+    assert!(
+        out.contains(&format!("BREAK: seq {third} at {named}")) && out.contains("edited"),
+        "edited: {out}"
+    );
+    assert!(
+        !out.contains("GAP"),
+        "an edited record is there, not missing: {out}"
+    );
 
-    // Dropping a whole rotated file in the middle breaks the chain at the next file.
+    // Dropping a whole rotated file in the middle leaves a gap of its records.
+    let seqs_of = |f: &PathBuf| {
+        let text = std::fs::read_to_string(f).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        (seq_of(lines[0]), seq_of(lines[lines.len() - 1]))
+    };
+    let (from, to) = seqs_of(&ordered[1]);
     let mut missing = ordered.clone();
     missing.remove(1);
     let (code, out) = audit(&["verify"], &missing);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains(&format!("{}:1", ordered[2].display())), "{out}");
+    assert!(
+        out.contains(&format!("GAP: seq {from}..{to} are missing")),
+        "{out}"
+    );
 
     // Dropping the first file is caught too, unless the check is asked to start later.
+    let (from, to) = seqs_of(&ordered[0]);
     let (code, out) = audit(&["verify"], &ordered[1..]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("starts at seq") && out.contains(&format!("{}:1", ordered[1].display())),
+        out.contains(&format!("GAP: seq {from}..{to} are missing")),
         "{out}"
     );
     let (code, out) = audit(&["verify", "--partial"], &ordered[1..]);
     assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("starts at seq {}", to + 1)), "{out}");
     h.stop().await;
 }
 
 #[tokio::test]
-async fn a_restarted_server_continues_the_chain_in_the_same_log() {
+async fn a_restarted_server_starts_a_new_chain_that_names_the_one_before_it() {
     let (h, _) = log_under_load().await;
     let dir = h.dir.path().to_path_buf();
     let Harness {
@@ -179,9 +203,22 @@ async fn a_restarted_server_continues_the_chain_in_the_same_log() {
     let mut c = Conn::open(h2.addr(), &certs.ca_pem, Proto::H2).await.unwrap();
     c.decide(&Req::secret_update().review()).await;
     h2.stop().await;
-    let (code, out) = audit(&["verify"], &log_files(&dir));
+    let files = log_files(&dir);
+    let (code, out) = audit(&["verify"], &files);
     assert_eq!(code, 0, "{out}");
-    assert!(out.starts_with("ok: 401 records, seq 1..401,"), "{out}");
+    assert!(out.contains("  records: 400 (seq 1 at "), "{out}");
+    assert!(out.contains("  records: 1 (seq 1 at "), "{out}");
+    assert!(out.contains("from its seq 400"), "{out}");
+    assert!(out.contains("ok: 2 chain(s), 2 intact"), "{out}");
+    // Without the older files, the first chain lacks its beginning.
+    let newest: Vec<PathBuf> = files
+        .iter()
+        .filter(|f| f.ends_with("audit.jsonl"))
+        .cloned()
+        .collect();
+    let (code, out) = audit(&["verify"], &newest);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("GAP: seq 1.."), "{out}");
     drop(keep);
 }
 

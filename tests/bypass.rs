@@ -12,10 +12,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use support::*;
 
-const CAPTURED: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/admission/captured"
-);
+const CAPTURED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission/captured");
 
 /// A captured review, moved to namespace prod, with a fresh uid.
 fn captured(file: &str) -> Value {

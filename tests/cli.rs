@@ -11,10 +11,7 @@ use std::time::Duration;
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
-const CAPTURED: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/admission/captured"
-);
+const CAPTURED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission/captured");
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

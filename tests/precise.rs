@@ -10,10 +10,7 @@ use support::apiserver::ApiServer;
 use support::*;
 
 const PATIENCE: Duration = Duration::from_secs(15);
-const CAPTURED: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/admission/captured"
-);
+const CAPTURED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission/captured");
 
 async fn start_with_policies(approvals: &str, policies: &tempfile::TempDir) -> Harness {
     let dir = policies.path().to_path_buf();

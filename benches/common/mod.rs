@@ -32,7 +32,8 @@ pub const KINDS: [(Kind, &str); 3] = [
 /// The ~2.2 KB review the API server sends for a Deployment update, as `kind`.
 pub fn review(kind: Kind) -> String {
     let mut review: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(FIXTURE).expect("tests/fixtures/perf in the repository")).unwrap();
+        serde_json::from_slice(&std::fs::read(FIXTURE).expect("tests/fixtures/perf in the repository"))
+            .unwrap();
     let request = &mut review["request"];
     match kind {
         Kind::Ungated => {}

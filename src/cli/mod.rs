@@ -274,15 +274,24 @@ pub struct ListArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain through the given files (in any order; rotated files
-    /// included) and name the first record that breaks it.
-    /// Exit status: 0 intact, 1 broken, 2 unreadable.
+    /// Check every chain of records in the given files and streams, each on its own: any
+    /// mix, in any order (rotated files, `kubectl logs` of every pod, a log pipeline's
+    /// export, `-` for stdin), with other log lines between records. Reports per chain its
+    /// replica, first and last record, gaps and breaks.
+    /// Exit status: 0 every chain intact, 1 a chain broken, cut short, missing or not
+    /// anchored, 2 unreadable.
     Verify {
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
-        /// Accept a chain that starts after seq 1 (older files archived elsewhere).
+        /// Accept chains whose first records, or whose predecessor, are not given (older
+        /// records archived elsewhere).
         #[arg(long)]
         partial: bool,
+        /// The anchors ConfigMap (`kubectl -n jitgate-system get configmap jitgate-anchors
+        /// -o yaml`, or -o json): every chain anchored must be present up to its anchored
+        /// record, and every chain present must be anchored.
+        #[arg(long, value_name = "FILE")]
+        anchors: Option<PathBuf>,
     },
     /// Print the records that match every filter given, or a summary of them.
     Query(QueryArgs),
