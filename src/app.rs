@@ -47,6 +47,8 @@ pub struct ServeConfig {
     pub cert_check_every: Duration,
     /// In cluster mode, how long before an approval expires its Event warns of it.
     pub expiry_warning: jiff::SignedDuration,
+    /// In cluster mode, how often the audit chain's head is anchored (when it moved).
+    pub anchor_every: Duration,
 }
 
 impl ServeConfig {
@@ -84,6 +86,8 @@ pub struct Running {
     drain: Duration,
     /// Background tasks that follow files and the cluster; aborted on stop.
     background: Vec<JoinHandle<()>>,
+    /// In cluster mode, anchors the audit chain's head once more on stop.
+    anchorer: Option<Arc<sync::anchors::Anchorer>>,
 }
 
 impl Running {
@@ -105,6 +109,15 @@ impl Running {
         let _ = (&mut self.server).await;
         for task in &self.background {
             task.abort();
+        }
+        // Every answer's record is written by now: anchor the chain's last record, unless
+        // the API server does not answer soon.
+        if let Some(anchorer) = &self.anchorer
+            && tokio::time::timeout(Duration::from_secs(5), anchorer.anchor())
+                .await
+                .is_err()
+        {
+            tracing::warn!("the audit chain's last record was not anchored: the API server did not answer");
         }
     }
 }
@@ -150,12 +163,19 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::default());
     metrics.set_expiry_lead(cfg.expiry_warning);
     let mut background = Vec::new();
+    let mut anchorer = None;
     let (sync, approvals, usage, notices) = match cfg.cluster.clone() {
         Some(source) => {
             let store = Arc::new(ApprovalStore::new(Some(cfg.max_staleness)));
             let config = sync::cluster::client_config(source.kubeconfig.as_deref()).await?;
             let client =
                 kube::Client::try_from(config.clone()).map_err(|e| ClusterError::Client(e.to_string()))?;
+            let anchors = sync::anchors::Anchorer::new(
+                kube::Api::namespaced(client.clone(), &source.namespace),
+                audit.clone(),
+            );
+            background.push(anchors.spawn(cfg.anchor_every));
+            anchorer = Some(anchors);
             let usage = UsageLedger::in_cluster(
                 kube::Api::namespaced(client.clone(), &source.namespace),
                 source.usage_configmap.clone(),
@@ -237,6 +257,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
             background.extend([sync, policy_reload, rotation, report]);
             background
         },
+        anchorer,
     })
 }
 

@@ -5,6 +5,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::apiserver::ApiServer;
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
@@ -315,4 +316,285 @@ async fn every_answer_points_the_api_servers_audit_log_to_its_record() {
         }
     }
     h.stop().await;
+}
+
+/// What one start of a replica wrote: its records (stdout) and its own log lines (stderr).
+struct Run {
+    records: Vec<String>,
+    logs: Vec<String>,
+}
+
+/// Starts `jitgate serve` as the pod `pod` of the cluster `api`, as the shipped Deployment
+/// does (records to stdout only, JSON logs to stderr, POD_NAME from the downward API), has
+/// it answer `requests` reviews, stops it with SIGTERM and returns what it wrote.
+async fn replica(api: &ApiServer, dir: &Path, certs: &Certs, pod: &str, requests: usize) -> Run {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--tls-cert")
+        .arg(dir.join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.join("tls.key"))
+        .arg("--policies")
+        .arg(Path::new(REPO).join("policies"))
+        .args(["--approvals-namespace", "jitgate-system", "--kubeconfig"])
+        .arg(api.kubeconfig())
+        .args(["--anchor-every", "1h", "--shutdown-drain", "0s"])
+        .env("POD_NAME", pod)
+        .env("JITGATE_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut conn = None;
+    for _ in 0..200 {
+        if let Ok(c) = Conn::open(addr, &certs.ca_pem, Proto::H2).await {
+            conn = Some(c);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let mut conn = conn.expect("the replica listens");
+    for _ in 0..requests {
+        conn.decide(&Req::secret_update().review()).await;
+    }
+    drop(conn);
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    Run {
+        records: lines(&out.stdout),
+        logs: lines(&out.stderr),
+    }
+}
+
+/// Interleaves the lines of every run into one stream, as a log pipeline hands them over,
+/// every other record behind the kubelet's prefix.
+fn interleave(runs: &[Run]) -> String {
+    let streams: Vec<Vec<String>> = runs
+        .iter()
+        .flat_map(|r| {
+            let prefixed = r
+                .records
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    if i % 2 == 0 {
+                        format!("2026-12-04T16:00:00.000000001Z stdout F {l}")
+                    } else {
+                        l.clone()
+                    }
+                })
+                .collect();
+            [prefixed, r.logs.clone()]
+        })
+        .collect();
+    let mut out = String::new();
+    let longest = streams.iter().map(Vec::len).max().unwrap_or(0);
+    for i in 0..longest {
+        for s in &streams {
+            if let Some(l) = s.get(i) {
+                out.push_str(l);
+            }
+        }
+    }
+    out
+}
+
+/// `jitgate audit verify ARGS… -` with `stream` on stdin.
+fn verify_stream(args: &[&str], stream: &str) -> (i32, String) {
+    use std::io::Write as _;
+    let mut child = Command::new(BIN)
+        .args(["audit", "verify"])
+        .args(args)
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stream.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap())
+}
+
+fn field(line: &str, key: &str) -> serde_json::Value {
+    let start = line.find('{').unwrap();
+    serde_json::from_str::<serde_json::Value>(&line[start..]).unwrap()[key].clone()
+}
+
+#[tokio::test]
+async fn three_replicas_restarted_and_interleaved_verify_per_chain_and_every_tampering_is_named() {
+    let api = ApiServer::start().await;
+    api.apply("jitgate-system", "jitgate-anchors", &[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::new();
+    std::fs::write(dir.path().join("tls.crt"), &certs.cert_pem).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &certs.key_pem).unwrap();
+    let mut runs = Vec::new();
+    for start in 0..2 {
+        for pod in ["jitgate-a", "jitgate-b", "jitgate-c"] {
+            runs.push(replica(&api, dir.path(), &certs, pod, 3 + start).await);
+        }
+    }
+    let anchors = dir.path().join("anchors.json");
+    std::fs::write(
+        &anchors,
+        api.object("jitgate-system", "jitgate-anchors")
+            .unwrap()
+            .to_string(),
+    )
+    .unwrap();
+    let anchors_arg = ["--anchors", anchors.to_str().unwrap()];
+    let chain_of = |r: &Run| field(&r.records[0], "chain").as_str().unwrap().to_string();
+
+    // Intact: six chains, each named by its replica, with other log lines between records.
+    let stream = interleave(&runs);
+    let (code, out) = verify_stream(&anchors_arg, &stream);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ok: 6 chain(s), 6 intact, 0 broken, 0 missing"),
+        "{out}"
+    );
+    for r in &runs {
+        let id = chain_of(r);
+        let n = r.records.len();
+        assert!(out.contains(&format!("chain {id} (replica jitgate-")), "{out}");
+        assert!(
+            out.contains(&format!("anchored at its last record, seq {n} (")),
+            "{out}"
+        );
+    }
+    assert!(
+        out.contains(&format!(
+            "{} line(s) that are not records skipped",
+            runs.iter().map(|r| r.logs.len()).sum::<usize>()
+        )),
+        "{out}"
+    );
+    // The same records given as files in any order verify alike.
+    let files: Vec<PathBuf> = runs
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, r)| {
+            let path = dir.path().join(format!("pod-{i}.log"));
+            std::fs::write(&path, r.records.concat()).unwrap();
+            path
+        })
+        .collect();
+    let (code, out) = audit(&["verify", "--anchors", anchors.to_str().unwrap()], &files);
+    assert_eq!(code, 0, "{out}");
+
+    let tampered = |edit: &dyn Fn(&mut Vec<Run>)| {
+        let mut copy: Vec<Run> = runs
+            .iter()
+            .map(|r| Run {
+                records: r.records.clone(),
+                logs: r.logs.clone(),
+            })
+            .collect();
+        edit(&mut copy);
+        let stream = interleave(&copy);
+        (verify_stream(&anchors_arg, &stream), verify_stream(&[], &stream))
+    };
+    let victim = chain_of(&runs[4]);
+    let section = |out: &str| -> String {
+        out.split("chain ")
+            .find(|s| s.starts_with(&victim))
+            .unwrap_or_else(|| panic!("no section for {victim}: {out}"))
+            .to_string()
+    };
+
+    // A record edited.
+    let ((code, out), _) = tampered(&|runs| {
+        runs[4].records[1] = runs[4].records[1].replacen("\"uid\":\"uid-", "\"uid\":\"uiD-", 1)
+    });
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        section(&out).contains("BREAK: seq 2 at (stdin):") && out.contains("edited"),
+        "{out}"
+    );
+
+    // A record removed from the middle.
+    let ((code, out), _) = tampered(&|runs| {
+        runs[4].records.remove(1);
+    });
+    assert_eq!(code, 1, "{out}");
+    assert!(section(&out).contains("GAP: seq 2 is missing"), "{out}");
+
+    // The tail cut after its last anchor: without the anchors nothing can tell.
+    let ((code, out), (plain_code, plain)) = tampered(&|runs| {
+        runs[4].records.truncate(2);
+    });
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        section(&out).contains("FAIL: cut short: anchored at seq 4 (")
+            && out.contains("but the last record given is seq 2"),
+        "{out}"
+    );
+    assert_eq!(
+        plain_code, 0,
+        "the chain alone cannot show its end is gone: {plain}"
+    );
+
+    // A whole chain missing.
+    let ((code, out), (plain_code, _)) = tampered(&|runs| {
+        runs[4].records.clear();
+    });
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "chain {victim} (replica jitgate-b): MISSING: anchored at seq 4 ("
+        )),
+        "{out}"
+    );
+    assert_eq!(plain_code, 0);
+
+    // A chain from another cluster, written by a replica of the same name.
+    let mut foreign =
+        jitgate::audit::chain::Chain::new(jitgate::audit::chain::ChainId::new("jitgate-a"), None);
+    let mut lines = Vec::new();
+    for r in &runs[0].records {
+        let start = r.find('{').unwrap();
+        let mut record: serde_json::Value = serde_json::from_str(&r[start..]).unwrap();
+        for key in ["chain", "seq", "prevHash", "hash"] {
+            record.as_object_mut().unwrap().remove(key);
+        }
+        let mut out = Vec::new();
+        foreign.seal(record.to_string().as_bytes(), &mut out);
+        lines.push(String::from_utf8(out).unwrap());
+    }
+    let ((code, out), (plain_code, _)) = tampered(&|runs| {
+        runs.push(Run {
+            records: lines.clone(),
+            logs: Vec::new(),
+        })
+    });
+    assert_eq!(code, 1, "{out}");
+    let foreign_section = out
+        .split("chain ")
+        .find(|s| s.starts_with(foreign.id.as_str()))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(foreign_section.contains("FAIL: not anchored"), "{out}");
+    assert_eq!(plain_code, 0);
 }

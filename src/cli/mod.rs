@@ -518,6 +518,18 @@ pub struct ServeArgs {
         value_parser = crate::policy::parse_duration
     )]
     pub expiry_warning: jiff::SignedDuration,
+    /// In cluster mode, how often this replica writes the head of its audit chain (when
+    /// it moved) to the ConfigMap jitgate-anchors in the approvals namespace; it also does
+    /// when it starts and on shutdown. `jitgate audit verify --anchors` checks records
+    /// against it.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "JITGATE_ANCHOR_EVERY",
+        default_value = "30s",
+        value_parser = parse_duration
+    )]
+    pub anchor_every: Duration,
 }
 
 fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
@@ -553,6 +565,7 @@ impl From<ServeArgs> for ServeConfig {
             shutdown_drain: a.shutdown_drain,
             cert_check_every: Duration::from_secs(2),
             expiry_warning: a.expiry_warning,
+            anchor_every: a.anchor_every,
         }
     }
 }

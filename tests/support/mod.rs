@@ -419,6 +419,7 @@ impl Harness {
             shutdown_drain: Duration::ZERO,
             cert_check_every: Duration::from_millis(200),
             expiry_warning: jitgate::notify::EXPIRY_LEAD,
+            anchor_every: jitgate::sync::anchors::ANCHOR_EVERY,
         }
     }
 
