@@ -211,7 +211,8 @@ async fn a_restarted_server_starts_a_new_chain_that_names_the_one_before_it() {
     assert!(out.contains("  records: 1 (seq 1 at "), "{out}");
     assert!(out.contains("from its seq 400"), "{out}");
     assert!(out.contains("ok: 2 chain(s), 2 intact"), "{out}");
-    // Without the older files, the first chain lacks its beginning.
+    // Without the older files, the first chain lacks its beginning (or, when the log
+    // rotated right before the restart, the chain the second follows is not there).
     let newest: Vec<PathBuf> = files
         .iter()
         .filter(|f| f.ends_with("audit.jsonl"))
@@ -219,7 +220,10 @@ async fn a_restarted_server_starts_a_new_chain_that_names_the_one_before_it() {
         .collect();
     let (code, out) = audit(&["verify"], &newest);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("GAP: seq 1.."), "{out}");
+    assert!(
+        out.contains("GAP: seq 1..") || out.contains("which is not among the records given"),
+        "{out}"
+    );
     drop(keep);
 }
 
