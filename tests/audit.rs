@@ -602,3 +602,188 @@ async fn three_replicas_restarted_and_interleaved_verify_per_chain_and_every_tam
     assert!(foreign_section.contains("FAIL: not anchored"), "{out}");
     assert_eq!(plain_code, 0);
 }
+
+const CAPTURED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/admission/captured/configmap-update-user-alice-with-groups.json"
+);
+
+/// An edit of the approvals ConfigMap as the API server sends it for review.
+fn ledger_edit(
+    editor: &str,
+    groups: &[&str],
+    old: &[(&str, &str)],
+    new: &[(&str, &str)],
+) -> serde_json::Value {
+    let configmap = |data: &[(&str, &str)]| {
+        let data: serde_json::Map<String, serde_json::Value> = data
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+            .collect();
+        serde_json::json!({"kind": "ConfigMap", "apiVersion": "v1",
+            "metadata": {"name": "jitgate-approvals", "namespace": "jitgate-system", "resourceVersion": "220",
+                "labels": {"jitgate.dev/approvals": "true"}},
+            "data": data})
+    };
+    let mut review: serde_json::Value = serde_json::from_slice(&std::fs::read(CAPTURED).unwrap()).unwrap();
+    let r = &mut review["request"];
+    r["uid"] = serde_json::json!(unique_uid());
+    r["name"] = serde_json::json!("jitgate-approvals");
+    r["namespace"] = serde_json::json!("jitgate-system");
+    r["operation"] = serde_json::json!("UPDATE");
+    r["userInfo"] = serde_json::json!({"username": editor, "uid": "u", "groups": groups});
+    r["object"] = configmap(new);
+    r["oldObject"] = configmap(old);
+    review
+}
+
+#[tokio::test]
+async fn report_tells_the_story_of_an_approval_from_request_to_revocation_in_text_csv_and_json() {
+    let approved = entry(&[]);
+    let pending = entry(&[("[bob@example.com]", "[]")]);
+    // The approval is live in the file the server follows; the ledger edits below are what
+    // the records say of it, in the order they happened.
+    let h = Harness::start(&approvals_manifest(&[("db", &approved)])).await;
+    let alice = ("alice@example.com", &["dev"][..]);
+    let bob = ("bob@example.com", &["jitgate-approvals", "jitgate-approvers"][..]);
+    let mut c = h.conn(Proto::H1).await;
+    for (who, old, new) in [
+        (alice, vec![], vec![("db", pending.as_str())]),
+        (
+            bob,
+            vec![("db", pending.as_str())],
+            vec![("db", approved.as_str())],
+        ),
+    ] {
+        let r = c.decide(&ledger_edit(who.0, who.1, &old, &new)).await;
+        assert_eq!(r["allowed"], true, "{r}");
+    }
+    for _ in 0..2 {
+        assert_eq!(c.decide(&Req::secret_update().review()).await["allowed"], true);
+    }
+    let carol = Req::secret_update().with(|r| r.user = "carol@example.com".into());
+    assert_eq!(c.decide(&carol.review()).await["allowed"], false);
+    let r = c
+        .decide(&ledger_edit(bob.0, bob.1, &[("db", approved.as_str())], &[]))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+
+    let files = vec![h.audit_path()];
+    // Times as the record they come from: t<seq>; expiry as EXPIRY.
+    let records = h.records();
+    let named = |text: String| {
+        let mut text = text;
+        for r in records.iter().rev() {
+            text = text.replace(r["timestamp"].as_str().unwrap(), &format!("t{}", r["seq"]));
+            if let Some(e) = r["expiresAt"].as_str() {
+                text = text.replace(e, "EXPIRY");
+            }
+        }
+        text
+    };
+    let said: Vec<String> = records
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["event"].as_str().unwrap(),
+                r["action"].as_str().or(r["reason"].as_str()).unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "decision ledger_accepted",
+            "approval requested",
+            "decision ledger_accepted",
+            "approval approved",
+            "decision approved",
+            "decision approved",
+            "decision no_approval",
+            "decision ledger_accepted",
+            "approval revoked",
+        ]
+    );
+
+    let (code, text) = audit(&["report"], &files);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(
+        named(text),
+        "APPROVAL jitgate-approvals/db
+  allows           UPDATE on secrets prod/db-password for user:alice@example.com
+  requested        t2  by alice@example.com: \"INC-1: rotate\" (for user:alice@example.com; 0 of 1 approvers; until EXPIRY)
+  approved         t4  by bob@example.com (1 of 1 approvers)
+  use              t5  alice@example.com UPDATE secrets prod/db-password: allow (approved)
+  use              t6  alice@example.com UPDATE secrets prod/db-password: allow (approved)
+  revoked          t9  by bob@example.com
+DENIED WITHOUT AN APPROVAL (1)
+  denied           t7  carol@example.com UPDATE secrets prod/db-password: deny (no_approval)  [prod-secrets]
+records end at t9
+"
+    );
+
+    let (_, csv) = audit(&["report", "--format", "csv"], &files);
+    assert_eq!(
+        named(csv),
+        "approval,event,time,user,operation,resource,namespace,name,outcome,reason,policy,detail\r
+jitgate-approvals/db,requested,t2,alice@example.com,,,,,,INC-1: rotate,,for user:alice@example.com; 0 of 1 approvers; until EXPIRY\r
+jitgate-approvals/db,approved,t4,bob@example.com,,,,,,,,1 of 1 approvers\r
+jitgate-approvals/db,use,t5,alice@example.com,UPDATE,secrets,prod,db-password,allow,approved,prod-secrets,\r
+jitgate-approvals/db,use,t6,alice@example.com,UPDATE,secrets,prod,db-password,allow,approved,prod-secrets,\r
+jitgate-approvals/db,revoked,t9,bob@example.com,,,,,,,,\r
+,denied,t7,carol@example.com,UPDATE,secrets,prod,db-password,deny,no_approval,prod-secrets,\r
+"
+    );
+
+    let (_, json) = audit(&["report", "--format", "json"], &files);
+    let json: serde_json::Value = serde_json::from_str(&named(json)).unwrap();
+    let story = &json["approvals"][0];
+    assert_eq!(json["approvals"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (
+            story["id"].as_str(),
+            story["requester"].as_str(),
+            story["reason"].as_str(),
+            story["allows"].as_str()
+        ),
+        (
+            Some("jitgate-approvals/db"),
+            Some("user:alice@example.com"),
+            Some("INC-1: rotate"),
+            Some("UPDATE on secrets prod/db-password")
+        )
+    );
+    let events: Vec<(&str, &str, &str, &str)> = story["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap();
+            (s("event"), s("time"), s("user"), s("outcome"))
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("requested", "t2", "alice@example.com", ""),
+            ("approved", "t4", "bob@example.com", ""),
+            ("use", "t5", "alice@example.com", "allow"),
+            ("use", "t6", "alice@example.com", "allow"),
+            ("revoked", "t9", "bob@example.com", ""),
+        ]
+    );
+    assert_eq!(json["denials"][0]["user"], "carol@example.com");
+    assert_eq!(json["denials"][0]["time"], "t7");
+    assert_eq!(json["denials"].as_array().unwrap().len(), 1);
+    assert_eq!(json["breakGlass"], serde_json::json!([]));
+
+    // Filtered to Carol: her denial and nothing of Alice's approval.
+    let (_, carol) = audit(
+        &["report", "--format", "csv", "--user", "carol@example.com"],
+        &files,
+    );
+    assert_eq!(carol.lines().count(), 2, "{carol}");
+    assert!(carol.contains(",denied,"), "{carol}");
+    h.stop().await;
+}

@@ -34,6 +34,7 @@ pub mod anchor;
 pub mod chain;
 mod file;
 pub mod read;
+pub mod report;
 pub mod verify;
 
 use chain::{Chain, ChainId};

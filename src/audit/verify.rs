@@ -488,7 +488,7 @@ fn without(out: &BTreeSet<u64>, from: u64, to: u64) -> Vec<(u64, u64)> {
 
 /// The sealed record a line ends with, after whatever prefix a log shipper gave it; `None`
 /// when the line cannot be one.
-fn record_in(line: &[u8]) -> Option<&[u8]> {
+pub(crate) fn record_in(line: &[u8]) -> Option<&[u8]> {
     let end = line
         .iter()
         .rposition(|b| !b.is_ascii_whitespace())

@@ -1,8 +1,9 @@
 //! `jitgate audit verify` and `jitgate audit query`.
 
-use super::{AuditCommand, QueryArgs};
+use super::{AuditCommand, QueryArgs, ReportArgs, ReportFormat};
 use crate::audit::anchor;
 use crate::audit::read::{self, Filter, Summary};
+use crate::audit::report::Reporter;
 use crate::audit::verify::Verifier;
 use std::io::Write;
 use std::process::ExitCode;
@@ -15,7 +16,38 @@ pub fn run(command: AuditCommand) -> ExitCode {
             anchors,
         } => verify(&files, partial, anchors.as_deref()),
         AuditCommand::Query(args) => query(args),
+        AuditCommand::Report(args) => report(args),
     }
+}
+
+fn report(args: ReportArgs) -> ExitCode {
+    let mut reporter = Reporter::new(Filter {
+        user: args.user,
+        policy: args.policy,
+        namespace: args.namespace,
+        since: args.since,
+        until: args.until,
+        ..Filter::default()
+    });
+    for file in &args.files {
+        let read = if file.as_os_str() == "-" {
+            reporter.read(std::io::stdin().lock())
+        } else {
+            std::fs::File::open(file).and_then(|f| reporter.read(f))
+        };
+        if let Err(e) = read {
+            eprintln!("jitgate audit report: cannot read {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    }
+    let report = reporter.finish();
+    let text = match args.format {
+        ReportFormat::Text => report.text(),
+        ReportFormat::Csv => report.csv(),
+        ReportFormat::Json => report.json(),
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    ExitCode::SUCCESS
 }
 
 fn verify(files: &[std::path::PathBuf], partial: bool, anchors: Option<&std::path::Path>) -> ExitCode {

@@ -295,6 +295,42 @@ pub enum AuditCommand {
     },
     /// Print the records that match every filter given, or a summary of them.
     Query(QueryArgs),
+    /// Tell the story of every approval from the records (files, or `-` for stdin, as
+    /// verify reads them): who requested it and why, who approved or signed it and when,
+    /// what it allowed, every decision taken under it, and how it ended; then every denial
+    /// that named no approval, and break-glass entries with their review. Run verify first:
+    /// the report believes its records.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Only what this user did, requested or approved.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only decisions of this policy, and approvals that one of them used.
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Only this namespace (an approval's scope, a decision's object).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Records at or after this time: RFC 3339, or a duration ago such as 2h.
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<jiff::Timestamp>,
+    /// Records before this time: RFC 3339, or a duration ago such as 30m.
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<jiff::Timestamp>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
 }
 
 #[derive(Debug, Args)]
