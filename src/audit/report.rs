@@ -115,15 +115,17 @@ impl Reporter {
             if reader.read_until(b'\n', &mut line)? == 0 {
                 return Ok(());
             }
+            // Sealed records only: other JSON lines (jitgate's own logs) are not records.
             if let Some(record) = record_in(&line)
                 && let Ok(r) = serde_json::from_slice::<Value>(record)
+                && r.get("hash").is_some_and(Value::is_string)
             {
                 self.add(&r);
             }
         }
     }
 
-    /// Takes one record.
+    /// Takes one sealed record.
     pub fn add(&mut self, r: &Value) {
         if let Some(seq) = r.get("seq").and_then(Value::as_u64) {
             use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
