@@ -506,3 +506,158 @@ fn csv_cell(cell: &str) -> String {
         cell.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn change(seq: u64, at: &str, key: &str, action: &str, editor: &str, expires: &str) -> Value {
+        json!({"timestamp": at, "event": "approval", "key": key, "action": action, "editor": editor,
+            "requester": "user:alice", "reason": "INC-9", "expiresAt": expires,
+            "scope": {"resource": "pods", "namespace": "prod", "name": null, "operations": ["CREATE"]},
+            "approvers": 0, "required": 1, "chain": "c_1", "seq": seq, "hash": "h"})
+    }
+
+    fn decision(seq: u64, at: &str, approval: Option<&str>, decision: &str, reason: &str) -> Value {
+        json!({"timestamp": at, "event": "decision", "user": "alice", "operation": "CREATE",
+            "resource": "pods", "namespace": "prod", "name": "debug", "decision": decision,
+            "reason": reason, "policy": "prod-exec", "approval": approval,
+            "chain": "c_1", "seq": seq, "hash": "h"})
+    }
+
+    fn story(records: &[Value]) -> Report {
+        let mut r = Reporter::new(Filter::default());
+        for record in records {
+            r.add(record);
+        }
+        r.finish()
+    }
+
+    fn events(s: &Story) -> Vec<(&'static str, &str)> {
+        s.events.iter().map(|e| (e.event, e.time.as_str())).collect()
+    }
+
+    #[test]
+    fn a_break_glass_entry_shows_its_uses_and_its_review_or_the_lack_of_one() {
+        let key = "jitgate-approvals/bg";
+        let records = [
+            change(
+                1,
+                "2026-12-04T10:00:00Z",
+                key,
+                "break_glass",
+                "alice",
+                "2026-12-04T11:00:00Z",
+            ),
+            decision(2, "2026-12-04T10:01:00Z", Some(key), "allow", "break_glass"),
+        ];
+        let report = story(&records);
+        assert!(report.approvals.is_empty());
+        let bg = &report.break_glass[0];
+        assert_eq!(
+            events(bg),
+            [
+                ("break_glass", "2026-12-04T10:00:00Z"),
+                ("use", "2026-12-04T10:01:00Z"),
+                ("live", "2026-12-04T10:01:00Z")
+            ]
+        );
+        assert!(report.text().contains("NOT REVIEWED"), "{}", report.text());
+        let mut reviewed = records.to_vec();
+        reviewed.push(change(
+            3,
+            "2026-12-04T10:30:00Z",
+            key,
+            "reviewed",
+            "bob",
+            "2026-12-04T11:00:00Z",
+        ));
+        let report = story(&reviewed);
+        assert!(!report.text().contains("NOT REVIEWED"), "{}", report.text());
+        assert_eq!(report.break_glass[0].events[2].user, "bob");
+    }
+
+    #[test]
+    fn an_approval_ends_by_its_uses_by_its_expiry_and_a_reused_key_starts_a_new_story() {
+        let key = "jitgate-approvals/k";
+        let spent = story(&[
+            change(
+                1,
+                "2026-12-04T10:00:00Z",
+                key,
+                "approved",
+                "bob",
+                "2026-12-04T12:00:00Z",
+            ),
+            decision(2, "2026-12-04T10:01:00Z", Some(key), "allow", "approved"),
+            decision(3, "2026-12-04T10:02:00Z", Some(key), "deny", "uses_exhausted"),
+        ]);
+        assert_eq!(
+            events(&spent.approvals[0])[2..],
+            [
+                ("refused", "2026-12-04T10:02:00Z"),
+                ("uses_spent", "2026-12-04T10:02:00Z")
+            ]
+        );
+        let expired = story(&[
+            change(
+                1,
+                "2026-12-04T10:00:00Z",
+                key,
+                "approved",
+                "bob",
+                "2026-12-04T10:30:00Z",
+            ),
+            decision(2, "2026-12-04T11:00:00Z", None, "deny", "no_approval"),
+        ]);
+        assert_eq!(
+            events(&expired.approvals[0])[1],
+            ("expired", "2026-12-04T10:30:00Z")
+        );
+        assert_eq!(expired.denials.len(), 1);
+        let reused = story(&[
+            change(
+                1,
+                "2026-12-04T10:00:00Z",
+                key,
+                "requested",
+                "alice",
+                "2026-12-04T12:00:00Z",
+            ),
+            change(
+                2,
+                "2026-12-04T10:05:00Z",
+                key,
+                "revoked",
+                "alice",
+                "2026-12-04T12:00:00Z",
+            ),
+            change(
+                3,
+                "2026-12-04T10:10:00Z",
+                key,
+                "requested",
+                "alice",
+                "2026-12-04T12:00:00Z",
+            ),
+            // The same record again (a repeated log line) counts once.
+            change(
+                3,
+                "2026-12-04T10:10:00Z",
+                key,
+                "requested",
+                "alice",
+                "2026-12-04T12:00:00Z",
+            ),
+        ]);
+        assert_eq!(reused.approvals.len(), 2);
+        assert_eq!(
+            events(&reused.approvals[1]),
+            [
+                ("requested", "2026-12-04T10:10:00Z"),
+                ("live", "2026-12-04T10:10:00Z")
+            ]
+        );
+    }
+}
