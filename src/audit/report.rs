@@ -20,13 +20,14 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
+use std::sync::Arc;
 
 /// One thing that happened to an approval, or one denial: a row of the report.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {
     /// The approval's id; empty for a denial that named none.
-    pub approval: String,
+    pub approval: Arc<str>,
     /// `requested`, `break_glass`, `approved`, `signed`, `reviewed`, `shortened`, `use`
     /// (a decision under it that was not denied), `refused` (one that was), `revoked`,
     /// `removed_expired`, `uses_spent`, `expired`, `live`; `denied` for a denial that named
@@ -34,16 +35,16 @@ pub struct Row {
     pub event: &'static str,
     pub time: String,
     /// Who: the editor of an approval change, the requester of a decision.
-    pub user: String,
-    pub operation: String,
-    pub resource: String,
-    pub namespace: String,
-    pub name: String,
+    pub user: Arc<str>,
+    pub operation: Arc<str>,
+    pub resource: Arc<str>,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
     /// A decision's `decision` (allow, deny, warn, dryrun).
-    pub outcome: String,
+    pub outcome: Arc<str>,
     /// A decision's reason code, or the reason a request gave.
-    pub reason: String,
-    pub policy: String,
+    pub reason: Arc<str>,
+    pub policy: Arc<str>,
     /// What else there is to say: for whom, approvers counted, signers, expiry.
     pub detail: String,
 }
@@ -89,6 +90,23 @@ pub struct Reporter {
     denials: Vec<Row>,
     seen: HashSet<(u64, u64)>,
     end: Option<Timestamp>,
+    /// One copy of each name, however many rows hold it.
+    names: Names,
+}
+
+/// Interned strings: a report over a million records holds a name once.
+#[derive(Debug, Default)]
+struct Names(HashSet<Arc<str>>);
+
+impl Names {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(name) = self.0.get(s) {
+            return name.clone();
+        }
+        let name: Arc<str> = s.into();
+        self.0.insert(name.clone());
+        name
+    }
 }
 
 fn s<'a>(r: &'a Value, key: &str) -> &'a str {
@@ -150,16 +168,16 @@ impl Reporter {
                 if !self.filter.keeps(r) {
                     return;
                 }
-                let row = decision_row(r);
+                let row = decision_row(r, &mut self.names);
                 match r.get("approval").and_then(Value::as_str) {
                     Some(id) => {
                         let story = self.current(id);
-                        if row.reason == "uses_exhausted" && story.uses_spent.is_none() {
+                        if &*row.reason == "uses_exhausted" && story.uses_spent.is_none() {
                             story.uses_spent = Some(row.time.clone());
                         }
                         story.events.push(row);
                     }
-                    None if row.outcome == "deny" && !row.user.is_empty() => self.denials.push(row),
+                    None if &*row.outcome == "deny" && !row.user.is_empty() => self.denials.push(row),
                     None => {}
                 }
             }
@@ -189,6 +207,7 @@ impl Reporter {
         {
             self.stories.get_mut(id).expect("checked").push(Story::new(id));
         }
+        let (approval, editor) = (self.names.get(id), self.names.get(s(r, "editor")));
         let story = self.current(id);
         if let Some(requester) = r.get("requester").and_then(Value::as_str) {
             story.requester = Some(requester.to_string());
@@ -241,14 +260,14 @@ impl Reporter {
             detail.push(format!("until {}", story.expires_at.as_deref().unwrap_or("-")));
         }
         story.events.push(Row {
-            approval: id.to_string(),
+            approval,
             event,
             time: s(r, "timestamp").to_string(),
-            user: s(r, "editor").to_string(),
+            user: editor,
             reason: if begins {
-                story.reason.clone().unwrap_or_default()
+                story.reason.as_deref().unwrap_or_default().into()
             } else {
-                String::new()
+                Arc::default()
             },
             detail: detail.join("; "),
             ..Row::default()
@@ -282,7 +301,7 @@ impl Reporter {
                     ("live", end.clone().unwrap_or_default())
                 };
                 story.events.push(Row {
-                    approval: story.id.clone(),
+                    approval: story.id.as_str().into(),
                     event,
                     time,
                     ..Row::default()
@@ -337,28 +356,29 @@ fn allows(scope: &Value) -> String {
     )
 }
 
-fn decision_row(r: &Value) -> Row {
+fn decision_row(r: &Value, names: &mut Names) -> Row {
     let sub = s(r, "subResource");
+    let mut name = |k: &str| names.get(s(r, k));
     Row {
-        approval: s(r, "approval").to_string(),
+        approval: name("approval"),
         event: match (s(r, "approval").is_empty(), s(r, "decision")) {
             (true, _) => "denied",
             (false, "deny") => "refused",
             (false, _) => "use",
         },
         time: s(r, "timestamp").to_string(),
-        user: s(r, "user").to_string(),
-        operation: s(r, "operation").to_string(),
+        user: name("user"),
+        operation: name("operation"),
         resource: if sub.is_empty() {
-            s(r, "resource").to_string()
+            name("resource")
         } else {
-            format!("{}/{sub}", s(r, "resource"))
+            format!("{}/{sub}", s(r, "resource")).into()
         },
-        namespace: s(r, "namespace").to_string(),
-        name: s(r, "name").to_string(),
-        outcome: s(r, "decision").to_string(),
-        reason: s(r, "reason").to_string(),
-        policy: s(r, "policy").to_string(),
+        namespace: name("namespace"),
+        name: name("name"),
+        outcome: name("decision"),
+        reason: name("reason"),
+        policy: name("policy"),
         detail: String::new(),
     }
 }
@@ -575,7 +595,7 @@ mod tests {
         ));
         let report = story(&reviewed);
         assert!(!report.text().contains("NOT REVIEWED"), "{}", report.text());
-        assert_eq!(report.break_glass[0].events[2].user, "bob");
+        assert_eq!(&*report.break_glass[0].events[2].user, "bob");
     }
 
     #[test]
