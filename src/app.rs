@@ -139,8 +139,24 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
     tracing::info!(dir = %cfg.policies_dir.display(), policies = loaded.len(), "policies loaded");
     let policies = Arc::new(policy::PolicyStore::new(loaded));
     let policy_reload = sync::policies::spawn_reload(cfg.policies_dir.clone(), policies.clone());
+    let replica = instance_name();
+    // Without a log file to read it from, the chain before this one on this replica is the
+    // last it anchored (a restarted container keeps its pod's name).
+    let after = match (&cfg.cluster, &cfg.audit_log) {
+        (Some(source), None) => {
+            let config = sync::cluster::client_config(source.kubeconfig.as_deref()).await?;
+            match kube::Client::try_from(config) {
+                Ok(client) => {
+                    sync::anchors::last_of(&kube::Api::namespaced(client, &source.namespace), &replica).await
+                }
+                Err(_) => None,
+            }
+        }
+        _ => None,
+    };
     let audit = AuditSink::start(
-        crate::audit::chain::ChainId::new(&instance_name()),
+        crate::audit::chain::ChainId::new(&replica),
+        after,
         cfg.records_to_stdout,
         cfg.audit_log.as_deref(),
         cfg.audit_log_max_bytes,

@@ -441,6 +441,19 @@ fn verify_stream(args: &[&str], stream: &str) -> (i32, String) {
     (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap())
 }
 
+/// What verify says of chain `id`: its lines, up to the next chain's.
+fn chain_section(out: &str, id: &str) -> String {
+    let head = format!("chain {id} ");
+    let mut lines = out.lines().skip_while(|l| !l.starts_with(&head));
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("no section for {id}: {out}"));
+    std::iter::once(first)
+        .chain(lines.take_while(|l| l.starts_with("  ")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn field(line: &str, key: &str) -> serde_json::Value {
     let start = line.find('{').unwrap();
     serde_json::from_str::<serde_json::Value>(&line[start..]).unwrap()[key].clone()
@@ -495,6 +508,22 @@ async fn three_replicas_restarted_and_interleaved_verify_per_chain_and_every_tam
         )),
         "{out}"
     );
+    // A restarted container's chain names the one before it on that pod (from its anchor).
+    for (before, after) in runs[..3].iter().zip(&runs[3..]) {
+        assert_eq!(
+            field(&after.records[0], "follows"),
+            serde_json::json!({"chain": chain_of(before), "seq": before.records.len(),
+                "hash": field(before.records.last().unwrap(), "hash")})
+        );
+        assert!(
+            chain_section(&out, &chain_of(after)).contains(&format!(
+                "follows chain {} from its seq {}",
+                chain_of(before),
+                before.records.len()
+            )),
+            "{out}"
+        );
+    }
     // The same records given as files in any order verify alike.
     let files: Vec<PathBuf> = runs
         .iter()
@@ -522,12 +551,7 @@ async fn three_replicas_restarted_and_interleaved_verify_per_chain_and_every_tam
         (verify_stream(&anchors_arg, &stream), verify_stream(&[], &stream))
     };
     let victim = chain_of(&runs[4]);
-    let section = |out: &str| -> String {
-        out.split("chain ")
-            .find(|s| s.starts_with(&victim))
-            .unwrap_or_else(|| panic!("no section for {victim}: {out}"))
-            .to_string()
-    };
+    let section = |out: &str| chain_section(out, &victim);
 
     // A record edited.
     let ((code, out), _) = tampered(&|runs| {
@@ -595,10 +619,7 @@ async fn three_replicas_restarted_and_interleaved_verify_per_chain_and_every_tam
         })
     });
     assert_eq!(code, 1, "{out}");
-    let foreign_section = out
-        .split("chain ")
-        .find(|s| s.starts_with(foreign.id.as_str()))
-        .unwrap_or_else(|| panic!("{out}"));
+    let foreign_section = chain_section(&out, foreign.id.as_str());
     assert!(foreign_section.contains("FAIL: not anchored"), "{out}");
     assert_eq!(plain_code, 0);
 }

@@ -542,10 +542,12 @@ impl std::fmt::Debug for AuditSink {
 
 impl AuditSink {
     /// Opens the audit log (if any) for appending and starts the writer thread, which
-    /// writes the chain `id` (whose first record follows the log's last, if any). With
-    /// `max_bytes`, the log is rotated when it reaches that size.
+    /// writes the chain `id`. Its first record follows the log's last record, if any, else
+    /// `after` (the replica's last anchored chain). With `max_bytes`, the log is rotated
+    /// when it reaches that size.
     pub fn start(
         id: ChainId,
+        after: Option<chain::Follows>,
         to_stdout: bool,
         file: Option<&Path>,
         max_bytes: Option<u64>,
@@ -553,9 +555,9 @@ impl AuditSink {
         let (file, follows) = match file {
             Some(path) => {
                 let (log, follows) = LogFile::open(path, max_bytes)?;
-                (Some(log), follows)
+                (Some(log), follows.or(after))
             }
-            None => (None, None),
+            None => (None, after),
         };
         let chain = Chain::new(id, follows);
         let head = Arc::new(Mutex::new(Head {
@@ -911,7 +913,7 @@ mod tests {
     async fn records_reach_the_file_in_order_each_sealed_on_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let sink = AuditSink::start(ChainId::new("test"), false, Some(&path), None).unwrap();
+        let sink = AuditSink::start(ChainId::new("test"), None, false, Some(&path), None).unwrap();
         for i in 0..100 {
             sink.record(refusal_record(&format!("u{i}")), Vec::new(), later())
                 .await
@@ -934,7 +936,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_disk_turns_the_answer_into_audit_unavailable() {
-        let sink = AuditSink::start(ChainId::new("test"), false, Some(Path::new("/dev/full")), None).unwrap();
+        let sink = AuditSink::start(
+            ChainId::new("test"),
+            None,
+            false,
+            Some(Path::new("/dev/full")),
+            None,
+        )
+        .unwrap();
         let err = sink
             .record(refusal_record("u"), Vec::new(), later())
             .await
@@ -1063,6 +1072,7 @@ mod tests {
     fn an_unopenable_audit_log_is_an_error_at_start() {
         let err = AuditSink::start(
             ChainId::new("test"),
+            None,
             false,
             Some(Path::new("/nonexistent-dir/audit.jsonl")),
             None,

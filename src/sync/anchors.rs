@@ -8,6 +8,7 @@
 use crate::audit::AuditSink;
 pub use crate::audit::anchor::ANCHOR_EVERY;
 use crate::audit::anchor::{Anchor, CONFIGMAP};
+use crate::audit::chain::Follows;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 use std::sync::Arc;
@@ -78,4 +79,39 @@ impl Anchorer {
             }
         })
     }
+}
+
+/// The last chain `replica` anchored, read from the anchors ConfigMap through `api`: what a
+/// restarted container's new chain follows when it has no `--audit-log` to read it from.
+/// `None` when there is none, or the API server does not answer within a few seconds
+/// (the new chain then names none; the anchors still list every chain).
+pub async fn last_of(api: &Api<ConfigMap>, replica: &str) -> Option<Follows> {
+    let read = tokio::time::timeout(Duration::from_secs(3), api.get_opt(CONFIGMAP)).await;
+    let configmap = match read {
+        Ok(Ok(configmap)) => configmap?,
+        Ok(Err(e)) => {
+            tracing::warn!(configmap = CONFIGMAP, error = %e, "anchors not read; the new audit chain names none before it");
+            return None;
+        }
+        Err(_) => {
+            tracing::warn!(
+                configmap = CONFIGMAP,
+                "anchors not read in time; the new audit chain names none before it"
+            );
+            return None;
+        }
+    };
+    configmap
+        .data
+        .unwrap_or_default()
+        .into_values()
+        .filter_map(|v| serde_json::from_str::<Anchor>(&v).ok())
+        .filter(|a| a.replica == replica)
+        .filter_map(|a| Some((a.time.parse::<jiff::Timestamp>().ok()?, a)))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, a)| Follows {
+            chain: a.chain,
+            seq: a.seq,
+            hash: a.hash,
+        })
 }
