@@ -41,12 +41,14 @@ fn report(args: ReportArgs) -> ExitCode {
         }
     }
     let report = reporter.finish();
-    let text = match args.format {
-        ReportFormat::Text => report.text(),
-        ReportFormat::Csv => report.csv(),
-        ReportFormat::Json => report.json(),
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let _ = match args.format {
+        ReportFormat::Text => out.write_all(report.text().as_bytes()),
+        ReportFormat::Csv => out.write_all(report.csv().as_bytes()),
+        // Straight to stdout: the JSON of a large report is larger than the report.
+        ReportFormat::Json => report.write_json(&mut out),
     };
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    let _ = out.flush();
     ExitCode::SUCCESS
 }
 
