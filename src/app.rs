@@ -54,6 +54,8 @@ pub struct ServeConfig {
     pub client_ca_file: Option<PathBuf>,
     /// What a hostile client meets: connection slots, timeouts, the body budget.
     pub limits: server::Limits,
+    /// In cluster mode, how often the audit chain's head is anchored (when it moved).
+    pub anchor_every: Duration,
 }
 
 impl ServeConfig {
@@ -91,6 +93,8 @@ pub struct Running {
     drain: Duration,
     /// Background tasks that follow files and the cluster; aborted on stop.
     background: Vec<JoinHandle<()>>,
+    /// In cluster mode, anchors the audit chain's head once more on stop.
+    anchorer: Option<Arc<sync::anchors::Anchorer>>,
 }
 
 impl Running {
@@ -112,6 +116,15 @@ impl Running {
         let _ = (&mut self.server).await;
         for task in &self.background {
             task.abort();
+        }
+        // Every answer's record is written by now: anchor the chain's last record, unless
+        // the API server does not answer soon.
+        if let Some(anchorer) = &self.anchorer
+            && tokio::time::timeout(Duration::from_secs(5), anchorer.anchor())
+                .await
+                .is_err()
+        {
+            tracing::warn!("the audit chain's last record was not anchored: the API server did not answer");
         }
     }
 }
@@ -141,7 +154,24 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
     tracing::info!(dir = %cfg.policies_dir.display(), policies = loaded.len(), "policies loaded");
     let policies = Arc::new(policy::PolicyStore::new(loaded));
     let policy_reload = sync::policies::spawn_reload(cfg.policies_dir.clone(), policies.clone());
+    let replica = instance_name();
+    // Without a log file to read it from, the chain before this one on this replica is the
+    // last it anchored (a restarted container keeps its pod's name).
+    let after = match (&cfg.cluster, &cfg.audit_log) {
+        (Some(source), None) => {
+            let config = sync::cluster::client_config(source.kubeconfig.as_deref()).await?;
+            match kube::Client::try_from(config) {
+                Ok(client) => {
+                    sync::anchors::last_of(&kube::Api::namespaced(client, &source.namespace), &replica).await
+                }
+                Err(_) => None,
+            }
+        }
+        _ => None,
+    };
     let audit = AuditSink::start(
+        crate::audit::chain::ChainId::new(&replica),
+        after,
         cfg.records_to_stdout,
         cfg.audit_log.as_deref(),
         cfg.audit_log_max_bytes,
@@ -163,6 +193,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
 
     let metrics = Arc::new(Metrics::new(cfg.expiry_warning));
     let mut background = Vec::new();
+    let mut anchorer = None;
     let (sync, approvals, usage, notices) = match cfg.cluster.clone() {
         Some(source) => {
             let store = Arc::new(ApprovalStore::new(Some(cfg.max_staleness)));
@@ -175,6 +206,12 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
                 cluster: cfg.cluster_id.clone().unwrap_or_default(),
                 namespace: source.namespace.clone(),
             }));
+            let anchors = sync::anchors::Anchorer::new(
+                kube::Api::namespaced(client.clone(), &source.namespace),
+                audit.clone(),
+            );
+            background.push(anchors.spawn(cfg.anchor_every));
+            anchorer = Some(anchors);
             let usage = UsageLedger::in_cluster(
                 kube::Api::namespaced(client.clone(), &source.namespace),
                 source.usage_configmap.clone(),
@@ -282,14 +319,20 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
             background.extend([sync, policy_reload, rotation, report]);
             background
         },
+        anchorer,
     })
 }
 
-/// Who writes this replica's Events: the pod's name (`POD_NAME`, else `HOSTNAME`).
+/// Who this replica is, in its Events and in the name of its audit chain: the pod's name
+/// (`POD_NAME`, which the Deployment passes by the downward API), else the host's.
 fn instance_name() -> String {
     std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "jitgate".to_string())
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "jitgate".to_string())
 }
 
 /// `jitgate serve`: runs until SIGTERM or Ctrl-C.

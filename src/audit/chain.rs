@@ -1,15 +1,21 @@
 //! The hash chain that makes the audit log tamper-evident.
 //!
-//! Each record is sealed as it is written: `"seq"` (1, 2, 3, … without gaps) and
-//! `"prevHash"` (the previous record's hash) are appended to its JSON object, and then
-//! `"hash"`, the SHA-256 (hex) of the record's bytes as written up to that point with the
-//! closing brace, that is of the line with its `,"hash":"…"` member removed. Since the
-//! previous hash is inside what is hashed, deleting, reordering or editing any record
-//! breaks the chain at that record. The first record of a fresh log has `prevHash` of 64
-//! zeros.
+//! Each record is sealed as it is written: `"chain"` (whose chain it is: see [`ChainId`]),
+//! `"seq"` (1, 2, 3, … without gaps within the chain) and `"prevHash"` (the previous
+//! record's hash) are appended to its JSON object, and then `"hash"`, the SHA-256 (hex) of
+//! the record's bytes as written up to that point with the closing brace, that is of the
+//! line with its `,"hash":"…"` member removed. Since the chain id and the previous hash
+//! are inside what is hashed, deleting, reordering or editing any record, or moving it to
+//! another chain, breaks the chain at that record. The first record of a chain has
+//! `prevHash` of 64 zeros and, when the process knew the chain before it on the same
+//! replica (the last record of `--audit-log`), a `"follows"` member naming that chain and
+//! its last record's `seq` and `hash`.
 //!
-//! What the chain cannot show by itself is that records were cut off the end; compare the
-//! last `seq` with the one the server logs at shutdown, or with another copy of the log.
+//! Every start of jitgate begins a new chain, so the records of three replicas restarted
+//! any number of times are so many chains, each verifiable on its own whatever order the
+//! log pipeline put their lines in ([`super::verify`]). What a chain cannot show by itself
+//! is that records were cut off its end, or that a whole chain is missing: the anchors
+//! ([`super::anchor`]) that each replica writes to the cluster do.
 
 use crate::digest::sha256_hex;
 use serde::Deserialize;
@@ -21,20 +27,100 @@ const HASH_KEY: &[u8] = b",\"hash\":\"";
 /// `,"hash":"` + 64 hex digits + `"}`.
 const SUFFIX_LEN: usize = HASH_KEY.len() + 64 + 2;
 
-/// Where the chain stands: the last record's sequence number and hash.
+/// Where the chain stands: which chain, the last record's sequence number and hash, and
+/// the chain before it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
+    /// Empty only for the unnamed chains of logs written before chains had ids (and in
+    /// tests): then no `"chain"` member is written.
+    pub id: ChainId,
     pub seq: u64,
     pub hash: String,
+    /// Written into the first record only.
+    pub follows: Option<Follows>,
 }
 
 impl Default for Chain {
     fn default() -> Self {
         Chain {
+            id: ChainId::default(),
             seq: 0,
             hash: GENESIS.to_string(),
+            follows: None,
         }
     }
+}
+
+/// A chain's name: `<replica>_<16 hex digits>`, the replica being the pod's name (or the
+/// host's), the digits random for every start of the process. It is a valid ConfigMap
+/// key as it stands (a pod name has no `_`), which is how it is anchored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChainId(pub String);
+
+impl ChainId {
+    /// A fresh id for a chain written by `replica`. Characters a ConfigMap key may not
+    /// hold become `-`, and the name is cut to leave room for the random part.
+    pub fn new(replica: &str) -> ChainId {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; 8];
+        // Without the system's randomness, the time in nanoseconds is unique enough for
+        // a name (it is not a secret).
+        if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            bytes = now.to_be_bytes();
+        }
+        let replica: String = replica
+            .chars()
+            .take(200)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let replica = if replica.is_empty() {
+            "jitgate".into()
+        } else {
+            replica
+        };
+        ChainId(format!("{replica}_{}", crate::digest::hex_of(&bytes)))
+    }
+
+    /// The replica that wrote the chain: the id up to its last `_`.
+    pub fn replica(&self) -> &str {
+        self.0.rsplit_once('_').map_or(self.0.as_str(), |(r, _)| r)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Display for ChainId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("(unnamed)")
+        } else {
+            f.write_str(&self.0)
+        }
+    }
+}
+
+/// The chain a chain follows on the same replica, as its last record known to the process
+/// that started the new one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct Follows {
+    pub chain: String,
+    pub seq: u64,
+    pub hash: String,
 }
 
 /// Why a line is not a sealed record.
@@ -52,9 +138,20 @@ pub enum ChainError {
         "prevHash does not match the previous record's hash: a record before it was deleted, replaced or reordered"
     )]
     Unlinked,
+    #[error("the record belongs to chain {found}, not {expected}")]
+    OtherChain { expected: String, found: String },
 }
 
 impl Chain {
+    /// A new chain named `id`, after `follows`.
+    pub fn new(id: ChainId, follows: Option<Follows>) -> Chain {
+        Chain {
+            id,
+            follows,
+            ..Chain::default()
+        }
+    }
+
     /// Seals one record (a JSON object, with or without its trailing newline) and appends
     /// the sealed line, newline included, to `out`.
     pub fn seal(&mut self, record: &[u8], out: &mut Vec<u8>) {
@@ -70,6 +167,16 @@ impl Chain {
         out.extend_from_slice(open);
         if open.len() > 1 {
             out.push(b',');
+        }
+        if !self.id.is_empty() {
+            // Ids are made by [`ChainId::new`]: nothing in them needs escaping.
+            let _ = write!(Bytes(out), "\"chain\":\"{}\",", self.id.0);
+        }
+        if self.seq == 1
+            && let Some(f) = &self.follows
+            && let Ok(json) = serde_json::to_string(f)
+        {
+            let _ = write!(Bytes(out), "\"follows\":{json},");
         }
         let _ = write!(
             Bytes(out),
@@ -87,6 +194,12 @@ impl Chain {
     /// Checks that `line` is the record that follows this chain, and advances to it.
     pub fn follow(&mut self, line: &[u8]) -> Result<(), ChainError> {
         let sealed = Sealed::parse(line)?;
+        if sealed.chain != self.id.0 {
+            return Err(ChainError::OtherChain {
+                expected: self.id.to_string(),
+                found: ChainId(sealed.chain).to_string(),
+            });
+        }
         if sealed.seq != self.seq + 1 {
             return Err(ChainError::OutOfSequence {
                 expected: self.seq + 1,
@@ -106,24 +219,48 @@ impl Chain {
     pub fn after(line: &[u8]) -> Result<Chain, ChainError> {
         let sealed = Sealed::parse(line)?;
         Ok(Chain {
+            id: ChainId(sealed.chain),
             seq: sealed.seq,
             hash: sealed.hash,
+            follows: None,
         })
+    }
+
+    /// What a chain that follows this one names in its first record.
+    pub fn as_follows(&self) -> Follows {
+        Follows {
+            chain: self.id.0.clone(),
+            seq: self.seq,
+            hash: self.hash.clone(),
+        }
     }
 }
 
 /// A sealed line, checked against its own hash.
+#[derive(Debug, Clone)]
 pub struct Sealed {
+    /// Empty for a record of an unnamed chain.
+    pub chain: String,
     pub seq: u64,
     pub prev_hash: String,
     pub hash: String,
+    /// The record's `timestamp`, as written.
+    pub timestamp: String,
+    pub follows: Option<Follows>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Links {
+struct Links<'a> {
+    #[serde(borrow, default)]
+    chain: Option<std::borrow::Cow<'a, str>>,
     seq: u64,
-    prev_hash: String,
+    #[serde(borrow)]
+    prev_hash: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    timestamp: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    follows: Option<Follows>,
 }
 
 impl Sealed {
@@ -152,9 +289,12 @@ impl Sealed {
         }
         let links: Links = serde_json::from_slice(&hashed).map_err(|_| ChainError::Malformed)?;
         Ok(Sealed {
+            chain: links.chain.map(|c| c.into_owned()).unwrap_or_default(),
             seq: links.seq,
-            prev_hash: links.prev_hash,
+            prev_hash: links.prev_hash.into_owned(),
             hash: String::from_utf8_lossy(hash).into_owned(),
+            timestamp: links.timestamp.map(|t| t.into_owned()).unwrap_or_default(),
+            follows: links.follows,
         })
     }
 }
@@ -261,6 +401,47 @@ mod tests {
         let at = line.len() - 5;
         line[at] = b'Z';
         assert_eq!(Sealed::parse(&line).err(), Some(ChainError::NotSealed));
+    }
+
+    #[test]
+    fn a_named_chain_says_whose_it_is_in_every_record_and_what_it_follows_in_its_first() {
+        let before = Follows {
+            chain: "jitgate-0_00000000000000aa".into(),
+            seq: 7,
+            hash: "ab".repeat(32),
+        };
+        let id = ChainId::new("jitgate-0");
+        assert_eq!(id.replica(), "jitgate-0");
+        assert_ne!(id, ChainId::new("jitgate-0"), "every start names a new chain");
+        let mut chain = Chain::new(id.clone(), Some(before.clone()));
+        let mut lines = Vec::new();
+        for n in 0..2 {
+            let mut out = Vec::new();
+            chain.seal(format!("{{\"n\":{n}}}").as_bytes(), &mut out);
+            lines.push(out);
+        }
+        let first = Sealed::parse(&lines[0]).unwrap();
+        let second = Sealed::parse(&lines[1]).unwrap();
+        assert_eq!((first.chain.as_str(), first.follows), (id.as_str(), Some(before)));
+        assert_eq!((second.chain.as_str(), second.follows), (id.as_str(), None));
+        let mut check = Chain::new(id.clone(), None);
+        for line in &lines {
+            check.follow(line).unwrap();
+        }
+        // Moving a record to another chain is an edit: the id is inside what is hashed.
+        let moved = String::from_utf8(lines[1].clone())
+            .unwrap()
+            .replace(id.as_str(), "jitgate-1_0000000000000001");
+        assert_eq!(
+            Sealed::parse(moved.as_bytes()).err(),
+            Some(ChainError::HashMismatch)
+        );
+        // And a record of another chain does not follow this one.
+        let mut other = Chain::new(ChainId::new("jitgate-1"), None);
+        assert!(matches!(
+            other.follow(&lines[0]),
+            Err(ChainError::OtherChain { .. })
+        ));
     }
 
     #[test]

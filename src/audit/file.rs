@@ -1,16 +1,17 @@
 //! The `--audit-log` file: appended to, resumed across restarts, rotated by size.
 //!
-//! On open, the chain continues from the file's last record. A torn last line (the process
+//! On open, the file's last record names the chain the new one follows (every start of the
+//! process writes a new chain, whose first record says so). A torn last line (the process
 //! died mid-write, so its request was never answered) is cut off. A file whose last record
-//! is not sealed (written by something else, or damaged) is rotated away unread, and a new
-//! chain starts; `jitgate audit verify` shows the break.
+//! is not sealed (written by something else, or damaged) is rotated away unread, and the
+//! new chain names none before it.
 //!
 //! When the file reaches `max_bytes`, it is renamed to `<path>.<n>` (n = 1, 2, …, never
 //! reused) and a new file is started; the chain runs on across files. Devices and pipes
 //! (`/dev/stdout`, a FIFO) are written as they are: no resuming, no rotation.
 
 use super::AuditError;
-use super::chain::Chain;
+use super::chain::{Chain, Follows};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -30,15 +31,16 @@ pub struct LogFile {
 }
 
 impl LogFile {
-    /// Opens (or creates) the log and returns it with the chain to continue.
-    pub fn open(path: &Path, max_bytes: Option<u64>) -> Result<(LogFile, Chain), AuditError> {
+    /// Opens (or creates) the log and returns it with the chain its last record ends, if
+    /// that record is sealed.
+    pub fn open(path: &Path, max_bytes: Option<u64>) -> Result<(LogFile, Option<Follows>), AuditError> {
         let open_err = |source| AuditError::Open {
             path: path.to_path_buf(),
             source,
         };
         let mut log = LogFile::create(path, max_bytes).map_err(open_err)?;
         if !log.regular || log.size == 0 {
-            return Ok((log, Chain::default()));
+            return Ok((log, None));
         }
         let tail = log.read_tail().map_err(open_err)?;
         let complete = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
@@ -53,14 +55,14 @@ impl LogFile {
             .map(|t| t.rsplit(|b| *b == b'\n').next().unwrap_or(t));
         match last.map(Chain::after) {
             Some(Ok(chain)) => {
-                tracing::info!(path = %path.display(), seq = chain.seq, "audit log resumed");
-                Ok((log, chain))
+                tracing::info!(path = %path.display(), chain = %chain.id, seq = chain.seq, "audit log opened; the new chain follows its last record");
+                Ok((log, Some(chain.as_follows())))
             }
-            None => Ok((log, Chain::default())),
+            None => Ok((log, None)),
             Some(Err(e)) => {
-                tracing::warn!(path = %path.display(), error = %e, "audit log's last record is not sealed; rotating it away and starting a new chain");
+                tracing::warn!(path = %path.display(), error = %e, "audit log's last record is not sealed; rotating it away");
                 log.rotate().map_err(open_err)?;
-                Ok((log, Chain::default()))
+                Ok((log, None))
             }
         }
     }
@@ -186,6 +188,7 @@ pub fn stdout_metadata() -> Option<std::fs::Metadata> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::chain::ChainId;
 
     fn seal_into(log: &mut LogFile, chain: &mut Chain, n: u32) {
         let mut buf = Vec::new();
@@ -229,29 +232,31 @@ mod tests {
     }
 
     #[test]
-    fn a_reopened_log_continues_its_chain() {
+    fn a_reopened_log_names_the_chain_its_last_record_ends() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let (mut log, mut chain) = LogFile::open(&path, None).unwrap();
+        let (mut log, follows) = LogFile::open(&path, None).unwrap();
+        assert_eq!(follows, None);
+        let mut chain = Chain::new(ChainId::new("a"), None);
         seal_into(&mut log, &mut chain, 1);
         seal_into(&mut log, &mut chain, 2);
         drop(log);
-        let (mut log, mut chain) = LogFile::open(&path, None).unwrap();
-        assert_eq!(chain.seq, 2);
-        seal_into(&mut log, &mut chain, 3);
-        assert_eq!(verify_all(&[path]), 3);
+        let (_, follows) = LogFile::open(&path, None).unwrap();
+        assert_eq!(follows, Some(chain.as_follows()));
+        assert_eq!(follows.unwrap().seq, 2);
     }
 
     #[test]
-    fn a_torn_last_line_is_cut_off_and_the_chain_goes_on() {
+    fn a_torn_last_line_is_cut_off() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let (mut log, mut chain) = LogFile::open(&path, None).unwrap();
+        let (mut log, _) = LogFile::open(&path, None).unwrap();
+        let mut chain = Chain::default();
         seal_into(&mut log, &mut chain, 1);
         log.append(b"{\"n\":2,\"seq\":2,\"prev").unwrap();
         drop(log);
-        let (mut log, mut chain) = LogFile::open(&path, None).unwrap();
-        assert_eq!(chain.seq, 1);
+        let (mut log, follows) = LogFile::open(&path, None).unwrap();
+        assert_eq!(follows.map(|f| f.seq), Some(1));
         seal_into(&mut log, &mut chain, 2);
         assert_eq!(verify_all(&[path]), 2);
     }
@@ -260,7 +265,8 @@ mod tests {
     fn rotation_keeps_one_chain_across_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let (mut log, mut chain) = LogFile::open(&path, Some(200)).unwrap();
+        let (mut log, _) = LogFile::open(&path, Some(200)).unwrap();
+        let mut chain = Chain::default();
         for n in 0..10 {
             seal_into(&mut log, &mut chain, n);
         }
@@ -280,8 +286,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         std::fs::write(&path, "{\"old\":true}\n").unwrap();
-        let (mut log, mut chain) = LogFile::open(&path, None).unwrap();
-        assert_eq!(chain, Chain::default());
+        let (mut log, follows) = LogFile::open(&path, None).unwrap();
+        assert_eq!(follows, None);
+        let mut chain = Chain::default();
         seal_into(&mut log, &mut chain, 1);
         assert_eq!(
             std::fs::read_to_string(dir.path().join("audit.jsonl.1")).unwrap(),

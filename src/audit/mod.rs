@@ -30,11 +30,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
+pub mod anchor;
 pub mod chain;
 mod file;
 pub mod read;
+pub mod report;
+pub mod verify;
 
-use chain::Chain;
+use chain::{Chain, ChainId};
 use file::LogFile;
 
 /// Records that may wait for the writer; past this, new ones are refused (and their
@@ -512,12 +515,20 @@ impl WriteHere {
     }
 }
 
+/// The head of a chain: its id, and the `seq` and `hash` of the last record written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub chain: ChainId,
+    pub seq: u64,
+    pub hash: String,
+}
+
 /// Where records go. Cheap to clone.
 #[derive(Clone)]
 pub struct AuditSink {
     pending: Arc<Pending>,
-    /// The `seq` of the last record written.
-    sequence: Arc<AtomicU64>,
+    /// The last record written.
+    head: Arc<Mutex<Head>>,
 }
 
 impl std::fmt::Debug for AuditSink {
@@ -527,17 +538,30 @@ impl std::fmt::Debug for AuditSink {
 }
 
 impl AuditSink {
-    /// Opens the audit log (if any) for appending, resuming its chain, and starts the
-    /// writer thread. With `max_bytes`, the log is rotated when it reaches that size.
-    pub fn start(to_stdout: bool, file: Option<&Path>, max_bytes: Option<u64>) -> Result<Self, AuditError> {
-        let (file, chain) = match file {
+    /// Opens the audit log (if any) for appending and starts the writer thread, which
+    /// writes the chain `id`. Its first record follows the log's last record, if any, else
+    /// `after` (the replica's last anchored chain). With `max_bytes`, the log is rotated
+    /// when it reaches that size.
+    pub fn start(
+        id: ChainId,
+        after: Option<chain::Follows>,
+        to_stdout: bool,
+        file: Option<&Path>,
+        max_bytes: Option<u64>,
+    ) -> Result<Self, AuditError> {
+        let (file, follows) = match file {
             Some(path) => {
-                let (log, chain) = LogFile::open(path, max_bytes)?;
-                (Some(log), chain)
+                let (log, follows) = LogFile::open(path, max_bytes)?;
+                (Some(log), follows.or(after))
             }
-            None => (None, Chain::default()),
+            None => (None, after),
         };
-        let sequence = Arc::new(AtomicU64::new(chain.seq));
+        let chain = Chain::new(id, follows);
+        let head = Arc::new(Mutex::new(Head {
+            chain: chain.id.clone(),
+            seq: chain.seq,
+            hash: chain.hash.clone(),
+        }));
         let (to_writer, from_requests) = mpsc::channel(BATCHES);
         // Stdout is written when there is no file, and besides one when asked; never when it
         // is the null device, where a write does nothing.
@@ -552,7 +576,7 @@ impl AuditSink {
             stdout_null,
             file,
             chain,
-            sequence: sequence.clone(),
+            head: head.clone(),
             buf: Vec::with_capacity(64 * 1024),
         }));
         let shared = writer.clone();
@@ -572,13 +596,18 @@ impl AuditSink {
                     epoch: Instant::now(),
                 },
             }),
-            sequence,
+            head,
         })
     }
 
-    /// The `seq` of the last record written: an anchor to compare a log's end against.
+    /// The `seq` of the last record written.
     pub fn sequence(&self) -> u64 {
-        self.sequence.load(Ordering::Relaxed)
+        self.head().seq
+    }
+
+    /// The chain's head: what an anchor records.
+    pub fn head(&self) -> Head {
+        self.head.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Records an answer before it is given, and says which answer to give:
@@ -718,7 +747,7 @@ struct Writer {
     stdout_null: bool,
     file: Option<LogFile>,
     chain: Chain,
-    sequence: Arc<AtomicU64>,
+    head: Arc<Mutex<Head>>,
     buf: Vec<u8>,
 }
 
@@ -792,7 +821,9 @@ impl Writer {
                 {
                     tracing::warn!(error = %e, "records written to the audit log but not to stdout");
                 }
-                self.sequence.store(self.chain.seq, Ordering::Relaxed);
+                let mut head = self.head.lock().unwrap_or_else(|e| e.into_inner());
+                head.seq = self.chain.seq;
+                head.hash.clone_from(&self.chain.hash);
                 Ok(())
             }
             Err(e) => {
@@ -879,14 +910,14 @@ mod tests {
     async fn records_reach_the_file_in_order_each_sealed_on_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let sink = AuditSink::start(false, Some(&path), None).unwrap();
+        let sink = AuditSink::start(ChainId::new("test"), None, false, Some(&path), None).unwrap();
         for i in 0..100 {
             sink.record(refusal_record(&format!("u{i}")), Vec::new(), later())
                 .await
                 .unwrap();
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        let mut chain = Chain::default();
+        let mut chain = Chain::new(sink.head().chain, None);
         for (i, line) in text.lines().enumerate() {
             chain.follow(line.as_bytes()).unwrap();
             let record: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -902,7 +933,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_disk_turns_the_answer_into_audit_unavailable() {
-        let sink = AuditSink::start(false, Some(Path::new("/dev/full")), None).unwrap();
+        let sink = AuditSink::start(
+            ChainId::new("test"),
+            None,
+            false,
+            Some(Path::new("/dev/full")),
+            None,
+        )
+        .unwrap();
         let err = sink
             .record(refusal_record("u"), Vec::new(), later())
             .await
@@ -941,13 +979,18 @@ mod tests {
     fn a_record_reached_after_its_deadline_is_written_as_the_refusal_its_request_is_told() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let (file, chain) = LogFile::open(&path, None).unwrap();
+        let (file, _) = LogFile::open(&path, None).unwrap();
+        let chain = Chain::default();
         let mut writer = Writer {
             to_stdout: false,
             stdout_null: false,
             file: Some(file),
+            head: Arc::new(Mutex::new(Head {
+                chain: chain.id.clone(),
+                seq: 0,
+                hash: chain.hash.clone(),
+            })),
             chain,
-            sequence: Arc::new(AtomicU64::new(0)),
             buf: Vec::new(),
         };
         let job = |uid: &str, deadline| {
@@ -1024,7 +1067,14 @@ mod tests {
 
     #[test]
     fn an_unopenable_audit_log_is_an_error_at_start() {
-        let err = AuditSink::start(false, Some(Path::new("/nonexistent-dir/audit.jsonl")), None).unwrap_err();
+        let err = AuditSink::start(
+            ChainId::new("test"),
+            None,
+            false,
+            Some(Path::new("/nonexistent-dir/audit.jsonl")),
+            None,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("/nonexistent-dir/audit.jsonl"));
     }
 }

@@ -1,7 +1,6 @@
-//! Reading audit logs back: `jitgate audit verify` checks the chain, `jitgate audit query`
-//! filters records and sums them up.
+//! Reading audit logs back: `jitgate audit query` filters records and sums them up
+//! (`jitgate audit verify` is [`super::verify`]).
 
-use super::chain::{Chain, ChainError, Sealed};
 use jiff::Timestamp;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -17,30 +16,6 @@ pub enum ReadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is empty")]
-    Empty { path: PathBuf },
-    #[error(
-        "{path}:1: the chain starts at seq {seq}, not 1: the records before it are missing (with --partial, the check starts there)"
-    )]
-    Headless { path: PathBuf, seq: u64 },
-    #[error("{path}:{line}: {why}")]
-    Broken {
-        path: PathBuf,
-        line: usize,
-        /// What the record claims its `seq` is, when that much can be read.
-        seq: Option<u64>,
-        why: ChainError,
-    },
-}
-
-/// A chain that checked out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
-    pub records: u64,
-    pub first_seq: u64,
-    pub last: Chain,
-    /// The files in chain order.
-    pub files: Vec<PathBuf>,
 }
 
 fn lines(path: &Path) -> Result<impl Iterator<Item = Result<Vec<u8>, ReadError>>, ReadError> {
@@ -56,70 +31,6 @@ fn lines(path: &Path) -> Result<impl Iterator<Item = Result<Vec<u8>, ReadError>>
             source,
         })
     }))
-}
-
-/// The `seq` a line claims, read without trusting anything else in it.
-fn claimed_seq(line: &[u8]) -> Option<u64> {
-    serde_json::from_slice::<Value>(line).ok()?.get("seq")?.as_u64()
-}
-
-/// Checks the chain through `paths`, which may be given in any order (a shell glob sorts
-/// `audit.jsonl.10` before `audit.jsonl.2`): files are put in order by their first record.
-/// Every record must follow the one before it, across files, and the first must start the
-/// chain (seq 1), unless `partial`: then it is taken on trust, for logs whose older files
-/// were archived.
-pub fn verify(paths: &[PathBuf], partial: bool) -> Result<Verified, ReadError> {
-    let mut ordered = Vec::with_capacity(paths.len());
-    for path in paths {
-        let first = lines(path)?
-            .next()
-            .transpose()?
-            .ok_or_else(|| ReadError::Empty { path: path.clone() })?;
-        let seq = Sealed::parse(&first).map_err(|why| ReadError::Broken {
-            path: path.clone(),
-            line: 1,
-            seq: claimed_seq(&first),
-            why,
-        })?;
-        ordered.push((seq.seq, path.clone()));
-    }
-    ordered.sort();
-    let mut chain: Option<Chain> = None;
-    if let Some((seq, path)) = ordered.first()
-        && !partial
-    {
-        if *seq != 1 {
-            return Err(ReadError::Headless {
-                path: path.clone(),
-                seq: *seq,
-            });
-        }
-        chain = Some(Chain::default());
-    }
-    let mut records = 0;
-    let first_seq = ordered.first().map_or(0, |(s, _)| *s);
-    for (_, path) in &ordered {
-        for (i, line) in lines(path)?.enumerate() {
-            let line = line?;
-            let checked = match chain.as_mut() {
-                Some(c) => c.follow(&line),
-                None => Chain::after(&line).map(|c| chain = Some(c)),
-            };
-            checked.map_err(|why| ReadError::Broken {
-                path: path.clone(),
-                line: i + 1,
-                seq: claimed_seq(&line),
-                why,
-            })?;
-            records += 1;
-        }
-    }
-    Ok(Verified {
-        records,
-        first_seq,
-        last: chain.unwrap_or_default(),
-        files: ordered.into_iter().map(|(_, p)| p).collect(),
-    })
 }
 
 /// Which records `jitgate audit query` keeps. Every field given must match.
@@ -321,51 +232,6 @@ mod tests {
     fn decision(user: &str, policy: &str, decision: &str, reason: &str, at: &str) -> Value {
         serde_json::json!({"timestamp": at, "event": "decision", "user": user, "policy": policy,
             "decision": decision, "reason": reason, "namespace": "prod"})
-    }
-
-    #[test]
-    fn files_given_in_any_order_verify_as_one_chain() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut chain = Chain::default();
-        let r = decision("alice", "p", "deny", "no_approval", "2026-11-21T10:00:00Z");
-        let names = ["a.2", "a.10", "a"];
-        let paths: Vec<PathBuf> = names
-            .iter()
-            .map(|n| write_log(dir.path(), n, &mut chain, &[r.clone(), r.clone()]))
-            .collect();
-        let mut shuffled = paths.clone();
-        shuffled.reverse();
-        let v = verify(&shuffled, false).unwrap();
-        assert_eq!((v.records, v.first_seq, v.last.seq), (6, 1, 6));
-        assert_eq!(v.files, paths);
-    }
-
-    #[test]
-    fn a_missing_middle_file_is_a_break_named_by_file_and_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut chain = Chain::default();
-        let r = decision("alice", "p", "deny", "no_approval", "2026-11-21T10:00:00Z");
-        let first = write_log(dir.path(), "a.1", &mut chain, std::slice::from_ref(&r));
-        write_log(dir.path(), "a.2", &mut chain, std::slice::from_ref(&r));
-        let last = write_log(dir.path(), "a", &mut chain, std::slice::from_ref(&r));
-        assert!(matches!(
-            verify(std::slice::from_ref(&last), false),
-            Err(ReadError::Headless { seq: 3, .. })
-        ));
-        assert_eq!(verify(std::slice::from_ref(&last), true).unwrap().first_seq, 3);
-        match verify(&[first, last.clone()], false).unwrap_err() {
-            ReadError::Broken { path, line, seq, why } => {
-                assert_eq!((path, line, seq), (last, 1, Some(3)));
-                assert_eq!(
-                    why,
-                    ChainError::OutOfSequence {
-                        expected: 2,
-                        found: 3
-                    }
-                );
-            }
-            other => panic!("{other}"),
-        }
     }
 
     #[test]

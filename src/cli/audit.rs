@@ -1,52 +1,83 @@
 //! `jitgate audit verify` and `jitgate audit query`.
 
-use super::{AuditCommand, QueryArgs};
-use crate::audit::read::{self, Filter, ReadError, Summary};
+use super::{AuditCommand, QueryArgs, ReportArgs, ReportFormat};
+use crate::audit::anchor;
+use crate::audit::read::{self, Filter, Summary};
+use crate::audit::report::Reporter;
+use crate::audit::verify::Verifier;
 use std::io::Write;
 use std::process::ExitCode;
 
 pub fn run(command: AuditCommand) -> ExitCode {
     match command {
-        AuditCommand::Verify { files, partial } => verify(&files, partial),
+        AuditCommand::Verify {
+            files,
+            partial,
+            anchors,
+        } => verify(&files, partial, anchors.as_deref()),
         AuditCommand::Query(args) => query(args),
+        AuditCommand::Report(args) => report(args),
     }
 }
 
-fn verify(files: &[std::path::PathBuf], partial: bool) -> ExitCode {
-    match read::verify(files, partial) {
-        Ok(v) => {
-            println!(
-                "ok: {} records, seq {}..{}, in {} file(s); last hash {}",
-                v.records,
-                v.first_seq,
-                v.last.seq,
-                v.files.len(),
-                v.last.hash
-            );
-            if v.first_seq > 1 {
-                println!(
-                    "note: the chain starts at seq {}; earlier records are not in these files",
-                    v.first_seq
-                );
+fn report(args: ReportArgs) -> ExitCode {
+    let mut reporter = Reporter::new(Filter {
+        user: args.user,
+        policy: args.policy,
+        namespace: args.namespace,
+        since: args.since,
+        until: args.until,
+        ..Filter::default()
+    });
+    for file in &args.files {
+        let read = if file.as_os_str() == "-" {
+            reporter.read(std::io::stdin().lock())
+        } else {
+            std::fs::File::open(file).and_then(|f| reporter.read(f))
+        };
+        if let Err(e) = read {
+            eprintln!("jitgate audit report: cannot read {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    }
+    let report = reporter.finish();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let _ = match args.format {
+        ReportFormat::Text => out.write_all(report.text().as_bytes()),
+        ReportFormat::Csv => out.write_all(report.csv().as_bytes()),
+        // Straight to stdout: the JSON of a large report is larger than the report.
+        ReportFormat::Json => report.write_json(&mut out),
+    };
+    let _ = out.flush();
+    ExitCode::SUCCESS
+}
+
+fn verify(files: &[std::path::PathBuf], partial: bool, anchors: Option<&std::path::Path>) -> ExitCode {
+    let mut verifier = match anchors {
+        None => Verifier::default(),
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| anchor::parse(&text).map_err(|e| e.to_string()))
+        {
+            Ok(anchors) => Verifier::with_anchors(anchors),
+            Err(e) => {
+                eprintln!("jitgate audit verify: {}: {e}", path.display());
+                return ExitCode::from(2);
             }
-            ExitCode::SUCCESS
-        }
-        Err(e @ ReadError::Headless { .. }) => {
-            println!("BROKEN at {e}");
-            ExitCode::from(1)
-        }
-        Err(e @ ReadError::Broken { .. }) => {
-            let seq = match &e {
-                ReadError::Broken { seq: Some(s), .. } => format!(" (record seq {s})"),
-                _ => String::new(),
-            };
-            println!("BROKEN at {e}{seq}");
-            ExitCode::from(1)
-        }
-        Err(e) => {
+        },
+    };
+    for file in files {
+        if let Err(e) = verifier.read_path(file) {
             eprintln!("jitgate audit verify: {e}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
+    }
+    let verdict = verifier.finish(partial);
+    print!("{}", verdict.render());
+    if verdict.intact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

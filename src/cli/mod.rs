@@ -318,18 +318,63 @@ pub struct ListArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain through the given files (in any order; rotated files
-    /// included) and name the first record that breaks it.
-    /// Exit status: 0 intact, 1 broken, 2 unreadable.
+    /// Check every chain of records in the given files and streams, each on its own: any
+    /// mix, in any order (rotated files, `kubectl logs` of every pod, a log pipeline's
+    /// export, `-` for stdin), with other log lines between records. Reports per chain its
+    /// replica, first and last record, gaps and breaks.
+    /// Exit status: 0 every chain intact, 1 a chain broken, cut short, missing or not
+    /// anchored, 2 unreadable.
     Verify {
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
-        /// Accept a chain that starts after seq 1 (older files archived elsewhere).
+        /// Accept chains whose first records, or whose predecessor, are not given (older
+        /// records archived elsewhere).
         #[arg(long)]
         partial: bool,
+        /// The anchors ConfigMap (`kubectl -n jitgate-system get configmap jitgate-anchors
+        /// -o yaml`, or -o json): every chain anchored must be present up to its anchored
+        /// record, and every chain present must be anchored.
+        #[arg(long, value_name = "FILE")]
+        anchors: Option<PathBuf>,
     },
     /// Print the records that match every filter given, or a summary of them.
     Query(QueryArgs),
+    /// Tell the story of every approval from the records (files, or `-` for stdin, as
+    /// verify reads them): who requested it and why, who approved or signed it and when,
+    /// what it allowed, every decision taken under it, and how it ended; then every denial
+    /// that named no approval, and break-glass entries with their review. Run verify first:
+    /// the report believes its records.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Only what this user did, requested or approved.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only decisions of this policy, and approvals that one of them used.
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Only this namespace (an approval's scope, a decision's object).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Records at or after this time: RFC 3339, or a duration ago such as 2h.
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<jiff::Timestamp>,
+    /// Records before this time: RFC 3339, or a duration ago such as 30m.
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<jiff::Timestamp>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
 }
 
 #[derive(Debug, Args)]
@@ -576,6 +621,18 @@ pub struct ServeArgs {
     pub client_ca_file: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// In cluster mode, how often this replica writes the head of its audit chain (when
+    /// it moved) to the ConfigMap jitgate-anchors in the approvals namespace; it also does
+    /// when it starts and on shutdown. `jitgate audit verify --anchors` checks records
+    /// against it.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "JITGATE_ANCHOR_EVERY",
+        default_value = "30s",
+        value_parser = parse_duration
+    )]
+    pub anchor_every: Duration,
 }
 
 /// What a hostile client meets (see `jitgate_connections*` and `jitgate_body_*` metrics).
@@ -656,6 +713,7 @@ impl From<ServeArgs> for ServeConfig {
             expiry_warning: a.expiry_warning,
             client_ca_file: a.client_ca_file,
             limits: a.limits.into(),
+            anchor_every: a.anchor_every,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! expired entries ([`prune`]), and the trusted signers of offline approvals ([`signers`]). (The serving
 //! certificate is followed by `crate::tls`.)
 
+pub mod anchors;
 pub mod break_glass;
 pub mod cluster;
 pub mod file;

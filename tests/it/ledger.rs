@@ -577,7 +577,7 @@ async fn check_judges_an_approvals_configmap_edit_exactly_as_the_server_does() {
     let said = String::from_utf8_lossy(&verify.stdout).to_string() + &String::from_utf8_lossy(&verify.stderr);
     assert!(verify.status.success(), "{said}");
     assert!(
-        said.contains("6 records"),
+        said.contains("records: 6 (seq 1 "),
         "4 decisions and 2 approval records: {said}"
     );
     h.stop().await;

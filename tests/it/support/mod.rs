@@ -498,6 +498,7 @@ impl Harness {
             expiry_warning: jitgate::notify::EXPIRY_LEAD,
             client_ca_file: None,
             limits: jitgate::server::Limits::default(),
+            anchor_every: jitgate::sync::anchors::ANCHOR_EVERY,
         }
     }
 
