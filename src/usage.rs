@@ -68,7 +68,7 @@ impl Record {
     /// changed expiry (shortened, or a new entry under the same key) only moves the time
     /// the record is kept until, and only later.
     fn spend(&mut self, a: &Approval, uid: &str, max: u32) -> Result<Used, UsageError> {
-        self.latest_expiry = self.latest_expiry.max(a.expires_at);
+        self.latest_expiry = self.latest_expiry.max(could_grant_until(a));
         if self.uids.iter().any(|u| u == uid) {
             return Ok(Used::Again);
         }
@@ -86,6 +86,18 @@ impl Record {
             .checked_add(KEEP)
             .map_or(true, |until| until > now)
     }
+}
+
+/// Until when an entry under this id could still grant: its expiry, or, when it is signed,
+/// the latest notAfter of its signatures if later. A signed `for:` entry can be pasted
+/// again (and stamped anew) until its signatures' notAfter, so its count must outlive
+/// that, not only the expiry of the paste that was used. A signature that does not verify
+/// only keeps the record longer, which gives nothing back.
+fn could_grant_until(a: &Approval) -> Timestamp {
+    a.signatures
+        .iter()
+        .filter_map(|s| s.not_after)
+        .fold(a.expires_at, Timestamp::max)
 }
 
 /// The ConfigMap key of an approval's record: its id with `/` as `_`, which ConfigMap

@@ -26,5 +26,6 @@ mod precise;
 mod properties;
 mod realk8s;
 mod signers;
+mod uses_signed;
 mod webhook;
 mod zsp;
