@@ -76,6 +76,7 @@ pub fn verbs_of(op: Operation) -> &'static [&'static str] {
         Operation::Get => &["get"],
         Operation::List => &["list"],
         Operation::Watch => &["watch"],
+        Operation::Impersonate => &["impersonate"],
     }
 }
 

@@ -250,7 +250,7 @@ pub fn of(req: &AdmissionRequest<'_>) -> Option<Change> {
             (options.to_string(), top_level(&options))
         }
         // Never in an admission review; a read changes nothing.
-        Operation::Get | Operation::List | Operation::Watch => return None,
+        Operation::Get | Operation::List | Operation::Watch | Operation::Impersonate => return None,
     };
     let mut hashed = format!("jitgate/v1 {}\n", req.operation).into_bytes();
     hashed.extend_from_slice(canonical.as_bytes());

@@ -23,10 +23,15 @@ pub enum Operation {
     List,
     #[serde(skip_deserializing)]
     Watch,
+    /// Acting as someone else (`kubectl --as`): an authorization review's verb on
+    /// `serviceaccounts`, `users` or `groups`. Treated as a read: only the authorization
+    /// webhook carries it, and it changes nothing by itself.
+    #[serde(skip_deserializing)]
+    Impersonate,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 7] = [
+    pub const ALL: [Operation; 8] = [
         Operation::Create,
         Operation::Update,
         Operation::Delete,
@@ -34,6 +39,7 @@ impl Operation {
         Operation::Get,
         Operation::List,
         Operation::Watch,
+        Operation::Impersonate,
     ];
 
     /// The operations of admission requests, as policies name them (`operations:`).
@@ -44,8 +50,14 @@ impl Operation {
         Operation::Connect,
     ];
 
-    /// The read verbs, as policies and approvals name them (`verbs:`).
-    pub const READS: [Operation; 3] = [Operation::Get, Operation::List, Operation::Watch];
+    /// The verbs only an authorization review carries, as policies and approvals name
+    /// them (`verbs:`): the reads, and `impersonate`.
+    pub const READS: [Operation; 4] = [
+        Operation::Get,
+        Operation::List,
+        Operation::Watch,
+        Operation::Impersonate,
+    ];
 
     /// `CREATE`… for an admission operation, `get`… for a read verb, as Kubernetes
     /// writes each.
@@ -58,12 +70,16 @@ impl Operation {
             Operation::Get => "get",
             Operation::List => "list",
             Operation::Watch => "watch",
+            Operation::Impersonate => "impersonate",
         }
     }
 
     /// True for a read verb.
     pub fn is_read(self) -> bool {
-        matches!(self, Operation::Get | Operation::List | Operation::Watch)
+        matches!(
+            self,
+            Operation::Get | Operation::List | Operation::Watch | Operation::Impersonate
+        )
     }
 
     /// The read verb written `text` (`get`, `list`, `watch`).
@@ -84,7 +100,7 @@ pub struct OpSet(u8);
 
 impl OpSet {
     /// Every operation and every read verb.
-    pub const ALL: OpSet = OpSet(0b111_1111);
+    pub const ALL: OpSet = OpSet(0b1111_1111);
     /// The four admission operations (`operations: ["*"]` in a policy).
     pub const ADMISSION: OpSet = OpSet(0b1111);
 

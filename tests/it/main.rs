@@ -15,6 +15,7 @@ mod cli;
 mod cluster;
 mod events;
 mod hardening;
+mod impersonation;
 mod ledger;
 mod ledger_properties;
 mod metrics;
