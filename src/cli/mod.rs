@@ -240,7 +240,7 @@ pub struct RequestArgs {
     /// and --verb: every gated operation and read).
     #[arg(long, value_delimiter = ',')]
     pub operation: Vec<String>,
-    /// A read: get, list or watch; repeat or separate with commas. A list or watch has
+    /// A read (get, list, watch) or impersonate; repeat or separate with commas. A list or watch has
     /// no name, so only an approval without --name covers it.
     #[arg(long, value_delimiter = ',')]
     pub verb: Vec<String>,
