@@ -5,12 +5,12 @@
 use crate::approvals::ApprovalStore;
 use crate::audit::{AuditError, AuditSink};
 use crate::metrics::Metrics;
-use crate::notify;
+use crate::news;
 use crate::policy::{self, PolicyError};
 use crate::server::{self, AppState};
 use crate::sync::{self, ClusterError, ClusterSource, FileSync};
 use crate::tls::{self, TlsError};
-use crate::usage::UsageLedger;
+use crate::usage::UseCounts;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -212,7 +212,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
             );
             background.push(anchors.spawn(cfg.anchor_every));
             anchorer = Some(anchors);
-            let usage = UsageLedger::in_cluster(
+            let usage = UseCounts::in_cluster(
                 kube::Api::namespaced(client.clone(), &source.namespace),
                 source.usage_configmap.clone(),
             );
@@ -228,7 +228,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
                 source.namespace.clone(),
                 store.clone(),
             ));
-            let (notices, events) = notify::emit::spawn(
+            let (notices, events) = news::emit::spawn(
                 client,
                 instance_name(),
                 store.clone(),
@@ -262,8 +262,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
             (
                 FileSync::new(cfg.approvals_file.clone(), store.clone()).spawn(),
                 store,
-                UsageLedger::in_memory(),
-                notify::emit::Notices::default(),
+                UseCounts::in_memory(),
+                news::emit::Notices::default(),
             )
         }
     };

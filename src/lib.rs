@@ -30,7 +30,7 @@ mod memory;
 pub mod metrics;
 pub mod mtls;
 pub mod names;
-pub mod notify;
+pub mod news;
 pub mod operation;
 pub mod pattern;
 pub mod policy;

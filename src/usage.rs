@@ -107,20 +107,20 @@ fn key_of(a: &Approval) -> String {
 }
 
 /// Where uses are counted.
-pub struct UsageLedger(Store);
+pub struct UseCounts(Store);
 
 enum Store {
     Memory(Mutex<HashMap<String, Record>>),
     Cluster { api: Box<Api<ConfigMap>>, name: String },
 }
 
-impl UsageLedger {
+impl UseCounts {
     pub fn in_memory() -> Self {
-        UsageLedger(Store::Memory(Mutex::new(HashMap::new())))
+        UseCounts(Store::Memory(Mutex::new(HashMap::new())))
     }
 
     pub fn in_cluster(api: Api<ConfigMap>, name: String) -> Self {
-        UsageLedger(Store::Cluster {
+        UseCounts(Store::Cluster {
             api: Box::new(api),
             name,
         })
@@ -219,7 +219,7 @@ mod tests {
 
     #[tokio::test]
     async fn uses_are_counted_once_per_request_and_capped() {
-        let ledger = UsageLedger::in_memory();
+        let ledger = UseCounts::in_memory();
         let now: Timestamp = "2026-11-21T20:00:00Z".parse().unwrap();
         let a = approval("2026-11-21T21:00:00Z");
         // A dry run says what would happen, and spends nothing.
@@ -251,7 +251,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_record_is_kept_until_the_keep_window_after_the_latest_expiry_seen() {
-        let ledger = UsageLedger::in_memory();
+        let ledger = UseCounts::in_memory();
         let now: Timestamp = "2026-11-21T20:00:00Z".parse().unwrap();
         let later = approval("2026-11-21T21:30:00Z");
         let earlier = approval("2026-11-21T21:00:00Z");
@@ -288,7 +288,7 @@ mod tests {
             steps in proptest::collection::vec((1i64..120, 0i64..40, proptest::bool::ANY), 1..40),
         ) {
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            let ledger = UsageLedger::in_memory();
+            let ledger = UseCounts::in_memory();
             let start: Timestamp = "2026-11-21T20:00:00Z".parse().unwrap();
             let mut now = start;
             let mut latest = Timestamp::MIN;

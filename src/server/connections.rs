@@ -309,7 +309,7 @@ mod tests {
                 other,
                 handshakes,
             },
-            Arc::new(Metrics::new(crate::notify::EXPIRY_LEAD)),
+            Arc::new(Metrics::new(crate::news::EXPIRY_LEAD)),
         )
     }
 

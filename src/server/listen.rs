@@ -97,7 +97,7 @@ pub async fn serve(
         tls,
         client_ca: None,
         limits: Limits::default(),
-        metrics: Arc::new(Metrics::new(crate::notify::EXPIRY_LEAD)),
+        metrics: Arc::new(Metrics::new(crate::news::EXPIRY_LEAD)),
     };
     serve_with(listener, listening, app, shutdown).await
 }

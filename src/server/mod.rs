@@ -20,7 +20,7 @@ use crate::approvals::ApprovalStore;
 use crate::audit::AuditSink;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
-use crate::usage::UsageLedger;
+use crate::usage::UseCounts;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -36,10 +36,10 @@ pub struct AppState {
     pub approvals: Arc<ApprovalStore>,
     pub audit: AuditSink,
     /// Where uses of `maxUses` approvals are counted.
-    pub usage: UsageLedger,
+    pub usage: UseCounts,
     pub metrics: Arc<Metrics>,
     /// Where answers hand their Events (none in file mode).
-    pub notices: crate::notify::emit::Notices,
+    pub notices: crate::news::emit::Notices,
     /// The serving certificate, for its expiry.
     pub serving_cert: Arc<crate::tls::ServingCert>,
     /// The deadline and the memory budget for reading review bodies.

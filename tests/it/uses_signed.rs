@@ -12,13 +12,13 @@
 //! The record is now kept until an hour after the latest notAfter of the entry's
 //! signatures too.
 //!
-//! Driven through jitgate's own UsageLedger in cluster mode (the test API server's
+//! Driven through jitgate's own UseCounts in cluster mode (the test API server's
 //! jitgate-usage), with the times of the story given, as the server gives them.
 
 use crate::support::apiserver::ApiServer;
 use jiff::{SignedDuration, Timestamp};
 use jitgate::approvals::parse_entry;
-use jitgate::usage::{UsageError, UsageLedger, Used};
+use jitgate::usage::{UsageError, UseCounts, Used};
 
 fn alice_for_entry(approved_at: Timestamp) -> jitgate::approvals::Approval {
     // As the ledger stamps it when the signed entry is pasted: the signature's notAfter
@@ -40,7 +40,7 @@ async fn a_signed_for_entry_pasted_again_before_its_not_after_never_gets_its_spe
         .await
         .unwrap();
     let client = kube::Client::try_from(config).unwrap();
-    let usage = UsageLedger::in_cluster(
+    let usage = UseCounts::in_cluster(
         kube::Api::namespaced(client, "jitgate-system"),
         "jitgate-usage".into(),
     );

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use crate::signing::{Binding, SIGNERS_CONFIGMAP};
 
-pub(super) struct Ledger {
+pub(super) struct ApprovalsApi {
     pub(super) client: Client,
     pub(super) configmaps: Api<ConfigMap>,
     pub(super) args: LedgerArgs,
@@ -33,14 +33,14 @@ impl Entry {
     }
 }
 
-impl Ledger {
-    pub(super) async fn connect(args: LedgerArgs) -> Result<Ledger, CliError> {
+impl ApprovalsApi {
+    pub(super) async fn connect(args: LedgerArgs) -> Result<ApprovalsApi, CliError> {
         let config = crate::sync::cluster::client_config(args.kubeconfig.as_deref())
             .await
             .map_err(|e| CliError::Usage(e.to_string()))?;
         let client = Client::try_from(config).map_err(|e| CliError::Api(e.to_string()))?;
         let configmaps = Api::namespaced(client.clone(), &args.approvals_namespace);
-        Ok(Ledger {
+        Ok(ApprovalsApi {
             client,
             configmaps,
             args,

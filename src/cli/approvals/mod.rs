@@ -16,7 +16,7 @@ mod render;
 mod verbs;
 
 use super::{InboxArgs, LedgerArgs, ListArgs, RequestArgs, WaitArgs};
-use client::Ledger;
+use client::ApprovalsApi;
 use std::process::ExitCode;
 
 /// Times a change is recomputed after a conflict before giving up.
@@ -84,7 +84,7 @@ pub fn run(ledger: LedgerArgs, verb: Verb) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let ledger = Ledger::connect(ledger).await?;
+        let ledger = ApprovalsApi::connect(ledger).await?;
         match verb {
             Verb::Request(args) => ledger.request(*args).await,
             Verb::Approve(id, pin) => ledger.approve(&id, pin.as_deref()).await,

@@ -1,6 +1,6 @@
 //! Each command, run against the API server.
 
-use super::client::Ledger;
+use super::client::ApprovalsApi;
 use super::drafts::{draft_from_flags, drafts_from_file};
 use super::render::*;
 use super::*;
@@ -10,7 +10,7 @@ use crate::policy::PolicySet;
 use jiff::Timestamp;
 use serde_json::Value;
 
-impl Ledger {
+impl ApprovalsApi {
     pub(super) async fn request(&self, args: RequestArgs) -> Result<String, CliError> {
         let me = self.whoami().await?;
         let now = Timestamp::now();

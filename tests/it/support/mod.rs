@@ -495,7 +495,7 @@ impl Harness {
             records_to_stdout: false,
             shutdown_drain: Duration::ZERO,
             cert_check_every: Duration::from_millis(200),
-            expiry_warning: jitgate::notify::EXPIRY_LEAD,
+            expiry_warning: jitgate::news::EXPIRY_LEAD,
             client_ca_file: None,
             limits: jitgate::server::Limits::default(),
             anchor_every: jitgate::sync::anchors::ANCHOR_EVERY,

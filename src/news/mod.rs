@@ -1,4 +1,4 @@
-//! Telling the people who must act, through the cluster itself: Kubernetes Events
+//! News: what the people who must act are told, through the cluster itself: Kubernetes Events
 //! (`events.k8s.io/v1`) for a request filed, approved, revoked, about to expire and
 //! expired, a break-glass entry used, and a denial of a gated action. Air-gapped clusters
 //! have no mail and no chat; `kubectl get events -n jitgate-system` and `kubectl describe`
