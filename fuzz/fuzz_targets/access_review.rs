@@ -6,7 +6,8 @@
 #![no_main]
 
 use jitgate::approvals::{ConfigMapRef, Snapshot, parse_entry};
-use jitgate::authorization::{decode, respond};
+use jitgate::authorization::decode;
+use jitgate::respond::access as respond;
 use jitgate::decision::{Approvals, Code, Inputs, decide};
 use jitgate::policy::PolicySet;
 use libfuzzer_sys::fuzz_target;
