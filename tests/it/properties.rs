@@ -168,59 +168,11 @@ fn body(r: &Req, uid: &str) -> String {
 
 /// The reference model: scan every approval, apply the rules as the README states them.
 fn model_allows(r: &Req, policies: &PolicySet, approvals: &[Arc<Approval>]) -> bool {
-    let (group, resource, sub) = RESOURCES[r.resource];
-    let (user, ns, name, op) = (USERS[r.user], NAMESPACES[r.ns], NAMES[r.name], OPS[r.op]);
-    let groups: Vec<String> = r.groups.iter().map(|g| GROUPS[*g].to_string()).collect();
-    let target = Target {
-        api_group: group,
-        resource,
-        sub_resource: sub,
-        namespace: ns,
-        operation: jitgate::operation::Operation::ALL
-            .into_iter()
-            .find(|o| o.as_str() == op)
-            .unwrap(),
-        object: None,
-    };
-    let gating: Vec<_> = policies
-        .gating(&target)
+    let op = jitgate::operation::Operation::ALL
         .into_iter()
-        .filter(|p| !p.exempts(user, &groups))
-        .collect();
-    if gating.is_empty() {
-        return true;
-    }
-    let min = gating.iter().map(|p| p.min_approvers).max().unwrap();
-    let max = gating.iter().map(|p| p.max_duration).min().unwrap();
-    approvals.iter().any(|a| {
-        let who = match &a.subject {
-            Subject::User(u) => **u == *user,
-            Subject::Group(g) => groups.iter().any(|m| **m == **g),
-        };
-        let approvers: BTreeSet<&str> = a
-            .approved_by
-            .iter()
-            .map(|n| &**n)
-            .filter(|n| {
-                *n != user
-                    && Some(*n)
-                        != if let Subject::User(u) = &a.subject {
-                            Some(&**u)
-                        } else {
-                            None
-                        }
-            })
-            .collect();
-        who && *a.resource == *resource
-            && *a.sub_resource == *sub
-            && a.api_group.as_deref().is_none_or(|g| g == group)
-            && *a.namespace == *ns
-            && a.name.as_deref().is_none_or(|n| n == name)
-            && a.operations.is_none_or(|ops| ops.contains(target.operation))
-            && now() < a.expires_at
-            && a.expires_at.duration_since(now()) <= max
-            && approvers.len() as u32 >= min
-    })
+        .find(|o| o.as_str() == OPS[r.op])
+        .unwrap();
+    model_allows_op(r, op, policies, approvals)
 }
 
 proptest! {
@@ -366,7 +318,7 @@ proptest! {
     }
 }
 
-/// [`model_allows`] for any operation, read verbs included.
+/// The reference model for any operation, read verbs included.
 fn model_allows_op(
     r: &Req,
     op: jitgate::operation::Operation,
