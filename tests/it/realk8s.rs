@@ -1,4 +1,4 @@
-//! Against a real kube-apiserver (v1.36, `../shared/realk8s`): the project's own rendered
+//! Against a real kube-apiserver (v1.36, the realk8s kit of the project's shared material): the project's own rendered
 //! ValidatingWebhookConfiguration, installed as `jitgate manifests webhook` prints it (its
 //! rules, namespaceSelector and matchConditions unchanged; only `clientConfig` points at a
 //! jitgate on loopback), closes the side doors to Pods for a person with ordinary rights
@@ -115,8 +115,8 @@ pub(crate) fn kit() -> Option<PathBuf> {
         Some(dir) => Some(PathBuf::from(dir)),
         None => {
             println!(
-                "KUBE_APISERVER_KIT is not set: the real kube-apiserver stories in tests/realk8s.rs did not run \
-                 (set it to the realk8s directory, e.g. ../shared/realk8s; .ci/run does)"
+                "KUBE_APISERVER_KIT is not set: the real kube-apiserver stories (tests/it/realk8s.rs, zsp.rs, impersonation.rs) did not run \
+                 (set it to the realk8s kit's directory; .ci/run does, from the shared material beside the clone)"
             );
             None
         }

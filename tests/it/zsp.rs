@@ -1,4 +1,4 @@
-//! Zero standing privilege against a real kube-apiserver (v1.36, `../shared/realk8s`):
+//! Zero standing privilege against a real kube-apiserver (v1.36, the realk8s kit of the project's shared material):
 //! erin, a contractor to whom RBAC gives nothing in prod, is refused; she files a request
 //! through the API server (the ledger judges it), alice approves it with `jitgate
 //! approve`, and the authorization webhook then grants her exactly what the approval
