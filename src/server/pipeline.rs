@@ -56,8 +56,9 @@ pub(super) trait Wire {
     fn follow_ups(_req: &Self::Request<'_>, _d: &Decision) -> Vec<Vec<u8>> {
         Vec::new()
     }
-    /// The HTTP answer for `answer`, as recorded (`sealed`: where its record landed).
-    fn reply(response: Self::Response, answer: &Answer, sealed: Option<&Sealed>) -> Response;
+    /// The HTTP answer for `answer`, as recorded (`policy`: the policies it concerns,
+    /// comma-separated; `sealed`: where its record landed).
+    fn reply(response: Self::Response, answer: &Answer, policy: &str, sealed: Option<&Sealed>) -> Response;
 }
 
 /// What a review was answered, as it was recorded.
@@ -136,7 +137,8 @@ pub(super) async fn handle<W: Wire>(state: &AppState, request: Request) -> Respo
     let id = W::id(&req);
     let asked = W::asked(&req);
     let deadline = transport::deadline(parts.uri.query(), started);
-    let answer = spend_use(state, &id, W::asks_only(&req), decide(state, asked), deadline).await;
+    let asks_only = W::asks_only(&req);
+    let answer = spend_use(state, &id, asks_only, decide(state, asked), deadline).await;
     let (record, then) = match &answer {
         Answer::Decided(d) => (
             DecisionRecord::decided(asked, Some(id.clone()), d, micros(started)),
@@ -165,23 +167,24 @@ pub(super) async fn handle<W: Wire>(state: &AppState, request: Request) -> Respo
             (answer.unrecorded(refusal), None)
         }
     };
+    let policy = answer.policy();
     state.metrics.answered(
         W::REVIEW,
         answer.outcome(),
         answer.reason(),
-        &answer.policy(),
+        &policy,
         started.elapsed(),
     );
     let response = match &answer {
         Answer::Decided(d) => {
-            if !W::asks_only(&req) {
+            if !asks_only {
                 state.notices.answered(asked, d, &state.metrics);
             }
             W::respond(&req, d)
         }
         Answer::Refused { refusal, .. } => W::refused(&req, refusal),
     };
-    W::reply(response, &answer, sealed.as_ref())
+    W::reply(response, &answer, &policy, sealed.as_ref())
 }
 
 /// Decides a request on the policies and approvals held now.
@@ -350,11 +353,16 @@ impl Wire for Admission {
         }
     }
 
-    fn reply(mut response: AdmissionResponse, answer: &Answer, sealed: Option<&Sealed>) -> Response {
+    fn reply(
+        mut response: AdmissionResponse,
+        answer: &Answer,
+        policy: &str,
+        sealed: Option<&Sealed>,
+    ) -> Response {
         response.audit_annotations = respond::audit_annotations(
             answer.outcome(),
             answer.reason(),
-            &answer.policy(),
+            policy,
             answer.approval(),
             sealed,
         );
@@ -401,7 +409,7 @@ impl Wire for Authorization {
         respond::access_refused(req, refusal)
     }
 
-    fn reply(status: AccessStatus, _answer: &Answer, _sealed: Option<&Sealed>) -> Response {
+    fn reply(status: AccessStatus, _answer: &Answer, _policy: &str, _sealed: Option<&Sealed>) -> Response {
         json(StatusCode::OK, &status.into_review())
     }
 }
