@@ -8,7 +8,6 @@
 
 use crate::realk8s::{ApiServer, kit, outcome};
 use crate::support::*;
-use base64::Engine;
 use serde_json::json;
 use std::time::Duration;
 
@@ -16,7 +15,15 @@ use std::time::Duration;
 async fn a_person_with_edit_in_prod_cannot_read_a_gated_secret_as_a_service_account_without_an_approval() {
     let Some(kit) = kit() else { return };
     let jitgate = Harness::start(&approvals_manifest(&[])).await;
-    let (api, _work) = with_authorization(&kit, &jitgate);
+    let work = tempfile::tempdir().unwrap();
+    let policies = std::path::Path::new(REPO).join("policies");
+    let api = ApiServer::with_authorizer(
+        &kit,
+        &policies,
+        jitgate.addr(),
+        &jitgate.certs.ca_pem,
+        work.path(),
+    );
 
     // bob: what `edit` gives in prod, as far as this story needs (its secrets rules, and
     // its impersonate rule on service accounts, both from system:aggregate-to-edit). The
@@ -86,36 +93,4 @@ async fn a_person_with_edit_in_prod_cannot_read_a_gated_secret_as_a_service_acco
         outcome(&api.kubectl("bob", &as_app, None).await).is_ok()
     })
     .await;
-}
-
-/// A real kube-apiserver running the authorizer chain rendered from the shipped policies,
-/// its jitgate webhook pointing at `jitgate`.
-fn with_authorization(kit: &std::path::Path, jitgate: &Harness) -> (ApiServer, tempfile::TempDir) {
-    let work = tempfile::tempdir().unwrap();
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let webhook_kubeconfig = work.path().join("webhook-kubeconfig.yaml");
-    std::fs::write(
-        &webhook_kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: jitgate, cluster: {{server: \"https://{}/authorize\", certificate-authority-data: {}}}}}]\nusers: [{{name: api-server, user: {{}}}}]\ncontexts: [{{name: jitgate, context: {{cluster: jitgate, user: api-server}}}}]\ncurrent-context: jitgate\n",
-            jitgate.addr(),
-            b64(&jitgate.certs.ca_pem)
-        ),
-    )
-    .unwrap();
-    let rendered = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
-        .args(["manifests", "authorization", "--policies"])
-        .arg(std::path::Path::new(REPO).join("policies"))
-        .output()
-        .unwrap();
-    assert!(rendered.status.success());
-    let authorization = String::from_utf8(rendered.stdout).unwrap().replace(
-        jitgate::manifests::authorization::KUBECONFIG_PATH,
-        &webhook_kubeconfig.display().to_string(),
-    );
-    let config = work.path().join("authorization-config.yaml");
-    std::fs::write(&config, authorization).unwrap();
-    let flag = format!("--authorization-config={}", config.display());
-    let api = ApiServer::start_with(kit, &[&flag]);
-    (api, work)
 }

@@ -49,6 +49,40 @@ impl ApiServer {
         server
     }
 
+    /// Starts it with the authorizer chain `jitgate manifests authorization` renders from
+    /// `policies` (Node, jitgate, RBAC), its jitgate webhook at `addr` trusting `ca_pem`;
+    /// its files go in `work`.
+    pub(crate) fn with_authorizer(
+        kit: &Path,
+        policies: &Path,
+        addr: std::net::SocketAddr,
+        ca_pem: &str,
+        work: &Path,
+    ) -> ApiServer {
+        let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+        let webhook_kubeconfig = work.join("webhook-kubeconfig.yaml");
+        std::fs::write(
+            &webhook_kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters: [{{name: jitgate, cluster: {{server: \"https://{addr}/authorize\", certificate-authority-data: {ca}}}}}]\nusers: [{{name: api-server, user: {{}}}}]\ncontexts: [{{name: jitgate, context: {{cluster: jitgate, user: api-server}}}}]\ncurrent-context: jitgate\n"
+            ),
+        )
+        .unwrap();
+        let rendered = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+            .args(["manifests", "authorization", "--policies"])
+            .arg(policies)
+            .output()
+            .unwrap();
+        assert!(rendered.status.success());
+        let authorization = String::from_utf8(rendered.stdout).unwrap().replace(
+            jitgate::manifests::authorization::KUBECONFIG_PATH,
+            &webhook_kubeconfig.display().to_string(),
+        );
+        let config = work.join("authorization-config.yaml");
+        std::fs::write(&config, authorization).unwrap();
+        ApiServer::start_with(kit, &[&format!("--authorization-config={}", config.display())])
+    }
+
     pub(crate) fn kubeconfig(&self, user: &str) -> PathBuf {
         self.dir.path().join(format!("kubeconfig-{user}"))
     }

@@ -13,7 +13,6 @@
 
 use crate::realk8s::{ApiServer, kit, outcome, webhook_configuration_of};
 use crate::support::*;
-use base64::Engine;
 use jitgate::sync::cluster::ClusterSource;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -198,30 +197,7 @@ async fn erin_holds_nothing_until_an_approval_grants_exactly_what_it_names_on_a_
         .unwrap()
         .local_addr()
         .unwrap();
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let webhook_kubeconfig = work.path().join("webhook-kubeconfig.yaml");
-    std::fs::write(
-        &webhook_kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: jitgate, cluster: {{server: \"https://{addr}/authorize\", certificate-authority-data: {}}}}}]\nusers: [{{name: api-server, user: {{}}}}]\ncontexts: [{{name: jitgate, context: {{cluster: jitgate, user: api-server}}}}]\ncurrent-context: jitgate\n",
-            b64(&certs.ca_pem)
-        ),
-    )
-    .unwrap();
-    let rendered = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
-        .args(["manifests", "authorization", "--policies"])
-        .arg(&policies)
-        .output()
-        .unwrap();
-    assert!(rendered.status.success());
-    let authorization = String::from_utf8(rendered.stdout).unwrap().replace(
-        jitgate::manifests::authorization::KUBECONFIG_PATH,
-        &webhook_kubeconfig.display().to_string(),
-    );
-    let authorization_config = work.path().join("authorization-config.yaml");
-    std::fs::write(&authorization_config, authorization).unwrap();
-    let flag = format!("--authorization-config={}", authorization_config.display());
-    let api = ApiServer::start_with(&kit, &[&flag]);
+    let api = ApiServer::with_authorizer(&kit, &policies, addr, &certs.ca_pem, work.path());
 
     api.ok(
         "admin",
