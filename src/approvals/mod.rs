@@ -1,16 +1,20 @@
 //! Approvals: parsing them from ConfigMaps (one code path for the approvals file and, in
 //! a cluster, the watched ConfigMaps), indexing them, and holding the current set.
 
+mod approval;
 pub mod break_glass;
-mod entry;
 mod flat;
 mod index;
+mod parse;
 mod raw;
 mod state;
+mod write;
 
-pub use entry::{Approval, EntryError, Name, Subject, Text, parse_entry, suggested_key};
-use entry::{Names, parse_entry_in};
+use approval::Names;
+pub use approval::{Approval, Name, Subject, Text, suggested_key};
 pub use index::{ApprovalIndex, LookupKey};
+use parse::parse_entry_in;
+pub use parse::{EntryError, parse_entry};
 pub use state::{
     Approvers, Person, State, approvers, count_approvers, request_deadline, signature_problems,
     signed_by_requester, state_of,
