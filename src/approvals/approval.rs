@@ -139,13 +139,15 @@ impl Approval {
         }
     }
 
-    /// What the entry covers, for finding the policies that gate it.
+    /// What the entry covers: for finding the policies that gate it, and (its `Display`)
+    /// as people read it.
     pub fn scope(&self) -> crate::policy::Scope<'_> {
         crate::policy::Scope {
             api_group: self.api_group.as_deref(),
             resource: &self.resource,
             sub_resource: &self.sub_resource,
             namespace: &self.namespace,
+            name: self.name.as_deref(),
             operations: self.operations.unwrap_or(crate::operation::OpSet::ALL),
         }
     }
