@@ -17,6 +17,7 @@ pub mod emit;
 
 use crate::approvals::{Approval, ConfigMapRef, Snapshot, State, state_of};
 use crate::decision::{Decision, Reason, Request};
+use crate::explain::RequestCommand;
 use crate::policy::PolicySet;
 use jiff::{SignedDuration, Timestamp};
 use std::collections::HashMap;
@@ -268,23 +269,13 @@ pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
             "Denied",
             "Deny",
             format!(
-                "{} of {} by {} denied ({}) under policy {}; ask with: kubectl jitgate request --resource {}{}{}",
+                "{} of {} by {} denied ({}) under policy {}; ask with: {}",
                 req.verb(),
                 object(req),
                 req.user(),
                 d.code().as_str(),
                 d.policies().join(", "),
-                req.resource_path(),
-                if req.namespace().is_empty() {
-                    String::new()
-                } else {
-                    format!(" -n {}", req.namespace())
-                },
-                if req.name().is_empty() {
-                    String::new()
-                } else {
-                    format!(" --name {}", req.name())
-                },
+                RequestCommand::For(req),
             ),
             d.policies().join(","),
         ),
