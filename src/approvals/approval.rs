@@ -52,6 +52,17 @@ impl std::fmt::Display for Subject {
     }
 }
 
+impl Subject {
+    /// The user an approval is for: its requester. `None` for a group's, which has no
+    /// one requester.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Subject::User(u) => Some(u),
+            Subject::Group(_) => None,
+        }
+    }
+}
+
 /// A parsed approval entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Approval {

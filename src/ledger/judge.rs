@@ -99,10 +99,7 @@ impl Judge<'_> {
     }
 
     pub(super) fn requester_name<'a>(&self, a: &'a Approval) -> &'a str {
-        match &a.subject {
-            Subject::User(u) => u,
-            Subject::Group(_) => "",
-        }
+        a.subject.user().unwrap_or_default()
     }
 
     pub(super) fn edit(&self, id: &str, action: Action, entry: Approval, gating: &[&Policy]) -> EntryEdit {

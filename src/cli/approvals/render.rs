@@ -1,6 +1,6 @@
 //! How entries, their scopes, times and pins are written for people.
 
-use crate::approvals::{Approval, Subject};
+use crate::approvals::Approval;
 use crate::duration::human;
 use crate::policy::PolicySet;
 use crate::signing::Checked;
@@ -33,10 +33,7 @@ pub(super) fn signatures_and_levels(a: &Approval, policies: Option<&PolicySet>, 
         .map(|p| crate::policy::required_levels(&p.gating_scope(&a.scope())))
         .unwrap_or_default();
     if !levels.is_empty() {
-        let requester = match &a.subject {
-            Subject::User(u) => u,
-            Subject::Group(_) => "",
-        };
+        let requester = a.subject.user().unwrap_or_default();
         let unmet = crate::approvals::approvers(a, requester, now).unmet(&levels);
         let each: Vec<String> = levels
             .iter()
