@@ -11,7 +11,7 @@ use std::sync::Arc;
 /// The label that marks a ConfigMap as holding approvals.
 pub const LABEL: &str = "jitgate.dev/approvals";
 /// Where denial messages tell engineers to file a request when nothing else is known.
-pub const DEFAULT_NAMESPACE: &str = "jitgate-system";
+pub use crate::names::DEFAULT_NAMESPACE;
 pub const DEFAULT_CONFIGMAP: &str = "jitgate-approvals";
 
 /// A ConfigMap that engineers add approval requests to.
