@@ -78,13 +78,8 @@ fn rollout_warnings(req: Request<'_, '_>, d: &Decision) -> Vec<String> {
             d.code().as_str()
         )),
         shorten(format!(
-            "jitgate: once enforced, it needs an approval: jitgate request --resource {} -n {}",
-            req.resource_path(),
-            if req.namespace().is_empty() {
-                "''"
-            } else {
-                req.namespace()
-            }
+            "jitgate: once enforced, it needs an approval: {}",
+            RequestCommand::For(req)
         )),
     ]
 }
@@ -270,7 +265,11 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
         Request::Access(_) => {
             // Read in a terminal after "is forbidden: User ... cannot get ...:": the one
             // command that files the request, rather than an entry to paste.
-            let _ = write!(m, "\nTo request it: {}", read_request_command(req, requirement));
+            let _ = write!(
+                m,
+                "\nTo request it: {}",
+                RequestCommand::Read(req, requirement.max_duration)
+            );
             return m;
         }
         Request::Admission(r) => r,
@@ -294,9 +293,10 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
     }
     let _ = write!(
         m,
-        "\nTo request it, save the entry below to a file and run kubectl jitgate request -f FILE --reason \"...\", \
+        "\nTo request it, save the entry below to a file and run {}, \
          or add it under data: of ConfigMap {} in namespace {} ({}) with your reason; \
          then ask an approver to add their username to approvedBy:\n{}",
+        RequestCommand::File,
         home.name,
         home.namespace,
         edit_command(home),
@@ -305,22 +305,40 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
     m
 }
 
-/// `kubectl jitgate request` for exactly this read, lasting as long as the policies allow.
-fn read_request_command(req: Request<'_, '_>, r: &Requirement) -> String {
-    let mut c = format!("kubectl jitgate request --resource {}", req.resource_path());
-    if !req.namespace().is_empty() {
-        let _ = write!(c, " -n {}", req.namespace());
+/// The one command people are shown to ask for what was refused, in the one spelling they
+/// type it: `kubectl jitgate request …` (a denial is read in kubectl's output, so the
+/// plugin's name, whatever the server's own program name is). Denials, warnings and the
+/// Events of denials all write it through here.
+#[derive(Debug, Clone, Copy)]
+pub enum RequestCommand<'r, 'a> {
+    /// `--resource R [-n NS] [--name N]`: what the request touched.
+    For(Request<'r, 'a>),
+    /// The same, then `--verb V --for D --reason "..."`: exactly this read, lasting as
+    /// long as the policies allow.
+    Read(Request<'r, 'a>, jiff::SignedDuration),
+    /// `-f FILE --reason "..."`: the paste-ready entry, saved to a file.
+    File,
+}
+
+impl std::fmt::Display for RequestCommand<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("kubectl jitgate request")?;
+        let req = match self {
+            RequestCommand::File => return f.write_str(" -f FILE --reason \"...\""),
+            RequestCommand::For(req) | RequestCommand::Read(req, _) => req,
+        };
+        write!(f, " --resource {}", req.resource_path())?;
+        if !req.namespace().is_empty() {
+            write!(f, " -n {}", req.namespace())?;
+        }
+        if !req.name().is_empty() {
+            write!(f, " --name {}", req.name())?;
+        }
+        if let RequestCommand::Read(_, max) = self {
+            write!(f, " --verb {} --for {} --reason \"...\"", req.verb(), human(*max))?;
+        }
+        Ok(())
     }
-    if !req.name().is_empty() {
-        let _ = write!(c, " --name {}", req.name());
-    }
-    let _ = write!(
-        c,
-        " --verb {} --for {} --reason \"...\"",
-        req.verb(),
-        human(r.max_duration)
-    );
-    c
 }
 
 fn describe(req: Request<'_, '_>) -> String {
@@ -459,6 +477,30 @@ spec:
         let d = decide(&req, &inputs);
         assert!(!d.allowed());
         denial_message((&req).into(), &d)
+    }
+
+    #[test]
+    fn the_request_command_is_spelled_one_way_and_names_only_what_the_request_names() {
+        let body = body();
+        let req = decode(body.as_bytes()).unwrap();
+        assert_eq!(
+            RequestCommand::For((&req).into()).to_string(),
+            "kubectl jitgate request --resource secrets -n prod --name db\"pass"
+        );
+        let cluster = body
+            .replace(r#""namespace":"prod","#, r#""namespace":"","#)
+            .replace(r#""name":"db\"pass","#, "");
+        let req = decode(cluster.as_bytes()).unwrap();
+        assert_eq!(
+            RequestCommand::For((&req).into()).to_string(),
+            "kubectl jitgate request --resource secrets",
+            "a cluster-wide request names no namespace (no -n '')"
+        );
+        assert_eq!(
+            RequestCommand::File.to_string(),
+            "kubectl jitgate request -f FILE --reason \"...\""
+        );
+        assert!(message(&[]).contains(&RequestCommand::File.to_string()));
     }
 
     #[test]

@@ -148,7 +148,7 @@ fuzz_target!(|e: Edit| {
     let inputs = Inputs { policies: &POLICIES, approvals: Approvals::Loaded(&SNAPSHOT), now: *NOW };
     let decision = decide(&req, &inputs);
     assert_eq!(jitgate::respond::admission(&req, &decision).allowed, decision.allowed());
-    let Reason::LedgerAccepted { changes } = decision.reason else { return };
+    let Reason::LedgerAccepted { edits: changes } = decision.reason else { return };
     for change in changes {
         if change.action == Action::BreakGlass {
             let entry = change.entry.as_ref().expect("a break-glass change has its entry");

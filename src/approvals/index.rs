@@ -10,7 +10,7 @@
 //! once. A bucket per namespace and resource, rather than per subject too, keeps the cache
 //! small: a hundred thousand approvals for as many users fill a few hundred buckets.
 
-use super::entry::{Approval, Subject};
+use super::approval::{Approval, Subject};
 use jiff::Timestamp;
 use moka::sync::Cache;
 use std::collections::HashMap;
@@ -153,7 +153,7 @@ fn subject_parts(s: &Subject) -> (u8, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::approvals::entry::parse_entry;
+    use crate::approvals::parse_entry;
 
     fn approval(id: &str, who: &str, ns: &str, resource: &str, expires: &str) -> Arc<Approval> {
         let text =

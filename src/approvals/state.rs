@@ -34,10 +34,7 @@ impl State {
 /// policies require, or, when the policies are not known, against one. Also returns the
 /// approvers counted and the number required.
 pub fn state_of(a: &Approval, policies: Option<&PolicySet>, now: Timestamp) -> (State, u32, Option<u32>) {
-    let requester = match &a.subject {
-        Subject::User(u) => u,
-        Subject::Group(_) => "",
-    };
+    let requester = a.subject.user().unwrap_or_default();
     let found = approvers(a, requester, now);
     let counted = found.count();
     let gating = policies.map(|p| p.gating_scope(&a.scope()));
@@ -114,10 +111,7 @@ impl Approvers<'_> {
 /// in approvedBy, and the trusted signers whose signatures verified when the entry was
 /// loaded and whose keys are still valid, neither being whom the entry is for.
 pub fn approvers<'a>(a: &'a Approval, requester: &str, now: Timestamp) -> Approvers<'a> {
-    let named_user = match &a.subject {
-        Subject::User(u) => Some(&**u),
-        Subject::Group(_) => None,
-    };
+    let named_user = a.subject.user();
     let mut out = Approvers::default();
     for name in &a.approved_by {
         if **name == *requester || Some(&**name) == named_user {

@@ -296,11 +296,7 @@ pub struct ScopeRecord<'a> {
 }
 
 impl<'a> ApprovalRecord<'a> {
-    pub fn new(
-        req: &'a AdmissionRequest<'_>,
-        change: &'a crate::ledger::LedgerChange,
-        now: Timestamp,
-    ) -> Self {
+    pub fn new(req: &'a AdmissionRequest<'_>, change: &'a crate::ledger::EntryEdit, now: Timestamp) -> Self {
         let entry = change.entry.as_ref();
         ApprovalRecord {
             timestamp: now.to_string(),
@@ -354,11 +350,7 @@ pub struct SignerRecord<'a> {
 }
 
 impl<'a> SignerRecord<'a> {
-    pub fn new(
-        req: &'a AdmissionRequest<'_>,
-        change: &'a crate::ledger::SignerChange,
-        now: Timestamp,
-    ) -> Self {
+    pub fn new(req: &'a AdmissionRequest<'_>, change: &'a crate::ledger::SignerEdit, now: Timestamp) -> Self {
         SignerRecord {
             timestamp: now.to_string(),
             event: "signer",

@@ -166,20 +166,6 @@ pub fn read_entry(e: &EntryFile) -> Result<EntryDoc, String> {
 
 /// What a person checks before signing: who, what, where, until when, why.
 pub fn summary(a: &Approval) -> String {
-    let who = match &a.subject {
-        crate::approvals::Subject::User(u) => format!("user {u}"),
-        crate::approvals::Subject::Group(g) => format!("group {g}"),
-    };
-    let ops = a
-        .operations
-        .map_or("every gated operation and read".to_string(), |ops| {
-            ops.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(", ")
-        });
-    let place = if a.namespace.is_empty() {
-        "cluster-wide".to_string()
-    } else {
-        format!("in namespace {}", a.namespace)
-    };
     let until = match a.valid_for {
         Some(d) => format!("for {d:#} once approved"),
         None => format!("until {}", a.expires_at),
@@ -192,11 +178,9 @@ pub fn summary(a: &Approval) -> String {
         terms.push_str(&format!(", only the change {c}"));
     }
     format!(
-        "{who} may {ops} {} {} {place}, {until}{terms}; reason: {}",
-        a.resource_string(),
-        a.name
-            .as_deref()
-            .map_or("(any name)".to_string(), |n| format!("{n:?}")),
+        "{} may {}, {until}{terms}; reason: {}",
+        a.subject,
+        a.scope(),
         a.reason
     )
 }

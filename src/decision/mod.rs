@@ -200,7 +200,7 @@ pub fn decide<'r, 'a: 'r>(req: impl Into<Request<'r, 'a>>, inputs: &Inputs<'_>) 
     let reason = match (req, req.target()) {
         (Request::Admission(r), _) if signers_at.is_some_and(|ns| ledger::signers::applies(r, ns)) => {
             match ledger::signers::review(r) {
-                Ok(changes) => Reason::SignersChanged { changes },
+                Ok(edits) => Reason::SignersChanged { edits },
                 Err(violation) => Reason::LedgerRefused { violation },
             }
         }
@@ -219,7 +219,7 @@ pub fn decide<'r, 'a: 'r>(req: impl Into<Request<'r, 'a>>, inputs: &Inputs<'_>) 
                 Approvals::NotLoaded | Approvals::Stale { .. } => None,
             };
             match ledger::review(r, inputs.policies, signers, inputs.now, ledger::Grace::default()) {
-                Ok(changes) => Reason::LedgerAccepted { changes },
+                Ok(edits) => Reason::LedgerAccepted { edits },
                 Err(violation) => Reason::LedgerRefused { violation },
             }
         }

@@ -4,7 +4,7 @@
 use super::{Requirement, Via};
 use crate::approvals::Approval;
 use crate::change::Change;
-use crate::ledger::{self, LedgerChange, Violation};
+use crate::ledger::{self, EntryEdit, Violation};
 use crate::policy::Enforcement;
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,12 +116,12 @@ pub enum Reason {
         requirement: Requirement,
         silent_for: Duration,
     },
-    /// An edit of an approvals ConfigMap that the ledger accepted, and what it changed.
-    LedgerAccepted { changes: Vec<LedgerChange> },
+    /// An edit of an approvals ConfigMap that the ledger accepted, entry by entry.
+    LedgerAccepted { edits: Vec<EntryEdit> },
     /// An edit of an approvals ConfigMap that broke a ledger rule.
     LedgerRefused { violation: Violation },
-    /// An edit of the trusted signers ConfigMap, and what it changed.
-    SignersChanged { changes: Vec<ledger::SignerChange> },
+    /// An accepted edit of the trusted signers ConfigMap, signer by signer.
+    SignersChanged { edits: Vec<ledger::SignerEdit> },
 }
 
 /// A stable code for a [`Reason`], as written in records and metrics.

@@ -254,7 +254,7 @@ impl Judge<'_> {
         if self.is_requester(a) {
             let how = match &a.subject {
                 Subject::User(_) => "it is your own request".to_string(),
-                Subject::Group(g) => format!("it is a request for group {g:?}, which you belong to"),
+                Subject::Group(_) => format!("it is a request for {}, which you belong to", a.subject),
             };
             return Err(refuse(
                 id,

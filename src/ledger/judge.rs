@@ -1,8 +1,8 @@
 //! The judge of one edit: who edits, against which policies and signers, at what time;
 //! what it knows of an entry (who asked, under which policies, whether it is complete),
-//! and the change it records. Its checks are in `checks`, its rules in `rules`.
+//! and the edit it records. Its checks are in `checks`, its rules in `rules`.
 
-use super::{Action, Editor, LedgerChange, LedgerRule, Violation};
+use super::{Action, Editor, EntryEdit, LedgerRule, Violation};
 use crate::approvals::{Approval, Subject, approvers, parse_entry};
 use crate::policy::{Policy, PolicySet};
 use crate::signing::Signers;
@@ -99,25 +99,16 @@ impl Judge<'_> {
     }
 
     pub(super) fn requester_name<'a>(&self, a: &'a Approval) -> &'a str {
-        match &a.subject {
-            Subject::User(u) => u,
-            Subject::Group(_) => "",
-        }
+        a.subject.user().unwrap_or_default()
     }
 
-    pub(super) fn change(
-        &self,
-        id: &str,
-        action: Action,
-        entry: Approval,
-        gating: &[&Policy],
-    ) -> LedgerChange {
+    pub(super) fn edit(&self, id: &str, action: Action, entry: Approval, gating: &[&Policy]) -> EntryEdit {
         let found = approvers(&entry, self.requester_name(&entry), self.now);
         let (count, signers) = (
             found.count(),
             found.signers().into_iter().map(str::to_string).collect(),
         );
-        LedgerChange {
+        EntryEdit {
             id: id.to_string(),
             action,
             approvers: count,

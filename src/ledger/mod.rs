@@ -4,7 +4,7 @@
 //!
 //! Pure logic, no I/O: it compares the old and new `data` of a ConfigMap edit, key by key,
 //! against the editor the API server authenticated, and either refuses the edit naming the
-//! key and the rule, or returns what changed in the ledger (for the audit record).
+//! key and the rule, or returns the accepted edits of its entries (`EntryEdit`, for the audit record).
 
 mod checks;
 mod judge;
@@ -14,7 +14,7 @@ pub mod signers;
 mod tests;
 
 pub use judge::Grace;
-pub use signers::SignerChange;
+pub use signers::SignerEdit;
 
 use crate::admission::AdmissionRequest;
 use crate::approvals::{self, Approval};
@@ -164,19 +164,20 @@ impl Action {
     }
 }
 
-/// One change to the ledger, for the audit record.
+/// One accepted edit of one approval entry (created, rewritten or removed), for the audit
+/// record.
 #[derive(Debug, Clone)]
-pub struct LedgerChange {
+pub struct EntryEdit {
     pub id: String,
     pub action: Action,
-    /// The entry after the change (before it, for a removal). `None` for the removal of an
+    /// The entry after the edit (before it, for a removal). `None` for the removal of an
     /// entry that never parsed.
     pub entry: Option<Approval>,
-    /// Distinct approvers other than the requester, after the change.
+    /// Distinct approvers other than the requester, after the edit.
     pub approvers: u32,
     /// Approvers its policies require (the largest minApprovers), when gated.
     pub required: Option<u32>,
-    /// The trusted signers whose signatures count, after the change.
+    /// The trusted signers whose signatures count, after the edit.
     pub signers: Vec<String>,
 }
 
@@ -261,7 +262,7 @@ pub fn review(
     signers: Option<&Signers>,
     now: Timestamp,
     grace: Grace,
-) -> Result<Vec<LedgerChange>, Violation> {
+) -> Result<Vec<EntryEdit>, Violation> {
     let name = if req.name.is_empty() {
         // A create with generateName has no name yet; entry ids use what there is.
         "(new)"
@@ -292,7 +293,7 @@ pub fn review(
             (Some(o), Some(n)) if o == n => None,
             (None, Some(n)) => Some(judge.created(&id, n)?),
             (Some(o), None) => Some(judge.removed(&id, o)?),
-            (Some(o), Some(n)) => judge.changed(&id, o, n)?,
+            (Some(o), Some(n)) => judge.rewritten(&id, o, n)?,
             (None, None) => None,
         };
         changes.extend(change);

@@ -1,7 +1,7 @@
-//! The ledger's rules for one entry: created, changed, or removed.
+//! The ledger's rules for one entry: created, rewritten (its text edited), or removed.
 
 use super::judge::{Judge, distinct, refuse, same_terms};
-use super::{Action, LedgerChange, LedgerRule, Violation};
+use super::{Action, EntryEdit, LedgerRule, Violation};
 use crate::approvals::{Approval, approvers, parse_entry};
 use crate::signing::Signature;
 use std::collections::BTreeSet;
@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 impl Judge<'_> {
     /// A break-glass entry: its user writes it for themselves, with a reason and no
     /// approvers; approvers review it afterwards.
-    pub(super) fn break_glass(&self, id: &str, a: Approval) -> Result<LedgerChange, Violation> {
+    pub(super) fn break_glass(&self, id: &str, a: Approval) -> Result<EntryEdit, Violation> {
         if !self.is_requester(&a) {
             return Err(refuse(
                 id,
@@ -29,12 +29,12 @@ impl Judge<'_> {
             ));
         }
         let gating = self.check_terms(id, &a)?;
-        Ok(self.change(id, Action::BreakGlass, a, &gating))
+        Ok(self.edit(id, Action::BreakGlass, a, &gating))
     }
 
     /// A new entry: a request by its requester (or by someone who may approve it), or a
     /// grant by an approver who lists only themselves.
-    pub(super) fn created(&self, id: &str, text: &str) -> Result<LedgerChange, Violation> {
+    pub(super) fn created(&self, id: &str, text: &str) -> Result<EntryEdit, Violation> {
         let a = self.parse(id, text)?;
         if a.break_glass {
             return self.break_glass(id, a);
@@ -45,7 +45,7 @@ impl Judge<'_> {
             let added: Vec<&Signature> = a.signatures.iter().collect();
             self.check_signatures(id, &a, &added, &gating)?;
             self.check_stamp(id, None, &a, &gating, true)?;
-            return Ok(self.change(id, Action::Signed, a, &gating));
+            return Ok(self.edit(id, Action::Signed, a, &gating));
         }
         if approvers.is_empty() {
             if !self.is_requester(&a) && !self.may_approve(&gating) {
@@ -59,17 +59,17 @@ impl Judge<'_> {
                 ));
             }
             self.check_stamp(id, None, &a, &gating, false)?;
-            return Ok(self.change(id, Action::Requested, a, &gating));
+            return Ok(self.edit(id, Action::Requested, a, &gating));
         }
         self.check_added(id, &a, &approvers, &gating)?;
         let added: Vec<&Signature> = a.signatures.iter().collect();
         self.check_signatures(id, &a, &added, &gating)?;
         self.check_stamp(id, None, &a, &gating, true)?;
-        Ok(self.change(id, Action::Approved, a, &gating))
+        Ok(self.edit(id, Action::Approved, a, &gating))
     }
 
-    /// An entry's text changed.
-    pub(super) fn changed(&self, id: &str, old: &str, new: &str) -> Result<Option<LedgerChange>, Violation> {
+    /// An entry's text was rewritten (approved, amended, or stamped).
+    pub(super) fn rewritten(&self, id: &str, old: &str, new: &str) -> Result<Option<EntryEdit>, Violation> {
         let Ok(o) = parse_entry(id, old) else {
             // The old text granted nothing: judge the new one as a new entry.
             return self.created(id, new).map(Some);
@@ -171,7 +171,7 @@ impl Judge<'_> {
             } else {
                 Action::Approved
             };
-            return Ok(Some(self.change(id, action, n, &gating)));
+            return Ok(Some(self.edit(id, action, n, &gating)));
         }
         if n.expires_at < o.expires_at {
             self.check_revoker(id, &o, &gating)?;
@@ -180,7 +180,7 @@ impl Judge<'_> {
             } else {
                 Action::Shortened
             };
-            return Ok(Some(self.change(id, action, n, &gating)));
+            return Ok(Some(self.edit(id, action, n, &gating)));
         }
         // Same entry, written differently.
         Ok(None)
@@ -188,9 +188,9 @@ impl Judge<'_> {
 
     /// An entry removed: housekeeping when it had expired (or never parsed), else a
     /// revocation.
-    pub(super) fn removed(&self, id: &str, old: &str) -> Result<LedgerChange, Violation> {
+    pub(super) fn removed(&self, id: &str, old: &str) -> Result<EntryEdit, Violation> {
         let Ok(a) = parse_entry(id, old) else {
-            return Ok(LedgerChange {
+            return Ok(EntryEdit {
                 id: id.to_string(),
                 action: Action::ExpiredOnEdit,
                 entry: None,
@@ -209,9 +209,9 @@ impl Judge<'_> {
         }
         if crate::approvals::state_of(&a, Some(self.policies), self.now).0 == crate::approvals::State::Expired
         {
-            return Ok(self.change(id, Action::ExpiredOnEdit, a, &gating));
+            return Ok(self.edit(id, Action::ExpiredOnEdit, a, &gating));
         }
         self.check_revoker(id, &a, &gating)?;
-        Ok(self.change(id, Action::Revoked, a, &gating))
+        Ok(self.edit(id, Action::Revoked, a, &gating))
     }
 }

@@ -16,11 +16,11 @@ use std::collections::BTreeMap;
 
 /// What an accepted edit did to one signer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignerChange {
+pub struct SignerEdit {
     pub name: String,
     /// `added`, `removed` or `changed`.
     pub action: &'static str,
-    /// The key's fingerprint after the change (before it, for a removal).
+    /// The key's fingerprint after the edit (before it, for a removal).
     pub fingerprint: String,
     pub groups: Vec<String>,
     pub not_after: Option<String>,
@@ -46,7 +46,7 @@ fn signers_of(raw: Option<&serde_json::value::RawValue>) -> BTreeMap<String, Str
 
 /// Reviews an edit of the signers ConfigMap: it never becomes an approvals ConfigMap, and
 /// every signer it holds afterwards must parse.
-pub fn review(req: &AdmissionRequest<'_>) -> Result<Vec<SignerChange>, Violation> {
+pub fn review(req: &AdmissionRequest<'_>) -> Result<Vec<SignerEdit>, Violation> {
     let new = match req.operation {
         Operation::Delete => BTreeMap::new(),
         _ => signers_of(req.object),
@@ -89,7 +89,7 @@ pub fn review(req: &AdmissionRequest<'_>) -> Result<Vec<SignerChange>, Violation
                 });
             }
         };
-        changes.push(SignerChange {
+        changes.push(SignerEdit {
             name: name.clone(),
             action,
             fingerprint: signer.as_ref().map(|s| s.fingerprint.clone()).unwrap_or_default(),

@@ -15,8 +15,9 @@
 
 pub mod emit;
 
-use crate::approvals::{Approval, ConfigMapRef, Snapshot, State, Subject, state_of};
+use crate::approvals::{Approval, ConfigMapRef, Snapshot, State, state_of};
 use crate::decision::{Decision, Reason, Request};
+use crate::explain::RequestCommand;
 use crate::policy::PolicySet;
 use jiff::{SignedDuration, Timestamp};
 use std::collections::HashMap;
@@ -115,26 +116,6 @@ fn clip(mut note: String) -> String {
     note
 }
 
-fn who(a: &Approval) -> String {
-    match &a.subject {
-        Subject::User(u) => u.to_string(),
-        Subject::Group(g) => format!("group {g}"),
-    }
-}
-
-fn scope(a: &Approval) -> String {
-    let ops = a.operations.map_or("every gated operation".to_string(), |ops| {
-        ops.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(",")
-    });
-    let ns = if a.namespace.is_empty() { "" } else { &a.namespace };
-    format!(
-        "{ops} {ns}{}{}/{}",
-        if ns.is_empty() { "" } else { "/" },
-        a.resource_string(),
-        a.name.as_deref().unwrap_or("*")
-    )
-}
-
 /// What changed between two loads of the approvals: requests filed, approvers added,
 /// entries removed before they expired. The first load after start is no news.
 pub fn changes(before: &Snapshot, after: &Snapshot, policies: &PolicySet, now: Timestamp) -> Vec<Notice> {
@@ -154,8 +135,8 @@ pub fn changes(before: &Snapshot, after: &Snapshot, policies: &PolicySet, now: T
                 &a.expires_at.to_string(),
                 format!(
                     "{} asks for {} until {}: {}. It needs {needed} approver{} other than the requester: kubectl jitgate approve {}",
-                    who(a),
-                    scope(a),
+                    a.subject,
+                    a.scope(),
                     a.expires_at,
                     a.reason,
                     if needed == 1 { "" } else { "s" },
@@ -183,8 +164,8 @@ pub fn changes(before: &Snapshot, after: &Snapshot, policies: &PolicySet, now: T
                     format!(
                         "{} approved {}'s {} ({counted} of {needed}); {}",
                         added.join(", "),
-                        who(a),
-                        scope(a),
+                        a.subject,
+                        a.scope(),
                         if still == 0 {
                             format!("active until {}", a.expires_at)
                         } else {
@@ -205,8 +186,8 @@ pub fn changes(before: &Snapshot, after: &Snapshot, policies: &PolicySet, now: T
                 &a.expires_at.to_string(),
                 format!(
                     "{}'s {} was removed before it expired: {}",
-                    who(a),
-                    scope(a),
+                    a.subject,
+                    a.scope(),
                     a.reason
                 ),
             ));
@@ -231,8 +212,8 @@ pub fn due(snapshot: &Snapshot, policies: &PolicySet, now: Timestamp, lead: Sign
                 &a.expires_at.to_string(),
                 format!(
                     "{}'s {} expires at {} (in {}); ask again now if the work is not done",
-                    who(a),
-                    scope(a),
+                    a.subject,
+                    a.scope(),
                     a.expires_at,
                     crate::duration::human(left.max(SignedDuration::from_mins(1)))
                 ),
@@ -253,7 +234,7 @@ pub fn due(snapshot: &Snapshot, policies: &PolicySet, now: Timestamp, lead: Sign
                     "Expired",
                     "Expire",
                     &at.to_string(),
-                    format!("{}'s {} {what} at {at}", who(a), scope(a)),
+                    format!("{}'s {} {what} at {at}", a.subject, a.scope()),
                 ));
             }
         }
@@ -288,23 +269,13 @@ pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
             "Denied",
             "Deny",
             format!(
-                "{} of {} by {} denied ({}) under policy {}; ask with: kubectl jitgate request --resource {}{}{}",
+                "{} of {} by {} denied ({}) under policy {}; ask with: {}",
                 req.verb(),
                 object(req),
                 req.user(),
                 d.code().as_str(),
                 d.policies().join(", "),
-                req.resource_path(),
-                if req.namespace().is_empty() {
-                    String::new()
-                } else {
-                    format!(" -n {}", req.namespace())
-                },
-                if req.name().is_empty() {
-                    String::new()
-                } else {
-                    format!(" --name {}", req.name())
-                },
+                RequestCommand::For(req),
             ),
             d.policies().join(","),
         ),

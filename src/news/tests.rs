@@ -36,7 +36,9 @@ fn a_new_request_an_approval_and_a_removal_are_news_about_the_configmap() {
     let reasons: Vec<&str> = news.iter().map(|n| n.reason).collect();
     assert_eq!(reasons, ["RequestFiled", "Approved"]);
     assert!(
-        news[0].note.contains("alice asks for UPDATE prod/secrets/db"),
+        news[0]
+            .note
+            .contains("user:alice asks for UPDATE prod/secrets/db"),
         "{}",
         news[0].note
     );
@@ -46,7 +48,9 @@ fn a_new_request_an_approval_and_a_removal_are_news_about_the_configmap() {
         news[0].note
     );
     assert!(
-        news[1].note.starts_with("carol approved alice's"),
+        news[1]
+            .note
+            .starts_with("carol approved user:alice's UPDATE prod/secrets/db "),
         "{}",
         news[1].note
     );

@@ -40,15 +40,51 @@ pub struct Target<'a> {
     pub object: Option<&'a RawValue>,
 }
 
-/// What an approval entry covers, as far as policy matching is concerned.
+/// What an approval entry covers. Policies match it on all but the object's name
+/// ([`PolicySet::gating_scope`]); people read it as [`Scope`]'s `Display`, the one way
+/// jitgate writes an approval's scope (the CLI's tables, Events, the signing summary).
 #[derive(Debug, Clone, Copy)]
 pub struct Scope<'a> {
     /// `None`: any group.
     pub api_group: Option<&'a str>,
     pub resource: &'a str,
     pub sub_resource: &'a str,
+    /// Empty: requests without a namespace (cluster-scoped objects, reads across all
+    /// namespaces).
     pub namespace: &'a str,
+    /// `None`: any object of the resource in the namespace.
+    pub name: Option<&'a str>,
     pub operations: OpSet,
+}
+
+/// `UPDATE,DELETE prod/deployments.apps/scale/web`: the operations and read verbs (`ALL`
+/// for every gated operation and read), then the namespace (none when empty), the
+/// resource with its API group and subresource, and the object's name (`*`: any).
+impl std::fmt::Display for Scope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.operations == OpSet::ALL {
+            f.write_str("ALL")?;
+        } else {
+            for (i, op) in self.operations.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(",")?;
+                }
+                f.write_str(op.as_str())?;
+            }
+        }
+        f.write_str(" ")?;
+        if !self.namespace.is_empty() {
+            write!(f, "{}/", self.namespace)?;
+        }
+        f.write_str(self.resource)?;
+        if let Some(group) = self.api_group.filter(|g| !g.is_empty()) {
+            write!(f, ".{group}")?;
+        }
+        if !self.sub_resource.is_empty() {
+            write!(f, "/{}", self.sub_resource)?;
+        }
+        write!(f, "/{}", self.name.unwrap_or("*"))
+    }
 }
 
 /// What a [`ResourcePattern`] says of the subresource.
@@ -564,6 +600,7 @@ spec:
             resource: "secrets",
             sub_resource: "",
             namespace: "",
+            name: None,
             operations: [op].into_iter().collect(),
         };
         assert_eq!(
@@ -575,6 +612,38 @@ spec:
     }
 
     #[test]
+    fn an_approval_scope_is_written_one_way() {
+        let scope = |group, resource, sub, ns, name, ops: &[Operation]| {
+            Scope {
+                api_group: group,
+                resource,
+                sub_resource: sub,
+                namespace: ns,
+                name,
+                operations: ops.iter().copied().collect(),
+            }
+            .to_string()
+        };
+        let ops = [Operation::Update, Operation::Delete];
+        assert_eq!(
+            scope(Some("apps"), "deployments", "scale", "prod", Some("web"), &ops),
+            "UPDATE,DELETE prod/deployments.apps/scale/web"
+        );
+        assert_eq!(
+            scope(
+                Some(""),
+                "secrets",
+                "",
+                "prod",
+                None,
+                &[Operation::Get, Operation::List]
+            ),
+            "get,list prod/secrets/*"
+        );
+        assert_eq!(scope(None, "nodes", "", "", None, &Operation::ALL), "ALL nodes/*");
+    }
+
+    #[test]
     fn an_approval_scope_is_gated_when_some_operation_and_group_it_covers_is() {
         let set = set();
         let scope = |group, resource, sub, ns, ops: &[Operation]| Scope {
@@ -582,6 +651,7 @@ spec:
             resource,
             sub_resource: sub,
             namespace: ns,
+            name: None,
             operations: ops.iter().copied().collect(),
         };
         let names = |s: &Scope<'_>| {

@@ -341,11 +341,11 @@ impl Wire for Admission {
     /// signer, that it changes.
     fn follow_ups(req: &AdmissionRequest<'_>, d: &Decision) -> Vec<Vec<u8>> {
         match &d.reason {
-            Reason::LedgerAccepted { changes } => changes
+            Reason::LedgerAccepted { edits } => edits
                 .iter()
                 .map(|change| ApprovalRecord::new(req, change, d.at).to_line())
                 .collect(),
-            Reason::SignersChanged { changes } => changes
+            Reason::SignersChanged { edits } => edits
                 .iter()
                 .map(|change| SignerRecord::new(req, change, d.at).to_line())
                 .collect(),

@@ -75,7 +75,7 @@ async fn each_change_to_a_request_is_one_event_across_three_replicas() {
     assert_eq!(e["metadata"]["namespace"], "jitgate-system");
     let note = e["note"].as_str().unwrap();
     assert!(
-        note.starts_with("alice@example.com asks for UPDATE prod/secrets/db-password until")
+        note.starts_with("user:alice@example.com asks for UPDATE prod/secrets/db-password until")
             && note.contains("INC-1: rotate")
             && note.ends_with("kubectl jitgate approve alice-db"),
         "{note}"
@@ -87,7 +87,8 @@ async fn each_change_to_a_request_is_one_event_across_three_replicas() {
     assert_eq!(approved.len(), 1, "{approved:?}");
     let note = approved[0]["note"].as_str().unwrap();
     assert!(
-        note.starts_with("bob@example.com approved alice@example.com's") && note.contains("active until"),
+        note.starts_with("bob@example.com approved user:alice@example.com's")
+            && note.contains("active until"),
         "{note}"
     );
 

@@ -1,6 +1,6 @@
 //! How entries, their scopes, times and pins are written for people.
 
-use crate::approvals::{Approval, Subject};
+use crate::approvals::Approval;
 use crate::duration::human;
 use crate::policy::PolicySet;
 use crate::signing::Checked;
@@ -33,10 +33,7 @@ pub(super) fn signatures_and_levels(a: &Approval, policies: Option<&PolicySet>, 
         .map(|p| crate::policy::required_levels(&p.gating_scope(&a.scope())))
         .unwrap_or_default();
     if !levels.is_empty() {
-        let requester = match &a.subject {
-            Subject::User(u) => u,
-            Subject::Group(_) => "",
-        };
+        let requester = a.subject.user().unwrap_or_default();
         let unmet = crate::approvals::approvers(a, requester, now).unmet(&levels);
         let each: Vec<String> = levels
             .iter()
@@ -81,29 +78,17 @@ pub(super) fn push_indented(out: &mut String, text: &str) {
     }
 }
 
-/// `UPDATE,DELETE prod/secrets/db-password`.
+/// The entry's scope (`UPDATE,DELETE prod/secrets/db-password`) and its limits
+/// (` (max 1 use) (change sha256:…)`).
 pub(super) fn describe_scope(a: &Approval) -> String {
-    let mut terms = String::new();
+    let mut out = a.scope().to_string();
     if let Some(n) = a.max_uses {
-        terms.push_str(&format!(" (max {n} use{})", if n == 1 { "" } else { "s" }));
+        out.push_str(&format!(" (max {n} use{})", if n == 1 { "" } else { "s" }));
     }
     if let Some(change) = &a.change {
-        terms.push_str(&format!(" (change {}…)", &change[..change.len().min(19)]));
+        out.push_str(&format!(" (change {}…)", &change[..change.len().min(19)]));
     }
-    let ops = a.operations.map_or("ALL".to_string(), |ops| {
-        ops.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(",")
-    });
-    let mut what = a.resource_string();
-    if let Some(g) = a.api_group.as_deref().filter(|g| !g.is_empty()) {
-        what = format!("{what}.{g}");
-    }
-    let ns = if a.namespace.is_empty() {
-        String::new()
-    } else {
-        format!("{}/", a.namespace)
-    };
-    let name = a.name.as_deref().map_or("*".to_string(), str::to_string);
-    format!("{ops} {ns}{what}/{name}{terms}")
+    out
 }
 
 pub(super) fn time_since(then: Timestamp, now: Timestamp) -> String {

@@ -442,11 +442,8 @@ impl ApprovalsApi {
                     .as_ref()
                     .map(|p| p.gating_scope(&a.scope()))
                     .unwrap_or_default();
-                let requester = match &a.subject {
-                    Subject::User(u) => u.to_string(),
-                    Subject::Group(_) => String::new(),
-                };
-                let complete = crate::approvals::approvers(&a, &requester, now).suffice(
+                let requester = a.subject.user().unwrap_or_default();
+                let complete = crate::approvals::approvers(&a, requester, now).suffice(
                     crate::policy::required_approvers(&gating).unwrap_or(1),
                     &crate::policy::required_levels(&gating),
                 );

@@ -44,7 +44,7 @@ fn edit(
     groups: &[&str],
     old: Option<serde_json::Value>,
     new: Option<serde_json::Value>,
-) -> Result<Vec<LedgerChange>, Violation> {
+) -> Result<Vec<EntryEdit>, Violation> {
     edit_under(POLICIES, op, editor, groups, old, new)
 }
 
@@ -55,7 +55,7 @@ fn edit_under(
     groups: &[&str],
     old: Option<serde_json::Value>,
     new: Option<serde_json::Value>,
-) -> Result<Vec<LedgerChange>, Violation> {
+) -> Result<Vec<EntryEdit>, Violation> {
     let body =
         serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": "u", "resource": {"group": "", "version": "v1", "resource": "configmaps"},
@@ -76,7 +76,7 @@ thread_local! {
 
 mod signed;
 
-fn rule_of(r: Result<Vec<LedgerChange>, Violation>) -> LedgerRule {
+fn rule_of(r: Result<Vec<EntryEdit>, Violation>) -> LedgerRule {
     r.unwrap_err().rule
 }
 
@@ -305,7 +305,7 @@ fn bg_edit(
     groups: &[&str],
     old: &[(&str, &str)],
     new: &[(&str, &str)],
-) -> Result<Vec<LedgerChange>, Violation> {
+) -> Result<Vec<EntryEdit>, Violation> {
     edit_under(
         &break_glass_policies(),
         "UPDATE",

@@ -67,7 +67,7 @@ fn signed_by(text: &str, name: &str, key: &PrivateKey) -> String {
     a.to_yaml()
 }
 
-fn paste(editor: &str, old: &str, new: &str) -> Result<Vec<LedgerChange>, Violation> {
+fn paste(editor: &str, old: &str, new: &str) -> Result<Vec<EntryEdit>, Violation> {
     edit(
         "UPDATE",
         editor,
@@ -182,7 +182,7 @@ spec:
     levels: [{ groups: [team-leads], count: 1 }, { groups: [security], count: 1 }]
 "#;
 
-fn approve_as(editor: &str, groups: &[&str], old: &str, new: &str) -> Result<Vec<LedgerChange>, Violation> {
+fn approve_as(editor: &str, groups: &[&str], old: &str, new: &str) -> Result<Vec<EntryEdit>, Violation> {
     edit_under(
         LEVELS,
         "UPDATE",

@@ -1,0 +1,239 @@
+//! What an approval is: the [`Approval`] an entry makes once checked, whom it is for
+//! ([`Subject`]), the shared names it holds ([`Name`], [`Names`], [`Text`]), and the key
+//! an entry is filed under ([`suggested_key`], read back by [`Approval::requested_at`]).
+//! Reading an entry's text is `super::parse`; writing it back, `super::write`.
+
+use crate::operation::OpSet;
+use crate::signing::{Checked, Signature};
+use jiff::Timestamp;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+/// A name that many approvals repeat (a user, a group, an approver, a namespace, a
+/// resource): approvals parsed together share one copy of each (see [`Names`]).
+pub type Name = Arc<str>;
+
+/// One shared copy of each distinct name, handed out while a set of approvals is parsed:
+/// a hundred thousand approvals name a few hundred namespaces and a few resources, and
+/// keep each once.
+#[derive(Debug, Default)]
+pub struct Names(HashSet<Name>);
+
+impl Names {
+    pub fn get(&mut self, s: &str) -> Name {
+        if let Some(name) = self.0.get(s) {
+            return name.clone();
+        }
+        let name: Name = Arc::from(s);
+        self.0.insert(name.clone());
+        name
+    }
+}
+
+/// A string kept inline when it is short (up to 24 bytes), as most approval ids, object
+/// names and reasons are: a hundred thousand approvals save three allocations each.
+pub type Text = compact_str::CompactString;
+
+/// Who an approval is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Subject {
+    User(Name),
+    Group(Name),
+}
+
+/// `user:alice` or `group:sre`: how records, the CLI's tables and the ledger's messages
+/// name whom an approval is for.
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::User(u) => write!(f, "user:{u}"),
+            Subject::Group(g) => write!(f, "group:{g}"),
+        }
+    }
+}
+
+impl Subject {
+    /// The user an approval is for: its requester. `None` for a group's, which has no
+    /// one requester.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Subject::User(u) => Some(u),
+            Subject::Group(_) => None,
+        }
+    }
+}
+
+/// A parsed approval entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// `<configmap>/<key>`. (Short strings such as ids, names and reasons are kept inline,
+    /// without an allocation of their own: see [`Text`].)
+    pub id: Text,
+    pub subject: Subject,
+    /// Plural resource name, e.g. `deployments`.
+    pub resource: Name,
+    /// Subresource, e.g. `scale`; empty for the resource itself.
+    pub sub_resource: Name,
+    /// `None`: any API group.
+    pub api_group: Option<Name>,
+    /// Empty for cluster-scoped objects.
+    pub namespace: Name,
+    /// `None`: any object of the resource in the namespace.
+    pub name: Option<Text>,
+    /// The operations (`operations:`) and read verbs (`verbs:`) it covers. `None`: every
+    /// gated operation and every gated read.
+    pub operations: Option<OpSet>,
+    /// When it stops granting. For a `for:` entry not yet approved, [`Timestamp::MAX`]:
+    /// its clock has not started (see [`Approval::started`]).
+    pub expires_at: Timestamp,
+    /// `for: 1h`: valid for this long from `approvedAt`, instead of until an `expiresAt`.
+    pub valid_for: Option<jiff::SignedDuration>,
+    /// When the last approver it needed signed (stamped by `jitgate approve`, checked by
+    /// the ledger); only with `for:`.
+    pub approved_at: Option<Timestamp>,
+    pub reason: Text,
+    /// As written; counting distinct names other than the requester is the decision's job.
+    pub approved_by: Vec<Name>,
+    /// `approvedAs`: the groups an approver in `approvedBy` approved as (written by
+    /// `jitgate approve`, checked by the ledger against the groups the API server gave
+    /// them), for policies with levels.
+    pub approved_as: BTreeMap<String, Vec<String>>,
+    /// Offline approvals: signatures by trusted signers, as written.
+    pub signatures: Vec<Signature>,
+    /// What loading made of each signature, in order (empty until checked against the
+    /// trusted signers; see [`crate::approvals::Snapshot::signed`]).
+    pub checked: Vec<Checked>,
+    /// `sha256:<hex>`: the approval allows only a request making exactly this change.
+    pub change: Option<String>,
+    /// How many requests it allows at most, across all replicas.
+    pub max_uses: Option<u32>,
+    /// An emergency entry its user wrote for themselves under a policy's `breakGlass`.
+    pub break_glass: bool,
+}
+
+impl Approval {
+    /// When it was asked for, as its key says: keys that `jitgate request` and denials
+    /// suggest end in the minute they were made (`-YYYYMMDDHHMM`). `None` for other keys.
+    pub fn requested_at(&self) -> Option<Timestamp> {
+        let stamp = self
+            .key()
+            .rsplit('-')
+            .next()
+            .filter(|s| s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()))?;
+        jiff::civil::DateTime::strptime("%Y%m%d%H%M", stamp)
+            .ok()?
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp())
+    }
+
+    /// False for a `for:` entry whose clock has not started: not approved yet.
+    pub fn started(&self) -> bool {
+        self.valid_for.is_none() || self.approved_at.is_some()
+    }
+
+    /// Starts a `for:` entry's clock at `at` (its last approver signs then): it is valid
+    /// until `at` plus its `for:`.
+    pub fn start_at(&mut self, at: Timestamp) {
+        if let Some(d) = self.valid_for {
+            self.approved_at = Some(at);
+            self.expires_at = expiry(Some(at), d);
+        }
+    }
+
+    /// `resource` or `resource/subresource`, as written in the entry.
+    pub fn resource_string(&self) -> String {
+        if self.sub_resource.is_empty() {
+            self.resource.to_string()
+        } else {
+            format!("{}/{}", self.resource, self.sub_resource)
+        }
+    }
+
+    /// What the entry covers: for finding the policies that gate it, and (its `Display`)
+    /// as people read it.
+    pub fn scope(&self) -> crate::policy::Scope<'_> {
+        crate::policy::Scope {
+            api_group: self.api_group.as_deref(),
+            resource: &self.resource,
+            sub_resource: &self.sub_resource,
+            namespace: &self.namespace,
+            name: self.name.as_deref(),
+            operations: self.operations.unwrap_or(crate::operation::OpSet::ALL),
+        }
+    }
+
+    /// What a signature of this entry covers: its id and every field that gives it power.
+    pub fn terms(&self) -> crate::signing::Terms<'_> {
+        let (user, group) = match &self.subject {
+            Subject::User(u) => (Some(&**u), None),
+            Subject::Group(g) => (None, Some(&**g)),
+        };
+        crate::signing::Terms {
+            id: &self.id,
+            user,
+            group,
+            api_group: self.api_group.as_deref(),
+            resource: self.resource_string(),
+            namespace: &self.namespace,
+            name: self.name.as_deref(),
+            operations: self
+                .operations
+                .map(|ops| ops.iter().map(|o| o.as_str()).collect()),
+            expires_at: self.valid_for.is_none().then(|| self.expires_at.to_string()),
+            valid_for_secs: self.valid_for.map(|d| d.as_secs()),
+            reason: &self.reason,
+            change: self.change.as_deref(),
+            max_uses: self.max_uses,
+            break_glass: self.break_glass,
+        }
+    }
+
+    /// True when the two entries have the same terms, approvals aside: what two copies of
+    /// one entry must share for a signature of one to be valid on the other.
+    pub fn same_terms(&self, other: &Approval) -> bool {
+        self.terms() == other.terms()
+    }
+
+    /// Its signatures, each checked against the trusted signers.
+    pub fn checked_by(&self, signers: &crate::signing::Signers) -> Vec<Checked> {
+        signers.check_all(&self.terms(), &self.signatures)
+    }
+
+    /// The key of this entry in its ConfigMap (`id` is `<configmap>/<key>`).
+    pub fn key(&self) -> &str {
+        self.id.split_once('/').map_or(self.id.as_str(), |(_, key)| key)
+    }
+}
+
+/// A ConfigMap key (`[-._a-zA-Z0-9]`, at most 253 characters) that says what an entry is
+/// for: who, where, what, and when it was asked for, to the minute.
+pub fn suggested_key(parts: &[&str], now: Timestamp) -> String {
+    use std::fmt::Write;
+    let mut key = String::new();
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        if !key.is_empty() {
+            key.push('-');
+        }
+        for c in part.chars() {
+            let c = c.to_ascii_lowercase();
+            let keep = c.is_ascii_alphanumeric() || c == '.' || c == '_';
+            if keep {
+                key.push(c);
+            } else if !key.ends_with('-') {
+                key.push('-');
+            }
+        }
+    }
+    key.truncate(200);
+    let _ = write!(key, "-{}", now.strftime("%Y%m%d%H%M"));
+    key
+}
+
+/// When a `for:` entry stops granting: its approval plus its duration; never while its
+/// clock has not started.
+pub(super) fn expiry(approved_at: Option<Timestamp>, valid_for: jiff::SignedDuration) -> Timestamp {
+    approved_at.map_or(Timestamp::MAX, |at| {
+        at.checked_add(valid_for).unwrap_or(Timestamp::MAX)
+    })
+}

@@ -1,0 +1,179 @@
+//! Writing an approval back as the YAML value of its ConfigMap key: what `jitgate request`,
+//! `approve`, `sign`, `export` and the paste-ready entry of a denial write.
+//!
+//! Hand-written rather than through `serde-saphyr`'s serializer (already a dependency, for
+//! the manifests), for three reasons:
+//! - the quick reader `super::flat` reads only one `key: value` per line with lists written
+//!   `[a, b]`; an entry written in block style (`- a` lines, as a serializer writes a
+//!   `Vec`) would send every entry jitgate wrote to the general YAML parser, the slow path
+//!   at start-up with many approvals. The test
+//!   `an_entry_jitgate_writes_is_read_by_the_quick_reader` holds the writer to that shape;
+//! - the shape people read and diff is fixed: the fields in one order (whom, what, where,
+//!   limits, time, reason, approvers, signatures), read verbs as `verbs:`, the admission
+//!   operations as `operations:`, a `for:` duration as `1h 30m`;
+//! - every string is written as a JSON string, which YAML reads as a double-quoted scalar,
+//!   so nothing in a name or a reason can end the value early or add a field, whatever it
+//!   holds (`parse_entry` reads it back as the same approval: the tests below and the
+//!   `entry` fuzz target).
+
+use super::approval::{Approval, Subject};
+use crate::operation::Operation;
+
+impl Approval {
+    /// The entry as the YAML value of its ConfigMap key; [`parse_entry`] reads it back as
+    /// the same approval. Strings are written as JSON strings, which YAML reads as
+    /// double-quoted scalars, so nothing in a name or reason can break the entry.
+    pub fn to_yaml(&self) -> String {
+        use std::fmt::Write;
+        let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+        let mut e = String::new();
+        let _ = match &self.subject {
+            Subject::User(u) => writeln!(e, "user: {}", q(u)),
+            Subject::Group(g) => writeln!(e, "group: {}", q(g)),
+        };
+        let _ = writeln!(e, "resource: {}", q(&self.resource_string()));
+        if let Some(group) = &self.api_group {
+            let _ = writeln!(e, "apiGroup: {}", q(group));
+        }
+        if !self.namespace.is_empty() {
+            let _ = writeln!(e, "namespace: {}", q(&self.namespace));
+        }
+        if let Some(name) = &self.name {
+            let _ = writeln!(e, "name: {}", q(name));
+        }
+        if let Some(ops) = self.operations {
+            for (field, set) in [("operations", ops.admission()), ("verbs", ops.reads())] {
+                if !set.is_empty() {
+                    let names: Vec<&str> = set.iter().map(Operation::as_str).collect();
+                    let _ = writeln!(e, "{field}: [{}]", names.join(", "));
+                }
+            }
+        }
+        if let Some(change) = &self.change {
+            let _ = writeln!(e, "change: {}", q(change));
+        }
+        if let Some(n) = self.max_uses {
+            let _ = writeln!(e, "maxUses: {n}");
+        }
+        if self.break_glass {
+            let _ = writeln!(e, "breakGlass: true");
+        }
+        match self.valid_for {
+            None => {
+                let _ = writeln!(e, "expiresAt: \"{}\"", self.expires_at);
+            }
+            Some(d) => {
+                // `1h 30m`, `90s` as `1m 30s`: read back as the same duration.
+                let _ = writeln!(e, "for: {d:#}");
+                if let Some(at) = self.approved_at {
+                    let _ = writeln!(e, "approvedAt: \"{at}\"");
+                }
+            }
+        }
+        let _ = writeln!(e, "reason: {}", q(&self.reason));
+        let approvers: Vec<String> = self.approved_by.iter().map(|a| q(a)).collect();
+        let _ = writeln!(e, "approvedBy: [{}]", approvers.join(", "));
+        if !self.approved_as.is_empty() {
+            let _ = writeln!(e, "approvedAs:");
+            for (name, groups) in &self.approved_as {
+                let groups: Vec<String> = groups.iter().map(|g| q(g)).collect();
+                let _ = writeln!(e, "  {}: [{}]", q(name), groups.join(", "));
+            }
+        }
+        if !self.signatures.is_empty() {
+            let _ = writeln!(e, "signatures:");
+            for s in &self.signatures {
+                let _ = writeln!(e, "- signer: {}", q(&s.signer));
+                let _ = writeln!(e, "  key: {}", q(&s.key));
+                if let Some(cluster) = &s.cluster {
+                    let _ = writeln!(e, "  cluster: {}", q(cluster));
+                }
+                if let Some(namespace) = &s.namespace {
+                    let _ = writeln!(e, "  namespace: {}", q(namespace));
+                }
+                if let Some(t) = s.not_after {
+                    let _ = writeln!(e, "  notAfter: \"{t}\"");
+                }
+                let _ = writeln!(e, "  signature: {}", q(&s.value_base64()));
+            }
+        }
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse::parse_entry;
+    use super::super::parse::tests::ENTRY;
+    use crate::operation::Operation;
+
+    #[test]
+    fn an_entry_written_out_reads_back_the_same() {
+        let mut a = parse_entry("cm/k", ENTRY).unwrap();
+        a.reason = "INC-1: \"quotes\", colons: and\nnewlines".into();
+        a.operations = Some([Operation::Update, Operation::Delete].into_iter().collect());
+        assert_eq!(parse_entry("cm/k", &a.to_yaml()), Ok(a.clone()));
+        a.change = Some(format!("sha256:{}", "ab".repeat(32)));
+        a.max_uses = Some(3);
+        a.break_glass = true;
+        assert_eq!(parse_entry("cm/k", &a.to_yaml()), Ok(a.clone()));
+        let group = parse_entry(
+            "cm/k",
+            "group: sre\nresource: secrets\nexpiresAt: 2026-11-21T22:00:00Z\nreason: x\n",
+        )
+        .unwrap();
+        assert_eq!(parse_entry("cm/k", &group.to_yaml()), Ok(group));
+        assert_eq!(a.key(), "k");
+    }
+
+    #[test]
+    fn a_for_entry_is_written_back_with_the_same_duration() {
+        for valid_for in ["90s", "1h30m", "30s", "4h"] {
+            let text = ENTRY.replace(
+                "expiresAt: \"2026-11-21T22:00:00Z\"",
+                &format!("for: {valid_for}"),
+            );
+            let mut a = parse_entry(
+                "cm/k",
+                &text.replace("approvedBy: [bob@example.com]", "approvedBy: []"),
+            )
+            .unwrap();
+            assert_eq!(parse_entry("cm/k", &a.to_yaml()), Ok(a.clone()), "{valid_for}");
+            a.approved_by = vec!["bob@example.com".into()];
+            a.start_at("2026-11-21T20:00:00Z".parse().unwrap());
+            let back = parse_entry("cm/k", &a.to_yaml()).unwrap();
+            assert_eq!(back, a, "{valid_for}");
+            assert_eq!(back.expires_at, a.approved_at.unwrap() + a.valid_for.unwrap());
+        }
+    }
+
+    #[test]
+    fn reads_are_named_as_verbs_and_written_back_so() {
+        let text = ENTRY.replace("operations: [UPDATE]", "verbs: [get, watch]");
+        let a = parse_entry("cm/k", &text).unwrap();
+        let ops = a.operations.unwrap();
+        assert!(ops.contains(Operation::Get) && ops.contains(Operation::Watch));
+        assert!(!ops.contains(Operation::List) && ops.admission().is_empty());
+        assert!(a.to_yaml().contains("verbs: [get, watch]\n"), "{}", a.to_yaml());
+        assert_eq!(parse_entry("cm/k", &a.to_yaml()), Ok(a));
+        let both = ENTRY.replace("operations: [UPDATE]", "operations: [UPDATE]\nverbs: [get]");
+        let ops = parse_entry("cm/k", &both).unwrap().operations.unwrap();
+        assert!(ops.contains(Operation::Update) && ops.contains(Operation::Get));
+    }
+
+    #[test]
+    fn an_entry_jitgate_writes_is_read_by_the_quick_reader() {
+        let mut a = parse_entry("cm/k", ENTRY).unwrap();
+        a.reason = "INC-1: \"quotes\", colons: and\nnewlines".into();
+        assert_eq!(
+            super::super::flat::read(&a.to_yaml()),
+            None,
+            "escapes are the YAML parser's"
+        );
+        a.reason = "INC-4711: scale up, then down".into();
+        a.change = Some(format!("sha256:{}", "ab".repeat(32)));
+        let text = a.to_yaml();
+        assert!(super::super::flat::read(&text).is_some(), "{text}");
+        assert_eq!(parse_entry("cm/k", &text), Ok(a));
+    }
+}
