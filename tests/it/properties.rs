@@ -405,7 +405,7 @@ proptest! {
     /// cannot bound by name (a `create` under a named approval, `deletecollection`), which
     /// they leave out.
     #[test]
-    fn a_role_covers_exactly_what_decide_grants(r in req(), verb in 0..VERBS.len(), named_read in prop::bool::weighted(0.2), entries in prop::collection::vec(granting_entry(), 0..16)) {
+    fn a_role_covers_exactly_what_decide_grants(mut r in req(), in_every_group in prop::bool::weighted(0.3), verb in 0..VERBS.len(), named_read in prop::bool::weighted(0.2), entries in prop::collection::vec(granting_entry(), 0..16)) {
         let granting = POLICIES
             .replace("spec:\n", "spec:\n  grant: true\n")
             .replace(r#"operations: ["UPDATE", "DELETE"] }]"#, r#"operations: ["UPDATE", "DELETE"], verbs: ["get", "list"] }]"#);
@@ -417,6 +417,10 @@ proptest! {
             .map(|(i, e)| Arc::new(parse_entry(&format!("cm/{i}"), e).unwrap()))
             .collect();
         let snapshot = Snapshot::new(approvals, 0, ConfigMapRef::default(), now());
+        // Often in every group, so that an approver asks under an approval to their group.
+        if in_every_group {
+            r.groups = (0..GROUPS.len()).collect();
+        }
         let mut text = access_body(&r, verb);
         // A list or watch of one object by name (`--field-selector metadata.name=`) carries it.
         if named_read && matches!(VERBS[verb].0, "list" | "watch") {
