@@ -35,6 +35,7 @@ pub mod operation;
 pub mod pattern;
 pub mod policy;
 pub mod program;
+pub mod rbac;
 mod redact;
 pub mod refusal;
 pub mod request;
