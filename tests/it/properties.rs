@@ -175,6 +175,24 @@ fn model_allows(r: &Req, policies: &PolicySet, approvals: &[Arc<Approval>]) -> b
     model_allows_op(r, op, policies, approvals)
 }
 
+/// The test policies, every one of them granting, and reads of what they gate as well.
+fn granting_policies() -> PolicySet {
+    let granting = POLICIES.replace("spec:\n", "spec:\n  grant: true\n").replace(
+        r#"operations: ["UPDATE", "DELETE"] }]"#,
+        r#"operations: ["UPDATE", "DELETE"], verbs: ["get", "list"] }]"#,
+    );
+    PolicySet::new(parse_policies(&granting, "p.yaml").unwrap()).unwrap()
+}
+
+/// Generated entries as approvals, each under its own key.
+fn parsed(entries: &[String]) -> Vec<Arc<Approval>> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Arc::new(parse_entry(&format!("cm/{i}"), e).unwrap()))
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
 
@@ -282,16 +300,9 @@ proptest! {
     /// otherwise denies a gated read, leaves a gated write to RBAC, and leaves the rest alone.
     #[test]
     fn a_grant_covers_exactly_what_an_approval_names(r in req(), verb in 0..VERBS.len(), entries in prop::collection::vec(entry(), 0..16)) {
-        let granting = POLICIES
-            .replace("spec:\n", "spec:\n  grant: true\n")
-            .replace(r#"operations: ["UPDATE", "DELETE"] }]"#, r#"operations: ["UPDATE", "DELETE"], verbs: ["get", "list"] }]"#);
-        let policies = PolicySet::new(parse_policies(&granting, "p.yaml").unwrap()).unwrap();
+        let policies = granting_policies();
         prop_assert!(policies.iter().all(|p| p.grant));
-        let approvals: Vec<Arc<Approval>> = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| Arc::new(parse_entry(&format!("cm/{i}"), e).unwrap()))
-            .collect();
+        let approvals = parsed(&entries);
         let snapshot = Snapshot::new(approvals.clone(), 0, ConfigMapRef::default(), now());
         let text = access_body(&r, verb);
         let request = jitgate::authorization::decode(text.as_bytes()).unwrap();
@@ -406,16 +417,9 @@ proptest! {
     /// they leave out.
     #[test]
     fn a_role_covers_exactly_what_decide_grants(mut r in req(), in_every_group in prop::bool::weighted(0.3), verb in 0..VERBS.len(), named_read in prop::bool::weighted(0.2), entries in prop::collection::vec(granting_entry(), 0..16)) {
-        let granting = POLICIES
-            .replace("spec:\n", "spec:\n  grant: true\n")
-            .replace(r#"operations: ["UPDATE", "DELETE"] }]"#, r#"operations: ["UPDATE", "DELETE"], verbs: ["get", "list"] }]"#);
-        let policies = PolicySet::new(parse_policies(&granting, "p.yaml").unwrap()).unwrap();
+        let policies = granting_policies();
         prop_assert!(policies.iter().all(|p| p.grant));
-        let approvals: Vec<Arc<Approval>> = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| Arc::new(parse_entry(&format!("cm/{i}"), e).unwrap()))
-            .collect();
+        let approvals = parsed(&entries);
         let snapshot = Snapshot::new(approvals, 0, ConfigMapRef::default(), now());
         // Often in every group, so that an approver asks under an approval to their group.
         if in_every_group {
