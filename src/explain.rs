@@ -423,10 +423,9 @@ pub fn request_entry(req: Request<'_, '_>, r: &Requirement, now: Timestamp) -> S
         ],
         now,
     );
-    let mut e = format!("  {key}: |\n");
-    for line in entry.to_yaml().lines() {
-        let _ = writeln!(e, "    {line}");
-    }
+    let mut e = String::with_capacity(512);
+    let _ = writeln!(e, "  {key}: |");
+    entry.write_yaml(&mut e, "    ");
     e.pop();
     e
 }

@@ -24,80 +24,91 @@ impl Approval {
     /// the same approval. Strings are written as JSON strings, which YAML reads as
     /// double-quoted scalars, so nothing in a name or reason can break the entry.
     pub fn to_yaml(&self) -> String {
+        let mut e = String::with_capacity(256);
+        self.write_yaml(&mut e, "");
+        e
+    }
+
+    /// Writes [`Approval::to_yaml`]'s lines into `out`, each after `indent`: a denial's
+    /// paste-ready entry writes its lines indented under their key in one pass.
+    pub fn write_yaml(&self, out: &mut String, indent: &str) {
         use std::fmt::Write;
+        // One line of the entry, after the indent.
+        macro_rules! line {
+            ($($arg:tt)*) => {{
+                out.push_str(indent);
+                let _ = writeln!(out, $($arg)*);
+            }};
+        }
         let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
-        let mut e = String::new();
-        let _ = match &self.subject {
-            Subject::User(u) => writeln!(e, "user: {}", q(u)),
-            Subject::Group(g) => writeln!(e, "group: {}", q(g)),
-        };
-        let _ = writeln!(e, "resource: {}", q(&self.resource_string()));
+        match &self.subject {
+            Subject::User(u) => line!("user: {}", q(u)),
+            Subject::Group(g) => line!("group: {}", q(g)),
+        }
+        line!("resource: {}", q(&self.resource_string()));
         if let Some(group) = &self.api_group {
-            let _ = writeln!(e, "apiGroup: {}", q(group));
+            line!("apiGroup: {}", q(group));
         }
         if !self.namespace.is_empty() {
-            let _ = writeln!(e, "namespace: {}", q(&self.namespace));
+            line!("namespace: {}", q(&self.namespace));
         }
         if let Some(name) = &self.name {
-            let _ = writeln!(e, "name: {}", q(name));
+            line!("name: {}", q(name));
         }
         if let Some(ops) = self.operations {
             for (field, set) in [("operations", ops.admission()), ("verbs", ops.reads())] {
                 if !set.is_empty() {
                     let names: Vec<&str> = set.iter().map(Operation::as_str).collect();
-                    let _ = writeln!(e, "{field}: [{}]", names.join(", "));
+                    line!("{field}: [{}]", names.join(", "));
                 }
             }
         }
         if let Some(change) = &self.change {
-            let _ = writeln!(e, "change: {}", q(change));
+            line!("change: {}", q(change));
         }
         if let Some(n) = self.max_uses {
-            let _ = writeln!(e, "maxUses: {n}");
+            line!("maxUses: {n}");
         }
         if self.break_glass {
-            let _ = writeln!(e, "breakGlass: true");
+            line!("breakGlass: true");
         }
         match self.valid_for {
-            None => {
-                let _ = writeln!(e, "expiresAt: \"{}\"", self.expires_at);
-            }
+            None => line!("expiresAt: \"{}\"", self.expires_at),
             Some(d) => {
                 // `1h 30m`, `90s` as `1m 30s`: read back as the same duration.
-                let _ = writeln!(e, "for: {d:#}");
+                line!("for: {d:#}");
                 if let Some(at) = self.approved_at {
-                    let _ = writeln!(e, "approvedAt: \"{at}\"");
+                    line!("approvedAt: \"{at}\"");
                 }
             }
         }
-        let _ = writeln!(e, "reason: {}", q(&self.reason));
+        line!("reason: {}", q(&self.reason));
         let approvers: Vec<String> = self.approved_by.iter().map(|a| q(a)).collect();
-        let _ = writeln!(e, "approvedBy: [{}]", approvers.join(", "));
+        line!("approvedBy: [{}]", approvers.join(", "));
         if !self.approved_as.is_empty() {
-            let _ = writeln!(e, "approvedAs:");
+            line!("approvedAs:");
             for (name, groups) in &self.approved_as {
                 let groups: Vec<String> = groups.iter().map(|g| q(g)).collect();
-                let _ = writeln!(e, "  {}: [{}]", q(name), groups.join(", "));
+                line!("  {}: [{}]", q(name), groups.join(", "));
             }
         }
         if !self.signatures.is_empty() {
-            let _ = writeln!(e, "signatures:");
+            line!("signatures:");
             for s in &self.signatures {
-                let _ = writeln!(e, "- signer: {}", q(&s.signer));
-                let _ = writeln!(e, "  key: {}", q(&s.key));
+                line!("- signer: {}", q(&s.signer));
+                line!("  key: {}", q(&s.key));
                 if let Some(cluster) = &s.cluster {
-                    let _ = writeln!(e, "  cluster: {}", q(cluster));
+                    line!("  cluster: {}", q(cluster));
                 }
                 if let Some(namespace) = &s.namespace {
-                    let _ = writeln!(e, "  namespace: {}", q(namespace));
+                    line!("  namespace: {}", q(namespace));
                 }
                 if let Some(t) = s.not_after {
-                    let _ = writeln!(e, "  notAfter: \"{t}\"");
+                    line!("  notAfter: \"{t}\"");
                 }
-                let _ = writeln!(e, "  signature: {}", q(&s.value_base64()));
+                line!("  signature: {}", q(&s.value_base64()));
             }
         }
-        e
     }
 }
 
