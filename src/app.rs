@@ -56,6 +56,12 @@ pub struct ServeConfig {
     pub limits: server::Limits,
     /// In cluster mode, how often the audit chain's head is anchored (when it moved).
     pub anchor_every: Duration,
+    /// How approvals under granting policies grant: through `/authorize` only, or also
+    /// with Roles and RoleBindings (cluster mode only).
+    pub grants: crate::grants::Way,
+    /// How old a grant object must be before a replica that does not see its approval
+    /// granting removes it (longer than any watch lag).
+    pub grants_grace: jiff::SignedDuration,
 }
 
 impl ServeConfig {
@@ -76,6 +82,10 @@ pub enum StartError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    #[error(
+        "--grants rbac needs cluster mode (--approvals-namespace): it writes Roles through the API server"
+    )]
+    GrantsNeedCluster,
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -130,6 +140,9 @@ impl Running {
 }
 
 pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
+    if cfg.grants == crate::grants::Way::Rbac && cfg.cluster.is_none() {
+        return Err(StartError::GrantsNeedCluster);
+    }
     if cfg.uses_dev_certs() && tls::ensure_dev_certs(Path::new(tls::DEV_DIR))? {
         tracing::info!(
             ca = tls::DEV_CA,
@@ -228,6 +241,17 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
                 source.namespace.clone(),
                 store.clone(),
             ));
+            if cfg.grants == crate::grants::Way::Rbac {
+                let reconciler = crate::grants::Reconciler::new(
+                    client.clone(),
+                    store.clone(),
+                    policies.clone(),
+                    metrics.clone(),
+                    instance_name(),
+                    cfg.grants_grace,
+                );
+                background.push(reconciler.spawn());
+            }
             let (notices, events) = news::emit::spawn(
                 client,
                 instance_name(),

@@ -24,6 +24,7 @@ pub mod decision;
 mod digest;
 pub mod duration;
 pub mod explain;
+pub mod grants;
 pub mod ledger;
 pub mod manifests;
 mod memory;

@@ -27,6 +27,14 @@ struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrantLabels {
+    /// `created` or `removed`.
+    action: &'static str,
+    /// `Role` or `RoleBinding`.
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
     /// `emitted` or `dropped`.
     outcome: &'static str,
@@ -77,6 +85,9 @@ pub struct Metrics {
     bodies_timed_out: Counter,
     body_budget_exhausted: Counter,
     body_bytes_held: Gauge,
+    grant_objects: Family<GrantLabels, Counter>,
+    grants_live: Gauge,
+    grants_overdue: Gauge,
 }
 
 impl Metrics {
@@ -187,8 +198,29 @@ impl Metrics {
             "Bytes of request bodies held at once, counted against --body-budget",
             body_bytes_held.clone(),
         );
+        let grant_objects = Family::<GrantLabels, Counter>::default();
+        registry.register(
+            "grant_objects",
+            "Roles and RoleBindings of grants (serve --grants rbac) created or removed by this replica",
+            grant_objects.clone(),
+        );
+        let grants_live = Gauge::default();
+        registry.register(
+            "grants_live",
+            "Grants (serve --grants rbac) whose RoleBinding exists and has not expired, at this replica's last pass",
+            grants_live.clone(),
+        );
+        let grants_overdue = Gauge::default();
+        registry.register(
+            "grants_overdue",
+            "Grant objects found past their expiry at this replica's last pass (removed then, unless the API server refused)",
+            grants_overdue.clone(),
+        );
         Metrics {
             registry,
+            grant_objects,
+            grants_live,
+            grants_overdue,
             connections,
             connections_closed,
             bodies_timed_out,
@@ -238,6 +270,20 @@ impl Metrics {
         self.events
             .get_or_create(&EventLabels { outcome: "emitted" })
             .inc();
+    }
+
+    /// A Role or RoleBinding of a grant created or removed.
+    pub fn grant_object(&self, action: &'static str, kind: &'static str) {
+        self.grant_objects
+            .get_or_create(&GrantLabels { action, kind })
+            .inc();
+    }
+
+    /// What a pass of the grants reconciler found.
+    pub fn grants_seen(&self, live: usize, overdue: usize) {
+        self.grants_live.set(i64::try_from(live).unwrap_or(i64::MAX));
+        self.grants_overdue
+            .set(i64::try_from(overdue).unwrap_or(i64::MAX));
     }
 
     pub fn event_dropped(&self) {

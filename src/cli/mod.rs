@@ -633,6 +633,32 @@ pub struct ServeArgs {
         value_parser = parse_duration
     )]
     pub anchor_every: Duration,
+    /// How approvals under policies with `grant: true` grant. `webhook` (the default):
+    /// through /authorize, which the API server asks only when its authorizer chain names
+    /// jitgate; jitgate creates nothing. `rbac` (cluster mode): also a Role and a
+    /// RoleBinding per live granting approval, removed when it ends, for clusters whose
+    /// authorizer chain cannot be changed (docs/zero-standing-privilege.md).
+    #[arg(long, value_name = "WAY", env = "JITGATE_GRANTS", default_value = "webhook")]
+    pub grants: GrantsWay,
+    /// With --grants rbac: how old a Role and RoleBinding of a grant must be before a
+    /// replica that does not see its approval granting removes them (a replica that saw
+    /// the approval revoked, or the grant expire, removes them at once). Longer than any
+    /// watch lag between replicas.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "JITGATE_GRANTS_GRACE",
+        default_value = "2m",
+        value_parser = crate::duration::parse_duration
+    )]
+    pub grants_grace: jiff::SignedDuration,
+}
+
+/// `serve --grants`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum GrantsWay {
+    Webhook,
+    Rbac,
 }
 
 /// What a hostile client meets (see `jitgate_connections*` and `jitgate_body_*` metrics).
@@ -714,6 +740,11 @@ impl From<ServeArgs> for ServeConfig {
             client_ca_file: a.client_ca_file,
             limits: a.limits.into(),
             anchor_every: a.anchor_every,
+            grants: match a.grants {
+                GrantsWay::Webhook => crate::grants::Way::Webhook,
+                GrantsWay::Rbac => crate::grants::Way::Rbac,
+            },
+            grants_grace: a.grants_grace,
         }
     }
 }

@@ -151,7 +151,8 @@ pub fn spawn(
     (Notices(Some(Sink { tx, told, hasher })), task)
 }
 
-async fn write(client: &kube::Client, instance: &str, notice: &Notice, metrics: &Metrics) {
+/// Writes one notice now (another replica's Event of the same name counts as written).
+pub async fn write(client: &kube::Client, instance: &str, notice: &Notice, metrics: &Metrics) {
     let api: Api<Event> = Api::namespaced(client.clone(), &notice.namespace);
     match api.create(&PostParams::default(), &event(notice, instance)).await {
         Ok(_) => metrics.event_emitted(),

@@ -51,11 +51,12 @@ pub struct Notice {
     /// Where the Event is written: the namespace of what it is about.
     pub namespace: String,
     /// `RequestFiled`, `Approved`, `Revoked`, `ExpiringSoon`, `Expired`, `BreakGlassUsed`,
-    /// `Denied`.
+    /// `Denied`, `GrantCreated`, `GrantRemoved`.
     pub reason: &'static str,
     /// `Normal` or `Warning`.
     pub warning: bool,
-    /// What jitgate did or saw: `Request`, `Approve`, `Revoke`, `Expire`, `Deny`, `Allow`.
+    /// What jitgate did or saw: `Request`, `Approve`, `Revoke`, `Expire`, `Deny`, `Allow`,
+    /// `Grant`.
     pub action: &'static str,
     pub note: String,
     pub regarding: Regarding,
@@ -240,6 +241,58 @@ pub fn due(snapshot: &Snapshot, policies: &PolicySet, now: Timestamp, lead: Sign
         }
     }
     out
+}
+
+/// A grant's Role and RoleBinding were created (`serve --grants rbac`): an Event in the
+/// grant's namespace, about its RoleBinding.
+pub fn grant_created(g: &crate::rbac::Grant) -> Notice {
+    grant_notice(
+        "GrantCreated",
+        &g.namespace,
+        &g.name,
+        &g.expires_at.to_string(),
+        format!(
+            "{} holds Role {} until {} (approval {})",
+            g.subject, g.name, g.expires_at, g.approval
+        ),
+    )
+}
+
+/// A grant's RoleBinding (of this uid) was removed, and `why`.
+pub fn grant_removed(namespace: &str, name: &str, uid: &str, approval: Option<&str>, why: &str) -> Notice {
+    grant_notice(
+        "GrantRemoved",
+        namespace,
+        name,
+        uid,
+        format!(
+            "RoleBinding {name} removed ({why}; approval {})",
+            approval.unwrap_or("unknown")
+        ),
+    )
+}
+
+fn grant_notice(reason: &'static str, namespace: &str, name: &str, salt: &str, note: String) -> Notice {
+    Notice {
+        name: event_name(&[reason, namespace, name, salt]),
+        namespace: namespace.into(),
+        reason,
+        warning: false,
+        action: if reason == "GrantCreated" {
+            "Grant"
+        } else {
+            "Revoke"
+        },
+        note: clip(note),
+        regarding: Regarding {
+            api_version: "rbac.authorization.k8s.io/v1".into(),
+            kind: "RoleBinding".into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: None,
+        },
+        related: None,
+    }
 }
 
 /// What an answer makes news of: a denial of a gated action (one Event a minute for the

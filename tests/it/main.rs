@@ -30,3 +30,4 @@ mod signers;
 mod uses_signed;
 mod webhook;
 mod zsp;
+mod zsp_rbac;

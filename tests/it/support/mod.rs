@@ -499,6 +499,8 @@ impl Harness {
             client_ca_file: None,
             limits: jitgate::server::Limits::default(),
             anchor_every: jitgate::sync::anchors::ANCHOR_EVERY,
+            grants: jitgate::grants::Way::Webhook,
+            grants_grace: jitgate::grants::plan::GRACE,
         }
     }
 

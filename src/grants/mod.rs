@@ -1,0 +1,416 @@
+//! The RBAC-objects way of granting (`serve --grants rbac`), for clusters whose authorizer
+//! chain jitgate cannot join: for each live approval under granting policies, a Role with
+//! exactly the rules [`crate::rbac::grant_of`] renders and a RoleBinding to its subject, in
+//! the approval's namespace, both named after the approval and labelled as jitgate's;
+//! removed when the approval expires or is revoked.
+//!
+//! What to do is decided by [`plan`] (no I/O); this module lists, creates and deletes.
+//! Only objects carrying jitgate's grant label are listed, so nothing else is ever
+//! touched. Objects are created, never updated: a Role of the grant's name that holds
+//! other rules (made by hand, or by a replica with other policies) is left as it is and
+//! not bound, and a RoleBinding that is not exactly the grant's is deleted. Deletions
+//! carry the uid of the object listed, so an object created again meanwhile (by another
+//! replica) is not deleted by mistake.
+//!
+//! A pass runs when the approvals change, when the clock reaches the next expiry (or the
+//! end of a grace), and at least every [`RESYNC`].
+
+pub mod plan;
+
+use crate::approvals::{ApprovalStore, View as StoreView};
+use crate::metrics::Metrics;
+use crate::news;
+use crate::policy::PolicyStore;
+use crate::rbac::{self, Grant};
+use jiff::Timestamp;
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject as RbacSubject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use plan::{Found, Holds, Kind, Memory, Plan, RuleForm, Why};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How often a pass runs at least, changes or not: grants missing or left behind (a
+/// restart, another replica's work, a hand's deletion) are put right within this.
+pub const RESYNC: Duration = Duration::from_secs(30);
+/// How often the approvals are looked at for a change.
+const TICK: Duration = Duration::from_secs(1);
+/// The field manager jitgate writes as.
+const MANAGER: &str = "jitgate";
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// How approvals under granting policies grant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Way {
+    /// Through `/authorize`, when the API server's authorizer chain names jitgate; no
+    /// objects are created.
+    #[default]
+    Webhook,
+    /// With a Role and a RoleBinding per approval (also `/authorize`, if the chain names it).
+    Rbac,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrantsError {
+    #[error("cannot list grant {kind}s: {source}")]
+    List {
+        kind: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// What one pass did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// `namespace/name` of each grant whose objects were created.
+    pub created: Vec<String>,
+    /// `Kind namespace/name` of each object removed, and why.
+    pub removed: Vec<(String, Why)>,
+    /// `namespace/name` of each grant left unbound because its Role is not jitgate's.
+    pub conflicts: Vec<String>,
+    /// Writes that failed (tried again next pass).
+    pub failed: usize,
+}
+
+/// One replica's reconciler of grant objects.
+pub struct Reconciler {
+    client: kube::Client,
+    store: Arc<ApprovalStore>,
+    policies: Arc<PolicyStore>,
+    metrics: Arc<Metrics>,
+    instance: String,
+    grace: jiff::SignedDuration,
+    memory: Memory,
+}
+
+impl Reconciler {
+    pub fn new(
+        client: kube::Client,
+        store: Arc<ApprovalStore>,
+        policies: Arc<PolicyStore>,
+        metrics: Arc<Metrics>,
+        instance: String,
+        grace: jiff::SignedDuration,
+    ) -> Self {
+        Reconciler {
+            client,
+            store,
+            policies,
+            metrics,
+            instance,
+            grace,
+            memory: Memory::default(),
+        }
+    }
+
+    /// Runs passes until aborted.
+    pub fn spawn(mut self) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut last = None;
+            let mut due = Timestamp::now();
+            let mut tick = tokio::time::interval(TICK);
+            loop {
+                tick.tick().await;
+                let now = Timestamp::now();
+                let current = self.store.current();
+                let changed = match (&last, &current) {
+                    (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+                    (None, None) => false,
+                    _ => true,
+                };
+                if !changed && now < due {
+                    continue;
+                }
+                last = current;
+                let resync = now + jiff::SignedDuration::try_from(RESYNC).unwrap_or_default();
+                due = match self.pass().await {
+                    Ok((_, Some(next))) => next.min(resync),
+                    Ok((_, None)) => resync,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "grants not reconciled; trying again");
+                        now + jiff::SignedDuration::from_secs(5)
+                    }
+                };
+            }
+        })
+    }
+
+    /// One pass now: lists the grant objects, plans, and writes. Also returns when the
+    /// next pass is due by the clock.
+    pub async fn pass(&mut self) -> Result<(Report, Option<Timestamp>), GrantsError> {
+        let found = self.list().await?;
+        let now = Timestamp::now();
+        let policies = self.policies.current();
+        let snapshot = match self.store.view() {
+            StoreView::Current(s) => Some(s),
+            StoreView::NotLoaded | StoreView::Stale { .. } => None,
+        };
+        let view = snapshot.as_deref().map(|snapshot| plan::View {
+            snapshot,
+            policies: &policies,
+        });
+        let overdue = found
+            .iter()
+            .filter(|f| f.expires_at.is_some_and(|t| t <= now))
+            .count();
+        let plan = plan::plan(view, &mut self.memory, &found, now, self.grace);
+        let next = plan.next_due;
+        let report = self.apply(plan).await;
+        let live = found
+            .iter()
+            .filter(|f| f.kind == Kind::RoleBinding && f.expires_at.is_some_and(|t| t > now))
+            .count()
+            + report.created.len();
+        self.metrics.grants_seen(live, overdue);
+        Ok((report, next))
+    }
+
+    async fn list(&self) -> Result<Vec<Found>, GrantsError> {
+        let selector = ListParams::default().labels(&format!(
+            "{}={},{}",
+            rbac::MANAGED_BY.0,
+            rbac::MANAGED_BY.1,
+            rbac::GRANT_LABEL
+        ));
+        let roles: Api<Role> = Api::all(self.client.clone());
+        let bindings: Api<RoleBinding> = Api::all(self.client.clone());
+        let mut found = Vec::new();
+        for role in roles
+            .list(&selector)
+            .await
+            .map_err(|source| GrantsError::List { kind: "Role", source })?
+        {
+            let rules = role
+                .rules
+                .unwrap_or_default()
+                .into_iter()
+                .map(rule_form)
+                .collect();
+            found.extend(found_of(Kind::Role, role.metadata, Holds::Rules(rules)));
+        }
+        for binding in bindings
+            .list(&selector)
+            .await
+            .map_err(|source| GrantsError::List {
+                kind: "RoleBinding",
+                source,
+            })?
+        {
+            let holds = Holds::Binding {
+                role: (binding.role_ref.kind, binding.role_ref.name),
+                subjects: binding
+                    .subjects
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|s| (s.kind, s.name))
+                    .collect(),
+            };
+            found.extend(found_of(Kind::RoleBinding, binding.metadata, holds));
+        }
+        Ok(found)
+    }
+
+    async fn apply(&self, plan: Plan) -> Report {
+        let mut report = Report::default();
+        for (f, why) in plan.remove {
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: Some(f.uid.clone()),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            let result = match f.kind {
+                Kind::Role => Api::<Role>::namespaced(self.client.clone(), &f.namespace)
+                    .delete(&f.name, &params)
+                    .await
+                    .map(|_| ()),
+                Kind::RoleBinding => Api::<RoleBinding>::namespaced(self.client.clone(), &f.namespace)
+                    .delete(&f.name, &params)
+                    .await
+                    .map(|_| ()),
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(kind = f.kind.as_str(), namespace = %f.namespace, name = %f.name,
+                        approval = f.approval.as_deref(), why = why.as_str(), "grant object removed");
+                    self.metrics.grant_object("removed", f.kind.as_str());
+                    if f.kind == Kind::RoleBinding {
+                        self.tell(news::grant_removed(
+                            &f.namespace,
+                            &f.name,
+                            &f.uid,
+                            f.approval.as_deref(),
+                            why.as_str(),
+                        ))
+                        .await;
+                    }
+                    report
+                        .removed
+                        .push((format!("{} {}/{}", f.kind.as_str(), f.namespace, f.name), why));
+                }
+                // Gone already, or created again by another replica (another uid).
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::warn!(kind = f.kind.as_str(), namespace = %f.namespace, name = %f.name, error = %e,
+                        "grant object not removed; trying again");
+                }
+            }
+        }
+        for g in plan.conflicts {
+            tracing::warn!(namespace = %g.namespace, name = %g.name, approval = %g.approval,
+                "a Role of this grant's name holds other rules than the approval grants; not bound, not changed");
+            report.conflicts.push(format!("{}/{}", g.namespace, g.name));
+        }
+        for m in plan.create {
+            match self.create(&m.grant, m.role_exists, m.binding_exists).await {
+                Ok(true) => {
+                    tracing::info!(namespace = %m.grant.namespace, name = %m.grant.name, approval = %m.grant.approval,
+                        subject = %m.grant.subject, expires_at = %m.grant.expires_at, "grant created");
+                    self.tell(news::grant_created(&m.grant)).await;
+                    report
+                        .created
+                        .push(format!("{}/{}", m.grant.namespace, m.grant.name));
+                }
+                Ok(false) => {
+                    report
+                        .conflicts
+                        .push(format!("{}/{}", m.grant.namespace, m.grant.name));
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::warn!(namespace = %m.grant.namespace, name = %m.grant.name, error = %e,
+                        "grant not created; trying again");
+                }
+            }
+        }
+        report
+    }
+
+    /// Creates what is missing of a grant: the Role, verified when it exists already;
+    /// then the RoleBinding, only to a verified Role. `Ok(false)`: a Role of its name
+    /// holds other rules, and nothing was bound.
+    async fn create(&self, g: &Grant, role_exists: bool, binding_exists: bool) -> Result<bool, kube::Error> {
+        let (role, binding) = objects(g);
+        let post = PostParams {
+            field_manager: Some(MANAGER.into()),
+            ..PostParams::default()
+        };
+        let roles: Api<Role> = Api::namespaced(self.client.clone(), &g.namespace);
+        if !role_exists {
+            match roles.create(&post, &role).await {
+                Ok(_) => self.metrics.grant_object("created", "Role"),
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    let there = roles.get(&g.name).await?;
+                    let rules = there
+                        .rules
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(rule_form)
+                        .collect();
+                    let approval = there
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(rbac::APPROVAL_ANNOTATION));
+                    if Holds::Rules(rules) != plan::rbac_form(g).0 || approval != Some(&g.approval) {
+                        return Ok(false);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !binding_exists {
+            let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), &g.namespace);
+            match bindings.create(&post, &binding).await {
+                Ok(_) => self.metrics.grant_object("created", "RoleBinding"),
+                // Another replica's, or one the next pass verifies (and removes if wrong).
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    async fn tell(&self, notice: news::Notice) {
+        news::emit::write(&self.client, &self.instance, &notice, &self.metrics).await;
+    }
+}
+
+/// The Role and RoleBinding of a grant.
+pub fn objects(g: &Grant) -> (Role, RoleBinding) {
+    let metadata = ObjectMeta {
+        name: Some(g.name.clone()),
+        namespace: Some(g.namespace.clone()),
+        labels: Some(BTreeMap::from([
+            (rbac::MANAGED_BY.0.to_string(), rbac::MANAGED_BY.1.to_string()),
+            (rbac::GRANT_LABEL.to_string(), rbac::grant_label(&g.approval)),
+        ])),
+        annotations: Some(BTreeMap::from([
+            (rbac::APPROVAL_ANNOTATION.to_string(), g.approval.clone()),
+            (rbac::EXPIRES_ANNOTATION.to_string(), g.expires_at.to_string()),
+        ])),
+        ..ObjectMeta::default()
+    };
+    let rules = g
+        .rules
+        .iter()
+        .map(|r| PolicyRule {
+            api_groups: Some(r.api_groups.clone()),
+            resources: Some(r.resources.clone()),
+            resource_names: Some(r.resource_names.clone()).filter(|n| !n.is_empty()),
+            verbs: r.verbs.iter().map(|v| v.to_string()).collect(),
+            non_resource_urls: None,
+        })
+        .collect();
+    let (kind, name) = match &g.subject {
+        crate::approvals::Subject::User(u) => ("User", u.to_string()),
+        crate::approvals::Subject::Group(x) => ("Group", x.to_string()),
+    };
+    let role = Role {
+        metadata: metadata.clone(),
+        rules: Some(rules),
+    };
+    let binding = RoleBinding {
+        metadata,
+        role_ref: RoleRef {
+            api_group: RBAC_GROUP.into(),
+            kind: "Role".into(),
+            name: g.name.clone(),
+        },
+        subjects: Some(vec![RbacSubject {
+            api_group: Some(RBAC_GROUP.into()),
+            kind: kind.into(),
+            name,
+            namespace: None,
+        }]),
+    };
+    (role, binding)
+}
+
+fn rule_form(r: PolicyRule) -> RuleForm {
+    RuleForm::new(
+        r.api_groups.unwrap_or_default(),
+        r.resources.unwrap_or_default(),
+        r.resource_names.unwrap_or_default(),
+        r.verbs,
+    )
+}
+
+fn found_of(kind: Kind, meta: ObjectMeta, holds: Holds) -> Option<Found> {
+    let annotation = |key: &str| meta.annotations.as_ref().and_then(|a| a.get(key)).cloned();
+    Some(Found {
+        kind,
+        namespace: meta.namespace.clone()?,
+        name: meta.name.clone()?,
+        uid: meta.uid.clone()?,
+        approval: annotation(rbac::APPROVAL_ANNOTATION),
+        expires_at: annotation(rbac::EXPIRES_ANNOTATION).and_then(|t| t.parse().ok()),
+        created_at: meta.creation_timestamp.map(|t| t.0),
+        holds,
+    })
+}

@@ -1,0 +1,304 @@
+//! What one pass of the grants reconciler does, decided without I/O: from this replica's
+//! view of the approvals and the grant objects found in the cluster, which Roles and
+//! RoleBindings to create, which to leave alone, and which to remove and why.
+//!
+//! Replicas see approvals with some lag, and a lagging replica must not remove a grant
+//! that another has just created for an approval it has not seen yet. So an object is
+//! removed only when:
+//! - (a) its own expiry annotation has passed (the clock, not a view, says so);
+//! - (b) this replica saw its approval live and granting, and then saw it gone from the
+//!   approvals (revoked or removed): its watch is ordered, so that is not lag; and the
+//!   object was created no later than the pass that saw it gone (a grant created after
+//!   that is for a later approval of the same id, which this replica may lag behind);
+//! - (c) its approval is absent from this replica's view, or present but granting
+//!   nothing in it, and the object is older than the grace ([`GRACE`] by default, (longer than any watch lag
+//!   jitgate tolerates: past `--max-staleness` the view is stale and nothing is removed
+//!   this way at all)).
+//!
+//! Spent `maxUses` approvals have no grant objects: RBAC cannot count uses, so
+//! [`crate::rbac::grant_of`] gives them none.
+
+use crate::approvals::Snapshot;
+use crate::policy::PolicySet;
+use crate::rbac::{self, Grant, Rule};
+use jiff::{SignedDuration, Timestamp};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How old a grant object must be, by default, before a replica that does not see its
+/// approval granting removes it: longer than any watch lag (`serve --grants-grace`).
+pub const GRACE: SignedDuration = SignedDuration::from_mins(2);
+/// How long a replica remembers an approval it saw gone.
+const REMEMBER_GONE: SignedDuration = SignedDuration::from_hours(24);
+
+/// A Role or a RoleBinding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Role,
+    RoleBinding,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Role => "Role",
+            Kind::RoleBinding => "RoleBinding",
+        }
+    }
+}
+
+/// What a Role or RoleBinding carrying jitgate's grant label holds, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    /// The approval annotation, if any.
+    pub approval: Option<String>,
+    /// The expiry annotation, if it parses.
+    pub expires_at: Option<Timestamp>,
+    pub created_at: Option<Timestamp>,
+    /// What it holds, in the form [`rbac_form`] writes a grant: a Role's rules, or a
+    /// RoleBinding's Role and subjects.
+    pub holds: Holds,
+}
+
+/// One rule of a Role, each list sorted: two rules that grant the same compare equal.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RuleForm {
+    pub api_groups: Vec<String>,
+    pub resources: Vec<String>,
+    pub resource_names: Vec<String>,
+    pub verbs: Vec<String>,
+}
+
+impl RuleForm {
+    pub fn new(
+        api_groups: Vec<String>,
+        resources: Vec<String>,
+        resource_names: Vec<String>,
+        verbs: Vec<String>,
+    ) -> Self {
+        let sorted = |mut v: Vec<String>| {
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        RuleForm {
+            api_groups: sorted(api_groups),
+            resources: sorted(resources),
+            resource_names: sorted(resource_names),
+            verbs: sorted(verbs),
+        }
+    }
+
+    fn of(r: &Rule) -> Self {
+        RuleForm::new(
+            r.api_groups.clone(),
+            r.resources.clone(),
+            r.resource_names.clone(),
+            r.verbs.iter().map(|v| v.to_string()).collect(),
+        )
+    }
+}
+
+/// A grant object's content, compared with what jitgate would create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holds {
+    Rules(BTreeSet<RuleForm>),
+    /// The Role it refers to (kind and name), and its subjects (kind and name).
+    Binding {
+        role: (String, String),
+        subjects: BTreeSet<(String, String)>,
+    },
+}
+
+/// The content of a grant's Role and of its RoleBinding.
+pub fn rbac_form(g: &Grant) -> (Holds, Holds) {
+    let rules = g.rules.iter().map(RuleForm::of).collect();
+    let subject = match &g.subject {
+        crate::approvals::Subject::User(u) => ("User".to_string(), u.to_string()),
+        crate::approvals::Subject::Group(x) => ("Group".to_string(), x.to_string()),
+    };
+    (
+        Holds::Rules(rules),
+        Holds::Binding {
+            role: ("Role".into(), g.name.clone()),
+            subjects: [subject].into(),
+        },
+    )
+}
+
+/// Why a grant object is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// (a) Its expiry annotation has passed.
+    Expired,
+    /// (b) Its approval was seen granting, then gone.
+    Revoked,
+    /// (c) Its approval grants nothing in this view, and the object is older than the grace.
+    NotGranted,
+    /// A RoleBinding of a grant whose Role is not what jitgate would create: its subject
+    /// must not hold a Role jitgate did not verify.
+    Unverified,
+}
+
+impl Why {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::Expired => "expired",
+            Why::Revoked => "revoked",
+            Why::NotGranted => "not granted",
+            Why::Unverified => "role not as jitgate would create it",
+        }
+    }
+}
+
+/// One pass's work.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Grants whose Role or RoleBinding is missing, with which: the Role is created first,
+    /// the RoleBinding only once the Role is verified.
+    pub create: Vec<Missing>,
+    /// Objects to remove, RoleBindings before Roles.
+    pub remove: Vec<(Found, Why)>,
+    /// Grants whose Role exists but holds other rules than the grant's: left alone, not
+    /// bound (never adopted, never widened).
+    pub conflicts: Vec<Grant>,
+    /// When the next pass is due by the clock alone: the earliest expiry or end of a
+    /// grace among what was seen.
+    pub next_due: Option<Timestamp>,
+}
+
+/// A grant to create, and which of its objects exist already (verified).
+#[derive(Debug, Clone)]
+pub struct Missing {
+    pub grant: Grant,
+    pub role_exists: bool,
+    pub binding_exists: bool,
+}
+
+/// What a replica remembers between passes: the approvals it saw granting, and when it
+/// saw those gone.
+#[derive(Debug, Default)]
+pub struct Memory {
+    live: BTreeSet<String>,
+    gone: BTreeMap<String, Timestamp>,
+}
+
+/// This replica's view of the approvals: `None` when not loaded or stale (then only
+/// expired objects are removed, and nothing is created).
+pub struct View<'a> {
+    pub snapshot: &'a Snapshot,
+    pub policies: &'a PolicySet,
+}
+
+/// One pass: what to create and remove, given the view, the objects found, and the time.
+pub fn plan(
+    view: Option<View<'_>>,
+    memory: &mut Memory,
+    found: &[Found],
+    now: Timestamp,
+    grace: SignedDuration,
+) -> Plan {
+    let mut out = Plan::default();
+    let mut wanted: BTreeMap<(String, String), Grant> = BTreeMap::new();
+    let mut present: BTreeSet<&str> = BTreeSet::new();
+    if let Some(v) = &view {
+        for (_, grant) in rbac::grants_of(v.snapshot, v.policies, now) {
+            if let Ok(g) = grant
+                && g.expires_at > now
+            {
+                memory.live.insert(g.approval.clone());
+                memory.gone.remove(&g.approval);
+                wanted.insert((g.namespace.clone(), g.name.clone()), g);
+            }
+        }
+        for a in &v.snapshot.approvals {
+            present.insert(&a.id);
+        }
+        let vanished: Vec<String> = memory
+            .live
+            .iter()
+            .filter(|id| !present.contains(id.as_str()))
+            .cloned()
+            .collect();
+        for id in vanished {
+            memory.live.remove(&id);
+            memory.gone.insert(id, now);
+        }
+        memory.gone.retain(|_, at| *at + REMEMBER_GONE > now);
+    }
+    let mut due = |t: Timestamp| {
+        if t > now {
+            out.next_due = Some(out.next_due.map_or(t, |d: Timestamp| d.min(t)));
+        }
+    };
+
+    // What exists of each wanted grant, and whether it is as jitgate would create it.
+    for ((namespace, name), g) in &wanted {
+        due(g.expires_at);
+        let (rules, binding) = rbac_form(g);
+        let of = |kind| {
+            found
+                .iter()
+                .find(|f| f.kind == kind && f.namespace == *namespace && f.name == *name)
+        };
+        let role = of(Kind::Role);
+        let role_ok = role.is_some_and(|r| r.holds == rules && r.approval.as_deref() == Some(&g.approval));
+        if role.is_some() && !role_ok {
+            out.conflicts.push(g.clone());
+            if let Some(b) = of(Kind::RoleBinding) {
+                out.remove.push((b.clone(), Why::Unverified));
+            }
+            continue;
+        }
+        let found_binding = of(Kind::RoleBinding);
+        let binding_ok = found_binding.is_some_and(|b| b.holds == binding);
+        if let Some(b) = found_binding
+            && !binding_ok
+        {
+            out.remove.push((b.clone(), Why::Unverified));
+        }
+        if !role_ok || !binding_ok {
+            out.create.push(Missing {
+                grant: g.clone(),
+                role_exists: role_ok,
+                binding_exists: binding_ok,
+            });
+        }
+    }
+
+    // Everything else found: removed only by the rules above.
+    for f in found {
+        if wanted.contains_key(&(f.namespace.clone(), f.name.clone())) {
+            continue;
+        }
+        if let Some(at) = f.expires_at {
+            if at <= now {
+                out.remove.push((f.clone(), Why::Expired));
+                continue;
+            }
+            due(at);
+        }
+        let Some(_) = view else { continue };
+        let revoked = f.approval.as_ref().and_then(|id| memory.gone.get(id));
+        if let (Some(gone_at), Some(created)) = (revoked, f.created_at)
+            && created <= *gone_at
+        {
+            out.remove.push((f.clone(), Why::Revoked));
+            continue;
+        }
+        match f.created_at {
+            Some(created) if created + grace <= now => out.remove.push((f.clone(), Why::NotGranted)),
+            Some(created) => due(created + grace),
+            // The API server always sets it; without it, wait for the expiry.
+            None => {}
+        }
+    }
+    out.remove.sort_by_key(|(f, _)| std::cmp::Reverse(f.kind));
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,197 @@
+use super::*;
+use crate::approvals::{Approval, ConfigMapRef, parse_entry};
+use crate::policy::parse_policies;
+use std::sync::Arc;
+
+const POLICY: &str = r#"
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: contractors-prod }
+spec:
+  grant: true
+  rules: [{ apiGroups: [""], resources: ["secrets"], verbs: ["get"] }]
+  namespaces: ["prod"]
+  approval: { minApprovers: 1, maxDuration: 1h }
+"#;
+
+const ID: &str = "jitgate-approvals/erin-1";
+
+fn now() -> Timestamp {
+    "2026-11-21T20:00:00Z".parse().unwrap()
+}
+
+fn policies() -> PolicySet {
+    PolicySet::new(parse_policies(POLICY, "p.yaml").unwrap()).unwrap()
+}
+
+fn approval(approvers: &str) -> Arc<Approval> {
+    let text = format!(
+        "user: erin\nresource: secrets\nnamespace: prod\nname: db\nverbs: [get]\nexpiresAt: \"{}\"\nreason: r\napprovedBy: [{approvers}]\n",
+        now() + SignedDuration::from_mins(30)
+    );
+    Arc::new(parse_entry(ID, &text).unwrap())
+}
+
+fn snapshot(approvals: Vec<Arc<Approval>>) -> Snapshot {
+    Snapshot::new(approvals, 0, ConfigMapRef::default(), now())
+}
+
+/// The grant's objects as the API server would list them, created at `created`.
+fn objects(created: Timestamp) -> Vec<Found> {
+    let g = rbac::grant_of(&approval("alice"), &policies(), &Arc::default(), now()).unwrap();
+    let (rules, binding) = rbac_form(&g);
+    [(Kind::RoleBinding, binding), (Kind::Role, rules)]
+        .into_iter()
+        .map(|(kind, holds)| Found {
+            kind,
+            namespace: "prod".into(),
+            name: g.name.clone(),
+            uid: format!("uid-{}", kind.as_str()),
+            approval: Some(ID.into()),
+            expires_at: Some(g.expires_at),
+            created_at: Some(created),
+            holds,
+        })
+        .collect()
+}
+
+fn run(view: Option<&Snapshot>, memory: &mut Memory, found: &[Found], at: Timestamp) -> Plan {
+    let policies = policies();
+    let view = view.map(|snapshot| View {
+        snapshot,
+        policies: &policies,
+    });
+    plan(view, memory, found, at, GRACE)
+}
+
+fn removed(p: &Plan) -> Vec<(Kind, Why)> {
+    p.remove.iter().map(|(f, why)| (f.kind, *why)).collect()
+}
+
+#[test]
+fn a_live_approval_without_objects_gets_its_role_and_binding_and_a_pass_at_its_expiry() {
+    let p = run(
+        Some(&snapshot(vec![approval("alice")])),
+        &mut Memory::default(),
+        &[],
+        now(),
+    );
+    assert_eq!(p.create.len(), 1);
+    assert!(!p.create[0].role_exists && !p.create[0].binding_exists);
+    assert_eq!(p.next_due, Some(now() + SignedDuration::from_mins(30)));
+    // With both there, as jitgate makes them: nothing to do.
+    let p = run(
+        Some(&snapshot(vec![approval("alice")])),
+        &mut Memory::default(),
+        &objects(now()),
+        now(),
+    );
+    assert!(p.create.is_empty() && p.remove.is_empty() && p.conflicts.is_empty());
+}
+
+#[test]
+fn a_replica_that_has_not_seen_a_fresh_grants_approval_leaves_it_until_the_grace_ends() {
+    let fresh = objects(now() - SignedDuration::from_secs(5));
+    for lagging in [snapshot(Vec::new()), snapshot(vec![approval("")])] {
+        let p = run(Some(&lagging), &mut Memory::default(), &fresh, now());
+        assert!(p.remove.is_empty(), "{:?}", removed(&p));
+        assert!(p.create.is_empty());
+        assert_eq!(p.next_due, Some(now() - SignedDuration::from_secs(5) + GRACE));
+        let later = now() + GRACE;
+        let p = run(Some(&lagging), &mut Memory::default(), &fresh, later);
+        assert_eq!(
+            removed(&p),
+            [
+                (Kind::RoleBinding, Why::NotGranted),
+                (Kind::Role, Why::NotGranted)
+            ]
+        );
+    }
+}
+
+#[test]
+fn a_replica_that_saw_the_approval_live_and_then_gone_removes_its_grant_at_once() {
+    let mut memory = Memory::default();
+    let found = objects(now() - SignedDuration::from_secs(5));
+    run(
+        Some(&snapshot(vec![approval("alice")])),
+        &mut memory,
+        &found,
+        now(),
+    );
+    let p = run(Some(&snapshot(Vec::new())), &mut memory, &found, now());
+    assert_eq!(
+        removed(&p),
+        [(Kind::RoleBinding, Why::Revoked), (Kind::Role, Why::Revoked)]
+    );
+    // A grant created after it saw the approval gone is for a later approval of the same
+    // id, which it may not have seen yet: left until the grace ends.
+    let newer = objects(now() + SignedDuration::from_secs(2));
+    let p = run(
+        Some(&snapshot(Vec::new())),
+        &mut memory,
+        &newer,
+        now() + SignedDuration::from_secs(3),
+    );
+    assert!(p.remove.is_empty(), "{:?}", removed(&p));
+}
+
+#[test]
+fn an_expired_grant_is_removed_by_the_clock_even_when_the_view_is_stale() {
+    let found = objects(now() - SignedDuration::from_mins(40));
+    let after = now() + SignedDuration::from_mins(31);
+    let p = run(None, &mut Memory::default(), &found, after);
+    assert_eq!(
+        removed(&p),
+        [(Kind::RoleBinding, Why::Expired), (Kind::Role, Why::Expired)]
+    );
+    // Before its expiry, a stale view removes nothing and creates nothing.
+    let p = run(None, &mut Memory::default(), &found, now());
+    assert!(p.remove.is_empty() && p.create.is_empty());
+}
+
+#[test]
+fn a_role_of_the_grants_name_holding_other_rules_is_neither_bound_nor_changed() {
+    let mut found = objects(now());
+    let wide = RuleForm::new(vec!["".into()], vec!["secrets".into()], vec![], vec!["*".into()]);
+    found[1].holds = Holds::Rules([wide].into());
+    let p = run(
+        Some(&snapshot(vec![approval("alice")])),
+        &mut Memory::default(),
+        &found,
+        now(),
+    );
+    assert_eq!(p.conflicts.len(), 1);
+    assert!(p.create.is_empty());
+    // Its binding is taken away: the subject must not hold a Role jitgate did not verify.
+    assert_eq!(removed(&p), [(Kind::RoleBinding, Why::Unverified)]);
+}
+
+#[test]
+fn a_binding_of_the_grants_name_to_someone_else_is_removed_and_made_again() {
+    let mut found = objects(now());
+    found[0].holds = Holds::Binding {
+        role: ("Role".into(), found[0].name.clone()),
+        subjects: [("Group".into(), "contractors".into())].into(),
+    };
+    let p = run(
+        Some(&snapshot(vec![approval("alice")])),
+        &mut Memory::default(),
+        &found,
+        now(),
+    );
+    assert_eq!(removed(&p), [(Kind::RoleBinding, Why::Unverified)]);
+    assert_eq!(p.create.len(), 1);
+    assert!(p.create[0].role_exists && !p.create[0].binding_exists);
+}
+
+#[test]
+fn a_self_approved_request_gets_nothing() {
+    let p = run(
+        Some(&snapshot(vec![approval("erin")])),
+        &mut Memory::default(),
+        &[],
+        now(),
+    );
+    assert!(p.create.is_empty());
+}
