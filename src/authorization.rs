@@ -66,12 +66,14 @@ impl AccessRequest {
 pub const CONNECT_SUBRESOURCES: [&str; 4] = ["exec", "attach", "portforward", "proxy"];
 
 /// The authorization verbs by which a request performs `op`, as RBAC names them: what a
-/// grant of `op` must answer `allowed` for.
+/// grant of `op` may answer `allowed` for. Not `deletecollection`, which deletes every
+/// object at once: no approval grants it (`decision::decide`), so the rendered
+/// authorization configuration does not send it to jitgate either.
 pub fn verbs_of(op: Operation) -> &'static [&'static str] {
     match op {
         Operation::Create => &["create"],
         Operation::Update => &["update", "patch"],
-        Operation::Delete => &["delete", "deletecollection"],
+        Operation::Delete => &["delete"],
         Operation::Connect => &["get", "create"],
         Operation::Get => &["get"],
         Operation::List => &["list"],

@@ -317,7 +317,8 @@ proptest! {
         let target = Target { api_group: group, resource, sub_resource: sub, namespace: NAMESPACES[r.ns], operation, object: None };
         let gated = policies.gating(&target).into_iter().any(|p| !p.exempts(USERS[r.user], &groups));
         let named = approvals.iter().filter(|&a| !name_less || a.name.is_none()).cloned().collect::<Vec<_>>();
-        let allowed = gated && model_allows_op(&r, operation, &policies, &named);
+        // No approval grants a deletecollection: it deletes every object at once.
+        let allowed = gated && VERBS[verb].0 != "deletecollection" && model_allows_op(&r, operation, &policies, &named);
         use jitgate::decision::Outcome;
         let want = match (allowed, gated, operation.is_read()) {
             (true, _, _) => Outcome::Grant,

@@ -185,3 +185,31 @@ fn a_pinned_write_is_granted_and_its_pin_left_to_admission() {
     );
     assert_eq!(d.outcome(), Outcome::Grant);
 }
+
+#[test]
+fn an_approval_to_delete_any_secret_grants_a_delete_of_each_but_never_a_deletecollection() {
+    let any_secret = "user: erin\nresource: secrets\nnamespace: prod\noperations: [DELETE]\nexpiresAt: \"2026-12-04T12:30:00Z\"\nreason: INC-7\napprovedBy: [alice]\n";
+    let policies = POLICIES.replace(
+        r#"operations: ["UPDATE"] }"#,
+        r#"operations: ["UPDATE", "DELETE"] }"#,
+    );
+    let decide_here = |req: &AccessRequest| {
+        let policies = PolicySet::new(parse_policies(&policies, "p.yaml").unwrap()).unwrap();
+        let a = Arc::new(parse_entry("jitgate-approvals/e0", any_secret).unwrap());
+        let snapshot = Snapshot::new(vec![a], 0, ConfigMapRef::default(), now());
+        decide(
+            req,
+            &Inputs {
+                policies: &policies,
+                approvals: Approvals::Loaded(&snapshot),
+                now: now(),
+            },
+        )
+    };
+    let d = decide_here(&asks("delete", "", "secrets", "", "prod", "db-pass"));
+    assert_eq!(d.outcome(), Outcome::Grant);
+    // One call deleting every Secret at once is more than an approver pictures: RBAC
+    // decides it (erin has nothing), and admission still gates each object's DELETE.
+    let d = decide_here(&asks("deletecollection", "", "secrets", "", "prod", ""));
+    assert_eq!(d.outcome(), Outcome::NoOpinion);
+}
