@@ -67,6 +67,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
                 Manifest::Authorization => crate::sync::policies::load_dir(&args.policies)
                     .map(|policies| crate::manifests::authorization::yaml(&policies, &args.target.namespace)),
+                Manifest::Grants => crate::sync::policies::load_dir(&args.policies)
+                    .map(|policies| crate::manifests::grants::yaml(&policies, &args.target.namespace)),
             };
             match rendered {
                 Ok(yaml) => {

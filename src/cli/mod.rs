@@ -503,6 +503,10 @@ pub enum Manifest {
     /// The API server's AuthorizationConfiguration (--authorization-config) that sends
     /// jitgate the reads its policies gate, between the Node and RBAC authorizers.
     Authorization,
+    /// What jitgate's service account needs for `serve --grants rbac`: the union of what
+    /// policies with `grant: true` can grant, and managing Roles and RoleBindings, where
+    /// those policies apply.
+    Grants,
 }
 
 #[derive(Debug, Args)]

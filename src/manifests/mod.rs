@@ -5,6 +5,7 @@
 
 pub mod authorization;
 mod cel;
+pub mod grants;
 
 use crate::policy::Policy;
 use crate::policy::{PolicyError, PolicySet};

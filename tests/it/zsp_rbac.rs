@@ -71,6 +71,9 @@ const HOUR: Duration = Duration::from_secs(3600);
 struct Story {
     api: ApiServer,
     policies: std::path::PathBuf,
+    /// A kubeconfig that acts as jitgate's service account (the admin impersonating it),
+    /// which holds only the shipped RBAC and what `jitgate manifests grants` renders.
+    as_jitgate: std::path::PathBuf,
 }
 
 impl Story {
@@ -130,7 +133,7 @@ impl Story {
 
     /// jitgate in cluster mode, with `--grants rbac` and this grace.
     async fn jitgate(&self, grace: jiff::SignedDuration) -> Harness {
-        let admin = self.api.kubeconfig("admin");
+        let kubeconfig = self.as_jitgate.clone();
         let policies = self.policies.clone();
         Harness::start_with(None, |cfg| {
             cfg.policies_dir = policies;
@@ -139,7 +142,7 @@ impl Story {
             cfg.cluster = Some(ClusterSource {
                 namespace: "jitgate-system".into(),
                 selector: "jitgate.dev/approvals=true".into(),
-                kubeconfig: Some(admin),
+                kubeconfig: Some(kubeconfig),
                 usage_configmap: "jitgate-usage".into(),
             });
         })
@@ -153,7 +156,7 @@ impl Story {
         store: Arc<ApprovalStore>,
         grace: jiff::SignedDuration,
     ) -> Reconciler {
-        let config = jitgate::sync::cluster::client_config(Some(&self.api.kubeconfig("admin")))
+        let config = jitgate::sync::cluster::client_config(Some(&self.as_jitgate))
             .await
             .unwrap();
         let state = &jitgate.running.as_ref().unwrap().state;
@@ -191,9 +194,21 @@ async fn an_approval_becomes_a_role_that_grants_exactly_it_and_ends_with_it_on_a
     let policies = work.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
     std::fs::write(policies.join("contractors-secrets.yaml"), POLICY).unwrap();
+    let api = ApiServer::start_with(&kit, &[]);
+    // jitgate runs as its service account, with the shipped RBAC and the grants RBAC
+    // rendered from the test's policy, nothing else.
+    let as_jitgate = work.path().join("kubeconfig-jitgate");
+    let admin = std::fs::read_to_string(api.kubeconfig("admin")).unwrap();
+    let impersonating = admin.replace(
+        "{token: admin-token}",
+        "{token: admin-token, as: \"system:serviceaccount:jitgate-system:jitgate\"}",
+    );
+    assert_ne!(admin, impersonating);
+    std::fs::write(&as_jitgate, impersonating).unwrap();
     let story = Story {
-        api: ApiServer::start_with(&kit, &[]),
+        api,
         policies,
+        as_jitgate,
     };
     story
         .api
@@ -203,6 +218,22 @@ async fn an_approval_becomes_a_role_that_grants_exactly_it_and_ends_with_it_on_a
             Some(cluster_objects().to_string()),
         )
         .await;
+    let shipped =
+        std::fs::read_to_string(std::path::Path::new(REPO).join("manifests/base/rbac.yaml")).unwrap();
+    story.api.ok("admin", &["apply", "-f", "-"], Some(shipped)).await;
+    let rendered = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+        .args(["manifests", "grants", "--policies"])
+        .arg(&story.policies)
+        .output()
+        .unwrap();
+    assert!(rendered.status.success());
+    let rendered = String::from_utf8(rendered.stdout).unwrap();
+    assert!(
+        rendered.contains("namespace: prod")
+            && !rendered.contains("- escalate")
+            && !rendered.contains("- bind")
+    );
+    story.api.ok("admin", &["apply", "-f", "-"], Some(rendered)).await;
     let jitgate = story.jitgate(GRACE).await;
 
     // Nothing at first: RBAC's Forbidden, and no jitgate anywhere in the chain.
