@@ -247,6 +247,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
                     store.clone(),
                     policies.clone(),
                     metrics.clone(),
+                    audit.clone(),
                     instance_name(),
                     cfg.grants_grace,
                 );

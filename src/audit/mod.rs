@@ -33,7 +33,9 @@ mod record;
 pub mod report;
 pub mod verify;
 
-pub use record::{Answer, ApprovalRecord, Coordinates, DecisionRecord, Review, ScopeRecord, SignerRecord};
+pub use record::{
+    Answer, ApprovalRecord, Coordinates, DecisionRecord, GrantRecord, Review, ScopeRecord, SignerRecord,
+};
 
 use chain::{Chain, ChainId};
 use file::LogFile;
@@ -233,6 +235,20 @@ impl AuditSink {
         self.head.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Records what answers no request (a grant's Role and RoleBinding created or
+    /// removed), sealed into the chain like any record, off the runtime's threads.
+    pub async fn note(&self, lines: Vec<Vec<u8>>) -> Result<(), AuditError> {
+        let writer = self.pending.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            writer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write_lines(&lines)
+        })
+        .await
+        .map_err(|e| AuditError::Write(e.to_string()))?
+    }
+
     /// Records an answer before it is given, and says which answer to give:
     /// - `Ok(sealed)`: the record was written as it was queued, where `sealed` says;
     ///   answer as decided.
@@ -375,6 +391,40 @@ struct Writer {
 }
 
 impl Writer {
+    /// Writes sealed records where they go (the log, else stdout; and stdout besides when
+    /// asked), and moves the head to the chain's end once they are written.
+    fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.append(buf)?,
+            None if self.stdout_null => {}
+            None => to_stdout(buf)?,
+        }
+        if self.file.is_some()
+            && self.to_stdout
+            && let Err(e) = to_stdout(buf)
+        {
+            tracing::warn!(error = %e, "records written to the audit log but not to stdout");
+        }
+        let mut head = self.head.lock().unwrap_or_else(|e| e.into_inner());
+        head.seq = self.chain.seq;
+        head.hash.clone_from(&self.chain.hash);
+        Ok(())
+    }
+
+    /// Seals and writes records that answer no request; on failure the chain stays where
+    /// it was.
+    fn write_lines(&mut self, lines: &[Vec<u8>]) -> Result<(), AuditError> {
+        let before = self.chain.clone();
+        let mut buf = Vec::new();
+        for line in lines {
+            self.chain.seal(line, &mut buf);
+        }
+        self.append(&buf).map_err(|e| {
+            self.chain = before;
+            AuditError::Write(e.to_string())
+        })
+    }
+
     fn run(writer: &Mutex<Writer>, mut batches: mpsc::Receiver<Vec<Job>>) {
         while let Some(mut batch) = batches.blocking_recv() {
             while let Ok(more) = batches.try_recv() {
@@ -431,24 +481,8 @@ impl Writer {
             fates.push(fate);
         }
         let writing = Instant::now();
-        let primary = match self.file.as_mut() {
-            Some(f) => f.append(&buf),
-            None if self.stdout_null => Ok(()),
-            None => to_stdout(&buf),
-        };
-        let result = match primary {
-            Ok(()) => {
-                if self.file.is_some()
-                    && self.to_stdout
-                    && let Err(e) = to_stdout(&buf)
-                {
-                    tracing::warn!(error = %e, "records written to the audit log but not to stdout");
-                }
-                let mut head = self.head.lock().unwrap_or_else(|e| e.into_inner());
-                head.seq = self.chain.seq;
-                head.hash.clone_from(&self.chain.hash);
-                Ok(())
-            }
+        let result = match self.append(&buf) {
+            Ok(()) => Ok(()),
             Err(e) => {
                 tracing::error!(error = %e, records = batch.len(), "audit log not written; the answers become audit_unavailable denials");
                 self.chain = before;

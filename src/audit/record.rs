@@ -372,6 +372,37 @@ impl<'a> SignerRecord<'a> {
     }
 }
 
+/// The record of a grant's objects created or removed (`serve --grants rbac`): which
+/// approval, which Role and RoleBinding, for whom, until when, and why removed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantRecord<'a> {
+    pub timestamp: String,
+    pub event: &'static str,
+    /// `created` or `removed`.
+    pub action: &'static str,
+    /// The approval's id (`<configmap>/<key>`), as the objects' annotation says.
+    pub approval: Option<&'a str>,
+    pub namespace: &'a str,
+    /// The Role's and RoleBinding's name.
+    pub name: &'a str,
+    /// `Role`, `RoleBinding`, or both (`Role,RoleBinding`).
+    pub objects: &'a str,
+    /// `user:<name>` or `group:<name>`, when created.
+    pub subject: Option<String>,
+    pub expires_at: Option<String>,
+    /// Why removed: `expired`, `revoked`, `not granted`, or the Role not as jitgate makes it.
+    pub why: Option<&'a str>,
+    /// The replica that wrote the objects.
+    pub replica: &'a str,
+}
+
+impl GrantRecord<'_> {
+    pub fn to_line(&self) -> Vec<u8> {
+        json_line(self)
+    }
+}
+
 /// A record as one JSON line, newline included.
 fn json_line(record: &impl Serialize) -> Vec<u8> {
     let mut line = serde_json::to_vec(record).unwrap_or_else(|_| b"{}".to_vec());

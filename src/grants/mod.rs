@@ -18,6 +18,7 @@
 pub mod plan;
 
 use crate::approvals::{ApprovalStore, View as StoreView};
+use crate::audit::{AuditSink, GrantRecord};
 use crate::metrics::Metrics;
 use crate::news;
 use crate::policy::PolicyStore;
@@ -81,6 +82,7 @@ pub struct Reconciler {
     store: Arc<ApprovalStore>,
     policies: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
+    audit: AuditSink,
     instance: String,
     grace: jiff::SignedDuration,
     memory: Memory,
@@ -92,6 +94,7 @@ impl Reconciler {
         store: Arc<ApprovalStore>,
         policies: Arc<PolicyStore>,
         metrics: Arc<Metrics>,
+        audit: AuditSink,
         instance: String,
         grace: jiff::SignedDuration,
     ) -> Self {
@@ -100,6 +103,7 @@ impl Reconciler {
             store,
             policies,
             metrics,
+            audit,
             instance,
             grace,
             memory: Memory::default(),
@@ -238,6 +242,20 @@ impl Reconciler {
                     tracing::info!(kind = f.kind.as_str(), namespace = %f.namespace, name = %f.name,
                         approval = f.approval.as_deref(), why = why.as_str(), "grant object removed");
                     self.metrics.grant_object("removed", f.kind.as_str());
+                    self.record(GrantRecord {
+                        timestamp: Timestamp::now().to_string(),
+                        event: "grant",
+                        action: "removed",
+                        approval: f.approval.as_deref(),
+                        namespace: &f.namespace,
+                        name: &f.name,
+                        objects: f.kind.as_str(),
+                        subject: None,
+                        expires_at: f.expires_at.map(|t| t.to_string()),
+                        why: Some(why.as_str()),
+                        replica: &self.instance,
+                    })
+                    .await;
                     if f.kind == Kind::RoleBinding {
                         self.tell(news::grant_removed(
                             &f.namespace,
@@ -269,6 +287,25 @@ impl Reconciler {
         for m in plan.create {
             match self.create(&m.grant, m.role_exists, m.binding_exists).await {
                 Ok(true) => {
+                    let objects = match (m.role_exists, m.binding_exists) {
+                        (false, false) => "Role,RoleBinding",
+                        (false, true) => "Role",
+                        _ => "RoleBinding",
+                    };
+                    self.record(GrantRecord {
+                        timestamp: Timestamp::now().to_string(),
+                        event: "grant",
+                        action: "created",
+                        approval: Some(&m.grant.approval),
+                        namespace: &m.grant.namespace,
+                        name: &m.grant.name,
+                        objects,
+                        subject: Some(m.grant.subject.to_string()),
+                        expires_at: Some(m.grant.expires_at.to_string()),
+                        why: None,
+                        replica: &self.instance,
+                    })
+                    .await;
                     tracing::info!(namespace = %m.grant.namespace, name = %m.grant.name, approval = %m.grant.approval,
                         subject = %m.grant.subject, expires_at = %m.grant.expires_at, "grant created");
                     self.tell(news::grant_created(&m.grant)).await;
@@ -334,6 +371,16 @@ impl Reconciler {
             }
         }
         Ok(true)
+    }
+
+    /// A grant record in the audit trail; one that cannot be written is logged (the
+    /// objects exist or are gone whatever the log says, and the API server's audit log
+    /// has their writes too).
+    async fn record(&self, record: GrantRecord<'_>) {
+        if let Err(e) = self.audit.note(vec![record.to_line()]).await {
+            tracing::error!(error = %e, namespace = record.namespace, name = record.name, action = record.action,
+                "grant record not written");
+        }
     }
 
     async fn tell(&self, notice: news::Notice) {

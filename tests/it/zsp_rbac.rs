@@ -165,6 +165,7 @@ impl Story {
             store,
             state.policies.clone(),
             state.metrics.clone(),
+            state.audit.clone(),
             "replica-b".into(),
             grace,
         )
@@ -325,6 +326,32 @@ async fn an_approval_becomes_a_role_that_grants_exactly_it_and_ends_with_it_on_a
     println!("erin refused {:?} after the revocation", revoked.elapsed());
     assert!(story.object("role", "erin-db-pass").await.is_none());
     assert!(story.object("rolebinding", "erin-db-pass").await.is_none());
+    // Each grant created and removed is a record in the audit trail, and an Event beside it.
+    let records = jitgate.records();
+    let grant = |action: &str| {
+        records.iter().any(|r| {
+            r["event"] == "grant"
+                && r["action"] == action
+                && r["approval"] == "jitgate-approvals/erin-db-pass"
+        })
+    };
+    assert!(grant("created") && grant("removed"), "{records:?}");
+    assert!(
+        records
+            .iter()
+            .any(|r| r["event"] == "grant" && r["why"] == "revoked")
+    );
+    let events = story
+        .kubectl(
+            "admin",
+            &["-n", "prod", "get", "events.events.k8s.io", "-o", "json"],
+        )
+        .await
+        .unwrap();
+    assert!(
+        events.contains("GrantCreated") && events.contains("GrantRemoved"),
+        "{events}"
+    );
 
     // Expired: refused again when the clock passes expiresAt, with no edit.
     let ttl = Duration::from_secs(20);
@@ -383,5 +410,22 @@ async fn an_approval_becomes_a_role_that_grants_exactly_it_and_ends_with_it_on_a
     assert!(story.object("role", "erin-self").await.is_none());
     assert_eq!(story.can_i("list", "secrets", "prod").await, "no");
     assert!(!story.erin_reads().await);
+    // Grant records are sealed into the hash chain like any record.
+    let verified = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+        .args(["audit", "verify"])
+        .arg(jitgate.audit_path())
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    // The Secret's data never reaches a record.
+    assert!(
+        !std::fs::read_to_string(jitgate.audit_path())
+            .unwrap()
+            .contains("canary-zsp-rbac")
+    );
     jitgate.stop().await;
 }
