@@ -52,6 +52,8 @@ fn cluster_objects() -> Value {
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "jitgate-approvals", "namespace": "jitgate-system",
             "labels": {"jitgate.dev/approvals": "true"}}, "data": {}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "jitgate-usage", "namespace": "jitgate-system"}, "data": {}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "jitgate-policies", "namespace": "jitgate-system"},
+            "data": {"contractors-secrets.yaml": POLICY}},
         secret("db-pass"),
         secret("db-other"),
     ]})
@@ -276,6 +278,17 @@ async fn an_approval_becomes_a_role_that_grants_exactly_it_and_ends_with_it_on_a
         json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "erin"}])
     );
     assert_eq!(story.can_i("get", "secret/db-pass", "prod").await, "yes");
+    // `jitgate show` says the grant is live, and until when.
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+        .args(["show", "erin-db-pass", "--kubeconfig"])
+        .arg(story.api.kubeconfig("admin"))
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("grant:     live: RoleBinding prod/jitgate-grant-"),
+        "{shown}"
+    );
     for (verb, what, namespace) in [
         ("get", "secret/db-other", "prod"),
         ("list", "secrets", "prod"),

@@ -70,6 +70,32 @@ impl ApprovalsApi {
         }
     }
 
+    /// Whether the grant of approval `id` (`serve --grants rbac`) is live: its RoleBinding
+    /// in `namespace`, with the expiry it is annotated with. `Err` when it cannot be read
+    /// (most people may not read RoleBindings).
+    pub(super) async fn grant_binding(&self, namespace: &str, id: &str) -> Result<Option<String>, String> {
+        let api: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+            Api::namespaced(self.client.clone(), namespace);
+        let name = crate::rbac::object_name(id);
+        match api.get_opt(&name).await {
+            Ok(Some(b)) => {
+                let until = b
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(crate::rbac::EXPIRES_ANNOTATION))
+                    .cloned()
+                    .unwrap_or_else(|| "?".into());
+                Ok(Some(format!(
+                    "live: RoleBinding {namespace}/{name}, until {until}"
+                )))
+            }
+            Ok(None) => Ok(None),
+            Err(kube::Error::Api(s)) => Err(s.reason),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// The policies, from their ConfigMap; `None` (with a note) when they cannot be read.
     pub(super) async fn policies(&self) -> Option<PolicySet> {
         let cm = match self.configmaps.get(&self.args.policies_configmap).await {

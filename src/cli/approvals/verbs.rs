@@ -505,6 +505,17 @@ impl ApprovalsApi {
             a.reason
         );
         out.push_str(&signatures_and_levels(a, policies.as_ref(), now));
+        // The RBAC-objects way's grant, when a granting policy concerns it: one read of
+        // its RoleBinding.
+        let granting = policies.as_ref().is_some_and(|p| crate::rbac::concerns(a, p));
+        if granting && !a.namespace.is_empty() {
+            let line = match self.grant_binding(&a.namespace, &entry.id()).await {
+                Ok(Some(live)) => live,
+                Ok(None) => "no RoleBinding (serve --grants rbac grants nothing for it now)".to_string(),
+                Err(why) => format!("unknown (cannot read RoleBindings in {}: {why})", a.namespace),
+            };
+            out.push_str(&format!("grant:     {line}\n"));
+        }
         out.push_str(&format!(
             "pin:       {}\napprove:   {}\n",
             pin_of(a),
