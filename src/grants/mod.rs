@@ -349,12 +349,24 @@ impl Reconciler {
                         .into_iter()
                         .map(rule_form)
                         .collect();
+                    // Ours only if it says so in full: labels (or jitgate would not find it
+                    // again to remove it), the approval, and exactly the grant's rules.
+                    let (ours, _) = objects(g);
+                    let labelled = ours
+                        .metadata
+                        .labels
+                        .iter()
+                        .flatten()
+                        .all(|(k, v)| there.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v));
                     let approval = there
                         .metadata
                         .annotations
                         .as_ref()
                         .and_then(|a| a.get(rbac::APPROVAL_ANNOTATION));
-                    if Holds::Rules(rules) != plan::rbac_form(g).0 || approval != Some(&g.approval) {
+                    if !labelled
+                        || Holds::Rules(rules) != plan::rbac_form(g).0
+                        || approval != Some(&g.approval)
+                    {
                         return Ok(false);
                     }
                 }
