@@ -119,6 +119,23 @@ impl ApiServer {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `user` merges `data` into the approvals ConfigMap jitgate-approvals, as kubectl
+    /// does (a key whose value is null is removed).
+    pub(crate) async fn patch_approvals(&self, user: &str, data: &Value) -> Result<(), String> {
+        let patch = json!({ "data": data }).to_string();
+        let args = [
+            "-n",
+            "jitgate-system",
+            "patch",
+            "configmap",
+            "jitgate-approvals",
+            "--type=merge",
+            "-p",
+            &patch,
+        ];
+        outcome(&self.kubectl(user, &args, None).await)
+    }
+
     /// `manifest` created in prod by `user`.
     async fn create(&self, user: &str, extra: &[&str], manifest: &Value) -> Result<(), String> {
         let mut args = vec!["-n", "prod", "create", "-f", "-"];

@@ -118,22 +118,7 @@ impl Story {
     /// erin writes her request into the approvals ConfigMap, as kubectl does; the ledger
     /// judges it.
     async fn ask(&self, key: &str, entry: &str) {
-        let patch = json!({"data": {key: entry}}).to_string();
-        let out = self
-            .kubectl(
-                "erin",
-                &[
-                    "-n",
-                    "jitgate-system",
-                    "patch",
-                    "configmap",
-                    "jitgate-approvals",
-                    "--type=merge",
-                    "-p",
-                    &patch,
-                ],
-            )
-            .await;
+        let out = self.api.patch_approvals("erin", &json!({ key: entry })).await;
         assert!(out.is_ok(), "erin's request {key}: {out:?}");
     }
 

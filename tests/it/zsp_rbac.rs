@@ -86,18 +86,8 @@ impl Story {
 
     /// The admin writes (or with `None` removes) an entry of the approvals ConfigMap.
     async fn set(&self, key: &str, text: Option<String>) {
-        let patch = json!({"data": {key: text}}).to_string();
-        let args = [
-            "-n",
-            "jitgate-system",
-            "patch",
-            "configmap",
-            "jitgate-approvals",
-            "--type=merge",
-            "-p",
-            &patch,
-        ];
-        self.api.ok("admin", &args, None).await;
+        let set = self.api.patch_approvals("admin", &json!({ key: text })).await;
+        assert!(set.is_ok(), "{key}: {set:?}");
     }
 
     /// `kubectl auth can-i VERB WHAT -n NAMESPACE` as erin: `yes` or `no`.

@@ -54,7 +54,12 @@ fn asks(verb: &str, group: &str, resource: &str, sub: &str, namespace: &str, nam
 }
 
 fn decide_with(entries: &[&str], req: &AccessRequest) -> Decision {
-    let policies = PolicySet::new(parse_policies(POLICIES, "p.yaml").unwrap()).unwrap();
+    decide_under(POLICIES, entries, req)
+}
+
+/// The same, under the policies of `text`.
+fn decide_under(text: &str, entries: &[&str], req: &AccessRequest) -> Decision {
+    let policies = PolicySet::new(parse_policies(text, "p.yaml").unwrap()).unwrap();
     let approvals = entries
         .iter()
         .enumerate()
@@ -193,19 +198,7 @@ fn an_approval_to_delete_any_secret_grants_a_delete_of_each_but_never_a_deleteco
         r#"operations: ["UPDATE"] }"#,
         r#"operations: ["UPDATE", "DELETE"] }"#,
     );
-    let decide_here = |req: &AccessRequest| {
-        let policies = PolicySet::new(parse_policies(&policies, "p.yaml").unwrap()).unwrap();
-        let a = Arc::new(parse_entry("jitgate-approvals/e0", any_secret).unwrap());
-        let snapshot = Snapshot::new(vec![a], 0, ConfigMapRef::default(), now());
-        decide(
-            req,
-            &Inputs {
-                policies: &policies,
-                approvals: Approvals::Loaded(&snapshot),
-                now: now(),
-            },
-        )
-    };
+    let decide_here = |req: &AccessRequest| decide_under(&policies, &[any_secret], req);
     let d = decide_here(&asks("delete", "", "secrets", "", "prod", "db-pass"));
     assert_eq!(d.outcome(), Outcome::Grant);
     // One call deleting every Secret at once is more than an approver pictures: RBAC
