@@ -112,7 +112,11 @@ impl Approvers<'_> {
 /// loaded and whose keys are still valid, neither being whom the entry is for.
 pub fn approvers<'a>(a: &'a Approval, requester: &str, now: Timestamp) -> Approvers<'a> {
     let named_user = a.subject.user();
-    let mut out = Approvers::default();
+    // Sized once: at most one person per name and per signature (a grant's hot path).
+    let mut out = Approvers {
+        people: Vec::with_capacity(a.approved_by.len() + a.checked.len()),
+        self_approved: false,
+    };
     for name in &a.approved_by {
         if **name == *requester || Some(&**name) == named_user {
             out.self_approved = true;
