@@ -9,6 +9,8 @@
 //! interleaved rounds of file then cluster mode (3 by default). It prints each run and the
 //! spread, and how many approvals jitgate counted active, pending and invalid (all should
 //! be active: a signature that did not verify would leave its entry pending).
+//! `STARTUP_BENCH_DIR=DIR` writes the approvals, signers and certificates there and keeps
+//! them, for a profiler to start jitgate on the same files.
 
 #[path = "common/entries.rs"]
 mod entries;
@@ -137,19 +139,23 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let kept = std::env::var_os("STARTUP_BENCH_DIR").map(std::path::PathBuf::from);
+        let dir_path = kept.unwrap_or_else(|| temp.path().to_path_buf());
+        std::fs::create_dir_all(&dir_path).unwrap();
+        let dir = dir_path.as_path();
         let certs = Certs::new();
-        std::fs::write(dir.path().join("tls.crt"), &certs.cert_pem).unwrap();
-        std::fs::write(dir.path().join("tls.key"), &certs.key_pem).unwrap();
+        std::fs::write(dir.join("tls.crt"), &certs.cert_pem).unwrap();
+        std::fs::write(dir.join("tls.key"), &certs.key_pem).unwrap();
         let signer = entries::Signer::new("offline-approver");
         let now = jiff::Timestamp::now();
 
         let file_binding = jitgate::signing::Binding::default();
         let set = entries::mixed_set(n, PER_CONFIGMAP, now, &signer, &file_binding);
-        let approvals = dir.path().join("approvals.yaml");
+        let approvals = dir.join("approvals.yaml");
         std::fs::write(&approvals, entries::manifests(&set, NAMESPACE)).unwrap();
         drop(set);
-        let signers = dir.path().join("signers.yaml");
+        let signers = dir.join("signers.yaml");
         std::fs::write(&signers, entries::signers_manifest(&signer, NAMESPACE)).unwrap();
 
         let api = ApiServer::start().await;
@@ -178,7 +184,7 @@ fn main() {
         let (mut file, mut cluster) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             let f = run(
-                dir.path(),
+                dir,
                 &certs,
                 &[
                     "--approvals-file",
@@ -196,7 +202,7 @@ fn main() {
             );
             file.push(f);
             let c = run(
-                dir.path(),
+                dir,
                 &certs,
                 &[
                     "--approvals-namespace",

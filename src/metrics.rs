@@ -62,6 +62,7 @@ pub struct Metrics {
     latency: Histogram,
     approvals: Family<StateLabels, Gauge>,
     sync_age: Gauge<f64, AtomicU64>,
+    entries_read: Gauge,
     audit_errors: Counter,
     events: Family<EventLabels, Counter>,
     pending_by_age: Family<AgeLabels, Gauge>,
@@ -108,6 +109,12 @@ impl Metrics {
             "approvals_sync_age_seconds",
             "Seconds since the approvals' source (file or API server) was last known healthy",
             sync_age.clone(),
+        );
+        let entries_read = Gauge::default();
+        registry.register(
+            "approval_entries_read",
+            "Approval entries read since start: an edit of a ConfigMap reads only the entries whose text changed",
+            entries_read.clone(),
         );
         let events = Family::<EventLabels, Counter>::default();
         registry.register(
@@ -198,6 +205,7 @@ impl Metrics {
             latency,
             approvals,
             sync_age,
+            entries_read,
             audit_errors,
             events,
             pending_by_age,
@@ -341,6 +349,8 @@ impl Metrics {
         }
         self.expiring_soon.set(soon);
         self.sync_age.set(store.silent_for().as_secs_f64());
+        self.entries_read
+            .set(i64::try_from(crate::approvals::entries_read()).unwrap_or(i64::MAX));
         if let Some(seconds) = cert.seconds_left() {
             self.cert_expiry.set(seconds);
         }
