@@ -70,6 +70,7 @@ pub struct Metrics {
     latency: Histogram,
     approvals: Family<StateLabels, Gauge>,
     sync_age: Gauge<f64, AtomicU64>,
+    entries_read: Gauge,
     audit_errors: Counter,
     events: Family<EventLabels, Counter>,
     pending_by_age: Family<AgeLabels, Gauge>,
@@ -119,6 +120,12 @@ impl Metrics {
             "approvals_sync_age_seconds",
             "Seconds since the approvals' source (file or API server) was last known healthy",
             sync_age.clone(),
+        );
+        let entries_read = Gauge::default();
+        registry.register(
+            "approval_entries_read",
+            "Approval entries read since start: an edit of a ConfigMap reads only the entries whose text changed",
+            entries_read.clone(),
         );
         let events = Family::<EventLabels, Counter>::default();
         registry.register(
@@ -230,6 +237,7 @@ impl Metrics {
             latency,
             approvals,
             sync_age,
+            entries_read,
             audit_errors,
             events,
             pending_by_age,
@@ -387,6 +395,8 @@ impl Metrics {
         }
         self.expiring_soon.set(soon);
         self.sync_age.set(store.silent_for().as_secs_f64());
+        self.entries_read
+            .set(i64::try_from(crate::approvals::entries_read()).unwrap_or(i64::MAX));
         if let Some(seconds) = cert.seconds_left() {
             self.cert_expiry.set(seconds);
         }

@@ -2,10 +2,10 @@
 //! in a cluster) and an approvals file (the same ConfigMaps as manifests). One bad entry is
 //! refused on its own; the others still count.
 
-use super::approval::{Approval, Names};
+use super::approval::{Approval, Names, Text};
 use super::parse::{EntryError, parse_entry_in};
 use k8s_openapi::api::core::v1::ConfigMap;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// The label that marks a ConfigMap as holding approvals.
@@ -35,20 +35,63 @@ impl Default for ConfigMapRef {
 pub struct ParsedConfigMap {
     pub approvals: Vec<Arc<Approval>>,
     pub errors: Vec<EntryError>,
+    /// Each key's SHA-256 of the text it was read from (the first 16 bytes), so that a
+    /// later version of the ConfigMap re-reads only the entries whose text changed.
+    digests: HashMap<Text, u128>,
 }
 
 /// Parses every key of a ConfigMap's `data`; the approval id is `<configmap>/<key>`.
 /// One bad entry is refused on its own; the others still count.
 pub fn parse_configmap(name: &str, data: &BTreeMap<String, String>) -> ParsedConfigMap {
+    parse_configmap_after(name, data, None)
+}
+
+/// Parses a new version of a ConfigMap read before as `previous`: an entry whose key and
+/// text are the same as then (by SHA-256) keeps what reading it made then, approval or
+/// refusal; only the others are read.
+pub fn parse_configmap_after(
+    name: &str,
+    data: &BTreeMap<String, String>,
+    previous: Option<&ParsedConfigMap>,
+) -> ParsedConfigMap {
+    let earlier: HashMap<&str, Result<&Arc<Approval>, &EntryError>> = previous
+        .map(|p| {
+            let approvals = p.approvals.iter().map(|a| (a.key(), Ok(a)));
+            let errors = p.errors.iter().map(|e| (key_of(&e.id), Err(e)));
+            approvals.chain(errors).collect()
+        })
+        .unwrap_or_default();
     let mut out = ParsedConfigMap::default();
+    out.digests.reserve(data.len());
     let mut names = Names::default();
     for (key, value) in data {
-        match parse_entry_in(&format!("{name}/{key}"), value, &mut names) {
-            Ok(a) => out.approvals.push(Arc::new(a)),
-            Err(e) => out.errors.push(e),
+        let digest = digest16(value);
+        let same = previous.and_then(|p| p.digests.get(key.as_str())) == Some(&digest);
+        match earlier.get(key.as_str()).filter(|_| same) {
+            Some(Ok(a)) => out.approvals.push(Arc::clone(a)),
+            Some(Err(e)) => out.errors.push((*e).clone()),
+            None => match parse_entry_in(&format!("{name}/{key}"), value, &mut names) {
+                Ok(a) => out.approvals.push(Arc::new(a)),
+                Err(e) => out.errors.push(e),
+            },
         }
+        out.digests.insert(Text::from(key.as_str()), digest);
     }
     out
+}
+
+/// The key of an entry id `<configmap>/<key>`.
+fn key_of(id: &str) -> &str {
+    id.split_once('/').map_or(id, |(_, key)| key)
+}
+
+/// The first 16 bytes of the SHA-256 of `text`: as good as the whole for telling two
+/// texts apart, at half the memory per entry.
+fn digest16(text: &str) -> u128 {
+    let d = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&d.as_ref()[..16]);
+    u128::from_be_bytes(first)
 }
 
 /// True when the ConfigMap carries `jitgate.dev/approvals: "true"`.
@@ -268,6 +311,43 @@ data:
             parse_file("a.yaml", not_cm),
             Err(FileError::NotConfigMap { .. })
         ));
+    }
+
+    #[test]
+    fn a_new_version_reads_again_only_the_entries_whose_text_changed() {
+        let good = |user: &str| {
+            format!(
+                "user: {user}\nresource: secrets\nnamespace: prod\nexpiresAt: \"2099-01-01T00:00:00Z\"\nreason: r\n"
+            )
+        };
+        let mut data: BTreeMap<String, String> = [
+            ("a", good("alice")),
+            ("b", good("bob")),
+            ("bad", "user: x".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let first = parse_configmap("cm", &data);
+        data.insert("b".into(), good("mallory"));
+        let second = parse_configmap_after("cm", &data, Some(&first));
+        let by_key = |p: &ParsedConfigMap, key: &str| p.approvals.iter().find(|a| a.key() == key).cloned();
+        // Unchanged: the very approval read before, and the same refusal.
+        assert!(Arc::ptr_eq(
+            &by_key(&first, "a").unwrap(),
+            &by_key(&second, "a").unwrap()
+        ));
+        assert_eq!(second.errors, first.errors);
+        // Changed under the same key: read again, never kept.
+        assert_eq!(
+            by_key(&second, "b").unwrap().subject,
+            crate::approvals::Subject::User("mallory".into())
+        );
+        // Gone: gone.
+        data.remove("a");
+        let third = parse_configmap_after("cm", &data, Some(&second));
+        assert!(by_key(&third, "a").is_none());
+        assert_eq!(third.approvals.len(), 1);
     }
 
     #[test]

@@ -15,10 +15,10 @@ mod write;
 pub use approval::{Approval, Name, Subject, Text, suggested_key};
 pub use configmaps::{
     ConfigMapRef, DEFAULT_CONFIGMAP, DEFAULT_NAMESPACE, FileApprovals, FileError, LABEL, ParsedConfigMap,
-    has_label, is_labelled, parse_configmap, parse_file,
+    has_label, is_labelled, parse_configmap, parse_configmap_after, parse_file,
 };
 pub use index::{ApprovalIndex, LookupKey};
-pub use parse::{EntryError, parse_entry};
+pub use parse::{EntryError, entries_read, parse_entry};
 pub use state::{
     Approvers, Person, State, approvers, count_approvers, request_deadline, signature_problems,
     signed_by_requester, state_of,

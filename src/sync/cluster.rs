@@ -285,7 +285,9 @@ impl State {
             return (name, approvals::ParsedConfigMap::default());
         }
         let data = cm.data.as_ref().unwrap_or(&empty);
-        let parsed = approvals::parse_configmap(&name, data);
+        // Only the entries whose text changed are read again.
+        let previous = self.configmaps.get(&name);
+        let parsed = approvals::parse_configmap_after(&name, data, previous);
         for e in &parsed.errors {
             let key = e.id.strip_prefix(&format!("{name}/")).unwrap_or(&e.id);
             let mut hasher = DefaultHasher::new();

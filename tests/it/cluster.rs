@@ -277,3 +277,52 @@ async fn the_api_server_down_past_the_staleness_budget_stops_grants_until_it_ret
     until_alice(&h, true).await;
     h.stop().await;
 }
+
+/// The counter of entries read, from `/metrics`.
+async fn entries_read(h: &Harness) -> u64 {
+    let mut c = h.conn(Proto::H1).await;
+    let reply = c.send(hyper::Method::GET, "/metrics", None, Vec::new()).await;
+    let text = String::from_utf8(reply.body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("jitgate_approval_entries_read "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the counter of entries read")
+}
+
+// The counter is the process's: nextest runs each test in a process of its own.
+#[tokio::test]
+async fn an_edit_of_one_entry_reads_that_entry_again_not_its_whole_configmap() {
+    let api = ApiServer::start().await;
+    let others: Vec<(String, String)> = (0..20)
+        .map(|i| {
+            let e = entry(&[("alice@example.com", &format!("user-{i}@example.com"))]);
+            (format!("other-{i}"), e)
+        })
+        .collect();
+    let with = |grant: String| {
+        let mut data: Vec<(&str, String)> = others.iter().map(|(k, e)| (k.as_str(), e.clone())).collect();
+        data.push(("grant", grant));
+        data
+    };
+    let apply = |data: Vec<(&str, String)>| {
+        let data: Vec<(&str, &str)> = data.iter().map(|(k, e)| (*k, e.as_str())).collect();
+        api.apply_approvals("team-a", &data);
+    };
+    apply(with(expiring(-5, &[])));
+    let h = start_jitgate(&api, Duration::from_secs(300)).await;
+    until_ready(&h).await;
+    assert!(!allowed(&h, &Req::secret_update()).await);
+    let before = entries_read(&h).await;
+
+    apply(with(entry(&[])));
+    until_alice(&h, true).await;
+    assert_eq!(
+        entries_read(&h).await - before,
+        1,
+        "only the edited entry is read again"
+    );
+    // The others still grant as they did: they were kept, not lost.
+    let other = Req::secret_update().with(|r| r.user = "user-3@example.com".into());
+    assert!(allowed(&h, &other).await);
+    h.stop().await;
+}
