@@ -8,7 +8,9 @@
 //! Only objects carrying jitgate's grant label are listed, so nothing else is ever
 //! touched. Objects are created, never updated: a Role of the grant's name that holds
 //! other rules (made by hand, or by a replica with other policies) is left as it is and
-//! not bound, and a RoleBinding that is not exactly the grant's is deleted. Deletions
+//! not bound, and a labelled RoleBinding that is not exactly the grant's is deleted (one
+//! without jitgate's labels is someone else's, left alone: a conflict). Only the objects
+//! a replica itself created are recorded as created by it. Deletions
 //! carry the uid of the object listed, so an object created again meanwhile (by another
 //! replica) is not deleted by mistake.
 //!
@@ -66,7 +68,7 @@ pub enum GrantsError {
 /// What one pass did.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// `namespace/name` of each grant whose objects were created.
+    /// `namespace/name` of each grant some of whose objects this pass created.
     pub created: Vec<String>,
     /// `Kind namespace/name` of each object removed, and why.
     pub removed: Vec<(String, Why)>,
@@ -203,15 +205,7 @@ impl Reconciler {
                 source,
             })?
         {
-            let holds = Holds::Binding {
-                role: (binding.role_ref.kind, binding.role_ref.name),
-                subjects: binding
-                    .subjects
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|s| (s.kind, s.name))
-                    .collect(),
-            };
+            let holds = holds_of(&binding);
             found.extend(found_of(Kind::RoleBinding, binding.metadata, holds));
         }
         Ok(found)
@@ -286,37 +280,40 @@ impl Reconciler {
         }
         for m in plan.create {
             match self.create(&m.grant, m.role_exists, m.binding_exists).await {
-                Ok(true) => {
-                    let objects = match (m.role_exists, m.binding_exists) {
-                        (false, false) => "Role,RoleBinding",
-                        (false, true) => "Role",
-                        _ => "RoleBinding",
-                    };
-                    self.record(GrantRecord {
-                        timestamp: Timestamp::now().to_string(),
-                        event: "grant",
-                        action: "created",
-                        approval: Some(&m.grant.approval),
-                        namespace: &m.grant.namespace,
-                        name: &m.grant.name,
-                        objects,
-                        subject: Some(m.grant.subject.to_string()),
-                        expires_at: Some(m.grant.expires_at.to_string()),
-                        why: None,
-                        replica: &self.instance,
-                    })
-                    .await;
-                    tracing::info!(namespace = %m.grant.namespace, name = %m.grant.name, approval = %m.grant.approval,
-                        subject = %m.grant.subject, expires_at = %m.grant.expires_at, "grant created");
-                    self.tell(news::grant_created(&m.grant)).await;
-                    report
-                        .created
-                        .push(format!("{}/{}", m.grant.namespace, m.grant.name));
-                }
-                Ok(false) => {
-                    report
-                        .conflicts
-                        .push(format!("{}/{}", m.grant.namespace, m.grant.name));
+                Ok(made) => {
+                    // Only what this replica created is recorded and told: an object
+                    // another replica made first is that replica's record.
+                    if let Some(objects) = made.objects() {
+                        self.record(GrantRecord {
+                            timestamp: Timestamp::now().to_string(),
+                            event: "grant",
+                            action: "created",
+                            approval: Some(&m.grant.approval),
+                            namespace: &m.grant.namespace,
+                            name: &m.grant.name,
+                            objects,
+                            subject: Some(m.grant.subject.to_string()),
+                            expires_at: Some(m.grant.expires_at.to_string()),
+                            why: None,
+                            replica: &self.instance,
+                        })
+                        .await;
+                    }
+                    let grant = format!("{}/{}", m.grant.namespace, m.grant.name);
+                    if made.conflict {
+                        tracing::warn!(namespace = %m.grant.namespace, name = %m.grant.name, approval = %m.grant.approval,
+                            "an object of this grant's name is not as jitgate makes it; not bound, not changed");
+                        report.conflicts.push(grant);
+                        continue;
+                    }
+                    if made.binding {
+                        tracing::info!(namespace = %m.grant.namespace, name = %m.grant.name, approval = %m.grant.approval,
+                            subject = %m.grant.subject, expires_at = %m.grant.expires_at, "grant created");
+                        self.tell(news::grant_created(&m.grant)).await;
+                    }
+                    if made.objects().is_some() {
+                        report.created.push(grant);
+                    }
                 }
                 Err(e) => {
                     report.failed += 1;
@@ -329,45 +326,35 @@ impl Reconciler {
     }
 
     /// Creates what is missing of a grant: the Role, verified when it exists already;
-    /// then the RoleBinding, only to a verified Role. `Ok(false)`: a Role of its name
-    /// holds other rules, and nothing was bound.
-    async fn create(&self, g: &Grant, role_exists: bool, binding_exists: bool) -> Result<bool, kube::Error> {
+    /// then the RoleBinding, only to a verified Role, and verified when it exists already.
+    /// Says what this call created, and whether an object of the grant's name is not
+    /// jitgate's (then nothing more is created).
+    async fn create(&self, g: &Grant, role_exists: bool, binding_exists: bool) -> Result<Made, kube::Error> {
         let (role, binding) = objects(g);
+        let (rules, bound) = plan::rbac_form(g);
         let post = PostParams {
             field_manager: Some(MANAGER.into()),
             ..PostParams::default()
         };
+        let mut made = Made::default();
         let roles: Api<Role> = Api::namespaced(self.client.clone(), &g.namespace);
         if !role_exists {
             match roles.create(&post, &role).await {
-                Ok(_) => self.metrics.grant_object("created", "Role"),
+                Ok(_) => {
+                    self.metrics.grant_object("created", "Role");
+                    made.role = true;
+                }
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     let there = roles.get(&g.name).await?;
-                    let rules = there
+                    let rules_there = there
                         .rules
                         .unwrap_or_default()
                         .into_iter()
                         .map(rule_form)
                         .collect();
-                    // Ours only if it says so in full: labels (or jitgate would not find it
-                    // again to remove it), the approval, and exactly the grant's rules.
-                    let (ours, _) = objects(g);
-                    let labelled = ours
-                        .metadata
-                        .labels
-                        .iter()
-                        .flatten()
-                        .all(|(k, v)| there.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v));
-                    let approval = there
-                        .metadata
-                        .annotations
-                        .as_ref()
-                        .and_then(|a| a.get(rbac::APPROVAL_ANNOTATION));
-                    if !labelled
-                        || Holds::Rules(rules) != plan::rbac_form(g).0
-                        || approval != Some(&g.approval)
-                    {
-                        return Ok(false);
+                    if !is_ours(&there.metadata, g) || Holds::Rules(rules_there) != rules {
+                        made.conflict = true;
+                        return Ok(made);
                     }
                 }
                 Err(e) => return Err(e),
@@ -376,13 +363,20 @@ impl Reconciler {
         if !binding_exists {
             let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), &g.namespace);
             match bindings.create(&post, &binding).await {
-                Ok(_) => self.metrics.grant_object("created", "RoleBinding"),
-                // Another replica's, or one the next pass verifies (and removes if wrong).
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Ok(_) => {
+                    self.metrics.grant_object("created", "RoleBinding");
+                    made.binding = true;
+                }
+                // Another replica's, if it is exactly the grant's; else someone else's,
+                // which jitgate neither takes for its own nor touches.
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    let there = bindings.get(&g.name).await?;
+                    made.conflict = !is_ours(&there.metadata, g) || holds_of(&there) != bound;
+                }
                 Err(e) => return Err(e),
             }
         }
-        Ok(true)
+        Ok(made)
     }
 
     /// A grant record in the audit trail; one that cannot be written is logged (the
@@ -397,6 +391,59 @@ impl Reconciler {
 
     async fn tell(&self, notice: news::Notice) {
         news::emit::write(&self.client, &self.instance, &notice, &self.metrics).await;
+    }
+}
+
+/// What one call of [`Reconciler::create`] did.
+#[derive(Debug, Default)]
+struct Made {
+    /// This call created the Role.
+    role: bool,
+    /// This call created the RoleBinding.
+    binding: bool,
+    /// An object of the grant's name is not as jitgate makes it.
+    conflict: bool,
+}
+
+impl Made {
+    /// The objects a record names, when this call created any.
+    fn objects(&self) -> Option<&'static str> {
+        match (self.role, self.binding) {
+            (true, true) => Some("Role,RoleBinding"),
+            (true, false) => Some("Role"),
+            (false, true) => Some("RoleBinding"),
+            (false, false) => None,
+        }
+    }
+}
+
+/// True when an object found under a grant's name says in full that it is that grant's:
+/// jitgate's labels (or jitgate would not find it again to remove it) and the approval.
+fn is_ours(meta: &ObjectMeta, g: &Grant) -> bool {
+    let (ours, _) = objects(g);
+    let labelled = ours
+        .metadata
+        .labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| meta.labels.as_ref().and_then(|l| l.get(k)) == Some(v));
+    let approval = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(rbac::APPROVAL_ANNOTATION));
+    labelled && approval == Some(&g.approval)
+}
+
+/// What a RoleBinding holds: its Role and its subjects.
+fn holds_of(binding: &RoleBinding) -> Holds {
+    Holds::Binding {
+        role: (binding.role_ref.kind.clone(), binding.role_ref.name.clone()),
+        subjects: binding
+            .subjects
+            .iter()
+            .flatten()
+            .map(|s| (s.kind.clone(), s.name.clone()))
+            .collect(),
     }
 }
 

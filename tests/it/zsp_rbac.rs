@@ -125,20 +125,40 @@ impl Story {
 
     /// jitgate in cluster mode, with `--grants rbac` and this grace.
     async fn jitgate(&self, grace: jiff::SignedDuration) -> Harness {
+        self.jitgate_with(|cfg| {
+            cfg.grants = jitgate::grants::Way::Rbac;
+            cfg.grants_grace = grace;
+        })
+        .await
+    }
+
+    /// jitgate in cluster mode, its config changed as `tweak` says.
+    async fn jitgate_with(&self, tweak: impl FnOnce(&mut jitgate::app::ServeConfig)) -> Harness {
         let kubeconfig = self.as_jitgate.clone();
         let policies = self.policies.clone();
         Harness::start_with(None, |cfg| {
             cfg.policies_dir = policies;
-            cfg.grants = jitgate::grants::Way::Rbac;
-            cfg.grants_grace = grace;
             cfg.cluster = Some(ClusterSource {
                 namespace: "jitgate-system".into(),
                 selector: "jitgate.dev/approvals=true".into(),
                 kubeconfig: Some(kubeconfig),
                 usage_configmap: "jitgate-usage".into(),
             });
+            tweak(cfg);
         })
         .await
+    }
+
+    /// jitgate that grants nothing by itself (`--grants webhook`): the test runs each pass
+    /// of a reconciler with jitgate's view, audit trail and metrics, and sees what it did.
+    async fn jitgate_passes_by_hand(
+        &self,
+        tweak: impl FnOnce(&mut jitgate::app::ServeConfig),
+    ) -> (Harness, Reconciler) {
+        let jitgate = self.jitgate_with(tweak).await;
+        let store = jitgate.running.as_ref().unwrap().state.approvals.clone();
+        let reconciler = self.replica(&jitgate, store, GRACE).await;
+        (jitgate, reconciler)
     }
 
     /// Another replica, with its own view of the approvals (`store`), and the grace.
@@ -180,14 +200,14 @@ async fn seen(jitgate: &Harness, key: &str) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_approval_becomes_a_role_that_grants_exactly_it_and_ends_with_it_on_a_real_api_server() {
-    let Some(kit) = kit() else { return };
-    let work = tempfile::tempdir().unwrap();
+/// The story's cluster on a real API server: the objects, the shipped RBAC and what
+/// `jitgate manifests grants` renders for the test's policy, and a kubeconfig that acts as
+/// jitgate's service account.
+async fn story(kit: &std::path::Path, work: &tempfile::TempDir) -> Story {
     let policies = work.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
     std::fs::write(policies.join("contractors-secrets.yaml"), POLICY).unwrap();
-    let api = ApiServer::start_with(&kit, &[]);
+    let api = ApiServer::start_with(kit, &[]);
     // jitgate runs as its service account, with the shipped RBAC and the grants RBAC
     // rendered from the test's policy, nothing else.
     let as_jitgate = work.path().join("kubeconfig-jitgate");
@@ -227,6 +247,14 @@ async fn an_approval_becomes_a_role_that_grants_exactly_it_and_ends_with_it_on_a
             && !rendered.contains("- bind")
     );
     story.api.ok("admin", &["apply", "-f", "-"], Some(rendered)).await;
+    story
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_becomes_a_role_that_grants_exactly_it_and_ends_with_it_on_a_real_api_server() {
+    let Some(kit) = kit() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let story = story(&kit, &work).await;
     let jitgate = story.jitgate(GRACE).await;
 
     // Nothing at first: RBAC's Forbidden, and no jitgate anywhere in the chain.
@@ -430,5 +458,67 @@ async fn an_approval_becomes_a_role_that_grants_exactly_it_and_ends_with_it_on_a
             .unwrap()
             .contains("canary-zsp-rbac")
     );
+    jitgate.stop().await;
+}
+
+/// The grant records of approval `key`, as `(action, objects)`.
+fn grant_records(jitgate: &Harness, key: &str) -> Vec<(String, String)> {
+    let id = format!("jitgate-approvals/{key}");
+    jitgate
+        .records()
+        .into_iter()
+        .filter(|r| r["event"] == "grant" && r["approval"] == id.as_str())
+        .map(|r| {
+            let s = |f: &str| r[f].as_str().unwrap_or_default().to_string();
+            (s("action"), s("objects"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolebinding_of_the_grants_name_that_jitgate_did_not_make_is_not_taken_for_its_own_on_a_real_api_server()
+ {
+    let Some(kit) = kit() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let story = story(&kit, &work).await;
+    // Someone who may create RoleBindings in prod (not erin) takes the name the next
+    // approval's grant will have: a RoleBinding without jitgate's labels, to a Role of
+    // their own, for dave. The name is a digest of the approval's id: anyone can work it out.
+    let squat = jitgate::rbac::object_name("jitgate-approvals/erin-squat");
+    let theirs = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "theirs", "namespace": "prod"}, "rules": []},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": squat, "namespace": "prod"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "theirs"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dave"}]},
+    ]});
+    story
+        .api
+        .ok("admin", &["apply", "-f", "-"], Some(theirs.to_string()))
+        .await;
+    let (jitgate, mut reconciler) = story.jitgate_passes_by_hand(|_| {}).await;
+    story.set("erin-squat", Some(entry(APPROVED, HOUR))).await;
+    seen(&jitgate, "erin-squat").await;
+    for _ in 0..2 {
+        let (report, _) = reconciler.pass().await.unwrap();
+        assert!(report.created.is_empty(), "{report:?}");
+        assert!(report.conflicts.iter().any(|c| c.ends_with(&squat)), "{report:?}");
+    }
+    // erin holds nothing, and neither the audit trail nor an Event says she does: one
+    // record, of the Role jitgate did create, and none of a RoleBinding.
+    assert!(!story.erin_reads().await);
+    assert_eq!(
+        grant_records(&jitgate, "erin-squat"),
+        [("created".to_string(), "Role".to_string())]
+    );
+    let events = story
+        .kubectl(
+            "admin",
+            &["-n", "prod", "get", "events.events.k8s.io", "-o", "json"],
+        )
+        .await
+        .unwrap();
+    assert!(!events.contains("GrantCreated"), "{events}");
     jitgate.stop().await;
 }
