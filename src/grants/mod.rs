@@ -214,24 +214,7 @@ impl Reconciler {
     async fn apply(&self, plan: Plan) -> Report {
         let mut report = Report::default();
         for (f, why) in plan.remove {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: Some(f.uid.clone()),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            let result = match f.kind {
-                Kind::Role => Api::<Role>::namespaced(self.client.clone(), &f.namespace)
-                    .delete(&f.name, &params)
-                    .await
-                    .map(|_| ()),
-                Kind::RoleBinding => Api::<RoleBinding>::namespaced(self.client.clone(), &f.namespace)
-                    .delete(&f.name, &params)
-                    .await
-                    .map(|_| ()),
-            };
-            match result {
+            match self.delete(f.kind, &f.namespace, &f.name, &f.uid).await {
                 Ok(()) => {
                     tracing::info!(kind = f.kind.as_str(), namespace = %f.namespace, name = %f.name,
                         approval = f.approval.as_deref(), why = why.as_str(), "grant object removed");
@@ -282,22 +265,28 @@ impl Reconciler {
             match self.create(&m.grant, m.role_exists, m.binding_exists).await {
                 Ok(made) => {
                     // Only what this replica created is recorded and told: an object
-                    // another replica made first is that replica's record.
-                    if let Some(objects) = made.objects() {
-                        self.record(GrantRecord {
-                            timestamp: Timestamp::now().to_string(),
-                            event: "grant",
-                            action: "created",
-                            approval: Some(&m.grant.approval),
-                            namespace: &m.grant.namespace,
-                            name: &m.grant.name,
-                            objects,
-                            subject: Some(m.grant.subject.to_string()),
-                            expires_at: Some(m.grant.expires_at.to_string()),
-                            why: None,
-                            replica: &self.instance,
-                        })
-                        .await;
+                    // another replica made first is that replica's record. No grant
+                    // stands without its record: what cannot be recorded is taken back.
+                    if let Some(objects) = made.objects()
+                        && !self
+                            .record(GrantRecord {
+                                timestamp: Timestamp::now().to_string(),
+                                event: "grant",
+                                action: "created",
+                                approval: Some(&m.grant.approval),
+                                namespace: &m.grant.namespace,
+                                name: &m.grant.name,
+                                objects,
+                                subject: Some(m.grant.subject.to_string()),
+                                expires_at: Some(m.grant.expires_at.to_string()),
+                                why: None,
+                                replica: &self.instance,
+                            })
+                            .await
+                    {
+                        self.take_back(&m.grant, &made).await;
+                        report.failed += 1;
+                        continue;
                     }
                     let grant = format!("{}/{}", m.grant.namespace, m.grant.name);
                     if made.conflict {
@@ -306,7 +295,7 @@ impl Reconciler {
                         report.conflicts.push(grant);
                         continue;
                     }
-                    if made.binding {
+                    if made.binding.is_some() {
                         tracing::info!(namespace = %m.grant.namespace, name = %m.grant.name, approval = %m.grant.approval,
                             subject = %m.grant.subject, expires_at = %m.grant.expires_at, "grant created");
                         self.tell(news::grant_created(&m.grant)).await;
@@ -340,9 +329,9 @@ impl Reconciler {
         let roles: Api<Role> = Api::namespaced(self.client.clone(), &g.namespace);
         if !role_exists {
             match roles.create(&post, &role).await {
-                Ok(_) => {
+                Ok(created) => {
                     self.metrics.grant_object("created", "Role");
-                    made.role = true;
+                    made.role = Some(created.metadata.uid.unwrap_or_default());
                 }
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     let there = roles.get(&g.name).await?;
@@ -363,9 +352,9 @@ impl Reconciler {
         if !binding_exists {
             let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), &g.namespace);
             match bindings.create(&post, &binding).await {
-                Ok(_) => {
+                Ok(created) => {
                     self.metrics.grant_object("created", "RoleBinding");
-                    made.binding = true;
+                    made.binding = Some(created.metadata.uid.unwrap_or_default());
                 }
                 // Another replica's, if it is exactly the grant's; else someone else's,
                 // which jitgate neither takes for its own nor touches.
@@ -379,13 +368,52 @@ impl Reconciler {
         Ok(made)
     }
 
-    /// A grant record in the audit trail; one that cannot be written is logged (the
-    /// objects exist or are gone whatever the log says, and the API server's audit log
-    /// has their writes too).
-    async fn record(&self, record: GrantRecord<'_>) {
-        if let Err(e) = self.audit.note(vec![record.to_line()]).await {
-            tracing::error!(error = %e, namespace = record.namespace, name = record.name, action = record.action,
-                "grant record not written");
+    /// A grant record in the audit trail; false (and logged) when it cannot be written.
+    async fn record(&self, record: GrantRecord<'_>) -> bool {
+        match self.audit.note(vec![record.to_line()]).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, namespace = record.namespace, name = record.name, action = record.action,
+                    "grant record not written");
+                false
+            }
+        }
+    }
+
+    /// Deletes the object of this uid (not one made again under its name meanwhile).
+    async fn delete(&self, kind: Kind, namespace: &str, name: &str, uid: &str) -> Result<(), kube::Error> {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match kind {
+            Kind::Role => Api::<Role>::namespaced(self.client.clone(), namespace)
+                .delete(name, &params)
+                .await
+                .map(|_| ()),
+            Kind::RoleBinding => Api::<RoleBinding>::namespaced(self.client.clone(), namespace)
+                .delete(name, &params)
+                .await
+                .map(|_| ()),
+        }
+    }
+
+    /// Deletes what this replica has just created of a grant whose record could not be
+    /// written, the RoleBinding first: the next pass tries again. A removal whose record
+    /// cannot be written stands (taking power away needs no record to be safe).
+    async fn take_back(&self, g: &Grant, made: &Made) {
+        for (kind, uid) in [(Kind::RoleBinding, &made.binding), (Kind::Role, &made.role)] {
+            let Some(uid) = uid else { continue };
+            match self.delete(kind, &g.namespace, &g.name, uid).await {
+                Ok(()) => self.metrics.grant_object("removed", kind.as_str()),
+                Err(e) => {
+                    tracing::error!(kind = kind.as_str(), namespace = %g.namespace, name = %g.name, error = %e,
+                    "a grant object whose record could not be written was not taken back; trying again")
+                }
+            }
         }
     }
 
@@ -397,10 +425,10 @@ impl Reconciler {
 /// What one call of [`Reconciler::create`] did.
 #[derive(Debug, Default)]
 struct Made {
-    /// This call created the Role.
-    role: bool,
-    /// This call created the RoleBinding.
-    binding: bool,
+    /// The uid of the Role this call created.
+    role: Option<String>,
+    /// The uid of the RoleBinding this call created.
+    binding: Option<String>,
     /// An object of the grant's name is not as jitgate makes it.
     conflict: bool,
 }
@@ -408,7 +436,7 @@ struct Made {
 impl Made {
     /// The objects a record names, when this call created any.
     fn objects(&self) -> Option<&'static str> {
-        match (self.role, self.binding) {
+        match (self.role.is_some(), self.binding.is_some()) {
             (true, true) => Some("Role,RoleBinding"),
             (true, false) => Some("Role"),
             (false, true) => Some("RoleBinding"),

@@ -522,3 +522,23 @@ async fn a_rolebinding_of_the_grants_name_that_jitgate_did_not_make_is_not_taken
     assert!(!events.contains("GrantCreated"), "{events}");
     jitgate.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_grant_stands_without_its_record_when_the_audit_log_cannot_be_written_on_a_real_api_server() {
+    let Some(kit) = kit() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let story = story(&kit, &work).await;
+    // A full disk: no record can be written. The webhook way turns its grants into
+    // audit_unavailable denials; the RBAC way must not leave a RoleBinding behind either.
+    let (jitgate, mut reconciler) = story
+        .jitgate_passes_by_hand(|cfg| cfg.audit_log = Some("/dev/full".into()))
+        .await;
+    story.set("erin-unrecorded", Some(entry(APPROVED, HOUR))).await;
+    seen(&jitgate, "erin-unrecorded").await;
+    let (report, _) = reconciler.pass().await.unwrap();
+    assert!(report.created.is_empty() && report.failed > 0, "{report:?}");
+    assert!(story.object("rolebinding", "erin-unrecorded").await.is_none());
+    assert!(story.object("role", "erin-unrecorded").await.is_none());
+    assert_eq!(story.can_i("get", "secret/db-pass", "prod").await, "no");
+    jitgate.stop().await;
+}
