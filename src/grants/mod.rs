@@ -28,7 +28,7 @@ use crate::rbac::{self, Grant};
 use jiff::Timestamp;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject as RbacSubject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use plan::{Found, Holds, Kind, Memory, Plan, RuleForm, Why};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -380,24 +380,20 @@ impl Reconciler {
         }
     }
 
-    /// Deletes the object of this uid (not one made again under its name meanwhile).
+    /// Deletes the object of this uid (not one made again under its name meanwhile), and
+    /// sees it gone: a finalizer someone put on it (jitgate puts none) would keep it in
+    /// force, being deleted, for as long as it stays, so jitgate takes them off.
     async fn delete(&self, kind: Kind, namespace: &str, name: &str, uid: &str) -> Result<(), kube::Error> {
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: Some(uid.to_string()),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
         match kind {
-            Kind::Role => Api::<Role>::namespaced(self.client.clone(), namespace)
-                .delete(name, &params)
+            Kind::Role => delete_in(Api::<Role>::namespaced(self.client.clone(), namespace), name, uid).await,
+            Kind::RoleBinding => {
+                delete_in(
+                    Api::<RoleBinding>::namespaced(self.client.clone(), namespace),
+                    name,
+                    uid,
+                )
                 .await
-                .map(|_| ()),
-            Kind::RoleBinding => Api::<RoleBinding>::namespaced(self.client.clone(), namespace)
-                .delete(name, &params)
-                .await
-                .map(|_| ()),
+            }
         }
     }
 
@@ -473,6 +469,34 @@ fn holds_of(binding: &RoleBinding) -> Holds {
             .map(|s| (s.kind.clone(), s.name.clone()))
             .collect(),
     }
+}
+
+/// [`Reconciler::delete`] for one kind. RBAC still grants through a Role or RoleBinding
+/// that is being deleted, and the API server accepts a change of finalizers alone from
+/// anyone who may patch it, without the escalation check; no finalizer can be added once
+/// deletion has begun, so taking them off then ends it.
+async fn delete_in<K>(api: Api<K>, name: &str, uid: &str) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    // Left: the object is still there, being deleted; Right: it is gone.
+    let Some(pending) = api.delete(name, &params).await?.left() else {
+        return Ok(());
+    };
+    if pending.meta().finalizers.as_ref().is_some_and(|f| !f.is_empty()) {
+        // The uid in the patch is a precondition too.
+        let off = serde_json::json!({"metadata": {"uid": uid, "finalizers": null}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&off))
+            .await?;
+    }
+    Ok(())
 }
 
 /// The Role and RoleBinding of a grant.

@@ -5,7 +5,8 @@
 //! one, unless they have `escalate` and `bind` on Roles; those two would let jitgate write
 //! a Role with any rule at all. jitgate instead holds exactly the union of what granting
 //! policies can grant (each rule of a policy with `grant: true`, with the RBAC verbs its
-//! operations become, every name), and may create, get and delete Roles and RoleBindings:
+//! operations become, every name), and may create, get, delete and patch (to take others'
+//! finalizers off a grant being removed) Roles and RoleBindings:
 //! only where those policies apply. The price: jitgate's service account itself holds that
 //! union (it could read a Secret a granting policy names, for instance), in the namespaces
 //! the policies name, or in every namespace where a policy names a pattern or no
@@ -33,9 +34,10 @@ const HEADER: &str = "\
 # What jitgate's service account needs for `serve --grants rbac` (manifests/grants/):
 # the union of what policies with grant: true can grant, since Kubernetes lets nobody
 # create or bind a Role granting more than they hold (the alternative, escalate and bind
-# on Roles, would let jitgate grant anything), and creating, getting and deleting Roles and
-# RoleBindings, bound only in the namespaces those policies name (in every namespace when
-# a policy names a pattern or none); and listing Roles and RoleBindings everywhere.
+# on Roles, would let jitgate grant anything), and creating, getting, deleting and patching
+# (others' finalizers off a grant being removed) Roles and RoleBindings, bound only in the
+# namespaces those policies name (in every namespace when a policy names a pattern or
+# none); and listing Roles and RoleBindings everywhere.
 ";
 
 /// Where the grants ClusterRole is bound: in these namespaces, or everywhere.
@@ -50,7 +52,8 @@ pub fn grantable_rules(policies: &PolicySet) -> Vec<PolicyRule> {
     let mut rules = vec![PolicyRule {
         api_groups: Some(vec![RBAC_GROUP.into()]),
         resources: Some(vec!["roles".into(), "rolebindings".into()]),
-        verbs: ["create", "delete", "get"].map(String::from).to_vec(),
+        // patch: to take others' finalizers off a grant being removed (grants::delete_in).
+        verbs: ["create", "delete", "get", "patch"].map(String::from).to_vec(),
         ..PolicyRule::default()
     }];
     for rule in policies.iter().filter(|p| p.grant).flat_map(|p| &p.rules) {

@@ -542,3 +542,70 @@ async fn no_grant_stands_without_its_record_when_the_audit_log_cannot_be_written
     assert_eq!(story.can_i("get", "secret/db-pass", "prod").await, "no");
     jitgate.stop().await;
 }
+
+/// Waits until `jitgate`'s view of the approvals no longer holds `key`.
+async fn unseen(jitgate: &Harness, key: &str) {
+    let store = jitgate.running.as_ref().unwrap().state.approvals.clone();
+    let id = format!("jitgate-approvals/{key}");
+    eventually(Duration::from_secs(20), || {
+        let store = store.clone();
+        let id = id.clone();
+        async move {
+            store
+                .current()
+                .is_some_and(|s| !s.approvals.iter().any(|a| a.id == id))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finalizer_someone_puts_on_a_grant_does_not_keep_it_past_its_revocation_on_a_real_api_server() {
+    let Some(kit) = kit() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let story = story(&kit, &work).await;
+    // bob may edit RoleBindings and Roles in prod, and holds nothing of what erin's grant
+    // gives: RBAC still lets him add a finalizer to them (a change only the garbage
+    // collector's fields see is not checked for escalation).
+    let bobs = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "rbac-editor", "namespace": "prod"},
+            "rules": [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"],
+                "verbs": ["get", "patch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "bob-rbac-editor", "namespace": "prod"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "rbac-editor"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]},
+    ]});
+    story
+        .api
+        .ok("admin", &["apply", "-f", "-"], Some(bobs.to_string()))
+        .await;
+    let (jitgate, mut reconciler) = story.jitgate_passes_by_hand(|_| {}).await;
+    story.set("erin-kept", Some(entry(APPROVED, HOUR))).await;
+    seen(&jitgate, "erin-kept").await;
+    let (report, _) = reconciler.pass().await.unwrap();
+    assert_eq!(report.created.len(), 1, "{report:?}");
+    assert!(story.erin_reads().await);
+    let name = jitgate::rbac::object_name("jitgate-approvals/erin-kept");
+    let keep = r#"{"metadata":{"finalizers":["example.com/keep"]}}"#;
+    for kind in ["rolebinding", "role"] {
+        story
+            .kubectl(
+                "bob",
+                &["-n", "prod", "patch", kind, &name, "--type=merge", "-p", keep],
+            )
+            .await
+            .unwrap();
+    }
+    story.set("erin-kept", None).await;
+    unseen(&jitgate, "erin-kept").await;
+    let (report, _) = reconciler.pass().await.unwrap();
+    assert_eq!(report.removed.len(), 2, "{report:?}");
+    // Removed means gone: erin is refused, and nothing of the grant is left.
+    assert!(!story.erin_reads().await);
+    assert_eq!(story.can_i("get", "secret/db-pass", "prod").await, "no");
+    assert!(story.object("rolebinding", "erin-kept").await.is_none());
+    assert!(story.object("role", "erin-kept").await.is_none());
+    jitgate.stop().await;
+}
