@@ -138,6 +138,23 @@ pub fn grant_label(approval_id: &str) -> String {
         .to_string()
 }
 
+/// True when an object's labels and annotations say it is jitgate's grant object for the
+/// approval `approval_id` (what the reconciler lists by, and the approval it names).
+pub fn is_grant_of(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    approval_id: &str,
+) -> bool {
+    let label = |k: &str| meta.labels.as_ref().and_then(|l| l.get(k)).map(String::as_str);
+    let annotation = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(APPROVAL_ANNOTATION))
+        .map(String::as_str);
+    label(MANAGED_BY.0) == Some(MANAGED_BY.1)
+        && label(GRANT_LABEL) == Some(grant_label(approval_id).as_str())
+        && annotation == Some(approval_id)
+}
+
 /// True when some granting policy gates what the approval names: the approval is one the
 /// RBAC way concerns itself with, granted or refused.
 pub fn concerns(a: &Approval, policies: &PolicySet) -> bool {

@@ -341,7 +341,8 @@ impl Reconciler {
                         .into_iter()
                         .map(rule_form)
                         .collect();
-                    if !is_ours(&there.metadata, g) || Holds::Rules(rules_there) != rules {
+                    if !rbac::is_grant_of(&there.metadata, &g.approval) || Holds::Rules(rules_there) != rules
+                    {
                         made.conflict = true;
                         return Ok(made);
                     }
@@ -360,7 +361,8 @@ impl Reconciler {
                 // which jitgate neither takes for its own nor touches.
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     let there = bindings.get(&g.name).await?;
-                    made.conflict = !is_ours(&there.metadata, g) || holds_of(&there) != bound;
+                    made.conflict =
+                        !rbac::is_grant_of(&there.metadata, &g.approval) || holds_of(&there) != bound;
                 }
                 Err(e) => return Err(e),
             }
@@ -439,23 +441,6 @@ impl Made {
             (false, false) => None,
         }
     }
-}
-
-/// True when an object found under a grant's name says in full that it is that grant's:
-/// jitgate's labels (or jitgate would not find it again to remove it) and the approval.
-fn is_ours(meta: &ObjectMeta, g: &Grant) -> bool {
-    let (ours, _) = objects(g);
-    let labelled = ours
-        .metadata
-        .labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| meta.labels.as_ref().and_then(|l| l.get(k)) == Some(v));
-    let approval = meta
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(rbac::APPROVAL_ANNOTATION));
-    labelled && approval == Some(&g.approval)
 }
 
 /// What a RoleBinding holds: its Role and its subjects.

@@ -520,6 +520,17 @@ async fn a_rolebinding_of_the_grants_name_that_jitgate_did_not_make_is_not_taken
         .await
         .unwrap();
     assert!(!events.contains("GrantCreated"), "{events}");
+    // Nor does `jitgate show`.
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+        .args(["show", "erin-squat", "--kubeconfig"])
+        .arg(story.api.kubeconfig("admin"))
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("grant:     not live: RoleBinding prod/"),
+        "{shown}"
+    );
     jitgate.stop().await;
 }
 

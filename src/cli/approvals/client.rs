@@ -78,6 +78,10 @@ impl ApprovalsApi {
             Api::namespaced(self.client.clone(), namespace);
         let name = crate::rbac::object_name(id);
         match api.get_opt(&name).await {
+            // Anyone who may create RoleBindings there can take the (derived) name.
+            Ok(Some(b)) if !crate::rbac::is_grant_of(&b.metadata, id) => Ok(Some(format!(
+                "not live: RoleBinding {namespace}/{name} is not jitgate's (no jitgate label, or another approval)"
+            ))),
             Ok(Some(b)) => {
                 let until = b
                     .metadata
