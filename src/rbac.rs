@@ -27,6 +27,9 @@
 //!   still suffices with each approver taken as the requester.
 //! - A break-glass entry: whether it may be used depends on the requester's groups, which
 //!   jitgate does not know outside a request; it gets no Role.
+//! - A `system:` user or group (service accounts, nodes, the anonymous user, everyone
+//!   authenticated or not): the webhook way never grants to a `system:` user (its
+//!   matchConditions never send one), and a RoleBinding to such a group would.
 
 use crate::admission::{GroupVersionResource, UserInfo};
 use crate::approvals::{Approval, ConfigMapRef, Snapshot, Subject};
@@ -115,6 +118,10 @@ pub enum NoGrant {
     #[error("it is a break-glass entry, whose use depends on the requester's groups")]
     BreakGlass,
     #[error(
+        "it is for a system: user or group (service accounts, nodes, the anonymous user), to whom the webhook way never grants"
+    )]
+    SystemSubject,
+    #[error(
         "it is for a group its approver {0} may be in, and without them it does not have the approvers it needs"
     )]
     ApproverInGroup(String),
@@ -198,6 +205,10 @@ pub fn grant_of(
     }
     if a.break_glass {
         return Err(NoGrant::BreakGlass);
+    }
+    let (Subject::User(who) | Subject::Group(who)) = &a.subject;
+    if who.starts_with("system:") {
+        return Err(NoGrant::SystemSubject);
     }
     let api_groups: Vec<String> = match &a.api_group {
         Some(g) => vec![g.to_string()],

@@ -197,3 +197,27 @@ fn the_role_lets_through_exactly_the_named_object_for_its_subject() {
     assert!(!g.allows(&ask("erin", "get", "dev", "db")));
     assert!(!g.allows(&ask("mallory", "get", "prod", "db")));
 }
+
+#[test]
+fn an_approval_to_a_system_user_or_group_gets_no_role() {
+    // The webhook way never grants to a `system:` user (its matchConditions never send
+    // one): not to service accounts, nodes, nor the anonymous user. A RoleBinding to
+    // `system:unauthenticated` would let anyone read the Secret without credentials, one
+    // to `system:authenticated` every service account, one to a service account whoever
+    // runs pods as it.
+    for subject in [
+        "group: system:unauthenticated",
+        "group: system:authenticated",
+        "group: system:serviceaccounts:prod",
+        "user: system:anonymous",
+        "user: system:serviceaccount:prod:builder",
+    ] {
+        assert_eq!(
+            grant(&format!(
+                "{subject}\nresource: secrets\nnamespace: prod\nname: db\nverbs: [get]\napprovedBy: [alice, bob]\n"
+            )),
+            Err(NoGrant::SystemSubject),
+            "{subject}"
+        );
+    }
+}
