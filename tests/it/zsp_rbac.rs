@@ -100,6 +100,26 @@ impl Story {
         said.split([' ', '\n']).next().unwrap_or_default().to_string()
     }
 
+    /// The Events in prod, as JSON text.
+    async fn events(&self) -> String {
+        self.kubectl(
+            "admin",
+            &["-n", "prod", "get", "events.events.k8s.io", "-o", "json"],
+        )
+        .await
+        .unwrap()
+    }
+
+    /// What `jitgate show KEY` prints to the admin.
+    fn show(&self, key: &str) -> String {
+        let shown = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+            .args(["show", key, "--kubeconfig"])
+            .arg(self.api.kubeconfig("admin"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&shown.stdout).into_owned()
+    }
+
     async fn erin_reads(&self) -> bool {
         self.kubectl("erin", &["-n", "prod", "get", "secret", "db-pass", "-o", "name"])
             .await
@@ -184,8 +204,13 @@ impl Story {
     }
 }
 
-/// Waits until `jitgate`'s view of the approvals holds `key` (as `text` says, if given).
+/// Waits until `jitgate`'s view of the approvals holds `key`.
 async fn seen(jitgate: &Harness, key: &str) {
+    seen_as(jitgate, key, true).await;
+}
+
+/// Waits until `jitgate`'s view of the approvals holds `key` (`present`) or no longer does.
+async fn seen_as(jitgate: &Harness, key: &str, present: bool) {
     let store = jitgate.running.as_ref().unwrap().state.approvals.clone();
     let id = format!("jitgate-approvals/{key}");
     eventually(Duration::from_secs(20), || {
@@ -194,20 +219,36 @@ async fn seen(jitgate: &Harness, key: &str) {
         async move {
             store
                 .current()
-                .is_some_and(|s| s.approvals.iter().any(|a| a.id == id))
+                .is_some_and(|s| s.approvals.iter().any(|a| a.id == id) == present)
         }
     })
     .await;
 }
 
+/// A Role `role` with `rules` in prod, and a RoleBinding `binding` of it to `user`.
+fn role_and_binding(role: &str, rules: Value, binding: &str, user: &str) -> String {
+    json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": role, "namespace": "prod"}, "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": binding, "namespace": "prod"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]},
+    ]})
+    .to_string()
+}
+
 /// The story's cluster on a real API server: the objects, the shipped RBAC and what
 /// `jitgate manifests grants` renders for the test's policy, and a kubeconfig that acts as
 /// jitgate's service account.
-async fn story(kit: &std::path::Path, work: &tempfile::TempDir) -> Story {
+/// `None` (said, not silent) without the kit; the directory lives as long as the story.
+async fn story() -> Option<(tempfile::TempDir, Story)> {
+    let kit = kit()?;
+    let work = tempfile::tempdir().unwrap();
     let policies = work.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
     std::fs::write(policies.join("contractors-secrets.yaml"), POLICY).unwrap();
-    let api = ApiServer::start_with(kit, &[]);
+    let api = ApiServer::start_with(&kit, &[]);
     // jitgate runs as its service account, with the shipped RBAC and the grants RBAC
     // rendered from the test's policy, nothing else.
     let as_jitgate = work.path().join("kubeconfig-jitgate");
@@ -247,14 +288,14 @@ async fn story(kit: &std::path::Path, work: &tempfile::TempDir) -> Story {
             && !rendered.contains("- bind")
     );
     story.api.ok("admin", &["apply", "-f", "-"], Some(rendered)).await;
-    story
+    Some((work, story))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_becomes_a_role_that_grants_exactly_it_and_ends_with_it_on_a_real_api_server() {
-    let Some(kit) = kit() else { return };
-    let work = tempfile::tempdir().unwrap();
-    let story = story(&kit, &work).await;
+    let Some((_work, story)) = story().await else {
+        return;
+    };
     let jitgate = story.jitgate(GRACE).await;
 
     // Nothing at first: RBAC's Forbidden, and no jitgate anywhere in the chain.
@@ -297,12 +338,7 @@ async fn an_approval_becomes_a_role_that_grants_exactly_it_and_ends_with_it_on_a
     );
     assert_eq!(story.can_i("get", "secret/db-pass", "prod").await, "yes");
     // `jitgate show` says the grant is live, and until when.
-    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
-        .args(["show", "erin-db-pass", "--kubeconfig"])
-        .arg(story.api.kubeconfig("admin"))
-        .output()
-        .unwrap();
-    let shown = String::from_utf8_lossy(&shown.stdout);
+    let shown = story.show("erin-db-pass");
     assert!(
         shown.contains("grant:     live: RoleBinding prod/jitgate-grant-"),
         "{shown}"
@@ -372,13 +408,7 @@ async fn an_approval_becomes_a_role_that_grants_exactly_it_and_ends_with_it_on_a
             .iter()
             .any(|r| r["event"] == "grant" && r["why"] == "revoked")
     );
-    let events = story
-        .kubectl(
-            "admin",
-            &["-n", "prod", "get", "events.events.k8s.io", "-o", "json"],
-        )
-        .await
-        .unwrap();
+    let events = story.events().await;
     assert!(
         events.contains("GrantCreated") && events.contains("GrantRemoved"),
         "{events}"
@@ -478,25 +508,15 @@ fn grant_records(jitgate: &Harness, key: &str) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolebinding_of_the_grants_name_that_jitgate_did_not_make_is_not_taken_for_its_own_on_a_real_api_server()
  {
-    let Some(kit) = kit() else { return };
-    let work = tempfile::tempdir().unwrap();
-    let story = story(&kit, &work).await;
+    let Some((_work, story)) = story().await else {
+        return;
+    };
     // Someone who may create RoleBindings in prod (not erin) takes the name the next
     // approval's grant will have: a RoleBinding without jitgate's labels, to a Role of
     // their own, for dave. The name is a digest of the approval's id: anyone can work it out.
     let squat = jitgate::rbac::object_name("jitgate-approvals/erin-squat");
-    let theirs = json!({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": "theirs", "namespace": "prod"}, "rules": []},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": squat, "namespace": "prod"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "theirs"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dave"}]},
-    ]});
-    story
-        .api
-        .ok("admin", &["apply", "-f", "-"], Some(theirs.to_string()))
-        .await;
+    let theirs = role_and_binding("theirs", json!([]), &squat, "dave");
+    story.api.ok("admin", &["apply", "-f", "-"], Some(theirs)).await;
     let (jitgate, mut reconciler) = story.jitgate_passes_by_hand(|_| {}).await;
     story.set("erin-squat", Some(entry(APPROVED, HOUR))).await;
     seen(&jitgate, "erin-squat").await;
@@ -512,21 +532,10 @@ async fn a_rolebinding_of_the_grants_name_that_jitgate_did_not_make_is_not_taken
         grant_records(&jitgate, "erin-squat"),
         [("created".to_string(), "Role".to_string())]
     );
-    let events = story
-        .kubectl(
-            "admin",
-            &["-n", "prod", "get", "events.events.k8s.io", "-o", "json"],
-        )
-        .await
-        .unwrap();
+    let events = story.events().await;
     assert!(!events.contains("GrantCreated"), "{events}");
     // Nor does `jitgate show`.
-    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
-        .args(["show", "erin-squat", "--kubeconfig"])
-        .arg(story.api.kubeconfig("admin"))
-        .output()
-        .unwrap();
-    let shown = String::from_utf8_lossy(&shown.stdout);
+    let shown = story.show("erin-squat");
     assert!(
         shown.contains("grant:     not live: RoleBinding prod/"),
         "{shown}"
@@ -536,9 +545,9 @@ async fn a_rolebinding_of_the_grants_name_that_jitgate_did_not_make_is_not_taken
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_grant_stands_without_its_record_when_the_audit_log_cannot_be_written_on_a_real_api_server() {
-    let Some(kit) = kit() else { return };
-    let work = tempfile::tempdir().unwrap();
-    let story = story(&kit, &work).await;
+    let Some((_work, story)) = story().await else {
+        return;
+    };
     // A full disk: no record can be written. The webhook way turns its grants into
     // audit_unavailable denials; the RBAC way must not leave a RoleBinding behind either.
     let (jitgate, mut reconciler) = story
@@ -554,44 +563,18 @@ async fn no_grant_stands_without_its_record_when_the_audit_log_cannot_be_written
     jitgate.stop().await;
 }
 
-/// Waits until `jitgate`'s view of the approvals no longer holds `key`.
-async fn unseen(jitgate: &Harness, key: &str) {
-    let store = jitgate.running.as_ref().unwrap().state.approvals.clone();
-    let id = format!("jitgate-approvals/{key}");
-    eventually(Duration::from_secs(20), || {
-        let store = store.clone();
-        let id = id.clone();
-        async move {
-            store
-                .current()
-                .is_some_and(|s| !s.approvals.iter().any(|a| a.id == id))
-        }
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finalizer_someone_puts_on_a_grant_does_not_keep_it_past_its_revocation_on_a_real_api_server() {
-    let Some(kit) = kit() else { return };
-    let work = tempfile::tempdir().unwrap();
-    let story = story(&kit, &work).await;
+    let Some((_work, story)) = story().await else {
+        return;
+    };
     // bob may edit RoleBindings and Roles in prod, and holds nothing of what erin's grant
     // gives: RBAC still lets him add a finalizer to them (a change only the garbage
     // collector's fields see is not checked for escalation).
-    let bobs = json!({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": "rbac-editor", "namespace": "prod"},
-            "rules": [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"],
-                "verbs": ["get", "patch"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": "bob-rbac-editor", "namespace": "prod"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "rbac-editor"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]},
-    ]});
-    story
-        .api
-        .ok("admin", &["apply", "-f", "-"], Some(bobs.to_string()))
-        .await;
+    let edits = json!([{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"],
+        "verbs": ["get", "patch"]}]);
+    let bobs = role_and_binding("rbac-editor", edits, "bob-rbac-editor", "bob");
+    story.api.ok("admin", &["apply", "-f", "-"], Some(bobs)).await;
     let (jitgate, mut reconciler) = story.jitgate_passes_by_hand(|_| {}).await;
     story.set("erin-kept", Some(entry(APPROVED, HOUR))).await;
     seen(&jitgate, "erin-kept").await;
@@ -610,7 +593,7 @@ async fn a_finalizer_someone_puts_on_a_grant_does_not_keep_it_past_its_revocatio
             .unwrap();
     }
     story.set("erin-kept", None).await;
-    unseen(&jitgate, "erin-kept").await;
+    seen_as(&jitgate, "erin-kept", false).await;
     let (report, _) = reconciler.pass().await.unwrap();
     assert_eq!(report.removed.len(), 2, "{report:?}");
     // Removed means gone: erin is refused, and nothing of the grant is left.
