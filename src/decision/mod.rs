@@ -285,16 +285,21 @@ fn gate(req: Request<'_, '_>, target: &Target<'_>, inputs: &Inputs<'_>) -> Reaso
         resource: target.resource,
         sub_resource: target.sub_resource,
     };
-    let candidates: Vec<Arc<Approval>> = snapshot
-        .index
-        .candidates(&key)
-        .into_iter()
-        .filter(|a| in_scope(a, target, req.name()))
-        // A deletecollection deletes every object of the resource in one call: no
-        // approval grants it (admission still gates each object's DELETE, and RBAC
-        // decides the call itself), so that both ways of granting agree (`crate::rbac`).
-        .filter(|_| !(via == Via::GrantedWrite && req.verb() == "deletecollection"))
-        .collect();
+    // A deletecollection deletes every object of the resource in one call: no approval
+    // grants it (admission still gates each object's DELETE, and RBAC decides the call
+    // itself), so that both ways of granting agree (`crate::rbac`). Asked once, not per
+    // candidate.
+    let grantable = !(via == Via::GrantedWrite && req.verb() == "deletecollection");
+    let candidates: Vec<Arc<Approval>> = if grantable {
+        snapshot
+            .index
+            .candidates(&key)
+            .into_iter()
+            .filter(|a| in_scope(a, target, req.name()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     // Computed only when an approval is pinned to a change: it parses the objects. A
     // read has none, and no pinned approval covers it.
     let change = match req {
