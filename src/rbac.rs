@@ -145,6 +145,15 @@ pub fn grant_label(approval_id: &str) -> String {
         .to_string()
 }
 
+/// An approval's subject as RBAC names a RoleBinding's subject: its kind (`User` or
+/// `Group`) and name.
+pub fn subject_kind(s: &Subject) -> (&'static str, &str) {
+    match s {
+        Subject::User(u) => ("User", u),
+        Subject::Group(g) => ("Group", g),
+    }
+}
+
 /// True when an object's labels and annotations say it is jitgate's grant object for the
 /// approval `approval_id` (what the reconciler lists by, and the approval it names).
 pub fn is_grant_of(

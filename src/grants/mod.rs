@@ -189,13 +189,8 @@ impl Reconciler {
             .await
             .map_err(|source| GrantsError::List { kind: "Role", source })?
         {
-            let rules = role
-                .rules
-                .unwrap_or_default()
-                .into_iter()
-                .map(rule_form)
-                .collect();
-            found.extend(found_of(Kind::Role, role.metadata, Holds::Rules(rules)));
+            let holds = rules_of(role.rules);
+            found.extend(found_of(Kind::Role, role.metadata, holds));
         }
         for binding in bindings
             .list(&selector)
@@ -335,14 +330,7 @@ impl Reconciler {
                 }
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     let there = roles.get(&g.name).await?;
-                    let rules_there = there
-                        .rules
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(rule_form)
-                        .collect();
-                    if !rbac::is_grant_of(&there.metadata, &g.approval) || Holds::Rules(rules_there) != rules
-                    {
+                    if !rbac::is_grant_of(&there.metadata, &g.approval) || rules_of(there.rules) != rules {
                         made.conflict = true;
                         return Ok(made);
                     }
@@ -443,6 +431,11 @@ impl Made {
     }
 }
 
+/// What a Role holds: its rules, in the form [`plan`] compares.
+fn rules_of(rules: Option<Vec<PolicyRule>>) -> Holds {
+    Holds::Rules(rules.unwrap_or_default().into_iter().map(rule_form).collect())
+}
+
 /// What a RoleBinding holds: its Role and its subjects.
 fn holds_of(binding: &RoleBinding) -> Holds {
     Holds::Binding {
@@ -510,10 +503,7 @@ pub fn objects(g: &Grant) -> (Role, RoleBinding) {
             non_resource_urls: None,
         })
         .collect();
-    let (kind, name) = match &g.subject {
-        crate::approvals::Subject::User(u) => ("User", u.to_string()),
-        crate::approvals::Subject::Group(x) => ("Group", x.to_string()),
-    };
+    let (kind, name) = rbac::subject_kind(&g.subject);
     let role = Role {
         metadata: metadata.clone(),
         rules: Some(rules),
@@ -528,7 +518,7 @@ pub fn objects(g: &Grant) -> (Role, RoleBinding) {
         subjects: Some(vec![RbacSubject {
             api_group: Some(RBAC_GROUP.into()),
             kind: kind.into(),
-            name,
+            name: name.into(),
             namespace: None,
         }]),
     };

@@ -116,10 +116,8 @@ pub enum Holds {
 /// The content of a grant's Role and of its RoleBinding.
 pub fn rbac_form(g: &Grant) -> (Holds, Holds) {
     let rules = g.rules.iter().map(RuleForm::of).collect();
-    let subject = match &g.subject {
-        crate::approvals::Subject::User(u) => ("User".to_string(), u.to_string()),
-        crate::approvals::Subject::Group(x) => ("Group".to_string(), x.to_string()),
-    };
+    let (kind, name) = crate::rbac::subject_kind(&g.subject);
+    let subject = (kind.to_string(), name.to_string());
     (
         Holds::Rules(rules),
         Holds::Binding {

@@ -248,6 +248,7 @@ pub fn due(snapshot: &Snapshot, policies: &PolicySet, now: Timestamp, lead: Sign
 pub fn grant_created(g: &crate::rbac::Grant) -> Notice {
     grant_notice(
         "GrantCreated",
+        "Grant",
         &g.namespace,
         &g.name,
         &g.expires_at.to_string(),
@@ -262,6 +263,7 @@ pub fn grant_created(g: &crate::rbac::Grant) -> Notice {
 pub fn grant_removed(namespace: &str, name: &str, uid: &str, approval: Option<&str>, why: &str) -> Notice {
     grant_notice(
         "GrantRemoved",
+        "Revoke",
         namespace,
         name,
         uid,
@@ -272,17 +274,20 @@ pub fn grant_removed(namespace: &str, name: &str, uid: &str, approval: Option<&s
     )
 }
 
-fn grant_notice(reason: &'static str, namespace: &str, name: &str, salt: &str, note: String) -> Notice {
+fn grant_notice(
+    reason: &'static str,
+    action: &'static str,
+    namespace: &str,
+    name: &str,
+    salt: &str,
+    note: String,
+) -> Notice {
     Notice {
         name: event_name(&[reason, namespace, name, salt]),
         namespace: namespace.into(),
         reason,
         warning: false,
-        action: if reason == "GrantCreated" {
-            "Grant"
-        } else {
-            "Revoke"
-        },
+        action,
         note: clip(note),
         regarding: Regarding {
             api_version: "rbac.authorization.k8s.io/v1".into(),
