@@ -396,7 +396,7 @@ impl Metrics {
         self.expiring_soon.set(soon);
         self.sync_age.set(store.silent_for().as_secs_f64());
         self.entries_read
-            .set(i64::try_from(crate::approvals::entries_read()).unwrap_or(i64::MAX));
+            .set(i64::try_from(store.entries_read()).unwrap_or(i64::MAX));
         if let Some(seconds) = cert.seconds_left() {
             self.cert_expiry.set(seconds);
         }

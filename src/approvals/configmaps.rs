@@ -38,6 +38,9 @@ pub struct ParsedConfigMap {
     /// Each key's SHA-256 of the text it was read from (the first 16 bytes), so that a
     /// later version of the ConfigMap re-reads only the entries whose text changed.
     digests: HashMap<Text, u128>,
+    /// How many entries were read to make it (the others were kept from the version
+    /// before).
+    pub read: usize,
 }
 
 /// Parses every key of a ConfigMap's `data`; the approval id is `<configmap>/<key>`.
@@ -70,10 +73,13 @@ pub fn parse_configmap_after(
         match earlier.get(key.as_str()).filter(|_| same) {
             Some(Ok(a)) => out.approvals.push(Arc::clone(a)),
             Some(Err(e)) => out.errors.push((*e).clone()),
-            None => match parse_entry_in(&format!("{name}/{key}"), value, &mut names) {
-                Ok(a) => out.approvals.push(Arc::new(a)),
-                Err(e) => out.errors.push(e),
-            },
+            None => {
+                out.read += 1;
+                match parse_entry_in(&format!("{name}/{key}"), value, &mut names) {
+                    Ok(a) => out.approvals.push(Arc::new(a)),
+                    Err(e) => out.errors.push(e),
+                }
+            }
         }
         out.digests.insert(Text::from(key.as_str()), digest);
     }

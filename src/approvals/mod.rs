@@ -18,7 +18,7 @@ pub use configmaps::{
     has_label, is_labelled, parse_configmap, parse_configmap_after, parse_file,
 };
 pub use index::{ApprovalIndex, LookupKey};
-pub use parse::{EntryError, entries_read, parse_entry};
+pub use parse::{EntryError, parse_entry};
 pub use state::{
     Approvers, Person, State, approvers, count_approvers, request_deadline, signature_problems,
     signed_by_requester, state_of,
@@ -103,6 +103,9 @@ pub struct ApprovalStore {
     /// What the current snapshot was built from, to build it again when the trusted
     /// signers change; held while a snapshot is built, so that builds do not interleave.
     sources: std::sync::Mutex<Sources>,
+    /// How many entries the source has read for this store since it started (`/metrics`):
+    /// an edit of a ConfigMap reads only the entries whose text changed.
+    entries_read: AtomicU64,
 }
 
 /// What a snapshot is built from.
@@ -141,7 +144,19 @@ impl ApprovalStore {
             healthy_at_ms: AtomicU64::new(0),
             max_staleness,
             sources: Default::default(),
+            entries_read: AtomicU64::new(0),
         }
+    }
+
+    /// The source read `n` more entries.
+    pub fn note_read(&self, n: usize) {
+        self.entries_read
+            .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// How many entries the source has read since this store was made.
+    pub fn entries_read(&self) -> u64 {
+        self.entries_read.load(Ordering::Relaxed)
     }
 
     /// Publishes a new state of the approvals, their signatures checked against the

@@ -8,16 +8,6 @@ use super::raw::RawEntry;
 use crate::operation::{OpSet, Operation};
 use crate::signing::Signature;
 use jiff::Timestamp;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// How many entries this process has read: `/metrics` shows it, so that what an edit
-/// re-reads (one entry, not its whole ConfigMap) can be seen.
-static ENTRIES_READ: AtomicU64 = AtomicU64::new(0);
-
-/// How many approval entries this process has read since it started.
-pub fn entries_read() -> u64 {
-    ENTRIES_READ.load(Ordering::Relaxed)
-}
 
 /// Why an entry was refused. Names the entry and the rule, never the entry's text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,7 +25,6 @@ pub fn parse_entry(id: &str, text: &str) -> Result<Approval, EntryError> {
 /// Parses the value of one ConfigMap key, sharing its names with the other approvals
 /// parsed with `names`.
 pub fn parse_entry_in(id: &str, text: &str, names: &mut Names) -> Result<Approval, EntryError> {
-    ENTRIES_READ.fetch_add(1, Ordering::Relaxed);
     let fail = |reason: String| EntryError {
         id: id.to_string(),
         reason,

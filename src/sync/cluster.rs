@@ -226,6 +226,7 @@ impl State {
             Event::Init => self.relisting = Some(BTreeMap::new()),
             Event::InitApply(cm) => {
                 let (name, parsed) = self.parse(&cm);
+                store.note_read(parsed.read);
                 self.relisting.get_or_insert_default().insert(name, parsed);
             }
             Event::InitDone => {
@@ -258,6 +259,7 @@ impl State {
             }
             Event::Apply(cm) => {
                 let (name, parsed) = self.parse(&cm);
+                store.note_read(parsed.read);
                 self.configmaps.insert(name, parsed);
                 self.publish(store);
             }

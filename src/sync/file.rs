@@ -90,6 +90,7 @@ impl FileSync {
                 "ConfigMap ignored: it lacks the label jitgate.dev/approvals: \"true\"");
         }
         let count = file.approvals.len();
+        self.store.note_read(count + file.errors.len());
         self.store.publish(file.approvals, file.errors.len(), file.home);
         tracing::info!(file = %shown, approvals = count, ignored = file.errors.len(), "approvals loaded");
         true

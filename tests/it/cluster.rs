@@ -289,7 +289,8 @@ async fn entries_read(h: &Harness) -> u64 {
         .expect("the counter of entries read")
 }
 
-// The counter is the process's: nextest runs each test in a process of its own.
+// The counter is the server's own (its approvals store's), so tests running beside it in
+// the same process do not move it.
 #[tokio::test]
 async fn an_edit_of_one_entry_reads_that_entry_again_not_its_whole_configmap() {
     let api = ApiServer::start().await;
