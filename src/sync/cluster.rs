@@ -141,7 +141,7 @@ async fn follow(client: Client, source: ClusterSource, liveness: Arc<Liveness>) 
     let config = watcher::Config::default().labels(&source.selector);
     let start = || {
         watcher::watcher(api.clone(), config.clone())
-            .default_backoff()
+            .backoff(super::watch_backoff())
             .boxed()
     };
     let mut events = start();

@@ -119,7 +119,9 @@ pub fn spawn_cluster(
         let binding = Binding { cluster, namespace };
         tracing::info!(cluster = %binding.cluster, namespace = %binding.namespace,
             "offline signatures count when made for this cluster and namespace");
-        let mut events = watcher::watcher(api, config).default_backoff().boxed();
+        let mut events = watcher::watcher(api, config)
+            .backoff(super::watch_backoff())
+            .boxed();
         let mut seen: Option<BTreeMap<String, String>> = None;
         let mut relist: Option<Option<BTreeMap<String, String>>> = None;
         let source = format!("configmap {SIGNERS_CONFIGMAP} in {}", binding.namespace);
