@@ -61,14 +61,20 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             let rendered = match args.what {
                 Manifest::Webhook => crate::sync::policies::load_dir(&args.policies)
-                    .map(|policies| crate::manifests::webhook_yaml(&policies, &target)),
+                    .map(|policies| crate::manifests::webhook_yaml(&policies, &target))
+                    .map_err(|e| e.to_string()),
                 Manifest::Policies => {
                     crate::manifests::policies_configmap_yaml(&args.policies, &args.target.namespace)
+                        .map_err(|e| e.to_string())
                 }
                 Manifest::Authorization => crate::sync::policies::load_dir(&args.policies)
-                    .map(|policies| crate::manifests::authorization::yaml(&policies, &args.target.namespace)),
-                Manifest::Grants => crate::sync::policies::load_dir(&args.policies)
-                    .map(|policies| crate::manifests::grants::yaml(&policies, &args.target.namespace)),
+                    .map(|policies| crate::manifests::authorization::yaml(&policies, &args.target.namespace))
+                    .map_err(|e| e.to_string()),
+                Manifest::Grants => match crate::sync::policies::load_dir(&args.policies) {
+                    Ok(policies) => crate::manifests::grants::yaml(&policies, &args.target.namespace)
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
             };
             match rendered {
                 Ok(yaml) => {

@@ -12,6 +12,12 @@
 //! the policies name, or in every namespace where a policy names a pattern or no
 //! namespaces at all. Listing Roles and RoleBindings (to find its own by label) is
 //! cluster-wide.
+//!
+//! RBAC's `*` resource covers every subresource too, and `pods/*` covers `pods/exec`, which
+//! a `get` or `create` on it opens; a policy's `*` names no subresource, and its `pods/*`
+//! with `get` names no CONNECT. So a granting policy whose resource RBAC would widen so
+//! (`*`, or `x/*` with `get` or `create` but no `CONNECT`) is refused: nothing is rendered,
+//! rather than more than the policies name.
 
 use crate::policy::{PolicySet, ResourcePattern, Sub};
 use crate::rbac::role_verbs_of;
@@ -47,8 +53,17 @@ pub enum Scope {
     Cluster,
 }
 
+/// Why the grants RBAC cannot be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error(
+        "policy {policy} grants resource {resource:?}, which RBAC would widen to every subresource (pods/exec among them): name the resources and subresources it grants"
+    )]
+    Widened { policy: String, resource: String },
+}
+
 /// The rules jitgate must hold to create and bind every Role granting policies can make.
-pub fn grantable_rules(policies: &PolicySet) -> Vec<PolicyRule> {
+pub fn grantable_rules(policies: &PolicySet) -> Result<Vec<PolicyRule>, RenderError> {
     let mut rules = vec![PolicyRule {
         api_groups: Some(vec![RBAC_GROUP.into()]),
         resources: Some(vec!["roles".into(), "rolebindings".into()]),
@@ -56,11 +71,28 @@ pub fn grantable_rules(policies: &PolicySet) -> Vec<PolicyRule> {
         verbs: ["create", "delete", "get", "patch"].map(String::from).to_vec(),
         ..PolicyRule::default()
     }];
-    for rule in policies.iter().filter(|p| p.grant).flat_map(|p| &p.rules) {
+    for (policy, rule) in policies
+        .iter()
+        .filter(|p| p.grant)
+        .flat_map(|p| p.rules.iter().map(move |r| (p, r)))
+    {
         for resource in &rule.resources {
             let verbs = verbs_of(rule.operations, resource);
             if verbs.is_empty() {
                 continue;
+            }
+            let opens_connects = verbs.iter().any(|v| *v == "get" || *v == "create")
+                && !rule.operations.contains(crate::operation::Operation::Connect);
+            let widened = match resource.sub() {
+                Sub::None => resource.as_rule_string() == "*",
+                Sub::Any => opens_connects,
+                Sub::Named(_) => false,
+            };
+            if widened {
+                return Err(RenderError::Widened {
+                    policy: policy.name.clone(),
+                    resource: resource.as_rule_string(),
+                });
             }
             let r = PolicyRule {
                 api_groups: Some(rule.api_groups.clone()),
@@ -73,7 +105,7 @@ pub fn grantable_rules(policies: &PolicySet) -> Vec<PolicyRule> {
             }
         }
     }
-    rules
+    Ok(rules)
 }
 
 /// The verbs a Role may hold for `ops` on `resource`, whatever the approval names.
@@ -114,7 +146,7 @@ pub fn scope(policies: &PolicySet) -> Scope {
 }
 
 /// The objects, in order: the two ClusterRoles, the list binding, and the grants bindings.
-pub fn objects(policies: &PolicySet, jitgate_namespace: &str) -> Vec<String> {
+pub fn objects(policies: &PolicySet, jitgate_namespace: &str) -> Result<Vec<String>, RenderError> {
     let subject = Subject {
         api_group: None,
         kind: "ServiceAccount".into(),
@@ -135,7 +167,7 @@ pub fn objects(policies: &PolicySet, jitgate_namespace: &str) -> Vec<String> {
     let mut out = vec![
         to_yaml(&ClusterRole {
             metadata: meta(GRANTS_ROLE, None),
-            rules: Some(grantable_rules(policies)),
+            rules: Some(grantable_rules(policies)?),
             aggregation_rule: None,
         }),
         to_yaml(&ClusterRole {
@@ -170,7 +202,7 @@ pub fn objects(policies: &PolicySet, jitgate_namespace: &str) -> Vec<String> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 fn to_yaml(v: &impl serde::Serialize) -> String {
@@ -178,8 +210,11 @@ fn to_yaml(v: &impl serde::Serialize) -> String {
 }
 
 /// The objects as one YAML stream, with a header saying where they come from.
-pub fn yaml(policies: &PolicySet, jitgate_namespace: &str) -> String {
-    format!("{HEADER}{}", objects(policies, jitgate_namespace).join("---\n"))
+pub fn yaml(policies: &PolicySet, jitgate_namespace: &str) -> Result<String, RenderError> {
+    Ok(format!(
+        "{HEADER}{}",
+        objects(policies, jitgate_namespace)?.join("---\n")
+    ))
 }
 
 #[cfg(test)]
@@ -223,7 +258,7 @@ spec:
 
     #[test]
     fn jitgate_holds_what_granting_policies_can_grant_and_nothing_of_the_others() {
-        let rules = grantable_rules(&policies(GRANTING));
+        let rules = grantable_rules(&policies(GRANTING)).unwrap();
         assert_eq!(
             rules[1..],
             [
@@ -248,7 +283,7 @@ spec:
         for namespaces in [r#"namespaces: ["prod-*"]"#, ""] {
             let text = GRANTING.replace(r#"namespaces: ["prod", "staging"]"#, namespaces);
             assert_eq!(scope(&policies(&text)), Scope::Cluster, "{namespaces}");
-            assert!(yaml(&policies(&text), "jitgate-system").contains("kind: ClusterRoleBinding\nmetadata:\n  labels:\n    app.kubernetes.io/name: jitgate\n  name: jitgate-grants\n"));
+            assert!(yaml(&policies(&text), "jitgate-system").unwrap().contains("kind: ClusterRoleBinding\nmetadata:\n  labels:\n    app.kubernetes.io/name: jitgate\n  name: jitgate-grants\n"));
         }
     }
 
@@ -256,7 +291,41 @@ spec:
     fn without_granting_policies_jitgate_may_grant_nothing() {
         let text = GRANTING.replace("grant: true", "grant: false");
         let p = policies(&text);
-        assert_eq!(grantable_rules(&p).len(), 1);
+        assert_eq!(grantable_rules(&p).unwrap().len(), 1);
         assert_eq!(scope(&p), Scope::Namespaces(BTreeSet::new()));
+    }
+
+    #[test]
+    fn a_granting_policy_whose_resource_rbac_would_widen_to_subresources_renders_nothing() {
+        // RBAC's `*` covers pods/exec; `pods/*` with get covers a get of pods/exec, an exec.
+        for (resources, ops) in [
+            (r#"["*"]"#, r#"["UPDATE"]"#),
+            (r#"["pods/*"]"#, r#"["DELETE"], verbs: ["get"]"#),
+            (r#"["*/*"]"#, r#"["CREATE"]"#),
+        ] {
+            let text = GRANTING.replace(
+                r#"resources: ["pods/exec"], operations: ["CONNECT"]"#,
+                &format!("resources: {resources}, operations: {ops}"),
+            );
+            let refused = grantable_rules(&policies(&text)).unwrap_err();
+            assert!(
+                refused.to_string().contains("policy contractors grants resource"),
+                "{refused}"
+            );
+            assert!(yaml(&policies(&text), "jitgate-system").is_err());
+        }
+        // What RBAC holds exactly as the policy names it stays: a named subresource, and
+        // any subresource when the policy grants CONNECT too, or only writes no exec is.
+        for (resources, ops) in [
+            (r#"["pods/*"]"#, r#"["CONNECT"], verbs: ["get"]"#),
+            (r#"["pods/*"]"#, r#"["UPDATE", "DELETE"]"#),
+            (r#"["*/scale"]"#, r#"["UPDATE"], verbs: ["get"]"#),
+        ] {
+            let text = GRANTING.replace(
+                r#"resources: ["pods/exec"], operations: ["CONNECT"]"#,
+                &format!("resources: {resources}, operations: {ops}"),
+            );
+            assert!(grantable_rules(&policies(&text)).is_ok(), "{resources} {ops}");
+        }
     }
 }
