@@ -53,6 +53,14 @@ impl std::fmt::Display for Subject {
 }
 
 impl Subject {
+    /// True for a `system:` user or group (service accounts, nodes, the anonymous user,
+    /// everyone authenticated or not): an approval grants such a subject nothing, either
+    /// way (`crate::rbac`, and the authorization webhook's `decide`).
+    pub fn is_system(&self) -> bool {
+        let (Subject::User(who) | Subject::Group(who)) = self;
+        who.starts_with("system:")
+    }
+
     /// The user an approval is for: its requester. `None` for a group's, which has no
     /// one requester.
     pub fn user(&self) -> Option<&str> {

@@ -290,12 +290,15 @@ fn gate(req: Request<'_, '_>, target: &Target<'_>, inputs: &Inputs<'_>) -> Reaso
     // itself), so that both ways of granting agree (`crate::rbac`). Asked once, not per
     // candidate.
     let grantable = !(via == Via::GrantedWrite && req.verb() == "deletecollection");
+    let granting = matches!(via, Via::GrantedRead | Via::GrantedWrite);
     let candidates: Vec<Arc<Approval>> = if grantable {
         snapshot
             .index
             .candidates(&key)
             .into_iter()
             .filter(|a| in_scope(a, target, req.name()))
+            // Never granted to a `system:` user or group, as the RBAC way never binds one.
+            .filter(|a| !(granting && a.subject.is_system()))
             .collect()
     } else {
         Vec::new()

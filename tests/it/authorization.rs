@@ -576,3 +576,39 @@ async fn each_read_spends_one_use_and_a_can_i_question_spends_none() {
     assert_eq!(record["reason"], "uses_exhausted");
     h.stop().await;
 }
+
+/// A policy under which approvals grant a get of Secrets in prod.
+const GRANTING_SECRETS: &str = "apiVersion: jitgate.dev/v1alpha1\nkind: GatePolicy\nmetadata: { name: grants-secrets }\nspec:\n  grant: true\n  rules: [{ apiGroups: [\"\"], resources: [\"secrets\"], verbs: [\"get\"] }]\n  namespaces: [\"prod\"]\n  approval: { minApprovers: 1, maxDuration: 1h }\n";
+
+#[tokio::test]
+async fn an_approval_to_a_system_user_or_group_grants_nothing_under_a_granting_policy() {
+    let policies = tempfile::tempdir().unwrap();
+    std::fs::write(policies.path().join("grants.yaml"), GRANTING_SECRETS).unwrap();
+    let robot = "system:serviceaccount:prod:builder";
+    // (whose approval, who asks, granted?): bob's own is granted; one to every
+    // authenticated user, or to a service account, is not: the webhook way never grants
+    // to a `system:` user or group, as the RBAC way never binds one.
+    for (subject, asker, granted) in [
+        ("user: bob", "bob", true),
+        ("group: system:authenticated", "bob", false),
+        (&*format!("user: {robot}"), robot, false),
+    ] {
+        let entry = read_approval(&[("user: bob", subject)]);
+        let manifest = approvals_manifest(&[("the-approval", &entry)]);
+        let dir = policies.path().to_path_buf();
+        let h = Harness::start_with(Some(&manifest), |cfg| cfg.policies_dir = dir).await;
+        let mut c = h.conn(Proto::H1).await;
+        let reply = c
+            .authorize(&get_with(&[(r#""user":"bob""#, &format!(r#""user":"{asker}""#))]))
+            .await;
+        let status = reply.json()["status"].clone();
+        assert_eq!(status["allowed"], granted, "{subject} asked by {asker}: {status}");
+        if !granted {
+            assert_eq!(
+                status["denied"], true,
+                "a gated read without its grant is denied: {status}"
+            );
+        }
+        h.stop().await;
+    }
+}
