@@ -225,10 +225,10 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
             );
             background.push(anchors.spawn(cfg.anchor_every));
             anchorer = Some(anchors);
-            let usage = UseCounts::in_cluster(
+            let usage = Arc::new(UseCounts::in_cluster(
                 kube::Api::namespaced(client.clone(), &source.namespace),
                 source.usage_configmap.clone(),
-            );
+            ));
             background.push(sync::prune::spawn(
                 kube::Api::namespaced(client.clone(), &source.namespace),
                 store.clone(),
@@ -250,7 +250,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
                     audit.clone(),
                     instance_name(),
                     cfg.grants_grace,
-                );
+                )
+                .counting(usage.clone());
                 background.push(reconciler.spawn());
             }
             let (notices, events) = news::emit::spawn(
@@ -287,7 +288,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
             (
                 FileSync::new(cfg.approvals_file.clone(), store.clone()).spawn(),
                 store,
-                UseCounts::in_memory(),
+                Arc::new(UseCounts::in_memory()),
                 news::emit::Notices::default(),
             )
         }

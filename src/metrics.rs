@@ -89,6 +89,7 @@ pub struct Metrics {
     grant_objects: Family<GrantLabels, Counter>,
     grants_live: Gauge,
     grants_overdue: Gauge,
+    grants_blocked: Gauge,
 }
 
 impl Metrics {
@@ -223,11 +224,18 @@ impl Metrics {
             "Grant objects found past their expiry at this replica's last pass (removed then, unless the API server refused)",
             grants_overdue.clone(),
         );
+        let grants_blocked = Gauge::default();
+        registry.register(
+            "grants_blocked",
+            "Grants (serve --grants rbac) left unbound at this replica's last pass because a Role or RoleBinding of their name is not jitgate's",
+            grants_blocked.clone(),
+        );
         Metrics {
             registry,
             grant_objects,
             grants_live,
             grants_overdue,
+            grants_blocked,
             connections,
             connections_closed,
             bodies_timed_out,
@@ -288,10 +296,12 @@ impl Metrics {
     }
 
     /// What a pass of the grants reconciler found.
-    pub fn grants_seen(&self, live: usize, overdue: usize) {
+    pub fn grants_seen(&self, live: usize, overdue: usize, blocked: usize) {
         self.grants_live.set(i64::try_from(live).unwrap_or(i64::MAX));
         self.grants_overdue
             .set(i64::try_from(overdue).unwrap_or(i64::MAX));
+        self.grants_blocked
+            .set(i64::try_from(blocked).unwrap_or(i64::MAX));
     }
 
     pub fn event_dropped(&self) {

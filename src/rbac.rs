@@ -10,7 +10,13 @@
 //!
 //! Where a Role cannot hold exactly what `decide` grants, it holds less, or there is no
 //! Role at all and [`NoGrant`] says why (fail closed):
-//! - `maxUses`: RBAC cannot count uses, so such an approval gets no Role.
+//! - `maxUses`: RBAC cannot count uses. The admission gate counts each write (and each
+//!   CONNECT) it lets through, and refuses the one past the last: an approval with
+//!   `maxUses` that names writes only gets its Role while uses remain, and the reconciler
+//!   removes it once they are spent ([`crate::grants`]). Reads (`get`, `list`, `watch`)
+//!   and `impersonate` reach no admission webhook, so nothing could count them: an
+//!   approval with `maxUses` that names any ([`OpSet::ALL`] when it names none) gets no
+//!   Role at all, rather than reads without a count.
 //! - A `create` of a named object: RBAC cannot restrict `create` by name (the API server
 //!   asks it before the object has one), so a named approval's CREATE is left out; a
 //!   CONNECT names the Pod and is kept. `deletecollection` is never granted: it names no
@@ -75,6 +81,8 @@ pub struct Grant {
     pub subject: Subject,
     pub rules: Vec<Rule>,
     pub expires_at: Timestamp,
+    /// The approval's `maxUses`: the grant ends when they are spent.
+    pub max_uses: Option<u32>,
 }
 
 impl Grant {
@@ -105,8 +113,10 @@ impl Grant {
 /// Why a granting approval gets no Role. Each is said in a log line and a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoGrant {
-    #[error("it has maxUses, and RBAC cannot count uses")]
-    MaxUses,
+    #[error(
+        "it has maxUses and names reads ({0}), which no admission webhook sees, so nothing would count them; ask for the reads in an approval without maxUses"
+    )]
+    MaxUsesReads(String),
     #[error("it names a cluster-scoped object, which a Role cannot hold")]
     ClusterScoped,
     #[error(
@@ -206,8 +216,16 @@ pub fn grant_of(
     signers: &Arc<Signers>,
     now: Timestamp,
 ) -> Result<Grant, NoGrant> {
+    let ops = a.operations.unwrap_or(OpSet::ALL);
     if a.max_uses.is_some() {
-        return Err(NoGrant::MaxUses);
+        let reads: Vec<&str> = ops
+            .iter()
+            .filter(|op| op.is_read())
+            .map(|op| op.as_str())
+            .collect();
+        if !reads.is_empty() {
+            return Err(NoGrant::MaxUsesReads(reads.join(", ")));
+        }
     }
     if a.namespace.is_empty() {
         return Err(NoGrant::ClusterScoped);
@@ -215,8 +233,7 @@ pub fn grant_of(
     if a.break_glass {
         return Err(NoGrant::BreakGlass);
     }
-    let (Subject::User(who) | Subject::Group(who)) = &a.subject;
-    if who.starts_with("system:") {
+    if a.subject.is_system() {
         return Err(NoGrant::SystemSubject);
     }
     let api_groups: Vec<String> = match &a.api_group {
@@ -243,7 +260,6 @@ pub fn grant_of(
     };
     let group_subject = matches!(a.subject, Subject::Group(_));
     // Exemptions, over every policy that gates any of it.
-    let ops = a.operations.unwrap_or(OpSet::ALL);
     for group in &api_groups {
         for op in ops.iter() {
             let target = Target {
@@ -342,6 +358,7 @@ pub fn grant_of(
         subject: a.subject.clone(),
         rules,
         expires_at: a.expires_at,
+        max_uses: a.max_uses,
     })
 }
 

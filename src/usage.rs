@@ -24,8 +24,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::PostParams;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Reads and updates tried before a use is refused as contended.
 const ATTEMPTS: u32 = 32;
@@ -106,8 +107,9 @@ fn key_of(a: &Approval) -> String {
     a.id.replacen('/', "_", 1)
 }
 
-/// Where uses are counted.
-pub struct UseCounts(Store);
+/// Where uses are counted, and how many uses this replica has recorded (so that what
+/// depends on the counts, the RBAC way's grants, can look again when one was spent).
+pub struct UseCounts(Store, AtomicU64);
 
 enum Store {
     Memory(Mutex<HashMap<String, Record>>),
@@ -116,14 +118,65 @@ enum Store {
 
 impl UseCounts {
     pub fn in_memory() -> Self {
-        UseCounts(Store::Memory(Mutex::new(HashMap::new())))
+        UseCounts(Store::Memory(Mutex::new(HashMap::new())), AtomicU64::new(0))
     }
 
     pub fn in_cluster(api: Api<ConfigMap>, name: String) -> Self {
-        UseCounts(Store::Cluster {
-            api: Box::new(api),
-            name,
-        })
+        UseCounts(
+            Store::Cluster {
+                api: Box::new(api),
+                name,
+            },
+            AtomicU64::new(0),
+        )
+    }
+
+    /// How many uses this replica has recorded since it started: changes after each.
+    pub fn recorded(&self) -> u64 {
+        self.1.load(Ordering::Relaxed)
+    }
+
+    /// The ids of those of `approvals` whose every use is spent. One read of the
+    /// ConfigMap in cluster mode, none when no approval has `maxUses`.
+    pub async fn spent<'a>(
+        &self,
+        approvals: impl IntoIterator<Item = &'a Approval>,
+    ) -> Result<BTreeSet<String>, UsageError> {
+        let counted: Vec<(&Approval, u32)> = approvals
+            .into_iter()
+            .filter_map(|a| a.max_uses.map(|max| (a, max)))
+            .collect();
+        if counted.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let records: HashMap<String, Record> = match &self.0 {
+            Store::Memory(records) => records.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            Store::Cluster { api, name } => {
+                let cm = api
+                    .get(name)
+                    .await
+                    .map_err(|e| UsageError::Unavailable(format!("reading ConfigMap {name}: {e}")))?;
+                let mut records = HashMap::new();
+                for (key, text) in cm.data.unwrap_or_default() {
+                    let record = serde_json::from_str(&text).map_err(|_| {
+                        UsageError::Unavailable(format!(
+                            "the record {key:?} in ConfigMap {name} is unreadable"
+                        ))
+                    })?;
+                    records.insert(key, record);
+                }
+                records
+            }
+        };
+        Ok(counted
+            .into_iter()
+            .filter(|(a, max)| {
+                records
+                    .get(&key_of(a))
+                    .is_some_and(|r| r.uids.len() >= *max as usize)
+            })
+            .map(|(a, _)| a.id.to_string())
+            .collect())
     }
 
     /// Records one use of `a` by the request `uid`, unless its uses are spent. With
@@ -136,7 +189,7 @@ impl UseCounts {
         dry_run: bool,
     ) -> Result<Used, UsageError> {
         let max = a.max_uses.unwrap_or(u32::MAX);
-        match &self.0 {
+        let used = match &self.0 {
             Store::Memory(records) => {
                 let mut records = records.lock().unwrap_or_else(|e| e.into_inner());
                 records.retain(|_, r| r.kept_at(now));
@@ -147,7 +200,11 @@ impl UseCounts {
                 records.entry(key_of(a)).or_default().spend(a, uid, max)
             }
             Store::Cluster { api, name } => spend_in_cluster(api, name, a, uid, max, now, dry_run).await,
+        };
+        if !dry_run && matches!(used, Ok(Used::Now(_))) {
+            self.1.fetch_add(1, Ordering::Relaxed);
         }
+        used
     }
 }
 
@@ -246,6 +303,24 @@ mod tests {
         assert_eq!(
             ledger.spend(&renewed, "u3", now, false).await,
             Err(UsageError::Exhausted(2))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_approval_is_spent_once_its_last_use_is_recorded_and_each_use_is_told() {
+        let ledger = UseCounts::in_memory();
+        let now: Timestamp = "2026-11-21T20:00:00Z".parse().unwrap();
+        let a = approval("2026-11-21T21:00:00Z");
+        assert!(ledger.spent([&a]).await.unwrap().is_empty());
+        ledger.spend(&a, "u1", now, false).await.unwrap();
+        ledger.spend(&a, "d2", now, true).await.unwrap();
+        assert_eq!(ledger.recorded(), 1, "a dry run records nothing");
+        assert!(ledger.spent([&a]).await.unwrap().is_empty());
+        ledger.spend(&a, "u2", now, false).await.unwrap();
+        assert_eq!(ledger.recorded(), 2);
+        assert_eq!(
+            ledger.spent([&a]).await.unwrap(),
+            BTreeSet::from(["cm/k".to_string()])
         );
     }
 

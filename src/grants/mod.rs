@@ -14,8 +14,15 @@
 //! carry the uid of the object listed, so an object created again meanwhile (by another
 //! replica) is not deleted by mistake.
 //!
-//! A pass runs when the approvals change, when the clock reaches the next expiry (or the
-//! end of a grace), and at least every [`RESYNC`].
+//! A pass runs when the approvals change, when this replica records a use of a `maxUses`
+//! approval (its grant ends when they are spent), when the clock reaches the next expiry
+//! (or the end of a grace), and at least every [`RESYNC`].
+//!
+//! An approval that would grant by the webhook way but gets no objects here (see
+//! [`crate::rbac`]: `maxUses` on reads, a break-glass entry, a `system:` subject…) is said
+//! once in a warning naming it and why; `kubectl jitgate show` says it too. A grant
+//! blocked by an object of its name that jitgate did not make is warned of at each pass and
+//! counted in `jitgate_grants_blocked`.
 
 pub mod plan;
 
@@ -25,12 +32,13 @@ use crate::metrics::Metrics;
 use crate::news;
 use crate::policy::PolicyStore;
 use crate::rbac::{self, Grant};
+use crate::usage::UseCounts;
 use jiff::Timestamp;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject as RbacSubject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use plan::{Found, Holds, Kind, Memory, Plan, RuleForm, Why};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -88,6 +96,11 @@ pub struct Reconciler {
     instance: String,
     grace: jiff::SignedDuration,
     memory: Memory,
+    /// Where the admission gate counts uses; without it, the objects of `maxUses`
+    /// approvals are neither created nor removed (but at expiry).
+    usage: Option<Arc<UseCounts>>,
+    /// The approvals refused a grant already warned about, with why.
+    told: BTreeSet<(String, String)>,
 }
 
 impl Reconciler {
@@ -109,13 +122,23 @@ impl Reconciler {
             instance,
             grace,
             memory: Memory::default(),
+            usage: None,
+            told: BTreeSet::new(),
         }
+    }
+
+    /// Reads the uses of `maxUses` approvals from `usage`, and runs a pass after each use
+    /// this replica records.
+    pub fn counting(mut self, usage: Arc<UseCounts>) -> Self {
+        self.usage = Some(usage);
+        self
     }
 
     /// Runs passes until aborted.
     pub fn spawn(mut self) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut last = None;
+            let mut uses = self.uses_recorded();
             let mut due = Timestamp::now();
             let mut tick = tokio::time::interval(TICK);
             loop {
@@ -127,10 +150,12 @@ impl Reconciler {
                     (None, None) => false,
                     _ => true,
                 };
-                if !changed && now < due {
+                let used = self.uses_recorded();
+                if !changed && used == uses && now < due {
                     continue;
                 }
                 last = current;
+                uses = used;
                 let resync = now + jiff::SignedDuration::try_from(RESYNC).unwrap_or_default();
                 due = match self.pass().await {
                     Ok((_, Some(next))) => next.min(resync),
@@ -144,6 +169,10 @@ impl Reconciler {
         })
     }
 
+    fn uses_recorded(&self) -> u64 {
+        self.usage.as_ref().map_or(0, |u| u.recorded())
+    }
+
     /// One pass now: lists the grant objects, plans, and writes. Also returns when the
     /// next pass is due by the clock.
     pub async fn pass(&mut self) -> Result<(Report, Option<Timestamp>), GrantsError> {
@@ -154,15 +183,33 @@ impl Reconciler {
             StoreView::Current(s) => Some(s),
             StoreView::NotLoaded | StoreView::Stale { .. } => None,
         };
+        let spent = match (&self.usage, &snapshot) {
+            (Some(usage), Some(s)) => {
+                let counted = s
+                    .approvals
+                    .iter()
+                    .filter(|a| a.max_uses.is_some() && rbac::concerns(a, &policies));
+                match usage.spent(counted.map(|a| &**a)).await {
+                    Ok(ids) => Some(ids),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "uses of maxUses approvals not known; their grants are left as they are");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let view = snapshot.as_deref().map(|snapshot| plan::View {
             snapshot,
             policies: &policies,
+            spent: spent.as_ref(),
         });
         let overdue = found
             .iter()
             .filter(|f| f.expires_at.is_some_and(|t| t <= now))
             .count();
-        let plan = plan::plan(view, &mut self.memory, &found, now, self.grace);
+        let mut plan = plan::plan(view, &mut self.memory, &found, now, self.grace);
+        self.tell_refused(std::mem::take(&mut plan.refused));
         let next = plan.next_due;
         let report = self.apply(plan).await;
         let live = found
@@ -170,8 +217,20 @@ impl Reconciler {
             .filter(|f| f.kind == Kind::RoleBinding && f.expires_at.is_some_and(|t| t > now))
             .count()
             + report.created.len();
-        self.metrics.grants_seen(live, overdue);
+        self.metrics.grants_seen(live, overdue, report.conflicts.len());
         Ok((report, next))
+    }
+
+    /// Warns once of each approval that gets no grant objects, and why.
+    fn tell_refused(&mut self, refused: Vec<(String, rbac::NoGrant)>) {
+        let now: BTreeSet<(String, String)> = refused
+            .into_iter()
+            .map(|(id, why)| (id, why.to_string()))
+            .collect();
+        for (id, why) in now.difference(&self.told) {
+            tracing::warn!(approval = %id, why = %why, "approval under a granting policy gets no Role (serve --grants rbac)");
+        }
+        self.told = now;
     }
 
     async fn list(&self) -> Result<Vec<Found>, GrantsError> {

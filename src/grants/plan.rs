@@ -15,12 +15,19 @@
 //!   jitgate tolerates: past `--max-staleness` the view is stale and nothing is removed
 //!   this way at all)).
 //!
-//! Spent `maxUses` approvals have no grant objects: RBAC cannot count uses, so
-//! [`crate::rbac::grant_of`] gives them none.
+//! An approval with `maxUses` (writes only: [`crate::rbac::grant_of`] gives one that
+//! names reads nothing) has its objects while uses remain, as the admission gate counts
+//! them in the usage ConfigMap: (d) once they are spent, its objects are removed (a count
+//! never goes down, so no view can be too early to see it). When the counts cannot be
+//! read, its objects are neither created nor removed (but for their expiry).
+//!
+//! An object is never updated: when an approval's expiry is shortened, its objects, which
+//! carry the earlier (later) expiry, are removed and made again with the new one, so that
+//! the earlier expiry wins even for a replica that is down meanwhile.
 
 use crate::approvals::Snapshot;
 use crate::policy::PolicySet;
-use crate::rbac::{self, Grant, Rule};
+use crate::rbac::{self, Grant, NoGrant, Rule};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -139,6 +146,11 @@ pub enum Why {
     /// A RoleBinding of a grant whose Role is not what jitgate would create: its subject
     /// must not hold a Role jitgate did not verify.
     Unverified,
+    /// (d) Its approval's `maxUses` are spent.
+    Spent,
+    /// Its approval's expiry was moved earlier than the one the object carries: it is
+    /// made again with the earlier one.
+    Shortened,
 }
 
 impl Why {
@@ -148,6 +160,8 @@ impl Why {
             Why::Revoked => "revoked",
             Why::NotGranted => "not granted",
             Why::Unverified => "role not as jitgate would create it",
+            Why::Spent => "uses spent",
+            Why::Shortened => "expiry shortened",
         }
     }
 }
@@ -166,6 +180,9 @@ pub struct Plan {
     /// When the next pass is due by the clock alone: the earliest expiry or end of a
     /// grace among what was seen.
     pub next_due: Option<Timestamp>,
+    /// Approvals that would grant by the webhook way but get no objects here, and why
+    /// (not those that grant nothing at all now).
+    pub refused: Vec<(String, NoGrant)>,
 }
 
 /// A grant to create, and which of its objects exist already (verified).
@@ -189,6 +206,9 @@ pub struct Memory {
 pub struct View<'a> {
     pub snapshot: &'a Snapshot,
     pub policies: &'a PolicySet,
+    /// The ids of approvals whose `maxUses` are spent; `None` when the counts could not
+    /// be read.
+    pub spent: Option<&'a BTreeSet<String>>,
 }
 
 /// One pass: what to create and remove, given the view, the objects found, and the time.
@@ -202,15 +222,38 @@ pub fn plan(
     let mut out = Plan::default();
     let mut wanted: BTreeMap<(String, String), Grant> = BTreeMap::new();
     let mut present: BTreeSet<&str> = BTreeSet::new();
+    // Approvals whose uses are spent, and those with maxUses whose count is not known.
+    let mut spent: BTreeSet<String> = BTreeSet::new();
+    let mut uncounted: BTreeSet<String> = BTreeSet::new();
     if let Some(v) = &view {
-        for (_, grant) in rbac::grants_of(v.snapshot, v.policies, now) {
-            if let Ok(g) = grant
-                && g.expires_at > now
-            {
-                memory.live.insert(g.approval.clone());
-                memory.gone.remove(&g.approval);
-                wanted.insert((g.namespace.clone(), g.name.clone()), g);
+        for (a, grant) in rbac::grants_of(v.snapshot, v.policies, now) {
+            let g = match grant {
+                Ok(g) => g,
+                Err(NoGrant::NothingGranted) => continue,
+                Err(why) => {
+                    out.refused.push((a.id.to_string(), why));
+                    continue;
+                }
+            };
+            if g.expires_at <= now {
+                continue;
             }
+            if g.max_uses.is_some() {
+                match v.spent {
+                    Some(ids) if ids.contains(&g.approval) => {
+                        spent.insert(g.approval);
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => {
+                        uncounted.insert(g.approval);
+                        continue;
+                    }
+                }
+            }
+            memory.live.insert(g.approval.clone());
+            memory.gone.remove(&g.approval);
+            wanted.insert((g.namespace.clone(), g.name.clone()), g);
         }
         for a in &v.snapshot.approvals {
             present.insert(&a.id);
@@ -252,11 +295,29 @@ pub fn plan(
             continue;
         }
         let found_binding = of(Kind::RoleBinding);
-        let binding_ok = found_binding.is_some_and(|b| b.holds == binding);
+        // An object carrying a later expiry than the approval's (shortened since).
+        let outlives = |f: &Found| f.expires_at.is_none_or(|t| t > g.expires_at);
+        if let Some(r) = role.filter(|r| outlives(r)) {
+            out.remove
+                .extend(found_binding.map(|b| (b.clone(), Why::Shortened)));
+            out.remove.push((r.clone(), Why::Shortened));
+            out.create.push(Missing {
+                grant: g.clone(),
+                role_exists: false,
+                binding_exists: false,
+            });
+            continue;
+        }
+        let binding_ok = found_binding.is_some_and(|b| b.holds == binding && !outlives(b));
         if let Some(b) = found_binding
             && !binding_ok
         {
-            out.remove.push((b.clone(), Why::Unverified));
+            let why = if b.holds == binding {
+                Why::Shortened
+            } else {
+                Why::Unverified
+            };
+            out.remove.push((b.clone(), why));
         }
         if !role_ok || !binding_ok {
             out.create.push(Missing {
@@ -272,12 +333,20 @@ pub fn plan(
         if wanted.contains_key(&(f.namespace.clone(), f.name.clone())) {
             continue;
         }
+        let approval = f.approval.as_deref().unwrap_or_default();
+        if spent.contains(approval) {
+            out.remove.push((f.clone(), Why::Spent));
+            continue;
+        }
         if let Some(at) = f.expires_at {
             if at <= now {
                 out.remove.push((f.clone(), Why::Expired));
                 continue;
             }
             due(at);
+        }
+        if uncounted.contains(approval) {
+            continue;
         }
         let Some(_) = view else { continue };
         let revoked = f.approval.as_ref().and_then(|id| memory.gone.get(id));

@@ -105,13 +105,48 @@ fn an_approval_without_operations_gets_only_what_the_granting_policies_gate() {
 }
 
 #[test]
+fn an_approval_with_max_uses_for_writes_only_gets_its_role_and_carries_the_count() {
+    // The admission gate counts each UPDATE (and each CONNECT) and refuses past the last.
+    let g = grant(
+        "user: erin\nresource: deployments/scale\napiGroup: apps\nnamespace: prod\nname: web\noperations: [UPDATE]\nmaxUses: 1\napprovedBy: [alice]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        g.rules,
+        vec![rule("apps", "deployments/scale", &["web"], &["patch", "update"])]
+    );
+    assert_eq!(g.max_uses, Some(1));
+    let g = grant(
+        "user: erin\nresource: pods/exec\nnamespace: prod\nname: shell\noperations: [CONNECT]\nmaxUses: 2\napprovedBy: [alice]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        g.rules,
+        vec![rule("", "pods/exec", &["shell"], &["create", "get"])]
+    );
+    assert_eq!(g.max_uses, Some(2));
+}
+
+#[test]
 fn what_a_role_cannot_bound_gets_no_role_and_says_why() {
+    // maxUses on a read: nothing would count the reads.
     assert_eq!(
         grant(
             "user: erin\nresource: secrets\nnamespace: prod\nname: db\nverbs: [get]\nmaxUses: 1\napprovedBy: [alice]\n"
         ),
-        Err(NoGrant::MaxUses)
+        Err(NoGrant::MaxUsesReads("get".into()))
     );
+    assert_eq!(
+        grant(
+            "user: erin\nresource: deployments/scale\napiGroup: apps\nnamespace: prod\nname: web\noperations: [UPDATE]\nverbs: [get]\nmaxUses: 1\napprovedBy: [alice]\n"
+        ),
+        Err(NoGrant::MaxUsesReads("get".into()))
+    );
+    // Naming no operations names the reads too.
+    assert!(matches!(
+        grant("user: erin\nresource: secrets\nnamespace: prod\nname: db\nmaxUses: 1\napprovedBy: [alice]\n"),
+        Err(NoGrant::MaxUsesReads(_))
+    ));
     // Approved by nobody but erin herself, expired, or under a policy that does not grant.
     assert_eq!(
         grant("user: erin\nresource: secrets\nnamespace: prod\nname: db\nverbs: [get]\napprovedBy: [erin]\n"),

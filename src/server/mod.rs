@@ -36,7 +36,7 @@ pub struct AppState {
     pub approvals: Arc<ApprovalStore>,
     pub audit: AuditSink,
     /// Where uses of `maxUses` approvals are counted.
-    pub usage: UseCounts,
+    pub usage: Arc<UseCounts>,
     pub metrics: Arc<Metrics>,
     /// Where answers hand their Events (none in file mode).
     pub notices: crate::news::emit::Notices,

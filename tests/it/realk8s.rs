@@ -119,6 +119,17 @@ impl ApiServer {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The replicas of Deployment prod/`name`, as the admin reads them.
+    pub(crate) async fn replicas(&self, name: &str) -> String {
+        let jsonpath = "jsonpath={.spec.replicas}";
+        self.ok(
+            "admin",
+            &["-n", "prod", "get", "deployment", name, "-o", jsonpath],
+            None,
+        )
+        .await
+    }
+
     /// `user` merges `data` into the approvals ConfigMap jitgate-approvals, as kubectl
     /// does (a key whose value is null is removed).
     pub(crate) async fn patch_approvals(&self, user: &str, data: &Value) -> Result<(), String> {

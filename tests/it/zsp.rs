@@ -317,22 +317,7 @@ async fn erin_holds_nothing_until_an_approval_grants_exactly_what_it_names_on_a_
         story.kubectl("erin", &scale).await.is_ok()
     })
     .await;
-    let replicas = story
-        .kubectl(
-            "admin",
-            &[
-                "-n",
-                "prod",
-                "get",
-                "deployment",
-                "web",
-                "-o",
-                "jsonpath={.spec.replicas}",
-            ],
-        )
-        .await
-        .unwrap();
-    assert_eq!(replicas, "2");
+    assert_eq!(story.api.replicas("web").await, "2");
     let other = ["-n", "prod", "delete", "deployment", "web"];
     assert!(
         story

@@ -9,7 +9,13 @@
 //! `decide` grants only; a hand-made Role carrying jitgate's label and the grant's name is
 //! neither bound nor widened; a self-approved request gets nothing.
 //!
-//! The approvals are written into the ConfigMap by the cluster admin (no admission webhook
+//! The same for an update of one Deployment's scale and an exec into one Pod, as kubectl
+//! sends them; and a `maxUses: 1` approval of the scale, with jitgate's admission gate in
+//! the chain (the gate alone, not the ledger), which counts the use: the second scale is
+//! refused and the grant removed; a `maxUses` approval of a read gets no Role, and `show`
+//! says why.
+//!
+//! The approvals are written into the ConfigMap by the cluster admin (no ledger webhook
 //! here: the ledger's own stories are in `zsp.rs` and `ledger.rs`), so what stands between
 //! an entry and a Role is the reconciler's own use of `decide`.
 //!
@@ -25,7 +31,9 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Approvals under it grant a get of Secrets in prod, and nothing else.
+/// Approvals under it grant a get of Secrets, an update of a Deployment's scale (and the
+/// read kubectl makes of it first), and an exec into a Pod (and kubectl's read of the Pod)
+/// in prod, and nothing else.
 const POLICY: &str = r#"
 apiVersion: jitgate.dev/v1alpha1
 kind: GatePolicy
@@ -37,6 +45,16 @@ spec:
     - apiGroups: [""]
       resources: ["secrets"]
       verbs: ["get"]
+    - apiGroups: ["apps"]
+      resources: ["deployments/scale"]
+      verbs: ["get"]
+      operations: ["UPDATE"]
+    - apiGroups: [""]
+      resources: ["pods"]
+      verbs: ["get"]
+    - apiGroups: [""]
+      resources: ["pods/exec"]
+      operations: ["CONNECT"]
   namespaces: ["prod"]
   approval:
     minApprovers: 1
@@ -56,15 +74,117 @@ fn cluster_objects() -> Value {
             "data": {"contractors-secrets.yaml": POLICY}},
         secret("db-pass"),
         secret("db-other"),
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "prod"}},
+        deployment("web"),
+        deployment("api"),
+        pod("shell"),
+        pod("other"),
     ]})
 }
 
+fn deployment(name: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "prod"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "nginx:1"}]}}}})
+}
+
+fn pod(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "prod"},
+        "spec": {"containers": [{"name": "app", "image": "busybox:1"}], "automountServiceAccountToken": false}})
+}
+
+/// What erin's entries name: the Secret db-pass.
+const DB_PASS: &str = "resource: secrets\napiGroup: \"\"\nname: db-pass";
+/// The scale of the Deployment web.
+const WEB_SCALE: &str = "resource: deployments/scale\napiGroup: apps\nname: web";
+
 /// erin's entry for `db-pass`: `lines` say what and who approved; it expires in `ttl`.
 fn entry(lines: &str, ttl: Duration) -> String {
+    entry_for(DB_PASS, lines, ttl)
+}
+
+/// erin's entry for `what` in prod: `lines` say what and who approved; it expires in `ttl`.
+fn entry_for(what: &str, lines: &str, ttl: Duration) -> String {
     let expires = jiff::Timestamp::now() + jiff::SignedDuration::try_from(ttl).unwrap();
     format!(
-        "user: erin\nresource: secrets\napiGroup: \"\"\nnamespace: prod\nname: db-pass\n{lines}\nexpiresAt: \"{expires}\"\nreason: \"INC-7: contractor on call\"\n"
+        "user: erin\n{what}\nnamespace: prod\n{lines}\nexpiresAt: \"{expires}\"\nreason: \"INC-7: contractor on call\"\n"
     )
+}
+
+/// What erin does as kubectl does it, beside the Secret get.
+#[derive(Debug, Clone, Copy)]
+enum Act {
+    /// `kubectl patch deployment web --subresource=scale` (kubectl reads the scale first).
+    Scale,
+    /// `kubectl exec shell` (kubectl reads the Pod first).
+    Exec,
+}
+
+impl Act {
+    /// The object erin is approved to act on.
+    fn target(self) -> &'static str {
+        match self {
+            Act::Scale => "web",
+            Act::Exec => "shell",
+        }
+    }
+
+    /// The kubectl arguments, in `namespace`, on `name`.
+    fn args(self, namespace: &str, name: &str) -> Vec<String> {
+        let args: &[&str] = match self {
+            Act::Scale => &[
+                "patch",
+                "deployment",
+                name,
+                "--subresource=scale",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"replicas":2}}"#,
+            ],
+            Act::Exec => &["exec", name, "--", "true"],
+        };
+        ["-n", namespace]
+            .iter()
+            .chain(args)
+            .map(|a| a.to_string())
+            .collect()
+    }
+
+    /// The entries it needs, approved by alice and expiring in `ttl`: the one the story
+    /// revokes and lets expire (under `key`), and one it leaves (kubectl's read before the
+    /// exec).
+    fn entries(self, key: &str, ttl: Duration) -> Vec<(String, String)> {
+        let approved = "approvedBy: [alice]";
+        match self {
+            Act::Scale => vec![(
+                key.to_string(),
+                entry_for(
+                    WEB_SCALE,
+                    &format!("operations: [UPDATE]\nverbs: [get]\n{approved}"),
+                    ttl,
+                ),
+            )],
+            Act::Exec => vec![
+                (
+                    key.to_string(),
+                    entry_for(
+                        "resource: pods/exec\nname: shell",
+                        &format!("operations: [CONNECT]\n{approved}"),
+                        ttl,
+                    ),
+                ),
+                (
+                    format!("{key}-get"),
+                    entry_for(
+                        "resource: pods\nname: shell",
+                        &format!("verbs: [get]\n{approved}"),
+                        HOUR,
+                    ),
+                ),
+            ],
+        }
+    }
 }
 
 const APPROVED: &str = "verbs: [get]\napprovedBy: [alice]";
@@ -112,12 +232,53 @@ impl Story {
 
     /// What `jitgate show KEY` prints to the admin.
     fn show(&self, key: &str) -> String {
+        self.cli(&["show", key])
+    }
+
+    /// What `jitgate ARGS` prints to the admin.
+    fn cli(&self, args: &[&str]) -> String {
         let shown = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
-            .args(["show", key, "--kubeconfig"])
+            .args(args)
+            .arg("--kubeconfig")
             .arg(self.api.kubeconfig("admin"))
             .output()
             .unwrap();
         String::from_utf8_lossy(&shown.stdout).into_owned()
+    }
+
+    /// erin does `act` in `namespace` on `name`: `Ok` when the API server let it through
+    /// authorization (an exec then fails only because no kubelet runs the Pod), else the
+    /// refusal.
+    async fn erin_does(&self, act: Act, namespace: &str, name: &str) -> Result<(), String> {
+        let args = act.args(namespace, name);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        match (act, self.kubectl("erin", &args).await) {
+            (_, Ok(_)) => Ok(()),
+            (Act::Exec, Err(e)) if !e.contains("Forbidden") => Ok(()),
+            (_, Err(e)) => Err(e),
+        }
+    }
+
+    /// How long until erin's `act` on web (or shell) in prod comes out `allowed`.
+    async fn until_act(&self, act: Act, allowed: bool) -> Duration {
+        eventually(Duration::from_secs(30), || async {
+            self.erin_does(act, "prod", act.target()).await.is_ok() == allowed
+        })
+        .await
+    }
+
+    /// The expiry the grant object `kind` of approval `key` carries.
+    async fn expiry_of(&self, kind: &str, key: &str) -> Option<jiff::Timestamp> {
+        let object = self.object(kind, key).await?;
+        object["metadata"]["annotations"][jitgate::rbac::EXPIRES_ANNOTATION]
+            .as_str()?
+            .parse()
+            .ok()
+    }
+
+    /// Both grant objects of approval `key` are gone.
+    async fn objects_gone(&self, key: &str) -> bool {
+        self.object("role", key).await.is_none() && self.object("rolebinding", key).await.is_none()
     }
 
     async fn erin_reads(&self) -> bool {
@@ -141,6 +302,33 @@ impl Story {
             .await
             .ok()
             .map(|text| serde_json::from_str(&text).unwrap())
+    }
+
+    /// jitgate with `--grants rbac`, and its admission gate in the API server's chain (the
+    /// gate's webhook alone, rendered from the policy: the ledger's is left out, so that
+    /// the admin writes approvals as they stand).
+    async fn jitgate_gating(&self) -> Harness {
+        let jitgate = self.jitgate(GRACE).await;
+        let mut vwc =
+            crate::realk8s::webhook_configuration_of(&self.policies, jitgate.addr(), &jitgate.certs.ca_pem);
+        vwc["webhooks"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|w| w["name"] == "gate.jitgate.dev");
+        self.api
+            .ok("admin", &["apply", "-f", "-"], Some(vwc.to_string()))
+            .await;
+        // The webhook loads asynchronously: wait until the gate judges the admin's scale.
+        eventually(Duration::from_secs(30), || async {
+            let mut args = Act::Scale.args("prod", "web");
+            args.push("--dry-run=server".into());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            self.kubectl("admin", &args)
+                .await
+                .is_err_and(|e| e.contains("jitgate"))
+        })
+        .await;
+        jitgate
     }
 
     /// jitgate in cluster mode, with `--grants rbac` and this grace.
@@ -601,5 +789,313 @@ async fn a_finalizer_someone_puts_on_a_grant_does_not_keep_it_past_its_revocatio
     assert_eq!(story.can_i("get", "secret/db-pass", "prod").await, "no");
     assert!(story.object("rolebinding", "erin-kept").await.is_none());
     assert!(story.object("role", "erin-kept").await.is_none());
+    jitgate.stop().await;
+}
+
+/// erin holds nothing for `act` until its approval; then exactly it, and none of `beside`
+/// (kubectl arguments, each refused as RBAC refuses); `list` says the grant is live and
+/// until when; and she loses it within seconds of a revocation and of the expiry, and
+/// across a restart of jitgate, each time with both objects gone. Returns the jitgate that
+/// runs at the end.
+async fn granted_exactly_until_it_ends(
+    story: &Story,
+    jitgate: Harness,
+    act: Act,
+    beside: &[&[&str]],
+) -> Harness {
+    let refused = story.erin_does(act, "prod", act.target()).await.unwrap_err();
+    assert!(refused.contains("Forbidden"), "{refused}");
+    let key = format!("erin-{act:?}").to_lowercase();
+    for (k, text) in act.entries(&key, HOUR) {
+        story.set(&k, Some(text)).await;
+    }
+    let took = story.until_act(act, true).await;
+    println!("erin's {act:?} granted {took:?} after the approval was written");
+    for args in beside {
+        let refused = story.kubectl("erin", args).await.unwrap_err();
+        assert!(refused.contains("Forbidden"), "erin may not {args:?}: {refused}");
+    }
+    // `jitgate list` says the grant is live, and until when.
+    let listed = story.cli(&["list"]);
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with(&format!("jitgate-approvals/{key} ")))
+        .unwrap_or_else(|| panic!("{listed}"));
+    let until = story.object("rolebinding", &key).await.unwrap()["metadata"]["annotations"]
+        [jitgate::rbac::EXPIRES_ANNOTATION]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(row.contains(&format!("live until {until}")), "{listed}");
+    assert!(
+        listed.starts_with("ID") && listed.lines().next().unwrap().contains("GRANT"),
+        "{listed}"
+    );
+
+    // Revoked (the entry removed): refused again, the objects gone.
+    let revoked = Instant::now();
+    story.set(&key, None).await;
+    story.until_act(act, false).await;
+    println!(
+        "erin's {act:?} refused {:?} after the revocation",
+        revoked.elapsed()
+    );
+    assert!(story.objects_gone(&key).await);
+
+    // Expired: refused again when the clock passes expiresAt, with no edit.
+    let ttl = Duration::from_secs(20);
+    let short = format!("{key}-short");
+    for (k, text) in act.entries(&short, ttl) {
+        story.set(&k, Some(text)).await;
+    }
+    let expiry = Instant::now() + ttl;
+    story.until_act(act, true).await;
+    eventually(Duration::from_secs(60), || async {
+        story.erin_does(act, "prod", act.target()).await.is_err()
+    })
+    .await;
+    println!(
+        "erin's {act:?} refused {:?} after the approval's expiry",
+        Instant::now().saturating_duration_since(expiry)
+    );
+    assert!(story.objects_gone(&short).await);
+
+    // Revoked while jitgate is down: the replica that starts afterwards never saw the
+    // approval, and removes its grant once it is older than the grace.
+    let restart = format!("{key}-restart");
+    for (k, text) in act.entries(&restart, HOUR) {
+        story.set(&k, Some(text)).await;
+    }
+    story.until_act(act, true).await;
+    jitgate.stop().await;
+    story.set(&restart, None).await;
+    assert!(
+        story.erin_does(act, "prod", act.target()).await.is_ok(),
+        "nothing removes it while jitgate is down"
+    );
+    let jitgate = story.jitgate(jiff::SignedDuration::from_secs(3)).await;
+    let took = story.until_act(act, false).await;
+    println!("erin's {act:?} refused {took:?} after a replica started again (grace 3 s)");
+    assert!(story.objects_gone(&restart).await);
+    jitgate
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_of_one_deployment_is_granted_exactly_and_ends_with_its_approval_on_a_real_api_server() {
+    let Some((_work, story)) = story().await else {
+        return;
+    };
+    let jitgate = story.jitgate(GRACE).await;
+    let beside: &[&[&str]] = &[
+        // Another Deployment's scale, the scale in another namespace, the Deployment
+        // itself, a list, a delete.
+        &[
+            "-n",
+            "prod",
+            "patch",
+            "deployment",
+            "api",
+            "--subresource=scale",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":2}}"#,
+        ],
+        &[
+            "-n",
+            "default",
+            "patch",
+            "deployment",
+            "web",
+            "--subresource=scale",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":2}}"#,
+        ],
+        &[
+            "-n",
+            "prod",
+            "patch",
+            "deployment",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":3}}"#,
+        ],
+        &["-n", "prod", "get", "deployments"],
+        &["-n", "prod", "delete", "deployment", "web"],
+    ];
+    let jitgate = granted_exactly_until_it_ends(&story, jitgate, Act::Scale, beside).await;
+    assert_eq!(story.api.replicas("web").await, "2");
+    jitgate.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_into_one_pod_is_granted_exactly_and_ends_with_its_approval_on_a_real_api_server() {
+    let Some((_work, story)) = story().await else {
+        return;
+    };
+    let jitgate = story.jitgate(GRACE).await;
+    let beside: &[&[&str]] = &[
+        // Another Pod, the Pod in another namespace, an attach, a list, a delete.
+        &["-n", "prod", "exec", "other", "--", "true"],
+        &["-n", "default", "exec", "shell", "--", "true"],
+        &["-n", "prod", "attach", "shell"],
+        &["-n", "prod", "get", "pods"],
+        &["-n", "prod", "delete", "pod", "shell"],
+    ];
+    let jitgate = granted_exactly_until_it_ends(&story, jitgate, Act::Exec, beside).await;
+    jitgate.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_max_uses_scale_is_granted_for_its_use_and_removed_once_it_is_spent_on_a_real_api_server() {
+    let Some((_work, story)) = story().await else {
+        return;
+    };
+    let jitgate = story.jitgate_gating().await;
+    // maxUses on a read: no admission webhook sees a read, so nothing would count them.
+    // No Role, and `show` says why.
+    story
+        .set(
+            "erin-read-once",
+            Some(entry_for(
+                WEB_SCALE,
+                "verbs: [get]\nmaxUses: 1\napprovedBy: [alice]",
+                HOUR,
+            )),
+        )
+        .await;
+    let shown = story.show("erin-read-once");
+    assert!(
+        shown.contains(
+            "grant:     none: serve --grants rbac gives it no Role: it has maxUses and names reads (get)"
+        ),
+        "{shown}"
+    );
+    // One scale: the write once (maxUses: 1), and kubectl's read of the scale before it
+    // in an approval of its own.
+    story
+        .set(
+            "erin-web-read",
+            Some(entry_for(WEB_SCALE, "verbs: [get]\napprovedBy: [alice]", HOUR)),
+        )
+        .await;
+    story
+        .set(
+            "erin-web-once",
+            Some(entry_for(
+                WEB_SCALE,
+                "operations: [UPDATE]\nmaxUses: 1\napprovedBy: [alice]",
+                HOUR,
+            )),
+        )
+        .await;
+    let took = story.until_act(Act::Scale, true).await;
+    let used = Instant::now();
+    println!("erin's single scale granted {took:?} after the approval was written");
+    assert!(story.object("rolebinding", "erin-read-once").await.is_none());
+    // The second is refused: by the gate (the use is spent) or, once removed, by RBAC.
+    let second = story.erin_does(Act::Scale, "prod", "web").await.unwrap_err();
+    assert!(second.contains("use") || second.contains("Forbidden"), "{second}");
+    let gone = eventually(Duration::from_secs(30), || story.objects_gone("erin-web-once")).await;
+    println!(
+        "the spent approval's Role and RoleBinding removed {:?} after its use ({gone:?} after the second was refused)",
+        used.elapsed()
+    );
+    let refused = story.erin_does(Act::Scale, "prod", "web").await.unwrap_err();
+    assert!(refused.contains("Forbidden"), "{refused}");
+    assert!(story.object("rolebinding", "erin-web-read").await.is_some());
+    let records = jitgate.records();
+    assert!(
+        records.iter().any(|r| r["event"] == "grant"
+            && r["approval"] == "jitgate-approvals/erin-web-once"
+            && r["why"] == "uses spent"),
+        "{records:?}"
+    );
+    assert_eq!(story.api.replicas("web").await, "2");
+    jitgate.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_of_the_grants_name_that_jitgate_did_not_make_blocks_it_and_says_so_on_a_real_api_server() {
+    let Some((_work, story)) = story().await else {
+        return;
+    };
+    // Someone who may create Roles in prod takes the name the next approval's grant will
+    // have: an empty Role without jitgate's labels. jitgate neither adopts nor changes it,
+    // so the grant is blocked: that must not go unnoticed.
+    let squat = jitgate::rbac::object_name("jitgate-approvals/erin-blocked");
+    let theirs = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": squat, "namespace": "prod"}, "rules": []});
+    story
+        .api
+        .ok("admin", &["apply", "-f", "-"], Some(theirs.to_string()))
+        .await;
+    let (jitgate, mut reconciler) = story.jitgate_passes_by_hand(|_| {}).await;
+    story.set("erin-blocked", Some(entry(APPROVED, HOUR))).await;
+    seen(&jitgate, "erin-blocked").await;
+    let (report, _) = reconciler.pass().await.unwrap();
+    assert!(report.created.is_empty(), "{report:?}");
+    assert!(report.conflicts.iter().any(|c| c.ends_with(&squat)), "{report:?}");
+    let role = story.object("role", "erin-blocked").await.unwrap();
+    assert!(role["metadata"]["labels"].is_null(), "left as it was: {role}");
+    assert!(story.object("rolebinding", "erin-blocked").await.is_none());
+    assert!(!story.erin_reads().await);
+    // `show` says what blocks it, and the metric counts it.
+    let shown = story.show("erin-blocked");
+    assert!(
+        shown.contains(&format!(
+            "grant:     not live: Role prod/{squat} is not jitgate's"
+        )),
+        "{shown}"
+    );
+    let mut c = jitgate.conn(Proto::H1).await;
+    let metrics = String::from_utf8(
+        c.send(hyper::Method::GET, "/metrics", None, Vec::new())
+            .await
+            .body,
+    )
+    .unwrap();
+    assert!(metrics.contains("\njitgate_grants_blocked 1\n"), "{metrics}");
+    jitgate.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shortened_expiry_is_carried_by_the_grant_objects_and_ends_it_then_on_a_real_api_server() {
+    let Some((_work, story)) = story().await else {
+        return;
+    };
+    let jitgate = story.jitgate(GRACE).await;
+    story.set("erin-shortened", Some(entry(APPROVED, HOUR))).await;
+    story.until_read(true).await;
+    // The objects carry the expiry: what a replica that sees no approvals (down, or stale)
+    // removes them by. Shortened, they must carry the earlier one.
+    let ttl = Duration::from_secs(20);
+    let shortened = entry(APPROVED, ttl);
+    let expires_at = jitgate::approvals::parse_entry("jitgate-approvals/erin-shortened", &shortened)
+        .unwrap()
+        .expires_at;
+    story.set("erin-shortened", Some(shortened)).await;
+    let expiry = Instant::now() + ttl;
+    let took = eventually(Duration::from_secs(15), || async {
+        story.expiry_of("role", "erin-shortened").await == Some(expires_at)
+            && story.expiry_of("rolebinding", "erin-shortened").await == Some(expires_at)
+    })
+    .await;
+    println!("the grant objects carry the shortened expiry {took:?} after the edit");
+    assert!(story.erin_reads().await, "still granted until then");
+    assert!(
+        story
+            .show("erin-shortened")
+            .contains(&format!(", until {expires_at}")),
+        "{}",
+        story.show("erin-shortened")
+    );
+    eventually(Duration::from_secs(40), || async { !story.erin_reads().await }).await;
+    println!(
+        "erin refused {:?} after the shortened expiry",
+        Instant::now().saturating_duration_since(expiry)
+    );
+    assert!(story.objects_gone("erin-shortened").await);
     jitgate.stop().await;
 }

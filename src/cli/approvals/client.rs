@@ -13,6 +13,41 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 use crate::signing::{Binding, SIGNERS_CONFIGMAP};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+
+/// What the RBAC-objects way's grant of an approval looks like in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum GrantSeen {
+    /// Its RoleBinding exists, jitgate's, annotated with this expiry.
+    Live(String),
+    /// An object of the grant's name (this kind) is not jitgate's: jitgate will not bind it.
+    Blocked(&'static str),
+    Absent,
+}
+
+/// The grant of approval `id`, as its RoleBinding (if any) shows it.
+pub(super) fn grant_seen(binding: Option<&RoleBinding>, id: &str) -> GrantSeen {
+    match binding {
+        // Anyone who may create RoleBindings there can take the (derived) name.
+        Some(b) if !crate::rbac::is_grant_of(&b.metadata, id) => GrantSeen::Blocked("RoleBinding"),
+        Some(b) => GrantSeen::Live(
+            b.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::rbac::EXPIRES_ANNOTATION))
+                .cloned()
+                .unwrap_or_else(|| "?".into()),
+        ),
+        None => GrantSeen::Absent,
+    }
+}
+
+fn read_error(e: kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.reason,
+        e => e.to_string(),
+    }
+}
 
 pub(super) struct ApprovalsApi {
     pub(super) client: Client,
@@ -71,33 +106,41 @@ impl ApprovalsApi {
     }
 
     /// Whether the grant of approval `id` (`serve --grants rbac`) is live: its RoleBinding
-    /// in `namespace`, with the expiry it is annotated with. `Err` when it cannot be read
-    /// (most people may not read RoleBindings).
-    pub(super) async fn grant_binding(&self, namespace: &str, id: &str) -> Result<Option<String>, String> {
-        let api: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
-            Api::namespaced(self.client.clone(), namespace);
+    /// in `namespace`, with the expiry it is annotated with; when there is none, whether a
+    /// Role of the grant's name that jitgate did not make blocks it. `Err` when it cannot
+    /// be read (most people may not read RoleBindings).
+    pub(super) async fn grant_binding(&self, namespace: &str, id: &str) -> Result<GrantSeen, String> {
         let name = crate::rbac::object_name(id);
-        match api.get_opt(&name).await {
-            // Anyone who may create RoleBindings there can take the (derived) name.
-            Ok(Some(b)) if !crate::rbac::is_grant_of(&b.metadata, id) => Ok(Some(format!(
-                "not live: RoleBinding {namespace}/{name} is not jitgate's (no jitgate label, or another approval)"
-            ))),
-            Ok(Some(b)) => {
-                let until = b
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(crate::rbac::EXPIRES_ANNOTATION))
-                    .cloned()
-                    .unwrap_or_else(|| "?".into());
-                Ok(Some(format!(
-                    "live: RoleBinding {namespace}/{name}, until {until}"
-                )))
-            }
-            Ok(None) => Ok(None),
-            Err(kube::Error::Api(s)) => Err(s.reason),
-            Err(e) => Err(e.to_string()),
+        let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), namespace);
+        let seen = grant_seen(bindings.get_opt(&name).await.map_err(read_error)?.as_ref(), id);
+        if seen != GrantSeen::Absent {
+            return Ok(seen);
         }
+        let roles: Api<Role> = Api::namespaced(self.client.clone(), namespace);
+        Ok(match roles.get_opt(&name).await {
+            Ok(Some(r)) if !crate::rbac::is_grant_of(&r.metadata, id) => GrantSeen::Blocked("Role"),
+            _ => GrantSeen::Absent,
+        })
+    }
+
+    /// The grant objects' RoleBindings in `namespace` (those carrying jitgate's label),
+    /// by name. `Err` when they cannot be read.
+    pub(super) async fn grant_bindings(
+        &self,
+        namespace: &str,
+    ) -> Result<BTreeMap<String, RoleBinding>, String> {
+        let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), namespace);
+        let selector = ListParams::default().labels(&format!(
+            "{}={}",
+            crate::rbac::MANAGED_BY.0,
+            crate::rbac::MANAGED_BY.1
+        ));
+        let listed = bindings.list(&selector).await.map_err(read_error)?;
+        Ok(listed
+            .items
+            .into_iter()
+            .filter_map(|b| Some((b.metadata.name.clone()?, b)))
+            .collect())
     }
 
     /// The policies, from their ConfigMap; `None` (with a note) when they cannot be read.

@@ -1,6 +1,6 @@
 //! Each command, run against the API server.
 
-use super::client::ApprovalsApi;
+use super::client::{ApprovalsApi, GrantSeen, grant_seen};
 use super::drafts::{draft_from_flags, drafts_from_file};
 use super::render::*;
 use super::*;
@@ -9,6 +9,7 @@ use crate::approvals::{LABEL, State, Subject, parse_entry, state_of};
 use crate::policy::PolicySet;
 use jiff::Timestamp;
 use serde_json::Value;
+use std::sync::Arc;
 
 impl ApprovalsApi {
     pub(super) async fn request(&self, args: RequestArgs) -> Result<String, CliError> {
@@ -159,6 +160,33 @@ impl ApprovalsApi {
                 || (args.expired && s == State::Expired)
                 || (args.break_glass && break_glass)
         };
+        // The RBAC-objects way's grants, when granting policies concern some entries: one
+        // list of jitgate's RoleBindings per namespace they name.
+        let granting = |a: &crate::approvals::Approval| {
+            !a.namespace.is_empty() && policies.as_ref().is_some_and(|p| crate::rbac::concerns(a, p))
+        };
+        let mut bindings = std::collections::BTreeMap::new();
+        for e in &entries {
+            if let Ok(a) = &e.parsed
+                && granting(a)
+                && !bindings.contains_key(&*a.namespace)
+            {
+                bindings.insert(a.namespace.to_string(), self.grant_bindings(&a.namespace).await);
+            }
+        }
+        let grant_of = |id: &str, a: &crate::approvals::Approval| -> String {
+            let Some(found) = bindings.get(&*a.namespace).filter(|_| granting(a)) else {
+                return "-".into();
+            };
+            match found {
+                Err(_) => "?".into(),
+                Ok(found) => match grant_seen(found.get(&crate::rbac::object_name(id)), id) {
+                    GrantSeen::Live(until) => format!("live until {until}"),
+                    GrantSeen::Blocked(_) => "blocked".into(),
+                    GrantSeen::Absent => "none".into(),
+                },
+            }
+        };
         let mut rows = Vec::new();
         for e in &entries {
             let row = match &e.parsed {
@@ -179,6 +207,7 @@ impl ApprovalsApi {
                         approvers,
                         time_left(a, now),
                         state.as_str().to_string(),
+                        grant_of(&e.id(), a),
                         a.reason.to_string(),
                     ]
                 }
@@ -194,6 +223,7 @@ impl ApprovalsApi {
                         dash(),
                         dash(),
                         State::Invalid.as_str().to_string(),
+                        dash(),
                         err.reason.clone(),
                     ]
                 }
@@ -201,11 +231,34 @@ impl ApprovalsApi {
             rows.push(row);
         }
         let mut out = String::new();
-        crate::audit::read::table(
-            &mut out,
-            ["ID", "FOR", "SCOPE", "APPROVERS", "LEFT", "STATE", "REASON"],
-            &rows,
-        );
+        if bindings.is_empty() {
+            let rows: Vec<[String; 7]> = rows
+                .into_iter()
+                .map(|[id, who, scope, approvers, left, state, _, reason]| {
+                    [id, who, scope, approvers, left, state, reason]
+                })
+                .collect();
+            crate::audit::read::table(
+                &mut out,
+                ["ID", "FOR", "SCOPE", "APPROVERS", "LEFT", "STATE", "REASON"],
+                &rows,
+            );
+        } else {
+            crate::audit::read::table(
+                &mut out,
+                [
+                    "ID",
+                    "FOR",
+                    "SCOPE",
+                    "APPROVERS",
+                    "LEFT",
+                    "STATE",
+                    "GRANT",
+                    "REASON",
+                ],
+                &rows,
+            );
+        }
         Ok(out)
     }
 
@@ -507,12 +560,26 @@ impl ApprovalsApi {
         out.push_str(&signatures_and_levels(a, policies.as_ref(), now));
         // The RBAC-objects way's grant, when a granting policy concerns it: one read of
         // its RoleBinding.
-        let granting = policies.as_ref().is_some_and(|p| crate::rbac::concerns(a, p));
-        if granting && !a.namespace.is_empty() {
-            let line = match self.grant_binding(&a.namespace, &entry.id()).await {
-                Ok(Some(live)) => live,
-                Ok(None) => "no RoleBinding (serve --grants rbac grants nothing for it now)".to_string(),
-                Err(why) => format!("unknown (cannot read RoleBindings in {}: {why})", a.namespace),
+        if let Some(p) = policies.as_ref().filter(|p| crate::rbac::concerns(a, p))
+            && !a.namespace.is_empty()
+        {
+            let (id, namespace) = (entry.id(), &a.namespace);
+            let name = crate::rbac::object_name(&id);
+            let line = match self.grant_binding(namespace, &id).await {
+                Ok(GrantSeen::Live(until)) => format!("live: RoleBinding {namespace}/{name}, until {until}"),
+                Ok(GrantSeen::Blocked(kind)) => format!(
+                    "not live: {kind} {namespace}/{name} is not jitgate's (no jitgate label, or another approval), and jitgate neither binds nor changes it: remove it, or ask under another key"
+                ),
+                Ok(GrantSeen::Absent) => {
+                    let signers = Arc::new(self.signers().await);
+                    match crate::rbac::grant_of(&Arc::new(a.clone()), p, &signers, now) {
+                        Err(why) if why != crate::rbac::NoGrant::NothingGranted => {
+                            format!("none: serve --grants rbac gives it no Role: {why}")
+                        }
+                        _ => "no RoleBinding (serve --grants rbac grants nothing for it now)".to_string(),
+                    }
+                }
+                Err(why) => format!("unknown (cannot read RoleBindings in {namespace}: {why})"),
             };
             out.push_str(&format!("grant:     {line}\n"));
         }

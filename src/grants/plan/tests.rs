@@ -9,7 +9,7 @@ kind: GatePolicy
 metadata: { name: contractors-prod }
 spec:
   grant: true
-  rules: [{ apiGroups: [""], resources: ["secrets"], verbs: ["get"] }]
+  rules: [{ apiGroups: [""], resources: ["secrets"], verbs: ["get"], operations: ["UPDATE"] }]
   namespaces: ["prod"]
   approval: { minApprovers: 1, maxDuration: 1h }
 "#;
@@ -25,9 +25,14 @@ fn policies() -> PolicySet {
 }
 
 fn approval(approvers: &str) -> Arc<Approval> {
+    approval_of(&format!("verbs: [get]\napprovedBy: [{approvers}]"), 30)
+}
+
+/// erin's approval for the Secret db: `lines` say what and who; it expires in `minutes`.
+fn approval_of(lines: &str, minutes: i64) -> Arc<Approval> {
     let text = format!(
-        "user: erin\nresource: secrets\nnamespace: prod\nname: db\nverbs: [get]\nexpiresAt: \"{}\"\nreason: r\napprovedBy: [{approvers}]\n",
-        now() + SignedDuration::from_mins(30)
+        "user: erin\nresource: secrets\nnamespace: prod\nname: db\n{lines}\nexpiresAt: \"{}\"\nreason: r\n",
+        now() + SignedDuration::from_mins(minutes)
     );
     Arc::new(parse_entry(ID, &text).unwrap())
 }
@@ -38,7 +43,12 @@ fn snapshot(approvals: Vec<Arc<Approval>>) -> Snapshot {
 
 /// The grant's objects as the API server would list them, created at `created`.
 fn objects(created: Timestamp) -> Vec<Found> {
-    let g = rbac::grant_of(&approval("alice"), &policies(), &Arc::default(), now()).unwrap();
+    objects_of(&approval("alice"), created)
+}
+
+/// The objects of approval `a`'s grant, as the API server would list them.
+fn objects_of(a: &Arc<Approval>, created: Timestamp) -> Vec<Found> {
+    let g = rbac::grant_of(a, &policies(), &Arc::default(), now()).unwrap();
     let (rules, binding) = rbac_form(&g);
     [(Kind::RoleBinding, binding), (Kind::Role, rules)]
         .into_iter()
@@ -56,10 +66,22 @@ fn objects(created: Timestamp) -> Vec<Found> {
 }
 
 fn run(view: Option<&Snapshot>, memory: &mut Memory, found: &[Found], at: Timestamp) -> Plan {
+    run_counted(view, Some(&BTreeSet::new()), memory, found, at)
+}
+
+/// [`run`], with the ids of the approvals whose uses are spent (`None`: not known).
+fn run_counted(
+    view: Option<&Snapshot>,
+    spent: Option<&BTreeSet<String>>,
+    memory: &mut Memory,
+    found: &[Found],
+    at: Timestamp,
+) -> Plan {
     let policies = policies();
     let view = view.map(|snapshot| View {
         snapshot,
         policies: &policies,
+        spent,
     });
     plan(view, memory, found, at, GRACE)
 }
@@ -194,4 +216,80 @@ fn a_self_approved_request_gets_nothing() {
         now(),
     );
     assert!(p.create.is_empty());
+}
+
+#[test]
+fn a_max_uses_grant_stands_while_uses_remain_and_goes_once_they_are_spent() {
+    let once = approval_of("operations: [UPDATE]\nmaxUses: 1\napprovedBy: [alice]", 30);
+    let view = snapshot(vec![once.clone()]);
+    let none = BTreeSet::new();
+    let p = run_counted(Some(&view), Some(&none), &mut Memory::default(), &[], now());
+    assert_eq!(p.create.len(), 1);
+    assert_eq!(p.create[0].grant.max_uses, Some(1));
+    // Spent: both objects go at once, however fresh, and nothing is made again.
+    let found = objects_of(&once, now());
+    let spent = BTreeSet::from([ID.to_string()]);
+    let p = run_counted(Some(&view), Some(&spent), &mut Memory::default(), &found, now());
+    assert_eq!(
+        removed(&p),
+        [(Kind::RoleBinding, Why::Spent), (Kind::Role, Why::Spent)]
+    );
+    assert!(p.create.is_empty());
+    // Counts not known: nothing is made, and what stands is left (but to its expiry).
+    let old = objects_of(&once, now() - GRACE - GRACE);
+    let p = run_counted(Some(&view), None, &mut Memory::default(), &old, now());
+    assert!(p.create.is_empty() && p.remove.is_empty(), "{:?}", removed(&p));
+    let p = run_counted(Some(&view), None, &mut Memory::default(), &[], now());
+    assert!(p.create.is_empty());
+    // maxUses on a read: no grant, and the plan says why.
+    let read_once = approval_of("verbs: [get]\nmaxUses: 1\napprovedBy: [alice]", 30);
+    let p = run(
+        Some(&snapshot(vec![read_once])),
+        &mut Memory::default(),
+        &[],
+        now(),
+    );
+    assert!(p.create.is_empty());
+    assert!(
+        matches!(&p.refused[..], [(id, NoGrant::MaxUsesReads(_))] if id == ID),
+        "{:?}",
+        p.refused
+    );
+}
+
+#[test]
+fn a_shortened_expiry_makes_the_objects_again_with_it_and_the_earlier_expiry_wins() {
+    // The objects were made for an expiry 30 minutes away; the approval now ends in 5.
+    let found = objects(now() - SignedDuration::from_secs(5));
+    let shortened = approval_of("verbs: [get]\napprovedBy: [alice]", 5);
+    let p = run(
+        Some(&snapshot(vec![shortened.clone()])),
+        &mut Memory::default(),
+        &found,
+        now(),
+    );
+    assert_eq!(
+        removed(&p),
+        [(Kind::RoleBinding, Why::Shortened), (Kind::Role, Why::Shortened)]
+    );
+    assert_eq!(p.create.len(), 1);
+    assert_eq!(p.create[0].grant.expires_at, shortened.expires_at);
+    assert!(!p.create[0].role_exists && !p.create[0].binding_exists);
+    assert_eq!(p.next_due, Some(shortened.expires_at));
+    // Made again: a replica that lags and still sees the longer expiry leaves them.
+    let remade = objects_of(&shortened, now());
+    let p = run(
+        Some(&snapshot(vec![approval("alice")])),
+        &mut Memory::default(),
+        &remade,
+        now(),
+    );
+    assert!(p.create.is_empty() && p.remove.is_empty(), "{:?}", removed(&p));
+    // Nobody there at the earlier expiry: the clock alone removes them then.
+    let after = shortened.expires_at + SignedDuration::from_secs(1);
+    let p = run(None, &mut Memory::default(), &remade, after);
+    assert_eq!(
+        removed(&p),
+        [(Kind::RoleBinding, Why::Expired), (Kind::Role, Why::Expired)]
+    );
 }
