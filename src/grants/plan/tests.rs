@@ -293,3 +293,25 @@ fn a_shortened_expiry_makes_the_objects_again_with_it_and_the_earlier_expiry_win
         [(Kind::RoleBinding, Why::Expired), (Kind::Role, Why::Expired)]
     );
 }
+
+#[test]
+fn the_expiry_an_object_carries_reads_back_as_the_approvals_so_nothing_is_made_again() {
+    // An expiry to the nanosecond, as `jitgate request` writes them.
+    let text = "user: erin\nresource: secrets\nnamespace: prod\nname: db\nverbs: [get]\nexpiresAt: \"2026-11-21T20:29:59.123456789Z\"\nreason: r\napprovedBy: [alice]\n";
+    let a = Arc::new(parse_entry(ID, text).unwrap());
+    let g = rbac::grant_of(&a, &policies(), &Arc::default(), now()).unwrap();
+    let (role, binding) = crate::grants::objects(&g);
+    let (rules, bound) = rbac_form(&g);
+    let mut found = Vec::new();
+    for (kind, mut meta, holds) in [
+        (Kind::Role, role.metadata, rules),
+        (Kind::RoleBinding, binding.metadata, bound),
+    ] {
+        meta.uid = Some(format!("uid-{}", kind.as_str()));
+        meta.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+        found.extend(crate::grants::found_of(kind, meta, holds));
+    }
+    assert_eq!(found.len(), 2);
+    let p = run(Some(&snapshot(vec![a])), &mut Memory::default(), &found, now());
+    assert!(p.create.is_empty() && p.remove.is_empty(), "{:?}", removed(&p));
+}
