@@ -62,6 +62,10 @@ pub struct ServeConfig {
     /// How old a grant object must be before a replica that does not see its approval
     /// granting removes it (longer than any watch lag).
     pub grants_grace: jiff::SignedDuration,
+    /// Chat, webhook and mail sinks (`serve --notifications`): a file mounted from a Secret.
+    pub notifications: Option<PathBuf>,
+    /// How hard notifications are retried (tests shorten it).
+    pub notification_retry: crate::notices::Retry,
 }
 
 impl ServeConfig {
@@ -82,6 +86,10 @@ pub enum StartError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Notifications(#[from] crate::notices::ConfigError),
+    #[error(transparent)]
+    NotificationSetup(#[from] crate::notices::SetupError),
     #[error(
         "--grants rbac needs cluster mode (--approvals-namespace): it writes Roles through the API server"
     )]
@@ -206,6 +214,20 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
 
     let metrics = Arc::new(Metrics::new(cfg.expiry_warning));
     let mut background = Vec::new();
+    let forward = match &cfg.notifications {
+        Some(path) => {
+            let config = Arc::new(crate::notices::load(path)?);
+            tracing::info!(
+                sinks = config.sinks.len(),
+                routes = config.routes.len(),
+                "notifications configured"
+            );
+            let (tx, tasks) = crate::notices::send::start(config, metrics.clone(), cfg.notification_retry)?;
+            background.extend(tasks);
+            Some(tx)
+        }
+        None => None,
+    };
     let mut anchorer = None;
     let (sync, approvals, usage, notices) = match cfg.cluster.clone() {
         Some(source) => {
@@ -255,7 +277,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
                 background.push(reconciler.spawn());
             }
             let (notices, events) = news::emit::spawn(
-                client,
+                Some(client),
+                forward,
                 instance_name(),
                 store.clone(),
                 policies.clone(),
@@ -285,11 +308,29 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
                 binding,
                 store.clone(),
             ));
+            // No Events in file mode: with notifications, the news is found the same way
+            // and each process sends what it sees.
+            let notices = match forward {
+                Some(forward) => {
+                    let (notices, task) = news::emit::spawn(
+                        None,
+                        Some(forward),
+                        instance_name(),
+                        store.clone(),
+                        policies.clone(),
+                        metrics.clone(),
+                        cfg.expiry_warning,
+                    );
+                    background.push(task);
+                    notices
+                }
+                None => news::emit::Notices::default(),
+            };
             (
                 FileSync::new(cfg.approvals_file.clone(), store.clone()).spawn(),
                 store,
                 Arc::new(UseCounts::in_memory()),
-                news::emit::Notices::default(),
+                notices,
             )
         }
     };

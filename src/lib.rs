@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod mtls;
 pub mod names;
 pub mod news;
+pub mod notices;
 pub mod operation;
 pub mod pattern;
 pub mod policy;

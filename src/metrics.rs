@@ -41,6 +41,14 @@ struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    /// The sink's name in the notifications file (`queue`: the hand-over before any sink).
+    sink: String,
+    /// `sent`, `retried` or `dropped`.
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AgeLabels {
     /// `under_1h`, `1h_to_8h`, `over_8h`, or `unknown` (a key without the minute asked).
     age: &'static str,
@@ -73,6 +81,7 @@ pub struct Metrics {
     entries_read: Gauge,
     audit_errors: Counter,
     events: Family<EventLabels, Counter>,
+    notifications: Family<NotificationLabels, Counter>,
     pending_by_age: Family<AgeLabels, Gauge>,
     expiring_soon: Gauge,
     /// Seconds before its expiry within which an active approval counts as expiring soon.
@@ -133,6 +142,12 @@ impl Metrics {
             "events",
             "Kubernetes Events about approvals and denials: emitted by this replica, or dropped (queue full, or the API refused)",
             events.clone(),
+        );
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications (serve --notifications) by sink: sent, retried (an attempt failed and is tried again), or dropped (queue full, or every attempt failed)",
+            notifications.clone(),
         );
         let pending_by_age = Family::<AgeLabels, Gauge>::default();
         registry.register(
@@ -248,6 +263,7 @@ impl Metrics {
             entries_read,
             audit_errors,
             events,
+            notifications,
             pending_by_age,
             expiring_soon,
             expiry_lead: expiry_lead.as_secs(),
@@ -302,6 +318,16 @@ impl Metrics {
             .set(i64::try_from(overdue).unwrap_or(i64::MAX));
         self.grants_blocked
             .set(i64::try_from(blocked).unwrap_or(i64::MAX));
+    }
+
+    /// A notification to `sink` sent, retried or dropped.
+    pub fn notification(&self, sink: &str, outcome: &'static str) {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                sink: sink.to_string(),
+                outcome,
+            })
+            .inc();
     }
 
     pub fn event_dropped(&self) {

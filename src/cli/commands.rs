@@ -24,6 +24,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Notify(super::NotifyCommand::Test { config, to }) => notify_test(&config, to.as_deref()),
         Command::Certs(args) => {
             let mut names = crate::tls::service_names(&args.target.service, &args.target.namespace);
             names.extend(args.san.iter().cloned());
@@ -136,4 +137,42 @@ pub fn parse() -> Cli {
     let command = Cli::command().bin_name(crate::program::name());
     let matches = command.get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// `jitgate notify test`: what each sink answered, one line each.
+fn notify_test(path: &std::path::Path, to: Option<&str>) -> ExitCode {
+    let config = match crate::notices::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("jitgate notify test: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if config.sinks.is_empty() {
+        eprintln!("jitgate notify test: the file names no sinks");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("jitgate notify test: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let results = runtime.block_on(crate::notices::test(&config, to));
+    let mut failed = false;
+    for (sink, result) in results {
+        match result {
+            Ok(answer) => println!("{sink}: sent ({answer})"),
+            Err(why) => {
+                failed = true;
+                println!("{sink}: failed: {why}");
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

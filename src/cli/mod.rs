@@ -92,6 +92,23 @@ pub enum Command {
     Sign(SignArgs),
     /// Say which signatures of an entry are valid, and whom they count for (offline).
     VerifyEntry(VerifyEntryArgs),
+    /// Notifications (serve --notifications).
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send one sample message to each sink of a notifications file, once, and say what
+    /// each answered. Exit status: 0 all sent, 1 some failed, 2 the file is not valid.
+    Test {
+        /// The notifications file, as `serve --notifications` reads it.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Where a mail sink sends its sample (default: its own from address).
+        #[arg(long, value_name = "ADDRESS")]
+        to: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -656,6 +673,11 @@ pub struct ServeArgs {
         value_parser = crate::duration::parse_duration
     )]
     pub grants_grace: jiff::SignedDuration,
+    /// Tell people in chat, by a signed webhook and by mail (docs/notifications.md): the
+    /// sinks, routes and addresses, in a file mounted from a Secret (it holds URLs and
+    /// tokens). Each piece of news is sent by the replica that wrote its Event.
+    #[arg(long, value_name = "FILE", env = "JITGATE_NOTIFICATIONS")]
+    pub notifications: Option<PathBuf>,
 }
 
 /// `serve --grants`.
@@ -749,6 +771,8 @@ impl From<ServeArgs> for ServeConfig {
                 GrantsWay::Rbac => crate::grants::Way::Rbac,
             },
             grants_grace: a.grants_grace,
+            notifications: a.notifications,
+            notification_retry: crate::notices::Retry::default(),
         }
     }
 }

@@ -91,9 +91,15 @@ impl Notices {
     }
 }
 
-/// Starts the writer: Events in the cluster `client` talks to, as `instance` (the pod).
+/// Where notices this replica wrote (and no other replica did) are handed on, without
+/// waiting: to the notifications (`notices`), if configured.
+pub type Forward = Option<mpsc::Sender<Notice>>;
+
+/// Starts the writer: Events in the cluster `client` talks to, as `instance` (the pod);
+/// without a client (file mode), no Events, and every notice is handed on to `forward`.
 pub fn spawn(
-    client: kube::Client,
+    client: Option<kube::Client>,
+    forward: Forward,
     instance: String,
     store: Arc<ApprovalStore>,
     policies: Arc<PolicyStore>,
@@ -139,7 +145,17 @@ pub fn spawn(
                     continue;
                 }
                 seen.insert(notice.name.clone(), ());
-                write(&client, &instance, &notice, &metrics).await;
+                let created = match &client {
+                    Some(client) => write(client, &instance, &notice, &metrics).await,
+                    None => true,
+                };
+                if created
+                    && let Some(forward) = &forward
+                    && forward.try_send(notice).is_err()
+                {
+                    metrics.notification("queue", "dropped");
+                    tracing::warn!("notification dropped: the notifications queue is full");
+                }
             }
         }
     });
@@ -152,15 +168,20 @@ pub fn spawn(
 }
 
 /// Writes one notice now (another replica's Event of the same name counts as written).
-pub async fn write(client: &kube::Client, instance: &str, notice: &Notice, metrics: &Metrics) {
+/// True when this replica created it: then it, and no other replica, tells people.
+pub async fn write(client: &kube::Client, instance: &str, notice: &Notice, metrics: &Metrics) -> bool {
     let api: Api<Event> = Api::namespaced(client.clone(), &notice.namespace);
     match api.create(&PostParams::default(), &event(notice, instance)).await {
-        Ok(_) => metrics.event_emitted(),
+        Ok(_) => {
+            metrics.event_emitted();
+            true
+        }
         // Another replica wrote the same news first.
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => false,
         Err(e) => {
             metrics.event_dropped();
             tracing::warn!(event = %notice.name, reason = notice.reason, error = %e, "event not written");
+            false
         }
     }
 }

@@ -61,6 +61,90 @@ pub struct Notice {
     pub note: String,
     pub regarding: Regarding,
     pub related: Option<Regarding>,
+    /// What the news is about, piece by piece, for messages to people (`notices`): never
+    /// object data.
+    pub facts: Facts,
+}
+
+/// The pieces of a notice that a chat message or a mail is written from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Facts {
+    /// Who asked, or whom the entry is for: `user:alice`, `group:sre`.
+    pub requester: String,
+    /// The requester's username, when the entry is for a user.
+    pub requester_user: Option<String>,
+    /// The operations or verbs: `UPDATE`, `get`.
+    pub operations: String,
+    /// The object: `prod/secrets/db-password`.
+    pub object: String,
+    /// The reason the requester wrote.
+    pub justification: String,
+    /// The gating policies.
+    pub policies: Vec<String>,
+    /// The groups that may approve under them (empty: anyone who may edit the approvals).
+    pub approver_groups: Vec<String>,
+    /// The entry's key (`kubectl jitgate approve KEY`), when the news is about an entry.
+    pub key: Option<String>,
+    pub expires_at: Option<Timestamp>,
+    /// For a request, how long it asks for; for an expiry warning, the time left.
+    pub duration: Option<SignedDuration>,
+    /// The change the entry is pinned to (`sha256:…`); `None`: any change in its scope.
+    pub change: Option<String>,
+    /// Approvers still needed, and the levels still unmet, in words (`1 of security`).
+    pub still_needed: u32,
+    pub missing_levels: Vec<String>,
+    /// Who approved in this piece of news.
+    pub approvers_added: Vec<String>,
+    /// For a denial, the command that asks for exactly what was denied.
+    pub ask: Option<String>,
+    pub break_glass: bool,
+    /// The same news as another notice, written again about the object itself so that
+    /// `kubectl describe` shows it: people are not told it twice.
+    pub copy: bool,
+}
+
+impl Facts {
+    fn of_entry(a: &Approval, policies: &PolicySet, now: Timestamp) -> Facts {
+        let scope = a.scope().to_string();
+        let (operations, object) = scope.split_once(' ').unwrap_or(("", &scope));
+        let gating = policies.gating_scope(&a.scope());
+        let requester = a.subject.user().unwrap_or_default();
+        let found = crate::approvals::approvers(a, requester, now);
+        let required = crate::policy::required_approvers(&gating).unwrap_or(1);
+        let levels = crate::policy::required_levels(&gating);
+        let mut approver_groups: Vec<String> = gating
+            .iter()
+            .flat_map(|p| p.approver_group_names())
+            .map(str::to_string)
+            .collect();
+        approver_groups.sort();
+        approver_groups.dedup();
+        Facts {
+            requester: a.subject.to_string(),
+            requester_user: a.subject.user().map(str::to_string),
+            operations: operations.to_string(),
+            object: object.to_string(),
+            justification: a.reason.to_string(),
+            policies: gating.iter().map(|p| p.name.clone()).collect(),
+            approver_groups,
+            key: Some(a.key().to_string()),
+            expires_at: Some(a.expires_at),
+            duration: a
+                .valid_for
+                .or_else(|| a.requested_at().map(|at| a.expires_at.duration_since(at))),
+            change: a.change.clone(),
+            still_needed: required.saturating_sub(found.count()),
+            missing_levels: found
+                .unmet(&levels)
+                .iter()
+                .filter_map(|u| levels.get(u.level).map(|l| l.describe(u.missing)))
+                .collect(),
+            approvers_added: Vec::new(),
+            ask: None,
+            break_glass: a.break_glass,
+            copy: false,
+        }
+    }
 }
 
 impl Notice {
@@ -71,6 +155,7 @@ impl Notice {
         action: &'static str,
         salt: &str,
         note: String,
+        facts: Facts,
     ) -> Self {
         let configmap = a.id.split_once('/').map_or(home.name.as_str(), |(cm, _)| cm);
         Notice {
@@ -85,6 +170,7 @@ impl Notice {
             note: clip(note),
             regarding: configmap_ref(&home.namespace, configmap),
             related: None,
+            facts,
         }
     }
 }
@@ -143,6 +229,7 @@ pub fn changes(before: &Snapshot, after: &Snapshot, policies: &PolicySet, now: T
                     if needed == 1 { "" } else { "s" },
                     a.key()
                 ),
+                Facts::of_entry(a, policies, now),
             )),
             previous => {
                 let before_names: &[crate::approvals::Name] = previous.map_or(&[], |p| p.approved_by.as_slice());
@@ -173,6 +260,10 @@ pub fn changes(before: &Snapshot, after: &Snapshot, policies: &PolicySet, now: T
                             format!("{still} more approver{} needed", if still == 1 { "" } else { "s" })
                         }
                     ),
+                    Facts {
+                        approvers_added: added.iter().map(|n| n.to_string()).collect(),
+                        ..Facts::of_entry(a, policies, now)
+                    },
                 ));
             }
         }
@@ -191,6 +282,7 @@ pub fn changes(before: &Snapshot, after: &Snapshot, policies: &PolicySet, now: T
                     a.scope(),
                     a.reason
                 ),
+                Facts::of_entry(a, policies, now),
             ));
         }
     }
@@ -218,6 +310,10 @@ pub fn due(snapshot: &Snapshot, policies: &PolicySet, now: Timestamp, lead: Sign
                     a.expires_at,
                     crate::duration::human(left.max(SignedDuration::from_mins(1)))
                 ),
+                Facts {
+                    duration: Some(left),
+                    ..Facts::of_entry(a, policies, now)
+                },
             ));
         } else if state == State::Expired {
             // An approval expires at its expiry; a request, when it has waited its
@@ -236,6 +332,7 @@ pub fn due(snapshot: &Snapshot, policies: &PolicySet, now: Timestamp, lead: Sign
                     "Expire",
                     &at.to_string(),
                     format!("{}'s {} {what} at {at}", a.subject, a.scope()),
+                    Facts::of_entry(a, policies, now),
                 ));
             }
         }
@@ -297,6 +394,7 @@ fn grant_notice(
             uid: None,
         },
         related: None,
+        facts: Facts::default(),
     }
 }
 
@@ -384,6 +482,21 @@ pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
         }
         _ => None,
     };
+    let break_glass = reason == "BreakGlassUsed";
+    let facts = Facts {
+        requester: format!("user:{}", req.user()),
+        requester_user: Some(req.user().to_string()),
+        operations: req.verb().to_string(),
+        object: object(req),
+        policies: d.policies().iter().map(|p| p.to_string()).collect(),
+        key: match &d.reason {
+            Reason::BreakGlass { approval, .. } => Some(approval.key().to_string()),
+            _ => None,
+        },
+        ask: (!break_glass).then(|| RequestCommand::For(req).to_string()),
+        break_glass,
+        ..Facts::default()
+    };
     let home = &d.home;
     let mut out = vec![Notice {
         name: event_name(&parts),
@@ -394,6 +507,7 @@ pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
         note: clip(note.clone()),
         regarding: configmap_ref(&home.namespace, &home.name),
         related: gated.clone(),
+        facts: facts.clone(),
     }];
     if let Some(object) = gated.filter(|o| !o.namespace.is_empty()) {
         out.push(Notice {
@@ -405,6 +519,7 @@ pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
             note: clip(note),
             regarding: object,
             related: Some(configmap_ref(&home.namespace, &home.name)),
+            facts: Facts { copy: true, ..facts },
         });
     }
     out
@@ -448,4 +563,4 @@ fn object(req: Request<'_, '_>) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

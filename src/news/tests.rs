@@ -175,8 +175,8 @@ fn a_denial_is_news_once_a_minute_about_the_configmap_and_the_object() {
     assert_ne!(other[0].name, news[0].name, "another object is other news");
 }
 
-#[test]
-fn a_break_glass_use_is_news_once_a_minute() {
+/// The news of alice using a break-glass entry under a policy that lets group oncall.
+pub(crate) fn break_glass_use() -> Vec<Notice> {
     let body =
         serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Secret"},
@@ -210,7 +210,12 @@ spec:
             now: now(),
         },
     );
-    let news = answered((&req).into(), &d);
+    answered((&req).into(), &d)
+}
+
+#[test]
+fn a_break_glass_use_is_news_once_a_minute() {
+    let news = break_glass_use();
     assert_eq!(news[0].reason, "BreakGlassUsed");
     assert!(
         news[0]

@@ -501,6 +501,8 @@ impl Harness {
             anchor_every: jitgate::sync::anchors::ANCHOR_EVERY,
             grants: jitgate::grants::Way::Webhook,
             grants_grace: jitgate::grants::plan::GRACE,
+            notifications: None,
+            notification_retry: jitgate::notices::Retry::default(),
         }
     }
 

@@ -1,0 +1,313 @@
+//! A notice written for people, without I/O: a chat message (Markdown, as Mattermost,
+//! Rocket.Chat and Slack read it), a Matrix message, a CloudEvent, a mail's subject and
+//! body. Written only from the notice's facts: who, what, for how long, why, the pin,
+//! what is missing, and the command to run; never object data. Text the requester wrote
+//! is quoted as code, so it can neither mention a channel nor pass for jitgate's words.
+
+use crate::news::{Facts, Notice};
+use jiff::Timestamp;
+
+/// The words of a notice, from which every format is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// One line: what happened. Break-glass uses start with `🚨 BREAK-GLASS`.
+    pub headline: String,
+    /// Label and value, in order; values the requester wrote are marked `quoted`.
+    pub fields: Vec<Field>,
+    /// The commands to run, each complete.
+    pub commands: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub label: &'static str,
+    pub value: String,
+    /// Written by a person (a reason): shown as code, never as Markdown.
+    pub quoted: bool,
+}
+
+const LOUD: &str = "🚨 BREAK-GLASS";
+
+/// The message for a notice.
+pub fn of(notice: &Notice) -> Message {
+    let f = &notice.facts;
+    let what = if f.object.is_empty() {
+        String::new()
+    } else {
+        format!("{} {}", f.operations, f.object)
+    };
+    let requester = f.requester.as_str();
+    let headline = match notice.reason {
+        "RequestFiled" => format!("{requester} asks for {what}"),
+        "Approved" if f.still_needed == 0 && f.missing_levels.is_empty() => format!(
+            "{} approved {requester}'s {what}: it is active",
+            f.approvers_added.join(", ")
+        ),
+        "Approved" => format!("{} approved {requester}'s {what}", f.approvers_added.join(", ")),
+        "Revoked" => format!("{requester}'s {what} was revoked before it expired"),
+        "ExpiringSoon" => format!(
+            "{requester}'s {what} expires in {}",
+            f.duration
+                .map(|d| crate::duration::human(d.max(jiff::SignedDuration::from_mins(1))))
+                .unwrap_or_else(|| "a few minutes".into())
+        ),
+        "Expired" => format!("{requester}'s {what} expired"),
+        "BreakGlassUsed" => format!("{LOUD}: {requester} used a break-glass entry for {what}"),
+        "Denied" => format!("{what} by {requester} was denied"),
+        // Grants and anything newer: the Event's own note.
+        _ => notice.note.clone(),
+    };
+    let headline = if f.break_glass && !headline.starts_with(LOUD) {
+        format!("{LOUD}: {headline}")
+    } else {
+        headline
+    };
+    Message {
+        headline,
+        fields: fields(notice.reason, f),
+        commands: commands(notice.reason, f),
+    }
+}
+
+fn fields(reason: &str, f: &Facts) -> Vec<Field> {
+    let mut out = Vec::new();
+    let mut add = |label: &'static str, value: String, quoted: bool| {
+        if !value.is_empty() {
+            out.push(Field { label, value, quoted });
+        }
+    };
+    add("Requester", f.requester.clone(), false);
+    add("Operations", f.operations.clone(), false);
+    add("Object", f.object.clone(), false);
+    if let Some(d) = f.duration.filter(|_| reason == "RequestFiled") {
+        add("For", crate::duration::human(d), false);
+    }
+    if let Some(at) = f.expires_at {
+        add("Until", at.to_string(), false);
+    }
+    add("Reason", f.justification.clone(), true);
+    if f.key.is_some() && reason != "Denied" {
+        add(
+            "Change",
+            match &f.change {
+                Some(pin) => format!("pinned to exactly one change: {pin}"),
+                None => "any change within the scope above".into(),
+            },
+            false,
+        );
+    }
+    add("Policies", f.policies.join(", "), false);
+    if matches!(reason, "RequestFiled" | "Approved") {
+        if f.still_needed > 0 {
+            add(
+                "Still needed",
+                format!(
+                    "{} approver{} other than the requester",
+                    f.still_needed,
+                    if f.still_needed == 1 { "" } else { "s" }
+                ),
+                false,
+            );
+        }
+        add("Missing levels", f.missing_levels.join("; "), false);
+        add("Approvers", f.approver_groups.join(", "), false);
+    }
+    out
+}
+
+fn commands(reason: &str, f: &Facts) -> Vec<String> {
+    let Some(key) = &f.key else {
+        return f.ask.iter().cloned().collect();
+    };
+    match reason {
+        "RequestFiled" => vec![
+            format!("kubectl jitgate show {key}"),
+            format!("kubectl jitgate approve {key}"),
+        ],
+        "Approved" => vec![format!("kubectl jitgate wait {key}")],
+        "BreakGlassUsed" => vec![
+            format!("kubectl jitgate show {key}"),
+            format!("kubectl jitgate approve {key}"),
+        ],
+        _ => vec![format!("kubectl jitgate show {key}")],
+    }
+}
+
+/// Code, as Markdown: backticks taken out, one line.
+fn code(s: &str) -> String {
+    let one_line: String = s
+        .chars()
+        .map(|c| {
+            if c == '`' {
+                '\''
+            } else if c.is_control() {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    format!("`{one_line}`")
+}
+
+/// The chat message: Markdown.
+pub fn markdown(m: &Message) -> String {
+    let mut out = format!("**{}**\n", escape(&m.headline));
+    for f in &m.fields {
+        let value = if f.quoted {
+            code(&f.value)
+        } else {
+            escape(&f.value)
+        };
+        out.push_str(&format!("- {}: {value}\n", f.label));
+    }
+    for c in &m.commands {
+        out.push_str(&format!("\n{}", code(c)));
+    }
+    out
+}
+
+/// Markdown's active characters and mentions taken out of our own words (names come from
+/// the cluster, and a username could be `@channel`).
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '*' | '_' | '`' | '[' | ']' | '<' | '>' | '~' | '|' | '#' => {
+                out.push('\\');
+                out.push(c)
+            }
+            // A zero-width joiner after @ keeps a username from mentioning anyone.
+            '@' => out.push_str("@\u{2060}"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Plain text: a mail's body, Matrix's `body`.
+pub fn plain(m: &Message) -> String {
+    let mut out = format!("{}\n\n", m.headline);
+    for f in &m.fields {
+        let value: String = f
+            .value
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        out.push_str(&format!("{}: {value}\n", f.label));
+    }
+    if !m.commands.is_empty() {
+        out.push('\n');
+        for c in &m.commands {
+            out.push_str(&format!("    {c}\n"));
+        }
+    }
+    out
+}
+
+/// A mail's subject.
+pub fn subject(m: &Message) -> String {
+    let line: String = m
+        .headline
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    format!("[jitgate] {line}")
+}
+
+/// The Slack-compatible body of an incoming webhook.
+pub fn chat_body(m: &Message) -> serde_json::Value {
+    serde_json::json!({ "text": markdown(m) })
+}
+
+/// A Matrix `m.room.message`.
+pub fn matrix_body(m: &Message) -> serde_json::Value {
+    serde_json::json!({ "msgtype": "m.text", "body": plain(m) })
+}
+
+/// The CloudEvents type of a reason: `dev.jitgate.request.filed`, ….
+pub fn event_type(reason: &str) -> String {
+    let what = match reason {
+        "RequestFiled" => "request.filed",
+        "Approved" => "request.approved",
+        "Revoked" => "approval.revoked",
+        "ExpiringSoon" => "approval.expiring",
+        "Expired" => "approval.expired",
+        "BreakGlassUsed" => "breakglass.used",
+        "Denied" => "request.denied",
+        "GrantCreated" => "grant.created",
+        "GrantRemoved" => "grant.removed",
+        _ => "notice",
+    };
+    format!("dev.jitgate.{what}")
+}
+
+/// A CloudEvent 1.0 in structured mode: its id is the notice's name, the same on every
+/// replica and every retry, so a receiver can drop a repeat.
+pub fn cloudevent(notice: &Notice, m: &Message, time: Timestamp) -> serde_json::Value {
+    let f = &notice.facts;
+    serde_json::json!({
+        "specversion": "1.0",
+        "id": notice.name,
+        "source": "jitgate.dev/jitgate",
+        "type": event_type(notice.reason),
+        "subject": f.object,
+        "time": time.to_string(),
+        "datacontenttype": "application/json",
+        "data": {
+            "reason": notice.reason,
+            "headline": m.headline,
+            "requester": f.requester,
+            "operations": f.operations,
+            "object": f.object,
+            "justification": f.justification,
+            "policies": f.policies,
+            "approverGroups": f.approver_groups,
+            "key": f.key,
+            "expiresAt": f.expires_at.map(|t| t.to_string()),
+            "change": f.change,
+            "stillNeeded": f.still_needed,
+            "missingLevels": f.missing_levels,
+            "approvedBy": f.approvers_added,
+            "breakGlass": f.break_glass,
+            "commands": m.commands,
+            "note": notice.note,
+        },
+    })
+}
+
+/// A sample notice for `jitgate notify test`.
+pub fn sample() -> Notice {
+    let now = Timestamp::now();
+    Notice {
+        name: format!("jitgate.test-{}", now.as_millisecond()),
+        namespace: "jitgate-system".into(),
+        reason: "RequestFiled",
+        warning: false,
+        action: "Request",
+        note: "a test of jitgate's notifications".into(),
+        regarding: crate::news::Regarding {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: "jitgate-system".into(),
+            name: "jitgate-approvals".into(),
+            uid: None,
+        },
+        related: None,
+        facts: Facts {
+            requester: "user:jitgate-test".into(),
+            operations: "UPDATE".into(),
+            object: "example/secrets/example".into(),
+            justification: "a test of jitgate's notifications: nothing to approve".into(),
+            key: Some("jitgate-notify-test".into()),
+            expires_at: Some(now + jiff::SignedDuration::from_hours(1)),
+            duration: Some(jiff::SignedDuration::from_hours(1)),
+            still_needed: 1,
+            ..Facts::default()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;
