@@ -171,17 +171,21 @@ pub fn markdown(m: &Message) -> String {
 /// the cluster, and a username could be `@channel`).
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    let mut after_word = false;
     for c in s.chars() {
+        let word = c.is_alphanumeric();
         match c {
             '*' | '_' | '`' | '[' | ']' | '<' | '>' | '~' | '|' | '#' => {
                 out.push('\\');
                 out.push(c)
             }
-            // A zero-width joiner after @ keeps a username from mentioning anyone.
-            '@' => out.push_str("@\u{2060}"),
+            // A word joiner after an @ that starts a word keeps a name from mentioning
+            // anyone (`@channel`); `alice@example.com` stays as it is.
+            '@' if !after_word => out.push_str("@\u{2060}"),
             c if c.is_control() => out.push(' '),
             c => out.push(c),
         }
+        after_word = word;
     }
     out
 }

@@ -20,6 +20,7 @@ mod ledger;
 mod ledger_properties;
 mod metrics;
 mod mtls;
+mod notifications;
 mod offline;
 mod openshift;
 mod operations;

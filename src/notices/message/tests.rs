@@ -84,7 +84,8 @@ fn what_the_requester_wrote_is_code_and_mentions_nobody() {
     let line = md.lines().find(|l| l.starts_with("- Reason:")).unwrap();
     assert_eq!(line, "- Reason: `@channel **urgent** 'rm -rf' [click](http://x)`");
     // Our own words escape a username that could mention a channel.
-    assert_eq!(escape("@all"), "@\u{2060}all");
+    assert_eq!(escape("@all and @channel"), "@\u{2060}all and @\u{2060}channel");
+    assert_eq!(escape("alice@example.com"), "alice@example.com");
 }
 
 fn secret_review(user: &str, groups: &[&str], canary: &str) -> crate::admission::AdmissionRequest<'static> {

@@ -1,0 +1,566 @@
+//! Notifications: three replicas follow one test API server and tell real receivers on
+//! loopback: an HTTP server standing in for Mattermost and for a CloudEvents collector
+//! (checking the JSON and the HMAC), and an SMTP server receiving mail. Each piece of
+//! news arrives once across the replicas; a sink that fails is retried, one that hangs
+//! delays no answer and no other sink; a Secret's data reaches no sink, record or log.
+
+use crate::support::apiserver::ApiServer;
+use crate::support::*;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+/// Several of the news writers' ticks (1 s): time for a duplicate to arrive if any
+/// replica were to send one.
+const SETTLE: Duration = Duration::from_secs(5);
+const SECRET: &str = "hmac-key-for-the-test";
+const ALICE: (&str, &str, &[&str]) = ("alice-token", "alice@example.com", &["dev"]);
+const BOB: (&str, &str, &[&str]) = ("bob-token", "bob@example.com", &["jitgate-approvers"]);
+/// How long the hanging sink holds each request.
+const HANG: Duration = Duration::from_secs(60);
+
+/// One HTTP request a receiver got.
+#[derive(Clone, Debug)]
+struct Got {
+    path: String,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    at: Instant,
+    answered: u16,
+}
+
+impl Got {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// An HTTP server on loopback: `/chat` and `/hook` answer 200, `/flaky` 500 twice then
+/// 200, `/hang` holds each request for a minute.
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<Got>>>,
+    flaky_hits: Arc<Mutex<u32>>,
+}
+
+impl Receiver {
+    async fn start() -> (Receiver, String) {
+        let r = Receiver::default();
+        let state = r.clone();
+        let app =
+            axum::Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+                let state = state.clone();
+                async move {
+                    let path = uri.path().to_string();
+                    let answered = match path.as_str() {
+                        "/flaky" => {
+                            let mut hits = state.flaky_hits.lock().unwrap();
+                            *hits += 1;
+                            if *hits <= 2 { 500 } else { 200 }
+                        }
+                        "/hang" => 0,
+                        _ => 200,
+                    };
+                    state.got.lock().unwrap().push(Got {
+                        path: path.clone(),
+                        headers,
+                        body: body.to_vec(),
+                        at: Instant::now(),
+                        answered,
+                    });
+                    if path == "/hang" {
+                        tokio::time::sleep(HANG).await;
+                        return StatusCode::OK;
+                    }
+                    StatusCode::from_u16(answered).unwrap()
+                }
+            });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (r, base)
+    }
+
+    /// What `path` received and answered with 200.
+    fn delivered(&self, path: &str) -> Vec<Got> {
+        let got = self.got.lock().unwrap();
+        got.iter()
+            .filter(|g| g.path == path && g.answered == 200)
+            .cloned()
+            .collect()
+    }
+
+    fn all(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+/// One mail the SMTP server received.
+#[derive(Clone, Debug)]
+struct Mail {
+    to: Vec<String>,
+    data: String,
+    at: Instant,
+}
+
+/// A plain SMTP server on loopback (RFC 5321: EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT),
+/// keeping what it receives.
+#[derive(Clone, Default)]
+struct SmtpServer {
+    mail: Arc<Mutex<Vec<Mail>>>,
+}
+
+impl SmtpServer {
+    async fn start() -> (SmtpServer, u16) {
+        let s = SmtpServer::default();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let kept = s.mail.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    let _ = write.write_all(b"220 loopback ESMTP test\r\n").await;
+                    let mut to = Vec::new();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                        let reply: &[u8] = match verb.as_str() {
+                            "EHLO" => b"250-loopback\r\n250 8BITMIME\r\n",
+                            "HELO" | "MAIL" | "RSET" | "NOOP" => {
+                                if verb == "RSET" {
+                                    to.clear();
+                                }
+                                b"250 OK\r\n"
+                            }
+                            "RCPT" => {
+                                let addr = line
+                                    .split_once('<')
+                                    .and_then(|(_, r)| r.split_once('>'))
+                                    .map(|(a, _)| a.to_string())
+                                    .unwrap_or_default();
+                                to.push(addr);
+                                b"250 OK\r\n"
+                            }
+                            "DATA" => {
+                                let _ = write.write_all(b"354 go ahead\r\n").await;
+                                let mut data = String::new();
+                                while let Ok(Some(l)) = lines.next_line().await {
+                                    if l == "." {
+                                        break;
+                                    }
+                                    data.push_str(l.strip_prefix('.').unwrap_or(&l));
+                                    data.push('\n');
+                                }
+                                kept.lock().unwrap().push(Mail {
+                                    to: std::mem::take(&mut to),
+                                    // As a mail reader shows it: quoted-printable's soft
+                                    // line breaks joined.
+                                    data: data.replace("=\n", "").replace("=3D", "="),
+                                    at: Instant::now(),
+                                });
+                                b"250 OK: queued\r\n"
+                            }
+                            "QUIT" => {
+                                let _ = write.write_all(b"221 bye\r\n").await;
+                                return;
+                            }
+                            _ => b"502 not implemented\r\n",
+                        };
+                        if write.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (s, port)
+    }
+
+    fn to(&self, address: &str) -> Vec<Mail> {
+        self.mail
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.to.iter().any(|t| t == address))
+            .cloned()
+            .collect()
+    }
+
+    fn all(&self) -> Vec<Mail> {
+        self.mail.lock().unwrap().clone()
+    }
+}
+
+struct Setup {
+    api: ApiServer,
+    replicas: Vec<Harness>,
+    _config: tempfile::TempDir,
+}
+
+/// Three replicas against one test API server, notifying as `config` says; the API
+/// server sends its admission reviews (the approvals ConfigMap's guard) to the first.
+async fn three_replicas(config: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notifications.yaml");
+    std::fs::write(&path, config).unwrap();
+    let api = ApiServer::start().await;
+    for (token, user, groups) in [ALICE, BOB] {
+        api.add_user(token, user, groups);
+    }
+    api.apply_approvals("jitgate-approvals", &[]);
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let path = path.clone();
+        let h = Harness::start_cluster(&api, Duration::from_secs(300), |cfg| {
+            cfg.notifications = Some(path);
+        })
+        .await;
+        eventually(PATIENCE, || async { h.readyz().await == hyper::StatusCode::OK }).await;
+        replicas.push(h);
+    }
+    api.admit_with(replicas[0].addr(), &replicas[0].certs.ca_pem);
+    Setup {
+        api,
+        replicas,
+        _config: dir,
+    }
+}
+
+impl Setup {
+    async fn stop(self) {
+        for h in self.replicas {
+            h.stop().await;
+        }
+    }
+}
+
+fn verify_signature(got: &Got) -> bool {
+    let Some(header) = got
+        .headers
+        .get("x-jitgate-signature")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(hex) = header.strip_prefix("sha256=") else {
+        return false;
+    };
+    let Some(tag) = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()
+    else {
+        return false;
+    };
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
+    ring::hmac::verify(&key, &got.body, &tag).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_and_its_approval_reach_chat_the_webhook_and_mail_once_across_three_replicas() {
+    let (http, base) = Receiver::start().await;
+    let (smtp, port) = SmtpServer::start().await;
+    let config = format!(
+        r#"
+sinks:
+  - name: security-chat
+    chat: {{url: "{base}/chat"}}
+  - name: siem
+    webhook: {{url: "{base}/hook", secret: "{SECRET}"}}
+  - name: mail
+    smtp: {{host: 127.0.0.1, port: {port}, tls: none, from: jitgate@example.com}}
+mail:
+  addresses: {{"group:jitgate-approvers": [approvers@example.com]}}
+"#
+    );
+    let s = three_replicas(&config).await;
+
+    let filed_at = Instant::now();
+    let r = s
+        .api
+        .jitgate_as(
+            ALICE.0,
+            &[
+                "request",
+                "--resource",
+                "secrets",
+                "-n",
+                "prod",
+                "--name",
+                "db-password",
+                "--api-group",
+                "",
+                "--operation",
+                "UPDATE",
+                "--for",
+                "30m",
+                "--reason",
+                "INC-7: rotate the password",
+            ],
+        )
+        .await;
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    let key = r.requested_key();
+    eventually(PATIENCE, || async { !http.delivered("/chat").is_empty() }).await;
+    let to_approver = http.delivered("/chat")[0].at.duration_since(filed_at);
+    eventually(PATIENCE, || async {
+        !smtp.to("approvers@example.com").is_empty()
+    })
+    .await;
+    let approver_mail = smtp.to("approvers@example.com")[0].at.duration_since(filed_at);
+
+    let approved_at = Instant::now();
+    let r = s.api.jitgate_as(BOB.0, &["approve", &key]).await;
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    eventually(PATIENCE, || async { !smtp.to("alice@example.com").is_empty() }).await;
+    let to_requester = smtp.to("alice@example.com")[0].at.duration_since(approved_at);
+    println!(
+        "timings: request filed -> approver's chat message {to_approver:?} (approver's mail {approver_mail:?}); approved -> requester's mail {to_requester:?}"
+    );
+    tokio::time::sleep(SETTLE).await;
+
+    // Chat: the request, then the approval; each once across the three replicas.
+    let chat = http.delivered("/chat");
+    let texts: Vec<String> = chat
+        .iter()
+        .map(|g| g.json()["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts.len(), 2, "{texts:#?}");
+    assert!(
+        texts[0].starts_with("**user:alice@example.com asks for UPDATE prod/secrets/db-password**"),
+        "{}",
+        texts[0]
+    );
+    for want in [
+        "- Reason: `INC-7: rotate the password`",
+        "- For: 30m",
+        &format!("`kubectl jitgate approve {key}`"),
+        "- Still needed: 1 approver other than the requester",
+    ] {
+        assert!(texts[0].contains(want), "{want:?} not in\n{}", texts[0]);
+    }
+    assert!(
+        texts[1].contains("approved user:alice@example.com"),
+        "{}",
+        texts[1]
+    );
+    assert_eq!(chat[0].headers["content-type"], "application/json");
+
+    // The webhook: two CloudEvents, signed, with distinct ids.
+    let hook = http.delivered("/hook");
+    assert_eq!(hook.len(), 2, "{hook:#?}");
+    for got in &hook {
+        assert!(verify_signature(got), "a valid HMAC: {got:?}");
+        assert_eq!(
+            got.headers["content-type"],
+            "application/cloudevents+json; charset=utf-8"
+        );
+        let mut forged = got.clone();
+        forged.body.push(b' ');
+        assert!(!verify_signature(&forged), "the HMAC covers the body");
+    }
+    let events: Vec<Value> = hook.iter().map(Got::json).collect();
+    assert_eq!(events[0]["specversion"], "1.0");
+    assert_eq!(events[0]["type"], "dev.jitgate.request.filed");
+    assert_eq!(events[1]["type"], "dev.jitgate.request.approved");
+    assert_eq!(events[0]["data"]["key"], key.as_str());
+    assert_ne!(events[0]["id"], events[1]["id"]);
+    let filed_events: Vec<Value> = s
+        .api
+        .events()
+        .into_iter()
+        .filter(|e| e["reason"] == "RequestFiled")
+        .collect();
+    assert_eq!(filed_events.len(), 1);
+    assert_eq!(
+        events[0]["id"], filed_events[0]["metadata"]["name"],
+        "the CloudEvent's id is the Event's name"
+    );
+
+    // Mail: the request to the approvers, the approval to the requester; once each.
+    let mails = smtp.all();
+    assert_eq!(mails.len(), 2, "{mails:#?}");
+    let to_approvers = &smtp.to("approvers@example.com")[0];
+    assert_eq!(to_approvers.to, ["approvers@example.com"]);
+    assert!(
+        to_approvers
+            .data
+            .contains("Subject: [jitgate] user:alice@example.com asks for"),
+        "{}",
+        to_approvers.data
+    );
+    assert!(
+        to_approvers
+            .data
+            .contains(&format!("kubectl jitgate approve {key}")),
+        "{}",
+        to_approvers.data
+    );
+    let to_alice = &smtp.to("alice@example.com")[0];
+    assert_eq!(to_alice.to, ["alice@example.com"]);
+    assert!(
+        to_alice.data.contains("bob@example.com approved"),
+        "{}",
+        to_alice.data
+    );
+    assert!(
+        to_alice.data.contains(&format!("kubectl jitgate wait {key}")),
+        "{}",
+        to_alice.data
+    );
+    s.stop().await;
+}
+
+async fn scrape(h: &Harness) -> String {
+    let mut c = h.conn(Proto::H1).await;
+    String::from_utf8(
+        c.send(hyper::Method::GET, "/metrics", None, Vec::new())
+            .await
+            .body,
+    )
+    .unwrap()
+}
+
+fn counter(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Run on one thread, so that the log capture sees the servers' log lines too.
+#[tokio::test]
+async fn a_failing_sink_is_retried_a_hanging_one_delays_nothing_and_a_secret_reaches_no_one() {
+    let logs = LogCapture::start();
+    let (http, base) = Receiver::start().await;
+    let (smtp, port) = SmtpServer::start().await;
+    let config = format!(
+        r#"
+sinks:
+  - name: flaky-chat
+    chat: {{url: "{base}/flaky"}}
+  - name: hanging-chat
+    chat: {{url: "{base}/hang"}}
+  - name: siem
+    webhook: {{url: "{base}/hook", secret: "{SECRET}"}}
+  - name: mail
+    smtp: {{host: 127.0.0.1, port: {port}, tls: none, from: jitgate@example.com}}
+mail:
+  addresses: {{"group:jitgate-approvers": [approvers@example.com]}}
+"#
+    );
+    let s = three_replicas(&config).await;
+    let canary = "Q0FOQVJZLTcxOTMtZG8tbm90LWxlYWs=";
+
+    // Denials of a Secret update whose object carries the canary, to each replica: news
+    // for every sink, the hanging one included.
+    let started = Instant::now();
+    for (i, h) in s.replicas.iter().enumerate() {
+        let req = Req::secret_update().with(|r| {
+            r.user = "mallory@example.com".into();
+            r.name = format!("db-{i}");
+        });
+        let mut c = h.conn(Proto::H1).await;
+        let answer = c.decide(&req.review_with_data(canary)).await;
+        assert_eq!(answer["allowed"], false);
+    }
+    // And a request filed, for the mail sink.
+    s.api.apply_approvals(
+        "jitgate-approvals",
+        &[(
+            "alice-db",
+            &entry(&[("approvedBy: [bob@example.com]", "approvedBy: []")]),
+        )],
+    );
+    let answered = started.elapsed();
+    assert!(
+        answered < HANG / 2,
+        "the answers came back in {answered:?}, while the hanging sink holds each message {HANG:?}"
+    );
+
+    // The flaky sink answered 500 twice, then took each piece of news once (three denials
+    // and the request); the webhook took them while the hanging sink still held its first.
+    eventually(PATIENCE, || async { http.delivered("/flaky").len() == 4 }).await;
+    eventually(PATIENCE, || async { http.delivered("/hook").len() >= 4 }).await;
+    eventually(PATIENCE, || async {
+        !smtp.to("approvers@example.com").is_empty()
+    })
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    let flaky = http
+        .all()
+        .into_iter()
+        .filter(|g| g.path == "/flaky")
+        .collect::<Vec<_>>();
+    assert_eq!(flaky.len(), 6, "2 failures, then 4 deliveries: {flaky:#?}");
+    assert_eq!(http.delivered("/flaky").len(), 4);
+    let ids: std::collections::BTreeSet<String> = http
+        .delivered("/flaky")
+        .iter()
+        .map(|g| g.json()["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 4, "each piece of news once: {ids:#?}");
+    let hung = http.all().into_iter().filter(|g| g.path == "/hang").count();
+    assert!(hung >= 1, "the hanging sink was tried");
+    assert!(
+        http.delivered("/hang").is_empty(),
+        "and answered nothing within the test"
+    );
+    assert_eq!(
+        http.delivered("/hook").len(),
+        4,
+        "three denials and a request reached the webhook"
+    );
+    let mut sent = 0.0;
+    let mut retried = 0.0;
+    for h in &s.replicas {
+        let m = scrape(h).await;
+        sent += counter(
+            &m,
+            "jitgate_notifications_total{sink=\"flaky-chat\",outcome=\"sent\"}",
+        );
+        retried += counter(
+            &m,
+            "jitgate_notifications_total{sink=\"flaky-chat\",outcome=\"retried\"}",
+        );
+    }
+    assert_eq!((sent, retried), (4.0, 2.0));
+
+    // The canary reached no sink, no mail, no record and no log line.
+    for got in http.all() {
+        assert!(!String::from_utf8_lossy(&got.body).contains(canary), "{got:?}");
+    }
+    for mail in smtp.all() {
+        assert!(!mail.data.contains(canary), "{mail:?}");
+    }
+    for h in &s.replicas {
+        let records = std::fs::read_to_string(h.audit_path()).unwrap();
+        assert!(
+            records.contains("mallory@example.com"),
+            "each replica recorded its denial"
+        );
+        assert!(!records.contains(canary), "a record holds the canary");
+    }
+    let lines = logs.lines();
+    assert!(!lines.is_empty(), "the log capture saw the servers");
+    for line in &lines {
+        assert!(!line.to_string().contains(canary), "{line}");
+        let text = line.to_string();
+        assert!(
+            !text.contains(SECRET) && !text.contains(&base),
+            "a log line holds a credential: {text}"
+        );
+    }
+    s.stop().await;
+}
