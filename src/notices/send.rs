@@ -491,3 +491,6 @@ async fn work(target: Target, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -201,6 +201,23 @@ impl SmtpServer {
     }
 }
 
+/// A chat and a webhook sink on the receiver at `base`, the `extra` sinks, and mail to
+/// the SMTP server on `port`, with the approvers' address.
+fn sinks(base: &str, port: u16, extra: &str) -> String {
+    format!(
+        r#"sinks:
+  - name: security-chat
+    chat: {{url: "{base}/chat"}}
+  - name: siem
+    webhook: {{url: "{base}/hook", secret: "{SECRET}"}}
+{extra}  - name: mail
+    smtp: {{host: 127.0.0.1, port: {port}, tls: none, from: jitgate@example.com}}
+mail:
+  addresses: {{"group:jitgate-approvers": [approvers@example.com]}}
+"#
+    )
+}
+
 struct Setup {
     api: ApiServer,
     replicas: Vec<Harness>,
@@ -270,19 +287,7 @@ fn verify_signature(got: &Got) -> bool {
 async fn a_request_and_its_approval_reach_chat_the_webhook_and_mail_once_across_three_replicas() {
     let (http, base) = Receiver::start().await;
     let (smtp, port) = SmtpServer::start().await;
-    let config = format!(
-        r#"
-sinks:
-  - name: security-chat
-    chat: {{url: "{base}/chat"}}
-  - name: siem
-    webhook: {{url: "{base}/hook", secret: "{SECRET}"}}
-  - name: mail
-    smtp: {{host: 127.0.0.1, port: {port}, tls: none, from: jitgate@example.com}}
-mail:
-  addresses: {{"group:jitgate-approvers": [approvers@example.com]}}
-"#
-    );
+    let config = sinks(&base, port, "");
     let s = three_replicas(&config).await;
 
     let filed_at = Instant::now();
@@ -563,4 +568,91 @@ mail:
         );
     }
     s.stop().await;
+}
+
+/// Runs `jitgate ARGS…` off the runtime, which serves the receivers meanwhile.
+async fn jitgate(args: &[&str]) -> (i32, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_test_sends_one_sample_to_each_sink_and_says_what_each_answered() {
+    let (http, base) = Receiver::start().await;
+    let (smtp, port) = SmtpServer::start().await;
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notifications.yaml");
+    let broken = format!(
+        "  - name: broken\n    chat: {{url: \"http://127.0.0.1:{closed_port}/hooks/token-in-the-path\"}}\n"
+    );
+    std::fs::write(&path, sinks(&base, port, &broken)).unwrap();
+    let (code, out, err) = jitgate(&[
+        "notify",
+        "test",
+        "--config",
+        path.to_str().unwrap(),
+        "--to",
+        "me@example.com",
+    ])
+    .await;
+    assert_eq!(code, 1, "one sink failed: {out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "security-chat: sent (HTTP 200)");
+    assert_eq!(lines[1], "siem: sent (HTTP 200)");
+    assert!(lines[2].starts_with("broken: failed: "), "{out}");
+    assert!(
+        !out.contains("token-in-the-path") && !err.contains("token-in-the-path"),
+        "{out}{err}"
+    );
+    assert!(lines[3].starts_with("mail: sent (250"), "{out}");
+    assert_eq!(http.delivered("/chat").len(), 1);
+    assert!(verify_signature(&http.delivered("/hook")[0]));
+    assert_eq!(smtp.to("me@example.com").len(), 1);
+
+    // A file with a mistake: exit 2, naming the sink and the field, quoting no credential.
+    std::fs::write(&path, "sinks:\n  - name: ops-matrix\n    matrix: {homeserver: \"https://m.internal\", room: \"!r:m\", token: \"\"}\n").unwrap();
+    let (code, out, err) = jitgate(&["notify", "test", "--config", path.to_str().unwrap()]).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("sink \"ops-matrix\": matrix.token: missing"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_with_a_bad_notifications_file_and_names_the_sink_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notifications.yaml");
+    std::fs::write(
+        &path,
+        "sinks:\n  - name: siem\n    webhook: {url: \"http://collector.internal/s3cret-hook\", secret: x}\n",
+    )
+    .unwrap();
+    let h = tempfile::tempdir().unwrap();
+    let certs = Certs::new();
+    std::fs::write(h.path().join("tls.crt"), &certs.cert_pem).unwrap();
+    std::fs::write(h.path().join("tls.key"), &certs.key_pem).unwrap();
+    let mut cfg = Harness::config(h.path());
+    cfg.notifications = Some(path);
+    let err = match jitgate::app::start(cfg).await {
+        Ok(_) => panic!("serve started with a plain-http webhook to a remote host"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("sink \"siem\": webhook.url"), "{err}");
+    assert!(!err.contains("s3cret-hook"), "{err}");
 }
