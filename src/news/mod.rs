@@ -1,8 +1,9 @@
 //! News: what the people who must act are told, through the cluster itself: Kubernetes Events
 //! (`events.k8s.io/v1`) for a request filed, approved, revoked, about to expire and
-//! expired, a break-glass entry used, and a denial of a gated action. Air-gapped clusters
-//! have no mail and no chat; `kubectl get events -n jitgate-system` and `kubectl describe`
-//! show these.
+//! expired, a break-glass entry used, and a denial of a gated action; `kubectl get events
+//! -n jitgate-system` and `kubectl describe` show these. With `serve --notifications`, the
+//! replica that created an Event also hands its notice to `notices` (chat, webhook, mail),
+//! whose messages are written from the notice's [`Facts`].
 //!
 //! What to tell is decided here, with no I/O ([`changes`], [`due`], [`answered`]); the
 //! [`emit`] task writes the Events. Every notice has a name derived from what it says
