@@ -133,18 +133,17 @@ fn commands(reason: &str, f: &Facts) -> Vec<String> {
     }
 }
 
-/// Code, as Markdown: backticks taken out, one line.
+/// Code, as Markdown: one line, backticks taken out, and angle brackets made look-alikes
+/// (Slack reads `<!channel>` and `<url|text>` even in code).
 fn code(s: &str) -> String {
     let one_line: String = s
         .chars()
-        .map(|c| {
-            if c == '`' {
-                '\''
-            } else if c.is_control() {
-                ' '
-            } else {
-                c
-            }
+        .map(|c| match c {
+            '`' => '\'',
+            '<' => '‹',
+            '>' => '›',
+            c if c.is_control() => ' ',
+            c => c,
         })
         .collect();
     format!("`{one_line}`")
@@ -175,7 +174,9 @@ fn escape(s: &str) -> String {
     for c in s.chars() {
         let word = c.is_alphanumeric();
         match c {
-            '*' | '_' | '`' | '[' | ']' | '<' | '>' | '~' | '|' | '#' => {
+            '<' => out.push('‹'),
+            '>' => out.push('›'),
+            '*' | '_' | '`' | '[' | ']' | '~' | '|' | '#' => {
                 out.push('\\');
                 out.push(c)
             }
@@ -225,9 +226,10 @@ pub fn chat_body(m: &Message) -> serde_json::Value {
     serde_json::json!({ "text": markdown(m) })
 }
 
-/// A Matrix `m.room.message`.
+/// A Matrix `m.room.message`. Its empty `m.mentions` says it mentions nobody, so no
+/// client notifies a room or a user for a name in the text (a reason saying `@room`).
 pub fn matrix_body(m: &Message) -> serde_json::Value {
-    serde_json::json!({ "msgtype": "m.text", "body": plain(m) })
+    serde_json::json!({ "msgtype": "m.text", "body": plain(m), "m.mentions": {} })
 }
 
 /// The CloudEvents type of a reason: `dev.jitgate.request.filed`, ….

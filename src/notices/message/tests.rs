@@ -79,10 +79,19 @@ fn an_approval_tells_the_requester_it_is_active_and_how_to_wait() {
 
 #[test]
 fn what_the_requester_wrote_is_code_and_mentions_nobody() {
-    let (request, _) = filed("@channel **urgent** `rm -rf` [click](http://x)", "");
-    let md = markdown(&of(&request));
+    let (request, _) = filed("@channel **urgent** `rm -rf` [click](http://x) <!here>", "");
+    let m = of(&request);
+    let md = markdown(&m);
     let line = md.lines().find(|l| l.starts_with("- Reason:")).unwrap();
-    assert_eq!(line, "- Reason: `@channel **urgent** 'rm -rf' [click](http://x)`");
+    assert_eq!(
+        line,
+        "- Reason: `@channel **urgent** 'rm -rf' [click](http://x) ‹!here›`"
+    );
+    assert_eq!(
+        matrix_body(&m)["m.mentions"],
+        serde_json::json!({}),
+        "Matrix: nobody mentioned"
+    );
     // Our own words escape a username that could mention a channel.
     assert_eq!(escape("@all and @channel"), "@\u{2060}all and @\u{2060}channel");
     assert_eq!(escape("alice@example.com"), "alice@example.com");
