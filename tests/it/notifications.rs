@@ -49,40 +49,83 @@ struct Receiver {
 }
 
 impl Receiver {
+    fn router(&self) -> axum::Router {
+        let state = self.clone();
+        axum::Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+            let state = state.clone();
+            async move {
+                let path = uri.path().to_string();
+                let answered = match path.as_str() {
+                    "/flaky" => {
+                        let mut hits = state.flaky_hits.lock().unwrap();
+                        *hits += 1;
+                        if *hits <= 2 { 500 } else { 200 }
+                    }
+                    "/hang" => 0,
+                    _ => 200,
+                };
+                state.got.lock().unwrap().push(Got {
+                    path: path.clone(),
+                    headers,
+                    body: body.to_vec(),
+                    at: Instant::now(),
+                    answered,
+                });
+                if path == "/hang" {
+                    tokio::time::sleep(HANG).await;
+                    return StatusCode::OK;
+                }
+                StatusCode::from_u16(answered).unwrap()
+            }
+        })
+    }
+
     async fn start() -> (Receiver, String) {
         let r = Receiver::default();
-        let state = r.clone();
-        let app =
-            axum::Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
-                let state = state.clone();
-                async move {
-                    let path = uri.path().to_string();
-                    let answered = match path.as_str() {
-                        "/flaky" => {
-                            let mut hits = state.flaky_hits.lock().unwrap();
-                            *hits += 1;
-                            if *hits <= 2 { 500 } else { 200 }
-                        }
-                        "/hang" => 0,
-                        _ => 200,
-                    };
-                    state.got.lock().unwrap().push(Got {
-                        path: path.clone(),
-                        headers,
-                        body: body.to_vec(),
-                        at: Instant::now(),
-                        answered,
-                    });
-                    if path == "/hang" {
-                        tokio::time::sleep(HANG).await;
-                        return StatusCode::OK;
-                    }
-                    StatusCode::from_u16(answered).unwrap()
-                }
-            });
+        let app = r.router();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (r, base)
+    }
+
+    /// The same over HTTPS, with a certificate for `localhost` that `certs`' CA signed.
+    async fn start_tls(certs: &Certs) -> (Receiver, String) {
+        use rustls_pki_types::pem::PemObject;
+        let r = Receiver::default();
+        let app = r.router();
+        let chain = rustls_pki_types::CertificateDer::pem_slice_iter(certs.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(certs.key_pem.as_bytes()).unwrap();
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("https://localhost:{}", listener.local_addr().unwrap().port());
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ =
+                        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                            .await;
+                });
+            }
+        });
         (r, base)
     }
 
@@ -655,4 +698,57 @@ async fn serve_refuses_to_start_with_a_bad_notifications_file_and_names_the_sink
     };
     assert!(err.contains("sink \"siem\": webhook.url"), "{err}");
     assert!(!err.contains("s3cret-hook"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_sink_signed_by_an_internal_ca_is_trusted_only_through_its_ca_file() {
+    let certs = Certs::new();
+    let (http, base) = Receiver::start_tls(&certs).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &certs.ca_pem).unwrap();
+    let path = dir.path().join("notifications.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "sinks:\n  - name: internal-ca\n    chat: {{url: \"{base}/chat\"}}\n    ca: {}\n  - name: system-roots\n    chat: {{url: \"{base}/chat\"}}\n",
+            dir.path().join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = jitgate(&["notify", "test", "--config", path.to_str().unwrap()]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "internal-ca: sent (HTTP 200)", "{out}{err}");
+    assert!(lines[1].starts_with("system-roots: failed: "), "{out}");
+    assert!(lines[1].to_lowercase().contains("certificate"), "{out}");
+    assert_eq!(http.delivered("/chat").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_file_mode_the_one_process_sends_what_it_sees() {
+    let (http, base) = Receiver::start().await;
+    let (_smtp, port) = SmtpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notifications.yaml");
+    std::fs::write(&path, sinks(&base, port, "")).unwrap();
+    let h = Harness::start_with(Some(&approvals_manifest(&[])), |cfg| {
+        cfg.notifications = Some(path)
+    })
+    .await;
+    eventually(PATIENCE, || async { h.readyz().await == hyper::StatusCode::OK }).await;
+    h.write_approvals(&approvals_manifest(&[(
+        "alice-db",
+        &entry(&[("approvedBy: [bob@example.com]", "approvedBy: []")]),
+    )]));
+    eventually(PATIENCE, || async { !http.delivered("/chat").is_empty() }).await;
+    let text = http.delivered("/chat")[0].json()["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("asks for UPDATE prod/secrets/db-password"),
+        "{text}"
+    );
+    assert!(text.contains("`kubectl jitgate approve alice-db`"), "{text}");
+    h.stop().await;
 }
