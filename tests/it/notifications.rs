@@ -330,8 +330,10 @@ fn verify_signature(got: &Got) -> bool {
 async fn a_request_and_its_approval_reach_chat_the_webhook_and_mail_once_across_three_replicas() {
     let (http, base) = Receiver::start().await;
     let (smtp, port) = SmtpServer::start().await;
-    let config = sinks(&base, port, "");
-    let s = three_replicas(&config).await;
+    let matrix = format!(
+        "  - name: ops-matrix\n    matrix: {{homeserver: \"{base}\", room: \"!ops:matrix.test\", token: syt_bot_token}}\n"
+    );
+    let s = three_replicas(&sinks(&base, port, &matrix)).await;
 
     let filed_at = Instant::now();
     let r = s
@@ -403,6 +405,30 @@ async fn a_request_and_its_approval_reach_chat_the_webhook_and_mail_once_across_
         texts[1]
     );
     assert_eq!(chat[0].headers["content-type"], "application/json");
+
+    // Matrix: the same two, each PUT once under its own transaction id, with the token.
+    let room: Vec<Got> = http
+        .all()
+        .into_iter()
+        .filter(|g| g.path.starts_with("/_matrix/"))
+        .collect();
+    assert_eq!(room.len(), 2, "{room:#?}");
+    for got in &room {
+        assert!(
+            got.path
+                .starts_with("/_matrix/client/v3/rooms/%21ops%3Amatrix.test/send/m.room.message/jitgate."),
+            "{}",
+            got.path
+        );
+        assert_eq!(got.headers["authorization"], "Bearer syt_bot_token");
+    }
+    assert_ne!(room[0].path, room[1].path);
+    assert!(
+        room[0].json()["body"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("kubectl jitgate approve {key}"))
+    );
 
     // The webhook: two CloudEvents, signed, with distinct ids.
     let hook = http.delivered("/hook");
