@@ -213,7 +213,6 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
     }
 
     let metrics = Arc::new(Metrics::new(cfg.expiry_warning));
-    let mut background = Vec::new();
     let forward = match &cfg.notifications {
         Some(path) => {
             let config = Arc::new(crate::notices::load(path)?);
