@@ -30,13 +30,11 @@ struct Bucket {
     latest_expiry: Timestamp,
 }
 
-impl Bucket {
-    /// The approvals whose subject hashes to `who`.
-    fn of(&self, who: u64) -> &[(u64, Arc<Approval>)] {
-        let start = self.by_subject.partition_point(|(h, _)| *h < who);
-        let len = self.by_subject[start..].partition_point(|(h, _)| *h == who);
-        &self.by_subject[start..start + len]
-    }
+/// The approvals of a bucket whose subject hashes to `who`.
+fn of(by_subject: &[(u64, Arc<Approval>)], who: u64) -> &[(u64, Arc<Approval>)] {
+    let start = by_subject.partition_point(|(h, _)| *h < who);
+    let len = by_subject[start..].partition_point(|(h, _)| *h == who);
+    &by_subject[start..start + len]
 }
 
 struct BucketExpiry;
@@ -115,31 +113,46 @@ impl ApprovalIndex {
     }
 
     /// The approvals for this subject, namespace and resource (any name, operation, group
-    /// or expiry: those are the decision's to check).
-    pub fn candidates(&self, k: &LookupKey<'_>) -> Vec<Arc<Approval>> {
-        let mut out = Vec::new();
+    /// or expiry: those are the decision's to check), borrowed from their bucket: a lookup
+    /// copies nothing and allocates nothing, found or not.
+    pub fn candidates<'i>(&'i self, k: &LookupKey<'i>) -> Candidates<'i> {
         let place = self.hasher.hash_one((k.namespace, k.resource, k.sub_resource));
-        let Some(bucket) = self.buckets.get(&place) else {
-            return out;
-        };
-        let subjects = std::iter::once((0u8, k.user)).chain(k.groups.iter().map(|g| (1u8, g.as_str())));
-        for subject in subjects {
-            // Buckets and subjects are found by hash: keep only exact matches.
-            out.extend(
-                bucket
-                    .of(self.hasher.hash_one(subject))
+        Candidates {
+            bucket: self.buckets.get(&place),
+            key: *k,
+            hasher: &self.hasher,
+        }
+    }
+}
+
+/// What [`ApprovalIndex::candidates`] found: the bucket of the request's namespace and
+/// resource, if any, to be walked for the request's user and groups.
+pub struct Candidates<'i> {
+    bucket: Option<Arc<Bucket>>,
+    key: LookupKey<'i>,
+    hasher: &'i RandomState,
+}
+
+impl Candidates<'_> {
+    /// The approvals for the user, then for each of their groups.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Approval>> {
+        let k = &self.key;
+        let by_subject: &[_] = self.bucket.as_deref().map_or(&[], |b| &b.by_subject);
+        std::iter::once((0u8, k.user))
+            .chain(k.groups.iter().map(|g| (1u8, g.as_str())))
+            .filter(move |_| !by_subject.is_empty())
+            .flat_map(move |subject| {
+                // Buckets and subjects are found by hash: keep only exact matches.
+                of(by_subject, self.hasher.hash_one(subject))
                     .iter()
                     .map(|(_, a)| a)
-                    .filter(|a| {
+                    .filter(move |a| {
                         subject_parts(&a.subject) == subject
                             && *a.namespace == *k.namespace
                             && *a.resource == *k.resource
                             && *a.sub_resource == *k.sub_resource
                     })
-                    .cloned(),
-            );
-        }
-        out
+            })
     }
 }
 
@@ -200,16 +213,20 @@ mod tests {
         ids.sort();
         assert_eq!(ids, ["cm/a", "cm/b"]);
         let scale = index.candidates(&key("alice", &[], "prod", "deployments", "scale"));
-        assert_eq!(scale.len(), 1);
+        assert_eq!(scale.iter().count(), 1);
         assert!(
             index
                 .candidates(&key("alice", &[], "prod", "deployments", ""))
-                .is_empty()
+                .iter()
+                .next()
+                .is_none()
         );
         assert!(
             index
                 .candidates(&key("carol", &[], "prod", "secrets", ""))
-                .is_empty()
+                .iter()
+                .next()
+                .is_none()
         );
     }
 
@@ -226,13 +243,18 @@ mod tests {
             now,
         );
         assert_eq!(
-            index.candidates(&key("alice", &[], "prod", "secrets", "")).len(),
+            index
+                .candidates(&key("alice", &[], "prod", "secrets", ""))
+                .iter()
+                .count(),
             1
         );
         assert!(
             index
                 .candidates(&key("alice", &[], "prod", "pods", ""))
-                .is_empty()
+                .iter()
+                .next()
+                .is_none()
         );
         assert_eq!(index.len(), 1);
     }
