@@ -133,26 +133,26 @@ pub struct Candidates<'i> {
     hasher: &'i RandomState,
 }
 
-impl Candidates<'_> {
-    /// The approvals for the user, then for each of their groups.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Approval>> {
+impl<'i> Candidates<'i> {
+    /// Calls `f` with each approval for the user, then for each of their groups.
+    pub fn for_each<'c>(&'c self, mut f: impl FnMut(&'c Arc<Approval>)) {
+        let Some(bucket) = self.bucket.as_deref() else {
+            return;
+        };
         let k = &self.key;
-        let by_subject: &[_] = self.bucket.as_deref().map_or(&[], |b| &b.by_subject);
-        std::iter::once((0u8, k.user))
-            .chain(k.groups.iter().map(|g| (1u8, g.as_str())))
-            .filter(move |_| !by_subject.is_empty())
-            .flat_map(move |subject| {
-                // Buckets and subjects are found by hash: keep only exact matches.
-                of(by_subject, self.hasher.hash_one(subject))
-                    .iter()
-                    .map(|(_, a)| a)
-                    .filter(move |a| {
-                        subject_parts(&a.subject) == subject
-                            && *a.namespace == *k.namespace
-                            && *a.resource == *k.resource
-                            && *a.sub_resource == *k.sub_resource
-                    })
-            })
+        let subjects = std::iter::once((0u8, k.user)).chain(k.groups.iter().map(|g| (1u8, g.as_str())));
+        for subject in subjects {
+            // Buckets and subjects are found by hash: keep only exact matches.
+            for (_, a) in of(&bucket.by_subject, self.hasher.hash_one(subject)) {
+                if subject_parts(&a.subject) == subject
+                    && *a.namespace == *k.namespace
+                    && *a.resource == *k.resource
+                    && *a.sub_resource == *k.sub_resource
+                {
+                    f(a);
+                }
+            }
+        }
     }
 }
 
@@ -172,6 +172,12 @@ mod tests {
         let text =
             format!("{who}\nresource: {resource}\nnamespace: {ns}\nexpiresAt: \"{expires}\"\nreason: r\n");
         Arc::new(parse_entry(id, &text).unwrap())
+    }
+
+    fn found(index: &ApprovalIndex, k: &LookupKey<'_>) -> Vec<Arc<Approval>> {
+        let mut out = Vec::new();
+        index.candidates(k).for_each(|a| out.push(a.clone()));
+        out
     }
 
     fn key<'a>(
@@ -205,29 +211,16 @@ mod tests {
         );
         assert_eq!(index.len(), 5);
         let groups = vec!["sre".to_string()];
-        let mut ids: Vec<_> = index
-            .candidates(&key("alice", &groups, "prod", "secrets", ""))
+        let mut ids: Vec<_> = found(&index, &key("alice", &groups, "prod", "secrets", ""))
             .iter()
             .map(|a| a.id.clone())
             .collect();
         ids.sort();
         assert_eq!(ids, ["cm/a", "cm/b"]);
-        let scale = index.candidates(&key("alice", &[], "prod", "deployments", "scale"));
-        assert_eq!(scale.iter().count(), 1);
-        assert!(
-            index
-                .candidates(&key("alice", &[], "prod", "deployments", ""))
-                .iter()
-                .next()
-                .is_none()
-        );
-        assert!(
-            index
-                .candidates(&key("carol", &[], "prod", "secrets", ""))
-                .iter()
-                .next()
-                .is_none()
-        );
+        let scale = found(&index, &key("alice", &[], "prod", "deployments", "scale"));
+        assert_eq!(scale.len(), 1);
+        assert!(found(&index, &key("alice", &[], "prod", "deployments", "")).is_empty());
+        assert!(found(&index, &key("carol", &[], "prod", "secrets", "")).is_empty());
     }
 
     #[test]
@@ -242,20 +235,8 @@ mod tests {
             ],
             now,
         );
-        assert_eq!(
-            index
-                .candidates(&key("alice", &[], "prod", "secrets", ""))
-                .iter()
-                .count(),
-            1
-        );
-        assert!(
-            index
-                .candidates(&key("alice", &[], "prod", "pods", ""))
-                .iter()
-                .next()
-                .is_none()
-        );
+        assert_eq!(found(&index, &key("alice", &[], "prod", "secrets", "")).len(), 1);
+        assert!(found(&index, &key("alice", &[], "prod", "pods", "")).is_empty());
         assert_eq!(index.len(), 1);
     }
 }

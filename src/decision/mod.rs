@@ -11,7 +11,7 @@
 //! cannot be written) are not decisions: they are [`crate::refusal::Refusal`]s.
 
 use crate::approvals::{
-    Approval, Candidates, ConfigMapRef, LookupKey, Snapshot, approvers, count_approvers, signature_problems,
+    Approval, ConfigMapRef, LookupKey, Snapshot, approvers, count_approvers, signature_problems,
 };
 use crate::ledger;
 use crate::policy::{self, Enforcement, Policy, PolicySet, Target};
@@ -297,34 +297,35 @@ fn gate(req: Request<'_, '_>, target: &Target<'_>, inputs: &Inputs<'_>) -> Reaso
     // parses the objects. A read has none, and no pinned approval covers it.
     let mut change = None;
     let mut best: Option<(Verdict, &Arc<Approval>)> = None;
-    for a in found
-        .iter()
-        .flat_map(Candidates::iter)
-        .filter(|a| in_scope(a, target, req.name()))
-    {
-        let pinned_to = match (via, req) {
-            // A granted write is authorized before its object is known: the pin is held
-            // to when admission sees the change.
-            (Via::GrantedWrite, _) => a.change.as_deref(),
-            (_, Request::Admission(r)) if a.change.is_some() => change
-                .get_or_insert_with(|| crate::change::of(r))
-                .as_ref()
-                .map(|c| c.fingerprint.as_str()),
-            _ => None,
-        };
-        let verdict = judge(a, user, &requirement, pinned_to, inputs.now);
-        // Best verdict first; among equals, an approval without maxUses (so uses are not
-        // spent while it lasts), then the one that lasts longest; among those, the last.
-        let better = best.is_none_or(|(v, b)| {
-            verdict
-                .cmp(&v)
-                .then(b.max_uses.is_some().cmp(&a.max_uses.is_some()))
-                .then(a.expires_at.cmp(&b.expires_at))
-                .is_ge()
+    if let Some(found) = &found {
+        found.for_each(|a| {
+            if !in_scope(a, target, req.name()) {
+                return;
+            }
+            let pinned_to = match (via, req) {
+                // A granted write is authorized before its object is known: the pin is held
+                // to when admission sees the change.
+                (Via::GrantedWrite, _) => a.change.as_deref(),
+                (_, Request::Admission(r)) if a.change.is_some() => change
+                    .get_or_insert_with(|| crate::change::of(r))
+                    .as_ref()
+                    .map(|c| c.fingerprint.as_str()),
+                _ => None,
+            };
+            let verdict = judge(a, user, &requirement, pinned_to, inputs.now);
+            // Best verdict first; among equals, an approval without maxUses (so uses are not
+            // spent while it lasts), then the one that lasts longest; among those, the last.
+            let better = best.is_none_or(|(v, b)| {
+                verdict
+                    .cmp(&v)
+                    .then(b.max_uses.is_some().cmp(&a.max_uses.is_some()))
+                    .then(a.expires_at.cmp(&b.expires_at))
+                    .is_ge()
+            });
+            if better {
+                best = Some((verdict, a));
+            }
         });
-        if better {
-            best = Some((verdict, a));
-        }
     }
     let best = best.map(|(verdict, approval)| (verdict, Arc::clone(approval)));
     let change = change.flatten();
