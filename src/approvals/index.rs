@@ -30,13 +30,11 @@ struct Bucket {
     latest_expiry: Timestamp,
 }
 
-impl Bucket {
-    /// The approvals whose subject hashes to `who`.
-    fn of(&self, who: u64) -> &[(u64, Arc<Approval>)] {
-        let start = self.by_subject.partition_point(|(h, _)| *h < who);
-        let len = self.by_subject[start..].partition_point(|(h, _)| *h == who);
-        &self.by_subject[start..start + len]
-    }
+/// The approvals of a bucket whose subject hashes to `who`.
+fn of(by_subject: &[(u64, Arc<Approval>)], who: u64) -> &[(u64, Arc<Approval>)] {
+    let start = by_subject.partition_point(|(h, _)| *h < who);
+    let len = by_subject[start..].partition_point(|(h, _)| *h == who);
+    &by_subject[start..start + len]
 }
 
 struct BucketExpiry;
@@ -115,31 +113,46 @@ impl ApprovalIndex {
     }
 
     /// The approvals for this subject, namespace and resource (any name, operation, group
-    /// or expiry: those are the decision's to check).
-    pub fn candidates(&self, k: &LookupKey<'_>) -> Vec<Arc<Approval>> {
-        let mut out = Vec::new();
+    /// or expiry: those are the decision's to check), borrowed from their bucket: a lookup
+    /// copies nothing and allocates nothing, found or not.
+    pub fn candidates<'i>(&'i self, k: &LookupKey<'i>) -> Candidates<'i> {
         let place = self.hasher.hash_one((k.namespace, k.resource, k.sub_resource));
-        let Some(bucket) = self.buckets.get(&place) else {
-            return out;
+        Candidates {
+            bucket: self.buckets.get(&place),
+            key: *k,
+            hasher: &self.hasher,
+        }
+    }
+}
+
+/// What [`ApprovalIndex::candidates`] found: the bucket of the request's namespace and
+/// resource, if any, to be walked for the request's user and groups.
+pub struct Candidates<'i> {
+    bucket: Option<Arc<Bucket>>,
+    key: LookupKey<'i>,
+    hasher: &'i RandomState,
+}
+
+impl<'i> Candidates<'i> {
+    /// Calls `f` with each approval for the user, then for each of their groups.
+    pub fn for_each<'c>(&'c self, mut f: impl FnMut(&'c Arc<Approval>)) {
+        let Some(bucket) = self.bucket.as_deref() else {
+            return;
         };
+        let k = &self.key;
         let subjects = std::iter::once((0u8, k.user)).chain(k.groups.iter().map(|g| (1u8, g.as_str())));
         for subject in subjects {
             // Buckets and subjects are found by hash: keep only exact matches.
-            out.extend(
-                bucket
-                    .of(self.hasher.hash_one(subject))
-                    .iter()
-                    .map(|(_, a)| a)
-                    .filter(|a| {
-                        subject_parts(&a.subject) == subject
-                            && *a.namespace == *k.namespace
-                            && *a.resource == *k.resource
-                            && *a.sub_resource == *k.sub_resource
-                    })
-                    .cloned(),
-            );
+            for (_, a) in of(&bucket.by_subject, self.hasher.hash_one(subject)) {
+                if subject_parts(&a.subject) == subject
+                    && *a.namespace == *k.namespace
+                    && *a.resource == *k.resource
+                    && *a.sub_resource == *k.sub_resource
+                {
+                    f(a);
+                }
+            }
         }
-        out
     }
 }
 
@@ -159,6 +172,12 @@ mod tests {
         let text =
             format!("{who}\nresource: {resource}\nnamespace: {ns}\nexpiresAt: \"{expires}\"\nreason: r\n");
         Arc::new(parse_entry(id, &text).unwrap())
+    }
+
+    fn found(index: &ApprovalIndex, k: &LookupKey<'_>) -> Vec<Arc<Approval>> {
+        let mut out = Vec::new();
+        index.candidates(k).for_each(|a| out.push(a.clone()));
+        out
     }
 
     fn key<'a>(
@@ -192,25 +211,16 @@ mod tests {
         );
         assert_eq!(index.len(), 5);
         let groups = vec!["sre".to_string()];
-        let mut ids: Vec<_> = index
-            .candidates(&key("alice", &groups, "prod", "secrets", ""))
+        let mut ids: Vec<_> = found(&index, &key("alice", &groups, "prod", "secrets", ""))
             .iter()
             .map(|a| a.id.clone())
             .collect();
         ids.sort();
         assert_eq!(ids, ["cm/a", "cm/b"]);
-        let scale = index.candidates(&key("alice", &[], "prod", "deployments", "scale"));
+        let scale = found(&index, &key("alice", &[], "prod", "deployments", "scale"));
         assert_eq!(scale.len(), 1);
-        assert!(
-            index
-                .candidates(&key("alice", &[], "prod", "deployments", ""))
-                .is_empty()
-        );
-        assert!(
-            index
-                .candidates(&key("carol", &[], "prod", "secrets", ""))
-                .is_empty()
-        );
+        assert!(found(&index, &key("alice", &[], "prod", "deployments", "")).is_empty());
+        assert!(found(&index, &key("carol", &[], "prod", "secrets", "")).is_empty());
     }
 
     #[test]
@@ -225,15 +235,8 @@ mod tests {
             ],
             now,
         );
-        assert_eq!(
-            index.candidates(&key("alice", &[], "prod", "secrets", "")).len(),
-            1
-        );
-        assert!(
-            index
-                .candidates(&key("alice", &[], "prod", "pods", ""))
-                .is_empty()
-        );
+        assert_eq!(found(&index, &key("alice", &[], "prod", "secrets", "")).len(), 1);
+        assert!(found(&index, &key("alice", &[], "prod", "pods", "")).is_empty());
         assert_eq!(index.len(), 1);
     }
 }

@@ -17,7 +17,7 @@ pub use configmaps::{
     ConfigMapRef, DEFAULT_CONFIGMAP, DEFAULT_NAMESPACE, FileApprovals, FileError, LABEL, ParsedConfigMap,
     has_label, is_labelled, parse_configmap, parse_configmap_after, parse_file,
 };
-pub use index::{ApprovalIndex, LookupKey};
+pub use index::{ApprovalIndex, Candidates, LookupKey};
 pub use parse::{EntryError, parse_entry};
 pub use state::{
     Approvers, Person, State, approvers, count_approvers, request_deadline, signature_problems,

@@ -4,7 +4,7 @@
 
 use super::{Approval, Subject};
 use crate::policy::{self, Level, PolicySet, Unmet};
-use crate::signing::{Checked, Signer};
+use crate::signing::{Checked, Signer, Trust};
 use jiff::Timestamp;
 
 /// Where an entry stands.
@@ -111,56 +111,79 @@ impl Approvers<'_> {
 /// in approvedBy, and the trusted signers whose signatures verified when the entry was
 /// loaded and whose keys are still valid, neither being whom the entry is for.
 pub fn approvers<'a>(a: &'a Approval, requester: &str, now: Timestamp) -> Approvers<'a> {
-    let named_user = a.subject.user();
-    // Sized once: at most one person per name and per signature (a grant's hot path).
+    // Sized once: at most one person per name and per signature.
     let mut out = Approvers {
         people: Vec::with_capacity(a.approved_by.len() + a.checked.len()),
         self_approved: false,
     };
-    for name in &a.approved_by {
-        if **name == *requester || Some(&**name) == named_user {
+    for mark in marks(a, requester, now) {
+        let Mark::By { name, signer } = mark else {
             out.self_approved = true;
-            continue;
-        }
-        if out.people.iter().any(|p| *p.name == **name) {
-            continue;
-        }
-        let groups = a
-            .approved_as
-            .get(&**name)
-            .map(|g| g.iter().map(String::as_str).collect())
-            .unwrap_or_default();
-        out.people.push(Person {
-            name,
-            groups,
-            signed: false,
-        });
-    }
-    for checked in &a.checked {
-        let Checked::Trusted(signer) = checked else {
             continue;
         };
-        if !signer.valid_at(now) {
-            continue;
-        }
-        if signed_by_requester(a, signer, requester) {
-            out.self_approved = true;
-            continue;
-        }
-        let groups = signer.groups.iter().map(String::as_str);
-        match out.people.iter_mut().find(|p| p.name == signer.user) {
-            Some(p) => {
-                p.groups.extend(groups);
+        match (out.people.iter_mut().find(|p| p.name == name), signer) {
+            // Named twice in approvedBy.
+            (Some(_), None) => {}
+            (Some(p), Some(signer)) => {
+                p.groups.extend(signer.groups.iter().map(String::as_str));
                 p.signed = true;
             }
-            None => out.people.push(Person {
-                name: &signer.user,
-                groups: groups.collect(),
+            (None, None) => out.people.push(Person {
+                name,
+                groups: a
+                    .approved_as
+                    .get(name)
+                    .map(|g| g.iter().map(String::as_str).collect())
+                    .unwrap_or_default(),
+                signed: false,
+            }),
+            (None, Some(signer)) => out.people.push(Person {
+                name,
+                groups: signer.groups.iter().map(String::as_str).collect(),
                 signed: true,
             }),
         }
     }
     out
+}
+
+/// One approval of `a` as [`approvers`] reads them, in order: each name in approvedBy, then
+/// each trusted signature still valid at the time.
+#[derive(Clone, Copy)]
+enum Mark<'a> {
+    /// By the requester, or by whom the entry is for: it never counts.
+    Own,
+    /// By someone who counts, once however often they are named or sign.
+    By {
+        name: &'a str,
+        /// Their signature, when it is one.
+        signer: Option<&'a Trust>,
+    },
+}
+
+fn marks<'a>(a: &'a Approval, requester: &str, now: Timestamp) -> impl Iterator<Item = Mark<'a>> + Clone {
+    let named_user = a.subject.user();
+    let named = a.approved_by.iter().map(move |name| {
+        if **name == *requester || Some(&**name) == named_user {
+            Mark::Own
+        } else {
+            Mark::By { name, signer: None }
+        }
+    });
+    let signed = a.checked.iter().filter_map(move |checked| match checked {
+        Checked::Trusted(signer) if signer.valid_at(now) => {
+            Some(if signed_by_requester(a, signer, requester) {
+                Mark::Own
+            } else {
+                Mark::By {
+                    name: &signer.user,
+                    signer: Some(signer),
+                }
+            })
+        }
+        Checked::Trusted(_) | Checked::Refused { .. } => None,
+    });
+    named.chain(signed)
 }
 
 /// True when `signer` is whom `a` is for, or the one asking: its user (or the requester),
@@ -173,10 +196,28 @@ pub fn signed_by_requester(a: &Approval, signer: &Signer, requester: &str) -> bo
 }
 
 /// Distinct approvers other than the requester (see [`approvers`]); and whether the
-/// requester tried to approve their own request.
+/// requester tried to approve their own request. Counted without gathering who they are
+/// (no allocation): what a grant checks when its policies have no levels.
 pub fn count_approvers(a: &Approval, requester: &str, now: Timestamp) -> (u32, bool) {
-    let found = approvers(a, requester, now);
-    (found.count(), found.self_approved)
+    let marks = marks(a, requester, now);
+    let mut counted = 0u32;
+    let mut self_approved = false;
+    for (i, mark) in marks.clone().enumerate() {
+        match mark {
+            Mark::Own => self_approved = true,
+            // A person counts where they first appear.
+            Mark::By { name, .. } => {
+                let seen = marks
+                    .clone()
+                    .take(i)
+                    .any(|m| matches!(m, Mark::By { name: earlier, .. } if earlier == name));
+                if !seen {
+                    counted = counted.saturating_add(1);
+                }
+            }
+        }
+    }
+    (counted, self_approved)
 }
 
 /// Why each signature of `a` that grants nothing, for a request by `requester` at `now`,
@@ -194,4 +235,83 @@ pub fn signature_problems(a: &Approval, requester: &str, now: Timestamp) -> Vec<
             Checked::Trusted(_) => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approvals::parse_entry;
+    use crate::signing::{Binding, PrivateKey, Signers, sign};
+    use std::collections::BTreeMap;
+
+    /// Counting approvers without gathering them (what a grant checks when its policies
+    /// have no levels) agrees with gathering them (levels, a denial's message): each
+    /// person once, however often named or signing; never the requester or whom the entry
+    /// is for; never a signer past their notAfter.
+    #[test]
+    fn counting_approvers_agrees_with_listing_them() {
+        let keys: Vec<PrivateKey> = (0..4).map(|_| PrivateKey::generate().unwrap().0).collect();
+        // carol signs under two names, once as a member of sre; dave's key has expired.
+        let data = BTreeMap::from([
+            (
+                "carol".to_string(),
+                format!("publicKey: {}\nuser: carol\ngroups: [sre]\n", keys[0].public()),
+            ),
+            (
+                "carol2".to_string(),
+                format!("publicKey: {}\nuser: carol\n", keys[1].public()),
+            ),
+            (
+                "dave".to_string(),
+                format!(
+                    "publicKey: {}\nuser: dave\nnotAfter: \"2000-01-01T00:00:00Z\"\n",
+                    keys[2].public()
+                ),
+            ),
+            (
+                "alice".to_string(),
+                format!("publicKey: {}\nuser: alice\n", keys[3].public()),
+            ),
+        ]);
+        let signers = Signers::from_data(Binding::default(), &data).0;
+        let names = ["carol", "carol2", "dave", "alice"];
+        let now = Timestamp::now();
+        let entry = |subject: &str, approved_by: &str, signed_by: u32| {
+            let text = format!(
+                "{subject}\nresource: secrets\nnamespace: prod\nexpiresAt: \"2099-01-01T00:00:00Z\"\nreason: r\napprovedBy: {approved_by}\n"
+            );
+            let mut a = parse_entry("cm/e", &text).unwrap();
+            for (i, key) in keys.iter().enumerate().filter(|(i, _)| signed_by & (1 << i) != 0) {
+                let signature = sign(&a.terms(), &Binding::default(), names[i], key, None);
+                a.signatures.push(signature);
+            }
+            a.checked = a.checked_by(&signers);
+            a
+        };
+        // alice's own approval and signature do not count; bob named twice and carol
+        // named and signing twice count once each.
+        let a = entry("user: alice", "[alice, bob, bob, carol]", 0b1011);
+        assert_eq!(count_approvers(&a, "alice", now), (2, true));
+        for subject in ["user: alice", "group: sre"] {
+            for approved_by in [
+                "[]",
+                "[bob]",
+                "[bob, bob]",
+                "[alice, bob, carol]",
+                "[carol, alice, dave]",
+            ] {
+                for signed_by in 0..16 {
+                    let a = entry(subject, approved_by, signed_by);
+                    for requester in ["alice", "bob", "carol"] {
+                        let found = approvers(&a, requester, now);
+                        assert_eq!(
+                            count_approvers(&a, requester, now),
+                            (found.count(), found.self_approved),
+                            "{subject}, approvedBy {approved_by}, signed by {signed_by:04b}, asked by {requester}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -10,7 +10,9 @@
 //! new decision. Failures of the server itself (an unreadable body, an audit log that
 //! cannot be written) are not decisions: they are [`crate::refusal::Refusal`]s.
 
-use crate::approvals::{Approval, ConfigMapRef, LookupKey, Snapshot, approvers, signature_problems};
+use crate::approvals::{
+    Approval, ConfigMapRef, LookupKey, Snapshot, approvers, count_approvers, signature_problems,
+};
 use crate::ledger;
 use crate::policy::{self, Enforcement, Policy, PolicySet, Target};
 pub use crate::request::Request;
@@ -291,43 +293,44 @@ fn gate(req: Request<'_, '_>, target: &Target<'_>, inputs: &Inputs<'_>) -> Reaso
     // candidate.
     let grantable = !(via == Via::GrantedWrite && req.verb() == "deletecollection");
     let granting = matches!(via, Via::GrantedRead | Via::GrantedWrite);
-    let candidates: Vec<Arc<Approval>> = if grantable {
-        snapshot
-            .index
-            .candidates(&key)
-            .into_iter()
-            .filter(|a| in_scope(a, target, req.name()))
+    let found = grantable.then(|| snapshot.index.candidates(&key));
+    // The request's change, computed only when an approval in scope is pinned to one: it
+    // parses the objects. A read has none, and no pinned approval covers it.
+    let mut change = None;
+    let mut best: Option<(Verdict, &Arc<Approval>)> = None;
+    if let Some(found) = &found {
+        found.for_each(|a| {
             // Never granted to a `system:` user or group, as the RBAC way never binds one.
-            .filter(|a| !(granting && a.subject.is_system()))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    // Computed only when an approval is pinned to a change: it parses the objects. A
-    // read has none, and no pinned approval covers it.
-    let change = match req {
-        Request::Admission(r) if candidates.iter().any(|a| a.change.is_some()) => crate::change::of(r),
-        _ => None,
-    };
-    let fingerprint = change.as_ref().map(|c| c.fingerprint.as_str());
-    // Best verdict first; among equals, an approval without maxUses (so uses are not
-    // spent while it lasts), then the one that lasts longest.
-    let best = candidates
-        .into_iter()
-        .map(|a| {
-            // A granted write is authorized before its object is known: the pin is held
-            // to when admission sees the change.
-            let change = match via {
-                Via::GrantedWrite => a.change.as_deref(),
-                _ => fingerprint,
+            if !in_scope(a, target, req.name()) || (granting && a.subject.is_system()) {
+                return;
+            }
+            let pinned_to = match (via, req) {
+                // A granted write is authorized before its object is known: the pin is held
+                // to when admission sees the change.
+                (Via::GrantedWrite, _) => a.change.as_deref(),
+                (_, Request::Admission(r)) if a.change.is_some() => change
+                    .get_or_insert_with(|| crate::change::of(r))
+                    .as_ref()
+                    .map(|c| c.fingerprint.as_str()),
+                _ => None,
             };
-            (judge(&a, user, &requirement, change, inputs.now), a)
-        })
-        .max_by(|(v1, a1), (v2, a2)| {
-            v1.cmp(v2)
-                .then(a2.max_uses.is_some().cmp(&a1.max_uses.is_some()))
-                .then(a1.expires_at.cmp(&a2.expires_at))
+            let verdict = judge(a, user, &requirement, pinned_to, inputs.now);
+            // Best verdict first; among equals, an approval without maxUses (so uses are not
+            // spent while it lasts), then the one that lasts longest; among those, the last.
+            let better = best.is_none_or(|(v, b)| {
+                verdict
+                    .cmp(&v)
+                    .then(b.max_uses.is_some().cmp(&a.max_uses.is_some()))
+                    .then(a.expires_at.cmp(&b.expires_at))
+                    .is_ge()
+            });
+            if better {
+                best = Some((verdict, a));
+            }
         });
+    }
+    let best = best.map(|(verdict, approval)| (verdict, Arc::clone(approval)));
+    let change = change.flatten();
     let Some((verdict, approval)) = best else {
         return Reason::NoApproval { requirement, change };
     };
@@ -427,10 +430,10 @@ pub fn judge(
     }
     if !a.started() {
         // A `for:` entry whose last approver has not signed: its clock has not started.
-        let found = approvers(a, requester, now);
+        let (counted, self_approved) = count_approvers(a, requester, now);
         return Verdict::TooFewApprovers {
-            counted: found.count(),
-            self_approved: found.self_approved,
+            counted,
+            self_approved,
         };
     }
     if now >= a.expires_at {
@@ -446,11 +449,19 @@ pub fn judge(
     if a.expires_at.duration_since(now) > req.max_duration {
         return Verdict::ExceedsMaxDuration;
     }
-    let found = approvers(a, requester, now);
-    if !found.suffice(req.min_approvers, &req.levels) {
+    // Who approved matters only to levels: without any, counting them is enough.
+    let (counted, self_approved, enough) = if req.levels.is_empty() {
+        let (counted, self_approved) = count_approvers(a, requester, now);
+        (counted, self_approved, counted >= req.min_approvers)
+    } else {
+        let found = approvers(a, requester, now);
+        let enough = found.suffice(req.min_approvers, &req.levels);
+        (found.count(), found.self_approved, enough)
+    };
+    if !enough {
         return Verdict::TooFewApprovers {
-            counted: found.count(),
-            self_approved: found.self_approved,
+            counted,
+            self_approved,
         };
     }
     Verdict::Valid
