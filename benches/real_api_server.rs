@@ -22,7 +22,6 @@
 #[allow(dead_code, unused_imports)]
 mod realk8s;
 #[path = "../tests/it/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use jitgate::sync::cluster::ClusterSource;
