@@ -5,9 +5,9 @@
 //! judged by the [`ledger`] through it too. The server, `jitgate check`, the benchmarks
 //! and the fuzz targets all call it.
 //!
-//! Nothing changes a decision once it is made, except [`Decision::uses_exhausted`]: the
-//! one step for a side effect (spending a use of a `maxUses` approval), which returns a
-//! new decision. Failures of the server itself (an unreadable body, an audit log that
+//! Nothing changes a decision once it is made, except [`Decision::uses_exhausted`] and
+//! [`Decision::dry_run_not_counted`]: the steps for a side effect (spending a use of a
+//! `maxUses` approval), which return a new decision. Failures of the server itself (an unreadable body, an audit log that
 //! cannot be written) are not decisions: they are [`crate::refusal::Refusal`]s.
 
 use crate::approvals::{Approval, ConfigMapRef, LookupKey, Snapshot, approvers, signature_problems};
@@ -159,11 +159,33 @@ impl Decision {
         }
     }
 
-    /// The one step that changes a decision after it is made: the use of its `maxUses`
-    /// approval could not be spent, because every use is spent. The grant becomes a
-    /// `uses_exhausted` denial (or, under a policy in rollout, lets the request through
-    /// marked so). Any other decision is returned as it was.
+    /// One of the two steps that change a decision after it is made: the use of its
+    /// `maxUses` approval could not be spent, because every use is spent. The grant
+    /// becomes a `uses_exhausted` denial (or, under a policy in rollout, lets the request
+    /// through marked so). Any other decision is returned as it was.
     pub fn uses_exhausted(self) -> Decision {
+        self.unspent(|requirement, approval| Reason::UsesExhausted {
+            requirement,
+            approval,
+            change: None,
+        })
+    }
+
+    /// The other step: the grant is a dry run under a `maxUses` approval, which spends no
+    /// use, while the API server may still act on it (a token request) or return the
+    /// object. The grant becomes a `dry_run_not_counted` denial (or, under a policy in
+    /// rollout, lets the request through marked so). Any other decision is returned as
+    /// it was.
+    pub fn dry_run_not_counted(self) -> Decision {
+        self.unspent(|requirement, approval| Reason::DryRunNotCounted {
+            requirement,
+            approval,
+            change: None,
+        })
+    }
+
+    /// The grant of an approval turned into the denial `denial` makes of its terms.
+    fn unspent(self, denial: impl FnOnce(Requirement, Arc<Approval>) -> Reason) -> Decision {
         let reason = match self.reason {
             Reason::Approved {
                 requirement,
@@ -172,11 +194,7 @@ impl Decision {
             | Reason::BreakGlass {
                 requirement,
                 approval,
-            } => Reason::UsesExhausted {
-                requirement,
-                approval,
-                change: None,
-            },
+            } => denial(requirement, approval),
             other => other,
         };
         Decision { reason, ..self }
