@@ -305,10 +305,17 @@ fn gate(req: Request<'_, '_>, target: &Target<'_>, inputs: &Inputs<'_>) -> Reaso
     };
     // A deletecollection deletes every object of the resource in one call: no approval
     // grants it (admission still gates each object's DELETE, and RBAC decides the call
-    // itself), so that both ways of granting agree (`crate::rbac`). Asked once, not per
-    // candidate.
-    let grantable = !(via == Via::GrantedWrite && req.verb() == "deletecollection");
+    // itself), so that both ways of granting agree (`crate::rbac`). Nor a write under a
+    // rule with `objectTypes`: admission is sent only those types, and this request carries
+    // no object, so the grant would be of every type. Nor anything in a namespace whose
+    // writes admission never sees (the cluster's own, and jitgate's, where its count of
+    // uses lives); the rendered authorization configuration never asks there either.
+    // Asked once, not per candidate.
     let granting = matches!(via, Via::GrantedRead | Via::GrantedWrite);
+    let ungrantable = (via == Via::GrantedWrite
+        && (req.verb() == "deletecollection" || gating.iter().any(|p| p.types_objects(target))))
+        || (granting && policy::never_gated(target.namespace, &snapshot.home.namespace));
+    let grantable = !ungrantable;
     let candidates: Vec<Arc<Approval>> = if grantable {
         snapshot
             .index
