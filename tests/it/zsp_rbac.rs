@@ -1210,3 +1210,41 @@ async fn no_role_where_the_gate_never_sees_the_writes_nor_under_object_types_on_
     );
     jitgate.stop().await;
 }
+
+/// RBAC has no subresource wildcard: a Role's `pods/*` allows neither `pods/exec` nor
+/// `pods/log` (so says a real v1.36 API server), so jitgate holding it could make no grant
+/// under a policy granting `pods/*`, and would fail on each pass. `jitgate manifests
+/// grants` renders nothing for such a policy, and says why; no kit needed.
+#[test]
+fn jitgate_manifests_grants_refuses_a_granting_policy_with_a_subresource_wildcard() {
+    let work = tempfile::tempdir().unwrap();
+    for (resource, ops) in [("pods/*", "CONNECT"), ("*/*", "UPDATE"), ("pods/exec", "CONNECT")] {
+        let policy = POLICY.replace(
+            "resources: [\"pods/exec\"]\n      operations: [\"CONNECT\"]",
+            &format!("resources: [\"{resource}\"]\n      operations: [\"{ops}\"]"),
+        );
+        assert!(policy.contains(resource));
+        std::fs::write(work.path().join("p.yaml"), policy).unwrap();
+        let rendered = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+            .args(["manifests", "grants", "--policies"])
+            .arg(work.path())
+            .output()
+            .unwrap();
+        let (out, err) = (
+            String::from_utf8_lossy(&rendered.stdout),
+            String::from_utf8_lossy(&rendered.stderr),
+        );
+        if resource == "pods/exec" {
+            assert!(rendered.status.success() && out.contains("pods/exec"), "{err}");
+            continue;
+        }
+        assert!(!rendered.status.success(), "{resource}: {out}");
+        assert!(out.is_empty(), "{resource}: rendered {out}");
+        assert!(
+            err.contains(&format!(
+                "grants resource {resource:?}, and RBAC has no subresource wildcard"
+            )),
+            "{resource}: {err}"
+        );
+    }
+}
