@@ -246,6 +246,19 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
                 if a.max_uses == Some(1) { "" } else { "s" }
             ),
         ),
+        Reason::DryRunNotCounted {
+            requirement,
+            approval: a,
+            ..
+        } => (
+            requirement,
+            format!(
+                "approval {:?} allows a limited number of uses (maxUses), and does not cover dry runs: they would \
+                 not be counted, and the API server may still act on them (a token request) or return the object; \
+                 run it for real",
+                a.id
+            ),
+        ),
         Reason::ApprovalExceedsMaxDuration {
             requirement,
             approval: a,

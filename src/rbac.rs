@@ -22,6 +22,12 @@
 //!   CONNECT names the Pod and is kept. `deletecollection` is never granted: it names no
 //!   object and a Role would let it delete every object of the resource at once.
 //! - A cluster-scoped object (no namespace): a Role cannot hold it.
+//! - A namespace whose requests never reach jitgate's webhooks ([`policy::NEVER_GATED`]
+//!   and jitgate's own, where its approvals and its count of uses live): the admission
+//!   gate would see none of the writes, and the webhook way never grants there.
+//! - A granting policy rule with `objectTypes` that covers it: the admission gate is only
+//!   sent objects of the listed types, and a Role cannot tell types apart, so it would
+//!   allow writes of every type, unchecked and (under `maxUses`) uncounted.
 //! - No `apiGroup`, under a policy rule for every group (`"*"`): a Role would grant the
 //!   resource in every group, so there is none. Without `apiGroup` under rules naming
 //!   their groups, the Role names those groups that `decide` grants.
@@ -42,7 +48,7 @@ use crate::approvals::{Approval, ConfigMapRef, Snapshot, Subject};
 use crate::authorization::{AccessRequest, CONNECT_SUBRESOURCES};
 use crate::decision::{Approvals, Inputs, Outcome, decide};
 use crate::operation::{OpSet, Operation};
-use crate::policy::{PolicySet, Target};
+use crate::policy::{self, PolicySet, Target};
 use crate::signing::{Checked, Signers};
 use jiff::Timestamp;
 use std::collections::BTreeSet;
@@ -119,6 +125,14 @@ pub enum NoGrant {
     MaxUsesReads(String),
     #[error("it names a cluster-scoped object, which a Role cannot hold")]
     ClusterScoped,
+    #[error(
+        "it is in namespace {0}, whose requests never reach jitgate's webhooks (the cluster's own, and jitgate's), so no use would be counted and no write checked; the webhook way never grants there either"
+    )]
+    UngatedNamespace(String),
+    #[error(
+        "a granting policy gates only some types of its objects (objectTypes), and a Role would allow every type, whose writes the admission gate is not sent"
+    )]
+    ObjectTypes,
     #[error(
         "it names no apiGroup and a granting policy covers every group, so a Role would grant the resource in every group"
     )]
@@ -209,11 +223,13 @@ pub fn role_verbs_of(op: Operation, sub_resource: &str, named: bool) -> &'static
 }
 
 /// What the approval grants as a Role, at `now`, under `policies`; `signers` are the
-/// trusted signers its signatures were checked against.
+/// trusted signers its signatures were checked against; `jitgate_namespace` is jitgate's
+/// own (where its approvals and its count of uses live).
 pub fn grant_of(
     a: &Arc<Approval>,
     policies: &PolicySet,
     signers: &Arc<Signers>,
+    jitgate_namespace: &str,
     now: Timestamp,
 ) -> Result<Grant, NoGrant> {
     let ops = a.operations.unwrap_or(OpSet::ALL);
@@ -229,6 +245,9 @@ pub fn grant_of(
     }
     if a.namespace.is_empty() {
         return Err(NoGrant::ClusterScoped);
+    }
+    if policy::never_gated(&a.namespace, jitgate_namespace) {
+        return Err(NoGrant::UngatedNamespace(a.namespace.to_string()));
     }
     if a.break_glass {
         return Err(NoGrant::BreakGlass);
@@ -271,6 +290,9 @@ pub fn grant_of(
                 object: None,
             };
             for p in policies.gating(&target) {
+                if p.grant && p.types_objects(&target) {
+                    return Err(NoGrant::ObjectTypes);
+                }
                 if !p.exempt_groups.is_empty() {
                     return Err(NoGrant::Exemptions("groups"));
                 }
@@ -373,7 +395,10 @@ pub fn grants_of(
         .approvals
         .iter()
         .filter(|a| concerns(a, policies))
-        .map(|a| (a.clone(), grant_of(a, policies, &snapshot.signers, now)))
+        .map(|a| {
+            let grant = grant_of(a, policies, &snapshot.signers, &snapshot.home.namespace, now);
+            (a.clone(), grant)
+        })
         .collect()
 }
 

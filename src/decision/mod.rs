@@ -5,9 +5,9 @@
 //! judged by the [`ledger`] through it too. The server, `jitgate check`, the benchmarks
 //! and the fuzz targets all call it.
 //!
-//! Nothing changes a decision once it is made, except [`Decision::uses_exhausted`]: the
-//! one step for a side effect (spending a use of a `maxUses` approval), which returns a
-//! new decision. Failures of the server itself (an unreadable body, an audit log that
+//! Nothing changes a decision once it is made, except [`Decision::uses_exhausted`] and
+//! [`Decision::dry_run_not_counted`]: the steps for a side effect (spending a use of a
+//! `maxUses` approval), which return a new decision. Failures of the server itself (an unreadable body, an audit log that
 //! cannot be written) are not decisions: they are [`crate::refusal::Refusal`]s.
 
 use crate::approvals::{
@@ -161,11 +161,33 @@ impl Decision {
         }
     }
 
-    /// The one step that changes a decision after it is made: the use of its `maxUses`
-    /// approval could not be spent, because every use is spent. The grant becomes a
-    /// `uses_exhausted` denial (or, under a policy in rollout, lets the request through
-    /// marked so). Any other decision is returned as it was.
+    /// One of the two steps that change a decision after it is made: the use of its
+    /// `maxUses` approval could not be spent, because every use is spent. The grant
+    /// becomes a `uses_exhausted` denial (or, under a policy in rollout, lets the request
+    /// through marked so). Any other decision is returned as it was.
     pub fn uses_exhausted(self) -> Decision {
+        self.unspent(|requirement, approval| Reason::UsesExhausted {
+            requirement,
+            approval,
+            change: None,
+        })
+    }
+
+    /// The other step: the grant is a dry run under a `maxUses` approval, which spends no
+    /// use, while the API server may still act on it (a token request) or return the
+    /// object. The grant becomes a `dry_run_not_counted` denial (or, under a policy in
+    /// rollout, lets the request through marked so). Any other decision is returned as
+    /// it was.
+    pub fn dry_run_not_counted(self) -> Decision {
+        self.unspent(|requirement, approval| Reason::DryRunNotCounted {
+            requirement,
+            approval,
+            change: None,
+        })
+    }
+
+    /// The grant of an approval turned into the denial `denial` makes of its terms.
+    fn unspent(self, denial: impl FnOnce(Requirement, Arc<Approval>) -> Reason) -> Decision {
         let reason = match self.reason {
             Reason::Approved {
                 requirement,
@@ -174,11 +196,7 @@ impl Decision {
             | Reason::BreakGlass {
                 requirement,
                 approval,
-            } => Reason::UsesExhausted {
-                requirement,
-                approval,
-                change: None,
-            },
+            } => denial(requirement, approval),
             other => other,
         };
         Decision { reason, ..self }
@@ -289,10 +307,17 @@ fn gate(req: Request<'_, '_>, target: &Target<'_>, inputs: &Inputs<'_>) -> Reaso
     };
     // A deletecollection deletes every object of the resource in one call: no approval
     // grants it (admission still gates each object's DELETE, and RBAC decides the call
-    // itself), so that both ways of granting agree (`crate::rbac`). Asked once, not per
-    // candidate.
-    let grantable = !(via == Via::GrantedWrite && req.verb() == "deletecollection");
+    // itself), so that both ways of granting agree (`crate::rbac`). Nor a write under a
+    // rule with `objectTypes`: admission is sent only those types, and this request carries
+    // no object, so the grant would be of every type. Nor anything in a namespace whose
+    // writes admission never sees (the cluster's own, and jitgate's, where its count of
+    // uses lives); the rendered authorization configuration never asks there either.
+    // Asked once, not per candidate.
     let granting = matches!(via, Via::GrantedRead | Via::GrantedWrite);
+    let ungrantable = (via == Via::GrantedWrite
+        && (req.verb() == "deletecollection" || gating.iter().any(|p| p.types_objects(target))))
+        || (granting && policy::never_gated(target.namespace, &snapshot.home.namespace));
+    let grantable = !ungrantable;
     let found = grantable.then(|| snapshot.index.candidates(&key));
     // The request's change, computed only when an approval in scope is pinned to one: it
     // parses the objects. A read has none, and no pinned approval covers it.

@@ -108,6 +108,13 @@ pub enum Reason {
         approval: Arc<Approval>,
         change: Option<Change>,
     },
+    /// A dry run under an approval with `maxUses`: it would not be counted, and the API
+    /// server may still act on it (a token request) or return the object.
+    DryRunNotCounted {
+        requirement: Requirement,
+        approval: Arc<Approval>,
+        change: Option<Change>,
+    },
     /// Approvals have not been loaded, so nothing can be granted.
     ApprovalsUnavailable { requirement: Requirement },
     /// The approvals' source has been silent past the staleness budget: they may be out
@@ -138,6 +145,7 @@ pub enum Code {
     BreakGlassNotAllowed,
     ChangeNotApproved,
     UsesExhausted,
+    DryRunNotCounted,
     ApprovalsUnavailable,
     ApprovalsStale,
     LedgerAccepted,
@@ -159,6 +167,7 @@ impl Code {
             Code::BreakGlassNotAllowed => "break_glass_not_allowed",
             Code::ChangeNotApproved => "change_not_approved",
             Code::UsesExhausted => "uses_exhausted",
+            Code::DryRunNotCounted => "dry_run_not_counted",
             Code::ApprovalsUnavailable => "approvals_unavailable",
             Code::ApprovalsStale => "approvals_stale",
             Code::LedgerAccepted => "ledger_accepted",
@@ -182,6 +191,7 @@ impl Reason {
             Reason::BreakGlassNotAllowed { .. } => Code::BreakGlassNotAllowed,
             Reason::ChangeNotApproved { .. } => Code::ChangeNotApproved,
             Reason::UsesExhausted { .. } => Code::UsesExhausted,
+            Reason::DryRunNotCounted { .. } => Code::DryRunNotCounted,
             Reason::ApprovalsUnavailable { .. } => Code::ApprovalsUnavailable,
             Reason::ApprovalsStale { .. } => Code::ApprovalsStale,
             Reason::LedgerAccepted { .. } => Code::LedgerAccepted,
@@ -202,6 +212,7 @@ impl Reason {
             | Reason::BreakGlassNotAllowed { requirement, .. }
             | Reason::ChangeNotApproved { requirement, .. }
             | Reason::UsesExhausted { requirement, .. }
+            | Reason::DryRunNotCounted { requirement, .. }
             | Reason::ApprovalsUnavailable { requirement }
             | Reason::ApprovalsStale { requirement, .. } => Some(requirement),
             Reason::NotGated
@@ -222,7 +233,8 @@ impl Reason {
             | Reason::TooFewApprovers { approval, .. }
             | Reason::BreakGlassNotAllowed { approval, .. }
             | Reason::ChangeNotApproved { approval, .. }
-            | Reason::UsesExhausted { approval, .. } => Some(approval),
+            | Reason::UsesExhausted { approval, .. }
+            | Reason::DryRunNotCounted { approval, .. } => Some(approval),
             _ => None,
         }
     }
@@ -237,7 +249,8 @@ impl Reason {
             | Reason::TooFewApprovers { change, .. }
             | Reason::BreakGlassNotAllowed { change, .. }
             | Reason::ChangeNotApproved { change, .. }
-            | Reason::UsesExhausted { change, .. } => change,
+            | Reason::UsesExhausted { change, .. }
+            | Reason::DryRunNotCounted { change, .. } => change,
             _ => &None,
         };
         change.as_ref()

@@ -13,11 +13,15 @@
 //! namespaces at all. Listing Roles and RoleBindings (to find its own by label) is
 //! cluster-wide.
 //!
-//! RBAC's `*` resource covers every subresource too, and `pods/*` covers `pods/exec`, which
-//! a `get` or `create` on it opens; a policy's `*` names no subresource, and its `pods/*`
-//! with `get` names no CONNECT. So a granting policy whose resource RBAC would widen so
-//! (`*`, or `x/*` with `get` or `create` but no `CONNECT`) is refused: nothing is rendered,
-//! rather than more than the policies name.
+//! RBAC's `*` resource covers every subresource too (`pods/exec` among them), which a
+//! `get` or `create` on it opens, while a policy's `*` names no subresource: a granting
+//! policy with `*` is refused. RBAC has no `x/*`: a Role's `pods/*` (or `*/*`) is taken
+//! literally and allows no subresource at all (on a real v1.36 API server, `get` and
+//! `create` on `pods/*` allow neither `pods/exec` nor `pods/log`), so jitgate holding it
+//! could make no grant under such a policy (the API server's escalation check refuses
+//! every Role) and would fail on every pass. A granting policy with any subresource
+//! wildcard (`x/*`, `*/*`) is refused too. Refused: nothing is rendered, rather than more
+//! than the policies name or less than they mean.
 
 use crate::policy::{PolicySet, ResourcePattern, Sub};
 use crate::rbac::role_verbs_of;
@@ -60,6 +64,10 @@ pub enum RenderError {
         "policy {policy} grants resource {resource:?}, which RBAC would widen to every subresource (pods/exec among them): name the resources and subresources it grants"
     )]
     Widened { policy: String, resource: String },
+    #[error(
+        "policy {policy} grants resource {resource:?}, and RBAC has no subresource wildcard: a Role's {resource:?} allows no subresource at all, so jitgate could make no grant under it; name the subresources it grants"
+    )]
+    AnySubresource { policy: String, resource: String },
 }
 
 /// The rules jitgate must hold to create and bind every Role granting policies can make.
@@ -81,18 +89,21 @@ pub fn grantable_rules(policies: &PolicySet) -> Result<Vec<PolicyRule>, RenderEr
             if verbs.is_empty() {
                 continue;
             }
-            let opens_connects = verbs.iter().any(|v| *v == "get" || *v == "create")
-                && !rule.operations.contains(crate::operation::Operation::Connect);
-            let widened = match resource.sub() {
-                Sub::None => resource.as_rule_string() == "*",
-                Sub::Any => opens_connects,
-                Sub::Named(_) => false,
-            };
-            if widened {
-                return Err(RenderError::Widened {
-                    policy: policy.name.clone(),
-                    resource: resource.as_rule_string(),
-                });
+            let (policy, resource_text) = (policy.name.clone(), resource.as_rule_string());
+            match resource.sub() {
+                Sub::None if resource_text == "*" => {
+                    return Err(RenderError::Widened {
+                        policy,
+                        resource: resource_text,
+                    });
+                }
+                Sub::Any => {
+                    return Err(RenderError::AnySubresource {
+                        policy,
+                        resource: resource_text,
+                    });
+                }
+                Sub::None | Sub::Named(_) => {}
             }
             let r = PolicyRule {
                 api_groups: Some(rule.api_groups.clone()),
@@ -296,12 +307,27 @@ spec:
     }
 
     #[test]
-    fn a_granting_policy_whose_resource_rbac_would_widen_to_subresources_renders_nothing() {
-        // RBAC's `*` covers pods/exec; `pods/*` with get covers a get of pods/exec, an exec.
-        for (resources, ops) in [
-            (r#"["*"]"#, r#"["UPDATE"]"#),
-            (r#"["pods/*"]"#, r#"["DELETE"], verbs: ["get"]"#),
-            (r#"["*/*"]"#, r#"["CREATE"]"#),
+    fn a_granting_policy_whose_resource_rbac_would_widen_or_not_hold_renders_nothing() {
+        // RBAC's `*` covers pods/exec, and RBAC has no `x/*`: a Role's `pods/*` or `*/*`
+        // allows no subresource, so jitgate holding it could grant nothing under it.
+        for (resources, ops, says) in [
+            (r#"["*"]"#, r#"["UPDATE"]"#, "which RBAC would widen"),
+            (
+                r#"["pods/*"]"#,
+                r#"["DELETE"], verbs: ["get"]"#,
+                "RBAC has no subresource wildcard",
+            ),
+            (
+                r#"["pods/*"]"#,
+                r#"["CONNECT"], verbs: ["get"]"#,
+                "RBAC has no subresource wildcard",
+            ),
+            (
+                r#"["pods/*"]"#,
+                r#"["UPDATE", "DELETE"]"#,
+                "RBAC has no subresource wildcard",
+            ),
+            (r#"["*/*"]"#, r#"["CREATE"]"#, "RBAC has no subresource wildcard"),
         ] {
             let text = GRANTING.replace(
                 r#"resources: ["pods/exec"], operations: ["CONNECT"]"#,
@@ -309,16 +335,16 @@ spec:
             );
             let refused = grantable_rules(&policies(&text)).unwrap_err();
             assert!(
-                refused.to_string().contains("policy contractors grants resource"),
+                refused.to_string().contains("policy contractors grants resource")
+                    && refused.to_string().contains(says),
                 "{refused}"
             );
             assert!(yaml(&policies(&text), "jitgate-system").is_err());
         }
-        // What RBAC holds exactly as the policy names it stays: a named subresource, and
-        // any subresource when the policy grants CONNECT too, or only writes no exec is.
+        // What RBAC holds exactly as the policy names it stays: a named subresource, also
+        // of every resource (`*/scale`, which RBAC has).
         for (resources, ops) in [
-            (r#"["pods/*"]"#, r#"["CONNECT"], verbs: ["get"]"#),
-            (r#"["pods/*"]"#, r#"["UPDATE", "DELETE"]"#),
+            (r#"["pods/exec"]"#, r#"["CONNECT"], verbs: ["get"]"#),
             (r#"["*/scale"]"#, r#"["UPDATE"], verbs: ["get"]"#),
         ] {
             let text = GRANTING.replace(

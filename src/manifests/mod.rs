@@ -18,9 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelecto
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Namespaces whose objects never go to the gating webhook: the cluster's own, and
-/// jitgate's, so that neither the cluster nor jitgate can be locked out.
-pub const NEVER_GATED: [&str; 4] = ["jitgate-system", "kube-node-lease", "kube-public", "kube-system"];
+pub use crate::policy::NEVER_GATED;
 
 /// Where the webhook Service lives.
 #[derive(Debug, Clone)]

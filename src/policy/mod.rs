@@ -292,6 +292,16 @@ impl Policy {
         self.covers_namespace(t.namespace, t.operation.is_read()) && self.rules.iter().any(|r| r.matches(t))
     }
 
+    /// True when a rule of the policy that names `objectTypes` covers the target: the
+    /// policy gates only some objects of its resource (and those it cannot read).
+    pub fn types_objects(&self, t: &Target<'_>) -> bool {
+        self.covers_namespace(t.namespace, t.operation.is_read())
+            && self
+                .rules
+                .iter()
+                .any(|r| !r.object_types.is_empty() && r.matches(t))
+    }
+
     /// True when the policy applies in `namespace` (all do when `namespaces` is omitted).
     /// A read without a namespace (`kubectl get secrets --all-namespaces`) spans every
     /// namespace, the policy's among them, so every policy applies to it; a write without
@@ -422,6 +432,16 @@ impl PolicySet {
             .filter(|p| p.gates(t))
             .collect()
     }
+}
+
+/// Namespaces whose requests never go to jitgate's webhooks: the cluster's own, and
+/// jitgate's, so that neither the cluster nor jitgate can be locked out.
+pub const NEVER_GATED: [&str; 4] = ["jitgate-system", "kube-node-lease", "kube-public", "kube-system"];
+
+/// True for a namespace whose requests the rendered webhook configurations never send to
+/// jitgate: one of [`NEVER_GATED`], or `jitgate_namespace`, jitgate's own.
+pub fn never_gated(namespace: &str, jitgate_namespace: &str) -> bool {
+    namespace == jitgate_namespace || NEVER_GATED.contains(&namespace)
 }
 
 /// How long a request waits for approvers when its policy does not say.

@@ -42,7 +42,13 @@ fn approval(extra: &str) -> Arc<Approval> {
 }
 
 fn grant(extra: &str) -> Result<Grant, NoGrant> {
-    grant_of(&approval(extra), &policies(POLICIES), &Arc::default(), now())
+    grant_of(
+        &approval(extra),
+        &policies(POLICIES),
+        &Arc::default(),
+        "jitgate-system",
+        now(),
+    )
 }
 
 fn rule(group: &str, resource: &str, names: &[&str], verbs: &[&'static str]) -> Rule {
@@ -157,7 +163,13 @@ fn what_a_role_cannot_bound_gets_no_role_and_says_why() {
     );
     let later = now() + jiff::SignedDuration::from_mins(31);
     assert_eq!(
-        grant_of(&expired, &policies(POLICIES), &Arc::default(), later),
+        grant_of(
+            &expired,
+            &policies(POLICIES),
+            &Arc::default(),
+            "jitgate-system",
+            later
+        ),
         Err(NoGrant::NothingGranted)
     );
     let cm = approval(
@@ -187,7 +199,13 @@ fn exemptions_a_role_cannot_follow_and_rules_for_every_group_refuse_the_role() {
         "user: erin\nresource: secrets\nnamespace: prod\nname: db\nverbs: [get]\napprovedBy: [alice]\n",
     );
     assert_eq!(
-        grant_of(&a, &policies(&exempting), &Arc::default(), now()),
+        grant_of(
+            &a,
+            &policies(&exempting),
+            &Arc::default(),
+            "jitgate-system",
+            now()
+        ),
         Err(NoGrant::Exemptions("groups"))
     );
     let any_group = POLICIES.replace(
@@ -196,13 +214,28 @@ fn exemptions_a_role_cannot_follow_and_rules_for_every_group_refuse_the_role() {
     );
     assert_ne!(any_group, POLICIES);
     assert_eq!(
-        grant_of(&a, &policies(&any_group), &Arc::default(), now()),
+        grant_of(
+            &a,
+            &policies(&any_group),
+            &Arc::default(),
+            "jitgate-system",
+            now()
+        ),
         Err(NoGrant::AnyApiGroup)
     );
     let scoped = approval(
         "user: erin\nresource: secrets\napiGroup: \"\"\nnamespace: prod\nname: db\nverbs: [get]\napprovedBy: [alice]\n",
     );
-    assert!(grant_of(&scoped, &policies(&any_group), &Arc::default(), now()).is_ok());
+    assert!(
+        grant_of(
+            &scoped,
+            &policies(&any_group),
+            &Arc::default(),
+            "jitgate-system",
+            now()
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -255,4 +288,79 @@ fn an_approval_to_a_system_user_or_group_gets_no_role() {
             "{subject}"
         );
     }
+}
+
+/// A granting policy without `namespaces:`: it covers jitgate's and the cluster's own.
+const EVERYWHERE: &str = r#"
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata: { name: everywhere }
+spec:
+  grant: true
+  rules: [{ apiGroups: [""], resources: ["configmaps", "secrets"], operations: ["CREATE", "UPDATE", "DELETE"] }]
+  approval: { minApprovers: 1, maxDuration: 1h }
+"#;
+
+#[test]
+fn no_role_where_the_admission_gate_never_sees_the_writes() {
+    let p = policies(EVERYWHERE);
+    let in_ns = |ns: &str, extra: &str| {
+        approval(&format!(
+            "user: erin\nresource: configmaps\nnamespace: {ns}\nname: jitgate-usage\noperations: [UPDATE]\napprovedBy: [alice]\n{extra}"
+        ))
+    };
+    for (ns, home) in [
+        ("jitgate-system", "jitgate-system"),
+        ("kube-system", "jitgate-system"),
+        ("kube-public", "jitgate-system"),
+        ("kube-node-lease", "jitgate-system"),
+        ("gate", "gate"),
+    ] {
+        for extra in ["", "maxUses: 1\n"] {
+            assert_eq!(
+                grant_of(&in_ns(ns, extra), &p, &Arc::default(), home, now()),
+                Err(NoGrant::UngatedNamespace(ns.into())),
+                "{ns} {extra}"
+            );
+        }
+    }
+    // Elsewhere, the same approval gets its Role.
+    let g = grant_of(&in_ns("prod", "maxUses: 1\n"), &p, &Arc::default(), "gate", now()).unwrap();
+    assert_eq!(
+        g.rules,
+        vec![rule("", "configmaps", &["jitgate-usage"], &["patch", "update"])]
+    );
+}
+
+#[test]
+fn no_role_under_a_granting_rule_with_object_types_which_a_role_cannot_tell_apart() {
+    let typed = EVERYWHERE.replace(
+        r#"operations: ["CREATE", "UPDATE", "DELETE"] }"#,
+        r#"operations: ["CREATE", "UPDATE", "DELETE"], objectTypes: ["kubernetes.io/tls"] }"#,
+    );
+    let p = policies(&typed);
+    for extra in ["", "maxUses: 1\n"] {
+        let a = approval(&format!(
+            "user: erin\nresource: secrets\nnamespace: prod\noperations: [CREATE]\napprovedBy: [alice]\n{extra}"
+        ));
+        assert_eq!(
+            grant_of(&a, &p, &Arc::default(), "jitgate-system", now()),
+            Err(NoGrant::ObjectTypes),
+            "{extra}"
+        );
+    }
+    // The same approval without objectTypes gets its Role.
+    let a = approval(
+        "user: erin\nresource: secrets\nnamespace: prod\noperations: [CREATE]\napprovedBy: [alice]\nmaxUses: 1\n",
+    );
+    assert!(
+        grant_of(
+            &a,
+            &policies(EVERYWHERE),
+            &Arc::default(),
+            "jitgate-system",
+            now()
+        )
+        .is_ok()
+    );
 }

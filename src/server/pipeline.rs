@@ -47,6 +47,11 @@ pub(super) trait Wire {
     /// True for a question rather than an act (a dry run, `kubectl auth can-i`): it is
     /// answered the same, spends no use and tells nobody.
     fn asks_only(req: &Self::Request<'_>) -> bool;
+    /// True for a dry run: one the API server may still act on (a token request) or
+    /// answer with the object, while it spends no use.
+    fn dry_run(_req: &Self::Request<'_>) -> bool {
+        false
+    }
     /// The request as the decision sees it.
     fn asked<'r, 'b: 'r>(req: &'r Self::Request<'b>) -> Asked<'r, 'b>;
     fn respond(req: &Self::Request<'_>, d: &Decision) -> Self::Response;
@@ -138,7 +143,11 @@ pub(super) async fn handle<W: Wire>(state: &AppState, request: Request) -> Respo
     let asked = W::asked(&req);
     let deadline = transport::deadline(parts.uri.query(), started);
     let asks_only = W::asks_only(&req);
-    let answer = spend_use(state, &id, asks_only, decide(state, asked), deadline).await;
+    let asking = Asking {
+        only: asks_only,
+        dry_run: W::dry_run(&req),
+    };
+    let answer = spend_use(state, &id, asking, decide(state, asked), deadline).await;
     let (record, then) = match &answer {
         Answer::Decided(d) => (
             DecisionRecord::decided(asked, Some(id.clone()), d, micros(started)),
@@ -206,21 +215,33 @@ fn decide(state: &AppState, req: Asked<'_, '_>) -> Decision {
     decision::decide(req, &inputs)
 }
 
+/// What a request asks of the count of uses.
+#[derive(Clone, Copy)]
+struct Asking {
+    /// A question (a dry run, `can-i`, a write authorized before admission counts it):
+    /// it is checked and spends nothing.
+    only: bool,
+    /// A dry run, which a `maxUses` approval does not cover.
+    dry_run: bool,
+}
+
 /// Records the use of a `maxUses` approval by the request `id` before its grant is
 /// answered: the one step that may change a decision once made. A question
-/// (`asks_only`: a dry run, `can-i`) is checked the same way and spends nothing (the
-/// webhook declares `sideEffects: NoneOnDryRun`). A use that cannot be recorded is a
-/// refusal.
+/// (`asking.only`: a dry run, `can-i`) is checked the same way and spends nothing (the
+/// webhook declares `sideEffects: NoneOnDryRun`). A dry run is then refused: the API
+/// server may still act on it (a token request) or return the object, so it would be a
+/// use nobody counts. A use that cannot be recorded is a refusal.
 async fn spend_use(
     state: &AppState,
     id: &str,
-    asks_only: bool,
+    asking: Asking,
     decision: Decision,
     deadline: Instant,
 ) -> Answer {
     let Some(approval) = decision.use_to_record().cloned() else {
         return Answer::Decided(decision);
     };
+    let asks_only = asking.only || asking.dry_run;
     let spending = state.usage.spend(&approval, id, decision.at, asks_only);
     let unavailable = Refusal::UsageUnavailable {
         approval: approval.id.to_string(),
@@ -229,7 +250,11 @@ async fn spend_use(
         Ok(Ok(used)) => {
             tracing::info!(uid = %id, approval = %approval.id, ?used, max_uses = approval.max_uses,
                 dry_run = asks_only, "use of a maxUses approval");
-            Answer::Decided(decision)
+            if asking.dry_run {
+                Answer::Decided(decision.dry_run_not_counted())
+            } else {
+                Answer::Decided(decision)
+            }
         }
         Ok(Err(UsageError::Exhausted(_))) => Answer::Decided(decision.uses_exhausted()),
         Ok(Err(e)) => {
@@ -322,6 +347,10 @@ impl Wire for Admission {
     }
 
     fn asks_only(req: &AdmissionRequest<'_>) -> bool {
+        req.dry_run
+    }
+
+    fn dry_run(req: &AdmissionRequest<'_>) -> bool {
         req.dry_run
     }
 

@@ -612,3 +612,82 @@ async fn an_approval_to_a_system_user_or_group_grants_nothing_under_a_granting_p
         h.stop().await;
     }
 }
+
+/// A granting policy without `namespaces:` covers jitgate's own namespace and the
+/// cluster's, whose writes the admission gate never sees (the rendered configurations
+/// leave them out). Asked there anyway, `/authorize` grants nothing: an update of
+/// `jitgate-usage` would reset the count of `maxUses` uses, unchecked.
+#[tokio::test]
+async fn nothing_is_granted_where_the_admission_gate_never_sees_the_writes() {
+    let policies = tempfile::tempdir().unwrap();
+    let everywhere = GRANTING_SECRETS
+        .replace("  namespaces: [\"prod\"]\n", "")
+        .replace(
+            "resources: [\"secrets\"], verbs: [\"get\"]",
+            "resources: [\"configmaps\"], verbs: [\"get\"], operations: [\"UPDATE\"]",
+        );
+    assert!(!everywhere.contains("namespaces") && everywhere.contains("UPDATE"));
+    std::fs::write(policies.path().join("grants.yaml"), everywhere).unwrap();
+    for (namespace, granted) in [
+        ("prod", true),
+        ("jitgate-system", false),
+        ("kube-system", false),
+        ("kube-public", false),
+        ("kube-node-lease", false),
+    ] {
+        let entry = read_approval(&[
+            ("namespace: prod", &format!("namespace: {namespace}")),
+            ("resource: secrets", "resource: configmaps"),
+            ("name: db-pass", "name: jitgate-usage"),
+            ("verbs: [get]", "operations: [UPDATE]\nverbs: [get]"),
+        ]);
+        let manifest = approvals_manifest(&[("the-approval", &entry)]);
+        let dir = policies.path().to_path_buf();
+        let h = Harness::start_with(Some(&manifest), |cfg| cfg.policies_dir = dir).await;
+        let mut c = h.conn(Proto::H1).await;
+        for verb in ["update", "patch", "get"] {
+            let reply = c
+                .authorize(&get_with(&[
+                    (r#""namespace":"prod""#, &format!(r#""namespace":"{namespace}""#)),
+                    (r#""verb":"get""#, &format!(r#""verb":"{verb}""#)),
+                    (r#""resource":"secrets""#, r#""resource":"configmaps""#),
+                    (r#""name":"db-pass""#, r#""name":"jitgate-usage""#),
+                ]))
+                .await;
+            let status = reply.json()["status"].clone();
+            assert_eq!(status["allowed"], granted, "{verb} in {namespace}: {status}");
+        }
+        h.stop().await;
+    }
+}
+
+/// A granting rule with `objectTypes` gates only those types at admission (the rendered
+/// configuration sends no other), and a SubjectAccessReview carries no object: granting
+/// `create secrets` there would let the person create a Secret of any type, unchecked.
+/// Nothing is granted under it; the same rule without `objectTypes` grants.
+#[tokio::test]
+async fn no_write_is_granted_under_a_granting_rule_with_object_types() {
+    for (types, granted) in [("", true), (", objectTypes: [\"kubernetes.io/tls\"]", false)] {
+        let policies = tempfile::tempdir().unwrap();
+        let policy = GRANTING_SECRETS.replace(
+            "verbs: [\"get\"] }",
+            &format!("operations: [\"CREATE\"]{types} }}"),
+        );
+        assert!(policy.contains("CREATE"));
+        std::fs::write(policies.path().join("grants.yaml"), policy).unwrap();
+        let entry = read_approval(&[("name: db-pass\n", ""), ("verbs: [get]", "operations: [CREATE]")]);
+        let manifest = approvals_manifest(&[("the-approval", &entry)]);
+        let dir = policies.path().to_path_buf();
+        let h = Harness::start_with(Some(&manifest), |cfg| cfg.policies_dir = dir).await;
+        let mut c = h.conn(Proto::H1).await;
+        let reply = c
+            .authorize(&get_with(&[
+                (r#""verb":"get""#, r#""verb":"create""#),
+                (r#","name":"db-pass""#, ""),
+            ]))
+            .await;
+        let status = reply.json()["status"].clone();
+        assert_eq!(status["allowed"], granted, "{types}: {status}");
+        h.stop().await;
+    }
+}

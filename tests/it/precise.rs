@@ -132,8 +132,8 @@ fn dry_run(req: &Req) -> Value {
 }
 
 #[tokio::test]
-async fn dry_runs_are_answered_as_the_real_request_would_be_and_spend_nothing() {
-    let h = Harness::start(&approvals_manifest(&[("once", &once(&[]))])).await;
+async fn dry_runs_are_answered_as_the_real_request_would_be() {
+    let h = Harness::start(&approvals_manifest(&[("open", &entry(&[]))])).await;
     let mut c = h.conn(Proto::H2).await;
     let probe = Req::secret_update();
     assert_eq!(c.decide(&dry_run(&probe)).await["allowed"], true);
@@ -142,7 +142,35 @@ async fn dry_runs_are_answered_as_the_real_request_would_be_and_spend_nothing() 
         (record["dryRun"].clone(), record["reason"].clone()),
         (true.into(), "approved".into())
     );
-    // The dry run left the use for the real request.
+    let other = Req::secret_update().with(|r| r.name = "other".into());
+    assert_eq!(c.decide(&dry_run(&other)).await["allowed"], false);
+    assert_eq!(h.record_of(&other.uid)["reason"], "no_approval");
+    h.stop().await;
+}
+
+/// A dry run spends no use, yet the API server may act on it (a token request) or return
+/// the object (a PATCH of a Secret answers with its data): under `maxUses` it would be an
+/// uncounted use, as many times as anyone asks. It is refused, and leaves the use.
+#[tokio::test]
+async fn a_max_uses_approval_does_not_cover_dry_runs_and_they_spend_nothing() {
+    let h = Harness::start(&approvals_manifest(&[("once", &once(&[]))])).await;
+    let mut c = h.conn(Proto::H2).await;
+    for _ in 0..3 {
+        let probe = Req::secret_update();
+        let reply = c.decide(&dry_run(&probe)).await;
+        assert_eq!(reply["allowed"], false, "{reply}");
+        let message = reply["status"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("does not cover dry runs") && message.contains("run it for real"),
+            "{message}"
+        );
+        let record = h.record_of(&probe.uid);
+        assert_eq!(
+            (record["dryRun"].clone(), record["reason"].clone()),
+            (true.into(), "dry_run_not_counted".into())
+        );
+    }
+    // The dry runs left the use for the real request.
     assert_eq!(c.decide(&Req::secret_update().review()).await["allowed"], true);
     // Now a dry run says what the real request would hear.
     let late = Req::secret_update();
@@ -499,7 +527,10 @@ async fn in_cluster_mode_a_spent_use_stays_spent_when_its_entry_is_shortened_or_
     api.admit_with(h.addr(), &h.certs.ca_pem);
     eventually(PATIENCE, || async { h.readyz().await == hyper::StatusCode::OK }).await;
     let alice = Req::secret_update();
-    assert_eq!(loaded(&h, &alice, Some(&expiry_of(&first))).await, "approved");
+    assert_eq!(
+        loaded(&h, &alice, Some(&expiry_of(&first))).await,
+        "dry_run_not_counted"
+    );
     assert_eq!(
         h.conn(Proto::H1).await.decide(&alice.review()).await["allowed"],
         true

@@ -61,7 +61,7 @@ spec:
     maxDuration: 2h
 "#;
 
-fn cluster_objects() -> Value {
+fn cluster_objects(policy: &str) -> Value {
     let secret = |name: &str| {
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "prod"},
             "stringData": {"password": "canary-zsp-rbac"}})
@@ -71,7 +71,7 @@ fn cluster_objects() -> Value {
             "labels": {"jitgate.dev/approvals": "true"}}, "data": {}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "jitgate-usage", "namespace": "jitgate-system"}, "data": {}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "jitgate-policies", "namespace": "jitgate-system"},
-            "data": {"contractors-secrets.yaml": POLICY}},
+            "data": {"contractors-secrets.yaml": policy}},
         secret("db-pass"),
         secret("db-other"),
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "prod"}},
@@ -431,11 +431,16 @@ fn role_and_binding(role: &str, rules: Value, binding: &str, user: &str) -> Stri
 /// jitgate's service account.
 /// `None` (said, not silent) without the kit; the directory lives as long as the story.
 async fn story() -> Option<(tempfile::TempDir, Story)> {
+    story_with(POLICY).await
+}
+
+/// The same, under the granting policy `policy` instead.
+async fn story_with(policy: &str) -> Option<(tempfile::TempDir, Story)> {
     let kit = kit()?;
     let work = tempfile::tempdir().unwrap();
     let policies = work.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
-    std::fs::write(policies.join("contractors-secrets.yaml"), POLICY).unwrap();
+    std::fs::write(policies.join("contractors-secrets.yaml"), policy).unwrap();
     let api = ApiServer::start_with(&kit, &[]);
     // jitgate runs as its service account, with the shipped RBAC and the grants RBAC
     // rendered from the test's policy, nothing else.
@@ -457,7 +462,7 @@ async fn story() -> Option<(tempfile::TempDir, Story)> {
         .ok(
             "admin",
             &["apply", "-f", "-"],
-            Some(cluster_objects().to_string()),
+            Some(cluster_objects(policy).to_string()),
         )
         .await;
     let shipped =
@@ -471,7 +476,7 @@ async fn story() -> Option<(tempfile::TempDir, Story)> {
     assert!(rendered.status.success());
     let rendered = String::from_utf8(rendered.stdout).unwrap();
     assert!(
-        rendered.contains("namespace: prod")
+        (rendered.contains("namespace: prod") || policy != POLICY)
             && !rendered.contains("- escalate")
             && !rendered.contains("- bind")
     );
@@ -1098,4 +1103,148 @@ async fn a_shortened_expiry_is_carried_by_the_grant_objects_and_ends_it_then_on_
     );
     assert!(story.objects_gone("erin-shortened").await);
     jitgate.stop().await;
+}
+
+/// Grants configmaps and (of one type) Secrets in every namespace: `namespaces:` left out.
+const EVERYWHERE: &str = r#"
+apiVersion: jitgate.dev/v1alpha1
+kind: GatePolicy
+metadata:
+  name: contractors-everywhere
+spec:
+  grant: true
+  rules:
+    - apiGroups: [""]
+      resources: ["configmaps"]
+      operations: ["UPDATE"]
+    - apiGroups: [""]
+      resources: ["secrets"]
+      operations: ["CREATE"]
+      objectTypes: ["kubernetes.io/tls"]
+  approval:
+    minApprovers: 1
+    maxDuration: 2h
+"#;
+
+/// A granting policy without `namespaces:` covers jitgate's own namespace and the
+/// cluster's, whose writes the admission gate never sees: a Role there would let erin
+/// reset the count of `maxUses` uses in `jitgate-usage`, unchecked. And a rule with
+/// `objectTypes`: the gate is sent only those types, a Role allows every type. Neither
+/// gets a Role, and `show` says why; the same approval in prod does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_role_where_the_gate_never_sees_the_writes_nor_under_object_types_on_a_real_api_server() {
+    let Some((_work, story)) = story_with(EVERYWHERE).await else {
+        return;
+    };
+    let jitgate = story.jitgate(GRACE).await;
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    let update = |namespace: &str, name: &str| {
+        format!(
+            "user: erin\nresource: configmaps\napiGroup: \"\"\nnamespace: {namespace}\nname: {name}\n\
+             operations: [UPDATE]\nmaxUses: 1\napprovedBy: [alice]\nexpiresAt: \"{expires}\"\nreason: \"INC-7\"\n"
+        )
+    };
+    story
+        .set("erin-usage", Some(update("jitgate-system", "jitgate-usage")))
+        .await;
+    story
+        .set("erin-kube", Some(update("kube-system", "kube-root-ca.crt")))
+        .await;
+    story
+        .set(
+            "erin-tls",
+            Some(format!(
+                "user: erin\nresource: secrets\napiGroup: \"\"\nnamespace: prod\noperations: [CREATE]\n\
+                 approvedBy: [alice]\nexpiresAt: \"{expires}\"\nreason: \"INC-7\"\n"
+            )),
+        )
+        .await;
+    // The control: the same kind of approval in prod gets its Role.
+    story.set("erin-prod", Some(update("prod", "settings"))).await;
+    eventually(Duration::from_secs(30), || async {
+        story.object("rolebinding", "erin-prod").await.is_some()
+    })
+    .await;
+    assert_eq!(story.can_i("update", "configmaps/settings", "prod").await, "yes");
+    // Passes after the control's have not made the others'.
+    seen(&jitgate, "erin-tls").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (key, namespace) in [
+        ("erin-usage", "jitgate-system"),
+        ("erin-kube", "kube-system"),
+        ("erin-tls", "prod"),
+    ] {
+        let name = jitgate::rbac::object_name(&format!("jitgate-approvals/{key}"));
+        assert!(
+            story
+                .kubectl("admin", &["-n", namespace, "get", "role", &name])
+                .await
+                .is_err(),
+            "{key}: a Role in {namespace}"
+        );
+    }
+    assert_eq!(
+        story
+            .can_i("update", "configmaps/jitgate-usage", "jitgate-system")
+            .await,
+        "no"
+    );
+    assert_eq!(
+        story
+            .can_i("update", "configmaps/kube-root-ca.crt", "kube-system")
+            .await,
+        "no"
+    );
+    assert_eq!(story.can_i("create", "secrets", "prod").await, "no");
+    let shown = story.show("erin-usage");
+    assert!(
+        shown.contains(
+            "no Role: it is in namespace jitgate-system, whose requests never reach jitgate's webhooks"
+        ),
+        "{shown}"
+    );
+    let shown = story.show("erin-tls");
+    assert!(
+        shown.contains("no Role: a granting policy gates only some types"),
+        "{shown}"
+    );
+    jitgate.stop().await;
+}
+
+/// RBAC has no subresource wildcard: a Role's `pods/*` allows neither `pods/exec` nor
+/// `pods/log` (so says a real v1.36 API server), so jitgate holding it could make no grant
+/// under a policy granting `pods/*`, and would fail on each pass. `jitgate manifests
+/// grants` renders nothing for such a policy, and says why; no kit needed.
+#[test]
+fn jitgate_manifests_grants_refuses_a_granting_policy_with_a_subresource_wildcard() {
+    let work = tempfile::tempdir().unwrap();
+    for (resource, ops) in [("pods/*", "CONNECT"), ("*/*", "UPDATE"), ("pods/exec", "CONNECT")] {
+        let policy = POLICY.replace(
+            "resources: [\"pods/exec\"]\n      operations: [\"CONNECT\"]",
+            &format!("resources: [\"{resource}\"]\n      operations: [\"{ops}\"]"),
+        );
+        assert!(policy.contains(resource));
+        std::fs::write(work.path().join("p.yaml"), policy).unwrap();
+        let rendered = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+            .args(["manifests", "grants", "--policies"])
+            .arg(work.path())
+            .output()
+            .unwrap();
+        let (out, err) = (
+            String::from_utf8_lossy(&rendered.stdout),
+            String::from_utf8_lossy(&rendered.stderr),
+        );
+        if resource == "pods/exec" {
+            assert!(rendered.status.success() && out.contains("pods/exec"), "{err}");
+            continue;
+        }
+        assert!(!rendered.status.success(), "{resource}: {out}");
+        assert!(out.is_empty(), "{resource}: rendered {out}");
+        assert!(
+            err.contains(&format!(
+                "grants resource {resource:?}, and RBAC has no subresource wildcard"
+            )),
+            "{resource}: {err}"
+        );
+    }
 }

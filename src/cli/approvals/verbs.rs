@@ -572,7 +572,13 @@ impl ApprovalsApi {
                 ),
                 Ok(GrantSeen::Absent) => {
                     let signers = Arc::new(self.signers().await);
-                    match crate::rbac::grant_of(&Arc::new(a.clone()), p, &signers, now) {
+                    match crate::rbac::grant_of(
+                        &Arc::new(a.clone()),
+                        p,
+                        &signers,
+                        &self.args.approvals_namespace,
+                        now,
+                    ) {
                         Err(why) if why != crate::rbac::NoGrant::NothingGranted => {
                             format!("none: serve --grants rbac gives it no Role: {why}")
                         }

@@ -48,7 +48,7 @@ fn objects(created: Timestamp) -> Vec<Found> {
 
 /// The objects of approval `a`'s grant, as the API server would list them.
 fn objects_of(a: &Arc<Approval>, created: Timestamp) -> Vec<Found> {
-    let g = rbac::grant_of(a, &policies(), &Arc::default(), now()).unwrap();
+    let g = rbac::grant_of(a, &policies(), &Arc::default(), "jitgate-system", now()).unwrap();
     let (rules, binding) = rbac_form(&g);
     [(Kind::RoleBinding, binding), (Kind::Role, rules)]
         .into_iter()
@@ -299,7 +299,7 @@ fn the_expiry_an_object_carries_reads_back_as_the_approvals_so_nothing_is_made_a
     // An expiry to the nanosecond, as `jitgate request` writes them.
     let text = "user: erin\nresource: secrets\nnamespace: prod\nname: db\nverbs: [get]\nexpiresAt: \"2026-11-21T20:29:59.123456789Z\"\nreason: r\napprovedBy: [alice]\n";
     let a = Arc::new(parse_entry(ID, text).unwrap());
-    let g = rbac::grant_of(&a, &policies(), &Arc::default(), now()).unwrap();
+    let g = rbac::grant_of(&a, &policies(), &Arc::default(), "jitgate-system", now()).unwrap();
     let (role, binding) = crate::grants::objects(&g);
     let (rules, bound) = rbac_form(&g);
     let mut found = Vec::new();
