@@ -18,7 +18,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// Several of the news writers' ticks (1 s): time for a duplicate to arrive if any
 /// replica were to send one.
 const SETTLE: Duration = Duration::from_secs(5);
-const SECRET: &str = "hmac-key-for-the-test";
+const SECRET: &str = "hmac-key-for-the-test-32-bytes-long";
 const ALICE: (&str, &str, &[&str]) = ("alice-token", "alice@example.com", &["dev"]);
 const BOB: (&str, &str, &[&str]) = ("bob-token", "bob@example.com", &["jitgate-approvers"]);
 /// How long the hanging sink holds each request.

@@ -99,3 +99,13 @@ fn a_break_glass_use_mails_its_approver_groups_and_reaches_their_routes() {
     assert_eq!(names(sinks_for(&c, &news[0])), ["sec", "mail"]);
     assert_eq!(recipients(&c.mail, &news[0]), ["sec@corp"]);
 }
+
+#[test]
+fn with_mail_domains_a_username_elsewhere_is_no_address() {
+    let c = cfg(&format!("{SINKS}mail:\n  domains: [corp]\n"));
+    let mut n = notice("Approved", "p");
+    n.facts.requester_user = Some("victim@external.example".into());
+    assert!(recipients(&c.mail, &n).is_empty(), "not a domain of ours");
+    n.facts.requester_user = Some("alice@CORP".into());
+    assert_eq!(recipients(&c.mail, &n), ["alice@CORP"]);
+}
