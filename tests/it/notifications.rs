@@ -778,3 +778,57 @@ async fn in_file_mode_the_one_process_sends_what_it_sees() {
     assert!(text.contains("`kubectl jitgate approve alice-db`"), "{text}");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_break_glass_use_mails_the_approver_group_and_is_loud_in_chat_through_a_groups_route() {
+    let (http, base) = Receiver::start().await;
+    let (smtp, port) = SmtpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notifications.yaml");
+    // Only what concerns the approver group reaches chat and mail.
+    let config = format!(
+        "{}routes:\n  - sinks: [security-chat, mail]\n    groups: [jitgate-approvers]\n",
+        sinks(&base, port, "")
+    );
+    std::fs::write(&path, config).unwrap();
+    let policies = break_glass_policies();
+    let glass = format!(
+        "user: alice@example.com\nresource: secrets\nnamespace: prod\nbreakGlass: true\nexpiresAt: \"{}\"\nreason: \"INC-12: database down\"\napprovedBy: []\n",
+        in_mins(45)
+    );
+    let policies_dir = policies.path().to_path_buf();
+    let h = Harness::start_with(Some(&approvals_manifest(&[("alice-glass", &glass)])), |cfg| {
+        cfg.policies_dir = policies_dir;
+        cfg.notifications = Some(path);
+    })
+    .await;
+    eventually(PATIENCE, || async { h.readyz().await == hyper::StatusCode::OK }).await;
+    let mut c = h.conn(Proto::H1).await;
+    let oncall =
+        Req::secret_update().with(|r| r.groups = vec!["oncall".into(), "system:authenticated".into()]);
+    assert_eq!(c.decide(&oncall.review()).await["allowed"], true);
+
+    eventually(PATIENCE, || async {
+        !http.delivered("/chat").is_empty() && !smtp.to("approvers@example.com").is_empty()
+    })
+    .await;
+    let text = http.delivered("/chat")[0].json()["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.starts_with("**🚨 BREAK-GLASS: user:alice@example.com used a break-glass entry for UPDATE"),
+        "{text}"
+    );
+    assert!(text.contains("- Reason: `INC-12: database down`"), "{text}");
+    assert!(text.contains("`kubectl jitgate approve alice-glass`"), "{text}");
+    let mail = &smtp.to("approvers@example.com")[0];
+    assert_eq!(mail.to, ["approvers@example.com"]);
+    for want in [
+        "BREAK-GLASS: user:alice@example.com used a break-glass entry",
+        "kubectl jitgate approve alice-glass",
+    ] {
+        assert!(mail.data.contains(want), "{want:?} not in {}", mail.data);
+    }
+    h.stop().await;
+}

@@ -152,19 +152,6 @@ async fn dry_runs_are_answered_as_the_real_request_would_be_and_spend_nothing() 
     h.stop().await;
 }
 
-fn break_glass_policies() -> tempfile::TempDir {
-    policies_with(|file, text| {
-        if file == "prod-secrets.yaml" {
-            text.replace(
-                "    approverGroups: [\"jitgate-approvers\"]",
-                "    approverGroups: [\"jitgate-approvers\"]\n  breakGlass:\n    groups: [\"oncall\"]\n    maxDuration: 1h\n    reviewWithin: 24h",
-            )
-        } else {
-            text
-        }
-    })
-}
-
 fn glass(approvers: &str) -> String {
     format!(
         "user: alice@example.com\nresource: secrets\nnamespace: prod\nbreakGlass: true\nexpiresAt: \"{}\"\nreason: \"INC-12: database down, rotating credentials\"\napprovedBy: {approvers}\n",
