@@ -75,7 +75,8 @@ impl Denials {
     pub fn allow(&mut self, user: &str, minute: i64) -> bool {
         if minute != self.minute {
             self.minute = minute;
-            self.told.clear();
+            // A new map, not a cleared one: a minute of many users leaves no capacity behind.
+            self.told = HashMap::new();
         }
         if let Some(n) = self.told.get_mut(user) {
             *n += 1;
