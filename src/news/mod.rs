@@ -31,6 +31,17 @@ pub const EXPIRY_LEAD: SignedDuration = SignedDuration::from_mins(10);
 const EXPIRED_NEWS: SignedDuration = SignedDuration::from_hours(1);
 /// The longest note the API server takes.
 const NOTE_MAX: usize = 1024;
+/// The longest name, user, object or policy a notice's facts hold (bytes): a review may
+/// carry a name of megabytes (forged, or never an object), and every message and queue
+/// is built from the facts.
+pub const NAME_MAX: usize = 256;
+/// The longest reason, or command, the facts hold (bytes).
+pub const TEXT_MAX: usize = 1024;
+/// The most names a list of the facts holds (policies, groups, approvers, levels).
+pub const LIST_MAX: usize = 32;
+/// The longest name of an object the API server takes; a review naming a longer one is
+/// about no object.
+const OBJECT_NAME_MAX: usize = 253;
 
 /// What an Event is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +116,34 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// The same facts, each text clipped to a fixed size (marked `…`) and each list to
+    /// [`LIST_MAX`] names: what a message or a queue holds is bounded, whatever a review
+    /// or an entry carried.
+    pub fn bounded(self) -> Facts {
+        let name = |s: String| clipped(s, NAME_MAX);
+        let list = |l: Vec<String>| l.into_iter().take(LIST_MAX).map(name).collect();
+        Facts {
+            requester: name(self.requester),
+            requester_user: self.requester_user.map(name),
+            operations: name(self.operations),
+            object: name(self.object),
+            justification: clipped(self.justification, TEXT_MAX),
+            policies: list(self.policies),
+            approver_groups: list(self.approver_groups),
+            // An entry's key is a ConfigMap's name and key (each at most 253 bytes).
+            key: self.key.map(|k| clipped(k, 2 * NAME_MAX)),
+            expires_at: self.expires_at,
+            duration: self.duration,
+            change: self.change.map(name),
+            still_needed: self.still_needed,
+            missing_levels: list(self.missing_levels),
+            approvers_added: list(self.approvers_added),
+            ask: self.ask.map(|a| clipped(a, TEXT_MAX)),
+            break_glass: self.break_glass,
+            copy: self.copy,
+        }
+    }
+
     fn of_entry(a: &Approval, policies: &PolicySet, now: Timestamp) -> Facts {
         let scope = a.scope().to_string();
         let (operations, object) = scope.split_once(' ').unwrap_or(("", &scope));
@@ -113,13 +152,7 @@ impl Facts {
         let found = crate::approvals::approvers(a, requester, now);
         let required = crate::policy::required_approvers(&gating).unwrap_or(1);
         let levels = crate::policy::required_levels(&gating);
-        let mut approver_groups: Vec<String> = gating
-            .iter()
-            .flat_map(|p| p.approver_group_names())
-            .map(str::to_string)
-            .collect();
-        approver_groups.sort();
-        approver_groups.dedup();
+        let approver_groups = crate::policy::approver_groups(&gating);
         Facts {
             requester: a.subject.to_string(),
             requester_user: a.subject.user().map(str::to_string),
@@ -171,7 +204,7 @@ impl Notice {
             note: clip(note),
             regarding: configmap_ref(&home.namespace, configmap),
             related: None,
-            facts,
+            facts: facts.bounded(),
         }
     }
 }
@@ -192,16 +225,21 @@ fn event_name(parts: &[&str]) -> String {
     format!("jitgate.{}", &digest[..16])
 }
 
-fn clip(mut note: String) -> String {
-    if note.len() > NOTE_MAX {
-        let mut end = NOTE_MAX - 3;
-        while !note.is_char_boundary(end) {
+fn clip(note: String) -> String {
+    clipped(note, NOTE_MAX)
+}
+
+/// `s`, at most `max` bytes: when longer, cut at a character and ended with `…`.
+pub fn clipped(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max.saturating_sub('…'.len_utf8());
+        while !s.is_char_boundary(end) {
             end -= 1;
         }
-        note.truncate(end);
-        note.push('…');
+        s.truncate(end);
+        s.push('…');
     }
-    note
+    s
 }
 
 /// What changed between two loads of the approvals: requests filed, approvers added,
@@ -451,7 +489,11 @@ pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
         // The object an admission review names, unless it is being created (it does not
         // exist yet). A subresource's kind is its options' or its scale's; the object is
         // the parent, whose kind is known for the subresources policies gate.
-        Request::Admission(r) if !r.name.is_empty() && r.operation != crate::operation::Operation::Create => {
+        Request::Admission(r)
+            if !r.name.is_empty()
+                && r.name.len() <= OBJECT_NAME_MAX
+                && r.operation != crate::operation::Operation::Create =>
+        {
             let kind = if r.sub_resource.is_empty() {
                 Some(r.kind.kind.as_str()).filter(|k| !k.is_empty())
             } else {
@@ -484,20 +526,30 @@ pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
         _ => None,
     };
     let break_glass = reason == "BreakGlassUsed";
+    let entry = match &d.reason {
+        Reason::BreakGlass { approval, .. } => Some(approval),
+        _ => None,
+    };
     let facts = Facts {
         requester: format!("user:{}", req.user()),
         requester_user: Some(req.user().to_string()),
         operations: req.verb().to_string(),
         object: object(req),
+        // The entry's reason: what the person using it wrote when they broke the glass.
+        justification: entry.map(|a| a.reason.to_string()).unwrap_or_default(),
         policies: d.policies().iter().map(|p| p.to_string()).collect(),
-        key: match &d.reason {
-            Reason::BreakGlass { approval, .. } => Some(approval.key().to_string()),
-            _ => None,
-        },
+        // Whom a break-glass use, or a denial, concerns: mail and `groups:` routes go by it.
+        approver_groups: d
+            .requirement()
+            .map(|r| r.approver_groups.clone())
+            .unwrap_or_default(),
+        key: entry.map(|a| a.key().to_string()),
+        expires_at: entry.map(|a| a.expires_at),
         ask: (!break_glass).then(|| RequestCommand::For(req).to_string()),
         break_glass,
         ..Facts::default()
-    };
+    }
+    .bounded();
     let home = &d.home;
     let mut out = vec![Notice {
         name: event_name(&parts),

@@ -191,7 +191,7 @@ kind: GatePolicy
 metadata: { name: p }
 spec:
   rules: [{ apiGroups: [""], resources: ["secrets"], operations: ["UPDATE"] }]
-  approval: { minApprovers: 1, maxDuration: 4h }
+  approval: { minApprovers: 1, maxDuration: 4h, approverGroups: ["sec-approvers"] }
   breakGlass: { groups: ["oncall"], maxDuration: 1h, reviewWithin: 24h }
 "#;
     let p = PolicySet::new(parse_policies(text, "p.yaml").unwrap()).unwrap();
@@ -224,4 +224,79 @@ fn a_break_glass_use_is_news_once_a_minute() {
         "{}",
         news[0].note
     );
+}
+
+#[test]
+fn a_break_glass_use_names_its_approver_groups_and_the_reason_written() {
+    let news = break_glass_use();
+    let f = &news[0].facts;
+    assert_eq!(f.approver_groups, ["sec-approvers"], "whom it concerns");
+    assert_eq!(f.justification, "INC-9 outage", "why the glass was broken");
+    assert_eq!(f.key.as_deref(), Some("glass"));
+    assert!(f.expires_at.is_some());
+}
+
+#[test]
+fn a_denial_names_its_approver_groups() {
+    let (news, _) = denied_at(now(), "db");
+    assert_eq!(news[0].reason, "Denied");
+    assert_eq!(news[0].facts.approver_groups, ["jitgate-approvers"]);
+}
+
+#[test]
+fn a_megabyte_name_makes_bounded_facts_and_no_event_about_an_object() {
+    let name = "A".repeat(1_000_000);
+    let (news, _) = denied_at(now(), &name);
+    let f = &news[0].facts;
+    assert!(
+        f.object.len() <= NAME_MAX && f.object.ends_with('…'),
+        "{}",
+        f.object.len()
+    );
+    assert!(f.ask.as_ref().unwrap().len() <= TEXT_MAX);
+    assert!(news[0].note.len() <= NOTE_MAX);
+    assert_eq!(news.len(), 1, "no object has such a name: no Event beside it");
+    assert!(news[0].related.is_none());
+}
+
+#[test]
+fn every_text_of_the_facts_is_clipped_when_built() {
+    let long = "é".repeat(5000);
+    let f = Facts {
+        requester: long.clone(),
+        requester_user: Some(long.clone()),
+        operations: long.clone(),
+        object: long.clone(),
+        justification: long.clone(),
+        policies: vec![long.clone(); 100],
+        approver_groups: vec![long.clone(); 100],
+        key: Some(long.clone()),
+        change: Some(long.clone()),
+        missing_levels: vec![long.clone(); 100],
+        approvers_added: vec![long.clone(); 100],
+        ask: Some(long.clone()),
+        ..Facts::default()
+    }
+    .bounded();
+    for s in [
+        &f.requester,
+        f.requester_user.as_ref().unwrap(),
+        &f.operations,
+        &f.object,
+        f.change.as_ref().unwrap(),
+    ] {
+        assert!(s.len() <= NAME_MAX && s.ends_with('…'));
+    }
+    assert!(f.justification.len() <= TEXT_MAX && f.justification.ends_with('…'));
+    assert!(f.ask.as_ref().unwrap().len() <= TEXT_MAX);
+    assert!(f.key.as_ref().unwrap().len() <= 2 * NAME_MAX);
+    for l in [
+        &f.policies,
+        &f.approver_groups,
+        &f.missing_levels,
+        &f.approvers_added,
+    ] {
+        assert_eq!(l.len(), LIST_MAX);
+        assert!(l.iter().all(|s| s.len() <= NAME_MAX));
+    }
 }

@@ -21,6 +21,9 @@ pub const REASONS: [&str; 9] = [
     "GrantRemoved",
 ];
 
+/// The shortest HMAC key a webhook sink takes (bytes): SHA-256's output length.
+pub const SECRET_MIN: usize = 32;
+
 /// A URL or a token: never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credential(String);
@@ -127,6 +130,10 @@ pub struct Mail {
     pub approvers: bool,
     /// Username or `group:NAME` → addresses. A username that is an address is used as is.
     pub addresses: BTreeMap<String, Vec<String>>,
+    /// When not empty, a username is used as an address only in one of these domains
+    /// (anyone may file for any user, `victim@elsewhere` too); `addresses` are used as
+    /// written.
+    pub domains: Vec<String>,
 }
 
 impl Default for Mail {
@@ -135,6 +142,7 @@ impl Default for Mail {
             requester: true,
             approvers: true,
             addresses: BTreeMap::new(),
+            domains: Vec::new(),
         }
     }
 }
@@ -161,7 +169,7 @@ pub enum ConfigError {
         field: &'static str,
         problem: String,
     },
-    #[error("notifications: mail.addresses: {0}")]
+    #[error("notifications: mail.{0}")]
     Mail(String),
 }
 
@@ -249,6 +257,8 @@ struct RawMail {
     approvers: Option<bool>,
     #[serde(default)]
     addresses: BTreeMap<String, OneOrMany>,
+    #[serde(default)]
+    domains: Vec<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -333,6 +343,12 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
                     "missing (the receiver checks the signature with it)",
                 )
             })?;
+            if secret.len() < SECRET_MIN {
+                return Err(err(
+                    "webhook.secret",
+                    "is shorter than 32 bytes: use a long random string (openssl rand -hex 32)",
+                ));
+            }
             Kind::Webhook {
                 url,
                 secret: Credential(secret),
@@ -418,16 +434,27 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
                 };
                 if let Some(bad) = list.iter().position(|a| !is_address(a)) {
                     return Err(ConfigError::Mail(format!(
-                        "{who:?}: address #{} is not a mail address",
+                        "addresses: {who:?}: address #{} is not a mail address",
                         bad + 1
                     )));
                 }
                 addresses.insert(who, list);
             }
+            if let Some(bad) = m
+                .domains
+                .iter()
+                .position(|d| d.is_empty() || !is_address(&format!("x@{d}")))
+            {
+                return Err(ConfigError::Mail(format!(
+                    "domains: #{} is not a mail domain",
+                    bad + 1
+                )));
+            }
             Mail {
                 requester: m.requester.unwrap_or(true),
                 approvers: m.approvers.unwrap_or(true),
                 addresses,
+                domains: m.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
             }
         }
     };

@@ -22,7 +22,7 @@ pub struct Message {
 pub struct Field {
     pub label: &'static str,
     pub value: String,
-    /// Written by a person (a reason): shown as code, never as Markdown.
+    /// Written or chosen by a person (a reason, a name): shown as code, never as Markdown.
     pub quoted: bool,
 }
 
@@ -76,9 +76,10 @@ fn fields(reason: &str, f: &Facts) -> Vec<Field> {
             out.push(Field { label, value, quoted });
         }
     };
-    add("Requester", f.requester.clone(), false);
-    add("Operations", f.operations.clone(), false);
-    add("Object", f.object.clone(), false);
+    // Names a requester chooses (their name, the verb and object of a review): code too.
+    add("Requester", f.requester.clone(), true);
+    add("Operations", f.operations.clone(), true);
+    add("Object", f.object.clone(), true);
     if let Some(d) = f.duration.filter(|_| reason == "RequestFiled") {
         add("For", crate::duration::human(d), false);
     }
@@ -133,16 +134,55 @@ fn commands(reason: &str, f: &Facts) -> Vec<String> {
     }
 }
 
-/// Code, as Markdown: one line, backticks taken out, and angle brackets made look-alikes
-/// (Slack reads `<!channel>` and `<url|text>` even in code).
+/// The longest message body (bytes): a chat text, a mail's body. The facts are clipped
+/// already; this bounds what a message adds up to.
+pub const BODY_MAX: usize = 16 * 1024;
+
+/// True for a character that changes how text around it reads without being seen:
+/// Unicode's format characters (Cf: bidi overrides and isolates such as U+202E, zero
+/// widths, joiners, the soft hyphen, tags) and the line and paragraph separators (Zl,
+/// Zp), which some clients break lines at. Their code points, by hand.
+pub fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}'
+        | '\u{0600}'..='\u{0605}'
+        | '\u{061C}'
+        | '\u{06DD}'
+        | '\u{070F}'
+        | '\u{0890}'..='\u{0891}'
+        | '\u{08E2}'
+        | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{110BD}'
+        | '\u{110CD}'
+        | '\u{13430}'..='\u{1343F}'
+        | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0001}'
+        | '\u{E0020}'..='\u{E007F}')
+}
+
+/// One line of what people read: control characters become spaces, invisible ones go.
+fn one_line(s: &str) -> impl Iterator<Item = char> + '_ {
+    s.chars()
+        .filter(|c| !invisible(*c))
+        .map(|c| if c.is_control() { ' ' } else { c })
+}
+
+/// Code, as Markdown: one line, backticks taken out (a code span cannot hold one
+/// safely), and angle brackets made look-alikes (Slack reads `<!channel>` and
+/// `<url|text>` even in code).
 fn code(s: &str) -> String {
-    let one_line: String = s
-        .chars()
+    let one_line: String = one_line(s)
         .map(|c| match c {
             '`' => '\'',
             '<' => '‹',
             '>' => '›',
-            c if c.is_control() => ' ',
             c => c,
         })
         .collect();
@@ -163,7 +203,7 @@ pub fn markdown(m: &Message) -> String {
     for c in &m.commands {
         out.push_str(&format!("\n{}", code(c)));
     }
-    out
+    crate::news::clipped(out, BODY_MAX)
 }
 
 /// Markdown's active characters and mentions taken out of our own words (names come from
@@ -171,19 +211,19 @@ pub fn markdown(m: &Message) -> String {
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut after_word = false;
-    for c in s.chars() {
+    for c in one_line(s) {
         let word = c.is_alphanumeric();
         match c {
             '<' => out.push('‹'),
             '>' => out.push('›'),
-            '*' | '_' | '`' | '[' | ']' | '~' | '|' | '#' => {
+            // A backslash too: else `\[` would undo the escape of `[`.
+            '\\' | '*' | '_' | '`' | '[' | ']' | '(' | ')' | '!' | '~' | '|' | '#' => {
                 out.push('\\');
                 out.push(c)
             }
             // A word joiner after an @ that starts a word keeps a name from mentioning
             // anyone (`@channel`); `alice@example.com` stays as it is.
             '@' if !after_word => out.push_str("@\u{2060}"),
-            c if c.is_control() => out.push(' '),
             c => out.push(c),
         }
         after_word = word;
@@ -193,32 +233,26 @@ fn escape(s: &str) -> String {
 
 /// Plain text: a mail's body, Matrix's `body`.
 pub fn plain(m: &Message) -> String {
-    let mut out = format!("{}\n\n", m.headline);
+    let mut out: String = one_line(&m.headline).collect();
+    out.push_str("\n\n");
     for f in &m.fields {
-        let value: String = f
-            .value
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
+        let value: String = one_line(&f.value).collect();
         out.push_str(&format!("{}: {value}\n", f.label));
     }
     if !m.commands.is_empty() {
         out.push('\n');
         for c in &m.commands {
+            let c: String = one_line(c).collect();
             out.push_str(&format!("    {c}\n"));
         }
     }
-    out
+    crate::news::clipped(out, BODY_MAX)
 }
 
 /// A mail's subject.
 pub fn subject(m: &Message) -> String {
-    let line: String = m
-        .headline
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    format!("[jitgate] {line}")
+    let line: String = one_line(&m.headline).collect();
+    crate::news::clipped(format!("[jitgate] {line}"), crate::news::NAME_MAX * 2)
 }
 
 /// The Slack-compatible body of an incoming webhook.

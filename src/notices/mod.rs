@@ -9,6 +9,7 @@
 //! handed here only by the replica whose Event was created (`news::emit::write`), so it is
 //! sent once; in file mode there are no Events, and each process sends what it sees.
 
+pub mod budget;
 pub mod config;
 pub mod message;
 pub mod route;

@@ -56,13 +56,20 @@ pub fn recipients(mail: &Mail, notice: &Notice) -> Vec<String> {
 }
 
 /// The addresses of a username or `group:NAME`: from the mapping, else the name itself
-/// when it is an address.
+/// when it is an address (in one of `mail.domains`, when those are written).
 fn addresses_of(mail: &Mail, who: &str) -> Vec<String> {
     match mail.addresses.get(who) {
         Some(list) => list.clone(),
-        None if super::config::is_address(who) => vec![who.to_string()],
+        None if super::config::is_address(who) && in_domains(mail, who) => vec![who.to_string()],
         None => Vec::new(),
     }
+}
+
+fn in_domains(mail: &Mail, address: &str) -> bool {
+    mail.domains.is_empty()
+        || address
+            .rsplit_once('@')
+            .is_some_and(|(_, d)| mail.domains.iter().any(|ok| ok.eq_ignore_ascii_case(d)))
 }
 
 /// True when `sink` has anyone to tell about `notice` (a mail sink needs recipients).

@@ -6,6 +6,7 @@
 //! Log lines and errors name the sink and the notice, never a URL, a token or a password:
 //! an error's text is scrubbed of them before it goes anywhere.
 
+use super::budget::{Denials, Queued};
 use super::config::{Config, Credential, Kind, Sink, SmtpTls};
 use super::{message, route};
 use crate::metrics::Metrics;
@@ -24,8 +25,7 @@ use tokio::task::JoinHandle;
 
 /// Notices waiting for the dispatcher; past this, new ones are dropped.
 pub const QUEUE: usize = 1024;
-/// Messages waiting for one sink; past this, new ones for it are dropped.
-pub const SINK_QUEUE: usize = 256;
+pub use super::budget::{SINK_BYTES, SINK_QUEUE};
 
 /// How hard a worker tries.
 #[derive(Debug, Clone, Copy)]
@@ -148,6 +148,27 @@ pub fn payload(cfg: &Config, sink: &Sink, notice: &Notice, time: jiff::Timestamp
             }
         }
     })
+}
+
+impl Payload {
+    /// What it holds, in bytes: what it weighs in a queue.
+    pub fn size(&self) -> usize {
+        match self {
+            Payload::Http {
+                url, headers, body, ..
+            } => {
+                url.expose().len()
+                    + headers
+                        .iter()
+                        .map(|(n, v)| n.len() + v.expose().len())
+                        .sum::<usize>()
+                    + body.len()
+            }
+            Payload::Mail { to, subject, body } => {
+                to.iter().map(String::len).sum::<usize>() + subject.len() + body.len()
+            }
+        }
+    }
 }
 
 /// `sha256=` and the hex HMAC-SHA256 of `body` under `secret`.
@@ -424,6 +445,33 @@ fn chain(e: &dyn std::error::Error) -> String {
 struct Job {
     notice: String,
     payload: Payload,
+    /// A denial's (in the denials' part of the queue), and its size: what to give back
+    /// to the queue's budget when it is done with.
+    denied: bool,
+    size: usize,
+}
+
+/// A sink's queue: where its worker takes messages from, and what waits in it.
+struct Queue {
+    name: String,
+    tx: mpsc::Sender<Job>,
+    queued: Arc<std::sync::Mutex<Queued>>,
+}
+
+impl Queue {
+    /// Hands `job` to the worker if the queue's budget takes it; false: dropped.
+    fn offer(&self, job: Job) -> bool {
+        let (denied, size) = (job.denied, job.size);
+        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        if !queued.admit(denied, size) {
+            return false;
+        }
+        if self.tx.try_send(job).is_err() {
+            queued.release(denied, size);
+            return false;
+        }
+        true
+    }
 }
 
 /// Starts the dispatcher and a worker per sink. Returns where notices are handed, for
@@ -438,55 +486,101 @@ pub fn start(
     for sink in &cfg.sinks {
         let target = Target::new(sink, retry.attempt)?;
         let (tx, rx) = mpsc::channel::<Job>(SINK_QUEUE);
-        queues.push((sink.name.clone(), tx));
-        tasks.push(tokio::spawn(work(target, rx, metrics.clone(), retry)));
+        let queued = Arc::new(std::sync::Mutex::new(Queued::default()));
+        queues.push(Queue {
+            name: sink.name.clone(),
+            tx,
+            queued: queued.clone(),
+        });
+        tasks.push(tokio::spawn(work(target, rx, queued, metrics.clone(), retry)));
     }
     let (tx, mut rx) = mpsc::channel::<Notice>(QUEUE);
     tasks.push(tokio::spawn(async move {
+        let mut denials = Denials::default();
         while let Some(notice) = rx.recv().await {
-            let now = jiff::Timestamp::now();
-            for sink in route::sinks_for(&cfg, &notice) {
-                let Some(payload) = payload(&cfg, sink, &notice, now) else {
-                    continue;
-                };
-                let Some((_, queue)) = queues.iter().find(|(n, _)| *n == sink.name) else {
-                    continue;
-                };
-                let job = Job {
-                    notice: notice.name.clone(),
-                    payload,
-                };
-                if queue.try_send(job).is_err() {
-                    metrics.notification(&sink.name, "dropped");
-                    tracing::warn!(sink = %sink.name, notice = %notice.name, "notification dropped: the sink's queue is full");
-                }
-            }
+            dispatch(&cfg, &queues, &mut denials, &metrics, notice);
         }
     }));
     Ok((tx, tasks))
 }
 
-async fn work(target: Target, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>, retry: Retry) {
+/// Hands `notice`'s message to each sink it goes to, within each queue's budget and the
+/// user's budget of denials; what does not fit is dropped, counted and logged.
+fn dispatch(cfg: &Config, queues: &[Queue], denials: &mut Denials, metrics: &Metrics, notice: Notice) {
+    let now = jiff::Timestamp::now();
+    let denied = notice.reason == "Denied";
+    let sinks = route::sinks_for(cfg, &notice);
+    if sinks.is_empty() {
+        return;
+    }
+    if denied {
+        let user = notice
+            .facts
+            .requester_user
+            .as_deref()
+            .unwrap_or(&notice.facts.requester);
+        if !denials.allow(user, now.as_second().div_euclid(60)) {
+            metrics.notification("queue", "dropped");
+            tracing::warn!(notice = %notice.name, "notification dropped: this user's denials this minute were told already");
+            return;
+        }
+    }
+    for sink in sinks {
+        let Some(payload) = payload(cfg, sink, &notice, now) else {
+            continue;
+        };
+        let Some(queue) = queues.iter().find(|q| q.name == sink.name) else {
+            continue;
+        };
+        let job = Job {
+            notice: notice.name.clone(),
+            size: payload.size(),
+            payload,
+            denied,
+        };
+        if !queue.offer(job) {
+            metrics.notification(&sink.name, "dropped");
+            tracing::warn!(sink = %sink.name, notice = %notice.name, "notification dropped: the sink's queue is full");
+        }
+    }
+}
+
+async fn work(
+    target: Target,
+    mut rx: mpsc::Receiver<Job>,
+    queued: Arc<std::sync::Mutex<Queued>>,
+    metrics: Arc<Metrics>,
+    retry: Retry,
+) {
     let name = target.sink.name.clone();
     while let Some(job) = rx.recv().await {
-        let mut pause = retry.first;
-        for attempt in 1..=retry.tries.max(1) {
-            match target.deliver(&job.payload, retry.attempt).await {
-                Ok(answer) => {
-                    metrics.notification(&name, "sent");
-                    tracing::debug!(sink = %name, notice = %job.notice, %answer, "notification sent");
-                    break;
-                }
-                Err(failure) if attempt < retry.tries => {
-                    metrics.notification(&name, "retried");
-                    tracing::info!(sink = %name, notice = %job.notice, attempt, error = %failure, "notification not delivered; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause = pause.saturating_mul(2);
-                }
-                Err(failure) => {
-                    metrics.notification(&name, "dropped");
-                    tracing::warn!(sink = %name, notice = %job.notice, attempts = attempt, error = %failure, "notification dropped: the sink did not take it");
-                }
+        deliver(&target, &name, &job, &metrics, retry).await;
+        queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .release(job.denied, job.size);
+    }
+}
+
+/// Delivers one job, retrying, and counts how it went.
+async fn deliver(target: &Target, name: &str, job: &Job, metrics: &Metrics, retry: Retry) {
+    let mut pause = retry.first;
+    for attempt in 1..=retry.tries.max(1) {
+        match target.deliver(&job.payload, retry.attempt).await {
+            Ok(answer) => {
+                metrics.notification(name, "sent");
+                tracing::debug!(sink = %name, notice = %job.notice, %answer, "notification sent");
+                break;
+            }
+            Err(failure) if attempt < retry.tries => {
+                metrics.notification(name, "retried");
+                tracing::info!(sink = %name, notice = %job.notice, attempt, error = %failure, "notification not delivered; trying again");
+                tokio::time::sleep(pause).await;
+                pause = pause.saturating_mul(2);
+            }
+            Err(failure) => {
+                metrics.notification(name, "dropped");
+                tracing::warn!(sink = %name, notice = %job.notice, attempts = attempt, error = %failure, "notification dropped: the sink did not take it");
             }
         }
     }

@@ -464,6 +464,19 @@ pub fn required_approvers(gating: &[&Policy]) -> Option<u32> {
     gating.iter().map(|p| p.min_approvers).max()
 }
 
+/// The groups that may approve under these gating policies, as written, sorted, each
+/// once; empty when anyone may.
+pub fn approver_groups(gating: &[&Policy]) -> Vec<String> {
+    let mut groups: Vec<String> = gating
+        .iter()
+        .flat_map(|p| p.approver_group_names())
+        .map(str::to_string)
+        .collect();
+    groups.sort();
+    groups.dedup();
+    groups
+}
+
 /// The levels an approval under these gating policies must meet, merged.
 pub fn required_levels(gating: &[&Policy]) -> Vec<Level> {
     levels::merge(gating.iter().flat_map(|p| &p.levels))

@@ -18,7 +18,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// Several of the news writers' ticks (1 s): time for a duplicate to arrive if any
 /// replica were to send one.
 const SETTLE: Duration = Duration::from_secs(5);
-const SECRET: &str = "hmac-key-for-the-test";
+const SECRET: &str = "hmac-key-for-the-test-32-bytes-long";
 const ALICE: (&str, &str, &[&str]) = ("alice-token", "alice@example.com", &["dev"]);
 const BOB: (&str, &str, &[&str]) = ("bob-token", "bob@example.com", &["jitgate-approvers"]);
 /// How long the hanging sink holds each request.
@@ -776,5 +776,120 @@ async fn in_file_mode_the_one_process_sends_what_it_sees() {
         "{text}"
     );
     assert!(text.contains("`kubectl jitgate approve alice-db`"), "{text}");
+    h.stop().await;
+}
+
+/// One process (file mode) notifying as `config` says, under the shipped policies with
+/// break-glass for group `oncall`, where alice holds a break-glass entry.
+async fn with_break_glass(config: &str) -> (Harness, [tempfile::TempDir; 2]) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notifications.yaml");
+    std::fs::write(&path, config).unwrap();
+    let policies = break_glass_policies();
+    let glass = format!(
+        "user: alice@example.com\nresource: secrets\nnamespace: prod\nbreakGlass: true\nexpiresAt: \"{}\"\nreason: \"INC-12: database down\"\napprovedBy: []\n",
+        in_mins(45)
+    );
+    let policies_dir = policies.path().to_path_buf();
+    let h = Harness::start_with(Some(&approvals_manifest(&[("alice-glass", &glass)])), |cfg| {
+        cfg.policies_dir = policies_dir;
+        cfg.notifications = Some(path);
+    })
+    .await;
+    eventually(PATIENCE, || async { h.readyz().await == hyper::StatusCode::OK }).await;
+    (h, [dir, policies])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_break_glass_use_mails_the_approver_group_and_is_loud_in_chat_through_a_groups_route() {
+    let (http, base) = Receiver::start().await;
+    let (smtp, port) = SmtpServer::start().await;
+    // Only what concerns the approver group reaches chat and mail.
+    let config = format!(
+        "{}routes:\n  - sinks: [security-chat, mail]\n    groups: [jitgate-approvers]\n",
+        sinks(&base, port, "")
+    );
+    let (h, _dirs) = with_break_glass(&config).await;
+    let mut c = h.conn(Proto::H1).await;
+    let oncall =
+        Req::secret_update().with(|r| r.groups = vec!["oncall".into(), "system:authenticated".into()]);
+    assert_eq!(c.decide(&oncall.review()).await["allowed"], true);
+
+    eventually(PATIENCE, || async {
+        !http.delivered("/chat").is_empty() && !smtp.to("approvers@example.com").is_empty()
+    })
+    .await;
+    let text = http.delivered("/chat")[0].json()["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.starts_with("**🚨 BREAK-GLASS: user:alice@example.com used a break-glass entry for UPDATE"),
+        "{text}"
+    );
+    assert!(text.contains("- Reason: `INC-12: database down`"), "{text}");
+    assert!(text.contains("`kubectl jitgate approve alice-glass`"), "{text}");
+    let mail = &smtp.to("approvers@example.com")[0];
+    assert_eq!(mail.to, ["approvers@example.com"]);
+    for want in [
+        "BREAK-GLASS: user:alice@example.com used a break-glass entry",
+        "kubectl jitgate approve alice-glass",
+    ] {
+        assert!(mail.data.contains(want), "{want:?} not in {}", mail.data);
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_denials_and_a_megabyte_name_are_bounded_and_a_break_glass_use_still_gets_through() {
+    let (http, base) = Receiver::start().await;
+    let (_smtp, port) = SmtpServer::start().await;
+    let (h, _dirs) = with_break_glass(&sinks(&base, port, "")).await;
+    let mut c = h.conn(Proto::H1).await;
+    let minute = || jiff::Timestamp::now().as_second().div_euclid(60);
+
+    // A name of a megabyte: the message about it is clipped.
+    let huge = Req::secret_update().with(|r| {
+        r.user = "eve@example.com".into();
+        r.name = "A".repeat(1_000_000);
+    });
+    assert_eq!(c.decide(&huge.review()).await["allowed"], false);
+    // One user's flood, each denial about another object (past the once-a-minute rule).
+    let first_minute = minute();
+    for i in 0..20 {
+        let flood = Req::secret_update().with(|r| {
+            r.user = "mallory@example.com".into();
+            r.name = format!("db-{i}");
+        });
+        assert_eq!(c.decide(&flood.review()).await["allowed"], false);
+    }
+    let minutes = minute() - first_minute + 1;
+    let oncall =
+        Req::secret_update().with(|r| r.groups = vec!["oncall".into(), "system:authenticated".into()]);
+    assert_eq!(c.decide(&oncall.review()).await["allowed"], true);
+
+    let texts = || -> Vec<String> {
+        http.delivered("/chat")
+            .iter()
+            .map(|g| g.json()["text"].as_str().unwrap().to_string())
+            .collect()
+    };
+    eventually(PATIENCE, || async {
+        let t = texts();
+        t.iter().any(|t| t.starts_with("**🚨 BREAK-GLASS")) && t.iter().any(|t| t.contains("user:eve@"))
+    })
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    let t = texts();
+    let eve = t.iter().find(|t| t.contains("user:eve@")).unwrap();
+    assert!(eve.len() <= 16 * 1024, "{} bytes", eve.len());
+    assert!(eve.contains("AAAA…"), "clipped, and marked so");
+    let mallory = t.iter().filter(|t| t.contains("user:mallory@")).count();
+    assert!(
+        (1..=5 * minutes as usize).contains(&mallory),
+        "{mallory} of mallory's 20 denials told, in {minutes} minute(s)"
+    );
+    let hook = http.delivered("/hook");
+    assert!(hook.iter().all(|g| g.body.len() <= 16 * 1024));
     h.stop().await;
 }

@@ -180,19 +180,6 @@ async fn a_max_uses_approval_does_not_cover_dry_runs_and_they_spend_nothing() {
     h.stop().await;
 }
 
-fn break_glass_policies() -> tempfile::TempDir {
-    policies_with(|file, text| {
-        if file == "prod-secrets.yaml" {
-            text.replace(
-                "    approverGroups: [\"jitgate-approvers\"]",
-                "    approverGroups: [\"jitgate-approvers\"]\n  breakGlass:\n    groups: [\"oncall\"]\n    maxDuration: 1h\n    reviewWithin: 24h",
-            )
-        } else {
-            text
-        }
-    })
-}
-
 fn glass(approvers: &str) -> String {
     format!(
         "user: alice@example.com\nresource: secrets\nnamespace: prod\nbreakGlass: true\nexpiresAt: \"{}\"\nreason: \"INC-12: database down, rotating credentials\"\napprovedBy: {approvers}\n",

@@ -10,7 +10,7 @@ sinks:
   - name: ops-matrix
     matrix: {homeserver: "https://matrix.internal/", room: "!abc:internal", token: "syt_secret_token"}
   - name: siem
-    webhook: {url: "https://collector.internal/jitgate", secret: "hmac-secret"}
+    webhook: {url: "https://collector.internal/jitgate", secret: "0123456789abcdef0123456789abcdef"}
     ca: /etc/jitgate/ca.pem
   - name: mail
     smtp: {host: relay.internal, port: 587, tls: starttls, username: jitgate, password: "mail-secret", from: jitgate@corp}
@@ -91,7 +91,7 @@ fn plain_http_is_only_for_loopback() {
     assert_eq!(field, "webhook.url");
     assert!(problem.contains("https"), "{problem}");
     assert!(
-        parse("sinks:\n  - name: w\n    webhook: {url: \"http://127.0.0.1:9000/x\", secret: s}\n").is_ok()
+        parse("sinks:\n  - name: w\n    webhook: {url: \"http://127.0.0.1:9000/x\", secret: 0123456789abcdef0123456789abcdef}\n").is_ok()
     );
 }
 
@@ -102,6 +102,14 @@ fn a_missing_token_or_secret_is_named() {
     assert_eq!((sink.as_str(), field), ("m", "matrix.token"));
     let (_, field, _) = sink_error("sinks:\n  - name: w\n    webhook: {url: \"https://c.internal/x\"}\n");
     assert_eq!(field, "webhook.secret");
+    let (sink, field, problem) = sink_error(
+        "sinks:\n  - name: siem\n    webhook: {url: \"https://c.internal/x\", secret: short-and-guessable}\n",
+    );
+    assert_eq!((sink.as_str(), field), ("siem", "webhook.secret"));
+    assert!(
+        problem.contains("32 bytes") && !problem.contains("short-and-guessable"),
+        "{problem}"
+    );
     let (_, field, _) = sink_error("sinks:\n  - name: s\n    smtp: {host: relay, from: a@b, username: u}\n");
     assert_eq!(field, "smtp.password");
 }
@@ -160,4 +168,14 @@ fn a_mapped_address_must_be_an_address() {
         err.to_string().contains("alice") && err.to_string().contains("#2"),
         "{err}"
     );
+}
+
+#[test]
+fn mail_domains_must_be_domains() {
+    let c = parse("sinks: []\nmail:\n  domains: [Corp.Example]\n").unwrap();
+    assert_eq!(c.mail.domains, ["corp.example"]);
+    let e = parse("sinks: []\nmail:\n  domains: [\"a b\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("mail.domains"), "{e}");
 }

@@ -109,10 +109,8 @@ fn secret_review(user: &str, groups: &[&str], canary: &str) -> crate::admission:
     decode(Box::leak(body.into_boxed_str()).as_bytes()).unwrap()
 }
 
-#[test]
-fn a_denial_carries_the_command_to_ask_and_never_the_objects_data() {
-    let canary = "Q0FOQVJZLXNlY3JldC0xMjM0NQ==";
-    let req = secret_review("mallory@corp", &[], canary);
+/// The news of `req` under the shipped policies, with no approvals.
+fn news_of(req: &crate::admission::AdmissionRequest<'_>) -> Vec<Notice> {
     let p = shipped();
     let s = Snapshot::new(vec![], 0, ConfigMapRef::default(), now());
     let inputs = Inputs {
@@ -120,7 +118,14 @@ fn a_denial_carries_the_command_to_ask_and_never_the_objects_data() {
         approvals: Approvals::Loaded(&s),
         now: now(),
     };
-    let news = crate::news::answered((&req).into(), &decide(&req, &inputs));
+    crate::news::answered(req.into(), &decide(req, &inputs))
+}
+
+#[test]
+fn a_denial_carries_the_command_to_ask_and_never_the_objects_data() {
+    let canary = "Q0FOQVJZLXNlY3JldC0xMjM0NQ==";
+    let req = secret_review("mallory@corp", &[], canary);
+    let news = news_of(&req);
     assert_eq!(news[0].reason, "Denied");
     let m = of(&news[0]);
     assert_eq!(
@@ -174,4 +179,94 @@ fn a_cloudevent_is_structured_and_its_id_is_the_notices_name() {
     assert_eq!(e["time"], "2026-11-21T20:00:00Z");
     assert_eq!(e["data"]["key"], "alice-db");
     assert_eq!(e["data"]["requester"], "user:alice@corp");
+}
+
+#[test]
+fn a_denial_of_a_megabyte_name_makes_a_bounded_message_in_every_form() {
+    let body =
+        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Secret"},
+        "resource": {"group": "", "version": "v1", "resource": "secrets"},
+        "namespace": "prod", "name": "A".repeat(1_000_000), "operation": "UPDATE",
+        "userInfo": {"username": "m".repeat(1_000_000), "groups": []}}})
+        .to_string();
+    let req = decode(body.as_bytes()).unwrap();
+    let news = news_of(&req);
+    assert_eq!(news[0].reason, "Denied");
+    let m = of(&news[0]);
+    for text in [
+        markdown(&m),
+        plain(&m),
+        subject(&m),
+        cloudevent(&news[0], &m, now()).to_string(),
+        chat_body(&m).to_string(),
+        matrix_body(&m).to_string(),
+    ] {
+        assert!(text.len() <= BODY_MAX, "{} bytes", text.len());
+    }
+    assert!(markdown(&m).contains("AAAA…"), "clipped, and marked so");
+}
+
+#[test]
+fn a_backslash_cannot_undo_the_escape_and_names_are_code() {
+    let mut n = sample();
+    n.facts.object = r"prod/secrets/\[APPROVED, click\](https://evil.example/x) \*\*bold\*\*".into();
+    n.facts.requester = "user:[x](https://evil.example/y)".into();
+    let m = of(&n);
+    let md = markdown(&m);
+    let headline = md.lines().next().unwrap();
+    // Every active character of the headline is escaped, the backslashes too: no link.
+    assert_eq!(
+        escape(r"\[a\](b)!"),
+        r"\\\[a\\\]\(b\)\!",
+        "a backslash, brackets, parentheses and ! are all escaped"
+    );
+    // Each `[ ] ( )` is preceded by an odd run of backslashes: escaped, not undone.
+    let chars: Vec<char> = headline.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        if "[]()".contains(*c) {
+            let run = chars[..i].iter().rev().take_while(|b| **b == '\\').count();
+            assert!(run % 2 == 1, "{c} at {i} is active in {headline}");
+        }
+    }
+    assert!(
+        md.contains(r"- Object: `prod/secrets/\[APPROVED, click\](https://evil.example/x) \*\*bold\*\*`"),
+        "{md}"
+    );
+    assert!(
+        md.contains("- Requester: `user:[x](https://evil.example/y)`"),
+        "{md}"
+    );
+    // A backtick cannot end the code span early.
+    n.facts.object = "a`[x](https://evil.example)`b".into();
+    let md = markdown(&of(&n));
+    assert!(md.contains("- Object: `a'[x](https://evil.example)'b`"), "{md}");
+}
+
+#[test]
+fn invisible_characters_are_taken_out_of_every_form() {
+    let mut n = sample();
+    let hidden = [
+        "\u{202E}",
+        "\u{200B}",
+        "\u{2028}",
+        "\u{2029}",
+        "\u{2066}",
+        "\u{FEFF}",
+        "\u{00AD}",
+        "\u{E0041}",
+    ];
+    n.facts.justification = format!("ok{}**bob approved**", hidden.join(""));
+    n.facts.requester = format!("user:mal{}lory", hidden.join(""));
+    n.facts.object = format!("prod/secrets/d{}b", hidden.join(""));
+    let m = of(&n);
+    for text in [markdown(&m), plain(&m), subject(&m)] {
+        for h in hidden {
+            assert!(!text.contains(h), "{h:?} in {text:?}");
+        }
+        assert!(text.contains("user:mallory"), "{text}");
+    }
+    assert!(markdown(&m).contains("prod/secrets/db"));
+    // Our own word joiner after `@` stays: it is ours, added after the cleaning.
+    assert_eq!(escape("@\u{200B}here"), "@\u{2060}here");
 }

@@ -88,3 +88,24 @@ fn a_username_that_is_an_address_is_used_as_is_and_others_need_the_mapping() {
     let off = cfg(&format!("{SINKS}mail:\n  requester: false\n"));
     assert!(recipients(&off.mail, &n).is_empty());
 }
+
+#[test]
+fn a_break_glass_use_mails_its_approver_groups_and_reaches_their_routes() {
+    let c = cfg(&format!(
+        "{SINKS}routes:\n  - sinks: [sec, mail]\n    groups: [sec-approvers]\nmail:\n  addresses: {{\"group:sec-approvers\": [sec@corp]}}\n"
+    ));
+    let news = crate::news::tests::break_glass_use();
+    assert_eq!(news[0].reason, "BreakGlassUsed");
+    assert_eq!(names(sinks_for(&c, &news[0])), ["sec", "mail"]);
+    assert_eq!(recipients(&c.mail, &news[0]), ["sec@corp"]);
+}
+
+#[test]
+fn with_mail_domains_a_username_elsewhere_is_no_address() {
+    let c = cfg(&format!("{SINKS}mail:\n  domains: [corp]\n"));
+    let mut n = notice("Approved", "p");
+    n.facts.requester_user = Some("victim@external.example".into());
+    assert!(recipients(&c.mail, &n).is_empty(), "not a domain of ours");
+    n.facts.requester_user = Some("alice@CORP".into());
+    assert_eq!(recipients(&c.mail, &n), ["alice@CORP"]);
+}

@@ -46,7 +46,9 @@ fn a_matrix_message_is_a_put_to_the_room_with_the_notice_as_its_transaction() {
 
 #[test]
 fn a_webhook_is_signed_with_hmac_sha256_of_the_body() {
-    let c = cfg("sinks:\n  - name: w\n    webhook: {url: \"https://c.internal/x\", secret: key}\n");
+    let c = cfg(
+        "sinks:\n  - name: w\n    webhook: {url: \"https://c.internal/x\", secret: 0123456789abcdef0123456789abcdef}\n",
+    );
     let Some(Payload::Http { headers, body, .. }) =
         payload(&c, &c.sinks[0], &message::sample(), jiff::Timestamp::now())
     else {
@@ -59,7 +61,7 @@ fn a_webhook_is_signed_with_hmac_sha256_of_the_body() {
         .1
         .expose()
         .to_string();
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"key");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"0123456789abcdef0123456789abcdef");
     let expected = crate::digest::hex_of(ring::hmac::sign(&key, &body).as_ref());
     assert_eq!(sig, format!("sha256={expected}"));
     // The RFC 4231 test case 2, to pin the algorithm.

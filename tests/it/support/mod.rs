@@ -655,6 +655,20 @@ pub fn policies_with(edit: impl Fn(&str, String) -> String) -> tempfile::TempDir
     dir
 }
 
+/// The shipped policies, with break-glass for group `oncall` under prod-secrets.
+pub fn break_glass_policies() -> tempfile::TempDir {
+    policies_with(|file, text| {
+        if file == "prod-secrets.yaml" {
+            text.replace(
+                "    approverGroups: [\"jitgate-approvers\"]",
+                "    approverGroups: [\"jitgate-approvers\"]\n  breakGlass:\n    groups: [\"oncall\"]\n    maxDuration: 1h\n    reviewWithin: 24h",
+            )
+        } else {
+            text
+        }
+    })
+}
+
 /// Retries `check` until it holds, for up to `limit`; returns how long it took. Used to
 /// wait for an asynchronous effect, never to assert a speed.
 pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> Duration
