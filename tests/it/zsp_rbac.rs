@@ -277,8 +277,19 @@ impl Story {
     }
 
     /// Both grant objects of approval `key` are gone.
+    /// Whether the Role and RoleBinding of `key` are both gone within seconds: a pass
+    /// deletes them one after the other, so the binding (and erin's access) may go a
+    /// moment before the Role does.
     async fn objects_gone(&self, key: &str) -> bool {
-        self.object("role", key).await.is_none() && self.object("rolebinding", key).await.is_none()
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let gone =
+                self.object("role", key).await.is_none() && self.object("rolebinding", key).await.is_none();
+            if gone || Instant::now() >= deadline {
+                return gone;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     async fn erin_reads(&self) -> bool {
