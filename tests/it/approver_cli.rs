@@ -88,28 +88,7 @@ const GUARD: &str = "admission webhook \"approvals.jitgate.dev\" denied the requ
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_approve_list_show_and_revoke_through_the_api_server() {
     let c = cluster().await;
-    let r = c
-        .jitgate(
-            ALICE,
-            &[
-                "request",
-                "--resource",
-                "secrets",
-                "-n",
-                "prod",
-                "--name",
-                "db-password",
-                "--api-group",
-                "",
-                "--operation",
-                "UPDATE",
-                "--for",
-                "30m",
-                "--reason",
-                "INC-7: rotate the password",
-            ],
-        )
-        .await;
+    let r = c.jitgate(ALICE, &ROTATE_DB_PASSWORD).await;
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
     let key = r.requested_key();
     assert!(

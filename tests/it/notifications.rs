@@ -336,29 +336,7 @@ async fn a_request_and_its_approval_reach_chat_the_webhook_and_mail_once_across_
     let s = three_replicas(&sinks(&base, port, &matrix)).await;
 
     let filed_at = Instant::now();
-    let r = s
-        .api
-        .jitgate_as(
-            ALICE.0,
-            &[
-                "request",
-                "--resource",
-                "secrets",
-                "-n",
-                "prod",
-                "--name",
-                "db-password",
-                "--api-group",
-                "",
-                "--operation",
-                "UPDATE",
-                "--for",
-                "30m",
-                "--reason",
-                "INC-7: rotate the password",
-            ],
-        )
-        .await;
+    let r = s.api.jitgate_as(ALICE.0, &ROTATE_DB_PASSWORD).await;
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
     let key = r.requested_key();
     eventually(PATIENCE, || async { !http.delivered("/chat").is_empty() }).await;

@@ -141,6 +141,25 @@ pub enum Proto {
 
 pub const BOTH: [Proto; 2] = [Proto::H1, Proto::H2];
 
+/// `jitgate request` arguments: an UPDATE of Secret db-password in prod for 30 minutes.
+pub const ROTATE_DB_PASSWORD: [&str; 15] = [
+    "request",
+    "--resource",
+    "secrets",
+    "-n",
+    "prod",
+    "--name",
+    "db-password",
+    "--api-group",
+    "",
+    "--operation",
+    "UPDATE",
+    "--for",
+    "30m",
+    "--reason",
+    "INC-7: rotate the password",
+];
+
 enum Sender {
     H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
     H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
