@@ -24,8 +24,7 @@ mod realk8s;
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
-use jitgate::sync::cluster::ClusterSource;
-use realk8s::{ApiServer, kit, webhook_configuration_of};
+use realk8s::{ApiServer, approvals_source, kit, webhook_configuration_of};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -190,12 +189,7 @@ fn main() {
             cfg.tls_cert = tls_cert;
             cfg.tls_key = tls_key;
             cfg.policies_dir = policies_dir;
-            cfg.cluster = Some(ClusterSource {
-                namespace: "jitgate-system".into(),
-                selector: "jitgate.dev/approvals=true".into(),
-                kubeconfig: Some(admin),
-                usage_configmap: "jitgate-usage".into(),
-            });
+            cfg.cluster = Some(approvals_source(admin));
         })
         .await;
         let vwc = webhook_configuration_of(&policies, addr, &certs.ca_pem);

@@ -155,6 +155,17 @@ impl ApiServer {
     }
 }
 
+/// Where a jitgate following the API server through `kubeconfig` finds its approvals:
+/// the labelled ConfigMaps of jitgate-system, uses counted in jitgate-usage.
+pub(crate) fn approvals_source(kubeconfig: PathBuf) -> jitgate::sync::cluster::ClusterSource {
+    jitgate::sync::cluster::ClusterSource {
+        namespace: "jitgate-system".into(),
+        selector: "jitgate.dev/approvals=true".into(),
+        kubeconfig: Some(kubeconfig),
+        usage_configmap: "jitgate-usage".into(),
+    }
+}
+
 /// kubectl's outcome: done, or what it printed on stderr when refused.
 pub(crate) fn outcome(out: &Output) -> Result<(), String> {
     match out.status.success() {

@@ -11,9 +11,8 @@
 //! Like `realk8s`, it finds the kit through `KUBE_APISERVER_KIT`, and says so and passes
 //! without it.
 
-use crate::realk8s::{ApiServer, kit, outcome, webhook_configuration_of};
+use crate::realk8s::{ApiServer, approvals_source, kit, outcome, webhook_configuration_of};
 use crate::support::*;
-use jitgate::sync::cluster::ClusterSource;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -197,12 +196,7 @@ async fn erin_holds_nothing_until_an_approval_grants_exactly_what_it_names_on_a_
         cfg.tls_cert = tls_cert;
         cfg.tls_key = tls_key;
         cfg.policies_dir = policies.clone();
-        cfg.cluster = Some(ClusterSource {
-            namespace: "jitgate-system".into(),
-            selector: "jitgate.dev/approvals=true".into(),
-            kubeconfig: Some(admin),
-            usage_configmap: "jitgate-usage".into(),
-        });
+        cfg.cluster = Some(approvals_source(admin));
     })
     .await;
     let vwc = webhook_configuration_of(&policies, addr, &certs.ca_pem);

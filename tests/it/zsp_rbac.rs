@@ -22,11 +22,10 @@
 //! Like `realk8s`, it finds the kit through `KUBE_APISERVER_KIT`, and says so and passes
 //! without it.
 
-use crate::realk8s::{ApiServer, kit, outcome};
+use crate::realk8s::{ApiServer, approvals_source, kit, outcome};
 use crate::support::*;
 use jitgate::approvals::{ApprovalStore, ConfigMapRef, Snapshot};
 use jitgate::grants::{Reconciler, plan::GRACE};
-use jitgate::sync::cluster::ClusterSource;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -357,12 +356,7 @@ impl Story {
         let policies = self.policies.clone();
         Harness::start_with(None, |cfg| {
             cfg.policies_dir = policies;
-            cfg.cluster = Some(ClusterSource {
-                namespace: "jitgate-system".into(),
-                selector: "jitgate.dev/approvals=true".into(),
-                kubeconfig: Some(kubeconfig),
-                usage_configmap: "jitgate-usage".into(),
-            });
+            cfg.cluster = Some(approvals_source(kubeconfig));
             tweak(cfg);
         })
         .await
