@@ -53,9 +53,6 @@ pub struct Requirement {
     pub min_approvers: u32,
     /// Levels of approvers, each to be met by distinct people (merged across policies).
     pub levels: Vec<policy::Level>,
-    /// The groups that may approve under the gating policies, as written, sorted, each
-    /// once (empty: anyone who may edit the approvals): whom news of the answer reaches.
-    pub approver_groups: Vec<String>,
     pub max_duration: SignedDuration,
     /// How long a break-glass entry may last, when every gating policy allows break-glass
     /// to a group of the requester's; `None` when any does not.
@@ -101,7 +98,6 @@ impl Requirement {
             policies: policies.iter().map(|p| p.name.clone()).collect(),
             min_approvers: policy::required_approvers(policies).unwrap_or(1),
             levels: policy::required_levels(policies),
-            approver_groups: policy::approver_groups(policies),
             max_duration: policies
                 .iter()
                 .map(|p| p.max_duration)

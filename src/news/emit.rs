@@ -45,6 +45,8 @@ struct Sink {
     told: moka::sync::Cache<u64, ()>,
     /// Keyed per process, so nobody can make their answers collide with another's.
     hasher: std::hash::RandomState,
+    /// Whom news concerns is read from the policies it was decided under.
+    policies: Arc<PolicyStore>,
 }
 
 impl std::fmt::Debug for Notices {
@@ -83,7 +85,7 @@ impl Notices {
         if !sink.told.entry(h.finish()).or_insert(()).is_fresh() {
             return;
         }
-        for notice in super::answered(req, d) {
+        for notice in super::answered(req, d, &sink.policies.current()) {
             if sink.tx.try_send(notice).is_err() {
                 metrics.event_dropped();
             }
@@ -107,6 +109,7 @@ pub fn spawn(
     lead: SignedDuration,
 ) -> (Notices, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Notice>(QUEUE);
+    let policies_for_news = policies.clone();
     let task = tokio::spawn(async move {
         let seen: moka::sync::Cache<String, ()> = moka::sync::Cache::builder()
             .max_capacity(100_000)
@@ -164,7 +167,15 @@ pub fn spawn(
         .time_to_live(Duration::from_secs(120))
         .build();
     let hasher = std::hash::RandomState::new();
-    (Notices(Some(Sink { tx, told, hasher })), task)
+    (
+        Notices(Some(Sink {
+            tx,
+            told,
+            hasher,
+            policies: policies_for_news,
+        })),
+        task,
+    )
 }
 
 /// Writes one notice now (another replica's Event of the same name counts as written).

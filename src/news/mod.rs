@@ -442,7 +442,10 @@ fn grant_notice(
 /// entry. Each is written about the approvals ConfigMap engineers ask in and, when the
 /// request names an existing object, about that object too, so `kubectl describe` on it
 /// shows the denial.
-pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
+/// `policies` are the ones the decision was made under: whom the news concerns (the
+/// approver groups of its gating policies) is looked up there, for news only, not on
+/// every decision.
+pub fn answered(req: Request<'_, '_>, d: &Decision, policies: &PolicySet) -> Vec<Notice> {
     if !is_news(d) {
         return Vec::new();
     }
@@ -539,10 +542,13 @@ pub fn answered(req: Request<'_, '_>, d: &Decision) -> Vec<Notice> {
         justification: entry.map(|a| a.reason.to_string()).unwrap_or_default(),
         policies: d.policies().iter().map(|p| p.to_string()).collect(),
         // Whom a break-glass use, or a denial, concerns: mail and `groups:` routes go by it.
-        approver_groups: d
-            .requirement()
-            .map(|r| r.approver_groups.clone())
-            .unwrap_or_default(),
+        approver_groups: {
+            let gating: Vec<&crate::policy::Policy> = policies
+                .iter()
+                .filter(|p| d.policies().contains(&p.name))
+                .collect();
+            crate::policy::approver_groups(&gating)
+        },
         key: entry.map(|a| a.key().to_string()),
         expires_at: entry.map(|a| a.expires_at),
         ask: (!break_glass).then(|| RequestCommand::For(req).to_string()),

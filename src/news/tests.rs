@@ -135,7 +135,10 @@ fn denied_at(at: Timestamp, name: &str) -> (Vec<Notice>, Vec<Notice>) {
             now: at,
         },
     );
-    (answered((&req).into(), &d), answered((&req).into(), &allowed))
+    (
+        answered((&req).into(), &d, &p),
+        answered((&req).into(), &allowed, &allowed_policies),
+    )
 }
 
 #[test]
@@ -210,7 +213,7 @@ spec:
             now: now(),
         },
     );
-    answered((&req).into(), &d)
+    answered((&req).into(), &d, &p)
 }
 
 #[test]

@@ -118,7 +118,7 @@ fn news_of(req: &crate::admission::AdmissionRequest<'_>) -> Vec<Notice> {
         approvals: Approvals::Loaded(&s),
         now: now(),
     };
-    crate::news::answered(req.into(), &decide(req, &inputs))
+    crate::news::answered(req.into(), &decide(req, &inputs), &p)
 }
 
 #[test]
