@@ -10,7 +10,7 @@
 //! once. A bucket per namespace and resource, rather than per subject too, keeps the cache
 //! small: a hundred thousand approvals for as many users fill a few hundred buckets.
 
-use super::approval::{Approval, Subject};
+use super::approval::{Approval, Name, Subject};
 use jiff::Timestamp;
 use moka::sync::Cache;
 use std::collections::HashMap;
@@ -27,7 +27,40 @@ const GRACE_SIGNED: jiff::SignedDuration = jiff::SignedDuration::from_secs(3600)
 #[derive(Debug)]
 struct Bucket {
     by_subject: Box<[(u64, Arc<Approval>)]>,
+    /// The namespace, resource and subresource of every approval here, when they share
+    /// one (always, unless the hashes of two places collide): a lookup checks it once,
+    /// not once per approval it finds.
+    place: Option<Place>,
     latest_expiry: Timestamp,
+}
+
+impl Bucket {
+    /// A bucket of approvals, each with the hash of whom it is for.
+    fn new(mut by_subject: Vec<(u64, Arc<Approval>)>, now: Timestamp) -> Self {
+        let latest_expiry = by_subject.iter().map(|(_, a)| a.expires_at).max().unwrap_or(now);
+        by_subject.sort_unstable_by_key(|(who, _)| *who);
+        let place = by_subject
+            .first()
+            .map(|(_, a)| place_of(a))
+            .filter(|first| by_subject.iter().all(|(_, a)| place_of(a) == *first));
+        Bucket {
+            by_subject: by_subject.into_boxed_slice(),
+            place,
+            latest_expiry,
+        }
+    }
+}
+
+/// An approval's namespace, resource and subresource.
+type Place = (Name, Name, Name);
+
+fn place_of(a: &Approval) -> Place {
+    (a.namespace.clone(), a.resource.clone(), a.sub_resource.clone())
+}
+
+/// Whether `place` is the looked-up namespace, resource and subresource.
+fn is_at(place: (&str, &str, &str), k: &LookupKey<'_>) -> bool {
+    place == (k.namespace, k.resource, k.sub_resource)
 }
 
 /// The approvals of a bucket whose subject hashes to `who`.
@@ -88,17 +121,8 @@ impl ApprovalIndex {
             len += 1;
         }
         let buckets = Cache::builder().expire_after(BucketExpiry).build();
-        for (place, mut by_subject) in grouped {
-            let latest_expiry = by_subject.iter().map(|(_, a)| a.expires_at).max().unwrap_or(now);
-            by_subject.sort_unstable_by_key(|(who, _)| *who);
-            let by_subject = by_subject.into_boxed_slice();
-            buckets.insert(
-                place,
-                Arc::new(Bucket {
-                    by_subject,
-                    latest_expiry,
-                }),
-            );
+        for (place, by_subject) in grouped {
+            buckets.insert(place, Arc::new(Bucket::new(by_subject, now)));
         }
         ApprovalIndex { buckets, hasher, len }
     }
@@ -140,15 +164,20 @@ impl<'i> Candidates<'i> {
             return;
         };
         let k = &self.key;
+        // Buckets and subjects are found by hash: keep only exact matches. The bucket's
+        // place is compared once, when the first approval for a subject is found.
+        let mut here = None;
         let subjects = std::iter::once((0u8, k.user)).chain(k.groups.iter().map(|g| (1u8, g.as_str())));
         for subject in subjects {
-            // Buckets and subjects are found by hash: keep only exact matches.
             for (_, a) in of(&bucket.by_subject, self.hasher.hash_one(subject)) {
-                if subject_parts(&a.subject) == subject
-                    && *a.namespace == *k.namespace
-                    && *a.resource == *k.resource
-                    && *a.sub_resource == *k.sub_resource
-                {
+                if subject_parts(&a.subject) != subject {
+                    continue;
+                }
+                let at = match &bucket.place {
+                    Some((ns, resource, sub)) => *here.get_or_insert_with(|| is_at((ns, resource, sub), k)),
+                    None => is_at((&a.namespace, &a.resource, &a.sub_resource), k),
+                };
+                if at {
                     f(a);
                 }
             }
@@ -221,6 +250,56 @@ mod tests {
         assert_eq!(scale.len(), 1);
         assert!(found(&index, &key("alice", &[], "prod", "deployments", "")).is_empty());
         assert!(found(&index, &key("carol", &[], "prod", "secrets", "")).is_empty());
+    }
+
+    /// An index whose one bucket sits where `ns`/`resource` hashes to but holds
+    /// `approvals`, as when the hashes of two places collide.
+    fn collided(ns: &str, resource: &str, approvals: Vec<Arc<Approval>>) -> ApprovalIndex {
+        let hasher = RandomState::new();
+        let by_subject = approvals
+            .into_iter()
+            .map(|a| (hasher.hash_one(subject_parts(&a.subject)), a))
+            .collect();
+        let buckets = Cache::builder().build();
+        buckets.insert(
+            hasher.hash_one((ns, resource, "")),
+            Arc::new(Bucket::new(by_subject, Timestamp::now())),
+        );
+        ApprovalIndex {
+            buckets,
+            hasher,
+            len: 1,
+        }
+    }
+
+    #[test]
+    fn a_bucket_found_by_a_colliding_hash_yields_only_approvals_for_the_place_asked() {
+        let far = "2099-01-01T00:00:00Z";
+        // All the bucket's approvals are for another place: nothing is found.
+        let elsewhere = collided(
+            "prod",
+            "secrets",
+            vec![
+                approval("cm/a", "user: alice", "dev", "secrets", far),
+                approval("cm/b", "user: alice", "dev", "secrets", far),
+            ],
+        );
+        assert!(found(&elsewhere, &key("alice", &[], "prod", "secrets", "")).is_empty());
+        // A bucket that holds two places: each approval is checked on its own.
+        let mixed = collided(
+            "prod",
+            "secrets",
+            vec![
+                approval("cm/a", "user: alice", "dev", "secrets", far),
+                approval("cm/b", "user: alice", "prod", "secrets", far),
+                approval("cm/c", "user: alice", "prod", "configmaps", far),
+            ],
+        );
+        let ids: Vec<_> = found(&mixed, &key("alice", &[], "prod", "secrets", ""))
+            .iter()
+            .map(|a| a.id.clone())
+            .collect();
+        assert_eq!(ids, ["cm/b"]);
     }
 
     #[test]
