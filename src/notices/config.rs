@@ -358,9 +358,12 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
                 .host
                 .filter(|h| !h.is_empty())
                 .ok_or_else(|| err("smtp.host", "missing"))?;
-            if host.contains(['/', ' ', ':']) && !host.starts_with('[') {
-                return Err(err("smtp.host", "is not a host name or address"));
-            }
+            let host = relay_host(&host).ok_or_else(|| {
+                err(
+                    "smtp.host",
+                    "is not a host name or address (an IPv6 address is written ::1 or [::1]; the port goes in port:)",
+                )
+            })?;
             let tls = m.tls.unwrap_or(SmtpTls::Starttls);
             let port = m.port.unwrap_or(match tls {
                 SmtpTls::Starttls => 587,
@@ -477,6 +480,22 @@ fn http_url(url: Option<String>, field: &'static str) -> Result<Credential, (&'s
         _ => return Err((field, "is not an https:// URL")),
     }
     Ok(Credential(url))
+}
+
+/// A relay's host as the socket and the TLS name take it: a name, an IPv4 address, or an
+/// IPv6 address, written bare or in brackets (`::1`, `[::1]`), kept bare.
+fn relay_host(host: &str) -> Option<String> {
+    if let Some(inner) = host.strip_prefix('[') {
+        let ip = inner.strip_suffix(']')?.parse::<std::net::Ipv6Addr>().ok()?;
+        return Some(ip.to_string());
+    }
+    if host.contains(':') {
+        return host.parse::<std::net::Ipv6Addr>().ok().map(|ip| ip.to_string());
+    }
+    if host.contains(['/', ' ', '[', ']', '@']) || host.chars().any(|c| c.is_control()) {
+        return None;
+    }
+    Some(host.to_string())
 }
 
 fn is_loopback(host: &str) -> bool {

@@ -179,3 +179,28 @@ fn mail_domains_must_be_domains() {
         .to_string();
     assert!(e.contains("mail.domains"), "{e}");
 }
+
+#[test]
+fn an_ipv6_relay_is_written_bare_or_in_brackets_and_kept_bare() {
+    for written in ["\"::1\"", "\"[::1]\"", "\"[0:0:0:0:0:0:0:1]\""] {
+        let c = parse(&format!(
+            "sinks:\n  - name: s\n    smtp: {{host: {written}, tls: none, from: a@b}}\n"
+        ))
+        .unwrap();
+        let Kind::Smtp(s) = &c.sinks[0].kind else { panic!() };
+        assert_eq!(s.host, "::1", "{written}");
+    }
+    for bad in [
+        "relay.internal:587",
+        "\"[relay.internal]\"",
+        "\"[::1\"",
+        "\"[::1]:587\"",
+        "\"a b\"",
+    ] {
+        let (_, field, problem) = sink_error(&format!(
+            "sinks:\n  - name: s\n    smtp: {{host: {bad}, from: a@b}}\n"
+        ));
+        assert_eq!(field, "smtp.host", "{bad}");
+        assert!(problem.contains("[::1]"), "{problem}");
+    }
+}
