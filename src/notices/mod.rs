@@ -35,12 +35,12 @@ pub async fn test(cfg: &Config, to: Option<&str>) -> Vec<(String, Result<String,
                     Kind::Smtp(s) => {
                         let m = message::of(&sample);
                         Some(send::Payload::Mail {
-                            to: vec![to.unwrap_or(&s.from).to_string()],
+                            to: to.unwrap_or(&s.from).to_string(),
                             subject: message::subject(&m),
                             body: message::plain(&m),
                         })
                     }
-                    _ => send::payload(cfg, sink, &sample, now),
+                    _ => send::payloads(cfg, sink, &sample, now).pop(),
                 };
                 match payload {
                     Some(p) => target.deliver(&p, retry.attempt).await.map_err(|f| f.to_string()),

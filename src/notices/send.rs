@@ -80,19 +80,22 @@ pub enum Payload {
         headers: Vec<(&'static str, Credential)>,
         body: Vec<u8>,
     },
+    /// To one address: a mail is sent to each recipient on its own (its own SMTP
+    /// transaction), so that a relay refusing one address keeps no other from its mail,
+    /// and no recipient learns the others' addresses.
     Mail {
-        to: Vec<String>,
+        to: String,
         subject: String,
         body: String,
     },
 }
 
-/// What `notice` is for `sink`, or `None` when it has nobody to tell (a mail without
-/// recipients).
-pub fn payload(cfg: &Config, sink: &Sink, notice: &Notice, time: jiff::Timestamp) -> Option<Payload> {
+/// What `notice` is for `sink`: one message for a chat, Matrix or webhook sink; one mail
+/// per recipient for a mail sink, none when it has nobody to tell.
+pub fn payloads(cfg: &Config, sink: &Sink, notice: &Notice, time: jiff::Timestamp) -> Vec<Payload> {
     let m = message::of(notice);
     let json = |v: serde_json::Value| serde_json::to_vec(&v).unwrap_or_default();
-    Some(match &sink.kind {
+    vec![match &sink.kind {
         Kind::Chat { url } => Payload::Http {
             method: http::Method::POST,
             url: url.clone(),
@@ -137,17 +140,17 @@ pub fn payload(cfg: &Config, sink: &Sink, notice: &Notice, time: jiff::Timestamp
             }
         }
         Kind::Smtp(_) => {
-            let to = route::recipients(&cfg.mail, notice);
-            if to.is_empty() {
-                return None;
-            }
-            Payload::Mail {
-                to,
-                subject: message::subject(&m),
-                body: message::plain(&m),
-            }
+            let (subject, body) = (message::subject(&m), message::plain(&m));
+            return route::recipients(&cfg.mail, notice)
+                .into_iter()
+                .map(|to| Payload::Mail {
+                    to,
+                    subject: subject.clone(),
+                    body: body.clone(),
+                })
+                .collect();
         }
-    })
+    }]
 }
 
 impl Payload {
@@ -164,9 +167,7 @@ impl Payload {
                         .sum::<usize>()
                     + body.len()
             }
-            Payload::Mail { to, subject, body } => {
-                to.iter().map(String::len).sum::<usize>() + subject.len() + body.len()
-            }
+            Payload::Mail { to, subject, body } => to.len() + subject.len() + body.len(),
         }
     }
 }
@@ -393,20 +394,17 @@ impl Target {
                 let Kind::Smtp(s) = &self.sink.kind else {
                     return Err(Failure::Other("not a mail sink".into()));
                 };
-                let mut b = lettre::Message::builder()
+                let mail = lettre::Message::builder()
                     .from(
                         s.from
                             .parse()
                             .map_err(|_| Failure::Other("bad from address".into()))?,
                     )
-                    .subject(subject.as_str())
-                    .header(lettre::message::header::ContentType::TEXT_PLAIN);
-                for addr in to {
-                    b = b.to(addr
+                    .to(to
                         .parse()
-                        .map_err(|_| Failure::Other("a recipient is not a mail address".into()))?);
-                }
-                let mail = b
+                        .map_err(|_| Failure::Other("the recipient is not a mail address".into()))?)
+                    .subject(subject.as_str())
+                    .header(lettre::message::header::ContentType::TEXT_PLAIN)
                     .body(body.clone())
                     .map_err(|e| Failure::Other(format!("the mail could not be built: {e}")))?;
                 let answer = smtp.send(mail).await.map_err(|e| Failure::Other(chain(&e)))?;
@@ -526,21 +524,20 @@ fn dispatch(cfg: &Config, queues: &[Queue], denials: &mut Denials, metrics: &Met
         }
     }
     for sink in sinks {
-        let Some(payload) = payload(cfg, sink, &notice, now) else {
-            continue;
-        };
         let Some(queue) = queues.iter().find(|q| q.name == sink.name) else {
             continue;
         };
-        let job = Job {
-            notice: notice.name.clone(),
-            size: payload.size(),
-            payload,
-            denied,
-        };
-        if !queue.offer(job) {
-            metrics.notification(&sink.name, "dropped");
-            tracing::warn!(sink = %sink.name, notice = %notice.name, "notification dropped: the sink's queue is full");
+        for payload in payloads(cfg, sink, &notice, now) {
+            let job = Job {
+                notice: notice.name.clone(),
+                size: payload.size(),
+                payload,
+                denied,
+            };
+            if !queue.offer(job) {
+                metrics.notification(&sink.name, "dropped");
+                tracing::warn!(sink = %sink.name, notice = %notice.name, "notification dropped: the sink's queue is full");
+            }
         }
     }
 }

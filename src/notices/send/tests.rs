@@ -17,7 +17,7 @@ fn a_matrix_message_is_a_put_to_the_room_with_the_notice_as_its_transaction() {
         url,
         headers,
         body,
-    }) = payload(&c, &c.sinks[0], &n, jiff::Timestamp::now())
+    }) = payloads(&c, &c.sinks[0], &n, jiff::Timestamp::now()).pop()
     else {
         panic!()
     };
@@ -50,7 +50,7 @@ fn a_webhook_is_signed_with_hmac_sha256_of_the_body() {
         "sinks:\n  - name: w\n    webhook: {url: \"https://c.internal/x\", secret: 0123456789abcdef0123456789abcdef}\n",
     );
     let Some(Payload::Http { headers, body, .. }) =
-        payload(&c, &c.sinks[0], &message::sample(), jiff::Timestamp::now())
+        payloads(&c, &c.sinks[0], &message::sample(), jiff::Timestamp::now()).pop()
     else {
         panic!()
     };
@@ -74,5 +74,23 @@ fn a_webhook_is_signed_with_hmac_sha256_of_the_body() {
 #[test]
 fn a_mail_without_recipients_is_not_sent() {
     let c = cfg("sinks:\n  - name: m\n    smtp: {host: relay, tls: none, from: j@corp}\n");
-    assert!(payload(&c, &c.sinks[0], &message::sample(), jiff::Timestamp::now()).is_none());
+    assert!(payloads(&c, &c.sinks[0], &message::sample(), jiff::Timestamp::now()).is_empty());
+}
+
+#[test]
+fn a_mail_goes_to_each_recipient_on_its_own() {
+    let c = cfg(
+        "sinks:\n  - name: m\n    smtp: {host: relay, tls: none, from: j@corp}\nmail:\n  addresses: {\"group:jitgate-approvers\": [b@corp, a@corp]}\n",
+    );
+    let mut n = message::sample();
+    n.reason = "RequestFiled";
+    n.facts.approver_groups = vec!["jitgate-approvers".into()];
+    let to: Vec<String> = payloads(&c, &c.sinks[0], &n, jiff::Timestamp::now())
+        .into_iter()
+        .map(|p| match p {
+            Payload::Mail { to, .. } => to,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(to, ["a@corp", "b@corp"]);
 }
