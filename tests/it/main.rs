@@ -18,6 +18,7 @@ mod hardening;
 mod impersonation;
 mod ledger;
 mod ledger_properties;
+mod mail;
 mod metrics;
 mod mtls;
 mod notifications;

@@ -6,6 +6,7 @@
 
 pub mod apiserver;
 pub mod offline;
+pub mod smtp;
 
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -24,7 +25,7 @@ use tokio_rustls::TlsConnector;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
-/// A CA and a serving certificate for localhost, made for one test.
+/// A CA and a serving certificate for localhost (and 127.0.0.1 and ::1), made for one test.
 pub struct Certs {
     pub ca_pem: String,
     pub cert_pem: String,
@@ -44,7 +45,12 @@ impl Certs {
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca, ca_key);
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let leaf = CertificateParams::new(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ])
+        .unwrap();
         let cert = leaf.signed_by(&key, &issuer).unwrap();
         Certs {
             ca_pem: ca_cert.pem(),
@@ -755,4 +761,43 @@ impl LogCapture {
             .filter(|l| l["message"] == message && l[field] == value)
             .count()
     }
+}
+
+/// Runs `jitgate ARGS…` off the runtime, which serves the test's receivers meanwhile: its
+/// exit code, stdout and stderr.
+pub async fn jitgate(args: &[&str]) -> (i32, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The server's `/metrics`.
+pub async fn scrape(h: &Harness) -> String {
+    let mut c = h.conn(Proto::H1).await;
+    String::from_utf8(
+        c.send(hyper::Method::GET, "/metrics", None, Vec::new())
+            .await
+            .body,
+    )
+    .unwrap()
+}
+
+/// The value of `series` (name and labels, as written) in `metrics`; 0 when absent.
+pub fn counter(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
 }
