@@ -1,10 +1,10 @@
 //! Notifications: three replicas follow one test API server and tell real receivers on
 //! loopback: an HTTP server standing in for Mattermost and for a CloudEvents collector
 //! (checking the JSON and the HMAC), and aiosmtpd, a real SMTP server, receiving mail
-//! (`support::smtp`: without its Python, the mail checks are skipped, saying so; the rest
-//! runs). Each piece of
-//! news arrives once across the replicas; a sink that fails is retried, one that hangs
-//! delays no answer and no other sink; a Secret's data reaches no sink, record or log.
+//! (`support::smtp`: without its Python, the mail checks are skipped, saying so, and the
+//! rest runs). Each piece of news arrives once across the replicas; a sink that fails is
+//! retried, one that hangs delays no answer and no other sink; a Secret's data reaches no
+//! sink, record or log.
 
 use crate::support::apiserver::ApiServer;
 use crate::support::smtp::SmtpServer;
