@@ -1,12 +1,14 @@
-//! How much may wait, without I/O. Each sink's queue holds at most [`SINK_QUEUE`]
-//! messages and [`SINK_BYTES`] bytes, of which denials (news anyone can make, by being
-//! denied) take at most a quarter: a flood of denials cannot push out a request or a
-//! break-glass use. And a user's denials make at most [`DENIALS_PER_USER`] messages a
-//! minute, however they vary the object to dodge the once-a-minute limit of the Events.
+//! How much may wait, without I/O. Each sink's queue holds at most [`SINK_QUEUE`] notices
+//! (a notice mailed to many recipients is one) and [`SINK_BYTES`] bytes, of which denials
+//! (news anyone can make, by being denied) take at most a quarter: a flood of denials
+//! cannot push out a request or a break-glass use. And a user's denials make at most
+//! [`DENIALS_PER_USER`] messages a minute, however they vary the object to dodge the
+//! once-a-minute limit of the Events.
 
 use std::collections::HashMap;
 
-/// Messages waiting for one sink; past this, new ones for it are dropped.
+/// Notices waiting for one sink (a notice mailed to many recipients is one); past this,
+/// new ones for it are dropped.
 pub const SINK_QUEUE: usize = 256;
 /// Bytes of messages waiting for one sink; past this, new ones for it are dropped.
 pub const SINK_BYTES: usize = 1024 * 1024;

@@ -31,7 +31,8 @@ fn matches(r: &Route, notice: &Notice) -> bool {
 
 /// The addresses a mail about `notice` goes to: the requester for what happened to their
 /// request (approved, revoked, about to expire, expired); the approver groups for a new
-/// request and for a break-glass use they must review. Sorted, each once.
+/// request and for a break-glass use they must review. Sorted, each once (addresses that
+/// differ only in case are one mailbox, and get one mail).
 pub fn recipients(mail: &Mail, notice: &Notice) -> Vec<String> {
     let f = &notice.facts;
     let mut out = Vec::new();
@@ -50,8 +51,8 @@ pub fn recipients(mail: &Mail, notice: &Notice) -> Vec<String> {
             out.extend(addresses_of(mail, &format!("group:{group}")));
         }
     }
-    out.sort();
-    out.dedup();
+    out.sort_by_cached_key(|a: &String| a.to_ascii_lowercase());
+    out.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
     out
 }
 

@@ -66,9 +66,30 @@ pub enum Failure {
     Status(u16),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// The relay refused this mail for good (an SMTP 5xx reply, such as an address it
+    /// does not take), or the mail could not be built: another try cannot help.
+    #[error("{0}")]
+    Permanent(String),
+    /// The relay refused jitgate's login (SMTP 530, 534, 535 or 538): every mail to it
+    /// would be refused alike until someone fixes the Secret, and each try is one more
+    /// failed login on the relay's account.
+    #[error("{0}")]
+    Login(String),
     #[error("{0}")]
     Other(String),
 }
+
+impl Failure {
+    /// Whether another try might succeed.
+    fn worth_retrying(&self) -> bool {
+        !matches!(self, Failure::Permanent(_) | Failure::Login(_))
+    }
+}
+
+/// After a relay refuses jitgate's login, its mail waits this long untried (dropped,
+/// counted, logged once): a login with the same password fails alike, and relays lock an
+/// account out, or ban an address, after a few failed logins.
+pub const LOGIN_PAUSE: Duration = Duration::from_secs(300);
 
 /// One message for one sink, ready to send.
 #[derive(Debug, Clone)]
@@ -346,6 +367,8 @@ impl Target {
         match tokio::time::timeout(within, self.attempt(payload)).await {
             Ok(result) => result.map_err(|f| match f {
                 Failure::Other(text) => Failure::Other(self.scrub(text)),
+                Failure::Permanent(text) => Failure::Permanent(self.scrub(text)),
+                Failure::Login(text) => Failure::Login(self.scrub(text)),
                 f => f,
             }),
             Err(_) => Err(Failure::Timeout(within)),
@@ -398,16 +421,16 @@ impl Target {
                     .from(
                         s.from
                             .parse()
-                            .map_err(|_| Failure::Other("bad from address".into()))?,
+                            .map_err(|_| Failure::Permanent("bad from address".into()))?,
                     )
                     .to(to
                         .parse()
-                        .map_err(|_| Failure::Other("the recipient is not a mail address".into()))?)
+                        .map_err(|_| Failure::Permanent("the recipient is not a mail address".into()))?)
                     .subject(subject.as_str())
                     .header(lettre::message::header::ContentType::TEXT_PLAIN)
                     .body(body.clone())
-                    .map_err(|e| Failure::Other(format!("the mail could not be built: {e}")))?;
-                let answer = smtp.send(mail).await.map_err(|e| Failure::Other(chain(&e)))?;
+                    .map_err(|e| Failure::Permanent(format!("the mail could not be built: {e}")))?;
+                let answer = smtp.send(mail).await.map_err(|e| smtp_failure(&e))?;
                 Ok(format!(
                     "{} {}",
                     answer.code(),
@@ -427,6 +450,17 @@ impl Target {
     }
 }
 
+/// What a relay's error means for trying again.
+fn smtp_failure(e: &lettre::transport::smtp::Error) -> Failure {
+    let text = chain(e);
+    let code = e.status().map(|c| c.to_string());
+    match code.as_deref() {
+        Some("530" | "534" | "535" | "538") => Failure::Login(text),
+        _ if e.is_permanent() => Failure::Permanent(text),
+        _ => Failure::Other(text),
+    }
+}
+
 /// An error and its sources, in one line.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -442,7 +476,9 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// One message for a worker.
 struct Job {
     notice: String,
-    payload: Payload,
+    /// The notice's messages for the sink: one, or a mail per recipient. A notice takes
+    /// one place in the queue however many it mails.
+    payloads: Vec<Payload>,
     /// A denial's (in the denials' part of the queue), and its size: what to give back
     /// to the queue's budget when it is done with.
     denied: bool,
@@ -527,17 +563,22 @@ fn dispatch(cfg: &Config, queues: &[Queue], denials: &mut Denials, metrics: &Met
         let Some(queue) = queues.iter().find(|q| q.name == sink.name) else {
             continue;
         };
-        for payload in payloads(cfg, sink, &notice, now) {
-            let job = Job {
-                notice: notice.name.clone(),
-                size: payload.size(),
-                payload,
-                denied,
-            };
-            if !queue.offer(job) {
+        let payloads = payloads(cfg, sink, &notice, now);
+        if payloads.is_empty() {
+            continue;
+        }
+        let (count, size) = (payloads.len(), payloads.iter().map(Payload::size).sum::<usize>());
+        let job = Job {
+            notice: notice.name.clone(),
+            payloads,
+            size,
+            denied,
+        };
+        if !queue.offer(job) {
+            for _ in 0..count {
                 metrics.notification(&sink.name, "dropped");
-                tracing::warn!(sink = %sink.name, notice = %notice.name, "notification dropped: the sink's queue is full");
             }
+            tracing::warn!(sink = %sink.name, notice = %notice.name, messages = count, "notification dropped: the sink's queue is full");
         }
     }
 }
@@ -550,8 +591,22 @@ async fn work(
     retry: Retry,
 ) {
     let name = target.sink.name.clone();
+    let mut paused_until: Option<tokio::time::Instant> = None;
     while let Some(job) = rx.recv().await {
-        deliver(&target, &name, &job, &metrics, retry).await;
+        let mut untried = 0;
+        for payload in &job.payloads {
+            if paused_until.is_some_and(|until| tokio::time::Instant::now() < until) {
+                metrics.notification(&name, "dropped");
+                untried += 1;
+            } else if deliver(&target, &name, &job.notice, payload, &metrics, retry).await
+                == Delivered::LoginRefused
+            {
+                paused_until = Some(tokio::time::Instant::now() + LOGIN_PAUSE);
+            }
+        }
+        if untried > 0 {
+            tracing::warn!(sink = %name, notice = %job.notice, messages = untried, "notification dropped untried: the relay refused jitgate's login less than 5 minutes ago (check the sink's username and password)");
+        }
         queued
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -559,25 +614,49 @@ async fn work(
     }
 }
 
-/// Delivers one job, retrying, and counts how it went.
-async fn deliver(target: &Target, name: &str, job: &Job, metrics: &Metrics, retry: Retry) {
+/// How one message went.
+#[derive(Debug, PartialEq, Eq)]
+enum Delivered {
+    Sent,
+    Dropped,
+    /// Dropped, and the relay refused jitgate's login: its next mail waits.
+    LoginRefused,
+}
+
+/// Delivers one message, retrying what another try might fix, and counts how it went.
+async fn deliver(
+    target: &Target,
+    name: &str,
+    notice: &str,
+    payload: &Payload,
+    metrics: &Metrics,
+    retry: Retry,
+) -> Delivered {
     let mut pause = retry.first;
-    for attempt in 1..=retry.tries.max(1) {
-        match target.deliver(&job.payload, retry.attempt).await {
+    let mut attempt = 1;
+    loop {
+        match target.deliver(payload, retry.attempt).await {
             Ok(answer) => {
                 metrics.notification(name, "sent");
-                tracing::debug!(sink = %name, notice = %job.notice, %answer, "notification sent");
-                break;
+                tracing::debug!(sink = %name, %notice, %answer, "notification sent");
+                return Delivered::Sent;
             }
-            Err(failure) if attempt < retry.tries => {
+            Err(failure) if attempt < retry.tries && failure.worth_retrying() => {
                 metrics.notification(name, "retried");
-                tracing::info!(sink = %name, notice = %job.notice, attempt, error = %failure, "notification not delivered; trying again");
+                tracing::info!(sink = %name, %notice, attempt, error = %failure, "notification not delivered; trying again");
                 tokio::time::sleep(pause).await;
                 pause = pause.saturating_mul(2);
+                attempt += 1;
             }
             Err(failure) => {
                 metrics.notification(name, "dropped");
-                tracing::warn!(sink = %name, notice = %job.notice, attempts = attempt, error = %failure, "notification dropped: the sink did not take it");
+                let login = matches!(failure, Failure::Login(_));
+                tracing::warn!(sink = %name, %notice, attempts = attempt, error = %failure, "notification dropped: the sink did not take it");
+                return if login {
+                    Delivered::LoginRefused
+                } else {
+                    Delivered::Dropped
+                };
             }
         }
     }

@@ -109,3 +109,18 @@ fn with_mail_domains_a_username_elsewhere_is_no_address() {
     n.facts.requester_user = Some("alice@CORP".into());
     assert_eq!(recipients(&c.mail, &n), ["alice@CORP"]);
 }
+
+#[test]
+fn an_address_in_two_groups_or_two_cases_gets_one_mail() {
+    let c = cfg(&format!(
+        "{SINKS}mail:\n  addresses: {{\"group:security-approvers\": [Lead@Corp, sec@corp], \"group:db-approvers\": [lead@corp, SEC@corp]}}\n"
+    ));
+    let mut n = notice("RequestFiled", "p");
+    n.facts.approver_groups = vec!["security-approvers".into(), "db-approvers".into()];
+    let to = recipients(&c.mail, &n);
+    assert_eq!(to.len(), 2, "{to:?}");
+    assert!(
+        to[0].eq_ignore_ascii_case("lead@corp") && to[1].eq_ignore_ascii_case("sec@corp"),
+        "{to:?}"
+    );
+}

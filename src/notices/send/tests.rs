@@ -94,3 +94,49 @@ fn a_mail_goes_to_each_recipient_on_its_own() {
         .collect();
     assert_eq!(to, ["a@corp", "b@corp"]);
 }
+
+#[test]
+fn a_notice_mailed_to_many_takes_one_place_in_the_queue_and_leaves_room_for_a_break_glass_use() {
+    let approvers: Vec<String> = (0..300).map(|i| format!("a{i:03}@corp")).collect();
+    let c = cfg(&format!(
+        "sinks:\n  - name: m\n    smtp: {{host: relay, tls: none, from: j@corp}}\nmail:\n  addresses: {{\"group:jitgate-approvers\": [{}]}}\n",
+        approvers.join(", ")
+    ));
+    let (tx, mut rx) = mpsc::channel::<Job>(SINK_QUEUE);
+    let queues = [Queue {
+        name: "m".into(),
+        tx,
+        queued: Arc::new(std::sync::Mutex::new(Queued::default())),
+    }];
+    let metrics = Metrics::new(jiff::SignedDuration::from_secs(600));
+    let mut denials = Denials::default();
+    let mut filed = message::sample();
+    filed.reason = "RequestFiled";
+    filed.facts.approver_groups = vec!["jitgate-approvers".into()];
+    let mut broke = filed.clone();
+    broke.reason = "BreakGlassUsed";
+    // The queue is full but for one place; the request to 300 people takes just that one.
+    for _ in 0..SINK_QUEUE - 2 {
+        assert!(queues[0].offer(Job {
+            notice: "filler".into(),
+            payloads: Vec::new(),
+            denied: false,
+            size: 0,
+        }));
+    }
+    dispatch(&c, &queues, &mut denials, &metrics, filed);
+    dispatch(&c, &queues, &mut denials, &metrics, broke);
+    let mut jobs = Vec::new();
+    while let Ok(job) = rx.try_recv() {
+        if job.notice != "filler" {
+            jobs.push(job);
+        }
+    }
+    assert_eq!(jobs.len(), 2, "both notices queued");
+    assert!(jobs.iter().all(|j| j.payloads.len() == 300));
+    let first_to = match &jobs[0].payloads[0] {
+        Payload::Mail { to, .. } => to.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(first_to, "a000@corp");
+}

@@ -62,7 +62,8 @@ pub struct Mail {
     pub at: Instant,
 }
 
-/// One AUTH command it was sent, whatever it answered.
+/// One AUTH command it was sent, whatever it answered (except one before STARTTLS on a
+/// relay that requires it, which aiosmtpd refuses itself).
 #[derive(Clone, Debug)]
 pub struct Auth {
     /// Whether the connection was TLS by then.

@@ -4,7 +4,9 @@ tests/it/support/smtp.rs runs it and reads what it prints on stdout, one JSON ob
 
   {"event": "ready", "port": 40123}
   {"event": "auth", "tls": true, "mechanism": "PLAIN", "user": "jitgate", "ok": true}
-      every AUTH command, whatever its answer (user: the login it carried, if it got that far)
+      every AUTH command aiosmtpd hands on, whatever its answer (user: the login it carried,
+      if it got that far); an AUTH before STARTTLS on a relay that requires STARTTLS is
+      refused by aiosmtpd itself (530) and not printed
   {"event": "mail", "from": "...", "to": ["..."], "data": "raw message", "text": "as read",
    "tls": true, "user": "jitgate"}
 
