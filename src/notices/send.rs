@@ -593,19 +593,33 @@ async fn work(
     let name = target.sink.name.clone();
     let mut paused_until: Option<tokio::time::Instant> = None;
     while let Some(job) = rx.recv().await {
-        let mut untried = 0;
+        let (mut paused, mut unreachable) = (0, 0);
+        let mut gave_up = false;
         for payload in &job.payloads {
             if paused_until.is_some_and(|until| tokio::time::Instant::now() < until) {
                 metrics.notification(&name, "dropped");
-                untried += 1;
-            } else if deliver(&target, &name, &job.notice, payload, &metrics, retry).await
-                == Delivered::LoginRefused
-            {
-                paused_until = Some(tokio::time::Instant::now() + LOGIN_PAUSE);
+                paused += 1;
+            } else if gave_up {
+                metrics.notification(&name, "dropped");
+                unreachable += 1;
+            } else {
+                match deliver(&target, &name, &job.notice, payload, &metrics, retry).await {
+                    Delivered::LoginRefused => {
+                        paused_until = Some(tokio::time::Instant::now() + LOGIN_PAUSE);
+                    }
+                    // Not this recipient's fault (no answer, a connection error, a 4xx
+                    // after every try): the rest of this notice would wait as long for
+                    // the same, holding up the news behind it.
+                    Delivered::GaveUp => gave_up = true,
+                    Delivered::Sent | Delivered::Refused => {}
+                }
             }
         }
-        if untried > 0 {
-            tracing::warn!(sink = %name, notice = %job.notice, messages = untried, "notification dropped untried: the relay refused jitgate's login less than 5 minutes ago (check the sink's username and password)");
+        if paused > 0 {
+            tracing::warn!(sink = %name, notice = %job.notice, messages = paused, "notification dropped untried: the relay refused jitgate's login less than 5 minutes ago (check the sink's username and password)");
+        }
+        if unreachable > 0 {
+            tracing::warn!(sink = %name, notice = %job.notice, messages = unreachable, "notification dropped untried: the sink did not take this notice's previous message after every try");
         }
         queued
             .lock()
@@ -618,7 +632,10 @@ async fn work(
 #[derive(Debug, PartialEq, Eq)]
 enum Delivered {
     Sent,
-    Dropped,
+    /// Dropped: the sink refused this message for good (a relay refusing its recipient).
+    Refused,
+    /// Dropped after every try: the sink did not answer, or not with a yes.
+    GaveUp,
     /// Dropped, and the relay refused jitgate's login: its next mail waits.
     LoginRefused,
 }
@@ -650,12 +667,11 @@ async fn deliver(
             }
             Err(failure) => {
                 metrics.notification(name, "dropped");
-                let login = matches!(failure, Failure::Login(_));
                 tracing::warn!(sink = %name, %notice, attempts = attempt, error = %failure, "notification dropped: the sink did not take it");
-                return if login {
-                    Delivered::LoginRefused
-                } else {
-                    Delivered::Dropped
+                return match failure {
+                    Failure::Login(_) => Delivered::LoginRefused,
+                    Failure::Permanent(_) => Delivered::Refused,
+                    Failure::Status(_) | Failure::Timeout(_) | Failure::Other(_) => Delivered::GaveUp,
                 };
             }
         }

@@ -3,7 +3,9 @@
 //! `jitgate notify test`. STARTTLS and implicit TLS under the sink's own CA, AUTH, IPv6;
 //! and what must not happen: a password sent to a relay whose certificate is not trusted,
 //! or that offers no STARTTLS; a refused recipient keeping the others from their mail; a
-//! wrong password tried again and again (one failed login, then the relay is left alone). Without aiosmtpd's Python, each test says so and passes.
+//! wrong password tried again and again (one failed login, then the relay is left alone); a
+//! relay that is down holding a notice for every recipient's tries. Without aiosmtpd's
+//! Python, each test that needs it says so and passes.
 
 use crate::support::smtp::{Relay, SmtpServer, Tls, ipv6_loopback};
 use crate::support::*;
@@ -379,5 +381,35 @@ async fn a_refused_recipient_keeps_no_other_from_the_mail_and_each_address_is_co
     assert_eq!(mail_counter(&h, "sent").await, 2.0);
     assert_eq!(mail_counter(&h, "dropped").await, 1.0);
     assert_eq!(mail_counter(&h, "retried").await, 0.0);
+    h.stop().await;
+}
+
+/// Run on one thread, so that the log capture sees the server's log lines too. Needs no
+/// SMTP server: nothing listens where the sink points.
+#[tokio::test]
+async fn a_relay_that_is_down_holds_a_notice_for_one_recipients_tries_not_for_every_recipients() {
+    let logs = LogCapture::start();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sink = format!("host: 127.0.0.1, port: {port}, tls: none, from: jitgate@example.com");
+    let path = notifications(dir.path(), &sink, None, &APPROVERS);
+    let h = serve(path, QUICK).await;
+    file_a_request(&h);
+    eventually(PATIENCE, || async { mail_counter(&h, "dropped").await >= 3.0 }).await;
+    // Well past where another recipient's retries would have ended.
+    tokio::time::sleep(QUICK.first * 8).await;
+    assert_eq!(mail_counter(&h, "dropped").await, 3.0);
+    assert_eq!(
+        mail_counter(&h, "retried").await,
+        f64::from(QUICK.tries - 1),
+        "only the first recipient's mail is tried again"
+    );
+    assert_eq!(mail_counter(&h, "sent").await, 0.0);
+    let untried =
+        "notification dropped untried: the sink did not take this notice's previous message after every try";
+    assert_eq!(logs.count(untried, "sink", "mail"), 1);
     h.stop().await;
 }
