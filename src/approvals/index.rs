@@ -10,7 +10,7 @@
 //! once. A bucket per namespace and resource, rather than per subject too, keeps the cache
 //! small: a hundred thousand approvals for as many users fill a few hundred buckets.
 
-use super::approval::{Approval, Name, Subject};
+use super::approval::{Approval, Subject};
 use jiff::Timestamp;
 use moka::sync::Cache;
 use std::collections::HashMap;
@@ -27,10 +27,10 @@ const GRACE_SIGNED: jiff::SignedDuration = jiff::SignedDuration::from_secs(3600)
 #[derive(Debug)]
 struct Bucket {
     by_subject: Box<[(u64, Arc<Approval>)]>,
-    /// The namespace, resource and subresource of every approval here, when they share
-    /// one (always, unless the hashes of two places collide): a lookup checks it once,
-    /// not once per approval it finds.
-    place: Option<Place>,
+    /// Whether every approval here has the same namespace, resource and subresource
+    /// (always, unless the hashes of two places collide): then a lookup checks the first
+    /// one's place once, not the place of each approval it finds.
+    one_place: bool,
     latest_expiry: Timestamp,
 }
 
@@ -39,28 +39,25 @@ impl Bucket {
     fn new(mut by_subject: Vec<(u64, Arc<Approval>)>, now: Timestamp) -> Self {
         let latest_expiry = by_subject.iter().map(|(_, a)| a.expires_at).max().unwrap_or(now);
         by_subject.sort_unstable_by_key(|(who, _)| *who);
-        let place = by_subject
+        let one_place = by_subject
             .first()
-            .map(|(_, a)| place_of(a))
-            .filter(|first| by_subject.iter().all(|(_, a)| place_of(a) == *first));
+            .is_some_and(|(_, first)| by_subject.iter().all(|(_, a)| place_of(a) == place_of(first)));
         Bucket {
             by_subject: by_subject.into_boxed_slice(),
-            place,
+            one_place,
             latest_expiry,
         }
     }
 }
 
 /// An approval's namespace, resource and subresource.
-type Place = (Name, Name, Name);
-
-fn place_of(a: &Approval) -> Place {
-    (a.namespace.clone(), a.resource.clone(), a.sub_resource.clone())
+fn place_of(a: &Approval) -> (&str, &str, &str) {
+    (&a.namespace, &a.resource, &a.sub_resource)
 }
 
-/// Whether `place` is the looked-up namespace, resource and subresource.
-fn is_at(place: (&str, &str, &str), k: &LookupKey<'_>) -> bool {
-    place == (k.namespace, k.resource, k.sub_resource)
+/// Whether `a` is for the looked-up namespace, resource and subresource.
+fn is_at(a: &Approval, k: &LookupKey<'_>) -> bool {
+    place_of(a) == (k.namespace, k.resource, k.sub_resource)
 }
 
 /// The approvals of a bucket whose subject hashes to `who`.
@@ -173,9 +170,10 @@ impl<'i> Candidates<'i> {
                 if subject_parts(&a.subject) != subject {
                     continue;
                 }
-                let at = match &bucket.place {
-                    Some((ns, resource, sub)) => *here.get_or_insert_with(|| is_at((ns, resource, sub), k)),
-                    None => is_at((&a.namespace, &a.resource, &a.sub_resource), k),
+                let at = if bucket.one_place {
+                    *here.get_or_insert_with(|| is_at(&bucket.by_subject[0].1, k))
+                } else {
+                    is_at(a, k)
                 };
                 if at {
                     f(a);
