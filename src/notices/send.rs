@@ -84,6 +84,16 @@ impl Failure {
     fn worth_retrying(&self) -> bool {
         !matches!(self, Failure::Permanent(_) | Failure::Login(_))
     }
+
+    /// The same failure, its words (if any) passed through `f`.
+    fn map_text(self, f: impl FnOnce(String) -> String) -> Failure {
+        match self {
+            Failure::Permanent(text) => Failure::Permanent(f(text)),
+            Failure::Login(text) => Failure::Login(f(text)),
+            Failure::Other(text) => Failure::Other(f(text)),
+            Failure::Status(_) | Failure::Timeout(_) => self,
+        }
+    }
 }
 
 /// After a relay refuses jitgate's login, its mail waits this long untried (dropped,
@@ -365,12 +375,7 @@ impl Target {
     /// One attempt: what the sink answered (`HTTP 200`, `250 …`), or why it failed.
     pub async fn deliver(&self, payload: &Payload, within: Duration) -> Result<String, Failure> {
         match tokio::time::timeout(within, self.attempt(payload)).await {
-            Ok(result) => result.map_err(|f| match f {
-                Failure::Other(text) => Failure::Other(self.scrub(text)),
-                Failure::Permanent(text) => Failure::Permanent(self.scrub(text)),
-                Failure::Login(text) => Failure::Login(self.scrub(text)),
-                f => f,
-            }),
+            Ok(result) => result.map_err(|f| f.map_text(|text| self.scrub(text))),
             Err(_) => Err(Failure::Timeout(within)),
         }
     }
