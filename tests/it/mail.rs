@@ -46,12 +46,29 @@ fn notifications(
     path
 }
 
-/// The sink's `smtp:` fields for `relay`, logging in as USER with `password`.
-fn starttls_sink(relay: &SmtpServer, password: &str) -> String {
+/// A receiver with `tls` under `certs` that takes USER with PASSWORD; `None` when there is
+/// no Python to run it (it said so).
+fn login_relay(tls: Tls, certs: &Certs) -> Option<SmtpServer> {
+    Relay {
+        tls,
+        certs: Some(certs),
+        login: Some((USER, PASSWORD)),
+        ..Relay::default()
+    }
+    .start()
+}
+
+/// The sink's `smtp:` fields for a relay at `host` and `port` (`tls:` as written),
+/// logging in as USER with `password`.
+fn login_sink(host: &str, port: u16, tls: &str, password: &str) -> String {
     format!(
-        "host: {}, port: {}, tls: starttls, username: {USER}, password: \"{password}\", from: jitgate@example.com",
-        relay.host, relay.port
+        "host: {host}, port: {port}, tls: {tls}, username: {USER}, password: \"{password}\", from: jitgate@example.com"
     )
+}
+
+/// The sink's `smtp:` fields for `relay` with STARTTLS, logging in as USER with `password`.
+fn starttls_sink(relay: &SmtpServer, password: &str) -> String {
+    login_sink(relay.host, relay.port, "starttls", password)
 }
 
 /// The real server in file mode, notifying as the file at `path` says.
@@ -88,13 +105,7 @@ async fn notify_test(path: &std::path::Path, to: &str) -> (i32, String, String) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_is_mailed_over_starttls_logged_in_to_a_relay_trusted_through_the_sinks_ca() {
     let certs = Certs::new();
-    let Some(relay) = (Relay {
-        tls: Tls::Starttls,
-        certs: Some(&certs),
-        login: Some((USER, PASSWORD)),
-        ..Relay::default()
-    })
-    .start() else {
+    let Some(relay) = login_relay(Tls::Starttls, &certs) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -131,13 +142,7 @@ async fn a_request_is_mailed_over_starttls_logged_in_to_a_relay_trusted_through_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_test_over_starttls_with_a_login_says_the_relay_took_the_sample_and_it_did() {
     let certs = Certs::new();
-    let Some(relay) = (Relay {
-        tls: Tls::Starttls,
-        certs: Some(&certs),
-        login: Some((USER, PASSWORD)),
-        ..Relay::default()
-    })
-    .start() else {
+    let Some(relay) = login_relay(Tls::Starttls, &certs) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -160,20 +165,11 @@ async fn notify_test_over_starttls_with_a_login_says_the_relay_took_the_sample_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_test_over_implicit_tls_delivers() {
     let certs = Certs::new();
-    let Some(relay) = (Relay {
-        tls: Tls::Implicit,
-        certs: Some(&certs),
-        login: Some((USER, PASSWORD)),
-        ..Relay::default()
-    })
-    .start() else {
+    let Some(relay) = login_relay(Tls::Implicit, &certs) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let sink = format!(
-        "host: localhost, port: {}, tls: tls, username: {USER}, password: \"{PASSWORD}\", from: jitgate@example.com",
-        relay.port
-    );
+    let sink = login_sink("localhost", relay.port, "tls", PASSWORD);
     let path = notifications(dir.path(), &sink, Some(&certs.ca_pem), &[]);
     let (code, out, err) = notify_test(&path, "me@example.com").await;
     assert_eq!(code, 0, "{out}{err}");
@@ -186,13 +182,7 @@ async fn notify_test_over_implicit_tls_delivers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_whose_certificate_another_ca_signed_gets_no_password_and_no_mail() {
     let certs = Certs::new();
-    let Some(relay) = (Relay {
-        tls: Tls::Starttls,
-        certs: Some(&certs),
-        login: Some((USER, PASSWORD)),
-        ..Relay::default()
-    })
-    .start() else {
+    let Some(relay) = login_relay(Tls::Starttls, &certs) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -237,13 +227,7 @@ async fn a_relay_that_offers_no_starttls_gets_no_password_and_no_mail() {
 async fn a_wrong_password_is_one_failed_login_and_the_relay_is_left_alone_while_the_secret_is_wrong() {
     let logs = LogCapture::start();
     let certs = Certs::new();
-    let Some(relay) = (Relay {
-        tls: Tls::Starttls,
-        certs: Some(&certs),
-        login: Some((USER, PASSWORD)),
-        ..Relay::default()
-    })
-    .start() else {
+    let Some(relay) = login_relay(Tls::Starttls, &certs) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -325,10 +309,7 @@ async fn a_relay_on_ipv6_loopback_is_reached_written_with_or_without_brackets() 
         ("\"[::1]\"", "brackets@example.com"),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let sink = format!(
-            "host: {host}, port: {}, tls: starttls, username: {USER}, password: \"{PASSWORD}\", from: jitgate@example.com",
-            relay.port
-        );
+        let sink = login_sink(host, relay.port, "starttls", PASSWORD);
         let path = notifications(dir.path(), &sink, Some(&certs.ca_pem), &[]);
         let (code, out, err) = notify_test(&path, to).await;
         assert_eq!(code, 0, "host {host}: {out}{err}");
