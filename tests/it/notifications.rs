@@ -145,15 +145,18 @@ impl Receiver {
     }
 }
 
+/// The sink `mail` to the SMTP server on `port`; nothing without one.
+fn mail_sink(port: Option<u16>) -> String {
+    port.map(|port| {
+        format!("  - name: mail\n    smtp: {{host: 127.0.0.1, port: {port}, tls: none, from: jitgate@example.com}}\n")
+    })
+    .unwrap_or_default()
+}
+
 /// A chat and a webhook sink on the receiver at `base`, the `extra` sinks, and mail to
 /// the SMTP server on `port` (none without one), with the approvers' address.
 fn sinks(base: &str, port: Option<u16>, extra: &str) -> String {
-    let mail = match port {
-        Some(port) => format!(
-            "  - name: mail\n    smtp: {{host: 127.0.0.1, port: {port}, tls: none, from: jitgate@example.com}}\n"
-        ),
-        None => String::new(),
-    };
+    let mail = mail_sink(port);
     format!(
         r#"sinks:
   - name: security-chat
@@ -389,13 +392,7 @@ async fn a_failing_sink_is_retried_a_hanging_one_delays_nothing_and_a_secret_rea
     let logs = LogCapture::start();
     let (http, base) = Receiver::start().await;
     let smtp = SmtpServer::start();
-    let mail = match &smtp {
-        Some(smtp) => format!(
-            "  - name: mail\n    smtp: {{host: 127.0.0.1, port: {}, tls: none, from: jitgate@example.com}}\n",
-            smtp.port
-        ),
-        None => String::new(),
-    };
+    let mail = mail_sink(smtp.as_ref().map(|m| m.port));
     let config = format!(
         r#"
 sinks:
