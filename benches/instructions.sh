@@ -31,8 +31,9 @@ if ! need valgrind || ! need h2load || ! need callgrind_annotate; then
 fi
 
 cargo build --release --locked --quiet --bin jitgate --example baseline
-JITGATE=${JITGATE_BIN:-target/release/jitgate}
-BASELINE=target/release/examples/baseline
+target=${CARGO_TARGET_DIR:-target}
+JITGATE=${JITGATE_BIN:-$target/release/jitgate}
+BASELINE=$target/release/examples/baseline
 
 work=$(mktemp -d)
 server=""

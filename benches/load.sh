@@ -28,7 +28,7 @@ if ! need wrk || ! need h2load || ! need taskset; then
 fi
 
 cargo build --release --locked --quiet --bin jitgate --example baseline
-JITGATE=${JITGATE_BIN:-target/release/jitgate}   # JITGATE_BIN: another build, for an A/B
+JITGATE=${JITGATE_BIN:-target/release/jitgate}   # JITGATE_BIN: another build, for an A/B (POLICIES: its own policies)
 BASELINE=target/release/examples/baseline
 
 work=$(mktemp -d)
@@ -37,43 +37,8 @@ cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm 
 trap cleanup EXIT
 
 # Certificates, policies, approvals and request bodies.
-"$JITGATE" certs --out "$work/certs" >/dev/null 2>&1
-mkdir "$work/log"   # the audit log's own directory, as a deployment mounts it
-cp -r policies "$work/policies"
-python3 - "$work" <<'PY'
-import json, sys, datetime
-work = sys.argv[1]
-fixture = json.load(open("tests/fixtures/perf/deployment-update-2k.json"))
-def body(ns=None, user=None):
-    r = json.loads(json.dumps(fixture))
-    if ns: r["request"]["namespace"] = ns
-    if user: r["request"]["userInfo"]["username"] = user
-    return json.dumps(r)
-open(f"{work}/ungated.json", "w").write(body())
-open(f"{work}/denied.json", "w").write(body(ns="prod-payments"))
-open(f"{work}/approved.json", "w").write(body(ns="prod-payments", user="alice@example.com"))
-expires = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
-resources = ["deployments", "statefulsets", "deployments/scale", "secrets"]
-def manifest(n):
-    lines = ["apiVersion: v1", "kind: ConfigMap", "metadata:", "  name: jitgate-approvals",
-             "  namespace: jitgate-system", "  labels: {jitgate.dev/approvals: \"true\"}", "data:"]
-    if n == 0:
-        lines[-1] = "data: {}"
-    for i in range(n):
-        if i == 0:
-            e = (f"user: alice@example.com\nresource: deployments\napiGroup: apps\nnamespace: prod-payments\n"
-                 f"name: payments-api\noperations: [UPDATE]\nexpiresAt: \"{expires}\"\nreason: \"CHG-1: release\"\n"
-                 f"approvedBy: [bob@example.com]")
-        else:
-            e = (f"user: user-{i}@example.com\nresource: {resources[i % 4]}\nnamespace: prod-{i % 97}\n"
-                 f"name: app-{i % 1013}\nexpiresAt: \"{expires}\"\nreason: \"CHG-{i}\"\n"
-                 f"approvedBy: [approver-{i % 7}@example.com]")
-        lines.append(f"  e{i}: |")
-        lines += ["    " + l for l in e.splitlines()]
-    return "\n".join(lines) + "\n"
-for n in (0, 10000, 100000):
-    open(f"{work}/approvals-{n}.yaml", "w").write(manifest(n))
-PY
+# shellcheck source=benches/common/setup.sh
+. benches/common/setup.sh
 cat > "$work/mix.lua" <<'LUA'
 local dir = os.getenv("BODIES")
 local bodies = {}
