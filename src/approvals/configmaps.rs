@@ -66,24 +66,51 @@ pub fn parse_configmap_after(
         .unwrap_or_default();
     let mut out = ParsedConfigMap::default();
     out.digests.reserve(data.len());
-    let mut names = Names::default();
+    // Each entry kept from before, or to be read (by its place among those read).
+    let mut kept: Vec<Option<Result<&Arc<Approval>, &EntryError>>> = Vec::with_capacity(data.len());
+    let mut to_read: Vec<(&str, &str)> = Vec::new();
     for (key, value) in data {
         let digest = digest16(value);
         let same = previous.and_then(|p| p.digests.get(key.as_str())) == Some(&digest);
-        match earlier.get(key.as_str()).filter(|_| same) {
-            Some(Ok(a)) => out.approvals.push(Arc::clone(a)),
-            Some(Err(e)) => out.errors.push((*e).clone()),
-            None => {
-                out.read += 1;
-                match parse_entry_in(&format!("{name}/{key}"), value, &mut names) {
-                    Ok(a) => out.approvals.push(Arc::new(a)),
-                    Err(e) => out.errors.push(e),
-                }
-            }
+        let earlier = earlier.get(key.as_str()).filter(|_| same).copied();
+        if earlier.is_none() {
+            to_read.push((key, value));
         }
+        kept.push(earlier);
         out.digests.insert(Text::from(key.as_str()), digest);
     }
+    out.read = to_read.len();
+    let mut read = read_entries(name, to_read).into_iter();
+    for earlier in kept {
+        match earlier {
+            Some(Ok(a)) => out.approvals.push(Arc::clone(a)),
+            Some(Err(e)) => out.errors.push(e.clone()),
+            None => match read.next() {
+                Some(Ok(a)) => out.approvals.push(a),
+                Some(Err(e)) => out.errors.push(e),
+                None => {}
+            },
+        }
+    }
     out
+}
+
+/// Reads `(key, text)` entries of ConfigMap `name`, in order, spread over the cores; each
+/// approval's id is `<name>/<key>`. What it returns is what reading them one after the
+/// other with one [`Names`] returns: the approvals share their names as that would.
+fn read_entries(name: &str, entries: Vec<(&str, &str)>) -> Vec<Result<Arc<Approval>, EntryError>> {
+    let read = super::parallel::map_in_order(entries, |names: &mut Names, (key, text)| {
+        parse_entry_in(&format!("{name}/{key}"), text, names)
+    });
+    let mut names = Names::default();
+    read.into_iter()
+        .map(|entry| {
+            entry.map(|mut a| {
+                a.share_names(&mut names);
+                Arc::new(a)
+            })
+        })
+        .collect()
 }
 
 /// The key of an entry id `<configmap>/<key>`.
@@ -143,8 +170,8 @@ pub struct FileApprovals {
     pub home: ConfigMapRef,
 }
 
-/// One document of an approvals file: a ConfigMap whose entries are parsed as they are
-/// read, so that a large file's entries are never held as text and as approvals at once.
+/// One document of an approvals file: a ConfigMap, its entries as text in the order
+/// written.
 #[derive(serde::Deserialize)]
 struct FileDocument {
     kind: Option<String>,
@@ -153,9 +180,8 @@ struct FileDocument {
     data: Option<Entries>,
 }
 
-/// A ConfigMap's `data`, each value parsed as an approval under its key alone (the
-/// ConfigMap's name may come after its data; [`parse_file`] puts it in the ids).
-struct Entries(Vec<Result<Approval, EntryError>>);
+/// A ConfigMap's `data`: `(key, text)` in the order written.
+struct Entries(Vec<(String, String)>);
 
 impl<'de> serde::Deserialize<'de> for Entries {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -166,11 +192,10 @@ impl<'de> serde::Deserialize<'de> for Entries {
                 f.write_str("a map of keys to approval entries")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
-                let mut names = Names::default();
-                let mut out = Vec::new();
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
                 while let Some(key) = map.next_key::<String>()? {
                     let text: String = map.next_value()?;
-                    out.push(parse_entry_in(&key, &text, &mut names));
+                    out.push((key, text));
                 }
                 Ok(Entries(out))
             }
@@ -179,39 +204,52 @@ impl<'de> serde::Deserialize<'de> for Entries {
     }
 }
 
-/// Parses an approvals file: one or more ConfigMap manifests, exactly as applied to a
-/// cluster. Only ConfigMaps labelled `jitgate.dev/approvals: "true"` count, as in a cluster.
-pub fn parse_file(path: &str, text: &str) -> Result<FileApprovals, FileError> {
-    let documents: Vec<FileDocument> =
-        crate::yaml::documents_of(text).map_err(|reason| FileError::Syntax {
-            path: path.to_string(),
-            reason,
-        })?;
-    let mut out = FileApprovals {
-        approvals: Vec::new(),
-        errors: Vec::new(),
-        unlabelled: Vec::new(),
-        home: ConfigMapRef::default(),
-    };
-    let mut home = None;
-    for (i, doc) in documents.into_iter().enumerate() {
-        let not_cm = |reason: String| FileError::NotConfigMap {
-            path: path.to_string(),
-            document: i + 1,
-            reason,
-        };
+/// An approvals file as its documents are read, one at a time: each ConfigMap's entries
+/// are read (on all cores) as soon as its document is, and its texts then dropped, so
+/// that a large file's entries are never all held as text, nor as text and approvals at
+/// once.
+#[derive(Default)]
+struct Reading {
+    /// Documents read so far.
+    documents: usize,
+    approvals: Vec<Arc<Approval>>,
+    errors: Vec<EntryError>,
+    unlabelled: Vec<String>,
+    home: Option<ConfigMapRef>,
+    /// The first document that is not a labelled ConfigMap's, and why: the file is
+    /// refused (the documents after it are still read through, for a syntax error to
+    /// take precedence as it always has, but their entries are not).
+    not_configmap: Option<(usize, String)>,
+}
+
+impl Extend<FileDocument> for Reading {
+    fn extend<I: IntoIterator<Item = FileDocument>>(&mut self, documents: I) {
+        for doc in documents {
+            self.documents += 1;
+            self.take(doc);
+        }
+    }
+}
+
+impl Reading {
+    fn take(&mut self, doc: FileDocument) {
+        if self.not_configmap.is_some() {
+            return;
+        }
         if doc.kind.as_deref() != Some("ConfigMap") {
-            return Err(not_cm("kind must be ConfigMap".into()));
+            self.not_configmap = Some((self.documents, "kind must be ConfigMap".into()));
+            return;
         }
         let name = doc.metadata.name.clone().unwrap_or_default();
         if name.is_empty() {
-            return Err(not_cm("metadata.name is missing".into()));
+            self.not_configmap = Some((self.documents, "metadata.name is missing".into()));
+            return;
         }
         if !has_label(&doc.metadata, LABEL) {
-            out.unlabelled.push(name);
-            continue;
+            self.unlabelled.push(name);
+            return;
         }
-        home.get_or_insert_with(|| ConfigMapRef {
+        self.home.get_or_insert_with(|| ConfigMapRef {
             namespace: doc
                 .metadata
                 .namespace
@@ -219,23 +257,37 @@ pub fn parse_file(path: &str, text: &str) -> Result<FileApprovals, FileError> {
                 .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
             name: name.clone(),
         });
-        for entry in doc.data.map(|d| d.0).unwrap_or_default() {
+        let texts = doc.data.map(|d| d.0).unwrap_or_default();
+        let entries: Vec<(&str, &str)> = texts.iter().map(|(k, t)| (k.as_str(), t.as_str())).collect();
+        for entry in read_entries(&name, entries) {
             match entry {
-                Ok(mut a) => {
-                    a.id = compact_str::format_compact!("{name}/{}", a.id);
-                    out.approvals.push(Arc::new(a));
-                }
-                Err(mut e) => {
-                    e.id = format!("{name}/{}", e.id);
-                    out.errors.push(e);
-                }
+                Ok(a) => self.approvals.push(a),
+                Err(e) => self.errors.push(e),
             }
         }
     }
-    if let Some(home) = home {
-        out.home = home;
+}
+
+/// Parses an approvals file: one or more ConfigMap manifests, exactly as applied to a
+/// cluster. Only ConfigMaps labelled `jitgate.dev/approvals: "true"` count, as in a cluster.
+pub fn parse_file(path: &str, text: &str) -> Result<FileApprovals, FileError> {
+    let read: Reading = crate::yaml::documents_into(text).map_err(|reason| FileError::Syntax {
+        path: path.to_string(),
+        reason,
+    })?;
+    if let Some((document, reason)) = read.not_configmap {
+        return Err(FileError::NotConfigMap {
+            path: path.to_string(),
+            document,
+            reason,
+        });
     }
-    Ok(out)
+    Ok(FileApprovals {
+        approvals: read.approvals,
+        errors: read.errors,
+        unlabelled: read.unlabelled,
+        home: read.home.unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]
@@ -354,6 +406,62 @@ data:
         let third = parse_configmap_after("cm", &data, Some(&second));
         assert!(by_key(&third, "a").is_none());
         assert_eq!(third.approvals.len(), 1);
+    }
+
+    /// Entries read on several threads are what reading them one after the other gives:
+    /// the same approvals and refusals in the same order, and names shared the same way
+    /// (one copy of each distinct name in the ConfigMap).
+    #[test]
+    fn entries_read_on_all_cores_are_what_one_thread_reads() {
+        let texts: Vec<(String, String)> = (0..1500)
+            .map(|i| {
+                let text = match i % 5 {
+                    0 => format!(
+                        "user: u{}\nresource: secrets\nnamespace: ns-{}\nexpiresAt: \"2099-01-01T00:00:00Z\"\nreason: r\napprovedBy: [a{}, u{}]\n",
+                        i % 37,
+                        i % 11,
+                        i % 3,
+                        i % 5
+                    ),
+                    1 => format!(
+                        "group: g{} # c\nresource: deployments/scale\napiGroup: apps\nnamespace: ns-{}\nfor: 1h\nreason: >\n  r {i}\n",
+                        i % 7,
+                        i % 13
+                    ),
+                    2 => format!("user: u{i}\nresource: secrets\ncolour: blue\n"),
+                    3 => "{user: x, group: y, resource: s, expiresAt: never, reason: r}".to_string(),
+                    _ => format!(
+                        "user: 'u{}'\nresource: pods\nexpiresAt: 2099-01-01T00:00:00Z\nreason: it's {i}\n",
+                        i % 19
+                    ),
+                };
+                (format!("k{i}"), text)
+            })
+            .collect();
+        let entries: Vec<(&str, &str)> = texts.iter().map(|(k, t)| (k.as_str(), t.as_str())).collect();
+        let mut names = Names::default();
+        let one_by_one: Vec<Result<Approval, EntryError>> = entries
+            .iter()
+            .map(|(k, t)| parse_entry_in(&format!("cm/{k}"), t, &mut names))
+            .collect();
+        let spread = read_entries("cm", entries.clone());
+        assert_eq!(spread.len(), one_by_one.len());
+        for (a, b) in spread.iter().zip(&one_by_one) {
+            assert_eq!(a.as_ref().map(|a| &**a), b.as_ref());
+        }
+        assert!(spread.iter().filter(|e| e.is_err()).count() > 500);
+        let mut seen: HashMap<&str, *const u8> = HashMap::new();
+        for a in spread.iter().flatten() {
+            let (crate::approvals::Subject::User(who) | crate::approvals::Subject::Group(who)) = &a.subject;
+            let all = [who, &a.resource, &a.sub_resource, &a.namespace]
+                .into_iter()
+                .chain(a.api_group.iter())
+                .chain(a.approved_by.iter());
+            for name in all {
+                let at = seen.entry(name).or_insert(name.as_ptr());
+                assert_eq!(*at, name.as_ptr(), "{name:?} held twice");
+            }
+        }
     }
 
     #[test]
