@@ -437,6 +437,13 @@ mod tests {
         // Back to carol: a counts again, as checking it afresh says.
         store.set_signers(signers);
         assert_eq!(trusted(&store), [true, true]);
+        // Approvals held nowhere else (as a file's are) are checked in place: the same.
+        store.publish(vec![signed("erin"), a.clone()], 0, ConfigMapRef::default());
+        assert_eq!(trusted(&store), [true, true]);
+        let mut forged = (*signed("frank")).clone();
+        forged.reason = "changed after signing".into();
+        store.publish(vec![Arc::new(forged)], 0, ConfigMapRef::default());
+        assert_eq!(trusted(&store), [false]);
     }
 
     #[test]
