@@ -180,8 +180,15 @@ struct FileDocument {
     data: Option<Entries>,
 }
 
-/// A ConfigMap's `data`: `(key, text)` in the order written.
-struct Entries(Vec<(String, String)>);
+/// A ConfigMap's `data`, each entry read as an approval under its key alone (the
+/// ConfigMap's name may come after its data; [`Reading::take`] puts it in the ids). The
+/// texts are read a batch at a time, on all cores, and dropped once read: a document's
+/// entries are never all held as text, nor as text and approvals at once.
+struct Entries(Vec<Result<Approval, EntryError>>);
+
+/// Entries read together: enough to keep the cores busy, few enough that their texts are
+/// a small part of what their approvals take.
+const BATCH: usize = 2048;
 
 impl<'de> serde::Deserialize<'de> for Entries {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -192,11 +199,17 @@ impl<'de> serde::Deserialize<'de> for Entries {
                 f.write_str("a map of keys to approval entries")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                let mut names = Names::default();
+                let mut out = Vec::new();
+                let mut batch: Vec<(String, String)> = Vec::with_capacity(BATCH);
                 while let Some(key) = map.next_key::<String>()? {
                     let text: String = map.next_value()?;
-                    out.push((key, text));
+                    batch.push((key, text));
+                    if batch.len() == BATCH {
+                        out.extend(read_batch(std::mem::take(&mut batch), &mut names));
+                    }
                 }
+                out.extend(read_batch(batch, &mut names));
                 Ok(Entries(out))
             }
         }
@@ -204,10 +217,26 @@ impl<'de> serde::Deserialize<'de> for Entries {
     }
 }
 
-/// An approvals file as its documents are read, one at a time: each ConfigMap's entries
-/// are read (on all cores) as soon as its document is, and its texts then dropped, so
-/// that a large file's entries are never all held as text, nor as text and approvals at
-/// once.
+/// Reads `(key, text)` entries under their keys alone, in order, spread over the cores,
+/// sharing their names through `names` as reading them one after the other would.
+fn read_batch(
+    batch: Vec<(String, String)>,
+    names: &mut Names,
+) -> impl Iterator<Item = Result<Approval, EntryError>> {
+    super::parallel::map_in_order(batch, |names: &mut Names, (key, text)| {
+        parse_entry_in(&key, &text, names)
+    })
+    .map(|entry| {
+        entry.map(|mut a| {
+            a.share_names(names);
+            a
+        })
+    })
+}
+
+/// An approvals file as its documents are read, one at a time (each ConfigMap's entries
+/// read a batch at a time as its document is, see [`Entries`]), so that a large file's
+/// entries are never all held as text, nor as text and approvals at once.
 #[derive(Default)]
 struct Reading {
     /// Documents read so far.
@@ -257,12 +286,16 @@ impl Reading {
                 .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
             name: name.clone(),
         });
-        let texts = doc.data.map(|d| d.0).unwrap_or_default();
-        let entries: Vec<(&str, &str)> = texts.iter().map(|(k, t)| (k.as_str(), t.as_str())).collect();
-        for entry in read_entries(&name, entries) {
+        for entry in doc.data.map(|d| d.0).unwrap_or_default() {
             match entry {
-                Ok(a) => self.approvals.push(a),
-                Err(e) => self.errors.push(e),
+                Ok(mut a) => {
+                    a.id = compact_str::format_compact!("{name}/{}", a.id);
+                    self.approvals.push(Arc::new(a));
+                }
+                Err(mut e) => {
+                    e.id = format!("{name}/{}", e.id);
+                    self.errors.push(e);
+                }
             }
         }
     }
@@ -408,12 +441,9 @@ data:
         assert_eq!(third.approvals.len(), 1);
     }
 
-    /// Entries read on several threads are what reading them one after the other gives:
-    /// the same approvals and refusals in the same order, and names shared the same way
-    /// (one copy of each distinct name in the ConfigMap).
-    #[test]
-    fn entries_read_on_all_cores_are_what_one_thread_reads() {
-        let texts: Vec<(String, String)> = (0..1500)
+    /// `n` entries in five shapes, a fifth of them refused, names repeating across them.
+    fn mixed_texts(n: usize) -> Vec<(String, String)> {
+        (0..n)
             .map(|i| {
                 let text = match i % 5 {
                     0 => format!(
@@ -437,7 +467,31 @@ data:
                 };
                 (format!("k{i}"), text)
             })
-            .collect();
+            .collect()
+    }
+
+    /// Each distinct name is held once among `approvals`.
+    fn assert_names_shared<'a>(approvals: impl Iterator<Item = &'a Approval>) {
+        let mut seen: HashMap<&str, *const u8> = HashMap::new();
+        for a in approvals {
+            let (crate::approvals::Subject::User(who) | crate::approvals::Subject::Group(who)) = &a.subject;
+            let all = [who, &a.resource, &a.sub_resource, &a.namespace]
+                .into_iter()
+                .chain(a.api_group.iter())
+                .chain(a.approved_by.iter());
+            for name in all {
+                let at = seen.entry(name).or_insert(name.as_ptr());
+                assert_eq!(*at, name.as_ptr(), "{name:?} held twice");
+            }
+        }
+    }
+
+    /// Entries read on several threads are what reading them one after the other gives:
+    /// the same approvals and refusals in the same order, and names shared the same way
+    /// (one copy of each distinct name in the ConfigMap).
+    #[test]
+    fn entries_read_on_all_cores_are_what_one_thread_reads() {
+        let texts = mixed_texts(1500);
         let entries: Vec<(&str, &str)> = texts.iter().map(|(k, t)| (k.as_str(), t.as_str())).collect();
         let mut names = Names::default();
         let one_by_one: Vec<Result<Approval, EntryError>> = entries
@@ -450,18 +504,31 @@ data:
             assert_eq!(a.as_ref().map(|a| &**a), b.as_ref());
         }
         assert!(spread.iter().filter(|e| e.is_err()).count() > 500);
-        let mut seen: HashMap<&str, *const u8> = HashMap::new();
-        for a in spread.iter().flatten() {
-            let (crate::approvals::Subject::User(who) | crate::approvals::Subject::Group(who)) = &a.subject;
-            let all = [who, &a.resource, &a.sub_resource, &a.namespace]
-                .into_iter()
-                .chain(a.api_group.iter())
-                .chain(a.approved_by.iter());
-            for name in all {
-                let at = seen.entry(name).or_insert(name.as_ptr());
-                assert_eq!(*at, name.as_ptr(), "{name:?} held twice");
-            }
+        assert_names_shared(spread.iter().flatten().map(|a| &**a));
+    }
+
+    /// A file of one ConfigMap larger than a batch reads as that ConfigMap does from a
+    /// cluster: the same approvals and refusals, ids and order, and each name held once
+    /// across the batches.
+    #[test]
+    fn a_file_of_one_configmap_of_many_batches_reads_as_the_same_configmap_from_a_cluster() {
+        let n = 2 * BATCH + 17;
+        let data: BTreeMap<String, String> = mixed_texts(n).into_iter().collect();
+        let mut file = String::from(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  labels: {jitgate.dev/approvals: \"true\"}\ndata:\n",
+        );
+        for (key, text) in &data {
+            file += &format!("  {key}: {}\n", serde_json::to_string(text).unwrap());
         }
+        let from_file = parse_file("f.yaml", &file).unwrap();
+        let from_cluster = parse_configmap("cm", &data);
+        assert_eq!(from_file.approvals.len() + from_file.errors.len(), n);
+        assert_eq!(from_file.approvals.len(), from_cluster.approvals.len());
+        for (a, b) in from_file.approvals.iter().zip(&from_cluster.approvals) {
+            assert_eq!(**a, **b);
+        }
+        assert_eq!(from_file.errors, from_cluster.errors);
+        assert_names_shared(from_file.approvals.iter().map(|a| &**a));
     }
 
     #[test]

@@ -137,6 +137,7 @@ fn check_signatures(
             counted: true,
         }
     })
+    .collect()
 }
 
 /// The checked approvals, the given ones, and how many were checked.
