@@ -79,6 +79,7 @@ pub struct Metrics {
     approvals: Family<StateLabels, Gauge>,
     sync_age: Gauge<f64, AtomicU64>,
     entries_read: Gauge,
+    signatures_checked: Gauge,
     audit_errors: Counter,
     events: Family<EventLabels, Counter>,
     notifications: Family<NotificationLabels, Counter>,
@@ -136,6 +137,12 @@ impl Metrics {
             "approval_entries_read",
             "Approval entries read since start: an edit of a ConfigMap reads only the entries whose text changed",
             entries_read.clone(),
+        );
+        let signatures_checked = Gauge::default();
+        registry.register(
+            "approval_signatures_checked",
+            "Approvals whose offline signatures were checked since start: an edit of a ConfigMap checks only the entries it changed, a change of the trusted signers checks them all",
+            signatures_checked.clone(),
         );
         let events = Family::<EventLabels, Counter>::default();
         registry.register(
@@ -261,6 +268,7 @@ impl Metrics {
             approvals,
             sync_age,
             entries_read,
+            signatures_checked,
             audit_errors,
             events,
             notifications,
@@ -433,6 +441,8 @@ impl Metrics {
         self.sync_age.set(store.silent_for().as_secs_f64());
         self.entries_read
             .set(i64::try_from(store.entries_read()).unwrap_or(i64::MAX));
+        self.signatures_checked
+            .set(i64::try_from(store.signatures_checked()).unwrap_or(i64::MAX));
         if let Some(seconds) = cert.seconds_left() {
             self.cert_expiry.set(seconds);
         }

@@ -22,6 +22,13 @@ pub fn documents_of<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, String> {
     serde_saphyr::from_multiple_with_options(text, options()).map_err(|e| e.to_string())
 }
 
+/// Parses a stream of YAML documents (separated by `---`), each into a `T` handed to `C`
+/// as soon as it is read (so that `C` may keep less than every document whole). Empty
+/// documents are skipped.
+pub fn documents_into<T: DeserializeOwned, C: Default + Extend<T>>(text: &str) -> Result<C, String> {
+    serde_saphyr::from_str_multiple_with_options::<T, C>(text, options()).map_err(|e| e.to_string())
+}
+
 /// Parses a stream of YAML documents (separated by `---`) into generic values, so that
 /// each document can then be checked on its own and an error can name its position.
 /// Empty documents are skipped.

@@ -120,6 +120,23 @@ pub struct Approval {
 }
 
 impl Approval {
+    /// Takes its names from `names`, in the order parsing asks for them: approvals parsed
+    /// apart (on other threads) and then passed through here in order share names exactly
+    /// as if `names` had parsed them all.
+    pub(super) fn share_names(&mut self, names: &mut Names) {
+        let (Subject::User(who) | Subject::Group(who)) = &mut self.subject;
+        *who = names.get(who);
+        self.resource = names.get(&self.resource);
+        self.sub_resource = names.get(&self.sub_resource);
+        if let Some(g) = &mut self.api_group {
+            *g = names.get(g);
+        }
+        self.namespace = names.get(&self.namespace);
+        for a in &mut self.approved_by {
+            *a = names.get(a);
+        }
+    }
+
     /// When it was asked for, as its key says: keys that `jitgate request` and denials
     /// suggest end in the minute they were made (`-YYYYMMDDHHMM`). `None` for other keys.
     pub fn requested_at(&self) -> Option<Timestamp> {

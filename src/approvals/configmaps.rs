@@ -66,24 +66,51 @@ pub fn parse_configmap_after(
         .unwrap_or_default();
     let mut out = ParsedConfigMap::default();
     out.digests.reserve(data.len());
-    let mut names = Names::default();
+    // Each entry kept from before, or to be read (by its place among those read).
+    let mut kept: Vec<Option<Result<&Arc<Approval>, &EntryError>>> = Vec::with_capacity(data.len());
+    let mut to_read: Vec<(&str, &str)> = Vec::new();
     for (key, value) in data {
         let digest = digest16(value);
         let same = previous.and_then(|p| p.digests.get(key.as_str())) == Some(&digest);
-        match earlier.get(key.as_str()).filter(|_| same) {
-            Some(Ok(a)) => out.approvals.push(Arc::clone(a)),
-            Some(Err(e)) => out.errors.push((*e).clone()),
-            None => {
-                out.read += 1;
-                match parse_entry_in(&format!("{name}/{key}"), value, &mut names) {
-                    Ok(a) => out.approvals.push(Arc::new(a)),
-                    Err(e) => out.errors.push(e),
-                }
-            }
+        let earlier = earlier.get(key.as_str()).filter(|_| same).copied();
+        if earlier.is_none() {
+            to_read.push((key, value));
         }
+        kept.push(earlier);
         out.digests.insert(Text::from(key.as_str()), digest);
     }
+    out.read = to_read.len();
+    let mut read = read_entries(name, to_read).into_iter();
+    for earlier in kept {
+        match earlier {
+            Some(Ok(a)) => out.approvals.push(Arc::clone(a)),
+            Some(Err(e)) => out.errors.push(e.clone()),
+            None => match read.next() {
+                Some(Ok(a)) => out.approvals.push(a),
+                Some(Err(e)) => out.errors.push(e),
+                None => {}
+            },
+        }
+    }
     out
+}
+
+/// Reads `(key, text)` entries of ConfigMap `name`, in order, spread over the cores; each
+/// approval's id is `<name>/<key>`. What it returns is what reading them one after the
+/// other with one [`Names`] returns: the approvals share their names as that would.
+fn read_entries(name: &str, entries: Vec<(&str, &str)>) -> Vec<Result<Arc<Approval>, EntryError>> {
+    let read = super::parallel::map_in_order(entries, |names: &mut Names, (key, text)| {
+        parse_entry_in(&format!("{name}/{key}"), text, names)
+    });
+    let mut names = Names::default();
+    read.into_iter()
+        .map(|entry| {
+            entry.map(|mut a| {
+                a.share_names(&mut names);
+                Arc::new(a)
+            })
+        })
+        .collect()
 }
 
 /// The key of an entry id `<configmap>/<key>`.
@@ -143,8 +170,8 @@ pub struct FileApprovals {
     pub home: ConfigMapRef,
 }
 
-/// One document of an approvals file: a ConfigMap whose entries are parsed as they are
-/// read, so that a large file's entries are never held as text and as approvals at once.
+/// One document of an approvals file: a ConfigMap, its entries as text in the order
+/// written.
 #[derive(serde::Deserialize)]
 struct FileDocument {
     kind: Option<String>,
@@ -153,9 +180,15 @@ struct FileDocument {
     data: Option<Entries>,
 }
 
-/// A ConfigMap's `data`, each value parsed as an approval under its key alone (the
-/// ConfigMap's name may come after its data; [`parse_file`] puts it in the ids).
+/// A ConfigMap's `data`, each entry read as an approval under its key alone (the
+/// ConfigMap's name may come after its data; [`Reading::take`] puts it in the ids). The
+/// texts are read a batch at a time, on all cores, and dropped once read: a document's
+/// entries are never all held as text, nor as text and approvals at once.
 struct Entries(Vec<Result<Approval, EntryError>>);
+
+/// Entries read together: enough to keep the cores busy, few enough that their texts are
+/// a small part of what their approvals take.
+const BATCH: usize = 2048;
 
 impl<'de> serde::Deserialize<'de> for Entries {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -168,10 +201,15 @@ impl<'de> serde::Deserialize<'de> for Entries {
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
                 let mut names = Names::default();
                 let mut out = Vec::new();
+                let mut batch: Vec<(String, String)> = Vec::with_capacity(BATCH);
                 while let Some(key) = map.next_key::<String>()? {
                     let text: String = map.next_value()?;
-                    out.push(parse_entry_in(&key, &text, &mut names));
+                    batch.push((key, text));
+                    if batch.len() == BATCH {
+                        out.extend(read_batch(std::mem::take(&mut batch), &mut names));
+                    }
                 }
+                out.extend(read_batch(batch, &mut names));
                 Ok(Entries(out))
             }
         }
@@ -179,39 +217,68 @@ impl<'de> serde::Deserialize<'de> for Entries {
     }
 }
 
-/// Parses an approvals file: one or more ConfigMap manifests, exactly as applied to a
-/// cluster. Only ConfigMaps labelled `jitgate.dev/approvals: "true"` count, as in a cluster.
-pub fn parse_file(path: &str, text: &str) -> Result<FileApprovals, FileError> {
-    let documents: Vec<FileDocument> =
-        crate::yaml::documents_of(text).map_err(|reason| FileError::Syntax {
-            path: path.to_string(),
-            reason,
-        })?;
-    let mut out = FileApprovals {
-        approvals: Vec::new(),
-        errors: Vec::new(),
-        unlabelled: Vec::new(),
-        home: ConfigMapRef::default(),
-    };
-    let mut home = None;
-    for (i, doc) in documents.into_iter().enumerate() {
-        let not_cm = |reason: String| FileError::NotConfigMap {
-            path: path.to_string(),
-            document: i + 1,
-            reason,
-        };
+/// Reads `(key, text)` entries under their keys alone, in order, spread over the cores,
+/// sharing their names through `names` as reading them one after the other would.
+fn read_batch(
+    batch: Vec<(String, String)>,
+    names: &mut Names,
+) -> impl Iterator<Item = Result<Approval, EntryError>> {
+    super::parallel::map_in_order(batch, |names: &mut Names, (key, text)| {
+        parse_entry_in(&key, &text, names)
+    })
+    .map(|entry| {
+        entry.map(|mut a| {
+            a.share_names(names);
+            a
+        })
+    })
+}
+
+/// An approvals file as its documents are read, one at a time (each ConfigMap's entries
+/// read a batch at a time as its document is, see [`Entries`]), so that a large file's
+/// entries are never all held as text, nor as text and approvals at once.
+#[derive(Default)]
+struct Reading {
+    /// Documents read so far.
+    documents: usize,
+    approvals: Vec<Arc<Approval>>,
+    errors: Vec<EntryError>,
+    unlabelled: Vec<String>,
+    home: Option<ConfigMapRef>,
+    /// The first document that is not a labelled ConfigMap's, and why: the file is
+    /// refused (the documents after it are still read through, for a syntax error to
+    /// take precedence as it always has, but their entries are not).
+    not_configmap: Option<(usize, String)>,
+}
+
+impl Extend<FileDocument> for Reading {
+    fn extend<I: IntoIterator<Item = FileDocument>>(&mut self, documents: I) {
+        for doc in documents {
+            self.documents += 1;
+            self.take(doc);
+        }
+    }
+}
+
+impl Reading {
+    fn take(&mut self, doc: FileDocument) {
+        if self.not_configmap.is_some() {
+            return;
+        }
         if doc.kind.as_deref() != Some("ConfigMap") {
-            return Err(not_cm("kind must be ConfigMap".into()));
+            self.not_configmap = Some((self.documents, "kind must be ConfigMap".into()));
+            return;
         }
         let name = doc.metadata.name.clone().unwrap_or_default();
         if name.is_empty() {
-            return Err(not_cm("metadata.name is missing".into()));
+            self.not_configmap = Some((self.documents, "metadata.name is missing".into()));
+            return;
         }
         if !has_label(&doc.metadata, LABEL) {
-            out.unlabelled.push(name);
-            continue;
+            self.unlabelled.push(name);
+            return;
         }
-        home.get_or_insert_with(|| ConfigMapRef {
+        self.home.get_or_insert_with(|| ConfigMapRef {
             namespace: doc
                 .metadata
                 .namespace
@@ -223,19 +290,37 @@ pub fn parse_file(path: &str, text: &str) -> Result<FileApprovals, FileError> {
             match entry {
                 Ok(mut a) => {
                     a.id = compact_str::format_compact!("{name}/{}", a.id);
-                    out.approvals.push(Arc::new(a));
+                    self.approvals.push(Arc::new(a));
                 }
                 Err(mut e) => {
                     e.id = format!("{name}/{}", e.id);
-                    out.errors.push(e);
+                    self.errors.push(e);
                 }
             }
         }
     }
-    if let Some(home) = home {
-        out.home = home;
+}
+
+/// Parses an approvals file: one or more ConfigMap manifests, exactly as applied to a
+/// cluster. Only ConfigMaps labelled `jitgate.dev/approvals: "true"` count, as in a cluster.
+pub fn parse_file(path: &str, text: &str) -> Result<FileApprovals, FileError> {
+    let read: Reading = crate::yaml::documents_into(text).map_err(|reason| FileError::Syntax {
+        path: path.to_string(),
+        reason,
+    })?;
+    if let Some((document, reason)) = read.not_configmap {
+        return Err(FileError::NotConfigMap {
+            path: path.to_string(),
+            document,
+            reason,
+        });
     }
-    Ok(out)
+    Ok(FileApprovals {
+        approvals: read.approvals,
+        errors: read.errors,
+        unlabelled: read.unlabelled,
+        home: read.home.unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]
@@ -354,6 +439,96 @@ data:
         let third = parse_configmap_after("cm", &data, Some(&second));
         assert!(by_key(&third, "a").is_none());
         assert_eq!(third.approvals.len(), 1);
+    }
+
+    /// `n` entries in five shapes, a fifth of them refused, names repeating across them.
+    fn mixed_texts(n: usize) -> Vec<(String, String)> {
+        (0..n)
+            .map(|i| {
+                let text = match i % 5 {
+                    0 => format!(
+                        "user: u{}\nresource: secrets\nnamespace: ns-{}\nexpiresAt: \"2099-01-01T00:00:00Z\"\nreason: r\napprovedBy: [a{}, u{}]\n",
+                        i % 37,
+                        i % 11,
+                        i % 3,
+                        i % 5
+                    ),
+                    1 => format!(
+                        "group: g{} # c\nresource: deployments/scale\napiGroup: apps\nnamespace: ns-{}\nfor: 1h\nreason: >\n  r {i}\n",
+                        i % 7,
+                        i % 13
+                    ),
+                    2 => format!("user: u{i}\nresource: secrets\ncolour: blue\n"),
+                    3 => "{user: x, group: y, resource: s, expiresAt: never, reason: r}".to_string(),
+                    _ => format!(
+                        "user: 'u{}'\nresource: pods\nexpiresAt: 2099-01-01T00:00:00Z\nreason: it's {i}\n",
+                        i % 19
+                    ),
+                };
+                (format!("k{i}"), text)
+            })
+            .collect()
+    }
+
+    /// Each distinct name is held once among `approvals`.
+    fn assert_names_shared<'a>(approvals: impl Iterator<Item = &'a Approval>) {
+        let mut seen: HashMap<&str, *const u8> = HashMap::new();
+        for a in approvals {
+            let (crate::approvals::Subject::User(who) | crate::approvals::Subject::Group(who)) = &a.subject;
+            let all = [who, &a.resource, &a.sub_resource, &a.namespace]
+                .into_iter()
+                .chain(a.api_group.iter())
+                .chain(a.approved_by.iter());
+            for name in all {
+                let at = seen.entry(name).or_insert(name.as_ptr());
+                assert_eq!(*at, name.as_ptr(), "{name:?} held twice");
+            }
+        }
+    }
+
+    /// Entries read on several threads are what reading them one after the other gives:
+    /// the same approvals and refusals in the same order, and names shared the same way
+    /// (one copy of each distinct name in the ConfigMap).
+    #[test]
+    fn entries_read_on_all_cores_are_what_one_thread_reads() {
+        let texts = mixed_texts(1500);
+        let entries: Vec<(&str, &str)> = texts.iter().map(|(k, t)| (k.as_str(), t.as_str())).collect();
+        let mut names = Names::default();
+        let one_by_one: Vec<Result<Approval, EntryError>> = entries
+            .iter()
+            .map(|(k, t)| parse_entry_in(&format!("cm/{k}"), t, &mut names))
+            .collect();
+        let spread = read_entries("cm", entries.clone());
+        assert_eq!(spread.len(), one_by_one.len());
+        for (a, b) in spread.iter().zip(&one_by_one) {
+            assert_eq!(a.as_ref().map(|a| &**a), b.as_ref());
+        }
+        assert!(spread.iter().filter(|e| e.is_err()).count() > 500);
+        assert_names_shared(spread.iter().flatten().map(|a| &**a));
+    }
+
+    /// A file of one ConfigMap larger than a batch reads as that ConfigMap does from a
+    /// cluster: the same approvals and refusals, ids and order, and each name held once
+    /// across the batches.
+    #[test]
+    fn a_file_of_one_configmap_of_many_batches_reads_as_the_same_configmap_from_a_cluster() {
+        let n = 2 * BATCH + 17;
+        let data: BTreeMap<String, String> = mixed_texts(n).into_iter().collect();
+        let mut file = String::from(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  labels: {jitgate.dev/approvals: \"true\"}\ndata:\n",
+        );
+        for (key, text) in &data {
+            file += &format!("  {key}: {}\n", serde_json::to_string(text).unwrap());
+        }
+        let from_file = parse_file("f.yaml", &file).unwrap();
+        let from_cluster = parse_configmap("cm", &data);
+        assert_eq!(from_file.approvals.len() + from_file.errors.len(), n);
+        assert_eq!(from_file.approvals.len(), from_cluster.approvals.len());
+        for (a, b) in from_file.approvals.iter().zip(&from_cluster.approvals) {
+            assert_eq!(**a, **b);
+        }
+        assert_eq!(from_file.errors, from_cluster.errors);
+        assert_names_shared(from_file.approvals.iter().map(|a| &**a));
     }
 
     #[test]

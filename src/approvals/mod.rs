@@ -7,6 +7,7 @@ pub mod break_glass;
 mod configmaps;
 mod flat;
 mod index;
+mod parallel;
 mod parse;
 mod raw;
 mod state;
@@ -60,20 +61,18 @@ impl Snapshot {
         signers: Arc<Signers>,
         now: Timestamp,
     ) -> Self {
-        let approvals: Vec<Arc<Approval>> = approvals
-            .into_iter()
-            .map(|a| {
-                let checked = a.checked_by(&signers);
-                if checked == a.checked {
-                    a
-                } else {
-                    Arc::new(Approval {
-                        checked,
-                        ..(*a).clone()
-                    })
-                }
-            })
-            .collect();
+        let (approvals, _, _) = split(check_signatures(approvals, &signers, |_| None));
+        Snapshot::of_checked(approvals, invalid, home, signers, now)
+    }
+
+    /// A state of approvals whose signatures are already checked against `signers`.
+    fn of_checked(
+        approvals: Vec<Arc<Approval>>,
+        invalid: usize,
+        home: ConfigMapRef,
+        signers: Arc<Signers>,
+        now: Timestamp,
+    ) -> Self {
         Snapshot {
             index: ApprovalIndex::build(approvals.iter().cloned(), now),
             home: Arc::new(home),
@@ -82,6 +81,70 @@ impl Snapshot {
             signers,
         }
     }
+}
+
+/// What checking the signatures of one approval gave.
+struct Checking {
+    /// The approval with what each of its signatures is worth.
+    checked: Arc<Approval>,
+    /// The approval as given, to be given again (the same `Arc` as `checked` when it was
+    /// checked in place).
+    given: Arc<Approval>,
+    /// Its signatures were checked here (not taken from `earlier`, and it has some).
+    counted: bool,
+}
+
+/// Each approval with what each of its signatures is worth against `signers`
+/// ([`Approval::checked_by`]), in order, the checks spread over the cores; an approval
+/// without signatures is kept as it is. `earlier` gives an approval's copy already
+/// checked against these same signers, when there is one: it is taken as it is, not
+/// checked again. An approval held nowhere else is checked in place rather than copied.
+fn check_signatures(
+    approvals: Vec<Arc<Approval>>,
+    signers: &Signers,
+    earlier: impl Fn(&Arc<Approval>) -> Option<Arc<Approval>> + Sync,
+) -> Vec<Checking> {
+    parallel::map_in_order(approvals, |_: &mut (), mut given| {
+        let kept = |given: Arc<Approval>, counted| Checking {
+            checked: Arc::clone(&given),
+            given,
+            counted,
+        };
+        if let Some(checked) = earlier(&given) {
+            return Checking {
+                checked,
+                given,
+                counted: false,
+            };
+        }
+        if given.signatures.is_empty() && given.checked.is_empty() {
+            return kept(given, false);
+        }
+        let checked = given.checked_by(signers);
+        if checked == given.checked {
+            return kept(given, true);
+        }
+        if let Some(only) = Arc::get_mut(&mut given) {
+            only.checked = checked;
+            return kept(given, true);
+        }
+        Checking {
+            checked: Arc::new(Approval {
+                checked,
+                ..(*given).clone()
+            }),
+            given,
+            counted: true,
+        }
+    })
+    .collect()
+}
+
+/// The checked approvals, the given ones, and how many were checked.
+fn split(checkings: Vec<Checking>) -> (Vec<Arc<Approval>>, Vec<Arc<Approval>>, usize) {
+    let counted = checkings.iter().filter(|c| c.counted).count();
+    let (checked, given) = checkings.into_iter().map(|c| (c.checked, c.given)).unzip();
+    (checked, given, counted)
 }
 
 /// The current approvals, shared between the request path and the sync task. `None`
@@ -106,6 +169,9 @@ pub struct ApprovalStore {
     /// How many entries the source has read for this store since it started (`/metrics`):
     /// an edit of a ConfigMap reads only the entries whose text changed.
     entries_read: AtomicU64,
+    /// How many approvals have had their signatures checked for this store (each check
+    /// of an approval's signatures counts one, whatever their number).
+    signatures_checked: AtomicU64,
 }
 
 /// What a snapshot is built from.
@@ -114,6 +180,10 @@ struct Sources {
     signers: Arc<Signers>,
     /// The approvals as parsed (signatures not checked), the refused count, the home.
     approvals: Option<(Vec<Arc<Approval>>, usize, ConfigMapRef)>,
+    /// The same approvals, in the same order, with their signatures checked against
+    /// `signers`: what the next build takes again for the approvals it is given again
+    /// (the very same `Arc`), so that an edit checks only the entries it changed.
+    checked: Vec<Arc<Approval>>,
 }
 
 impl Default for ApprovalStore {
@@ -145,6 +215,7 @@ impl ApprovalStore {
             max_staleness,
             sources: Default::default(),
             entries_read: AtomicU64::new(0),
+            signatures_checked: AtomicU64::new(0),
         }
     }
 
@@ -159,19 +230,49 @@ impl ApprovalStore {
         self.entries_read.load(Ordering::Relaxed)
     }
 
+    /// How many approvals have had their signatures checked since this store was made: a
+    /// publish checks only the approvals it was not given (the same `Arc`) last time, a
+    /// change of the trusted signers checks them all.
+    pub fn signatures_checked(&self) -> u64 {
+        self.signatures_checked.load(Ordering::Relaxed)
+    }
+
     /// Publishes a new state of the approvals, their signatures checked against the
-    /// trusted signers last set.
+    /// trusted signers last set. An approval given last time too (the same `Arc`, as a
+    /// ConfigMap's unchanged entries are) keeps what its signatures were found worth then:
+    /// the signers have not changed since, or that would have been checked again.
     pub fn publish(&self, approvals: Vec<Arc<Approval>>, invalid: usize, home: ConfigMapRef) {
         let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
-        let snapshot = Snapshot::signed(
-            approvals.clone(),
+        // Keyed by address: the approvals of the last build are held in `sources` until
+        // this one is done, so an address here is that very approval's.
+        let earlier: std::collections::HashMap<usize, &Arc<Approval>> = match &sources.approvals {
+            Some((parsed, ..)) if parsed.len() == sources.checked.len() => parsed
+                .iter()
+                .map(|a| Arc::as_ptr(a).addr())
+                .zip(&sources.checked)
+                .collect(),
+            _ => Default::default(),
+        };
+        let (checked, approvals, count) = split(check_signatures(approvals, &sources.signers, |a| {
+            earlier.get(&Arc::as_ptr(a).addr()).map(|c| Arc::clone(c))
+        }));
+        drop(earlier);
+        self.note_checked(count);
+        let snapshot = Snapshot::of_checked(
+            checked.clone(),
             invalid,
             home.clone(),
             sources.signers.clone(),
             Timestamp::now(),
         );
         sources.approvals = Some((approvals, invalid, home));
+        sources.checked = checked;
         self.replace(snapshot);
+    }
+
+    fn note_checked(&self, n: usize) {
+        self.signatures_checked
+            .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// Sets the trusted signers and, if approvals are loaded, publishes them again checked
@@ -179,14 +280,20 @@ impl ApprovalStore {
     pub fn set_signers(&self, signers: Signers) {
         let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         sources.signers = Arc::new(signers);
+        sources.checked = Vec::new();
         if let Some((approvals, invalid, home)) = &sources.approvals {
-            let snapshot = Snapshot::signed(
-                approvals.clone(),
+            // Checked afresh from the approvals as given (what each signature was worth
+            // before does not count): never in place, as `sources` holds them.
+            let (checked, _, count) = split(check_signatures(approvals.clone(), &sources.signers, |_| None));
+            self.note_checked(count);
+            let snapshot = Snapshot::of_checked(
+                checked.clone(),
                 *invalid,
                 home.clone(),
                 sources.signers.clone(),
                 Timestamp::now(),
             );
+            sources.checked = checked;
             // Rebuilding is not news from the approvals' source: keep its health as it is.
             let snapshot = Arc::new(snapshot);
             *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(snapshot);
@@ -272,6 +379,72 @@ mod tests {
             Timestamp::now(),
         ));
         assert!(store.is_loaded());
+    }
+
+    /// A publish checks the signatures of the approvals it was not given last time, and
+    /// only those; a change of signers checks them all again; what each is worth is the
+    /// same as checking all of them afresh.
+    #[test]
+    fn a_publish_checks_only_the_signatures_of_approvals_it_has_not_seen() {
+        use crate::signing::{Binding, Checked, PrivateKey, sign};
+        let binding = Binding {
+            cluster: "c".into(),
+            namespace: "ns".into(),
+        };
+        let key = PrivateKey::generate().unwrap().0;
+        let data = std::collections::BTreeMap::from([(
+            "carol".to_string(),
+            format!("publicKey: {}\nuser: carol\n", key.public()),
+        )]);
+        let signers = Signers::from_data(binding.clone(), &data).0;
+        let signed = |user: &str| {
+            let text = format!(
+                "user: {user}\nresource: secrets\nnamespace: prod\nexpiresAt: \"2099-01-01T00:00:00Z\"\nreason: r\n"
+            );
+            let mut a = parse_entry(&format!("cm/{user}"), &text).unwrap();
+            a.signatures.push(sign(&a.terms(), &binding, "carol", &key, None));
+            Arc::new(a)
+        };
+        let trusted = |store: &ApprovalStore| {
+            let snapshot = store.current().unwrap();
+            snapshot
+                .approvals
+                .iter()
+                .map(|a| matches!(a.checked[..], [Checked::Trusted(_)]))
+                .collect::<Vec<_>>()
+        };
+        let store = ApprovalStore::default();
+        store.set_signers(signers.clone());
+        let (a, b) = (signed("alice"), signed("bob"));
+        store.publish(vec![a.clone(), b.clone()], 0, ConfigMapRef::default());
+        assert_eq!(store.signatures_checked(), 2);
+        // b edited: only the new b is checked; a keeps what it was found worth.
+        let mut edited = (*b).clone();
+        edited.reason = "other".into();
+        let edited = Arc::new(edited);
+        store.publish(vec![a.clone(), edited.clone()], 0, ConfigMapRef::default());
+        assert_eq!(store.signatures_checked(), 3);
+        assert_eq!(trusted(&store), [true, false]);
+        // The same approvals again: nothing to check.
+        store.publish(vec![a.clone(), edited.clone()], 0, ConfigMapRef::default());
+        assert_eq!(store.signatures_checked(), 3);
+        // Other signers: all checked again, and none trusted.
+        store.set_signers(Signers::none(binding.clone()));
+        assert_eq!(store.signatures_checked(), 5);
+        assert_eq!(trusted(&store), [false, false]);
+        store.publish(vec![a.clone(), signed("dave")], 0, ConfigMapRef::default());
+        assert_eq!(store.signatures_checked(), 6);
+        assert_eq!(trusted(&store), [false, false]);
+        // Back to carol: a counts again, as checking it afresh says.
+        store.set_signers(signers);
+        assert_eq!(trusted(&store), [true, true]);
+        // Approvals held nowhere else (as a file's are) are checked in place: the same.
+        store.publish(vec![signed("erin"), a.clone()], 0, ConfigMapRef::default());
+        assert_eq!(trusted(&store), [true, true]);
+        let mut forged = (*signed("frank")).clone();
+        forged.reason = "changed after signing".into();
+        store.publish(vec![Arc::new(forged)], 0, ConfigMapRef::default());
+        assert_eq!(trusted(&store), [false]);
     }
 
     #[test]

@@ -33,6 +33,12 @@ use tokio::task::JoinHandle;
 /// While stale, how often to start the watch over.
 const RESTART_EVERY: Duration = Duration::from_secs(10);
 
+/// How many ConfigMaps a list asks for at a time. The watcher holds a page whole (the
+/// response's body, then its ConfigMaps) until each has been handed over; at kube's 500, a
+/// hundred ConfigMaps of a thousand entries (some 30 MB) were held all at once on top of
+/// their approvals. Ten are at most 10 MiB (a ConfigMap is at most 1 MiB).
+const LIST_PAGE: u32 = 10;
+
 /// Where the approvals live in a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterSource {
@@ -138,7 +144,9 @@ pub async fn client_config(kubeconfig: Option<&std::path::Path>) -> Result<Confi
 
 async fn follow(client: Client, source: ClusterSource, liveness: Arc<Liveness>) {
     let api: Api<ConfigMap> = Api::namespaced(client, &source.namespace);
-    let config = watcher::Config::default().labels(&source.selector);
+    let config = watcher::Config::default()
+        .labels(&source.selector)
+        .page_size(LIST_PAGE);
     let start = || {
         watcher::watcher(api.clone(), config.clone())
             .backoff(super::watch_backoff())

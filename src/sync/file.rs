@@ -56,25 +56,27 @@ impl FileSync {
             }
         }
         let applied = match std::fs::read(&self.path) {
-            Ok(bytes) => self.apply(&shown, &bytes),
+            Ok(bytes) => self.apply(&shown, bytes),
             Err(e) => unreadable(self, e),
         };
         crate::memory::release_freed();
         applied
     }
 
-    /// Applies the file's content, unless it is what was last applied or refused.
-    fn apply(&mut self, shown: &str, bytes: &[u8]) -> bool {
-        let digest = crate::digest::sha256_hex(bytes);
+    /// Applies the file's content, unless it is what was last applied or refused. The
+    /// content is dropped once parsed, before the approvals are checked and indexed, so
+    /// that the file (some 30 MB at 100 000 approvals) and the index are never both held.
+    fn apply(&mut self, shown: &str, bytes: Vec<u8>) -> bool {
+        let digest = crate::digest::sha256_hex(&bytes);
         if let Some(Ok(previous)) = &self.last {
             if *previous == digest {
                 return true;
             }
         }
         self.last = Some(Ok(digest));
-        let parsed = std::str::from_utf8(bytes)
+        let parsed = String::from_utf8(bytes)
             .map_err(|_| format!("{shown}: not UTF-8"))
-            .and_then(|text| approvals::parse_file(shown, text).map_err(|e| e.to_string()));
+            .and_then(|text| approvals::parse_file(shown, &text).map_err(|e| e.to_string()));
         let file = match parsed {
             Ok(f) => f,
             Err(why) => {

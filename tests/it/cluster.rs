@@ -327,3 +327,33 @@ async fn an_edit_of_one_entry_reads_that_entry_again_not_its_whole_configmap() {
     assert!(allowed(&h, &other).await);
     h.stop().await;
 }
+
+/// The first list asks for the approvals ConfigMaps a few at a time, so that jitgate never
+/// holds them all at once as a list's body and objects; every page counts.
+#[tokio::test]
+async fn approvals_configmaps_are_listed_a_page_at_a_time_and_every_page_counts() {
+    let api = ApiServer::start().await;
+    let other = entry(&[("alice@example.com", "bob@example.com")]);
+    for i in 0..24 {
+        api.apply_approvals(&format!("team-{i:02}"), &[("other", &other)]);
+    }
+    // Listed last (by name), on the third page.
+    api.apply_approvals("team-zz", &[("grant", &entry(&[]))]);
+    let h = start_jitgate(&api, Duration::from_secs(300)).await;
+    until_ready(&h).await;
+    assert!(allowed(&h, &Req::secret_update()).await);
+    let lists: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.starts_with("GET /api/v1/namespaces/jitgate-system/configmaps?")
+                && !r.contains("watch=true")
+                && r.contains("labelSelector")
+        })
+        .collect();
+    assert!(
+        lists.len() >= 3 && lists.iter().all(|r| r.contains("limit=10")),
+        "{lists:?}"
+    );
+    h.stop().await;
+}
