@@ -173,6 +173,35 @@ pub fn is_null_device(meta: &std::fs::Metadata) -> bool {
     }
 }
 
+/// A second file description of the pipe this process has open as `fd` (stdout: 1; `meta`
+/// is its metadata), opened non-blocking: so that a write that would wait for the reader
+/// returns `WouldBlock` instead. O_NONBLOCK belongs to a file description, so it is set on
+/// a description of its own (the fd's own stays blocking). `None` when the fd is not a
+/// pipe, or `/proc/self/fd/<fd>` cannot be opened (no /proc, a pipe with no reader) or
+/// opens something else than what `meta` describes.
+pub fn pipe_nonblocking(fd: i32, meta: &std::fs::Metadata) -> Option<File> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+        if !meta.file_type().is_fifo() {
+            return None;
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(format!("/proc/self/fd/{fd}"))
+            .ok()?;
+        let opened = file.metadata().ok()?;
+        (opened.file_type().is_fifo() && opened.dev() == meta.dev() && opened.ino() == meta.ino())
+            .then_some(file)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (fd, meta);
+        None
+    }
+}
+
 /// What this process's stdout is, when that can be told.
 pub fn stdout_metadata() -> Option<std::fs::Metadata> {
     #[cfg(unix)]

@@ -387,3 +387,111 @@ fn check_prints_the_change_fingerprint_and_a_pinned_approval_allows_only_that_ch
     assert_eq!(code, 1);
     assert!(stdout.contains("allows only the change"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdout_a_pipe_whose_reader_stops_answers_at_the_deadline_and_gets_every_record_whole_in_order() {
+    // Records to stdout only, as the shipped Deployment writes them; stdout is a pipe.
+    let dir = tempfile::tempdir().unwrap();
+    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
+    let (mut child, port) = serve_in(dir.path(), &approvals, &["--shutdown-drain", "0s"]);
+    let rx = lines_of(&mut child);
+    let mut seen = Vec::new();
+    wait_for_line(&rx, &mut seen, "jitgate listening");
+    let ca = std::fs::read_to_string(dir.path().join("certs-dev/ca.crt")).unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    // Nobody reads stdout: once the pipe is full, records wait. Requests keep coming, each
+    // on its own connection, until one is refused at its deadline.
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..3000 {
+        if refused.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let mut c = Conn::open(addr, &ca, Proto::H1).await.unwrap();
+        let (answers, refused) = (answers.clone(), refused.clone());
+        clients.push(tokio::spawn(async move {
+            let review = serde_json::to_vec(&Req::secret_update().review()).unwrap();
+            let reply = c
+                .send(
+                    hyper::Method::POST,
+                    "/validate?timeout=1s",
+                    Some("application/json"),
+                    review,
+                )
+                .await;
+            assert_eq!(reply.status, hyper::StatusCode::OK);
+            if reply.json()["response"]["allowed"] == false {
+                refused.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            answers.lock().unwrap().push(reply);
+        }));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        refused.load(std::sync::atomic::Ordering::Relaxed),
+        "the pipe never filled"
+    );
+    let denial = answers
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.json()["response"]["allowed"] == false)
+        .map(|r| r.json()["response"].clone())
+        .unwrap();
+    let message = denial["status"]["message"].as_str().unwrap();
+    assert!(message.contains("deadline_exceeded"), "{message}");
+    // The runtime wrote to the pipe until it was full, and left the rest to the writer
+    // thread.
+    wait_for_line(&rx, &mut seen, "stdout's reader is behind");
+
+    // Read stdout now: every answer given has its one record, whole, in chain order.
+    let mut stdout = child.stdout.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut read = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut read).unwrap();
+        read
+    });
+    for client in clients {
+        tokio::time::timeout(Duration::from_secs(60), client)
+            .await
+            .expect("a client waited for ever")
+            .unwrap();
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let read = reading.join().unwrap();
+    let records: Vec<serde_json::Value> = read
+        .split_inclusive(|b| *b == b'\n')
+        .map(|l| serde_json::from_slice(l).expect("a whole record per line"))
+        .collect();
+    let answers = std::mem::take(&mut *answers.lock().unwrap());
+    let mut refusals = 0;
+    for reply in &answers {
+        let uid = reply.json()["response"]["uid"].as_str().unwrap().to_string();
+        let mine: Vec<_> = records.iter().filter(|r| r["uid"] == uid.as_str()).collect();
+        assert_eq!(mine.len(), 1, "one record for {uid}");
+        assert_record_is_the_answer(mine[0], reply);
+        refusals += usize::from(mine[0]["reason"] == "deadline_exceeded");
+    }
+    assert!(refusals >= 1);
+    let mut verify = Command::new(BIN)
+        .args(["audit", "verify", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut verify.stdin.take().unwrap(), &read).unwrap();
+    let verified = verify.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{said}");
+    assert!(said.contains("ok: 1 chain(s), 1 intact, 0 broken"), "{said}");
+    assert!(
+        said.contains(&format!("records: {} (seq 1 at", records.len())),
+        "{said}"
+    );
+}
