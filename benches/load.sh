@@ -34,8 +34,9 @@ if ! need wrk || ! need h2load || ! need taskset; then
 fi
 
 cargo build --release --locked --quiet --bin jitgate --example baseline
-JITGATE=${JITGATE_BIN:-target/release/jitgate}   # JITGATE_BIN: another build, for an A/B
-BASELINE=target/release/examples/baseline
+target=${CARGO_TARGET_DIR:-target}
+JITGATE=${JITGATE_BIN:-$target/release/jitgate}   # JITGATE_BIN: another build, for an A/B
+BASELINE=$target/release/examples/baseline
 
 work=$(mktemp -d)
 pids=()
