@@ -260,6 +260,51 @@ mod tests {
         assert!(!null(&file) && !null(Path::new("/dev/full")));
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn only_a_pipe_is_reopened_non_blocking_and_its_own_description_stays_blocking() {
+        use std::os::fd::AsRawFd;
+        // The open file status flags of a descriptor, as /proc tells them (octal).
+        let nonblocking = |fd: i32| {
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+                .unwrap();
+            flags & libc::O_NONBLOCK as u32 != 0
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.jsonl");
+        std::fs::write(&file, "").unwrap();
+        let regular = File::options().append(true).open(&file).unwrap();
+        assert!(pipe_nonblocking(regular.as_raw_fd(), &regular.metadata().unwrap()).is_none());
+
+        let fifo = dir.path().join("stdout.fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || File::open(fifo).unwrap())
+        };
+        let writer = File::options().write(true).open(&fifo).unwrap();
+        let _reader = reader.join().unwrap();
+        let meta = writer.metadata().unwrap();
+        let reopened = pipe_nonblocking(writer.as_raw_fd(), &meta).expect("a pipe is reopened");
+        assert!(nonblocking(reopened.as_raw_fd()));
+        assert!(
+            !nonblocking(writer.as_raw_fd()),
+            "the fd's own description is untouched"
+        );
+        // Metadata of something else than what the fd is: not reopened.
+        assert!(pipe_nonblocking(regular.as_raw_fd(), &meta).is_none());
+    }
+
     #[test]
     fn a_reopened_log_names_the_chain_its_last_record_ends() {
         let dir = tempfile::tempdir().unwrap();
