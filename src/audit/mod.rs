@@ -23,7 +23,13 @@
 //!
 //! Nothing else in the process writes to stdout (logs go to stderr), and every write to it
 //! is the writer's, under its lock: so a record the runtime left half-written is finished by
-//! the writer thread before anything else reaches the pipe.
+//! the writer thread before anything else of the writer's reaches the pipe. Logs could still
+//! reach it in between where stderr is that same pipe (`2>&1`, runit, supervisord's
+//! `redirect_stderr`): so then (seen at start by the device and inode of fds 1 and 2, or
+//! when stderr cannot be told) the pipe is not reopened non-blocking and only the writer
+//! thread writes it, as any place that can make a writer wait. And no log line is written
+//! on the runtime between the two parts of a record: that stdout's reader was behind is
+//! logged by the writer thread, once it has finished the batch.
 
 use crate::refusal::Refusal;
 use std::fs::File;
@@ -210,8 +216,18 @@ impl AuditSink {
         let stdout_written = (file.is_none() || to_stdout) && !stdout_null;
         // A pipe is written here through a non-blocking description of its own; without
         // one, as any place that can make a writer wait, by the writer thread only.
+        // Not when stderr, where logs go, is that same pipe (`2>&1`): a log line written
+        // while the runtime leaves a record half-written would land inside it.
         let nonblocking = match &stdout {
-            Some(meta) if stdout_written && !stdout_at_once => file::pipe_nonblocking(1, meta),
+            Some(meta) if stdout_written && !stdout_at_once => {
+                let stderr = file::stderr_metadata();
+                if file::stderr_shares_the_pipe(meta, stderr.as_ref()) {
+                    tracing::info!(
+                        "stderr is stdout's pipe (2>&1): records go to it through the audit writer thread only, so that no log line lands inside a half-written record"
+                    );
+                }
+                file::stdout_nonblocking(1, meta, stderr.as_ref())
+            }
             _ => None,
         };
         let possible = (!stdout_written || stdout_at_once || nonblocking.is_some())
@@ -224,6 +240,7 @@ impl AuditSink {
                 blocking: None,
             },
             unfinished: None,
+            reader_behind: false,
             file,
             chain,
             head: head.clone(),
@@ -399,12 +416,10 @@ impl Pending {
                 self.here.took(waited);
                 None
             }
+            // Nothing is logged here: on the runtime, with a record perhaps half-written
+            // (the writer thread says it once it has finished the batch).
             None => {
                 self.here.pause();
-                tracing::info!(
-                    pause_secs = SLOW_PAUSE.as_secs(),
-                    "stdout's reader is behind; the writer thread finishes the records it did not take, and writes the next ones for a while"
-                );
                 Some(Vec::new())
             }
         }
@@ -463,6 +478,9 @@ struct Writer {
     stdout: Stdout,
     /// Left by the runtime for the writer thread, which finishes it before writing more.
     unfinished: Option<Unfinished>,
+    /// The runtime left a batch unfinished because stdout's reader was behind: the writer
+    /// thread says so once it has finished it (a log line, never on the runtime).
+    reader_behind: bool,
     file: Option<LogFile>,
     chain: Chain,
     head: Arc<Mutex<Head>>,
@@ -529,6 +547,14 @@ impl Writer {
             writer.finish();
             if !batch.is_empty() {
                 let _ = writer.write(batch, false);
+            }
+            let behind = std::mem::take(&mut writer.reader_behind);
+            drop(writer);
+            if behind {
+                tracing::info!(
+                    pause_secs = SLOW_PAUSE.as_secs(),
+                    "stdout's reader was behind; the writer thread finished the records it did not take, and writes the next ones for a while"
+                );
             }
         }
     }
@@ -631,6 +657,7 @@ impl Writer {
         let result = match self.append(&buf, here) {
             Ok(Wrote::All) => Ok(()),
             Ok(Wrote::StdoutUpTo(n)) => {
+                self.reader_behind = true;
                 self.unfinished = Some(Unfinished {
                     rest: Some(buf[n..].to_vec()),
                     before,
@@ -846,6 +873,7 @@ mod tests {
                 blocking: None,
             },
             unfinished: None,
+            reader_behind: false,
             file: Some(file),
             head: Arc::new(Mutex::new(Head {
                 chain: chain.id.clone(),
@@ -942,6 +970,7 @@ mod tests {
                 blocking: Some(blocking),
             },
             unfinished: None,
+            reader_behind: false,
             file: None,
             head: Arc::new(Mutex::new(Head {
                 chain: chain.id.clone(),

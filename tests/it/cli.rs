@@ -442,9 +442,6 @@ async fn stdout_a_pipe_whose_reader_stops_answers_at_the_deadline_and_gets_every
         .unwrap();
     let message = denial["status"]["message"].as_str().unwrap();
     assert!(message.contains("deadline_exceeded"), "{message}");
-    // The runtime wrote to the pipe until it was full, and left the rest to the writer
-    // thread.
-    wait_for_line(&rx, &mut seen, "stdout's reader is behind");
 
     // Read stdout now: every answer given has its one record, whole, in chain order.
     let mut stdout = child.stdout.take().unwrap();
@@ -464,6 +461,22 @@ async fn stdout_a_pipe_whose_reader_stops_answers_at_the_deadline_and_gets_every
         .status()
         .unwrap();
     assert!(child.wait().unwrap().success());
+    seen.extend(rx.iter());
+    // Which path wrote the records does not change what is asserted here, but what is
+    // logged: the runtime writes until the pipe is full and the writer thread finishes the
+    // rest and says so; unless a write on the runtime took over 10 ms (a loaded machine),
+    // which sends the batches to the writer thread for 10 s, perhaps all of them.
+    assert!(
+        !seen.iter().any(|l| l.contains("stderr is stdout's pipe")),
+        "stderr is a pipe of its own here"
+    );
+    if !seen.iter().any(|l| l.contains("an audit write was slow")) {
+        assert!(
+            seen.iter().any(|l| l.contains("stdout's reader was behind")),
+            "the runtime wrote until the pipe was full; saw:\n{}",
+            seen.join("\n")
+        );
+    }
     let read = reading.join().unwrap();
     let records: Vec<serde_json::Value> = read
         .split_inclusive(|b| *b == b'\n')
