@@ -984,11 +984,19 @@ mod tests {
 
     type Told = oneshot::Receiver<Result<Sealed, Refusal>>;
 
+    /// Jobs of allowed answers (which a refusal after the fact turns into denials).
     fn jobs(uids: impl Iterator<Item = String>) -> (Vec<Job>, Vec<Told>) {
         uids.map(|uid| {
             let (done, answer) = oneshot::channel();
+            let mut record = refusal_record(&uid);
+            record.answer = Answer::Decided {
+                outcome: "allow",
+                reason: "approved",
+                approval: None,
+                refused_entry: None,
+            };
             let job = Job {
-                record: refusal_record(&uid),
+                record,
                 deadline: later(),
                 then: Vec::new(),
                 state: Arc::new(AtomicU8::new(PENDING)),
@@ -1002,17 +1010,134 @@ mod tests {
     /// The records in what stdout's reader got, after lines that are not records: each
     /// whole, in chain order (from seq 1).
     fn records_in(read: &[u8]) -> Vec<String> {
+        said_in(read).into_iter().map(|(uid, _, _)| uid).collect()
+    }
+
+    /// What each record in what stdout's reader got says: uid, decision, reason.
+    fn said_in(read: &[u8]) -> Vec<(String, String, String)> {
         let mut chain = Chain::default();
-        let mut uids = Vec::new();
+        let mut said = Vec::new();
         for line in read.split_inclusive(|b| *b == b'\n') {
             if line.starts_with(b"{\"filler\"") {
                 continue;
             }
             chain.follow(line).expect("a whole record, next in the chain");
             let record: serde_json::Value = serde_json::from_slice(line).unwrap();
-            uids.push(record["uid"].as_str().unwrap().to_string());
+            let field = |k: &str| record[k].as_str().unwrap().to_string();
+            said.push((field("uid"), field("decision"), field("reason")));
         }
-        uids
+        said
+    }
+
+    /// Fills the pipe through `nonblocking`, then reads `room` bytes of it (less than a
+    /// batch of 40 records needs). Returns what was read.
+    fn fill(nonblocking: &File, reader: &mut File, room: usize) -> Vec<u8> {
+        use std::io::Read;
+        let filler = format!("{{\"filler\":\"{}\"}}\n", "x".repeat(500));
+        let mut filled = 0;
+        while (&*nonblocking).write(filler.as_bytes()).is_ok() {
+            filled += 1;
+        }
+        assert!(filled > 0);
+        let mut read = vec![0u8; room];
+        reader.read_exact(&mut read).unwrap();
+        read
+    }
+
+    /// What the runtime writes through (as `AuditSink::start` makes it, stdout a pipe).
+    fn pending_on(writer: Writer) -> (Arc<Pending>, mpsc::Receiver<Vec<Job>>) {
+        let (to_writer, from_requests) = mpsc::channel(BATCHES);
+        let pending = Pending {
+            jobs: Mutex::new(Vec::new()),
+            flush_scheduled: AtomicBool::new(false),
+            to_writer,
+            writer: Arc::new(Mutex::new(writer)),
+            here: WriteHere {
+                possible: true,
+                paused_until: AtomicU64::new(0),
+                epoch: Instant::now(),
+            },
+        };
+        (Arc::new(pending), from_requests)
+    }
+
+    /// Reads the rest of the pipe, on a thread of its own.
+    fn drain(mut reader: File) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut rest = Vec::new();
+            std::io::Read::read_to_end(&mut reader, &mut rest).unwrap();
+            rest
+        })
+    }
+
+    #[test]
+    fn a_batch_after_an_unfinished_one_is_left_to_the_writer_thread_unwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut reader, blocking, nonblocking) = stdout_pipe(dir.path());
+        let mut read = fill(&nonblocking, &mut reader, 6000);
+        let (pending, _from_requests) = pending_on(stdout_writer(blocking, nonblocking));
+        let (batch, mut first) = jobs((0..40).map(|i| format!("a{i}")));
+        let back = pending.write_here(batch).expect("the pipe took part of it");
+        assert!(back.is_empty(), "an empty batch, to wake the writer thread");
+        assert!(pending.writer.lock().unwrap().unfinished.is_some());
+        // As if the pause had run out before the writer thread came to the unfinished
+        // batch: the next batch is still not written here, but given back whole.
+        pending.here.paused_until.store(0, Ordering::Relaxed);
+        let (batch, second) = jobs((0..3).map(|i| format!("b{i}")));
+        let back = pending.write_here(batch).expect("not written on the runtime");
+        assert_eq!(back.len(), 3);
+        for a in &mut first {
+            assert_eq!(a.try_recv(), Err(oneshot::error::TryRecvError::Empty));
+        }
+        // The writer thread: the first batch whole, then the second.
+        let drained = drain(reader);
+        let mut writer = pending.writer.lock().unwrap();
+        assert!(writer.write(back, false).is_some());
+        let seqs: Vec<u64> = first
+            .into_iter()
+            .chain(second)
+            .map(|mut a| a.try_recv().unwrap().unwrap().seq)
+            .collect();
+        assert_eq!(seqs, (1..=43).collect::<Vec<_>>());
+        drop(writer);
+        drop(pending);
+        read.extend(drained.join().unwrap());
+        let read = &read[read.iter().position(|b| *b == b'\n').unwrap() + 1..];
+        let expected: Vec<String> = (0..40)
+            .map(|i| format!("a{i}"))
+            .chain((0..3).map(|i| format!("b{i}")))
+            .collect();
+        assert_eq!(records_in(read), expected);
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_pipe_took_part_of_is_answered_with_no_traffic_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut reader, blocking, nonblocking) = stdout_pipe(dir.path());
+        let mut read = fill(&nonblocking, &mut reader, 6000);
+        let (pending, from_requests) = pending_on(stdout_writer(blocking, nonblocking));
+        let shared = pending.writer.clone();
+        let thread = std::thread::spawn(move || Writer::run(&shared, from_requests));
+        let (batch, answers) = jobs((0..40).map(|i| format!("a{i}")));
+        pending.jobs.lock().unwrap().extend(batch);
+        flush(pending.clone()).await;
+        assert!(!pending.here.allowed(), "the runtime wrote part of it");
+        // No request after it: the writer thread still finishes it once the reader reads.
+        let drained = drain(reader);
+        let mut seqs = Vec::new();
+        for a in answers {
+            let told = tokio::time::timeout(Duration::from_secs(60), a)
+                .await
+                .expect("a request of the unfinished batch waited for ever");
+            seqs.push(told.unwrap().unwrap().seq);
+        }
+        assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
+        drop(pending);
+        thread.join().unwrap();
+        read.extend(drained.join().unwrap());
+        let read = &read[read.iter().position(|b| *b == b'\n').unwrap() + 1..];
+        let expected: Vec<String> = (0..40).map(|i| format!("a{i}")).collect();
+        assert_eq!(records_in(read), expected);
     }
 
     #[test]
@@ -1077,14 +1202,23 @@ mod tests {
             assert_eq!(a.try_recv(), Err(oneshot::error::TryRecvError::Empty));
         }
 
-        // The writer thread: the rest of that batch first, then the next one.
+        // The writer thread: the rest of that batch first (which moves the head and
+        // answers its requests), then the next one.
         let drained = std::thread::spawn(move || {
             let mut rest = Vec::new();
             reader.read_to_end(&mut rest).unwrap();
             rest
         });
+        writer.finish();
+        assert!(writer.unfinished.is_none());
+        assert_eq!(
+            writer.head.lock().unwrap().seq,
+            40,
+            "the head moves once finished"
+        );
         let (batch, second) = jobs((0..3).map(|i| format!("b{i}")));
         assert!(writer.write(batch, false).is_some());
+        assert_eq!(writer.head.lock().unwrap().seq, 43);
         let seqs: Vec<u64> = first
             .into_iter()
             .chain(second)
@@ -1124,6 +1258,14 @@ mod tests {
             .expect("the runtime waited for the pipe's reader to record the refusals");
         let (mut writer, wrote) = handle.join().unwrap();
         assert_eq!(wrote, None);
+        let mut answers = answers;
+        for a in &mut answers {
+            assert_eq!(
+                a.try_recv(),
+                Err(oneshot::error::TryRecvError::Empty),
+                "answered before the refusals' records were written"
+            );
+        }
         let drained = std::thread::spawn(move || {
             let mut read = Vec::new();
             reader.read_to_end(&mut read).unwrap();
@@ -1136,7 +1278,18 @@ mod tests {
         assert_eq!(writer.chain.seq, 0, "the log goes on from where it was");
         drop(writer);
         let read = drained.join().unwrap();
-        assert_eq!(records_in(&read), ["a0", "a1", "a2"]);
+        let said: Vec<_> = said_in(&read)
+            .into_iter()
+            .map(|(uid, decision, reason)| format!("{uid} {decision} {reason}"))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "a0 deny audit_unavailable",
+                "a1 deny audit_unavailable",
+                "a2 deny audit_unavailable"
+            ]
+        );
     }
 
     #[test]
