@@ -27,9 +27,12 @@
 //! reach it in between where stderr is that same pipe (`2>&1`, runit, supervisord's
 //! `redirect_stderr`): so then (seen at start by the device and inode of fds 1 and 2, or
 //! when stderr cannot be told) the pipe is not reopened non-blocking and only the writer
-//! thread writes it, as any place that can make a writer wait. And no log line is written
-//! on the runtime between the two parts of a record: that stdout's reader was behind is
-//! logged by the writer thread, once it has finished the batch.
+//! thread writes it, as any place that can make a writer wait, each record in a write of
+//! its own, which a pipe takes whole (up to 4 KiB, `PIPE_BUF`) whatever log line is written
+//! while the writer waits for room. (Logs are written where they are made, on the runtime
+//! too: with such a pipe full, a worker that logs waits for its reader.) And no log line is
+//! written on the runtime between the two parts of a record: that stdout's reader was
+//! behind is logged by the writer thread, once it has finished the batch.
 
 use crate::refusal::Refusal;
 use std::fs::File;
@@ -218,12 +221,16 @@ impl AuditSink {
         // one, as any place that can make a writer wait, by the writer thread only.
         // Not when stderr, where logs go, is that same pipe (`2>&1`): a log line written
         // while the runtime leaves a record half-written would land inside it.
+        // And the writer thread then writes each record in a write of its own, which a pipe
+        // takes whole (up to 4 KiB) even when a log line is written while it waits for room.
+        let mut one_write_per_record = false;
         let nonblocking = match &stdout {
             Some(meta) if stdout_written && !stdout_at_once => {
                 let stderr = file::stderr_metadata();
                 if file::stderr_shares_the_pipe(meta, stderr.as_ref()) {
+                    one_write_per_record = true;
                     tracing::info!(
-                        "stderr is stdout's pipe (2>&1): records go to it through the audit writer thread only, so that no log line lands inside a half-written record"
+                        "stderr is stdout's pipe (2>&1): records go to it through the audit writer thread only, each in a write of its own, so that no log line lands inside a record"
                     );
                 }
                 file::stdout_nonblocking(1, meta, stderr.as_ref())
@@ -238,6 +245,7 @@ impl AuditSink {
             stdout: Stdout {
                 nonblocking,
                 blocking: None,
+                one_write_per_record,
             },
             unfinished: None,
             reader_behind: false,
@@ -445,6 +453,10 @@ struct Stdout {
     /// Where blocking writes go: `None`, the process's stdout (tests give a pipe of their
     /// own, the one `nonblocking` describes).
     blocking: Option<File>,
+    /// Stderr is the same pipe: each record (line) is written in a write of its own, which
+    /// the pipe takes whole (up to `PIPE_BUF`, 4 KiB) whatever log line is written while
+    /// the writer waits for room; a batch in one write could have one land inside it.
+    one_write_per_record: bool,
 }
 
 /// How far a write got.
@@ -758,11 +770,22 @@ impl Stdout {
             }
             return Ok(Wrote::All);
         }
+        let lines = if self.one_write_per_record {
+            buf.split_inclusive(|b| *b == b'\n').collect()
+        } else {
+            vec![buf]
+        };
         match self.blocking.as_ref() {
-            Some(mut out) => out.write_all(buf)?,
+            Some(mut out) => {
+                for line in lines {
+                    out.write_all(line)?;
+                }
+            }
             None => {
                 let mut out = std::io::stdout().lock();
-                out.write_all(buf).and_then(|_| out.flush())?;
+                for line in lines {
+                    out.write_all(line).and_then(|_| out.flush())?;
+                }
             }
         }
         Ok(Wrote::All)
@@ -871,6 +894,7 @@ mod tests {
             stdout: Stdout {
                 nonblocking: None,
                 blocking: None,
+                one_write_per_record: false,
             },
             unfinished: None,
             reader_behind: false,
@@ -968,6 +992,7 @@ mod tests {
             stdout: Stdout {
                 nonblocking: Some(nonblocking),
                 blocking: Some(blocking),
+                one_write_per_record: false,
             },
             unfinished: None,
             reader_behind: false,
