@@ -11,15 +11,21 @@
 # Each server is pinned to core 0 with one worker thread, the load generator to core 1.
 # Runs are interleaved baseline/jitgate/baseline/jitgate so that drift on the machine hits
 # both alike. jitgate runs the release build with the shipped policies, 10 000 approvals and
-# --audit-log on (in a directory of its own; stdout to /dev/null, so records are written on
-# the runtime, see src/audit/mod.rs); the HTTP/1.1 load mixes ungated, denied and approved
-# requests.
+# --audit-log on (in a directory of its own); the HTTP/1.1 load mixes ungated, denied and
+# approved requests.
+#
+# jitgate's stdout (where its records go besides the log) is a pipe, as in a container: a FIFO
+# drained by `cat >/dev/null`, pinned to core 0 with the server, and the reader's CPU is
+# counted in jitgate's (the "jit us/r" column; "rdr us/r" shows the reader's share alone).
+# JITGATE_STDOUT=null sends it to /dev/null instead, which jitgate does not write at all.
 # Only 127.0.0.1 is ever targeted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-5}
 BASE_PORT=${BASE_PORT:-19443}
 JIT_PORT=${JIT_PORT:-19444}
+JITGATE_STDOUT=${JITGATE_STDOUT:-pipe}   # pipe (a FIFO drained by cat on core 0) or null
+case "$JITGATE_STDOUT" in pipe|null) ;; *) echo "JITGATE_STDOUT is pipe or null" >&2; exit 2;; esac
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need wrk || ! need h2load || ! need taskset; then
@@ -28,8 +34,9 @@ if ! need wrk || ! need h2load || ! need taskset; then
 fi
 
 cargo build --release --locked --quiet --bin jitgate --example baseline
-JITGATE=${JITGATE_BIN:-target/release/jitgate}   # JITGATE_BIN: another build, for an A/B (POLICIES: its own policies)
-BASELINE=target/release/examples/baseline
+target=${CARGO_TARGET_DIR:-target}
+JITGATE=${JITGATE_BIN:-$target/release/jitgate}   # JITGATE_BIN: another build, for an A/B (POLICIES: its own policies)
+BASELINE=$target/release/examples/baseline
 
 work=$(mktemp -d)
 pids=()
@@ -68,16 +75,33 @@ ready() { # PORT: wait until /readyz answers 200 (or POST /validate for the base
   done
   echo "server on port $1 did not come up" >&2; exit 1
 }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ticks() { # PID...: user + system ticks of them all
+  local t=0 p
+  for p in "$@"; do t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat") )); done
+  echo "$t"
+}
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
-start_jitgate() { # APPROVALS-COUNT PORT -> sets JPID
+start_jitgate() { # APPROVALS-COUNT PORT -> sets JPID (and RPID, the stdout reader, or "")
+  local out=/dev/null
+  RPID=""
+  if [ "$JITGATE_STDOUT" = pipe ]; then
+    out="$work/stdout.fifo"
+    rm -f "$out"; mkfifo "$out"
+    taskset -c 0 cat "$out" >/dev/null &
+    RPID=$!
+    pids+=("$RPID")
+  fi
   TOKIO_WORKER_THREADS=1 taskset -c 0 "$JITGATE" serve --listen "127.0.0.1:$2" \
     --tls-cert "$work/certs/tls.crt" --tls-key "$work/certs/tls.key" --policies "$work/policies" \
     --approvals-file "$work/approvals-$1.yaml" --audit-log "$work/log/audit.jsonl" --log-format text \
-    >/dev/null 2>>"$work/jitgate.log" &
+    >"$out" 2>>"$work/jitgate.log" &
   JPID=$!
   pids+=("$JPID")
+}
+stop_jitgate() {
+  kill "$JPID"; wait "$JPID" 2>/dev/null || true
+  if [ -n "$RPID" ]; then wait "$RPID" 2>/dev/null || true; fi
 }
 
 # Start-to-ready and resident memory of jitgate alone, file mode, at 0, 10 000 and 100 000
@@ -94,7 +118,7 @@ startup_table() {
       end=$(date +%s.%N)
       sleep 0.5
       python3 -c "print(f'{$n:<10} {($end - $start) * 1000:>12.0f}ms {$(rss_kib "$JPID") / 1024:>14.1f}')"
-      kill "$JPID"; wait "$JPID" 2>/dev/null || true
+      stop_jitgate
     done
   done
 }
@@ -125,30 +149,32 @@ print(reqs, rps, p50, p99, ticks)
 PY
 }
 
-# One run: prints "requests rps p50_us p99_us cpu_ticks".
-run() { # PID PORT SCENARIO
-  local pid=$1 port=$2 scenario=$3 before after out
-  before=$(cpu_ticks "$pid")
+# One run: prints "requests rps p50_us p99_us cpu_ticks reader_ticks" (cpu_ticks: the
+# server's and its stdout reader's; reader_ticks: the reader's alone).
+run() { # PID PORT SCENARIO [READER-PID]
+  local pid=$1 port=$2 scenario=$3 reader=${4:-} before after rbefore out
+  rbefore=$(cpu_ticks $reader)
+  before=$(cpu_ticks "$pid" $reader)
   case "$scenario" in
     h1-c*)
       out=$(taskset -c 1 wrk -t1 -c"${scenario#h1-c}" -d"${DURATION}s" --latency -s "$work/mix.lua" \
               "https://127.0.0.1:$port/validate")
-      after=$(cpu_ticks "$pid")
-      wrk_figures "$out" "$((after - before))"
+      after=$(cpu_ticks "$pid" $reader)
+      echo "$(wrk_figures "$out" "$((after - before))") $(( $(cpu_ticks $reader) - rbefore ))"
       ;;
     churn-c*)
       out=$(taskset -c 1 wrk -t1 -c"${scenario#churn-c}" -d"${DURATION}s" --latency -H "Connection: close" \
               -s "$work/mix.lua" "https://127.0.0.1:$port/validate")
-      after=$(cpu_ticks "$pid")
-      wrk_figures "$out" "$((after - before))"
+      after=$(cpu_ticks "$pid" $reader)
+      echo "$(wrk_figures "$out" "$((after - before))") $(( $(cpu_ticks $reader) - rbefore ))"
       ;;
     h2-c*)
       rm -f "$work/h2.log"
       out=$(taskset -c 1 h2load -c"${scenario#h2-c}" -m1 -n "$((DURATION * 6000))" \
               --data="$work/denied.json" -H 'content-type: application/json' --log-file="$work/h2.log" \
               "https://127.0.0.1:$port/validate?timeout=10s" 2>&1)
-      after=$(cpu_ticks "$pid")
-      python3 - "$out" "$((after - before))" "$work/h2.log" <<'PY'
+      after=$(cpu_ticks "$pid" $reader)
+      r=$(python3 - "$out" "$((after - before))" "$work/h2.log" <<'PY'
 import re, sys
 out, ticks, log = sys.argv[1], sys.argv[2], sys.argv[3]
 durations = sorted(int(l.split()[2]) for l in open(log) if l.strip() and l.split()[1] == "200")
@@ -157,36 +183,40 @@ rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
 q = lambda f: durations[min(len(durations) - 1, int(f * len(durations)))]
 print(reqs, rps, q(0.50), q(0.99), ticks)
 PY
+)
+      echo "$r $(( $(cpu_ticks $reader) - rbefore ))"
       ;;
   esac
 }
 
 echo "# jitgate / baseline, $(date -u +%Y-%m-%d), $(nproc) cores, ${DURATION}s per run, interleaved A/B/A/B"
 echo "# (HTTP/1.1 and churn: mix of ungated, denied, approved; HTTP/2: denied)"
-printf "%-10s %12s %12s %9s %9s %9s %9s %9s %10s %10s %9s\n" scenario "base req/s" "jit req/s" "rps x" \
-  "p50 x" "p99 x" "cpu/req x" "jit p99" "base us/r" "jit us/r" "jit p50"
+echo "# (jitgate's stdout: $JITGATE_STDOUT; jit us/r includes its stdout reader, rdr us/r is the reader alone)"
+printf "%-10s %12s %12s %9s %9s %9s %9s %9s %10s %10s %9s %9s\n" scenario "base req/s" "jit req/s" "rps x" \
+  "p50 x" "p99 x" "cpu/req x" "jit p99" "base us/r" "jit us/r" "jit p50" "rdr us/r"
 hz=$(getconf CLK_TCK)
 for scenario in ${SCENARIOS:-h1-c1 h1-c16 h1-c64 h2-c16 churn-c16}; do
   declare -A sum=()
   for round in 1 2; do
     for who in base jit; do
-      if [ "$who" = base ]; then r=$(run "$BPID" "$BASE_PORT" "$scenario"); else r=$(run "$JPID" "$JIT_PORT" "$scenario"); fi
-      read -r reqs rps p50 p99 ticks <<<"$r"
+      if [ "$who" = base ]; then r=$(run "$BPID" "$BASE_PORT" "$scenario"); else r=$(run "$JPID" "$JIT_PORT" "$scenario" $RPID); fi
+      read -r reqs rps p50 p99 ticks rticks <<<"$r"
       sum[$who-reqs]=$(( ${sum[$who-reqs]:-0} + reqs ))
       sum[$who-rps]=$(python3 -c "print(${sum[$who-rps]:-0} + $rps)")
       sum[$who-p50]=$(python3 -c "print(${sum[$who-p50]:-0} + $p50)")
       sum[$who-p99]=$(python3 -c "print(${sum[$who-p99]:-0} + $p99)")
       sum[$who-ticks]=$(( ${sum[$who-ticks]:-0} + ticks ))
+      sum[$who-rticks]=$(( ${sum[$who-rticks]:-0} + rticks ))
     done
   done
   python3 - "$scenario" "$hz" "${sum[base-reqs]}" "${sum[jit-reqs]}" "${sum[base-rps]}" "${sum[jit-rps]}" \
-    "${sum[base-p50]}" "${sum[jit-p50]}" "${sum[base-p99]}" "${sum[jit-p99]}" "${sum[base-ticks]}" "${sum[jit-ticks]}" <<'PY'
+    "${sum[base-p50]}" "${sum[jit-p50]}" "${sum[base-p99]}" "${sum[jit-p99]}" "${sum[base-ticks]}" "${sum[jit-ticks]}" "${sum[jit-rticks]}" <<'PY'
 import sys
 s, hz = sys.argv[1], int(sys.argv[2])
-breq, jreq, brps, jrps, bp50, jp50, bp99, jp99, bt, jt = map(float, sys.argv[3:])
+breq, jreq, brps, jrps, bp50, jp50, bp99, jp99, bt, jt, rt = map(float, sys.argv[3:])
 bcpu = bt / hz * 1e6 / max(breq, 1); jcpu = jt / hz * 1e6 / max(jreq, 1)
 print(f"{s:<10} {brps/2:>12.0f} {jrps/2:>12.0f} {jrps/brps:>9.2f} {jp50/bp50:>9.2f} {jp99/bp99:>9.2f} "
-      f"{jcpu/bcpu:>9.2f} {jp99/2/1000:>7.2f}ms {bcpu:>10.1f} {jcpu:>10.1f} {jp50/2/1000:>7.2f}ms")
+      f"{jcpu/bcpu:>9.2f} {jp99/2/1000:>7.2f}ms {bcpu:>10.1f} {jcpu:>10.1f} {jp50/2/1000:>7.2f}ms {rt / hz * 1e6 / max(jreq, 1):>9.1f}")
 PY
   unset sum
 done

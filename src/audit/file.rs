@@ -173,6 +173,35 @@ pub fn is_null_device(meta: &std::fs::Metadata) -> bool {
     }
 }
 
+/// A second file description of the pipe this process has open as `fd` (stdout: 1; `meta`
+/// is its metadata), opened non-blocking: so that a write that would wait for the reader
+/// returns `WouldBlock` instead. O_NONBLOCK belongs to a file description, so it is set on
+/// a description of its own (the fd's own stays blocking). `None` when the fd is not a
+/// pipe, or `/proc/self/fd/<fd>` cannot be opened (no /proc, a pipe with no reader) or
+/// opens something else than what `meta` describes.
+pub fn pipe_nonblocking(fd: i32, meta: &std::fs::Metadata) -> Option<File> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+        if !meta.file_type().is_fifo() {
+            return None;
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(format!("/proc/self/fd/{fd}"))
+            .ok()?;
+        let opened = file.metadata().ok()?;
+        (opened.file_type().is_fifo() && opened.dev() == meta.dev() && opened.ino() == meta.ino())
+            .then_some(file)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (fd, meta);
+        None
+    }
+}
+
 /// What this process's stdout is, when that can be told.
 pub fn stdout_metadata() -> Option<std::fs::Metadata> {
     #[cfg(unix)]
@@ -183,6 +212,50 @@ pub fn stdout_metadata() -> Option<std::fs::Metadata> {
     }
     #[cfg(not(unix))]
     None
+}
+
+/// What this process's stderr (where logs go) is, when that can be told.
+pub fn stderr_metadata() -> Option<std::fs::Metadata> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        let fd = std::io::stderr().as_fd().try_clone_to_owned().ok()?;
+        File::from(fd).metadata().ok()
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// The non-blocking description the runtime writes stdout (`fd`, a pipe; `meta` its
+/// metadata) through, if it may have one: not when stderr (`stderr`, its metadata, `None`
+/// when it cannot be told) is that same pipe, where a log line written between two parts of
+/// a record would land inside it (see [`pipe_nonblocking`] for the other cases).
+pub fn stdout_nonblocking(
+    fd: i32,
+    meta: &std::fs::Metadata,
+    stderr: Option<&std::fs::Metadata>,
+) -> Option<File> {
+    if stderr_shares_the_pipe(meta, stderr) {
+        return None;
+    }
+    pipe_nonblocking(fd, meta)
+}
+
+/// Whether stderr is stdout's own pipe (`2>&1`, runit, supervisord's `redirect_stderr`):
+/// then a log line written while a record is half-written lands inside it. `None` for
+/// stderr: it cannot be told, so it may be.
+pub fn stderr_shares_the_pipe(stdout: &std::fs::Metadata, stderr: Option<&std::fs::Metadata>) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        stdout.file_type().is_fifo()
+            && stderr.is_none_or(|err| err.dev() == stdout.dev() && err.ino() == stdout.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (stdout, stderr);
+        true
+    }
 }
 
 #[cfg(test)]
@@ -229,6 +302,89 @@ mod tests {
         let null = |p: &Path| is_null_device(&std::fs::metadata(p).unwrap());
         assert!(null(Path::new("/dev/null")));
         assert!(!null(&file) && !null(Path::new("/dev/full")));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn only_a_pipe_is_reopened_non_blocking_and_its_own_description_stays_blocking() {
+        use std::os::fd::AsRawFd;
+        // The open file status flags of a descriptor, as /proc tells them (octal).
+        let nonblocking = |fd: i32| {
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+                .unwrap();
+            flags & libc::O_NONBLOCK as u32 != 0
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.jsonl");
+        std::fs::write(&file, "").unwrap();
+        let regular = File::options().append(true).open(&file).unwrap();
+        assert!(pipe_nonblocking(regular.as_raw_fd(), &regular.metadata().unwrap()).is_none());
+
+        let fifo = dir.path().join("stdout.fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || File::open(fifo).unwrap())
+        };
+        let writer = File::options().write(true).open(&fifo).unwrap();
+        let _reader = reader.join().unwrap();
+        let meta = writer.metadata().unwrap();
+        let reopened = pipe_nonblocking(writer.as_raw_fd(), &meta).expect("a pipe is reopened");
+        assert!(nonblocking(reopened.as_raw_fd()));
+        assert!(
+            !nonblocking(writer.as_raw_fd()),
+            "the fd's own description is untouched"
+        );
+        // Metadata of something else than what the fd is: not reopened.
+        assert!(pipe_nonblocking(regular.as_raw_fd(), &meta).is_none());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn stdout_is_not_reopened_non_blocking_when_stderr_is_the_same_pipe() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let pipe = |name: &str| {
+            let fifo = dir.path().join(name);
+            assert!(
+                std::process::Command::new("mkfifo")
+                    .arg(&fifo)
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            let reader = {
+                let fifo = fifo.clone();
+                std::thread::spawn(move || File::open(fifo).unwrap())
+            };
+            let writer = File::options().write(true).open(&fifo).unwrap();
+            (reader.join().unwrap(), writer)
+        };
+        let (_out_reader, stdout) = pipe("stdout.fifo");
+        let (_err_reader, other) = pipe("stderr.fifo");
+        let meta = stdout.metadata().unwrap();
+        let fd = stdout.as_raw_fd();
+        // 2>&1: stderr is a dup of stdout.
+        let dup = stdout.try_clone().unwrap().metadata().unwrap();
+        assert!(stdout_nonblocking(fd, &meta, Some(&dup)).is_none());
+        // Stderr cannot be told: it may be the same pipe.
+        assert!(stdout_nonblocking(fd, &meta, None).is_none());
+        // Stderr a pipe of its own, a file, or the null device: stdout is reopened.
+        assert!(stdout_nonblocking(fd, &meta, Some(&other.metadata().unwrap())).is_some());
+        let file = dir.path().join("stderr.log");
+        std::fs::write(&file, "").unwrap();
+        assert!(stdout_nonblocking(fd, &meta, Some(&std::fs::metadata(&file).unwrap())).is_some());
+        assert!(stdout_nonblocking(fd, &meta, Some(&std::fs::metadata("/dev/null").unwrap())).is_some());
     }
 
     #[test]

@@ -11,13 +11,31 @@
 //!
 //! The records of all the requests the runtime handles in one pass are sealed and written
 //! as one batch (one write). Where every place records go takes a write at once (a regular
-//! file, the null device), the runtime writes the batch itself; where one can make a writer
-//! wait (a pipe, such as a container's stdout, a terminal, a socket), or after a write on
-//! the runtime was slow, batches go to a writer thread instead, so that request workers
-//! never wait on a reader or a disk and a request still answers at its deadline. Each
-//! request waits for its own record, and learns if it was not written.
+//! file, the null device), the runtime writes the batch itself. Stdout as a pipe (a
+//! container's stdout) is written by the runtime too, but through a non-blocking description
+//! of its own: what the pipe does not take at once is left to the writer thread, which
+//! writes it (before anything after it) while the runtime sends it the next batches for a
+//! while. Where one place can make a writer wait otherwise (a terminal, a socket, a FIFO
+//! as `--audit-log`, a pipe that cannot be reopened non-blocking), or after a write on the
+//! runtime was slow, batches go to the writer thread instead, so that request workers never
+//! wait on a reader or a disk and a request still answers at its deadline. Each request
+//! waits for its own record, and learns if it was not written.
+//!
+//! Nothing else in the process writes to stdout (logs go to stderr), and every write to it
+//! is the writer's, under its lock: so a record the runtime left half-written is finished by
+//! the writer thread before anything else of the writer's reaches the pipe. Logs could still
+//! reach it in between where stderr is that same pipe (`2>&1`, runit, supervisord's
+//! `redirect_stderr`): so then (seen at start by the device and inode of fds 1 and 2, or
+//! when stderr cannot be told) the pipe is not reopened non-blocking and only the writer
+//! thread writes it, as any place that can make a writer wait, each record in a write of
+//! its own, which a pipe takes whole (up to 4 KiB, `PIPE_BUF`) whatever log line is written
+//! while the writer waits for room. (Logs are written where they are made, on the runtime
+//! too: with such a pipe full, a worker that logs waits for its reader.) And no log line is
+//! written on the runtime between the two parts of a record: that stdout's reader was
+//! behind is logged by the writer thread, once it has finished the batch.
 
 use crate::refusal::Refusal;
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -125,12 +143,17 @@ impl WriteHere {
         self.possible && self.now() >= self.paused_until.load(Ordering::Relaxed)
     }
 
+    /// Sends batches to the writer thread for `SLOW_PAUSE`.
+    fn pause(&self) {
+        let until = self.now().saturating_add(SLOW_PAUSE.as_micros() as u64);
+        self.paused_until.store(until, Ordering::Relaxed);
+    }
+
     /// A write on the runtime waited `took` for the file system: if that was slow, pause
     /// writing here.
     fn took(&self, took: Duration) {
         if took > SLOW_WRITE {
-            let until = self.now().saturating_add(SLOW_PAUSE.as_micros() as u64);
-            self.paused_until.store(until, Ordering::Relaxed);
+            self.pause();
             tracing::warn!(
                 took_ms = took.as_secs_f64() * 1e3,
                 pause_secs = SLOW_PAUSE.as_secs(),
@@ -194,11 +217,38 @@ impl AuditSink {
         let stdout_null = stdout.as_ref().is_some_and(file::is_null_device);
         let stdout_at_once = stdout.as_ref().is_some_and(file::takes_writes_at_once);
         let stdout_written = (file.is_none() || to_stdout) && !stdout_null;
-        let possible =
-            (!stdout_written || stdout_at_once) && file.as_ref().is_none_or(LogFile::takes_writes_at_once);
+        // A pipe is written here through a non-blocking description of its own; without
+        // one, as any place that can make a writer wait, by the writer thread only.
+        // Not when stderr, where logs go, is that same pipe (`2>&1`): a log line written
+        // while the runtime leaves a record half-written would land inside it.
+        // And the writer thread then writes each record in a write of its own, which a pipe
+        // takes whole (up to 4 KiB) even when a log line is written while it waits for room.
+        let mut one_write_per_record = false;
+        let nonblocking = match &stdout {
+            Some(meta) if stdout_written && !stdout_at_once => {
+                let stderr = file::stderr_metadata();
+                if file::stderr_shares_the_pipe(meta, stderr.as_ref()) {
+                    one_write_per_record = true;
+                    tracing::info!(
+                        "stderr is stdout's pipe (2>&1): records go to it through the audit writer thread only, each in a write of its own, so that no log line lands inside a record"
+                    );
+                }
+                file::stdout_nonblocking(1, meta, stderr.as_ref())
+            }
+            _ => None,
+        };
+        let possible = (!stdout_written || stdout_at_once || nonblocking.is_some())
+            && file.as_ref().is_none_or(LogFile::takes_writes_at_once);
         let writer = Arc::new(Mutex::new(Writer {
             to_stdout: to_stdout && !stdout_null,
             stdout_null,
+            stdout: Stdout {
+                nonblocking,
+                blocking: None,
+                one_write_per_record,
+            },
+            unfinished: None,
+            reader_behind: false,
             file,
             chain,
             head: head.clone(),
@@ -349,8 +399,11 @@ impl std::future::Future for BackOfTheQueue {
 }
 
 impl Pending {
-    /// Writes `batch` on this thread when every sink takes writes at once, no write here
-    /// was slow lately, and the writer is free; else gives it back for the writer thread.
+    /// Writes `batch` on this thread when every sink takes writes at once (or, a pipe, is
+    /// written without blocking), no write here was slow lately, and the writer is free
+    /// with nothing left unfinished; else gives it back for the writer thread. When the
+    /// pipe took only part of it, the rest is the writer thread's to finish: an empty batch
+    /// comes back, to wake that thread.
     fn write_here(&self, batch: Vec<Job>) -> Option<Vec<Job>> {
         if !self.here.allowed() {
             return Some(batch);
@@ -361,10 +414,23 @@ impl Pending {
             // The writer thread has it, perhaps stuck on a write: never wait for it here.
             Err(std::sync::TryLockError::WouldBlock) => return Some(batch),
         };
-        let waited = writer.write(batch);
+        if writer.unfinished.is_some() {
+            return Some(batch);
+        }
+        let waited = writer.write(batch, true);
         drop(writer);
-        self.here.took(waited);
-        None
+        match waited {
+            Some(waited) => {
+                self.here.took(waited);
+                None
+            }
+            // Nothing is logged here: on the runtime, with a record perhaps half-written
+            // (the writer thread says it once it has finished the batch).
+            None => {
+                self.here.pause();
+                Some(Vec::new())
+            }
+        }
     }
 }
 
@@ -379,11 +445,54 @@ enum Fate {
     GaveUp,
 }
 
+/// How the writer writes to stdout.
+struct Stdout {
+    /// A non-blocking description of stdout, a pipe (see [`file::pipe_nonblocking`]): what
+    /// the runtime writes through, never waiting.
+    nonblocking: Option<File>,
+    /// Where blocking writes go: `None`, the process's stdout (tests give a pipe of their
+    /// own, the one `nonblocking` describes).
+    blocking: Option<File>,
+    /// Stderr is the same pipe: each record (line) is written in a write of its own, which
+    /// the pipe takes whole (up to `PIPE_BUF`, 4 KiB) whatever log line is written while
+    /// the writer waits for room; a batch in one write could have one land inside it.
+    one_write_per_record: bool,
+}
+
+/// How far a write got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wrote {
+    All,
+    /// Stdout's non-blocking description took this many bytes of it, and no more at once.
+    StdoutUpTo(usize),
+}
+
+/// A batch the runtime could not finish without waiting on stdout's reader: the writer
+/// thread finishes it, then answers the batch's requests.
+struct Unfinished {
+    /// What stdout (a pipe) did not take of the batch, which is written wholly elsewhere
+    /// (the log file) or not at all; `None`: the log file failed, and the batch's records
+    /// go to stdout as the `audit_unavailable` refusals they became, by the writer thread.
+    rest: Option<Vec<u8>>,
+    /// The chain before the batch: where it goes back to if stdout, the log of record,
+    /// fails.
+    before: Chain,
+    batch: Vec<Job>,
+    fates: Vec<Fate>,
+    sealed: Vec<Sealed>,
+}
+
 struct Writer {
     /// Besides the file.
     to_stdout: bool,
     /// Stdout is the null device: what would be written there is not.
     stdout_null: bool,
+    stdout: Stdout,
+    /// Left by the runtime for the writer thread, which finishes it before writing more.
+    unfinished: Option<Unfinished>,
+    /// The runtime left a batch unfinished because stdout's reader was behind: the writer
+    /// thread says so once it has finished it (a log line, never on the runtime).
+    reader_behind: bool,
     file: Option<LogFile>,
     chain: Chain,
     head: Arc<Mutex<Head>>,
@@ -392,34 +501,50 @@ struct Writer {
 
 impl Writer {
     /// Writes sealed records where they go (the log, else stdout; and stdout besides when
-    /// asked), and moves the head to the chain's end once they are written.
-    fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        match self.file.as_mut() {
-            Some(f) => f.append(buf)?,
-            None if self.stdout_null => {}
-            None => to_stdout(buf)?,
+    /// asked), and moves the head to the chain's end once they are written. `here`: on the
+    /// runtime, where stdout is written only without blocking; what it did not take, the
+    /// caller leaves for the writer thread (and the head stays where it was until then).
+    fn append(&mut self, buf: &[u8], here: bool) -> std::io::Result<Wrote> {
+        let wrote = match self.file.as_mut() {
+            Some(f) => {
+                f.append(buf)?;
+                if self.to_stdout {
+                    match self.stdout.write(buf, here) {
+                        Ok(wrote) => wrote,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "records written to the audit log but not to stdout");
+                            Wrote::All
+                        }
+                    }
+                } else {
+                    Wrote::All
+                }
+            }
+            None if self.stdout_null => Wrote::All,
+            None => self.stdout.write(buf, here)?,
+        };
+        if wrote == Wrote::All {
+            self.advance_head();
         }
-        if self.file.is_some()
-            && self.to_stdout
-            && let Err(e) = to_stdout(buf)
-        {
-            tracing::warn!(error = %e, "records written to the audit log but not to stdout");
-        }
+        Ok(wrote)
+    }
+
+    fn advance_head(&self) {
         let mut head = self.head.lock().unwrap_or_else(|e| e.into_inner());
         head.seq = self.chain.seq;
         head.hash.clone_from(&self.chain.hash);
-        Ok(())
     }
 
     /// Seals and writes records that answer no request; on failure the chain stays where
     /// it was.
     fn write_lines(&mut self, lines: &[Vec<u8>]) -> Result<(), AuditError> {
+        self.finish();
         let before = self.chain.clone();
         let mut buf = Vec::new();
         for line in lines {
             self.chain.seal(line, &mut buf);
         }
-        self.append(&buf).map_err(|e| {
+        self.append(&buf, false).map(|_| ()).map_err(|e| {
             self.chain = before;
             AuditError::Write(e.to_string())
         })
@@ -430,8 +555,61 @@ impl Writer {
             while let Ok(more) = batches.try_recv() {
                 batch.extend(more);
             }
-            let _ = writer.lock().unwrap_or_else(|e| e.into_inner()).write(batch);
+            let mut writer = writer.lock().unwrap_or_else(|e| e.into_inner());
+            writer.finish();
+            if !batch.is_empty() {
+                let _ = writer.write(batch, false);
+            }
+            let behind = std::mem::take(&mut writer.reader_behind);
+            drop(writer);
+            if behind {
+                tracing::info!(
+                    pause_secs = SLOW_PAUSE.as_secs(),
+                    "stdout's reader was behind; the writer thread finished the records it did not take, and writes the next ones for a while"
+                );
+            }
         }
+    }
+
+    /// Writes what the runtime left unfinished on stdout (blocking), then answers its
+    /// batch's requests: as written, or, if stdout is the log of record and failed (or the
+    /// log file failed already), `audit_unavailable` with the chain back where it was
+    /// before that batch.
+    fn finish(&mut self) {
+        let Some(Unfinished {
+            rest,
+            before,
+            mut batch,
+            fates,
+            sealed,
+        }) = self.unfinished.take()
+        else {
+            return;
+        };
+        let Some(rest) = rest else {
+            // The chain is back where it was before the batch already.
+            self.record_elsewhere(&mut batch, &fates, &mut Vec::new());
+            answer(batch, fates, sealed, &Err(Refusal::AuditUnavailable));
+            return;
+        };
+        let result = match self.stdout.write(&rest, false) {
+            Ok(_) => {
+                self.advance_head();
+                Ok(())
+            }
+            Err(e) if self.file.is_some() => {
+                tracing::warn!(error = %e, "records written to the audit log but not to stdout");
+                self.advance_head();
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = batch.len(), "audit log not written; the answers become audit_unavailable denials");
+                self.chain = before;
+                self.record_elsewhere(&mut batch, &fates, &mut Vec::new());
+                Err(Refusal::AuditUnavailable)
+            }
+        };
+        answer(batch, fates, sealed, &result);
     }
 
     /// Seals and writes one batch, each record as what its request answers. A record whose
@@ -440,7 +618,14 @@ impl Writer {
     /// none) cannot be written, the chain stays where it was, so the next batch links to
     /// the last record that is on disk; the batch's records, now `audit_unavailable`
     /// refusals, go to stdout if records go there too. Returns how long the writes took.
-    fn write(&mut self, mut batch: Vec<Job>) -> Duration {
+    ///
+    /// `here`: on the runtime. Then stdout (a pipe) is written only as far as it takes
+    /// without blocking; if that is not all, the rest is left unfinished for the writer
+    /// thread, the batch's requests wait for it, and this returns `None`.
+    fn write(&mut self, mut batch: Vec<Job>, here: bool) -> Option<Duration> {
+        if !here {
+            self.finish();
+        }
         let mut buf = std::mem::take(&mut self.buf);
         let before = self.chain.clone();
         buf.clear();
@@ -481,30 +666,44 @@ impl Writer {
             fates.push(fate);
         }
         let writing = Instant::now();
-        let result = match self.append(&buf) {
-            Ok(()) => Ok(()),
+        let result = match self.append(&buf, here) {
+            Ok(Wrote::All) => Ok(()),
+            Ok(Wrote::StdoutUpTo(n)) => {
+                self.reader_behind = true;
+                self.unfinished = Some(Unfinished {
+                    rest: Some(buf[n..].to_vec()),
+                    before,
+                    batch,
+                    fates,
+                    sealed,
+                });
+                self.buf = buf;
+                return None;
+            }
             Err(e) => {
                 tracing::error!(error = %e, records = batch.len(), "audit log not written; the answers become audit_unavailable denials");
-                self.chain = before;
+                self.chain = before.clone();
+                if here && self.stdout.nonblocking.is_some() && self.file.is_some() && self.to_stdout {
+                    // The refusals' records go to stdout, a pipe: the writer thread writes
+                    // them, never the runtime, which must not wait on the pipe's reader.
+                    self.unfinished = Some(Unfinished {
+                        rest: None,
+                        before,
+                        batch,
+                        fates,
+                        sealed,
+                    });
+                    self.buf = buf;
+                    return None;
+                }
                 self.record_elsewhere(&mut batch, &fates, &mut buf);
                 Err(Refusal::AuditUnavailable)
             }
         };
         let waited = writing.elapsed();
         self.buf = buf;
-        for ((job, fate), sealed) in batch.into_iter().zip(fates).zip(sealed) {
-            match fate {
-                Fate::Taken => {
-                    let _ = job.done.send(result.clone().map(|()| sealed));
-                }
-                Fate::TooLate => {
-                    let _ = job.done.send(Err(Refusal::DeadlineExceeded));
-                }
-                // Its request has answered already.
-                Fate::GaveUp => {}
-            }
-        }
-        waited
+        answer(batch, fates, sealed, &result);
+        Some(waited)
     }
 
     /// The records of a batch the log did not take, as the refusals they became: to
@@ -522,7 +721,7 @@ impl Writer {
             for job in batch.iter() {
                 scratch.seal(&job.record.to_line(), buf);
             }
-            if to_stdout(buf).is_ok() {
+            if self.stdout.write(buf, false).is_ok() {
                 return;
             }
         }
@@ -538,9 +737,59 @@ impl Writer {
     }
 }
 
-fn to_stdout(buf: &[u8]) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(buf).and_then(|_| out.flush())
+/// Tells each request of a written batch what became of its record.
+fn answer(batch: Vec<Job>, fates: Vec<Fate>, sealed: Vec<Sealed>, result: &Result<(), Refusal>) {
+    for ((job, fate), sealed) in batch.into_iter().zip(fates).zip(sealed) {
+        match fate {
+            Fate::Taken => {
+                let _ = job.done.send(result.clone().map(|()| sealed));
+            }
+            Fate::TooLate => {
+                let _ = job.done.send(Err(Refusal::DeadlineExceeded));
+            }
+            // Its request has answered already.
+            Fate::GaveUp => {}
+        }
+    }
+}
+
+impl Stdout {
+    /// Writes `buf` to stdout. `here` (on the runtime) through the non-blocking
+    /// description, as far as the pipe takes it at once; else blocking, all of it.
+    fn write(&self, buf: &[u8], here: bool) -> std::io::Result<Wrote> {
+        if here && let Some(mut pipe) = self.nonblocking.as_ref() {
+            let mut n = 0;
+            while n < buf.len() {
+                match pipe.write(&buf[n..]) {
+                    Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Wrote::StdoutUpTo(n)),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(Wrote::All);
+        }
+        let lines = if self.one_write_per_record {
+            buf.split_inclusive(|b| *b == b'\n').collect()
+        } else {
+            vec![buf]
+        };
+        match self.blocking.as_ref() {
+            Some(mut out) => {
+                for line in lines {
+                    out.write_all(line)?;
+                }
+            }
+            None => {
+                let mut out = std::io::stdout().lock();
+                for line in lines {
+                    out.write_all(line).and_then(|_| out.flush())?;
+                }
+            }
+        }
+        Ok(Wrote::All)
+    }
 }
 
 #[cfg(test)]
@@ -642,6 +891,13 @@ mod tests {
         let mut writer = Writer {
             to_stdout: false,
             stdout_null: false,
+            stdout: Stdout {
+                nonblocking: None,
+                blocking: None,
+                one_write_per_record: false,
+            },
+            unfinished: None,
+            reader_behind: false,
             file: Some(file),
             head: Arc::new(Mutex::new(Head {
                 chain: chain.id.clone(),
@@ -675,7 +931,7 @@ mod tests {
         };
         let (late, late_answer, late_state) = job("late", Instant::now() - Duration::from_millis(1));
         let (timely, mut timely_answer, _) = job("timely", later());
-        writer.write(vec![late, timely]);
+        writer.write(vec![late, timely], false);
 
         assert_eq!(
             late_answer.blocking_recv().unwrap(),
@@ -700,6 +956,363 @@ mod tests {
                 (Some("late"), Some("deadline_exceeded"), Some(false)),
                 (Some("timely"), Some("approved"), Some(true)),
                 (None, None, None),
+            ]
+        );
+    }
+
+    /// A FIFO standing in for stdout: its read end, its (blocking) write end, and a
+    /// non-blocking description of that write end.
+    fn stdout_pipe(dir: &Path) -> (File, File, File) {
+        use std::os::fd::AsRawFd;
+        let fifo = dir.join("stdout");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || File::open(fifo).unwrap())
+        };
+        let blocking = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        let reader = reader.join().unwrap();
+        let nonblocking = file::pipe_nonblocking(blocking.as_raw_fd(), &blocking.metadata().unwrap())
+            .expect("a pipe reopens non-blocking");
+        (reader, blocking, nonblocking)
+    }
+
+    /// A writer of stdout only (no log file), as the shipped Deployment runs.
+    fn stdout_writer(blocking: File, nonblocking: File) -> Writer {
+        let chain = Chain::default();
+        Writer {
+            to_stdout: true,
+            stdout_null: false,
+            stdout: Stdout {
+                nonblocking: Some(nonblocking),
+                blocking: Some(blocking),
+                one_write_per_record: false,
+            },
+            unfinished: None,
+            reader_behind: false,
+            file: None,
+            head: Arc::new(Mutex::new(Head {
+                chain: chain.id.clone(),
+                seq: 0,
+                hash: chain.hash.clone(),
+            })),
+            chain,
+            buf: Vec::new(),
+        }
+    }
+
+    type Told = oneshot::Receiver<Result<Sealed, Refusal>>;
+
+    /// Jobs of allowed answers (which a refusal after the fact turns into denials).
+    fn jobs(uids: impl Iterator<Item = String>) -> (Vec<Job>, Vec<Told>) {
+        uids.map(|uid| {
+            let (done, answer) = oneshot::channel();
+            let mut record = refusal_record(&uid);
+            record.answer = Answer::Decided {
+                outcome: "allow",
+                reason: "approved",
+                approval: None,
+                refused_entry: None,
+            };
+            let job = Job {
+                record,
+                deadline: later(),
+                then: Vec::new(),
+                state: Arc::new(AtomicU8::new(PENDING)),
+                done,
+            };
+            (job, answer)
+        })
+        .unzip()
+    }
+
+    /// The records in what stdout's reader got, after lines that are not records: each
+    /// whole, in chain order (from seq 1).
+    fn records_in(read: &[u8]) -> Vec<String> {
+        said_in(read).into_iter().map(|(uid, _, _)| uid).collect()
+    }
+
+    /// What each record in what stdout's reader got says: uid, decision, reason.
+    fn said_in(read: &[u8]) -> Vec<(String, String, String)> {
+        let mut chain = Chain::default();
+        let mut said = Vec::new();
+        for line in read.split_inclusive(|b| *b == b'\n') {
+            if line.starts_with(b"{\"filler\"") {
+                continue;
+            }
+            chain.follow(line).expect("a whole record, next in the chain");
+            let record: serde_json::Value = serde_json::from_slice(line).unwrap();
+            let field = |k: &str| record[k].as_str().unwrap().to_string();
+            said.push((field("uid"), field("decision"), field("reason")));
+        }
+        said
+    }
+
+    /// Fills the pipe through `nonblocking`, then reads `room` bytes of it (less than a
+    /// batch of 40 records needs). Returns what was read.
+    fn fill(nonblocking: &File, reader: &mut File, room: usize) -> Vec<u8> {
+        use std::io::Read;
+        let filler = format!("{{\"filler\":\"{}\"}}\n", "x".repeat(500));
+        let mut filled = 0;
+        while (&*nonblocking).write(filler.as_bytes()).is_ok() {
+            filled += 1;
+        }
+        assert!(filled > 0);
+        let mut read = vec![0u8; room];
+        reader.read_exact(&mut read).unwrap();
+        read
+    }
+
+    /// What the runtime writes through (as `AuditSink::start` makes it, stdout a pipe).
+    fn pending_on(writer: Writer) -> (Arc<Pending>, mpsc::Receiver<Vec<Job>>) {
+        let (to_writer, from_requests) = mpsc::channel(BATCHES);
+        let pending = Pending {
+            jobs: Mutex::new(Vec::new()),
+            flush_scheduled: AtomicBool::new(false),
+            to_writer,
+            writer: Arc::new(Mutex::new(writer)),
+            here: WriteHere {
+                possible: true,
+                paused_until: AtomicU64::new(0),
+                epoch: Instant::now(),
+            },
+        };
+        (Arc::new(pending), from_requests)
+    }
+
+    /// Reads the rest of the pipe, on a thread of its own.
+    fn drain(mut reader: File) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut rest = Vec::new();
+            std::io::Read::read_to_end(&mut reader, &mut rest).unwrap();
+            rest
+        })
+    }
+
+    #[test]
+    fn a_batch_after_an_unfinished_one_is_left_to_the_writer_thread_unwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut reader, blocking, nonblocking) = stdout_pipe(dir.path());
+        let mut read = fill(&nonblocking, &mut reader, 6000);
+        let (pending, _from_requests) = pending_on(stdout_writer(blocking, nonblocking));
+        let (batch, mut first) = jobs((0..40).map(|i| format!("a{i}")));
+        let back = pending.write_here(batch).expect("the pipe took part of it");
+        assert!(back.is_empty(), "an empty batch, to wake the writer thread");
+        assert!(pending.writer.lock().unwrap().unfinished.is_some());
+        // As if the pause had run out before the writer thread came to the unfinished
+        // batch: the next batch is still not written here, but given back whole.
+        pending.here.paused_until.store(0, Ordering::Relaxed);
+        let (batch, second) = jobs((0..3).map(|i| format!("b{i}")));
+        let back = pending.write_here(batch).expect("not written on the runtime");
+        assert_eq!(back.len(), 3);
+        for a in &mut first {
+            assert_eq!(a.try_recv(), Err(oneshot::error::TryRecvError::Empty));
+        }
+        // The writer thread: the first batch whole, then the second.
+        let drained = drain(reader);
+        let mut writer = pending.writer.lock().unwrap();
+        assert!(writer.write(back, false).is_some());
+        let seqs: Vec<u64> = first
+            .into_iter()
+            .chain(second)
+            .map(|mut a| a.try_recv().unwrap().unwrap().seq)
+            .collect();
+        assert_eq!(seqs, (1..=43).collect::<Vec<_>>());
+        drop(writer);
+        drop(pending);
+        read.extend(drained.join().unwrap());
+        let read = &read[read.iter().position(|b| *b == b'\n').unwrap() + 1..];
+        let expected: Vec<String> = (0..40)
+            .map(|i| format!("a{i}"))
+            .chain((0..3).map(|i| format!("b{i}")))
+            .collect();
+        assert_eq!(records_in(read), expected);
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_pipe_took_part_of_is_answered_with_no_traffic_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut reader, blocking, nonblocking) = stdout_pipe(dir.path());
+        let mut read = fill(&nonblocking, &mut reader, 6000);
+        let (pending, from_requests) = pending_on(stdout_writer(blocking, nonblocking));
+        let shared = pending.writer.clone();
+        let thread = std::thread::spawn(move || Writer::run(&shared, from_requests));
+        let (batch, answers) = jobs((0..40).map(|i| format!("a{i}")));
+        pending.jobs.lock().unwrap().extend(batch);
+        flush(pending.clone()).await;
+        assert!(!pending.here.allowed(), "the runtime wrote part of it");
+        // No request after it: the writer thread still finishes it once the reader reads.
+        let drained = drain(reader);
+        let mut seqs = Vec::new();
+        for a in answers {
+            let told = tokio::time::timeout(Duration::from_secs(60), a)
+                .await
+                .expect("a request of the unfinished batch waited for ever");
+            seqs.push(told.unwrap().unwrap().seq);
+        }
+        assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
+        drop(pending);
+        thread.join().unwrap();
+        read.extend(drained.join().unwrap());
+        let read = &read[read.iter().position(|b| *b == b'\n').unwrap() + 1..];
+        let expected: Vec<String> = (0..40).map(|i| format!("a{i}")).collect();
+        assert_eq!(records_in(read), expected);
+    }
+
+    #[test]
+    fn stdout_a_pipe_is_written_on_the_runtime_and_answered_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut reader, blocking, nonblocking) = stdout_pipe(dir.path());
+        let mut writer = stdout_writer(blocking, nonblocking);
+        let mut seqs = Vec::new();
+        for b in 0..3 {
+            let (batch, answers) = jobs((0..4).map(|i| format!("b{b}-{i}")));
+            assert!(writer.write(batch, true).is_some(), "written at once");
+            assert!(writer.unfinished.is_none());
+            for mut a in answers {
+                seqs.push(a.try_recv().unwrap().unwrap().seq);
+            }
+        }
+        assert_eq!(seqs, (1..=12).collect::<Vec<_>>());
+        assert_eq!(writer.head.lock().unwrap().seq, 12);
+        drop(writer);
+        let mut read = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut read).unwrap();
+        let uids = records_in(&read);
+        let expected: Vec<String> = (0..3)
+            .flat_map(|b| (0..4).map(move |i| format!("b{b}-{i}")))
+            .collect();
+        assert_eq!(uids, expected);
+    }
+
+    #[test]
+    fn a_full_pipe_never_holds_the_runtime_and_the_writer_thread_finishes_the_batch_first() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut reader, blocking, nonblocking) = stdout_pipe(dir.path());
+        // Fill the pipe, then make a little room: less than the batch needs.
+        let filler = format!("{{\"filler\":\"{}\"}}\n", "x".repeat(500));
+        let mut filled = 0;
+        while (&nonblocking).write(filler.as_bytes()).is_ok() {
+            filled += 1;
+        }
+        assert!(filled > 0);
+        let mut read = vec![0u8; 6000];
+        reader.read_exact(&mut read).unwrap();
+
+        // On the runtime: the pipe takes what it can, and the write returns without
+        // waiting for the reader; the requests wait for their records.
+        let (batch, mut first) = jobs((0..40).map(|i| format!("a{i}")));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            let mut writer = stdout_writer(blocking, nonblocking);
+            let wrote = writer.write(batch, true);
+            done_tx.send(()).unwrap();
+            (writer, wrote)
+        });
+        done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the runtime's write waited for the pipe's reader");
+        let (mut writer, wrote) = handle.join().unwrap();
+        assert_eq!(wrote, None, "the batch did not fit");
+        assert!(writer.unfinished.is_some());
+        assert_eq!(writer.head.lock().unwrap().seq, 0, "the head moves once written");
+        for a in &mut first {
+            assert_eq!(a.try_recv(), Err(oneshot::error::TryRecvError::Empty));
+        }
+
+        // The writer thread: the rest of that batch first (which moves the head and
+        // answers its requests), then the next one.
+        let drained = std::thread::spawn(move || {
+            let mut rest = Vec::new();
+            reader.read_to_end(&mut rest).unwrap();
+            rest
+        });
+        writer.finish();
+        assert!(writer.unfinished.is_none());
+        assert_eq!(
+            writer.head.lock().unwrap().seq,
+            40,
+            "the head moves once finished"
+        );
+        let (batch, second) = jobs((0..3).map(|i| format!("b{i}")));
+        assert!(writer.write(batch, false).is_some());
+        assert_eq!(writer.head.lock().unwrap().seq, 43);
+        let seqs: Vec<u64> = first
+            .into_iter()
+            .chain(second)
+            .map(|mut a| a.try_recv().unwrap().unwrap().seq)
+            .collect();
+        assert_eq!(seqs, (1..=43).collect::<Vec<_>>());
+        drop(writer);
+        read.extend(drained.join().unwrap());
+        // The filler the reader took first was cut; what follows is whole records.
+        let read = &read[read.iter().position(|b| *b == b'\n').unwrap() + 1..];
+        let uids = records_in(read);
+        let expected: Vec<String> = (0..40)
+            .map(|i| format!("a{i}"))
+            .chain((0..3).map(|i| format!("b{i}")))
+            .collect();
+        assert_eq!(uids, expected);
+    }
+
+    #[test]
+    fn a_failed_log_with_a_full_stdout_pipe_leaves_the_refusals_copy_to_the_writer_thread() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut reader, blocking, nonblocking) = stdout_pipe(dir.path());
+        let filler = format!("{{\"filler\":\"{}\"}}\n", "x".repeat(500));
+        while (&nonblocking).write(filler.as_bytes()).is_ok() {}
+        let (batch, answers) = jobs((0..3).map(|i| format!("a{i}")));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            let mut writer = stdout_writer(blocking, nonblocking);
+            writer.file = Some(LogFile::open(Path::new("/dev/full"), None).unwrap().0);
+            let wrote = writer.write(batch, true);
+            done_tx.send(()).unwrap();
+            (writer, wrote)
+        });
+        done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the runtime waited for the pipe's reader to record the refusals");
+        let (mut writer, wrote) = handle.join().unwrap();
+        assert_eq!(wrote, None);
+        let mut answers = answers;
+        for a in &mut answers {
+            assert_eq!(
+                a.try_recv(),
+                Err(oneshot::error::TryRecvError::Empty),
+                "answered before the refusals' records were written"
+            );
+        }
+        let drained = std::thread::spawn(move || {
+            let mut read = Vec::new();
+            reader.read_to_end(&mut read).unwrap();
+            read
+        });
+        writer.finish();
+        for mut a in answers {
+            assert_eq!(a.try_recv().unwrap(), Err(Refusal::AuditUnavailable));
+        }
+        assert_eq!(writer.chain.seq, 0, "the log goes on from where it was");
+        drop(writer);
+        let read = drained.join().unwrap();
+        let said: Vec<_> = said_in(&read)
+            .into_iter()
+            .map(|(uid, decision, reason)| format!("{uid} {decision} {reason}"))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "a0 deny audit_unavailable",
+                "a1 deny audit_unavailable",
+                "a2 deny audit_unavailable"
             ]
         );
     }

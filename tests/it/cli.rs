@@ -387,3 +387,288 @@ fn check_prints_the_change_fingerprint_and_a_pinned_approval_allows_only_that_ch
     assert_eq!(code, 1);
     assert!(stdout.contains("allows only the change"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdout_a_pipe_whose_reader_stops_answers_at_the_deadline_and_gets_every_record_whole_in_order() {
+    // Records to stdout only, as the shipped Deployment writes them; stdout is a pipe.
+    let dir = tempfile::tempdir().unwrap();
+    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
+    let (mut child, port) = serve_in(dir.path(), &approvals, &["--shutdown-drain", "0s"]);
+    let rx = lines_of(&mut child);
+    let mut seen = Vec::new();
+    wait_for_line(&rx, &mut seen, "jitgate listening");
+    let ca = std::fs::read_to_string(dir.path().join("certs-dev/ca.crt")).unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    // Nobody reads stdout: once the pipe is full, records wait. Requests keep coming, each
+    // on its own connection, until one is refused at its deadline.
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..3000 {
+        if refused.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let mut c = Conn::open(addr, &ca, Proto::H1).await.unwrap();
+        let (answers, refused) = (answers.clone(), refused.clone());
+        clients.push(tokio::spawn(async move {
+            let review = serde_json::to_vec(&Req::secret_update().review()).unwrap();
+            let reply = c
+                .send(
+                    hyper::Method::POST,
+                    "/validate?timeout=1s",
+                    Some("application/json"),
+                    review,
+                )
+                .await;
+            assert_eq!(reply.status, hyper::StatusCode::OK);
+            if reply.json()["response"]["allowed"] == false {
+                refused.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            answers.lock().unwrap().push(reply);
+        }));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        refused.load(std::sync::atomic::Ordering::Relaxed),
+        "the pipe never filled"
+    );
+    let denial = answers
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.json()["response"]["allowed"] == false)
+        .map(|r| r.json()["response"].clone())
+        .unwrap();
+    let message = denial["status"]["message"].as_str().unwrap();
+    assert!(message.contains("deadline_exceeded"), "{message}");
+
+    // Read stdout now: every answer given has its one record, whole, in chain order.
+    let mut stdout = child.stdout.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut read = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut read).unwrap();
+        read
+    });
+    for client in clients {
+        tokio::time::timeout(Duration::from_secs(60), client)
+            .await
+            .expect("a client waited for ever")
+            .unwrap();
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    seen.extend(rx.iter());
+    // Which path wrote the records does not change what is asserted here, but what is
+    // logged: the runtime writes until the pipe is full and the writer thread finishes the
+    // rest and says so; unless a write on the runtime took over 10 ms (a loaded machine),
+    // which sends the batches to the writer thread for 10 s, perhaps all of them.
+    assert!(
+        !seen.iter().any(|l| l.contains("stderr is stdout's pipe")),
+        "stderr is a pipe of its own here"
+    );
+    if !seen.iter().any(|l| l.contains("an audit write was slow")) {
+        assert!(
+            seen.iter().any(|l| l.contains("stdout's reader was behind")),
+            "the runtime wrote until the pipe was full; saw:\n{}",
+            seen.join("\n")
+        );
+    }
+    let read = reading.join().unwrap();
+    let records: Vec<serde_json::Value> = read
+        .split_inclusive(|b| *b == b'\n')
+        .map(|l| serde_json::from_slice(l).expect("a whole record per line"))
+        .collect();
+    let answers = std::mem::take(&mut *answers.lock().unwrap());
+    let mut refusals = 0;
+    for reply in &answers {
+        let uid = reply.json()["response"]["uid"].as_str().unwrap().to_string();
+        let mine: Vec<_> = records.iter().filter(|r| r["uid"] == uid.as_str()).collect();
+        assert_eq!(mine.len(), 1, "one record for {uid}");
+        assert_record_is_the_answer(mine[0], reply);
+        refusals += usize::from(mine[0]["reason"] == "deadline_exceeded");
+    }
+    assert!(refusals >= 1);
+    let mut verify = Command::new(BIN)
+        .args(["audit", "verify", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut verify.stdin.take().unwrap(), &read).unwrap();
+    let verified = verify.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{said}");
+    assert!(said.contains("ok: 1 chain(s), 1 intact, 0 broken"), "{said}");
+    assert!(
+        said.contains(&format!("records: {} (seq 1 at", records.len())),
+        "{said}"
+    );
+}
+
+#[tokio::test]
+async fn stdout_a_pipe_that_stderr_shares_gets_every_line_whole_when_its_reader_stops() {
+    // `serve 2>&1 | …` (runit, supervisord's redirect_stderr): logs and records in one pipe.
+    let dir = tempfile::tempdir().unwrap();
+    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
+    copy_dir(&Path::new(REPO).join("policies"), &dir.path().join("policies"));
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    std::fs::write(dir.path().join("manifests/approvals.yaml"), approvals).unwrap();
+    let fifo = dir.path().join("out.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::File::open(fifo).unwrap())
+    };
+    let out = std::fs::File::options().write(true).open(&fifo).unwrap();
+    let reader = reader.join().unwrap();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--shutdown-drain", "0s"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    // Read the pipe up to "listening", then stop reading until told to go on.
+    let (go_on, gate) = mpsc::channel::<()>();
+    let (lines_tx, lines) = mpsc::channel::<Vec<u8>>();
+    let reading = std::thread::spawn(move || {
+        let mut reader = BufReader::new(reader);
+        let mut gated = Some(gate);
+        loop {
+            let mut line = Vec::new();
+            if reader.read_until(b'\n', &mut line).unwrap() == 0 {
+                return;
+            }
+            let listening = line.windows(17).any(|w| w == b"jitgate listening");
+            let _ = lines_tx.send(line);
+            if listening && let Some(gate) = gated.take() {
+                let _ = gate.recv();
+            }
+        }
+    });
+    let mut all = Vec::new();
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("no listening line");
+        let listening = String::from_utf8_lossy(&line).contains("jitgate listening");
+        all.push(line);
+        if listening {
+            break;
+        }
+    }
+    let ca = std::fs::read_to_string(dir.path().join("certs-dev/ca.crt")).unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    // In bursts, so that the records of one pass of the runtime (one write) are more than
+    // the 4 KiB a pipe takes whole or not at all.
+    let mut stuck = false;
+    for _ in 0..200 {
+        if stuck || refused.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let mut burst = Vec::new();
+        for _ in 0..16 {
+            // Logs are written on the runtime, to the full pipe here: a worker that logs
+            // (a request refused at its deadline does) waits for the reader, and a new
+            // connection may not be accepted until then. That too says the pipe is full.
+            match tokio::time::timeout(Duration::from_secs(5), Conn::open(addr, &ca, Proto::H1)).await {
+                Ok(c) => burst.push(c.unwrap()),
+                Err(_) => {
+                    stuck = true;
+                    break;
+                }
+            }
+        }
+        for mut c in burst {
+            let (answers, refused) = (answers.clone(), refused.clone());
+            clients.push(tokio::spawn(async move {
+                let review = serde_json::to_vec(&Req::secret_update().review()).unwrap();
+                let reply = c
+                    .send(
+                        hyper::Method::POST,
+                        "/validate?timeout=1s",
+                        Some("application/json"),
+                        review,
+                    )
+                    .await;
+                assert_eq!(reply.status, hyper::StatusCode::OK);
+                if reply.json()["response"]["allowed"] == false {
+                    refused.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                answers.lock().unwrap().push(reply);
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        stuck || refused.load(std::sync::atomic::Ordering::Relaxed),
+        "the pipe never filled"
+    );
+    go_on.send(()).unwrap();
+    for client in clients {
+        tokio::time::timeout(Duration::from_secs(60), client)
+            .await
+            .expect("a client waited for ever")
+            .unwrap();
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    reading.join().unwrap();
+    all.extend(lines.try_iter());
+    // Every line whole: a log line or a record, never one inside the other.
+    let mut records = Vec::new();
+    let mut logs = Vec::new();
+    for line in &all {
+        let value: serde_json::Value = serde_json::from_slice(line)
+            .unwrap_or_else(|_| panic!("a torn line: {}", String::from_utf8_lossy(line)));
+        if value.get("level").is_some() {
+            logs.push(value);
+        } else {
+            records.push((line.clone(), value));
+        }
+    }
+    assert!(
+        logs.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("stderr is stdout's pipe"))),
+        "said at start"
+    );
+    let answers = std::mem::take(&mut *answers.lock().unwrap());
+    let mut refusals = 0;
+    for reply in &answers {
+        let uid = reply.json()["response"]["uid"].as_str().unwrap().to_string();
+        let mine: Vec<_> = records.iter().filter(|(_, r)| r["uid"] == uid.as_str()).collect();
+        assert_eq!(mine.len(), 1, "one record for {uid}");
+        assert_record_is_the_answer(&mine[0].1, reply);
+        refusals += usize::from(mine[0].1["reason"] == "deadline_exceeded");
+    }
+    assert!(refusals >= 1 || stuck);
+    let mut verify = Command::new(BIN)
+        .args(["audit", "verify", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let read: Vec<u8> = records.iter().flat_map(|(l, _)| l.clone()).collect();
+    std::io::Write::write_all(&mut verify.stdin.take().unwrap(), &read).unwrap();
+    let verified = verify.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("records: {} (seq 1 at", records.len())),
+        "{said}"
+    );
+}
