@@ -259,7 +259,7 @@ pub fn stderr_shares_the_pipe(stdout: &std::fs::Metadata, stderr: Option<&std::f
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::audit::chain::ChainId;
 
@@ -277,6 +277,24 @@ mod tests {
             }
         }
         chain.seq
+    }
+
+    /// A FIFO made at `path`, opened at both ends: its reader, and its (blocking) writer.
+    #[cfg(target_os = "linux")]
+    pub(in crate::audit) fn fifo(path: &Path) -> (File, File) {
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(path)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let reader = {
+            let path = path.to_path_buf();
+            std::thread::spawn(move || File::open(path).unwrap())
+        };
+        let writer = File::options().write(true).open(path).unwrap();
+        (reader.join().unwrap(), writer)
     }
 
     #[test]
@@ -324,20 +342,7 @@ mod tests {
         let regular = File::options().append(true).open(&file).unwrap();
         assert!(pipe_nonblocking(regular.as_raw_fd(), &regular.metadata().unwrap()).is_none());
 
-        let fifo = dir.path().join("stdout.fifo");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
-        let reader = {
-            let fifo = fifo.clone();
-            std::thread::spawn(move || File::open(fifo).unwrap())
-        };
-        let writer = File::options().write(true).open(&fifo).unwrap();
-        let _reader = reader.join().unwrap();
+        let (_reader, writer) = fifo(&dir.path().join("stdout.fifo"));
         let meta = writer.metadata().unwrap();
         let reopened = pipe_nonblocking(writer.as_raw_fd(), &meta).expect("a pipe is reopened");
         assert!(nonblocking(reopened.as_raw_fd()));
@@ -354,22 +359,7 @@ mod tests {
     fn stdout_is_not_reopened_non_blocking_when_stderr_is_the_same_pipe() {
         use std::os::fd::AsRawFd;
         let dir = tempfile::tempdir().unwrap();
-        let pipe = |name: &str| {
-            let fifo = dir.path().join(name);
-            assert!(
-                std::process::Command::new("mkfifo")
-                    .arg(&fifo)
-                    .status()
-                    .unwrap()
-                    .success()
-            );
-            let reader = {
-                let fifo = fifo.clone();
-                std::thread::spawn(move || File::open(fifo).unwrap())
-            };
-            let writer = File::options().write(true).open(&fifo).unwrap();
-            (reader.join().unwrap(), writer)
-        };
+        let pipe = |name: &str| fifo(&dir.path().join(name));
         let (_out_reader, stdout) = pipe("stdout.fifo");
         let (_err_reader, other) = pipe("stderr.fifo");
         let meta = stdout.metadata().unwrap();

@@ -964,20 +964,7 @@ mod tests {
     /// non-blocking description of that write end.
     fn stdout_pipe(dir: &Path) -> (File, File, File) {
         use std::os::fd::AsRawFd;
-        let fifo = dir.join("stdout");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
-        let reader = {
-            let fifo = fifo.clone();
-            std::thread::spawn(move || File::open(fifo).unwrap())
-        };
-        let blocking = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-        let reader = reader.join().unwrap();
+        let (reader, blocking) = file::tests::fifo(&dir.join("stdout"));
         let nonblocking = file::pipe_nonblocking(blocking.as_raw_fd(), &blocking.metadata().unwrap())
             .expect("a pipe reopens non-blocking");
         (reader, blocking, nonblocking)
