@@ -402,44 +402,17 @@ async fn stdout_a_pipe_whose_reader_stops_answers_at_the_deadline_and_gets_every
 
     // Nobody reads stdout: once the pipe is full, records wait. Requests keep coming, each
     // on its own connection, until one is refused at its deadline.
-    let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let refused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let updates = UntilRefused::default();
     let mut clients = Vec::new();
     for _ in 0..3000 {
-        if refused.load(std::sync::atomic::Ordering::Relaxed) {
+        if updates.refused() {
             break;
         }
-        let mut c = Conn::open(addr, &ca, Proto::H1).await.unwrap();
-        let (answers, refused) = (answers.clone(), refused.clone());
-        clients.push(tokio::spawn(async move {
-            let review = serde_json::to_vec(&Req::secret_update().review()).unwrap();
-            let reply = c
-                .send(
-                    hyper::Method::POST,
-                    "/validate?timeout=1s",
-                    Some("application/json"),
-                    review,
-                )
-                .await;
-            assert_eq!(reply.status, hyper::StatusCode::OK);
-            if reply.json()["response"]["allowed"] == false {
-                refused.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            answers.lock().unwrap().push(reply);
-        }));
+        clients.push(updates.send(Conn::open(addr, &ca, Proto::H1).await.unwrap()));
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    assert!(
-        refused.load(std::sync::atomic::Ordering::Relaxed),
-        "the pipe never filled"
-    );
-    let denial = answers
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|r| r.json()["response"]["allowed"] == false)
-        .map(|r| r.json()["response"].clone())
-        .unwrap();
+    assert!(updates.refused(), "the pipe never filled");
+    let denial = updates.denial();
     let message = denial["status"]["message"].as_str().unwrap();
     assert!(message.contains("deadline_exceeded"), "{message}");
 
@@ -482,7 +455,7 @@ async fn stdout_a_pipe_whose_reader_stops_answers_at_the_deadline_and_gets_every
         .split_inclusive(|b| *b == b'\n')
         .map(|l| serde_json::from_slice(l).expect("a whole record per line"))
         .collect();
-    let answers = std::mem::take(&mut *answers.lock().unwrap());
+    let answers = updates.take();
     let mut refusals = 0;
     for reply in &answers {
         let uid = reply.json()["response"]["uid"].as_str().unwrap().to_string();
@@ -566,14 +539,13 @@ async fn stdout_a_pipe_that_stderr_shares_gets_every_line_whole_when_its_reader_
     }
     let ca = std::fs::read_to_string(dir.path().join("certs-dev/ca.crt")).unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let refused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let updates = UntilRefused::default();
     let mut clients = Vec::new();
     // In bursts, so that the records of one pass of the runtime (one write) are more than
     // the 4 KiB a pipe takes whole or not at all.
     let mut stuck = false;
     for _ in 0..200 {
-        if stuck || refused.load(std::sync::atomic::Ordering::Relaxed) {
+        if stuck || updates.refused() {
             break;
         }
         let mut burst = Vec::new();
@@ -589,31 +561,10 @@ async fn stdout_a_pipe_that_stderr_shares_gets_every_line_whole_when_its_reader_
                 }
             }
         }
-        for mut c in burst {
-            let (answers, refused) = (answers.clone(), refused.clone());
-            clients.push(tokio::spawn(async move {
-                let review = serde_json::to_vec(&Req::secret_update().review()).unwrap();
-                let reply = c
-                    .send(
-                        hyper::Method::POST,
-                        "/validate?timeout=1s",
-                        Some("application/json"),
-                        review,
-                    )
-                    .await;
-                assert_eq!(reply.status, hyper::StatusCode::OK);
-                if reply.json()["response"]["allowed"] == false {
-                    refused.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-                answers.lock().unwrap().push(reply);
-            }));
-        }
+        clients.extend(burst.into_iter().map(|c| updates.send(c)));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(
-        stuck || refused.load(std::sync::atomic::Ordering::Relaxed),
-        "the pipe never filled"
-    );
+    assert!(stuck || updates.refused(), "the pipe never filled");
     go_on.send(()).unwrap();
     for client in clients {
         tokio::time::timeout(Duration::from_secs(60), client)
@@ -646,7 +597,7 @@ async fn stdout_a_pipe_that_stderr_shares_gets_every_line_whole_when_its_reader_
             .is_some_and(|m| m.contains("stderr is stdout's pipe"))),
         "said at start"
     );
-    let answers = std::mem::take(&mut *answers.lock().unwrap());
+    let answers = updates.take();
     let mut refusals = 0;
     for reply in &answers {
         let uid = reply.json()["response"]["uid"].as_str().unwrap().to_string();

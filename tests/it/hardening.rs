@@ -267,43 +267,17 @@ async fn a_stuck_audit_sink_becomes_a_denial_before_the_api_servers_deadline_rec
     // deadline. A request whose record the writer took when the FIFO filled waits for it:
     // answering otherwise than a record that may still land would make them disagree.
     // Those that queue behind it are refused at their deadline.
-    let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let refused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let updates = UntilRefused::default();
     let mut clients = Vec::new();
     for _ in 0..3000 {
-        if refused.load(std::sync::atomic::Ordering::Relaxed) {
+        if updates.refused() {
             break;
         }
-        let (mut c, answers, refused) = (h.conn(Proto::H1).await, answers.clone(), refused.clone());
-        clients.push(tokio::spawn(async move {
-            let review = serde_json::to_vec(&Req::secret_update().review()).unwrap();
-            let reply = c
-                .send(
-                    hyper::Method::POST,
-                    "/validate?timeout=1s",
-                    Some("application/json"),
-                    review,
-                )
-                .await;
-            assert_eq!(reply.status, StatusCode::OK);
-            if reply.json()["response"]["allowed"] == false {
-                refused.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            answers.lock().unwrap().push(reply);
-        }));
+        clients.push(updates.send(h.conn(Proto::H1).await));
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    assert!(
-        refused.load(std::sync::atomic::Ordering::Relaxed),
-        "the sink never filled"
-    );
-    let denial = answers
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|r| r.json()["response"]["allowed"] == false)
-        .map(|r| r.json()["response"].clone())
-        .unwrap();
+    assert!(updates.refused(), "the sink never filled");
+    let denial = updates.denial();
     let message = denial["status"]["message"].as_str().unwrap();
     assert!(message.contains("deadline_exceeded"), "{message}");
     assert_eq!(denial["status"]["code"], 503);
@@ -330,7 +304,7 @@ async fn a_stuck_audit_sink_becomes_a_denial_before_the_api_servers_deadline_rec
             .expect("a client waited for ever")
             .unwrap();
     }
-    let answers = std::mem::take(&mut *answers.lock().unwrap());
+    let answers = updates.take();
     let records = |read: &std::sync::Mutex<Vec<u8>>| -> Vec<serde_json::Value> {
         let text = String::from_utf8_lossy(&read.lock().unwrap()).to_string();
         text.lines()

@@ -440,6 +440,59 @@ impl Req {
     }
 }
 
+/// Gated updates (Secret `db-password` in `prod`, a 1 s deadline), each sent on a
+/// connection of its own until one is refused: the stories where the audit writer stopped
+/// taking records and requests queue behind it.
+#[derive(Clone, Default)]
+pub struct UntilRefused {
+    replies: Arc<std::sync::Mutex<Vec<Reply>>>,
+    refused: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl UntilRefused {
+    /// True once an update was refused.
+    pub fn refused(&self) -> bool {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sends one update on `c`, in a task of its own; its reply is kept.
+    pub fn send(&self, mut c: Conn) -> tokio::task::JoinHandle<()> {
+        let (replies, refused) = (self.replies.clone(), self.refused.clone());
+        tokio::spawn(async move {
+            let review = serde_json::to_vec(&Req::secret_update().review()).unwrap();
+            let reply = c
+                .send(
+                    Method::POST,
+                    "/validate?timeout=1s",
+                    Some("application/json"),
+                    review,
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::OK);
+            if reply.json()["response"]["allowed"] == false {
+                refused.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            replies.lock().unwrap().push(reply);
+        })
+    }
+
+    /// The response of a refused update.
+    pub fn denial(&self) -> Value {
+        self.replies
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| r.json()["response"]["allowed"] == false)
+            .map(|r| r.json()["response"].clone())
+            .expect("an update was refused")
+    }
+
+    /// Every reply so far, taken.
+    pub fn take(&self) -> Vec<Reply> {
+        std::mem::take(&mut *self.replies.lock().unwrap())
+    }
+}
+
 pub fn unique_uid() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
