@@ -196,6 +196,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         cfg.records_to_stdout,
         cfg.audit_log.as_deref(),
         cfg.audit_log_max_bytes,
+        crate::audit::QUEUE,
     )?;
     if let Some(log) = &cfg.audit_log {
         let mut followed = vec![
