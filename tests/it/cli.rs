@@ -186,11 +186,28 @@ fn serve_help_lists_every_flag_with_its_environment_variable() {
         ("--policies", "JITGATE_POLICIES"),
         ("--approvals-file", "JITGATE_APPROVALS_FILE"),
         ("--audit-log", "JITGATE_AUDIT_LOG"),
+        ("--audit-queue", "JITGATE_AUDIT_QUEUE"),
         ("--log-format", "JITGATE_LOG_FORMAT"),
     ] {
         assert!(
             help.contains(flag) && help.contains(env),
             "{flag} / {env} missing:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn serve_refuses_an_audit_queue_of_no_records() {
+    for (value, says) in [("0", "must be at least 1"), ("many", "not a number of records")] {
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--audit-queue", value])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--audit-queue") && stderr.contains(says),
+            "{stderr}"
         );
     }
 }

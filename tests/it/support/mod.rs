@@ -570,6 +570,7 @@ impl Harness {
             max_staleness: Duration::from_secs(300),
             audit_log: Some(dir.join("audit.jsonl")),
             audit_log_max_bytes: None,
+            audit_queue: jitgate::audit::QUEUE,
             records_to_stdout: false,
             shutdown_drain: Duration::ZERO,
             cert_check_every: Duration::from_millis(200),
