@@ -42,8 +42,9 @@ pub struct ServeConfig {
     pub audit_log: Option<PathBuf>,
     /// Rotate the audit log at this size.
     pub audit_log_max_bytes: Option<u64>,
-    /// Decision records held at once, waiting to be written; past it, requests are denied
-    /// (`audit_unavailable`).
+    /// Places for decision records held at once, waiting to be written, one per started
+    /// 4 KiB of each (`audit::PLACE`); a record that finds no room is refused, and its
+    /// request denied (`audit_unavailable`).
     pub audit_queue: usize,
     /// Write decision records to stdout as well (the default for `serve`).
     pub records_to_stdout: bool,

@@ -21,11 +21,14 @@
 //! wait on a reader or a disk and a request still answers at its deadline. Each request
 //! waits for its own record, and learns if it was not written.
 //!
-//! At most a bound of records (`serve --audit-queue`) are held at once, from when a record
-//! is accepted until it is written or turned into a refusal, wherever it waits, whether or
-//! not its request still waits for it; past the bound, a record is refused at once, and
-//! its request denied (`audit_unavailable`). So a reader or a log that stops taking writes
-//! holds a bounded amount of memory, not one record per request for as long as it stops.
+//! Records are held within a bound (`serve --audit-queue`, in places of [`PLACE`] bytes: a
+//! record takes one place per started 4 KiB of its size, so one whose sender made its user,
+//! groups or name long takes many), from when a record is accepted until it is written or
+//! turned into a refusal, wherever it waits, whether or not its request still waits for
+//! it; past the bound, a record is refused at once, and its request denied
+//! (`audit_unavailable`), as is at once a record larger than the whole bound. So a reader
+//! or a log that stops taking writes holds a bounded amount of memory (about the bound ×
+//! 4 KiB of records), not one record per request, of any size, for as long as it stops.
 //!
 //! Nothing else in the process writes to stdout (logs go to stderr), and every write to it
 //! is the writer's, under its lock: so a record the runtime left half-written is finished by
@@ -64,11 +67,15 @@ pub use record::{
 use chain::{Chain, ChainId};
 use file::LogFile;
 
-/// Records that may be held at once by default (`serve --audit-queue`): accepted and not
-/// yet written or turned into refusals, wherever they are (queued, in a batch waiting for
-/// the writer thread, in the writer's hands). Past this, new ones are refused (and their
-/// requests denied) rather than held without bound.
+/// Places for records held at once by default (`serve --audit-queue`): records accepted
+/// and not yet written or turned into refusals, wherever they are (queued, in a batch
+/// waiting for the writer thread, in the writer's hands), each taking one place per
+/// started [`PLACE`] bytes of its size. Past this, new ones are refused (and their requests
+/// denied) rather than held without bound.
 pub const QUEUE: usize = 16 * 1024;
+/// The bytes of record one place holds: a record of up to this size (most are under 1 KiB)
+/// takes one place, a larger one one per started `PLACE` bytes.
+pub const PLACE: usize = 4 * 1024;
 /// Batches that may wait for the writer thread.
 const BATCHES: usize = 64;
 /// A write on the runtime that waited longer than this for the file system (a page-cache
@@ -106,14 +113,14 @@ struct Job {
     then: Vec<Vec<u8>>,
     state: Arc<AtomicU8>,
     done: oneshot::Sender<Result<Sealed, Refusal>>,
-    /// Its place among the records held; given back when the job is dropped, however it
-    /// leaves (written, refused, or dropped unwritten with the writer).
+    /// Its places in the bound of records held; given back when the job is dropped,
+    /// however it leaves (written, refused, or dropped unwritten with the writer).
     slot: Slot,
 }
 
 impl Job {
-    /// Gives back the job's place, then tells its request `told`: a request that hears may
-    /// record again at once, and finds its place free.
+    /// Gives back the job's places, then tells its request `told`: a request that hears may
+    /// record again at once, and finds its places free.
     fn tell(self, told: Result<Sealed, Refusal>) {
         let Job { done, slot, .. } = self;
         drop(slot);
@@ -121,26 +128,43 @@ impl Job {
     }
 }
 
-/// One place among the records held at once (`--audit-queue`), taken when a record is
-/// accepted and given back when dropped: the count cannot leak either way, whichever path
-/// its job leaves by.
-struct Slot(Arc<AtomicUsize>);
+/// The places one record takes in the bound (`--audit-queue`), taken when it is accepted
+/// and given back when dropped: the count cannot leak either way, whichever path its job
+/// leaves by.
+struct Slot {
+    held: Arc<AtomicUsize>,
+    places: usize,
+}
 
 impl Slot {
-    /// Takes a place in `held` if fewer than `bound` are taken.
-    fn take(held: &Arc<AtomicUsize>, bound: usize) -> Option<Slot> {
+    /// Takes `places` in `held` if that leaves at most `bound` taken; never when `places`
+    /// alone is more than `bound`.
+    fn take(held: &Arc<AtomicUsize>, bound: usize, places: usize) -> Option<Slot> {
         held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < bound).then_some(n + 1)
+            (places <= bound.saturating_sub(n)).then_some(n + places)
         })
         .ok()
-        .map(|_| Slot(held.clone()))
+        .map(|_| Slot {
+            held: held.clone(),
+            places,
+        })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.held.fetch_sub(self.places, Ordering::AcqRel);
     }
+}
+
+/// The places a record takes, with the records that follow it (`then`): one per started
+/// [`PLACE`] bytes of their size, at least one.
+fn places(record: &DecisionRecord, then: &[Vec<u8>]) -> usize {
+    let then: usize = then
+        .iter()
+        .map(|line| line.len() + std::mem::size_of::<Vec<u8>>())
+        .sum();
+    (record.size() + then).div_ceil(PLACE).max(1)
 }
 
 /// Where a record landed in the chain: its `seq` and `hash`, which the answer can point to
@@ -161,10 +185,10 @@ impl std::fmt::Display for Sealed {
 /// Records waiting to be written, whether a flush is on its way, and who writes them.
 struct Pending {
     jobs: Mutex<Vec<Job>>,
-    /// Records held anywhere (see [`QUEUE`]): in `jobs`, in batches on their way to the
-    /// writer thread, in the writer's hands.
+    /// Places taken by the records held anywhere (see [`QUEUE`]): in `jobs`, in batches on
+    /// their way to the writer thread, in the writer's hands.
     held: Arc<AtomicUsize>,
-    /// How many may be held at once.
+    /// How many places may be taken at once.
     bound: usize,
     flush_scheduled: AtomicBool,
     to_writer: mpsc::Sender<Vec<Job>>,
@@ -237,7 +261,8 @@ impl AuditSink {
     /// Opens the audit log (if any) for appending and starts the writer thread, which
     /// writes the chain `id`. Its first record follows the log's last record, if any, else
     /// `after` (the replica's last anchored chain). With `max_bytes`, the log is rotated
-    /// when it reaches that size. At most `queue` records (at least 1) are held at once.
+    /// when it reaches that size. Records held at once take at most `queue` places (at
+    /// least 1; see [`PLACE`]).
     pub fn start(
         id: ChainId,
         after: Option<chain::Follows>,
@@ -331,8 +356,9 @@ impl AuditSink {
         self.head().seq
     }
 
-    /// Records held now: accepted, and not yet written or turned into refusals.
-    pub fn records_held(&self) -> usize {
+    /// Places taken now (of `queue`) by the records held: accepted, and not yet written or
+    /// turned into refusals; one per started [`PLACE`] bytes of each.
+    pub fn queue_held(&self) -> usize {
         self.pending.held.load(Ordering::Acquire)
     }
 
@@ -361,9 +387,9 @@ impl AuditSink {
     /// - `Err(DeadlineExceeded)`: `deadline` passed before the record was taken to be
     ///   written; it is written as that refusal (whenever the log takes writes again).
     /// - `Err(AuditUnavailable)`: the log could not be written; the record went to stdout
-    ///   (where records go too) as that refusal. Or, at once, the records held are at the
-    ///   bound (the log is not taking them, or not fast enough): this answer is recorded
-    ///   only in a log line.
+    ///   (where records go too) as that refusal. Or, at once, the records held leave no
+    ///   room for this one (the log is not taking them, or not fast enough), or it is
+    ///   larger than the whole bound: this answer is recorded only in a log line.
     ///
     /// A record taken to be written is waited for past the deadline: answering otherwise
     /// than a record that may still land would make the two disagree.
@@ -378,13 +404,26 @@ impl AuditSink {
     ) -> Result<Sealed, Refusal> {
         let (done, mut written) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(PENDING));
-        let Some(slot) = Slot::take(&self.pending.held, self.pending.bound) else {
-            tracing::error!(
-                uid = record.uid.as_deref(),
-                answer = "deny",
-                reason = "audit_unavailable",
-                "the audit queue is full; this answer is recorded only in this log line"
-            );
+        let places = places(&record, &then);
+        let Some(slot) = Slot::take(&self.pending.held, self.pending.bound, places) else {
+            if places > self.pending.bound {
+                tracing::error!(
+                    uid = record.uid.as_deref(),
+                    answer = "deny",
+                    reason = "audit_unavailable",
+                    places,
+                    audit_queue = self.pending.bound,
+                    "the decision record is larger than the whole audit queue; this answer is recorded only in this log line"
+                );
+            } else {
+                tracing::error!(
+                    uid = record.uid.as_deref(),
+                    answer = "deny",
+                    reason = "audit_unavailable",
+                    places,
+                    "the audit queue is full; this answer is recorded only in this log line"
+                );
+            }
             return Err(Refusal::AuditUnavailable);
         };
         self.pending
@@ -803,7 +842,7 @@ fn answer(batch: Vec<Job>, fates: Vec<Fate>, sealed: Vec<Sealed>, result: &Resul
         match fate {
             Fate::Taken => job.tell(result.clone().map(|()| sealed)),
             Fate::TooLate => job.tell(Err(Refusal::DeadlineExceeded)),
-            // Its request has answered already; dropping the job gives back its place.
+            // Its request has answered already; dropping the job gives back its places.
             Fate::GaveUp => drop(job),
         }
     }
@@ -883,7 +922,7 @@ mod tests {
 
     /// A place of its own, for a job made by hand.
     fn slot() -> Slot {
-        Slot::take(&Arc::new(AtomicUsize::new(0)), 1).unwrap()
+        Slot::take(&Arc::new(AtomicUsize::new(0)), 1, 1).unwrap()
     }
 
     #[tokio::test]
@@ -1408,14 +1447,14 @@ mod tests {
         assert!(err.to_string().contains("/nonexistent-dir/audit.jsonl"));
     }
 
-    /// Waits (up to a minute) until `sink` holds `n` records.
+    /// Waits (up to a minute) until the records `sink` holds take `n` places.
     async fn until_held(sink: &AuditSink, n: usize) {
         let start = Instant::now();
-        while sink.records_held() != n {
+        while sink.queue_held() != n {
             assert!(
                 start.elapsed() < Duration::from_secs(60),
-                "{} records held, not {n}",
-                sink.records_held()
+                "{} places held, not {n}",
+                sink.queue_held()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -1457,7 +1496,7 @@ mod tests {
                 .now_or_never();
             assert_eq!(refused, Some(Err(Refusal::AuditUnavailable)), "over{i}");
         }
-        assert_eq!(sink.records_held(), 4);
+        assert_eq!(sink.queue_held(), 4);
 
         // The reader reads again: the held records are written, their places given back,
         // and the sink takes records as before.
@@ -1487,7 +1526,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        assert_eq!(sink.records_held(), 0);
+        assert_eq!(sink.queue_held(), 0);
         let id = sink.head().chain;
         drop(sink);
 
@@ -1515,6 +1554,102 @@ mod tests {
         assert_eq!(rest, after);
     }
 
+    /// The record of an allowed update by a user in groups of `group_bytes` bytes in all.
+    fn record_with_groups(uid: &str, group_bytes: usize) -> DecisionRecord {
+        let mut record = allowed_record(uid);
+        record.request = Some(Coordinates {
+            user: "alice".into(),
+            groups: (0..group_bytes / 100).map(|i| format!("{i:0>100}")).collect(),
+            operation: "UPDATE".into(),
+            api_group: String::new(),
+            resource: "secrets".into(),
+            sub_resource: String::new(),
+            namespace: "prod".into(),
+            name: "db-password".into(),
+            dry_run: false,
+        });
+        record
+    }
+
+    #[test]
+    fn a_record_takes_a_place_per_started_4_kib_of_its_size() {
+        assert_eq!(places(&allowed_record("u"), &[]), 1);
+        assert_eq!(places(&record_with_groups("u", 2_000), &[]), 1);
+        // 40 KiB of groups, and what each group costs besides its bytes: 11 places.
+        let large = record_with_groups("u", 40 * 1024);
+        let at_least = large.request.as_ref().unwrap().groups.concat().len();
+        assert!(large.size() > at_least);
+        assert_eq!(places(&large, &[]), large.size().div_ceil(PLACE));
+        assert_eq!(places(&large, &[]), 13);
+        // As long a uid, or name, counts the same.
+        assert_eq!(places(&allowed_record(&"u".repeat(40 * 1024)), &[]), 11);
+        // The records that follow it count too.
+        assert!(places(&allowed_record("u"), &[vec![b'x'; 3 * PLACE]]) >= 3);
+    }
+
+    #[test]
+    fn places_are_taken_within_the_bound_and_given_back() {
+        let held = Arc::new(AtomicUsize::new(0));
+        let a = Slot::take(&held, 8, 3).unwrap();
+        let b = Slot::take(&held, 8, 3).unwrap();
+        assert!(Slot::take(&held, 8, 3).is_none(), "6 + 3 is past 8");
+        let c = Slot::take(&held, 8, 2).unwrap();
+        assert_eq!(held.load(Ordering::Acquire), 8);
+        assert!(Slot::take(&held, 8, 1).is_none());
+        drop((a, c));
+        assert_eq!(held.load(Ordering::Acquire), 3);
+        assert!(Slot::take(&held, 8, 9).is_none(), "more than the whole bound");
+        drop(b);
+        assert!(
+            Slot::take(&held, 8, 9).is_none(),
+            "more than the whole bound, even empty"
+        );
+        assert_eq!(held.load(Ordering::Acquire), 0);
+        let whole = Slot::take(&held, 8, 8).unwrap();
+        assert_eq!(held.load(Ordering::Acquire), 8);
+        drop(whole);
+        assert_eq!(held.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_larger_than_the_whole_bound_is_refused_at_once() {
+        use futures::FutureExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let sink = AuditSink::start(ChainId::new("test"), None, false, Some(&path), None, 4).unwrap();
+        // Nothing is held, and the log takes writes: still refused, never waiting for room
+        // that can never be.
+        let refused = sink
+            .record(record_with_groups("large", 5 * PLACE), Vec::new(), later())
+            .now_or_never();
+        assert_eq!(refused, Some(Err(Refusal::AuditUnavailable)));
+        assert_eq!(sink.queue_held(), 0);
+        // One that fills the bound exactly is written, as are small ones after it.
+        let fills = record_with_groups("fills", 3 * PLACE);
+        assert_eq!(places(&fills, &[]), 4);
+        sink.record(fills, Vec::new(), later()).await.unwrap();
+        for i in 0..10 {
+            sink.record(allowed_record(&format!("small{i}")), Vec::new(), later())
+                .await
+                .unwrap();
+        }
+        assert_eq!(sink.queue_held(), 0);
+        let uids: Vec<String> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["uid"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        let expected: Vec<String> = std::iter::once("fills".to_string())
+            .chain((0..10).map(|i| format!("small{i}")))
+            .collect();
+        assert_eq!(uids, expected);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_bound_of_one_takes_records_one_after_another() {
         let dir = tempfile::tempdir().unwrap();
@@ -1529,7 +1664,7 @@ mod tests {
                 .unwrap();
             assert_eq!(sealed.seq, i + 1);
         }
-        assert_eq!(sink.records_held(), 0);
+        assert_eq!(sink.queue_held(), 0);
     }
 
     #[tokio::test]
@@ -1546,7 +1681,7 @@ mod tests {
                     then: Vec::new(),
                     state: state.clone(),
                     done,
-                    slot: Slot::take(&held, 8).expect("a place"),
+                    slot: Slot::take(&held, 8, 1).expect("a place"),
                 });
                 made.1.push(told);
                 made.2.push(state);

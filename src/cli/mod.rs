@@ -615,10 +615,13 @@ pub struct ServeArgs {
         value_parser = parse_size
     )]
     pub audit_log_max_size: u64,
-    /// Decision records held at once while they wait to be written, to stdout and the
-    /// audit log (at least 1). When stdout's reader or the log stops taking writes, records wait;
-    /// once this many do, further requests are denied at once (audit_unavailable), each
-    /// such answer recorded only in an error log line, rather than held without bound.
+    /// Room for decision records held at once while they wait to be written, to stdout and
+    /// the audit log, in places of 4 KiB (at least 1): a record of up to 4 KiB takes one
+    /// place, a larger one (a long user, groups or name) one per started 4 KiB. When stdout's
+    /// reader or the log stops taking writes, records wait; once a record finds no room,
+    /// its request is denied at once (audit_unavailable), as is one larger than the whole
+    /// room, each such answer recorded only in an error log line, rather than held without
+    /// bound. The default holds about 64 MiB of records.
     #[arg(
         long,
         value_name = "N",
@@ -743,9 +746,11 @@ impl From<LimitArgs> for crate::server::Limits {
 
 fn parse_audit_queue(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1 (one record waiting to be written)".into()),
+        Ok(0) => Err("must be at least 1 (one record of up to 4 KiB waiting to be written)".into()),
         Ok(n) => Ok(n),
-        Err(_) => Err(format!("{text:?} is not a number of records such as 16384")),
+        Err(_) => Err(format!(
+            "{text:?} is not a number of places (of 4 KiB) such as 16384"
+        )),
     }
 }
 

@@ -198,7 +198,7 @@ fn serve_help_lists_every_flag_with_its_environment_variable() {
 
 #[test]
 fn serve_refuses_an_audit_queue_of_no_records() {
-    for (value, says) in [("0", "must be at least 1"), ("many", "not a number of records")] {
+    for (value, says) in [("0", "must be at least 1"), ("many", "not a number of places")] {
         let out = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--audit-queue", value])
             .output()
@@ -542,7 +542,7 @@ fn refused_for(reply: &Reply) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdout_a_pipe_whose_reader_stops_holds_at_most_audit_queue_records_and_refuses_the_rest_at_once() {
-    const HELD: &str = "jitgate_audit_records_held";
+    const HELD: &str = "jitgate_audit_queue_held";
     let dir = tempfile::tempdir().unwrap();
     let approvals = approvals_manifest(&[("good", &entry(&[]))]);
     let (mut child, port) = serve_in(
