@@ -673,6 +673,168 @@ async fn stdout_a_pipe_whose_reader_stops_holds_at_most_audit_queue_records_and_
     );
 }
 
+/// alice's gated update as anyone who reaches the port can forge it (no client CA here),
+/// in groups of `group_bytes` bytes in all, 100 bytes each, which its record keeps.
+fn forged_update(group_bytes: usize) -> Vec<u8> {
+    let req = Req::secret_update().with(|r| {
+        r.groups = (0..group_bytes / 100)
+            .map(|i| format!("forged-{i:0>93}"))
+            .collect();
+    });
+    serde_json::to_vec(&req.review()).unwrap()
+}
+
+/// One forged update (`forged_update`) with a 1 s deadline, on a connection of its own.
+async fn one_forged_update(addr: std::net::SocketAddr, ca: &str, group_bytes: usize) -> Reply {
+    let mut c = Conn::open(addr, ca, Proto::H1).await.unwrap();
+    let reply = c
+        .send(
+            hyper::Method::POST,
+            "/validate?timeout=1s",
+            Some("application/json"),
+            forged_update(group_bytes),
+        )
+        .await;
+    assert_eq!(reply.status, hyper::StatusCode::OK);
+    reply
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdout_a_pipe_whose_reader_stops_holds_large_forged_reviews_by_their_size() {
+    const HELD: &str = "jitgate_audit_queue_held";
+    // 40 KiB of groups: each record takes 13 places of 4 KiB, so 64 places hold 4 of them.
+    const GROUPS: usize = 40 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
+    let (mut child, port) = serve_in(
+        dir.path(),
+        &approvals,
+        &["--shutdown-drain", "0s", "--audit-queue", "64"],
+    );
+    let rx = lines_of(&mut child);
+    let mut seen = Vec::new();
+    wait_for_line(&rx, &mut seen, "jitgate listening");
+    let ca = std::fs::read_to_string(dir.path().join("certs-dev/ca.crt")).unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    // Nobody reads stdout, whose pipe (64 KiB) takes at most one such record whole: the
+    // others are held, until one is refused.
+    let forged = UntilRefused::default();
+    let mut clients = Vec::new();
+    for _ in 0..500 {
+        if forged.refused() {
+            break;
+        }
+        let c = Conn::open(addr, &ca, Proto::H1).await.unwrap();
+        clients.push(forged.send_review(c, forged_update(GROUPS)));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(forged.refused(), "no forged review was refused");
+    // Until no other fits: then each is refused at once, its record not held.
+    let mut refused = Vec::new();
+    while refused
+        .last()
+        .is_none_or(|r| refused_for(r).as_deref() != Some("audit_unavailable"))
+    {
+        assert!(
+            refused.len() < 200,
+            "no forged review was refused for the records held; {} places held",
+            metric(addr, &ca, HELD).await
+        );
+        refused.push(one_forged_update(addr, &ca, GROUPS).await);
+    }
+    for _ in 0..20 {
+        let reply = one_forged_update(addr, &ca, GROUPS).await;
+        assert_eq!(refused_for(&reply).as_deref(), Some("audit_unavailable"));
+        assert_eq!(reply.json()["response"]["status"]["code"], 503);
+        refused.push(reply);
+    }
+    let held = metric(addr, &ca, HELD).await;
+    assert!(held <= 64.0, "{held} places held");
+
+    // Read stdout now: the records held are written, and ordinary updates are answered
+    // and recorded again.
+    let mut stdout = child.stdout.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut read = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut read).unwrap();
+        read
+    });
+    for client in clients {
+        tokio::time::timeout(Duration::from_secs(60), client)
+            .await
+            .expect("a client waited for ever")
+            .unwrap();
+    }
+    eventually(Duration::from_secs(60), || async {
+        metric(addr, &ca, HELD).await == 0.0
+    })
+    .await;
+    let mut ordinary = Vec::new();
+    for _ in 0..20 {
+        let reply = one_update(addr, &ca, "10s").await;
+        assert_eq!(refused_for(&reply), None, "refused after the reader resumed");
+        ordinary.push(reply);
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    seen.extend(rx.iter());
+
+    let read = reading.join().unwrap();
+    let records: Vec<serde_json::Value> = read
+        .split_inclusive(|b| *b == b'\n')
+        .map(|l| serde_json::from_slice(l).expect("a whole record per line"))
+        .collect();
+    let mut forged_answers = forged.take();
+    forged_answers.extend(refused);
+    let recorded = |reply: &Reply| {
+        let uid = reply.json()["response"]["uid"].as_str().unwrap().to_string();
+        let mine: Vec<_> = records.iter().filter(|r| r["uid"] == uid.as_str()).collect();
+        let logged = seen
+            .iter()
+            .any(|l| l.contains("the audit queue is full") && l.contains(&format!("\"{uid}\"")));
+        if refused_for(reply).as_deref() == Some("audit_unavailable") {
+            assert!(mine.is_empty(), "a record for {uid}, refused before it was held");
+            assert!(logged, "no log line for {uid}");
+            false
+        } else {
+            assert_eq!(mine.len(), 1, "one record for {uid}");
+            assert_record_is_the_answer(mine[0], reply);
+            assert!(!logged);
+            true
+        }
+    };
+    // Every forged review recorded was held or written before stdout's reader stopped:
+    // at most the one the pipe took whole, and 4 held (13 places each of 64), not 64.
+    let accepted = forged_answers.iter().filter(|r| recorded(r)).count();
+    assert!(
+        (1..=6).contains(&accepted),
+        "{accepted} forged reviews recorded, of {}",
+        forged_answers.len()
+    );
+    assert!(forged_answers.len() >= accepted + 21);
+    for reply in &ordinary {
+        assert!(recorded(reply));
+    }
+    let mut verify = Command::new(BIN)
+        .args(["audit", "verify", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut verify.stdin.take().unwrap(), &read).unwrap();
+    let verified = verify.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("records: {} (seq 1 at", records.len())),
+        "{said}"
+    );
+}
+
 #[tokio::test]
 async fn stdout_a_pipe_that_stderr_shares_gets_every_line_whole_when_its_reader_stops() {
     // `serve 2>&1 | …` (runit, supervisord's redirect_stderr): logs and records in one pipe.
