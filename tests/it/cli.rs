@@ -598,6 +598,17 @@ async fn stdout_a_pipe_whose_reader_stops_holds_at_most_audit_queue_records_and_
         at_once.push(reply);
     }
     assert_eq!(metric(addr, &ca, HELD).await, 8.0);
+    // A request whose record is held and not yet taken to be written answers at its
+    // deadline (deadline_exceeded), its record still held, to be written as that denial:
+    // wait for one (a watchdog, not a timed assertion), so that the place of a record given
+    // up must come back too once the reader resumes.
+    let gave_up = |r: &Reply| refused_for(r).as_deref() == Some("deadline_exceeded");
+    eventually(Duration::from_secs(60), || {
+        let n = updates.count(gave_up) + replies.iter().filter(|r| gave_up(r)).count();
+        async move { n >= 1 }
+    })
+    .await;
+    assert_eq!(metric(addr, &ca, HELD).await, 8.0, "given up, still held");
 
     // Read stdout now: the records held are written, and updates are allowed again.
     let mut stdout = child.stdout.take().unwrap();
@@ -656,6 +667,10 @@ async fn stdout_a_pipe_whose_reader_stops_holds_at_most_audit_queue_records_and_
         }
     }
     assert!(unrecorded >= 51, "{unrecorded}");
+    assert!(
+        answers.iter().any(gave_up),
+        "no held request answered at its deadline"
+    );
     let mut verify = Command::new(BIN)
         .args(["audit", "verify", "-"])
         .stdin(Stdio::piped())
