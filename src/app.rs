@@ -42,6 +42,10 @@ pub struct ServeConfig {
     pub audit_log: Option<PathBuf>,
     /// Rotate the audit log at this size.
     pub audit_log_max_bytes: Option<u64>,
+    /// Places for decision records held at once, waiting to be written, one per started
+    /// 4 KiB of each (`audit::PLACE`); a record that finds no room is refused, and its
+    /// request denied (`audit_unavailable`).
+    pub audit_queue: usize,
     /// Write decision records to stdout as well (the default for `serve`).
     pub records_to_stdout: bool,
     /// On shutdown, how long to keep serving after readiness fails, while endpoints update.
@@ -196,6 +200,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         cfg.records_to_stdout,
         cfg.audit_log.as_deref(),
         cfg.audit_log_max_bytes,
+        cfg.audit_queue,
     )?;
     if let Some(log) = &cfg.audit_log {
         let mut followed = vec![

@@ -89,6 +89,7 @@ pub struct Metrics {
     expiry_lead: i64,
     cert_expiry: Gauge,
     audit_sequence: Gauge,
+    audit_queue_held: Gauge,
     break_glass_unreviewed: Gauge,
     break_glass_overdue: Gauge,
     connections: Family<ConnectionLabels, Gauge>,
@@ -186,6 +187,12 @@ impl Metrics {
             "The seq of the last audit record written: scraped, it anchors the log's end, which the hash chain alone cannot",
             audit_sequence.clone(),
         );
+        let audit_queue_held = Gauge::default();
+        registry.register(
+            "audit_queue_held",
+            "Places of --audit-queue taken by decision records accepted and not yet written (or turned into refusals), one per started 4 KiB of each record; when a record finds no room, its request is denied (audit_unavailable)",
+            audit_queue_held.clone(),
+        );
         let break_glass_unreviewed = Gauge::default();
         registry.register(
             "break_glass_unreviewed",
@@ -277,6 +284,7 @@ impl Metrics {
             expiry_lead: expiry_lead.as_secs(),
             cert_expiry,
             audit_sequence,
+            audit_queue_held,
             break_glass_unreviewed,
             break_glass_overdue,
         }
@@ -448,6 +456,8 @@ impl Metrics {
         }
         self.audit_sequence
             .set(i64::try_from(audit.sequence()).unwrap_or(i64::MAX));
+        self.audit_queue_held
+            .set(i64::try_from(audit.queue_held()).unwrap_or(i64::MAX));
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out

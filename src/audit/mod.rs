@@ -21,6 +21,15 @@
 //! wait on a reader or a disk and a request still answers at its deadline. Each request
 //! waits for its own record, and learns if it was not written.
 //!
+//! Records are held within a bound (`serve --audit-queue`, in places of [`PLACE`] bytes: a
+//! record takes one place per started 4 KiB of its size, so one whose sender made its user,
+//! groups or name long takes many), from when a record is accepted until it is written or
+//! turned into a refusal, wherever it waits, whether or not its request still waits for
+//! it; past the bound, a record is refused at once, and its request denied
+//! (`audit_unavailable`), as is at once a record larger than the whole bound. So a reader
+//! or a log that stops taking writes holds a bounded amount of memory (about the bound ×
+//! 4 KiB of records), not one record per request, of any size, for as long as it stops.
+//!
 //! Nothing else in the process writes to stdout (logs go to stderr), and every write to it
 //! is the writer's, under its lock: so a record the runtime left half-written is finished by
 //! the writer thread before anything else of the writer's reaches the pipe. Logs could still
@@ -38,7 +47,7 @@ use crate::refusal::Refusal;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -58,9 +67,15 @@ pub use record::{
 use chain::{Chain, ChainId};
 use file::LogFile;
 
-/// Records that may wait for the writer; past this, new ones are refused (and their
-/// requests denied) rather than queued without bound.
-const QUEUE: usize = 16 * 1024;
+/// Places for records held at once by default (`serve --audit-queue`): records accepted
+/// and not yet written or turned into refusals, wherever they are (queued, in a batch
+/// waiting for the writer thread, in the writer's hands), each taking one place per
+/// started [`PLACE`] bytes of its size. Past this, new ones are refused (and their requests
+/// denied) rather than held without bound.
+pub const QUEUE: usize = 16 * 1024;
+/// The bytes of record one place holds: a record of up to this size (most are under 1 KiB)
+/// takes one place, a larger one one per started `PLACE` bytes.
+pub const PLACE: usize = 4 * 1024;
 /// Batches that may wait for the writer thread.
 const BATCHES: usize = 64;
 /// A write on the runtime that waited longer than this for the file system (a page-cache
@@ -98,6 +113,58 @@ struct Job {
     then: Vec<Vec<u8>>,
     state: Arc<AtomicU8>,
     done: oneshot::Sender<Result<Sealed, Refusal>>,
+    /// Its places in the bound of records held; given back when the job is dropped,
+    /// however it leaves (written, refused, or dropped unwritten with the writer).
+    slot: Slot,
+}
+
+impl Job {
+    /// Gives back the job's places, then tells its request `told`: a request that hears may
+    /// record again at once, and finds its places free.
+    fn tell(self, told: Result<Sealed, Refusal>) {
+        let Job { done, slot, .. } = self;
+        drop(slot);
+        let _ = done.send(told);
+    }
+}
+
+/// The places one record takes in the bound (`--audit-queue`), taken when it is accepted
+/// and given back when dropped: the count cannot leak either way, whichever path its job
+/// leaves by.
+struct Slot {
+    held: Arc<AtomicUsize>,
+    places: usize,
+}
+
+impl Slot {
+    /// Takes `places` in `held` if that leaves at most `bound` taken; never when `places`
+    /// alone is more than `bound`.
+    fn take(held: &Arc<AtomicUsize>, bound: usize, places: usize) -> Option<Slot> {
+        held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (places <= bound.saturating_sub(n)).then_some(n + places)
+        })
+        .ok()
+        .map(|_| Slot {
+            held: held.clone(),
+            places,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.places, Ordering::AcqRel);
+    }
+}
+
+/// The places a record takes, with the records that follow it (`then`): one per started
+/// [`PLACE`] bytes of their size, at least one.
+fn places(record: &DecisionRecord, then: &[Vec<u8>]) -> usize {
+    let then: usize = then
+        .iter()
+        .map(|line| line.len() + std::mem::size_of::<Vec<u8>>())
+        .sum();
+    (record.size() + then).div_ceil(PLACE).max(1)
 }
 
 /// Where a record landed in the chain: its `seq` and `hash`, which the answer can point to
@@ -118,6 +185,11 @@ impl std::fmt::Display for Sealed {
 /// Records waiting to be written, whether a flush is on its way, and who writes them.
 struct Pending {
     jobs: Mutex<Vec<Job>>,
+    /// Places taken by the records held anywhere (see [`QUEUE`]): in `jobs`, in batches on
+    /// their way to the writer thread, in the writer's hands.
+    held: Arc<AtomicUsize>,
+    /// How many places may be taken at once.
+    bound: usize,
     flush_scheduled: AtomicBool,
     to_writer: mpsc::Sender<Vec<Job>>,
     /// Shared by the runtime (when it writes) and the writer thread.
@@ -189,13 +261,15 @@ impl AuditSink {
     /// Opens the audit log (if any) for appending and starts the writer thread, which
     /// writes the chain `id`. Its first record follows the log's last record, if any, else
     /// `after` (the replica's last anchored chain). With `max_bytes`, the log is rotated
-    /// when it reaches that size.
+    /// when it reaches that size. Records held at once take at most `queue` places (at
+    /// least 1; see [`PLACE`]).
     pub fn start(
         id: ChainId,
         after: Option<chain::Follows>,
         to_stdout: bool,
         file: Option<&Path>,
         max_bytes: Option<u64>,
+        queue: usize,
     ) -> Result<Self, AuditError> {
         let (file, follows) = match file {
             Some(path) => {
@@ -262,6 +336,8 @@ impl AuditSink {
         Ok(AuditSink {
             pending: Arc::new(Pending {
                 jobs: Mutex::new(Vec::new()),
+                held: Arc::new(AtomicUsize::new(0)),
+                bound: queue.max(1),
                 flush_scheduled: AtomicBool::new(false),
                 to_writer,
                 writer,
@@ -278,6 +354,12 @@ impl AuditSink {
     /// The `seq` of the last record written.
     pub fn sequence(&self) -> u64 {
         self.head().seq
+    }
+
+    /// Places taken now (of `queue`) by the records held: accepted, and not yet written or
+    /// turned into refusals; one per started [`PLACE`] bytes of each.
+    pub fn queue_held(&self) -> usize {
+        self.pending.held.load(Ordering::Acquire)
     }
 
     /// The chain's head: what an anchor records.
@@ -305,7 +387,9 @@ impl AuditSink {
     /// - `Err(DeadlineExceeded)`: `deadline` passed before the record was taken to be
     ///   written; it is written as that refusal (whenever the log takes writes again).
     /// - `Err(AuditUnavailable)`: the log could not be written; the record went to stdout
-    ///   (where records go too) as that refusal.
+    ///   (where records go too) as that refusal. Or, at once, the records held leave no
+    ///   room for this one (the log is not taking them, or not fast enough), or it is
+    ///   larger than the whole bound: this answer is recorded only in a log line.
     ///
     /// A record taken to be written is waited for past the deadline: answering otherwise
     /// than a record that may still land would make the two disagree.
@@ -320,25 +404,40 @@ impl AuditSink {
     ) -> Result<Sealed, Refusal> {
         let (done, mut written) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(PENDING));
-        {
-            let mut jobs = self.pending.jobs.lock().unwrap_or_else(|e| e.into_inner());
-            if jobs.len() >= QUEUE {
+        let places = places(&record, &then);
+        let Some(slot) = Slot::take(&self.pending.held, self.pending.bound, places) else {
+            if places > self.pending.bound {
                 tracing::error!(
                     uid = record.uid.as_deref(),
                     answer = "deny",
                     reason = "audit_unavailable",
+                    places,
+                    audit_queue = self.pending.bound,
+                    "the decision record is larger than the whole audit queue; this answer is recorded only in this log line"
+                );
+            } else {
+                tracing::error!(
+                    uid = record.uid.as_deref(),
+                    answer = "deny",
+                    reason = "audit_unavailable",
+                    places,
                     "the audit queue is full; this answer is recorded only in this log line"
                 );
-                return Err(Refusal::AuditUnavailable);
             }
-            jobs.push(Job {
+            return Err(Refusal::AuditUnavailable);
+        };
+        self.pending
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Job {
                 record,
                 deadline,
                 then,
                 state: state.clone(),
                 done,
+                slot,
             });
-        }
         if !self.pending.flush_scheduled.swap(true, Ordering::AcqRel) {
             tokio::spawn(flush(self.pending.clone()));
         }
@@ -375,7 +474,7 @@ async fn flush(pending: Arc<Pending>) {
                 uid = job.record.uid.as_deref(),
                 "the audit writer has stopped; record not written"
             );
-            let _ = job.done.send(Err(Refusal::AuditUnavailable));
+            job.tell(Err(Refusal::AuditUnavailable));
         }
     }
 }
@@ -741,14 +840,10 @@ impl Writer {
 fn answer(batch: Vec<Job>, fates: Vec<Fate>, sealed: Vec<Sealed>, result: &Result<(), Refusal>) {
     for ((job, fate), sealed) in batch.into_iter().zip(fates).zip(sealed) {
         match fate {
-            Fate::Taken => {
-                let _ = job.done.send(result.clone().map(|()| sealed));
-            }
-            Fate::TooLate => {
-                let _ = job.done.send(Err(Refusal::DeadlineExceeded));
-            }
-            // Its request has answered already.
-            Fate::GaveUp => {}
+            Fate::Taken => job.tell(result.clone().map(|()| sealed)),
+            Fate::TooLate => job.tell(Err(Refusal::DeadlineExceeded)),
+            // Its request has answered already; dropping the job gives back its places.
+            Fate::GaveUp => drop(job),
         }
     }
 }
@@ -809,15 +904,32 @@ mod tests {
         )
     }
 
+    /// The record of an allowed answer (which a refusal after the fact turns into a denial).
+    fn allowed_record(uid: &str) -> DecisionRecord {
+        let mut record = refusal_record(uid);
+        record.answer = Answer::Decided {
+            outcome: "allow",
+            reason: "approved",
+            approval: None,
+            refused_entry: None,
+        };
+        record
+    }
+
     fn later() -> Instant {
         Instant::now() + Duration::from_secs(10)
+    }
+
+    /// A place of its own, for a job made by hand.
+    fn slot() -> Slot {
+        Slot::take(&Arc::new(AtomicUsize::new(0)), 1, 1).unwrap()
     }
 
     #[tokio::test]
     async fn records_reach_the_file_in_order_each_sealed_on_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let sink = AuditSink::start(ChainId::new("test"), None, false, Some(&path), None).unwrap();
+        let sink = AuditSink::start(ChainId::new("test"), None, false, Some(&path), None, QUEUE).unwrap();
         for i in 0..100 {
             sink.record(refusal_record(&format!("u{i}")), Vec::new(), later())
                 .await
@@ -846,6 +958,7 @@ mod tests {
             false,
             Some(Path::new("/dev/full")),
             None,
+            QUEUE,
         )
         .unwrap();
         let err = sink
@@ -924,6 +1037,7 @@ mod tests {
                     then: vec![b"{\"then\":1}\n".to_vec()],
                     state: state.clone(),
                     done,
+                    slot: slot(),
                 },
                 answer,
                 state,
@@ -1000,19 +1114,13 @@ mod tests {
     fn jobs(uids: impl Iterator<Item = String>) -> (Vec<Job>, Vec<Told>) {
         uids.map(|uid| {
             let (done, answer) = oneshot::channel();
-            let mut record = refusal_record(&uid);
-            record.answer = Answer::Decided {
-                outcome: "allow",
-                reason: "approved",
-                approval: None,
-                refused_entry: None,
-            };
             let job = Job {
-                record,
+                record: allowed_record(&uid),
                 deadline: later(),
                 then: Vec::new(),
                 state: Arc::new(AtomicU8::new(PENDING)),
                 done,
+                slot: slot(),
             };
             (job, answer)
         })
@@ -1061,6 +1169,8 @@ mod tests {
         let (to_writer, from_requests) = mpsc::channel(BATCHES);
         let pending = Pending {
             jobs: Mutex::new(Vec::new()),
+            held: Arc::new(AtomicUsize::new(0)),
+            bound: QUEUE,
             flush_scheduled: AtomicBool::new(false),
             to_writer,
             writer: Arc::new(Mutex::new(writer)),
@@ -1331,8 +1441,350 @@ mod tests {
             false,
             Some(Path::new("/nonexistent-dir/audit.jsonl")),
             None,
+            QUEUE,
         )
         .unwrap_err();
         assert!(err.to_string().contains("/nonexistent-dir/audit.jsonl"));
+    }
+
+    /// Waits (up to a minute) until the records `sink` holds take `n` places.
+    async fn until_held(sink: &AuditSink, n: usize) {
+        let start = Instant::now();
+        while sink.queue_held() != n {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{} places held, not {n}",
+                sink.queue_held()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_the_bound_a_record_is_refused_at_once_until_a_stuck_log_takes_writes_again() {
+        use futures::FutureExt;
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.fifo");
+        // A FIFO as the log, filled: the writer thread's next write waits for its reader.
+        let (reader, writer) = file::tests::fifo(&path);
+        let nonblocking = file::pipe_nonblocking(writer.as_raw_fd(), &writer.metadata().unwrap()).unwrap();
+        let filler = format!("{{\"filler\":\"{}\"}}\n", "x".repeat(500));
+        while (&nonblocking).write(filler.as_bytes()).is_ok() {}
+        let sink = AuditSink::start(ChainId::new("test"), None, false, Some(&path), None, 4).unwrap();
+        drop((writer, nonblocking));
+
+        // Four records are held: those the writer thread took wait for the FIFO's reader,
+        // the others are given up at their deadline but still held, to be written as the
+        // refusals their requests answered.
+        let soon = Instant::now() + Duration::from_millis(200);
+        let held: Vec<_> = (0..4)
+            .map(|i| {
+                let sink = sink.clone();
+                tokio::spawn(async move {
+                    sink.record(allowed_record(&format!("held{i}")), Vec::new(), soon)
+                        .await
+                })
+            })
+            .collect();
+        until_held(&sink, 4).await;
+        // At the bound: refused at once, whatever the deadline, and nothing more is held.
+        for i in 0..100 {
+            let refused = sink
+                .record(allowed_record(&format!("over{i}")), Vec::new(), later())
+                .now_or_never();
+            assert_eq!(refused, Some(Err(Refusal::AuditUnavailable)), "over{i}");
+        }
+        assert_eq!(sink.queue_held(), 4);
+
+        // The reader reads again: the held records are written, their places given back,
+        // and the sink takes records as before.
+        let drained = std::thread::spawn(move || {
+            let mut read = Vec::new();
+            std::io::Read::read_to_end(&mut { reader }, &mut read).unwrap();
+            read
+        });
+        let mut told = Vec::new();
+        for (i, h) in held.into_iter().enumerate() {
+            let answer = tokio::time::timeout(Duration::from_secs(60), h)
+                .await
+                .expect("a held record was never written")
+                .unwrap();
+            let reason = match answer {
+                Ok(_) => "approved",
+                Err(refusal) => {
+                    assert_eq!(refusal, Refusal::DeadlineExceeded);
+                    "deadline_exceeded"
+                }
+            };
+            told.push((format!("held{i}"), reason.to_string()));
+        }
+        until_held(&sink, 0).await;
+        for i in 0..10 {
+            sink.record(allowed_record(&format!("after{i}")), Vec::new(), later())
+                .await
+                .unwrap();
+        }
+        assert_eq!(sink.queue_held(), 0);
+        let id = sink.head().chain;
+        drop(sink);
+
+        // What the FIFO got after the filler: every record written whole, in chain order,
+        // each saying what its request was told; none of those refused at once.
+        let read = drained.join().unwrap();
+        let mut chain = Chain::new(id, None);
+        let mut said = Vec::new();
+        for line in read.split_inclusive(|b| *b == b'\n') {
+            if line.starts_with(b"{\"filler\"") {
+                continue;
+            }
+            chain.follow(line).expect("a whole record, next in the chain");
+            let record: serde_json::Value = serde_json::from_slice(line).unwrap();
+            let field = |k: &str| record[k].as_str().unwrap().to_string();
+            said.push((field("uid"), field("reason")));
+        }
+        let (first, rest) = said.split_at(4);
+        let mut first = first.to_vec();
+        first.sort();
+        assert_eq!(first, told);
+        let after: Vec<_> = (0..10)
+            .map(|i| (format!("after{i}"), "approved".to_string()))
+            .collect();
+        assert_eq!(rest, after);
+    }
+
+    /// The record of an allowed update by a user in groups of `group_bytes` bytes in all.
+    fn record_with_groups(uid: &str, group_bytes: usize) -> DecisionRecord {
+        let mut record = allowed_record(uid);
+        record.request = Some(Coordinates {
+            user: "alice".into(),
+            groups: (0..group_bytes / 100).map(|i| format!("{i:0>100}")).collect(),
+            operation: "UPDATE".into(),
+            api_group: String::new(),
+            resource: "secrets".into(),
+            sub_resource: String::new(),
+            namespace: "prod".into(),
+            name: "db-password".into(),
+            dry_run: false,
+        });
+        record
+    }
+
+    #[test]
+    fn a_record_takes_a_place_per_started_4_kib_of_its_size() {
+        assert_eq!(places(&allowed_record("u"), &[]), 1);
+        assert_eq!(places(&record_with_groups("u", 2_000), &[]), 1);
+        // 40 KiB of groups, and what each group costs besides its bytes: 11 places.
+        let large = record_with_groups("u", 40 * 1024);
+        let at_least = large.request.as_ref().unwrap().groups.concat().len();
+        assert!(large.size() > at_least);
+        assert_eq!(places(&large, &[]), large.size().div_ceil(PLACE));
+        assert_eq!(places(&large, &[]), 13);
+        // As long a uid, or name, counts the same.
+        assert_eq!(places(&allowed_record(&"u".repeat(40 * 1024)), &[]), 11);
+        // The records that follow it count too.
+        assert!(places(&allowed_record("u"), &[vec![b'x'; 3 * PLACE]]) >= 3);
+    }
+
+    #[test]
+    fn places_are_taken_within_the_bound_and_given_back() {
+        let held = Arc::new(AtomicUsize::new(0));
+        let a = Slot::take(&held, 8, 3).unwrap();
+        let b = Slot::take(&held, 8, 3).unwrap();
+        assert!(Slot::take(&held, 8, 3).is_none(), "6 + 3 is past 8");
+        let c = Slot::take(&held, 8, 2).unwrap();
+        assert_eq!(held.load(Ordering::Acquire), 8);
+        assert!(Slot::take(&held, 8, 1).is_none());
+        drop((a, c));
+        assert_eq!(held.load(Ordering::Acquire), 3);
+        assert!(Slot::take(&held, 8, 9).is_none(), "more than the whole bound");
+        drop(b);
+        assert!(
+            Slot::take(&held, 8, 9).is_none(),
+            "more than the whole bound, even empty"
+        );
+        assert_eq!(held.load(Ordering::Acquire), 0);
+        let whole = Slot::take(&held, 8, 8).unwrap();
+        assert_eq!(held.load(Ordering::Acquire), 8);
+        drop(whole);
+        assert_eq!(held.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_larger_than_the_whole_bound_is_refused_at_once() {
+        use futures::FutureExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let sink = AuditSink::start(ChainId::new("test"), None, false, Some(&path), None, 4).unwrap();
+        // Nothing is held, and the log takes writes: still refused, never waiting for room
+        // that can never be.
+        let refused = sink
+            .record(record_with_groups("large", 5 * PLACE), Vec::new(), later())
+            .now_or_never();
+        assert_eq!(refused, Some(Err(Refusal::AuditUnavailable)));
+        assert_eq!(sink.queue_held(), 0);
+        // One that fills the bound exactly is written, as are small ones after it.
+        let fills = record_with_groups("fills", 3 * PLACE);
+        assert_eq!(places(&fills, &[]), 4);
+        sink.record(fills, Vec::new(), later()).await.unwrap();
+        for i in 0..10 {
+            sink.record(allowed_record(&format!("small{i}")), Vec::new(), later())
+                .await
+                .unwrap();
+        }
+        assert_eq!(sink.queue_held(), 0);
+        let uids: Vec<String> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["uid"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        let expected: Vec<String> = std::iter::once("fills".to_string())
+            .chain((0..10).map(|i| format!("small{i}")))
+            .collect();
+        assert_eq!(uids, expected);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bound_of_one_takes_records_one_after_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let sink = AuditSink::start(ChainId::new("test"), None, false, Some(&path), None, 1).unwrap();
+        // A request told of its record may record again at once: its place was given
+        // back before it was told.
+        for i in 0..200 {
+            let sealed = sink
+                .record(refusal_record(&format!("u{i}")), Vec::new(), later())
+                .await
+                .unwrap();
+            assert_eq!(sealed.seq, i + 1);
+        }
+        assert_eq!(sink.queue_held(), 0);
+    }
+
+    #[tokio::test]
+    async fn every_way_a_record_leaves_gives_its_place_back() {
+        let held = Arc::new(AtomicUsize::new(0));
+        let held_jobs = |uids: &[&str], deadline: Instant| -> (Vec<Job>, Vec<Told>, Vec<Arc<AtomicU8>>) {
+            let mut made = (Vec::new(), Vec::new(), Vec::new());
+            for uid in uids {
+                let (done, told) = oneshot::channel();
+                let state = Arc::new(AtomicU8::new(PENDING));
+                made.0.push(Job {
+                    record: allowed_record(uid),
+                    deadline,
+                    then: Vec::new(),
+                    state: state.clone(),
+                    done,
+                    slot: Slot::take(&held, 8, 1).expect("a place"),
+                });
+                made.1.push(told);
+                made.2.push(state);
+            }
+            made
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (file, _) = LogFile::open(&dir.path().join("audit.jsonl"), None).unwrap();
+        let chain = Chain::default();
+        let mut writer = Writer {
+            to_stdout: false,
+            stdout_null: false,
+            stdout: Stdout {
+                nonblocking: None,
+                blocking: None,
+                one_write_per_record: false,
+            },
+            unfinished: None,
+            reader_behind: false,
+            file: Some(file),
+            head: Arc::new(Mutex::new(Head {
+                chain: chain.id.clone(),
+                seq: 0,
+                hash: chain.hash.clone(),
+            })),
+            chain,
+            buf: Vec::new(),
+        };
+
+        // Written: taken in time, too late, or given up by its request.
+        let (mut batch, _told, _) = held_jobs(&["taken"], later());
+        let (late, _late_told, _) = held_jobs(&["late"], Instant::now() - Duration::from_millis(1));
+        let (gave_up, _, states) = held_jobs(&["gave-up"], later());
+        states[0].store(ABANDONED, Ordering::Release);
+        batch.extend(late);
+        batch.extend(gave_up);
+        assert_eq!(held.load(Ordering::Acquire), 3);
+        assert!(writer.write(batch, false).is_some());
+        assert_eq!(held.load(Ordering::Acquire), 0, "written");
+
+        // The log failed: the records are refusals, and their places come back.
+        writer.file = Some(LogFile::open(Path::new("/dev/full"), None).unwrap().0);
+        let (batch, told, _) = held_jobs(&["a", "b"], later());
+        assert!(writer.write(batch, false).is_some());
+        for mut t in told {
+            assert_eq!(t.try_recv().unwrap(), Err(Refusal::AuditUnavailable));
+        }
+        assert_eq!(held.load(Ordering::Acquire), 0, "refused");
+
+        // Left unfinished for the writer thread, then dropped with the writer.
+        let (batch, _told, _) = held_jobs(&["c", "d"], later());
+        writer.unfinished = Some(Unfinished {
+            rest: Some(b"x".to_vec()),
+            before: writer.chain.clone(),
+            fates: vec![Fate::Taken; batch.len()],
+            sealed: Vec::new(),
+            batch,
+        });
+        assert_eq!(held.load(Ordering::Acquire), 2);
+        drop(writer);
+        assert_eq!(held.load(Ordering::Acquire), 0, "dropped with the writer");
+
+        // The writer thread has stopped: refused, and their places come back.
+        let (pending, from_requests) = pending_on(stdout_writer_of_nothing());
+        drop(from_requests);
+        pending.here.pause();
+        let (batch, told, _) = held_jobs(&["e", "f"], later());
+        pending.jobs.lock().unwrap().extend(batch);
+        flush(pending.clone()).await;
+        for mut t in told {
+            assert_eq!(t.try_recv().unwrap(), Err(Refusal::AuditUnavailable));
+        }
+        assert_eq!(held.load(Ordering::Acquire), 0, "writer stopped");
+
+        // Queued, then dropped on shutdown.
+        let (batch, _told, _) = held_jobs(&["g"], later());
+        pending.jobs.lock().unwrap().extend(batch);
+        assert_eq!(held.load(Ordering::Acquire), 1);
+        drop(pending);
+        assert_eq!(held.load(Ordering::Acquire), 0, "dropped unwritten");
+    }
+
+    /// A writer with nowhere to write, that the runtime never writes through.
+    fn stdout_writer_of_nothing() -> Writer {
+        let chain = Chain::default();
+        Writer {
+            to_stdout: false,
+            stdout_null: true,
+            stdout: Stdout {
+                nonblocking: None,
+                blocking: None,
+                one_write_per_record: false,
+            },
+            unfinished: None,
+            reader_behind: false,
+            file: None,
+            head: Arc::new(Mutex::new(Head {
+                chain: chain.id.clone(),
+                seq: 0,
+                hash: chain.hash.clone(),
+            })),
+            chain,
+            buf: Vec::new(),
+        }
     }
 }

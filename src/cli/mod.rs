@@ -615,6 +615,21 @@ pub struct ServeArgs {
         value_parser = parse_size
     )]
     pub audit_log_max_size: u64,
+    /// Room for decision records held at once while they wait to be written, to stdout and
+    /// the audit log, in places of 4 KiB (at least 1): a record of up to 4 KiB takes one
+    /// place, a larger one (a long user, groups or name) one per started 4 KiB. When stdout's
+    /// reader or the log stops taking writes, records wait; once a record finds no room,
+    /// its request is denied at once (audit_unavailable), as is one larger than the whole
+    /// room, each such answer recorded only in an error log line, rather than held without
+    /// bound. The default holds about 64 MiB of records.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "JITGATE_AUDIT_QUEUE",
+        default_value_t = crate::audit::QUEUE,
+        value_parser = parse_audit_queue
+    )]
+    pub audit_queue: usize,
     /// On SIGTERM, keep serving this long after readiness fails, while endpoints update.
     #[arg(
         long,
@@ -729,6 +744,16 @@ impl From<LimitArgs> for crate::server::Limits {
     }
 }
 
+fn parse_audit_queue(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (one record of up to 4 KiB waiting to be written)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!(
+            "{text:?} is not a number of places (of 4 KiB) such as 16384"
+        )),
+    }
+}
+
 fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
     if text.trim_end_matches(['s', 'm', 'h']) == "0" {
         return Ok(Duration::ZERO);
@@ -759,6 +784,7 @@ impl From<ServeArgs> for ServeConfig {
             max_staleness: a.max_staleness,
             audit_log: a.audit_log,
             audit_log_max_bytes: (a.audit_log_max_size > 0).then_some(a.audit_log_max_size),
+            audit_queue: a.audit_queue,
             records_to_stdout: true,
             shutdown_drain: a.shutdown_drain,
             cert_check_every: Duration::from_secs(2),

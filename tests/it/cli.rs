@@ -186,11 +186,28 @@ fn serve_help_lists_every_flag_with_its_environment_variable() {
         ("--policies", "JITGATE_POLICIES"),
         ("--approvals-file", "JITGATE_APPROVALS_FILE"),
         ("--audit-log", "JITGATE_AUDIT_LOG"),
+        ("--audit-queue", "JITGATE_AUDIT_QUEUE"),
         ("--log-format", "JITGATE_LOG_FORMAT"),
     ] {
         assert!(
             help.contains(flag) && help.contains(env),
             "{flag} / {env} missing:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn serve_refuses_an_audit_queue_of_no_records() {
+    for (value, says) in [("0", "must be at least 1"), ("many", "not a number of places")] {
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--audit-queue", value])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--audit-queue") && stderr.contains(says),
+            "{stderr}"
         );
     }
 }
@@ -476,6 +493,357 @@ async fn stdout_a_pipe_whose_reader_stops_answers_at_the_deadline_and_gets_every
     let said = String::from_utf8_lossy(&verified.stdout);
     assert!(verified.status.success(), "{said}");
     assert!(said.contains("ok: 1 chain(s), 1 intact, 0 broken"), "{said}");
+    assert!(
+        said.contains(&format!("records: {} (seq 1 at", records.len())),
+        "{said}"
+    );
+}
+
+/// A metric's value in the server's /metrics at `addr`, 0 when absent.
+async fn metric(addr: std::net::SocketAddr, ca: &str, name: &str) -> f64 {
+    let mut c = Conn::open(addr, ca, Proto::H1).await.unwrap();
+    let reply = c.send(hyper::Method::GET, "/metrics", None, Vec::new()).await;
+    let text = String::from_utf8(reply.body).unwrap();
+    text.lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// One gated update (alice's, which an approval allows) with the API server's `timeout`,
+/// on a connection of its own.
+async fn one_update(addr: std::net::SocketAddr, ca: &str, timeout: &str) -> Reply {
+    let mut c = Conn::open(addr, ca, Proto::H1).await.unwrap();
+    let review = serde_json::to_vec(&Req::secret_update().review()).unwrap();
+    let reply = c
+        .send(
+            hyper::Method::POST,
+            &format!("/validate?timeout={timeout}"),
+            Some("application/json"),
+            review,
+        )
+        .await;
+    assert_eq!(reply.status, hyper::StatusCode::OK);
+    reply
+}
+
+/// Why an update was refused, if it was.
+fn refused_for(reply: &Reply) -> Option<String> {
+    let response = &reply.json()["response"];
+    (response["allowed"] == false).then(|| {
+        let message = response["status"]["message"].as_str().unwrap();
+        ["audit_unavailable", "deadline_exceeded"]
+            .into_iter()
+            .find(|r| message.contains(r))
+            .unwrap_or(message)
+            .to_string()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdout_a_pipe_whose_reader_stops_holds_at_most_audit_queue_records_and_refuses_the_rest_at_once() {
+    const HELD: &str = "jitgate_audit_queue_held";
+    let dir = tempfile::tempdir().unwrap();
+    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
+    let (mut child, port) = serve_in(
+        dir.path(),
+        &approvals,
+        &["--shutdown-drain", "0s", "--audit-queue", "8"],
+    );
+    let rx = lines_of(&mut child);
+    let mut seen = Vec::new();
+    wait_for_line(&rx, &mut seen, "jitgate listening");
+    let ca = std::fs::read_to_string(dir.path().join("certs-dev/ca.crt")).unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    // Nobody reads stdout: once the pipe is full, records are held, each request's until
+    // its record is written, whether it waits for it or answered at its deadline.
+    let updates = UntilRefused::default();
+    let mut clients = Vec::new();
+    for _ in 0..3000 {
+        if updates.refused() {
+            break;
+        }
+        clients.push(updates.send(Conn::open(addr, &ca, Proto::H1).await.unwrap()));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(updates.refused(), "the pipe never filled");
+    // Until 8 are held: then the next update is refused at once, its record not held.
+    let mut replies = Vec::new();
+    while replies
+        .last()
+        .is_none_or(|r| refused_for(r).as_deref() != Some("audit_unavailable"))
+    {
+        assert!(
+            replies.len() < 20,
+            "no update was refused for the records held; {} held",
+            metric(addr, &ca, HELD).await
+        );
+        replies.push(one_update(addr, &ca, "1s").await);
+    }
+    assert_eq!(metric(addr, &ca, HELD).await, 8.0);
+    // At the bound, every update is refused at once as audit_unavailable (not at its
+    // deadline, as deadline_exceeded), and the records held do not grow.
+    let more: Vec<_> = (0..50)
+        .map(|_| {
+            let ca = ca.clone();
+            tokio::spawn(async move { one_update(addr, &ca, "1s").await })
+        })
+        .collect();
+    let mut at_once = Vec::new();
+    for m in more {
+        let reply = m.await.unwrap();
+        assert_eq!(refused_for(&reply).as_deref(), Some("audit_unavailable"));
+        assert_eq!(reply.json()["response"]["status"]["code"], 503);
+        at_once.push(reply);
+    }
+    assert_eq!(metric(addr, &ca, HELD).await, 8.0);
+    // A request whose record is held and not yet taken to be written answers at its
+    // deadline (deadline_exceeded), its record still held, to be written as that denial:
+    // wait for one (a watchdog, not a timed assertion), so that the place of a record given
+    // up must come back too once the reader resumes.
+    let gave_up = |r: &Reply| refused_for(r).as_deref() == Some("deadline_exceeded");
+    eventually(Duration::from_secs(60), || {
+        let n = updates.count(gave_up) + replies.iter().filter(|r| gave_up(r)).count();
+        async move { n >= 1 }
+    })
+    .await;
+    assert_eq!(metric(addr, &ca, HELD).await, 8.0, "given up, still held");
+
+    // Read stdout now: the records held are written, and updates are allowed again.
+    let mut stdout = child.stdout.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut read = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut read).unwrap();
+        read
+    });
+    for client in clients {
+        tokio::time::timeout(Duration::from_secs(60), client)
+            .await
+            .expect("a client waited for ever")
+            .unwrap();
+    }
+    eventually(Duration::from_secs(60), || async {
+        metric(addr, &ca, HELD).await == 0.0
+    })
+    .await;
+    for _ in 0..20 {
+        let reply = one_update(addr, &ca, "10s").await;
+        assert_eq!(refused_for(&reply), None, "refused after the reader resumed");
+        replies.push(reply);
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    seen.extend(rx.iter());
+
+    // Every answer given has its one record, whole, in chain order; but those refused at
+    // once for the records held, which only their error log line records.
+    let read = reading.join().unwrap();
+    let records: Vec<serde_json::Value> = read
+        .split_inclusive(|b| *b == b'\n')
+        .map(|l| serde_json::from_slice(l).expect("a whole record per line"))
+        .collect();
+    let mut answers = updates.take();
+    answers.extend(replies);
+    answers.extend(at_once);
+    let mut unrecorded = 0;
+    for reply in &answers {
+        let uid = reply.json()["response"]["uid"].as_str().unwrap().to_string();
+        let mine: Vec<_> = records.iter().filter(|r| r["uid"] == uid.as_str()).collect();
+        let logged = seen
+            .iter()
+            .any(|l| l.contains("the audit queue is full") && l.contains(&format!("\"{uid}\"")));
+        if refused_for(reply).as_deref() == Some("audit_unavailable") {
+            assert!(mine.is_empty(), "a record for {uid}, refused before it was held");
+            assert!(logged, "no log line for {uid}");
+            unrecorded += 1;
+        } else {
+            assert_eq!(mine.len(), 1, "one record for {uid}");
+            assert_record_is_the_answer(mine[0], reply);
+            assert!(!logged);
+        }
+    }
+    assert!(unrecorded >= 51, "{unrecorded}");
+    assert!(
+        answers.iter().any(gave_up),
+        "no held request answered at its deadline"
+    );
+    let mut verify = Command::new(BIN)
+        .args(["audit", "verify", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut verify.stdin.take().unwrap(), &read).unwrap();
+    let verified = verify.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{said}");
+    assert!(said.contains("ok: 1 chain(s), 1 intact, 0 broken"), "{said}");
+    assert!(
+        said.contains(&format!("records: {} (seq 1 at", records.len())),
+        "{said}"
+    );
+}
+
+/// alice's gated update as anyone who reaches the port can forge it (no client CA here),
+/// in groups of `group_bytes` bytes in all, 100 bytes each, which its record keeps.
+fn forged_update(group_bytes: usize) -> Vec<u8> {
+    let req = Req::secret_update().with(|r| {
+        r.groups = (0..group_bytes / 100)
+            .map(|i| format!("forged-{i:0>93}"))
+            .collect();
+    });
+    serde_json::to_vec(&req.review()).unwrap()
+}
+
+/// One forged update (`forged_update`) with a 1 s deadline, on a connection of its own.
+async fn one_forged_update(addr: std::net::SocketAddr, ca: &str, group_bytes: usize) -> Reply {
+    let mut c = Conn::open(addr, ca, Proto::H1).await.unwrap();
+    let reply = c
+        .send(
+            hyper::Method::POST,
+            "/validate?timeout=1s",
+            Some("application/json"),
+            forged_update(group_bytes),
+        )
+        .await;
+    assert_eq!(reply.status, hyper::StatusCode::OK);
+    reply
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdout_a_pipe_whose_reader_stops_holds_large_forged_reviews_by_their_size() {
+    const HELD: &str = "jitgate_audit_queue_held";
+    // 40 KiB of groups: each record takes 13 places of 4 KiB, so 64 places hold 4 of them.
+    const GROUPS: usize = 40 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
+    let (mut child, port) = serve_in(
+        dir.path(),
+        &approvals,
+        &["--shutdown-drain", "0s", "--audit-queue", "64"],
+    );
+    let rx = lines_of(&mut child);
+    let mut seen = Vec::new();
+    wait_for_line(&rx, &mut seen, "jitgate listening");
+    let ca = std::fs::read_to_string(dir.path().join("certs-dev/ca.crt")).unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    // Nobody reads stdout, whose pipe (64 KiB) takes at most one such record whole: the
+    // others are held, until one is refused.
+    let forged = UntilRefused::default();
+    let mut clients = Vec::new();
+    for _ in 0..500 {
+        if forged.refused() {
+            break;
+        }
+        let c = Conn::open(addr, &ca, Proto::H1).await.unwrap();
+        clients.push(forged.send_review(c, forged_update(GROUPS)));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(forged.refused(), "no forged review was refused");
+    // Until no other fits: then each is refused at once, its record not held.
+    let mut refused = Vec::new();
+    while refused
+        .last()
+        .is_none_or(|r| refused_for(r).as_deref() != Some("audit_unavailable"))
+    {
+        assert!(
+            refused.len() < 200,
+            "no forged review was refused for the records held; {} places held",
+            metric(addr, &ca, HELD).await
+        );
+        refused.push(one_forged_update(addr, &ca, GROUPS).await);
+    }
+    for _ in 0..20 {
+        let reply = one_forged_update(addr, &ca, GROUPS).await;
+        assert_eq!(refused_for(&reply).as_deref(), Some("audit_unavailable"));
+        assert_eq!(reply.json()["response"]["status"]["code"], 503);
+        refused.push(reply);
+    }
+    let held = metric(addr, &ca, HELD).await;
+    assert!(held <= 64.0, "{held} places held");
+
+    // Read stdout now: the records held are written, and ordinary updates are answered
+    // and recorded again.
+    let mut stdout = child.stdout.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut read = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut read).unwrap();
+        read
+    });
+    for client in clients {
+        tokio::time::timeout(Duration::from_secs(60), client)
+            .await
+            .expect("a client waited for ever")
+            .unwrap();
+    }
+    eventually(Duration::from_secs(60), || async {
+        metric(addr, &ca, HELD).await == 0.0
+    })
+    .await;
+    let mut ordinary = Vec::new();
+    for _ in 0..20 {
+        let reply = one_update(addr, &ca, "10s").await;
+        assert_eq!(refused_for(&reply), None, "refused after the reader resumed");
+        ordinary.push(reply);
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    seen.extend(rx.iter());
+
+    let read = reading.join().unwrap();
+    let records: Vec<serde_json::Value> = read
+        .split_inclusive(|b| *b == b'\n')
+        .map(|l| serde_json::from_slice(l).expect("a whole record per line"))
+        .collect();
+    let mut forged_answers = forged.take();
+    forged_answers.extend(refused);
+    let recorded = |reply: &Reply| {
+        let uid = reply.json()["response"]["uid"].as_str().unwrap().to_string();
+        let mine: Vec<_> = records.iter().filter(|r| r["uid"] == uid.as_str()).collect();
+        let logged = seen
+            .iter()
+            .any(|l| l.contains("the audit queue is full") && l.contains(&format!("\"{uid}\"")));
+        if refused_for(reply).as_deref() == Some("audit_unavailable") {
+            assert!(mine.is_empty(), "a record for {uid}, refused before it was held");
+            assert!(logged, "no log line for {uid}");
+            false
+        } else {
+            assert_eq!(mine.len(), 1, "one record for {uid}");
+            assert_record_is_the_answer(mine[0], reply);
+            assert!(!logged);
+            true
+        }
+    };
+    // Every forged review recorded was held or written before stdout's reader stopped:
+    // at most the one the pipe took whole, and 4 held (13 places each of 64), not 64.
+    let accepted = forged_answers.iter().filter(|r| recorded(r)).count();
+    assert!(
+        (1..=6).contains(&accepted),
+        "{accepted} forged reviews recorded, of {}",
+        forged_answers.len()
+    );
+    assert!(forged_answers.len() >= accepted + 21);
+    for reply in &ordinary {
+        assert!(recorded(reply));
+    }
+    let mut verify = Command::new(BIN)
+        .args(["audit", "verify", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut verify.stdin.take().unwrap(), &read).unwrap();
+    let verified = verify.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{said}");
     assert!(
         said.contains(&format!("records: {} (seq 1 at", records.len())),
         "{said}"

@@ -456,10 +456,14 @@ impl UntilRefused {
     }
 
     /// Sends one update on `c`, in a task of its own; its reply is kept.
-    pub fn send(&self, mut c: Conn) -> tokio::task::JoinHandle<()> {
+    pub fn send(&self, c: Conn) -> tokio::task::JoinHandle<()> {
+        self.send_review(c, serde_json::to_vec(&Req::secret_update().review()).unwrap())
+    }
+
+    /// Sends `review` (an update) on `c`, in a task of its own; its reply is kept.
+    pub fn send_review(&self, mut c: Conn, review: Vec<u8>) -> tokio::task::JoinHandle<()> {
         let (replies, refused) = (self.replies.clone(), self.refused.clone());
         tokio::spawn(async move {
-            let review = serde_json::to_vec(&Req::secret_update().review()).unwrap();
             let reply = c
                 .send(
                     Method::POST,
@@ -485,6 +489,11 @@ impl UntilRefused {
             .find(|r| r.json()["response"]["allowed"] == false)
             .map(|r| r.json()["response"].clone())
             .expect("an update was refused")
+    }
+
+    /// How many replies so far `is`.
+    pub fn count(&self, is: impl Fn(&Reply) -> bool) -> usize {
+        self.replies.lock().unwrap().iter().filter(|r| is(r)).count()
     }
 
     /// Every reply so far, taken.
@@ -570,6 +579,7 @@ impl Harness {
             max_staleness: Duration::from_secs(300),
             audit_log: Some(dir.join("audit.jsonl")),
             audit_log_max_bytes: None,
+            audit_queue: jitgate::audit::QUEUE,
             records_to_stdout: false,
             shutdown_drain: Duration::ZERO,
             cert_check_every: Duration::from_millis(200),
