@@ -69,6 +69,41 @@ impl PublicKey {
     }
 }
 
+/// Whether every `(key, message, signature)` verifies, checked at once (ed25519-dalek's
+/// batch equation, with per-signature weights drawn from a hash of them all): a few times
+/// cheaper per signature than [`PublicKey::verify`] for a large batch. `true` only if each
+/// one is valid, as one by one; `false` says only that some one is not (or could not be
+/// read), and they must then be verified one by one to know which.
+///
+/// Where the two could differ at all is for signatures made with small-order points, which
+/// only the holder of the private key can make: no one else gets a signature past this that
+/// one-by-one verification would refuse.
+pub fn verify_all(items: &[(&PublicKey, &[u8], &[u8])]) -> bool {
+    use ed25519_dalek::{Signature, VerifyingKey};
+    // Signatures of a batch are mostly by a few signers: each key is read (a point
+    // decompression) once.
+    let mut keys: Vec<(&PublicKey, VerifyingKey)> = Vec::new();
+    let mut verifying = Vec::with_capacity(items.len());
+    let mut signatures = Vec::with_capacity(items.len());
+    let mut messages = Vec::with_capacity(items.len());
+    for &(key, message, signature) in items {
+        let known = keys.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+        let Some(vk) = known.or_else(|| VerifyingKey::from_bytes(&key.0).ok()) else {
+            return false;
+        };
+        if known.is_none() {
+            keys.push((key, vk));
+        }
+        let Ok(signature) = Signature::from_slice(signature) else {
+            return false;
+        };
+        verifying.push(vk);
+        signatures.push(signature);
+        messages.push(message);
+    }
+    ed25519_dalek::verify_batch(&messages, &signatures, &verifying).is_ok()
+}
+
 impl std::fmt::Display for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{PUBLIC_PREFIX}{}", STANDARD.encode(self.0))

@@ -803,3 +803,66 @@ async fn a_person_who_approves_online_and_signs_offline_counts_once() {
     );
     h.stop().await;
 }
+
+/// When approvals load, their signatures are verified many at a time: an entry altered after
+/// it was signed is refused wherever it stands among hundreds of good ones, and spoils none
+/// of them (each answer over HTTP/1.1 and HTTP/2, through the server).
+#[tokio::test]
+async fn among_many_signed_entries_verified_together_only_the_altered_ones_grant_nothing() {
+    use jitgate::signing::{Binding, PrivateKey, sign};
+    let carol = PrivateKey::generate().unwrap().0;
+    let binding = Binding {
+        cluster: LOCAL.into(),
+        namespace: "jitgate-system".into(),
+    };
+    let n = 300;
+    // Widened after they were signed: no longer limited to the Secret db-password.
+    let altered = [0, 5, 127, 128, 299];
+    let user = |i: usize| format!("user-{i}@example.com");
+    let entries: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            let key = format!("e{i}");
+            let text = pending().replace("alice@example.com", &user(i));
+            let mut a = jitgate::approvals::parse_entry(&format!("jitgate-approvals/{key}"), &text).unwrap();
+            a.signatures
+                .push(sign(&a.terms(), &binding, "carol", &carol, None));
+            let mut signed = a.to_yaml();
+            if altered.contains(&i) {
+                assert!(signed.contains("name: \"db-password\"\n"), "{signed}");
+                signed = signed.replace("name: \"db-password\"\n", "");
+            }
+            (key, signed)
+        })
+        .collect();
+    let entries: Vec<(&str, &str)> = entries.iter().map(|(k, t)| (&**k, &**t)).collect();
+    let signers = signers_manifest(&[(
+        "carol",
+        format!(
+            "publicKey: {}\nuser: carol@example.com\ngroups: [jitgate-approvers]\n",
+            carol.public()
+        ),
+    )]);
+    let h = Harness::start_with(Some(&approvals_manifest(&entries)), |cfg| {
+        std::fs::write(&cfg.signers_file, &signers).unwrap();
+    })
+    .await;
+    for i in [0, 1, 4, 5, 6, 126, 127, 128, 129, 200, 298, 299] {
+        for proto in [Proto::H1, Proto::H2] {
+            let mut c = Conn::open(h.addr(), &h.certs.ca_pem, proto).await.unwrap();
+            let mut req = Req::secret_update();
+            req.user = user(i);
+            let answer = c.decide(&req.review()).await;
+            if altered.contains(&i) {
+                assert_eq!(answer["allowed"], false, "altered entry {i}: {answer}");
+                let why = answer["status"]["message"].as_str().unwrap_or("");
+                assert!(
+                    why.contains("the signature by \"carol\" does not verify"),
+                    "{why}"
+                );
+            } else {
+                assert_eq!(answer["allowed"], true, "entry {i}: {answer}");
+            }
+        }
+    }
+    h.stop().await;
+}
