@@ -266,6 +266,8 @@ static VERIFIED: LazyLock<moka::sync::Cache<[u8; 32], bool>> =
 fn memo_key(key: &PublicKey, message: &[u8], sig: &[u8]) -> [u8; 32] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(key.as_bytes());
+    // Key and signature are of fixed length, the signature's written out all the same.
+    ctx.update(&(sig.len() as u64).to_be_bytes());
     ctx.update(sig);
     ctx.update(message);
     let mut memo = [0u8; 32];

@@ -306,7 +306,7 @@ fn a_signers_file_trusts_only_the_configmap_named_jitgate_signers() {
     }
 }
 
-/// Signatures verified ahead many at a time count exactly as verified one by one: one that
+/// Signatures verified ahead many at a time count as verified one by one: one that
 /// does not verify (another entry's signature, a bit flipped in its `s` or in its `R`) is
 /// refused wherever it stands in a batch, and spoils none of the others.
 #[test]
@@ -358,5 +358,47 @@ fn signatures_verified_ahead_in_batches_are_trusted_only_if_each_one_verifies() 
                 assert!(why.contains("does not verify"), "{why}");
             }
         }
+    }
+}
+
+/// A key with a small-order part, or written in a non-canonical form, or not a point at
+/// all, is not trusted: with one, signatures can be made that one-by-one and batch
+/// verification disagree on (or, with a small-order key, that anyone can make).
+#[test]
+fn keys_with_a_small_order_part_or_a_non_canonical_form_are_refused() {
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+    let written = |bytes: [u8; 32]| format!("ed25519:{}", STANDARD.encode(bytes));
+    let honest: [u8; 32] = key().public().as_bytes().try_into().unwrap();
+    assert!(PublicKey::parse(&written(honest)).is_ok());
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut identity_signed = identity;
+    identity_signed[31] |= 0x80;
+    let mut order_two = [0xff; 32];
+    order_two[0] = 0xec;
+    order_two[31] = 0x7f;
+    let mixed = {
+        let t = CompressedEdwardsY(order_two).decompress().unwrap();
+        (CompressedEdwardsY(honest).decompress().unwrap() + t)
+            .compress()
+            .to_bytes()
+    };
+    let off_curve = (2u8..)
+        .map(|y| {
+            let mut b = [0u8; 32];
+            b[0] = y;
+            b
+        })
+        .find(|b| CompressedEdwardsY(*b).decompress().is_none())
+        .unwrap();
+    for (what, bytes) in [
+        ("the identity", identity),
+        ("the identity with a sign bit", identity_signed),
+        ("the point of order two", order_two),
+        ("an honest key plus the point of order two", mixed),
+        ("no point", off_curve),
+    ] {
+        let err = PublicKey::parse(&written(bytes)).expect_err(what).to_string();
+        assert!(err.contains("small-order part"), "{what}: {err}");
     }
 }
