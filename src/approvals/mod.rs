@@ -104,6 +104,15 @@ fn check_signatures(
     signers: &Signers,
     earlier: impl Fn(&Arc<Approval>) -> Option<Arc<Approval>> + Sync,
 ) -> Vec<Checking> {
+    // What the checks below verify, verified first many at a time, on all cores: a
+    // signature shown valid there is a remembered verification below.
+    let to_verify: Vec<&Arc<Approval>> = approvals
+        .iter()
+        .filter(|a| !a.signatures.is_empty() && earlier(a).is_none())
+        .collect();
+    parallel::for_each_run(&to_verify, |run| {
+        signers.verify_ahead(run.iter().map(|a| (a.terms(), &a.signatures[..])));
+    });
     parallel::map_in_order(approvals, |_: &mut (), mut given| {
         let kept = |given: Arc<Approval>, counted| Checking {
             checked: Arc::clone(&given),

@@ -24,6 +24,15 @@ pub(super) fn map_in_order<T: Send, R: Send, S: Default>(
     map_runs(items, threads, Spawn::Threads, f).into_iter().flatten()
 }
 
+/// `f` of each of the contiguous runs that [`map_in_order`] would cut `items` into, one
+/// run to a thread (for work that pays by being done many items at a time).
+pub(super) fn for_each_run<T: Sync>(items: &[T], f: impl Fn(&[T]) + Sync) {
+    let threads = threads_for(items.len());
+    let runs: Vec<&[T]> = items.chunks(items.len().div_ceil(threads).max(1)).collect();
+    let threads = runs.len();
+    map_runs(runs, threads, Spawn::Threads, |_: &mut (), run| f(run));
+}
+
 /// The items left in `slot` (none if they were taken).
 fn take<T>(slot: &std::sync::Mutex<Option<Vec<T>>>) -> Vec<T> {
     slot.lock()

@@ -8,7 +8,9 @@
 //! breakGlass), and, for a `for:` entry, the signature's own `notAfter` (after it, the
 //! signature counts for nothing, whenever the entry's clock started), as parsed, so key
 //! order and YAML formatting do not matter and any change to one of them invalidates it.
-//! Crypto is ring's.
+//! Keys, signing and one-by-one verification are ring's; when many approvals load, their
+//! signatures are first verified in batches ([`Signers::verify_ahead`], ed25519-dalek's
+//! batch verification, a few times cheaper per signature).
 //!
 //! - [`keys`]: key pairs and the files they live in.
 //! - [`signers`]: the trusted signers, from the one ConfigMap `jitgate-signers` (or a file).
@@ -260,14 +262,22 @@ pub enum Checked {
 static VERIFIED: LazyLock<moka::sync::Cache<[u8; 32], bool>> =
     LazyLock::new(|| moka::sync::Cache::new(1 << 18));
 
-/// Verifies `sig` over `message` with `key`, once per distinct triple.
-fn verify(key: &PublicKey, message: &[u8], sig: &[u8]) -> bool {
+/// The key under which the verification of `sig` over `message` with `key` is remembered.
+fn memo_key(key: &PublicKey, message: &[u8], sig: &[u8]) -> [u8; 32] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(key.as_bytes());
+    // Key and signature are of fixed length, the signature's written out all the same.
+    ctx.update(&(sig.len() as u64).to_be_bytes());
     ctx.update(sig);
     ctx.update(message);
     let mut memo = [0u8; 32];
     memo.copy_from_slice(ctx.finish().as_ref());
+    memo
+}
+
+/// Verifies `sig` over `message` with `key`, once per distinct triple.
+fn verify(key: &PublicKey, message: &[u8], sig: &[u8]) -> bool {
+    let memo = memo_key(key, message, sig);
     if let Some(valid) = VERIFIED.get(&memo) {
         return valid;
     }
@@ -275,6 +285,11 @@ fn verify(key: &PublicKey, message: &[u8], sig: &[u8]) -> bool {
     VERIFIED.insert(memo, valid);
     valid
 }
+
+/// Signatures verified together by [`Signers::verify_ahead`]: enough for the batch equation
+/// to pay (about a third of one-by-one's cost per signature at this size), few enough that
+/// a batch with a bad signature in it, which is then verified one by one, wastes little.
+const BATCH: usize = 128;
 
 /// Forgets every remembered verification (for benchmarks of a cold load).
 #[doc(hidden)]
@@ -291,63 +306,128 @@ impl Signers {
 
     /// Checks one signature of the terms `a`.
     pub fn check(&self, a: &Terms<'_>, sig: &Signature) -> Checked {
-        let refused = |why: String| Checked::Refused {
-            signer: sig.signer.clone(),
-            why,
+        let (signer, message) = match self.to_verify(a, sig) {
+            Ok(it) => it,
+            Err(refused) => return refused,
         };
-        if self.binding().cluster.is_empty() {
-            return refused(
-                "the cluster's id is not known yet (jitgate reads it from the API server; the CLI needs --cluster-id), so no signature can be checked".into(),
-            );
-        }
-        let Some(signer) = self.get(&sig.signer) else {
-            return refused(format!(
-                "{:?} is not a trusted signer (not in the signers ConfigMap)",
-                sig.signer
-            ));
-        };
-        if signer.fingerprint != sig.key {
-            return refused(format!(
-                "key {} is not {:?}'s trusted key ({})",
-                sig.key, sig.signer, signer.fingerprint
-            ));
-        }
-        let here = self.binding();
-        let (Some(cluster), Some(namespace)) = (&sig.cluster, &sig.namespace) else {
-            return refused(format!(
-                "the signature by {:?} is in an older form (v1) that names no cluster, which this jitgate no longer accepts; ask {:?} to sign the entry again (jitgate sign --cluster-id {} --namespace {})",
-                sig.signer, sig.signer, here.cluster, here.namespace
-            ));
-        };
-        if *cluster != here.cluster {
-            return refused(format!(
-                "the signature by {:?} was made for cluster {cluster:?}, and this is cluster {:?}: it grants nothing here",
-                sig.signer, here.cluster
-            ));
-        }
-        if *namespace != here.namespace {
-            return refused(format!(
-                "the signature by {:?} was made for approvals in namespace {namespace:?}, and these are in {:?}: it grants nothing here",
-                sig.signer, here.namespace
-            ));
-        }
-        if a.valid_for_secs.is_some() && sig.not_after.is_none() {
-            return refused(format!(
-                "the signature by {:?} of a for: entry names no notAfter, so it could be replayed without end; ask for a new one (jitgate sign adds it)",
-                sig.signer
-            ));
-        }
-        if !verify(&signer.key, &canonical(a, here, sig.not_after), &sig.value) {
-            return refused(format!(
-                "the signature by {:?} does not verify: the entry changed after it was signed, or it was signed for another entry",
-                sig.signer
-            ));
+        if !verify(&signer.key, &message, &sig.value) {
+            return Checked::Refused {
+                signer: sig.signer.clone(),
+                why: format!(
+                    "the signature by {:?} does not verify: the entry changed after it was signed, or it was signed for another entry",
+                    sig.signer
+                ),
+            };
         }
         Checked::Trusted(Trust {
             signer: signer.clone(),
             not_after: sig.not_after,
         })
     }
+
+    /// The trusted signer whose key `sig` must verify with, and the bytes it must verify
+    /// over; or why it is refused before any verification (an unknown signer or key, another
+    /// cluster or namespace, an old form, a `for:` entry's signature without notAfter).
+    fn to_verify(&self, a: &Terms<'_>, sig: &Signature) -> Result<(&Arc<Signer>, Vec<u8>), Checked> {
+        let refused = |why: String| Checked::Refused {
+            signer: sig.signer.clone(),
+            why,
+        };
+        if self.binding().cluster.is_empty() {
+            return Err(refused(
+                "the cluster's id is not known yet (jitgate reads it from the API server; the CLI needs --cluster-id), so no signature can be checked".into(),
+            ));
+        }
+        let Some(signer) = self.get(&sig.signer) else {
+            return Err(refused(format!(
+                "{:?} is not a trusted signer (not in the signers ConfigMap)",
+                sig.signer
+            )));
+        };
+        if signer.fingerprint != sig.key {
+            return Err(refused(format!(
+                "key {} is not {:?}'s trusted key ({})",
+                sig.key, sig.signer, signer.fingerprint
+            )));
+        }
+        let here = self.binding();
+        let (Some(cluster), Some(namespace)) = (&sig.cluster, &sig.namespace) else {
+            return Err(refused(format!(
+                "the signature by {:?} is in an older form (v1) that names no cluster, which this jitgate no longer accepts; ask {:?} to sign the entry again (jitgate sign --cluster-id {} --namespace {})",
+                sig.signer, sig.signer, here.cluster, here.namespace
+            )));
+        };
+        if *cluster != here.cluster {
+            return Err(refused(format!(
+                "the signature by {:?} was made for cluster {cluster:?}, and this is cluster {:?}: it grants nothing here",
+                sig.signer, here.cluster
+            )));
+        }
+        if *namespace != here.namespace {
+            return Err(refused(format!(
+                "the signature by {:?} was made for approvals in namespace {namespace:?}, and these are in {:?}: it grants nothing here",
+                sig.signer, here.namespace
+            )));
+        }
+        if a.valid_for_secs.is_some() && sig.not_after.is_none() {
+            return Err(refused(format!(
+                "the signature by {:?} of a for: entry names no notAfter, so it could be replayed without end; ask for a new one (jitgate sign adds it)",
+                sig.signer
+            )));
+        }
+        Ok((signer, canonical(a, here, sig.not_after)))
+    }
+
+    /// Verifies ahead, many at a time, the signatures that [`Signers::check`] would verify
+    /// of `entries` (each one's terms and signatures), and remembers those that verify, so
+    /// that checking them afterwards finds each verification made. A batch in which some
+    /// signature does not verify is left for `check` to verify one by one (and to refuse the
+    /// bad one): nothing is remembered valid that was not shown valid.
+    pub fn verify_ahead<'a>(&self, entries: impl IntoIterator<Item = (Terms<'a>, &'a [Signature])>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        for (terms, signatures) in entries {
+            for sig in signatures {
+                let Ok((signer, message)) = self.to_verify(&terms, sig) else {
+                    continue;
+                };
+                let memo = memo_key(&signer.key, &message, &sig.value);
+                if !VERIFIED.contains_key(&memo) {
+                    batch.push(Unverified {
+                        memo,
+                        key: &signer.key,
+                        message,
+                        signature: &sig.value,
+                    });
+                }
+                if batch.len() == BATCH {
+                    verify_together(&mut batch);
+                }
+            }
+        }
+        verify_together(&mut batch);
+    }
+}
+
+/// A signature that [`Signers::verify_ahead`] has yet to verify.
+struct Unverified<'a> {
+    memo: [u8; 32],
+    key: &'a PublicKey,
+    message: Vec<u8>,
+    signature: &'a [u8],
+}
+
+/// Verifies `batch` together and, if every one verifies, remembers each valid; empties it.
+fn verify_together(batch: &mut Vec<Unverified<'_>>) {
+    let items: Vec<_> = batch
+        .iter()
+        .map(|u| (u.key, &u.message[..], u.signature))
+        .collect();
+    if items.len() > 1 && keys::verify_all(&items) {
+        for u in batch.iter() {
+            VERIFIED.insert(u.memo, true);
+        }
+    }
+    batch.clear();
 }
 
 #[cfg(test)]

@@ -305,3 +305,100 @@ fn a_signers_file_trusts_only_the_configmap_named_jitgate_signers() {
         assert!(errors[0].reason.contains("trusts nobody"), "{errors:?}");
     }
 }
+
+/// Signatures verified ahead many at a time count as verified one by one: one that
+/// does not verify (another entry's signature, a bit flipped in its `s` or in its `R`) is
+/// refused wherever it stands in a batch, and spoils none of the others.
+#[test]
+fn signatures_verified_ahead_in_batches_are_trusted_only_if_each_one_verifies() {
+    let alice = key();
+    let signers = signers_for("alice", &alice, "");
+    let n = 2 * BATCH + 7;
+    // The second batch has no bad signature; the first and the third have.
+    let bad = [0, 1, BATCH - 1, 2 * BATCH + 3, n - 1];
+    let mut entries: Vec<_> = (0..n)
+        .map(|i| {
+            let text = ENTRY.replace("INC-7", &format!("INC-7-{i}-batch"));
+            parse_entry(
+                &format!("cm/e{i}"),
+                &signed(&text, &format!("cm/e{i}"), "alice", &alice),
+            )
+            .unwrap()
+        })
+        .collect();
+    let next_value = entries[2].signatures[0].value.clone();
+    for (k, &i) in bad.iter().enumerate() {
+        let value = &mut entries[i].signatures[0].value;
+        match k % 3 {
+            0 => value.clone_from(&next_value),
+            1 => value[40] ^= 1,
+            _ => value[3] ^= 0x10,
+        }
+    }
+    signers.verify_ahead(entries.iter().map(|a| (a.terms(), &a.signatures[..])));
+    let remembered = |a: &crate::approvals::Approval| {
+        let sig = &a.signatures[0];
+        let message = canonical(&a.terms(), signers.binding(), None);
+        VERIFIED.contains_key(&memo_key(
+            &signers.get("alice").unwrap().key,
+            &message,
+            &sig.value,
+        ))
+    };
+    for (i, a) in entries.iter().enumerate() {
+        // Only the batch whose signatures all verify was remembered valid, at once.
+        assert_eq!(remembered(a), (BATCH..2 * BATCH).contains(&i), "entry {i}");
+    }
+    for (i, a) in entries.iter().enumerate() {
+        let checked = a.checked_by(&signers);
+        match &checked[0] {
+            Checked::Trusted(_) => assert!(!bad.contains(&i), "altered entry {i} trusted"),
+            Checked::Refused { why, .. } => {
+                assert!(bad.contains(&i), "entry {i} refused: {why}");
+                assert!(why.contains("does not verify"), "{why}");
+            }
+        }
+    }
+}
+
+/// A key with a small-order part, or written in a non-canonical form, or not a point at
+/// all, is not trusted: with one, signatures can be made that one-by-one and batch
+/// verification disagree on (or, with a small-order key, that anyone can make).
+#[test]
+fn keys_with_a_small_order_part_or_a_non_canonical_form_are_refused() {
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+    let written = |bytes: [u8; 32]| format!("ed25519:{}", STANDARD.encode(bytes));
+    let honest: [u8; 32] = key().public().as_bytes().try_into().unwrap();
+    assert!(PublicKey::parse(&written(honest)).is_ok());
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut identity_signed = identity;
+    identity_signed[31] |= 0x80;
+    let mut order_two = [0xff; 32];
+    order_two[0] = 0xec;
+    order_two[31] = 0x7f;
+    let mixed = {
+        let t = CompressedEdwardsY(order_two).decompress().unwrap();
+        (CompressedEdwardsY(honest).decompress().unwrap() + t)
+            .compress()
+            .to_bytes()
+    };
+    let off_curve = (2u8..)
+        .map(|y| {
+            let mut b = [0u8; 32];
+            b[0] = y;
+            b
+        })
+        .find(|b| CompressedEdwardsY(*b).decompress().is_none())
+        .unwrap();
+    for (what, bytes) in [
+        ("the identity", identity),
+        ("the identity with a sign bit", identity_signed),
+        ("the point of order two", order_two),
+        ("an honest key plus the point of order two", mixed),
+        ("no point", off_curve),
+    ] {
+        let err = PublicKey::parse(&written(bytes)).expect_err(what).to_string();
+        assert!(err.contains("small-order part"), "{what}: {err}");
+    }
+}

@@ -803,3 +803,190 @@ async fn a_person_who_approves_online_and_signs_offline_counts_once() {
     );
     h.stop().await;
 }
+
+/// When approvals load, their signatures are verified many at a time: an entry altered after
+/// it was signed is refused wherever it stands among hundreds of good ones, and spoils none
+/// of them (each answer over HTTP/1.1 and HTTP/2, through the server).
+#[tokio::test]
+async fn among_many_signed_entries_verified_together_only_the_altered_ones_grant_nothing() {
+    use jitgate::signing::{Binding, PrivateKey, sign};
+    let carol = PrivateKey::generate().unwrap().0;
+    let binding = Binding {
+        cluster: LOCAL.into(),
+        namespace: "jitgate-system".into(),
+    };
+    let n = 300;
+    // Widened after they were signed: no longer limited to the Secret db-password.
+    let altered = [0, 5, 127, 128, 299];
+    let user = |i: usize| format!("user-{i}@example.com");
+    let entries: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            let key = format!("e{i}");
+            let text = pending().replace("alice@example.com", &user(i));
+            let mut a = jitgate::approvals::parse_entry(&format!("jitgate-approvals/{key}"), &text).unwrap();
+            a.signatures
+                .push(sign(&a.terms(), &binding, "carol", &carol, None));
+            let mut signed = a.to_yaml();
+            if altered.contains(&i) {
+                assert!(signed.contains("name: \"db-password\"\n"), "{signed}");
+                signed = signed.replace("name: \"db-password\"\n", "");
+            }
+            (key, signed)
+        })
+        .collect();
+    let entries: Vec<(&str, &str)> = entries.iter().map(|(k, t)| (&**k, &**t)).collect();
+    let signers = signers_manifest(&[(
+        "carol",
+        format!(
+            "publicKey: {}\nuser: carol@example.com\ngroups: [jitgate-approvers]\n",
+            carol.public()
+        ),
+    )]);
+    let h = Harness::start_with(Some(&approvals_manifest(&entries)), |cfg| {
+        std::fs::write(&cfg.signers_file, &signers).unwrap();
+    })
+    .await;
+    for i in [0, 1, 4, 5, 6, 126, 127, 128, 129, 200, 298, 299] {
+        for proto in [Proto::H1, Proto::H2] {
+            let mut c = Conn::open(h.addr(), &h.certs.ca_pem, proto).await.unwrap();
+            let mut req = Req::secret_update();
+            req.user = user(i);
+            let answer = c.decide(&req.review()).await;
+            if altered.contains(&i) {
+                assert_eq!(answer["allowed"], false, "altered entry {i}: {answer}");
+                let why = answer["status"]["message"].as_str().unwrap_or("");
+                assert!(
+                    why.contains("the signature by \"carol\" does not verify"),
+                    "{why}"
+                );
+            } else {
+                assert_eq!(answer["allowed"], true, "entry {i}: {answer}");
+            }
+        }
+    }
+    h.stop().await;
+}
+
+/// What a trusted signer's own key could be made to do past a batch. `R` written as the
+/// identity in a non-canonical form (y = p + 1) with s = h·a satisfies the batch equation
+/// and fails one-by-one verification, which compares `R`'s bytes: the entry so signed is
+/// refused, and the honest entries verified beside it grant. And a key with a small-order
+/// part is not trusted at all (with one, signatures verifiers disagree on are easy).
+#[tokio::test]
+async fn a_signers_key_cannot_sign_past_a_batch_what_one_by_one_verification_refuses() {
+    use crate::support::offline::by_hand;
+    use base64::Engine;
+    use jitgate::signing::{Binding, PublicKey, Signature, canonical};
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let (a, public) = by_hand::key([7; 32]);
+    let key = PublicKey::parse(&format!("ed25519:{}", b64(&public))).unwrap();
+    let binding = Binding {
+        cluster: LOCAL.into(),
+        namespace: "jitgate-system".into(),
+    };
+    let mut p_plus_1 = [0xff; 32];
+    p_plus_1[0] = 0xee;
+    p_plus_1[31] = 0x7f;
+    let user = |i: usize| format!("user-{i}@example.com");
+    let crafted = 3;
+    let entries: Vec<(String, String)> = (0..8)
+        .map(|i| {
+            let key_name = format!("e{i}");
+            let text = pending().replace("alice@example.com", &user(i));
+            let mut e =
+                jitgate::approvals::parse_entry(&format!("jitgate-approvals/{key_name}"), &text).unwrap();
+            let message = canonical(&e.terms(), &binding, None);
+            let value = if i == crafted {
+                by_hand::sign(
+                    (a, public),
+                    curve25519_dalek::Scalar::ZERO,
+                    Some(p_plus_1),
+                    &message,
+                )
+            } else {
+                by_hand::sign(
+                    (a, public),
+                    curve25519_dalek::Scalar::from(1000 + i as u64),
+                    None,
+                    &message,
+                )
+            };
+            e.signatures.push(Signature {
+                signer: "mallet".into(),
+                key: key.fingerprint(),
+                cluster: Some(binding.cluster.clone()),
+                namespace: Some(binding.namespace.clone()),
+                not_after: None,
+                value,
+            });
+            (key_name, e.to_yaml())
+        })
+        .collect();
+    let entries: Vec<(&str, &str)> = entries.iter().map(|(k, t)| (&**k, &**t)).collect();
+    let trusting = |public: &[u8]| {
+        signers_manifest(&[(
+            "mallet",
+            format!(
+                "publicKey: ed25519:{}\nuser: mallet@example.com\ngroups: [jitgate-approvers]\n",
+                b64(public)
+            ),
+        )])
+    };
+    let signers = trusting(&public);
+    let h = Harness::start_with(Some(&approvals_manifest(&entries)), |cfg| {
+        std::fs::write(&cfg.signers_file, &signers).unwrap();
+    })
+    .await;
+    let ask = |i: usize| {
+        let (addr, ca) = (h.addr(), h.certs.ca_pem.clone());
+        async move {
+            let mut out = Vec::new();
+            for proto in [Proto::H1, Proto::H2] {
+                let mut c = Conn::open(addr, &ca, proto).await.unwrap();
+                let mut req = Req::secret_update();
+                req.user = user(i);
+                out.push(c.decide(&req.review()).await);
+            }
+            out
+        }
+    };
+    for i in 0..8 {
+        for answer in ask(i).await {
+            if i == crafted {
+                assert_eq!(answer["allowed"], false, "{answer}");
+                let why = answer["status"]["message"].as_str().unwrap_or("");
+                assert!(
+                    why.contains("the signature by \"mallet\" does not verify"),
+                    "{why}"
+                );
+            } else {
+                assert_eq!(answer["allowed"], true, "entry {i}: {answer}");
+            }
+        }
+    }
+    // The same key with the point of order two added: mallet is no longer trusted, and
+    // none of the signatures counts.
+    let mut order_two = [0xff; 32];
+    order_two[0] = 0xec;
+    order_two[31] = 0x7f;
+    let two = curve25519_dalek::edwards::CompressedEdwardsY(order_two)
+        .decompress()
+        .unwrap();
+    let mixed = (curve25519_dalek::edwards::CompressedEdwardsY(public)
+        .decompress()
+        .unwrap()
+        + two)
+        .compress();
+    std::fs::write(h.dir.path().join("signers.yaml"), trusting(mixed.as_bytes())).unwrap();
+    eventually(PATIENCE, || async {
+        ask(0).await.iter().all(|a| {
+            a["allowed"] == false
+                && a["status"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("\"mallet\" is not a trusted signer")
+        })
+    })
+    .await;
+    h.stop().await;
+}

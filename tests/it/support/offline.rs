@@ -108,3 +108,41 @@ pub fn signers_manifest(entries: &[(&str, String)]) -> String {
     }
     out
 }
+
+/// Ed25519 by hand, for signatures no signing tool makes (tests of what a signer's own
+/// key could be made to do).
+pub mod by_hand {
+    use curve25519_dalek::Scalar;
+    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT as B;
+
+    /// The secret scalar of `seed` and its public key, as Ed25519 derives them.
+    pub fn key(seed: [u8; 32]) -> (Scalar, [u8; 32]) {
+        let h = ring::digest::digest(&ring::digest::SHA512, &seed);
+        let mut a = [0u8; 32];
+        a.copy_from_slice(&h.as_ref()[..32]);
+        a[0] &= 248;
+        a[31] &= 127;
+        a[31] |= 64;
+        let a = Scalar::from_bytes_mod_order(a);
+        (a, (a * B).compress().to_bytes())
+    }
+
+    /// A signature `(R, s)` over `message` by `(a, public)` with nonce `r`, `R` written as
+    /// `r_bytes` when given (else as r·B).
+    pub fn sign(
+        (a, public): (Scalar, [u8; 32]),
+        r: Scalar,
+        r_bytes: Option<[u8; 32]>,
+        message: &[u8],
+    ) -> Vec<u8> {
+        let big_r = r_bytes.unwrap_or_else(|| (r * B).compress().to_bytes());
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA512);
+        ctx.update(&big_r);
+        ctx.update(&public);
+        ctx.update(message);
+        let mut wide = [0u8; 64];
+        wide.copy_from_slice(ctx.finish().as_ref());
+        let h = Scalar::from_bytes_mod_order_wide(&wide);
+        [big_r, (r + h * a).to_bytes()].concat()
+    }
+}
