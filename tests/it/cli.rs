@@ -46,6 +46,32 @@ fn serve_in(dir: &Path, approvals: &str, extra: &[&str]) -> (Child, u16) {
     (child, port)
 }
 
+/// `serve` with one approval (alice's, `good`), once it listens: its log lines as they
+/// come, those seen so far, and how to reach it.
+struct Served {
+    child: Child,
+    rx: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    ca: String,
+    addr: std::net::SocketAddr,
+}
+
+/// [`Served`] in `dir`, with `extra` arguments.
+fn serve_good(dir: &Path, extra: &[&str]) -> Served {
+    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
+    let (mut child, port) = serve_in(dir, &approvals, extra);
+    let rx = lines_of(&mut child);
+    let mut seen = Vec::new();
+    wait_for_line(&rx, &mut seen, "jitgate listening");
+    Served {
+        child,
+        rx,
+        seen,
+        ca: std::fs::read_to_string(dir.join("certs-dev/ca.crt")).unwrap(),
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+    }
+}
+
 /// Collects a child's stderr lines as they come.
 fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -123,14 +149,14 @@ async fn serve_runs_on_its_embedded_defaults_in_a_fresh_directory() {
 #[tokio::test]
 async fn a_full_disk_answers_audit_unavailable_and_stdout_records_that_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
     let extra = ["--audit-log", "/dev/full", "--shutdown-drain", "0s"];
-    let (mut child, port) = serve_in(dir.path(), &approvals, &extra);
-    let rx = lines_of(&mut child);
-    let mut seen = Vec::new();
-    wait_for_line(&rx, &mut seen, "jitgate listening");
-    let ca = std::fs::read_to_string(dir.path().join("certs-dev/ca.crt")).unwrap();
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let Served {
+        mut child,
+        rx,
+        mut seen,
+        ca,
+        addr,
+    } = serve_good(dir.path(), &extra);
     let mut c = Conn::open(addr, &ca, Proto::H1).await.unwrap();
     // Approved, so it would be allowed: without its record it is refused.
     let alice = Req::secret_update();
@@ -409,13 +435,13 @@ fn check_prints_the_change_fingerprint_and_a_pinned_approval_allows_only_that_ch
 async fn stdout_a_pipe_whose_reader_stops_answers_at_the_deadline_and_gets_every_record_whole_in_order() {
     // Records to stdout only, as the shipped Deployment writes them; stdout is a pipe.
     let dir = tempfile::tempdir().unwrap();
-    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
-    let (mut child, port) = serve_in(dir.path(), &approvals, &["--shutdown-drain", "0s"]);
-    let rx = lines_of(&mut child);
-    let mut seen = Vec::new();
-    wait_for_line(&rx, &mut seen, "jitgate listening");
-    let ca = std::fs::read_to_string(dir.path().join("certs-dev/ca.crt")).unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let Served {
+        mut child,
+        rx,
+        mut seen,
+        ca,
+        addr,
+    } = serve_good(dir.path(), &["--shutdown-drain", "0s"]);
 
     // Nobody reads stdout: once the pipe is full, records wait. Requests keep coming, each
     // on its own connection, until one is refused at its deadline.
@@ -540,21 +566,107 @@ fn refused_for(reply: &Reply) -> Option<String> {
     })
 }
 
+/// Places taken in the bound of records held (`--audit-queue`).
+const HELD: &str = "jitgate_audit_queue_held";
+
+/// The end of a stalled-stdout story: stdout is read again, the clients still waiting get
+/// their answers, the places held come back to 0, and 20 ordinary updates are allowed;
+/// then the server stops (its log lines kept in `seen`). Returns all that stdout held and
+/// the 20 replies.
+async fn resume_stdout(
+    child: &mut Child,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+    addr: std::net::SocketAddr,
+    ca: &str,
+    rx: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+) -> (Vec<u8>, Vec<Reply>) {
+    let mut stdout = child.stdout.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut read = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut read).unwrap();
+        read
+    });
+    for client in clients {
+        tokio::time::timeout(Duration::from_secs(60), client)
+            .await
+            .expect("a client waited for ever")
+            .unwrap();
+    }
+    eventually(Duration::from_secs(60), || async {
+        metric(addr, ca, HELD).await == 0.0
+    })
+    .await;
+    let mut ordinary = Vec::new();
+    for _ in 0..20 {
+        let reply = one_update(addr, ca, "10s").await;
+        assert_eq!(refused_for(&reply), None, "refused after the reader resumed");
+        ordinary.push(reply);
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    seen.extend(rx.iter());
+    (reading.join().unwrap(), ordinary)
+}
+
+/// The records in what stdout held, each a whole line.
+fn records_in(read: &[u8]) -> Vec<serde_json::Value> {
+    read.split_inclusive(|b| *b == b'\n')
+        .map(|l| serde_json::from_slice(l).expect("a whole record per line"))
+        .collect()
+}
+
+/// Whether `reply` has its one record among `records`, saying the answer it gave (true);
+/// refused at once for the records held (`audit_unavailable`), it has none, and its error
+/// log line instead (false).
+fn recorded_once_or_logged(reply: &Reply, records: &[serde_json::Value], seen: &[String]) -> bool {
+    let uid = reply.json()["response"]["uid"].as_str().unwrap().to_string();
+    let mine: Vec<_> = records.iter().filter(|r| r["uid"] == uid.as_str()).collect();
+    let logged = seen
+        .iter()
+        .any(|l| l.contains("the audit queue is full") && l.contains(&format!("\"{uid}\"")));
+    if refused_for(reply).as_deref() == Some("audit_unavailable") {
+        assert!(mine.is_empty(), "a record for {uid}, refused before it was held");
+        assert!(logged, "no log line for {uid}");
+        false
+    } else {
+        assert_eq!(mine.len(), 1, "one record for {uid}");
+        assert_record_is_the_answer(mine[0], reply);
+        assert!(!logged);
+        true
+    }
+}
+
+/// `jitgate audit verify -` of what stdout held, which must pass with `records` records
+/// from seq 1; what it said.
+fn verify_stdout(read: &[u8], records: usize) -> String {
+    let mut verify = Command::new(BIN)
+        .args(["audit", "verify", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut verify.stdin.take().unwrap(), read).unwrap();
+    let verified = verify.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&verified.stdout).into_owned();
+    assert!(verified.status.success(), "{said}");
+    assert!(said.contains(&format!("records: {records} (seq 1 at")), "{said}");
+    said
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdout_a_pipe_whose_reader_stops_holds_at_most_audit_queue_records_and_refuses_the_rest_at_once() {
-    const HELD: &str = "jitgate_audit_queue_held";
     let dir = tempfile::tempdir().unwrap();
-    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
-    let (mut child, port) = serve_in(
-        dir.path(),
-        &approvals,
-        &["--shutdown-drain", "0s", "--audit-queue", "8"],
-    );
-    let rx = lines_of(&mut child);
-    let mut seen = Vec::new();
-    wait_for_line(&rx, &mut seen, "jitgate listening");
-    let ca = std::fs::read_to_string(dir.path().join("certs-dev/ca.crt")).unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let Served {
+        mut child,
+        rx,
+        mut seen,
+        ca,
+        addr,
+    } = serve_good(dir.path(), &["--shutdown-drain", "0s", "--audit-queue", "8"]);
 
     // Nobody reads stdout: once the pipe is full, records are held, each request's until
     // its record is written, whether it waits for it or answered at its deadline.
@@ -611,81 +723,26 @@ async fn stdout_a_pipe_whose_reader_stops_holds_at_most_audit_queue_records_and_
     assert_eq!(metric(addr, &ca, HELD).await, 8.0, "given up, still held");
 
     // Read stdout now: the records held are written, and updates are allowed again.
-    let mut stdout = child.stdout.take().unwrap();
-    let reading = std::thread::spawn(move || {
-        let mut read = Vec::new();
-        std::io::Read::read_to_end(&mut stdout, &mut read).unwrap();
-        read
-    });
-    for client in clients {
-        tokio::time::timeout(Duration::from_secs(60), client)
-            .await
-            .expect("a client waited for ever")
-            .unwrap();
-    }
-    eventually(Duration::from_secs(60), || async {
-        metric(addr, &ca, HELD).await == 0.0
-    })
-    .await;
-    for _ in 0..20 {
-        let reply = one_update(addr, &ca, "10s").await;
-        assert_eq!(refused_for(&reply), None, "refused after the reader resumed");
-        replies.push(reply);
-    }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-    seen.extend(rx.iter());
+    let (read, replies_after) = resume_stdout(&mut child, clients, addr, &ca, &rx, &mut seen).await;
+    replies.extend(replies_after);
 
     // Every answer given has its one record, whole, in chain order; but those refused at
     // once for the records held, which only their error log line records.
-    let read = reading.join().unwrap();
-    let records: Vec<serde_json::Value> = read
-        .split_inclusive(|b| *b == b'\n')
-        .map(|l| serde_json::from_slice(l).expect("a whole record per line"))
-        .collect();
+    let records = records_in(&read);
     let mut answers = updates.take();
     answers.extend(replies);
     answers.extend(at_once);
-    let mut unrecorded = 0;
-    for reply in &answers {
-        let uid = reply.json()["response"]["uid"].as_str().unwrap().to_string();
-        let mine: Vec<_> = records.iter().filter(|r| r["uid"] == uid.as_str()).collect();
-        let logged = seen
-            .iter()
-            .any(|l| l.contains("the audit queue is full") && l.contains(&format!("\"{uid}\"")));
-        if refused_for(reply).as_deref() == Some("audit_unavailable") {
-            assert!(mine.is_empty(), "a record for {uid}, refused before it was held");
-            assert!(logged, "no log line for {uid}");
-            unrecorded += 1;
-        } else {
-            assert_eq!(mine.len(), 1, "one record for {uid}");
-            assert_record_is_the_answer(mine[0], reply);
-            assert!(!logged);
-        }
-    }
+    let unrecorded = answers
+        .iter()
+        .filter(|reply| !recorded_once_or_logged(reply, &records, &seen))
+        .count();
     assert!(unrecorded >= 51, "{unrecorded}");
     assert!(
         answers.iter().any(gave_up),
         "no held request answered at its deadline"
     );
-    let mut verify = Command::new(BIN)
-        .args(["audit", "verify", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut verify.stdin.take().unwrap(), &read).unwrap();
-    let verified = verify.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&verified.stdout);
-    assert!(verified.status.success(), "{said}");
+    let said = verify_stdout(&read, records.len());
     assert!(said.contains("ok: 1 chain(s), 1 intact, 0 broken"), "{said}");
-    assert!(
-        said.contains(&format!("records: {} (seq 1 at", records.len())),
-        "{said}"
-    );
 }
 
 /// alice's gated update as anyone who reaches the port can forge it (no client CA here),
@@ -716,21 +773,16 @@ async fn one_forged_update(addr: std::net::SocketAddr, ca: &str, group_bytes: us
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdout_a_pipe_whose_reader_stops_holds_large_forged_reviews_by_their_size() {
-    const HELD: &str = "jitgate_audit_queue_held";
     // 40 KiB of groups: each record takes 13 places of 4 KiB, so 64 places hold 4 of them.
     const GROUPS: usize = 40 * 1024;
     let dir = tempfile::tempdir().unwrap();
-    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
-    let (mut child, port) = serve_in(
-        dir.path(),
-        &approvals,
-        &["--shutdown-drain", "0s", "--audit-queue", "64"],
-    );
-    let rx = lines_of(&mut child);
-    let mut seen = Vec::new();
-    wait_for_line(&rx, &mut seen, "jitgate listening");
-    let ca = std::fs::read_to_string(dir.path().join("certs-dev/ca.crt")).unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let Served {
+        mut child,
+        rx,
+        mut seen,
+        ca,
+        addr,
+    } = serve_good(dir.path(), &["--shutdown-drain", "0s", "--audit-queue", "64"]);
 
     // Nobody reads stdout, whose pipe (64 KiB) takes at most one such record whole: the
     // others are held, until one is refused.
@@ -769,59 +821,11 @@ async fn stdout_a_pipe_whose_reader_stops_holds_large_forged_reviews_by_their_si
 
     // Read stdout now: the records held are written, and ordinary updates are answered
     // and recorded again.
-    let mut stdout = child.stdout.take().unwrap();
-    let reading = std::thread::spawn(move || {
-        let mut read = Vec::new();
-        std::io::Read::read_to_end(&mut stdout, &mut read).unwrap();
-        read
-    });
-    for client in clients {
-        tokio::time::timeout(Duration::from_secs(60), client)
-            .await
-            .expect("a client waited for ever")
-            .unwrap();
-    }
-    eventually(Duration::from_secs(60), || async {
-        metric(addr, &ca, HELD).await == 0.0
-    })
-    .await;
-    let mut ordinary = Vec::new();
-    for _ in 0..20 {
-        let reply = one_update(addr, &ca, "10s").await;
-        assert_eq!(refused_for(&reply), None, "refused after the reader resumed");
-        ordinary.push(reply);
-    }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-    seen.extend(rx.iter());
-
-    let read = reading.join().unwrap();
-    let records: Vec<serde_json::Value> = read
-        .split_inclusive(|b| *b == b'\n')
-        .map(|l| serde_json::from_slice(l).expect("a whole record per line"))
-        .collect();
+    let (read, ordinary) = resume_stdout(&mut child, clients, addr, &ca, &rx, &mut seen).await;
+    let records = records_in(&read);
     let mut forged_answers = forged.take();
     forged_answers.extend(refused);
-    let recorded = |reply: &Reply| {
-        let uid = reply.json()["response"]["uid"].as_str().unwrap().to_string();
-        let mine: Vec<_> = records.iter().filter(|r| r["uid"] == uid.as_str()).collect();
-        let logged = seen
-            .iter()
-            .any(|l| l.contains("the audit queue is full") && l.contains(&format!("\"{uid}\"")));
-        if refused_for(reply).as_deref() == Some("audit_unavailable") {
-            assert!(mine.is_empty(), "a record for {uid}, refused before it was held");
-            assert!(logged, "no log line for {uid}");
-            false
-        } else {
-            assert_eq!(mine.len(), 1, "one record for {uid}");
-            assert_record_is_the_answer(mine[0], reply);
-            assert!(!logged);
-            true
-        }
-    };
+    let recorded = |reply: &Reply| recorded_once_or_logged(reply, &records, &seen);
     // Every forged review recorded was held or written before stdout's reader stopped:
     // at most the one the pipe took whole, and 4 held (13 places each of 64), not 64.
     let accepted = forged_answers.iter().filter(|r| recorded(r)).count();
@@ -834,20 +838,7 @@ async fn stdout_a_pipe_whose_reader_stops_holds_large_forged_reviews_by_their_si
     for reply in &ordinary {
         assert!(recorded(reply));
     }
-    let mut verify = Command::new(BIN)
-        .args(["audit", "verify", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut verify.stdin.take().unwrap(), &read).unwrap();
-    let verified = verify.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&verified.stdout);
-    assert!(verified.status.success(), "{said}");
-    assert!(
-        said.contains(&format!("records: {} (seq 1 at", records.len())),
-        "{said}"
-    );
+    verify_stdout(&read, records.len());
 }
 
 #[tokio::test]
