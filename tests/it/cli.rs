@@ -494,35 +494,10 @@ async fn stdout_a_pipe_whose_reader_stops_answers_at_the_deadline_and_gets_every
         );
     }
     let read = reading.join().unwrap();
-    let records: Vec<serde_json::Value> = read
-        .split_inclusive(|b| *b == b'\n')
-        .map(|l| serde_json::from_slice(l).expect("a whole record per line"))
-        .collect();
-    let answers = updates.take();
-    let mut refusals = 0;
-    for reply in &answers {
-        let uid = reply.json()["response"]["uid"].as_str().unwrap().to_string();
-        let mine: Vec<_> = records.iter().filter(|r| r["uid"] == uid.as_str()).collect();
-        assert_eq!(mine.len(), 1, "one record for {uid}");
-        assert_record_is_the_answer(mine[0], reply);
-        refusals += usize::from(mine[0]["reason"] == "deadline_exceeded");
-    }
-    assert!(refusals >= 1);
-    let mut verify = Command::new(BIN)
-        .args(["audit", "verify", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut verify.stdin.take().unwrap(), &read).unwrap();
-    let verified = verify.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&verified.stdout);
-    assert!(verified.status.success(), "{said}");
+    let records = records_in(&read);
+    assert!(each_recorded_once(&updates.take(), &records) >= 1);
+    let said = verify_stdout(&read, records.len());
     assert!(said.contains("ok: 1 chain(s), 1 intact, 0 broken"), "{said}");
-    assert!(
-        said.contains(&format!("records: {} (seq 1 at", records.len())),
-        "{said}"
-    );
 }
 
 /// A metric's value in the server's /metrics at `addr`, 0 when absent.
@@ -610,13 +585,6 @@ async fn resume_stdout(
     assert!(child.wait().unwrap().success());
     seen.extend(rx.iter());
     (reading.join().unwrap(), ordinary)
-}
-
-/// The records in what stdout held, each a whole line.
-fn records_in(read: &[u8]) -> Vec<serde_json::Value> {
-    read.split_inclusive(|b| *b == b'\n')
-        .map(|l| serde_json::from_slice(l).expect("a whole record per line"))
-        .collect()
 }
 
 /// Whether `reply` has its one record among `records`, saying the answer it gave (true);

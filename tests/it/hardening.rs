@@ -317,16 +317,7 @@ async fn a_stuck_audit_sink_becomes_a_denial_before_the_api_servers_deadline_rec
         async move { n >= expected }
     })
     .await;
-    let records = records(&read);
-    let mut refusals = 0;
-    for reply in &answers {
-        let uid = reply.json()["response"]["uid"].as_str().unwrap().to_string();
-        let mine: Vec<_> = records.iter().filter(|r| r["uid"] == uid.as_str()).collect();
-        assert_eq!(mine.len(), 1, "one record for {uid}");
-        assert_record_is_the_answer(mine[0], reply);
-        refusals += usize::from(mine[0]["reason"] == "deadline_exceeded");
-    }
-    assert!(refusals >= 1);
+    assert!(each_recorded_once(&answers, &records(&read)) >= 1);
     h.stop().await;
 }
 

@@ -689,6 +689,27 @@ impl Harness {
 
 /// Asserts that `record` says exactly what the client received in `reply`: the uid, whether
 /// it was allowed, the decision, the status code, and for a refusal the reason its message
+/// The records in what stdout held, each a whole line.
+pub fn records_in(read: &[u8]) -> Vec<Value> {
+    read.split_inclusive(|b| *b == b'\n')
+        .map(|l| serde_json::from_slice(l).expect("a whole record per line"))
+        .collect()
+}
+
+/// Each of `answers` has its one record among `records`, saying the answer it gave; how
+/// many of them were refused at their deadline (`deadline_exceeded`).
+pub fn each_recorded_once(answers: &[Reply], records: &[Value]) -> usize {
+    let mut refusals = 0;
+    for reply in answers {
+        let uid = reply.json()["response"]["uid"].as_str().unwrap().to_string();
+        let mine: Vec<_> = records.iter().filter(|r| r["uid"] == uid.as_str()).collect();
+        assert_eq!(mine.len(), 1, "one record for {uid}");
+        assert_record_is_the_answer(mine[0], reply);
+        refusals += usize::from(mine[0]["reason"] == "deadline_exceeded");
+    }
+    refusals
+}
+
 /// names.
 pub fn assert_record_is_the_answer(record: &Value, reply: &Reply) {
     let (allowed, code, message, uid) = if reply.status == StatusCode::OK {
