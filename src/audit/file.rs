@@ -205,11 +205,7 @@ pub fn pipe_nonblocking(fd: i32, meta: &std::fs::Metadata) -> Option<File> {
 /// What this process's stdout is, when that can be told.
 pub fn stdout_metadata() -> Option<std::fs::Metadata> {
     #[cfg(unix)]
-    {
-        use std::os::fd::AsFd;
-        let fd = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
-        File::from(fd).metadata().ok()
-    }
+    return metadata_of(std::io::stdout());
     #[cfg(not(unix))]
     None
 }
@@ -217,13 +213,16 @@ pub fn stdout_metadata() -> Option<std::fs::Metadata> {
 /// What this process's stderr (where logs go) is, when that can be told.
 pub fn stderr_metadata() -> Option<std::fs::Metadata> {
     #[cfg(unix)]
-    {
-        use std::os::fd::AsFd;
-        let fd = std::io::stderr().as_fd().try_clone_to_owned().ok()?;
-        File::from(fd).metadata().ok()
-    }
+    return metadata_of(std::io::stderr());
     #[cfg(not(unix))]
     None
+}
+
+/// What the file an open descriptor describes is (through a copy of it).
+#[cfg(unix)]
+fn metadata_of(fd: impl std::os::fd::AsFd) -> Option<std::fs::Metadata> {
+    let fd = fd.as_fd().try_clone_to_owned().ok()?;
+    File::from(fd).metadata().ok()
 }
 
 /// The non-blocking description the runtime writes stdout (`fd`, a pipe; `meta` its

@@ -313,21 +313,19 @@ impl AuditSink {
         };
         let possible = (!stdout_written || stdout_at_once || nonblocking.is_some())
             && file.as_ref().is_none_or(LogFile::takes_writes_at_once);
-        let writer = Arc::new(Mutex::new(Writer {
-            to_stdout: to_stdout && !stdout_null,
-            stdout_null,
-            stdout: Stdout {
-                nonblocking,
-                blocking: None,
-                one_write_per_record,
-            },
-            unfinished: None,
-            reader_behind: false,
-            file,
+        let stdout = Stdout {
+            nonblocking,
+            blocking: None,
+            one_write_per_record,
+        };
+        let writer = Arc::new(Mutex::new(Writer::new(
             chain,
-            head: head.clone(),
-            buf: Vec::with_capacity(64 * 1024),
-        }));
+            head.clone(),
+            file,
+            stdout,
+            to_stdout && !stdout_null,
+            stdout_null,
+        )));
         let shared = writer.clone();
         std::thread::Builder::new()
             .name("jitgate-audit".into())
@@ -599,6 +597,29 @@ struct Writer {
 }
 
 impl Writer {
+    /// A writer of `chain`, whose head is `head`, to `file` and (`to_stdout`) to `stdout`;
+    /// `stdout_null`: stdout is the null device, and nothing is written there.
+    fn new(
+        chain: Chain,
+        head: Arc<Mutex<Head>>,
+        file: Option<LogFile>,
+        stdout: Stdout,
+        to_stdout: bool,
+        stdout_null: bool,
+    ) -> Writer {
+        Writer {
+            to_stdout,
+            stdout_null,
+            stdout,
+            unfinished: None,
+            reader_behind: false,
+            file,
+            chain,
+            head,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+
     /// Writes sealed records where they go (the log, else stdout; and stdout besides when
     /// asked), and moves the head to the chain's end once they are written. `here`: on the
     /// runtime, where stdout is written only without blocking; what it did not take, the
@@ -1000,26 +1021,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let (file, _) = LogFile::open(&path, None).unwrap();
-        let chain = Chain::default();
-        let mut writer = Writer {
-            to_stdout: false,
-            stdout_null: false,
-            stdout: Stdout {
-                nonblocking: None,
-                blocking: None,
-                one_write_per_record: false,
-            },
-            unfinished: None,
-            reader_behind: false,
-            file: Some(file),
-            head: Arc::new(Mutex::new(Head {
-                chain: chain.id.clone(),
-                seq: 0,
-                hash: chain.hash.clone(),
-            })),
-            chain,
-            buf: Vec::new(),
-        };
+        let mut writer = test_writer(Some(file), None, None, false, false);
         let job = |uid: &str, deadline| {
             let (done, answer) = oneshot::channel();
             let mut record = refusal_record(uid);
@@ -1084,28 +1086,33 @@ mod tests {
         (reader, blocking, nonblocking)
     }
 
+    /// A writer of a new chain, to `file` and, with `to_stdout`, to a stdout described by
+    /// `nonblocking` and `blocking` (see [`Stdout`]); `stdout_null`: stdout is the null
+    /// device.
+    fn test_writer(
+        file: Option<LogFile>,
+        nonblocking: Option<File>,
+        blocking: Option<File>,
+        to_stdout: bool,
+        stdout_null: bool,
+    ) -> Writer {
+        let chain = Chain::default();
+        let head = Arc::new(Mutex::new(Head {
+            chain: chain.id.clone(),
+            seq: 0,
+            hash: chain.hash.clone(),
+        }));
+        let stdout = Stdout {
+            nonblocking,
+            blocking,
+            one_write_per_record: false,
+        };
+        Writer::new(chain, head, file, stdout, to_stdout, stdout_null)
+    }
+
     /// A writer of stdout only (no log file), as the shipped Deployment runs.
     fn stdout_writer(blocking: File, nonblocking: File) -> Writer {
-        let chain = Chain::default();
-        Writer {
-            to_stdout: true,
-            stdout_null: false,
-            stdout: Stdout {
-                nonblocking: Some(nonblocking),
-                blocking: Some(blocking),
-                one_write_per_record: false,
-            },
-            unfinished: None,
-            reader_behind: false,
-            file: None,
-            head: Arc::new(Mutex::new(Head {
-                chain: chain.id.clone(),
-                seq: 0,
-                hash: chain.hash.clone(),
-            })),
-            chain,
-            buf: Vec::new(),
-        }
+        test_writer(None, Some(nonblocking), Some(blocking), true, false)
     }
 
     type Told = oneshot::Receiver<Result<Sealed, Refusal>>;
@@ -1690,26 +1697,7 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let (file, _) = LogFile::open(&dir.path().join("audit.jsonl"), None).unwrap();
-        let chain = Chain::default();
-        let mut writer = Writer {
-            to_stdout: false,
-            stdout_null: false,
-            stdout: Stdout {
-                nonblocking: None,
-                blocking: None,
-                one_write_per_record: false,
-            },
-            unfinished: None,
-            reader_behind: false,
-            file: Some(file),
-            head: Arc::new(Mutex::new(Head {
-                chain: chain.id.clone(),
-                seq: 0,
-                hash: chain.hash.clone(),
-            })),
-            chain,
-            buf: Vec::new(),
-        };
+        let mut writer = test_writer(Some(file), None, None, false, false);
 
         // Written: taken in time, too late, or given up by its request.
         let (mut batch, _told, _) = held_jobs(&["taken"], later());
@@ -1766,25 +1754,6 @@ mod tests {
 
     /// A writer with nowhere to write, that the runtime never writes through.
     fn stdout_writer_of_nothing() -> Writer {
-        let chain = Chain::default();
-        Writer {
-            to_stdout: false,
-            stdout_null: true,
-            stdout: Stdout {
-                nonblocking: None,
-                blocking: None,
-                one_write_per_record: false,
-            },
-            unfinished: None,
-            reader_behind: false,
-            file: None,
-            head: Arc::new(Mutex::new(Head {
-                chain: chain.id.clone(),
-                seq: 0,
-                hash: chain.hash.clone(),
-            })),
-            chain,
-            buf: Vec::new(),
-        }
+        test_writer(None, None, None, false, true)
     }
 }
