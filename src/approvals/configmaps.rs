@@ -99,18 +99,33 @@ pub fn parse_configmap_after(
 /// approval's id is `<name>/<key>`. What it returns is what reading them one after the
 /// other with one [`Names`] returns: the approvals share their names as that would.
 fn read_entries(name: &str, entries: Vec<(&str, &str)>) -> Vec<Result<Arc<Approval>, EntryError>> {
-    let read = super::parallel::map_in_order(entries, |names: &mut Names, (key, text)| {
-        parse_entry_in(&format!("{name}/{key}"), text, names)
-    });
     let mut names = Names::default();
-    read.into_iter()
-        .map(|entry| {
-            entry.map(|mut a| {
-                a.share_names(&mut names);
-                Arc::new(a)
-            })
-        })
+    read_in_order(entries, Some(name), &mut names)
+        .map(|entry| entry.map(Arc::new))
         .collect()
+}
+
+/// Reads `(key, text)` entries in order, spread over the cores, each under the id
+/// `<configmap>/<key>` (or its key alone, when the ConfigMap's name is not known yet),
+/// sharing their names through `names` as reading them one after the other would.
+fn read_in_order<K: AsRef<str> + Send, T: AsRef<str> + Send>(
+    entries: Vec<(K, T)>,
+    configmap: Option<&str>,
+    names: &mut Names,
+) -> impl Iterator<Item = Result<Approval, EntryError>> {
+    super::parallel::map_in_order(entries, move |names: &mut Names, (key, text)| {
+        let (key, text) = (key.as_ref(), text.as_ref());
+        match configmap {
+            Some(name) => parse_entry_in(&format!("{name}/{key}"), text, names),
+            None => parse_entry_in(key, text, names),
+        }
+    })
+    .map(|entry| {
+        entry.map(|mut a| {
+            a.share_names(names);
+            a
+        })
+    })
 }
 
 /// The key of an entry id `<configmap>/<key>`.
@@ -206,32 +221,15 @@ impl<'de> serde::Deserialize<'de> for Entries {
                     let text: String = map.next_value()?;
                     batch.push((key, text));
                     if batch.len() == BATCH {
-                        out.extend(read_batch(std::mem::take(&mut batch), &mut names));
+                        out.extend(read_in_order(std::mem::take(&mut batch), None, &mut names));
                     }
                 }
-                out.extend(read_batch(batch, &mut names));
+                out.extend(read_in_order(batch, None, &mut names));
                 Ok(Entries(out))
             }
         }
         d.deserialize_map(Visitor)
     }
-}
-
-/// Reads `(key, text)` entries under their keys alone, in order, spread over the cores,
-/// sharing their names through `names` as reading them one after the other would.
-fn read_batch(
-    batch: Vec<(String, String)>,
-    names: &mut Names,
-) -> impl Iterator<Item = Result<Approval, EntryError>> {
-    super::parallel::map_in_order(batch, |names: &mut Names, (key, text)| {
-        parse_entry_in(&key, &text, names)
-    })
-    .map(|entry| {
-        entry.map(|mut a| {
-            a.share_names(names);
-            a
-        })
-    })
 }
 
 /// An approvals file as its documents are read, one at a time (each ConfigMap's entries
