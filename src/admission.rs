@@ -13,6 +13,10 @@ use serde_json::value::RawValue;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
+/// The longest `request.uid` taken. The API server sends a UUID (36 characters); the uid is
+/// echoed in the answer and written in the record and in log lines, so a caller that
+/// forges a review cannot make those megabytes long through it.
+pub const MAX_UID: usize = 128;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct GroupVersionResource {
@@ -94,6 +98,8 @@ pub enum DecodeError {
     NoRequest,
     #[error("request.uid is empty")]
     EmptyUid,
+    #[error("request.uid is longer than {MAX_UID} bytes (the API server sends a UUID)")]
+    LongUid,
 }
 
 /// Decodes an AdmissionReview v1 body. The returned request borrows from `body`.
@@ -114,6 +120,9 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest<'_>, DecodeError> {
     let request = envelope.request.ok_or(DecodeError::NoRequest)?;
     if request.uid.is_empty() {
         return Err(DecodeError::EmptyUid);
+    }
+    if request.uid.len() > MAX_UID {
+        return Err(DecodeError::LongUid);
     }
     Ok(request)
 }
@@ -340,6 +349,12 @@ mod tests {
         assert_eq!(decode(body.as_bytes()).unwrap_err(), DecodeError::NoRequest);
         let body = review(&SECRET_UPDATE.replace("\"u-1\"", "\"\""));
         assert_eq!(decode(body.as_bytes()).unwrap_err(), DecodeError::EmptyUid);
+        let long = "u".repeat(MAX_UID + 1);
+        let body = review(&SECRET_UPDATE.replace("\"u-1\"", &format!("\"{long}\"")));
+        assert_eq!(decode(body.as_bytes()).unwrap_err(), DecodeError::LongUid);
+        let longest = "u".repeat(MAX_UID);
+        let body = review(&SECRET_UPDATE.replace("\"u-1\"", &format!("\"{longest}\"")));
+        assert_eq!(decode(body.as_bytes()).unwrap().uid, longest);
     }
 
     #[test]

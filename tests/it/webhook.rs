@@ -329,6 +329,17 @@ async fn bad_input_gets_a_4xx_with_a_reason_and_is_recorded_as_a_denial() {
                 "unknown variant",
             ),
             (
+                Method::POST,
+                Some("application/json"),
+                {
+                    let mut forged = Req::secret_update().review();
+                    forged["request"]["uid"] = "u".repeat(64 * 1024).into();
+                    serde_json::to_vec(&forged).unwrap()
+                },
+                StatusCode::BAD_REQUEST,
+                "request.uid is longer than 128 bytes",
+            ),
+            (
                 Method::GET,
                 None,
                 Vec::new(),
