@@ -14,6 +14,8 @@
 //!   something (a quote, a bracket, a block) that YAML would carry on to the next line. So
 //!   YAML reads the entry line by line too, and the order and blank lines change nothing:
 //!   every set of its fields, in two orders and with blank lines, is checked.
+//! - It reads no entry longer than 16 KiB: the YAML parser's budgets, its only rules that
+//!   depend on size, cannot be reached below that, so a larger entry is left to it.
 //! - What YAML makes of a value of one line depends on its first and last characters, on
 //!   pairs of characters next to each other (`: `, ` #`) and on whether the whole is a word
 //!   it reads as other than a string. Every value of up to three characters of every kind
@@ -28,9 +30,14 @@ use crate::operation::Operation;
 use serde::Deserialize;
 use serde::de::value::{Error as ValueError, StrDeserializer};
 
+/// The longest entry it reads. Far below where any of the YAML parser's budgets (250 000
+/// nodes, a million events, 64 MiB of text: `crate::yaml`) can be reached, so that a
+/// larger entry, which only those budgets may refuse, is the YAML parser's to read.
+const MAX_TEXT: usize = 16 * 1024;
+
 /// The entry, if `text` has the plain shape; `None` means: ask the YAML parser.
 pub(super) fn read(text: &str) -> Option<RawEntry> {
-    if text.contains('\r') {
+    if text.len() > MAX_TEXT || text.contains('\r') {
         return None;
     }
     let mut raw = RawEntry::default();
@@ -324,10 +331,34 @@ mod tests {
         assert!(read > 10_000, "the quick reader read only {read} of them");
     }
 
-    /// Every way of writing, in upper and lower case, the words a YAML parser reads as
-    /// other than a string (YAML 1.2's core schema, and 1.1's booleans, which some readers
-    /// of a ConfigMap still apply): the quick reader leaves each to the YAML parser, or
-    /// reads what it reads.
+    /// An entry longer than 16 KiB is left to the YAML parser, whose budgets then apply:
+    /// a list of 250 010 approvers, in half a megabyte, is refused by them.
+    #[test]
+    fn a_long_entry_is_left_to_the_yaml_parser_and_its_budgets() {
+        let entry = |n: usize| {
+            format!(
+                "user: alice\nresource: secrets\nreason: r\napprovedBy: [{}]\n",
+                vec!["a"; n].join(",")
+            )
+        };
+        let longest = (0..)
+            .map(entry)
+            .take_while(|e| e.len() <= MAX_TEXT)
+            .last()
+            .unwrap();
+        assert!(read(&longest).is_some());
+        assert!(read(&entry(longest.matches(',').count() + 2)).is_none());
+        let huge = entry(250_010);
+        assert!(read(&huge).is_none());
+        let err = crate::yaml::from_str::<RawEntry>(&huge).unwrap_err();
+        assert!(err.contains("budget"), "{err}");
+    }
+
+    /// Every way of writing, in upper and lower case, the words a YAML parser may read as
+    /// other than a string (YAML 1.2's core schema, and 1.1's booleans): the quick reader
+    /// leaves each to the YAML parser, or reads what it reads. (Where a string is asked
+    /// for, serde-saphyr reads only the forms of null otherwise; the quick reader leaves
+    /// them all alone, so that a change of schema could not make the two differ.)
     #[test]
     fn words_yaml_reads_as_other_than_strings_are_read_as_the_yaml_parser_reads_them() {
         let words = [

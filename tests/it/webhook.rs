@@ -391,6 +391,8 @@ async fn bad_input_gets_a_4xx_with_a_reason_and_is_recorded_as_a_denial() {
                 (last["decision"].as_str(), last["reason"].as_str()),
                 (Some("deny"), Some("bad_request"))
             );
+            // A uid named in a refused body is kept in its record, shortened.
+            assert!(last["uid"].as_str().is_none_or(|u| u.len() <= 128), "{last}");
         }
     }
     // An unknown path is a 404, and the connection still serves.
