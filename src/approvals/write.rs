@@ -40,7 +40,7 @@ impl Approval {
                 let _ = writeln!(out, $($arg)*);
             }};
         }
-        let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+        let q = quoted;
         match &self.subject {
             Subject::User(u) => line!("user: {}", q(u)),
             Subject::Group(g) => line!("group: {}", q(g)),
@@ -112,6 +112,27 @@ impl Approval {
     }
 }
 
+/// `s` as a JSON string, which YAML reads as a double-quoted scalar, with the characters
+/// JSON leaves as they are but YAML does not take in a document (DEL, the C1 controls but
+/// NEL, U+FFFE and U+FFFF) written as `\u` escapes, which both read.
+fn quoted(s: &str) -> String {
+    let json = serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    let unprintable =
+        |c: char| matches!(c, '\u{7f}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}');
+    if !json.contains(unprintable) {
+        return json;
+    }
+    json.chars()
+        .fold(String::with_capacity(json.len() + 8), |mut out, c| {
+            if unprintable(c) {
+                let _ = std::fmt::Write::write_fmt(&mut out, format_args!("\\u{:04X}", u32::from(c)));
+            } else {
+                out.push(c);
+            }
+            out
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::parse::parse_entry;
@@ -135,6 +156,15 @@ mod tests {
         .unwrap();
         assert_eq!(parse_entry("cm/k", &group.to_yaml()), Ok(group));
         assert_eq!(a.key(), "k");
+    }
+
+    #[test]
+    fn characters_yaml_does_not_take_as_they_are_are_written_escaped_and_read_back() {
+        let mut a = parse_entry("cm/k", ENTRY).unwrap();
+        a.reason = "del \u{7f} c1 \u{80}\u{9f} nel \u{85} nbsp \u{a0} \u{fffe}\u{ffff} ok".into();
+        let text = a.to_yaml();
+        assert!(!text.contains('\u{7f}') && text.contains("\\u007F"), "{text:?}");
+        assert_eq!(parse_entry("cm/k", &text), Ok(a));
     }
 
     #[test]
