@@ -15,9 +15,16 @@
 //! both webhooks from being called). The difference at p50 and p99 is what jitgate adds.
 //! RBAC gives bob the same rights in both namespaces.
 //!
+//! For scale, the same update is sent in `naive` too, where a second ValidatingWebhookConfiguration
+//! calls the naive webhook of `examples/baseline.rs` (it allows every review, in this process):
+//! what any admission webhook adds through this API server, beside what jitgate adds.
+//!
 //! `cargo bench --bench real_api_server [-- ROUNDS]` (default 2000). Without the kit it
 //! says so and exits 0.
 
+#[path = "../examples/baseline.rs"]
+#[allow(dead_code)]
+mod baseline;
 #[path = "../tests/it/realk8s.rs"]
 #[allow(dead_code, unused_imports)]
 mod realk8s;
@@ -38,6 +45,7 @@ const GOAL: Duration = Duration::from_millis(1);
 fn cluster_objects() -> Value {
     let mut items = vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "staging"}}),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "naive"}}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
         "metadata": {"name": "jitgate-ask-and-approve", "namespace": "jitgate-system"},
         "rules": [
@@ -58,7 +66,7 @@ fn cluster_objects() -> Value {
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jitgate-ask-and-approve"},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}]}));
     }
-    for ns in ["prod", "staging"] {
+    for ns in ["prod", "staging", "naive"] {
         items.push(
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
             "metadata": {"name": "secrets", "namespace": ns},
@@ -76,6 +84,22 @@ fn cluster_objects() -> Value {
         }
     }
     json!({"apiVersion": "v1", "kind": "List", "items": items})
+}
+
+/// A ValidatingWebhookConfiguration that sends every update of a Secret in `naive`, and
+/// nothing else, to the naive webhook at `addr`.
+fn naive_webhook_configuration(addr: std::net::SocketAddr, ca_pem: &str) -> Value {
+    use base64::Engine;
+    json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+    "metadata": {"name": "naive-baseline"},
+    "webhooks": [{
+        "name": "naive.baseline.example",
+        "clientConfig": {"url": format!("https://{addr}/validate"),
+            "caBundle": base64::engine::general_purpose::STANDARD.encode(ca_pem)},
+        "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["secrets"], "scope": "Namespaced"}],
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "naive"}},
+        "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"], "timeoutSeconds": 10
+    }]})
 }
 
 /// bob's request for Secret `app` in prod: `what` is its operations or verbs line.
@@ -194,6 +218,12 @@ fn main() {
         .await;
         let vwc = webhook_configuration_of(&policies, addr, &certs.ca_pem);
         api.ok("admin", &["apply", "-f", "-"], Some(vwc.to_string())).await;
+        let naive_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let naive_addr = naive_listener.local_addr().unwrap();
+        let naive_tls = jitgate::tls::server_config(&work.path().join("tls.crt"), &work.path().join("tls.key")).unwrap();
+        let naive = tokio::spawn(baseline::serve(naive_listener, naive_tls));
+        let naive_vwc = naive_webhook_configuration(naive_addr, &certs.ca_pem);
+        api.ok("admin", &["apply", "-f", "-"], Some(naive_vwc.to_string())).await;
         let bob = client_of(&api, "bob").await;
         // The admission webhook loads asynchronously: wait until jitgate refuses bob's
         // unapproved change of Secret `other` in prod.
@@ -216,20 +246,23 @@ fn main() {
         // Both paths really ask jitgate, and the staging ones really do not need it.
         assert!(timed(&bob, get("prod", "other")).await.is_err(), "an unapproved read in prod is refused");
         assert!(timed(&bob, patch("staging", "other", 0)).await.is_ok());
+        eventually(Duration::from_secs(30), || async { timed(&bob, patch("naive", "other", 0)).await.is_ok() }).await;
+        let records_before = jitgate.records().len();
 
         let warmup = rounds / 10;
-        let (mut upd_gated, mut upd_plain, mut get_gated, mut get_plain) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut upd_gated, mut upd_plain, mut get_gated, mut get_plain, mut upd_naive) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in 0..warmup + rounds {
             // Every other round the other order, so that neither namespace always goes first.
-            let order = if i % 2 == 0 { [0, 1, 2, 3] } else { [3, 2, 1, 0] };
-            let mut took = [Duration::ZERO; 4];
+            let order = if i % 2 == 0 { [0, 1, 2, 3, 4] } else { [4, 3, 2, 1, 0] };
+            let mut took = [Duration::ZERO; 5];
             for k in order {
                 let request = match k {
                     0 => patch("prod", "app", i),
                     1 => patch("staging", "app", i),
                     2 => get("prod", "app"),
-                    _ => get("staging", "app"),
+                    3 => get("staging", "app"),
+                    _ => patch("naive", "app", i),
                 };
                 took[k] = timed(&bob, request)
                     .await
@@ -240,19 +273,37 @@ fn main() {
                 upd_plain.push(took[1]);
                 get_gated.push(took[2]);
                 get_plain.push(took[3]);
+                upd_naive.push(took[4]);
             }
         }
+        // jitgate was asked in prod (the update and the read, each round), never in naive.
+        let records = &jitgate.records()[records_before..];
+        assert!(records.len() >= 2 * (warmup + rounds), "jitgate answered {} reviews", records.len());
+        assert!(
+            records.iter().all(|r| r["namespace"] != "naive"),
+            "jitgate was asked for the naive namespace"
+        );
         println!(
             "real kube-apiserver v1.36, {rounds} rounds (after {warmup} to warm up), each: an approved update and an approved read of Secret app, in prod and in staging; load {}",
             std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
         );
         let update = report("approved update (admission)", &mut upd_gated, &mut upd_plain);
         let read = report("approved read (authorization)", &mut get_gated, &mut get_plain);
+        let (n50, n99) = (quantile(&mut upd_naive, 0.5), quantile(&mut upd_plain, 0.99));
+        println!(
+            "{:<34} naive (allow-all webhook asked) p50 {:.3} ms p99 {:.3} ms | added p50 {:+.3} ms p99 {:+.3} ms (for scale)",
+            "update through the naive webhook",
+            ms(n50),
+            ms(quantile(&mut upd_naive, 0.99)),
+            ms(n50) - ms(quantile(&mut upd_plain, 0.5)),
+            ms(quantile(&mut upd_naive, 0.99)) - ms(n99),
+        );
         println!(
             "what jitgate adds at p99 ≤ 1 ms: update {}, read {}",
             if update { "met" } else { "NOT met" },
             if read { "met" } else { "NOT met" }
         );
+        naive.abort();
         jitgate.stop().await;
     });
 }

@@ -34,9 +34,15 @@ async fn main() {
         std::process::exit(2);
     };
     let tls = jitgate::tls::server_config(cert.as_ref(), key.as_ref()).expect("certificate and key");
+    let listener = tokio::net::TcpListener::bind(listen).await.expect("listen");
+    serve(listener, tls).await;
+}
+
+/// Answers every review on `listener` with an allow, over TLS with `tls`, until dropped.
+/// (Also started in process by `benches/real_api_server.rs`.)
+pub async fn serve(listener: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let app = Router::new().route("/validate", post(allow));
-    let listener = tokio::net::TcpListener::bind(listen).await.expect("listen");
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
