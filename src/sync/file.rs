@@ -20,6 +20,10 @@ pub struct FileSync {
     /// A digest of the content last applied (or refused), to act once per change
     /// without keeping a copy of a file that may hold a hundred thousand approvals.
     last: Option<Result<String, String>>,
+    /// What the reading last applied made of each entry, for the next reading to take
+    /// again the entries it finds unchanged (the same `Arc`s the store holds: only the
+    /// digests are extra). A file refused leaves it as it was.
+    entries: Arc<approvals::FileEntries>,
 }
 
 impl FileSync {
@@ -28,6 +32,7 @@ impl FileSync {
             path,
             store,
             last: None,
+            entries: Arc::default(),
         }
     }
 
@@ -76,7 +81,10 @@ impl FileSync {
         self.last = Some(Ok(digest));
         let parsed = String::from_utf8(bytes)
             .map_err(|_| format!("{shown}: not UTF-8"))
-            .and_then(|text| approvals::parse_file(shown, &text).map_err(|e| e.to_string()));
+            .and_then(|text| {
+                approvals::parse_file_after(shown, &text, Arc::clone(&self.entries))
+                    .map_err(|e| e.to_string())
+            });
         let file = match parsed {
             Ok(f) => f,
             Err(why) => {
@@ -92,9 +100,13 @@ impl FileSync {
                 "ConfigMap ignored: it lacks the label jitgate.dev/approvals: \"true\"");
         }
         let count = file.approvals.len();
-        self.store.note_read(count + file.errors.len());
-        self.store.publish(file.approvals, file.errors.len(), file.home);
-        tracing::info!(file = %shown, approvals = count, ignored = file.errors.len(), "approvals loaded");
+        self.store.note_read(file.read);
+        let (entries, invalid) = (file.entries, file.errors.len());
+        self.store
+            .publish_then(file.approvals, invalid, file.home, |published| {
+                self.entries = Arc::new(entries.published(published));
+            });
+        tracing::info!(file = %shown, approvals = count, ignored = invalid, "approvals loaded");
         true
     }
 
@@ -114,5 +126,160 @@ impl FileSync {
                 .await;
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approvals::{Subject, parse_entry};
+    use crate::signing::{Binding, Checked, PrivateKey, Signers, sign};
+
+    fn grant(user: &str) -> String {
+        format!(
+            "user: {user}\nresource: secrets\nnamespace: prod\nexpiresAt: \"2099-01-01T00:00:00Z\"\nreason: r\n"
+        )
+    }
+
+    /// An approvals file of one labelled ConfigMap `cm` with these entries.
+    fn file_of(entries: &[(&str, &str)]) -> String {
+        let mut file = String::from(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  labels: {jitgate.dev/approvals: \"true\"}\ndata:\n",
+        );
+        for (key, text) in entries {
+            file += &format!("  {key}: {}\n", serde_json::to_string(text).unwrap());
+        }
+        file
+    }
+
+    /// Each approval's id and subject, as the store holds them now.
+    fn held(store: &ApprovalStore) -> Vec<(String, Subject)> {
+        let snapshot = store.current().unwrap();
+        let mut held: Vec<_> = snapshot
+            .approvals
+            .iter()
+            .map(|a| (a.id.to_string(), a.subject.clone()))
+            .collect();
+        held.sort_by(|a, b| a.0.cmp(&b.0));
+        held
+    }
+
+    fn user(u: &str) -> Subject {
+        Subject::User(u.into())
+    }
+
+    /// A file that fails to parse keeps the approvals last applied, and what the next good
+    /// edit reads is measured against those: it reads again only what it changed from
+    /// them, and the store then holds exactly what it says.
+    #[test]
+    fn a_refused_file_keeps_the_last_reading_for_the_next_edit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals.yaml");
+        let store = Arc::new(ApprovalStore::default());
+        let mut sync = FileSync::new(path.clone(), store.clone());
+        let (a, b, c) = (grant("alice"), grant("bob"), grant("carol"));
+        std::fs::write(&path, file_of(&[("a", &a), ("b", &b), ("c", &c)])).unwrap();
+        assert!(sync.reload());
+        assert_eq!(store.entries_read(), 3);
+        // Valid YAML whose second document is not a ConfigMap, with b changed in the
+        // first: refused whole, and what it read of its first document is not kept.
+        let (mallory, dave) = (grant("mallory"), grant("dave"));
+        let refused =
+            file_of(&[("a", &a), ("b", &mallory), ("c", &c)]) + "---\nkind: Secret\nmetadata: {name: s}\n";
+        std::fs::write(&path, refused).unwrap();
+        assert!(sync.reload(), "the last good approvals still stand");
+        std::fs::write(&path, "data: [unclosed\n").unwrap();
+        assert!(sync.reload());
+        assert_eq!(
+            held(&store),
+            [
+                ("cm/a".into(), user("alice")),
+                ("cm/b".into(), user("bob")),
+                ("cm/c".into(), user("carol"))
+            ]
+        );
+        let before = store.entries_read();
+        // The next good edit changes c from the last applied file (b as it was there).
+        std::fs::write(&path, file_of(&[("a", &a), ("b", &b), ("c", &dave)])).unwrap();
+        assert!(sync.reload());
+        assert_eq!(store.entries_read() - before, 1);
+        assert_eq!(
+            held(&store),
+            [
+                ("cm/a".into(), user("alice")),
+                ("cm/b".into(), user("bob")),
+                ("cm/c".into(), user("dave"))
+            ]
+        );
+        // And b as the refused file had it is read, not taken from that refused reading.
+        std::fs::write(&path, file_of(&[("a", &a), ("b", &mallory), ("c", &dave)])).unwrap();
+        assert!(sync.reload());
+        assert_eq!(store.entries_read() - before, 2);
+        assert_eq!(held(&store)[1], ("cm/b".into(), user("mallory")));
+    }
+
+    /// A signed entry that an edit of the file leaves as it was keeps what its signature
+    /// was found worth, without checking it again; one that changes is checked.
+    #[test]
+    fn an_unchanged_signed_entry_is_not_checked_again() {
+        let binding = Binding {
+            cluster: "c".into(),
+            namespace: "ns".into(),
+        };
+        let key = PrivateKey::generate().unwrap().0;
+        let data = std::collections::BTreeMap::from([(
+            "carol".to_string(),
+            format!("publicKey: {}\nuser: carol\n", key.public()),
+        )]);
+        let signed = |k: &str, user: &str| {
+            let mut a = parse_entry(&format!("cm/{k}"), &grant(user)).unwrap();
+            a.signatures.push(sign(&a.terms(), &binding, "carol", &key, None));
+            a.to_yaml()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals.yaml");
+        let store = Arc::new(ApprovalStore::default());
+        store.set_signers(Signers::from_data(binding.clone(), &data).0);
+        let mut sync = FileSync::new(path.clone(), store.clone());
+        let (s, plain) = (signed("s", "alice"), grant("bob"));
+        std::fs::write(
+            &path,
+            file_of(&[("s", &s), ("t", &signed("t", "erin")), ("p", &plain)]),
+        )
+        .unwrap();
+        assert!(sync.reload());
+        assert_eq!(store.signatures_checked(), 2);
+        let trusted = |store: &ApprovalStore| {
+            let snapshot = store.current().unwrap();
+            let mut by_id: Vec<(String, bool)> = snapshot
+                .approvals
+                .iter()
+                .map(|a| (a.id.to_string(), matches!(a.checked[..], [Checked::Trusted(_)])))
+                .collect();
+            by_id.sort();
+            by_id
+        };
+        // An unsigned entry changes, and t is signed anew: only t is checked.
+        std::fs::write(
+            &path,
+            file_of(&[("s", &s), ("t", &signed("t", "frank")), ("p", &grant("dave"))]),
+        )
+        .unwrap();
+        assert!(sync.reload());
+        assert_eq!(store.signatures_checked(), 3);
+        assert_eq!(
+            trusted(&store),
+            [
+                ("cm/p".into(), false),
+                ("cm/s".into(), true),
+                ("cm/t".into(), true)
+            ]
+        );
+        // s moved to another key: another id, so checked again (and its signature, bound
+        // to the id it was made for, is no longer trusted).
+        std::fs::write(&path, file_of(&[("s2", &s), ("p", &grant("dave"))])).unwrap();
+        assert!(sync.reload());
+        assert_eq!(store.signatures_checked(), 4);
+        assert_eq!(trusted(&store), [("cm/p".into(), false), ("cm/s2".into(), false)]);
     }
 }
