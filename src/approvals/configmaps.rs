@@ -904,6 +904,17 @@ data:
         let (third, _) = read_after(&file_of("cm", &twenty_and(grant("new"))), &earlier);
         assert_eq!(third.read, 0);
         assert_eq!(third.approvals.len(), 20);
+        // The same text under another key (of the same length) is another entry: read.
+        let mut moved = twenty_and(grant("new"));
+        moved[0].0 = "k99";
+        let (fourth, _) = read_after(&file_of("cm", &moved), &earlier);
+        assert_eq!(fourth.read, 1);
+        assert!(
+            first
+                .approvals
+                .iter()
+                .all(|a| !Arc::ptr_eq(a, &by_id(&fourth, "cm/k99")))
+        );
         let fresh = parse_file("f.yaml", &file_of("cm", &twenty_and(grant("new")))).unwrap();
         assert_eq!(fresh.read, 21);
         // Given another list than the approvals it made, a reading keeps nothing.

@@ -275,11 +275,27 @@ mod tests {
                 ("cm/t".into(), true)
             ]
         );
+        // No signers: all checked afresh (into copies, as the store holds what it was
+        // given); then edits of p alone check nothing more, two in a row.
+        store.set_signers(Signers::none(binding.clone()));
+        assert_eq!(store.signatures_checked(), 5);
+        for dave in ["dave", "dave2", "dave3"] {
+            std::fs::write(
+                &path,
+                file_of(&[("s", &s), ("t", &signed("t", "frank")), ("p", &grant(dave))]),
+            )
+            .unwrap();
+            assert!(sync.reload());
+            assert_eq!(store.signatures_checked(), 5, "{dave}");
+        }
+        assert!(trusted(&store).iter().all(|(_, trusted)| !trusted));
+        store.set_signers(Signers::from_data(binding.clone(), &data).0);
+        assert_eq!(store.signatures_checked(), 7);
         // s moved to another key: another id, so checked again (and its signature, bound
         // to the id it was made for, is no longer trusted).
         std::fs::write(&path, file_of(&[("s2", &s), ("p", &grant("dave"))])).unwrap();
         assert!(sync.reload());
-        assert_eq!(store.signatures_checked(), 4);
+        assert_eq!(store.signatures_checked(), 8);
         assert_eq!(trusted(&store), [("cm/p".into(), false), ("cm/s2".into(), false)]);
     }
 }
