@@ -136,7 +136,7 @@ impl Metrics {
         let entries_read = Gauge::default();
         registry.register(
             "approval_entries_read",
-            "Approval entries read since start: an edit of a ConfigMap reads only the entries whose text changed",
+            "Approval entries read since start: an edit of a ConfigMap reads only the entries whose text changed (in an approvals file, when its metadata comes before its data)",
             entries_read.clone(),
         );
         let signatures_checked = Gauge::default();

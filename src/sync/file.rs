@@ -1,6 +1,8 @@
 //! The approvals file, watched for changes. An edit takes effect within a second; a file that cannot be read or parsed
 //! leaves the last good approvals in place; each refused entry is logged once per change
-//! of the file, not at every check.
+//! of the file, not at every check. An edit parses again only the entries it changed (see
+//! [`approvals::parse_file_after`]): the others are the approvals of the file last applied,
+//! their signatures not checked again.
 
 use crate::approvals::{self, ApprovalStore};
 use crate::watch::Changes;
@@ -40,7 +42,8 @@ impl FileSync {
     /// reflects the file.
     ///
     /// An unchanged file is recognised by its digest, read a block at a time; only a
-    /// changed one is read whole and parsed, and what that took is then handed back to the
+    /// changed one is read whole and parsed (its unchanged entries taken from the reading
+    /// last applied, not parsed again), and what that took is then handed back to the
     /// system (a hundred thousand approvals are a file of some 20 MB, re-checked every
     /// few seconds).
     pub fn reload(&mut self) -> bool {
