@@ -196,9 +196,16 @@ pub struct FileApprovals {
 /// by ConfigMap name, then by a digest of the entry's key and text, the approval (the very
 /// `Arc` published) or the refusal. An approval is all of its id (`<configmap>/<key>`) and
 /// text, and nothing else, so an entry found here under the same name, key and text is
-/// what reading it again would make. A digest and a pointer an entry: texts are not kept.
+/// what reading it again would make. A digest and a pointer an entry (with the maps'
+/// overhead, some 35 to 45 bytes an entry): texts are not kept.
 #[derive(Debug, Default)]
-pub struct FileEntries(HashMap<Text, HashMap<u128, Made>>);
+pub struct FileEntries {
+    by_name: HashMap<Text, HashMap<u128, Made>>,
+    /// Whether a labelled ConfigMap had its `data` before its `metadata` (as `kubectl get
+    /// -o yaml` writes them): the next reading then reads the documents' names first
+    /// ([`document_names`]), to know under which name to look its entries up.
+    data_first: bool,
+}
 
 /// [`FileEntries`] as a reading leaves them: the approvals it read are named by their
 /// place among [`FileApprovals::approvals`], not held, so that until they are published
@@ -225,11 +232,11 @@ enum Made {
 impl FileEntries {
     /// How many entries it holds.
     pub fn len(&self) -> usize {
-        self.0.values().map(HashMap::len).sum()
+        self.by_name.values().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.values().all(HashMap::is_empty)
+        self.by_name.values().all(HashMap::is_empty)
     }
 }
 
@@ -243,7 +250,7 @@ impl ReadEntries {
         if published.len() != self.approvals {
             return FileEntries::default();
         }
-        for (name, record) in &mut entries.0 {
+        for (name, record) in &mut entries.by_name {
             let mut consistent = true;
             for made in record.values_mut() {
                 if let Made::Placed(at) = *made {
@@ -274,21 +281,59 @@ fn entry_digest(key: &str, text: &str) -> u128 {
     u128::from_be_bytes(first)
 }
 
+/// What a reading of a file hands each of its documents as it reads them.
+struct Earlier {
+    /// The reading before.
+    entries: Arc<FileEntries>,
+    /// Each document's `metadata.name`, by its place among the file's documents, as
+    /// [`document_names`] read them; empty when not read.
+    names: Vec<Option<String>>,
+    /// How many documents have begun to be read: the place of the next.
+    next: usize,
+}
+
 thread_local! {
     /// The reading before, while [`parse_file_after`] reads a file on this thread: the YAML
     /// reader of a stream of documents makes each document with `Deserialize`, which takes
     /// no argument, so this is how a [`FileDocument`] is handed it.
-    static EARLIER: std::cell::RefCell<Option<Arc<FileEntries>>> = const { std::cell::RefCell::new(None) };
+    static EARLIER: std::cell::RefCell<Option<Earlier>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Sets [`EARLIER`] for as long as it lives, and puts back what was there when dropped,
 /// on an error or a panic too: a reading never sees another's.
-struct EarlierSet(Option<Arc<FileEntries>>);
+struct EarlierSet(Option<Earlier>);
 
 impl EarlierSet {
-    fn new(earlier: Arc<FileEntries>) -> Self {
+    fn new(entries: Arc<FileEntries>, names: Vec<Option<String>>) -> Self {
+        let earlier = Earlier {
+            entries,
+            names,
+            next: 0,
+        };
         EarlierSet(EARLIER.with_borrow_mut(|e| e.replace(earlier)))
     }
+}
+
+/// Each document's `metadata.name` (`None` where it has none), in the order the YAML
+/// reader makes the documents, read with the same options as the documents themselves
+/// are, everything else skipped; empty if the file does not read so (the reading proper
+/// then says why, and reads every entry of a document whose `data` comes first).
+fn document_names(text: &str) -> Vec<Option<String>> {
+    #[derive(serde::Deserialize)]
+    struct Document {
+        metadata: Option<Metadata>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        name: Option<String>,
+    }
+    crate::yaml::documents_of::<Document>(text)
+        .map(|docs| {
+            docs.into_iter()
+                .map(|d| d.metadata.and_then(|m| m.name))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Drop for EarlierSet {
@@ -304,13 +349,21 @@ struct FileDocument {
     kind: Option<String>,
     metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     data: Option<Entries>,
+    /// Its `data` came before its `metadata`.
+    data_first: bool,
+    /// The name its entries were looked up under in the reading before when its `data`
+    /// came first: the name [`document_names`] read for its place. [`Reading::take`]
+    /// checks it is the name it has.
+    looked_up: Option<String>,
 }
 
 /// What `#[derive(Deserialize)]` would read (the fields `kind`, `metadata` with its
 /// default, `data`; others skipped; a field twice refused), read in the order written so
-/// that, when `metadata` comes before `data`, the entries are read knowing their
-/// ConfigMap's name, and those that the reading before (see [`EARLIER`]) made under the
-/// same name, key and text are taken from it rather than read again.
+/// that the entries are read knowing their ConfigMap's name, and those that the reading
+/// before (see [`EARLIER`]) made under the same name, key and text are taken from it
+/// rather than read again. The name is the document's own when its `metadata` comes
+/// first, else the one [`document_names`] read for its place (if it was run), which
+/// [`Reading::take`] checks.
 impl<'de> serde::Deserialize<'de> for FileDocument {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(serde::Deserialize)]
@@ -322,7 +375,11 @@ impl<'de> serde::Deserialize<'de> for FileDocument {
             #[serde(other)]
             Other,
         }
-        struct Visitor(Option<Arc<FileEntries>>);
+        struct Visitor {
+            entries: Option<Arc<FileEntries>>,
+            /// The name [`document_names`] read for this document.
+            named: Option<String>,
+        }
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = FileDocument;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -333,6 +390,7 @@ impl<'de> serde::Deserialize<'de> for FileDocument {
                 let mut kind: Option<Option<String>> = None;
                 let mut metadata: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta> = None;
                 let mut data: Option<Option<Entries>> = None;
+                let (mut data_first, mut looked_up) = (false, None);
                 while let Some(field) = map.next_key::<Field>()? {
                     match field {
                         Field::Kind if kind.is_some() => return Err(A::Error::duplicate_field("kind")),
@@ -343,13 +401,20 @@ impl<'de> serde::Deserialize<'de> for FileDocument {
                         Field::Metadata => metadata = Some(map.next_value()?),
                         Field::Data if data.is_some() => return Err(A::Error::duplicate_field("data")),
                         Field::Data => {
-                            // The name, if it came first; an entry read before under
-                            // another name (or none) is read again.
-                            let earlier = metadata
-                                .as_ref()
-                                .and_then(|m| m.name.as_deref())
-                                .zip(self.0.as_deref())
-                                .and_then(|(name, earlier)| earlier.0.get(name));
+                            // The name, if it came first, else the one read for this
+                            // document's place; an entry read before under another name
+                            // (or none) is read again.
+                            let name = match &metadata {
+                                Some(m) => m.name.as_deref(),
+                                None => {
+                                    data_first = true;
+                                    looked_up.clone_from(&self.named);
+                                    looked_up.as_deref()
+                                }
+                            };
+                            let earlier = name
+                                .zip(self.entries.as_deref())
+                                .and_then(|(name, earlier)| earlier.by_name.get(name));
                             data = Some(map.next_value_seed(EntriesSeed(earlier))?);
                         }
                         Field::Other => {
@@ -361,11 +426,26 @@ impl<'de> serde::Deserialize<'de> for FileDocument {
                     kind: kind.flatten(),
                     metadata: metadata.unwrap_or_default(),
                     data: data.flatten(),
+                    data_first,
+                    looked_up,
                 })
             }
         }
-        let earlier = EARLIER.with_borrow(Clone::clone);
-        d.deserialize_struct("FileDocument", &["kind", "metadata", "data"], Visitor(earlier))
+        let visitor = EARLIER.with_borrow_mut(|e| match e {
+            Some(e) => {
+                let named = e.names.get(e.next).cloned().flatten();
+                e.next += 1;
+                Visitor {
+                    entries: Some(Arc::clone(&e.entries)),
+                    named,
+                }
+            }
+            None => Visitor {
+                entries: None,
+                named: None,
+            },
+        });
+        d.deserialize_struct("FileDocument", &["kind", "metadata", "data"], visitor)
     }
 }
 
@@ -507,6 +587,9 @@ struct Reading {
     /// refused (the documents after it are still read through, for a syntax error to
     /// take precedence as it always has, but their entries are not).
     not_configmap: Option<(usize, String)>,
+    /// A document's entries were looked up under another name than its own: what was
+    /// taken may bear another ConfigMap's ids, so the reading is thrown away.
+    misnamed: bool,
 }
 
 impl Extend<FileDocument> for Reading {
@@ -520,7 +603,10 @@ impl Extend<FileDocument> for Reading {
 
 impl Reading {
     fn take(&mut self, doc: FileDocument) {
-        if self.not_configmap.is_some() {
+        if doc.looked_up.is_some() && doc.looked_up != doc.metadata.name {
+            self.misnamed = true;
+        }
+        if self.misnamed || self.not_configmap.is_some() {
             return;
         }
         if doc.kind.as_deref() != Some("ConfigMap") {
@@ -544,11 +630,12 @@ impl Reading {
                 .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
             name: name.clone(),
         });
+        self.entries.entries.data_first |= doc.data_first;
         let entries = doc.data.map(|d| d.0).unwrap_or_default();
         let record = self
             .entries
             .entries
-            .0
+            .by_name
             .entry(Text::from(name.as_str()))
             .or_default();
         record.reserve(entries.len());
@@ -588,22 +675,48 @@ pub fn parse_file(path: &str, text: &str) -> Result<FileApprovals, FileError> {
 }
 
 /// Parses a new version of an approvals file whose reading before made `earlier`: an
-/// entry of a ConfigMap whose `metadata` comes before its `data` is taken as the reading
-/// before made it (the same `Arc`, or the same refusal) when its ConfigMap's name, its key
-/// and its text are all the same as then; every other entry is read. Which ConfigMaps
-/// count, and whether the file is refused, is decided as [`parse_file`] decides it.
+/// entry is taken as the reading before made it (the same `Arc`, or the same refusal)
+/// when its ConfigMap's name, its key and its text are all the same as then; every other
+/// entry is read (parsed, and its signatures then checked by the store). The file's YAML
+/// is still read whole. A ConfigMap's name is known when its entries are read if its
+/// `metadata` comes before its `data`; if not (as `kubectl get -o yaml` writes it), it is
+/// the name a first pass over the file read for the document's place, a pass made only
+/// when the reading before saw such a ConfigMap (so the first edit after a file changes to
+/// that order reads every entry of those documents). Should a document's name differ from
+/// the one its entries were looked up under, the reading is thrown away and the file
+/// read again with nothing before it. Which ConfigMaps count, and whether the file is
+/// refused, is decided as [`parse_file`] decides it.
 pub fn parse_file_after(
     path: &str,
     text: &str,
     earlier: Arc<FileEntries>,
 ) -> Result<FileApprovals, FileError> {
-    let set = EarlierSet::new(earlier);
+    let names = if earlier.data_first && !earlier.is_empty() {
+        document_names(text)
+    } else {
+        Vec::new()
+    };
+    parse_file_named(path, text, earlier, names)
+}
+
+/// [`parse_file_after`], the documents' names (by place) given.
+fn parse_file_named(
+    path: &str,
+    text: &str,
+    earlier: Arc<FileEntries>,
+    names: Vec<Option<String>>,
+) -> Result<FileApprovals, FileError> {
+    let set = EarlierSet::new(earlier, names);
     let read: Result<Reading, String> = crate::yaml::documents_into(text);
     drop(set);
     let read = read.map_err(|reason| FileError::Syntax {
         path: path.to_string(),
         reason,
     })?;
+    if read.misnamed {
+        tracing::warn!(file = %path, "approvals file: a document's name is not the one its entries were looked up under; reading every entry");
+        return parse_file_named(path, text, Arc::default(), Vec::new());
+    }
     if let Some((document, reason)) = read.not_configmap {
         return Err(FileError::NotConfigMap {
             path: path.to_string(),
@@ -951,27 +1064,125 @@ data:
         assert_eq!((back.read, back.approvals.len()), (21, 20));
     }
 
-    /// A document whose `data` comes before its `metadata` is read whole, every time, and
-    /// reads as the same document in the usual order does.
-    #[test]
-    fn a_document_with_data_before_metadata_is_read_whole() {
-        let usual = file_of("cm", &twenty_and(grant("old")));
-        let (head, data) = usual.split_at(usual.find("\ndata:\n").unwrap() + 1);
-        let data_first = format!("{data}{head}");
-        assert!(data_first.starts_with("data:\n"));
-        let (first, earlier) = read_after(&data_first, &Arc::default());
-        let (again, _) = read_after(&data_first, &earlier);
-        assert_eq!((first.read, again.read), (21, 21));
-        let expected = parse_file("f.yaml", &usual).unwrap();
-        for f in [&first, &again] {
-            assert_eq!(f.approvals.len(), expected.approvals.len());
-            for (a, b) in f.approvals.iter().zip(&expected.approvals) {
-                assert_eq!(**a, **b);
-            }
-            assert_eq!(f.errors, expected.errors);
+    /// `file` with each document's keys in the order `kubectl get -o yaml` writes them:
+    /// `apiVersion`, `data`, `kind`, `metadata`.
+    fn kubectl_order(file: &str) -> String {
+        file.split("---\n")
+            .map(|doc| {
+                let (head, data) = doc.split_at(doc.find("\ndata:\n").unwrap() + 1);
+                let (api, rest) = head.split_at(head.find("kind:").unwrap());
+                format!("{api}{data}{rest}")
+            })
+            .collect::<Vec<_>>()
+            .join("---\n")
+    }
+
+    /// `f` as a reading with nothing before it makes it: the same approvals (contents and
+    /// ids), refusals, unlabelled names and home.
+    fn assert_reads_as_fresh(f: &FileApprovals, text: &str) {
+        let fresh = parse_file("f.yaml", text).unwrap();
+        assert_eq!(f.approvals.len(), fresh.approvals.len());
+        for (a, b) in f.approvals.iter().zip(&fresh.approvals) {
+            assert_eq!(**a, **b);
         }
-        // What it read is taken by a document in the usual order.
-        assert_eq!(read_after(&usual, &earlier).0.read, 0);
+        assert_eq!(f.errors, fresh.errors);
+        assert_eq!(f.unlabelled, fresh.unlabelled);
+        assert_eq!(f.home, fresh.home);
+    }
+
+    /// A document whose `data` comes before its `metadata` (kubectl's order) reads as the
+    /// same document in the usual order does; read again, its entries are taken, not
+    /// read: looked up under the name a first pass read for its place.
+    #[test]
+    fn a_document_with_data_before_metadata_reads_again_only_what_changed() {
+        let usual = file_of("cm", &twenty_and(grant("old")));
+        let data_first = kubectl_order(&usual);
+        assert!(data_first.starts_with("apiVersion: v1\ndata:\n"), "{data_first}");
+        let (first, earlier) = read_after(&data_first, &Arc::default());
+        assert!(earlier.data_first);
+        let (again, _) = read_after(&data_first, &earlier);
+        assert_eq!((first.read, again.read), (21, 0));
+        assert_reads_as_fresh(&first, &usual);
+        assert_reads_as_fresh(&again, &usual);
+        // What it read is taken by a document in the usual order, and the other way.
+        let (usual_read, from_usual) = read_after(&usual, &earlier);
+        assert_eq!(usual_read.read, 0);
+        assert!(!from_usual.data_first);
+        // Switching back to kubectl's order: no first pass, so read whole, once.
+        let (switched, earlier) = read_after(&data_first, &from_usual);
+        assert_eq!(switched.read, 21);
+        assert_eq!(read_after(&data_first, &earlier).0.read, 0);
+    }
+
+    /// Two ConfigMaps in kubectl's order: an edit of one entry of the second reads that
+    /// entry alone, and the others are the very approvals read before.
+    #[test]
+    fn an_edit_of_one_entry_of_a_data_first_file_reads_that_entry() {
+        let version = |last: &str| {
+            kubectl_order(&format!(
+                "{}---\n{}",
+                file_of("cm", &twenty_and(grant("old"))),
+                file_of("cm2", &twenty_and(grant(last)))
+            ))
+        };
+        let (first, earlier) = read_after(&version("old"), &Arc::default());
+        assert_eq!(first.read, 42);
+        let (second, _) = read_after(&version("new"), &earlier);
+        assert_eq!(second.read, 1);
+        assert_reads_as_fresh(&second, &version("new"));
+        assert_eq!(
+            by_id(&second, "cm2/last").subject,
+            crate::approvals::Subject::User("new".into())
+        );
+        for a in &first.approvals {
+            if a.id != "cm2/last" {
+                assert!(Arc::ptr_eq(a, &by_id(&second, &a.id)), "{}", a.id);
+            }
+        }
+        assert_eq!(second.errors, first.errors);
+    }
+
+    /// A `data`-first ConfigMap renamed, or two whose names are swapped, read their
+    /// entries again under their new ids.
+    #[test]
+    fn a_renamed_data_first_configmap_reads_its_entries_again() {
+        let two = |x: &str, y: &str| {
+            kubectl_order(&format!(
+                "{}---\n{}",
+                file_of(x, &twenty_and(grant("x"))),
+                file_of(y, &twenty_and(grant("y")))
+            ))
+        };
+        let (first, earlier) = read_after(&two("a", "b"), &Arc::default());
+        for (text, read) in [(two("b", "a"), 2), (two("a", "c"), 21)] {
+            // Swapped, the entries alike in both (all but `last`) are found under the
+            // other name: taken, as reading them again would make them.
+            let (renamed, _) = read_after(&text, &earlier);
+            assert_eq!(renamed.read, read);
+            assert_reads_as_fresh(&renamed, &text);
+            for a in &renamed.approvals {
+                if first.approvals.iter().any(|b| Arc::ptr_eq(a, b)) {
+                    assert!(first.approvals.iter().any(|b| b.id == a.id && Arc::ptr_eq(a, b)));
+                }
+            }
+        }
+    }
+
+    /// Should a document's entries be looked up under another name than the one it has
+    /// (the first pass and the reading disagreeing), the reading is thrown away and the
+    /// file read whole: nothing is taken under another ConfigMap's ids.
+    #[test]
+    fn entries_looked_up_under_another_name_are_read_again() {
+        let text = kubectl_order(&format!(
+            "{}---\n{}",
+            file_of("cm", &twenty_and(grant("old"))),
+            file_of("cm2", &twenty_and(grant("old")))
+        ));
+        let (_, earlier) = read_after(&text, &Arc::default());
+        let swapped = vec![Some("cm2".to_string()), Some("cm".to_string())];
+        let f = parse_file_named("f.yaml", &text, earlier, swapped).unwrap();
+        assert_eq!(f.read, 42);
+        assert_reads_as_fresh(&f, &text);
     }
 
     /// The hand-written `Deserialize` of a document reads what `#[derive(Deserialize)]`
@@ -990,6 +1201,8 @@ data:
             format!("kind: ConfigMap\nmetadata: {{name: a}}\ndata: {{k: {e}}}\n"),
             format!("data: {{k: {e}}}\nkind: ConfigMap\nmetadata: {{name: a}}\n"),
             format!("kind: ConfigMap\nextra: [1, 2]\nbinaryData: {{x: eQ==}}\ndata: {{k: {e}}}\n"),
+            format!("data: {{k2: {e}, k1: 'user: x', k3: {e}}}\nmetadata: {{name: a}}\nkind: ConfigMap\n"),
+            format!("kind: ConfigMap\ndata:\n  z: {e}\n  a: \"{{user: y}}\"\n"),
             "kind: ConfigMap\ndata: null\n".into(),
             "kind: ConfigMap\ndata: ~\nmetadata: ~\n".into(),
             "kind: ConfigMap\ndata: {}\n".into(),
@@ -1019,8 +1232,32 @@ data:
                     for (d, o) in d.iter().zip(&o) {
                         assert_eq!(d.kind, o.kind, "{doc}");
                         assert_eq!(d.metadata, o.metadata, "{doc}");
-                        let keys = |o: &FileDocument| o.data.as_ref().map(|d| d.0.len());
-                        assert_eq!(d.data.as_ref().map(BTreeMap::len), keys(o), "{doc}");
+                        // The same entries: each read under its key alone, as
+                        // reading the derived reader's text would, digest included.
+                        let expected = d.data.as_ref().map(|data| {
+                            data.iter()
+                                .map(|(k, t)| {
+                                    (
+                                        entry_digest(k, t),
+                                        format!("{:?}", crate::approvals::parse_entry(k, t)),
+                                    )
+                                })
+                                .collect::<BTreeMap<_, _>>()
+                        });
+                        let made = o.data.as_ref().map(|data| {
+                            data.0
+                                .iter()
+                                .map(|e| match &e.made {
+                                    Entry::Read(r) => (e.digest, format!("{r:?}")),
+                                    Entry::Kept(_) => panic!("{doc}: nothing before to keep"),
+                                })
+                                .collect::<BTreeMap<_, _>>()
+                        });
+                        assert_eq!(expected, made, "{doc}");
+                        assert_eq!(
+                            o.data.as_ref().map(|d| d.0.len()),
+                            d.data.as_ref().map(BTreeMap::len)
+                        );
                     }
                 }
                 (Err(_), Err(_)) => {}
