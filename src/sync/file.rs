@@ -301,4 +301,133 @@ mod tests {
         assert_eq!(store.signatures_checked(), 8);
         assert_eq!(trusted(&store), [("cm/p".into(), false), ("cm/s2".into(), false)]);
     }
+
+    /// A small deterministic generator (xorshift64*), for the model test.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+        }
+    }
+
+    /// One ConfigMap document: its name, label, entries (or `data: null`), its keys in one
+    /// of three orders (metadata first, kubectl's data first, kind last).
+    fn document(rng: &mut Rng, texts: &[String]) -> String {
+        let name = ["a", "b"][rng.below(2) as usize];
+        let labels = if rng.below(5) == 0 {
+            "{}"
+        } else {
+            "{jitgate.dev/approvals: \"true\"}"
+        };
+        let metadata = format!("metadata:\n  name: {name}\n  labels: {labels}\n");
+        let data = if rng.below(8) == 0 {
+            "data: null\n".to_string()
+        } else {
+            let mut data = String::from("data:\n");
+            for key in ["k1", "k2", "k3"] {
+                if rng.below(3) != 0 {
+                    let text = &texts[rng.below(texts.len() as u64) as usize];
+                    data += &format!("  {key}: {}\n", serde_json::to_string(text).unwrap());
+                }
+            }
+            if data == "data:\n" {
+                "data: {}\n".into()
+            } else {
+                data
+            }
+        };
+        let (api, kind) = ("apiVersion: v1\n", "kind: ConfigMap\n");
+        match rng.below(3) {
+            0 => format!("{api}{kind}{metadata}{data}"),
+            1 => format!("{api}{data}{kind}{metadata}"),
+            _ => format!("{data}{metadata}{api}{kind}"),
+        }
+    }
+
+    /// The review's model: over many sequences of file versions (one to three documents,
+    /// names repeated, labelled or not, in any of three orders, `data: null`, plain,
+    /// refused and signed texts, now and then a broken version), a `FileSync` that takes
+    /// what it can from the reading before holds, after each version, exactly what a
+    /// store given a fresh parse of the last good version holds: the same approvals in
+    /// the same order (ids, contents and what their signatures were found worth), and the
+    /// same count of refused entries.
+    #[test]
+    fn a_file_sync_holds_what_a_fresh_parse_of_each_version_gives() {
+        let binding = Binding {
+            cluster: "c".into(),
+            namespace: "ns".into(),
+        };
+        let key = PrivateKey::generate().unwrap().0;
+        let data = std::collections::BTreeMap::from([(
+            "carol".to_string(),
+            format!("publicKey: {}\nuser: carol\n", key.public()),
+        )]);
+        let signers = || Signers::from_data(binding.clone(), &data).0;
+        let mut texts = vec![grant("alice"), grant("bob"), "user: x\n".to_string()];
+        // Signed for a/k1 and b/k2 only: under any other id, not trusted.
+        for id in ["a/k1", "b/k2"] {
+            let mut a = parse_entry(id, &grant("carol")).unwrap();
+            a.signatures.push(sign(&a.terms(), &binding, "carol", &key, None));
+            texts.push(a.to_yaml());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals.yaml");
+        let (mut saved, mut good_versions) = (0, 0);
+        for seed in 1..=60u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let store = Arc::new(ApprovalStore::default());
+            store.set_signers(signers());
+            let mut sync = FileSync::new(path.clone(), store.clone());
+            let mut last_good: Option<String> = None;
+            let mut docs: Vec<String> = Vec::new();
+            for version in 0..12 {
+                // Half the time an edit of one document of the version before; else anew.
+                if docs.is_empty() || rng.below(2) == 0 {
+                    docs = (0..=rng.below(3)).map(|_| document(&mut rng, &texts)).collect();
+                } else {
+                    let at = rng.below(docs.len() as u64) as usize;
+                    docs[at] = document(&mut rng, &texts);
+                }
+                let mut docs = docs.clone();
+                if rng.below(8) == 0 {
+                    let broken = ["kind: Secret\nmetadata: {name: s}\n", "data: [unclosed\n"];
+                    docs.push(broken[rng.below(2) as usize].into());
+                }
+                let file = docs.join("---\n");
+                std::fs::write(&path, &file).unwrap();
+                let before = store.entries_read();
+                let applied = sync.reload();
+                if approvals::parse_file("f.yaml", &file).is_ok() {
+                    last_good = Some(file.clone());
+                    good_versions += 1;
+                }
+                let Some(good) = &last_good else {
+                    assert!(!applied && store.current().is_none(), "seed {seed} v{version}");
+                    continue;
+                };
+                let fresh_file = approvals::parse_file("f.yaml", good).unwrap();
+                if last_good.as_deref() == Some(file.as_str()) {
+                    let all = (fresh_file.approvals.len() + fresh_file.errors.len()) as u64;
+                    saved += all - (store.entries_read() - before);
+                }
+                let fresh = ApprovalStore::default();
+                fresh.set_signers(signers());
+                fresh.publish(fresh_file.approvals, fresh_file.errors.len(), fresh_file.home);
+                let (ours, theirs) = (store.current().unwrap(), fresh.current().unwrap());
+                let shown = |s: &approvals::Snapshot| {
+                    s.approvals.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>()
+                };
+                assert_eq!(shown(&ours), shown(&theirs), "seed {seed} v{version}:\n{good}");
+                assert_eq!(ours.invalid, theirs.invalid, "seed {seed} v{version}:\n{good}");
+                assert_eq!(ours.home, theirs.home, "seed {seed} v{version}");
+            }
+        }
+        // The model exercised what it is for: many good versions, many entries taken.
+        assert!(good_versions > 400, "{good_versions}");
+        assert!(saved > 300, "{saved}");
+    }
 }
