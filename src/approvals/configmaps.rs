@@ -314,6 +314,13 @@ impl EarlierSet {
     }
 }
 
+impl Drop for EarlierSet {
+    fn drop(&mut self) {
+        let before = self.0.take();
+        EARLIER.with_borrow_mut(|e| *e = before);
+    }
+}
+
 /// Each document's `metadata.name` (`None` where it has none), in the order the YAML
 /// reader makes the documents, read with the same options as the documents themselves
 /// are, everything else skipped; empty if the file does not read so (the reading proper
@@ -334,13 +341,6 @@ fn document_names(text: &str) -> Vec<Option<String>> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-impl Drop for EarlierSet {
-    fn drop(&mut self) {
-        let before = self.0.take();
-        EARLIER.with_borrow_mut(|e| *e = before);
-    }
 }
 
 /// One document of an approvals file: a ConfigMap, its entries as text in the order
@@ -681,11 +681,12 @@ pub fn parse_file(path: &str, text: &str) -> Result<FileApprovals, FileError> {
 /// is still read whole. A ConfigMap's name is known when its entries are read if its
 /// `metadata` comes before its `data`; if not (as `kubectl get -o yaml` writes it), it is
 /// the name a first pass over the file read for the document's place, a pass made only
-/// when the reading before saw such a ConfigMap (so the first edit after a file changes to
-/// that order reads every entry of those documents). Should a document's name differ from
-/// the one its entries were looked up under, the reading is thrown away and the file
-/// read again with nothing before it. Which ConfigMaps count, and whether the file is
-/// refused, is decided as [`parse_file`] decides it.
+/// when the reading before saw such a ConfigMap (so the version that first puts a
+/// ConfigMap in that order, in a file with none so before, reads all its entries).
+/// Should a document's name differ from the one its entries were looked up under, the
+/// reading is thrown away and the file read again with nothing before it. Which
+/// ConfigMaps count, and whether the file is refused, is decided as [`parse_file`]
+/// decides it.
 pub fn parse_file_after(
     path: &str,
     text: &str,
