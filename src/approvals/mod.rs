@@ -15,8 +15,9 @@ mod write;
 
 pub use approval::{Approval, Name, Subject, Text, suggested_key};
 pub use configmaps::{
-    ConfigMapRef, DEFAULT_CONFIGMAP, DEFAULT_NAMESPACE, FileApprovals, FileError, LABEL, ParsedConfigMap,
-    has_label, is_labelled, parse_configmap, parse_configmap_after, parse_file,
+    ConfigMapRef, DEFAULT_CONFIGMAP, DEFAULT_NAMESPACE, FileApprovals, FileEntries, FileError, LABEL,
+    ParsedConfigMap, ReadEntries, has_label, is_labelled, parse_configmap, parse_configmap_after, parse_file,
+    parse_file_after,
 };
 pub use index::{ApprovalIndex, Candidates, LookupKey};
 pub use parse::{EntryError, parse_entry};
@@ -251,6 +252,20 @@ impl ApprovalStore {
     /// ConfigMap's unchanged entries are) keeps what its signatures were found worth then:
     /// the signers have not changed since, or that would have been checked again.
     pub fn publish(&self, approvals: Vec<Arc<Approval>>, invalid: usize, home: ConfigMapRef) {
+        self.publish_then(approvals, invalid, home, |_| {});
+    }
+
+    /// [`ApprovalStore::publish`], then `then` of the approvals as given (the same `Arc`s,
+    /// in order): what a source keeps to give again those it finds unchanged next time,
+    /// without holding them while they are checked (which would make the store copy each
+    /// one it could have checked in place).
+    pub fn publish_then(
+        &self,
+        approvals: Vec<Arc<Approval>>,
+        invalid: usize,
+        home: ConfigMapRef,
+        then: impl FnOnce(&[Arc<Approval>]),
+    ) {
         let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         // Keyed by address: the approvals of the last build are held in `sources` until
         // this one is done, so an address here is that very approval's.
@@ -274,6 +289,7 @@ impl ApprovalStore {
             sources.signers.clone(),
             Timestamp::now(),
         );
+        then(&approvals);
         sources.approvals = Some((approvals, invalid, home));
         sources.checked = checked;
         self.replace(snapshot);

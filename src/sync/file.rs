@@ -1,6 +1,8 @@
 //! The approvals file, watched for changes. An edit takes effect within a second; a file that cannot be read or parsed
 //! leaves the last good approvals in place; each refused entry is logged once per change
-//! of the file, not at every check.
+//! of the file, not at every check. An edit parses again only the entries it changed (see
+//! [`approvals::parse_file_after`]): the others are the approvals of the file last applied,
+//! their signatures not checked again.
 
 use crate::approvals::{self, ApprovalStore};
 use crate::watch::Changes;
@@ -20,6 +22,10 @@ pub struct FileSync {
     /// A digest of the content last applied (or refused), to act once per change
     /// without keeping a copy of a file that may hold a hundred thousand approvals.
     last: Option<Result<String, String>>,
+    /// What the reading last applied made of each entry, for the next reading to take
+    /// again the entries it finds unchanged (the same `Arc`s the store holds: only the
+    /// digests are extra). A file refused leaves it as it was.
+    entries: Arc<approvals::FileEntries>,
 }
 
 impl FileSync {
@@ -28,6 +34,7 @@ impl FileSync {
             path,
             store,
             last: None,
+            entries: Arc::default(),
         }
     }
 
@@ -35,7 +42,8 @@ impl FileSync {
     /// reflects the file.
     ///
     /// An unchanged file is recognised by its digest, read a block at a time; only a
-    /// changed one is read whole and parsed, and what that took is then handed back to the
+    /// changed one is read whole and parsed (its unchanged entries taken from the reading
+    /// last applied, not parsed again), and what that took is then handed back to the
     /// system (a hundred thousand approvals are a file of some 20 MB, re-checked every
     /// few seconds).
     pub fn reload(&mut self) -> bool {
@@ -76,7 +84,10 @@ impl FileSync {
         self.last = Some(Ok(digest));
         let parsed = String::from_utf8(bytes)
             .map_err(|_| format!("{shown}: not UTF-8"))
-            .and_then(|text| approvals::parse_file(shown, &text).map_err(|e| e.to_string()));
+            .and_then(|text| {
+                approvals::parse_file_after(shown, &text, Arc::clone(&self.entries))
+                    .map_err(|e| e.to_string())
+            });
         let file = match parsed {
             Ok(f) => f,
             Err(why) => {
@@ -92,9 +103,13 @@ impl FileSync {
                 "ConfigMap ignored: it lacks the label jitgate.dev/approvals: \"true\"");
         }
         let count = file.approvals.len();
-        self.store.note_read(count + file.errors.len());
-        self.store.publish(file.approvals, file.errors.len(), file.home);
-        tracing::info!(file = %shown, approvals = count, ignored = file.errors.len(), "approvals loaded");
+        self.store.note_read(file.read);
+        let (entries, invalid) = (file.entries, file.errors.len());
+        self.store
+            .publish_then(file.approvals, invalid, file.home, |published| {
+                self.entries = Arc::new(entries.published(published));
+            });
+        tracing::info!(file = %shown, approvals = count, ignored = invalid, "approvals loaded");
         true
     }
 
@@ -114,5 +129,305 @@ impl FileSync {
                 .await;
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approvals::{Subject, parse_entry};
+    use crate::signing::{Binding, Checked, PrivateKey, Signers, sign};
+
+    fn grant(user: &str) -> String {
+        format!(
+            "user: {user}\nresource: secrets\nnamespace: prod\nexpiresAt: \"2099-01-01T00:00:00Z\"\nreason: r\n"
+        )
+    }
+
+    /// An approvals file of one labelled ConfigMap `cm` with these entries.
+    fn file_of(entries: &[(&str, &str)]) -> String {
+        let mut file = String::from(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  labels: {jitgate.dev/approvals: \"true\"}\ndata:\n",
+        );
+        for (key, text) in entries {
+            file += &format!("  {key}: {}\n", serde_json::to_string(text).unwrap());
+        }
+        file
+    }
+
+    /// Each approval's id and subject, as the store holds them now.
+    fn held(store: &ApprovalStore) -> Vec<(String, Subject)> {
+        let snapshot = store.current().unwrap();
+        let mut held: Vec<_> = snapshot
+            .approvals
+            .iter()
+            .map(|a| (a.id.to_string(), a.subject.clone()))
+            .collect();
+        held.sort_by(|a, b| a.0.cmp(&b.0));
+        held
+    }
+
+    fn user(u: &str) -> Subject {
+        Subject::User(u.into())
+    }
+
+    /// A file that fails to parse keeps the approvals last applied, and what the next good
+    /// edit reads is measured against those: it reads again only what it changed from
+    /// them, and the store then holds exactly what it says.
+    #[test]
+    fn a_refused_file_keeps_the_last_reading_for_the_next_edit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals.yaml");
+        let store = Arc::new(ApprovalStore::default());
+        let mut sync = FileSync::new(path.clone(), store.clone());
+        let (a, b, c) = (grant("alice"), grant("bob"), grant("carol"));
+        std::fs::write(&path, file_of(&[("a", &a), ("b", &b), ("c", &c)])).unwrap();
+        assert!(sync.reload());
+        assert_eq!(store.entries_read(), 3);
+        // Valid YAML whose second document is not a ConfigMap, with b changed in the
+        // first: refused whole, and what it read of its first document is not kept.
+        let (mallory, dave) = (grant("mallory"), grant("dave"));
+        let refused =
+            file_of(&[("a", &a), ("b", &mallory), ("c", &c)]) + "---\nkind: Secret\nmetadata: {name: s}\n";
+        std::fs::write(&path, refused).unwrap();
+        assert!(sync.reload(), "the last good approvals still stand");
+        std::fs::write(&path, "data: [unclosed\n").unwrap();
+        assert!(sync.reload());
+        assert_eq!(
+            held(&store),
+            [
+                ("cm/a".into(), user("alice")),
+                ("cm/b".into(), user("bob")),
+                ("cm/c".into(), user("carol"))
+            ]
+        );
+        let before = store.entries_read();
+        // The next good edit changes c from the last applied file (b as it was there).
+        std::fs::write(&path, file_of(&[("a", &a), ("b", &b), ("c", &dave)])).unwrap();
+        assert!(sync.reload());
+        assert_eq!(store.entries_read() - before, 1);
+        assert_eq!(
+            held(&store),
+            [
+                ("cm/a".into(), user("alice")),
+                ("cm/b".into(), user("bob")),
+                ("cm/c".into(), user("dave"))
+            ]
+        );
+        // And b as the refused file had it is read, not taken from that refused reading.
+        std::fs::write(&path, file_of(&[("a", &a), ("b", &mallory), ("c", &dave)])).unwrap();
+        assert!(sync.reload());
+        assert_eq!(store.entries_read() - before, 2);
+        assert_eq!(held(&store)[1], ("cm/b".into(), user("mallory")));
+    }
+
+    /// A signed entry that an edit of the file leaves as it was keeps what its signature
+    /// was found worth, without checking it again; one that changes is checked.
+    #[test]
+    fn an_unchanged_signed_entry_is_not_checked_again() {
+        let binding = Binding {
+            cluster: "c".into(),
+            namespace: "ns".into(),
+        };
+        let key = PrivateKey::generate().unwrap().0;
+        let data = std::collections::BTreeMap::from([(
+            "carol".to_string(),
+            format!("publicKey: {}\nuser: carol\n", key.public()),
+        )]);
+        let signed = |k: &str, user: &str| {
+            let mut a = parse_entry(&format!("cm/{k}"), &grant(user)).unwrap();
+            a.signatures.push(sign(&a.terms(), &binding, "carol", &key, None));
+            a.to_yaml()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals.yaml");
+        let store = Arc::new(ApprovalStore::default());
+        store.set_signers(Signers::from_data(binding.clone(), &data).0);
+        let mut sync = FileSync::new(path.clone(), store.clone());
+        let (s, plain) = (signed("s", "alice"), grant("bob"));
+        std::fs::write(
+            &path,
+            file_of(&[("s", &s), ("t", &signed("t", "erin")), ("p", &plain)]),
+        )
+        .unwrap();
+        assert!(sync.reload());
+        assert_eq!(store.signatures_checked(), 2);
+        let trusted = |store: &ApprovalStore| {
+            let snapshot = store.current().unwrap();
+            let mut by_id: Vec<(String, bool)> = snapshot
+                .approvals
+                .iter()
+                .map(|a| (a.id.to_string(), matches!(a.checked[..], [Checked::Trusted(_)])))
+                .collect();
+            by_id.sort();
+            by_id
+        };
+        // An unsigned entry changes, and t is signed anew: only t is checked.
+        std::fs::write(
+            &path,
+            file_of(&[("s", &s), ("t", &signed("t", "frank")), ("p", &grant("dave"))]),
+        )
+        .unwrap();
+        assert!(sync.reload());
+        assert_eq!(store.signatures_checked(), 3);
+        assert_eq!(
+            trusted(&store),
+            [
+                ("cm/p".into(), false),
+                ("cm/s".into(), true),
+                ("cm/t".into(), true)
+            ]
+        );
+        // No signers: all checked afresh (into copies, as the store holds what it was
+        // given); then edits of p alone check nothing more, two in a row.
+        store.set_signers(Signers::none(binding.clone()));
+        assert_eq!(store.signatures_checked(), 5);
+        for dave in ["dave", "dave2", "dave3"] {
+            std::fs::write(
+                &path,
+                file_of(&[("s", &s), ("t", &signed("t", "frank")), ("p", &grant(dave))]),
+            )
+            .unwrap();
+            assert!(sync.reload());
+            assert_eq!(store.signatures_checked(), 5, "{dave}");
+        }
+        assert!(trusted(&store).iter().all(|(_, trusted)| !trusted));
+        store.set_signers(Signers::from_data(binding.clone(), &data).0);
+        assert_eq!(store.signatures_checked(), 7);
+        // s moved to another key: another id, so checked again (and its signature, bound
+        // to the id it was made for, is no longer trusted).
+        std::fs::write(&path, file_of(&[("s2", &s), ("p", &grant("dave"))])).unwrap();
+        assert!(sync.reload());
+        assert_eq!(store.signatures_checked(), 8);
+        assert_eq!(trusted(&store), [("cm/p".into(), false), ("cm/s2".into(), false)]);
+    }
+
+    /// A small deterministic generator (xorshift64*), for the model test.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+        }
+    }
+
+    /// One ConfigMap document: its name, label, entries (or `data: null`), its keys in one
+    /// of three orders (metadata first, kubectl's data first, kind last).
+    fn document(rng: &mut Rng, texts: &[String]) -> String {
+        let name = ["a", "b"][rng.below(2) as usize];
+        let labels = if rng.below(5) == 0 {
+            "{}"
+        } else {
+            "{jitgate.dev/approvals: \"true\"}"
+        };
+        let metadata = format!("metadata:\n  name: {name}\n  labels: {labels}\n");
+        let data = if rng.below(8) == 0 {
+            "data: null\n".to_string()
+        } else {
+            let mut data = String::from("data:\n");
+            for key in ["k1", "k2", "k3"] {
+                if rng.below(3) != 0 {
+                    let text = &texts[rng.below(texts.len() as u64) as usize];
+                    data += &format!("  {key}: {}\n", serde_json::to_string(text).unwrap());
+                }
+            }
+            if data == "data:\n" {
+                "data: {}\n".into()
+            } else {
+                data
+            }
+        };
+        let (api, kind) = ("apiVersion: v1\n", "kind: ConfigMap\n");
+        match rng.below(3) {
+            0 => format!("{api}{kind}{metadata}{data}"),
+            1 => format!("{api}{data}{kind}{metadata}"),
+            _ => format!("{data}{metadata}{api}{kind}"),
+        }
+    }
+
+    /// The review's model: over many sequences of file versions (one to three documents,
+    /// names repeated, labelled or not, in any of three orders, `data: null`, plain,
+    /// refused and signed texts, now and then a broken version), a `FileSync` that takes
+    /// what it can from the reading before holds, after each version, exactly what a
+    /// store given a fresh parse of the last good version holds: the same approvals in
+    /// the same order (ids, contents and what their signatures were found worth), and the
+    /// same count of refused entries.
+    #[test]
+    fn a_file_sync_holds_what_a_fresh_parse_of_each_version_gives() {
+        let binding = Binding {
+            cluster: "c".into(),
+            namespace: "ns".into(),
+        };
+        let key = PrivateKey::generate().unwrap().0;
+        let data = std::collections::BTreeMap::from([(
+            "carol".to_string(),
+            format!("publicKey: {}\nuser: carol\n", key.public()),
+        )]);
+        let signers = || Signers::from_data(binding.clone(), &data).0;
+        let mut texts = vec![grant("alice"), grant("bob"), "user: x\n".to_string()];
+        // Signed for a/k1 and b/k2 only: under any other id, not trusted.
+        for id in ["a/k1", "b/k2"] {
+            let mut a = parse_entry(id, &grant("carol")).unwrap();
+            a.signatures.push(sign(&a.terms(), &binding, "carol", &key, None));
+            texts.push(a.to_yaml());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals.yaml");
+        let (mut saved, mut good_versions) = (0, 0);
+        for seed in 1..=60u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let store = Arc::new(ApprovalStore::default());
+            store.set_signers(signers());
+            let mut sync = FileSync::new(path.clone(), store.clone());
+            let mut last_good: Option<String> = None;
+            let mut docs: Vec<String> = Vec::new();
+            for version in 0..12 {
+                // Half the time an edit of one document of the version before; else anew.
+                if docs.is_empty() || rng.below(2) == 0 {
+                    docs = (0..=rng.below(3)).map(|_| document(&mut rng, &texts)).collect();
+                } else {
+                    let at = rng.below(docs.len() as u64) as usize;
+                    docs[at] = document(&mut rng, &texts);
+                }
+                let mut docs = docs.clone();
+                if rng.below(8) == 0 {
+                    let broken = ["kind: Secret\nmetadata: {name: s}\n", "data: [unclosed\n"];
+                    docs.push(broken[rng.below(2) as usize].into());
+                }
+                let file = docs.join("---\n");
+                std::fs::write(&path, &file).unwrap();
+                let before = store.entries_read();
+                let applied = sync.reload();
+                if approvals::parse_file("f.yaml", &file).is_ok() {
+                    last_good = Some(file.clone());
+                    good_versions += 1;
+                }
+                let Some(good) = &last_good else {
+                    assert!(!applied && store.current().is_none(), "seed {seed} v{version}");
+                    continue;
+                };
+                let fresh_file = approvals::parse_file("f.yaml", good).unwrap();
+                if last_good.as_deref() == Some(file.as_str()) {
+                    let all = (fresh_file.approvals.len() + fresh_file.errors.len()) as u64;
+                    saved += all - (store.entries_read() - before);
+                }
+                let fresh = ApprovalStore::default();
+                fresh.set_signers(signers());
+                fresh.publish(fresh_file.approvals, fresh_file.errors.len(), fresh_file.home);
+                let (ours, theirs) = (store.current().unwrap(), fresh.current().unwrap());
+                let shown = |s: &approvals::Snapshot| {
+                    s.approvals.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>()
+                };
+                assert_eq!(shown(&ours), shown(&theirs), "seed {seed} v{version}:\n{good}");
+                assert_eq!(ours.invalid, theirs.invalid, "seed {seed} v{version}:\n{good}");
+                assert_eq!(ours.home, theirs.home, "seed {seed} v{version}");
+            }
+        }
+        // The model exercised what it is for: many good versions, many entries taken.
+        assert!(good_versions > 400, "{good_versions}");
+        assert!(saved > 300, "{saved}");
     }
 }

@@ -139,3 +139,66 @@ async fn nothing_is_granted_before_the_first_load_and_readiness_waits_for_it() {
     assert!(allowed(&h, &alice).await);
     h.stop().await;
 }
+
+/// How many approval entries the server has read since it started.
+async fn entries_read(h: &Harness) -> f64 {
+    counter(&scrape(h).await, "jitgate_approval_entries_read")
+}
+
+/// `manifest` (of one ConfigMap, `metadata` first) in the order `kubectl get -o yaml`
+/// writes its keys: `apiVersion`, `data`, `kind`, `metadata`.
+fn kubectl_order(manifest: &str) -> String {
+    let (head, data) = manifest.split_at(manifest.find("\ndata:").unwrap() + 1);
+    let rest = head.strip_prefix("apiVersion: v1\n").unwrap();
+    format!("apiVersion: v1\n{data}{rest}")
+}
+
+// The counter is the server's own (its approvals store's), so tests running beside it in
+// the same process do not move it.
+#[tokio::test]
+async fn an_edit_of_one_entry_of_the_file_reads_that_entry_again_not_the_whole_file() {
+    an_edit_of_one_entry_reads_that_entry(|m| m).await;
+}
+
+/// The same with the file written as `kubectl get -o yaml` writes a ConfigMap (its `data`
+/// before its `metadata`).
+#[tokio::test]
+async fn an_edit_of_one_entry_of_a_file_in_kubectl_order_reads_that_entry_again() {
+    an_edit_of_one_entry_reads_that_entry(|m| {
+        let k = kubectl_order(&m);
+        assert!(k.starts_with("apiVersion: v1\ndata:\n") && k.contains("kind: ConfigMap\nmetadata:"));
+        k
+    })
+    .await;
+}
+
+async fn an_edit_of_one_entry_reads_that_entry(order: fn(String) -> String) {
+    let others: Vec<(String, String)> = (0..20)
+        .map(|i| {
+            let e = entry(&[("alice@example.com", &format!("user-{i}@example.com"))]);
+            (format!("other-{i}"), e)
+        })
+        .collect();
+    let with = |grant: &str| {
+        let mut entries: Vec<(&str, &str)> = others.iter().map(|(k, e)| (k.as_str(), e.as_str())).collect();
+        entries.push(("grant", grant));
+        order(approvals_manifest(&entries))
+    };
+    let h = Harness::start(&with(&expiring(-5, &[]))).await;
+    let alice = Req::secret_update();
+    assert!(!allowed(&h, &alice).await);
+    let before = entries_read(&h).await;
+    assert_eq!(before, 21.0, "the first load reads every entry");
+
+    h.write_approvals(&with(&entry(&[])));
+    eventually(PATIENCE, || allowed(&h, &alice)).await;
+    assert_eq!(
+        entries_read(&h).await - before,
+        1.0,
+        "only the edited entry is read again"
+    );
+    // The others still grant as they did: they were kept, not lost.
+    let other = Req::secret_update().with(|r| r.user = "user-3@example.com".into());
+    assert!(allowed(&h, &other).await);
+    h.stop().await;
+}
