@@ -136,7 +136,7 @@ impl Metrics {
         let entries_read = Gauge::default();
         registry.register(
             "approval_entries_read",
-            "Approval entries read since start: an edit of a ConfigMap reads only the entries whose text changed (in an approvals file too, but for the edit that first puts a ConfigMap's data before its metadata)",
+            "Approval entries read since start: an edit of a ConfigMap reads only the entries whose text changed (in an approvals file too, but for the edit that first puts a ConfigMap's data before its metadata in a file with none so before)",
             entries_read.clone(),
         );
         let signatures_checked = Gauge::default();
