@@ -411,16 +411,8 @@ mod tests {
     /// same as checking all of them afresh.
     #[test]
     fn a_publish_checks_only_the_signatures_of_approvals_it_has_not_seen() {
-        use crate::signing::{Binding, Checked, PrivateKey, sign};
-        let binding = Binding {
-            cluster: "c".into(),
-            namespace: "ns".into(),
-        };
-        let key = PrivateKey::generate().unwrap().0;
-        let data = std::collections::BTreeMap::from([(
-            "carol".to_string(),
-            format!("publicKey: {}\nuser: carol\n", key.public()),
-        )]);
+        use crate::signing::{Checked, sign};
+        let (binding, key, data) = crate::signing::trusted_for_tests("carol");
         let signers = Signers::from_data(binding.clone(), &data).0;
         let signed = |user: &str| {
             let text = format!(

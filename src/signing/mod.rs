@@ -432,3 +432,21 @@ fn verify_together(batch: &mut Vec<Unverified<'_>>) {
 
 #[cfg(test)]
 mod tests;
+
+/// For the tests of the modules that check signatures: a binding (cluster `c`, namespace
+/// `ns`), a new key, and the signers ConfigMap's `data` that trusts it as user `name`.
+#[cfg(test)]
+pub(crate) fn trusted_for_tests(
+    name: &str,
+) -> (Binding, PrivateKey, std::collections::BTreeMap<String, String>) {
+    let binding = Binding {
+        cluster: "c".into(),
+        namespace: "ns".into(),
+    };
+    let key = PrivateKey::generate().unwrap().0;
+    let data = std::collections::BTreeMap::from([(
+        name.to_string(),
+        format!("publicKey: {}\nuser: {name}\n", key.public()),
+    )]);
+    (binding, key, data)
+}

@@ -136,7 +136,7 @@ impl FileSync {
 mod tests {
     use super::*;
     use crate::approvals::{Subject, parse_entry};
-    use crate::signing::{Binding, Checked, PrivateKey, Signers, sign};
+    use crate::signing::{Checked, Signers, sign};
 
     fn grant(user: &str) -> String {
         format!(
@@ -225,15 +225,7 @@ mod tests {
     /// was found worth, without checking it again; one that changes is checked.
     #[test]
     fn an_unchanged_signed_entry_is_not_checked_again() {
-        let binding = Binding {
-            cluster: "c".into(),
-            namespace: "ns".into(),
-        };
-        let key = PrivateKey::generate().unwrap().0;
-        let data = std::collections::BTreeMap::from([(
-            "carol".to_string(),
-            format!("publicKey: {}\nuser: carol\n", key.public()),
-        )]);
+        let (binding, key, data) = crate::signing::trusted_for_tests("carol");
         let signed = |k: &str, user: &str| {
             let mut a = parse_entry(&format!("cm/{k}"), &grant(user)).unwrap();
             a.signatures.push(sign(&a.terms(), &binding, "carol", &key, None));
@@ -357,15 +349,7 @@ mod tests {
     /// same count of refused entries.
     #[test]
     fn a_file_sync_holds_what_a_fresh_parse_of_each_version_gives() {
-        let binding = Binding {
-            cluster: "c".into(),
-            namespace: "ns".into(),
-        };
-        let key = PrivateKey::generate().unwrap().0;
-        let data = std::collections::BTreeMap::from([(
-            "carol".to_string(),
-            format!("publicKey: {}\nuser: carol\n", key.public()),
-        )]);
+        let (binding, key, data) = crate::signing::trusted_for_tests("carol");
         let signers = || Signers::from_data(binding.clone(), &data).0;
         let mut texts = vec![grant("alice"), grant("bob"), "user: x\n".to_string()];
         // Signed for a/k1 and b/k2 only: under any other id, not trusted.
