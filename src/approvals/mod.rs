@@ -1,10 +1,11 @@
-//! Approvals: reading them from ConfigMaps (`configmaps`: one code path for the approvals
-//! file and, in a cluster, the watched ConfigMaps), indexing them, and holding the current
+//! Approvals: reading them from ConfigMaps (`configmaps`: in a cluster, the watched
+//! ConfigMaps; `file`: an approvals file, with the same entry reader), indexing them, and holding the current
 //! set (here: [`Snapshot`], [`ApprovalStore`]).
 
 mod approval;
 pub mod break_glass;
 mod configmaps;
+mod file;
 mod flat;
 mod index;
 mod parallel;
@@ -15,10 +16,10 @@ mod write;
 
 pub use approval::{Approval, Name, Subject, Text, suggested_key};
 pub use configmaps::{
-    ConfigMapRef, DEFAULT_CONFIGMAP, DEFAULT_NAMESPACE, FileApprovals, FileEntries, FileError, LABEL,
-    ParsedConfigMap, ReadEntries, has_label, is_labelled, parse_configmap, parse_configmap_after, parse_file,
-    parse_file_after,
+    ConfigMapRef, DEFAULT_CONFIGMAP, DEFAULT_NAMESPACE, LABEL, ParsedConfigMap, has_label, is_labelled,
+    parse_configmap, parse_configmap_after,
 };
+pub use file::{FileApprovals, FileEntries, FileError, ReadEntries, parse_file, parse_file_after};
 pub use index::{ApprovalIndex, Candidates, LookupKey};
 pub use parse::{EntryError, parse_entry};
 pub use state::{
