@@ -29,24 +29,37 @@ impl ApiServer {
     }
 
     /// Starts it with these extra kube-apiserver flags (`--authorization-config=FILE`).
+    ///
+    /// Tried up to three times, each in a new directory: the kit picks its ports by binding
+    /// and releasing them, so a test beside it that binds one in between leaves etcd or the
+    /// API server without its port (seen once in CI: "kube-apiserver never became ready",
+    /// etcd's port refused). Each failure is printed; the third fails the story.
     pub(crate) fn start_with(kit: &Path, flags: &[&str]) -> ApiServer {
-        let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new(kit.join("start.sh"))
-            .arg(dir.path())
-            .args(flags)
-            .output()
-            .expect("start.sh runs");
-        let server = ApiServer {
-            kit: kit.to_path_buf(),
-            dir,
-        };
-        assert!(
-            out.status.success(),
-            "start.sh failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        server
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let dir = tempfile::tempdir().unwrap();
+            let out = std::process::Command::new(kit.join("start.sh"))
+                .arg(dir.path())
+                .args(flags)
+                .output()
+                .expect("start.sh runs");
+            // Stopped by its drop if it failed, so that a retry starts from nothing.
+            let server = ApiServer {
+                kit: kit.to_path_buf(),
+                dir,
+            };
+            let why = format!(
+                "start.sh failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success() || attempt < ATTEMPTS, "{why}");
+            if out.status.success() {
+                return server;
+            }
+            eprintln!("attempt {attempt} of {ATTEMPTS}: {why}");
+        }
+        unreachable!("the last attempt returns or fails the story")
     }
 
     /// Starts it with the authorizer chain `jitgate manifests authorization` renders from
