@@ -446,14 +446,13 @@ async fn stdout_a_pipe_whose_reader_stops_answers_at_the_deadline_and_gets_every
     // Nobody reads stdout: once the pipe is full, records wait. Requests keep coming, each
     // on its own connection, until one is refused at its deadline.
     let updates = UntilRefused::default();
-    let mut clients = Vec::new();
-    for _ in 0..3000 {
-        if updates.refused() {
-            break;
-        }
-        clients.push(updates.send(Conn::open(addr, &ca, Proto::H1).await.unwrap()));
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let clients = updates
+        .send_until_refused(
+            3000,
+            || async { Conn::open(addr, &ca, Proto::H1).await.unwrap() },
+            update_review,
+        )
+        .await;
     assert!(updates.refused(), "the pipe never filled");
     let denial = updates.denial();
     let message = denial["status"]["message"].as_str().unwrap();
@@ -514,8 +513,12 @@ async fn metric(addr: std::net::SocketAddr, ca: &str, name: &str) -> f64 {
 /// One gated update (alice's, which an approval allows) with the API server's `timeout`,
 /// on a connection of its own.
 async fn one_update(addr: std::net::SocketAddr, ca: &str, timeout: &str) -> Reply {
+    one_review(addr, ca, timeout, update_review()).await
+}
+
+/// One review with `timeout`, on a connection of its own; it must be answered (200).
+async fn one_review(addr: std::net::SocketAddr, ca: &str, timeout: &str, review: Vec<u8>) -> Reply {
     let mut c = Conn::open(addr, ca, Proto::H1).await.unwrap();
-    let review = serde_json::to_vec(&Req::secret_update().review()).unwrap();
     let reply = c
         .send(
             hyper::Method::POST,
@@ -526,6 +529,30 @@ async fn one_update(addr: std::net::SocketAddr, ca: &str, timeout: &str) -> Repl
         .await;
     assert_eq!(reply.status, hyper::StatusCode::OK);
     reply
+}
+
+/// Sends `one()` until an answer is refused `audit_unavailable` for the records held,
+/// fewer than `most` times (past that the story fails, naming the places held); the
+/// answers, the refusal last.
+async fn until_audit_unavailable<F: std::future::Future<Output = Reply>>(
+    addr: std::net::SocketAddr,
+    ca: &str,
+    most: usize,
+    mut one: impl FnMut() -> F,
+) -> Vec<Reply> {
+    let mut replies = Vec::new();
+    while replies
+        .last()
+        .is_none_or(|r| refused_for(r).as_deref() != Some("audit_unavailable"))
+    {
+        assert!(
+            replies.len() < most,
+            "nothing was refused for the records held; {} places held",
+            metric(addr, ca, HELD).await
+        );
+        replies.push(one().await);
+    }
+    replies
 }
 
 /// Why an update was refused, if it was.
@@ -639,28 +666,16 @@ async fn stdout_a_pipe_whose_reader_stops_holds_at_most_audit_queue_records_and_
     // Nobody reads stdout: once the pipe is full, records are held, each request's until
     // its record is written, whether it waits for it or answered at its deadline.
     let updates = UntilRefused::default();
-    let mut clients = Vec::new();
-    for _ in 0..3000 {
-        if updates.refused() {
-            break;
-        }
-        clients.push(updates.send(Conn::open(addr, &ca, Proto::H1).await.unwrap()));
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let clients = updates
+        .send_until_refused(
+            3000,
+            || async { Conn::open(addr, &ca, Proto::H1).await.unwrap() },
+            update_review,
+        )
+        .await;
     assert!(updates.refused(), "the pipe never filled");
     // Until 8 are held: then the next update is refused at once, its record not held.
-    let mut replies = Vec::new();
-    while replies
-        .last()
-        .is_none_or(|r| refused_for(r).as_deref() != Some("audit_unavailable"))
-    {
-        assert!(
-            replies.len() < 20,
-            "no update was refused for the records held; {} held",
-            metric(addr, &ca, HELD).await
-        );
-        replies.push(one_update(addr, &ca, "1s").await);
-    }
+    let mut replies = until_audit_unavailable(addr, &ca, 20, || one_update(addr, &ca, "1s")).await;
     assert_eq!(metric(addr, &ca, HELD).await, 8.0);
     // At the bound, every update is refused at once as audit_unavailable (not at its
     // deadline, as deadline_exceeded), and the records held do not grow.
@@ -724,21 +739,6 @@ fn forged_update(group_bytes: usize) -> Vec<u8> {
     serde_json::to_vec(&req.review()).unwrap()
 }
 
-/// One forged update (`forged_update`) with a 1 s deadline, on a connection of its own.
-async fn one_forged_update(addr: std::net::SocketAddr, ca: &str, group_bytes: usize) -> Reply {
-    let mut c = Conn::open(addr, ca, Proto::H1).await.unwrap();
-    let reply = c
-        .send(
-            hyper::Method::POST,
-            "/validate?timeout=1s",
-            Some("application/json"),
-            forged_update(group_bytes),
-        )
-        .await;
-    assert_eq!(reply.status, hyper::StatusCode::OK);
-    reply
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdout_a_pipe_whose_reader_stops_holds_large_forged_reviews_by_their_size() {
     // 40 KiB of groups: each record takes 13 places of 4 KiB, so 64 places hold 4 of them.
@@ -755,31 +755,19 @@ async fn stdout_a_pipe_whose_reader_stops_holds_large_forged_reviews_by_their_si
     // Nobody reads stdout, whose pipe (64 KiB) takes at most one such record whole: the
     // others are held, until one is refused.
     let forged = UntilRefused::default();
-    let mut clients = Vec::new();
-    for _ in 0..500 {
-        if forged.refused() {
-            break;
-        }
-        let c = Conn::open(addr, &ca, Proto::H1).await.unwrap();
-        clients.push(forged.send_review(c, forged_update(GROUPS)));
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let clients = forged
+        .send_until_refused(
+            500,
+            || async { Conn::open(addr, &ca, Proto::H1).await.unwrap() },
+            || forged_update(GROUPS),
+        )
+        .await;
     assert!(forged.refused(), "no forged review was refused");
     // Until no other fits: then each is refused at once, its record not held.
-    let mut refused = Vec::new();
-    while refused
-        .last()
-        .is_none_or(|r| refused_for(r).as_deref() != Some("audit_unavailable"))
-    {
-        assert!(
-            refused.len() < 200,
-            "no forged review was refused for the records held; {} places held",
-            metric(addr, &ca, HELD).await
-        );
-        refused.push(one_forged_update(addr, &ca, GROUPS).await);
-    }
+    let one_forged = || one_review(addr, &ca, "1s", forged_update(GROUPS));
+    let mut refused = until_audit_unavailable(addr, &ca, 200, one_forged).await;
     for _ in 0..20 {
-        let reply = one_forged_update(addr, &ca, GROUPS).await;
+        let reply = one_forged().await;
         assert_eq!(refused_for(&reply).as_deref(), Some("audit_unavailable"));
         assert_eq!(reply.json()["response"]["status"]["code"], 503);
         refused.push(reply);

@@ -268,14 +268,9 @@ async fn a_stuck_audit_sink_becomes_a_denial_before_the_api_servers_deadline_rec
     // answering otherwise than a record that may still land would make them disagree.
     // Those that queue behind it are refused at their deadline.
     let updates = UntilRefused::default();
-    let mut clients = Vec::new();
-    for _ in 0..3000 {
-        if updates.refused() {
-            break;
-        }
-        clients.push(updates.send(h.conn(Proto::H1).await));
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let clients = updates
+        .send_until_refused(3000, || h.conn(Proto::H1), update_review)
+        .await;
     assert!(updates.refused(), "the sink never filled");
     let denial = updates.denial();
     let message = denial["status"]["message"].as_str().unwrap();

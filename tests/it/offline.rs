@@ -854,11 +854,7 @@ async fn among_many_signed_entries_verified_together_only_the_altered_ones_grant
             let answer = c.decide(&req.review()).await;
             if altered.contains(&i) {
                 assert_eq!(answer["allowed"], false, "altered entry {i}: {answer}");
-                let why = answer["status"]["message"].as_str().unwrap_or("");
-                assert!(
-                    why.contains("the signature by \"carol\" does not verify"),
-                    "{why}"
-                );
+                assert_signature_refused(&answer, "carol");
             } else {
                 assert_eq!(answer["allowed"], true, "entry {i}: {answer}");
             }
@@ -954,11 +950,7 @@ async fn a_signers_key_cannot_sign_past_a_batch_what_one_by_one_verification_ref
         for answer in ask(i).await {
             if i == crafted {
                 assert_eq!(answer["allowed"], false, "{answer}");
-                let why = answer["status"]["message"].as_str().unwrap_or("");
-                assert!(
-                    why.contains("the signature by \"mallet\" does not verify"),
-                    "{why}"
-                );
+                assert_signature_refused(&answer, "mallet");
             } else {
                 assert_eq!(answer["allowed"], true, "entry {i}: {answer}");
             }
@@ -989,4 +981,13 @@ async fn a_signers_key_cannot_sign_past_a_batch_what_one_by_one_verification_ref
     })
     .await;
     h.stop().await;
+}
+
+/// `answer` names `signer`'s signature as one that does not verify.
+fn assert_signature_refused(answer: &serde_json::Value, signer: &str) {
+    let why = answer["status"]["message"].as_str().unwrap_or("");
+    assert!(
+        why.contains(&format!("the signature by \"{signer}\" does not verify")),
+        "{why}"
+    );
 }

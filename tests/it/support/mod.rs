@@ -440,6 +440,11 @@ impl Req {
     }
 }
 
+/// The gated update of [`Req::secret_update`], as a review's bytes.
+pub fn update_review() -> Vec<u8> {
+    serde_json::to_vec(&Req::secret_update().review()).unwrap()
+}
+
 /// Gated updates (Secret `db-password` in `prod`, a 1 s deadline), each sent on a
 /// connection of its own until one is refused: the stories where the audit writer stopped
 /// taking records and requests queue behind it.
@@ -457,7 +462,26 @@ impl UntilRefused {
 
     /// Sends one update on `c`, in a task of its own; its reply is kept.
     pub fn send(&self, c: Conn) -> tokio::task::JoinHandle<()> {
-        self.send_review(c, serde_json::to_vec(&Req::secret_update().review()).unwrap())
+        self.send_review(c, update_review())
+    }
+
+    /// Sends reviews made by `review`, each on a connection of its own from `open`, 2 ms
+    /// apart, until one is refused or `most` were sent; the tasks awaiting their replies.
+    pub async fn send_until_refused<C: std::future::Future<Output = Conn>>(
+        &self,
+        most: usize,
+        mut open: impl FnMut() -> C,
+        review: impl Fn() -> Vec<u8>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut clients = Vec::new();
+        for _ in 0..most {
+            if self.refused() {
+                break;
+            }
+            clients.push(self.send_review(open().await, review()));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        clients
     }
 
     /// Sends `review` (an update) on `c`, in a task of its own; its reply is kept.
