@@ -9,16 +9,38 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// The SHA-256 of everything `reader` yields, read a block at a time: a large file's
 /// digest without holding the file.
-pub fn sha256_hex_of(mut reader: impl std::io::Read) -> std::io::Result<String> {
-    let mut context = Context::new(&SHA256);
-    let mut block = vec![0u8; 64 * 1024];
-    loop {
-        match reader.read(&mut block) {
-            Ok(0) => return Ok(hex(&context.finish())),
-            Ok(n) => context.update(&block[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+pub fn sha256_hex_of(reader: impl std::io::Read) -> std::io::Result<String> {
+    let mut reader = Sha256Reader::new(reader);
+    std::io::copy(&mut reader, &mut std::io::sink())?;
+    Ok(reader.hex())
+}
+
+/// A reader that takes the SHA-256 of every byte read through it: the digest of a file
+/// that is read a part at a time, of exactly what was read.
+pub struct Sha256Reader<R> {
+    inner: R,
+    context: Context,
+}
+
+impl<R> Sha256Reader<R> {
+    pub fn new(inner: R) -> Self {
+        Sha256Reader {
+            inner,
+            context: Context::new(&SHA256),
         }
+    }
+
+    /// The SHA-256 of what was read through it, as lowercase hex.
+    pub fn hex(self) -> String {
+        hex(&self.context.finish())
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Sha256Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.context.update(&buf[..n]);
+        Ok(n)
     }
 }
 

@@ -36,6 +36,72 @@ pub fn documents(text: &str) -> Result<Vec<serde_json::Value>, String> {
     documents_of(text)
 }
 
+/// The texts of a YAML stream's documents, read from `reader` one document at a time so
+/// that a long stream is never held whole. A document begins at each line that begins
+/// with `---` followed by a space, a tab, a line break or the end of the stream (the
+/// marker line is the first line of its document's text, so that what follows the marker
+/// on it stays that document's), as `kubectl apply -f` splits a file into the objects it
+/// applies; the first text is what comes before the first such line (it may be empty, or
+/// hold only comments or directives). No byte is dropped or added: the texts put end to end
+/// are the stream.
+///
+/// YAML reads such a line as a document marker wherever it stands, but where it would be
+/// malformed (inside a quoted or flow scalar, which the split then leaves unterminated) or
+/// where a document's directives or end marker sit before it (`...`, `%YAML`): a reader of
+/// the texts must read the stream whole wherever a text does not read on its own.
+pub struct DocumentTexts<R> {
+    reader: R,
+    /// The marker line that ended the last text: the first line of the next.
+    next: Vec<u8>,
+    /// The stream has been read to its end.
+    ended: bool,
+}
+
+impl<R: std::io::BufRead> DocumentTexts<R> {
+    pub fn new(reader: R) -> Self {
+        DocumentTexts {
+            reader,
+            next: Vec::new(),
+            ended: false,
+        }
+    }
+}
+
+/// A line that begins a document: `---`, then a space, a tab, a line break or nothing.
+fn is_document_marker(line: &[u8]) -> bool {
+    line.strip_prefix(b"---")
+        .is_some_and(|rest| matches!(rest.first(), None | Some(b' ' | b'\t' | b'\r' | b'\n')))
+}
+
+impl<R: std::io::BufRead> Iterator for DocumentTexts<R> {
+    type Item = std::io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ended {
+            return None;
+        }
+        let mut text = std::mem::take(&mut self.next);
+        loop {
+            let start = text.len();
+            match self.reader.read_until(b'\n', &mut text) {
+                Ok(0) => {
+                    self.ended = true;
+                    return Some(Ok(text));
+                }
+                Ok(_) if start > 0 && is_document_marker(&text[start..]) => {
+                    self.next = text.split_off(start);
+                    return Some(Ok(text));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.ended = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +116,62 @@ mod tests {
     #[test]
     fn a_duplicate_key_is_an_error() {
         assert!(documents("a: 1\na: 2\n").is_err());
+    }
+
+    fn texts_of(stream: &str) -> Vec<String> {
+        DocumentTexts::new(stream.as_bytes())
+            .map(|t| String::from_utf8(t.unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_stream_is_split_at_each_line_that_begins_a_document_and_nowhere_else() {
+        let stream = "# head\na: 1\n---\nb: 2\n--- # c\nc: |\n  ---\n ---\n----\n---x\n---\t\n---\r\nd: 4\n--- |\n  e\n---";
+        assert_eq!(
+            texts_of(stream),
+            [
+                "# head\na: 1\n",
+                "---\nb: 2\n",
+                "--- # c\nc: |\n  ---\n ---\n----\n---x\n",
+                "---\t\n",
+                "---\r\nd: 4\n",
+                "--- |\n  e\n",
+                "---"
+            ]
+        );
+        assert_eq!(texts_of(stream).concat(), stream, "no byte lost or added");
+        assert_eq!(
+            texts_of("---\na: 1\n"),
+            ["---\na: 1\n"],
+            "a first marker is the first text's"
+        );
+        assert_eq!(texts_of(""), [""]);
+        assert_eq!(texts_of("a: 1"), ["a: 1"]);
+    }
+
+    #[test]
+    fn each_text_reads_as_its_documents_in_the_whole_stream() {
+        let stream = "a: 1\n---\nb: 2\n...\n---\n--- {c: 3}\n";
+        let whole = documents(stream).unwrap();
+        let split: Vec<serde_json::Value> = texts_of(stream)
+            .iter()
+            .flat_map(|t| documents(t).unwrap())
+            .collect();
+        assert_eq!(split, whole);
+        assert_eq!(whole.len(), 3);
+    }
+
+    #[test]
+    fn an_error_reading_the_stream_ends_the_texts() {
+        struct Failing;
+        impl std::io::Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk gone"))
+            }
+        }
+        let mut texts = DocumentTexts::new(std::io::BufReader::new(Failing));
+        assert!(texts.next().unwrap().is_err());
+        assert!(texts.next().is_none());
     }
 
     #[test]

@@ -456,6 +456,25 @@ impl Extend<FileDocument> for Reading {
 }
 
 impl Reading {
+    /// What the file read makes, or why it is refused.
+    fn finish(self, path: &str) -> Result<FileApprovals, FileError> {
+        if let Some((document, reason)) = self.not_configmap {
+            return Err(FileError::NotConfigMap {
+                path: path.to_string(),
+                document,
+                reason,
+            });
+        }
+        Ok(FileApprovals {
+            approvals: self.approvals,
+            errors: self.errors,
+            unlabelled: self.unlabelled,
+            home: self.home.unwrap_or_default(),
+            read: self.read,
+            entries: self.entries,
+        })
+    }
+
     fn take(&mut self, doc: FileDocument) {
         if doc.looked_up.is_some() && doc.looked_up != doc.metadata.name {
             self.misnamed = true;
@@ -572,21 +591,46 @@ fn parse_file_named(
         tracing::warn!(file = %path, "approvals file: a document's name is not the one its entries were looked up under; reading every entry");
         return parse_file_named(path, text, Arc::default(), Vec::new());
     }
-    if let Some((document, reason)) = read.not_configmap {
-        return Err(FileError::NotConfigMap {
-            path: path.to_string(),
-            document,
-            reason,
-        });
+    read.finish(path)
+}
+
+/// [`parse_file_after`] over the texts of the file's documents, as
+/// [`crate::yaml::DocumentTexts`] reads them from the file, a text at a time, so that a
+/// large file is never held whole (nor the names pass read over it whole). Each text is
+/// read as a stream of its own, the names it needs (see [`parse_file_after`]) read from
+/// it alone. `None` where the file must be read whole instead, for [`parse_file_after`]
+/// to say what it makes of it: a text that is not UTF-8, that does not read as YAML on
+/// its own (the whole file may read otherwise, and a syntax error should name its line
+/// in the file), or a document whose name is not the one its entries were looked up
+/// under. Otherwise what [`parse_file_after`] would make of the texts put end to end; an
+/// error reading the texts is [`FileError::Io`].
+pub fn parse_texts_after(
+    path: &str,
+    texts: impl IntoIterator<Item = std::io::Result<Vec<u8>>>,
+    earlier: Arc<FileEntries>,
+) -> Option<Result<FileApprovals, FileError>> {
+    let named = earlier.data_first && !earlier.is_empty();
+    let mut reading = Reading::default();
+    for text in texts {
+        let text = match text {
+            Ok(text) => String::from_utf8(text).ok()?,
+            Err(source) => {
+                return Some(Err(FileError::Io {
+                    path: path.to_string(),
+                    source,
+                }));
+            }
+        };
+        let names = if named { document_names(&text) } else { Vec::new() };
+        let set = EarlierSet::new(Arc::clone(&earlier), names);
+        let documents = crate::yaml::documents_of::<FileDocument>(&text);
+        drop(set);
+        reading.extend(documents.ok()?);
+        if reading.misnamed {
+            return None;
+        }
     }
-    Ok(FileApprovals {
-        approvals: read.approvals,
-        errors: read.errors,
-        unlabelled: read.unlabelled,
-        home: read.home.unwrap_or_default(),
-        read: read.read,
-        entries: read.entries,
-    })
+    Some(reading.finish(path))
 }
 
 #[cfg(test)]
@@ -942,6 +986,96 @@ data:
 
     /// The hand-written `Deserialize` of a document reads what `#[derive(Deserialize)]`
     /// read: the same documents accepted, refused and made.
+    /// What a reading made, to compare two: its approvals (ids and contents), refusals,
+    /// unlabelled names, home and how many entries it read; or its error.
+    fn made(r: &Result<FileApprovals, FileError>) -> String {
+        match r {
+            Ok(f) => format!(
+                "{:?}\n{:?}\n{:?}\n{:?}\n{}",
+                f.approvals, f.errors, f.unlabelled, f.home, f.read
+            ),
+            Err(e) => format!("refused: {e}"),
+        }
+    }
+
+    fn by_document(text: &[u8], earlier: &Arc<FileEntries>) -> Option<Result<FileApprovals, FileError>> {
+        parse_texts_after(
+            "f.yaml",
+            crate::yaml::DocumentTexts::new(text),
+            Arc::clone(earlier),
+        )
+    }
+
+    /// A file read a document at a time makes what it makes read whole, whatever stands
+    /// between its documents, with a reading before it or not, in kubectl's key order or
+    /// not; and where a document does not read on its own it asks to be read whole.
+    #[test]
+    fn a_file_read_a_document_at_a_time_makes_what_it_makes_read_whole_or_asks_for_that() {
+        let two = |a: &str, b: &str| {
+            file_of("a", &[("k1", grant(a)), ("k2", grant("bob"))])
+                + "---\n"
+                + &file_of("b", &[("k1", grant(b)), ("k2", "user: x".into())])
+        };
+        let v1 = two("alice", "carol");
+        let v2 = two("alice", "dave");
+        let not_configmap = format!("{v2}---\nkind: Secret\nmetadata: {{name: s}}\n");
+        // (file, whether it must read a document at a time)
+        let files: Vec<(String, bool)> = vec![
+            (v2.clone(), true),
+            (kubectl_order(&v2), true),
+            (FILE.into(), true),
+            (String::new(), true),
+            ("# nothing here\n".into(), true),
+            (format!("---\n{v2}---\n"), true),
+            (v2.replace("---\n", "--- # the second\n"), true),
+            (v2.replace('\n', "\r\n"), true),
+            (format!("\u{feff}{v2}"), true),
+            (v2.replace("---\n", "...\n---\n"), true),
+            (not_configmap.clone(), true),
+            // Errors that take precedence over a document that is not a ConfigMap.
+            (format!("{not_configmap}---\ndata: [unclosed\n"), false),
+            // A `---` line inside a quoted scalar: malformed YAML, split or not.
+            (
+                v2.replace("  k2: \"user: x\"\n", "  k2: \"user: x\n---\n  resource: y\"\n"),
+                false,
+            ),
+            // An anchor named in a later document: YAML's anchors are a document's own.
+            (
+                v2.replace("name: a\n", "name: &n a\n")
+                    .replace("name: b\n", "name: *n\n"),
+                false,
+            ),
+            // Directives for the second document, after the first's end.
+            (v2.replace("---\n", "...\n%YAML 1.2\n---\n"), false),
+        ];
+        let (_, after_v1) = read_after(&v1, &Arc::default());
+        let (_, after_kubectl_v1) = read_after(&kubectl_order(&v1), &Arc::default());
+        let mut compared = 0;
+        for (file, must) in &files {
+            for earlier in [&Arc::default(), &after_v1, &after_kubectl_v1] {
+                let whole = parse_file_after("f.yaml", file, Arc::clone(earlier));
+                match by_document(file.as_bytes(), earlier) {
+                    Some(r) => {
+                        assert_eq!(made(&r), made(&whole), "{file}");
+                        compared += 1;
+                    }
+                    None => assert!(!must, "read whole, not a document at a time:\n{file}"),
+                }
+            }
+        }
+        assert!(compared >= 33, "{compared}");
+        // An edit of one entry of either key order reads that one entry.
+        for (before, after) in [(&v1, &v2), (&kubectl_order(&v1), &kubectl_order(&v2))] {
+            let (_, earlier) = read_after(before, &Arc::default());
+            let f = by_document(after.as_bytes(), &earlier).unwrap().unwrap();
+            assert_eq!(f.read, 1, "{after}");
+        }
+        // A document that is not UTF-8 is read whole, which refuses it.
+        let mut bytes = v2.clone().into_bytes();
+        bytes.extend_from_slice(b"---\nkind: ConfigMap\nmetadata: {name: \xff}\n");
+        assert!(by_document(&bytes, &Arc::default()).is_none());
+    }
+
     #[test]
     fn a_document_reads_as_the_derived_reader_read_it() {
         #[derive(serde::Deserialize)]

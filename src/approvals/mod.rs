@@ -19,7 +19,9 @@ pub use configmaps::{
     ConfigMapRef, DEFAULT_CONFIGMAP, DEFAULT_NAMESPACE, LABEL, ParsedConfigMap, has_label, is_labelled,
     parse_configmap, parse_configmap_after,
 };
-pub use file::{FileApprovals, FileEntries, FileError, ReadEntries, parse_file, parse_file_after};
+pub use file::{
+    FileApprovals, FileEntries, FileError, ReadEntries, parse_file, parse_file_after, parse_texts_after,
+};
 pub use index::{ApprovalIndex, Candidates, LookupKey};
 pub use parse::{EntryError, parse_entry};
 pub use state::{

@@ -42,10 +42,11 @@ impl FileSync {
     /// reflects the file.
     ///
     /// An unchanged file is recognised by its digest, read a block at a time; only a
-    /// changed one is read whole and parsed (its unchanged entries taken from the reading
-    /// last applied, not parsed again), and what that took is then handed back to the
-    /// system (a hundred thousand approvals are a file of some 20 MB, re-checked every
-    /// few seconds).
+    /// changed one is parsed, a document at a time (read whole only where a document does
+    /// not read on its own, see [`approvals::parse_texts_after`]), its unchanged entries
+    /// taken from the reading last applied, not parsed again; what that took is then
+    /// handed back to the system (a hundred thousand approvals are a file of some 30 MB,
+    /// re-checked every few seconds).
     pub fn reload(&mut self) -> bool {
         let shown = self.path.display().to_string();
         let unreadable = |this: &mut Self, e: std::io::Error| {
@@ -63,31 +64,73 @@ impl FileSync {
                 Err(e) => return unreadable(self, e),
             }
         }
-        let applied = match std::fs::read(&self.path) {
-            Ok(bytes) => self.apply(&shown, bytes),
+        let applied = match self.read_a_document_at_a_time(&shown) {
+            Ok(Some((digest, parsed))) => {
+                self.apply(&shown, digest, parsed.map_err(|e| e.to_string()), "by document")
+            }
+            Ok(None) => match std::fs::read(&self.path) {
+                Ok(bytes) => self.apply_whole(&shown, bytes),
+                Err(e) => unreadable(self, e),
+            },
             Err(e) => unreadable(self, e),
         };
         crate::memory::release_freed();
         applied
     }
 
-    /// Applies the file's content, unless it is what was last applied or refused. The
-    /// content is dropped once parsed, before the approvals are checked and indexed, so
-    /// that the file (some 30 MB at 100 000 approvals) and the index are never both held.
-    fn apply(&mut self, shown: &str, bytes: Vec<u8>) -> bool {
-        let digest = crate::digest::sha256_hex(&bytes);
-        if let Some(Ok(previous)) = &self.last {
-            if *previous == digest {
-                return true;
-            }
+    /// Reads the file a document at a time (see [`approvals::parse_texts_after`]), so that
+    /// a large file (some 30 MB at 100 000 approvals) is never held whole: what it makes
+    /// and the digest of exactly what was read, or `None` where the file must be read
+    /// whole.
+    fn read_a_document_at_a_time(
+        &self,
+        shown: &str,
+    ) -> std::io::Result<Option<(String, Result<approvals::FileApprovals, approvals::FileError>)>> {
+        let mut file = crate::digest::Sha256Reader::new(std::fs::File::open(&self.path)?);
+        let texts = crate::yaml::DocumentTexts::new(std::io::BufReader::with_capacity(64 * 1024, &mut file));
+        match approvals::parse_texts_after(shown, texts, Arc::clone(&self.entries)) {
+            Some(Err(approvals::FileError::Io { source, .. })) => Err(source),
+            Some(parsed) => Ok(Some((file.hex(), parsed))),
+            None => Ok(None),
         }
-        self.last = Some(Ok(digest));
+    }
+
+    /// Applies the file's content read whole, unless it is what was last applied or
+    /// refused. The content is dropped once parsed, before the approvals are checked and
+    /// indexed, so that the file and the index are never both held.
+    fn apply_whole(&mut self, shown: &str, bytes: Vec<u8>) -> bool {
+        let digest = crate::digest::sha256_hex(&bytes);
+        if self.last_is(&digest) {
+            return true;
+        }
         let parsed = String::from_utf8(bytes)
             .map_err(|_| format!("{shown}: not UTF-8"))
             .and_then(|text| {
                 approvals::parse_file_after(shown, &text, Arc::clone(&self.entries))
                     .map_err(|e| e.to_string())
             });
+        self.apply(shown, digest, parsed, "whole")
+    }
+
+    /// Whether `digest` is that of the content last applied (or refused).
+    fn last_is(&self, digest: &str) -> bool {
+        matches!(&self.last, Some(Ok(previous)) if previous == digest)
+    }
+
+    /// Applies what the content of digest `digest` was read as (`how`: "by document" or
+    /// "whole", as the log line says), unless that content is what was last applied or
+    /// refused.
+    fn apply(
+        &mut self,
+        shown: &str,
+        digest: String,
+        parsed: Result<approvals::FileApprovals, String>,
+        how: &'static str,
+    ) -> bool {
+        if self.last_is(&digest) {
+            return true;
+        }
+        self.last = Some(Ok(digest));
         let file = match parsed {
             Ok(f) => f,
             Err(why) => {
@@ -109,7 +152,7 @@ impl FileSync {
             .publish_then(file.approvals, invalid, file.home, |published| {
                 self.entries = Arc::new(entries.published(published));
             });
-        tracing::info!(file = %shown, approvals = count, ignored = invalid, "approvals loaded");
+        tracing::info!(file = %shown, approvals = count, ignored = invalid, read = how, "approvals loaded");
         true
     }
 

@@ -202,3 +202,36 @@ async fn an_edit_of_one_entry_reads_that_entry(order: fn(String) -> String) {
     assert!(allowed(&h, &other).await);
     h.stop().await;
 }
+
+/// A file of several ConfigMaps is read a document at a time, never held whole, and
+/// reads as it would whole: its approvals grant, and the log line says how it was read.
+/// A file with a document that does not read on its own is read whole, so that the error
+/// names the line of the file it is on, not of the document.
+#[tokio::test]
+async fn a_file_of_several_configmaps_is_read_a_document_at_a_time() {
+    let stray = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stray}\ndata: {}\n";
+    let file = format!(
+        "{stray}---\n{}---\n{stray}",
+        approvals_manifest(&[("grant", &entry(&[]))])
+    );
+    let logs = LogCapture::start();
+    let h = Harness::start(&file).await;
+    assert!(allowed(&h, &Req::secret_update()).await);
+    assert_eq!(logs.count("approvals loaded", "read", "by document"), 1);
+    h.stop().await;
+
+    // Line 31 of the file, line 4 of its fourth document.
+    let broken = format!("{file}---\nkind: ConfigMap\nmetadata: {{name: s}}\ndata: [unclosed\n");
+    assert_eq!(broken.lines().position(|l| l == "data: [unclosed"), Some(30));
+    let h = Harness::start_with(Some(&broken), |_| {}).await;
+    assert_eq!(h.readyz().await, StatusCode::SERVICE_UNAVAILABLE);
+    let refused: Vec<String> = logs
+        .lines()
+        .iter()
+        .filter(|l| l["message"] == "approvals file not applied; keeping the last good approvals")
+        .map(|l| l["error"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].contains("line 31"), "{refused:?}");
+    h.stop().await;
+}
