@@ -145,7 +145,9 @@ pub fn parse_entry_in(id: &str, text: &str, names: &mut Names) -> Result<Approva
             )));
         }
     }
-    let mut signatures: Vec<Signature> = Vec::new();
+    // Sized to what is written: a vector grown by a push holds room for four, and a
+    // signature is 144 bytes (20 000 signed entries held 8.6 MB of room for nothing).
+    let mut signatures: Vec<Signature> = Vec::with_capacity(raw.signatures.len());
     for s in raw.signatures {
         let sig = Signature::parse(crate::signing::SignatureText {
             signer: s.signer,
