@@ -22,6 +22,77 @@ pub fn documents_of<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, String> {
     serde_saphyr::from_multiple_with_options(text, options()).map_err(|e| e.to_string())
 }
 
+/// What reading a stream cost against the YAML parser's budget, in the counters that add
+/// up when several streams are read one after another: see [`Cost::reaches_limits`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cost {
+    events: usize,
+    aliases: usize,
+    documents: usize,
+    nodes: usize,
+    scalar_bytes: usize,
+    recorded_anchor_events: usize,
+    recorded_anchor_bytes: usize,
+    merge_keys: usize,
+}
+
+impl Cost {
+    fn of(r: &serde_saphyr::budget::BudgetReport) -> Cost {
+        Cost {
+            events: r.events,
+            aliases: r.aliases,
+            documents: r.documents,
+            nodes: r.nodes,
+            scalar_bytes: r.total_scalar_bytes,
+            recorded_anchor_events: r.recorded_anchor_events,
+            recorded_anchor_bytes: r.recorded_anchor_bytes,
+            merge_keys: r.merge_keys,
+        }
+    }
+
+    pub fn add(&mut self, other: Cost) {
+        self.events = self.events.saturating_add(other.events);
+        self.aliases = self.aliases.saturating_add(other.aliases);
+        self.documents = self.documents.saturating_add(other.documents);
+        self.nodes = self.nodes.saturating_add(other.nodes);
+        self.scalar_bytes = self.scalar_bytes.saturating_add(other.scalar_bytes);
+        self.recorded_anchor_events = self
+            .recorded_anchor_events
+            .saturating_add(other.recorded_anchor_events);
+        self.recorded_anchor_bytes = self
+            .recorded_anchor_bytes
+            .saturating_add(other.recorded_anchor_bytes);
+        self.merge_keys = self.merge_keys.saturating_add(other.merge_keys);
+    }
+
+    /// Whether streams that cost this much in all reach any limit the parser sets one
+    /// stream read whole (or come within one of it), or use an alias or a merge key (whose
+    /// limits, the replays of anchors and the ratio of aliases to anchors, do not add up
+    /// so): where true, only reading the streams as one says whether it is within budget.
+    /// Each counter of the streams together is at least the one stream's (the events
+    /// more, by each stream's start and end), so a stream this finds within the limits is.
+    pub fn reaches_limits(&self) -> bool {
+        let limits = serde_saphyr::Budget::default();
+        self.aliases > 0
+            || self.merge_keys > 0
+            || self.events >= limits.max_events
+            || self.documents >= limits.max_documents
+            || self.nodes >= limits.max_nodes
+            || self.scalar_bytes >= limits.max_total_scalar_bytes
+            || self.recorded_anchor_events >= limits.max_recorded_anchor_events
+            || self.recorded_anchor_bytes >= limits.max_recorded_anchor_bytes
+    }
+}
+
+/// [`documents_of`], and what reading the stream cost (`None` if the parser did not say).
+pub fn documents_costed<T: DeserializeOwned>(text: &str) -> (Result<Vec<T>, String>, Option<Cost>) {
+    let report = std::rc::Rc::new(std::cell::Cell::new(None));
+    let slot = std::rc::Rc::clone(&report);
+    let options = options().with_budget_report(move |r| slot.set(Some(Cost::of(&r))));
+    let read = serde_saphyr::from_multiple_with_options(text, options).map_err(|e| e.to_string());
+    (read, report.get())
+}
+
 /// Parses a stream of YAML documents (separated by `---`), each into a `T` handed to `C`
 /// as soon as it is read (so that `C` may keep less than every document whole). Empty
 /// documents are skipped.
@@ -38,12 +109,12 @@ pub fn documents(text: &str) -> Result<Vec<serde_json::Value>, String> {
 
 /// The texts of a YAML stream's documents, read from `reader` one document at a time so
 /// that a long stream is never held whole. A document begins at each line that begins
-/// with `---` followed by a space, a tab, a line break or the end of the stream (the
-/// marker line is the first line of its document's text, so that what follows the marker
-/// on it stays that document's), as `kubectl apply -f` splits a file into the objects it
-/// applies; the first text is what comes before the first such line (it may be empty, or
-/// hold only comments or directives). No byte is dropped or added: the texts put end to end
-/// are the stream.
+/// with `---` followed by a space, a tab, a line break or the end of the stream: YAML's
+/// document marker (the marker line is the first line of its document's text, so that
+/// what follows the marker on it stays that document's; `kubectl apply -f` splits a file
+/// at the same lines, and refuses one with more than a comment after a marker). The first
+/// text is what comes before the first such line (it may be empty, or hold only comments
+/// or directives). No byte is dropped or added: the texts put end to end are the stream.
 ///
 /// YAML reads such a line as a document marker wherever it stands, but where it would be
 /// malformed (inside a quoted or flow scalar, which the split then leaves unterminated) or

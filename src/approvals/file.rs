@@ -5,7 +5,7 @@
 //! version before made.
 
 use super::approval::{Approval, Names, Text};
-use super::configmaps::{ConfigMapRef, DEFAULT_NAMESPACE, LABEL, has_label, read_in_order};
+use super::configmaps::{ConfigMapRef, DEFAULT_NAMESPACE, LABEL, entry_digest, has_label, read_in_order};
 use super::parse::EntryError;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -121,18 +121,6 @@ impl ReadEntries {
         }
         entries
     }
-}
-
-/// The first 16 bytes of the SHA-256 of an entry's key and text, the key's length first
-/// so that no two (key, text) pairs write the same bytes.
-fn entry_digest(key: &str, text: &str) -> u128 {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(&(key.len() as u64).to_le_bytes());
-    ctx.update(key.as_bytes());
-    ctx.update(text.as_bytes());
-    let mut first = [0u8; 16];
-    first.copy_from_slice(&ctx.finish().as_ref()[..16]);
-    u128::from_be_bytes(first)
 }
 
 /// What a reading of a file hands each of its documents as it reads them.
@@ -601,9 +589,13 @@ fn parse_file_named(
 /// it alone. `None` where the file must be read whole instead, for [`parse_file_after`]
 /// to say what it makes of it: a text that is not UTF-8, that does not read as YAML on
 /// its own (the whole file may read otherwise, and a syntax error should name its line
-/// in the file), or a document whose name is not the one its entries were looked up
-/// under. Otherwise what [`parse_file_after`] would make of the texts put end to end; an
-/// error reading the texts is [`FileError::Io`].
+/// in the file), texts that together reach a limit the YAML parser sets a file read
+/// whole (a budget against hostile YAML: so many documents, nodes, bytes; or that use an
+/// alias, see [`crate::yaml::Cost::reaches_limits`]), or a document whose name is not the
+/// one its entries were looked up under. Otherwise what [`parse_file_after`] would make
+/// of the texts put end to end; an error reading the texts is [`FileError::Io`]. The
+/// documents of one text are held together until it is read (a text is one document,
+/// but for a file whose documents are not split by `---` lines).
 pub fn parse_texts_after(
     path: &str,
     texts: impl IntoIterator<Item = std::io::Result<Vec<u8>>>,
@@ -611,6 +603,8 @@ pub fn parse_texts_after(
 ) -> Option<Result<FileApprovals, FileError>> {
     let named = earlier.data_first && !earlier.is_empty();
     let mut reading = Reading::default();
+    // What the texts cost the YAML parser so far, against what it allows the file whole.
+    let mut cost = crate::yaml::Cost::default();
     for text in texts {
         let text = match text {
             Ok(text) => String::from_utf8(text).ok()?,
@@ -623,8 +617,12 @@ pub fn parse_texts_after(
         };
         let names = if named { document_names(&text) } else { Vec::new() };
         let set = EarlierSet::new(Arc::clone(&earlier), names);
-        let documents = crate::yaml::documents_of::<FileDocument>(&text);
+        let (documents, text_cost) = crate::yaml::documents_costed::<FileDocument>(&text);
         drop(set);
+        cost.add(text_cost?);
+        if cost.reaches_limits() {
+            return None;
+        }
         reading.extend(documents.ok()?);
         if reading.misnamed {
             return None;
@@ -984,8 +982,6 @@ data:
         assert_reads_as_fresh(&f, &text);
     }
 
-    /// The hand-written `Deserialize` of a document reads what `#[derive(Deserialize)]`
-    /// read: the same documents accepted, refused and made.
     /// What a reading made, to compare two: its approvals (ids and contents), refusals,
     /// unlabelled names, home and how many entries it read; or its error.
     fn made(r: &Result<FileApprovals, FileError>) -> String {
@@ -1048,6 +1044,34 @@ data:
             // Directives for the second document, after the first's end.
             (v2.replace("---\n", "...\n%YAML 1.2\n---\n"), false),
         ];
+        // What the YAML parser allows a file read whole, its documents read one by one
+        // would each be allowed: the whole reading refuses these, and so must this.
+        let cm = |name: &str| file_of(name, &[("k", grant("alice"))]);
+        let over_budget: Vec<String> = vec![
+            format!("{}{}", cm("a"), "---\n".repeat(1100)),
+            (0..1100)
+                .map(|i| format!("---\nkind: ConfigMap\nmetadata: {{name: u{i}}}\n"))
+                .chain([format!("---\n{}", cm("a"))])
+                .collect(),
+            {
+                let big = "0,".repeat(150_000);
+                format!("{}extra: [{big}0]\n---\n{}extra: [{big}0]\n", cm("a"), cm("b"))
+            },
+            (0..20)
+                .map(|i| {
+                    format!(
+                        "---\n{}x: &x 1\ny: [{}*x]\n",
+                        cm(&format!("c{i}")),
+                        "*x,".repeat(90)
+                    )
+                })
+                .collect(),
+        ];
+        for file in &over_budget {
+            let whole = parse_file_after("f.yaml", file, Arc::default());
+            assert!(whole.is_err(), "{}", made(&whole));
+            assert!(by_document(file.as_bytes(), &Arc::default()).is_none());
+        }
         let (_, after_v1) = read_after(&v1, &Arc::default());
         let (_, after_kubectl_v1) = read_after(&kubectl_order(&v1), &Arc::default());
         let mut compared = 0;
@@ -1076,6 +1100,8 @@ data:
         assert!(by_document(&bytes, &Arc::default()).is_none());
     }
 
+    /// The hand-written `Deserialize` of a document reads what `#[derive(Deserialize)]`
+    /// read: the same documents accepted, refused and made.
     #[test]
     fn a_document_reads_as_the_derived_reader_read_it() {
         #[derive(serde::Deserialize)]

@@ -337,6 +337,34 @@ mod tests {
         assert_eq!(trusted(&store), [("cm/p".into(), false), ("cm/s2".into(), false)]);
     }
 
+    /// A file is read a document at a time, and what is recorded as applied is the digest
+    /// of the file as read, so that the next check finds it unchanged without parsing it;
+    /// a file whose documents do not read one by one (directives for the second, after
+    /// the first's end) is read whole, and applied the same.
+    #[test]
+    fn a_file_read_by_document_or_whole_is_known_by_the_digest_of_what_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals.yaml");
+        let store = Arc::new(ApprovalStore::default());
+        let mut sync = FileSync::new(path.clone(), store.clone());
+        let second = file_of(&[("b", &grant("bob"))]).replace("name: cm", "name: cm2");
+        let by_document = format!("{}---\n{second}", file_of(&[("a", &grant("alice"))]));
+        let whole = by_document.replace("---\n", "...\n%YAML 1.2\n---\n");
+        let texts = |f: &str| crate::yaml::DocumentTexts::new(f.as_bytes()).collect::<Vec<_>>();
+        assert!(approvals::parse_texts_after("f", texts(&by_document), Arc::default()).is_some());
+        assert!(approvals::parse_texts_after("f", texts(&whole), Arc::default()).is_none());
+        for file in [by_document, whole] {
+            std::fs::write(&path, &file).unwrap();
+            assert!(sync.reload());
+            let digest = crate::digest::sha256_hex(file.as_bytes());
+            assert!(sync.last_is(&digest), "{file}");
+            assert_eq!(
+                held(&store),
+                [("cm/a".into(), user("alice")), ("cm2/b".into(), user("bob"))]
+            );
+        }
+    }
+
     /// A small deterministic generator (xorshift64*), for the model test.
     struct Rng(u64);
 
