@@ -31,6 +31,10 @@ const TICK: Duration = Duration::from_secs(1);
 /// How often (in ticks) the clock is checked for approvals about to expire or expired,
 /// besides each time they change: a pass over every approval, kept off every second.
 const DUE_EVERY: u32 = 15;
+/// At most this many notices of time are made in one pass; when there are more, the next
+/// pass is at the next tick, so that their notices are written as fast as before but never
+/// all held at once.
+const DUE_AT_ONCE: usize = 256;
 
 /// Where answers hand their notices. Cheap to clone; empty when no Events are written
 /// (file mode), and then free.
@@ -118,6 +122,8 @@ pub fn spawn(
         let mut last: Option<Arc<Snapshot>> = None;
         let mut tick = tokio::time::interval(TICK);
         let mut ticks: u32 = 0;
+        // The last pass over the clock made as many notices as it may: more are due.
+        let mut more_due = false;
         loop {
             let mut batch = Vec::new();
             tokio::select! {
@@ -131,8 +137,11 @@ pub fn spawn(
                         if changed {
                             batch.extend(changes(&before, &snapshot, &policies, now));
                         }
-                        if changed || ticks % DUE_EVERY == 0 {
-                            batch.extend(due(&snapshot, &policies, now, lead));
+                        if changed || more_due || ticks % DUE_EVERY == 0 {
+                            let told = |name: &str| seen.contains_key(name);
+                            let notices = due(&snapshot, &policies, now, lead, told, DUE_AT_ONCE);
+                            more_due = notices.len() == DUE_AT_ONCE;
+                            batch.extend(notices);
                         }
                         ticks = ticks.wrapping_add(1);
                         last = Some(snapshot);

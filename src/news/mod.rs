@@ -182,6 +182,11 @@ impl Facts {
 }
 
 impl Notice {
+    /// The Event name of the notice [`Notice::about_entry`] makes of these.
+    fn entry_name(reason: &str, a: &Approval, salt: &str) -> String {
+        event_name(&[reason, &a.id, salt])
+    }
+
     fn about_entry(
         a: &Approval,
         home: &ConfigMapRef,
@@ -193,7 +198,7 @@ impl Notice {
     ) -> Self {
         let configmap = a.id.split_once('/').map_or(home.name.as_str(), |(cm, _)| cm);
         Notice {
-            name: event_name(&[reason, &a.id, salt]),
+            name: Notice::entry_name(reason, a, salt),
             namespace: home.namespace.clone(),
             reason,
             warning: matches!(
@@ -329,13 +334,29 @@ pub fn changes(before: &Snapshot, after: &Snapshot, policies: &PolicySet, now: T
 }
 
 /// What time alone makes news of: an active approval expiring within `lead`, and one
-/// that expired within the last hour.
-pub fn due(snapshot: &Snapshot, policies: &PolicySet, now: Timestamp, lead: SignedDuration) -> Vec<Notice> {
+/// that expired within the last hour; at most `limit` notices, of those whose Event name
+/// `told` does not know already (the rest are for a later pass: a hundred thousand
+/// approvals made together expire together, and their notices, a kilobyte or more each,
+/// were all held at once while written one by one).
+pub fn due(
+    snapshot: &Snapshot,
+    policies: &PolicySet,
+    now: Timestamp,
+    lead: SignedDuration,
+    told: impl Fn(&str) -> bool,
+    limit: usize,
+) -> Vec<Notice> {
     let mut out = Vec::new();
     for a in &snapshot.approvals {
+        if out.len() >= limit {
+            break;
+        }
         let (state, _, _) = state_of(a, Some(policies), now);
         let left = a.expires_at.duration_since(now);
-        if matches!(state, State::Active | State::BreakGlass) && left <= lead {
+        if matches!(state, State::Active | State::BreakGlass)
+            && left <= lead
+            && !told(&Notice::entry_name("ExpiringSoon", a, &a.expires_at.to_string()))
+        {
             out.push(Notice::about_entry(
                 a,
                 &snapshot.home,
@@ -363,7 +384,9 @@ pub fn due(snapshot: &Snapshot, policies: &PolicySet, now: Timestamp, lead: Sign
                 let deadline = crate::approvals::request_deadline(a, &policies.gating_scope(&a.scope()));
                 (deadline.unwrap_or(now), "expired unapproved")
             };
-            if now.duration_since(at) <= EXPIRED_NEWS {
+            if now.duration_since(at) <= EXPIRED_NEWS
+                && !told(&Notice::entry_name("Expired", a, &at.to_string()))
+            {
                 out.push(Notice::about_entry(
                     a,
                     &snapshot.home,

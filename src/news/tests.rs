@@ -91,7 +91,7 @@ fn time_makes_news_of_approvals_about_to_expire_and_just_expired_only() {
         entry("gone", "bob", -10),
         entry("long-gone", "bob", -120),
     ]);
-    let news = due(&s, &p, now(), EXPIRY_LEAD);
+    let news = due(&s, &p, now(), EXPIRY_LEAD, |_| false, usize::MAX);
     let got: Vec<(&str, &str)> = news
         .iter()
         .map(|n| (n.reason, n.note.split('\'').next().unwrap()))
@@ -104,6 +104,27 @@ fn time_makes_news_of_approvals_about_to_expire_and_just_expired_only() {
         news[0].note
     );
     assert_eq!(news[1].reason, "Expired");
+}
+
+/// However many approvals expire together, a pass makes at most so many notices, and
+/// none whose Event was written already: the next pass makes the next ones, until every
+/// approval was told of once.
+#[test]
+fn time_makes_news_a_bounded_batch_at_a_time_each_once() {
+    let p = policies();
+    let s = snapshot((0..10).map(|i| entry(&format!("soon-{i}"), "bob", 5)).collect());
+    let seen = std::cell::RefCell::new(std::collections::HashSet::new());
+    let mut passes = Vec::new();
+    loop {
+        let news = due(&s, &p, now(), EXPIRY_LEAD, |n| seen.borrow().contains(n), 4);
+        if news.is_empty() {
+            break;
+        }
+        passes.push(news.len());
+        seen.borrow_mut().extend(news.into_iter().map(|n| n.name));
+    }
+    assert_eq!(passes, [4, 4, 2]);
+    assert_eq!(seen.borrow().len(), 10);
 }
 
 fn denied_at(at: Timestamp, name: &str) -> (Vec<Notice>, Vec<Notice>) {
