@@ -28,12 +28,14 @@ pub fn documents_of<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, String> {
 pub struct Cost {
     events: usize,
     aliases: usize,
+    anchors: usize,
     documents: usize,
     nodes: usize,
     scalar_bytes: usize,
     recorded_anchor_events: usize,
     recorded_anchor_bytes: usize,
     merge_keys: usize,
+    comment_bytes: usize,
 }
 
 impl Cost {
@@ -41,18 +43,21 @@ impl Cost {
         Cost {
             events: r.events,
             aliases: r.aliases,
+            anchors: r.anchors,
             documents: r.documents,
             nodes: r.nodes,
             scalar_bytes: r.total_scalar_bytes,
             recorded_anchor_events: r.recorded_anchor_events,
             recorded_anchor_bytes: r.recorded_anchor_bytes,
             merge_keys: r.merge_keys,
+            comment_bytes: r.total_comment_bytes,
         }
     }
 
     pub fn add(&mut self, other: Cost) {
         self.events = self.events.saturating_add(other.events);
         self.aliases = self.aliases.saturating_add(other.aliases);
+        self.anchors = self.anchors.saturating_add(other.anchors);
         self.documents = self.documents.saturating_add(other.documents);
         self.nodes = self.nodes.saturating_add(other.nodes);
         self.scalar_bytes = self.scalar_bytes.saturating_add(other.scalar_bytes);
@@ -63,6 +68,7 @@ impl Cost {
             .recorded_anchor_bytes
             .saturating_add(other.recorded_anchor_bytes);
         self.merge_keys = self.merge_keys.saturating_add(other.merge_keys);
+        self.comment_bytes = self.comment_bytes.saturating_add(other.comment_bytes);
     }
 
     /// Whether streams that cost this much in all reach any limit the parser sets one
@@ -76,11 +82,13 @@ impl Cost {
         self.aliases > 0
             || self.merge_keys > 0
             || self.events >= limits.max_events
+            || self.anchors >= limits.max_anchors
             || self.documents >= limits.max_documents
             || self.nodes >= limits.max_nodes
             || self.scalar_bytes >= limits.max_total_scalar_bytes
             || self.recorded_anchor_events >= limits.max_recorded_anchor_events
             || self.recorded_anchor_bytes >= limits.max_recorded_anchor_bytes
+            || self.comment_bytes >= limits.max_total_comment_bytes
     }
 }
 

@@ -1066,11 +1066,35 @@ data:
                     )
                 })
                 .collect(),
+            // Anchors are numbered across the stream: 25 001 in each of two documents.
+            {
+                let anchored = |p: &str| (0..25_001).map(|i| format!("&{p}{i} 0,")).collect::<String>();
+                format!(
+                    "{}extra: [{}]
+---
+{}extra: [{}]
+",
+                    cm("a"),
+                    anchored("a"),
+                    cm("b"),
+                    anchored("b")
+                )
+            },
+            // 33 MiB of comment in each of two documents.
+            {
+                let comment = format!("# {}\n", "x".repeat(33 << 20));
+                format!("{}{comment}---\n{}{comment}", cm("a"), cm("b"))
+            },
         ];
         for file in &over_budget {
             let whole = parse_file_after("f.yaml", file, Arc::default());
             assert!(whole.is_err(), "{}", made(&whole));
-            assert!(by_document(file.as_bytes(), &Arc::default()).is_none());
+            assert!(
+                by_document(file.as_bytes(), &Arc::default()).is_none(),
+                "read a document at a time: {} bytes, {:?}…",
+                file.len(),
+                &file[file.len().saturating_sub(60)..]
+            );
         }
         let (_, after_v1) = read_after(&v1, &Arc::default());
         let (_, after_kubectl_v1) = read_after(&kubectl_order(&v1), &Arc::default());
