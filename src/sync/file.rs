@@ -68,7 +68,10 @@ impl FileSync {
             Ok(Some((digest, parsed))) => {
                 self.apply(&shown, digest, parsed.map_err(|e| e.to_string()), "by document")
             }
-            Ok(None) => match std::fs::read(&self.path) {
+            Ok(None) => match read_steadily(&self.path, |mut file| {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut file, &mut bytes).map(|_| bytes)
+            }) {
                 Ok(bytes) => self.apply_whole(&shown, bytes),
                 Err(e) => unreadable(self, e),
             },
@@ -86,13 +89,16 @@ impl FileSync {
         &self,
         shown: &str,
     ) -> std::io::Result<Option<(String, Result<approvals::FileApprovals, approvals::FileError>)>> {
-        let mut file = crate::digest::Sha256Reader::new(std::fs::File::open(&self.path)?);
-        let texts = crate::yaml::DocumentTexts::new(std::io::BufReader::with_capacity(64 * 1024, &mut file));
-        match approvals::parse_texts_after(shown, texts, Arc::clone(&self.entries)) {
-            Some(Err(approvals::FileError::Io { source, .. })) => Err(source),
-            Some(parsed) => Ok(Some((file.hex(), parsed))),
-            None => Ok(None),
-        }
+        read_steadily(&self.path, |file| {
+            let mut file = crate::digest::Sha256Reader::new(file);
+            let texts =
+                crate::yaml::DocumentTexts::new(std::io::BufReader::with_capacity(64 * 1024, &mut file));
+            match approvals::parse_texts_after(shown, texts, Arc::clone(&self.entries)) {
+                Some(Err(approvals::FileError::Io { source, .. })) => Err(source),
+                Some(parsed) => Ok(Some((file.hex(), parsed))),
+                None => Ok(None),
+            }
+        })
     }
 
     /// Applies the file's content read whole, unless it is what was last applied or
@@ -175,6 +181,27 @@ impl FileSync {
     }
 }
 
+/// `read` of the file at `path`, opened once, unless the file changed while it was read
+/// (its length or time of change): a file written in place, not written aside and renamed
+/// into place, can be read half old and half new (a revoked approval kept beside a new
+/// one), above all when a large one is read a document at a time, which takes seconds.
+/// Such a reading is an error, and the next check reads the file again.
+fn read_steadily<T>(
+    path: &std::path::Path,
+    read: impl FnOnce(&std::fs::File) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let file = std::fs::File::open(path)?;
+    let stamp = |m: std::fs::Metadata| (m.len(), m.modified().ok());
+    let before = stamp(file.metadata()?);
+    let made = read(&file)?;
+    if stamp(file.metadata()?) != before {
+        return Err(std::io::Error::other(
+            "it changed while it was read (write it aside and rename it into place); it is read again at the next check",
+        ));
+    }
+    Ok(made)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +239,55 @@ mod tests {
 
     fn user(u: &str) -> Subject {
         Subject::User(u.into())
+    }
+
+    /// A file written in place while it is read (here: a comment added every fraction of a
+    /// millisecond throughout) is not applied, whichever reading it got (the alias sends
+    /// the second file to the whole reading): the approvals last applied stand, the
+    /// revoked one among them, until a reading of the file at rest.
+    #[test]
+    fn a_file_that_changes_while_it_is_read_is_not_applied_until_it_is_read_at_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals.yaml");
+        let store = Arc::new(ApprovalStore::default());
+        let mut sync = FileSync::new(path.clone(), store.clone());
+        let users: Vec<String> = (0..2000).map(|i| format!("user-{i}")).collect();
+        let texts: Vec<String> = users.iter().map(|u| grant(u)).collect();
+        let entries: Vec<(String, &str)> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("e{i}"), t.as_str()))
+            .collect();
+        let file = |from: usize| {
+            let kept: Vec<(&str, &str)> = entries[from..].iter().map(|(k, t)| (k.as_str(), *t)).collect();
+            file_of(&kept)
+        };
+        std::fs::write(&path, file(0)).unwrap();
+        assert!(sync.reload());
+        for revoked in [file(1), file(1).replacen("cm\n", "&n cm\n", 1) + "  junk: *n\n"] {
+            std::fs::write(&path, &revoked).unwrap();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let writer = {
+                let (path, stop) = (path.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    use std::io::Write;
+                    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        f.write_all(b"# more\n").unwrap();
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                })
+            };
+            assert!(!sync.reload(), "a file read while it changed was applied");
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            writer.join().unwrap();
+            assert_eq!(store.current().unwrap().approvals.len(), 2000);
+            assert!(held(&store).contains(&("cm/e0".to_string(), user("user-0"))));
+            assert!(sync.reload());
+            assert_eq!(held(&store).len(), 1999, "read again at rest");
+            std::fs::write(&path, file(0)).unwrap();
+            assert!(sync.reload());
+        }
     }
 
     /// A file that fails to parse keeps the approvals last applied, and what the next good
