@@ -31,10 +31,10 @@ const TICK: Duration = Duration::from_secs(1);
 /// How often (in ticks) the clock is checked for approvals about to expire or expired,
 /// besides each time they change: a pass over every approval, kept off every second.
 const DUE_EVERY: u32 = 15;
-/// At most this many notices of time are made in one pass; when there are more, the next
-/// pass is at the next tick, so that their notices are written as fast as before but never
-/// all held at once.
-const DUE_AT_ONCE: usize = 256;
+/// At most this many notices of time, and as many of changes, are made in one pass; when
+/// there are more, the next pass is at the next tick, so that their notices are written as
+/// fast as before but never all held at once.
+const AT_ONCE: usize = 256;
 
 /// Where answers hand their notices. Cheap to clone; empty when no Events are written
 /// (file mode), and then free.
@@ -122,8 +122,8 @@ pub fn spawn(
         let mut last: Option<Arc<Snapshot>> = None;
         let mut tick = tokio::time::interval(TICK);
         let mut ticks: u32 = 0;
-        // The last pass over the clock made as many notices as it may: more are due.
-        let mut more_due = false;
+        // Where the last passes over changes and over the clock stopped short.
+        let (mut changes_at, mut due_at) = (Resume::default(), Resume::default());
         loop {
             let mut batch = Vec::new();
             tokio::select! {
@@ -134,17 +134,23 @@ pub fn spawn(
                         // The first load is where news starts: what it holds is not news.
                         let before = last.take().or_else(|| store.first()).unwrap_or_else(|| snapshot.clone());
                         let changed = !Arc::ptr_eq(&before, &snapshot);
+                        let told = |name: &str| seen.contains_key(name);
                         if changed {
-                            batch.extend(changes(&before, &snapshot, &policies, now));
+                            let pass = (changes_at.from(&snapshot), AT_ONCE);
+                            let (notices, next) = changes(&before, &snapshot, &policies, now, told, pass);
+                            changes_at.stopped(&snapshot, next);
+                            batch.extend(notices);
                         }
-                        if changed || more_due || ticks % DUE_EVERY == 0 {
-                            let told = |name: &str| seen.contains_key(name);
-                            let notices = due(&snapshot, &policies, now, lead, told, DUE_AT_ONCE);
-                            more_due = notices.len() == DUE_AT_ONCE;
+                        if changed || due_at.pending() || ticks % DUE_EVERY == 0 {
+                            let pass = (due_at.from(&snapshot), AT_ONCE);
+                            let (notices, next) = due(&snapshot, &policies, now, lead, told, pass);
+                            due_at.stopped(&snapshot, next);
                             batch.extend(notices);
                         }
                         ticks = ticks.wrapping_add(1);
-                        last = Some(snapshot);
+                        // Until the changes since `before` are all told, the next pass
+                        // compares it again, with the newest load.
+                        last = Some(if changes_at.pending() { before } else { snapshot });
                     }
                 }
                 received = rx.recv() => match received {
@@ -185,6 +191,34 @@ pub fn spawn(
         })),
         task,
     )
+}
+
+/// Where a pass over a load of the approvals stopped short of its end: the next pass over
+/// the same load goes on from there, one over another load starts again from the first.
+/// What was told is skipped anyway; this is what makes the passes come to an end when the
+/// names remembered as told are fewer than the notices due.
+#[derive(Default)]
+struct Resume(Option<(std::sync::Weak<Snapshot>, usize)>);
+
+impl Resume {
+    /// Where a pass over `snapshot` starts.
+    fn from(&self, snapshot: &Arc<Snapshot>) -> usize {
+        match &self.0 {
+            // The weak reference keeps the allocation, so no other load can be at its address.
+            Some((load, at)) if std::ptr::eq(load.as_ptr(), Arc::as_ptr(snapshot)) => *at,
+            _ => 0,
+        }
+    }
+
+    /// Where the pass over `snapshot` stopped, if short of the end.
+    fn stopped(&mut self, snapshot: &Arc<Snapshot>, next: Option<usize>) {
+        self.0 = next.map(|at| (Arc::downgrade(snapshot), at));
+    }
+
+    /// Whether the last pass stopped short: more are due at the next tick.
+    fn pending(&self) -> bool {
+        self.0.is_some()
+    }
 }
 
 /// Writes one notice now (another replica's Event of the same name counts as written).

@@ -249,34 +249,58 @@ pub fn clipped(mut s: String, max: usize) -> String {
 
 /// What changed between two loads of the approvals: requests filed, approvers added,
 /// entries removed before they expired. The first load after start is no news.
-pub fn changes(before: &Snapshot, after: &Snapshot, policies: &PolicySet, now: Timestamp) -> Vec<Notice> {
+/// A pass makes at most `limit` notices, of those whose Event name `told` does not know
+/// already, starting at `from` (the approvals after, then those before, counted on): with
+/// the place where the next pass over the same two loads goes on when it stopped short (a
+/// file or ConfigMaps replaced by tens of thousands of new requests would otherwise make all
+/// their notices at once). Passes go on from where the last stopped, not from what `told`
+/// remembers, so that they come to the end however little it remembers.
+pub fn changes(
+    before: &Snapshot,
+    after: &Snapshot,
+    policies: &PolicySet,
+    now: Timestamp,
+    told: impl Fn(&str) -> bool,
+    (from, limit): (usize, usize),
+) -> (Vec<Notice>, Option<usize>) {
     let old: HashMap<&str, &Arc<Approval>> = before.approvals.iter().map(|a| (a.id.as_str(), a)).collect();
     let new: HashMap<&str, &Arc<Approval>> = after.approvals.iter().map(|a| (a.id.as_str(), a)).collect();
     let home = &after.home;
     let mut out = Vec::new();
-    for a in &after.approvals {
+    let after_len = after.approvals.len();
+    for (i, a) in after.approvals.iter().enumerate().skip(from) {
+        if out.len() >= limit {
+            return (out, Some(i));
+        }
         let (state, counted, required) = state_of(a, Some(policies), now);
         let needed = required.unwrap_or(1);
         match old.get(a.id.as_str()) {
-            None if state == State::Pending => out.push(Notice::about_entry(
+            None if state == State::Pending => {
+                let filed = a.expires_at.to_string();
+                if told(&Notice::entry_name("RequestFiled", a, &filed)) {
+                    continue;
+                }
+                out.push(Notice::about_entry(
                 a,
-                home,
-                "RequestFiled",
-                "Request",
-                &a.expires_at.to_string(),
-                format!(
-                    "{} asks for {} until {}: {}. It needs {needed} approver{} other than the requester: kubectl jitgate approve {}",
-                    a.subject,
-                    a.scope(),
-                    a.expires_at,
-                    a.reason,
-                    if needed == 1 { "" } else { "s" },
-                    a.key()
-                ),
-                Facts::of_entry(a, policies, now),
-            )),
+                    home,
+                    "RequestFiled",
+                    "Request",
+                    &filed,
+                    format!(
+                        "{} asks for {} until {}: {}. It needs {needed} approver{} other than the requester: kubectl jitgate approve {}",
+                        a.subject,
+                        a.scope(),
+                        a.expires_at,
+                        a.reason,
+                        if needed == 1 { "" } else { "s" },
+                        a.key()
+                    ),
+                    Facts::of_entry(a, policies, now),
+                ));
+            }
             previous => {
-                let before_names: &[crate::approvals::Name] = previous.map_or(&[], |p| p.approved_by.as_slice());
+                let before_names: &[crate::approvals::Name] =
+                    previous.map_or(&[], |p| p.approved_by.as_slice());
                 let added: Vec<&str> = a
                     .approved_by
                     .iter()
@@ -286,13 +310,17 @@ pub fn changes(before: &Snapshot, after: &Snapshot, policies: &PolicySet, now: T
                 if added.is_empty() || a.break_glass {
                     continue;
                 }
+                let approvers = a.approved_by.join(",");
+                if told(&Notice::entry_name("Approved", a, &approvers)) {
+                    continue;
+                }
                 let still = needed.saturating_sub(counted);
                 out.push(Notice::about_entry(
                     a,
                     home,
                     "Approved",
                     "Approve",
-                    &a.approved_by.join(","),
+                    &approvers,
                     format!(
                         "{} approved {}'s {} ({counted} of {needed}); {}",
                         added.join(", "),
@@ -301,7 +329,10 @@ pub fn changes(before: &Snapshot, after: &Snapshot, policies: &PolicySet, now: T
                         if still == 0 {
                             format!("active until {}", a.expires_at)
                         } else {
-                            format!("{still} more approver{} needed", if still == 1 { "" } else { "s" })
+                            format!(
+                                "{still} more approver{} needed",
+                                if still == 1 { "" } else { "s" }
+                            )
                         }
                     ),
                     Facts {
@@ -312,14 +343,26 @@ pub fn changes(before: &Snapshot, after: &Snapshot, policies: &PolicySet, now: T
             }
         }
     }
-    for a in &before.approvals {
-        if !new.contains_key(a.id.as_str()) && state_of(a, Some(policies), now).0 != State::Expired {
+    for (i, a) in before
+        .approvals
+        .iter()
+        .enumerate()
+        .skip(from.saturating_sub(after_len))
+    {
+        if out.len() >= limit {
+            return (out, Some(after_len + i));
+        }
+        if new.contains_key(a.id.as_str()) || state_of(a, Some(policies), now).0 == State::Expired {
+            continue;
+        }
+        let until = a.expires_at.to_string();
+        if !told(&Notice::entry_name("Revoked", a, &until)) {
             out.push(Notice::about_entry(
                 a,
                 home,
                 "Revoked",
                 "Revoke",
-                &a.expires_at.to_string(),
+                &until,
                 format!(
                     "{}'s {} was removed before it expired: {}",
                     a.subject,
@@ -330,26 +373,27 @@ pub fn changes(before: &Snapshot, after: &Snapshot, policies: &PolicySet, now: T
             ));
         }
     }
-    out
+    (out, None)
 }
 
 /// What time alone makes news of: an active approval expiring within `lead`, and one
 /// that expired within the last hour; at most `limit` notices, of those whose Event name
 /// `told` does not know already (the rest are for a later pass: a hundred thousand
 /// approvals made together expire together, and their notices, a kilobyte or more each,
-/// were all held at once while written one by one).
+/// were all held at once while written one by one). Starts at approval `from`; with where
+/// the next pass goes on when it stopped short, as [`changes`].
 pub fn due(
     snapshot: &Snapshot,
     policies: &PolicySet,
     now: Timestamp,
     lead: SignedDuration,
     told: impl Fn(&str) -> bool,
-    limit: usize,
-) -> Vec<Notice> {
+    (from, limit): (usize, usize),
+) -> (Vec<Notice>, Option<usize>) {
     let mut out = Vec::new();
-    for a in &snapshot.approvals {
+    for (i, a) in snapshot.approvals.iter().enumerate().skip(from) {
         if out.len() >= limit {
-            break;
+            return (out, Some(i));
         }
         let (state, _, _) = state_of(a, Some(policies), now);
         let left = a.expires_at.duration_since(now);
@@ -399,7 +443,7 @@ pub fn due(
             }
         }
     }
-    out
+    (out, None)
 }
 
 /// A grant's Role and RoleBinding were created (`serve --grants rbac`): an Event in the

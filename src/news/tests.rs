@@ -27,12 +27,17 @@ fn snapshot(entries: Vec<Arc<Approval>>) -> Snapshot {
     Snapshot::new(entries, 0, ConfigMapRef::default(), now())
 }
 
+/// Every change between two loads, none told before.
+fn all_changes(before: &Snapshot, after: &Snapshot, p: &PolicySet, at: Timestamp) -> Vec<Notice> {
+    changes(before, after, p, at, |_| false, (0, usize::MAX)).0
+}
+
 #[test]
 fn a_new_request_an_approval_and_a_removal_are_news_about_the_configmap() {
     let p = policies();
     let before = snapshot(vec![entry("old", "bob", 30)]);
     let after = snapshot(vec![entry("new", "", 30), entry("old", "bob, carol", 30)]);
-    let news = changes(&before, &after, &p, now());
+    let news = all_changes(&before, &after, &p, now());
     let reasons: Vec<&str> = news.iter().map(|n| n.reason).collect();
     assert_eq!(reasons, ["RequestFiled", "Approved"]);
     assert!(
@@ -59,11 +64,11 @@ fn a_new_request_an_approval_and_a_removal_are_news_about_the_configmap() {
     assert_eq!(news[0].regarding.name, "jitgate-approvals");
     assert_eq!(news[0].namespace, "jitgate-system");
 
-    let gone = changes(&after, &snapshot(vec![entry("new", "", 30)]), &p, now());
+    let gone = all_changes(&after, &snapshot(vec![entry("new", "", 30)]), &p, now());
     assert_eq!(gone.iter().map(|n| n.reason).collect::<Vec<_>>(), ["Revoked"]);
     assert!(gone[0].warning);
     assert!(
-        changes(&after, &after, &p, now()).is_empty(),
+        all_changes(&after, &after, &p, now()).is_empty(),
         "nothing changed, no news"
     );
 }
@@ -73,10 +78,10 @@ fn the_same_news_has_the_same_name_and_other_news_another() {
     let p = policies();
     let before = snapshot(vec![]);
     let after = snapshot(vec![entry("new", "", 30)]);
-    let first = changes(&before, &after, &p, now());
-    let again = changes(&before, &after, &p, now() + SignedDuration::from_mins(5));
+    let first = all_changes(&before, &after, &p, now());
+    let again = all_changes(&before, &after, &p, now() + SignedDuration::from_mins(5));
     assert_eq!(first[0].name, again[0].name, "every replica names it alike");
-    let approved = changes(&after, &snapshot(vec![entry("new", "bob", 30)]), &p, now());
+    let approved = all_changes(&after, &snapshot(vec![entry("new", "bob", 30)]), &p, now());
     assert_ne!(first[0].name, approved[0].name);
     assert!(first[0].name.starts_with("jitgate.") && first[0].name.len() == 24);
 }
@@ -91,7 +96,7 @@ fn time_makes_news_of_approvals_about_to_expire_and_just_expired_only() {
         entry("gone", "bob", -10),
         entry("long-gone", "bob", -120),
     ]);
-    let news = due(&s, &p, now(), EXPIRY_LEAD, |_| false, usize::MAX);
+    let (news, _) = due(&s, &p, now(), EXPIRY_LEAD, |_| false, (0, usize::MAX));
     let got: Vec<(&str, &str)> = news
         .iter()
         .map(|n| (n.reason, n.note.split('\'').next().unwrap()))
@@ -106,25 +111,97 @@ fn time_makes_news_of_approvals_about_to_expire_and_just_expired_only() {
     assert_eq!(news[1].reason, "Expired");
 }
 
+/// Passes as the writer makes them, each going on where the last stopped, until one comes
+/// to the end: how many notices each made, and every notice's name and reason.
+#[allow(clippy::type_complexity)]
+fn passes(
+    mut pass: impl FnMut(usize) -> (Vec<Notice>, Option<usize>),
+) -> (Vec<usize>, Vec<(String, &'static str)>) {
+    let (mut sizes, mut told, mut from) = (Vec::new(), Vec::new(), 0);
+    loop {
+        assert!(sizes.len() < 100, "passes that never end: {sizes:?}");
+        let (news, next) = pass(from);
+        sizes.push(news.len());
+        told.extend(news.into_iter().map(|n| (n.name, n.reason)));
+        match next {
+            Some(at) => from = at,
+            None => return (sizes, told),
+        }
+    }
+}
+
+/// Each name once, and the reasons told, sorted.
+fn told_once(told: &[(String, &'static str)]) -> Vec<&'static str> {
+    let names: std::collections::HashSet<&String> = told.iter().map(|(n, _)| n).collect();
+    assert_eq!(names.len(), told.len(), "told twice: {told:?}");
+    let mut reasons: Vec<_> = told.iter().map(|(_, r)| *r).collect();
+    reasons.sort();
+    reasons
+}
+
 /// However many approvals expire together, a pass makes at most so many notices, and
-/// none whose Event was written already: the next pass makes the next ones, until every
-/// approval was told of once.
+/// none whose Event was written already; the next pass goes on where it stopped, until
+/// every approval was told of once. That comes to an end even when the names told are
+/// not remembered (the writer's memory of them is bounded, and may be full).
 #[test]
 fn time_makes_news_a_bounded_batch_at_a_time_each_once() {
     let p = policies();
     let s = snapshot((0..10).map(|i| entry(&format!("soon-{i}"), "bob", 5)).collect());
     let seen = std::cell::RefCell::new(std::collections::HashSet::new());
-    let mut passes = Vec::new();
-    loop {
-        let news = due(&s, &p, now(), EXPIRY_LEAD, |n| seen.borrow().contains(n), 4);
-        if news.is_empty() {
-            break;
-        }
-        passes.push(news.len());
-        seen.borrow_mut().extend(news.into_iter().map(|n| n.name));
+    let remembered = passes(|from| {
+        let pass = due(
+            &s,
+            &p,
+            now(),
+            EXPIRY_LEAD,
+            |n| seen.borrow().contains(n),
+            (from, 4),
+        );
+        seen.borrow_mut().extend(pass.0.iter().map(|n| n.name.clone()));
+        pass
+    });
+    let forgotten = passes(|from| due(&s, &p, now(), EXPIRY_LEAD, |_| false, (from, 4)));
+    for (sizes, told) in [remembered, forgotten] {
+        assert_eq!(sizes, [4, 4, 2]);
+        assert_eq!(told_once(&told), ["ExpiringSoon"; 10]);
     }
-    assert_eq!(passes, [4, 4, 2]);
-    assert_eq!(seen.borrow().len(), 10);
+    let again = due(&s, &p, now(), EXPIRY_LEAD, |n| seen.borrow().contains(n), (0, 4));
+    assert!(again.0.is_empty() && again.1.is_none(), "told again");
+}
+
+/// Tens of thousands of requests filed (or removed) at once make their notices a bounded
+/// batch a pass, as time does.
+#[test]
+fn a_change_makes_news_a_bounded_batch_at_a_time_each_once() {
+    let p = policies();
+    let before = snapshot((0..6).map(|i| entry(&format!("gone-{i}"), "bob", 30)).collect());
+    let mut after: Vec<_> = (0..7).map(|i| entry(&format!("filed-{i}"), "", 30)).collect();
+    after.push(entry("gone-0", "bob, carol", 30));
+    let after = snapshot(after);
+    let seen = std::cell::RefCell::new(std::collections::HashSet::new());
+    let remembered = passes(|from| {
+        let pass = changes(
+            &before,
+            &after,
+            &p,
+            now(),
+            |n| seen.borrow().contains(n),
+            (from, 4),
+        );
+        seen.borrow_mut().extend(pass.0.iter().map(|n| n.name.clone()));
+        pass
+    });
+    let forgotten = passes(|from| changes(&before, &after, &p, now(), |_| false, (from, 4)));
+    for (sizes, told) in [remembered, forgotten] {
+        assert_eq!(sizes, [4, 4, 4, 1]);
+        assert_eq!(
+            told_once(&told),
+            [["Approved"; 1].as_slice(), &["RequestFiled"; 7], &["Revoked"; 5]].concat()
+        );
+    }
+    assert_eq!(seen.borrow().len(), all_changes(&before, &after, &p, now()).len());
+    let again = changes(&before, &after, &p, now(), |n| seen.borrow().contains(n), (0, 4));
+    assert!(again.0.is_empty() && again.1.is_none(), "told again");
 }
 
 fn denied_at(at: Timestamp, name: &str) -> (Vec<Notice>, Vec<Notice>) {

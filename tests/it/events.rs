@@ -127,6 +127,43 @@ async fn a_watcher_of_events_learns_of_a_request_as_it_is_filed() {
     r.stop().await;
 }
 
+/// More requests filed at once than the writer makes notices of in one pass (256): each
+/// still becomes exactly one Event, over the passes that follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_requests_filed_at_once_becomes_one_event_each() {
+    let api = ApiServer::start().await;
+    api.apply_approvals("jitgate-approvals", &[]);
+    let h = Harness::start_cluster(&api, Duration::from_secs(300), |_| {}).await;
+    eventually(PATIENCE, || async { h.readyz().await == hyper::StatusCode::OK }).await;
+    let text = pending();
+    let keys: Vec<String> = (0..600).map(|i| format!("alice-{i}")).collect();
+    let entries: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), text.as_str())).collect();
+    api.apply_approvals("jitgate-approvals", &entries);
+    let filed = || -> Vec<String> {
+        api.events()
+            .into_iter()
+            .filter(|e| e["reason"] == "RequestFiled")
+            .map(|e| {
+                e["note"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit(' ')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    eventually(PATIENCE, || async { filed().len() >= keys.len() }).await;
+    tokio::time::sleep(SETTLE).await;
+    let mut told = filed();
+    told.sort();
+    let mut asked = keys.clone();
+    asked.sort();
+    assert_eq!(told, asked, "one Event for each request, none twice");
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_about_to_expire_and_expired_are_told_once() {
     let r = three_replicas().await;

@@ -27,11 +27,15 @@ fn filed(reason: &str, approved_by: &str) -> (Notice, Notice) {
     let before = Snapshot::new(vec![], 0, ConfigMapRef::default(), now());
     let pending = Snapshot::new(vec![a.clone()], 0, ConfigMapRef::default(), now());
     let p = shipped();
-    let request = crate::news::changes(&before, &pending, &p, now()).remove(0);
+    let request = crate::news::changes(&before, &pending, &p, now(), |_| false, (0, usize::MAX))
+        .0
+        .remove(0);
     let mut approved = (*a).clone();
     approved.approved_by = vec!["bob@corp".into()];
     let after = Snapshot::new(vec![Arc::new(approved)], 0, ConfigMapRef::default(), now());
-    let answer = crate::news::changes(&pending, &after, &p, now()).remove(0);
+    let answer = crate::news::changes(&pending, &after, &p, now(), |_| false, (0, usize::MAX))
+        .0
+        .remove(0);
     (request, answer)
 }
 
