@@ -10,7 +10,9 @@
 //! spread, and how many approvals jitgate counted active, pending and invalid (all should
 //! be active: a signature that did not verify would leave its entry pending).
 //! `STARTUP_BENCH_DIR=DIR` writes the approvals, signers and certificates there and keeps
-//! them, for a profiler to start jitgate on the same files.
+//! them, for a profiler to start jitgate on the same files; and `approvals-cluster.yaml`,
+//! the same entries signed for the cluster id `STARTUP_BENCH_CLUSTER_ID` (`bench` unless
+//! set), to apply to a real API server.
 
 #[path = "common/entries.rs"]
 mod entries;
@@ -141,7 +143,7 @@ fn main() {
     runtime.block_on(async {
         let temp = tempfile::tempdir().unwrap();
         let kept = std::env::var_os("STARTUP_BENCH_DIR").map(std::path::PathBuf::from);
-        let dir_path = kept.unwrap_or_else(|| temp.path().to_path_buf());
+        let dir_path = kept.clone().unwrap_or_else(|| temp.path().to_path_buf());
         std::fs::create_dir_all(&dir_path).unwrap();
         let dir = dir_path.as_path();
         let certs = Certs::new();
@@ -157,6 +159,21 @@ fn main() {
         drop(set);
         let signers = dir.join("signers.yaml");
         std::fs::write(&signers, entries::signers_manifest(&signer, NAMESPACE)).unwrap();
+        if kept.is_some() {
+            // The same entries signed for a cluster of this id, to apply to a real API
+            // server and start jitgate on with `--cluster-id` (docs/performance.md).
+            let cluster = std::env::var("STARTUP_BENCH_CLUSTER_ID").unwrap_or_else(|_| "bench".into());
+            let binding = jitgate::signing::Binding {
+                cluster,
+                namespace: NAMESPACE.into(),
+            };
+            let set = entries::mixed_set(n, PER_CONFIGMAP, now, &signer, &binding);
+            std::fs::write(
+                dir.join("approvals-cluster.yaml"),
+                entries::manifests(&set, NAMESPACE),
+            )
+            .unwrap();
+        }
 
         let api = ApiServer::start().await;
         let cluster_binding = jitgate::signing::Binding {
