@@ -64,19 +64,18 @@ impl FileSync {
                 Err(e) => return unreadable(self, e),
             }
         }
-        let applied = match self.read_a_document_at_a_time(&shown) {
+        let read = match self.read_a_document_at_a_time(&shown) {
             Ok(Some((digest, parsed))) => {
-                self.apply(&shown, digest, parsed.map_err(|e| e.to_string()), "by document")
+                Ok(self.apply(&shown, digest, parsed.map_err(|e| e.to_string()), "by document"))
             }
-            Ok(None) => match read_steadily(&self.path, |mut file| {
-                let mut bytes = Vec::new();
-                std::io::Read::read_to_end(&mut file, &mut bytes).map(|_| bytes)
-            }) {
-                Ok(bytes) => self.apply_whole(&shown, bytes),
-                Err(e) => unreadable(self, e),
-            },
-            Err(e) => unreadable(self, e),
+            Ok(None) => self.read_whole(&shown),
+            // Changed while read a document at a time (which takes seconds when the file is
+            // large): read whole (milliseconds), so that a file rewritten in place over and
+            // over is still read at some point.
+            Err(e) if ChangedWhileRead::is(&e) => self.read_whole(&shown),
+            Err(e) => Err(e),
         };
+        let applied = read.unwrap_or_else(|e| unreadable(self, e));
         crate::memory::release_freed();
         applied
     }
@@ -99,6 +98,15 @@ impl FileSync {
                 None => Ok(None),
             }
         })
+    }
+
+    /// Reads the file whole (see [`read_steadily`]) and applies it.
+    fn read_whole(&mut self, shown: &str) -> std::io::Result<bool> {
+        let bytes = read_steadily(&self.path, |mut file| {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut file, &mut bytes).map(|_| bytes)
+        })?;
+        Ok(self.apply_whole(shown, bytes))
     }
 
     /// Applies the file's content read whole, unless it is what was last applied or
@@ -182,25 +190,53 @@ impl FileSync {
 }
 
 /// `read` of the file at `path`, opened once, unless the file changed while it was read
-/// (its length or time of change): a file written in place, not written aside and renamed
-/// into place, can be read half old and half new (a revoked approval kept beside a new
-/// one), above all when a large one is read a document at a time, which takes seconds.
-/// Such a reading is an error, and the next check reads the file again.
+/// (its length, times of change or inode, on the open file): a file written in place, not
+/// written aside and renamed into place, can be read half old and half new (a revoked
+/// approval kept beside a new one), above all when a large one is read a document at a
+/// time, which takes seconds. Such a reading is a [`ChangedWhileRead`] error.
 fn read_steadily<T>(
     path: &std::path::Path,
     read: impl FnOnce(&std::fs::File) -> std::io::Result<T>,
 ) -> std::io::Result<T> {
+    use std::os::unix::fs::MetadataExt;
     let file = std::fs::File::open(path)?;
-    let stamp = |m: std::fs::Metadata| (m.len(), m.modified().ok());
+    let stamp = |m: std::fs::Metadata| {
+        (
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+            m.ino(),
+        )
+    };
     let before = stamp(file.metadata()?);
     let made = read(&file)?;
+    #[cfg(test)]
+    tests::WHILE_READ.with_borrow_mut(|change| change.as_mut().map(|change| change()));
     if stamp(file.metadata()?) != before {
-        return Err(std::io::Error::other(
-            "it changed while it was read (write it aside and rename it into place); it is read again at the next check",
-        ));
+        return Err(std::io::Error::other(ChangedWhileRead));
     }
     Ok(made)
 }
+
+/// The approvals file changed while it was read.
+#[derive(Debug)]
+struct ChangedWhileRead;
+
+impl ChangedWhileRead {
+    fn is(e: &std::io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<ChangedWhileRead>())
+    }
+}
+
+impl std::fmt::Display for ChangedWhileRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("it changed while it was read (write it aside and rename it into place); it is read again at the next check")
+    }
+}
+
+impl std::error::Error for ChangedWhileRead {}
 
 #[cfg(test)]
 mod tests {
@@ -241,52 +277,63 @@ mod tests {
         Subject::User(u.into())
     }
 
-    /// A file written in place while it is read (here: a comment added every fraction of a
-    /// millisecond throughout) is not applied, whichever reading it got (the alias sends
-    /// the second file to the whole reading): the approvals last applied stand, the
-    /// revoked one among them, until a reading of the file at rest.
+    thread_local! {
+        /// What happens to the file while it is read, on this thread (a file being
+        /// written in place as jitgate reads it).
+        pub(super) static WHILE_READ: std::cell::RefCell<Option<Box<dyn FnMut()>>> = std::cell::RefCell::new(None);
+    }
+
+    /// A file written in place while it is read is never applied as read: read a document
+    /// at a time, the reading is thrown away and the file read again whole (here the
+    /// second reading finds it at rest); when every reading finds it changing, the
+    /// approvals last applied stand, the one revoked since among them, until one does.
+    /// Also for the whole reading (an alias sends the file there).
     #[test]
-    fn a_file_that_changes_while_it_is_read_is_not_applied_until_it_is_read_at_rest() {
+    fn a_file_that_changes_while_it_is_read_is_not_applied_as_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("approvals.yaml");
         let store = Arc::new(ApprovalStore::default());
         let mut sync = FileSync::new(path.clone(), store.clone());
-        let users: Vec<String> = (0..2000).map(|i| format!("user-{i}")).collect();
-        let texts: Vec<String> = users.iter().map(|u| grant(u)).collect();
-        let entries: Vec<(String, &str)> = texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (format!("e{i}"), t.as_str()))
-            .collect();
-        let file = |from: usize| {
-            let kept: Vec<(&str, &str)> = entries[from..].iter().map(|(k, t)| (k.as_str(), *t)).collect();
-            file_of(&kept)
-        };
-        std::fs::write(&path, file(0)).unwrap();
+        let (alice, bob, carol) = (grant("alice"), grant("bob"), grant("carol"));
+        let held_users = |store: &ApprovalStore| held(store).into_iter().map(|(_, u)| u).collect::<Vec<_>>();
+        std::fs::write(&path, file_of(&[("a", &alice), ("b", &bob)])).unwrap();
         assert!(sync.reload());
-        for revoked in [file(1), file(1).replacen("cm\n", "&n cm\n", 1) + "  junk: *n\n"] {
-            std::fs::write(&path, &revoked).unwrap();
-            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let writer = {
-                let (path, stop) = (path.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    use std::io::Write;
-                    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        f.write_all(b"# more\n").unwrap();
-                        std::thread::sleep(Duration::from_micros(200));
+        // Bob's approval revoked, Carol's in its place.
+        let revoked = file_of(&[("a", &alice), ("b", &carol)]);
+        for (how, revoked) in [
+            ("by document", revoked.clone()),
+            (
+                "whole",
+                revoked.replacen("name: cm", "name: &n cm", 1) + "  c: *n\n",
+            ),
+        ] {
+            let (writes, rewrite) = (Arc::new(std::sync::atomic::AtomicUsize::new(0)), revoked.clone());
+            let (path2, count) = (path.clone(), writes.clone());
+            let written = move |times: usize| {
+                let (path, rewrite, count) = (path2.clone(), rewrite.clone(), count.clone());
+                Box::new(move || {
+                    let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if n < times {
+                        // In place: the same file, truncated and written again (a comment
+                        // longer each time, so that its length tells on any file system).
+                        std::fs::write(&path, format!("{rewrite}#{}\n", "-".repeat(n))).unwrap();
                     }
-                })
+                }) as Box<dyn FnMut()>
             };
-            assert!(!sync.reload(), "a file read while it changed was applied");
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            writer.join().unwrap();
-            assert_eq!(store.current().unwrap().approvals.len(), 2000);
-            assert!(held(&store).contains(&("cm/e0".to_string(), user("user-0"))));
+            std::fs::write(&path, file_of(&[("a", &alice), ("b", &bob)])).unwrap();
             assert!(sync.reload());
-            assert_eq!(held(&store).len(), 1999, "read again at rest");
-            std::fs::write(&path, file(0)).unwrap();
-            assert!(sync.reload());
+            std::fs::write(&path, &revoked).unwrap();
+            // Every reading finds the file changing.
+            writes.store(0, std::sync::atomic::Ordering::Relaxed);
+            WHILE_READ.set(Some(written(usize::MAX)));
+            assert!(!sync.reload(), "{how}: a file read while it changed was applied");
+            assert_eq!(held_users(&store), [user("alice"), user("bob")], "{how}");
+            // One reading finds it changing, the next at rest.
+            writes.store(0, std::sync::atomic::Ordering::Relaxed);
+            WHILE_READ.set(Some(written(1)));
+            assert!(sync.reload(), "{how}");
+            assert_eq!(held_users(&store), [user("alice"), user("carol")], "{how}");
+            WHILE_READ.set(None);
         }
     }
 
