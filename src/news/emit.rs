@@ -26,6 +26,12 @@ use tokio::task::JoinHandle;
 const QUEUE: usize = 1024;
 /// How long a written name is remembered, so it is not tried again.
 const REMEMBER: Duration = Duration::from_secs(2 * 3600);
+/// How many names of the approvals' news (changes and time) are remembered: two pieces of
+/// news of time for each of a hundred thousand approvals, and changes besides.
+const NEWS_REMEMBERED: u64 = 250_000;
+/// How many names of answers' news (denials, break-glass uses) are remembered, apart, so
+/// that answers (which anyone refused can make) cannot push out the approvals' news.
+const ANSWERS_REMEMBERED: u64 = 100_000;
 /// How often the approvals are compared with the last ones seen.
 const TICK: Duration = Duration::from_secs(1);
 /// How often (in ticks) the clock is checked for approvals about to expire or expired,
@@ -115,17 +121,14 @@ pub fn spawn(
     let (tx, mut rx) = mpsc::channel::<Notice>(QUEUE);
     let policies_for_news = policies.clone();
     let task = tokio::spawn(async move {
-        let seen: moka::sync::Cache<String, ()> = moka::sync::Cache::builder()
-            .max_capacity(100_000)
-            .time_to_live(REMEMBER)
-            .build();
+        let (news_told, answers_told) = (Told::new(NEWS_REMEMBERED), Told::new(ANSWERS_REMEMBERED));
         let mut last: Option<Arc<Snapshot>> = None;
         let mut tick = tokio::time::interval(TICK);
         let mut ticks: u32 = 0;
         // Where the last passes over changes and over the clock stopped short.
         let (mut changes_at, mut due_at) = (Resume::default(), Resume::default());
         loop {
-            let mut batch = Vec::new();
+            let (mut batch, mut answers) = (Vec::new(), Vec::new());
             tokio::select! {
                 _ = tick.tick() => {
                     if let Some(snapshot) = store.current() {
@@ -133,36 +136,41 @@ pub fn spawn(
                         let policies = policies.current();
                         // The first load is where news starts: what it holds is not news.
                         let before = last.take().or_else(|| store.first()).unwrap_or_else(|| snapshot.clone());
-                        let changed = !Arc::ptr_eq(&before, &snapshot);
-                        let told = |name: &str| seen.contains_key(name);
-                        if changed {
-                            let pass = (changes_at.from(&snapshot), AT_ONCE);
-                            let (notices, next) = changes(&before, &snapshot, &policies, now, told, pass);
-                            changes_at.stopped(&snapshot, next);
+                        // A pass over changes that stopped short goes on over the same two
+                        // loads; the newest is compared when it is done.
+                        let after = changes_at.load().unwrap_or_else(|| snapshot.clone());
+                        let told = |name: &str| news_told.knows(name);
+                        if !Arc::ptr_eq(&before, &after) {
+                            let pass = (changes_at.from(&after), AT_ONCE);
+                            let (notices, next) = changes(&before, &after, &policies, now, told, pass);
+                            changes_at.stopped(&after, next);
                             batch.extend(notices);
                         }
-                        if changed || due_at.pending() || ticks % DUE_EVERY == 0 {
+                        if !Arc::ptr_eq(&before, &snapshot) || due_at.pending() || ticks % DUE_EVERY == 0 {
                             let pass = (due_at.from(&snapshot), AT_ONCE);
                             let (notices, next) = due(&snapshot, &policies, now, lead, told, pass);
                             due_at.stopped(&snapshot, next);
                             batch.extend(notices);
                         }
                         ticks = ticks.wrapping_add(1);
-                        // Until the changes since `before` are all told, the next pass
-                        // compares it again, with the newest load.
-                        last = Some(if changes_at.pending() { before } else { snapshot });
+                        last = Some(if changes_at.pending() { before } else { after });
                     }
                 }
                 received = rx.recv() => match received {
-                    Some(notice) => batch.push(notice),
+                    Some(notice) => answers.push(notice),
                     None => return,
                 },
             }
-            for notice in batch {
-                if seen.contains_key(&notice.name) {
+            // Answers' news waiting is written first, so that a catch-up on many approvals'
+            // news does not keep it waiting until its queue is full.
+            while let Ok(notice) = rx.try_recv() {
+                answers.push(notice);
+            }
+            let answers = answers.into_iter().map(|n| (n, &answers_told));
+            for (notice, told) in answers.chain(batch.into_iter().map(|n| (n, &news_told))) {
+                if !told.remember(&notice.name) {
                     continue;
                 }
-                seen.insert(notice.name.clone(), ());
                 let created = match &client {
                     Some(client) => write(client, &instance, &notice, &metrics).await,
                     None => true,
@@ -195,29 +203,72 @@ pub fn spawn(
 
 /// Where a pass over a load of the approvals stopped short of its end: the next pass over
 /// the same load goes on from there, one over another load starts again from the first.
-/// What was told is skipped anyway; this is what makes the passes come to an end when the
-/// names remembered as told are fewer than the notices due.
+/// What was told is skipped anyway; this is what makes the passes come to an end however
+/// few of the names told are remembered.
 #[derive(Default)]
-struct Resume(Option<(std::sync::Weak<Snapshot>, usize)>);
+struct Resume(Option<(Arc<Snapshot>, usize)>);
 
 impl Resume {
     /// Where a pass over `snapshot` starts.
     fn from(&self, snapshot: &Arc<Snapshot>) -> usize {
         match &self.0 {
-            // The weak reference keeps the allocation, so no other load can be at its address.
-            Some((load, at)) if std::ptr::eq(load.as_ptr(), Arc::as_ptr(snapshot)) => *at,
+            Some((load, at)) if Arc::ptr_eq(load, snapshot) => *at,
             _ => 0,
         }
     }
 
+    /// The load the last pass stopped short in.
+    fn load(&self) -> Option<Arc<Snapshot>> {
+        self.0.as_ref().map(|(load, _)| Arc::clone(load))
+    }
+
     /// Where the pass over `snapshot` stopped, if short of the end.
     fn stopped(&mut self, snapshot: &Arc<Snapshot>, next: Option<usize>) {
-        self.0 = next.map(|at| (Arc::downgrade(snapshot), at));
+        self.0 = next.map(|at| (Arc::clone(snapshot), at));
     }
 
     /// Whether the last pass stopped short: more are due at the next tick.
     fn pending(&self) -> bool {
         self.0.is_some()
+    }
+}
+
+/// The Event names written (or tried) lately, for two hours, so that a piece of news is
+/// written once; the least recently used forgotten first when full, so that a new name is
+/// always remembered. Kept as 64-bit hashes, keyed per process.
+struct Told {
+    names: moka::sync::Cache<u64, ()>,
+    hasher: std::hash::RandomState,
+}
+
+impl Told {
+    fn new(capacity: u64) -> Self {
+        Told {
+            names: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(REMEMBER)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
+                .build(),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    fn key(&self, name: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.hasher, name)
+    }
+
+    fn knows(&self, name: &str) -> bool {
+        self.names.contains_key(&self.key(name))
+    }
+
+    /// Remembers `name`; false when it was known already.
+    fn remember(&self, name: &str) -> bool {
+        let key = self.key(name);
+        if self.names.contains_key(&key) {
+            return false;
+        }
+        self.names.insert(key, ());
+        true
     }
 }
 
@@ -270,5 +321,25 @@ pub fn event(notice: &Notice, instance: &str) -> Event {
         regarding: Some(reference(&notice.regarding)),
         related: notice.related.as_ref().map(reference),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Full, the memory of names told forgets the least recently told: a new name is always
+    /// remembered (a cache that turned new names away once full made the same news be
+    /// written again at every pass).
+    #[test]
+    fn a_full_memory_of_names_told_forgets_the_oldest_never_the_newest() {
+        let told = Told::new(100);
+        for i in 0..1000 {
+            assert!(told.remember(&format!("jitgate.{i}")), "{i} is new");
+            told.names.run_pending_tasks();
+        }
+        assert!((900..1000).all(|i| told.knows(&format!("jitgate.{i}"))));
+        assert!(!told.knows("jitgate.0"));
+        assert!(!told.remember("jitgate.999"), "a name told is not told again");
     }
 }

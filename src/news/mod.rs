@@ -250,7 +250,7 @@ pub fn clipped(mut s: String, max: usize) -> String {
 /// What changed between two loads of the approvals: requests filed, approvers added,
 /// entries removed before they expired. The first load after start is no news.
 /// A pass makes at most `limit` notices, of those whose Event name `told` does not know
-/// already, starting at `from` (the approvals after, then those before, counted on): with
+/// already, starting at `from` (the approvals before, then those after, counted on): with
 /// the place where the next pass over the same two loads goes on when it stopped short (a
 /// file or ConfigMaps replaced by tens of thousands of new requests would otherwise make all
 /// their notices at once). Passes go on from where the last stopped, not from what `told`
@@ -267,10 +267,41 @@ pub fn changes(
     let new: HashMap<&str, &Arc<Approval>> = after.approvals.iter().map(|a| (a.id.as_str(), a)).collect();
     let home = &after.home;
     let mut out = Vec::new();
-    let after_len = after.approvals.len();
-    for (i, a) in after.approvals.iter().enumerate().skip(from) {
+    // Removals first: a revoked approval that would expire while passes catch up is told.
+    let removed_len = before.approvals.len();
+    for (i, a) in before.approvals.iter().enumerate().skip(from) {
         if out.len() >= limit {
             return (out, Some(i));
+        }
+        if new.contains_key(a.id.as_str()) || state_of(a, Some(policies), now).0 == State::Expired {
+            continue;
+        }
+        let until = a.expires_at.to_string();
+        if !told(&Notice::entry_name("Revoked", a, &until)) {
+            out.push(Notice::about_entry(
+                a,
+                home,
+                "Revoked",
+                "Revoke",
+                &until,
+                format!(
+                    "{}'s {} was removed before it expired: {}",
+                    a.subject,
+                    a.scope(),
+                    a.reason
+                ),
+                Facts::of_entry(a, policies, now),
+            ));
+        }
+    }
+    for (i, a) in after
+        .approvals
+        .iter()
+        .enumerate()
+        .skip(from.saturating_sub(removed_len))
+    {
+        if out.len() >= limit {
+            return (out, Some(removed_len + i));
         }
         let (state, counted, required) = state_of(a, Some(policies), now);
         let needed = required.unwrap_or(1);
@@ -341,36 +372,6 @@ pub fn changes(
                     },
                 ));
             }
-        }
-    }
-    for (i, a) in before
-        .approvals
-        .iter()
-        .enumerate()
-        .skip(from.saturating_sub(after_len))
-    {
-        if out.len() >= limit {
-            return (out, Some(after_len + i));
-        }
-        if new.contains_key(a.id.as_str()) || state_of(a, Some(policies), now).0 == State::Expired {
-            continue;
-        }
-        let until = a.expires_at.to_string();
-        if !told(&Notice::entry_name("Revoked", a, &until)) {
-            out.push(Notice::about_entry(
-                a,
-                home,
-                "Revoked",
-                "Revoke",
-                &until,
-                format!(
-                    "{}'s {} was removed before it expired: {}",
-                    a.subject,
-                    a.scope(),
-                    a.reason
-                ),
-                Facts::of_entry(a, policies, now),
-            ));
         }
     }
     (out, None)
