@@ -47,6 +47,8 @@ pub struct Snapshot {
     pub invalid: usize,
     /// The trusted signers the approvals' signatures were checked against.
     pub signers: Arc<Signers>,
+    /// When it was made: news of what it no longer holds is judged as of then.
+    pub made_at: Timestamp,
 }
 
 impl Snapshot {
@@ -83,6 +85,7 @@ impl Snapshot {
             approvals,
             invalid,
             signers,
+            made_at: now,
         }
     }
 }

@@ -162,9 +162,13 @@ pub fn spawn(
                     None => return,
                 },
             }
-            // Answers' news waiting is written first, so that a catch-up on many approvals'
-            // news does not keep it waiting until its queue is full.
-            while let Ok(notice) = rx.try_recv() {
+            // Answers' news waiting is written first (as much of it as a pass of the
+            // approvals' news, so that neither keeps the other waiting long), so that a
+            // catch-up on many approvals' news does not keep it waiting until its queue is
+            // full.
+            while answers.len() < AT_ONCE
+                && let Ok(notice) = rx.try_recv()
+            {
                 answers.push(notice);
             }
             let answers = answers.into_iter().map(|n| (n, true));

@@ -267,13 +267,15 @@ pub fn changes(
     let new: HashMap<&str, &Arc<Approval>> = after.approvals.iter().map(|a| (a.id.as_str(), a)).collect();
     let home = &after.home;
     let mut out = Vec::new();
-    // Removals first: a revoked approval that would expire while passes catch up is told.
+    // Removals first.
     let removed_len = before.approvals.len();
     for (i, a) in before.approvals.iter().enumerate().skip(from) {
         if out.len() >= limit {
             return (out, Some(i));
         }
-        if new.contains_key(a.id.as_str()) || state_of(a, Some(policies), now).0 == State::Expired {
+        // Removed before it expired, as of the load that no longer holds it (passes may
+        // catch up on it minutes later).
+        if new.contains_key(a.id.as_str()) || state_of(a, Some(policies), after.made_at).0 == State::Expired {
             continue;
         }
         let until = a.expires_at.to_string();

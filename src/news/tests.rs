@@ -111,6 +111,23 @@ fn time_makes_news_of_approvals_about_to_expire_and_just_expired_only() {
     assert_eq!(news[1].reason, "Expired");
 }
 
+/// An approval removed while it was active is told as revoked even when the pass that
+/// tells of it comes after it would have expired (passes may catch up on many changes for
+/// minutes): the removal is judged as of the load that no longer holds it.
+#[test]
+fn a_removal_is_judged_as_of_the_load_without_it() {
+    let p = policies();
+    let before = snapshot(vec![entry("soon", "bob", 5), entry("gone", "bob", -5)]);
+    let after = snapshot(vec![]);
+    let late = now() + SignedDuration::from_mins(10);
+    let (news, _) = changes(&before, &after, &p, late, |_| false, (0, usize::MAX));
+    let told: Vec<_> = news
+        .iter()
+        .map(|n| (n.reason, n.note.split('\'').next().unwrap()))
+        .collect();
+    assert_eq!(told, [("Revoked", "user:alice")], "{news:?}");
+}
+
 /// Passes as the writer makes them, each going on where the last stopped, until one comes
 /// to the end: how many notices each made, and every notice's name and reason.
 #[allow(clippy::type_complexity)]
