@@ -314,7 +314,7 @@ pub fn changes(
                     continue;
                 }
                 out.push(Notice::about_entry(
-                a,
+                    a,
                     home,
                     "RequestFiled",
                     "Request",
