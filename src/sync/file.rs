@@ -190,7 +190,7 @@ impl FileSync {
 }
 
 /// `read` of the file at `path`, opened once, unless the file changed while it was read
-/// (its length, times of change or inode, on the open file): a file written in place, not
+/// (its length or times of change, on the open file): a file written in place, not
 /// written aside and renamed into place, can be read half old and half new (a revoked
 /// approval kept beside a new one), above all when a large one is read a document at a
 /// time, which takes seconds. Such a reading is a [`ChangedWhileRead`] error.
@@ -200,16 +200,7 @@ fn read_steadily<T>(
 ) -> std::io::Result<T> {
     use std::os::unix::fs::MetadataExt;
     let file = std::fs::File::open(path)?;
-    let stamp = |m: std::fs::Metadata| {
-        (
-            m.len(),
-            m.mtime(),
-            m.mtime_nsec(),
-            m.ctime(),
-            m.ctime_nsec(),
-            m.ino(),
-        )
-    };
+    let stamp = |m: std::fs::Metadata| (m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
     let before = stamp(file.metadata()?);
     let made = read(&file)?;
     #[cfg(test)]
@@ -261,6 +252,16 @@ mod tests {
         file
     }
 
+    /// A store kept in step with `approvals.yaml` in a directory of its own (removed when
+    /// the first is dropped); the file is not written yet.
+    fn synced() -> (tempfile::TempDir, PathBuf, Arc<ApprovalStore>, FileSync) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals.yaml");
+        let store = Arc::new(ApprovalStore::default());
+        let sync = FileSync::new(path.clone(), store.clone());
+        (dir, path, store, sync)
+    }
+
     /// Each approval's id and subject, as the store holds them now.
     fn held(store: &ApprovalStore) -> Vec<(String, Subject)> {
         let snapshot = store.current().unwrap();
@@ -290,10 +291,7 @@ mod tests {
     /// Also for the whole reading (an alias sends the file there).
     #[test]
     fn a_file_that_changes_while_it_is_read_is_not_applied_as_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("approvals.yaml");
-        let store = Arc::new(ApprovalStore::default());
-        let mut sync = FileSync::new(path.clone(), store.clone());
+        let (_dir, path, store, mut sync) = synced();
         let (alice, bob, carol) = (grant("alice"), grant("bob"), grant("carol"));
         let held_users = |store: &ApprovalStore| held(store).into_iter().map(|(_, u)| u).collect::<Vec<_>>();
         std::fs::write(&path, file_of(&[("a", &alice), ("b", &bob)])).unwrap();
@@ -307,30 +305,27 @@ mod tests {
                 revoked.replacen("name: cm", "name: &n cm", 1) + "  c: *n\n",
             ),
         ] {
-            let (writes, rewrite) = (Arc::new(std::sync::atomic::AtomicUsize::new(0)), revoked.clone());
-            let (path2, count) = (path.clone(), writes.clone());
-            let written = move |times: usize| {
-                let (path, rewrite, count) = (path2.clone(), rewrite.clone(), count.clone());
+            // In place: the same file, truncated and written again, the first `times`
+            // times it is read (a comment longer each time, so that its length tells on any
+            // file system).
+            let rewritten = |times: usize| -> Box<dyn FnMut()> {
+                let (path, revoked, mut n) = (path.clone(), revoked.clone(), 0);
                 Box::new(move || {
-                    let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if n < times {
-                        // In place: the same file, truncated and written again (a comment
-                        // longer each time, so that its length tells on any file system).
-                        std::fs::write(&path, format!("{rewrite}#{}\n", "-".repeat(n))).unwrap();
+                        std::fs::write(&path, format!("{revoked}#{}\n", "-".repeat(n))).unwrap();
+                        n += 1;
                     }
-                }) as Box<dyn FnMut()>
+                })
             };
             std::fs::write(&path, file_of(&[("a", &alice), ("b", &bob)])).unwrap();
             assert!(sync.reload());
             std::fs::write(&path, &revoked).unwrap();
             // Every reading finds the file changing.
-            writes.store(0, std::sync::atomic::Ordering::Relaxed);
-            WHILE_READ.set(Some(written(usize::MAX)));
+            WHILE_READ.set(Some(rewritten(usize::MAX)));
             assert!(!sync.reload(), "{how}: a file read while it changed was applied");
             assert_eq!(held_users(&store), [user("alice"), user("bob")], "{how}");
             // One reading finds it changing, the next at rest.
-            writes.store(0, std::sync::atomic::Ordering::Relaxed);
-            WHILE_READ.set(Some(written(1)));
+            WHILE_READ.set(Some(rewritten(1)));
             assert!(sync.reload(), "{how}");
             assert_eq!(held_users(&store), [user("alice"), user("carol")], "{how}");
             WHILE_READ.set(None);
@@ -342,10 +337,7 @@ mod tests {
     /// them, and the store then holds exactly what it says.
     #[test]
     fn a_refused_file_keeps_the_last_reading_for_the_next_edit() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("approvals.yaml");
-        let store = Arc::new(ApprovalStore::default());
-        let mut sync = FileSync::new(path.clone(), store.clone());
+        let (_dir, path, store, mut sync) = synced();
         let (a, b, c) = (grant("alice"), grant("bob"), grant("carol"));
         std::fs::write(&path, file_of(&[("a", &a), ("b", &b), ("c", &c)])).unwrap();
         assert!(sync.reload());
@@ -466,10 +458,7 @@ mod tests {
     /// the first's end) is read whole, and applied the same.
     #[test]
     fn a_file_read_by_document_or_whole_is_known_by_the_digest_of_what_was_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("approvals.yaml");
-        let store = Arc::new(ApprovalStore::default());
-        let mut sync = FileSync::new(path.clone(), store.clone());
+        let (_dir, path, store, mut sync) = synced();
         let second = file_of(&[("b", &grant("bob"))]).replace("name: cm", "name: cm2");
         let by_document = format!("{}---\n{second}", file_of(&[("a", &grant("alice"))]));
         let whole = by_document.replace("---\n", "...\n%YAML 1.2\n---\n");
