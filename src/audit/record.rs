@@ -456,7 +456,8 @@ pub struct GrantRecord<'a> {
     /// `user:<name>` or `group:<name>`, when created.
     pub subject: Option<String>,
     pub expires_at: Option<String>,
-    /// Why removed: `expired`, `revoked`, `not granted`, or the Role not as jitgate makes it.
+    /// Why removed: `expired`, `revoked`, `not granted`, `uses spent`, `expiry shortened`,
+    /// the Role not as jitgate makes it, or the creation's record not written in time.
     pub why: Option<&'a str>,
     /// The replica that wrote the objects.
     pub replica: &'a str,

@@ -25,6 +25,7 @@
 //! counted in `jitgate_grants_blocked`.
 
 pub mod plan;
+mod records;
 
 use crate::approvals::{ApprovalStore, View as StoreView};
 use crate::audit::{AuditSink, GrantRecord};
@@ -38,6 +39,7 @@ use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use plan::{Found, Holds, Kind, Memory, Plan, RuleForm, Why};
+use records::{Records, Standing};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +50,12 @@ use tokio::task::JoinHandle;
 pub const RESYNC: Duration = Duration::from_secs(30);
 /// How often the approvals are looked at for a change.
 const TICK: Duration = Duration::from_secs(1);
+/// How long a created grant waits for its record before it is taken back.
+pub const RECORD_WAIT: Duration = Duration::from_secs(5);
+/// How long a creation waits for the grant records queued before it to be written.
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
+/// When the next pass runs after one that left grants uncreated for the audit trail.
+const RETRY: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
 /// The field manager jitgate writes as.
 const MANAGER: &str = "jitgate";
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
@@ -84,6 +92,9 @@ pub struct Report {
     pub conflicts: Vec<String>,
     /// Writes that failed (tried again next pass).
     pub failed: usize,
+    /// Grants not created because grant records wait to be written (the audit trail is
+    /// not taking them): tried again next pass.
+    pub deferred: usize,
 }
 
 /// One replica's reconciler of grant objects.
@@ -92,7 +103,7 @@ pub struct Reconciler {
     store: Arc<ApprovalStore>,
     policies: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
-    audit: AuditSink,
+    records: Records,
     instance: String,
     grace: jiff::SignedDuration,
     memory: Memory,
@@ -118,7 +129,7 @@ impl Reconciler {
             store,
             policies,
             metrics,
-            audit,
+            records: Records::start(audit),
             instance,
             grace,
             memory: Memory::default(),
@@ -212,6 +223,11 @@ impl Reconciler {
         self.tell_refused(std::mem::take(&mut plan.refused));
         let next = plan.next_due;
         let report = self.apply(plan).await;
+        let next = match next {
+            _ if report.deferred == 0 => next,
+            Some(t) => Some(t.min(now + RETRY)),
+            None => Some(now + RETRY),
+        };
         let live = found
             .iter()
             .filter(|f| f.kind == Kind::RoleBinding && f.expires_at.is_some_and(|t| t > now))
@@ -273,20 +289,24 @@ impl Reconciler {
                     tracing::info!(kind = f.kind.as_str(), namespace = %f.namespace, name = %f.name,
                         approval = f.approval.as_deref(), why = why.as_str(), "grant object removed");
                     self.metrics.grant_object("removed", f.kind.as_str());
-                    self.record(GrantRecord {
-                        timestamp: Timestamp::now().to_string(),
-                        event: "grant",
-                        action: "removed",
-                        approval: f.approval.as_deref(),
-                        namespace: &f.namespace,
-                        name: &f.name,
-                        objects: f.kind.as_str(),
-                        subject: None,
-                        expires_at: f.expires_at.map(|t| t.to_string()),
-                        why: Some(why.as_str()),
-                        replica: &self.instance,
-                    })
-                    .await;
+                    // Done already: its record is written when the trail takes it, and
+                    // the next removal does not wait for it.
+                    self.records.after(
+                        GrantRecord {
+                            timestamp: Timestamp::now().to_string(),
+                            event: "grant",
+                            action: "removed",
+                            approval: f.approval.as_deref(),
+                            namespace: &f.namespace,
+                            name: &f.name,
+                            objects: f.kind.as_str(),
+                            subject: None,
+                            expires_at: f.expires_at.map(|t| t.to_string()),
+                            why: Some(why.as_str()),
+                            replica: &self.instance,
+                        }
+                        .to_line(),
+                    );
                     if f.kind == Kind::RoleBinding {
                         self.tell(news::grant_removed(
                             &f.namespace,
@@ -316,29 +336,32 @@ impl Reconciler {
             report.conflicts.push(format!("{}/{}", g.namespace, g.name));
         }
         for m in plan.create {
+            // Grant records still wait after a moment: the trail is not taking them, and a
+            // grant that cannot be recorded is not made.
+            if report.deferred > 0
+                || !self
+                    .records
+                    .drained(tokio::time::Instant::now() + DRAIN_WAIT)
+                    .await
+            {
+                if report.deferred == 0 {
+                    tracing::warn!(
+                        records_waiting = self.records.behind(),
+                        "the audit trail is not taking grant records; no grant is created until it does"
+                    );
+                }
+                report.deferred += 1;
+                continue;
+            }
             match self.create(&m.grant, m.role_exists, m.binding_exists).await {
                 Ok(made) => {
                     // Only what this replica created is recorded and told: an object
                     // another replica made first is that replica's record. No grant
-                    // stands without its record: what cannot be recorded is taken back.
+                    // stands without its record: what is not recorded in time is taken
+                    // back.
                     if let Some(objects) = made.objects()
-                        && !self
-                            .record(GrantRecord {
-                                timestamp: Timestamp::now().to_string(),
-                                event: "grant",
-                                action: "created",
-                                approval: Some(&m.grant.approval),
-                                namespace: &m.grant.namespace,
-                                name: &m.grant.name,
-                                objects,
-                                subject: Some(m.grant.subject.to_string()),
-                                expires_at: Some(m.grant.expires_at.to_string()),
-                                why: None,
-                                replica: &self.instance,
-                            })
-                            .await
+                        && !self.recorded(&m.grant, &made, objects).await
                     {
-                        self.take_back(&m.grant, &made).await;
                         report.failed += 1;
                         continue;
                     }
@@ -417,13 +440,41 @@ impl Reconciler {
         Ok(made)
     }
 
-    /// A grant record in the audit trail; false (and logged) when it cannot be written.
-    async fn record(&self, record: GrantRecord<'_>) -> bool {
-        match self.audit.note(vec![record.to_line()]).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, namespace = record.namespace, name = record.name, action = record.action,
-                    "grant record not written");
+    /// Records the creation of `objects` of a grant, made by this call (`made`); when that
+    /// record is not written within [`RECORD_WAIT`], takes them back and says false.
+    async fn recorded(&self, g: &Grant, made: &Made, objects: &'static str) -> bool {
+        let record = |action, why: Option<Why>| {
+            GrantRecord {
+                timestamp: Timestamp::now().to_string(),
+                event: "grant",
+                action,
+                approval: Some(&g.approval),
+                namespace: &g.namespace,
+                name: &g.name,
+                objects,
+                subject: (action == "created").then(|| g.subject.to_string()),
+                expires_at: Some(g.expires_at.to_string()),
+                why: why.map(Why::as_str),
+                replica: &self.instance,
+            }
+            .to_line()
+        };
+        let deadline = tokio::time::Instant::now() + RECORD_WAIT;
+        match self.records.standing_on(record("created", None), deadline).await {
+            Standing::Written => true,
+            Standing::Failed(e) => {
+                tracing::error!(error = %e, namespace = %g.namespace, name = %g.name,
+                    "grant record not written; the grant is taken back");
+                self.take_back(g, made).await;
+                false
+            }
+            Standing::Late(noting) => {
+                tracing::error!(namespace = %g.namespace, name = %g.name, wait_secs = RECORD_WAIT.as_secs(),
+                    "grant record not written in time; the grant is taken back");
+                // Should the record still land, the taking back is recorded after it.
+                let back = self.take_back(g, made).await;
+                self.records
+                    .settle(noting, back.then(|| record("removed", Some(Why::Unrecorded))));
                 false
             }
         }
@@ -446,20 +497,24 @@ impl Reconciler {
         }
     }
 
-    /// Deletes what this replica has just created of a grant whose record could not be
+    /// Deletes what this replica has just created of a grant whose record was not
     /// written, the RoleBinding first: the next pass tries again. A removal whose record
-    /// cannot be written stands (taking power away needs no record to be safe).
-    async fn take_back(&self, g: &Grant, made: &Made) {
+    /// cannot be written stands (taking power away needs no record to be safe). Says
+    /// whether all of it is gone.
+    async fn take_back(&self, g: &Grant, made: &Made) -> bool {
+        let mut gone = true;
         for (kind, uid) in [(Kind::RoleBinding, &made.binding), (Kind::Role, &made.role)] {
             let Some(uid) = uid else { continue };
             match self.delete(kind, &g.namespace, &g.name, uid).await {
                 Ok(()) => self.metrics.grant_object("removed", kind.as_str()),
                 Err(e) => {
+                    gone = false;
                     tracing::error!(kind = kind.as_str(), namespace = %g.namespace, name = %g.name, error = %e,
-                    "a grant object whose record could not be written was not taken back; trying again")
+                    "a grant object whose record was not written was not taken back; trying again")
                 }
             }
         }
+        gone
     }
 
     async fn tell(&self, notice: news::Notice) {

@@ -151,6 +151,9 @@ pub enum Why {
     /// Its approval's expiry was moved earlier than the one the object carries: it is
     /// made again with the earlier one.
     Shortened,
+    /// Just created, taken back because its record was not written in time (the audit
+    /// trail was not taking records); made again once it is.
+    Unrecorded,
 }
 
 impl Why {
@@ -162,6 +165,7 @@ impl Why {
             Why::Unverified => "role not as jitgate would create it",
             Why::Spent => "uses spent",
             Why::Shortened => "expiry shortened",
+            Why::Unrecorded => "its record was not written in time",
         }
     }
 }

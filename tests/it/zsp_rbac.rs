@@ -762,6 +762,154 @@ async fn no_grant_stands_without_its_record_when_the_audit_log_cannot_be_written
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_end_with_their_approvals_while_the_audit_trail_is_stuck_on_a_real_api_server() {
+    let Some((work, story)) = story().await else {
+        return;
+    };
+    // The audit log is a FIFO that the test stops reading: once its buffer is full, every
+    // write blocks, as with stdout's reader stopped in a pod.
+    let fifo = work.path().join("audit.fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let opening = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::File::open(fifo).unwrap())
+    };
+    let (jitgate, mut reconciler) = story
+        .jitgate_passes_by_hand(|cfg| cfg.audit_log = Some(fifo.clone()))
+        .await;
+    let (go_on, gate) = std::sync::mpsc::channel::<()>();
+    let read = Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let (mut fifo, read) = (opening.join().unwrap(), read.clone());
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let _ = gate.recv();
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = fifo.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                read.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+    }
+    // A pass that waits on the audit trail would never return: a watchdog, not a timing.
+    let mut pass = async || {
+        tokio::time::timeout(Duration::from_secs(120), reconciler.pass())
+            .await
+            .expect("a grants pass waited on the stuck audit trail")
+            .unwrap()
+            .0
+    };
+
+    // Two approvals of erin's read, granted while the trail takes records.
+    for key in ["erin-one", "erin-two"] {
+        story.set(key, Some(entry(APPROVED, HOUR))).await;
+        seen(&jitgate, key).await;
+    }
+    assert_eq!(pass().await.created.len(), 2);
+    assert!(story.erin_reads().await);
+
+    // Requests until one is refused at its deadline: the trail takes no more records.
+    let updates = UntilRefused::default();
+    let clients = updates
+        .send_until_refused(3000, || jitgate.conn(Proto::H1), update_review)
+        .await;
+    assert!(updates.refused(), "the audit log never filled");
+
+    // A new approval gets no grant that stands: its record is not written in time, so
+    // what was made of it is taken back.
+    story.set("erin-three", Some(entry(APPROVED, HOUR))).await;
+    seen(&jitgate, "erin-three").await;
+    let report = pass().await;
+    assert!(report.created.is_empty() && report.failed == 1, "{report:?}");
+    assert!(story.object("rolebinding", "erin-three").await.is_none());
+    assert!(story.object("role", "erin-three").await.is_none());
+
+    // Both revoked: their grants end now, their records still waiting; and no grant is
+    // made while they wait.
+    for key in ["erin-one", "erin-two"] {
+        story.set(key, None).await;
+        seen_as(&jitgate, key, false).await;
+    }
+    let report = pass().await;
+    assert_eq!(report.removed.len(), 4, "{report:?}");
+    assert!(report.created.is_empty() && report.deferred == 1, "{report:?}");
+    assert!(!story.erin_reads().await);
+    assert_eq!(story.can_i("get", "secret/db-pass", "prod").await, "no");
+    for key in ["erin-one", "erin-two", "erin-three"] {
+        assert!(story.object("rolebinding", key).await.is_none(), "{key}");
+    }
+
+    // The trail takes records again: every grant record is written, in order, the third
+    // approval's taking back after its late creation; then its grant is made again.
+    go_on.send(()).unwrap();
+    for client in clients {
+        tokio::time::timeout(Duration::from_secs(60), client)
+            .await
+            .expect("a client waited for ever")
+            .unwrap();
+    }
+    let grants_of = |key: &str| {
+        let id = format!("jitgate-approvals/{key}");
+        records_in(&read.lock().unwrap())
+            .into_iter()
+            .filter(|r| r["event"] == "grant" && r["approval"] == id.as_str())
+            .map(|r| {
+                let s = |f: &str| r[f].as_str().unwrap_or_default().to_string();
+                (s("action"), s("objects"), s("why"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut made_again = false;
+    for _ in 0..60 {
+        made_again = pass().await.created.len() == 1;
+        if made_again {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(made_again, "the third grant was not made again");
+    assert!(story.erin_reads().await);
+    let line =
+        |action: &str, objects: &str, why: &str| (action.to_string(), objects.to_string(), why.to_string());
+    eventually(Duration::from_secs(30), || async {
+        grants_of("erin-three").len() == 3
+    })
+    .await;
+    assert_eq!(
+        grants_of("erin-three"),
+        [
+            line("created", "Role,RoleBinding", ""),
+            line(
+                "removed",
+                "Role,RoleBinding",
+                "its record was not written in time"
+            ),
+            line("created", "Role,RoleBinding", ""),
+        ]
+    );
+    for key in ["erin-one", "erin-two"] {
+        assert_eq!(
+            grants_of(key),
+            [
+                line("created", "Role,RoleBinding", ""),
+                line("removed", "RoleBinding", "revoked"),
+                line("removed", "Role", "revoked"),
+            ],
+            "{key}"
+        );
+    }
+    jitgate.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finalizer_someone_puts_on_a_grant_does_not_keep_it_past_its_revocation_on_a_real_api_server() {
     let Some((_work, story)) = story().await else {
         return;
