@@ -95,6 +95,10 @@ pub enum AuditError {
     },
     #[error("cannot write the decision record: {0}")]
     Write(String),
+    #[error(
+        "decision records would be written nowhere: stdout is the null device (or was closed) and no --audit-log is given; give --audit-log FILE, or send stdout where it is kept"
+    )]
+    Nowhere,
 }
 
 /// A job's progress, shared by the request that waits for it and the writer.
@@ -291,6 +295,12 @@ impl AuditSink {
         let stdout_null = stdout.as_ref().is_some_and(file::is_null_device);
         let stdout_at_once = stdout.as_ref().is_some_and(file::takes_writes_at_once);
         let stdout_written = (file.is_none() || to_stdout) && !stdout_null;
+        // Every answer leaves a record: with no log file, stdout is the log of record, and
+        // one that keeps nothing (a start with stdout closed finds it on the null device)
+        // would leave none.
+        if file.is_none() && stdout_null {
+            return Err(AuditError::Nowhere);
+        }
         // A pipe is written here through a non-blocking description of its own; without
         // one, as any place that can make a writer wait, by the writer thread only.
         // Not when stderr, where logs go, is that same pipe (`2>&1`): a log line written

@@ -99,6 +99,62 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, needle: &s
     }
 }
 
+#[test]
+fn serve_refuses_to_start_when_its_records_would_be_kept_nowhere() {
+    // Without --audit-log, stdout is the log of record: on the null device, or closed at
+    // start (the process then finds it on the null device), every answer would go
+    // unrecorded.
+    let dir = tempfile::tempdir().unwrap();
+    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
+    copy_dir(&Path::new(REPO).join("policies"), &dir.path().join("policies"));
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    std::fs::write(dir.path().join("manifests/approvals.yaml"), approvals).unwrap();
+    let serve = |stdout: &str, extra: &[&str]| {
+        let port = free_port().to_string();
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "port=$1; shift; exec \"$0\" serve --listen 127.0.0.1:$port --log-format text \"$@\" {stdout}"
+            ))
+            .arg(BIN)
+            .arg(&port)
+            .args(extra)
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    for stdout in [">/dev/null", ">&-"] {
+        let mut child = serve(stdout, &[]);
+        // A watchdog, not a timing: a server that starts would run for ever.
+        let mut waited = 0;
+        while child.try_wait().unwrap().is_none() {
+            if waited == 200 {
+                child.kill().unwrap();
+                panic!("{stdout}: serve started with its records kept nowhere");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            waited += 1;
+        }
+        let out = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stdout}: {said}");
+        assert!(
+            said.contains("decision records would be written nowhere"),
+            "{stdout}: {said}"
+        );
+        assert!(!said.contains("jitgate listening"), "{stdout}: {said}");
+    }
+    // With a log file, stdout on the null device is fine: records go to the file.
+    let mut child = serve(">/dev/null", &["--audit-log", "audit.jsonl"]);
+    let rx = lines_of(&mut child);
+    wait_for_line(&rx, &mut Vec::new(), "jitgate listening");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 #[tokio::test]
 async fn serve_runs_on_its_embedded_defaults_in_a_fresh_directory() {
     let dir = tempfile::tempdir().unwrap();

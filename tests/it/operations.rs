@@ -195,6 +195,8 @@ async fn sigterm_drains_every_request_sent_before_the_drain_ends() {
         .arg(dir.path().join("approvals.yaml"))
         .arg("--policies")
         .arg(std::path::Path::new(REPO).join("policies"))
+        .arg("--audit-log")
+        .arg(dir.path().join("audit.jsonl"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
