@@ -13,7 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -81,6 +81,7 @@ pub struct Metrics {
     entries_read: Gauge,
     signatures_checked: Gauge,
     audit_errors: Counter,
+    log_lines_dropped: Counter,
     events: Family<EventLabels, Counter>,
     notifications: Family<NotificationLabels, Counter>,
     pending_by_age: Family<AgeLabels, Gauge>,
@@ -174,6 +175,12 @@ impl Metrics {
             "audit_errors",
             "Records that could not be written (each turned its answer into a denial)",
             audit_errors.clone(),
+        );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stderr did not take them (its reader stopped or slow): logging never holds up a request",
+            log_lines_dropped.clone(),
         );
         let cert_expiry = Gauge::default();
         registry.register(
@@ -277,6 +284,7 @@ impl Metrics {
             entries_read,
             signatures_checked,
             audit_errors,
+            log_lines_dropped,
             events,
             notifications,
             pending_by_age,
@@ -458,6 +466,9 @@ impl Metrics {
             .set(i64::try_from(audit.sequence()).unwrap_or(i64::MAX));
         self.audit_queue_held
             .set(i64::try_from(audit.queue_held()).unwrap_or(i64::MAX));
+        self.log_lines_dropped
+            .inner()
+            .fetch_max(crate::telemetry::dropped_lines(), Ordering::Relaxed);
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out

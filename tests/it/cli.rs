@@ -99,33 +99,107 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, needle: &s
     }
 }
 
+/// `serve` with one approval (alice's, `good`), its stdout redirected by the shell as
+/// `stdout` says (`>/dev/null`, `>&-`), its stderr a pipe; text logs; and its port.
+fn serve_redirected(dir: &Path, stdout: &str, extra: &[&str]) -> (Child, u16) {
+    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
+    copy_dir(&Path::new(REPO).join("policies"), &dir.join("policies"));
+    std::fs::create_dir_all(dir.join("manifests")).unwrap();
+    std::fs::write(dir.join("manifests/approvals.yaml"), approvals).unwrap();
+    let port = free_port();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "port=$1; shift; exec \"$0\" serve --listen 127.0.0.1:$port --log-format text \"$@\" {stdout}"
+        ))
+        .arg(BIN)
+        .arg(port.to_string())
+        .args(extra)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (child, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_while_stderr_takes_no_log_lines_and_counts_those_it_drops() {
+    // stderr a pipe whose reader stops once serve listens; every malformed request logs a
+    // line. Records go to a file, so that only stderr is stuck.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port) = serve_redirected(dir.path(), ">/dev/null", &["--audit-log", "audit.jsonl"]);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("jitgate listening") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "serve ended");
+    }
+    let ca = std::fs::read_to_string(dir.path().join("certs-dev/ca.crt")).unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    // More malformed requests than the lines serve holds for stderr, and than its pipe
+    // takes: each is answered (a watchdog, not a timing).
+    let malformed = (0..16)
+        .map(|_| {
+            let ca = ca.clone();
+            tokio::spawn(async move {
+                let mut c = Conn::open(addr, &ca, Proto::H1).await.unwrap();
+                for _ in 0..(jitgate::telemetry::LINES_HELD / 16 + 100) {
+                    let reply = c
+                        .send(
+                            hyper::Method::POST,
+                            "/validate?timeout=10s",
+                            Some("application/json"),
+                            b"{".to_vec(),
+                        )
+                        .await;
+                    assert_eq!(reply.status, hyper::StatusCode::BAD_REQUEST);
+                }
+            })
+        })
+        .collect::<Vec<_>>();
+    for m in malformed {
+        tokio::time::timeout(Duration::from_secs(120), m)
+            .await
+            .expect("a malformed request waited on stderr")
+            .unwrap();
+    }
+    // Reviews are answered as ever, and the lines dropped are counted.
+    let reply = tokio::time::timeout(Duration::from_secs(30), one_update(addr, &ca, "10s"))
+        .await
+        .expect("a review waited on stderr");
+    assert_eq!(refused_for(&reply), None);
+    let dropped = metric(addr, &ca, "jitgate_log_lines_dropped_total").await;
+    assert!(dropped >= 1.0, "{dropped}");
+
+    // stderr read again: the lines held come, whole, and serve stops cleanly.
+    let reading = std::thread::spawn(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        rest
+    });
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let rest = reading.join().unwrap();
+    let refused = rest
+        .lines()
+        .filter(|l| l.contains("request refused before a review was read"))
+        .count();
+    assert!(refused > 1000, "{refused} lines of refusals read");
+}
+
 #[test]
 fn serve_refuses_to_start_when_its_records_would_be_kept_nowhere() {
     // Without --audit-log, stdout is the log of record: on the null device, or closed at
     // start (the process then finds it on the null device), every answer would go
     // unrecorded.
     let dir = tempfile::tempdir().unwrap();
-    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
-    copy_dir(&Path::new(REPO).join("policies"), &dir.path().join("policies"));
-    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
-    std::fs::write(dir.path().join("manifests/approvals.yaml"), approvals).unwrap();
-    let serve = |stdout: &str, extra: &[&str]| {
-        let port = free_port().to_string();
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "port=$1; shift; exec \"$0\" serve --listen 127.0.0.1:$port --log-format text \"$@\" {stdout}"
-            ))
-            .arg(BIN)
-            .arg(&port)
-            .args(extra)
-            .current_dir(dir.path())
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let serve = |stdout: &str, extra: &[&str]| serve_redirected(dir.path(), stdout, extra).0;
     for stdout in [">/dev/null", ">&-"] {
         let mut child = serve(stdout, &[]);
         // A watchdog, not a timing: a server that starts would run for ever.
