@@ -112,6 +112,8 @@ pub struct Reconciler {
     usage: Option<Arc<UseCounts>>,
     /// The approvals refused a grant already warned about, with why.
     told: BTreeSet<(String, String)>,
+    /// Objects created, not recorded, and not yet taken back.
+    leftover: std::sync::Mutex<Vec<Leftover>>,
 }
 
 impl Reconciler {
@@ -135,6 +137,7 @@ impl Reconciler {
             memory: Memory::default(),
             usage: None,
             told: BTreeSet::new(),
+            leftover: std::sync::Mutex::default(),
         }
     }
 
@@ -283,6 +286,7 @@ impl Reconciler {
 
     async fn apply(&self, plan: Plan) -> Report {
         let mut report = Report::default();
+        self.take_back_leftover().await;
         for (f, why) in plan.remove {
             match self.delete(f.kind, &f.namespace, &f.name, &f.uid).await {
                 Ok(()) => {
@@ -443,38 +447,52 @@ impl Reconciler {
     /// Records the creation of `objects` of a grant, made by this call (`made`); when that
     /// record is not written within [`RECORD_WAIT`], takes them back and says false.
     async fn recorded(&self, g: &Grant, made: &Made, objects: &'static str) -> bool {
-        let record = |action, why: Option<Why>| {
-            GrantRecord {
-                timestamp: Timestamp::now().to_string(),
-                event: "grant",
-                action,
-                approval: Some(&g.approval),
-                namespace: &g.namespace,
-                name: &g.name,
-                objects,
-                subject: (action == "created").then(|| g.subject.to_string()),
-                expires_at: Some(g.expires_at.to_string()),
-                why: why.map(Why::as_str),
-                replica: &self.instance,
-            }
-            .to_line()
-        };
+        let created = GrantRecord {
+            timestamp: Timestamp::now().to_string(),
+            event: "grant",
+            action: "created",
+            approval: Some(&g.approval),
+            namespace: &g.namespace,
+            name: &g.name,
+            objects,
+            subject: Some(g.subject.to_string()),
+            expires_at: Some(g.expires_at.to_string()),
+            why: None,
+            replica: &self.instance,
+        }
+        .to_line();
         let deadline = tokio::time::Instant::now() + RECORD_WAIT;
-        match self.records.standing_on(record("created", None), deadline).await {
+        match self.records.standing_on(created, deadline).await {
             Standing::Written => true,
             Standing::Failed(e) => {
                 tracing::error!(error = %e, namespace = %g.namespace, name = %g.name,
                     "grant record not written; the grant is taken back");
-                self.take_back(g, made).await;
+                self.take_back(g, made, false).await;
                 false
             }
             Standing::Late(noting) => {
                 tracing::error!(namespace = %g.namespace, name = %g.name, wait_secs = RECORD_WAIT.as_secs(),
                     "grant record not written in time; the grant is taken back");
                 // Should the record still land, the taking back is recorded after it.
-                let back = self.take_back(g, made).await;
-                self.records
-                    .settle(noting, back.then(|| record("removed", Some(Why::Unrecorded))));
+                let gone = self.take_back(g, made, true).await;
+                let taken = objects_named(gone.role.is_some(), gone.binding.is_some());
+                let line = taken.map(|objects| {
+                    GrantRecord {
+                        timestamp: Timestamp::now().to_string(),
+                        event: "grant",
+                        action: "removed",
+                        approval: Some(&g.approval),
+                        namespace: &g.namespace,
+                        name: &g.name,
+                        objects,
+                        subject: None,
+                        expires_at: Some(g.expires_at.to_string()),
+                        why: Some(Why::Unrecorded.as_str()),
+                        replica: &self.instance,
+                    }
+                    .to_line()
+                });
+                self.records.settle(noting, line);
                 false
             }
         }
@@ -498,23 +516,76 @@ impl Reconciler {
     }
 
     /// Deletes what this replica has just created of a grant whose record was not
-    /// written, the RoleBinding first: the next pass tries again. A removal whose record
-    /// cannot be written stands (taking power away needs no record to be safe). Says
-    /// whether all of it is gone.
-    async fn take_back(&self, g: &Grant, made: &Made) -> bool {
-        let mut gone = true;
+    /// written, the RoleBinding first, and says what is gone. What cannot be deleted now
+    /// is deleted at the start of each pass until it is gone (its removal then recorded
+    /// when `late`: the creation's record may still land). A removal whose record cannot
+    /// be written stands (taking power away needs no record to be safe).
+    async fn take_back(&self, g: &Grant, made: &Made, late: bool) -> Made {
+        let mut gone = Made::default();
         for (kind, uid) in [(Kind::RoleBinding, &made.binding), (Kind::Role, &made.role)] {
             let Some(uid) = uid else { continue };
-            match self.delete(kind, &g.namespace, &g.name, uid).await {
-                Ok(()) => self.metrics.grant_object("removed", kind.as_str()),
-                Err(e) => {
-                    gone = false;
-                    tracing::error!(kind = kind.as_str(), namespace = %g.namespace, name = %g.name, error = %e,
-                    "a grant object whose record was not written was not taken back; trying again")
+            let left = Leftover {
+                kind,
+                namespace: g.namespace.clone(),
+                name: g.name.clone(),
+                uid: uid.clone(),
+                approval: g.approval.clone(),
+                recorded: late,
+            };
+            if self.delete_leftover(left).await {
+                match kind {
+                    Kind::Role => gone.role = Some(uid.clone()),
+                    Kind::RoleBinding => gone.binding = Some(uid.clone()),
                 }
             }
         }
         gone
+    }
+
+    /// Deletes what [`Reconciler::take_back`] could not, before anything else is done.
+    async fn take_back_leftover(&self) {
+        let leftover = std::mem::take(&mut *self.leftover.lock().unwrap_or_else(|e| e.into_inner()));
+        for left in leftover {
+            let (kind, recorded) = (left.kind, left.recorded);
+            let line = GrantRecord {
+                timestamp: Timestamp::now().to_string(),
+                event: "grant",
+                action: "removed",
+                approval: Some(&left.approval),
+                namespace: &left.namespace,
+                name: &left.name,
+                objects: kind.as_str(),
+                subject: None,
+                expires_at: None,
+                why: Some(Why::Unrecorded.as_str()),
+                replica: &self.instance,
+            }
+            .to_line();
+            if self.delete_leftover(left).await && recorded {
+                self.records.after(line);
+            }
+        }
+    }
+
+    /// Deletes an unrecorded grant object; says whether it is gone (or another object by
+    /// now, made again under its name), else keeps it to try again next pass.
+    async fn delete_leftover(&self, left: Leftover) -> bool {
+        let error = match self
+            .delete(left.kind, &left.namespace, &left.name, &left.uid)
+            .await
+        {
+            Ok(()) => None,
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => None,
+            Err(e) => Some(e),
+        };
+        let Some(e) = error else {
+            self.metrics.grant_object("removed", left.kind.as_str());
+            return true;
+        };
+        tracing::error!(kind = left.kind.as_str(), namespace = %left.namespace, name = %left.name, error = %e,
+            "a grant object whose record was not written was not taken back; trying again next pass");
+        self.leftover.lock().unwrap_or_else(|e| e.into_inner()).push(left);
+        false
     }
 
     async fn tell(&self, notice: news::Notice) {
@@ -536,13 +607,30 @@ struct Made {
 impl Made {
     /// The objects a record names, when this call created any.
     fn objects(&self) -> Option<&'static str> {
-        match (self.role.is_some(), self.binding.is_some()) {
-            (true, true) => Some("Role,RoleBinding"),
-            (true, false) => Some("Role"),
-            (false, true) => Some("RoleBinding"),
-            (false, false) => None,
-        }
+        objects_named(self.role.is_some(), self.binding.is_some())
     }
+}
+
+/// How a record names a grant's Role, RoleBinding or both.
+fn objects_named(role: bool, binding: bool) -> Option<&'static str> {
+    match (role, binding) {
+        (true, true) => Some("Role,RoleBinding"),
+        (true, false) => Some("Role"),
+        (false, true) => Some("RoleBinding"),
+        (false, false) => None,
+    }
+}
+
+/// A grant object created but not recorded, which could not be taken back at once.
+#[derive(Debug)]
+struct Leftover {
+    kind: Kind,
+    namespace: String,
+    name: String,
+    uid: String,
+    approval: String,
+    /// Its creation's record may land: its removal is recorded too.
+    recorded: bool,
 }
 
 /// What a Role holds: its rules, in the form [`plan`] compares.

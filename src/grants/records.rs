@@ -5,16 +5,20 @@
 //! record cannot be written; if the reconciler waited for it, every later removal would
 //! wait too, and grants would outlive their approvals. So:
 //! - a removal is done first and its record queued ([`Records::after`]), never waited for;
-//! - a creation's record is waited for until a deadline ([`Records::standing_on`]). No
-//!   grant stands without its record: one whose record is not written by then is taken
-//!   back, and if that record still lands later, a record of the taking back follows it
-//!   ([`Records::settle`]);
+//! - a creation's record is waited for until a deadline ([`Records::standing_on`]): a
+//!   grant stands at most that long before its record. One whose record is not written
+//!   by then is taken back, and if that record still lands later, a record of the taking
+//!   back follows it, naming what was deleted ([`Records::settle`]); if it never lands,
+//!   the grant stood that long unrecorded (as it does when the process is killed in
+//!   between);
 //! - while records still wait here a moment later ([`Records::drained`]), the reconciler
 //!   creates nothing: the trail is not taking records, and a grant it cannot record must
 //!   not be made.
 //!
-//! Records wait in memory: at most one per grant object removed, and one creation's. Those
-//! still waiting when the process ends are lost (the objects are removed all the same).
+//! Records wait in memory, at most [`WAITING`] of them (one per grant object removed, and
+//! one creation's; objects someone else labels as jitgate's grants count too): past that,
+//! a removal's record is dropped with an error log line naming it, and the removal done
+//! all the same. Those still waiting when the process ends are lost.
 
 use crate::audit::{AuditError, AuditSink};
 use std::sync::Arc;
@@ -22,6 +26,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+/// Records waiting at most.
+pub const WAITING: usize = 10_000;
 
 /// A note to the audit trail under way.
 pub type Noting = JoinHandle<Result<(), AuditError>>;
@@ -136,11 +143,103 @@ impl Records {
     }
 
     fn push(&self, item: Item) {
-        self.behind.fetch_add(1, Ordering::AcqRel);
+        if self.behind.fetch_add(1, Ordering::AcqRel) >= WAITING {
+            self.behind.fetch_sub(1, Ordering::AcqRel);
+            let line = match &item {
+                Item::After(line) | Item::Settle(_, Some(line)) => String::from_utf8_lossy(line).into_owned(),
+                Item::Settle(_, None) => String::new(),
+            };
+            tracing::error!(waiting = WAITING, record = %line.trim_end(),
+                "grant record dropped: the audit trail is not taking grant records, and as many wait already");
+            return;
+        }
         if self.queue.send(item).is_err() {
             // The task is gone (the runtime shuts down): nothing waits any more.
             self.behind.fetch_sub(1, Ordering::AcqRel);
             tracing::error!("grant record not written: the runtime is shutting down");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::chain::ChainId;
+    use std::io::Read;
+    use std::time::Duration;
+
+    fn line(text: &str) -> Vec<u8> {
+        format!("{{\"event\":\"grant\",\"what\":\"{text}\"}}\n").into_bytes()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_wait_in_order_while_the_trail_is_stuck_and_none_is_waited_for_by_who_queues_it() {
+        // The audit log is a FIFO read only once the test says so.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("audit.fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let opening = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::File::open(fifo).unwrap())
+        };
+        let audit = AuditSink::start(ChainId::new("test"), None, false, Some(&fifo), None, 64).unwrap();
+        let mut reader = opening.join().unwrap();
+        let records = Records::start(audit);
+
+        // A removal's record larger than the FIFO takes: the writer is stuck in it, and the
+        // reconciler is not.
+        records.after(line(&"x".repeat(256 * 1024)));
+        let soon = || Instant::now() + Duration::from_millis(300);
+        // A creation's record is not written in time: late, and its taking back follows it.
+        let Standing::Late(noting) = records.standing_on(line("created"), soon()).await else {
+            panic!("a creation's record was written while the trail was stuck");
+        };
+        records.settle(noting, Some(line("taken back")));
+        assert_eq!(records.behind(), 2);
+        assert!(!records.drained(soon()).await);
+        // At most WAITING wait: the rest are dropped, and who queues them never waits.
+        for i in 0..WAITING {
+            records.after(line(&format!("removed {i}")));
+        }
+        assert_eq!(records.behind(), WAITING);
+
+        // The trail takes records again: every record kept lands, in order.
+        let reading = std::thread::spawn(move || {
+            let mut read = Vec::new();
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                read.extend_from_slice(&buf[..n]);
+                let last = format!("removed {}", WAITING - 3);
+                if read.ends_with(b"\n") && read.windows(last.len()).any(|w| w == last.as_bytes()) {
+                    return read;
+                }
+            }
+            read
+        });
+        assert!(records.drained(Instant::now() + Duration::from_secs(60)).await);
+        let read = reading.join().unwrap();
+        let whats: Vec<String> = read
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                serde_json::from_slice::<serde_json::Value>(l).unwrap()["what"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(whats.len(), 3 + WAITING - 2, "{:?}", &whats[..3]);
+        assert_eq!(whats[1..3], ["created", "taken back"]);
+        assert_eq!(whats[3], "removed 0");
+        assert_eq!(whats.last().unwrap(), &format!("removed {}", WAITING - 3));
     }
 }
