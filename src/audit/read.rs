@@ -36,7 +36,8 @@ fn lines(path: &Path) -> Result<impl Iterator<Item = Result<Vec<u8>, ReadError>>
 /// Which records `jitgate audit query` keeps. Every field given must match.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    /// The requester of a decision; the editor or requester of an approval change.
+    /// The requester of a decision; the editor or requester of an approval change; the
+    /// subject of a grant's creation.
     pub user: Option<String>,
     /// One of the policies a decision names.
     pub policy: Option<String>,
@@ -55,15 +56,18 @@ impl Filter {
     pub fn keeps(&self, r: &Value) -> bool {
         let s = |k: &str| r.get(k).and_then(Value::as_str);
         let is_decision = matches!(s("event"), Some("decision" | "authorization"));
+        let is_grant = s("event") == Some("grant");
         let user_ok = self.user.as_deref().is_none_or(|u| {
             if is_decision {
                 s("user") == Some(u)
+            } else if is_grant {
+                s("subject").is_some_and(|r| r.split_once(':').is_some_and(|(_, n)| n == u))
             } else {
                 s("editor") == Some(u)
                     || s("requester").is_some_and(|r| r.split_once(':').is_some_and(|(_, n)| n == u))
             }
         });
-        let namespace = if is_decision {
+        let namespace = if is_decision || is_grant {
             s("namespace")
         } else {
             r.pointer("/scope/namespace").and_then(Value::as_str)

@@ -5,8 +5,9 @@
 //! it and why, who approved or signed it and when, what it allowed and until when, every
 //! decision that named it (uses, and refusals such as `uses_exhausted`) with its outcome
 //! and time, and how it ended: revoked (by whom), removed after expiry, uses spent,
-//! expired, or still live at the end of the records. Then every denial that named no
-//! approval, and break-glass entries with their uses and review.
+//! expired, or still live at the end of the records; with `serve --grants rbac`, when its
+//! Role and RoleBinding were created and removed, by which replica and why. Then every
+//! denial that named no approval, and break-glass entries with their uses and review.
 //!
 //! Records are read from any mix of files and streams, as `audit verify` reads them (run
 //! that first: the report believes the records it is given); a record seen twice (same
@@ -30,11 +31,13 @@ pub struct Row {
     pub approval: Arc<str>,
     /// `requested`, `break_glass`, `approved`, `signed`, `reviewed`, `shortened`, `use`
     /// (a decision under it that was not denied), `refused` (one that was), `revoked`,
-    /// `removed_expired`, `uses_spent`, `expired`, `live`; `denied` for a denial that named
-    /// no approval.
+    /// `removed_expired`, `uses_spent`, `expired`, `live`; `grant_created` and
+    /// `grant_removed` (its Role and RoleBinding, `serve --grants rbac`); `denied` for a
+    /// denial that named no approval.
     pub event: &'static str,
     pub time: String,
-    /// Who: the editor of an approval change, the requester of a decision.
+    /// Who: the editor of an approval change, the requester of a decision, the replica
+    /// that created or removed a grant's objects.
     pub user: Arc<str>,
     pub operation: Arc<str>,
     pub resource: Arc<str>,
@@ -155,8 +158,11 @@ impl Reporter {
         if let Ok(at) = s(r, "timestamp").parse::<Timestamp>() {
             self.end = Some(self.end.map_or(at, |e| e.max(at)));
         }
+        // A grant's removal names no subject: its records are kept by the story they
+        // belong to, not by the user asked for.
         let policy_free = Filter {
             policy: None,
+            user: self.filter.user.clone().filter(|_| s(r, "event") != "grant"),
             ..self.filter.clone()
         };
         if !policy_free.keeps(r) {
@@ -164,6 +170,7 @@ impl Reporter {
         }
         match s(r, "event") {
             "approval" => self.change(r),
+            "grant" => self.grant(r),
             "decision" | "authorization" => {
                 if !self.filter.keeps(r) {
                     return;
@@ -192,6 +199,39 @@ impl Reporter {
             stories.push(Story::new(id));
         }
         stories.last_mut().expect("one at least")
+    }
+
+    /// A grant's Role and RoleBinding created or removed (`serve --grants rbac`).
+    fn grant(&mut self, r: &Value) {
+        let Some(id) = r.get("approval").and_then(Value::as_str) else {
+            return;
+        };
+        let event = match s(r, "action") {
+            "created" => "grant_created",
+            "removed" => "grant_removed",
+            _ => return,
+        };
+        let mut detail = vec![s(r, "objects").to_string()];
+        if let Some(subject) = r.get("subject").and_then(Value::as_str) {
+            detail.push(format!("for {subject}"));
+        }
+        if event == "grant_created"
+            && let Some(until) = r.get("expiresAt").and_then(Value::as_str)
+        {
+            detail.push(format!("until {until}"));
+        }
+        let row = Row {
+            approval: self.names.get(id),
+            event,
+            time: s(r, "timestamp").to_string(),
+            user: self.names.get(s(r, "replica")),
+            namespace: self.names.get(s(r, "namespace")),
+            name: self.names.get(s(r, "name")),
+            reason: r.get("why").and_then(Value::as_str).unwrap_or_default().into(),
+            detail: detail.join(" "),
+            ..Row::default()
+        };
+        self.current(id).events.push(row);
     }
 
     fn change(&mut self, r: &Value) {
@@ -284,6 +324,9 @@ impl Reporter {
         };
         for mut story in self.stories.into_values().flatten() {
             if self.filter.policy.is_some() && !story.events.iter().any(|e| !e.outcome.is_empty()) {
+                continue;
+            }
+            if self.filter.user.is_some() && story.events.iter().all(|e| e.event.starts_with("grant_")) {
                 continue;
             }
             story.events.sort_by(|a, b| a.time.cmp(&b.time));
@@ -562,6 +605,128 @@ mod tests {
 
     fn events(s: &Story) -> Vec<(&'static str, &str)> {
         s.events.iter().map(|e| (e.event, e.time.as_str())).collect()
+    }
+
+    fn grant(seq: u64, at: &str, key: &str, action: &str, objects: &str, why: Option<&str>) -> Value {
+        json!({"timestamp": at, "event": "grant", "action": action, "approval": key,
+            "namespace": "prod", "name": "jitgate-grant-1a2b", "objects": objects,
+            "subject": (action == "created").then_some("user:alice"),
+            "expiresAt": "2026-12-04T12:00:00Z", "why": why, "replica": "jitgate-0",
+            "chain": "c_1", "seq": seq, "hash": "h"})
+    }
+
+    #[test]
+    fn a_grants_objects_are_told_in_its_story_when_they_were_created_and_removed_and_why() {
+        let key = "jitgate-approvals/g";
+        let report = story(&[
+            change(
+                1,
+                "2026-12-04T10:00:00Z",
+                key,
+                "approved",
+                "bob",
+                "2026-12-04T12:00:00Z",
+            ),
+            grant(
+                2,
+                "2026-12-04T10:00:01Z",
+                key,
+                "created",
+                "Role,RoleBinding",
+                None,
+            ),
+            decision(3, "2026-12-04T10:05:00Z", Some(key), "allow", "approved"),
+            change(
+                4,
+                "2026-12-04T10:30:00Z",
+                key,
+                "revoked",
+                "carol",
+                "2026-12-04T12:00:00Z",
+            ),
+            grant(
+                5,
+                "2026-12-04T10:30:01Z",
+                key,
+                "removed",
+                "RoleBinding",
+                Some("revoked"),
+            ),
+            grant(6, "2026-12-04T10:30:01Z", key, "removed", "Role", Some("revoked")),
+            // A grant record naming no approval (an object without jitgate's annotation) is
+            // no approval's story.
+            json!({"timestamp": "2026-12-04T10:31:00Z", "event": "grant", "action": "removed",
+                "namespace": "prod", "name": "x", "objects": "Role", "why": "expired",
+                "replica": "jitgate-0", "chain": "c_1", "seq": 7, "hash": "h"}),
+        ]);
+        assert_eq!(report.approvals.len(), 1);
+        let g = &report.approvals[0];
+        assert_eq!(
+            events(g),
+            [
+                ("approved", "2026-12-04T10:00:00Z"),
+                ("grant_created", "2026-12-04T10:00:01Z"),
+                ("use", "2026-12-04T10:05:00Z"),
+                ("revoked", "2026-12-04T10:30:00Z"),
+                ("grant_removed", "2026-12-04T10:30:01Z"),
+                ("grant_removed", "2026-12-04T10:30:01Z"),
+            ]
+        );
+        let text = report.text();
+        assert!(
+            text.contains(
+                "grant_created    2026-12-04T10:00:01Z  by jitgate-0 (Role,RoleBinding for user:alice until 2026-12-04T12:00:00Z)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("grant_removed    2026-12-04T10:30:01Z  by jitgate-0: \"revoked\" (RoleBinding)"),
+            "{text}"
+        );
+        assert_eq!(&*g.events[1].namespace, "prod");
+        assert_eq!(&*g.events[1].name, "jitgate-grant-1a2b");
+
+        // Asked for alice's, the story keeps its grant rows (a removal names no subject);
+        // asked for dave's, grant records alone make no story.
+        let records = [
+            change(
+                1,
+                "2026-12-04T10:00:00Z",
+                key,
+                "approved",
+                "bob",
+                "2026-12-04T12:00:00Z",
+            ),
+            grant(
+                2,
+                "2026-12-04T10:00:01Z",
+                key,
+                "created",
+                "Role,RoleBinding",
+                None,
+            ),
+            grant(
+                3,
+                "2026-12-04T10:30:01Z",
+                key,
+                "removed",
+                "RoleBinding",
+                Some("revoked"),
+            ),
+        ];
+        let for_user = |user: &str| {
+            let mut r = Reporter::new(Filter {
+                user: Some(user.into()),
+                ..Filter::default()
+            });
+            for record in &records {
+                r.add(record);
+            }
+            r.finish()
+        };
+        let alices = for_user("alice");
+        assert_eq!(events(&alices.approvals[0]).len(), 4, "{alices:?}");
+        assert!(for_user("dave").approvals.is_empty());
     }
 
     #[test]

@@ -398,7 +398,8 @@ pub struct ReportArgs {
 pub struct QueryArgs {
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
-    /// Requester of a decision, or editor or requester of an approval change.
+    /// Requester of a decision, editor or requester of an approval change, or subject of
+    /// a grant's creation.
     #[arg(long)]
     pub user: Option<String>,
     /// A policy the decision names.
