@@ -20,6 +20,17 @@ const FLUSH_WAIT: Duration = Duration::from_secs(1);
 
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
+/// Held around each write of a log line, and of a record where stderr is stdout's pipe
+/// (`2>&1`): a pipe takes a write of over 4 KiB in parts when it is full, and another
+/// writer's line would land between them.
+static PIPE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Keeps log lines from being written until dropped: for a record written to a pipe
+/// that stderr shares.
+pub fn hold_log_lines() -> std::sync::MutexGuard<'static, ()> {
+    PIPE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Log lines `serve` dropped since it started, stderr not taking them.
 pub fn dropped_lines() -> u64 {
     DROPPED.load(Ordering::Relaxed)
@@ -100,6 +111,7 @@ impl Lines {
                 for msg in taken {
                     match msg {
                         Msg::Line(line) => {
+                            let _held = hold_log_lines();
                             let _ = stderr.write_all(&line);
                         }
                         Msg::Flushed(ack) => {

@@ -37,11 +37,12 @@
 //! `redirect_stderr`): so then (seen at start by the device and inode of fds 1 and 2, or
 //! when stderr cannot be told) the pipe is not reopened non-blocking and only the writer
 //! thread writes it, as any place that can make a writer wait, each record in a write of
-//! its own, which a pipe takes whole (up to 4 KiB, `PIPE_BUF`) whatever log line is written
-//! while the writer waits for room. (Logs are written where they are made, on the runtime
-//! too: with such a pipe full, a worker that logs waits for its reader.) And no log line is
-//! written on the runtime between the two parts of a record: that stdout's reader was
-//! behind is logged by the writer thread, once it has finished the batch.
+//! its own, while no log line is written ([`crate::telemetry::hold_log_lines`]: a pipe
+//! takes a write of over 4 KiB in parts when it is full, and a line would land between
+//! them). Log lines are written by a thread of their own, never on the runtime, and dropped
+//! past a bound rather than waited for. And no log line is written on the runtime between
+//! the two parts of a record: that stdout's reader was behind is logged by the writer
+//! thread, once it has finished the batch.
 
 use crate::refusal::Refusal;
 use std::fs::File;
@@ -305,8 +306,8 @@ impl AuditSink {
         // one, as any place that can make a writer wait, by the writer thread only.
         // Not when stderr, where logs go, is that same pipe (`2>&1`): a log line written
         // while the runtime leaves a record half-written would land inside it.
-        // And the writer thread then writes each record in a write of its own, which a pipe
-        // takes whole (up to 4 KiB) even when a log line is written while it waits for room.
+        // And the writer thread then writes each record in a write of its own, while no log
+        // line is written (a pipe takes a write of over 4 KiB in parts when it is full).
         let mut one_write_per_record = false;
         let nonblocking = match &stdout {
             Some(meta) if stdout_written && !stdout_at_once => {
@@ -560,9 +561,9 @@ struct Stdout {
     /// Where blocking writes go: `None`, the process's stdout (tests give a pipe of their
     /// own, the one `nonblocking` describes).
     blocking: Option<File>,
-    /// Stderr is the same pipe: each record (line) is written in a write of its own, which
-    /// the pipe takes whole (up to `PIPE_BUF`, 4 KiB) whatever log line is written while
-    /// the writer waits for room; a batch in one write could have one land inside it.
+    /// Stderr is the same pipe: each record (line) is written in a write of its own, while
+    /// no log line is written ([`crate::telemetry::hold_log_lines`]), so that log lines
+    /// fall between records.
     one_write_per_record: bool,
 }
 
@@ -901,15 +902,20 @@ impl Stdout {
         } else {
             vec![buf]
         };
+        // Where stderr is this pipe, no log line is written while a record is: a record of
+        // over 4 KiB goes into a full pipe in parts.
+        let hold = || self.one_write_per_record.then(crate::telemetry::hold_log_lines);
         match self.blocking.as_ref() {
             Some(mut out) => {
                 for line in lines {
+                    let _held = hold();
                     out.write_all(line)?;
                 }
             }
             None => {
                 let mut out = std::io::stdout().lock();
                 for line in lines {
+                    let _held = hold();
                     out.write_all(line).and_then(|_| out.flush())?;
                 }
             }

@@ -927,6 +927,106 @@ async fn stdout_a_pipe_whose_reader_stops_holds_large_forged_reviews_by_their_si
     verify_stdout(&read, records.len());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdout_a_pipe_that_stderr_shares_gets_records_over_4_kib_whole_amid_log_lines() {
+    // `serve 2>&1 | a slow reader`: a pipe takes a write of over 4 KiB in parts when it is
+    // full, so a log line written meanwhile would land inside the record.
+    let dir = tempfile::tempdir().unwrap();
+    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
+    copy_dir(&Path::new(REPO).join("policies"), &dir.path().join("policies"));
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    std::fs::write(dir.path().join("manifests/approvals.yaml"), approvals).unwrap();
+    let port = free_port();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$0\" serve --listen 127.0.0.1:$1 --shutdown-drain 0s 2>&1")
+        .arg(BIN)
+        .arg(port.to_string())
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    // Read slowly, 700 bytes at a time: the pipe is full most of the time.
+    let (listening_tx, listening) = mpsc::channel::<()>();
+    let reading = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 700];
+        let mut told = false;
+        loop {
+            match std::io::Read::read(&mut out, &mut buf) {
+                Ok(0) | Err(_) => return all,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+            if !told && all.windows(17).any(|w| w == b"jitgate listening") {
+                told = true;
+                let _ = listening_tx.send(());
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    });
+    listening
+        .recv_timeout(Duration::from_secs(20))
+        .expect("no listening line");
+    let ca = std::fs::read_to_string(dir.path().join("certs-dev/ca.crt")).unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Records of 20 KiB (forged groups) on four connections, malformed requests that each
+    // log a line on four others.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let ca = ca.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::open(addr, &ca, Proto::H1).await.unwrap();
+            for _ in 0..150 {
+                let (body, expect) = if i % 2 == 0 {
+                    (forged_update(20 * 1024), hyper::StatusCode::OK)
+                } else {
+                    (b"{".to_vec(), hyper::StatusCode::BAD_REQUEST)
+                };
+                let reply = c
+                    .send(
+                        hyper::Method::POST,
+                        "/validate?timeout=30s",
+                        Some("application/json"),
+                        body,
+                    )
+                    .await;
+                assert_eq!(reply.status, expect);
+            }
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(240), t)
+            .await
+            .expect("a client waited for ever")
+            .unwrap();
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let all = reading.join().unwrap();
+    // Every line whole: a log line or a record, never one inside the other.
+    let (mut records, mut logs) = (0, 0);
+    for line in all.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let value: serde_json::Value = serde_json::from_slice(line).unwrap_or_else(|_| {
+            let text = String::from_utf8_lossy(line);
+            panic!("a torn line: {}", &text[..text.len().min(300)])
+        });
+        if value.get("level").is_some() {
+            logs += 1;
+        } else {
+            records += 1;
+        }
+    }
+    assert!(
+        records >= 1200 && logs >= 600,
+        "{records} records, {logs} log lines"
+    );
+}
+
 #[tokio::test]
 async fn stdout_a_pipe_that_stderr_shares_gets_every_line_whole_when_its_reader_stops() {
     // `serve 2>&1 | …` (runit, supervisord's redirect_stderr): logs and records in one pipe.
