@@ -173,6 +173,24 @@ pub fn is_null_device(meta: &std::fs::Metadata) -> bool {
     }
 }
 
+/// Whether `meta` describes a device that keeps nothing written to it: the null device,
+/// or the zero device (which takes writes as the null device does).
+pub fn keeps_nothing(meta: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        meta.file_type().is_char_device()
+            && ["/dev/null", "/dev/zero"]
+                .iter()
+                .any(|dev| std::fs::metadata(dev).is_ok_and(|d| d.rdev() == meta.rdev()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        false
+    }
+}
+
 /// A second file description of the pipe this process has open as `fd` (stdout: 1; `meta`
 /// is its metadata), opened non-blocking: so that a write that would wait for the reader
 /// returns `WouldBlock` instead. O_NONBLOCK belongs to a file description, so it is set on

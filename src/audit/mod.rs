@@ -97,7 +97,7 @@ pub enum AuditError {
     #[error("cannot write the decision record: {0}")]
     Write(String),
     #[error(
-        "decision records would be written nowhere: stdout is the null device (or was closed) and no --audit-log is given; give --audit-log FILE, or send stdout where it is kept"
+        "decision records would be kept nowhere: the log of record (--audit-log, else stdout) is the null or zero device, or stdout was closed; give --audit-log FILE, or send stdout where it is kept"
     )]
     Nowhere,
 }
@@ -276,6 +276,17 @@ impl AuditSink {
         max_bytes: Option<u64>,
         queue: usize,
     ) -> Result<Self, AuditError> {
+        // Every answer leaves a record: the log of record (the file when there is one, else
+        // stdout) must keep what is written to it. Stdout closed when `serve` starts is
+        // found on the null device.
+        let stdout = file::stdout_metadata();
+        let nowhere = match file {
+            Some(path) => std::fs::metadata(path).is_ok_and(|m| file::keeps_nothing(&m)),
+            None => stdout.as_ref().is_some_and(file::keeps_nothing),
+        };
+        if nowhere {
+            return Err(AuditError::Nowhere);
+        }
         let (file, follows) = match file {
             Some(path) => {
                 let (log, follows) = LogFile::open(path, max_bytes)?;
@@ -292,16 +303,9 @@ impl AuditSink {
         let (to_writer, from_requests) = mpsc::channel(BATCHES);
         // Stdout is written when there is no file, and besides one when asked; never when it
         // is the null device, where a write does nothing.
-        let stdout = file::stdout_metadata();
         let stdout_null = stdout.as_ref().is_some_and(file::is_null_device);
         let stdout_at_once = stdout.as_ref().is_some_and(file::takes_writes_at_once);
         let stdout_written = (file.is_none() || to_stdout) && !stdout_null;
-        // Every answer leaves a record: with no log file, stdout is the log of record, and
-        // one that keeps nothing (a start with stdout closed finds it on the null device)
-        // would leave none.
-        if file.is_none() && stdout_null {
-            return Err(AuditError::Nowhere);
-        }
         // A pipe is written here through a non-blocking description of its own; without
         // one, as any place that can make a writer wait, by the writer thread only.
         // Not when stderr, where logs go, is that same pipe (`2>&1`): a log line written

@@ -200,8 +200,14 @@ fn serve_refuses_to_start_when_its_records_would_be_kept_nowhere() {
     // unrecorded.
     let dir = tempfile::tempdir().unwrap();
     let serve = |stdout: &str, extra: &[&str]| serve_redirected(dir.path(), stdout, extra).0;
-    for stdout in [">/dev/null", ">&-"] {
-        let mut child = serve(stdout, &[]);
+    for (stdout, log) in [
+        (">/dev/null", None),
+        (">&-", None),
+        (">/dev/zero", None),
+        (">/dev/null", Some("/dev/null")),
+    ] {
+        let extra: Vec<&str> = log.map(|l| vec!["--audit-log", l]).unwrap_or_default();
+        let mut child = serve(stdout, &extra);
         // A watchdog, not a timing: a server that starts would run for ever.
         let mut waited = 0;
         while child.try_wait().unwrap().is_none() {
@@ -216,7 +222,7 @@ fn serve_refuses_to_start_when_its_records_would_be_kept_nowhere() {
         let said = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{stdout}: {said}");
         assert!(
-            said.contains("decision records would be written nowhere"),
+            said.contains("decision records would be kept nowhere"),
             "{stdout}: {said}"
         );
         assert!(!said.contains("jitgate listening"), "{stdout}: {said}");
