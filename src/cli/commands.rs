@@ -5,6 +5,9 @@ use super::{Cli, Command, Manifest};
 use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 
+/// How long `serve`, once it has stopped, waits for blocked tasks before it exits.
+const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs one command and says how it ended.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
@@ -16,7 +19,11 @@ pub fn run(cli: Cli) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(crate::app::run(args.into())) {
+            let ended = runtime.block_on(crate::app::run(args.into()));
+            // A task still blocked (a grant record waiting on a stuck audit trail) does not
+            // keep the process from ending.
+            runtime.shutdown_timeout(SHUTDOWN_WAIT);
+            match ended {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "jitgate cannot start");

@@ -516,7 +516,7 @@ impl Reconciler {
     }
 
     /// Deletes what this replica has just created of a grant whose record was not
-    /// written, the RoleBinding first, and says what is gone. What cannot be deleted now
+    /// written, the RoleBinding first, and says what it removed. What cannot be deleted now
     /// is deleted at the start of each pass until it is gone (its removal then recorded
     /// when `late`: the creation's record may still land). A removal whose record cannot
     /// be written stands (taking power away needs no record to be safe).
@@ -567,25 +567,26 @@ impl Reconciler {
         }
     }
 
-    /// Deletes an unrecorded grant object; says whether it is gone (or another object by
-    /// now, made again under its name), else keeps it to try again next pass.
+    /// Deletes an unrecorded grant object; says whether this call removed it. One already
+    /// gone (or another object by now, made again under its name) was removed by someone
+    /// else: false, and not tried again. Else it is kept to try again next pass.
     async fn delete_leftover(&self, left: Leftover) -> bool {
-        let error = match self
+        match self
             .delete(left.kind, &left.namespace, &left.name, &left.uid)
             .await
         {
-            Ok(()) => None,
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => None,
-            Err(e) => Some(e),
-        };
-        let Some(e) = error else {
-            self.metrics.grant_object("removed", left.kind.as_str());
-            return true;
-        };
-        tracing::error!(kind = left.kind.as_str(), namespace = %left.namespace, name = %left.name, error = %e,
-            "a grant object whose record was not written was not taken back; trying again next pass");
-        self.leftover.lock().unwrap_or_else(|e| e.into_inner()).push(left);
-        false
+            Ok(()) => {
+                self.metrics.grant_object("removed", left.kind.as_str());
+                true
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => false,
+            Err(e) => {
+                tracing::error!(kind = left.kind.as_str(), namespace = %left.namespace, name = %left.name, error = %e,
+                    "a grant object whose record was not written was not taken back; trying again next pass");
+                self.leftover.lock().unwrap_or_else(|e| e.into_inner()).push(left);
+                false
+            }
+        }
     }
 
     async fn tell(&self, notice: news::Notice) {
