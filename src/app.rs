@@ -139,8 +139,9 @@ impl Running {
         for task in &self.background {
             task.abort();
         }
-        // Every answer's record is written by now: anchor the chain's last record, unless
-        // the API server does not answer soon.
+        // Every answer given as decided has its record written by now (a refusal given at
+        // its deadline may still wait for the writer): anchor the chain's last record,
+        // unless the API server does not answer soon.
         if let Some(anchorer) = &self.anchorer
             && tokio::time::timeout(Duration::from_secs(5), anchorer.anchor())
                 .await

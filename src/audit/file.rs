@@ -191,6 +191,20 @@ pub fn keeps_nothing(meta: &std::fs::Metadata) -> bool {
     }
 }
 
+/// Whether `a` and `b` are the same file (a pipe, a FIFO, a file).
+pub fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        a.dev() == b.dev() && a.ino() == b.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        false
+    }
+}
+
 /// A second file description of the pipe this process has open as `fd` (stdout: 1; `meta`
 /// is its metadata), opened non-blocking: so that a write that would wait for the reader
 /// returns `WouldBlock` instead. O_NONBLOCK belongs to a file description, so it is set on

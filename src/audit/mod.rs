@@ -100,6 +100,12 @@ pub enum AuditError {
         "decision records would be kept nowhere: the log of record (--audit-log, else stdout) is the null or zero device, or stdout was closed; give --audit-log FILE, or send stdout where it is kept"
     )]
     Nowhere,
+    #[error("the audit log {path} is {what}: {why}; give --audit-log a file of its own")]
+    SharedLog {
+        path: PathBuf,
+        what: &'static str,
+        why: &'static str,
+    },
 }
 
 /// A job's progress, shared by the request that waits for it and the writer.
@@ -286,6 +292,26 @@ impl AuditSink {
         };
         if nowhere {
             return Err(AuditError::Nowhere);
+        }
+        // The log is written a batch at a time, without regard for what else writes there.
+        if let Some(path) = file
+            && let Ok(log) = std::fs::metadata(path)
+        {
+            let shared = |other: Option<std::fs::Metadata>| other.is_some_and(|o| file::same_file(&log, &o));
+            let refuse = |what, why| AuditError::SharedLog {
+                path: path.to_path_buf(),
+                what,
+                why,
+            };
+            if shared(stdout.clone()) {
+                return Err(refuse(
+                    "stdout",
+                    "records go to stdout anyway, and each would be written twice",
+                ));
+            }
+            if shared(file::stderr_metadata()) {
+                return Err(refuse("stderr", "a log line would land inside a record"));
+            }
         }
         let (file, follows) = match file {
             Some(path) => {

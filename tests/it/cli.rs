@@ -200,6 +200,17 @@ fn serve_refuses_to_start_when_its_records_would_be_kept_nowhere() {
     // unrecorded.
     let dir = tempfile::tempdir().unwrap();
     let serve = |stdout: &str, extra: &[&str]| serve_redirected(dir.path(), stdout, extra).0;
+    // A watchdog, not a timing: a server that starts would run for ever.
+    let refused = |mut child: Child, what: &str| {
+        for _ in 0..200 {
+            if child.try_wait().unwrap().is_some() {
+                return child.wait_with_output().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child.kill().unwrap();
+        panic!("{what}: serve started");
+    };
     for (stdout, log) in [
         (">/dev/null", None),
         (">&-", None),
@@ -207,18 +218,7 @@ fn serve_refuses_to_start_when_its_records_would_be_kept_nowhere() {
         (">/dev/null", Some("/dev/null")),
     ] {
         let extra: Vec<&str> = log.map(|l| vec!["--audit-log", l]).unwrap_or_default();
-        let mut child = serve(stdout, &extra);
-        // A watchdog, not a timing: a server that starts would run for ever.
-        let mut waited = 0;
-        while child.try_wait().unwrap().is_none() {
-            if waited == 200 {
-                child.kill().unwrap();
-                panic!("{stdout}: serve started with its records kept nowhere");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            waited += 1;
-        }
-        let out = child.wait_with_output().unwrap();
+        let out = refused(serve(stdout, &extra), stdout);
         let said = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{stdout}: {said}");
         assert!(
@@ -226,6 +226,15 @@ fn serve_refuses_to_start_when_its_records_would_be_kept_nowhere() {
             "{stdout}: {said}"
         );
         assert!(!said.contains("jitgate listening"), "{stdout}: {said}");
+    }
+    // Nor is the audit log stdout itself (each record would be written there twice), or
+    // stderr, whose log lines would land inside records.
+    for (log, what) in [("/dev/stdout", "is stdout"), ("/dev/stderr", "is stderr")] {
+        let out = refused(serve("", &["--audit-log", log]), log);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{log}: {said}");
+        assert!(said.contains(what), "{log}: {said}");
+        assert!(!said.contains("jitgate listening"), "{log}: {said}");
     }
     // With a log file, stdout on the null device is fine: records go to the file.
     let mut child = serve(">/dev/null", &["--audit-log", "audit.jsonl"]);
