@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 /// Lines `serve` holds for stderr at most (each is one log event, a few hundred bytes).
 pub const LINES_HELD: usize = 16_384;
@@ -164,40 +165,26 @@ pub fn init(format: Option<LogFormat>, audience: Audience) -> Flush {
         Audience::Machines => LogFormat::Json,
         Audience::People => LogFormat::Text,
     });
+    // `serve` hands its lines to a thread of their own; the commands people type, and
+    // `serve` if that thread cannot be started, write them where they are logged.
+    let lines = (audience == Audience::Machines).then(Lines::start).flatten();
+    let flush = Flush(lines.as_ref().map(|l| l.0.clone()));
+    let writer = match (lines, format, audience) {
+        (Some(lines), _, _) => BoxMakeWriter::new(lines),
+        (None, LogFormat::Text, Audience::People) => BoxMakeWriter::new(OnceEach::default()),
+        (None, _, _) => BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
-    if audience == Audience::People {
-        match format {
-            LogFormat::Json => builder
-                .with_writer(std::io::stderr)
-                .json()
-                .flatten_event(true)
-                .init(),
-            LogFormat::Text => builder
-                .with_writer(OnceEach::default())
-                .without_time()
-                .with_ansi(false)
-                .init(),
-        }
-        return Flush(None);
+        .with_target(false)
+        .with_writer(writer);
+    match (format, audience) {
+        (LogFormat::Json, _) => builder.json().flatten_event(true).init(),
+        (LogFormat::Text, Audience::Machines) => builder.init(),
+        (LogFormat::Text, Audience::People) => builder.without_time().with_ansi(false).init(),
     }
-    let Some(lines) = Lines::start() else {
-        match format {
-            LogFormat::Json => builder
-                .with_writer(std::io::stderr)
-                .json()
-                .flatten_event(true)
-                .init(),
-            LogFormat::Text => builder.with_writer(std::io::stderr).init(),
-        }
+    if audience == Audience::Machines && flush.0.is_none() {
         tracing::warn!("no thread for log lines; they are written where they are logged");
-        return Flush(None);
-    };
-    let flush = Flush(Some(lines.0.clone()));
-    match format {
-        LogFormat::Json => builder.with_writer(lines).json().flatten_event(true).init(),
-        LogFormat::Text => builder.with_writer(lines).init(),
     }
     flush
 }

@@ -290,7 +290,7 @@ pub fn stderr_shares_the_pipe(stdout: &std::fs::Metadata, stderr: Option<&std::f
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::audit::chain::ChainId;
 
@@ -313,6 +313,19 @@ pub(super) mod tests {
     /// A FIFO made at `path`, opened at both ends: its reader, and its (blocking) writer.
     #[cfg(target_os = "linux")]
     pub(in crate::audit) fn fifo(path: &Path) -> (File, File) {
+        let reader = fifo_read_end(path);
+        let writer = File::options().write(true).open(path).unwrap();
+        (reader.join().unwrap(), writer)
+    }
+
+    /// A FIFO made at `path`, and its read end, open once something opens it to write.
+    pub(crate) fn fifo_read_end(path: &Path) -> std::thread::JoinHandle<File> {
+        make_fifo(path);
+        let path = path.to_path_buf();
+        std::thread::spawn(move || File::open(path).unwrap())
+    }
+
+    fn make_fifo(path: &Path) {
         assert!(
             std::process::Command::new("mkfifo")
                 .arg(path)
@@ -320,12 +333,6 @@ pub(super) mod tests {
                 .unwrap()
                 .success()
         );
-        let reader = {
-            let path = path.to_path_buf();
-            std::thread::spawn(move || File::open(path).unwrap())
-        };
-        let writer = File::options().write(true).open(path).unwrap();
-        (reader.join().unwrap(), writer)
     }
 
     #[test]
@@ -334,13 +341,7 @@ pub(super) mod tests {
         let file = dir.path().join("audit.jsonl");
         std::fs::write(&file, "").unwrap();
         let fifo = dir.path().join("audit.fifo");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
+        make_fifo(&fifo);
         let at_once = |p: &Path| takes_writes_at_once(&std::fs::metadata(p).unwrap());
         assert!(at_once(&file));
         assert!(at_once(Path::new("/dev/null")));

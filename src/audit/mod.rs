@@ -56,6 +56,9 @@ use tokio::sync::{mpsc, oneshot};
 pub mod anchor;
 pub mod chain;
 mod file;
+/// For tests elsewhere that need an audit log nobody reads.
+#[cfg(test)]
+pub(crate) use file::tests::fifo_read_end;
 pub mod read;
 mod record;
 pub mod report;

@@ -177,17 +177,7 @@ mod tests {
         // The audit log is a FIFO read only once the test says so.
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("audit.fifo");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
-        let opening = {
-            let fifo = fifo.clone();
-            std::thread::spawn(move || std::fs::File::open(fifo).unwrap())
-        };
+        let opening = crate::audit::fifo_read_end(&fifo);
         let audit = AuditSink::start(ChainId::new("test"), None, false, Some(&fifo), None, 64).unwrap();
         let mut reader = opening.join().unwrap();
         let records = Records::start(audit);

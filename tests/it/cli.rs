@@ -30,12 +30,23 @@ fn free_port() -> u16 {
 /// Starts `jitgate serve` on its embedded defaults in `dir`, with the shipped policies and
 /// `approvals` as its approvals file; returns the child and its port.
 fn serve_in(dir: &Path, approvals: &str, extra: &[&str]) -> (Child, u16) {
+    serve_shell(dir, approvals, "", extra)
+}
+
+/// [`serve_in`], with its stdout redirected by the shell as `stdout` says (`>/dev/null`,
+/// `>&-`, `2>&1`; nothing for a pipe); its stderr a pipe.
+fn serve_shell(dir: &Path, approvals: &str, stdout: &str, extra: &[&str]) -> (Child, u16) {
     copy_dir(&Path::new(REPO).join("policies"), &dir.join("policies"));
     std::fs::create_dir_all(dir.join("manifests")).unwrap();
     std::fs::write(dir.join("manifests/approvals.yaml"), approvals).unwrap();
     let port = free_port();
-    let child = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "port=$1; shift; exec \"$0\" serve --listen 127.0.0.1:$port \"$@\" {stdout}"
+        ))
+        .arg(BIN)
+        .arg(port.to_string())
         .args(extra)
         .current_dir(dir)
         .env_remove("RUST_LOG")
@@ -44,6 +55,22 @@ fn serve_in(dir: &Path, approvals: &str, extra: &[&str]) -> (Child, u16) {
         .spawn()
         .unwrap();
     (child, port)
+}
+
+/// Waits for every client's answer (a watchdog, not a timing), then stops `child` with
+/// SIGTERM and sees it end cleanly.
+async fn answered_then_stopped(clients: Vec<tokio::task::JoinHandle<()>>, child: &mut Child) {
+    for client in clients {
+        tokio::time::timeout(Duration::from_secs(240), client)
+            .await
+            .expect("a client waited for ever")
+            .unwrap();
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
 }
 
 /// `serve` with one approval (alice's, `good`), once it listens: its log lines as they
@@ -100,28 +127,9 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, needle: &s
 }
 
 /// `serve` with one approval (alice's, `good`), its stdout redirected by the shell as
-/// `stdout` says (`>/dev/null`, `>&-`), its stderr a pipe; text logs; and its port.
+/// `stdout` says; and its port.
 fn serve_redirected(dir: &Path, stdout: &str, extra: &[&str]) -> (Child, u16) {
-    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
-    copy_dir(&Path::new(REPO).join("policies"), &dir.join("policies"));
-    std::fs::create_dir_all(dir.join("manifests")).unwrap();
-    std::fs::write(dir.join("manifests/approvals.yaml"), approvals).unwrap();
-    let port = free_port();
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "port=$1; shift; exec \"$0\" serve --listen 127.0.0.1:$port --log-format text \"$@\" {stdout}"
-        ))
-        .arg(BIN)
-        .arg(port.to_string())
-        .args(extra)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    (child, port)
+    serve_shell(dir, &approvals_manifest(&[("good", &entry(&[]))]), stdout, extra)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -610,17 +618,7 @@ async fn stdout_a_pipe_whose_reader_stops_answers_at_the_deadline_and_gets_every
         std::io::Read::read_to_end(&mut stdout, &mut read).unwrap();
         read
     });
-    for client in clients {
-        tokio::time::timeout(Duration::from_secs(60), client)
-            .await
-            .expect("a client waited for ever")
-            .unwrap();
-    }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    answered_then_stopped(clients, &mut child).await;
     seen.extend(rx.iter());
     // Which path wrote the records does not change what is asserted here, but what is
     // logged: the runtime writes until the pipe is full and the writer thread finishes the
@@ -947,21 +945,7 @@ async fn stdout_a_pipe_that_stderr_shares_gets_records_over_4_kib_whole_amid_log
     // `serve 2>&1 | a slow reader`: a pipe takes a write of over 4 KiB in parts when it is
     // full, so a log line written meanwhile would land inside the record.
     let dir = tempfile::tempdir().unwrap();
-    let approvals = approvals_manifest(&[("good", &entry(&[]))]);
-    copy_dir(&Path::new(REPO).join("policies"), &dir.path().join("policies"));
-    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
-    std::fs::write(dir.path().join("manifests/approvals.yaml"), approvals).unwrap();
-    let port = free_port();
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg("exec \"$0\" serve --listen 127.0.0.1:$1 --shutdown-drain 0s 2>&1")
-        .arg(BIN)
-        .arg(port.to_string())
-        .current_dir(dir.path())
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, port) = serve_redirected(dir.path(), "2>&1", &["--shutdown-drain", "0s"]);
     let mut out = child.stdout.take().unwrap();
     // Read slowly, 700 bytes at a time: the pipe is full most of the time.
     let (listening_tx, listening) = mpsc::channel::<()>();
@@ -1011,17 +995,7 @@ async fn stdout_a_pipe_that_stderr_shares_gets_records_over_4_kib_whole_amid_log
             }
         }));
     }
-    for t in tasks {
-        tokio::time::timeout(Duration::from_secs(240), t)
-            .await
-            .expect("a client waited for ever")
-            .unwrap();
-    }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    answered_then_stopped(tasks, &mut child).await;
     let all = reading.join().unwrap();
     // Every line whole: a log line or a record, never one inside the other.
     let (mut records, mut logs) = (0, 0);
@@ -1126,17 +1100,7 @@ async fn stdout_a_pipe_that_stderr_shares_gets_every_line_whole_when_its_reader_
     }
     assert!(stuck || updates.refused(), "the pipe never filled");
     go_on.send(()).unwrap();
-    for client in clients {
-        tokio::time::timeout(Duration::from_secs(60), client)
-            .await
-            .expect("a client waited for ever")
-            .unwrap();
-    }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    answered_then_stopped(clients, &mut child).await;
     reading.join().unwrap();
     all.extend(lines.try_iter());
     // Every line whole: a log line or a record, never one inside the other.

@@ -247,17 +247,7 @@ async fn a_stuck_audit_sink_becomes_a_denial_before_the_api_servers_deadline_rec
     // A FIFO nobody reads: once its buffer is full, every write blocks.
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("audit.fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let reader = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || std::fs::File::open(fifo).unwrap())
-    };
+    let reader = fifo_read_end(&fifo);
     let h = Harness::start_with(Some(&approvals_manifest(&[("grant", &entry(&[]))])), |cfg| {
         cfg.audit_log = Some(fifo.clone());
     })

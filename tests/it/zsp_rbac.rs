@@ -769,17 +769,7 @@ async fn grants_end_with_their_approvals_while_the_audit_trail_is_stuck_on_a_rea
     // The audit log is a FIFO that the test stops reading: once its buffer is full, every
     // write blocks, as with stdout's reader stopped in a pod.
     let fifo = work.path().join("audit.fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let opening = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || std::fs::File::open(fifo).unwrap())
-    };
+    let opening = fifo_read_end(&fifo);
     let (jitgate, mut reconciler) = story
         .jitgate_passes_by_hand(|cfg| cfg.audit_log = Some(fifo.clone()))
         .await;
