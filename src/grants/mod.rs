@@ -295,22 +295,13 @@ impl Reconciler {
                     self.metrics.grant_object("removed", f.kind.as_str());
                     // Done already: its record is written when the trail takes it, and
                     // the next removal does not wait for it.
-                    self.records.after(
-                        GrantRecord {
-                            timestamp: Timestamp::now().to_string(),
-                            event: "grant",
-                            action: "removed",
-                            approval: f.approval.as_deref(),
-                            namespace: &f.namespace,
-                            name: &f.name,
-                            objects: f.kind.as_str(),
-                            subject: None,
-                            expires_at: f.expires_at.map(|t| t.to_string()),
-                            why: Some(why.as_str()),
-                            replica: &self.instance,
-                        }
-                        .to_line(),
-                    );
+                    self.records.after(self.removal(
+                        f.approval.as_deref(),
+                        (&f.namespace, &f.name),
+                        f.kind.as_str(),
+                        f.expires_at,
+                        why,
+                    ));
                     if f.kind == Kind::RoleBinding {
                         self.tell(news::grant_removed(
                             &f.namespace,
@@ -477,20 +468,13 @@ impl Reconciler {
                 let gone = self.take_back(g, made, true).await;
                 let taken = objects_named(gone.role.is_some(), gone.binding.is_some());
                 let line = taken.map(|objects| {
-                    GrantRecord {
-                        timestamp: Timestamp::now().to_string(),
-                        event: "grant",
-                        action: "removed",
-                        approval: Some(&g.approval),
-                        namespace: &g.namespace,
-                        name: &g.name,
+                    self.removal(
+                        Some(&g.approval),
+                        (&g.namespace, &g.name),
                         objects,
-                        subject: None,
-                        expires_at: Some(g.expires_at.to_string()),
-                        why: Some(Why::Unrecorded.as_str()),
-                        replica: &self.instance,
-                    }
-                    .to_line()
+                        Some(g.expires_at),
+                        Why::Unrecorded,
+                    )
                 });
                 self.records.settle(noting, line);
                 false
@@ -546,25 +530,48 @@ impl Reconciler {
     async fn take_back_leftover(&self) {
         let leftover = std::mem::take(&mut *self.leftover.lock().unwrap_or_else(|e| e.into_inner()));
         for left in leftover {
-            let (kind, recorded) = (left.kind, left.recorded);
-            let line = GrantRecord {
-                timestamp: Timestamp::now().to_string(),
-                event: "grant",
-                action: "removed",
-                approval: Some(&left.approval),
-                namespace: &left.namespace,
-                name: &left.name,
-                objects: kind.as_str(),
-                subject: None,
-                expires_at: None,
-                why: Some(Why::Unrecorded.as_str()),
-                replica: &self.instance,
-            }
-            .to_line();
-            if self.delete_leftover(left).await && recorded {
+            let line = left.recorded.then(|| {
+                let place = (left.namespace.as_str(), left.name.as_str());
+                self.removal(
+                    Some(&left.approval),
+                    place,
+                    left.kind.as_str(),
+                    None,
+                    Why::Unrecorded,
+                )
+            });
+            if self.delete_leftover(left).await
+                && let Some(line) = line
+            {
                 self.records.after(line);
             }
         }
+    }
+
+    /// The record of a grant object (or both) removed by this replica: its approval, its
+    /// namespace and name, which objects, the expiry they carried, and why.
+    fn removal(
+        &self,
+        approval: Option<&str>,
+        (namespace, name): (&str, &str),
+        objects: &str,
+        expires_at: Option<Timestamp>,
+        why: Why,
+    ) -> Vec<u8> {
+        GrantRecord {
+            timestamp: Timestamp::now().to_string(),
+            event: "grant",
+            action: "removed",
+            approval,
+            namespace,
+            name,
+            objects,
+            subject: None,
+            expires_at: expires_at.map(|t| t.to_string()),
+            why: Some(why.as_str()),
+            replica: &self.instance,
+        }
+        .to_line()
     }
 
     /// Deletes an unrecorded grant object; says whether this call removed it. One already
