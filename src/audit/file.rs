@@ -160,33 +160,25 @@ pub fn takes_writes_at_once(meta: &std::fs::Metadata) -> bool {
 
 /// Whether `meta` describes the null device (`/dev/null`), where a write does nothing.
 pub fn is_null_device(meta: &std::fs::Metadata) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        meta.file_type().is_char_device()
-            && std::fs::metadata("/dev/null").is_ok_and(|null| null.rdev() == meta.rdev())
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = meta;
-        false
-    }
+    is_device(meta, "/dev/null")
 }
 
 /// Whether `meta` describes a device that keeps nothing written to it: the null device,
 /// or the zero device (which takes writes as the null device does).
 pub fn keeps_nothing(meta: &std::fs::Metadata) -> bool {
+    is_device(meta, "/dev/null") || is_device(meta, "/dev/zero")
+}
+
+/// Whether `meta` describes the character device at `dev`.
+fn is_device(meta: &std::fs::Metadata, dev: &str) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        meta.file_type().is_char_device()
-            && ["/dev/null", "/dev/zero"]
-                .iter()
-                .any(|dev| std::fs::metadata(dev).is_ok_and(|d| d.rdev() == meta.rdev()))
+        meta.file_type().is_char_device() && std::fs::metadata(dev).is_ok_and(|d| d.rdev() == meta.rdev())
     }
     #[cfg(not(unix))]
     {
-        let _ = meta;
+        let _ = (meta, dev);
         false
     }
 }
@@ -278,9 +270,8 @@ pub fn stdout_nonblocking(
 pub fn stderr_shares_the_pipe(stdout: &std::fs::Metadata, stderr: Option<&std::fs::Metadata>) -> bool {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        stdout.file_type().is_fifo()
-            && stderr.is_none_or(|err| err.dev() == stdout.dev() && err.ino() == stdout.ino())
+        use std::os::unix::fs::FileTypeExt;
+        stdout.file_type().is_fifo() && stderr.is_none_or(|err| same_file(err, stdout))
     }
     #[cfg(not(unix))]
     {

@@ -300,19 +300,19 @@ impl AuditSink {
         if let Some(path) = file
             && let Ok(log) = std::fs::metadata(path)
         {
-            let shared = |other: Option<std::fs::Metadata>| other.is_some_and(|o| file::same_file(&log, &o));
+            let shared = |other: Option<&std::fs::Metadata>| other.is_some_and(|o| file::same_file(&log, o));
             let refuse = |what, why| AuditError::SharedLog {
                 path: path.to_path_buf(),
                 what,
                 why,
             };
-            if shared(stdout.clone()) {
+            if shared(stdout.as_ref()) {
                 return Err(refuse(
                     "stdout",
                     "records go to stdout anyway, and each would be written twice",
                 ));
             }
-            if shared(file::stderr_metadata()) {
+            if shared(file::stderr_metadata().as_ref()) {
                 return Err(refuse("stderr", "a log line would land inside a record"));
             }
         }
