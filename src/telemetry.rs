@@ -83,12 +83,12 @@ impl Drop for Flush {
 /// The writer of one log event: its bytes go to the lines' thread as one line when it is
 /// dropped, or are dropped and counted when [`LINES_HELD`] lines, or [`BYTES_HELD`] bytes
 /// with it, wait already.
-struct Line {
+struct Line<'a> {
     buf: Vec<u8>,
-    lines: Lines,
+    lines: &'a Lines,
 }
 
-impl Write for Line {
+impl Write for Line<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.buf.extend_from_slice(buf);
         Ok(buf.len())
@@ -99,7 +99,7 @@ impl Write for Line {
     }
 }
 
-impl Drop for Line {
+impl Drop for Line<'_> {
     fn drop(&mut self) {
         if self.buf.is_empty() {
             return;
@@ -116,7 +116,6 @@ impl Drop for Line {
 }
 
 /// Hands each event's line to a thread that writes them in order.
-#[derive(Clone)]
 struct Lines {
     to_thread: SyncSender<Msg>,
     held: Arc<Held>,
@@ -160,12 +159,12 @@ impl Lines {
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
-    type Writer = Line;
+    type Writer = Line<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
         Line {
             buf: Vec::new(),
-            lines: self.clone(),
+            lines: self,
         }
     }
 }
