@@ -212,7 +212,10 @@ fn read_steadily<T>(
 }
 
 /// The approvals file changed while it was read.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "it changed while it was read (write it aside and rename it into place); it is read again at the next check"
+)]
 struct ChangedWhileRead;
 
 impl ChangedWhileRead {
@@ -220,14 +223,6 @@ impl ChangedWhileRead {
         e.get_ref().is_some_and(|inner| inner.is::<ChangedWhileRead>())
     }
 }
-
-impl std::fmt::Display for ChangedWhileRead {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("it changed while it was read (write it aside and rename it into place); it is read again at the next check")
-    }
-}
-
-impl std::error::Error for ChangedWhileRead {}
 
 #[cfg(test)]
 mod tests {
