@@ -58,13 +58,14 @@ impl Filter {
         let is_decision = matches!(s("event"), Some("decision" | "authorization"));
         let is_grant = s("event") == Some("grant");
         let user_ok = self.user.as_deref().is_none_or(|u| {
+            // `user:<name>` or `group:<name>`, as requesters and grants' subjects are written.
+            let names = |k: &str| s(k).is_some_and(|v| v.split_once(':').is_some_and(|(_, n)| n == u));
             if is_decision {
                 s("user") == Some(u)
             } else if is_grant {
-                s("subject").is_some_and(|r| r.split_once(':').is_some_and(|(_, n)| n == u))
+                names("subject")
             } else {
-                s("editor") == Some(u)
-                    || s("requester").is_some_and(|r| r.split_once(':').is_some_and(|(_, n)| n == u))
+                s("editor") == Some(u) || names("requester")
             }
         });
         let namespace = if is_decision || is_grant {
