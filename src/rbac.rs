@@ -64,6 +64,9 @@ pub const GRANT_LABEL: &str = "jitgate.dev/grant";
 pub const APPROVAL_ANNOTATION: &str = "jitgate.dev/approval";
 /// The annotation holding when the approval expires (RFC 3339).
 pub const EXPIRES_ANNOTATION: &str = "jitgate.dev/expires-at";
+/// The annotation a grant's RoleBinding carries once its creation (or, when found without
+/// it, its standing) is in the audit trail: the replica that recorded it.
+pub const RECORDED_ANNOTATION: &str = "jitgate.dev/recorded-by";
 
 /// One rule of a Role, as RBAC writes it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -444,7 +444,8 @@ impl<'a> SignerRecord<'a> {
 pub struct GrantRecord<'a> {
     pub timestamp: String,
     pub event: &'static str,
-    /// `created` or `removed`.
+    /// `created`, `removed`, or `found` (a RoleBinding kept as a grant's that stood with
+    /// no record of its creation, its standing recorded then).
     pub action: &'static str,
     /// The approval's id (`<configmap>/<key>`), as the objects' annotation says.
     pub approval: Option<&'a str>,
@@ -453,11 +454,12 @@ pub struct GrantRecord<'a> {
     pub name: &'a str,
     /// `Role`, `RoleBinding`, or both (`Role,RoleBinding`).
     pub objects: &'a str,
-    /// `user:<name>` or `group:<name>`, when created.
+    /// `user:<name>` or `group:<name>`, when created or found.
     pub subject: Option<String>,
     pub expires_at: Option<String>,
     /// Why removed: `expired`, `revoked`, `not granted`, `uses spent`, `expiry shortened`,
-    /// the Role not as jitgate makes it, or the creation's record not written in time.
+    /// the Role not as jitgate makes it, or the creation's record not written in time;
+    /// why found: not marked as recorded.
     pub why: Option<&'a str>,
     /// The replica that wrote the objects.
     pub replica: &'a str,

@@ -31,7 +31,8 @@ pub struct Row {
     pub approval: Arc<str>,
     /// `requested`, `break_glass`, `approved`, `signed`, `reviewed`, `shortened`, `use`
     /// (a decision under it that was not denied), `refused` (one that was), `revoked`,
-    /// `removed_expired`, `uses_spent`, `expired`, `live`; `grant_created` and
+    /// `removed_expired`, `uses_spent`, `expired`, `live`; `grant_created`,
+    /// `grant_found` (its RoleBinding found standing with no record of its creation) and
     /// `grant_removed` (its Role and RoleBinding, `serve --grants rbac`); `denied` for a
     /// denial that named no approval.
     pub event: &'static str,
@@ -208,6 +209,7 @@ impl Reporter {
         };
         let event = match s(r, "action") {
             "created" => "grant_created",
+            "found" => "grant_found",
             "removed" => "grant_removed",
             _ => return,
         };
@@ -215,7 +217,7 @@ impl Reporter {
         if let Some(subject) = r.get("subject").and_then(Value::as_str) {
             detail.push(format!("for {subject}"));
         }
-        if event == "grant_created"
+        if event != "grant_removed"
             && let Some(until) = r.get("expiresAt").and_then(Value::as_str)
         {
             detail.push(format!("until {until}"));
@@ -614,7 +616,7 @@ mod tests {
     fn grant(seq: u64, at: &str, key: &str, action: &str, objects: &str, why: Option<&str>) -> Value {
         json!({"timestamp": at, "event": "grant", "action": action, "approval": key,
             "namespace": "prod", "name": "jitgate-grant-1a2b", "objects": objects,
-            "subject": (action == "created").then_some("user:alice"),
+            "subject": (action != "removed").then_some("user:alice"),
             "expiresAt": "2026-12-04T12:00:00Z", "why": why, "replica": "jitgate-0",
             "chain": "c_1", "seq": seq, "hash": "h"})
     }
@@ -640,6 +642,15 @@ mod tests {
                 None,
             ),
             decision(3, "2026-12-04T10:05:00Z", Some(key), "allow", "approved"),
+            // Another replica's RoleBinding found standing without a record of its creation.
+            grant(
+                31,
+                "2026-12-04T10:06:00Z",
+                key,
+                "found",
+                "RoleBinding",
+                Some("not marked as recorded"),
+            ),
             change(
                 4,
                 "2026-12-04T10:30:00Z",
@@ -672,6 +683,7 @@ mod tests {
                 ("approved", "2026-12-04T10:00:00Z"),
                 ("grant_created", "2026-12-04T10:00:01Z"),
                 ("use", "2026-12-04T10:05:00Z"),
+                ("grant_found", "2026-12-04T10:06:00Z"),
                 ("revoked", "2026-12-04T10:30:00Z"),
                 ("grant_removed", "2026-12-04T10:30:01Z"),
                 ("grant_removed", "2026-12-04T10:30:01Z"),
@@ -681,6 +693,12 @@ mod tests {
         assert!(
             text.contains(
                 "grant_created    2026-12-04T10:00:01Z  by jitgate-0 (Role,RoleBinding for user:alice until 2026-12-04T12:00:00Z)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "grant_found      2026-12-04T10:06:00Z  by jitgate-0: \"not marked as recorded\" (RoleBinding for user:alice until 2026-12-04T12:00:00Z)"
             ),
             "{text}"
         );

@@ -6,11 +6,14 @@
 //!
 //! What to do is decided by [`plan`] (no I/O); this module lists, creates and deletes.
 //! Only objects carrying jitgate's grant label are listed, so nothing else is ever
-//! touched. Objects are created, never updated: a Role of the grant's name that holds
+//! touched. Objects are created, never updated (but for the annotation
+//! [`rbac::RECORDED_ANNOTATION`] a RoleBinding gets once its creation is recorded): a Role of the grant's name that holds
 //! other rules (made by hand, or by a replica with other policies) is left as it is and
 //! not bound, and a labelled RoleBinding that is not exactly the grant's is deleted (one
 //! without jitgate's labels is someone else's, left alone: a conflict). Only the objects
-//! a replica itself created are recorded as created by it. Deletions
+//! a replica itself created are recorded as created by it; a RoleBinding kept as a grant's
+//! that carries no mark of a record once older than the grace is recorded as found
+//! standing ([`plan::Plan::unrecorded`]), or taken back if that cannot be recorded. Deletions
 //! carry the uid of the object listed, so an object created again meanwhile (by another
 //! replica) is not deleted by mistake.
 //!
@@ -56,6 +59,8 @@ pub const RECORD_WAIT: Duration = Duration::from_secs(5);
 const DRAIN_WAIT: Duration = Duration::from_secs(1);
 /// When the next pass runs after one that left grants uncreated for the audit trail.
 const RETRY: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
+/// Why a grant's RoleBinding is recorded as found standing.
+const FOUND_UNRECORDED: &str = "not marked as recorded";
 /// The field manager jitgate writes as.
 const MANAGER: &str = "jitgate";
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
@@ -92,7 +97,10 @@ pub struct Report {
     pub conflicts: Vec<String>,
     /// Writes that failed (tried again next pass).
     pub failed: usize,
-    /// Grants not created because grant records wait to be written (the audit trail is
+    /// `namespace/name` of each grant whose RoleBinding stood with no record of its
+    /// creation, and whose standing this pass recorded.
+    pub found: Vec<String>,
+    /// Grants not created (or, found unrecorded, taken back) because grant records wait to be written (the audit trail is
     /// not taking them): tried again next pass.
     pub deferred: usize,
 }
@@ -330,6 +338,9 @@ impl Reconciler {
                 "a Role of this grant's name holds other rules than the approval grants; not bound, not changed");
             report.conflicts.push(format!("{}/{}", g.namespace, g.name));
         }
+        for (g, binding) in plan.unrecorded {
+            self.record_found(&g, &binding, &mut report).await;
+        }
         for m in plan.create {
             // Grant records still wait after a moment: the trail is not taking them, and a
             // grant that cannot be recorded is not made.
@@ -438,7 +449,7 @@ impl Reconciler {
     /// Records the creation of `objects` of a grant, made by this call (`made`); when that
     /// record is not written within [`RECORD_WAIT`], takes them back and says false.
     async fn recorded(&self, g: &Grant, made: &Made, objects: &'static str) -> bool {
-        let created = GrantRecord {
+        let line = GrantRecord {
             timestamp: Timestamp::now().to_string(),
             event: "grant",
             action: "created",
@@ -452,9 +463,77 @@ impl Reconciler {
             replica: &self.instance,
         }
         .to_line();
+        self.stands(g, made, line).await
+    }
+
+    /// A RoleBinding kept as `g`'s grant that stood with no record of its creation:
+    /// records that it stands, and marks it so; when the audit trail is not taking
+    /// records, or that record is not written in time, takes it back (a grant that cannot
+    /// be recorded does not stand) and records its removal when the trail takes it.
+    async fn record_found(&self, g: &Grant, binding: &plan::Found, report: &mut Report) {
+        let made = Made {
+            binding: Some(binding.uid.clone()),
+            ..Made::default()
+        };
+        let place = format!("{}/{}", g.namespace, g.name);
+        if report.deferred > 0
+            || !self
+                .records
+                .drained(tokio::time::Instant::now() + DRAIN_WAIT)
+                .await
+        {
+            tracing::error!(namespace = %g.namespace, name = %g.name, approval = %g.approval,
+                "a grant's RoleBinding stands with no record of its creation, and the audit trail is not taking records; it is taken back");
+            report.deferred += 1;
+            if self.take_back(g, &made, true).await.binding.is_some() {
+                self.records.after(self.removal(
+                    Some(&g.approval),
+                    (&g.namespace, &g.name),
+                    Kind::RoleBinding.as_str(),
+                    binding.expires_at,
+                    Why::Unrecorded,
+                ));
+                report
+                    .removed
+                    .push((format!("RoleBinding {place}"), Why::Unrecorded));
+            }
+            return;
+        }
+        tracing::warn!(namespace = %g.namespace, name = %g.name, approval = %g.approval, subject = %g.subject,
+            "a grant's RoleBinding stood with no record of its creation; its standing is recorded now");
+        let line = GrantRecord {
+            timestamp: Timestamp::now().to_string(),
+            event: "grant",
+            action: "found",
+            approval: Some(&g.approval),
+            namespace: &g.namespace,
+            name: &g.name,
+            objects: Kind::RoleBinding.as_str(),
+            subject: Some(g.subject.to_string()),
+            expires_at: binding.expires_at.map(|t| t.to_string()),
+            why: Some(FOUND_UNRECORDED),
+            replica: &self.instance,
+        }
+        .to_line();
+        if self.stands(g, &made, line).await {
+            report.found.push(place);
+        } else {
+            report.failed += 1;
+        }
+    }
+
+    /// Waits for the record `line` of a grant's objects made (or found) as `made` says;
+    /// once it is written, marks the grant's RoleBinding recorded and says true. When it is
+    /// not written within [`RECORD_WAIT`], takes them back and says false.
+    async fn stands(&self, g: &Grant, made: &Made, line: Vec<u8>) -> bool {
         let deadline = tokio::time::Instant::now() + RECORD_WAIT;
-        match self.records.standing_on(created, deadline).await {
-            Standing::Written => true,
+        match self.records.standing_on(line, deadline).await {
+            Standing::Written => {
+                if let Some(uid) = &made.binding {
+                    self.mark_recorded(g, uid).await;
+                }
+                true
+            }
             Standing::Failed(e) => {
                 tracing::error!(error = %e, namespace = %g.namespace, name = %g.name,
                     "grant record not written; the grant is taken back");
@@ -479,6 +558,26 @@ impl Reconciler {
                 self.records.settle(noting, line);
                 false
             }
+        }
+    }
+
+    /// Marks the RoleBinding of this uid as recorded, so that no replica records it as
+    /// found. Unmarked (the API server's answer an error), it is recorded again as found
+    /// once older than the grace: a second record, never a missing one.
+    async fn mark_recorded(&self, g: &Grant, uid: &str) {
+        let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &g.namespace);
+        // The uid in the patch is a precondition: never another object of the name.
+        let mark = serde_json::json!({"metadata": {
+            "uid": uid,
+            "annotations": {rbac::RECORDED_ANNOTATION: self.instance},
+        }});
+        let params = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..PatchParams::default()
+        };
+        if let Err(e) = api.patch(&g.name, &params, &Patch::Merge(&mark)).await {
+            tracing::warn!(namespace = %g.namespace, name = %g.name, error = %e,
+                "a grant's RoleBinding is recorded but not marked so; it will be recorded again as found");
         }
     }
 
@@ -754,6 +853,7 @@ fn found_of(kind: Kind, meta: ObjectMeta, holds: Holds) -> Option<Found> {
         approval: annotation(rbac::APPROVAL_ANNOTATION),
         expires_at: annotation(rbac::EXPIRES_ANNOTATION).and_then(|t| t.parse().ok()),
         created_at: meta.creation_timestamp.map(|t| t.0),
+        recorded: annotation(rbac::RECORDED_ANNOTATION).is_some(),
         holds,
     })
 }

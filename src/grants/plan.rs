@@ -65,6 +65,8 @@ pub struct Found {
     /// The expiry annotation, if it parses.
     pub expires_at: Option<Timestamp>,
     pub created_at: Option<Timestamp>,
+    /// Whether it carries [`rbac::RECORDED_ANNOTATION`]: some replica recorded it.
+    pub recorded: bool,
     /// What it holds, in the form [`rbac_form`] writes a grant: a Role's rules, or a
     /// RoleBinding's Role and subjects.
     pub holds: Holds,
@@ -181,6 +183,11 @@ pub struct Plan {
     /// Grants whose Role exists but holds other rules than the grant's: left alone, not
     /// bound (never adopted, never widened).
     pub conflicts: Vec<Grant>,
+    /// RoleBindings kept as their grants' that carry no mark of a record and are older
+    /// than the grace (so not in the middle of another replica's creation): their creation
+    /// was never recorded (a replica killed in between, an answer lost, a record waiting
+    /// at exit, or made by hand exactly as jitgate would), so their standing is recorded now.
+    pub unrecorded: Vec<(Grant, Found)>,
     /// When the next pass is due by the clock alone: the earliest expiry or end of a
     /// grace among what was seen.
     pub next_due: Option<Timestamp>,
@@ -313,6 +320,12 @@ pub fn plan(
             continue;
         }
         let binding_ok = found_binding.is_some_and(|b| b.holds == binding && !outlives(b));
+        if let Some(b) = found_binding.filter(|b| binding_ok && !b.recorded) {
+            match b.created_at {
+                Some(created) if created + grace > now => due(created + grace),
+                _ => out.unrecorded.push((g.clone(), b.clone())),
+            }
+        }
         if let Some(b) = found_binding
             && !binding_ok
         {

@@ -9,8 +9,8 @@
 //!   grant stands at most that long before its record. One whose record is not written
 //!   by then is taken back, and if that record still lands later, a record of the taking
 //!   back follows it, naming what was deleted ([`Records::settle`]); if it never lands,
-//!   the grant stood that long unrecorded (as it does when the process is killed in
-//!   between);
+//!   the grant stood that long unrecorded; one left standing by a process killed in
+//!   between is recorded as found by a later pass, once older than the grace;
 //! - while records still wait here a moment later ([`Records::drained`]), the reconciler
 //!   creates nothing: the trail is not taking records, and a grant it cannot record must
 //!   not be made.

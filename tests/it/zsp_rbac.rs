@@ -758,6 +758,144 @@ async fn no_grant_stands_without_its_record_when_the_audit_log_cannot_be_written
     assert!(story.object("rolebinding", "erin-unrecorded").await.is_none());
     assert!(story.object("role", "erin-unrecorded").await.is_none());
     assert_eq!(story.can_i("get", "secret/db-pass", "prod").await, "no");
+
+    // Nor does a grant that a replica killed before its record left standing: found
+    // without a record once past the grace, and its standing not recordable either, its
+    // RoleBinding is taken back.
+    story.set("erin-crash", Some(entry(APPROVED, HOUR))).await;
+    seen(&jitgate, "erin-crash").await;
+    left_by_a_killed_replica(&story, &jitgate, "erin-crash").await;
+    assert!(story.erin_reads().await);
+    let store = jitgate.running.as_ref().unwrap().state.approvals.clone();
+    let mut later = story
+        .replica(&jitgate, store, jiff::SignedDuration::from_secs(1))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (report, _) = later.pass().await.unwrap();
+        if !report.removed.is_empty() || Instant::now() >= deadline {
+            assert!(report.found.is_empty(), "{report:?}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(story.object("rolebinding", "erin-crash").await.is_none());
+    assert!(!story.erin_reads().await);
+    assert_eq!(story.can_i("get", "secret/db-pass", "prod").await, "no");
+    jitgate.stop().await;
+}
+
+/// What a replica killed between creating `key`'s grant and recording it leaves: its Role
+/// and RoleBinding exactly as jitgate makes them, and no record of either.
+async fn left_by_a_killed_replica(story: &Story, jitgate: &Harness, key: &str) {
+    let state = &jitgate.running.as_ref().unwrap().state;
+    let id = format!("jitgate-approvals/{key}");
+    let snapshot = state.approvals.current().unwrap();
+    let approval = snapshot.approvals.iter().find(|a| a.id == id).unwrap();
+    let grant = jitgate::rbac::grant_of(
+        approval,
+        &state.policies.current(),
+        &Arc::default(),
+        "jitgate-system",
+        jiff::Timestamp::now(),
+    )
+    .unwrap();
+    let (role, binding) = jitgate::grants::objects(&grant);
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": [role, binding]});
+    story
+        .api
+        .ok("admin", &["create", "-f", "-"], Some(list.to_string()))
+        .await;
+    assert!(grant_records(jitgate, key).is_empty());
+}
+
+/// Passes of `replica` until one records a grant found standing unrecorded (or 20 s).
+async fn until_found(replica: &mut Reconciler) -> jitgate::grants::Report {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (report, _) = replica.pass().await.unwrap();
+        if !report.found.is_empty() || Instant::now() >= deadline {
+            return report;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_left_standing_without_its_record_is_recorded_as_found_on_a_real_api_server() {
+    let Some((_work, story)) = story().await else {
+        return;
+    };
+    let (jitgate, mut reconciler) = story.jitgate_passes_by_hand(|_| {}).await;
+    story.set("erin-crash", Some(entry(APPROVED, HOUR))).await;
+    seen(&jitgate, "erin-crash").await;
+    left_by_a_killed_replica(&story, &jitgate, "erin-crash").await;
+    // erin holds the grant, and nothing in the audit trail says so.
+    assert!(story.erin_reads().await);
+
+    // Younger than the grace, it may be another replica's creation whose record is under
+    // way: left alone.
+    let (report, _) = reconciler.pass().await.unwrap();
+    assert!(
+        report.found.is_empty() && report.created.is_empty() && report.removed.is_empty(),
+        "{report:?}"
+    );
+    assert!(grant_records(&jitgate, "erin-crash").is_empty());
+
+    // Past it (a replica with a grace of a second), its standing is recorded, by that
+    // replica, and the RoleBinding marked so; the grant is neither taken away nor made again.
+    let store = jitgate.running.as_ref().unwrap().state.approvals.clone();
+    let mut later = story
+        .replica(&jitgate, store, jiff::SignedDuration::from_secs(1))
+        .await;
+    let report = until_found(&mut later).await;
+    assert_eq!(report.found.len(), 1, "{report:?}");
+    assert!(
+        report.created.is_empty() && report.removed.is_empty(),
+        "{report:?}"
+    );
+    assert!(story.erin_reads().await);
+    assert_eq!(
+        grant_records(&jitgate, "erin-crash"),
+        [("found".to_string(), "RoleBinding".to_string())]
+    );
+    let found = jitgate
+        .records()
+        .into_iter()
+        .find(|r| r["event"] == "grant" && r["action"] == "found")
+        .unwrap();
+    assert_eq!(found["replica"], "replica-b");
+    assert_eq!(found["subject"], "user:erin");
+    assert_eq!(found["why"], "not marked as recorded");
+    let binding = story.object("rolebinding", "erin-crash").await.unwrap();
+    assert_eq!(
+        binding["metadata"]["annotations"][jitgate::rbac::RECORDED_ANNOTATION],
+        "replica-b"
+    );
+
+    // Once: a later pass finds it marked.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (report, _) = later.pass().await.unwrap();
+    assert!(report.found.is_empty(), "{report:?}");
+    assert_eq!(grant_records(&jitgate, "erin-crash").len(), 1);
+
+    // A grant a replica makes is marked once its creation is recorded: never found.
+    story.set("erin-fresh", Some(entry(APPROVED, HOUR))).await;
+    seen(&jitgate, "erin-fresh").await;
+    let (report, _) = later.pass().await.unwrap();
+    assert_eq!(report.created.len(), 1, "{report:?}");
+    let binding = story.object("rolebinding", "erin-fresh").await.unwrap();
+    assert_eq!(
+        binding["metadata"]["annotations"][jitgate::rbac::RECORDED_ANNOTATION],
+        "replica-b"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (report, _) = later.pass().await.unwrap();
+    assert!(report.found.is_empty(), "{report:?}");
+    assert_eq!(
+        grant_records(&jitgate, "erin-fresh"),
+        [("created".to_string(), "Role,RoleBinding".to_string())]
+    );
     jitgate.stop().await;
 }
 

@@ -60,6 +60,7 @@ fn objects_of(a: &Arc<Approval>, created: Timestamp) -> Vec<Found> {
             approval: Some(ID.into()),
             expires_at: Some(g.expires_at),
             created_at: Some(created),
+            recorded: true,
             holds,
         })
         .collect()
@@ -314,4 +315,49 @@ fn the_expiry_an_object_carries_reads_back_as_the_approvals_so_nothing_is_made_a
     assert_eq!(found.len(), 2);
     let p = run(Some(&snapshot(vec![a])), &mut Memory::default(), &found, now());
     assert!(p.create.is_empty() && p.remove.is_empty(), "{:?}", removed(&p));
+}
+
+#[test]
+fn a_binding_kept_as_its_grants_without_a_record_is_recorded_once_older_than_the_grace() {
+    let view = snapshot(vec![approval("alice")]);
+    let created = now() - SignedDuration::from_secs(5);
+    let mut found = objects(created);
+    // Only the RoleBinding's mark counts: the Role alone grants nothing.
+    found[1].recorded = false;
+    let p = run(Some(&view), &mut Memory::default(), &found, now());
+    assert!(p.unrecorded.is_empty() && p.create.is_empty() && p.remove.is_empty());
+    found[0].recorded = false;
+    // Young: perhaps another replica's creation whose record is being written; a pass
+    // is due when the grace ends.
+    let p = run(Some(&view), &mut Memory::default(), &found, now());
+    assert!(p.unrecorded.is_empty(), "{:?}", p.unrecorded);
+    assert_eq!(p.next_due, Some(created + GRACE));
+    // Older: its standing is to be recorded, and it is neither removed nor made again.
+    let p = run(Some(&view), &mut Memory::default(), &found, created + GRACE);
+    let unrecorded: Vec<_> = p
+        .unrecorded
+        .iter()
+        .map(|(g, f)| (g.approval.as_str(), f.kind))
+        .collect();
+    assert_eq!(unrecorded, [(ID, Kind::RoleBinding)]);
+    assert!(p.create.is_empty() && p.remove.is_empty());
+    // Not when it is to be removed or made again anyway: a later expiry than the
+    // approval's (shortened), or not the grant's binding.
+    let shortened = approval_of("verbs: [get]\napprovedBy: [alice]", 10);
+    let p = run(
+        Some(&snapshot(vec![shortened])),
+        &mut Memory::default(),
+        &found,
+        created + GRACE,
+    );
+    assert!(p.unrecorded.is_empty() && !p.remove.is_empty());
+    // Nor when this replica does not see it granting: another replica may, and the
+    // object is removed by the rules above if none does.
+    let p = run(
+        Some(&snapshot(Vec::new())),
+        &mut Memory::default(),
+        &found,
+        created + GRACE,
+    );
+    assert!(p.unrecorded.is_empty());
 }
