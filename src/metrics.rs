@@ -245,7 +245,7 @@ impl Metrics {
         let grant_objects = Family::<GrantLabels, Counter>::default();
         registry.register(
             "grant_objects",
-            "Roles and RoleBindings of grants (serve --grants rbac) created or removed by this replica",
+            "Roles and RoleBindings of grants (serve --grants rbac) created or removed by this replica, and RoleBindings found standing not marked as recorded",
             grant_objects.clone(),
         );
         let grants_live = Gauge::default();

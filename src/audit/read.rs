@@ -37,7 +37,7 @@ fn lines(path: &Path) -> Result<impl Iterator<Item = Result<Vec<u8>, ReadError>>
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     /// The requester of a decision; the editor or requester of an approval change; the
-    /// subject of a grant's creation.
+    /// subject of a grant created or found standing.
     pub user: Option<String>,
     /// One of the policies a decision names.
     pub policy: Option<String>,

@@ -679,14 +679,16 @@ pub struct ServeArgs {
     pub grants: GrantsWay,
     /// With --grants rbac: how old a Role and RoleBinding of a grant must be before a
     /// replica that does not see its approval granting removes them (a replica that saw
-    /// the approval revoked, or the grant expire, removes them at once). Longer than any
-    /// watch lag between replicas.
+    /// the approval revoked, or the grant expire, removes them at once), and before a
+    /// RoleBinding with no mark of its record is recorded as found standing. Longer than
+    /// any watch lag between replicas; at least 10s, which a creation's record and mark
+    /// take at most.
     #[arg(
         long,
         value_name = "DURATION",
         env = "JITGATE_GRANTS_GRACE",
         default_value = "2m",
-        value_parser = crate::duration::parse_duration
+        value_parser = grants_grace
     )]
     pub grants_grace: jiff::SignedDuration,
     /// Tell people in chat, by a signed webhook and by mail (docs/notifications.md): the
@@ -827,6 +829,20 @@ pub struct CheckArgs {
     pub now: Option<jiff::Timestamp>,
 }
 
+/// `--grants-grace`: a duration of at least [`GRANTS_GRACE_LEAST`].
+fn grants_grace(text: &str) -> Result<jiff::SignedDuration, String> {
+    let grace = crate::duration::parse_duration(text)?;
+    if grace < GRANTS_GRACE_LEAST {
+        return Err(format!(
+            "{text:?} is shorter than 10s: a replica records and marks the grant it creates within that, and another must not take it for one whose record was lost"
+        ));
+    }
+    Ok(grace)
+}
+
+/// The shortest `--grants-grace`: more than a creation's record wait and its mark.
+const GRANTS_GRACE_LEAST: jiff::SignedDuration = jiff::SignedDuration::from_secs(10);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -850,5 +866,12 @@ mod tests {
         let diff = jiff::Timestamp::now().duration_since(ago).as_secs();
         assert!((7199..=7201).contains(&diff), "{diff}");
         assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn a_grants_grace_shorter_than_a_creations_record_and_mark_is_refused() {
+        assert!(grants_grace("5s").unwrap_err().contains("shorter than 10s"));
+        assert_eq!(grants_grace("10s").unwrap(), GRANTS_GRACE_LEAST);
+        assert!(grants_grace("later").is_err());
     }
 }

@@ -338,8 +338,8 @@ impl Reconciler {
                 "a Role of this grant's name holds other rules than the approval grants; not bound, not changed");
             report.conflicts.push(format!("{}/{}", g.namespace, g.name));
         }
-        for (g, binding) in plan.unrecorded {
-            self.record_found(&g, &binding, &mut report).await;
+        for binding in plan.unrecorded {
+            self.record_found(&binding, &mut report).await;
         }
         for m in plan.create {
             // Grant records still wait after a moment: the trail is not taking them, and a
@@ -463,110 +463,148 @@ impl Reconciler {
             replica: &self.instance,
         }
         .to_line();
-        self.stands(g, made, line).await
+        let place = Place {
+            namespace: &g.namespace,
+            name: &g.name,
+            approval: Some(&g.approval),
+            expires_at: Some(g.expires_at),
+        };
+        self.stands(&place, made, line, false).await
     }
 
-    /// A RoleBinding kept as `g`'s grant that stood with no record of its creation:
-    /// records that it stands, and marks it so; when the audit trail is not taking
-    /// records, or that record is not written in time, takes it back (a grant that cannot
-    /// be recorded does not stand) and records its removal when the trail takes it.
-    async fn record_found(&self, g: &Grant, binding: &plan::Found, report: &mut Report) {
+    /// A labelled RoleBinding that stands with no mark of a record: looked at again (gone,
+    /// made again, or marked meanwhile by another replica: nothing to do), then its
+    /// standing recorded and the mark added. When the audit trail is not taking records,
+    /// or that record fails or is late, it is taken back (a grant that cannot be recorded
+    /// does not stand), and its removal recorded when the trail takes it.
+    async fn record_found(&self, binding: &plan::Found, report: &mut Report) {
+        let place = Place {
+            namespace: &binding.namespace,
+            name: &binding.name,
+            approval: binding.approval.as_deref(),
+            expires_at: binding.expires_at,
+        };
+        let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &binding.namespace);
+        match api.get_opt(&binding.name).await {
+            Ok(Some(now))
+                if now.metadata.uid.as_deref() == Some(binding.uid.as_str())
+                    && !now
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|a| a.contains_key(rbac::RECORDED_ANNOTATION)) => {}
+            Ok(_) => return,
+            Err(e) => {
+                report.failed += 1;
+                tracing::warn!(namespace = %binding.namespace, name = %binding.name, error = %e,
+                    "a grant's RoleBinding without a mark of its record could not be looked at again; trying again");
+                return;
+            }
+        }
         let made = Made {
             binding: Some(binding.uid.clone()),
             ..Made::default()
         };
-        let place = format!("{}/{}", g.namespace, g.name);
+        let at = format!("{}/{}", binding.namespace, binding.name);
         if report.deferred > 0
             || !self
                 .records
                 .drained(tokio::time::Instant::now() + DRAIN_WAIT)
                 .await
         {
-            tracing::error!(namespace = %g.namespace, name = %g.name, approval = %g.approval,
-                "a grant's RoleBinding stands with no record of its creation, and the audit trail is not taking records; it is taken back");
+            tracing::error!(namespace = %binding.namespace, name = %binding.name, approval = binding.approval.as_deref(),
+                "a grant's RoleBinding stands with no record of it, and the audit trail is not taking records; it is taken back");
             report.deferred += 1;
-            if self.take_back(g, &made, true).await.binding.is_some() {
+            if self.take_back(&place, &made, true).await.binding.is_some() {
                 self.records.after(self.removal(
-                    Some(&g.approval),
-                    (&g.namespace, &g.name),
+                    place.approval,
+                    (place.namespace, place.name),
                     Kind::RoleBinding.as_str(),
-                    binding.expires_at,
+                    place.expires_at,
                     Why::Unrecorded,
                 ));
                 report
                     .removed
-                    .push((format!("RoleBinding {place}"), Why::Unrecorded));
+                    .push((format!("RoleBinding {at}"), Why::Unrecorded));
             }
             return;
         }
-        tracing::warn!(namespace = %g.namespace, name = %g.name, approval = %g.approval, subject = %g.subject,
-            "a grant's RoleBinding stood with no record of its creation; its standing is recorded now");
+        let subject = subjects_of(&binding.holds);
+        tracing::warn!(namespace = %binding.namespace, name = %binding.name, approval = binding.approval.as_deref(),
+            subject = subject.as_deref(), "a grant's RoleBinding stood with no mark of its record; its standing is recorded now");
         let line = GrantRecord {
             timestamp: Timestamp::now().to_string(),
             event: "grant",
             action: "found",
-            approval: Some(&g.approval),
-            namespace: &g.namespace,
-            name: &g.name,
+            approval: place.approval,
+            namespace: place.namespace,
+            name: place.name,
             objects: Kind::RoleBinding.as_str(),
-            subject: Some(g.subject.to_string()),
-            expires_at: binding.expires_at.map(|t| t.to_string()),
+            subject,
+            expires_at: place.expires_at.map(|t| t.to_string()),
             why: Some(FOUND_UNRECORDED),
             replica: &self.instance,
         }
         .to_line();
-        if self.stands(g, &made, line).await {
-            report.found.push(place);
+        if self.stands(&place, &made, line, true).await {
+            self.metrics.grant_object("found", Kind::RoleBinding.as_str());
+            report.found.push(at);
         } else {
             report.failed += 1;
         }
     }
 
-    /// Waits for the record `line` of a grant's objects made (or found) as `made` says;
-    /// once it is written, marks the grant's RoleBinding recorded and says true. When it is
-    /// not written within [`RECORD_WAIT`], takes them back and says false.
-    async fn stands(&self, g: &Grant, made: &Made, line: Vec<u8>) -> bool {
+    /// Waits for the record `line` of a grant's objects made (or, `found`, found
+    /// standing) as `made` says; once it is written, marks the grant's RoleBinding recorded
+    /// and says true. When it is not written within [`RECORD_WAIT`], takes them back and
+    /// says false; their removal is recorded if the record still lands, or if they were
+    /// found standing (they stood, recorded or not).
+    async fn stands(&self, place: &Place<'_>, made: &Made, line: Vec<u8>, found: bool) -> bool {
         let deadline = tokio::time::Instant::now() + RECORD_WAIT;
-        match self.records.standing_on(line, deadline).await {
-            Standing::Written => {
-                if let Some(uid) = &made.binding {
-                    self.mark_recorded(g, uid).await;
-                }
-                true
+        let standing = self.records.standing_on(line, deadline).await;
+        if let Standing::Written = standing {
+            if let Some(uid) = &made.binding {
+                self.mark_recorded(place, uid).await;
             }
+            return true;
+        }
+        let late = matches!(standing, Standing::Late(_));
+        match &standing {
             Standing::Failed(e) => {
-                tracing::error!(error = %e, namespace = %g.namespace, name = %g.name,
-                    "grant record not written; the grant is taken back");
-                self.take_back(g, made, false).await;
-                false
+                tracing::error!(error = %e, namespace = %place.namespace, name = %place.name,
+                "grant record not written; the grant is taken back")
             }
-            Standing::Late(noting) => {
-                tracing::error!(namespace = %g.namespace, name = %g.name, wait_secs = RECORD_WAIT.as_secs(),
-                    "grant record not written in time; the grant is taken back");
-                // Should the record still land, the taking back is recorded after it.
-                let gone = self.take_back(g, made, true).await;
-                let taken = objects_named(gone.role.is_some(), gone.binding.is_some());
-                let line = taken.map(|objects| {
-                    self.removal(
-                        Some(&g.approval),
-                        (&g.namespace, &g.name),
-                        objects,
-                        Some(g.expires_at),
-                        Why::Unrecorded,
-                    )
-                });
-                self.records.settle(noting, line);
-                false
+            _ => {
+                tracing::error!(namespace = %place.namespace, name = %place.name, wait_secs = RECORD_WAIT.as_secs(),
+                "grant record not written in time; the grant is taken back")
             }
         }
+        let gone = self.take_back(place, made, late || found).await;
+        let line = objects_named(gone.role.is_some(), gone.binding.is_some()).map(|objects| {
+            self.removal(
+                place.approval,
+                (place.namespace, place.name),
+                objects,
+                place.expires_at,
+                Why::Unrecorded,
+            )
+        });
+        match standing {
+            // Should the record still land, the taking back is recorded after it.
+            Standing::Late(noting) => self.records.settle(noting, line),
+            _ if found => line.into_iter().for_each(|line| self.records.after(line)),
+            _ => {}
+        }
+        false
     }
 
     /// Marks the RoleBinding of this uid as recorded, so that no replica records it as
     /// found. Unmarked (the API server's answer an error), it is recorded again as found
     /// once older than the grace: a second record, never a missing one.
-    async fn mark_recorded(&self, g: &Grant, uid: &str) {
-        let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &g.namespace);
-        // The uid in the patch is a precondition: never another object of the name.
+    async fn mark_recorded(&self, place: &Place<'_>, uid: &str) {
+        let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), place.namespace);
+        // A uid other than the object's is refused (the field is immutable): never
+        // another object of the name.
         let mark = serde_json::json!({"metadata": {
             "uid": uid,
             "annotations": {rbac::RECORDED_ANNOTATION: self.instance},
@@ -575,9 +613,16 @@ impl Reconciler {
             field_manager: Some(MANAGER.into()),
             ..PatchParams::default()
         };
-        if let Err(e) = api.patch(&g.name, &params, &Patch::Merge(&mark)).await {
-            tracing::warn!(namespace = %g.namespace, name = %g.name, error = %e,
-                "a grant's RoleBinding is recorded but not marked so; it will be recorded again as found");
+        match api.patch(place.name, &params, &Patch::Merge(&mark)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 422 => {
+                tracing::warn!(namespace = %place.namespace, name = %place.name,
+                    "a grant's RoleBinding was gone (or made again) before it was marked recorded");
+            }
+            Err(e) => {
+                tracing::warn!(namespace = %place.namespace, name = %place.name, error = %e,
+                    "a grant's RoleBinding is recorded but not marked so; it will be recorded again as found");
+            }
         }
     }
 
@@ -603,16 +648,16 @@ impl Reconciler {
     /// is deleted at the start of each pass until it is gone (its removal then recorded
     /// when `late`: the creation's record may still land). A removal whose record cannot
     /// be written stands (taking power away needs no record to be safe).
-    async fn take_back(&self, g: &Grant, made: &Made, late: bool) -> Made {
+    async fn take_back(&self, place: &Place<'_>, made: &Made, late: bool) -> Made {
         let mut gone = Made::default();
         for (kind, uid) in [(Kind::RoleBinding, &made.binding), (Kind::Role, &made.role)] {
             let Some(uid) = uid else { continue };
             let left = Leftover {
                 kind,
-                namespace: g.namespace.clone(),
-                name: g.name.clone(),
+                namespace: place.namespace.to_string(),
+                name: place.name.to_string(),
                 uid: uid.clone(),
-                approval: g.approval.clone(),
+                approval: place.approval.map(str::to_string),
                 recorded: late,
             };
             if self.delete_leftover(left).await {
@@ -632,7 +677,7 @@ impl Reconciler {
             let line = left.recorded.then(|| {
                 let place = (left.namespace.as_str(), left.name.as_str());
                 self.removal(
-                    Some(&left.approval),
+                    left.approval.as_deref(),
                     place,
                     left.kind.as_str(),
                     None,
@@ -728,6 +773,28 @@ fn objects_named(role: bool, binding: bool) -> Option<&'static str> {
     }
 }
 
+/// Where a grant's objects are, whose, and the expiry they carry: what recording, marking
+/// and taking them back need.
+struct Place<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    approval: Option<&'a str>,
+    expires_at: Option<Timestamp>,
+}
+
+/// The subjects a RoleBinding binds, as records write them (`user:<name>`,
+/// `group:<name>`, `serviceaccount:<name>`; several joined by commas).
+fn subjects_of(holds: &Holds) -> Option<String> {
+    let Holds::Binding { subjects, .. } = holds else {
+        return None;
+    };
+    let named: Vec<String> = subjects
+        .iter()
+        .map(|(kind, name)| format!("{}:{name}", kind.to_ascii_lowercase()))
+        .collect();
+    (!named.is_empty()).then(|| named.join(","))
+}
+
 /// A grant object created but not recorded, which could not be taken back at once.
 #[derive(Debug)]
 struct Leftover {
@@ -735,8 +802,8 @@ struct Leftover {
     namespace: String,
     name: String,
     uid: String,
-    approval: String,
-    /// Its creation's record may land: its removal is recorded too.
+    approval: Option<String>,
+    /// Its creation's record may land (or it was found standing): its removal is recorded too.
     recorded: bool,
 }
 

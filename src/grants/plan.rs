@@ -183,11 +183,14 @@ pub struct Plan {
     /// Grants whose Role exists but holds other rules than the grant's: left alone, not
     /// bound (never adopted, never widened).
     pub conflicts: Vec<Grant>,
-    /// RoleBindings kept as their grants' that carry no mark of a record and are older
-    /// than the grace (so not in the middle of another replica's creation): their creation
-    /// was never recorded (a replica killed in between, an answer lost, a record waiting
-    /// at exit, or made by hand exactly as jitgate would), so their standing is recorded now.
-    pub unrecorded: Vec<(Grant, Found)>,
+    /// RoleBindings not removed by this pass that carry no mark of a record and are
+    /// older than the grace (so not in the middle of another replica's creation): their
+    /// creation was never recorded (a replica killed in between, an answer lost, a record
+    /// waiting at exit, made before jitgate marked them, or made by hand), so their
+    /// standing is recorded now. Whatever this replica's view: a record needs only what
+    /// the object says, and a stale view, which removes nothing but by expiry, must not
+    /// leave one standing unrecorded.
+    pub unrecorded: Vec<Found>,
     /// When the next pass is due by the clock alone: the earliest expiry or end of a
     /// grace among what was seen.
     pub next_due: Option<Timestamp>,
@@ -320,12 +323,6 @@ pub fn plan(
             continue;
         }
         let binding_ok = found_binding.is_some_and(|b| b.holds == binding && !outlives(b));
-        if let Some(b) = found_binding.filter(|b| binding_ok && !b.recorded) {
-            match b.created_at {
-                Some(created) if created + grace > now => due(created + grace),
-                _ => out.unrecorded.push((g.clone(), b.clone())),
-            }
-        }
         if let Some(b) = found_binding
             && !binding_ok
         {
@@ -381,6 +378,22 @@ pub fn plan(
         }
     }
     out.remove.sort_by_key(|(f, _)| std::cmp::Reverse(f.kind));
+
+    // RoleBindings that stand on, unmarked: their standing is to be recorded, once past
+    // the grace (a pass is due then).
+    let removed: BTreeSet<&str> = out.remove.iter().map(|(f, _)| f.uid.as_str()).collect();
+    for f in found {
+        if f.kind != Kind::RoleBinding || f.recorded || removed.contains(f.uid.as_str()) {
+            continue;
+        }
+        match f.created_at {
+            Some(created) if created + grace > now => {
+                let end = created + grace;
+                out.next_due = Some(out.next_due.map_or(end, |d| d.min(end)));
+            }
+            _ => out.unrecorded.push(f.clone()),
+        }
+    }
     out
 }
 

@@ -6,7 +6,8 @@
 //! a Role with any rule at all. jitgate instead holds exactly the union of what granting
 //! policies can grant (each rule of a policy with `grant: true`, with the RBAC verbs its
 //! operations become, every name), and may create, get, delete and patch (to take others'
-//! finalizers off a grant being removed) Roles and RoleBindings:
+//! finalizers off a grant being removed, and to mark a RoleBinding whose creation is
+//! recorded) Roles and RoleBindings:
 //! only where those policies apply. The price: jitgate's service account itself holds that
 //! union (it could read a Secret a granting policy names, for instance), in the namespaces
 //! the policies name, or in every namespace where a policy names a pattern or no
@@ -45,7 +46,8 @@ const HEADER: &str = "\
 # the union of what policies with grant: true can grant, since Kubernetes lets nobody
 # create or bind a Role granting more than they hold (the alternative, escalate and bind
 # on Roles, would let jitgate grant anything), and creating, getting, deleting and patching
-# (others' finalizers off a grant being removed) Roles and RoleBindings, bound only in the
+# (others' finalizers off a grant being removed; the mark of a RoleBinding's record) Roles
+# and RoleBindings, bound only in the
 # namespaces those policies name (in every namespace when a policy names a pattern or
 # none); and listing Roles and RoleBindings everywhere.
 ";
@@ -75,7 +77,8 @@ pub fn grantable_rules(policies: &PolicySet) -> Result<Vec<PolicyRule>, RenderEr
     let mut rules = vec![PolicyRule {
         api_groups: Some(vec![RBAC_GROUP.into()]),
         resources: Some(vec!["roles".into(), "rolebindings".into()]),
-        // patch: to take others' finalizers off a grant being removed (grants::delete_in).
+        // patch: to take others' finalizers off a grant being removed (grants::delete_in),
+        // and to mark a RoleBinding whose creation is recorded (grants::mark_recorded).
         verbs: ["create", "delete", "get", "patch"].map(String::from).to_vec(),
         ..PolicyRule::default()
     }];

@@ -337,22 +337,16 @@ fn a_binding_kept_as_its_grants_without_a_record_is_recorded_once_older_than_the
     let unrecorded: Vec<_> = p
         .unrecorded
         .iter()
-        .map(|(g, f)| (g.approval.as_str(), f.kind))
+        .map(|f| (f.approval.as_deref(), f.kind))
         .collect();
-    assert_eq!(unrecorded, [(ID, Kind::RoleBinding)]);
+    assert_eq!(unrecorded, [(Some(ID), Kind::RoleBinding)]);
     assert!(p.create.is_empty() && p.remove.is_empty());
-    // Not when it is to be removed or made again anyway: a later expiry than the
-    // approval's (shortened), or not the grant's binding.
-    let shortened = approval_of("verbs: [get]\napprovedBy: [alice]", 10);
-    let p = run(
-        Some(&snapshot(vec![shortened])),
-        &mut Memory::default(),
-        &found,
-        created + GRACE,
-    );
-    assert!(p.unrecorded.is_empty() && !p.remove.is_empty());
-    // Nor when this replica does not see it granting: another replica may, and the
-    // object is removed by the rules above if none does.
+    // Whatever the view: with none (stale), nothing is removed before the expiry, and
+    // its standing is recorded all the same. A view that does not see the approval
+    // granting removes it at the grace instead (that removal recorded).
+    let p = run(None, &mut Memory::default(), &found, created + GRACE);
+    assert_eq!(p.unrecorded.len(), 1);
+    assert!(p.remove.is_empty());
     let p = run(
         Some(&snapshot(Vec::new())),
         &mut Memory::default(),
@@ -360,4 +354,32 @@ fn a_binding_kept_as_its_grants_without_a_record_is_recorded_once_older_than_the
         created + GRACE,
     );
     assert!(p.unrecorded.is_empty());
+    assert_eq!(
+        removed(&p),
+        [
+            (Kind::RoleBinding, Why::NotGranted),
+            (Kind::Role, Why::NotGranted)
+        ]
+    );
+    // Not when it is removed anyway: a later expiry than the approval's (shortened), its
+    // own expiry past.
+    let shortened = approval_of("verbs: [get]\napprovedBy: [alice]", 10);
+    let p = run(
+        Some(&snapshot(vec![shortened])),
+        &mut Memory::default(),
+        &found,
+        created + GRACE,
+    );
+    assert!(
+        p.unrecorded.is_empty() && p.remove.len() == 2,
+        "{:?}",
+        removed(&p)
+    );
+    let expired = now() + SignedDuration::from_mins(31);
+    let p = run(None, &mut Memory::default(), &found, expired);
+    assert!(
+        p.unrecorded.is_empty() && p.remove.len() == 2,
+        "{:?}",
+        removed(&p)
+    );
 }
