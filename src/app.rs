@@ -268,6 +268,13 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
                 source.namespace.clone(),
                 store.clone(),
             ));
+            // Events' names are keyed with a secret of the serving key, which every replica
+            // shares (news::emit::Events::name_of).
+            let names: news::emit::NameKey = {
+                let serving = serving_cert.clone();
+                Arc::new(move || serving.secret_for("jitgate event names"))
+            };
+            let events = news::emit::Events::new(client.clone(), instance_name(), names.clone());
             if cfg.grants == crate::grants::Way::Rbac {
                 let reconciler = crate::grants::Reconciler::new(
                     client.clone(),
@@ -278,13 +285,13 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
                     instance_name(),
                     cfg.grants_grace,
                 )
-                .counting(usage.clone());
+                .counting(usage.clone())
+                .telling(events.clone());
                 background.push(reconciler.spawn());
             }
             let (notices, events) = news::emit::spawn(
-                Some(client),
+                Some(events),
                 forward,
-                instance_name(),
                 store.clone(),
                 policies.clone(),
                 metrics.clone(),
@@ -320,7 +327,6 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
                     let (notices, task) = news::emit::spawn(
                         None,
                         Some(forward),
-                        instance_name(),
                         store.clone(),
                         policies.clone(),
                         metrics.clone(),

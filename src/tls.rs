@@ -168,6 +168,8 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
 struct Loaded {
     key: Arc<CertifiedKey>,
     not_after: Option<i64>,
+    /// See [`ServingCert::secret_for`].
+    secret: [u8; 32],
 }
 
 fn load_pair(cert: &Path, key: &Path, cert_pem: &[u8], key_pem: &[u8]) -> Result<Loaded, TlsError> {
@@ -190,6 +192,8 @@ fn load_pair(cert: &Path, key: &Path, cert_pem: &[u8], key_pem: &[u8]) -> Result
         path: key.to_path_buf(),
         reason: e.to_string(),
     })?;
+    let secret = ring::digest::digest(&ring::digest::SHA256, private.secret_der());
+    let secret = secret.as_ref().try_into().unwrap_or([0; 32]);
     let certified = CertifiedKey::from_der(chain, private, &provider()).map_err(|e| TlsError::Config {
         cert: cert.to_path_buf(),
         key: key.to_path_buf(),
@@ -198,6 +202,7 @@ fn load_pair(cert: &Path, key: &Path, cert_pem: &[u8], key_pem: &[u8]) -> Result
     Ok(Loaded {
         key: Arc::new(certified),
         not_after,
+        secret,
     })
 }
 
@@ -225,6 +230,8 @@ pub struct ServingCert {
     /// The file contents last seen (applied or refused), to act once per change.
     last: Mutex<(Vec<u8>, Vec<u8>)>,
     not_after: AtomicI64,
+    /// A digest of the serving key in force.
+    secret: RwLock<[u8; 32]>,
 }
 
 /// Unix time when nothing is known.
@@ -247,9 +254,22 @@ impl ServingCert {
             resolver: Arc::new(Resolver(RwLock::new(loaded.key))),
             last: Mutex::new((cert_pem, key_pem)),
             not_after: AtomicI64::new(loaded.not_after.unwrap_or(UNKNOWN)),
+            secret: RwLock::new(loaded.secret),
         };
         serving.log_expiry("serving certificate loaded");
         Ok(Arc::new(serving))
+    }
+
+    /// A secret for `purpose` that every replica serving with the same key derives alike
+    /// and nobody without the key can: an HMAC key, from the serving key in force (it
+    /// changes when the key is rotated). jitgate keys its Events' names with it.
+    pub fn secret_for(&self, purpose: &str) -> ring::hmac::Key {
+        let secret = *self.secret.read().unwrap_or_else(|e| e.into_inner());
+        let derived = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
+            purpose.as_bytes(),
+        );
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
     }
 
     /// A serving configuration (TLS 1.2 and 1.3, ALPN h2 and http/1.1) that always hands
@@ -317,6 +337,7 @@ impl ServingCert {
         match load_pair(&self.cert, &self.key, &last.0, &last.1) {
             Ok(loaded) => {
                 *self.resolver.0.write().unwrap_or_else(|e| e.into_inner()) = loaded.key;
+                *self.secret.write().unwrap_or_else(|e| e.into_inner()) = loaded.secret;
                 self.not_after
                     .store(loaded.not_after.unwrap_or(UNKNOWN), Ordering::Relaxed);
                 self.log_expiry("serving certificate rotated");

@@ -108,6 +108,8 @@ pub struct Report {
 /// One replica's reconciler of grant objects.
 pub struct Reconciler {
     client: kube::Client,
+    /// Where its Events go.
+    events: news::emit::Events,
     store: Arc<ApprovalStore>,
     policies: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
@@ -135,6 +137,11 @@ impl Reconciler {
         grace: jiff::SignedDuration,
     ) -> Self {
         Reconciler {
+            events: news::emit::Events::new(
+                client.clone(),
+                instance.clone(),
+                news::emit::Events::unshared_key(),
+            ),
             client,
             store,
             policies,
@@ -147,6 +154,13 @@ impl Reconciler {
             told: BTreeSet::new(),
             leftover: std::sync::Mutex::default(),
         }
+    }
+
+    /// Writes its Events (a grant created, removed) as `events` says: by default with a
+    /// key of this process alone ([`news::emit::Events::unshared_key`]).
+    pub fn telling(mut self, events: news::emit::Events) -> Self {
+        self.events = events;
+        self
     }
 
     /// Reads the uses of `maxUses` approvals from `usage`, and runs a pass after each use
@@ -741,7 +755,7 @@ impl Reconciler {
     }
 
     async fn tell(&self, notice: news::Notice) {
-        news::emit::write(&self.client, &self.instance, &notice, &self.metrics).await;
+        self.events.write(&notice, &self.metrics).await;
     }
 }
 

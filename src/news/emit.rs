@@ -107,12 +107,79 @@ impl Notices {
 /// waiting: to the notifications (`notices`), if configured.
 pub type Forward = Option<mpsc::Sender<Notice>>;
 
-/// Starts the writer: Events in the cluster `client` talks to, as `instance` (the pod);
-/// without a client (file mode), no Events, and every notice is handed on to `forward`.
-pub fn spawn(
-    client: Option<kube::Client>,
-    forward: Forward,
+/// What Events' names are keyed with, asked at each write (so that it follows a rotation
+/// of the serving key): [`crate::tls::ServingCert::secret_for`].
+pub type NameKey = Arc<dyn Fn() -> ring::hmac::Key + Send + Sync>;
+
+/// Where Events are written: the cluster, as which replica (the pod), and what their
+/// names are keyed with.
+#[derive(Clone)]
+pub struct Events {
+    client: kube::Client,
     instance: String,
+    key: NameKey,
+}
+
+impl Events {
+    pub fn new(client: kube::Client, instance: String, key: NameKey) -> Self {
+        Events {
+            client,
+            instance,
+            key,
+        }
+    }
+
+    /// A key of this process alone: unpredictable, but shared with no other replica (each
+    /// would write a piece of news once of its own). For parts run apart from `serve`.
+    pub fn unshared_key() -> NameKey {
+        let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
+            .unwrap_or_else(|_| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[0; 32]));
+        Arc::new(move || key.clone())
+    }
+
+    /// The Event name of a notice: `jitgate.` and 16 hex digits of an HMAC of what makes
+    /// it the same news ([`Notice::name`]) under the replicas' shared key. Anyone may work
+    /// out a notice's facts, and some may create Events where it is written: an unkeyed
+    /// name could be taken first, and the API server would then refuse jitgate's Event as
+    /// another replica's (409), and nobody would be told.
+    fn name_of(&self, notice: &Notice) -> String {
+        let tag = ring::hmac::sign(&(self.key)(), notice.name.as_bytes());
+        format!("jitgate.{}", &crate::digest::hex_of(tag.as_ref())[..16])
+    }
+
+    /// Writes one notice now (another replica's Event of the same name counts as written).
+    /// The Event's name when this replica created it: then it, and no other replica,
+    /// tells people.
+    pub async fn write(&self, notice: &Notice, metrics: &Metrics) -> Option<String> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &notice.namespace);
+        let name = self.name_of(notice);
+        match api
+            .create(
+                &PostParams::default(),
+                &event(notice, name.clone(), &self.instance),
+            )
+            .await
+        {
+            Ok(_) => {
+                metrics.event_emitted();
+                Some(name)
+            }
+            // Another replica wrote the same news first.
+            Err(kube::Error::Api(status)) if status.code == 409 => None,
+            Err(e) => {
+                metrics.event_dropped();
+                tracing::warn!(event = %name, reason = notice.reason, error = %e, "event not written");
+                None
+            }
+        }
+    }
+}
+
+/// Starts the writer: Events where `events` says; without (file mode), no Events, and
+/// every notice is handed on to `forward`.
+pub fn spawn(
+    events: Option<Events>,
+    forward: Forward,
     store: Arc<ApprovalStore>,
     policies: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
@@ -172,7 +239,7 @@ pub fn spawn(
                 answers.push(notice);
             }
             let answers = answers.into_iter().map(|n| (n, true));
-            for (notice, of_answer) in answers.chain(batch.into_iter().map(|n| (n, false))) {
+            for (mut notice, of_answer) in answers.chain(batch.into_iter().map(|n| (n, false))) {
                 let told = if of_answer {
                     &mut answers_told
                 } else {
@@ -181,8 +248,15 @@ pub fn spawn(
                 if !told.remember(&notice.name, std::time::Instant::now()) {
                     continue;
                 }
-                let created = match &client {
-                    Some(client) => write(client, &instance, &notice, &metrics).await,
+                // What is handed on is named as its Event is (a CloudEvent's id).
+                let created = match &events {
+                    Some(events) => match events.write(&notice, &metrics).await {
+                        Some(name) => {
+                            notice.name = name;
+                            true
+                        }
+                        None => false,
+                    },
                     None => true,
                 };
                 if created
@@ -301,25 +375,6 @@ impl Told {
     }
 }
 
-/// Writes one notice now (another replica's Event of the same name counts as written).
-/// True when this replica created it: then it, and no other replica, tells people.
-pub async fn write(client: &kube::Client, instance: &str, notice: &Notice, metrics: &Metrics) -> bool {
-    let api: Api<Event> = Api::namespaced(client.clone(), &notice.namespace);
-    match api.create(&PostParams::default(), &event(notice, instance)).await {
-        Ok(_) => {
-            metrics.event_emitted();
-            true
-        }
-        // Another replica wrote the same news first.
-        Err(kube::Error::Api(status)) if status.code == 409 => false,
-        Err(e) => {
-            metrics.event_dropped();
-            tracing::warn!(event = %notice.name, reason = notice.reason, error = %e, "event not written");
-            false
-        }
-    }
-}
-
 fn reference(r: &Regarding) -> ObjectReference {
     ObjectReference {
         api_version: Some(r.api_version.clone()),
@@ -331,11 +386,11 @@ fn reference(r: &Regarding) -> ObjectReference {
     }
 }
 
-/// The Event for a notice.
-pub fn event(notice: &Notice, instance: &str) -> Event {
+/// The Event for a notice, named `name`.
+fn event(notice: &Notice, name: String, instance: &str) -> Event {
     Event {
         metadata: ObjectMeta {
-            name: Some(notice.name.clone()),
+            name: Some(name),
             namespace: Some(notice.namespace.clone()),
             labels: Some([("app.kubernetes.io/name".to_string(), "jitgate".to_string())].into()),
             ..Default::default()

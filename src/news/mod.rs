@@ -7,9 +7,11 @@
 //!
 //! What to tell is decided here, with no I/O ([`changes`], [`due`], [`answered`]); the
 //! [`emit`] task writes the Events. Every notice has a name derived from what it says
-//! (the entry, what happened to it, and for denials the minute), so the replicas, which
+//! (the entry, what happened to it, and for denials the minute), which the Event's name is
+//! keyed from with the replicas' shared secret ([`emit::Events`]), so the replicas, which
 //! all see the same approvals and may all see the same denials, write the same Event
-//! name: the API server keeps the first and refuses the others (409). Duplicates are
+//! name, and nobody else can work it out: the API server keeps the first and refuses the
+//! others (409). Duplicates are
 //! impossible by construction, and a retry loop of identical denials makes at most one
 //! Event a minute. Notes never hold object data: who, what scope, the reason the
 //! requester wrote, and times.
@@ -58,7 +60,9 @@ pub struct Regarding {
 /// One Event to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
-    /// The Event's name: the same for the same news on every replica.
+    /// What makes it the same news on every replica; the Event's name is keyed from it
+    /// ([`emit::Events`]), and once the Event is written, the notice handed on carries that
+    /// name instead.
     pub name: String,
     /// Where the Event is written: the namespace of what it is about.
     pub namespace: String,
@@ -224,7 +228,8 @@ fn configmap_ref(namespace: &str, name: &str) -> Regarding {
     }
 }
 
-/// `jitgate.` and 16 hex digits of the SHA-256 of the parts: a valid Event name.
+/// `jitgate.` and 16 hex digits of the SHA-256 of the parts: what makes a notice the same
+/// news, from which its Event's name is keyed.
 fn event_name(parts: &[&str]) -> String {
     let digest = crate::digest::sha256_hex(parts.join("\u{1f}").as_bytes());
     format!("jitgate.{}", &digest[..16])

@@ -6,7 +6,7 @@ use crate::support;
 
 use crate::support::apiserver::ApiServer;
 use crate::support::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -22,9 +22,10 @@ struct Replicas {
 async fn three_replicas() -> Replicas {
     let api = ApiServer::start().await;
     api.apply_approvals("jitgate-approvals", &[]);
-    let mut replicas = Vec::new();
+    let (mut replicas, certs) = (Vec::new(), Certs::new());
     for _ in 0..3 {
-        let h = Harness::start_cluster(&api, Duration::from_secs(300), |_| {}).await;
+        let h =
+            Harness::start_cluster_with_certs(&api, certs.clone(), Duration::from_secs(300), |_| {}).await;
         eventually(PATIENCE, || async { h.readyz().await == hyper::StatusCode::OK }).await;
         replicas.push(h);
     }
@@ -219,4 +220,54 @@ async fn a_storm_of_identical_denials_makes_one_event_a_minute_in_each_place() {
     );
     assert!(!note.contains("c2VjcmV0"), "never object data: {note}");
     r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notices_event_cannot_be_taken_first_by_someone_who_may_create_events() {
+    // One deployment tells of alice's request: the Event's name is all anyone can learn
+    // of how jitgate names it, beside the facts, which anyone who may read the approvals
+    // knows.
+    let request = pending();
+    let first = three_replicas().await;
+    first
+        .api
+        .apply_approvals("jitgate-approvals", &[("alice-db", &request)]);
+    let told = first.settled("RequestFiled").await;
+    let learnt = told[0]["metadata"]["name"].as_str().unwrap().to_string();
+    first.stop().await;
+
+    // In another cluster, someone who may create Events in jitgate's namespace creates
+    // one of that name before the same request (the same entry, word for word) is filed
+    // there. Were names worked out from
+    // the facts alone, jitgate's Event would be refused as another replica's, and nobody
+    // told. Keyed with this deployment's own serving key, its name is another.
+    let second = three_replicas().await;
+    let decoy = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": learnt, "namespace": "jitgate-system"},
+        "eventTime": "2026-12-07T00:00:00.000000Z", "reportingController": "example.com/decoy",
+        "reportingInstance": "decoy", "action": "Nothing", "reason": "Decoy", "type": "Normal",
+        "note": "nothing to see"});
+    let mut attacker = second.api.conn_as(support::apiserver::TOKEN).await;
+    let created = attacker
+        .send(
+            hyper::Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/jitgate-system/events",
+            Some("application/json"),
+            decoy.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(created.status, hyper::StatusCode::CREATED);
+    second
+        .api
+        .apply_approvals("jitgate-approvals", &[("alice-db", &request)]);
+    let filed = second.settled("RequestFiled").await;
+    assert_eq!(filed.len(), 1, "{filed:?}");
+    assert_ne!(filed[0]["metadata"]["name"], learnt.as_str());
+    assert!(
+        filed[0]["note"]
+            .as_str()
+            .unwrap()
+            .ends_with("kubectl jitgate approve alice-db")
+    );
+    second.stop().await;
 }

@@ -186,10 +186,10 @@ async fn three_replicas(config: &str) -> Setup {
         api.add_user(token, user, groups);
     }
     api.apply_approvals("jitgate-approvals", &[]);
-    let mut replicas = Vec::new();
+    let (mut replicas, certs) = (Vec::new(), Certs::new());
     for _ in 0..3 {
         let path = path.clone();
-        let h = Harness::start_cluster(&api, Duration::from_secs(300), |cfg| {
+        let h = Harness::start_cluster_with_certs(&api, certs.clone(), Duration::from_secs(300), |cfg| {
             cfg.notifications = Some(path);
         })
         .await;

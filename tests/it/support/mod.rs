@@ -26,6 +26,7 @@ use tokio_rustls::TlsConnector;
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 /// A CA and a serving certificate for localhost (and 127.0.0.1 and ::1), made for one test.
+#[derive(Clone)]
 pub struct Certs {
     pub ca_pem: String,
     pub cert_pem: String,
@@ -635,8 +636,17 @@ impl Harness {
     /// Starts the server with the repository's policies and these approvals (`None`: no
     /// approvals file at all), changing the config as `tweak` says.
     pub async fn start_with(approvals: Option<&str>, tweak: impl FnOnce(&mut ServeConfig)) -> Harness {
+        Harness::start_with_certs(Certs::new(), approvals, tweak).await
+    }
+
+    /// [`Harness::start_with`], serving with `certs` (replicas of one deployment share
+    /// their serving key, as they mount one Secret).
+    pub async fn start_with_certs(
+        certs: Certs,
+        approvals: Option<&str>,
+        tweak: impl FnOnce(&mut ServeConfig),
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let certs = Certs::new();
         std::fs::write(dir.path().join("tls.crt"), &certs.cert_pem).unwrap();
         std::fs::write(dir.path().join("tls.key"), &certs.key_pem).unwrap();
         if let Some(text) = approvals {
@@ -658,8 +668,18 @@ impl Harness {
         max_staleness: Duration,
         tweak: impl FnOnce(&mut ServeConfig),
     ) -> Harness {
+        Harness::start_cluster_with_certs(api, Certs::new(), max_staleness, tweak).await
+    }
+
+    /// [`Harness::start_cluster`], serving with `certs`: a replica of those serving with them.
+    pub async fn start_cluster_with_certs(
+        api: &apiserver::ApiServer,
+        certs: Certs,
+        max_staleness: Duration,
+        tweak: impl FnOnce(&mut ServeConfig),
+    ) -> Harness {
         let source = api.source();
-        Harness::start_with(None, |cfg| {
+        Harness::start_with_certs(certs, None, |cfg| {
             cfg.cluster = Some(source);
             cfg.max_staleness = max_staleness;
             tweak(cfg);
