@@ -181,6 +181,12 @@ pub fn subject_kind(s: &Subject) -> (&'static str, &str) {
     }
 }
 
+/// True when an object carries the labels the reconciler lists grant objects by.
+pub fn is_grant_object(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    let label = |k: &str| meta.labels.as_ref().and_then(|l| l.get(k)).map(String::as_str);
+    label(MANAGED_BY.0) == Some(MANAGED_BY.1) && label(GRANT_LABEL).is_some()
+}
+
 /// True when an object's labels and annotations say it is jitgate's grant object for the
 /// approval `approval_id` (what the reconciler lists by, and the approval it names).
 pub fn is_grant_of(

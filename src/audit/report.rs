@@ -214,6 +214,9 @@ impl Reporter {
             _ => return,
         };
         let mut detail = vec![s(r, "objects").to_string()];
+        if let Some(binds) = r.get("binds").and_then(Value::as_str) {
+            detail.push(format!("binding {binds}"));
+        }
         if let Some(subject) = r.get("subject").and_then(Value::as_str) {
             detail.push(format!("for {subject}"));
         }
@@ -617,6 +620,7 @@ mod tests {
         json!({"timestamp": at, "event": "grant", "action": action, "approval": key,
             "namespace": "prod", "name": "jitgate-grant-1a2b", "objects": objects,
             "subject": (action != "removed").then_some("user:alice"),
+            "binds": (action == "found").then_some("Role/jitgate-grant-1a2b"),
             "expiresAt": "2026-12-04T12:00:00Z", "why": why, "replica": "jitgate-0",
             "chain": "c_1", "seq": seq, "hash": "h"})
     }
@@ -698,7 +702,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "grant_found      2026-12-04T10:06:00Z  by jitgate-0: \"not marked as recorded\" (RoleBinding for user:alice until 2026-12-04T12:00:00Z)"
+                "grant_found      2026-12-04T10:06:00Z  by jitgate-0: \"not marked as recorded\" (RoleBinding binding Role/jitgate-grant-1a2b for user:alice until 2026-12-04T12:00:00Z)"
             ),
             "{text}"
         );

@@ -681,8 +681,8 @@ pub struct ServeArgs {
     /// replica that does not see its approval granting removes them (a replica that saw
     /// the approval revoked, or the grant expire, removes them at once), and before a
     /// RoleBinding with no mark of its record is recorded as found standing. Longer than
-    /// any watch lag between replicas; at least 10s, which a creation's record and mark
-    /// take at most.
+    /// any watch lag between replicas; at least 10s (a replica waits up to 5s for the record
+    /// of a grant it creates, then marks it), at most 24h.
     #[arg(
         long,
         value_name = "DURATION",
@@ -829,13 +829,16 @@ pub struct CheckArgs {
     pub now: Option<jiff::Timestamp>,
 }
 
-/// `--grants-grace`: a duration of at least [`GRANTS_GRACE_LEAST`].
+/// `--grants-grace`: a duration of at least [`GRANTS_GRACE_LEAST`], at most a day.
 fn grants_grace(text: &str) -> Result<jiff::SignedDuration, String> {
     let grace = crate::duration::parse_duration(text)?;
     if grace < GRANTS_GRACE_LEAST {
         return Err(format!(
-            "{text:?} is shorter than 10s: a replica records and marks the grant it creates within that, and another must not take it for one whose record was lost"
+            "{text:?} is shorter than 10s: a replica waits up to 5s for the record of a grant it creates before it marks it, and another must not take it for one whose record was lost"
         ));
+    }
+    if grace > jiff::SignedDuration::from_hours(24) {
+        return Err(format!("{text:?} is longer than 24h"));
     }
     Ok(grace)
 }
@@ -873,5 +876,10 @@ mod tests {
         assert!(grants_grace("5s").unwrap_err().contains("shorter than 10s"));
         assert_eq!(grants_grace("10s").unwrap(), GRANTS_GRACE_LEAST);
         assert!(grants_grace("later").is_err());
+        assert!(
+            grants_grace("100000000h")
+                .unwrap_err()
+                .contains("longer than 24h")
+        );
     }
 }

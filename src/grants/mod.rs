@@ -124,6 +124,9 @@ pub struct Reconciler {
     told: BTreeSet<(String, String)>,
     /// Objects created, not recorded, and not yet taken back.
     leftover: std::sync::Mutex<Vec<Leftover>>,
+    /// RoleBindings this replica recorded whose mark the API server refused: not recorded
+    /// again by it.
+    unmarked: std::sync::Mutex<BTreeSet<String>>,
 }
 
 impl Reconciler {
@@ -153,6 +156,7 @@ impl Reconciler {
             usage: None,
             told: BTreeSet::new(),
             leftover: std::sync::Mutex::default(),
+            unmarked: std::sync::Mutex::default(),
         }
     }
 
@@ -475,6 +479,7 @@ impl Reconciler {
             expires_at: Some(g.expires_at.to_string()),
             why: None,
             replica: &self.instance,
+            binds: None,
         }
         .to_line();
         let place = Place {
@@ -483,38 +488,54 @@ impl Reconciler {
             approval: Some(&g.approval),
             expires_at: Some(g.expires_at),
         };
-        self.stands(&place, made, line, false).await
+        self.stands(&place, made, line, Stood::default()).await
     }
 
     /// A labelled RoleBinding that stands with no mark of a record: looked at again (gone,
-    /// made again, or marked meanwhile by another replica: nothing to do), then its
-    /// standing recorded and the mark added. When the audit trail is not taking records,
-    /// or that record fails or is late, it is taken back (a grant that cannot be recorded
-    /// does not stand), and its removal recorded when the trail takes it.
-    async fn record_found(&self, binding: &plan::Found, report: &mut Report) {
+    /// made again, no longer labelled, or marked meanwhile by another replica: nothing to
+    /// do), then its standing recorded as it stands now and the mark added. When the audit
+    /// trail is not taking records, or that record fails or is late, it is taken back (a
+    /// grant that cannot be recorded does not stand), and its removal recorded when the
+    /// trail takes it. One this replica recorded already but could not mark is not
+    /// recorded again by it.
+    async fn record_found(&self, listed: &plan::Found, report: &mut Report) {
+        if self.lock_unmarked().contains(&listed.uid) {
+            return;
+        }
+        let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &listed.namespace);
+        let fresh = match api.get_opt(&listed.name).await {
+            Ok(Some(fresh))
+                if fresh.metadata.uid.as_deref() == Some(listed.uid.as_str())
+                    && rbac::is_grant_object(&fresh.metadata)
+                    && !fresh
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|a| a.contains_key(rbac::RECORDED_ANNOTATION)) =>
+            {
+                fresh
+            }
+            Ok(_) => return,
+            Err(e) => {
+                report.failed += 1;
+                tracing::warn!(namespace = %listed.namespace, name = %listed.name, error = %e,
+                    "a grant's RoleBinding without a mark of its record could not be looked at again; trying again");
+                return;
+            }
+        };
+        let stamp = Timestamp::now().to_string();
+        let subject = subjects_of(&fresh);
+        let binds = format!("{}/{}", fresh.role_ref.kind, fresh.role_ref.name);
+        let version = fresh.metadata.resource_version.clone();
+        let Some(binding) = found_of(Kind::RoleBinding, fresh.metadata, Holds::Rules(BTreeSet::new())) else {
+            return;
+        };
         let place = Place {
             namespace: &binding.namespace,
             name: &binding.name,
             approval: binding.approval.as_deref(),
             expires_at: binding.expires_at,
         };
-        let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &binding.namespace);
-        match api.get_opt(&binding.name).await {
-            Ok(Some(now))
-                if now.metadata.uid.as_deref() == Some(binding.uid.as_str())
-                    && !now
-                        .metadata
-                        .annotations
-                        .as_ref()
-                        .is_some_and(|a| a.contains_key(rbac::RECORDED_ANNOTATION)) => {}
-            Ok(_) => return,
-            Err(e) => {
-                report.failed += 1;
-                tracing::warn!(namespace = %binding.namespace, name = %binding.name, error = %e,
-                    "a grant's RoleBinding without a mark of its record could not be looked at again; trying again");
-                return;
-            }
-        }
         let made = Made {
             binding: Some(binding.uid.clone()),
             ..Made::default()
@@ -543,11 +564,10 @@ impl Reconciler {
             }
             return;
         }
-        let subject = subjects_of(&binding.holds);
         tracing::warn!(namespace = %binding.namespace, name = %binding.name, approval = binding.approval.as_deref(),
-            subject = subject.as_deref(), "a grant's RoleBinding stood with no mark of its record; its standing is recorded now");
+            subject = subject.as_deref(), binds = %binds, "a grant's RoleBinding stood with no mark of its record; its standing is recorded now");
         let line = GrantRecord {
-            timestamp: Timestamp::now().to_string(),
+            timestamp: stamp,
             event: "grant",
             action: "found",
             approval: place.approval,
@@ -558,14 +578,22 @@ impl Reconciler {
             expires_at: place.expires_at.map(|t| t.to_string()),
             why: Some(FOUND_UNRECORDED),
             replica: &self.instance,
+            binds: Some(binds),
         }
         .to_line();
-        if self.stands(&place, &made, line, true).await {
+        let stood = Stood { found: true, version };
+        if self.stands(&place, &made, line, stood).await {
             self.metrics.grant_object("found", Kind::RoleBinding.as_str());
             report.found.push(at);
         } else {
+            // Taken back: made again, recorded, once the trail takes records.
             report.failed += 1;
+            report.deferred += 1;
         }
+    }
+
+    fn lock_unmarked(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.unmarked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Waits for the record `line` of a grant's objects made (or, `found`, found
@@ -573,12 +601,13 @@ impl Reconciler {
     /// and says true. When it is not written within [`RECORD_WAIT`], takes them back and
     /// says false; their removal is recorded if the record still lands, or if they were
     /// found standing (they stood, recorded or not).
-    async fn stands(&self, place: &Place<'_>, made: &Made, line: Vec<u8>, found: bool) -> bool {
+    async fn stands(&self, place: &Place<'_>, made: &Made, line: Vec<u8>, stood: Stood) -> bool {
+        let found = stood.found;
         let deadline = tokio::time::Instant::now() + RECORD_WAIT;
         let standing = self.records.standing_on(line, deadline).await;
         if let Standing::Written = standing {
             if let Some(uid) = &made.binding {
-                self.mark_recorded(place, uid).await;
+                self.mark_recorded(place, uid, stood.version.as_deref()).await;
             }
             return true;
         }
@@ -605,37 +634,43 @@ impl Reconciler {
         });
         match standing {
             // Should the record still land, the taking back is recorded after it.
-            Standing::Late(noting) => self.records.settle(noting, line),
+            Standing::Late(noting) => self.records.settle(noting, line, found),
             _ if found => line.into_iter().for_each(|line| self.records.after(line)),
             _ => {}
         }
         false
     }
 
-    /// Marks the RoleBinding of this uid as recorded, so that no replica records it as
-    /// found. Unmarked (the API server's answer an error), it is recorded again as found
-    /// once older than the grace: a second record, never a missing one.
-    async fn mark_recorded(&self, place: &Place<'_>, uid: &str) {
+    /// Marks the RoleBinding of this uid (and, when given, of this resource version: as
+    /// it was read for its record) as recorded, so that no replica records it as found.
+    /// Unmarked (the API server's answer an error), it is recorded as found once more by
+    /// each other replica once older than the grace, never again by this one: more
+    /// records, never a missing one.
+    async fn mark_recorded(&self, place: &Place<'_>, uid: &str, version: Option<&str>) {
         let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), place.namespace);
         // A uid other than the object's is refused (the field is immutable): never
-        // another object of the name.
-        let mark = serde_json::json!({"metadata": {
+        // another object of the name; a resource version other than its own, a conflict.
+        let mut mark = serde_json::json!({"metadata": {
             "uid": uid,
             "annotations": {rbac::RECORDED_ANNOTATION: self.instance},
         }});
+        if let Some(version) = version {
+            mark["metadata"]["resourceVersion"] = version.into();
+        }
         let params = PatchParams {
             field_manager: Some(MANAGER.into()),
             ..PatchParams::default()
         };
         match api.patch(place.name, &params, &Patch::Merge(&mark)).await {
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 422 => {
+            Err(kube::Error::Api(s)) if s.code == 404 => {
                 tracing::warn!(namespace = %place.namespace, name = %place.name,
-                    "a grant's RoleBinding was gone (or made again) before it was marked recorded");
+                    "a grant's RoleBinding was gone before it was marked recorded");
             }
             Err(e) => {
+                self.lock_unmarked().insert(uid.to_string());
                 tracing::warn!(namespace = %place.namespace, name = %place.name, error = %e,
-                    "a grant's RoleBinding is recorded but not marked so; it will be recorded again as found");
+                    "a grant's RoleBinding is recorded but its mark was refused (changed or made again meanwhile, or a policy refuses the update); other replicas may record it as found");
             }
         }
     }
@@ -728,6 +763,7 @@ impl Reconciler {
             expires_at: expires_at.map(|t| t.to_string()),
             why: Some(why.as_str()),
             replica: &self.instance,
+            binds: None,
         }
         .to_line()
     }
@@ -787,6 +823,14 @@ fn objects_named(role: bool, binding: bool) -> Option<&'static str> {
     }
 }
 
+/// What a record a grant stands on is of: a grant found standing (else one made), and
+/// the resource version of its RoleBinding as read for the record.
+#[derive(Debug, Default)]
+struct Stood {
+    found: bool,
+    version: Option<String>,
+}
+
 /// Where a grant's objects are, whose, and the expiry they carry: what recording, marking
 /// and taking them back need.
 struct Place<'a> {
@@ -797,14 +841,23 @@ struct Place<'a> {
 }
 
 /// The subjects a RoleBinding binds, as records write them (`user:<name>`,
-/// `group:<name>`, `serviceaccount:<name>`; several joined by commas).
-fn subjects_of(holds: &Holds) -> Option<String> {
-    let Holds::Binding { subjects, .. } = holds else {
-        return None;
-    };
-    let named: Vec<String> = subjects
+/// `group:<name>`, a ServiceAccount as the user it is:
+/// `user:system:serviceaccount:<namespace>:<name>`; several joined by commas).
+fn subjects_of(binding: &RoleBinding) -> Option<String> {
+    let named: Vec<String> = binding
+        .subjects
         .iter()
-        .map(|(kind, name)| format!("{}:{name}", kind.to_ascii_lowercase()))
+        .flatten()
+        .map(|s| match s.kind.as_str() {
+            "User" => format!("user:{}", s.name),
+            "Group" => format!("group:{}", s.name),
+            "ServiceAccount" => format!(
+                "user:system:serviceaccount:{}:{}",
+                s.namespace.as_deref().unwrap_or_default(),
+                s.name
+            ),
+            other => format!("{}:{}", other.to_ascii_lowercase(), s.name),
+        })
         .collect();
     (!named.is_empty()).then(|| named.join(","))
 }

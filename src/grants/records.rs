@@ -36,9 +36,11 @@ pub type Noting = JoinHandle<Result<(), AuditError>>;
 enum Item {
     /// A record of what was done already.
     After(Vec<u8>),
-    /// A creation's record that was not written by its deadline, and the record of its
-    /// taking back (when it was taken back), written only if the first was.
-    Settle(Noting, Option<Vec<u8>>),
+    /// A record a grant stood on that was not written by its deadline, and the record of
+    /// its taking back (when it was taken back), written after it: only if it was written,
+    /// or (`always`: a grant found standing, which stood whatever became of its record)
+    /// whatever became of it.
+    Settle(Noting, Option<Vec<u8>>, bool),
 }
 
 /// What became of a creation's record.
@@ -75,13 +77,11 @@ impl Records {
             while let Some(item) = items.recv().await {
                 let result = match item {
                     Item::After(line) => writer.note(vec![line]).await,
-                    Item::Settle(noting, line) => match noting.await {
-                        Ok(Ok(())) => match line {
-                            Some(line) => writer.note(vec![line]).await,
-                            None => Ok(()),
-                        },
+                    Item::Settle(noting, line, always) => match (noting.await, line) {
+                        (Ok(Ok(())), Some(line)) => writer.note(vec![line]).await,
+                        (_, Some(line)) if always => writer.note(vec![line]).await,
                         // The creation was never recorded: neither is its taking back.
-                        Ok(Err(_)) | Err(_) => Ok(()),
+                        _ => Ok(()),
                     },
                 };
                 if let Err(e) = result {
@@ -135,19 +135,21 @@ impl Records {
         }
     }
 
-    /// A late creation's record, and the record of that grant's taking back (`None` when
-    /// it could not be taken back): written after it, if it is written. Until it is
-    /// settled, it counts as behind.
-    pub fn settle(&self, noting: Noting, taken_back: Option<Vec<u8>>) {
-        self.push(Item::Settle(noting, taken_back));
+    /// A late record a grant stood on, and the record of that grant's taking back (`None`
+    /// when it could not be taken back): written after it, if it is written, or
+    /// (`always`) whatever becomes of it. Until it is settled, it counts as behind.
+    pub fn settle(&self, noting: Noting, taken_back: Option<Vec<u8>>, always: bool) {
+        self.push(Item::Settle(noting, taken_back, always));
     }
 
     fn push(&self, item: Item) {
         if self.behind.fetch_add(1, Ordering::AcqRel) >= WAITING {
             self.behind.fetch_sub(1, Ordering::AcqRel);
             let line = match &item {
-                Item::After(line) | Item::Settle(_, Some(line)) => String::from_utf8_lossy(line).into_owned(),
-                Item::Settle(_, None) => String::new(),
+                Item::After(line) | Item::Settle(_, Some(line), _) => {
+                    String::from_utf8_lossy(line).into_owned()
+                }
+                Item::Settle(_, None, _) => String::new(),
             };
             tracing::error!(waiting = WAITING, record = %line.trim_end(),
                 "grant record dropped: the audit trail is not taking grant records, and as many wait already");
@@ -190,7 +192,7 @@ mod tests {
         let Standing::Late(noting) = records.standing_on(line("created"), soon()).await else {
             panic!("a creation's record was written while the trail was stuck");
         };
-        records.settle(noting, Some(line("taken back")));
+        records.settle(noting, Some(line("taken back")), false);
         assert_eq!(records.behind(), 2);
         assert!(!records.drained(soon()).await);
         // At most WAITING wait: the rest are dropped, and who queues them never waits.
@@ -231,5 +233,23 @@ mod tests {
         assert_eq!(whats[1..3], ["created", "taken back"]);
         assert_eq!(whats[3], "removed 0");
         assert_eq!(whats.last().unwrap(), &format!("removed {}", WAITING - 3));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_found_grants_taking_back_is_recorded_even_when_its_late_record_then_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.jsonl");
+        let audit = AuditSink::start(ChainId::new("test"), None, false, Some(&log), None, 64).unwrap();
+        let records = Records::start(audit);
+        let failed =
+            || -> Noting { tokio::spawn(async { Err(AuditError::Write("the disk failed".into())) }) };
+        // A creation whose record failed was never recorded: nor is its taking back.
+        records.settle(failed(), Some(line("created, taken back")), false);
+        // A grant found standing stood, whatever became of the record of it.
+        records.settle(failed(), Some(line("found, taken back")), true);
+        assert!(records.drained(Instant::now() + Duration::from_secs(10)).await);
+        let written = std::fs::read_to_string(&log).unwrap();
+        assert!(written.contains("found, taken back"), "{written}");
+        assert!(!written.contains("created, taken back"), "{written}");
     }
 }

@@ -866,6 +866,8 @@ async fn a_grant_left_standing_without_its_record_is_recorded_as_found_on_a_real
         .unwrap();
     assert_eq!(found["replica"], "replica-b");
     assert_eq!(found["subject"], "user:erin");
+    let name = jitgate::rbac::object_name("jitgate-approvals/erin-crash");
+    assert_eq!(found["binds"], format!("Role/{name}"));
     assert_eq!(found["why"], "not marked as recorded");
     let binding = story.object("rolebinding", "erin-crash").await.unwrap();
     assert_eq!(
