@@ -809,6 +809,19 @@ async fn left_by_a_killed_replica(story: &Story, jitgate: &Harness, key: &str) {
     assert!(grant_records(jitgate, key).is_empty());
 }
 
+/// `key`'s RoleBinding carries replica-b's mark, and a pass of `replica` past the grace
+/// records nothing of it as found.
+async fn marked_and_not_found_again(story: &Story, replica: &mut Reconciler, key: &str) {
+    let binding = story.object("rolebinding", key).await.unwrap();
+    assert_eq!(
+        binding["metadata"]["annotations"][jitgate::rbac::RECORDED_ANNOTATION],
+        "replica-b"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (report, _) = replica.pass().await.unwrap();
+    assert!(report.found.is_empty(), "{report:?}");
+}
+
 /// Passes of `replica` until one records a grant found standing unrecorded (or 20 s).
 async fn until_found(replica: &mut Reconciler) -> jitgate::grants::Report {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -869,16 +882,8 @@ async fn a_grant_left_standing_without_its_record_is_recorded_as_found_on_a_real
     let name = jitgate::rbac::object_name("jitgate-approvals/erin-crash");
     assert_eq!(found["binds"], format!("Role/{name}"));
     assert_eq!(found["why"], "not marked as recorded");
-    let binding = story.object("rolebinding", "erin-crash").await.unwrap();
-    assert_eq!(
-        binding["metadata"]["annotations"][jitgate::rbac::RECORDED_ANNOTATION],
-        "replica-b"
-    );
-
     // Once: a later pass finds it marked.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (report, _) = later.pass().await.unwrap();
-    assert!(report.found.is_empty(), "{report:?}");
+    marked_and_not_found_again(&story, &mut later, "erin-crash").await;
     assert_eq!(grant_records(&jitgate, "erin-crash").len(), 1);
 
     // A grant a replica makes is marked once its creation is recorded: never found.
@@ -886,14 +891,7 @@ async fn a_grant_left_standing_without_its_record_is_recorded_as_found_on_a_real
     seen(&jitgate, "erin-fresh").await;
     let (report, _) = later.pass().await.unwrap();
     assert_eq!(report.created.len(), 1, "{report:?}");
-    let binding = story.object("rolebinding", "erin-fresh").await.unwrap();
-    assert_eq!(
-        binding["metadata"]["annotations"][jitgate::rbac::RECORDED_ANNOTATION],
-        "replica-b"
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (report, _) = later.pass().await.unwrap();
-    assert!(report.found.is_empty(), "{report:?}");
+    marked_and_not_found_again(&story, &mut later, "erin-fresh").await;
     assert_eq!(
         grant_records(&jitgate, "erin-fresh"),
         [("created".to_string(), "Role,RoleBinding".to_string())]
