@@ -124,9 +124,9 @@ pub struct Reconciler {
     told: BTreeSet<(String, String)>,
     /// Objects created, not recorded, and not yet taken back.
     leftover: std::sync::Mutex<Vec<Leftover>>,
-    /// RoleBindings this replica recorded whose mark the API server refused: not recorded
-    /// again by it.
-    unmarked: std::sync::Mutex<BTreeSet<String>>,
+    /// RoleBindings (uid, resource version) this replica recorded as found whose mark the
+    /// API server refused: not recorded again by it as they stood.
+    unmarked: std::sync::Mutex<BTreeSet<(String, String)>>,
 }
 
 impl Reconciler {
@@ -499,9 +499,6 @@ impl Reconciler {
     /// trail takes it. One this replica recorded already but could not mark is not
     /// recorded again by it.
     async fn record_found(&self, listed: &plan::Found, report: &mut Report) {
-        if self.lock_unmarked().contains(&listed.uid) {
-            return;
-        }
         let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &listed.namespace);
         let fresh = match api.get_opt(&listed.name).await {
             Ok(Some(fresh))
@@ -523,10 +520,14 @@ impl Reconciler {
                 return;
             }
         };
+        let version = fresh.metadata.resource_version.clone();
+        let seen = (listed.uid.clone(), version.clone().unwrap_or_default());
+        if self.lock_unmarked().contains(&seen) {
+            return;
+        }
         let stamp = Timestamp::now().to_string();
         let subject = subjects_of(&fresh);
         let binds = format!("{}/{}", fresh.role_ref.kind, fresh.role_ref.name);
-        let version = fresh.metadata.resource_version.clone();
         let Some(binding) = found_of(Kind::RoleBinding, fresh.metadata, Holds::Rules(BTreeSet::new())) else {
             return;
         };
@@ -592,7 +593,7 @@ impl Reconciler {
         }
     }
 
-    fn lock_unmarked(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+    fn lock_unmarked(&self) -> std::sync::MutexGuard<'_, BTreeSet<(String, String)>> {
         self.unmarked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -667,10 +668,20 @@ impl Reconciler {
                 tracing::warn!(namespace = %place.namespace, name = %place.name,
                     "a grant's RoleBinding was gone before it was marked recorded");
             }
+            // Refused: changed or made again meanwhile (409, 422), or a policy refuses the
+            // update (403, or an admission webhook's code). Not recorded again by this
+            // replica as it stood; as it stands after a change, it is.
+            Err(kube::Error::Api(s)) if (400..500).contains(&s.code) => {
+                if let Some(version) = version {
+                    self.lock_unmarked()
+                        .insert((uid.to_string(), version.to_string()));
+                }
+                tracing::warn!(namespace = %place.namespace, name = %place.name, error = %s,
+                    "a grant's RoleBinding is recorded but its mark was refused; other replicas may record it as found");
+            }
             Err(e) => {
-                self.lock_unmarked().insert(uid.to_string());
                 tracing::warn!(namespace = %place.namespace, name = %place.name, error = %e,
-                    "a grant's RoleBinding is recorded but its mark was refused (changed or made again meanwhile, or a policy refuses the update); other replicas may record it as found");
+                    "a grant's RoleBinding is recorded but not marked so; it will be recorded again as found");
             }
         }
     }
@@ -851,9 +862,14 @@ fn subjects_of(binding: &RoleBinding) -> Option<String> {
         .map(|s| match s.kind.as_str() {
             "User" => format!("user:{}", s.name),
             "Group" => format!("group:{}", s.name),
+            // A ServiceAccount named without a namespace is the binding's own namespace's.
             "ServiceAccount" => format!(
                 "user:system:serviceaccount:{}:{}",
-                s.namespace.as_deref().unwrap_or_default(),
+                s.namespace
+                    .as_deref()
+                    .filter(|n| !n.is_empty())
+                    .or(binding.metadata.namespace.as_deref())
+                    .unwrap_or_default(),
                 s.name
             ),
             other => format!("{}:{}", other.to_ascii_lowercase(), s.name),

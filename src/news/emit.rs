@@ -133,7 +133,14 @@ impl Events {
     /// would write a piece of news once of its own). For parts run apart from `serve`.
     pub fn unshared_key() -> NameKey {
         let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
-            .unwrap_or_else(|_| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[0; 32]));
+            .unwrap_or_else(|_| {
+                // Never a fixed key: the process's own random hasher's keys, then.
+                let random = std::hash::RandomState::new();
+                let bytes: Vec<u8> = (0u8..4)
+                    .flat_map(|i| std::hash::BuildHasher::hash_one(&random, i).to_be_bytes())
+                    .collect();
+                ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes)
+            });
         Arc::new(move || key.clone())
     }
 

@@ -228,11 +228,17 @@ fn configmap_ref(namespace: &str, name: &str) -> Regarding {
     }
 }
 
-/// `jitgate.` and 16 hex digits of the SHA-256 of the parts: what makes a notice the same
-/// news, from which its Event's name is keyed.
+/// `jitgate.` and the SHA-256 of the parts, each after its length: what makes a notice the
+/// same news, from which its Event's name is keyed. Whole: two pieces of news of other
+/// facts never share it (a requester who chooses the facts of two notices could make a
+/// shortened digest collide offline, and the second would go untold).
 fn event_name(parts: &[&str]) -> String {
-    let digest = crate::digest::sha256_hex(parts.join("\u{1f}").as_bytes());
-    format!("jitgate.{}", &digest[..16])
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in parts {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part.as_bytes());
+    }
+    format!("jitgate.{}", crate::digest::hex_of(ctx.finish().as_ref()))
 }
 
 fn clip(note: String) -> String {

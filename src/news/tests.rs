@@ -83,7 +83,7 @@ fn the_same_news_has_the_same_name_and_other_news_another() {
     assert_eq!(first[0].name, again[0].name, "every replica names it alike");
     let approved = all_changes(&after, &snapshot(vec![entry("new", "bob", 30)]), &p, now());
     assert_ne!(first[0].name, approved[0].name);
-    assert!(first[0].name.starts_with("jitgate.") && first[0].name.len() == 24);
+    assert!(first[0].name.starts_with("jitgate.") && first[0].name.len() == 72);
 }
 
 #[test]
