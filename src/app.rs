@@ -274,7 +274,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
                 let serving = serving_cert.clone();
                 Arc::new(move || serving.secret_for("jitgate event names"))
             };
-            let events = news::emit::Events::new(client.clone(), instance_name(), names.clone());
+            let events = news::emit::Events::new(client.clone(), instance_name(), names);
             if cfg.grants == crate::grants::Way::Rbac {
                 let reconciler = crate::grants::Reconciler::new(
                     client.clone(),

@@ -405,6 +405,15 @@ mod tests {
         std::fs::write(&c, &first.cert_pem).unwrap();
         std::fs::write(&k, &first.key_pem).unwrap();
         let serving = ServingCert::load(&c, &k).unwrap();
+        let tag = |s: &ServingCert, purpose: &str| {
+            ring::hmac::sign(&s.secret_for(purpose), b"news")
+                .as_ref()
+                .to_vec()
+        };
+        // Alike for every replica loading the same key, apart by purpose.
+        let before = tag(&serving, "names");
+        assert_eq!(before, tag(&ServingCert::load(&c, &k).unwrap(), "names"));
+        assert_ne!(before, tag(&serving, "other"));
         // Valid for 10 days from now, to the second: 10 whole days left, or 9 once a
         // second has passed.
         assert!(
@@ -419,9 +428,12 @@ mod tests {
         assert!(serving.reload());
         let rotated = serving.days_left();
         assert!(matches!(rotated, Some(39 | 40)), "{rotated:?}");
+        let after = tag(&serving, "names");
+        assert_ne!(before, after, "the secret follows the key");
         std::fs::write(&k, &first.key_pem).unwrap();
         assert!(!serving.reload(), "a mismatched pair is refused");
         assert_eq!(serving.days_left(), rotated, "the current one stays");
+        assert_eq!(tag(&serving, "names"), after, "and its secret");
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! What to do is decided by [`plan`] (no I/O); this module lists, creates and deletes.
 //! Only objects carrying jitgate's grant label are listed, so nothing else is ever
 //! touched. Objects are created, never updated (but for the annotation
-//! [`rbac::RECORDED_ANNOTATION`] a RoleBinding gets once its creation is recorded): a Role of the grant's name that holds
-//! other rules (made by hand, or by a replica with other policies) is left as it is and
+//! [`rbac::RECORDED_ANNOTATION`] a RoleBinding gets once its creation is recorded): a Role
+//! of the grant's name that holds other rules (made by hand, or by a replica with other policies) is left as it is and
 //! not bound, and a labelled RoleBinding that is not exactly the grant's is deleted (one
 //! without jitgate's labels is someone else's, left alone: a conflict). Only the objects
 //! a replica itself created are recorded as created by it; a RoleBinding kept as a grant's
@@ -100,8 +100,8 @@ pub struct Report {
     /// `namespace/name` of each grant whose RoleBinding stood with no record of its
     /// creation, and whose standing this pass recorded.
     pub found: Vec<String>,
-    /// Grants not created (or, found unrecorded, taken back) because grant records wait to be written (the audit trail is
-    /// not taking them): tried again next pass.
+    /// Grants not created (or, found unrecorded, taken back) because grant records wait to
+    /// be written (the audit trail is not taking them): tried again next pass.
     pub deferred: usize,
 }
 
@@ -528,6 +528,7 @@ impl Reconciler {
         let stamp = Timestamp::now().to_string();
         let subject = subjects_of(&fresh);
         let binds = format!("{}/{}", fresh.role_ref.kind, fresh.role_ref.name);
+        // What it holds was read above; only its place and annotations are wanted here.
         let Some(binding) = found_of(Kind::RoleBinding, fresh.metadata, Holds::Rules(BTreeSet::new())) else {
             return;
         };
