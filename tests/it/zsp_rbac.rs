@@ -900,6 +900,74 @@ async fn a_grant_left_standing_without_its_record_is_recorded_as_found_on_a_real
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_found_grant_whose_mark_a_policy_refuses_is_recorded_once_by_its_replica_on_a_real_api_server() {
+    let Some((_work, story)) = story().await else {
+        return;
+    };
+    // A ValidatingAdmissionPolicy refuses every update of a RoleBinding: jitgate's mark too.
+    let policy = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": "no-rolebinding-updates"},
+            "spec": {"failurePolicy": "Fail",
+                "matchConstraints": {"resourceRules": [{"apiGroups": ["rbac.authorization.k8s.io"],
+                    "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["rolebindings"]}]},
+                "validations": [{"expression": "false", "message": "no updates of RoleBindings"}]}},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": "no-rolebinding-updates"},
+            "spec": {"policyName": "no-rolebinding-updates", "validationActions": ["Deny"]}},
+    ]});
+    story
+        .api
+        .ok("admin", &["create", "-f", "-"], Some(policy.to_string()))
+        .await;
+    let probe = role_and_binding("probe", json!([]), "probe", "dave");
+    story.api.ok("admin", &["apply", "-f", "-"], Some(probe)).await;
+    eventually(Duration::from_secs(30), || async {
+        story
+            .kubectl(
+                "admin",
+                &[
+                    "-n",
+                    "prod",
+                    "annotate",
+                    "rolebinding",
+                    "probe",
+                    "x=y",
+                    "--overwrite",
+                ],
+            )
+            .await
+            .is_err_and(|e| e.contains("no updates of RoleBindings"))
+    })
+    .await;
+
+    let (jitgate, _) = story.jitgate_passes_by_hand(|_| {}).await;
+    story.set("erin-crash", Some(entry(APPROVED, HOUR))).await;
+    seen(&jitgate, "erin-crash").await;
+    left_by_a_killed_replica(&story, &jitgate, "erin-crash").await;
+    let store = jitgate.running.as_ref().unwrap().state.approvals.clone();
+    let mut later = story
+        .replica(&jitgate, store, jiff::SignedDuration::from_secs(1))
+        .await;
+    let report = until_found(&mut later).await;
+    assert_eq!(report.found.len(), 1, "{report:?}");
+    let binding = story.object("rolebinding", "erin-crash").await.unwrap();
+    assert!(binding["metadata"]["annotations"][jitgate::rbac::RECORDED_ANNOTATION].is_null());
+    // Unmarked, it stands as it stood when recorded: this replica records it no more.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (report, _) = later.pass().await.unwrap();
+        assert!(report.found.is_empty(), "{report:?}");
+    }
+    assert_eq!(
+        grant_records(&jitgate, "erin-crash"),
+        [("found".to_string(), "RoleBinding".to_string())]
+    );
+    assert!(story.erin_reads().await);
+    jitgate.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grants_end_with_their_approvals_while_the_audit_trail_is_stuck_on_a_real_api_server() {
     let Some((work, story)) = story().await else {
         return;
