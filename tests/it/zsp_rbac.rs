@@ -374,6 +374,14 @@ impl Story {
         (jitgate, reconciler)
     }
 
+    /// Another replica, with jitgate's view of the approvals and a grace of a second: a
+    /// grant object is past it at the next pass.
+    async fn replica_past_grace(&self, jitgate: &Harness) -> Reconciler {
+        let store = jitgate.running.as_ref().unwrap().state.approvals.clone();
+        self.replica(jitgate, store, jiff::SignedDuration::from_secs(1))
+            .await
+    }
+
     /// Another replica, with its own view of the approvals (`store`), and the grace.
     async fn replica(
         &self,
@@ -766,10 +774,7 @@ async fn no_grant_stands_without_its_record_when_the_audit_log_cannot_be_written
     seen(&jitgate, "erin-crash").await;
     left_by_a_killed_replica(&story, &jitgate, "erin-crash").await;
     assert!(story.erin_reads().await);
-    let store = jitgate.running.as_ref().unwrap().state.approvals.clone();
-    let mut later = story
-        .replica(&jitgate, store, jiff::SignedDuration::from_secs(1))
-        .await;
+    let mut later = story.replica_past_grace(&jitgate).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (report, _) = later.pass().await.unwrap();
@@ -857,10 +862,7 @@ async fn a_grant_left_standing_without_its_record_is_recorded_as_found_on_a_real
 
     // Past it (a replica with a grace of a second), its standing is recorded, by that
     // replica, and the RoleBinding marked so; the grant is neither taken away nor made again.
-    let store = jitgate.running.as_ref().unwrap().state.approvals.clone();
-    let mut later = story
-        .replica(&jitgate, store, jiff::SignedDuration::from_secs(1))
-        .await;
+    let mut later = story.replica_past_grace(&jitgate).await;
     let report = until_found(&mut later).await;
     assert_eq!(report.found.len(), 1, "{report:?}");
     assert!(
@@ -945,10 +947,7 @@ async fn a_found_grant_whose_mark_a_policy_refuses_is_recorded_once_by_its_repli
     story.set("erin-crash", Some(entry(APPROVED, HOUR))).await;
     seen(&jitgate, "erin-crash").await;
     left_by_a_killed_replica(&story, &jitgate, "erin-crash").await;
-    let store = jitgate.running.as_ref().unwrap().state.approvals.clone();
-    let mut later = story
-        .replica(&jitgate, store, jiff::SignedDuration::from_secs(1))
-        .await;
+    let mut later = story.replica_past_grace(&jitgate).await;
     let report = until_found(&mut later).await;
     assert_eq!(report.found.len(), 1, "{report:?}");
     let binding = story.object("rolebinding", "erin-crash").await.unwrap();
