@@ -40,9 +40,8 @@
 //! its own, while no log line is written ([`crate::telemetry::hold_log_lines`]: a pipe
 //! takes a write of over 4 KiB in parts when it is full, and a line would land between
 //! them). Log lines are written by a thread of their own, never on the runtime, and dropped
-//! past a bound rather than waited for. And no log line is written on the runtime between
-//! the two parts of a record: that stdout's reader was behind is logged by the writer
-//! thread, once it has finished the batch.
+//! past a bound rather than waited for; that stdout's reader was behind is logged by the
+//! writer thread once it has finished the batch.
 
 use crate::refusal::Refusal;
 use std::fs::File;

@@ -32,13 +32,13 @@ pub struct Row {
     /// `requested`, `break_glass`, `approved`, `signed`, `reviewed`, `shortened`, `use`
     /// (a decision under it that was not denied), `refused` (one that was), `revoked`,
     /// `removed_expired`, `uses_spent`, `expired`, `live`; `grant_created`,
-    /// `grant_found` (its RoleBinding found standing with no record of its creation) and
+    /// `grant_found` (its RoleBinding found standing, not marked as recorded) and
     /// `grant_removed` (its Role and RoleBinding, `serve --grants rbac`); `denied` for a
     /// denial that named no approval.
     pub event: &'static str,
     pub time: String,
     /// Who: the editor of an approval change, the requester of a decision, the replica
-    /// that created or removed a grant's objects.
+    /// that created, found or removed a grant's objects.
     pub user: Arc<str>,
     pub operation: Arc<str>,
     pub resource: Arc<str>,
@@ -202,7 +202,7 @@ impl Reporter {
         stories.last_mut().expect("one at least")
     }
 
-    /// A grant's Role and RoleBinding created or removed (`serve --grants rbac`).
+    /// A grant's Role and RoleBinding created, found or removed (`serve --grants rbac`).
     fn grant(&mut self, r: &Value) {
         let Some(id) = r.get("approval").and_then(Value::as_str) else {
             return;
@@ -593,6 +593,18 @@ mod tests {
             "approvers": 0, "required": 1, "chain": "c_1", "seq": seq, "hash": "h"})
     }
 
+    /// `key` approved by bob at 10:00 (the first record), until 12:00.
+    fn approved_at_ten(key: &str) -> Value {
+        change(
+            1,
+            "2026-12-04T10:00:00Z",
+            key,
+            "approved",
+            "bob",
+            "2026-12-04T12:00:00Z",
+        )
+    }
+
     fn decision(seq: u64, at: &str, approval: Option<&str>, decision: &str, reason: &str) -> Value {
         json!({"timestamp": at, "event": "decision", "user": "alice", "operation": "CREATE",
             "resource": "pods", "namespace": "prod", "name": "debug", "decision": decision,
@@ -629,14 +641,7 @@ mod tests {
     fn a_grants_objects_are_told_in_its_story_when_they_were_created_and_removed_and_why() {
         let key = "jitgate-approvals/g";
         let records = [
-            change(
-                1,
-                "2026-12-04T10:00:00Z",
-                key,
-                "approved",
-                "bob",
-                "2026-12-04T12:00:00Z",
-            ),
+            approved_at_ten(key),
             grant(
                 2,
                 "2026-12-04T10:00:01Z",
@@ -771,14 +776,7 @@ mod tests {
     fn an_approval_ends_by_its_uses_by_its_expiry_and_a_reused_key_starts_a_new_story() {
         let key = "jitgate-approvals/k";
         let spent = story(&[
-            change(
-                1,
-                "2026-12-04T10:00:00Z",
-                key,
-                "approved",
-                "bob",
-                "2026-12-04T12:00:00Z",
-            ),
+            approved_at_ten(key),
             decision(2, "2026-12-04T10:01:00Z", Some(key), "allow", "approved"),
             decision(3, "2026-12-04T10:02:00Z", Some(key), "deny", "uses_exhausted"),
         ]);

@@ -360,14 +360,8 @@ impl Reconciler {
             self.record_found(&binding, &mut report).await;
         }
         for m in plan.create {
-            // Grant records still wait after a moment: the trail is not taking them, and a
-            // grant that cannot be recorded is not made.
-            if report.deferred > 0
-                || !self
-                    .records
-                    .drained(tokio::time::Instant::now() + DRAIN_WAIT)
-                    .await
-            {
+            // A grant that cannot be recorded is not made.
+            if !self.takes_records(&report).await {
                 if report.deferred == 0 {
                     tracing::warn!(
                         records_waiting = self.records.behind(),
@@ -543,23 +537,13 @@ impl Reconciler {
             ..Made::default()
         };
         let at = format!("{}/{}", binding.namespace, binding.name);
-        if report.deferred > 0
-            || !self
-                .records
-                .drained(tokio::time::Instant::now() + DRAIN_WAIT)
-                .await
-        {
+        if !self.takes_records(report).await {
             tracing::error!(namespace = %binding.namespace, name = %binding.name, approval = binding.approval.as_deref(),
                 "a grant's RoleBinding stands with no record of it, and the audit trail is not taking records; it is taken back");
             report.deferred += 1;
-            if self.take_back(&place, &made, true).await.binding.is_some() {
-                self.records.after(self.removal(
-                    place.approval,
-                    (place.namespace, place.name),
-                    Kind::RoleBinding.as_str(),
-                    place.expires_at,
-                    Why::Unrecorded,
-                ));
+            let gone = self.take_back(&place, &made, true).await;
+            if let Some(line) = self.unrecorded_removal(&place, &gone) {
+                self.records.after(line);
                 report
                     .removed
                     .push((format!("RoleBinding {at}"), Why::Unrecorded));
@@ -594,6 +578,30 @@ impl Reconciler {
         }
     }
 
+    /// Whether the audit trail takes grant records: none waits a moment after asking
+    /// (none of this pass's has been put off already, for its not taking them).
+    async fn takes_records(&self, report: &Report) -> bool {
+        report.deferred == 0
+            && self
+                .records
+                .drained(tokio::time::Instant::now() + DRAIN_WAIT)
+                .await
+    }
+
+    /// The record of what `gone` says was taken back of the grant at `place`, its record
+    /// not written: `None` when nothing was.
+    fn unrecorded_removal(&self, place: &Place<'_>, gone: &Made) -> Option<Vec<u8>> {
+        objects_named(gone.role.is_some(), gone.binding.is_some()).map(|objects| {
+            self.removal(
+                place.approval,
+                (place.namespace, place.name),
+                objects,
+                place.expires_at,
+                Why::Unrecorded,
+            )
+        })
+    }
+
     fn lock_unmarked(&self) -> std::sync::MutexGuard<'_, BTreeSet<(String, String)>> {
         self.unmarked.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -625,15 +633,7 @@ impl Reconciler {
             }
         }
         let gone = self.take_back(place, made, late || found).await;
-        let line = objects_named(gone.role.is_some(), gone.binding.is_some()).map(|objects| {
-            self.removal(
-                place.approval,
-                (place.namespace, place.name),
-                objects,
-                place.expires_at,
-                Why::Unrecorded,
-            )
-        });
+        let line = self.unrecorded_removal(place, &gone);
         match standing {
             // Should the record still land, the taking back is recorded after it.
             Standing::Late(noting) => self.records.settle(noting, line, found),

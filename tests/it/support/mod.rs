@@ -441,7 +441,6 @@ impl Req {
     }
 }
 
-/// The gated update of [`Req::secret_update`], as a review's bytes.
 /// A FIFO made at `path`, and its read end, open once something opens it to write (an
 /// audit log nobody reads until the test says so).
 pub fn fifo_read_end(path: &std::path::Path) -> std::thread::JoinHandle<std::fs::File> {
@@ -456,6 +455,7 @@ pub fn fifo_read_end(path: &std::path::Path) -> std::thread::JoinHandle<std::fs:
     std::thread::spawn(move || std::fs::File::open(path).unwrap())
 }
 
+/// The gated update of [`Req::secret_update`], as a review's bytes.
 pub fn update_review() -> Vec<u8> {
     serde_json::to_vec(&Req::secret_update().review()).unwrap()
 }
