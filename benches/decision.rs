@@ -202,7 +202,8 @@ fn signed(c: &mut Criterion) {
             let mut a = (**a).clone();
             a.approved_by.clear();
             a.id = format!("bench/{}", a.key()).into();
-            a.signatures.push(sign(&a.terms(), &binding, "carol", &key, None));
+            let s = sign(&a.terms(), &binding, "carol", &key, None);
+            a.rare.make_mut().signatures.push(s);
             (a.key().to_string(), a.to_yaml())
         })
         .collect();

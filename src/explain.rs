@@ -218,7 +218,7 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
             format!(
                 "approval {:?} allows only the change {}, and this request makes another",
                 a.id,
-                a.change.as_deref().unwrap_or("?")
+                a.rare.change.as_deref().unwrap_or("?")
             ),
         ),
         Reason::BreakGlassNotAllowed {
@@ -433,16 +433,11 @@ pub fn request_entry(req: Request<'_, '_>, r: &Requirement, now: Timestamp) -> S
         name: (!req.name().is_empty()).then(|| req.name().into()),
         operations: req.operation().map(|op| [op].into_iter().collect()),
         expires_at,
-        valid_for: None,
-        approved_at: None,
         reason: "TICKET-123: why you need this".into(),
         approved_by: Vec::new(),
-        change: None,
         max_uses: None,
         break_glass: false,
-        approved_as: Default::default(),
-        signatures: Vec::new(),
-        checked: Vec::new(),
+        rare: Default::default(),
     };
     let key = suggested_key(
         &[

@@ -318,7 +318,7 @@ pub fn grant_of(
         Subject::Group(g) => {
             let mut who = vec![format!("jitgate:grant-probe:{g}")];
             who.extend(a.approved_by.iter().map(|n| n.to_string()));
-            who.extend(a.checked.iter().filter_map(|c| match c {
+            who.extend(a.rare.checked.iter().filter_map(|c| match c {
                 Checked::Trusted(t) => Some(t.signer.user.clone()),
                 _ => None,
             }));

@@ -95,7 +95,8 @@ impl Record {
 /// that, not only the expiry of the paste that was used. A signature that does not verify
 /// only keeps the record longer, which gives nothing back.
 fn could_grant_until(a: &Approval) -> Timestamp {
-    a.signatures
+    a.rare
+        .signatures
         .iter()
         .filter_map(|s| s.not_after)
         .fold(a.expires_at, Timestamp::max)

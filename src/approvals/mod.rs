@@ -14,7 +14,7 @@ mod raw;
 mod state;
 mod write;
 
-pub use approval::{Approval, Name, Subject, Text, suggested_key};
+pub use approval::{Approval, Name, Rare, RareTerms, Subject, Text, suggested_key};
 pub use configmaps::{
     ConfigMapRef, DEFAULT_CONFIGMAP, DEFAULT_NAMESPACE, LABEL, ParsedConfigMap, has_label, is_labelled,
     parse_configmap, parse_configmap_after,
@@ -115,10 +115,10 @@ fn check_signatures(
     // signature shown valid there is a remembered verification below.
     let to_verify: Vec<&Arc<Approval>> = approvals
         .iter()
-        .filter(|a| !a.signatures.is_empty() && earlier(a).is_none())
+        .filter(|a| !a.rare.signatures.is_empty() && earlier(a).is_none())
         .collect();
     parallel::for_each_run(&to_verify, |run| {
-        signers.verify_ahead(run.iter().map(|a| (a.terms(), &a.signatures[..])));
+        signers.verify_ahead(run.iter().map(|a| (a.terms(), &a.rare.signatures[..])));
     });
     parallel::map_in_order(approvals, |_: &mut (), mut given| {
         let kept = |given: Arc<Approval>, counted| Checking {
@@ -133,22 +133,21 @@ fn check_signatures(
                 counted: false,
             };
         }
-        if given.signatures.is_empty() && given.checked.is_empty() {
+        if given.rare.signatures.is_empty() && given.rare.checked.is_empty() {
             return kept(given, false);
         }
         let checked = given.checked_by(signers);
-        if checked == given.checked {
+        if checked == given.rare.checked {
             return kept(given, true);
         }
         if let Some(only) = Arc::get_mut(&mut given) {
-            only.checked = checked;
+            only.rare.make_mut().checked = checked;
             return kept(given, true);
         }
+        let mut copy = (*given).clone();
+        copy.rare.make_mut().checked = checked;
         Checking {
-            checked: Arc::new(Approval {
-                checked,
-                ..(*given).clone()
-            }),
+            checked: Arc::new(copy),
             given,
             counted: true,
         }
@@ -425,7 +424,8 @@ mod tests {
                 "user: {user}\nresource: secrets\nnamespace: prod\nexpiresAt: \"2099-01-01T00:00:00Z\"\nreason: r\n"
             );
             let mut a = parse_entry(&format!("cm/{user}"), &text).unwrap();
-            a.signatures.push(sign(&a.terms(), &binding, "carol", &key, None));
+            let s = sign(&a.terms(), &binding, "carol", &key, None);
+            a.rare.make_mut().signatures.push(s);
             Arc::new(a)
         };
         let trusted = |store: &ApprovalStore| {
@@ -433,7 +433,7 @@ mod tests {
             snapshot
                 .approvals
                 .iter()
-                .map(|a| matches!(a.checked[..], [Checked::Trusted(_)]))
+                .map(|a| matches!(a.rare.checked[..], [Checked::Trusted(_)]))
                 .collect::<Vec<_>>()
         };
         let store = ApprovalStore::default();

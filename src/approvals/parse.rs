@@ -3,7 +3,7 @@
 //! whole ([`EntryError`], which names the entry and the rule, never its text): it never
 //! grants.
 
-use super::approval::{Approval, Names, Subject, Text, expiry};
+use super::approval::{Approval, Names, Rare, RareTerms, Subject, Text, expiry};
 use super::raw::RawEntry;
 use crate::operation::{OpSet, Operation};
 use crate::signing::Signature;
@@ -183,16 +183,18 @@ pub fn parse_entry_in(id: &str, text: &str, names: &mut Names) -> Result<Approva
         name: raw.name.map(Text::from),
         operations,
         expires_at,
-        valid_for,
-        approved_at,
         reason: raw.reason.into(),
         approved_by: raw.approved_by.iter().map(|a| names.get(a)).collect(),
-        change: raw.change,
         max_uses: raw.max_uses,
         break_glass: raw.break_glass,
-        approved_as: raw.approved_as,
-        signatures,
-        checked: Vec::new(),
+        rare: Rare::new(RareTerms {
+            valid_for,
+            approved_at,
+            approved_as: raw.approved_as,
+            signatures,
+            checked: Vec::new(),
+            change: raw.change,
+        }),
     })
 }
 

@@ -113,7 +113,7 @@ impl Approvers<'_> {
 pub fn approvers<'a>(a: &'a Approval, requester: &str, now: Timestamp) -> Approvers<'a> {
     // Sized once: at most one person per name and per signature.
     let mut out = Approvers {
-        people: Vec::with_capacity(a.approved_by.len() + a.checked.len()),
+        people: Vec::with_capacity(a.approved_by.len() + a.rare.checked.len()),
         self_approved: false,
     };
     for mark in marks(a, requester, now) {
@@ -131,6 +131,7 @@ pub fn approvers<'a>(a: &'a Approval, requester: &str, now: Timestamp) -> Approv
             (None, None) => out.people.push(Person {
                 name,
                 groups: a
+                    .rare
                     .approved_as
                     .get(name)
                     .map(|g| g.iter().map(String::as_str).collect())
@@ -170,7 +171,7 @@ fn marks<'a>(a: &'a Approval, requester: &str, now: Timestamp) -> impl Iterator<
             Mark::By { name, signer: None }
         }
     });
-    let signed = a.checked.iter().filter_map(move |checked| match checked {
+    let signed = a.rare.checked.iter().filter_map(move |checked| match checked {
         Checked::Trusted(signer) if signer.valid_at(now) => {
             Some(if signed_by_requester(a, signer, requester) {
                 Mark::Own
@@ -223,7 +224,8 @@ pub fn count_approvers(a: &Approval, requester: &str, now: Timestamp) -> (u32, b
 /// Why each signature of `a` that grants nothing, for a request by `requester` at `now`,
 /// grants nothing: for a denial to say.
 pub fn signature_problems(a: &Approval, requester: &str, now: Timestamp) -> Vec<String> {
-    a.checked
+    a.rare
+        .checked
         .iter()
         .filter_map(|c| match c {
             Checked::Refused { why, .. } => Some(why.clone()),
@@ -283,9 +285,9 @@ mod tests {
             let mut a = parse_entry("cm/e", &text).unwrap();
             for (i, key) in keys.iter().enumerate().filter(|(i, _)| signed_by & (1 << i) != 0) {
                 let signature = sign(&a.terms(), &Binding::default(), names[i], key, None);
-                a.signatures.push(signature);
+                a.rare.make_mut().signatures.push(signature);
             }
-            a.checked = a.checked_by(&signers);
+            a.rare.make_mut().checked = a.checked_by(&signers);
             a
         };
         // alice's own approval and signature do not count; bob named twice and carol

@@ -63,7 +63,7 @@ impl Approval {
                 }
             }
         }
-        if let Some(change) = &self.change {
+        if let Some(change) = &self.rare.change {
             line!("change: {}", q(change));
         }
         if let Some(n) = self.max_uses {
@@ -72,12 +72,12 @@ impl Approval {
         if self.break_glass {
             line!("breakGlass: true");
         }
-        match self.valid_for {
+        match self.rare.valid_for {
             None => line!("expiresAt: \"{}\"", self.expires_at),
             Some(d) => {
                 // `1h 30m`, `90s` as `1m 30s`: read back as the same duration.
                 line!("for: {d:#}");
-                if let Some(at) = self.approved_at {
+                if let Some(at) = self.rare.approved_at {
                     line!("approvedAt: \"{at}\"");
                 }
             }
@@ -85,16 +85,16 @@ impl Approval {
         line!("reason: {}", q(&self.reason));
         let approvers: Vec<String> = self.approved_by.iter().map(|a| q(a)).collect();
         line!("approvedBy: [{}]", approvers.join(", "));
-        if !self.approved_as.is_empty() {
+        if !self.rare.approved_as.is_empty() {
             line!("approvedAs:");
-            for (name, groups) in &self.approved_as {
+            for (name, groups) in &self.rare.approved_as {
                 let groups: Vec<String> = groups.iter().map(|g| q(g)).collect();
                 line!("  {}: [{}]", q(name), groups.join(", "));
             }
         }
-        if !self.signatures.is_empty() {
+        if !self.rare.signatures.is_empty() {
             line!("signatures:");
-            for s in &self.signatures {
+            for s in &self.rare.signatures {
                 line!("- signer: {}", q(&s.signer));
                 line!("  key: {}", q(&s.key));
                 if let Some(cluster) = &s.cluster {
@@ -145,7 +145,7 @@ mod tests {
         a.reason = "INC-1: \"quotes\", colons: and\nnewlines".into();
         a.operations = Some([Operation::Update, Operation::Delete].into_iter().collect());
         assert_eq!(parse_entry("cm/k", &a.to_yaml()), Ok(a.clone()));
-        a.change = Some(format!("sha256:{}", "ab".repeat(32)));
+        a.rare.make_mut().change = Some(format!("sha256:{}", "ab".repeat(32)));
         a.max_uses = Some(3);
         a.break_glass = true;
         assert_eq!(parse_entry("cm/k", &a.to_yaml()), Ok(a.clone()));
@@ -184,7 +184,10 @@ mod tests {
             a.start_at("2026-11-21T20:00:00Z".parse().unwrap());
             let back = parse_entry("cm/k", &a.to_yaml()).unwrap();
             assert_eq!(back, a, "{valid_for}");
-            assert_eq!(back.expires_at, a.approved_at.unwrap() + a.valid_for.unwrap());
+            assert_eq!(
+                back.expires_at,
+                a.rare.approved_at.unwrap() + a.rare.valid_for.unwrap()
+            );
         }
     }
 
@@ -212,7 +215,7 @@ mod tests {
             "escapes are the YAML parser's"
         );
         a.reason = "INC-4711: scale up, then down".into();
-        a.change = Some(format!("sha256:{}", "ab".repeat(32)));
+        a.rare.make_mut().change = Some(format!("sha256:{}", "ab".repeat(32)));
         let text = a.to_yaml();
         assert!(super::super::flat::read(&text).is_some(), "{text}");
         assert_eq!(parse_entry("cm/k", &text), Ok(a));

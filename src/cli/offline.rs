@@ -166,7 +166,7 @@ pub fn read_entry(e: &EntryFile) -> Result<EntryDoc, String> {
 
 /// What a person checks before signing: who, what, where, until when, why.
 pub fn summary(a: &Approval) -> String {
-    let until = match a.valid_for {
+    let until = match a.rare.valid_for {
         Some(d) => format!("for {d:#} once approved"),
         None => format!("until {}", a.expires_at),
     };
@@ -174,7 +174,7 @@ pub fn summary(a: &Approval) -> String {
     if let Some(n) = a.max_uses {
         terms.push_str(&format!(", at most {n} use(s)"));
     }
-    if let Some(c) = &a.change {
+    if let Some(c) = &a.rare.change {
         terms.push_str(&format!(", only the change {c}"));
     }
     format!(
@@ -249,7 +249,7 @@ pub fn sign(args: SignArgs) -> ExitCode {
             "a break-glass entry is reviewed through approvedBy, not signed",
         );
     }
-    if a.signatures.iter().any(|s| s.signer == name) {
+    if a.rare.signatures.iter().any(|s| s.signer == name) {
         return fail("sign", format!("{} is already signed by {name:?}", doc.id()));
     }
     let binding = match doc.binding(&args.binding) {
@@ -257,7 +257,7 @@ pub fn sign(args: SignArgs) -> ExitCode {
         Err(e) => return fail("sign", e),
     };
     let now = jiff::Timestamp::now();
-    let not_after = match (a.valid_for, &args.not_after) {
+    let not_after = match (a.rare.valid_for, &args.not_after) {
         (None, None) => None,
         (None, Some(_)) => {
             return fail(
@@ -282,7 +282,7 @@ pub fn sign(args: SignArgs) -> ExitCode {
             .unwrap_or_default(),
         summary(&a)
     );
-    a.signatures.push(signature);
+    a.rare.make_mut().signatures.push(signature);
     print!("{}", doc.render(&a.to_yaml()));
     ExitCode::SUCCESS
 }
@@ -318,13 +318,13 @@ pub fn verify(args: VerifyEntryArgs) -> ExitCode {
         Err(e) => return fail("verify-entry", e),
     };
     println!("{} ({binding}): {}", doc.id(), summary(&a));
-    if a.signatures.is_empty() {
+    if a.rare.signatures.is_empty() {
         println!("no signatures");
         return ExitCode::from(1);
     }
     let now = jiff::Timestamp::now();
     let mut all_valid = true;
-    for (sig, checked) in a.signatures.iter().zip(a.checked_by(&signers)) {
+    for (sig, checked) in a.rare.signatures.iter().zip(a.checked_by(&signers)) {
         match checked {
             Checked::Trusted(s) if s.valid_at(now) => println!(
                 "{}: valid (key {}); counts as {} in groups [{}]{}",

@@ -332,8 +332,8 @@ fn gate(req: Request<'_, '_>, target: &Target<'_>, inputs: &Inputs<'_>) -> Reaso
             let pinned_to = match (via, req) {
                 // A granted write is authorized before its object is known: the pin is held
                 // to when admission sees the change.
-                (Via::GrantedWrite, _) => a.change.as_deref(),
-                (_, Request::Admission(r)) if a.change.is_some() => change
+                (Via::GrantedWrite, _) => a.rare.change.as_deref(),
+                (_, Request::Admission(r)) if a.rare.change.is_some() => change
                     .get_or_insert_with(|| crate::change::of(r))
                     .as_ref()
                     .map(|c| c.fingerprint.as_str()),
@@ -437,7 +437,7 @@ pub enum Verdict {
 /// before the strings: an approval for other operations costs no string comparison.
 fn in_scope(a: &Approval, t: &Target<'_>, name: &str) -> bool {
     a.operations.is_none_or(|ops| ops.contains(t.operation))
-        && !(t.operation.is_read() && a.change.is_some())
+        && !(t.operation.is_read() && a.rare.change.is_some())
         && a.api_group.as_deref().is_none_or(|g| g == t.api_group)
         && a.name.as_deref().is_none_or(|n| n == name)
 }
@@ -451,7 +451,11 @@ pub fn judge(
     change: Option<&str>,
     now: Timestamp,
 ) -> Verdict {
-    if a.change.as_deref().is_some_and(|pinned| Some(pinned) != change) {
+    if a.rare
+        .change
+        .as_deref()
+        .is_some_and(|pinned| Some(pinned) != change)
+    {
         return Verdict::OtherChange;
     }
     if !a.started() {

@@ -34,8 +34,8 @@ impl Judge<'_> {
         }
         self.check_deadline(id, a, gating)?;
         for sig in added {
-            let position = a.signatures.iter().position(|s| s == *sig);
-            let checked = position.and_then(|i| a.checked.get(i));
+            let position = a.rare.signatures.iter().position(|s| s == *sig);
+            let checked = position.and_then(|i| a.rare.checked.get(i));
             let signer = match checked {
                 Some(Checked::Trusted(s)) => s,
                 Some(Checked::Refused { why, .. }) => {
@@ -112,7 +112,7 @@ impl Judge<'_> {
         gating: &[&Policy],
     ) -> Result<(), Violation> {
         let me = self.editor.username;
-        match a.approved_as.get(me) {
+        match a.rare.approved_as.get(me) {
             Some(groups) => {
                 if let Some(g) = groups.iter().find(|g| !self.editor.groups.contains(g)) {
                     return Err(refuse(
@@ -176,7 +176,7 @@ impl Judge<'_> {
         } else {
             gating.iter().map(|p| p.max_duration).min().unwrap_or_default()
         };
-        if let Some(d) = a.valid_for {
+        if let Some(d) = a.rare.valid_for {
             if d > max {
                 return Err(refuse(
                     id,
@@ -300,12 +300,12 @@ impl Judge<'_> {
         gating: &[&Policy],
         adds: bool,
     ) -> Result<(), Violation> {
-        if a.valid_for.is_none() {
+        if a.rare.valid_for.is_none() {
             return Ok(());
         }
         let complete = self.complete(a, gating);
-        let was_stamped = before.and_then(|b| b.approved_at);
-        match (was_stamped, a.approved_at) {
+        let was_stamped = before.and_then(|b| b.rare.approved_at);
+        match (was_stamped, a.rare.approved_at) {
             (Some(old), Some(new)) if old == new => Ok(()),
             (Some(_), _) => Err(refuse(
                 id,
@@ -404,7 +404,7 @@ impl Judge<'_> {
     pub(super) fn check_amender(&self, id: &str, o: &Approval, n: &Approval) -> Result<(), Violation> {
         let gating = self.gating(o);
         let may_amend = self.is_requester(o) || (!gating.is_empty() && self.may_approve(&gating));
-        let approving = !n.approved_by.is_empty() || !n.signatures.is_empty();
+        let approving = !n.approved_by.is_empty() || !n.rare.signatures.is_empty();
         if !may_amend && (o.subject != n.subject || !approving) {
             return Err(refuse(
                 id,

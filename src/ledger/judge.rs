@@ -47,10 +47,10 @@ pub(super) fn same_terms(o: &Approval, n: &Approval) -> bool {
         && o.name == n.name
         && o.operations == n.operations
         && o.reason == n.reason
-        && o.change == n.change
+        && o.rare.change == n.rare.change
         && o.max_uses == n.max_uses
         && o.break_glass == n.break_glass
-        && o.valid_for == n.valid_for
+        && o.rare.valid_for == n.rare.valid_for
 }
 
 pub(super) fn distinct(names: &[crate::approvals::Name]) -> BTreeSet<&str> {
@@ -85,7 +85,7 @@ impl Judge<'_> {
             )
         })?;
         if let Some(signers) = self.signers {
-            a.checked = a.checked_by(signers);
+            a.rare.make_mut().checked = a.checked_by(signers);
         }
         Ok(a)
     }

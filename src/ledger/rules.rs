@@ -41,8 +41,8 @@ impl Judge<'_> {
         }
         let gating = self.check_terms(id, &a)?;
         let approvers = distinct(&a.approved_by);
-        if approvers.is_empty() && !a.signatures.is_empty() {
-            let added: Vec<&Signature> = a.signatures.iter().collect();
+        if approvers.is_empty() && !a.rare.signatures.is_empty() {
+            let added: Vec<&Signature> = a.rare.signatures.iter().collect();
             self.check_signatures(id, &a, &added, &gating)?;
             self.check_stamp(id, None, &a, &gating, true)?;
             return Ok(self.edit(id, Action::Signed, a, &gating));
@@ -62,7 +62,7 @@ impl Judge<'_> {
             return Ok(self.edit(id, Action::Requested, a, &gating));
         }
         self.check_added(id, &a, &approvers, &gating)?;
-        let added: Vec<&Signature> = a.signatures.iter().collect();
+        let added: Vec<&Signature> = a.rare.signatures.iter().collect();
         self.check_signatures(id, &a, &added, &gating)?;
         self.check_stamp(id, None, &a, &gating, true)?;
         Ok(self.edit(id, Action::Approved, a, &gating))
@@ -76,7 +76,7 @@ impl Judge<'_> {
         };
         let n = self.parse(id, new)?;
         let before = distinct(&o.approved_by);
-        if before.is_empty() && !o.break_glass && o.signatures.is_empty() {
+        if before.is_empty() && !o.break_glass && o.rare.signatures.is_empty() {
             // A pending request amended: by its requester, or by someone who may approve
             // it, for the same subject; then judged like a new entry.
             self.check_amender(id, &o, &n)?;
@@ -85,7 +85,7 @@ impl Judge<'_> {
         let same_terms = same_terms(&o, &n);
         let gating = self.gating(&n);
         let adds = distinct(&n.approved_by).difference(&before).next().is_some()
-            || n.signatures.iter().any(|s| !o.signatures.contains(s));
+            || n.rare.signatures.iter().any(|s| !o.rare.signatures.contains(s));
         self.check_stamp(id, Some(&o), &n, &gating, adds)?;
         // The edit that starts a `for:` entry's clock sets its expiry from never.
         let starts = !o.started() && n.started();
@@ -104,7 +104,7 @@ impl Judge<'_> {
                 format!("approver {gone:?} cannot be taken out of approvedBy; delete the entry to revoke it"),
             ));
         }
-        if let Some(gone) = o.signatures.iter().find(|s| !n.signatures.contains(s)) {
+        if let Some(gone) = o.rare.signatures.iter().find(|s| !n.rare.signatures.contains(s)) {
             return Err(refuse(
                 id,
                 LedgerRule::ApproverRemoved,
@@ -115,9 +115,10 @@ impl Judge<'_> {
             ));
         }
         if let Some((name, _)) = o
+            .rare
             .approved_as
             .iter()
-            .find(|(name, groups)| n.approved_as.get(*name) != Some(groups))
+            .find(|(name, groups)| n.rare.approved_as.get(*name) != Some(groups))
         {
             return Err(refuse(
                 id,
@@ -127,9 +128,10 @@ impl Judge<'_> {
         }
         let added: BTreeSet<&str> = after.difference(&before).copied().collect();
         if let Some(name) = n
+            .rare
             .approved_as
             .keys()
-            .find(|k| !o.approved_as.contains_key(*k) && !added.contains(k.as_str()))
+            .find(|k| !o.rare.approved_as.contains_key(*k) && !added.contains(k.as_str()))
         {
             return Err(refuse(
                 id,
@@ -140,9 +142,10 @@ impl Judge<'_> {
             ));
         }
         let signed: Vec<&Signature> = n
+            .rare
             .signatures
             .iter()
-            .filter(|s| !o.signatures.contains(s))
+            .filter(|s| !o.rare.signatures.contains(s))
             .collect();
         if !added.is_empty() || !signed.is_empty() {
             if n.expires_at != o.expires_at && !starts {

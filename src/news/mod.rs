@@ -168,9 +168,10 @@ impl Facts {
             key: Some(a.key().to_string()),
             expires_at: Some(a.expires_at),
             duration: a
+                .rare
                 .valid_for
                 .or_else(|| a.requested_at().map(|at| a.expires_at.duration_since(at))),
-            change: a.change.clone(),
+            change: a.rare.change.clone(),
             still_needed: required.saturating_sub(found.count()),
             missing_levels: found
                 .unmet(&levels)

@@ -35,8 +35,8 @@ fn signers_for(name: &str, key: &PrivateKey, extra: &str) -> Signers {
 
 fn signed(text: &str, id: &str, by: &str, key: &PrivateKey) -> String {
     let mut a = parse_entry(id, text).unwrap();
-    a.signatures
-        .push(sign(&a.terms(), &Binding::default(), by, key, None));
+    let s = sign(&a.terms(), &Binding::default(), by, key, None);
+    a.rare.make_mut().signatures.push(s);
     a.to_yaml()
 }
 
@@ -175,10 +175,10 @@ proptest! {
         let a = parse_entry("cm/k", &text).unwrap();
         let changed_source = ENTRY.replace(from, to);
         let mut changed = parse_entry("cm/k", &changed_source).unwrap();
-        changed.signatures = a.signatures.clone();
+        changed.rare.make_mut().signatures = a.rare.signatures.clone();
         prop_assert!(!trusted(&signers, "cm/k", &changed.to_yaml()), "{} -> {}", from, to);
         // The same entry in flow style, keys shuffled.
-        let sig = &a.signatures[0];
+        let sig = &a.rare.signatures[0];
         let mut fields: Vec<String> = ENTRY.lines().map(str::to_string).collect();
         fields.push(format!(
             "signatures: [{{signature: '{}', namespace: jitgate-system, key: '{}', cluster: local, signer: alice}}]",
@@ -209,6 +209,8 @@ fn a_signature_made_for_another_cluster_or_namespace_is_refused_naming_it() {
     };
     let mut signed = a.clone();
     signed
+        .rare
+        .make_mut()
         .signatures
         .push(sign(&a.terms(), &cluster_a, "alice", &alice, None));
     let text = signed.to_yaml();
@@ -254,12 +256,14 @@ fn a_signed_for_entry_carries_a_not_after_and_counts_until_then_only() {
     let a = parse_entry("cm/k", &for_entry).unwrap();
     // Without a notAfter it could be replayed without end: refused.
     let mut bare = a.clone();
-    bare.signatures
+    bare.rare
+        .make_mut()
+        .signatures
         .push(sign(&a.terms(), &Binding::default(), "alice", &alice, None));
     assert!(refusal(&signers, &bare.to_yaml()).contains("names no notAfter"));
     let until: jiff::Timestamp = "2026-11-22T00:00:00Z".parse().unwrap();
     let mut signed = a.clone();
-    signed.signatures.push(sign(
+    signed.rare.make_mut().signatures.push(sign(
         &a.terms(),
         &Binding::default(),
         "alice",
@@ -326,18 +330,18 @@ fn signatures_verified_ahead_in_batches_are_trusted_only_if_each_one_verifies() 
             .unwrap()
         })
         .collect();
-    let next_value = entries[2].signatures[0].value.clone();
+    let next_value = entries[2].rare.signatures[0].value.clone();
     for (k, &i) in bad.iter().enumerate() {
-        let value = &mut entries[i].signatures[0].value;
+        let value = &mut entries[i].rare.make_mut().signatures[0].value;
         match k % 3 {
             0 => value.clone_from(&next_value),
             1 => value[40] ^= 1,
             _ => value[3] ^= 0x10,
         }
     }
-    signers.verify_ahead(entries.iter().map(|a| (a.terms(), &a.signatures[..])));
+    signers.verify_ahead(entries.iter().map(|a| (a.terms(), &a.rare.signatures[..])));
     let remembered = |a: &crate::approvals::Approval| {
-        let sig = &a.signatures[0];
+        let sig = &a.rare.signatures[0];
         let message = canonical(&a.terms(), signers.binding(), None);
         VERIFIED.contains_key(&memo_key(
             &signers.get("alice").unwrap().key,

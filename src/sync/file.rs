@@ -381,7 +381,8 @@ mod tests {
         let (binding, key, data) = crate::signing::trusted_for_tests("carol");
         let signed = |k: &str, user: &str| {
             let mut a = parse_entry(&format!("cm/{k}"), &grant(user)).unwrap();
-            a.signatures.push(sign(&a.terms(), &binding, "carol", &key, None));
+            let s = sign(&a.terms(), &binding, "carol", &key, None);
+            a.rare.make_mut().signatures.push(s);
             a.to_yaml()
         };
         let dir = tempfile::tempdir().unwrap();
@@ -402,7 +403,12 @@ mod tests {
             let mut by_id: Vec<(String, bool)> = snapshot
                 .approvals
                 .iter()
-                .map(|a| (a.id.to_string(), matches!(a.checked[..], [Checked::Trusted(_)])))
+                .map(|a| {
+                    (
+                        a.id.to_string(),
+                        matches!(a.rare.checked[..], [Checked::Trusted(_)]),
+                    )
+                })
                 .collect();
             by_id.sort();
             by_id
@@ -533,7 +539,8 @@ mod tests {
         // Signed for a/k1 and b/k2 only: under any other id, not trusted.
         for id in ["a/k1", "b/k2"] {
             let mut a = parse_entry(id, &grant("carol")).unwrap();
-            a.signatures.push(sign(&a.terms(), &binding, "carol", &key, None));
+            let s = sign(&a.terms(), &binding, "carol", &key, None);
+            a.rare.make_mut().signatures.push(s);
             texts.push(a.to_yaml());
         }
         let dir = tempfile::tempdir().unwrap();

@@ -384,7 +384,10 @@ fn within(n: &Approval, o: &Approval) -> bool {
         && o.name.as_ref().is_none_or(|m| n.name.as_ref() == Some(m))
         && o.operations
             .is_none_or(|ops| n.operations.is_some_and(|m| m.iter().all(|op| ops.contains(op))))
-        && o.change.as_ref().is_none_or(|c| n.change.as_ref() == Some(c))
+        && o.rare
+            .change
+            .as_ref()
+            .is_none_or(|c| n.rare.change.as_ref() == Some(c))
 }
 
 /// Judges one edit as the server does; the object afterwards when accepted.

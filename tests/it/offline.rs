@@ -793,7 +793,7 @@ async fn a_person_who_approves_online_and_signs_offline_counts_once() {
         state
             .approvals
             .current()
-            .is_some_and(|s| s.approvals.iter().any(|a| !a.signatures.is_empty()))
+            .is_some_and(|s| s.approvals.iter().any(|a| !a.rare.signatures.is_empty()))
     })
     .await;
     let denied = answers(&h).await;
@@ -824,8 +824,8 @@ async fn among_many_signed_entries_verified_together_only_the_altered_ones_grant
             let key = format!("e{i}");
             let text = pending().replace("alice@example.com", &user(i));
             let mut a = jitgate::approvals::parse_entry(&format!("jitgate-approvals/{key}"), &text).unwrap();
-            a.signatures
-                .push(sign(&a.terms(), &binding, "carol", &carol, None));
+            let s = sign(&a.terms(), &binding, "carol", &carol, None);
+            a.rare.make_mut().signatures.push(s);
             let mut signed = a.to_yaml();
             if altered.contains(&i) {
                 assert!(signed.contains("name: \"db-password\"\n"), "{signed}");
@@ -907,7 +907,7 @@ async fn a_signers_key_cannot_sign_past_a_batch_what_one_by_one_verification_ref
                     &message,
                 )
             };
-            e.signatures.push(Signature {
+            e.rare.make_mut().signatures.push(Signature {
                 signer: "mallet".into(),
                 key: key.fingerprint(),
                 cluster: Some(binding.cluster.clone()),

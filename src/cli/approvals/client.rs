@@ -195,7 +195,7 @@ impl ApprovalsApi {
             for (key, text) in cm.data.unwrap_or_default() {
                 let mut parsed = parse_entry(&format!("{name}/{key}"), &text);
                 if let Ok(a) = &mut parsed {
-                    a.checked = a.checked_by(&signers);
+                    a.rare.make_mut().checked = a.checked_by(&signers);
                 }
                 entries.push(Entry {
                     parsed,

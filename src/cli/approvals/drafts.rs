@@ -134,7 +134,7 @@ pub(super) fn drafts_from_file(
             a.max_uses = args.max_uses;
         }
         if args.change.is_some() {
-            a.change = args.change.clone();
+            a.rare.make_mut().change = args.change.clone();
         }
         if a.reason.starts_with("TICKET-123") {
             return Err(CliError::Usage(format!(

@@ -10,11 +10,12 @@ use jiff::Timestamp;
 /// and each level of the gating policies, met or missing.
 pub(super) fn signatures_and_levels(a: &Approval, policies: Option<&PolicySet>, now: Timestamp) -> String {
     let mut out = String::new();
-    if !a.signatures.is_empty() {
+    if !a.rare.signatures.is_empty() {
         let each: Vec<String> = a
+            .rare
             .signatures
             .iter()
-            .zip(&a.checked)
+            .zip(&a.rare.checked)
             .map(|(sig, checked)| match checked {
                 Checked::Trusted(s) if s.valid_at(now) => {
                     format!("{} (valid: {} in {})", sig.signer, s.user, s.groups.join(", "))
@@ -55,11 +56,11 @@ pub(super) fn signatures_and_levels(a: &Approval, policies: Option<&PolicySet>, 
 pub(super) fn pin_of(a: &Approval) -> String {
     let mut terms = a.clone();
     terms.approved_by.clear();
-    terms.approved_as.clear();
-    terms.signatures.clear();
-    terms.checked.clear();
+    terms.rare.make_mut().approved_as.clear();
+    terms.rare.make_mut().signatures.clear();
+    terms.rare.make_mut().checked.clear();
     // The clock a `for:` entry's last approver starts is not one of its terms.
-    terms.approved_at = None;
+    terms.rare.make_mut().approved_at = None;
     let text = format!("{}\n{}", a.id, terms.to_yaml());
     crate::digest::sha256_hex(text.as_bytes())[..32].to_string()
 }
@@ -85,7 +86,7 @@ pub(super) fn describe_scope(a: &Approval) -> String {
     if let Some(n) = a.max_uses {
         out.push_str(&format!(" (max {n} use{})", if n == 1 { "" } else { "s" }));
     }
-    if let Some(change) = &a.change {
+    if let Some(change) = &a.rare.change {
         out.push_str(&format!(" (change {}…)", &change[..change.len().min(19)]));
     }
     out
@@ -102,14 +103,14 @@ pub(super) fn time_since(then: Timestamp, now: Timestamp) -> String {
 
 /// `until 2026-…Z`, or `for 1h once approved` for a `for:` entry not yet started.
 pub(super) fn until(a: &Approval) -> String {
-    match (a.valid_for, a.started()) {
+    match (a.rare.valid_for, a.started()) {
         (Some(d), false) => format!("for {} once approved", human(d)),
         _ => format!("until {}", a.expires_at),
     }
 }
 
 pub(super) fn time_left(a: &Approval, now: Timestamp) -> String {
-    if let (Some(d), false) = (a.valid_for, a.started()) {
+    if let (Some(d), false) = (a.rare.valid_for, a.started()) {
         return format!("{} once approved", human(d));
     }
     if now >= a.expires_at {

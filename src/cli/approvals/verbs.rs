@@ -93,7 +93,7 @@ impl ApprovalsApi {
                 .cloned()
                 .collect();
             if !as_groups.is_empty() {
-                a.approved_as.insert(me.clone(), as_groups);
+                a.rare.make_mut().approved_as.insert(me.clone(), as_groups);
             }
             // The last approver a `for:` entry needs starts its clock.
             if !a.started() {
@@ -450,7 +450,7 @@ impl ApprovalsApi {
     pub(super) async fn import(&self, file: &crate::cli::EntryFile) -> Result<String, CliError> {
         let doc = crate::cli::offline::read_entry(file).map_err(CliError::Usage)?;
         let signed = doc.parse().map_err(CliError::Usage)?;
-        if signed.signatures.is_empty() {
+        if signed.rare.signatures.is_empty() {
             return Err(CliError::Usage(format!(
                 "{} carries no signatures: sign it first (jitgate sign)",
                 doc.id()
@@ -476,20 +476,20 @@ impl ApprovalsApi {
                 )));
             }
             added = signed
-                .signatures
+                .rare.signatures
                 .iter()
-                .filter(|s| !a.signatures.contains(s))
+                .filter(|s| !a.rare.signatures.contains(s))
                 .cloned()
                 .collect();
             if added.is_empty() {
                 return Err(CliError::Usage(format!("{} already carries these signatures", doc.id())));
             }
-            a.signatures.extend(added.iter().cloned());
+            a.rare.make_mut().signatures.extend(added.iter().cloned());
             if !a.started() {
                 // Whether the signatures complete it is the ledger's to judge against the
                 // trusted signers; counting them as it will (one person once, however
                 // they approved) lets the edit that completes it stamp approvedAt.
-                a.checked = a.checked_by(&signers);
+                a.rare.make_mut().checked = a.checked_by(&signers);
                 let now = Timestamp::now();
                 let gating = policies
                     .as_ref()
@@ -503,7 +503,7 @@ impl ApprovalsApi {
                 if complete {
                     a.start_at(now.round(jiff::Unit::Second).unwrap_or(now));
                 }
-                a.checked.clear();
+                a.rare.make_mut().checked.clear();
             }
             let mut patch = serde_json::Map::new();
             patch.insert(key.clone(), Value::String(a.to_yaml()));

@@ -44,7 +44,7 @@ fn signed(text: &str, by: &[(&str, &PrivateKey)]) -> String {
     let mut a = parse_entry("cm/e0", text).unwrap();
     for (name, key) in by {
         let sig = sign(&a.terms(), &crate::signing::Binding::default(), name, key, None);
-        a.signatures.push(sig);
+        a.rare.make_mut().signatures.push(sig);
     }
     a.to_yaml()
 }

@@ -57,13 +57,8 @@ fn trust() -> Keys {
 /// `text` (the entry `approvals/k`) with a signature by `name` made with `key`.
 fn signed_by(text: &str, name: &str, key: &PrivateKey) -> String {
     let mut a = parse_entry("approvals/k", text).unwrap();
-    a.signatures.push(sign(
-        &a.terms(),
-        &crate::signing::Binding::default(),
-        name,
-        key,
-        None,
-    ));
+    let s = sign(&a.terms(), &crate::signing::Binding::default(), name, key, None);
+    a.rare.make_mut().signatures.push(s);
     a.to_yaml()
 }
 
@@ -123,9 +118,11 @@ fn bad_signatures_are_refused_each_with_its_reason() {
             {
                 let sig = parse_entry("approvals/k", &signed_by(&pending, "alice", &keys.alice))
                     .unwrap()
-                    .signatures;
+                    .rare
+                    .signatures
+                    .clone();
                 let mut a = parse_entry("approvals/k", &widened).unwrap();
-                a.signatures = sig;
+                a.rare.make_mut().signatures = sig;
                 a.to_yaml()
             },
             LedgerRule::SignatureInvalid,
