@@ -50,11 +50,11 @@ pub struct FileApprovals {
 /// by ConfigMap name, then by a digest of the entry's key and text, the approval (the very
 /// `Arc` published) or the refusal. An approval is all of its id (`<configmap>/<key>`) and
 /// text, and nothing else, so an entry found here under the same name, key and text is
-/// what reading it again would make. A digest and a pointer an entry (with the maps'
-/// overhead, some 35 to 45 bytes an entry): texts are not kept.
+/// what reading it again would make. A digest and a pointer an entry (32 bytes): texts
+/// are not kept.
 #[derive(Debug, Default)]
 pub struct FileEntries {
-    by_name: HashMap<Text, HashMap<u128, Made>>,
+    by_name: HashMap<Text, Record>,
     /// Whether a labelled ConfigMap had its `data` before its `metadata` (as `kubectl get
     /// -o yaml` writes them): the next reading then reads the documents' names first
     /// ([`document_names`]), to know under which name to look its entries up.
@@ -83,14 +83,39 @@ enum Made {
     Placed(usize),
 }
 
+/// One ConfigMap's entries by digest: sorted by it and looked up by binary search, a
+/// third of the room a hash map of as many takes (it keeps up to twice the slots).
+#[derive(Debug, Default)]
+struct Record(Vec<(u128, Made)>);
+
+impl Record {
+    fn get(&self, digest: &u128) -> Option<&Made> {
+        let at = self.0.binary_search_by_key(digest, |(d, _)| *d).ok()?;
+        Some(&self.0[at].1)
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Made> {
+        self.0.iter_mut().map(|(_, made)| made)
+    }
+
+    /// Sorts what was pushed, keeping the last made of each digest (as a map's insert
+    /// would), and gives back the room not used.
+    fn sort(&mut self) {
+        self.0.reverse();
+        self.0.sort_by_key(|(d, _)| *d);
+        self.0.dedup_by_key(|(d, _)| *d);
+        self.0.shrink_to_fit();
+    }
+}
+
 impl FileEntries {
     /// How many entries it holds.
     pub fn len(&self) -> usize {
-        self.by_name.values().map(HashMap::len).sum()
+        self.by_name.values().map(|r| r.0.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_name.values().all(HashMap::is_empty)
+        self.by_name.values().all(|r| r.0.is_empty())
     }
 }
 
@@ -321,7 +346,7 @@ const BATCH: usize = 2048;
 
 /// Reads a document's `data` (or its `null`, as `Option<Entries>` would), taking what it
 /// can from the entries the reading before made under this ConfigMap's name, if known.
-struct EntriesSeed<'a>(Option<&'a HashMap<u128, Made>>);
+struct EntriesSeed<'a>(Option<&'a Record>);
 
 impl<'de> serde::de::DeserializeSeed<'de> for EntriesSeed<'_> {
     type Value = Option<Entries>;
@@ -346,7 +371,7 @@ impl<'de> serde::de::Visitor<'de> for EntriesSeed<'_> {
     }
 }
 
-struct EntriesMap<'a>(Option<&'a HashMap<u128, Made>>);
+struct EntriesMap<'a>(Option<&'a Record>);
 
 impl<'de> serde::de::Visitor<'de> for EntriesMap<'_> {
     type Value = Entries;
@@ -373,7 +398,7 @@ impl<'de> serde::de::Visitor<'de> for EntriesMap<'_> {
 /// `earlier` by their key and text: those are taken as they are.
 fn read_batch(
     batch: Vec<(String, String)>,
-    earlier: Option<&HashMap<u128, Made>>,
+    earlier: Option<&Record>,
     names: &mut Names,
     out: &mut Vec<FileEntry>,
 ) {
@@ -445,7 +470,7 @@ impl Extend<FileDocument> for Reading {
 
 impl Reading {
     /// What the file read makes, or why it is refused.
-    fn finish(self, path: &str) -> Result<FileApprovals, FileError> {
+    fn finish(mut self, path: &str) -> Result<FileApprovals, FileError> {
         if let Some((document, reason)) = self.not_configmap {
             return Err(FileError::NotConfigMap {
                 path: path.to_string(),
@@ -453,6 +478,7 @@ impl Reading {
                 reason,
             });
         }
+        self.entries.entries.by_name.values_mut().for_each(Record::sort);
         Ok(FileApprovals {
             approvals: self.approvals,
             errors: self.errors,
@@ -499,7 +525,7 @@ impl Reading {
             .by_name
             .entry(Text::from(name.as_str()))
             .or_default();
-        record.reserve(entries.len());
+        record.0.reserve(entries.len());
         for FileEntry { digest, made } in entries {
             let made = match made {
                 Entry::Read(Ok(mut a)) => {
@@ -523,7 +549,7 @@ impl Reading {
                     Made::Refused(e)
                 }
             };
-            record.insert(digest, made);
+            record.0.push((digest, made));
         }
         self.entries.approvals = self.approvals.len();
     }
