@@ -310,11 +310,16 @@ impl State {
         (name, parsed)
     }
 
-    fn publish(&self, store: &ApprovalStore) {
+    /// Publishes the approvals of every ConfigMap. They are taken out of their ConfigMaps
+    /// while the store checks their signatures, and given back after (the same `Arc`s), so
+    /// that a new approval is held nowhere else then and the store checks it in place:
+    /// held here too, each signed approval would be copied, and held twice.
+    fn publish(&mut self, store: &ApprovalStore) {
+        let counts: Vec<usize> = self.configmaps.values().map(|p| p.approvals.len()).collect();
         let approvals = self
             .configmaps
-            .values()
-            .flat_map(|p| p.approvals.iter().cloned())
+            .values_mut()
+            .flat_map(|p| std::mem::take(&mut p.approvals))
             .collect();
         let home = if self.configmaps.contains_key(approvals::DEFAULT_CONFIGMAP) || self.configmaps.is_empty()
         {
@@ -327,7 +332,12 @@ impl State {
             name: home,
         };
         let invalid = self.configmaps.values().map(|p| p.errors.len()).sum();
-        store.publish(approvals, invalid, home);
+        store.publish_then(approvals, invalid, home, |published| {
+            let mut published = published.iter();
+            for (p, n) in self.configmaps.values_mut().zip(counts) {
+                p.approvals = published.by_ref().take(n).cloned().collect();
+            }
+        });
         // What the previous state and the parse took and freed goes back to the system.
         crate::memory::release_freed();
     }
@@ -420,5 +430,62 @@ impl<B: http_body::Body> http_body::Body for HealthBody<B> {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approvals::parse_entry;
+    use crate::signing::{Checked, Signers, sign};
+
+    fn configmap(name: &str, data: &[(&str, &str)]) -> ConfigMap {
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some(name.into());
+        cm.data = Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        cm
+    }
+
+    /// A signed approval the API server lists is held once: the store checks it in
+    /// place, and what the ConfigMaps keep for the next version is the very approval the
+    /// store published, not the unchecked copy it was made from.
+    #[test]
+    fn a_listed_signed_approval_is_checked_in_place_and_held_once() {
+        let (binding, key, data) = crate::signing::trusted_for_tests("carol");
+        let mut a = parse_entry(
+            "approvals/s",
+            "user: alice\nresource: secrets\nnamespace: prod\nexpiresAt: \"2099-01-01T00:00:00Z\"\nreason: r\n",
+        )
+        .unwrap();
+        let s = sign(&a.terms(), &binding, "carol", &key, None);
+        a.rare.make_mut().signatures.push(s);
+        let store = ApprovalStore::default();
+        store.set_signers(Signers::from_data(binding, &data).0);
+        let mut state = State::new("jitgate-system");
+        state.apply(Event::Init, &store);
+        state.apply(
+            Event::InitApply(configmap("approvals", &[("s", &a.to_yaml())])),
+            &store,
+        );
+        state.apply(Event::InitDone, &store);
+        let published = store.current().unwrap();
+        let [held] = &published.approvals[..] else {
+            panic!("one approval")
+        };
+        assert!(matches!(held.rare.checked[..], [Checked::Trusted(_)]), "{held:?}");
+        let kept = &state.configmaps["approvals"].approvals;
+        assert!(
+            Arc::ptr_eq(held, &kept[0]),
+            "the ConfigMap keeps a copy of its own"
+        );
+        assert_eq!(store.signatures_checked(), 1);
+        // A new version that leaves it as it was neither copies nor checks it again.
+        state.apply(
+            Event::Apply(configmap("approvals", &[("s", &a.to_yaml())])),
+            &store,
+        );
+        let again = store.current().unwrap();
+        assert!(Arc::ptr_eq(&again.approvals[0], held));
+        assert_eq!(store.signatures_checked(), 1);
     }
 }
