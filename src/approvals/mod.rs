@@ -193,7 +193,8 @@ pub struct ApprovalStore {
 #[derive(Debug, Default)]
 struct Sources {
     signers: Arc<Signers>,
-    /// The approvals as parsed (signatures not checked), the refused count, the home.
+    /// The approvals as given (those checked in place are the very ones in `checked`;
+    /// the others, as parsed), the refused count, the home.
     approvals: Option<(Vec<Arc<Approval>>, usize, ConfigMapRef)>,
     /// The same approvals, in the same order, with their signatures checked against
     /// `signers`: what the next build takes again for the approvals it is given again

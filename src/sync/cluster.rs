@@ -334,8 +334,10 @@ impl State {
         let invalid = self.configmaps.values().map(|p| p.errors.len()).sum();
         store.publish_then(approvals, invalid, home, |published| {
             let mut published = published.iter();
-            for (p, n) in self.configmaps.values_mut().zip(counts) {
+            for ((name, p), n) in self.configmaps.iter_mut().zip(counts) {
                 p.approvals = published.by_ref().take(n).cloned().collect();
+                // The store gives them back as given, in order: each to its ConfigMap.
+                debug_assert!(p.approvals.iter().all(|a| a.id.starts_with(&format!("{name}/"))));
             }
         });
         // What the previous state and the parse took and freed goes back to the system.
@@ -436,7 +438,7 @@ impl<B: http_body::Body> http_body::Body for HealthBody<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::approvals::parse_entry;
+    use crate::approvals::{Approval, parse_entry};
     use crate::signing::{Checked, Signers, sign};
 
     fn configmap(name: &str, data: &[(&str, &str)]) -> ConfigMap {
@@ -446,45 +448,56 @@ mod tests {
         cm
     }
 
+    fn entry(user: &str) -> String {
+        format!(
+            "user: {user}\nresource: secrets\nnamespace: prod\nexpiresAt: \"2099-01-01T00:00:00Z\"\nreason: r\n"
+        )
+    }
+
     /// A signed approval the API server lists is held once: the store checks it in
-    /// place, and what the ConfigMaps keep for the next version is the very approval the
-    /// store published, not the unchecked copy it was made from.
+    /// place, and what each ConfigMap keeps for its next version is the very approval the
+    /// store published, not the unchecked copy it was made from, and only its own.
     #[test]
     fn a_listed_signed_approval_is_checked_in_place_and_held_once() {
         let (binding, key, data) = crate::signing::trusted_for_tests("carol");
-        let mut a = parse_entry(
-            "approvals/s",
-            "user: alice\nresource: secrets\nnamespace: prod\nexpiresAt: \"2099-01-01T00:00:00Z\"\nreason: r\n",
-        )
-        .unwrap();
+        let mut a = parse_entry("approvals/s", &entry("alice")).unwrap();
         let s = sign(&a.terms(), &binding, "carol", &key, None);
         a.rare.make_mut().signatures.push(s);
+        let signed = a.to_yaml();
         let store = ApprovalStore::default();
         store.set_signers(Signers::from_data(binding, &data).0);
         let mut state = State::new("jitgate-system");
         state.apply(Event::Init, &store);
         state.apply(
-            Event::InitApply(configmap("approvals", &[("s", &a.to_yaml())])),
+            Event::InitApply(configmap("approvals", &[("s", &signed)])),
+            &store,
+        );
+        state.apply(Event::InitApply(configmap("empty", &[])), &store);
+        let (bob, erin) = (entry("bob"), entry("erin"));
+        state.apply(
+            Event::InitApply(configmap("more", &[("b", &bob), ("e", &erin)])),
             &store,
         );
         state.apply(Event::InitDone, &store);
-        let published = store.current().unwrap();
-        let [held] = &published.approvals[..] else {
-            panic!("one approval")
+        let ids = |approvals: &[Arc<Approval>]| -> Vec<String> {
+            approvals.iter().map(|a| a.id.to_string()).collect()
         };
+        let published = store.current().unwrap();
+        assert_eq!(ids(&published.approvals), ["approvals/s", "more/b", "more/e"]);
+        let held = &published.approvals[0];
         assert!(matches!(held.rare.checked[..], [Checked::Trusted(_)]), "{held:?}");
         let kept = &state.configmaps["approvals"].approvals;
         assert!(
             Arc::ptr_eq(held, &kept[0]),
             "the ConfigMap keeps a copy of its own"
         );
+        assert!(state.configmaps["empty"].approvals.is_empty());
+        assert_eq!(ids(&state.configmaps["more"].approvals), ["more/b", "more/e"]);
         assert_eq!(store.signatures_checked(), 1);
         // A new version that leaves it as it was neither copies nor checks it again.
-        state.apply(
-            Event::Apply(configmap("approvals", &[("s", &a.to_yaml())])),
-            &store,
-        );
+        state.apply(Event::Apply(configmap("approvals", &[("s", &signed)])), &store);
         let again = store.current().unwrap();
+        assert_eq!(ids(&again.approvals), ["approvals/s", "more/b", "more/e"]);
         assert!(Arc::ptr_eq(&again.approvals[0], held));
         assert_eq!(store.signatures_checked(), 1);
     }
