@@ -352,6 +352,13 @@ mod tests {
         assert!(none.signatures.is_empty() && none.valid_for.is_none());
     }
 
+    /// What `docs/performance.md` says an approval takes: 224 bytes, with its rare
+    /// terms behind one pointer (360 with them inline).
+    #[test]
+    fn an_approval_is_224_bytes() {
+        assert_eq!(std::mem::size_of::<super::Approval>(), 224);
+    }
+
     #[test]
     fn a_suggested_key_ends_with_the_minute_in_utc_zero_padded() {
         let at = "2027-01-05T03:07:59+05:00".parse().unwrap();

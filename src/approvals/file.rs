@@ -83,8 +83,9 @@ enum Made {
     Placed(usize),
 }
 
-/// One ConfigMap's entries by digest: sorted by it and looked up by binary search, a
-/// third of the room a hash map of as many takes (it keeps up to twice the slots).
+/// One ConfigMap's entries by digest: sorted by it and looked up by binary search, in
+/// about half the room a hash map of as many takes (a slot and a control byte each, and
+/// up to twice the slots).
 #[derive(Debug, Default)]
 struct Record(Vec<(u128, Made)>);
 
