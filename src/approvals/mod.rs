@@ -58,8 +58,9 @@ impl Snapshot {
     }
 
     /// A state whose approvals' signatures are checked against `signers`, once, here:
-    /// an approval with signatures is copied with what each signature is worth
-    /// ([`Approval::checked`]); the decision reads that and never verifies.
+    /// each approval with signatures is given what each signature is worth
+    /// ([`RareTerms::checked`]; in place, or in a copy when it is held elsewhere); the
+    /// decision reads that and never verifies.
     pub fn signed(
         approvals: Vec<Arc<Approval>>,
         invalid: usize,
