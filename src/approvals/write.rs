@@ -20,7 +20,7 @@ use super::approval::{Approval, Subject};
 use crate::operation::Operation;
 
 impl Approval {
-    /// The entry as the YAML value of its ConfigMap key; [`parse_entry`] reads it back as
+    /// The entry as the YAML value of its ConfigMap key; [`super::parse_entry`] reads it back as
     /// the same approval. Strings are written as JSON strings, which YAML reads as
     /// double-quoted scalars, so nothing in a name or reason can break the entry.
     pub fn to_yaml(&self) -> String {

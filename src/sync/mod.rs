@@ -1,5 +1,5 @@
 //! Keeping the approval store in step with where approvals live: a local file
-//! ([`file`]), or labelled ConfigMaps in a cluster, followed with a watch ([`cluster`]).
+//! ([`file`](mod@file)), or labelled ConfigMaps in a cluster, followed with a watch ([`cluster`]).
 //! Both parse entries with the same code and replace the store's whole state at once.
 //! The other things jitgate follows live here too: the policy directory ([`policies`]),
 //! the report of unreviewed break-glass entries ([`break_glass`]), the removal of
