@@ -200,7 +200,7 @@ fn signed(c: &mut Criterion) {
         .iter()
         .map(|a| {
             let mut a = (**a).clone();
-            a.approved_by.clear();
+            a.approved_by = Default::default();
             a.id = format!("bench/{}", a.key()).into();
             let s = sign(&a.terms(), &binding, "carol", &key, None);
             a.rare.make_mut().signatures.push(s);

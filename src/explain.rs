@@ -434,7 +434,7 @@ pub fn request_entry(req: Request<'_, '_>, r: &Requirement, now: Timestamp) -> S
         operations: req.operation().map(|op| [op].into_iter().collect()),
         expires_at,
         reason: "TICKET-123: why you need this".into(),
-        approved_by: Vec::new(),
+        approved_by: Default::default(),
         max_uses: None,
         break_glass: false,
         rare: Default::default(),

@@ -206,7 +206,8 @@ pub(super) mod tests {
         assert_eq!(third.approvals.len(), 1);
     }
 
-    /// `n` entries in five shapes, a fifth of them refused, names repeating across them.
+    /// `n` entries in five shapes, a fifth of them refused, names repeating across them (a
+    /// fifth signed, not validly).
     pub(crate) fn mixed_texts(n: usize) -> Vec<(String, String)> {
         (0..n)
             .map(|i| {
@@ -226,8 +227,13 @@ pub(super) mod tests {
                     2 => format!("user: u{i}\nresource: secrets\ncolour: blue\n"),
                     3 => "{user: x, group: y, resource: s, expiresAt: never, reason: r}".to_string(),
                     _ => format!(
-                        "user: 'u{}'\nresource: pods\nexpiresAt: 2099-01-01T00:00:00Z\nreason: it's {i}\n",
-                        i % 19
+                        "user: 'u{}'\nresource: pods\nexpiresAt: 2099-01-01T00:00:00Z\nreason: it's {i}\n\
+                         signatures:\n  - signer: s{}\n    key: SHA256:k{}\n    cluster: c\n    namespace: n\n    \
+                         signature: {}==\n",
+                        i % 19,
+                        i % 3,
+                        i % 2,
+                        "A".repeat(86)
                     ),
                 };
                 (format!("k{i}"), text)
@@ -235,15 +241,25 @@ pub(super) mod tests {
             .collect()
     }
 
-    /// Each distinct name is held once among `approvals`.
+    /// Each distinct name, and each distinct list of approvers, is held once among
+    /// `approvals`.
     pub(crate) fn assert_names_shared<'a>(approvals: impl Iterator<Item = &'a Approval>) {
         let mut seen: HashMap<&str, *const u8> = HashMap::new();
+        let mut lists: HashMap<&[crate::approvals::Name], *const crate::approvals::Name> = HashMap::new();
         for a in approvals {
+            let list = lists.entry(&a.approved_by).or_insert(a.approved_by.as_ptr());
+            assert_eq!(*list, a.approved_by.as_ptr(), "{:?} held twice", a.approved_by);
             let (crate::approvals::Subject::User(who) | crate::approvals::Subject::Group(who)) = &a.subject;
             let all = [who, &a.resource, &a.sub_resource, &a.namespace]
                 .into_iter()
                 .chain(a.api_group.iter())
-                .chain(a.approved_by.iter());
+                .chain(a.approved_by.iter())
+                .chain(a.rare.signatures.iter().flat_map(|s| {
+                    [&s.signer, &s.key]
+                        .into_iter()
+                        .chain(s.cluster.iter())
+                        .chain(s.namespace.iter())
+                }));
             for name in all {
                 let at = seen.entry(name).or_insert(name.as_ptr());
                 assert_eq!(*at, name.as_ptr(), "{name:?} held twice");

@@ -333,7 +333,6 @@ struct FileEntry {
 
 // Most entries are read, and held by value until their document is done, as they were
 // before any was kept: boxing them would cost an allocation each.
-#[expect(clippy::large_enum_variant)]
 enum Entry {
     /// Read now: the approval's or refusal's id is the key alone.
     Read(Result<Approval, EntryError>),

@@ -180,7 +180,7 @@ mod tests {
             )
             .unwrap();
             assert_eq!(parse_entry("cm/k", &a.to_yaml()), Ok(a.clone()), "{valid_for}");
-            a.approved_by = vec!["bob@example.com".into()];
+            a.approved_by = std::sync::Arc::from(["bob@example.com".into()]);
             a.start_at("2026-11-21T20:00:00Z".parse().unwrap());
             let back = parse_entry("cm/k", &a.to_yaml()).unwrap();
             assert_eq!(back, a, "{valid_for}");

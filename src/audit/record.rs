@@ -313,7 +313,7 @@ impl DecisionRecord {
             name: c.map(|c| c.name.as_str()),
             dry_run: c.map(|c| c.dry_run),
             approval: approval.map(|a| a.id.as_str()).or(refused_entry),
-            approved_by: approval.map(|a| a.approved_by.as_slice()),
+            approved_by: approval.map(|a| &*a.approved_by),
             expires_at: approval.map(|a| a.expires_at.to_string()),
             latency_us: self.latency_us,
         })
@@ -381,7 +381,7 @@ impl<'a> ApprovalRecord<'a> {
             }),
             reason: entry.map(|a| a.reason.as_str()),
             expires_at: entry.map(|a| a.expires_at.to_string()),
-            approved_by: entry.map(|a| a.approved_by.as_slice()),
+            approved_by: entry.map(|a| &*a.approved_by),
             signed_by: &change.signers,
             approvers: change.approvers,
             required: change.required,

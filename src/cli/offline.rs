@@ -249,7 +249,7 @@ pub fn sign(args: SignArgs) -> ExitCode {
             "a break-glass entry is reviewed through approvedBy, not signed",
         );
     }
-    if a.rare.signatures.iter().any(|s| s.signer == name) {
+    if a.rare.signatures.iter().any(|s| *s.signer == *name) {
         return fail("sign", format!("{} is already signed by {name:?}", doc.id()));
     }
     let binding = match doc.binding(&args.binding) {

@@ -344,8 +344,7 @@ pub fn changes(
                 ));
             }
             previous => {
-                let before_names: &[crate::approvals::Name] =
-                    previous.map_or(&[], |p| p.approved_by.as_slice());
+                let before_names: &[crate::approvals::Name] = previous.map_or(&[], |p| &*p.approved_by);
                 let added: Vec<&str> = a
                     .approved_by
                     .iter()

@@ -193,8 +193,11 @@ impl PrivateKey {
         PublicKey(key)
     }
 
-    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
-        self.0.sign(message).as_ref().to_vec()
+    /// An Ed25519 signature of `message`: 64 bytes.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        let mut value = [0u8; 64];
+        value.copy_from_slice(self.0.sign(message).as_ref());
+        value
     }
 }
 

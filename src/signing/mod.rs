@@ -62,22 +62,24 @@ impl std::fmt::Display for Binding {
     }
 }
 
-/// One item of an entry's `signatures:`.
+/// One item of an entry's `signatures:`. Its names are shared strings: a set of approvals
+/// loaded together holds one copy of each signer's name, key, cluster and namespace
+/// (`crate::approvals`' `Names`), and the signature's bytes inline.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Signature {
     /// The signer's name in the signers ConfigMap.
-    pub signer: String,
+    pub signer: Arc<str>,
     /// The fingerprint of the key that signed (`SHA256:…`).
-    pub key: String,
+    pub key: Arc<str>,
     /// The cluster and approvals namespace it was made for, as written beside it (the
     /// signed form holds this cluster's, so a wrong one here only makes the refusal say
     /// why). `None`: made by a jitgate before signatures were bound to a cluster.
-    pub cluster: Option<String>,
-    pub namespace: Option<String>,
+    pub cluster: Option<Arc<str>>,
+    pub namespace: Option<Arc<str>>,
     /// For a `for:` entry: after this, the signature counts for nothing. Signed.
     pub not_after: Option<Timestamp>,
-    /// 64 bytes of Ed25519 signature.
-    pub value: Vec<u8>,
+    /// The Ed25519 signature.
+    pub value: [u8; 64],
 }
 
 /// One `signatures:` item as written, before it is checked.
@@ -113,7 +115,7 @@ impl Signature {
         let value = STANDARD
             .decode(value.trim())
             .ok()
-            .filter(|v| v.len() == 64)
+            .and_then(|v| <[u8; 64]>::try_from(v).ok())
             .ok_or_else(|| format!("the signature by {signer:?} is not 64 bytes of base64"))?;
         let not_after = not_after
             .map(|t| {
@@ -122,10 +124,10 @@ impl Signature {
             })
             .transpose()?;
         Ok(Signature {
-            signer,
-            key,
-            cluster,
-            namespace,
+            signer: signer.into(),
+            key: key.into(),
+            cluster: cluster.map(Arc::from),
+            namespace: namespace.map(Arc::from),
             not_after,
             value,
         })
@@ -133,7 +135,7 @@ impl Signature {
 
     /// The signature as base64, as written in the entry.
     pub fn value_base64(&self) -> String {
-        STANDARD.encode(&self.value)
+        STANDARD.encode(self.value)
     }
 }
 
@@ -198,10 +200,10 @@ pub fn sign(
     not_after: Option<Timestamp>,
 ) -> Signature {
     Signature {
-        signer: signer.to_string(),
-        key: key.public().fingerprint(),
-        cluster: Some(binding.cluster.clone()),
-        namespace: Some(binding.namespace.clone()),
+        signer: signer.into(),
+        key: key.public().fingerprint().into(),
+        cluster: Some(binding.cluster.as_str().into()),
+        namespace: Some(binding.namespace.as_str().into()),
         not_after,
         value: key.sign(&canonical(a, binding, not_after)),
     }
@@ -312,7 +314,7 @@ impl Signers {
         };
         if !verify(&signer.key, &message, &sig.value) {
             return Checked::Refused {
-                signer: sig.signer.clone(),
+                signer: sig.signer.to_string(),
                 why: format!(
                     "the signature by {:?} does not verify: the entry changed after it was signed, or it was signed for another entry",
                     sig.signer
@@ -330,7 +332,7 @@ impl Signers {
     /// cluster or namespace, an old form, a `for:` entry's signature without notAfter).
     fn to_verify(&self, a: &Terms<'_>, sig: &Signature) -> Result<(&Arc<Signer>, Vec<u8>), Checked> {
         let refused = |why: String| Checked::Refused {
-            signer: sig.signer.clone(),
+            signer: sig.signer.to_string(),
             why,
         };
         if self.binding().cluster.is_empty() {
@@ -344,7 +346,7 @@ impl Signers {
                 sig.signer
             )));
         };
-        if signer.fingerprint != sig.key {
+        if *signer.fingerprint != *sig.key {
             return Err(refused(format!(
                 "key {} is not {:?}'s trusted key ({})",
                 sig.key, sig.signer, signer.fingerprint
@@ -357,13 +359,13 @@ impl Signers {
                 sig.signer, sig.signer, here.cluster, here.namespace
             )));
         };
-        if *cluster != here.cluster {
+        if **cluster != *here.cluster {
             return Err(refused(format!(
                 "the signature by {:?} was made for cluster {cluster:?}, and this is cluster {:?}: it grants nothing here",
                 sig.signer, here.cluster
             )));
         }
-        if *namespace != here.namespace {
+        if **namespace != *here.namespace {
             return Err(refused(format!(
                 "the signature by {:?} was made for approvals in namespace {namespace:?}, and these are in {:?}: it grants nothing here",
                 sig.signer, here.namespace

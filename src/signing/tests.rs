@@ -330,7 +330,7 @@ fn signatures_verified_ahead_in_batches_are_trusted_only_if_each_one_verifies() 
             .unwrap()
         })
         .collect();
-    let next_value = entries[2].rare.signatures[0].value.clone();
+    let next_value = entries[2].rare.signatures[0].value;
     for (k, &i) in bad.iter().enumerate() {
         let value = &mut entries[i].rare.make_mut().signatures[0].value;
         match k % 3 {

@@ -909,11 +909,11 @@ async fn a_signers_key_cannot_sign_past_a_batch_what_one_by_one_verification_ref
             };
             e.rare.make_mut().signatures.push(Signature {
                 signer: "mallet".into(),
-                key: key.fingerprint(),
-                cluster: Some(binding.cluster.clone()),
-                namespace: Some(binding.namespace.clone()),
+                key: key.fingerprint().into(),
+                cluster: Some(binding.cluster.as_str().into()),
+                namespace: Some(binding.namespace.as_str().into()),
                 not_after: None,
-                value,
+                value: value.try_into().expect("64 bytes"),
             });
             (key_name, e.to_yaml())
         })

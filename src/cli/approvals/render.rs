@@ -55,7 +55,7 @@ pub(super) fn signatures_and_levels(a: &Approval, policies: Option<&PolicySet>, 
 /// entries with one pin.
 pub(super) fn pin_of(a: &Approval) -> String {
     let mut terms = a.clone();
-    terms.approved_by.clear();
+    terms.approved_by = Default::default();
     terms.rare.make_mut().approved_as.clear();
     terms.rare.make_mut().signatures.clear();
     terms.rare.make_mut().checked.clear();

@@ -81,7 +81,7 @@ impl ApprovalsApi {
             if a.approved_by.iter().any(|a| **a == *me) {
                 return Err(CliError::Usage(format!("{me:?} has already approved {key:?}")));
             }
-            a.approved_by.push(me.as_str().into());
+            a.approved_by = a.approved_by.iter().cloned().chain([me.as_str().into()]).collect();
             // Under levels, say which of our groups we approve as: those some level takes.
             let levels = policies
                 .as_ref()
@@ -510,7 +510,7 @@ impl ApprovalsApi {
             Ok(patch)
         })
         .await?;
-        let names: Vec<&str> = added.iter().map(|s| s.signer.as_str()).collect();
+        let names: Vec<&str> = added.iter().map(|s| &*s.signer).collect();
         Ok(format!(
             "imported the signature(s) of {} into {}; the ledger accepted them\n",
             names.join(", "),

@@ -31,7 +31,7 @@ fn filed(reason: &str, approved_by: &str) -> (Notice, Notice) {
         .0
         .remove(0);
     let mut approved = (*a).clone();
-    approved.approved_by = vec!["bob@corp".into()];
+    approved.approved_by = Arc::from(["bob@corp".into()]);
     let after = Snapshot::new(vec![Arc::new(approved)], 0, ConfigMapRef::default(), now());
     let answer = crate::news::changes(&pending, &after, &p, now(), |_| false, (0, usize::MAX))
         .0
