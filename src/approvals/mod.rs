@@ -41,8 +41,9 @@ pub struct Snapshot {
     pub index: ApprovalIndex,
     /// Where engineers should add a request.
     pub home: Arc<ConfigMapRef>,
-    /// Every approval, for counting (the index is for lookups).
-    pub approvals: Vec<Arc<Approval>>,
+    /// Every approval, for counting (the index is for lookups); the store keeps the same
+    /// list to check the next build against.
+    pub approvals: Arc<[Arc<Approval>]>,
     /// Entries refused for not parsing.
     pub invalid: usize,
     /// The trusted signers the approvals' signatures were checked against.
@@ -69,19 +70,19 @@ impl Snapshot {
         now: Timestamp,
     ) -> Self {
         let (approvals, _, _) = split(check_signatures(approvals, &signers, |_| None));
-        Snapshot::of_checked(approvals, invalid, home, signers, now)
+        Snapshot::of_checked(approvals.into(), invalid, home, signers, now)
     }
 
     /// A state of approvals whose signatures are already checked against `signers`.
     fn of_checked(
-        approvals: Vec<Arc<Approval>>,
+        approvals: Arc<[Arc<Approval>]>,
         invalid: usize,
         home: ConfigMapRef,
         signers: Arc<Signers>,
         now: Timestamp,
     ) -> Self {
         Snapshot {
-            index: ApprovalIndex::build(approvals.iter().cloned(), now),
+            index: ApprovalIndex::build(&approvals, now),
             home: Arc::new(home),
             approvals,
             invalid,
@@ -200,7 +201,7 @@ struct Sources {
     /// The same approvals, in the same order, with their signatures checked against
     /// `signers`: what the next build takes again for the approvals it is given again
     /// (the very same `Arc`), so that an edit checks only the entries it changed.
-    checked: Vec<Arc<Approval>>,
+    checked: Arc<[Arc<Approval>]>,
 }
 
 impl Default for ApprovalStore {
@@ -280,7 +281,7 @@ impl ApprovalStore {
             Some((parsed, ..)) if parsed.len() == sources.checked.len() => parsed
                 .iter()
                 .map(|a| Arc::as_ptr(a).addr())
-                .zip(&sources.checked)
+                .zip(sources.checked.iter())
                 .collect(),
             _ => Default::default(),
         };
@@ -289,8 +290,11 @@ impl ApprovalStore {
         }));
         drop(earlier);
         self.note_checked(count);
+        // Made shared before the index is built, so that the list is held once, by the
+        // snapshot and `sources` together.
+        let checked: Arc<[Arc<Approval>]> = checked.into();
         let snapshot = Snapshot::of_checked(
-            checked.clone(),
+            Arc::clone(&checked),
             invalid,
             home.clone(),
             sources.signers.clone(),
@@ -312,14 +316,15 @@ impl ApprovalStore {
     pub fn set_signers(&self, signers: Signers) {
         let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         sources.signers = Arc::new(signers);
-        sources.checked = Vec::new();
+        sources.checked = Default::default();
         if let Some((approvals, invalid, home)) = &sources.approvals {
             // Checked afresh from the approvals as given (what each signature was worth
             // before does not count): never in place, as `sources` holds them.
             let (checked, _, count) = split(check_signatures(approvals.clone(), &sources.signers, |_| None));
             self.note_checked(count);
+            let checked: Arc<[Arc<Approval>]> = checked.into();
             let snapshot = Snapshot::of_checked(
-                checked.clone(),
+                Arc::clone(&checked),
                 *invalid,
                 home.clone(),
                 sources.signers.clone(),

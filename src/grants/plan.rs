@@ -269,7 +269,7 @@ pub fn plan(
             memory.gone.remove(&g.approval);
             wanted.insert((g.namespace.clone(), g.name.clone()), g);
         }
-        for a in &v.snapshot.approvals {
+        for a in v.snapshot.approvals.iter() {
             present.insert(&a.id);
         }
         let vanished: Vec<String> = memory

@@ -261,8 +261,56 @@ pub enum Checked {
 }
 
 /// Results of verifications already made: (key, message, signature) → valid.
-static VERIFIED: LazyLock<moka::sync::Cache<[u8; 32], bool>> =
-    LazyLock::new(|| moka::sync::Cache::new(1 << 18));
+static VERIFIED: LazyLock<Memo> = LazyLock::new(|| Memo::new(1 << 18));
+
+/// What verifications came to, by [`memo_key`], up to a bound. Past the bound it forgets
+/// them all and starts again: verifying again is only a cost, and a lookup is a hash
+/// probe, 33 bytes a verification remembered (a cache with an eviction policy took some
+/// 200: a hundred thousand approvals, a fifth of them signed, held 4 MB for it). Loading
+/// asks it, on the threads that read approvals, and the ledger for the signed entries of
+/// an edit it judges; the lock is held for one probe or insertion, nothing else.
+struct Memo {
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], bool>>,
+    bound: usize,
+}
+
+impl Memo {
+    fn new(bound: usize) -> Memo {
+        Memo {
+            verified: Default::default(),
+            bound,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], bool>> {
+        self.verified.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, memo: &[u8; 32]) -> Option<bool> {
+        self.lock().get(memo).copied()
+    }
+
+    fn contains_key(&self, memo: &[u8; 32]) -> bool {
+        self.lock().contains_key(memo)
+    }
+
+    fn insert(&self, memo: [u8; 32], valid: bool) {
+        let mut verified = self.lock();
+        if verified.len() >= self.bound && !verified.contains_key(&memo) {
+            *verified = Default::default();
+        }
+        verified.insert(memo, valid);
+    }
+
+    fn invalidate_all(&self) {
+        *self.lock() = Default::default();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
 
 /// The key under which the verification of `sig` over `message` with `key` is remembered.
 fn memo_key(key: &PublicKey, message: &[u8], sig: &[u8]) -> [u8; 32] {

@@ -406,3 +406,27 @@ fn keys_with_a_small_order_part_or_a_non_canonical_form_are_refused() {
         assert!(err.contains("small-order part"), "{what}: {err}");
     }
 }
+
+/// The memo of verifications answers what it was told, up to its bound; past it, it
+/// forgets everything at once (a verification is then made again) and never answers
+/// for a signature it was not told of.
+#[test]
+fn the_memo_of_verifications_is_bounded_and_answers_only_what_it_was_told() {
+    let memo = Memo::new(3);
+    let key = |i: u8| [i; 32];
+    memo.insert(key(1), true);
+    memo.insert(key(2), false);
+    memo.insert(key(3), true);
+    assert_eq!(
+        (memo.get(&key(1)), memo.get(&key(2)), memo.get(&key(4))),
+        (Some(true), Some(false), None)
+    );
+    assert_eq!(memo.len(), 3);
+    // Told again of one it holds: nothing forgotten.
+    memo.insert(key(3), true);
+    assert_eq!(memo.len(), 3);
+    // A fourth: all forgotten, the fourth kept.
+    memo.insert(key(4), false);
+    assert_eq!(memo.len(), 1);
+    assert_eq!((memo.get(&key(1)), memo.get(&key(4))), (None, Some(false)));
+}

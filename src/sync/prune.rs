@@ -32,7 +32,7 @@ pub fn expired_keys(
     let Some(snapshot) = store.current() else {
         return out;
     };
-    for a in &snapshot.approvals {
+    for a in snapshot.approvals.iter() {
         let unreviewed_break_glass = a.break_glass && a.approved_by.is_empty();
         if unreviewed_break_glass || state_of(a, Some(policies), now - keep).0 != State::Expired {
             continue;
