@@ -242,8 +242,12 @@ pub fn denial_message(req: Request<'_, '_>, d: &Decision) -> String {
                 "approval {:?} has been used {} time{}, all it allows (uses are counted under its key for its whole life, \
                  whatever edits the entry goes through: ask anew, under a new key)",
                 a.id,
-                a.max_uses.unwrap_or(0),
-                if a.max_uses == Some(1) { "" } else { "s" }
+                a.max_uses.map_or(0, |n| n.get()),
+                if a.max_uses.is_some_and(|n| n.get() == 1) {
+                    ""
+                } else {
+                    "s"
+                }
             ),
         ),
         Reason::DryRunNotCounted {

@@ -389,7 +389,7 @@ pub fn grant_of(
         subject: a.subject.clone(),
         rules,
         expires_at: a.expires_at,
-        max_uses: a.max_uses,
+        max_uses: a.max_uses.map(|n| n.get()),
     })
 }
 

@@ -145,7 +145,7 @@ impl UseCounts {
     ) -> Result<BTreeSet<String>, UsageError> {
         let counted: Vec<(&Approval, u32)> = approvals
             .into_iter()
-            .filter_map(|a| a.max_uses.map(|max| (a, max)))
+            .filter_map(|a| a.max_uses.map(|max| (a, max.get())))
             .collect();
         if counted.is_empty() {
             return Ok(BTreeSet::new());
@@ -189,7 +189,7 @@ impl UseCounts {
         now: Timestamp,
         dry_run: bool,
     ) -> Result<Used, UsageError> {
-        let max = a.max_uses.unwrap_or(u32::MAX);
+        let max = a.max_uses.map_or(u32::MAX, |n| n.get());
         let used = match &self.0 {
             Store::Memory(records) => {
                 let mut records = records.lock().unwrap_or_else(|e| e.into_inner());

@@ -186,7 +186,7 @@ pub fn parse_entry_in(id: &str, text: &str, names: &mut Names) -> Result<Approva
         expires_at,
         reason: raw.reason.into(),
         approved_by: names.list(&raw.approved_by),
-        max_uses: raw.max_uses,
+        max_uses: raw.max_uses.and_then(std::num::NonZeroU32::new),
         break_glass: raw.break_glass,
         rare: Rare::new(RareTerms {
             valid_for,

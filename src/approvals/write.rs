@@ -146,7 +146,7 @@ mod tests {
         a.operations = Some([Operation::Update, Operation::Delete].into_iter().collect());
         assert_eq!(parse_entry("cm/k", &a.to_yaml()), Ok(a.clone()));
         a.rare.make_mut().change = Some(format!("sha256:{}", "ab".repeat(32)));
-        a.max_uses = Some(3);
+        a.max_uses = std::num::NonZeroU32::new(3);
         a.break_glass = true;
         assert_eq!(parse_entry("cm/k", &a.to_yaml()), Ok(a.clone()));
         let group = parse_entry(

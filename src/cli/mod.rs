@@ -271,7 +271,7 @@ pub struct RequestArgs {
     pub break_glass: bool,
     /// Allow at most this many requests (counted across all replicas).
     #[arg(long, value_name = "N")]
-    pub max_uses: Option<u32>,
+    pub max_uses: Option<std::num::NonZeroU32>,
     /// Pin the approval to exactly one change: the fingerprint a denial (or jitgate
     /// check) printed, sha256:….
     #[arg(long, value_name = "FINGERPRINT")]

@@ -49,7 +49,7 @@ async fn a_signed_for_entry_pasted_again_before_its_not_after_never_gets_its_spe
 
     // Pasted at t0, used once.
     let first = alice_for_entry(t0);
-    assert_eq!(first.max_uses, Some(1));
+    assert_eq!(first.max_uses.map(|n| n.get()), Some(1));
     assert_eq!(usage.spend(&first, "u1", at(0, 1), false).await, Ok(Used::Now(1)));
     assert_eq!(
         usage.spend(&first, "u2", at(0, 2), false).await,

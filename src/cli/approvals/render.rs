@@ -84,7 +84,7 @@ pub(super) fn push_indented(out: &mut String, text: &str) {
 pub(super) fn describe_scope(a: &Approval) -> String {
     let mut out = a.scope().to_string();
     if let Some(n) = a.max_uses {
-        out.push_str(&format!(" (max {n} use{})", if n == 1 { "" } else { "s" }));
+        out.push_str(&format!(" (max {n} use{})", if n.get() == 1 { "" } else { "s" }));
     }
     if let Some(change) = &a.rare.change {
         out.push_str(&format!(" (change {}…)", &change[..change.len().min(19)]));
