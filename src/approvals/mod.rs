@@ -191,17 +191,31 @@ pub struct ApprovalStore {
     signatures_checked: AtomicU64,
 }
 
+/// The approvals as given, or `None` where they are the very ones checked (see
+/// `Sources::approvals`).
+type GivenList = Option<Vec<Arc<Approval>>>;
+
 /// What a snapshot is built from.
 #[derive(Debug, Default)]
 struct Sources {
     signers: Arc<Signers>,
     /// The approvals as given (those checked in place are the very ones in `checked`;
-    /// the others, as parsed), the refused count, the home.
-    approvals: Option<(Vec<Arc<Approval>>, usize, ConfigMapRef)>,
+    /// the others, as parsed), the refused count, the home. `None` for the list when
+    /// every one was checked in place, as in file mode: then they are `checked`, and a
+    /// hundred thousand approvals do not hold a second list of 800 kB.
+    approvals: Option<(GivenList, usize, ConfigMapRef)>,
     /// The same approvals, in the same order, with their signatures checked against
     /// `signers`: what the next build takes again for the approvals it is given again
     /// (the very same `Arc`), so that an edit checks only the entries it changed.
     checked: Arc<[Arc<Approval>]>,
+}
+
+impl Sources {
+    /// The approvals as last given, if any were.
+    fn given(&self) -> Option<&[Arc<Approval>]> {
+        let (given, ..) = self.approvals.as_ref()?;
+        Some(given.as_deref().unwrap_or(&self.checked))
+    }
 }
 
 impl Default for ApprovalStore {
@@ -277,8 +291,8 @@ impl ApprovalStore {
         let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         // Keyed by address: the approvals of the last build are held in `sources` until
         // this one is done, so an address here is that very approval's.
-        let earlier: std::collections::HashMap<usize, &Arc<Approval>> = match &sources.approvals {
-            Some((parsed, ..)) if parsed.len() == sources.checked.len() => parsed
+        let earlier: std::collections::HashMap<usize, &Arc<Approval>> = match sources.given() {
+            Some(parsed) if parsed.len() == sources.checked.len() => parsed
                 .iter()
                 .map(|a| Arc::as_ptr(a).addr())
                 .zip(sources.checked.iter())
@@ -291,8 +305,14 @@ impl ApprovalStore {
         drop(earlier);
         self.note_checked(count);
         // Made shared before the index is built, so that the list is held once, by the
-        // snapshot and `sources` together.
+        // snapshot and `sources` together; and the list as given kept only where it is
+        // not that one.
         let checked: Arc<[Arc<Approval>]> = checked.into();
+        let in_place = approvals
+            .iter()
+            .zip(checked.iter())
+            .all(|(g, c)| Arc::ptr_eq(g, c));
+        let approvals = (!in_place).then_some(approvals);
         let snapshot = Snapshot::of_checked(
             Arc::clone(&checked),
             invalid,
@@ -300,7 +320,7 @@ impl ApprovalStore {
             sources.signers.clone(),
             Timestamp::now(),
         );
-        then(&approvals);
+        then(approvals.as_deref().unwrap_or(&checked));
         sources.approvals = Some((approvals, invalid, home));
         sources.checked = checked;
         self.replace(snapshot);
@@ -315,14 +335,17 @@ impl ApprovalStore {
     /// against these: a removed signer's signatures stop counting at once.
     pub fn set_signers(&self, signers: Signers) {
         let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let sources = &mut *sources;
         sources.signers = Arc::new(signers);
-        sources.checked = Default::default();
-        if let Some((approvals, invalid, home)) = &sources.approvals {
+        let given = sources.given().map(<[_]>::to_vec);
+        if let (Some((kept, invalid, home)), Some(given)) = (&mut sources.approvals, given) {
             // Checked afresh from the approvals as given (what each signature was worth
             // before does not count): never in place, as `sources` holds them.
-            let (checked, _, count) = split(check_signatures(approvals.clone(), &sources.signers, |_| None));
+            let (checked, given, count) = split(check_signatures(given, &sources.signers, |_| None));
             self.note_checked(count);
             let checked: Arc<[Arc<Approval>]> = checked.into();
+            let in_place = given.iter().zip(checked.iter()).all(|(g, c)| Arc::ptr_eq(g, c));
+            *kept = (!in_place).then_some(given);
             let snapshot = Snapshot::of_checked(
                 Arc::clone(&checked),
                 *invalid,
@@ -334,6 +357,8 @@ impl ApprovalStore {
             // Rebuilding is not news from the approvals' source: keep its health as it is.
             let snapshot = Arc::new(snapshot);
             *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(snapshot);
+        } else {
+            sources.checked = Default::default();
         }
     }
 
@@ -475,6 +500,24 @@ mod tests {
         forged.reason = "changed after signing".into();
         store.publish(vec![Arc::new(forged)], 0, ConfigMapRef::default());
         assert_eq!(trusted(&store), [false]);
+        // Checked in place and handed back by `publish_then`, as file mode keeps them:
+        // given again, they are not checked again, before or after a change of signers.
+        let mut kept = Vec::new();
+        store.publish_then(
+            vec![signed("grace"), signed("heidi")],
+            0,
+            ConfigMapRef::default(),
+            |given| kept = given.to_vec(),
+        );
+        let n = store.signatures_checked();
+        store.publish(kept.clone(), 0, ConfigMapRef::default());
+        assert_eq!(store.signatures_checked(), n);
+        assert_eq!(trusted(&store), [true, true]);
+        store.set_signers(Signers::none(binding.clone()));
+        assert_eq!(store.signatures_checked(), n + 2);
+        store.publish(kept, 0, ConfigMapRef::default());
+        assert_eq!(store.signatures_checked(), n + 2);
+        assert_eq!(trusted(&store), [false, false]);
     }
 
     #[test]
