@@ -70,7 +70,7 @@ impl Snapshot {
         now: Timestamp,
     ) -> Self {
         let (approvals, _, _) = split(check_signatures(approvals, &signers, |_| None));
-        Snapshot::of_checked(approvals.into(), invalid, home, signers, now)
+        Snapshot::of_checked(approvals, invalid, home, signers, now)
     }
 
     /// A state of approvals whose signatures are already checked against `signers`.
@@ -157,10 +157,13 @@ fn check_signatures(
     .collect()
 }
 
-/// The checked approvals, the given ones, and how many were checked.
-fn split(checkings: Vec<Checking>) -> (Vec<Arc<Approval>>, Vec<Arc<Approval>>, usize) {
+/// The checked approvals (one shared list, made at its size), the given ones unless each
+/// is the one checked (checked in place), and how many were checked.
+fn split(checkings: Vec<Checking>) -> (Arc<[Arc<Approval>]>, GivenList, usize) {
     let counted = checkings.iter().filter(|c| c.counted).count();
-    let (checked, given) = checkings.into_iter().map(|c| (c.checked, c.given)).unzip();
+    let checked = checkings.iter().map(|c| Arc::clone(&c.checked)).collect();
+    let in_place = checkings.iter().all(|c| Arc::ptr_eq(&c.checked, &c.given));
+    let given = (!in_place).then(|| checkings.into_iter().map(|c| c.given).collect());
     (checked, given, counted)
 }
 
@@ -304,15 +307,6 @@ impl ApprovalStore {
         }));
         drop(earlier);
         self.note_checked(count);
-        // Made shared before the index is built, so that the list is held once, by the
-        // snapshot and `sources` together; and the list as given kept only where it is
-        // not that one.
-        let checked: Arc<[Arc<Approval>]> = checked.into();
-        let in_place = approvals
-            .iter()
-            .zip(checked.iter())
-            .all(|(g, c)| Arc::ptr_eq(g, c));
-        let approvals = (!in_place).then_some(approvals);
         let snapshot = Snapshot::of_checked(
             Arc::clone(&checked),
             invalid,
@@ -343,9 +337,7 @@ impl ApprovalStore {
             // before does not count): never in place, as `sources` holds them.
             let (checked, given, count) = split(check_signatures(given, &sources.signers, |_| None));
             self.note_checked(count);
-            let checked: Arc<[Arc<Approval>]> = checked.into();
-            let in_place = given.iter().zip(checked.iter()).all(|(g, c)| Arc::ptr_eq(g, c));
-            *kept = (!in_place).then_some(given);
+            *kept = given;
             let snapshot = Snapshot::of_checked(
                 Arc::clone(&checked),
                 *invalid,
