@@ -111,13 +111,13 @@ impl ApprovalIndex {
                 .iter()
                 .filter(move |a| now.duration_since(a.expires_at) <= GRACE_SIGNED)
         };
-        let place_of = |a: &Approval| hasher.hash_one((&*a.namespace, &*a.resource, &*a.sub_resource));
+        let place_hash = |a: &Approval| hasher.hash_one((&*a.namespace, &*a.resource, &*a.sub_resource));
         // Counted first, so that each bucket is made at its size: grown a push at a time,
         // the buckets of a hundred thousand approvals held up to 1.6 MB of room for nothing
         // while the index was built.
         let mut sizes: HashMap<u64, usize> = HashMap::new();
         for a in kept() {
-            *sizes.entry(place_of(a)).or_default() += 1;
+            *sizes.entry(place_hash(a)).or_default() += 1;
         }
         let len = sizes.values().sum();
         let mut grouped: HashMap<u64, Vec<(u64, Arc<Approval>)>> = sizes
@@ -126,7 +126,7 @@ impl ApprovalIndex {
             .collect();
         for a in kept() {
             let who = hasher.hash_one(subject_parts(&a.subject));
-            if let Some(bucket) = grouped.get_mut(&place_of(a)) {
+            if let Some(bucket) = grouped.get_mut(&place_hash(a)) {
                 bucket.push((who, Arc::clone(a)));
             }
         }

@@ -158,7 +158,8 @@ fn check_signatures(
 }
 
 /// The checked approvals (one shared list, made at its size), the given ones unless each
-/// is the one checked (checked in place), and how many were checked.
+/// is the very one checked (checked in place, taken from the last build, or unsigned),
+/// and how many were checked.
 fn split(checkings: Vec<Checking>) -> (Arc<[Arc<Approval>]>, GivenList, usize) {
     let counted = checkings.iter().filter(|c| c.counted).count();
     let checked = checkings.iter().map(|c| Arc::clone(&c.checked)).collect();
@@ -204,8 +205,9 @@ struct Sources {
     signers: Arc<Signers>,
     /// The approvals as given (those checked in place are the very ones in `checked`;
     /// the others, as parsed), the refused count, the home. `None` for the list when
-    /// every one was checked in place, as in file mode: then they are `checked`, and a
-    /// hundred thousand approvals do not hold a second list of 800 kB.
+    /// every one is the very one checked (checked in place, unchanged since the last
+    /// build, or unsigned), as file and cluster mode give them: then they are `checked`,
+    /// and a hundred thousand approvals do not hold a second list of 800 kB.
     approvals: Option<(GivenList, usize, ConfigMapRef)>,
     /// The same approvals, in the same order, with their signatures checked against
     /// `signers`: what the next build takes again for the approvals it is given again

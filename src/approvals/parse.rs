@@ -130,9 +130,14 @@ pub fn parse_entry_in(id: &str, text: &str, names: &mut Names) -> Result<Approva
             "change pins an approval to one write; a read changes nothing: drop change or verbs".into(),
         ));
     }
-    if raw.max_uses == Some(0) {
-        return Err(fail("maxUses is 0: the approval would allow nothing".into()));
-    }
+    // Refused, never read as no limit at all.
+    let max_uses = match raw.max_uses {
+        None => None,
+        Some(n) => Some(
+            std::num::NonZeroU32::new(n)
+                .ok_or_else(|| fail("maxUses is 0: the approval would allow nothing".into()))?,
+        ),
+    };
     for (name, groups) in &raw.approved_as {
         if !raw.approved_by.contains(name) {
             return Err(fail(format!(
@@ -186,7 +191,7 @@ pub fn parse_entry_in(id: &str, text: &str, names: &mut Names) -> Result<Approva
         expires_at,
         reason: raw.reason.into(),
         approved_by: names.list(&raw.approved_by),
-        max_uses: raw.max_uses.and_then(std::num::NonZeroU32::new),
+        max_uses,
         break_glass: raw.break_glass,
         rare: Rare::new(RareTerms {
             valid_for,

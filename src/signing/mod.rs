@@ -264,9 +264,12 @@ pub enum Checked {
 static VERIFIED: LazyLock<Memo> = LazyLock::new(|| Memo::new(1 << 18));
 
 /// What verifications came to, by [`memo_key`], up to a bound. Past the bound it forgets
-/// them all and starts again: verifying again is only a cost, and a lookup is a hash
-/// probe, 33 bytes a verification remembered (a cache with an eviction policy took some
-/// 200: a hundred thousand approvals, a fifth of them signed, held 4 MB for it). Loading
+/// them all and starts again: verifying again is only a cost (of CPU, never of what is
+/// trusted), and a lookup is a hash probe, some 34 to 68 bytes a verification remembered
+/// by the map's fill (the moka cache it replaced took about 200: a hundred thousand
+/// approvals, a fifth of them signed, held 4 MB for it, and more at its peak). Whoever may
+/// write signed entries can make it forget sooner, as they could make that cache evict;
+/// a load of more signatures than the bound verifies some twice. Loading
 /// asks it, on the threads that read approvals, and the ledger for the signed entries of
 /// an edit it judges; the lock is held for one probe or insertion, nothing else.
 struct Memo {
