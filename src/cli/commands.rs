@@ -12,6 +12,7 @@ const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => {
+            crate::memory::configure();
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
                 Err(e) => {
