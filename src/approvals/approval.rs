@@ -62,10 +62,12 @@ impl Names {
 /// names and reasons are: a hundred thousand approvals save three allocations each.
 pub type Text = compact_str::CompactString;
 
-/// Who an approval is for.
+/// Who an approval is for. A user's name is kept inline when it is short (see [`Text`]):
+/// most approvals are for one user each, whose name is seldom another's; a group's is
+/// shared, as many approvals name one group.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Subject {
-    User(Name),
+    User(Text),
     Group(Name),
 }
 
@@ -85,8 +87,15 @@ impl Subject {
     /// everyone authenticated or not): an approval grants such a subject nothing, either
     /// way (`crate::rbac`, and the authorization webhook's `decide`).
     pub fn is_system(&self) -> bool {
-        let (Subject::User(who) | Subject::Group(who)) = self;
-        who.starts_with("system:")
+        self.name().starts_with("system:")
+    }
+
+    /// The user's or the group's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Subject::User(u) => u,
+            Subject::Group(g) => g,
+        }
     }
 
     /// The user an approval is for: its requester. `None` for a group's, which has no
@@ -210,8 +219,9 @@ impl Approval {
     /// apart (on other threads) and then passed through here in order share names exactly
     /// as if `names` had parsed them all.
     pub(super) fn share_names(&mut self, names: &mut Names) {
-        let (Subject::User(who) | Subject::Group(who)) = &mut self.subject;
-        *who = names.get(who);
+        if let Subject::Group(group) = &mut self.subject {
+            *group = names.get(group);
+        }
         self.resource = names.get(&self.resource);
         self.sub_resource = names.get(&self.sub_resource);
         if let Some(g) = &mut self.api_group {

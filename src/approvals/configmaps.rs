@@ -249,9 +249,13 @@ pub(super) mod tests {
         for a in approvals {
             let list = lists.entry(&a.approved_by).or_insert(a.approved_by.as_ptr());
             assert_eq!(*list, a.approved_by.as_ptr(), "{:?} held twice", a.approved_by);
-            let (crate::approvals::Subject::User(who) | crate::approvals::Subject::Group(who)) = &a.subject;
-            let all = [who, &a.resource, &a.sub_resource, &a.namespace]
+            let group = match &a.subject {
+                crate::approvals::Subject::Group(g) => Some(g),
+                crate::approvals::Subject::User(_) => None,
+            };
+            let all = [&a.resource, &a.sub_resource, &a.namespace]
                 .into_iter()
+                .chain(group)
                 .chain(a.api_group.iter())
                 .chain(a.approved_by.iter())
                 .chain(a.rare.signatures.iter().flat_map(|s| {

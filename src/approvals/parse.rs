@@ -34,7 +34,7 @@ pub fn parse_entry_in(id: &str, text: &str, names: &mut Names) -> Result<Approva
         None => crate::yaml::from_str(text).map_err(fail)?,
     };
     let subject = match (raw.user, raw.group) {
-        (Some(u), None) if !u.is_empty() => Subject::User(names.get(&u)),
+        (Some(u), None) if !u.is_empty() => Subject::User(u.into()),
         (None, Some(g)) if !g.is_empty() => Subject::Group(names.get(&g)),
         (Some(_), Some(_)) => return Err(fail("give exactly one of user and group, not both".into())),
         _ => return Err(fail("give exactly one of user and group, not empty".into())),

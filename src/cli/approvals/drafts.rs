@@ -34,8 +34,8 @@ pub(super) fn draft_from_flags(
         .map_err(|e| CliError::Usage(e.to_string()))?;
     let mut fields = serde_json::Map::new();
     let (who_key, who) = match &subject {
-        Subject::User(u) => ("user", u),
-        Subject::Group(g) => ("group", g),
+        Subject::User(u) => ("user", &**u),
+        Subject::Group(g) => ("group", &**g),
     };
     fields.insert(who_key.into(), json!(who));
     fields.insert("resource".into(), json!(resource));
@@ -75,9 +75,7 @@ pub(super) fn draft_from_flags(
     // the webhook would refuse to read.
     let text = Value::Object(fields).to_string();
     let a = parse_entry("new", &text).map_err(|e| CliError::Usage(e.reason))?;
-    let who = match &a.subject {
-        Subject::User(u) | Subject::Group(u) => u,
-    };
+    let who = a.subject.name();
     let ops = a.operations.map_or(String::new(), |o| {
         o.iter().map(|o| o.as_str()).collect::<Vec<_>>().join("-")
     });
