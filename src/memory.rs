@@ -9,11 +9,14 @@
 //! count in the peak. Other allocators (musl) give large free blocks back themselves; there this does
 //! nothing.
 
-/// Sets glibc's allocator up for `serve`, before its threads start: a block of 128 KiB or
-/// more is always mapped on its own and unmapped when freed (glibc's initial threshold,
-/// kept instead of raised). At 100 000 approvals listed from the API server this took the
-/// peak from some 71–74 to 66 MiB. The request path rarely allocates such a block (a
-/// review of 128 KiB or more), and then pays a system call to map it.
+/// Sets glibc's allocator up for `serve`, before the async runtime's threads start: a
+/// block of 128 KiB or more is always mapped on its own and unmapped when freed (glibc's
+/// initial threshold, kept instead of raised). At 100 000 approvals listed from the API
+/// server this took the peak from some 71–74 to 66 MiB. The request path rarely allocates
+/// such a block (a review of 128 KiB or more), and then pays a system call to map it. It
+/// overrides a threshold set through the environment (`MALLOC_MMAP_THRESHOLD_`,
+/// `GLIBC_TUNABLES`), and, as glibc does once a threshold is set, keeps its trim
+/// threshold fixed too.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[expect(unsafe_code, reason = "one FFI call to glibc's mallopt")]
 pub fn configure() {

@@ -9,8 +9,9 @@ use jiff::Timestamp;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-/// A name that many approvals repeat (a user, a group, an approver, a namespace, a
-/// resource): approvals parsed together share one copy of each (see [`Names`]).
+/// A name that many approvals repeat (a group, an approver, a namespace, a resource, a
+/// signer): approvals parsed together share one copy of each (see [`Names`]). A user's
+/// name is kept in the approval itself (see [`Subject`]).
 pub type Name = Arc<str>;
 
 /// The people who approved an entry (`approvedBy`), in the order written: one list that
@@ -399,6 +400,8 @@ mod tests {
     #[test]
     fn an_approval_is_208_bytes() {
         assert_eq!(std::mem::size_of::<super::Approval>(), 208);
+        // A user's name inline takes no more room than a shared one did.
+        assert_eq!(std::mem::size_of::<super::Subject>(), 24);
     }
 
     #[test]

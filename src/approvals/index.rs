@@ -236,6 +236,46 @@ mod tests {
         }
     }
 
+    /// A user's name is held inline up to 24 bytes and on the heap past that: either way
+    /// the approval is found for that user (the name as the API server sends it), and only
+    /// for them, and its signed terms name them as written.
+    #[test]
+    fn a_users_approval_is_found_by_their_name_whatever_its_length() {
+        let far = "2099-01-01T00:00:00Z";
+        let names = [
+            "abcdefghijklmnopqrstuvwx",  // 24 bytes: inline
+            "abcdefghijklmnopqrstuvwxy", // 25: on the heap
+            "jürgen.müller@example.com", // not ASCII, 27 bytes
+            "https://issuer.example.com#a-very-long-subject-claim-0123456789",
+        ];
+        let approvals: Vec<Arc<Approval>> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                approval(
+                    &format!("cm/u{i}"),
+                    &format!("user: \"{n}\""),
+                    "prod",
+                    "secrets",
+                    far,
+                )
+            })
+            .collect();
+        let index = ApprovalIndex::build(&approvals, Timestamp::now());
+        for (i, n) in names.iter().enumerate() {
+            let user = n.to_string();
+            let got = found(&index, &key(&user, &[], "prod", "secrets", ""));
+            assert_eq!(got.len(), 1, "{n}");
+            assert_eq!(got[0].id, format!("cm/u{i}"));
+            assert_eq!(got[0].subject, Subject::User(user.as_str().into()));
+            assert_eq!(got[0].terms().user, Some(*n));
+            // One more byte, or another case, finds nothing.
+            for other in [format!("{n}z"), n.to_uppercase()] {
+                assert!(found(&index, &key(&other, &[], "prod", "secrets", "")).is_empty());
+            }
+        }
+    }
+
     #[test]
     fn lookup_finds_the_users_and_their_groups_approvals_only() {
         let far = "2099-01-01T00:00:00Z";
