@@ -315,6 +315,10 @@ impl State {
     /// that a new approval is held nowhere else then and the store checks it in place:
     /// held here too, each signed approval would be copied, and held twice.
     fn publish(&mut self, store: &ApprovalStore) {
+        // What parsing freed goes back to the system before the store checks and indexes
+        // the approvals, the peak of a load: entries parsed on other threads leave free
+        // room in glibc's arenas between the approvals that stay.
+        crate::memory::release_freed();
         let counts: Vec<usize> = self.configmaps.values().map(|p| p.approvals.len()).collect();
         let approvals = self
             .configmaps

@@ -161,6 +161,9 @@ impl FileSync {
         }
         let count = file.approvals.len();
         self.store.note_read(file.read);
+        // What parsing freed goes back to the system before the store checks and indexes
+        // the approvals, the peak of a load (see `crate::memory`).
+        crate::memory::release_freed();
         let (entries, invalid) = (file.entries, file.errors.len());
         self.store
             .publish_then(file.approvals, invalid, file.home, |published| {
