@@ -245,6 +245,11 @@ impl State {
                     .flat_map(|p| p.errors.iter().map(|e| e.id.clone()))
                     .collect();
                 self.reported.retain(|id, _| live.contains(id));
+                // What parsing the list freed goes back to the system before the store
+                // checks and indexes the approvals, the peak of a load: entries parsed on
+                // other threads leave free room in glibc's arenas between the approvals
+                // that stay. (An edit of one ConfigMap parses too little to need it.)
+                crate::memory::release_freed();
                 self.publish(store);
                 let approvals: usize = self.configmaps.values().map(|p| p.approvals.len()).sum();
                 let ignored: usize = self.configmaps.values().map(|p| p.errors.len()).sum();
@@ -315,10 +320,6 @@ impl State {
     /// that a new approval is held nowhere else then and the store checks it in place:
     /// held here too, each signed approval would be copied, and held twice.
     fn publish(&mut self, store: &ApprovalStore) {
-        // What parsing freed goes back to the system before the store checks and indexes
-        // the approvals, the peak of a load: entries parsed on other threads leave free
-        // room in glibc's arenas between the approvals that stay.
-        crate::memory::release_freed();
         let counts: Vec<usize> = self.configmaps.values().map(|p| p.approvals.len()).collect();
         let approvals = self
             .configmaps
