@@ -6,7 +6,6 @@ mod approval;
 pub mod break_glass;
 mod configmaps;
 mod file;
-mod flat;
 mod index;
 mod parallel;
 mod parse;

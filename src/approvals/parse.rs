@@ -29,10 +29,7 @@ pub fn parse_entry_in(id: &str, text: &str, names: &mut Names) -> Result<Approva
         id: id.to_string(),
         reason,
     };
-    let raw: RawEntry = match super::flat::read(text) {
-        Some(raw) => raw,
-        None => crate::yaml::from_str(text).map_err(fail)?,
-    };
+    let raw: RawEntry = crate::yaml::from_str(text).map_err(fail)?;
     let subject = match (raw.user, raw.group) {
         (Some(u), None) if !u.is_empty() => Subject::User(u.into()),
         (None, Some(g)) if !g.is_empty() => Subject::Group(names.get(&g)),

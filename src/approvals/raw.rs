@@ -1,6 +1,5 @@
-//! An approval entry as written, before it is checked: what the YAML parser and the
-//! quick reader (`super::flat`) both read an entry's text into, so that the two cannot
-//! differ in shape. `super::parse` checks it and makes it an approval.
+//! An approval entry as written, before it is checked: what the YAML parser reads an
+//! entry's text into. `super::parse` checks it and makes it an approval.
 
 use crate::operation::Operation;
 use serde::Deserialize;
