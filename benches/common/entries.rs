@@ -1,5 +1,5 @@
 //! Approval entries as people write them, for the start-to-ready benchmark and the tests
-//! that hold the entry reader to it: ten styles in turn (the quick shape, unquoted values
+//! that hold the entry reader to it: ten styles in turn (the plainest shape, unquoted values
 //! with spaces, comments, single quotes, literal and folded block scalars, block lists, a
 //! flow mapping, `for:` entries, and entries signed offline), each entry valid and granting.
 //!

@@ -296,6 +296,30 @@ approvedBy: [bob@example.com]
         );
     }
 
+    /// A key given twice is refused, at the top and inside `approvedAs` (a map, where
+    /// serde alone would let the last one win): an entry means one thing or nothing.
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        assert!(reason_of(&format!("{ENTRY}namespace: dev\n")).contains("duplicate"));
+        let twice = format!("{ENTRY}approvedAs:\n  bob@example.com: [sre]\n  bob@example.com: [admins]\n");
+        assert!(reason_of(&twice).contains("duplicate"), "{}", reason_of(&twice));
+        let once = format!("{ENTRY}approvedAs:\n  bob@example.com: [sre]\n");
+        assert!(parse_entry("cm/k", &once).is_ok());
+    }
+
+    /// One entry past the YAML parser's budget (250 000 nodes) is refused whole; one just
+    /// within it is read.
+    #[test]
+    fn an_entry_past_the_parsers_budget_is_refused() {
+        let entry = |n: usize| {
+            let approvers = vec!["bob@example.com"; n].join(",");
+            ENTRY.replace("[bob@example.com]", &format!("[{approvers}]"))
+        };
+        let huge = entry(250_010);
+        assert!(reason_of(&huge).contains("budget"), "{}", reason_of(&huge));
+        assert!(parse_entry("cm/k", &entry(1_000)).is_ok());
+    }
+
     #[test]
     fn a_value_that_is_not_a_mapping_is_refused() {
         assert!(parse_entry("cm/k", "just a string").is_err());
