@@ -56,7 +56,7 @@ enum Msg {
     Flushed(SyncSender<()>),
 }
 
-/// Writes the lines still held when dropped (for at most [`FLUSH_WAIT`]).
+/// Writes the lines still held when dropped (for at most `FLUSH_WAIT`).
 #[must_use = "dropped at once, it does not wait for the lines held"]
 pub struct Flush(Option<SyncSender<Msg>>);
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 /// A name that many approvals repeat (a group, an approver, a namespace, a resource, a
-/// signer): approvals parsed together share one copy of each (see [`Names`]). A user's
+/// signer): approvals parsed together share one copy of each (see `Names`). A user's
 /// name is kept in the approval itself (see [`Subject`]).
 pub type Name = Arc<str>;
 

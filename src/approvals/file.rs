@@ -609,7 +609,7 @@ fn parse_file_named(
 }
 
 /// [`parse_file_after`] over the texts of the file's documents, as
-/// [`crate::yaml::DocumentTexts`] reads them from the file, a text at a time, so that a
+/// `crate::yaml::DocumentTexts` reads them from the file, a text at a time, so that a
 /// large file is never held whole (nor the names pass read over it whole). Each text is
 /// read as a stream of its own, the names it needs (see [`parse_file_after`]) read from
 /// it alone. `None` where the file must be read whole instead, for [`parse_file_after`]
@@ -617,7 +617,7 @@ fn parse_file_named(
 /// its own (the whole file may read otherwise, and a syntax error should name its line
 /// in the file), texts that together reach a limit the YAML parser sets a file read
 /// whole (a budget against hostile YAML: so many documents, nodes, bytes; or that use an
-/// alias, see [`crate::yaml::Cost::reaches_limits`]), or a document whose name is not the
+/// alias, see `crate::yaml::Cost::reaches_limits`), or a document whose name is not the
 /// one its entries were looked up under. Otherwise what [`parse_file_after`] would make
 /// of the texts put end to end; an error reading the texts is [`FileError::Io`]. The
 /// documents of one text are held together until it is read (a text is one document,

@@ -10,7 +10,7 @@
 //! run, and records out of order (rotated files in any order) cost one run per file until
 //! the runs between them arrive and they merge. What is left between runs at the end is a
 //! gap. A `seq` seen again is compared with the copy seen first when that copy is one of
-//! the last [`RECENT`] records of the chain or ends a run (a log shipper's retry, the same
+//! the last `RECENT` records of the chain or ends a run (a log shipper's retry, the same
 //! file given twice); otherwise it is reported, since it cannot be told from a forgery.
 
 use super::anchor::Anchor;

@@ -51,7 +51,7 @@ impl Class {
 pub struct Caps {
     /// Established connections, all classes together.
     pub connections: usize,
-    /// Established connections of class [`Class::Other`].
+    /// Established connections of class `Class::Other`.
     pub other: usize,
     /// TLS handshakes in progress.
     pub handshakes: usize,
