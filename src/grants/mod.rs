@@ -552,6 +552,14 @@ impl Reconciler {
         }
         tracing::warn!(namespace = %binding.namespace, name = %binding.name, approval = binding.approval.as_deref(),
             subject = subject.as_deref(), binds = %binds, "a grant's RoleBinding stood with no mark of its record; its standing is recorded now");
+        // Nobody was told of it when it was made: told now, once its standing is recorded.
+        let told = news::grant_found(
+            place.namespace,
+            place.name,
+            &binding.uid,
+            place.approval,
+            subject.as_deref(),
+        );
         let line = GrantRecord {
             timestamp: stamp,
             event: "grant",
@@ -570,6 +578,7 @@ impl Reconciler {
         let stood = Stood { found: true, version };
         if self.stands(&place, &made, line, stood).await {
             self.metrics.grant_object("found", Kind::RoleBinding.as_str());
+            self.tell(told).await;
             report.found.push(at);
         } else {
             // Taken back: made again, recorded, once the trail takes records.

@@ -67,7 +67,7 @@ pub struct Notice {
     /// Where the Event is written: the namespace of what it is about.
     pub namespace: String,
     /// `RequestFiled`, `Approved`, `Revoked`, `ExpiringSoon`, `Expired`, `BreakGlassUsed`,
-    /// `Denied`, `GrantCreated`, `GrantRemoved`.
+    /// `Denied`, `GrantCreated`, `GrantFound`, `GrantRemoved`.
     pub reason: &'static str,
     /// `Normal` or `Warning`.
     pub warning: bool,
@@ -474,6 +474,33 @@ pub fn grant_created(g: &crate::rbac::Grant) -> Notice {
             g.subject, g.name, g.expires_at, g.approval
         ),
     )
+}
+
+/// A grant's RoleBinding (of this uid) was found standing with no record of its creation
+/// (a replica stopped between making it and recording it), and its standing recorded now:
+/// a Warning, since nobody was told of it when it was made.
+pub fn grant_found(
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    approval: Option<&str>,
+    subject: Option<&str>,
+) -> Notice {
+    Notice {
+        warning: true,
+        ..grant_notice(
+            "GrantFound",
+            "Grant",
+            namespace,
+            name,
+            uid,
+            format!(
+                "RoleBinding {name} stood with no record of its creation; recorded now ({} holds it; approval {})",
+                subject.unwrap_or("nobody named"),
+                approval.unwrap_or("unknown")
+            ),
+        )
+    }
 }
 
 /// A grant's RoleBinding (of this uid) was removed, and `why`.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The reasons a route may name: those of `news::Notice`.
-pub const REASONS: [&str; 9] = [
+pub const REASONS: [&str; 10] = [
     "RequestFiled",
     "Approved",
     "Revoked",
@@ -18,6 +18,7 @@ pub const REASONS: [&str; 9] = [
     "BreakGlassUsed",
     "Denied",
     "GrantCreated",
+    "GrantFound",
     "GrantRemoved",
 ];
 

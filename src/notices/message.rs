@@ -277,6 +277,7 @@ pub fn event_type(reason: &str) -> String {
         "BreakGlassUsed" => "breakglass.used",
         "Denied" => "request.denied",
         "GrantCreated" => "grant.created",
+        "GrantFound" => "grant.found",
         "GrantRemoved" => "grant.removed",
         _ => "notice",
     };

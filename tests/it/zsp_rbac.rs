@@ -884,6 +884,22 @@ async fn a_grant_left_standing_without_its_record_is_recorded_as_found_on_a_real
     let name = jitgate::rbac::object_name("jitgate-approvals/erin-crash");
     assert_eq!(found["binds"], format!("Role/{name}"));
     assert_eq!(found["why"], "not marked as recorded");
+    // And people are told, as they were not when it was made: a Warning beside it.
+    let events: serde_json::Value = serde_json::from_str(&story.events().await).unwrap();
+    let told: Vec<&serde_json::Value> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"] == "GrantFound")
+        .collect();
+    assert_eq!(told.len(), 1, "{events}");
+    assert_eq!(told[0]["type"], "Warning");
+    assert_eq!(told[0]["regarding"]["name"], name.as_str());
+    let note = told[0]["note"].as_str().unwrap();
+    assert!(
+        note.contains("user:erin") && note.contains("jitgate-approvals/erin-crash"),
+        "{note}"
+    );
     // Once: a later pass finds it marked.
     marked_and_not_found_again(&story, &mut later, "erin-crash").await;
     assert_eq!(grant_records(&jitgate, "erin-crash").len(), 1);
