@@ -476,9 +476,11 @@ pub fn grant_created(g: &crate::rbac::Grant) -> Notice {
     )
 }
 
-/// A grant's RoleBinding (of this uid) was found standing with no record of its creation
-/// (a replica stopped between making it and recording it), and its standing recorded now:
-/// a Warning, since nobody was told of it when it was made.
+/// A RoleBinding with the grants' label (of this uid) was found standing with no mark that
+/// its creation was recorded (a replica stopped or lost the API server's answer between
+/// making and recording it, a record still waited at exit, it predates the marks, or a hand
+/// made it), and its standing recorded now: a Warning, since nobody was told when it was
+/// made. Who it binds and the approval are as the RoleBinding says.
 pub fn grant_found(
     namespace: &str,
     name: &str,
@@ -495,7 +497,7 @@ pub fn grant_found(
             name,
             uid,
             format!(
-                "RoleBinding {name} stood with no record of its creation; recorded now ({} holds it; approval {})",
+                "RoleBinding {name} stood with no record of its creation; recorded now ({} holds it; annotated approval {})",
                 subject.unwrap_or("nobody named"),
                 approval.unwrap_or("unknown")
             ),
