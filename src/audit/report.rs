@@ -7,7 +7,9 @@
 //! and time, and how it ended: revoked (by whom), removed after expiry, uses spent,
 //! expired, or still live at the end of the records; with `serve --grants rbac`, when its
 //! Role and RoleBinding were created and removed, by which replica and why. Then every
-//! denial that named no approval, and break-glass entries with their uses and review.
+//! denial that named no approval, break-glass entries with their uses and review, and the
+//! grants' records that named no approval (a labelled RoleBinding without jitgate's
+//! annotation, found standing or removed).
 //!
 //! Records are read from any mix of files and streams, as `audit verify` reads them (run
 //! that first: the report believes the records it is given); a record seen twice (same
@@ -81,6 +83,9 @@ pub struct Report {
     pub break_glass: Vec<Story>,
     /// Denials that named no approval.
     pub denials: Vec<Row>,
+    /// Grants' records (`serve --grants rbac`) that named no approval: a RoleBinding with
+    /// the grants' label but not jitgate's annotation, found standing or removed.
+    pub grants_without_approval: Vec<Row>,
     /// The time of the last record read: "still live" means live then.
     pub records_end: Option<String>,
 }
@@ -92,6 +97,8 @@ pub struct Reporter {
     /// Stories by approval id; the last is the current one.
     stories: BTreeMap<String, Vec<Story>>,
     denials: Vec<Row>,
+    /// Grants' records that named no approval.
+    unclaimed: Vec<Row>,
     seen: HashSet<(u64, u64)>,
     end: Option<Timestamp>,
     /// One copy of each name, however many rows hold it.
@@ -202,11 +209,14 @@ impl Reporter {
         stories.last_mut().expect("one at least")
     }
 
-    /// A grant's Role and RoleBinding created, found or removed (`serve --grants rbac`).
+    /// A grant's Role and RoleBinding created, found or removed (`serve --grants rbac`). One
+    /// that names no approval (a labelled RoleBinding without jitgate's annotation: made by
+    /// hand, or its annotation taken off) is no approval's story, and is told on its own.
     fn grant(&mut self, r: &Value) {
-        let Some(id) = r.get("approval").and_then(Value::as_str) else {
+        let id = r.get("approval").and_then(Value::as_str);
+        if id.is_none() && !self.filter.keeps(r) {
             return;
-        };
+        }
         let event = match s(r, "action") {
             "created" => "grant_created",
             "found" => "grant_found",
@@ -226,7 +236,7 @@ impl Reporter {
             detail.push(format!("until {until}"));
         }
         let row = Row {
-            approval: self.names.get(id),
+            approval: self.names.get(id.unwrap_or_default()),
             event,
             time: s(r, "timestamp").to_string(),
             user: self.names.get(s(r, "replica")),
@@ -236,7 +246,10 @@ impl Reporter {
             detail: detail.join(" "),
             ..Row::default()
         };
-        self.current(id).events.push(row);
+        match id {
+            Some(id) => self.current(id).events.push(row),
+            None => self.unclaimed.push(row),
+        }
     }
 
     fn change(&mut self, r: &Value) {
@@ -325,6 +338,7 @@ impl Reporter {
         let mut report = Report {
             records_end: end.clone(),
             denials: self.denials,
+            grants_without_approval: self.unclaimed,
             ..Report::default()
         };
         for mut story in self.stories.into_values().flatten() {
@@ -362,6 +376,7 @@ impl Reporter {
             }
         }
         report.denials.sort_by(|a, b| a.time.cmp(&b.time));
+        report.grants_without_approval.sort_by(|a, b| a.time.cmp(&b.time));
         report
     }
 }
@@ -530,6 +545,16 @@ impl Report {
         for d in &self.denials {
             let _ = writeln!(out, "{}  [{}]", d.text(), d.policy);
         }
+        if !self.grants_without_approval.is_empty() {
+            let _ = writeln!(
+                out,
+                "GRANTS NAMING NO APPROVAL ({})",
+                self.grants_without_approval.len()
+            );
+            for g in &self.grants_without_approval {
+                let _ = writeln!(out, "{}  [{}/{}]", g.text(), g.namespace, g.name);
+            }
+        }
         let _ = writeln!(
             out,
             "records end at {}",
@@ -538,13 +563,15 @@ impl Report {
         out
     }
 
-    /// Every row, approvals first, then break-glass entries, then denials.
+    /// Every row, approvals first, then break-glass entries, then denials, then grants that
+    /// named no approval.
     pub fn rows(&self) -> impl Iterator<Item = &Row> {
         self.approvals
             .iter()
             .chain(&self.break_glass)
             .flat_map(|s| &s.events)
             .chain(&self.denials)
+            .chain(&self.grants_without_approval)
     }
 
     /// One row per event (RFC 4180).
@@ -677,10 +704,14 @@ mod tests {
                 Some("revoked"),
             ),
             grant(6, "2026-12-04T10:30:01Z", key, "removed", "Role", Some("revoked")),
-            // A grant record naming no approval (an object without jitgate's annotation) is
-            // no approval's story.
-            json!({"timestamp": "2026-12-04T10:31:00Z", "event": "grant", "action": "removed",
-                "namespace": "prod", "name": "x", "objects": "Role", "why": "expired",
+            // Grant records naming no approval (a labelled RoleBinding without jitgate's
+            // annotation, made by hand) are no approval's story, and are told on their own.
+            json!({"timestamp": "2026-12-04T10:32:00Z", "event": "grant", "action": "removed",
+                "namespace": "prod", "name": "x", "objects": "RoleBinding", "why": "not granted",
+                "replica": "jitgate-0", "chain": "c_1", "seq": 8, "hash": "h"}),
+            json!({"timestamp": "2026-12-04T10:31:00Z", "event": "grant", "action": "found",
+                "namespace": "prod", "name": "x", "objects": "RoleBinding", "subject": "user:mallory",
+                "binds": "ClusterRole/admin", "why": "not marked as recorded",
                 "replica": "jitgate-0", "chain": "c_1", "seq": 7, "hash": "h"}),
         ];
         let report = story(&records);
@@ -717,6 +748,32 @@ mod tests {
         );
         assert_eq!(&*g.events[1].namespace, "prod");
         assert_eq!(&*g.events[1].name, "jitgate-grant-1a2b");
+        let unclaimed: Vec<(&str, &str)> = report
+            .grants_without_approval
+            .iter()
+            .map(|r| (r.event, r.time.as_str()))
+            .collect();
+        assert_eq!(
+            unclaimed,
+            [
+                ("grant_found", "2026-12-04T10:31:00Z"),
+                ("grant_removed", "2026-12-04T10:32:00Z")
+            ]
+        );
+        assert!(
+            text.contains(
+                "GRANTS NAMING NO APPROVAL (2)\n  grant_found      2026-12-04T10:31:00Z  by jitgate-0: \"not marked as recorded\" (RoleBinding binding ClusterRole/admin for user:mallory)  [prod/x]"
+            ),
+            "{text}"
+        );
+        assert_eq!(report.rows().count(), 9);
+        assert!(
+            report
+                .csv()
+                .contains("grant_found,2026-12-04T10:31:00Z,jitgate-0,,,prod,x"),
+            "{}",
+            report.csv()
+        );
 
         // Asked for alice's, the story keeps its grant rows (a removal names no subject);
         // asked for dave's, grant records alone make no story.
@@ -729,7 +786,12 @@ mod tests {
         };
         let alices = for_user("alice");
         assert_eq!(events(&alices.approvals[0]), events(g));
+        assert!(alices.grants_without_approval.is_empty());
         assert!(for_user("dave").approvals.is_empty());
+        // Asked for mallory's, the grant she held with no approval is told.
+        let mallorys = for_user("mallory");
+        assert!(mallorys.approvals.is_empty());
+        assert_eq!(mallorys.grants_without_approval.len(), 1);
     }
 
     #[test]

@@ -359,8 +359,8 @@ pub enum AuditCommand {
     /// Tell the story of every approval from the records (files, or `-` for stdin, as
     /// verify reads them): who requested it and why, who approved or signed it and when,
     /// what it allowed, every decision taken under it, and how it ended; then every denial
-    /// that named no approval, and break-glass entries with their review. Run verify first:
-    /// the report believes its records.
+    /// that named no approval, break-glass entries with their review, and grants' records
+    /// that named no approval. Run verify first: the report believes its records.
     Report(ReportArgs),
 }
 
