@@ -58,8 +58,11 @@ impl Filter {
         let is_decision = matches!(s("event"), Some("decision" | "authorization"));
         let is_grant = s("event") == Some("grant");
         let user_ok = self.user.as_deref().is_none_or(|u| {
-            // `user:<name>` or `group:<name>`, as requesters and grants' subjects are written.
-            let names = |k: &str| s(k).is_some_and(|v| v.split_once(':').is_some_and(|(_, n)| n == u));
+            // `user:<name>` or `group:<name>`, as requesters and grants' subjects are written;
+            // a RoleBinding found binding several has them joined with `,`, each counted (and
+            // the whole, for a name that holds a `,` itself).
+            let named = |v: &str| v.split_once(':').is_some_and(|(_, n)| n == u);
+            let names = |k: &str| s(k).is_some_and(|v| named(v) || v.split(',').any(named));
             if is_decision {
                 s("user") == Some(u)
             } else if is_grant {

@@ -710,7 +710,7 @@ mod tests {
                 "namespace": "prod", "name": "x", "objects": "RoleBinding", "why": "not granted",
                 "replica": "jitgate-0", "chain": "c_1", "seq": 8, "hash": "h"}),
             json!({"timestamp": "2026-12-04T10:31:00Z", "event": "grant", "action": "found",
-                "namespace": "prod", "name": "x", "objects": "RoleBinding", "subject": "user:mallory",
+                "namespace": "prod", "name": "x", "objects": "RoleBinding", "subject": "user:eve,user:mallory",
                 "binds": "ClusterRole/admin", "why": "not marked as recorded",
                 "replica": "jitgate-0", "chain": "c_1", "seq": 7, "hash": "h"}),
         ];
@@ -762,7 +762,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "GRANTS NAMING NO APPROVAL (2)\n  grant_found      2026-12-04T10:31:00Z  by jitgate-0: \"not marked as recorded\" (RoleBinding binding ClusterRole/admin for user:mallory)  [prod/x]"
+                "GRANTS NAMING NO APPROVAL (2)\n  grant_found      2026-12-04T10:31:00Z  by jitgate-0: \"not marked as recorded\" (RoleBinding binding ClusterRole/admin for user:eve,user:mallory)  [prod/x]"
             ),
             "{text}"
         );
@@ -788,10 +788,13 @@ mod tests {
         assert_eq!(events(&alices.approvals[0]), events(g));
         assert!(alices.grants_without_approval.is_empty());
         assert!(for_user("dave").approvals.is_empty());
-        // Asked for mallory's, the grant she held with no approval is told.
-        let mallorys = for_user("mallory");
-        assert!(mallorys.approvals.is_empty());
-        assert_eq!(mallorys.grants_without_approval.len(), 1);
+        // Asked for mallory's, or eve's, the grant each held with no approval is told, though
+        // the RoleBinding named both.
+        for user in ["mallory", "eve"] {
+            let theirs = for_user(user);
+            assert!(theirs.approvals.is_empty());
+            assert_eq!(theirs.grants_without_approval.len(), 1, "{user}");
+        }
     }
 
     #[test]
