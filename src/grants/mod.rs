@@ -160,8 +160,9 @@ impl Reconciler {
         }
     }
 
-    /// Writes its Events (a grant created, found standing unrecorded, removed) as `events` says: by default with a
-    /// key of this process alone ([`news::emit::Events::unshared_key`]).
+    /// Writes its Events (a grant created, found standing unrecorded, removed) as `events`
+    /// says: by default with a key of this process alone
+    /// ([`news::emit::Events::unshared_key`]).
     pub fn telling(mut self, events: news::emit::Events) -> Self {
         self.events = events;
         self
