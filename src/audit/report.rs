@@ -6,10 +6,11 @@
 //! decision that named it (uses, and refusals such as `uses_exhausted`) with its outcome
 //! and time, and how it ended: revoked (by whom), removed after expiry, uses spent,
 //! expired, or still live at the end of the records; with `serve --grants rbac`, when its
-//! Role and RoleBinding were created and removed, by which replica and why. Then every
-//! denial that named no approval, break-glass entries with their uses and review, and the
-//! grants' records that named no approval (a labelled RoleBinding without jitgate's
-//! annotation, found standing or removed).
+//! Role and RoleBinding were created and removed, by which replica and why. Then
+//! break-glass entries with their uses and review, every denial that named no approval,
+//! and the grants' records that named no approval (a labelled Role or RoleBinding without
+//! jitgate's annotation, or with an empty one: found standing or removed). Whatever a
+//! record holds is printed on its line, its control characters as escapes.
 //!
 //! Records are read from any mix of files and streams, as `audit verify` reads them (run
 //! that first: the report believes the records it is given); a record seen twice (same
@@ -29,7 +30,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {
-    /// The approval's id; empty for a denial that named none.
+    /// The approval's id; empty for a denial, or a grant's record, that named none.
     pub approval: Arc<str>,
     /// `requested`, `break_glass`, `approved`, `signed`, `reviewed`, `shortened`, `use`
     /// (a decision under it that was not denied), `refused` (one that was), `revoked`,
@@ -73,6 +74,9 @@ pub struct Story {
     ended: bool,
     #[serde(skip)]
     uses_spent: Option<String>,
+    /// One of its grant records passed every filter (under `--user`: named that user).
+    #[serde(skip)]
+    names_user: bool,
 }
 
 /// What `jitgate audit report` prints.
@@ -83,8 +87,9 @@ pub struct Report {
     pub break_glass: Vec<Story>,
     /// Denials that named no approval.
     pub denials: Vec<Row>,
-    /// Grants' records (`serve --grants rbac`) that named no approval: a RoleBinding with
-    /// the grants' label but not jitgate's annotation, found standing or removed.
+    /// Grants' records (`serve --grants rbac`) that named no approval: a Role or
+    /// RoleBinding with the grants' label but not jitgate's annotation (or an empty one),
+    /// found standing or removed.
     pub grants_without_approval: Vec<Row>,
     /// The time of the last record read: "still live" means live then.
     pub records_end: Option<String>,
@@ -213,8 +218,14 @@ impl Reporter {
     /// that names no approval (a labelled RoleBinding without jitgate's annotation: made by
     /// hand, or its annotation taken off) is no approval's story, and is told on its own.
     fn grant(&mut self, r: &Value) {
-        let id = r.get("approval").and_then(Value::as_str);
-        if id.is_none() && !self.filter.keeps(r) {
+        let id = r
+            .get("approval")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty());
+        // Whether it passes every filter, `--user` its subject's: a story of grant rows
+        // alone is told, under `--user`, when one of them names that user.
+        let kept = self.filter.keeps(r);
+        if id.is_none() && !kept {
             return;
         }
         let event = match s(r, "action") {
@@ -247,7 +258,11 @@ impl Reporter {
             ..Row::default()
         };
         match id {
-            Some(id) => self.current(id).events.push(row),
+            Some(id) => {
+                let story = self.current(id);
+                story.names_user |= kept;
+                story.events.push(row);
+            }
             None => self.unclaimed.push(row),
         }
     }
@@ -345,7 +360,10 @@ impl Reporter {
             if self.filter.policy.is_some() && !story.events.iter().any(|e| !e.outcome.is_empty()) {
                 continue;
             }
-            if self.filter.user.is_some() && story.events.iter().all(|e| e.event.starts_with("grant_")) {
+            if self.filter.user.is_some()
+                && !story.names_user
+                && story.events.iter().all(|e| e.event.starts_with("grant_"))
+            {
                 continue;
             }
             story.events.sort_by(|a, b| a.time.cmp(&b.time));
@@ -393,8 +411,28 @@ impl Story {
             events: Vec::new(),
             ended: false,
             uses_spent: None,
+            names_user: false,
         }
     }
+}
+
+/// `s` on one line: every control character (a line break, an escape sequence) written as
+/// its escape, so that a name in a record (a RoleBinding's subject is whatever its maker
+/// wrote) cannot start a line of the report of its own or paint the terminal.
+fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 fn allows(scope: &Value) -> String {
@@ -479,7 +517,7 @@ impl Row {
         if !self.detail.is_empty() {
             let _ = write!(line, " ({})", self.detail);
         }
-        line
+        one_line(&line).into_owned()
     }
 
     const HEADER: [&'static str; 12] = [
@@ -520,12 +558,12 @@ impl Report {
     pub fn text(&self) -> String {
         let mut out = String::new();
         let story = |out: &mut String, kind: &str, st: &Story| {
-            let _ = writeln!(out, "{kind} {}", st.id);
+            let _ = writeln!(out, "{kind} {}", one_line(&st.id));
             let _ = writeln!(
                 out,
                 "  allows           {} for {}",
-                st.allows.as_deref().unwrap_or("(not in these records)"),
-                st.requester.as_deref().unwrap_or("-")
+                one_line(st.allows.as_deref().unwrap_or("(not in these records)")),
+                one_line(st.requester.as_deref().unwrap_or("-"))
             );
             for e in &st.events {
                 out.push_str(&e.text());
@@ -543,7 +581,7 @@ impl Report {
         }
         let _ = writeln!(out, "DENIED WITHOUT AN APPROVAL ({})", self.denials.len());
         for d in &self.denials {
-            let _ = writeln!(out, "{}  [{}]", d.text(), d.policy);
+            let _ = writeln!(out, "{}  [{}]", d.text(), one_line(&d.policy));
         }
         if !self.grants_without_approval.is_empty() {
             let _ = writeln!(
@@ -552,7 +590,13 @@ impl Report {
                 self.grants_without_approval.len()
             );
             for g in &self.grants_without_approval {
-                let _ = writeln!(out, "{}  [{}/{}]", g.text(), g.namespace, g.name);
+                let _ = writeln!(
+                    out,
+                    "{}  [{}/{}]",
+                    g.text(),
+                    one_line(&g.namespace),
+                    one_line(&g.name)
+                );
             }
         }
         let _ = writeln!(
@@ -662,6 +706,42 @@ mod tests {
             "binds": (action == "found").then_some("Role/jitgate-grant-1a2b"),
             "expiresAt": "2026-12-04T12:00:00Z", "why": why, "replica": "jitgate-0",
             "chain": "c_1", "seq": seq, "hash": "h"})
+    }
+
+    /// What whoever made a labelled RoleBinding controls (its approval annotation, its
+    /// subjects' names) cannot hide it from the report nor write lines of its own there.
+    #[test]
+    fn a_hand_made_grant_cannot_hide_from_the_report_or_forge_lines_in_it() {
+        let found = |seq: u64, approval: &str, subject: &str| {
+            json!({"timestamp": "2026-12-04T10:31:00Z", "event": "grant", "action": "found",
+                "approval": approval, "namespace": "prod", "name": "x", "objects": "RoleBinding",
+                "subject": subject, "binds": "ClusterRole/admin", "why": "not marked as recorded",
+                "replica": "jitgate-0", "chain": "c_1", "seq": seq, "hash": "h"})
+        };
+        let eve = |user: &str| Filter {
+            user: Some(user.into()),
+            ..Filter::default()
+        };
+        // An empty annotation names no approval.
+        let report = story(&[found(1, "", "user:eve")]);
+        assert!(report.approvals.is_empty());
+        assert_eq!(report.grants_without_approval.len(), 1);
+        // One that names another's approval is in that story, and under --user eve too.
+        let forged = [found(1, "jitgate-approvals/db", "user:eve")];
+        assert_eq!(story(&forged).approvals.len(), 1);
+        assert_eq!(story_of(&forged, eve("eve")).approvals.len(), 1);
+        assert!(story_of(&forged, eve("dave")).approvals.is_empty());
+        // A subject's line break or escape sequence is written as its escape.
+        let text = story(&[found(
+            1,
+            "",
+            "user:eve\n  grant_removed    2026-12-04T10:40:00Z  by jitgate-0: \"not granted\"\u{1b}[2J",
+        )])
+        .text();
+        assert!(!text.contains("\n  grant_removed"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.contains("for user:eve\\n  grant_removed"), "{text}");
+        assert_eq!(text.lines().filter(|l| l.contains("grant_")).count(), 1, "{text}");
     }
 
     #[test]

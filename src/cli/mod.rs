@@ -375,7 +375,7 @@ pub enum ReportFormat {
 pub struct ReportArgs {
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
-    /// Only what this user did, requested or approved.
+    /// Only what this user did, requested or approved, and the grants bound to them.
     #[arg(long)]
     pub user: Option<String>,
     /// Only decisions of this policy, and approvals that one of them used.
@@ -398,8 +398,8 @@ pub struct ReportArgs {
 pub struct QueryArgs {
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
-    /// Requester of a decision, editor or requester of an approval change, or subject of
-    /// a grant's creation.
+    /// Requester of a decision, editor or requester of an approval change, or a subject of
+    /// a grant's creation or of a RoleBinding found standing.
     #[arg(long)]
     pub user: Option<String>,
     /// A policy the decision names.
