@@ -328,6 +328,7 @@ impl Reconciler {
                         f.kind.as_str(),
                         f.expires_at,
                         why,
+                        Some(&f.holds),
                     ));
                     if f.kind == Kind::RoleBinding {
                         self.tell(news::grant_removed(
@@ -608,6 +609,7 @@ impl Reconciler {
                 objects,
                 place.expires_at,
                 Why::Unrecorded,
+                None,
             )
         })
     }
@@ -753,6 +755,7 @@ impl Reconciler {
                     left.kind.as_str(),
                     None,
                     Why::Unrecorded,
+                    None,
                 )
             });
             if self.delete_leftover(left).await
@@ -772,7 +775,17 @@ impl Reconciler {
         objects: &str,
         expires_at: Option<Timestamp>,
         why: Why,
+        held: Option<&Holds>,
     ) -> Vec<u8> {
+        // A RoleBinding's removal says whom it bound and to what, as listed: for one that
+        // named no approval (made by hand), its only record.
+        let (subject, binds) = match held {
+            Some(Holds::Binding { role, subjects }) => (
+                subjects_text(subjects.iter().map(|(k, n)| (k.as_str(), n.as_str())), namespace),
+                Some(format!("{}/{}", role.0, role.1)),
+            ),
+            _ => (None, None),
+        };
         GrantRecord {
             timestamp: Timestamp::now().to_string(),
             event: "grant",
@@ -781,11 +794,11 @@ impl Reconciler {
             namespace,
             name,
             objects,
-            subject: None,
+            subject,
             expires_at: expires_at.map(|t| t.to_string()),
             why: Some(why.as_str()),
             replica: &self.instance,
-            binds: None,
+            binds,
         }
         .to_line()
     }
@@ -866,24 +879,26 @@ struct Place<'a> {
 /// `group:<name>`, a ServiceAccount as the user it is:
 /// `user:system:serviceaccount:<namespace>:<name>`; several joined by commas).
 fn subjects_of(binding: &RoleBinding) -> Option<String> {
-    let named: Vec<String> = binding
-        .subjects
-        .iter()
-        .flatten()
-        .map(|s| match s.kind.as_str() {
-            "User" => format!("user:{}", s.name),
-            "Group" => format!("group:{}", s.name),
-            // A ServiceAccount named without a namespace is the binding's own namespace's.
-            "ServiceAccount" => format!(
-                "user:system:serviceaccount:{}:{}",
-                s.namespace
-                    .as_deref()
-                    .filter(|n| !n.is_empty())
-                    .or(binding.metadata.namespace.as_deref())
-                    .unwrap_or_default(),
-                s.name
-            ),
-            other => format!("{}:{}", other.to_ascii_lowercase(), s.name),
+    let Holds::Binding { subjects, .. } = holds_of(binding) else {
+        return None;
+    };
+    subjects_text(
+        subjects.iter().map(|(k, n)| (k.as_str(), n.as_str())),
+        binding.metadata.namespace.as_deref().unwrap_or_default(),
+    )
+}
+
+/// Subjects (kind, name) as records write them, joined with `,`: `user:<name>`,
+/// `group:<name>`; a ServiceAccount as the user it is, in `namespace` unless its name
+/// gives one (`<namespace>:<name>`, as [`holds_of`] keeps it).
+fn subjects_text<'a>(subjects: impl Iterator<Item = (&'a str, &'a str)>, namespace: &str) -> Option<String> {
+    let named: Vec<String> = subjects
+        .map(|(kind, name)| match kind {
+            "User" => format!("user:{name}"),
+            "Group" => format!("group:{name}"),
+            "ServiceAccount" if name.contains(':') => format!("user:system:serviceaccount:{name}"),
+            "ServiceAccount" => format!("user:system:serviceaccount:{namespace}:{name}"),
+            other => format!("{}:{name}", other.to_ascii_lowercase()),
         })
         .collect();
     (!named.is_empty()).then(|| named.join(","))
@@ -914,7 +929,12 @@ fn holds_of(binding: &RoleBinding) -> Holds {
             .subjects
             .iter()
             .flatten()
-            .map(|s| (s.kind.clone(), s.name.clone()))
+            .map(|s| match s.namespace.as_deref().filter(|n| !n.is_empty()) {
+                // A ServiceAccount's own namespace kept with its name (jitgate binds none:
+                // this is for the records of bindings it did not make).
+                Some(ns) if s.kind == "ServiceAccount" => (s.kind.clone(), format!("{ns}:{}", s.name)),
+                _ => (s.kind.clone(), s.name.clone()),
+            })
             .collect(),
     }
 }

@@ -1612,3 +1612,65 @@ fn jitgate_manifests_grants_refuses_a_granting_policy_with_a_subresource_wildcar
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_labelled_rolebinding_made_by_hand_is_removed_and_its_record_says_whom_it_bound_on_a_real_api_server()
+ {
+    let Some((_work, story)) = story().await else {
+        return;
+    };
+    // Someone who may create RoleBindings in prod makes one that looks like a grant (the
+    // grants' labels, no approval annotation), binding a Role of theirs to dave and to a
+    // ServiceAccount of another namespace.
+    let (key, value) = jitgate::rbac::MANAGED_BY;
+    let labels = json!({key: value, jitgate::rbac::GRANT_LABEL: "by-hand"});
+    let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "by-hand", "namespace": "prod"},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "by-hand", "namespace": "prod", "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "by-hand"},
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dave"},
+                {"kind": "ServiceAccount", "name": "builder", "namespace": "ci"}]},
+    ]});
+    story
+        .api
+        .ok("admin", &["create", "-f", "-"], Some(objects.to_string()))
+        .await;
+    let (jitgate, _reconciler) = story.jitgate_passes_by_hand(|_| {}).await;
+    // Past the grace, a pass takes it away as granted by no approval, and its record says
+    // whom it bound and to what, which is all the audit trail will ever hold of it.
+    let mut later = story.replica_past_grace(&jitgate).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let removal = loop {
+        let _ = later.pass().await.unwrap();
+        let found = jitgate
+            .records()
+            .into_iter()
+            .find(|r| r["event"] == "grant" && r["action"] == "removed" && r["name"] == "by-hand");
+        if let Some(r) = found {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "{:?}", jitgate.records());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let gone = story
+        .kubectl(
+            "admin",
+            &["-n", "prod", "get", "rolebinding", "by-hand", "-o", "json"],
+        )
+        .await;
+    assert!(gone.is_err(), "{gone:?}");
+    assert_eq!(removal["why"], "not granted", "{removal}");
+    assert!(removal.get("approval").is_none_or(|a| a.is_null()), "{removal}");
+    assert_eq!(removal["objects"], "RoleBinding", "{removal}");
+    assert_eq!(removal["binds"], "Role/by-hand", "{removal}");
+    assert_eq!(
+        removal["subject"], "user:system:serviceaccount:ci:builder,user:dave",
+        "{removal}"
+    );
+    jitgate.stop().await;
+}
