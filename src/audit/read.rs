@@ -36,8 +36,8 @@ fn lines(path: &Path) -> Result<impl Iterator<Item = Result<Vec<u8>, ReadError>>
 /// Which records `jitgate audit query` keeps. Every field given must match.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    /// The requester of a decision; the editor or requester of an approval change; the
-    /// subject of a grant created or found standing.
+    /// The requester of a decision; the editor or requester of an approval change; a
+    /// subject of a grant created, or of a RoleBinding found standing or removed by a pass.
     pub user: Option<String>,
     /// One of the policies a decision names.
     pub policy: Option<String>,

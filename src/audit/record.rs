@@ -454,9 +454,9 @@ pub struct GrantRecord<'a> {
     pub name: &'a str,
     /// `Role`, `RoleBinding`, or both (`Role,RoleBinding`).
     pub objects: &'a str,
-    /// `user:<name>` or `group:<name>`, when created; when found, each subject the
-    /// RoleBinding names so (a ServiceAccount as the user it is,
-    /// `user:system:serviceaccount:<namespace>:<name>`), joined by commas.
+    /// `user:<name>` or `group:<name>`, when created; when a RoleBinding is found, or
+    /// removed by a pass, each subject it names so (a ServiceAccount as the user it is,
+    /// `user:system:serviceaccount:<namespace>:<name>`), sorted and joined by commas.
     pub subject: Option<String>,
     pub expires_at: Option<String>,
     /// Why removed: `expired`, `revoked`, `not granted`, `uses spent`, `expiry shortened`,
@@ -465,8 +465,8 @@ pub struct GrantRecord<'a> {
     pub why: Option<&'a str>,
     /// The replica that wrote the objects.
     pub replica: &'a str,
-    /// What a RoleBinding found standing binds, as it says (`Role/<name>`,
-    /// `ClusterRole/<name>`): only in `found` records.
+    /// What a RoleBinding found standing, or removed by a pass, binds, as it says
+    /// (`Role/<name>`, `ClusterRole/<name>`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub binds: Option<String>,
 }

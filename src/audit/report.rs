@@ -171,7 +171,7 @@ impl Reporter {
         if let Ok(at) = s(r, "timestamp").parse::<Timestamp>() {
             self.end = Some(self.end.map_or(at, |e| e.max(at)));
         }
-        // A grant's removal names no subject: its records are kept by the story they
+        // A grant's removal may name no subject: its records are kept by the story they
         // belong to, not by the user asked for.
         let policy_free = Filter {
             policy: None,
@@ -855,7 +855,7 @@ mod tests {
             report.csv()
         );
 
-        // Asked for alice's, the story keeps its grant rows (a removal names no subject);
+        // Asked for alice's, the story keeps its grant rows (a removal may name no subject);
         // asked for dave's, grant records alone make no story.
         let for_user = |user: &str| {
             let filter = Filter {
