@@ -456,7 +456,8 @@ pub struct GrantRecord<'a> {
     pub objects: &'a str,
     /// `user:<name>` or `group:<name>`, when created; when a RoleBinding is found, or
     /// removed by a pass, each subject it names so (a ServiceAccount as the user it is,
-    /// `user:system:serviceaccount:<namespace>:<name>`), sorted and joined by commas.
+    /// `user:system:serviceaccount:<namespace>:<name>`), sorted and joined by commas, at
+    /// most 64 KiB (cut, and ended with `…`, past it: the API server bounds no name).
     pub subject: Option<String>,
     pub expires_at: Option<String>,
     /// Why removed: `expired`, `revoked`, `not granted`, `uses spent`, `expiry shortened`,

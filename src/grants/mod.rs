@@ -888,9 +888,15 @@ fn subjects_of(binding: &RoleBinding) -> Option<String> {
     )
 }
 
+/// The most of a record's subjects text: the API server does not bound a subject's name,
+/// and a record past the 1 MiB the audit log's opener reads back from its end would not be
+/// found sealed at the next start.
+const SUBJECTS_MAX: usize = 64 * 1024;
+
 /// Subjects (kind, name) as records write them, joined with `,`: `user:<name>`,
 /// `group:<name>`; a ServiceAccount as the user it is, in `namespace` unless its name
-/// gives one (`<namespace>:<name>`, as [`holds_of`] keeps it).
+/// gives one (`<namespace>:<name>`, as [`holds_of`] keeps it). At most [`SUBJECTS_MAX`]
+/// bytes, cut at a character and ended with `…` past it.
 fn subjects_text<'a>(subjects: impl Iterator<Item = (&'a str, &'a str)>, namespace: &str) -> Option<String> {
     let named: Vec<String> = subjects
         .map(|(kind, name)| match kind {
@@ -901,7 +907,7 @@ fn subjects_text<'a>(subjects: impl Iterator<Item = (&'a str, &'a str)>, namespa
             other => format!("{}:{name}", other.to_ascii_lowercase()),
         })
         .collect();
-    (!named.is_empty()).then(|| named.join(","))
+    (!named.is_empty()).then(|| news::clipped(named.join(","), SUBJECTS_MAX))
 }
 
 /// A grant object created but not recorded, which could not be taken back at once.
@@ -1037,4 +1043,35 @@ fn found_of(kind: Kind, meta: ObjectMeta, holds: Holds) -> Option<Found> {
         recorded: annotation(rbac::RECORDED_ANNOTATION).is_some(),
         holds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_records_subjects_are_named_and_bounded_whatever_the_binding_holds() {
+        let text = subjects_text(
+            [
+                ("User", "dave"),
+                ("Group", "sre"),
+                ("ServiceAccount", "ci:builder"),
+                ("ServiceAccount", "sa"),
+            ]
+            .into_iter(),
+            "prod",
+        );
+        assert_eq!(
+            text.as_deref(),
+            Some(
+                "user:dave,group:sre,user:system:serviceaccount:ci:builder,user:system:serviceaccount:prod:sa"
+            )
+        );
+        assert_eq!(subjects_text(std::iter::empty(), "prod"), None);
+        // A name of 1 MB (the API server takes it) is cut, marked so, in one record.
+        let huge = "é".repeat(512 * 1024);
+        let text = subjects_text([("User", "dave"), ("User", huge.as_str())].into_iter(), "prod").unwrap();
+        assert!(text.len() <= SUBJECTS_MAX, "{}", text.len());
+        assert!(text.starts_with("user:dave,user:éé") && text.ends_with('…'));
+    }
 }
