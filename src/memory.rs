@@ -6,8 +6,8 @@
 //! to the system only from the top of each arena's heap; by default, after one large
 //! buffer is freed it raises the size from which it maps a block on its own, and serves
 //! the next from a heap. Without help the pages those buffers took stay resident, and
-//! count in the peak. Other allocators (musl) give large free blocks back themselves; there this does
-//! nothing.
+//! count in the peak. Other allocators (musl) give large free blocks back themselves;
+//! there this does nothing.
 
 /// Sets glibc's allocator up for `serve`, before the async runtime's threads start: a
 /// block of 128 KiB or more is always mapped on its own and unmapped when freed (glibc's

@@ -522,8 +522,7 @@ impl Reconciler {
             return;
         }
         let stamp = Timestamp::now().to_string();
-        let subject = subjects_of(&fresh);
-        let binds = format!("{}/{}", fresh.role_ref.kind, fresh.role_ref.name);
+        let (subject, binds) = named(&holds_of(&fresh), &listed.namespace);
         // What it holds was read above; only its place and annotations are wanted here.
         let Some(binding) = found_of(Kind::RoleBinding, fresh.metadata, Holds::Rules(BTreeSet::new())) else {
             return;
@@ -553,7 +552,7 @@ impl Reconciler {
             return;
         }
         tracing::warn!(namespace = %binding.namespace, name = %binding.name, approval = binding.approval.as_deref(),
-            subject = subject.as_deref(), binds = %binds, "a grant's RoleBinding stood with no mark of its record; its standing is recorded now");
+            subject = subject.as_deref(), binds = binds.as_deref(), "a grant's RoleBinding stood with no mark of its record; its standing is recorded now");
         // Nobody was told of it when it was made: told now, once its standing is recorded.
         let told = news::grant_found(
             place.namespace,
@@ -574,7 +573,7 @@ impl Reconciler {
             expires_at: place.expires_at.map(|t| t.to_string()),
             why: Some(FOUND_UNRECORDED),
             replica: &self.instance,
-            binds: Some(binds),
+            binds,
         }
         .to_line();
         let stood = Stood { found: true, version };
@@ -779,13 +778,7 @@ impl Reconciler {
     ) -> Vec<u8> {
         // A RoleBinding's removal says whom it bound and to what, as listed: for one that
         // named no approval (made by hand), its only record.
-        let (subject, binds) = match held {
-            Some(Holds::Binding { role, subjects }) => (
-                subjects_text(subjects.iter().map(|(k, n)| (k.as_str(), n.as_str())), namespace),
-                Some(format!("{}/{}", role.0, role.1)),
-            ),
-            _ => (None, None),
-        };
+        let (subject, binds) = held.map_or((None, None), |held| named(held, namespace));
         GrantRecord {
             timestamp: Timestamp::now().to_string(),
             event: "grant",
@@ -875,17 +868,17 @@ struct Place<'a> {
     expires_at: Option<Timestamp>,
 }
 
-/// The subjects a RoleBinding binds, as records write them (`user:<name>`,
-/// `group:<name>`, a ServiceAccount as the user it is:
-/// `user:system:serviceaccount:<namespace>:<name>`; several joined by commas).
-fn subjects_of(binding: &RoleBinding) -> Option<String> {
-    let Holds::Binding { subjects, .. } = holds_of(binding) else {
-        return None;
-    };
-    subjects_text(
-        subjects.iter().map(|(k, n)| (k.as_str(), n.as_str())),
-        binding.metadata.namespace.as_deref().unwrap_or_default(),
-    )
+/// What a RoleBinding in `namespace` holds, as its records name it: its subjects
+/// ([`subjects_text`]) and what it binds (`Role/<name>`, `ClusterRole/<name>`). A Role's
+/// rules name neither.
+fn named(held: &Holds, namespace: &str) -> (Option<String>, Option<String>) {
+    match held {
+        Holds::Binding { role, subjects } => (
+            subjects_text(subjects.iter().map(|(k, n)| (k.as_str(), n.as_str())), namespace),
+            Some(format!("{}/{}", role.0, role.1)),
+        ),
+        Holds::Rules(_) => (None, None),
+    }
 }
 
 /// The most of a record's subjects text: the API server does not bound a subject's name,
